@@ -1,0 +1,59 @@
+"""Every error vinemake reports, and the one way they are printed.
+
+    VinemakeError                 anything vinemake reports instead of a traceback
+     ├── InputError               the user's input is wrong: exit 2, located when possible
+     │    └── VinefileError       a located error in a Vinefile (path:line:col + caret)
+     ├── CommandFailed            a user's command failed: exit 1
+     └── InfrastructureError      a worker, transfer or batch system failed: exit 1
+"""
+
+from __future__ import annotations
+
+from vinemake.spec import Location
+
+__all__ = ["VinemakeError", "InputError", "VinefileError", "CommandFailed",
+           "InfrastructureError", "format_located", "EXIT_INPUT", "EXIT_FAILED"]
+
+EXIT_FAILED = 1
+EXIT_INPUT = 2
+
+
+class VinemakeError(Exception):
+    """Base of every error vinemake reports to a user."""
+
+    exit_code = EXIT_FAILED
+
+
+class InputError(VinemakeError):
+    """The user's input (Vinefile, options, files on disk) is wrong."""
+
+    exit_code = EXIT_INPUT
+
+
+class VinefileError(InputError):
+    """A located error in a Vinefile: prints `path:line:col: message`, the line and a caret."""
+
+    def __init__(self, location: Location, message: str, line_text: str | None = None):
+        self.location = location
+        self.message = message
+        self.line_text = line_text
+        super().__init__(format_located(location, message, line_text))
+
+
+class CommandFailed(VinemakeError):
+    """A user's command exited non-zero, was killed, or did not make its outputs."""
+
+
+class InfrastructureError(VinemakeError):
+    """Something vinemake depends on failed: a worker, a transfer, a batch system."""
+
+
+def format_located(location: Location, message: str, line_text: str | None) -> str:
+    """`path:line:col: message`, then the line and a caret under the column (ninja-style)."""
+    head = f"{location}: {message}"
+    if line_text is None:
+        return head
+    line_text = line_text.rstrip("\n")
+    # Tabs are kept so the caret lines up under the same characters in a terminal.
+    pad = "".join("\t" if ch == "\t" else " " for ch in line_text[: max(location.col - 1, 0)])
+    return f"{head}\n{line_text}\n{pad}^"

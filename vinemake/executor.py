@@ -1,0 +1,30 @@
+"""The interface between the engine and whatever runs tasks (the manager), with a fake for tests."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from vinemake.spec import Resources
+from vinemake.task import Task, TaskResult
+
+__all__ = ["Executor"]
+
+
+class Executor(Protocol):
+    """Runs Tasks somewhere and reports TaskResults. The manager implements this.
+
+    submit() never blocks on the task itself; wait() returns the results that are ready
+    (possibly several at once), blocking up to `timeout` seconds for at least one.
+    largest_worker() is the most any worker could ever offer, so the engine can refuse a rule
+    that would wait forever; None while no worker is known yet.
+    """
+
+    def submit(self, task: Task) -> None: ...
+
+    def wait(self, timeout: float | None = None) -> list[TaskResult]: ...
+
+    def cancel_all(self) -> None: ...
+
+    def largest_worker(self) -> Resources | None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,98 @@
+"""Plain data between engine, manager and worker: Task, TaskFile, TaskResult, Measured.
+
+This module is imported by the worker side, so it imports nothing but `vinemake.spec`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vinemake.spec import Resources
+
+__all__ = ["TaskFile", "LibrarySpec", "Task", "Measured", "TaskResult", "STATUSES"]
+
+
+@dataclass(frozen=True)
+class TaskFile:
+    """A file a task reads or writes.
+
+    `key` is its Merkle cache name (`file-…`, `out-…`), `sandbox` its name inside the task's
+    sandbox, `path` its absolute path on the manager's host: where an input comes from, or
+    where an output must end up. `path` is None for an output that stays on the workers
+    (`@temp`, `--keep-intermediates-remote`). `size` is in bytes when known (inputs).
+    """
+
+    key: str
+    sandbox: str
+    path: str | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class LibrarySpec:
+    """A library a function call needs: started once per worker, serving `slots` calls."""
+
+    name: str
+    key: str
+    command: str
+    inputs: tuple[TaskFile, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    slots: int = 1
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Task:
+    """One rule to run once, as the manager sees it. `id` is the rule id."""
+
+    id: int
+    rule_key: str
+    name: str
+    command: str
+    inputs: tuple[TaskFile, ...] = ()
+    outputs: tuple[TaskFile, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    category: str = "default"
+    library: LibrarySpec | None = None  # set for `@call` rules: command is `FUNCTION ARG...`
+    cache_forever: bool = False
+    failed_dir: str | None = None  # where outputs of a failed run are put, if any exist
+    attempt: int = 1
+
+
+# What a TaskResult.status may be. Only "ok" means the outputs are in place.
+#   failed            the command exited non-zero (exit_code set)
+#   signaled          the command died from a signal (exit_code = -signal)
+#   missing_output    exit 0 but a declared output is absent
+#   resource_exceeded killed for exceeding its memory, disk or wall time (reason says which)
+#   lost              the worker running it was lost: the engine may resubmit
+#   error             vinemake itself failed (transfer, sandbox): the engine may resubmit
+STATUSES = ("ok", "failed", "signaled", "missing_output", "resource_exceeded", "lost", "error")
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Peak resources a task used, as the worker's monitor saw them."""
+
+    cores: float = 0.0
+    memory_mb: float = 0.0
+    disk_mb: float = 0.0
+    wall_time_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """What became of a Task."""
+
+    task_id: int
+    status: str
+    exit_code: int | None = None
+    reason: str = ""
+    stderr_tail: str = ""
+    measured: Measured = field(default_factory=Measured)
+    worker: str = ""
+    outputs: tuple[tuple[str, int], ...] = ()  # (output key, size in bytes) when status == "ok"
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"

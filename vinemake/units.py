@@ -1,0 +1,35 @@
+"""Sizes and durations with units, as Vinefiles write them (`2GB`, `1.5GiB`, `30m`)."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["parse_size_mb", "parse_duration_s"]
+
+_SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+# Multipliers into megabytes. Decimal units follow SI, binary units follow IEC; a bare
+# number is MB as in Makeflow; single letters (4G) are Makeflow's metric suffixes.
+_SIZE_UNITS = {
+    "": 1, "b": 1e-6, "k": 1e-3, "kb": 1e-3, "m": 1, "mb": 1, "g": 1e3, "gb": 1e3,
+    "t": 1e6, "tb": 1e6, "kib": 1024 / 1e6, "mib": 1024**2 / 1e6, "gib": 1024**3 / 1e6,
+    "tib": 1024**4 / 1e6,
+}
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_size_mb(text: str) -> int:
+    """`512MB` → 512, `2GB` → 2000, `1.5GiB` → 1611, `100` → 100. ValueError if malformed."""
+    m = _SIZE.match(text)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _SIZE_UNITS:
+        raise ValueError(f"not a size: {text!r} (use a number with MB, GB, GiB, ...)")
+    return max(0, round(float(m.group(1)) * _SIZE_UNITS[unit]))
+
+
+def parse_duration_s(text: str) -> float:
+    """`90` → 90, `30m` → 1800, `2h` → 7200. ValueError if malformed."""
+    m = _SIZE.match(text)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _DURATION_UNITS:
+        raise ValueError(f"not a duration: {text!r} (use a number with s, m or h)")
+    return float(m.group(1)) * _DURATION_UNITS[unit]
