@@ -1,0 +1,29 @@
+"""Shared test helpers: what a test needs from the machine, and how its absence is reported."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, what: str) -> None:
+    """Skip (with the reason) when `what` is missing; under CI=true a missing tool is a failure.
+
+    CI installs everything the suite needs, so an absence there is a broken set-up, never a pass.
+    """
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"{what} is required under CI=true but missing")
+    pytest.skip(f"{what} is not available here")
+
+
+def require_tool(name: str) -> str:
+    """The path of executable `name`, or skip/fail as `require` does."""
+    path = shutil.which(name)
+    require(path is not None, f"the '{name}' command")
+    return path  # type: ignore[return-value]
