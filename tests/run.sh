@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on a fresh Debian machine, then run all of it.
+# Usage: bash tests/run.sh [pytest args...]   (needs root for apt-get, SLURM and ip netns)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+# System packages: vim (Vim syntax tests), iproute2 (emulated cluster), node/npm (VS Code
+# grammar tests). Only what is missing is installed, so a developer's rerun is quick.
+need_apt=()
+command -v vim  >/dev/null || need_apt+=(vim)
+command -v ip   >/dev/null || need_apt+=(iproute2)
+command -v tc   >/dev/null || need_apt+=(iproute2)
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm  >/dev/null || need_apt+=(npm)
+command -v openssl >/dev/null || need_apt+=(openssl)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+log "pip install -e .[test]"
+python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+
+if [ -f tests/editor/package.json ]; then
+  log "npm ci (VS Code grammar test runner)"
+  npm ci --prefix tests/editor --no-audit --no-fund --loglevel=error
+fi
+
+slurm_started=0
+if [ -x tests/cluster/slurm-up.sh ]; then
+  log "starting the test SLURM cluster"
+  if bash tests/cluster/slurm-up.sh; then slurm_started=1; fi
+fi
+cleanup() { [ "$slurm_started" = 1 ] && bash tests/cluster/slurm-down.sh || true; }
+trap cleanup EXIT
+
+log "ruff"
+python3 -m ruff check vinemake tests bench
+
+log "pytest"
+python3 -m pytest -q -p no:cacheprovider "$@"
