@@ -1,0 +1,44 @@
+"""Everything that shapes one manager: where it listens, who may join, how it places work."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ManagerConfig", "PLACEMENTS"]
+
+PLACEMENTS = ("locality", "random")
+
+
+@dataclass(frozen=True)
+class ManagerConfig:
+    """Options for `Manager.start`. Plain data: the CLI builds it, tests build it by hand.
+
+    port 0 picks a free port; `port_file`, if set, receives the chosen port as text.
+    `password_file` holds the shared secret workers and peers must prove they know.
+    `transfer_limit` bounds concurrent transfers served by any one source (worker or manager).
+    `max_tasks` is the -j cap on tasks running at once over all workers (None: no cap).
+    `max_retries` is how many times a task lost with its worker is re-queued before the engine
+    sees status "lost". `workdir` is the manager's scratch dir (transfer log, temporaries).
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0
+    port_file: str | None = None
+    password_file: str | None = None
+    ssl: bool = False
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    placement: str = "locality"
+    transfer_limit: int = 3
+    peer_transfers: bool = True
+    keep_intermediates_remote: bool = False
+    max_tasks: int | None = None
+    workdir: str = ".vinemake/manager"
+    worker_timeout_s: float = 60.0
+    max_retries: int = 3
+    seed: int | None = None  # for --placement random, so comparisons are repeatable
+
+    @property
+    def transfer_log(self) -> str:
+        """Where every transfer is logged, one tab-separated line each (the benchmark reads it)."""
+        return f"{self.workdir}/transfers.tsv"
