@@ -1,0 +1,272 @@
+"""The Python library program: `python3 -m vinemake.library FILE.py` serves calls to FILE.py.
+
+Why it works this way (the protocol itself is in docs/libraries.md):
+
+- FILE.py is imported once, before the program says it is ready. That import is the expensive
+  preamble (numpy, a model's weights) every call would otherwise pay again.
+- Each call runs in a child forked from this process after the import ("fork mode", as in
+  TaskVine's serverless libraries). The child chdirs into the call's sandbox, which a thread
+  could not do (the working directory is process-global), and whatever the function does to
+  module globals, the environment or open files dies with the child, so one call cannot leak
+  state into the next. Forking is cheap here: this process holds only the user's module, not a
+  manager or a worker. Start-up stays paid once because the child inherits the imported module.
+- The parent is single-threaded: one selector loop over the request channel and each running
+  child's pidfd and result pipe. No threads means fork never copies a lock some other thread
+  holds.
+- Requests arrive on stdin and responses leave on stdout, but the user's code must never touch
+  that channel: at start the channel is moved to private descriptors, fd 0 becomes /dev/null
+  and fd 1 is pointed at stderr, which the worker keeps as the library's log.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import selectors
+import signal
+import sys
+import traceback
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+__all__ = ["PROTOCOL_VERSION", "Request", "parse_request", "response", "load_module",
+           "functions_of", "main"]
+
+PROTOCOL_VERSION = 1
+_READ_CHUNK = 65536
+
+
+@dataclass(frozen=True)
+class Request:
+    """One line from the pool: a call to run, or a call to cancel."""
+
+    id: int
+    function: str = ""
+    args: tuple[str, ...] = ()
+    cwd: str = "."
+    env: tuple[tuple[str, str], ...] = ()
+    cancel: bool = False
+
+
+def parse_request(line: bytes) -> Request:
+    """Decode one request line. ValueError names what is wrong with it."""
+    try:
+        obj = json.loads(line)
+    except ValueError as exc:
+        raise ValueError(f"request is not JSON: {exc}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), int):
+        raise ValueError("request must be a JSON object with an integer \"id\"")
+    if obj.get("cancel"):
+        return Request(id=obj["id"], cancel=True)
+    function, args = obj.get("function"), obj.get("args", [])
+    if not isinstance(function, str) or not isinstance(args, list) \
+            or not all(isinstance(a, str) for a in args):
+        raise ValueError("request needs \"function\" (a string) and \"args\" (strings)")
+    env = obj.get("env", {})
+    return Request(id=obj["id"], function=function, args=tuple(args),
+                   cwd=str(obj.get("cwd", ".")), env=tuple(sorted(env.items())))
+
+
+def response(call_id: int | None, error: str | None = None) -> bytes:
+    """The response line for a call: status ok, or status error with the error text."""
+    obj: dict[str, Any] = {"id": call_id, "status": "ok" if error is None else "error"}
+    if error is not None:
+        obj["error"] = error
+    return (json.dumps(obj) + "\n").encode()
+
+
+def load_module(path: str) -> ModuleType:
+    """Import the user's FILE.py once, under its own name, with its folder on sys.path."""
+    name = os.path.splitext(os.path.basename(path))[0] or "library"
+    sys.path.insert(0, os.path.dirname(os.path.abspath(path)))
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def functions_of(module: ModuleType) -> dict[str, Any]:
+    """The module's public top-level functions, by name: what calls may name."""
+    return {name: value for name, value in vars(module).items()
+            if callable(value) and not name.startswith("_")
+            and getattr(value, "__module__", None) == module.__name__}
+
+
+def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
+    """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
+    code = 0
+    try:
+        os.chdir(request.cwd)
+        os.environ.update(dict(request.env))
+        function(*request.args)
+    except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
+        # Drop this frame: the user's traceback starts at their function.
+        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+        os.write(report_fd, text.encode(errors="replace"))
+        code = 1
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+
+
+def _exit_error(status: int, report: bytes) -> str | None:
+    """The error text for a finished child, or None when the call succeeded."""
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return f"the call was killed by signal {sig} ({signal.Signals(sig).name})"
+    code = os.waitstatus_to_exitcode(status)
+    if code == 0 and not report:
+        return None
+    return report.decode(errors="replace") or f"the call's process exited with status {code}"
+
+
+@dataclass
+class _Running:
+    """A call in a forked child: its pid, the pipe its traceback comes on, and what it said."""
+
+    id: int
+    pid: int
+    pidfd: int
+    report_fd: int
+    report: bytearray
+
+
+class _Server:
+    """The selector loop: requests in, children forked, responses out."""
+
+    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
+        self.functions = functions
+        self.chan_in, self.chan_out = chan_in, chan_out
+        self.selector = selectors.DefaultSelector()
+        self.running: dict[int, _Running] = {}
+        self.pending = b""
+
+    def send(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.chan_out, view):]
+
+    def serve(self) -> None:
+        self.send((json.dumps({"ready": True, "protocol": PROTOCOL_VERSION,
+                               "functions": sorted(self.functions)}) + "\n").encode())
+        self.selector.register(self.chan_in, selectors.EVENT_READ, self._on_requests)
+        while True:
+            for key, _ in self.selector.select():
+                if not key.data(key.fileobj):
+                    self._stop()
+                    return
+
+    def _on_requests(self, fd: int) -> bool:
+        data = os.read(fd, _READ_CHUNK)
+        if not data:
+            return False  # the pool closed the channel: stop serving
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            if line.strip():
+                self._handle(line)
+        return True
+
+    def _handle(self, line: bytes) -> None:
+        try:
+            request = parse_request(line)
+        except ValueError as exc:
+            self.send(response(None, f"bad request: {exc}"))
+            return
+        if request.cancel:
+            if request.id in self.running:
+                os.kill(self.running[request.id].pid, signal.SIGKILL)
+            return
+        function = self.functions.get(request.function)
+        if function is None:
+            known = ", ".join(sorted(self.functions)) or "none"
+            self.send(response(request.id, f"no function named {request.function!r} in this "
+                                           f"library (it has: {known})"))
+            return
+        self._start(function, request)
+
+    def _start(self, function: Any, request: Request) -> None:
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()  # or the child would print the parent's buffered text again
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            os.close(self.chan_in)
+            os.close(self.chan_out)
+            _run_in_child(function, request, write_fd)
+        os.close(write_fd)
+        run = _Running(request.id, pid, os.pidfd_open(pid), read_fd, bytearray())
+        self.running[request.id] = run
+        self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
+        self.selector.register(run.pidfd, selectors.EVENT_READ, lambda fd: self._on_exit(run))
+
+    def _on_report(self, run: _Running) -> bool:
+        data = os.read(run.report_fd, _READ_CHUNK)
+        run.report += data
+        if not data:
+            self.selector.unregister(run.report_fd)
+        return True
+
+    def _on_exit(self, run: _Running) -> bool:
+        # The pidfd, not the pipe's end, says the call is over: a process the function left
+        # behind may hold the pipe open forever.
+        _, status = os.waitpid(run.pid, 0)
+        self._drain(run)
+        self.selector.unregister(run.pidfd)
+        os.close(run.pidfd)
+        if run.report_fd in self.selector.get_map():
+            self.selector.unregister(run.report_fd)
+        os.close(run.report_fd)
+        del self.running[run.id]
+        self.send(response(run.id, _exit_error(status, bytes(run.report))))
+        return True
+
+    def _drain(self, run: _Running) -> None:
+        os.set_blocking(run.report_fd, False)
+        try:
+            while data := os.read(run.report_fd, _READ_CHUNK):
+                run.report += data
+        except BlockingIOError:
+            pass
+
+    def _stop(self) -> None:
+        for run in self.running.values():
+            os.kill(run.pid, signal.SIGKILL)
+            os.waitpid(run.pid, 0)
+
+
+def _private_channel() -> tuple[int, int]:
+    """Move the protocol channel off fds 0 and 1 so the user's code cannot read or print on it."""
+    chan_in, chan_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return chan_in, chan_out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Import FILE.py, then serve calls until the pool closes the channel."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python3 -m vinemake.library FILE.py", file=sys.stderr)
+        return 2
+    chan_in, chan_out = _private_channel()
+    try:
+        module = load_module(argv[0])
+    except BaseException:  # noqa: B036 - any failure of the user's import ends the library
+        print(f"vinemake.library: importing {argv[0]} failed:\n{traceback.format_exc()}",
+              file=sys.stderr, end="")
+        return 1
+    _Server(functions_of(module), chan_in, chan_out).serve()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
