@@ -1,0 +1,370 @@
+"""Library instances on a worker: each started once, serving function calls, restarted if it dies.
+
+The worker uses four things:
+
+    pool = LibraryPool(root_dir)               # instance dirs and logs live under root_dir
+    inst = pool.get(spec, prepare)             # the instance for spec.key (not started yet);
+                                               # prepare(dir) puts spec.inputs into dir
+    function, args = split_call(task.command)  # "FUNCTION ARG..." -> ("FUNCTION", [ARG...])
+    result = inst.call(function, args, cwd=sandbox, timeout=wall_time, env=task.env)
+    pool.close()                               # stop every instance
+
+`call` starts the instance if it is not running (the first call placed on this worker pays the
+library's start-up; the rest do not), blocks while `spec.slots` calls are already in flight, and
+returns a CallResult whose status/exit_code/reason/stderr_tail map one to one onto TaskResult.
+It never raises for anything the user's library or function did. The function must create the
+rule's targets in `cwd`; checking them is the worker's job, as for any command.
+
+An instance that dies fails the calls it was running (with the exit status and its log's tail)
+and is started afresh, in a fresh directory, by the next call. A call that outlives its timeout
+is cancelled; a library that does not answer the cancel within a grace period is killed, since
+nothing else can stop a call inside a foreign program.
+
+The wire format (newline-delimited JSON over the library's stdin/stdout) is specified in
+docs/libraries.md. This module imports nothing from the parser, graph or engine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vinemake.task import LibrarySpec
+
+__all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "PROTOCOL_VERSION"]
+
+PROTOCOL_VERSION = 1
+TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True)
+class CallResult:
+    """What became of one call; the fields mean what TaskResult's fields of the same name mean.
+
+    status is "ok", "failed", "signaled" (the instance died from a signal while running the
+    call), "resource_exceeded" (timeout) or "error" (the pool was closed).
+    """
+
+    status: str
+    exit_code: int | None = None
+    reason: str = ""
+    stderr_tail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+def split_call(command: str) -> tuple[str, list[str]]:
+    """`evaluate a.txt "b c"` -> ("evaluate", ["a.txt", "b c"]). ValueError when unusable."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise ValueError(f"cannot split function call {command!r}: {exc}") from None
+    if not words:
+        raise ValueError("a function call needs a function name")
+    return words[0], words[1:]
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    """The last `limit` characters of text, marked when something was cut."""
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def describe_exit(returncode: int) -> str:
+    """`exited with status 3`, `was killed by signal 9 (SIGKILL)`."""
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = "unknown"
+        return f"was killed by signal {-returncode} ({name})"
+    return f"exited with status {returncode}"
+
+
+def call_request(call_id: int, function: str, args: list[str], cwd: str,
+                 env: tuple[tuple[str, str], ...]) -> bytes:
+    """The request line for one call."""
+    obj = {"id": call_id, "function": function, "args": list(args), "cwd": cwd}
+    if env:
+        obj["env"] = dict(env)
+    return (json.dumps(obj) + "\n").encode()
+
+
+def result_of(name: str, function: str, message: dict[str, Any]) -> CallResult:
+    """Turn the library's response to a call into a CallResult."""
+    if message.get("status") == "ok":
+        return CallResult("ok", 0)
+    error = str(message.get("error") or "no error text given")
+    return CallResult("failed", 1, f"function {function} failed in library {name}", tail(error))
+
+
+class _StartFailed(Exception):
+    """The library process ended, or never said it was ready; args[0] is a CallResult."""
+
+
+class _Pending:
+    """A call waiting for its response."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.result: CallResult | None = None
+
+    def finish(self, result: CallResult) -> None:
+        if self.result is None:
+            self.result = result
+        self.done.set()
+
+
+class _Process:
+    """One running library process: writes requests, and a reader thread matches responses."""
+
+    def __init__(self, spec: LibrarySpec, workdir: str, log_path: str):
+        self.name = spec.name
+        self.log_path = log_path
+        env = {**os.environ, **dict(spec.env), "VINEMAKE_LIBRARY": spec.name,
+               "VINEMAKE_LIBRARY_PROTOCOL": str(PROTOCOL_VERSION)}
+        with open(log_path, "ab") as log:
+            # A session of its own, so stopping the instance stops whatever it started.
+            self.popen = subprocess.Popen(
+                ["/bin/sh", "-c", spec.command], cwd=workdir, env=env, stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+        self.ready = threading.Event()
+        self.ended: CallResult | None = None  # why it ended, once it has
+        self.pending: dict[int, tuple[str, _Pending]] = {}
+        self.started = False  # it said it was ready
+        # Two locks: a writer blocked on a full pipe must not stop the reader matching responses.
+        self.lock = threading.Lock()  # pending and ended
+        self.write_lock = threading.Lock()
+        self.ids = itertools.count(1)
+        self.reader = threading.Thread(target=self._read, name=f"library-{spec.name}",
+                                       daemon=True)
+        self.reader.start()
+
+    @property
+    def alive(self) -> bool:
+        return self.ended is None
+
+    def wait_ready(self, timeout: float) -> None:
+        if not self.ready.wait(timeout):
+            self.kill()
+            self.reader.join()
+            raise _StartFailed(CallResult("failed", None, f"library {self.name} was not ready "
+                                          f"after {timeout:g}s", self.log_tail()))
+        if not self.started:
+            raise _StartFailed(self.ended)
+
+    def call(self, function: str, args: list[str], cwd: str,
+             env: tuple[tuple[str, str], ...], timeout: float | None,
+             cancel_grace: float) -> CallResult:
+        pending = _Pending()
+        with self.lock:
+            if self.ended is not None:
+                return self.ended
+            call_id = next(self.ids)
+            self.pending[call_id] = (function, pending)
+        self._send(call_request(call_id, function, args, cwd, env))
+        if not pending.done.wait(timeout):
+            self._cancel(call_id, pending, cancel_grace)
+            return CallResult("resource_exceeded", None,
+                              f"function {function} exceeded its wall time of {timeout:g}s")
+        assert pending.result is not None
+        return pending.result
+
+    def _send(self, line: bytes) -> None:
+        with self.write_lock:
+            try:
+                self.popen.stdin.write(line)
+                self.popen.stdin.flush()
+            except (OSError, ValueError):
+                pass  # it died: the reader sees the end and fails the pending calls with why
+
+    def _cancel(self, call_id: int, pending: _Pending, grace: float) -> None:
+        self._send((json.dumps({"id": call_id, "cancel": True}) + "\n").encode())
+        if not pending.done.wait(grace):
+            # The call may still hold a slot inside the library: only a restart frees it.
+            self.kill()
+
+    def _read(self) -> None:
+        for line in self.popen.stdout:
+            if line.strip() and not self._on_line(line):
+                self.kill()
+                break
+        returncode = self.popen.wait()
+        with self.lock:
+            if self.ended is None:
+                when = "while running this call" if self.started else "before it was ready"
+                self.ended = self._death(returncode, when)
+            waiting, self.pending = list(self.pending.values()), {}
+        for _, pending in waiting:
+            pending.finish(self.ended)
+        self.ready.set()
+
+    def _on_line(self, line: bytes) -> bool:
+        """Handle one line from the library; False when it broke the protocol."""
+        try:
+            message = json.loads(line)
+        except ValueError:
+            message = None
+        if not isinstance(message, dict):
+            return self._broken(f"wrote a line that is not a protocol message: "
+                                f"{line[:200].decode(errors='replace').rstrip()!r}")
+        if not self.started:
+            if message.get("ready") is not True:
+                return self._broken("did not start with a ready message")
+            if message.get("protocol", PROTOCOL_VERSION) != PROTOCOL_VERSION:
+                return self._broken(f"speaks protocol {message.get('protocol')!r}, "
+                                    f"not {PROTOCOL_VERSION}")
+            self.started = True
+            self.ready.set()
+            return True
+        with self.lock:
+            entry = self.pending.pop(message.get("id"), None)
+        if entry is not None:
+            function, pending = entry
+            pending.finish(result_of(self.name, function, message))
+        return True  # a response to a cancelled call, or to nothing: ignored
+
+    def _broken(self, what: str) -> bool:
+        with self.lock:
+            self.ended = CallResult("failed", None, f"library {self.name} {what}")
+        return False
+
+    def _death(self, returncode: int, when: str) -> CallResult:
+        status = "signaled" if returncode < 0 else "failed"
+        return CallResult(status, returncode, f"library {self.name} {describe_exit(returncode)} "
+                          f"{when}", self.log_tail())
+
+    def log_tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as log:
+                log.seek(max(0, os.path.getsize(self.log_path) - TAIL_CHARS))
+                return tail(log.read().decode(errors="replace"))
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, grace: float) -> None:
+        """Close the channel (the library's cue to exit), then kill what is left after grace."""
+        with self.write_lock:
+            try:
+                self.popen.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.popen.wait(grace)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()  # also whatever the library left running in its session
+        self.reader.join()
+        self.popen.stdout.close()
+
+
+class LibraryInstance:
+    """One library on this worker, started when its first call comes, restarted after a death."""
+
+    def __init__(self, spec: LibrarySpec, root_dir: str, prepare: Callable[[str], None],
+                 start_timeout: float, cancel_grace: float):
+        self.spec = spec
+        self.prepare = prepare
+        base = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)
+        self.dir = os.path.join(root_dir, f"{base}-{spec.key[-16:]}")
+        self.log_path = self.dir + ".log"
+        self.start_timeout = start_timeout
+        self.cancel_grace = cancel_grace
+        self.starts = 0  # how many times a process was started: 1 unless it died
+        self.closed = False
+        self._slots = threading.BoundedSemaphore(max(1, spec.slots))
+        self._lock = threading.Lock()
+        self._process: _Process | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The running library's pid (its session id too), for the worker's monitor."""
+        process = self._process
+        return process.popen.pid if process is not None and process.alive else None
+
+    def call(self, function: str, args: list[str], cwd: str, timeout: float | None = None,
+             env: tuple[tuple[str, str], ...] = ()) -> CallResult:
+        """Run FUNCTION(*args) in the library with cwd as its working directory."""
+        with self._slots:
+            try:
+                process = self._running()
+            except _StartFailed as failed:
+                return failed.args[0]
+            if process is None:
+                return CallResult("error", None, f"library {self.spec.name} is shut down")
+            return process.call(function, args, os.path.abspath(cwd), env, timeout,
+                                self.cancel_grace)
+
+    def _running(self) -> _Process | None:
+        with self._lock:
+            if self.closed:
+                return None
+            if self._process is None or not self._process.alive:
+                self._start()
+            process = self._process
+        assert process is not None
+        process.wait_ready(self.start_timeout)
+        return process
+
+    def _start(self) -> None:
+        if self._process is not None:
+            self._process.stop(0)
+        shutil.rmtree(self.dir, ignore_errors=True)  # a fresh start gets a fresh directory
+        os.makedirs(self.dir)
+        self.prepare(self.dir)
+        self.starts += 1
+        self._process = _Process(self.spec, self.dir, self.log_path)
+
+    def close(self, grace: float = 2.0) -> None:
+        with self._lock:
+            self.closed = True
+            if self._process is not None:
+                self._process.stop(grace)
+
+
+class LibraryPool:
+    """The libraries on one worker, by key."""
+
+    def __init__(self, root_dir: str, *, start_timeout: float = 120.0,
+                 cancel_grace: float = 2.0):
+        self.root_dir = root_dir
+        self.start_timeout = start_timeout
+        self.cancel_grace = cancel_grace
+        self._instances: dict[str, LibraryInstance] = {}
+        self._lock = threading.Lock()
+        os.makedirs(root_dir, exist_ok=True)
+
+    def get(self, spec: LibrarySpec, prepare: Callable[[str], None]) -> LibraryInstance:
+        """The instance of spec (by spec.key), created on first use; started by its first call."""
+        with self._lock:
+            instance = self._instances.get(spec.key)
+            if instance is None:
+                instance = LibraryInstance(spec, self.root_dir, prepare, self.start_timeout,
+                                           self.cancel_grace)
+                self._instances[spec.key] = instance
+            return instance
+
+    def instances(self) -> list[LibraryInstance]:
+        with self._lock:
+            return list(self._instances.values())
+
+    def close(self, grace: float = 2.0) -> None:
+        """Stop every instance: each gets `grace` seconds to exit after its channel closes."""
+        for instance in self.instances():
+            instance.close(grace)
