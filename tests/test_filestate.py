@@ -1,0 +1,75 @@
+"""Source hashing: memoised by stat, never re-reading an unchanged file."""
+
+import os
+
+import pytest
+
+from vinemake.errors import InputError
+from vinemake.filestate import FileState, hash_file
+from vinemake.keys import source_key
+
+
+def test_key_is_xxh3_of_content(tmp_path):
+    p = tmp_path / "a"
+    p.write_bytes(b"hello")
+    fs = FileState(None)
+    assert fs.key(str(p)) == source_key(hash_file(str(p)))
+    assert fs.key(str(p)) == "file-xxh3_128-b5e9c1ad071b3e7fc779cfaa5e523818"
+
+
+
+def test_unchanged_file_is_not_reread_next_run(tmp_path):
+    p = tmp_path / "a"
+    p.write_bytes(b"x" * 3_000_000)
+    memo = str(tmp_path / ".vinemake" / "filestate")
+    first = FileState(memo)
+    k = first.key(str(p))
+    first.save()
+    second = FileState(memo)
+    assert second.key(str(p)) == k
+    assert second.reads == 0
+
+
+def test_touch_rehashes_but_keeps_key_and_edit_changes_it(tmp_path):
+    p = tmp_path / "a"
+    p.write_bytes(b"one")
+    memo = str(tmp_path / "memo")
+    fs = FileState(memo)
+    k = fs.key(str(p))
+    fs.save()
+    st = os.stat(p)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    again = FileState(memo)
+    assert again.key(str(p)) == k and again.reads == 1
+    p.write_bytes(b"two")
+    assert FileState(memo).key(str(p)) != k
+
+
+def test_directory_key_covers_names_and_content(tmp_path):
+    d = tmp_path / "d"
+    (d / "sub").mkdir(parents=True)
+    (d / "sub" / "f").write_text("1")
+    k = FileState(None).key(str(d))
+    (d / "sub" / "f").write_text("2")
+    k2 = FileState(None).key(str(d))
+    (d / "sub" / "f").rename(d / "g")
+    (d / "g").write_text("2")
+    k3 = FileState(None).key(str(d))
+    assert len({k, k2, k3}) == 3
+
+
+def test_each_path_is_stated_once(tmp_path):
+    p = tmp_path / "a"
+    p.write_text("1")
+    fs = FileState(None)
+    fs.key(str(p))
+    p.write_text("22")  # changed behind our back: this run keeps its first view
+    assert fs.stat(str(p)).st_size == 1
+
+
+def test_missing_source_and_damaged_memo(tmp_path):
+    with pytest.raises(InputError, match=r"^source '.*nope' does not exist$"):
+        FileState(None).key(str(tmp_path / "nope"))
+    memo = tmp_path / "memo"
+    memo.write_text("garbage\n1 2 x 4 k p\n")
+    assert FileState(str(memo)).memo == {}

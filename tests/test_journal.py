@@ -1,0 +1,82 @@
+"""The journal: replayed state, torn lines, batching, compaction."""
+
+import json
+
+from vinemake.journal import Journal, replay
+
+
+def done_line(rule, outputs, name="x"):
+    return json.dumps({"ev": "done", "rule": rule, "name": name, "outputs": outputs,
+                       "parts": [["command", "c1"]], "inputs": [["a", "k"]]})
+
+
+def test_replay_keeps_last_completion_and_files():
+    st = replay([
+        json.dumps({"ev": "started", "rule": "r1", "name": "x"}),
+        done_line("r1", [["x", "o1", 3, 100]]),
+        json.dumps({"ev": "started", "rule": "r2", "name": "y"}),
+    ])
+    assert st.done["r1"].parts == (("command", "c1"),)
+    assert st.files["x"].key == "o1" and st.files["x"].size == 3
+    assert st.incomplete == {"r2"}
+    assert st.previous("x", "x").key == "r1"
+
+
+def test_torn_last_line_is_ignored():
+    good = done_line("r1", [["x", "o1", 3, 100]])
+    st = replay([good, good[: len(good) // 2]])
+    assert set(st.done) == {"r1"} and st.lines == 2
+
+
+def test_failed_collected_removed():
+    st = replay([
+        done_line("r1", [["x", "o1", 3, 100]]),
+        json.dumps({"ev": "collected", "path": "x"}),
+        json.dumps({"ev": "failed", "rule": "r2", "name": "y"}),
+    ])
+    assert st.files["x"].collected and st.failed == {"r2": "y"}
+    st2 = replay([done_line("r1", [["x", "o1", 3, 100]]), json.dumps({"ev": "removed",
+                                                                       "path": "x"})])
+    assert st2.files == {}
+
+
+def test_targetless_rule_is_found_by_name():
+    st = replay([done_line("r9", [], name="rule@4")])
+    assert st.previous("rule@4", None).key == "r9"
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_appends_are_batched_until_a_few_seconds_pass(tmp_path):
+    path = tmp_path / "journal"
+    clock = Clock()
+    j = Journal(str(path), clock)
+    j.open()
+    j.started("r1", "x")
+    j.tick()
+    assert path.read_text() == ""  # buffered, not synced per task
+    clock.now = 10.0
+    j.tick()
+    assert json.loads(path.read_text())["rule"] == "r1"
+    j.done("r1", "x", "ran", [], [], [("x", "o1", 1, 2)])
+    j.close()
+    assert Journal(str(path)).state.files["x"].key == "o1"
+
+
+def test_compaction_keeps_live_records_only(tmp_path):
+    path = tmp_path / "journal"
+    lines = [done_line(f"r{i}", [["x", f"o{i}", 1, i]]) for i in range(2000)]
+    path.write_text("\n".join(lines) + "\n")
+    j = Journal(str(path))
+    j.open()
+    j.close()
+    text = path.read_text().splitlines()
+    assert len(text) == 1
+    st = Journal(str(path)).state
+    assert st.files["x"].key == "o1999" and set(st.done) == {"r1999"}

@@ -1,0 +1,92 @@
+"""Merkle keys: unambiguous, provenance-only, stable under reordering."""
+
+import re
+
+import pytest
+
+from vinemake.errors import InputError
+from vinemake.keys import compute_keys, encode, output_key, rule_key, source_key, tree_key
+from vinemake.spec import FileRef, Location, Resources, RuleSpec
+
+
+def rule(rid, targets, sources, command, **kw):
+    return RuleSpec(id=rid, targets=tuple(FileRef(t, t) for t in targets),
+                    sources=tuple(FileRef(s, s) for s in sources), command=command,
+                    location=Location("Vinefile", rid + 1, 1), **kw)
+
+
+SRC = {"a.txt": source_key("aa"), "b.txt": source_key("bb")}
+
+
+def test_key_names_carry_kind_and_algorithm():
+    rk = rule_key(rule(0, ["x"], ["a.txt"], "cat a.txt > x"), SRC)
+    assert re.fullmatch(r"rule-xxh3_128-[0-9a-f]{32}", rk.key)
+    assert re.fullmatch(r"out-xxh3_128-[0-9a-f]{32}", rk.outputs[0][2])
+    assert source_key("ab12") == "file-xxh3_128-ab12"
+
+
+def test_encoding_is_length_prefixed():
+    assert encode("ab", "c") != encode("a", "bc")
+    assert encode(("a",), "b") != encode("a", ("b",))
+    assert encode(1) != encode("1")
+
+
+def test_rule_key_changes_with_command_input_env_and_cores_only():
+    base = rule(0, ["x"], ["a.txt"], "cat a.txt > x", env=(("MEMORY", "100"),))
+    k = rule_key(base, SRC).key
+    assert rule_key(rule(0, ["x"], ["a.txt"], "cat a.txt >x"), SRC).key != k
+    other = dict(SRC, **{"a.txt": source_key("cc")})
+    assert rule_key(base, other).key != k
+    more_mem = rule(0, ["x"], ["a.txt"], "cat a.txt > x", env=(("MEMORY", "900"),),
+                    resources=Resources(memory_mb=900, wall_time_s=5))
+    assert rule_key(more_mem, SRC).key == k
+    cores = rule(0, ["x"], ["a.txt"], "cat a.txt > x", resources=Resources(cores=4))
+    assert rule_key(cores, SRC).key != k
+    exported = rule(0, ["x"], ["a.txt"], "cat a.txt > x", env=(("LANG", "C"),))
+    assert rule_key(exported, SRC).key != k
+
+
+def test_rule_id_and_location_do_not_matter():
+    a = rule(0, ["x"], ["a.txt", "b.txt"], "c")
+    b = RuleSpec(id=7, targets=a.targets, sources=tuple(reversed(a.sources)), command="c",
+                 location=Location("Vinefile", 40, 3))
+    assert rule_key(a, SRC) == rule_key(b, SRC)
+
+
+def test_output_key_is_rule_key_plus_name():
+    rk = rule_key(rule(0, ["x", "y"], [], "c"), {})
+    assert [o[2] for o in rk.outputs] == [output_key(rk.key, "x"), output_key(rk.key, "y")]
+    assert rk.outputs[0][2] != rk.outputs[1][2]
+
+
+def test_tree_key_is_order_independent_and_content_sensitive():
+    assert tree_key([("a", "k1"), ("b", "k2")]) == tree_key([("b", "k2"), ("a", "k1")])
+    assert tree_key([("a", "k1")]) != tree_key([("a", "k2")])
+    assert tree_key([("a", "k1")]) != tree_key([("b", "k1")])
+
+
+def test_compute_keys_propagates_changes_downstream_only():
+    rules = [rule(0, ["x"], ["a.txt"], "c1"), rule(1, ["y"], ["x"], "c2"),
+             rule(2, ["z"], ["b.txt"], "c3")]
+    k1 = compute_keys(rules, SRC)
+    k2 = compute_keys(rules, dict(SRC, **{"a.txt": source_key("new")}))
+    assert k1.rules[0].key != k2.rules[0].key
+    assert k1.rules[1].key != k2.rules[1].key
+    assert k1.rules[2].key == k2.rules[2].key
+    assert k1.files["y"] == k1.rules[1].outputs[0][2]
+
+
+def test_library_key_is_part_of_each_call():
+    lib = rule(0, [], ["model.py"], "python3 -m vinemake.library model.py", library="ml")
+    call = rule(1, ["s"], [], "score s", call="ml")
+    k1 = compute_keys([call, lib], {"model.py": source_key("m1")})
+    k2 = compute_keys([call, lib], {"model.py": source_key("m2")})
+    assert k1.rules[1].key != k2.rules[1].key
+
+
+def test_unknown_library_and_unknown_input_are_input_errors():
+    with pytest.raises(InputError, match=r"^Vinefile:2:1: rule 's' calls library 'nope', "
+                                         r"which no rule defines$"):
+        compute_keys([rule(1, ["s"], [], "f", call="nope")], {})
+    with pytest.raises(InputError, match="rule 'x' reads 'q', which is neither a source"):
+        compute_keys([rule(0, ["x"], ["q"], "c")], {})

@@ -1,0 +1,71 @@
+"""The cache store: insert by key, restore by link, concurrent writers, damaged entries."""
+
+import os
+import threading
+
+from vinemake.store import Store
+
+KEY = "out-xxh3_128-0123456789abcdef0123456789abcdef"
+
+
+def test_insert_then_restore_by_hard_link(tmp_path):
+    out = tmp_path / "w" / "x"
+    out.parent.mkdir()
+    out.write_text("data")
+    store = Store(str(tmp_path / "cache"))
+    assert not store.has(KEY)
+    assert store.insert(KEY, str(out))
+    assert store.has(KEY) and not store.insert(KEY, str(out))
+    out.unlink()
+    assert store.restore(KEY, str(out))
+    assert out.read_text() == "data"
+    assert os.stat(out).st_nlink == 2
+    assert store.contents([KEY, "out-xxh3_128-ff"]) == {KEY}
+
+
+def test_directory_output(tmp_path):
+    d = tmp_path / "d"
+    (d / "s").mkdir(parents=True)
+    (d / "s" / "f").write_text("1")
+    store = Store(str(tmp_path / "cache"))
+    store.insert(KEY, str(d))
+    dest = tmp_path / "w" / "d"
+    assert store.restore(KEY, str(dest))
+    assert (dest / "s" / "f").read_text() == "1"
+
+
+def test_entry_edited_in_place_through_a_link_is_not_served(tmp_path):
+    out = tmp_path / "x"
+    out.write_text("data")
+    store = Store(str(tmp_path / "cache"))
+    store.insert(KEY, str(out))
+    with open(out, "a") as f:
+        f.write("more")
+    os.utime(out, ns=(0, 12345))
+    assert not store.restore(KEY, str(tmp_path / "y"))
+    assert not store.has(KEY)
+
+
+def test_missing_entry(tmp_path):
+    assert not Store(str(tmp_path)).restore(KEY, str(tmp_path / "y"))
+
+
+def test_concurrent_writers_leave_one_whole_entry(tmp_path):
+    store = Store(str(tmp_path / "cache"))
+    sources = []
+    for i in range(8):
+        p = tmp_path / f"src{i}"
+        p.write_text("same")
+        sources.append(str(p))
+    results = []
+    threads = [threading.Thread(target=lambda s=s: results.append(store.insert(KEY, s)))
+               for s in sources]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(True) == 1
+    entry_dir = os.path.dirname(store._entry(KEY))
+    assert os.listdir(entry_dir) == [KEY]
+    assert store.restore(KEY, str(tmp_path / "got"))
+    assert (tmp_path / "got").read_text() == "same"

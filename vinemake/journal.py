@@ -1,0 +1,210 @@
+"""The journal: an append-only log in `.vinemake/` of every state change, keyed by rule key.
+
+It is the truth for resume after a crash, for `--clean` (what this workflow created) and for
+`--explain` (what a rule was built from last time). Each line is one JSON event:
+
+    started    rule began running
+    done       rule finished (ran or restored): its parts, inputs and outputs with their
+               keys and the (size, mtime_ns) each output had when it was put in place
+    failed     rule's command failed
+    collected  an intermediate was deleted by garbage collection (it was made; it is gone)
+    removed    --clean deleted a file this workflow made
+
+Appends are buffered and fsynced at start, at the end and every few seconds, never per task.
+A crash can tear the last line; reading skips any line that does not parse. Rule *keys*, not
+positions, identify rules, so editing or reordering the Vinefile never attaches old state to
+the wrong rule. When the log holds far more lines than live records it is rewritten compactly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+__all__ = ["RuleRecord", "FileRecord", "JournalState", "replay", "Journal", "SYNC_INTERVAL_S"]
+
+SYNC_INTERVAL_S = 3.0
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    """A file this workflow put in place: its key, its stat when placed, and its rule."""
+
+    key: str
+    size: int
+    mtime_ns: int
+    rule: str
+    collected: bool = False
+
+
+@dataclass(frozen=True)
+class RuleRecord:
+    """A rule's last completion: how (`ran` or `restored`), parts and inputs for --explain."""
+
+    key: str
+    name: str
+    how: str = "ran"
+    parts: tuple[tuple[str, str], ...] = ()
+    inputs: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass
+class JournalState:
+    """What replaying the journal says. `by_name` finds the last record of a targetless rule."""
+
+    done: dict[str, RuleRecord] = field(default_factory=dict)
+    files: dict[str, FileRecord] = field(default_factory=dict)
+    by_name: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    incomplete: set[str] = field(default_factory=set)
+    lines: int = 0
+
+    def previous(self, name: str, first_output: str | None) -> RuleRecord | None:
+        """The last completion of the rule that makes `first_output` (or is called `name`)."""
+        if first_output is not None:
+            rec = self.files.get(first_output)
+            return self.done.get(rec.rule) if rec else None
+        key = self.by_name.get(name)
+        return self.done.get(key) if key else None
+
+
+def replay(lines: Iterable[str]) -> JournalState:
+    """The state after applying every well-formed event line, in order."""
+    state = JournalState()
+    for line in lines:
+        state.lines += 1
+        try:
+            ev = json.loads(line)
+            _apply(state, ev)
+        except (ValueError, KeyError, TypeError, IndexError):
+            continue  # a torn last line after kill -9, or damage: skip it
+    return state
+
+
+def _apply(state: JournalState, ev: dict) -> None:
+    kind, key = ev["ev"], ev.get("rule")
+    if kind == "started":
+        state.incomplete.add(key)
+    elif kind == "done":
+        outputs = [tuple(o) for o in ev.get("outputs", ())]
+        state.done[key] = RuleRecord(
+            key, ev["name"], ev.get("how", "ran"),
+            tuple(tuple(p) for p in ev.get("parts", ())),
+            tuple(tuple(i) for i in ev.get("inputs", ())),
+            tuple(o[0] for o in outputs))
+        for path, okey, size, mtime in outputs:
+            state.files[path] = FileRecord(okey, int(size), int(mtime), key)
+        if not outputs:
+            state.by_name[ev["name"]] = key
+        state.incomplete.discard(key)
+        state.failed.pop(key, None)
+    elif kind == "failed":
+        state.failed[key] = ev["name"]
+        state.incomplete.discard(key)
+    elif kind == "collected":
+        rec = state.files.get(ev["path"])
+        if rec is not None:
+            state.files[ev["path"]] = FileRecord(rec.key, rec.size, rec.mtime_ns, rec.rule, True)
+    elif kind == "removed":
+        state.files.pop(ev["path"], None)
+
+
+def _events(state: JournalState) -> Iterable[dict]:
+    """Events that rebuild `state` alone: what compaction writes."""
+    live = {r.rule for r in state.files.values()} | set(state.by_name.values())
+    for key in live:
+        rec = state.done.get(key)
+        if rec is None:
+            continue
+        outs = [[p, state.files[p].key, state.files[p].size, state.files[p].mtime_ns]
+                for p in rec.outputs if p in state.files and state.files[p].rule == key]
+        yield {"ev": "done", "rule": key, "name": rec.name, "how": rec.how,
+               "parts": rec.parts, "inputs": rec.inputs, "outputs": outs}
+    for path, frec in state.files.items():
+        if frec.collected:
+            yield {"ev": "collected", "path": path}
+
+
+class Journal:
+    """The journal file of one workflow: read once at open, then appended to."""
+
+    def __init__(self, path: str, clock: Callable[[], float] = time.monotonic):
+        self.path = path
+        self.clock = clock
+        self.buffer: list[str] = []
+        self.file = None
+        self.last_sync = 0.0
+        try:
+            with open(path, encoding="utf-8", errors="surrogateescape") as f:
+                self.state = replay(f)
+        except FileNotFoundError:
+            self.state = JournalState()
+
+    def open(self) -> None:
+        """Start appending; compact first if the log is mostly dead lines."""
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        st = self.state
+        live = len({r.rule for r in st.files.values()} | set(st.by_name.values())) + len(st.files)
+        if self.state.lines > 1000 and self.state.lines > 3 * live:
+            self._compact()
+        self.file = open(self.path, "a", encoding="utf-8", errors="surrogateescape")
+        self.sync()
+
+    def _compact(self) -> None:
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+            for ev in _events(self.state):
+                f.write(json.dumps(ev, separators=(",", ":")) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+
+    def record(self, ev: dict) -> None:
+        """Apply `ev` to the state now and buffer it for the file."""
+        _apply(self.state, ev)
+        self.buffer.append(json.dumps(ev, separators=(",", ":")))
+
+    def started(self, key: str, name: str) -> None:
+        self.record({"ev": "started", "rule": key, "name": name})
+
+    def done(self, key: str, name: str, how: str, parts, inputs, outputs, measured=()) -> None:
+        """`outputs` are (path, key, size, mtime_ns) of each file put in place."""
+        self.record({"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
+                     "inputs": inputs, "outputs": [list(o) for o in outputs],
+                     "measured": list(measured)})
+
+    def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
+        self.record({"ev": "failed", "rule": key, "name": name, "status": status,
+                     "exit": exit_code})
+
+    def collected(self, path: str) -> None:
+        self.record({"ev": "collected", "path": path})
+
+    def removed(self, path: str) -> None:
+        self.record({"ev": "removed", "path": path})
+
+    def tick(self) -> None:
+        """Sync if the last sync is a few seconds old: the engine calls this every loop."""
+        if self.buffer and self.clock() - self.last_sync >= SYNC_INTERVAL_S:
+            self.sync()
+
+    def sync(self) -> None:
+        """Write the buffer and fsync."""
+        if self.file is None:
+            return
+        if self.buffer:
+            self.file.write("\n".join(self.buffer) + "\n")
+            self.buffer.clear()
+        self.file.flush()
+        os.fsync(self.file.fileno())
+        self.last_sync = self.clock()
+
+    def close(self) -> None:
+        self.sync()
+        if self.file is not None:
+            self.file.close()
+            self.file = None

@@ -1,0 +1,160 @@
+"""Merkle cache keys: names for sources, rules and outputs, known before anything runs.
+
+A key names *provenance*, not bytes on disk: a rule's key covers everything that decides what
+its command produces (the expanded command, exported environment, the resources that change
+results, the library it calls, and the keys of its inputs under their sandbox names), and an
+output's key is its rule's key plus the output's name. So a dependent's key changes exactly
+when something upstream changes, and keys for the whole graph are computed in one pass in
+topological order from the sources' content hashes.
+
+Fields are length-prefixed before hashing, so `("ab", "c")` and `("a", "bc")` never collide.
+
+Which resources change results: `cores` and `gpus` are part of the key, because threaded and
+GPU programs routinely size their work or pick algorithms from them (OMP_NUM_THREADS, cuDNN
+heuristics), and outputs can differ in the last bits. `memory`, `disk` and `wall_time` are
+limits: raising one after a rule ran out of it must not rebuild everything, so they (and the
+MEMORY/DISK/WALL_TIME variables in the environment) are left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import xxhash
+
+from vinemake.errors import InputError
+from vinemake.spec import Resources, RuleSpec
+
+__all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
+           "output_key", "Keys", "compute_keys"]
+
+ALGORITHM = "xxh3_128"
+# Environment variables that are limits, not inputs (see the module docstring).
+LIMIT_VARIABLES = frozenset({"MEMORY", "DISK", "WALL_TIME"})
+
+Field = str | bytes | int | float | None | tuple
+
+
+def encode(*fields: Field) -> bytes:
+    """An unambiguous byte string for nested fields: each one tagged and length-prefixed."""
+    out = bytearray()
+    _encode_into(out, fields)
+    return bytes(out)
+
+
+def _encode_into(out: bytearray, value: Field) -> None:
+    if isinstance(value, tuple):
+        out += b"T" + len(value).to_bytes(8, "little")
+        for item in value:
+            _encode_into(out, item)
+        return
+    if value is None:
+        out += b"N"
+        return
+    if isinstance(value, bytes):
+        tag, data = b"B", value
+    elif isinstance(value, str):
+        tag, data = b"S", value.encode("utf-8", "surrogateescape")
+    else:
+        tag, data = b"I", repr(value).encode()
+    out += tag + len(data).to_bytes(8, "little") + data
+
+
+def digest(data: bytes) -> str:
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+def source_key(content_hex: str) -> str:
+    """The key of a source file from the xxh3_128 hex digest of its content."""
+    return f"file-{ALGORITHM}-{content_hex}"
+
+
+def tree_key(entries: Iterable[tuple[str, str]]) -> str:
+    """The key of a source directory from its (relative name, key) entries, in any order."""
+    return f"file-{ALGORITHM}-{digest(encode('tree', tuple(sorted(entries))))}"
+
+
+def output_key(rule_key: str, name: str) -> str:
+    return f"out-{ALGORITHM}-{digest(encode(rule_key, name))}"
+
+
+@dataclass(frozen=True)
+class RuleKey:
+    """A rule's key and what went into it, so a plan can say *which* part changed.
+
+    `parts` are (name, digest) for command, env, resources, library and kind; `inputs` are
+    (path, key) of every input, sorted by path; `outputs` are (path, sandbox, key).
+    """
+
+    key: str
+    parts: tuple[tuple[str, str], ...]
+    inputs: tuple[tuple[str, str], ...]
+    outputs: tuple[tuple[str, str, str], ...]
+
+
+def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | None = None,
+             resources: Resources | None = None) -> RuleKey:
+    """The key of `rule` given the keys of its inputs (by path) and of the library it calls."""
+    res = resources if resources is not None else rule.resources
+    env = tuple((k, v) for k, v in rule.env if k not in LIMIT_VARIABLES)
+    kind = ("local" if rule.local else "") + ("makeflow" if rule.subworkflow else "") \
+        + (f"call:{rule.call}" if rule.call else "") + (f"library:{rule.library}" if rule.library
+                                                        else "")
+    parts = (
+        ("command", digest(encode(rule.command))),
+        ("environment", digest(encode(env))),
+        ("resources", digest(encode(res.cores, res.gpus))),
+        ("library", digest(encode(library_key))),
+        ("kind", digest(encode(kind))),
+    )
+    sandboxed = tuple(sorted((f.sandbox, input_keys[f.path]) for f in rule.sources))
+    names = tuple(sorted(f.sandbox for f in rule.targets))
+    key = f"rule-{ALGORITHM}-{digest(encode(tuple(d for _, d in parts), sandboxed, names))}"
+    inputs = tuple(sorted((f.path, input_keys[f.path]) for f in rule.sources))
+    outputs = tuple((f.path, f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
+    return RuleKey(key, parts, inputs, outputs)
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Keys for a whole graph: `rules` by rule id, `files` by path (sources and outputs)."""
+
+    rules: Mapping[int, RuleKey]
+    files: Mapping[str, str]
+
+
+def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
+                 resources_of: Callable[[RuleSpec], Resources] | None = None) -> Keys:
+    """Keys for every rule in `order` (topological), from the content keys of the sources.
+
+    A library rule is keyed when first needed, so its callers may come before it in `order`.
+    """
+    files: dict[str, str] = dict(source_keys)
+    rules: dict[int, RuleKey] = {}
+    libraries = {r.library: r for r in order if r.library}
+
+    def key_rule(rule: RuleSpec) -> RuleKey:
+        if rule.id in rules:
+            return rules[rule.id]
+        lib_key = None
+        if rule.call:
+            lib = libraries.get(rule.call)
+            if lib is None:
+                raise InputError(f"{rule.location}: rule '{rule.name}' calls library "
+                                 f"'{rule.call}', which no rule defines")
+            lib_key = key_rule(lib).key
+        missing = [f.path for f in rule.sources if f.path not in files]
+        if missing:
+            raise InputError(f"{rule.location}: rule '{rule.name}' reads '{missing[0]}', "
+                             f"which is neither a source nor made by an earlier rule")
+        res = resources_of(rule) if resources_of else rule.resources
+        rk = rule_key(rule, files, lib_key, res)
+        for path, _, key in rk.outputs:
+            files[path] = key
+        rules[rule.id] = rk
+        return rk
+
+    for rule in order:
+        key_rule(rule)
+    return Keys(rules, files)

@@ -1,0 +1,156 @@
+"""The plan: which rules run, which are skipped and which are restored, with a Reason for each.
+
+Pure: it reads plain data (keys computed now, the journal's state, the stat of each target,
+which output keys the store holds) and does no I/O.
+
+A rule is *current* when the journal has a completion with the key computed now and each of
+its outputs on this host is at its path with the (size, mtime_ns) recorded when it was put
+there. A stale rule whose outputs are all in the store is restored instead of run. Outputs
+that never reach this host (`@temp`) or were garbage-collected are not needed unless a rule
+that runs reads them: a backward pass in reverse topological order makes their producers run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+
+from vinemake.journal import JournalState
+from vinemake.keys import RuleKey
+
+__all__ = ["PlanRule", "Reason", "Plan", "make_plan", "RUN", "SKIP", "RESTORE"]
+
+RUN, SKIP, RESTORE = "run", "skip", "restore"
+
+
+@dataclass(frozen=True)
+class PlanRule:
+    """What the plan needs of a rule. `producers` are (input path, producing rule id)."""
+
+    id: int
+    name: str
+    key: RuleKey
+    temp: bool = False
+    producers: tuple[tuple[str, int], ...] = ()
+    consumed: bool = False  # some other rule reads one of its outputs
+
+
+@dataclass(frozen=True)
+class Reason:
+    rule: int
+    action: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """An action and a Reason for every selected rule, in topological order."""
+
+    order: tuple[int, ...]
+    reasons: Mapping[int, Reason]
+
+    def action(self, rid: int) -> str:
+        return self.reasons[rid].action
+
+    def ids(self, action: str) -> list[int]:
+        return [rid for rid in self.order if self.reasons[rid].action == action]
+
+
+Stat = tuple[int, int] | None  # (size, mtime_ns) of a target, None if absent
+
+
+def make_plan(order: Sequence[int], rules: Mapping[int, PlanRule], journal: JournalState,
+              disk: Mapping[str, Stat], stored: Set[str]) -> Plan:
+    """Decide every rule in `order` (topological, the selected rules only)."""
+    reasons: dict[int, Reason] = {}
+    for rid in order:
+        rule = rules[rid]
+        why = staleness(rule, journal, disk)
+        if why is None:
+            reasons[rid] = Reason(rid, SKIP, "outputs current")
+        elif _restorable(rule, stored):
+            reasons[rid] = Reason(rid, RESTORE, f"restored from cache ({why})")
+        elif rule.temp and rule.key.outputs and rule.consumed:
+            reasons[rid] = Reason(rid, SKIP, f"temporary outputs not needed ({why})")
+        else:
+            reasons[rid] = Reason(rid, RUN, why)
+    _pull_needed_inputs(order, rules, journal, disk, reasons)
+    return Plan(tuple(order), reasons)
+
+
+def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat]) -> str | None:
+    """Why `rule` must be brought up to date, or None if it is current."""
+    key = rule.key
+    if key.key not in journal.done:
+        first = key.outputs[0][0] if key.outputs else None
+        return _what_changed(rule, journal.previous(rule.name, first), journal)
+    if rule.temp:
+        return None
+    for path, _, okey in key.outputs:
+        rec = journal.files.get(path)
+        if rec is None or rec.key != okey:
+            return f"output '{path}' was made by another rule"
+        if rec.collected:
+            continue  # deleted by -g ref_cnt; pulled back only if a running rule needs it
+        stat = disk.get(path)
+        if stat is None:
+            return f"output '{path}' missing"
+        if stat != (rec.size, rec.mtime_ns):
+            return f"output '{path}' modified since it was built"
+    return None
+
+
+def _what_changed(rule: PlanRule, prev, journal: JournalState) -> str:
+    if prev is None:
+        if rule.key.key in journal.failed:
+            return "failed last time"
+        if rule.key.key in journal.incomplete:
+            return "interrupted last time"
+        return "never built"
+    before = dict(prev.parts)
+    for name, value in rule.key.parts:
+        if before.get(name) != value:
+            return f"{name} changed"
+    old_inputs = dict(prev.inputs)
+    for path, ikey in rule.key.inputs:
+        if path not in old_inputs:
+            return f"input '{path}' added"
+        if old_inputs[path] != ikey:
+            return f"input '{path}' changed"
+    now = {p for p, _ in rule.key.inputs}
+    for path in old_inputs:
+        if path not in now:
+            return f"input '{path}' removed"
+    return "inputs renamed in the sandbox or outputs changed"
+
+
+def _restorable(rule: PlanRule, stored: Set[str]) -> bool:
+    outs = rule.key.outputs
+    return bool(outs) and not rule.temp and all(k in stored for _, _, k in outs)
+
+
+def _available(producer: PlanRule, path: str, reasons: Mapping[int, Reason],
+               journal: JournalState) -> bool:
+    """Will `path`, made by `producer`, be on this host for a consumer that runs?"""
+    action = reasons[producer.id].action
+    if action in (RUN, RESTORE):
+        return not producer.temp
+    if producer.temp:
+        return False
+    if action == SKIP and producer.key.key not in journal.done:
+        return False  # skipped as "not needed" without ever being built
+    rec = journal.files.get(path)
+    return rec is not None and not rec.collected
+
+
+def _pull_needed_inputs(order, rules, journal, disk, reasons: dict[int, Reason]) -> None:
+    """Make producers run when a running rule reads an output that is not on this host."""
+    for rid in reversed(order):
+        if reasons[rid].action != RUN:
+            continue
+        for path, pid in rules[rid].producers:
+            if pid not in reasons or reasons[pid].action == RUN:
+                continue
+            if not _available(rules[pid], path, reasons, journal):
+                reasons[pid] = Reason(pid, RUN,
+                                      f"intermediate '{path}' needed by '{rules[rid].name}'")
