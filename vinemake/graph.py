@@ -1,0 +1,487 @@
+"""The build graph: which rule makes each file, which rules each rule waits for, validated.
+
+Why the plain lists and the networkx graph live side by side: a Vinefile can hold a million
+rules, or one rule reading 100k files. networkx keeps a dict per node and per edge, which costs
+seconds and hundreds of megabytes at that size, and the engine's hot loop must not pay a
+networkx query per finished rule. So `build()` resolves every rule's dependencies straight from
+the RuleSpecs into integer lists (`deps`, `dependents`, `producer`), checks for cycles with
+Kahn's algorithm on those lists, and creates the networkx DiGraph of file and rule nodes only
+when asked: to name the rules on a cycle and to export. This is the only module that imports
+networkx.
+
+File paths are keys in one spelling, `norm(path)`: `./a` and `a/` are `a`.
+
+A directory can be a source. A rule reading `mydir` depends on the producer of `mydir` if a rule
+makes it, and on the producers of everything under it (`mydir/1.txt`); a rule reading
+`mydir/1.txt` depends on the producer of `mydir` when no rule makes the file itself.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import json
+import os
+import posixpath
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from vinemake.errors import InputError, VinefileError
+from vinemake.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.suggest import did_you_mean
+
+__all__ = ["BuildGraph", "EXPORT_FORMATS", "norm"]
+
+EXPORT_FORMATS = ("dot", "mermaid", "json")
+_NONE: tuple[int, ...] = ()
+
+
+def norm(path: str) -> str:
+    """The one spelling of a path used as a key: `./a//b/` → `a/b`."""
+    if "/" not in path and not path.startswith("."):
+        return path  # the common case, kept cheap for million-rule files
+    return posixpath.normpath(path)
+
+
+def read_line(location: Location, root: str) -> str | None:
+    """The text of the Vinefile line at `location`, or None when it cannot be read."""
+    for path in (location.path, os.path.join(root, location.path)):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                return next(itertools.islice(f, location.line - 1, None), None)
+        except OSError:
+            continue
+    return None
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+@dataclass(frozen=True, eq=False)
+class BuildGraph:
+    """A validated workflow graph over integer rule ids (the workflow's `RuleSpec.id`s).
+
+    `rule_ids` are the rules in this graph, in file order. `deps[rid]`/`dependents[rid]` are
+    lists indexed by rule id over the whole workflow (empty for rules outside a selection):
+    the rules whose outputs `rid` reads, and the rules that read `rid`'s outputs, each sorted.
+    `producer` maps each made file to its rule; `sources` holds the files no rule makes.
+    """
+
+    workflow: Workflow
+    root: str
+    rule_ids: tuple[int, ...]
+    deps: list[tuple[int, ...]]
+    dependents: list[tuple[int, ...]]
+    producer: dict[str, int]
+    sources: set[str]
+    consumed: frozenset[str]  # made files that some rule in the graph reads
+    dir_members: dict[str, tuple[str, ...]]  # directory source → made files under it
+    _order: tuple[int, ...]
+
+    @classmethod
+    def build(cls, workflow: Workflow, root: str,
+              exists: Callable[[str], bool] = os.path.exists, *,
+              listdir: Callable[[str], list[str]] = _listdir) -> BuildGraph:
+        """Resolve and validate `workflow`; VinefileError at the first rule that is wrong."""
+        rules = workflow.rules
+        where = _Locator(root)
+        producer = _producers(rules, where)
+        _check_libraries(rules, where)
+        deps, consumed, sources, dir_members = _resolve(rules, producer)
+        _check_sources(rules, sources, producer, root, exists, listdir, where)
+        ids = tuple(r.id for r in rules)
+        dependents = _invert(deps, ids)
+        order = _topological(ids, deps, dependents)
+        if len(order) < len(ids):
+            _raise_cycle(rules, ids, deps, order, where)
+        return cls(workflow, root, ids, deps, dependents, producer, sources, consumed,
+                   dir_members, order)
+
+    def order(self) -> list[int]:
+        """Rule ids so each comes after the rules it reads from; ties broken by file order."""
+        return list(self._order)
+
+    def terminal_outputs(self) -> list[str]:
+        """Made files no rule in the graph reads: the default MAKEFLOW_OUTPUTS, in file order."""
+        rules = self.workflow.rules
+        seen = self.consumed
+        return [p for rid in self.rule_ids for p in (norm(t.path) for t in rules[rid].targets)
+                if p not in seen]
+
+    def outputs(self) -> list[str]:
+        """MAKEFLOW_OUTPUTS when the Vinefile set it, else the terminal outputs."""
+        if self.workflow.outputs is not None:
+            return [norm(p) for p in self.workflow.outputs]
+        return self.terminal_outputs()
+
+    def files(self) -> set[str]:
+        """Every file the graph names: made files and sources."""
+        return set(self.producer) | self.sources
+
+    def select(self, targets: Iterable[str]) -> BuildGraph:
+        """The part of the graph the given files need; InputError for a file it cannot make."""
+        wanted: list[int] = []
+        for target in targets:
+            wanted.extend(self._makers(target))
+        keep = _closure(wanted, self.deps)
+        ids = tuple(sorted(keep))
+        rules = self.workflow.rules
+        deps = [_NONE] * len(self.deps)
+        dependents = [_NONE] * len(self.dependents)
+        for rid in ids:
+            deps[rid] = self.deps[rid]
+            dependents[rid] = tuple(d for d in self.dependents[rid] if d in keep)
+        producer = {p: rid for p, rid in self.producer.items() if rid in keep}
+        read = {norm(s.path) for rid in ids for s in rules[rid].sources}
+        sources = {p for p in read if p in self.sources}
+        members = {d: m for d, m in self.dir_members.items() if d in read}
+        consumed = frozenset(_reads(read, producer, members))
+        order = tuple(r for r in self._order if r in keep)
+        return BuildGraph(self.workflow, self.root, ids, deps, dependents, producer, sources,
+                          consumed, members, order)
+
+    def _makers(self, target: str) -> list[int]:
+        """The rules that make `target` (a file, or a directory holding made files)."""
+        path = norm(target)
+        if path in self.producer:
+            return [self.producer[path]]
+        ancestor = _made_ancestor(path, self.producer)
+        if ancestor is not None:
+            return [self.producer[ancestor]]
+        prefix = path + "/"
+        nested = [rid for p, rid in self.producer.items() if p.startswith(prefix)]
+        if nested or path in self.sources:
+            return nested
+        hint = did_you_mean(path, self.producer)
+        raise InputError(f"unknown target '{target}'{hint}")
+
+    def to_networkx(self):
+        """A networkx DiGraph: ("rule", id) and ("file", path) nodes, edges in data flow order."""
+        import networkx as nx
+
+        rules = self.workflow.rules
+        g = nx.DiGraph()
+        for rid in self.rule_ids:
+            rule = rules[rid]
+            g.add_node(("rule", rid), line=rule.location.line, command=rule.command,
+                       category=rule.category)
+            for ref in rule.targets:
+                g.add_edge(("rule", rid), ("file", norm(ref.path)))
+            for ref in rule.sources:
+                g.add_edge(("file", norm(ref.path)), ("rule", rid))
+        for directory, members in self.dir_members.items():
+            for member in members:
+                g.add_edge(("file", member), ("file", directory))
+        for kind, name in g.nodes:
+            if kind == "file":
+                g.nodes[(kind, name)]["producer"] = self.producer.get(name)
+        return g
+
+    def export(self, fmt: str) -> str:
+        """The graph as `dot`, `mermaid` or `json` text."""
+        writer = {"dot": _dot, "mermaid": _mermaid, "json": _json}.get(fmt)
+        if writer is None:
+            raise InputError(f"unknown graph format '{fmt}' (use dot, mermaid or json)")
+        return writer(self.to_networkx())
+
+
+# --- building -------------------------------------------------------------------------------
+
+
+class _Locator:
+    """Turns a rule and a message into a VinefileError, reading the line text lazily."""
+
+    def __init__(self, root: str):
+        self.root = root
+
+    def error(self, rule: RuleSpec, message: str, name: str | None = None) -> VinefileError:
+        location = rule.location
+        text = read_line(location, self.root)
+        if text is not None and name is not None:
+            col = _column_of(text, name)
+            if col is not None:
+                location = Location(location.path, location.line, col)
+        return VinefileError(location, message, text)
+
+
+def _column_of(line: str, name: str) -> int | None:
+    """The 1-based column where `name` appears as a whole word in `line`, if it does."""
+    m = re.search(r"(?<![^\s:>\"'])" + re.escape(name) + r"(?![^\s:\"'-])", line)
+    return m.start() + 1 if m else None
+
+
+def _unsafe(name: str) -> str | None:
+    """Why `name` cannot be a name inside a sandbox or a target path, or None if it can."""
+    if "\0" in name:
+        return "contains a NUL character"
+    if name.startswith("/"):
+        return "is absolute"
+    if ".." in name and ".." in name.split("/"):
+        return "contains a '..' component"
+    return None
+
+
+def _suspicious(name: str) -> bool:
+    """A cheap test that lets almost every name skip the exact check."""
+    return name[:1] == "/" or ".." in name or "\0" in name
+
+
+def _check_ref(rule: RuleSpec, ref: FileRef, is_target: bool, where: _Locator) -> None:
+    if is_target:
+        why = _unsafe(ref.path)
+        if why is not None:
+            raise where.error(rule, f"target {ref.path!r} {why}: a rule's outputs must be "
+                                    "inside the workflow directory", ref.path)
+    why = _unsafe(ref.sandbox)
+    if why is not None:
+        shown = ref.path if ref.sandbox == ref.path else f"{ref.path}->{ref.sandbox}"
+        hint = posixpath.basename(ref.sandbox.replace("\0", "")) or "name"
+        raise where.error(rule, f"sandbox name {ref.sandbox!r} {why}: give the file a plain "
+                                f"name inside the task, e.g. '{ref.path}->{hint}'", shown)
+
+
+def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
+    """file → the rule that makes it; checks target and sandbox names on the way."""
+    producer: dict[str, int] = {}
+    for rule in rules:
+        rid = rule.id
+        for ref in rule.targets:
+            if _suspicious(ref.path) or _suspicious(ref.sandbox):
+                _check_ref(rule, ref, True, where)
+            path = norm(ref.path)
+            other = producer.setdefault(path, rid)
+            if other != rid:
+                first = rules[other].location.line
+                raise where.error(rule, f"{path} is made by two rules: line {first} and line "
+                                        f"{rule.location.line}", ref.path)
+        for ref in rule.sources:
+            if _suspicious(ref.sandbox):
+                _check_ref(rule, ref, False, where)
+    return producer
+
+
+def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> None:
+    defined: dict[str, RuleSpec] = {}
+    for rule in rules:
+        if rule.library is None:
+            continue
+        if rule.library in defined:
+            first = defined[rule.library].location.line
+            raise where.error(rule, f"library '{rule.library}' is defined twice: line {first} "
+                                    f"and line {rule.location.line}")
+        defined[rule.library] = rule
+    for rule in rules:
+        if rule.call is not None and rule.call not in defined:
+            hint = did_you_mean(rule.call, defined)
+            raise where.error(rule, f"@call {rule.call}: no rule defines @library "
+                                    f"{rule.call}{hint}")
+
+
+def _made_ancestor(path: str, producer: dict[str, int]) -> str | None:
+    """The nearest enclosing directory of `path` that a rule makes, if any."""
+    cut = path.rfind("/")
+    while cut > 0:
+        path = path[:cut]
+        if path in producer:
+            return path
+        cut = path.rfind("/")
+    return None
+
+
+def _reads(read: set[str], producer: dict[str, int], members: dict[str, tuple[str, ...]]):
+    """The made files behind the paths in `read`: themselves, their directory, their members."""
+    for path in read:
+        if path in producer:
+            yield path
+        elif path in members:
+            yield from members[path]
+        else:
+            ancestor = _made_ancestor(path, producer)
+            if ancestor is not None:
+                yield ancestor
+
+
+def _resolve(rules, producer):
+    """Each rule's producer rules, the made files read, the sources, and directory sources."""
+    deps: list[tuple[int, ...]] = [_NONE] * len(rules)
+    consumed: set[str] = set()
+    unmade: dict[str, list[int]] = {}  # read but not made: a source, or a directory of outputs
+    get = producer.get
+    for rule in rules:
+        found: list[int] = []
+        for ref in rule.sources:
+            path = norm(ref.path)
+            rid = get(path)
+            if rid is None and "/" in path:
+                path = _made_ancestor(path, producer) or path
+                rid = get(path)
+            if rid is None:
+                unmade.setdefault(path, []).append(rule.id)
+            else:
+                found.append(rid)
+                consumed.add(path)
+        if found:
+            deps[rule.id] = tuple(sorted(set(found))) if len(found) > 1 else tuple(found)
+    dir_members = _directory_members(unmade, producer)
+    for directory, members in dir_members.items():
+        makers = [producer[m] for m in members]
+        consumed.update(members)
+        for rid in unmade.pop(directory):
+            deps[rid] = tuple(sorted(set(deps[rid]).union(makers)))
+    return deps, frozenset(consumed), set(unmade), dir_members
+
+
+def _directory_members(unmade: dict[str, list[int]], producer: dict[str, int]):
+    """For each unmade path that is a directory of made files: the made files under it."""
+    members: dict[str, list[str]] = {}
+    if not unmade:
+        return {}
+    for path in producer:
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in unmade:
+                members.setdefault(parent, []).append(path)
+            cut = parent.rfind("/")
+    return {d: tuple(m) for d, m in members.items()}
+
+
+def _check_sources(rules, sources, producer, root, exists, listdir, where) -> None:
+    """Every source must exist; the first missing one (in file order) is the error."""
+    missing = [p for p in sources if not exists(p if os.path.isabs(p) else
+                                                os.path.join(root, p))]
+    if not missing:
+        return
+    missing_set = set(missing)
+    for rule in rules:
+        for ref in rule.sources:
+            path = norm(ref.path)
+            if path in missing_set:
+                parent = posixpath.dirname(path)
+                on_disk = [posixpath.join(parent, n) for n in listdir(os.path.join(root, parent))]
+                hint = did_you_mean(path, itertools.chain(producer, on_disk))
+                raise where.error(rule, f"source '{path}' does not exist and no rule makes "
+                                        f"it{hint}", ref.path)
+
+
+def _invert(deps: list[tuple[int, ...]], ids: tuple[int, ...]) -> list[tuple[int, ...]]:
+    lists: dict[int, list[int]] = {}
+    for rid in ids:
+        for d in deps[rid]:
+            lists.setdefault(d, []).append(rid)
+    dependents = [_NONE] * len(deps)
+    for rid, users in lists.items():
+        dependents[rid] = tuple(users)  # ids were visited in order, so already sorted
+    return dependents
+
+
+def _topological(ids, deps, dependents) -> tuple[int, ...]:
+    """Kahn's algorithm; the ready rule earliest in the file goes first."""
+    waiting = {rid: len(deps[rid]) for rid in ids}
+    ready = [rid for rid in ids if not waiting[rid]]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        rid = heapq.heappop(ready)
+        order.append(rid)
+        for user in dependents[rid]:
+            waiting[user] -= 1
+            if not waiting[user]:
+                heapq.heappush(ready, user)
+    return tuple(order)
+
+
+def _closure(start: Iterable[int], deps: list[tuple[int, ...]]) -> set[int]:
+    keep: set[int] = set()
+    stack = list(start)
+    while stack:
+        rid = stack.pop()
+        if rid not in keep:
+            keep.add(rid)
+            stack.extend(deps[rid])
+    return keep
+
+
+def _raise_cycle(rules, ids, deps, order, where: _Locator) -> None:
+    import networkx as nx
+
+    done = set(order)
+    stuck = [rid for rid in ids if rid not in done]
+    g = nx.DiGraph()
+    for rid in stuck:
+        g.add_edges_from((rid, d) for d in deps[rid] if d not in done)
+    cycle = [u for u, _ in nx.find_cycle(g)]
+    start = cycle.index(min(cycle))
+    cycle = cycle[start:] + cycle[:start]
+    first = rules[cycle[0]]
+    if len(cycle) == 1:
+        both = [t.path for t in first.targets if any(norm(s.path) == norm(t.path)
+                                                    for s in first.sources)]
+        name = both[0] if both else first.name
+        raise where.error(first, f"'{name}' is both a target and a source of this rule", name)
+    chain = " needs ".join(f"{rules[r].name} (line {rules[r].location.line})"
+                        for r in cycle + cycle[:1])
+    raise where.error(first, f"dependency cycle: {chain}")
+
+
+# --- export ---------------------------------------------------------------------------------
+
+
+def _label(g, node) -> str:
+    kind, name = node
+    if kind == "file":
+        return name
+    command = g.nodes[node]["command"]
+    short = command if len(command) <= 40 else command[:37] + "..."
+    return f"line {g.nodes[node]['line']}: {short}"
+
+
+def _dot_id(node) -> str:
+    kind, name = node
+    return json.dumps(f"rule{name}" if kind == "rule" else f"file:{name}")
+
+
+def _dot(g) -> str:
+    out = ["digraph vinemake {", "  rankdir=LR;"]
+    for node in g.nodes:
+        shape = "box" if node[0] == "rule" else "ellipse"
+        out.append(f"  {_dot_id(node)} [shape={shape}, label={json.dumps(_label(g, node))}];")
+    for u, v in g.edges:
+        out.append(f"  {_dot_id(u)} -> {_dot_id(v)};")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _mermaid(g) -> str:
+    ids = {}
+    for node in g.nodes:
+        ids[node] = f"r{node[1]}" if node[0] == "rule" else f"f{len(ids)}"
+    out = ["flowchart LR"]
+    for node, nid in ids.items():
+        text = _label(g, node).replace('"', "#quot;")
+        out.append(f'  {nid}["{text}"]' if node[0] == "rule" else f'  {nid}(["{text}"])')
+    for u, v in g.edges:
+        out.append(f"  {ids[u]} --> {ids[v]}")
+    return "\n".join(out) + "\n"
+
+
+def _json(g) -> str:
+    def node_id(node) -> str:
+        return f"{node[0]}:{node[1]}"
+
+    nodes = []
+    for node, data in g.nodes(data=True):
+        entry = {"id": node_id(node), "kind": node[0]}
+        if node[0] == "rule":
+            entry.update(rule=node[1], line=data["line"], command=data["command"],
+                         category=data["category"])
+        else:
+            entry.update(path=node[1], producer=data.get("producer"))
+        nodes.append(entry)
+    edges = [{"from": node_id(u), "to": node_id(v)} for u, v in g.edges]
+    return json.dumps({"nodes": nodes, "edges": edges}, indent=1) + "\n"
