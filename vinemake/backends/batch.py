@@ -1,0 +1,528 @@
+"""What every pilot-job batch system shares: workers scaled to the work waiting, politely.
+
+A batch provider submits `vinemake-worker HOST PORT ...` as job arrays and lets the manager
+schedule rules on whatever connects. The per-system modules (slurm, pbs, sge, condor) only
+say how to write a submit script and how to read their commands' output (a `BatchSystem`);
+everything else lives here, because a cluster's administrators judge all of them alike:
+
+- Never one job per rule, and never a status query per task: at most one status query
+  (squeue/qstat/condor_q) every `poll_interval_s` (30 s), and none while nothing is submitted.
+  Between polls the provider trusts its own bookkeeping plus the manager's worker counts.
+- A refused submission (busy controller, QOS limit) is retried with exponential backoff and a
+  message saying when; only a refusal that can never succeed (a resource request no node
+  can satisfy, an unknown option) stops the run, as an InfrastructureError.
+- Everything submitted is cancelled in close(), which the manager calls on every exit path;
+  after `kill -9` of vinemake, workers exit by themselves after their idle --timeout.
+
+Deciding is a pure function (`plan_workers`); the I/O goes through `CommandRunner` and `Clock`,
+both with fakes below for tests.
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.errors import InfrastructureError
+from vinemake.spec import Resources
+
+__all__ = [
+    "ArrayRequest", "BatchSystem", "BatchWorkers", "Clock", "CommandResult", "CommandRunner",
+    "FakeClock", "FakeRunner", "JobStatus", "SubprocessRunner", "WorkerJob", "WorkerLaunch",
+    "plan_workers", "worker_argv", "worker_shape",
+]
+
+DEFAULT_MAX_WORKERS = 100
+POLL_INTERVAL_S = 30.0
+BACKOFF_FIRST_S = 5.0
+BACKOFF_MAX_S = 300.0
+PENDING_WARN_S = 300.0
+# Polls in a row that find workers gone before any worker ever connected: the workers cannot
+# reach the manager (wrong --manager-host, firewall) and retrying forever would hide that.
+DEAD_ON_ARRIVAL_LIMIT = 5
+
+
+# ---------------------------------------------------------------- plain data
+
+
+@dataclass(frozen=True)
+class ArrayRequest:
+    """A decision: submit `count` workers, each offering `resources`, as one array job."""
+
+    count: int
+    resources: Resources
+
+
+@dataclass(frozen=True)
+class WorkerLaunch:
+    """Everything a BatchSystem needs to write one submit script."""
+
+    count: int
+    resources: Resources
+    job_name: str
+    worker_argv: tuple[str, ...]  # vinemake-worker HOST PORT ... (the system adds --name)
+    batch_options: str = ""
+    timeout_s: float = 60.0  # the worker's idle timeout, part of a pilot's time limit
+
+
+@dataclass(frozen=True)
+class WorkerJob:
+    """One array job this provider submitted, and how many of its workers may still be alive."""
+
+    job_id: str
+    resources: Resources
+    count: int
+    alive: int
+    submitted_at: float
+    pending_warned: bool = False
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """What one status query says about one job: its workers waiting, running, and why."""
+
+    pending: int = 0
+    running: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """The outcome of one batch command."""
+
+    returncode: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+# ---------------------------------------------------------------- interfaces
+
+
+class BatchSystem(Protocol):
+    """How one batch system is spoken to. Pure: text in, text and argv out."""
+
+    name: str  # "SLURM"; used in messages
+
+    def submit_script(self, launch: WorkerLaunch) -> str: ...
+
+    def submit_argv(self, launch: WorkerLaunch, script_path: str) -> list[str]: ...
+
+    def parse_job_id(self, stdout: str) -> str: ...
+
+    def status_argv(self, job_name: str, job_ids: Sequence[str]) -> list[str]: ...
+
+    def parse_status(self, stdout: str) -> dict[str, JobStatus]: ...
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]: ...
+
+    def permanent_error(self, message: str) -> bool: ...
+
+
+class CommandRunner(Protocol):
+    """Runs one batch command (sbatch, squeue, scancel, ...) to completion."""
+
+    def run(self, argv: Sequence[str]) -> CommandResult: ...
+
+
+class Clock(Protocol):
+    """Monotonic seconds."""
+
+    def monotonic(self) -> float: ...
+
+
+class SubprocessRunner:
+    """The real runner. A missing program or a hung controller becomes a failed CommandResult."""
+
+    def __init__(self, timeout_s: float = 120.0):
+        self.timeout_s = timeout_s
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        try:
+            done = subprocess.run(list(argv), capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=self.timeout_s)
+        except FileNotFoundError:
+            return CommandResult(127, "", f"{argv[0]}: command not found")
+        except subprocess.TimeoutExpired:
+            return CommandResult(124, "", f"{argv[0]} did not answer within {self.timeout_s:g} s")
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+class FakeClock:
+    """A clock tests move by hand."""
+
+    def __init__(self, now: float = 1000.0):
+        self.now = now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@dataclass
+class FakeRunner:
+    """Records every command; answers from `responders`, keyed by program name.
+
+    A responder is a CommandResult or a callable (argv, script text or None) → CommandResult.
+    The submit script is read at call time (the provider deletes it afterwards), so tests can
+    assert on the exact text a batch system would have received.
+    """
+
+    responders: dict[str, object] = field(default_factory=dict)
+    calls: list[list[str]] = field(default_factory=list)
+    scripts: list[str] = field(default_factory=list)
+
+    def run(self, argv: Sequence[str]) -> CommandResult:
+        argv = list(argv)
+        self.calls.append(argv)
+        script = None
+        if argv and os.path.isfile(argv[-1]):
+            with open(argv[-1]) as f:
+                script = f.read()
+            self.scripts.append(script)
+        answer = self.responders.get(os.path.basename(argv[0]), CommandResult(0))
+        return answer(argv, script) if callable(answer) else answer  # type: ignore[return-value]
+
+    def programs(self) -> list[str]:
+        return [os.path.basename(c[0]) for c in self.calls]
+
+
+# ---------------------------------------------------------------- decisions (pure)
+
+
+def worker_shape(task: Resources, options: ProviderOptions) -> Resources:
+    """The worker to ask for so `task` fits: --cores/--memory/... when given, else the task's own.
+
+    Cores are whole (batch systems allocate CPUs) and at least 1.
+    """
+    fixed = options.worker_resources
+    if any(v is not None for v in (fixed.cores, fixed.memory_mb, fixed.disk_mb, fixed.gpus)):
+        base = fixed
+        wall = fixed.wall_time_s if fixed.wall_time_s is not None else task.wall_time_s
+    else:
+        base, wall = task, task.wall_time_s
+    cores = max(1, math.ceil(base.cores)) if base.cores else 1
+    return Resources(cores=cores, memory_mb=base.memory_mb, disk_mb=base.disk_mb,
+                     gpus=base.gpus or None, wall_time_s=wall)
+
+
+def _slots(worker: Resources, task: Resources) -> int:
+    """How many copies of `task` one worker of shape `worker` can run at once (at least 1)."""
+    fits = [int((worker.cores or 1) // max(task.cores or 1, 1e-9))]
+    for have, need in ((worker.memory_mb, task.memory_mb), (worker.disk_mb, task.disk_mb),
+                       (worker.gpus, task.gpus)):
+        if have and need:
+            fits.append(have // need)
+    return max(1, min(fits))
+
+
+def plan_workers(demand: Demand, jobs: Sequence[WorkerJob], options: ProviderOptions,
+                 max_workers: int) -> list[ArrayRequest]:
+    """Which arrays to submit now so the waiting tasks get workers. No I/O.
+
+    Workers already submitted but not yet connected ("starting") are counted against the
+    need, newest submissions first (the oldest ones are the likeliest to have connected).
+    Idle connected workers are assumed to take waiting tasks first.
+    """
+    alive = sum(j.alive for j in jobs)
+    room = max(0, max_workers - alive)
+    starting = max(0, alive - demand.connected_workers)
+    starting_by_shape: dict[Resources, int] = {}
+    for job in sorted(jobs, key=lambda j: j.submitted_at, reverse=True):
+        take = min(job.alive, starting)
+        starting -= take
+        starting_by_shape[job.resources] = starting_by_shape.get(job.resources, 0) + take
+
+    need: dict[Resources, float] = {}  # insertion order = order the work arrived
+    for task in demand.waiting[demand.idle_workers:]:
+        shape = worker_shape(task, options)
+        need[shape] = need.get(shape, 0.0) + 1.0 / _slots(shape, task)
+
+    plan = []
+    for shape, workers in need.items():
+        count = min(math.ceil(workers - 1e-9) - starting_by_shape.get(shape, 0), room)
+        if count > 0:
+            plan.append(ArrayRequest(count, shape))
+            room -= count
+    short = options.min_workers - alive - sum(r.count for r in plan)
+    if short > 0 and room > 0:
+        plan.append(ArrayRequest(min(short, room), worker_shape(Resources(), options)))
+    return plan
+
+
+def worker_argv(program: str, manager: ManagerAddress, resources: Resources,
+                timeout_s: float) -> tuple[str, ...]:
+    """`vinemake-worker HOST PORT --cores N ...` for a worker offering exactly `resources`."""
+    argv = [program, manager.host, str(manager.port), "--cores", str(int(resources.cores or 1))]
+    for flag, value in (("--memory", resources.memory_mb), ("--disk", resources.disk_mb),
+                        ("--gpus", resources.gpus)):
+        if value:
+            argv += [flag, str(value)]
+    argv += ["--timeout", f"{timeout_s:g}"]
+    if manager.password_file:
+        argv += ["--password", os.path.abspath(manager.password_file)]
+    if manager.ssl:
+        argv.append("--ssl")
+    return tuple(argv)
+
+
+def shell_line(argv: Sequence[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def wall_minutes(resources: Resources, timeout_s: float) -> int | None:
+    """A pilot's time limit: the rule's WALL_TIME plus the idle timeout, in whole minutes."""
+    if resources.wall_time_s is None:
+        return None
+    return max(1, math.ceil((resources.wall_time_s + timeout_s) / 60))
+
+
+def hms(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def backoff_s(failures: int) -> float:
+    """5 s, 10 s, 20 s, ... capped at 5 minutes."""
+    return min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** max(0, failures - 1))
+
+
+def find_worker_program() -> str:
+    """An absolute vinemake-worker path, so a compute node with another PATH still finds it."""
+    found = shutil.which("vinemake-worker")
+    if found:
+        return os.path.abspath(found)
+    beside = os.path.join(os.path.dirname(sys.executable), "vinemake-worker")
+    return beside if os.path.exists(beside) else "vinemake-worker"
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
+
+
+def _say(message: str) -> None:
+    print(f"vinemake: {message}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------- the provider
+
+
+class BatchWorkers:
+    """A WorkerProvider over one BatchSystem. Subclasses only choose the system.
+
+    scale() returns at once: the batch commands (which block while a controller is busy) run
+    on one background thread that always acts on the newest Demand. `step()` is the same work
+    done synchronously, for tests and for that thread.
+    """
+
+    def __init__(self, system: BatchSystem, runner: CommandRunner | None = None,
+                 clock: Clock | None = None, log: Callable[[str], None] = _say,
+                 background: bool = True, poll_interval_s: float = POLL_INTERVAL_S):
+        self.system = system
+        self.runner = runner or SubprocessRunner()
+        self.clock = clock or SystemClock()
+        self.log = log
+        self.background = background
+        self.poll_interval_s = poll_interval_s
+        self.jobs: list[WorkerJob] = []
+        self.submitted: list[str] = []  # every job id ever submitted: all are cancelled on close
+        self.manager: ManagerAddress | None = None
+        self.options = ProviderOptions()
+        self.job_name = "vinemake"
+        self.worker_program = "vinemake-worker"
+        self._last_poll: float | None = None
+        self._failures = 0
+        self._retry_at = 0.0
+        self._ever_connected = False
+        self._dead_polls = 0
+        self._scripts: str | None = None
+        self._closed = False
+        self._lock = threading.Lock()  # step() and close() never interleave batch commands
+        self._wake = threading.Condition()
+        self._latest: Demand | None = None
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- WorkerProvider
+
+    def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
+        self.manager, self.options = manager, options
+        self.job_name = f"vinemake-{manager.port}-{os.getpid()}"
+        self.worker_program = dict(options.extra).get("worker_program") or find_worker_program()
+        self._scripts = tempfile.mkdtemp(prefix="vinemake-batch-")
+        # Belt and braces for exit paths that skip the manager's close (an uncaught SystemExit
+        # from a signal handler): jobs must not outlive the run.
+        atexit.register(self.close)
+        if self.background:
+            self._thread = threading.Thread(target=self._drive, name="batch-workers",
+                                            daemon=True)
+            self._thread.start()
+        if options.min_workers:
+            self.scale(Demand())
+
+    def scale(self, demand: Demand) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        if not self.background:
+            self.step(demand)
+            return
+        with self._wake:
+            self._latest = demand
+            self._wake.notify()
+
+    def close(self) -> None:
+        with self._wake:
+            if self._closed:
+                return
+            self._closed = True
+            self._wake.notify()
+        atexit.unregister(self.close)
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=150)
+        with self._lock:
+            if self.submitted:
+                # One cancel for everything, including jobs believed finished: an idle worker
+                # that is about to exit is cheaper to cancel than to poll for.
+                result = self.runner.run(self.system.cancel_argv(self.submitted))
+                if result.returncode != 0 and any(j.alive for j in self.jobs):
+                    self.log(f"could not cancel {self.system.name} jobs "
+                             f"{' '.join(self.submitted)}: {_last_line(result.stderr)}")
+            if self._scripts:
+                shutil.rmtree(self._scripts, ignore_errors=True)
+
+    # -- the work
+
+    def step(self, demand: Demand) -> None:
+        """Poll if due, then submit what `plan_workers` asks for, unless backing off."""
+        with self._lock:
+            if self._closed or demand.done or self.manager is None:
+                return
+            self._ever_connected |= demand.connected_workers > 0
+            self._maybe_poll()
+            now = self.clock.monotonic()
+            if now < self._retry_at:
+                return
+            for request in plan_workers(demand, self.jobs, self.options, self.max_workers):
+                if not self._submit(request, now):
+                    break
+
+    @property
+    def max_workers(self) -> int:
+        return self.options.max_workers or DEFAULT_MAX_WORKERS
+
+    def _submit(self, request: ArrayRequest, now: float) -> bool:
+        assert self.manager is not None and self._scripts is not None
+        launch = WorkerLaunch(
+            count=request.count, resources=request.resources, job_name=self.job_name,
+            worker_argv=worker_argv(self.worker_program, self.manager, request.resources,
+                                    self.options.worker_timeout_s),
+            batch_options=self.options.batch_options, timeout_s=self.options.worker_timeout_s)
+        script = os.path.join(self._scripts, f"workers-{len(self.submitted) + 1}.sh")
+        with open(script, "w") as f:
+            f.write(self.system.submit_script(launch))
+        argv = self.system.submit_argv(launch, script)
+        result = self.runner.run(argv)
+        job_id = self.system.parse_job_id(result.stdout) if result.returncode == 0 else ""
+        os.unlink(script)
+        if not job_id:
+            self._submit_failed(argv, result)
+            return False
+        self._failures = 0
+        self.submitted.append(job_id)
+        self.jobs.append(WorkerJob(job_id, request.resources, request.count, request.count, now))
+        return True
+
+    def _submit_failed(self, argv: Sequence[str], result: CommandResult) -> None:
+        why = _last_line(result.stderr or result.stdout)
+        program = os.path.basename(argv[0])
+        if self.system.permanent_error(result.stderr + result.stdout):
+            raise InfrastructureError(
+                f"{program} refused the worker jobs and retrying cannot help: {why}\n"
+                f"  command: {shell_line(argv)}")
+        self._failures += 1
+        delay = backoff_s(self._failures)
+        self._retry_at = self.clock.monotonic() + delay
+        self.log(f"{program} failed (exit {result.returncode}): {why}; "
+                 f"retrying in {delay:g} s (attempt {self._failures + 1})")
+
+    def _maybe_poll(self) -> None:
+        """One status query for all our jobs, at most every poll_interval_s."""
+        live = [j for j in self.jobs if j.alive > 0]
+        now = self.clock.monotonic()
+        if not live or (self._last_poll is not None
+                        and now - self._last_poll < self.poll_interval_s):
+            return
+        self._last_poll = now
+        result = self.runner.run(self.system.status_argv(self.job_name,
+                                                         [j.job_id for j in live]))
+        if result.returncode != 0:
+            self.log(f"{self.system.name} status query failed: {_last_line(result.stderr)}; "
+                     f"keeping the previous picture for {self.poll_interval_s:g} s")
+            return
+        self._apply_status(self.system.parse_status(result.stdout), now)
+
+    def _apply_status(self, status: dict[str, JobStatus], now: float) -> None:
+        ended = 0
+        jobs = []
+        for job in self.jobs:
+            seen = status.get(job.job_id, JobStatus())
+            alive = min(job.alive, seen.pending + seen.running)
+            ended += job.alive - alive
+            if seen.pending and not job.pending_warned and now - job.submitted_at >= PENDING_WARN_S:
+                self.log(f"{self.system.name} job {job.job_id}: {seen.pending} workers still "
+                         f"waiting after {int(now - job.submitted_at)} s"
+                         + (f" ({seen.reason})" if seen.reason else ""))
+                job = replace(job, pending_warned=True)
+            if alive:
+                jobs.append(replace(job, alive=alive))
+        self.jobs = jobs
+        if ended and not self._ever_connected:
+            self._dead_on_arrival(ended)
+        elif self._ever_connected:
+            self._dead_polls = 0
+
+    def _dead_on_arrival(self, ended: int) -> None:
+        assert self.manager is not None
+        self._dead_polls += 1
+        message = (f"{ended} {self.system.name} worker jobs ended before any worker connected to "
+                   f"{self.manager.host}:{self.manager.port}; check that compute nodes can "
+                   f"reach that address (--manager-host) and keep worker logs with "
+                   f"--batch-options")
+        if self._dead_polls >= DEAD_ON_ARRIVAL_LIMIT:
+            raise InfrastructureError(message)
+        self.log(message)
+        self._failures += 1
+        self._retry_at = self.clock.monotonic() + backoff_s(self._failures)
+
+    def _drive(self) -> None:
+        """The background thread: act on the newest demand until closed."""
+        while True:
+            with self._wake:
+                while self._latest is None and not self._closed:
+                    self._wake.wait()
+                if self._closed:
+                    return
+                demand, self._latest = self._latest, None
+            try:
+                self.step(demand)
+            except BaseException as error:  # handed to the manager by the next scale()
+                self._error = error
