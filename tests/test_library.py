@@ -1,0 +1,242 @@
+"""The Python library program, spoken to over its stdin/stdout exactly as docs/libraries.md says."""
+
+from __future__ import annotations
+
+import json
+import selectors
+import subprocess
+import sys
+import textwrap
+import types
+
+import pytest
+
+from vinemake.library import (
+    Request,
+    functions_of,
+    load_module,
+    parse_request,
+    response,
+)
+
+DEADLINE = 20.0  # only a guard against a hung test; no assertion depends on timing
+
+MODULE = '''
+import os, time
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "imports"), "a") as f:
+    f.write("x")
+STATE = []
+print("import-time print goes to the log")
+
+def write(name, text):
+    print("a print inside a call goes to the log too")
+    with open(name, "w") as f:
+        f.write(text + " in " + os.getcwd())
+
+def remember(item, out):
+    STATE.append(item)
+    with open(out, "w") as f:
+        f.write(",".join(STATE))
+
+def fail(message):
+    raise ValueError(message)
+
+def leave():
+    raise SystemExit(3)
+
+def env(name, out):
+    with open(out, "w") as f:
+        f.write(os.environ.get(name, "unset"))
+
+def meet(me, other):
+    # Finishes only if the other call runs at the same time: proves calls are concurrent.
+    open(me, "w").close()
+    end = time.monotonic() + 20
+    while not os.path.exists(other):
+        if time.monotonic() > end:
+            raise TimeoutError("the other call never started")
+        time.sleep(0.01)
+
+def hang():
+    open("hanging", "w").close()
+    time.sleep(600)
+
+def _private():
+    pass
+'''
+
+
+@pytest.fixture
+def library(tmp_path):
+    """A running `python3 -m vinemake.library lib.py`; yields a small client."""
+    (tmp_path / "lib.py").write_text(MODULE)
+    log = open(tmp_path / "log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "vinemake.library", "lib.py"],
+                            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=log)
+    client = Client(proc)
+    yield client
+    proc.kill()
+    proc.wait()
+    proc.stdout.close()
+    proc.stdin.close()
+    log.close()
+
+
+class Client:
+    """Writes request lines and reads response lines, failing the test rather than hanging."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(proc.stdout, selectors.EVENT_READ)
+
+    def send(self, **request) -> None:
+        self.proc.stdin.write((json.dumps(request) + "\n").encode())
+        self.proc.stdin.flush()
+
+    def receive(self) -> dict:
+        if not self.selector.select(DEADLINE):
+            pytest.fail("the library did not answer")
+        line = self.proc.stdout.readline()
+        assert line.endswith(b"\n"), line
+        return json.loads(line)
+
+    def call(self, call_id: int, function: str, *args: str, cwd: str, **extra) -> dict:
+        self.send(id=call_id, function=function, args=list(args), cwd=cwd, **extra)
+        return self.receive()
+
+
+def test_ready_message_lists_public_functions(library):
+    assert library.receive() == {
+        "ready": True, "protocol": 1,
+        "functions": ["env", "fail", "hang", "leave", "meet", "remember", "write"]}
+
+
+def test_call_runs_in_the_given_cwd_and_prints_do_not_reach_the_channel(library, tmp_path):
+    library.receive()
+    sandbox = tmp_path / "sandbox"
+    sandbox.mkdir()
+    assert library.call(1, "write", "out.txt", "hello", cwd=str(sandbox)) == {
+        "id": 1, "status": "ok"}
+    assert (sandbox / "out.txt").read_text() == f"hello in {sandbox}"
+    library.proc.stdin.close()
+    assert library.proc.wait(DEADLINE) == 0
+    assert (tmp_path / "log").read_text() == (
+        "import-time print goes to the log\na print inside a call goes to the log too\n")
+
+
+def test_module_is_imported_once_and_calls_do_not_share_state(library, tmp_path):
+    library.receive()
+    for i in range(5):
+        assert library.call(i, "remember", str(i), f"state{i}", cwd=str(tmp_path))["status"] \
+            == "ok"
+        # Each call runs in a fresh fork of the imported module: no call sees another's state.
+        assert (tmp_path / f"state{i}").read_text() == str(i)
+    assert (tmp_path / "imports").read_text() == "x"
+
+
+def test_unknown_function_is_an_error_naming_what_exists(library, tmp_path):
+    library.receive()
+    assert library.call(7, "_private", cwd=str(tmp_path)) == {
+        "id": 7, "status": "error",
+        "error": "no function named '_private' in this library (it has: env, fail, hang, "
+                 "leave, meet, remember, write)"}
+
+
+def test_exception_returns_the_users_traceback(library, tmp_path):
+    library.receive()
+    answer = library.call(3, "fail", "bad input", cwd=str(tmp_path))
+    assert answer["id"] == 3 and answer["status"] == "error"
+    error = answer["error"]
+    assert error.startswith("Traceback (most recent call last):\n  File \"")
+    assert error.endswith("in fail\n    raise ValueError(message)\nValueError: bad input\n")
+    assert "vinemake" not in error  # the user's frames only
+
+
+def test_wrong_arguments_and_sys_exit_are_call_errors(library, tmp_path):
+    library.receive()
+    assert library.call(1, "fail", cwd=str(tmp_path))["error"] == (
+        "TypeError: fail() missing 1 required positional argument: 'message'\n")
+    assert library.call(2, "leave", cwd=str(tmp_path))["error"].endswith("SystemExit: 3\n")
+    assert library.call(3, "write", "x", "y", cwd=str(tmp_path / "absent"))["error"] == (
+        f"FileNotFoundError: [Errno 2] No such file or directory: '{tmp_path / 'absent'}'\n")
+
+
+def test_env_of_the_request_reaches_the_function(library, tmp_path):
+    library.receive()
+    library.call(1, "env", "GREETING", "out", cwd=str(tmp_path), env={"GREETING": "hi"})
+    assert (tmp_path / "out").read_text() == "hi"
+
+
+def test_calls_run_concurrently(library, tmp_path):
+    library.receive()
+    library.send(id=1, function="meet", args=["a", "b"], cwd=str(tmp_path))
+    library.send(id=2, function="meet", args=["b", "a"], cwd=str(tmp_path))
+    answers = sorted((library.receive(), library.receive()), key=lambda a: a["id"])
+    assert answers == [{"id": 1, "status": "ok"}, {"id": 2, "status": "ok"}]
+
+
+def test_cancel_kills_the_running_call(library, tmp_path):
+    library.receive()
+    library.send(id=4, function="hang", args=[], cwd=str(tmp_path))
+    library.send(id=4, cancel=True)
+    assert library.receive() == {
+        "id": 4, "status": "error", "error": "the call was killed by signal 9 (SIGKILL)"}
+    assert library.call(5, "write", "after", "ok", cwd=str(tmp_path))["status"] == "ok"
+
+
+def test_bad_request_is_answered_without_an_id(library):
+    library.receive()
+    library.proc.stdin.write(b"{\"function\": \"write\"}\n")
+    library.proc.stdin.flush()
+    assert library.receive() == {
+        "id": None, "status": "error",
+        "error": "bad request: request must be a JSON object with an integer \"id\""}
+
+
+def test_failing_import_exits_1_with_the_traceback(tmp_path):
+    (tmp_path / "broken.py").write_text("import os\n1 / 0\n")
+    run = subprocess.run([sys.executable, "-m", "vinemake.library", "broken.py"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE)
+    assert run.returncode == 1
+    assert run.stdout == ""
+    assert run.stderr.startswith("vinemake.library: importing broken.py failed:\nTraceback")
+    assert run.stderr.endswith("ZeroDivisionError: division by zero\n")
+
+
+def test_usage(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "vinemake.library"], capture_output=True,
+                         text=True, timeout=DEADLINE)
+    assert (run.returncode, run.stderr) == (2, "usage: python3 -m vinemake.library FILE.py\n")
+
+
+def test_parse_request():
+    assert parse_request(b'{"id": 1, "function": "f", "args": ["a"], "cwd": "/s", '
+                         b'"env": {"B": "2", "A": "1"}}') == Request(
+        1, "f", ("a",), "/s", (("A", "1"), ("B", "2")))
+    assert parse_request(b'{"id": 9, "cancel": true}') == Request(9, cancel=True)
+    with pytest.raises(ValueError, match="^request needs \"function\""):
+        parse_request(b'{"id": 1, "function": "f", "args": [1]}')
+
+
+def test_response():
+    assert response(2) == b'{"id": 2, "status": "ok"}\n'
+    assert response(2, "boom\n") == b'{"id": 2, "status": "error", "error": "boom\\n"}\n'
+
+
+def test_functions_of_skips_imports_and_private_names(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    path = tmp_path / "mod.py"
+    path.write_text(textwrap.dedent("""
+        from os.path import join
+        import json
+        def visible(): pass
+        def _hidden(): pass
+        class Model: pass
+    """))
+    module = load_module(str(path))
+    assert isinstance(module, types.ModuleType)
+    assert sorted(functions_of(module)) == ["Model", "visible"]
+    assert sys.path[0] == str(tmp_path)
