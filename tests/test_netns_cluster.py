@@ -131,7 +131,14 @@ def test_hosts_reach_each_other_and_the_root_but_nothing_outside(make_cluster):
         loop = send(cluster, 0, "127.0.0.1", root_only.getsockname()[1], 1)
     assert (loop.returncode, loop.stdout) == (3, "ECONNREFUSED\n")
 
+    # each emulated host has its own name, /etc/hosts and machine id
     assert cluster.run(1, ["hostname"]).stdout == f"{cluster.namespace(1)}\n"
+    resolved = cluster.run(0, ["getent", "hosts", cluster.namespace(2)]).stdout.split()
+    assert resolved == [cluster.addr(2), cluster.namespace(2)]
+    ids = {cluster.run(i, ["cat", "/etc/machine-id"]).stdout for i in range(3)}
+    with open("/etc/machine-id") as f:
+        ids.add(f.read())
+    assert len(ids) == 4
 
 
 @pytest.mark.netns
@@ -177,6 +184,7 @@ def test_down_kills_what_runs_inside_and_leaves_nothing(make_cluster):
     assert sleeper.wait(timeout=10) != 0
     assert cluster.leftovers() == ""
     assert not [n for n in os.listdir("/run/netns") if n.startswith(cluster.prefix)]
+    assert not os.path.exists(f"/etc/netns/{cluster.namespace(0)}")
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     assert f"{cluster.prefix}-root" not in links
     routes = subprocess.run(["ip", "-4", "route"], capture_output=True, text=True).stdout

@@ -12,6 +12,8 @@
 # <S> is a private /24 (default 10.233.0).  No namespace gets a default route and nothing is
 # forwarded: traffic can only go between the addresses created here.
 #
+# Each host also gets its own /etc/hosts (every host's name resolves) and /etc/machine-id.
+#
 # Ownership: every namespace made here carries the alias "vmcluster:<P>" on its lo, the root
 # veth carries it too, and `down` deletes only marked objects (after killing what runs inside),
 # so a test's finalizer can always call `down` safely, even after a half-finished `up`.
@@ -128,6 +130,20 @@ plug() { # ns port addr: veth from the switch to a namespace (eth0) or to the ro
   ip -n "$SW" link set dev "$port" master br0 up
 }
 
+etc_files() { # ns: its own /etc/hosts and /etc/machine-id (`ip netns exec` bind-mounts them)
+  local ns=$1 i
+  mkdir -p "/etc/netns/$ns"
+  {
+    echo "127.0.0.1 localhost"
+    [ "$root_bits" != off ] && echo "$subnet.1 $ROOTDEV"
+    [ "$mgr" = 1 ] && echo "$subnet.2 $MGR"
+    for ((i = 0; i < N; i++)); do echo "$subnet.$((10 + i)) $P$i"; done
+  } > "/etc/netns/$ns/hosts"
+  # a distinct machine id per host, so nothing mistakes two emulated hosts for one machine
+  od -An -N16 -tx1 /dev/urandom | tr -d ' \n' > "/etc/netns/$ns/machine-id"
+  echo >> "/etc/netns/$ns/machine-id"
+}
+
 cmd_up() {
   local n="" rate=200mbit root_rate="" mgr=0 subnet=10.233.0 mtu=1500
   while [ $# -gt 0 ]; do
@@ -174,10 +190,12 @@ cmd_up() {
     plug "$P$i" "h$i" "$subnet.$((10 + i))"
     shape "$P$i" eth0 "$bits"
     shape "$SW" "h$i" "$bits"
+    etc_files "$P$i"
   done
   if [ "$mgr" = 1 ]; then
     new_ns "$MGR"; plug "$MGR" hmgr "$subnet.2"
     shape "$MGR" eth0 "$bits"; shape "$SW" hmgr "$bits"
+    etc_files "$MGR"
   fi
   if [ "$root_bits" != off ]; then
     plug "" hroot "$subnet.1"
@@ -212,6 +230,8 @@ teardown() {
   for ns in $nss; do kill_inside "$ns"; done
   root_is_ours && ip link del dev "$ROOTDEV"
   for ns in $nss; do ip netns del "$ns"; done
+  for ns in $nss; do rm -rf "/etc/netns/$ns"; done
+  rmdir /etc/netns 2>/dev/null || true
   rm -f "$STATE"
   rmdir "$STATE_DIR" 2>/dev/null || true
   # namespace destruction is asynchronous: wait until the root end of the link is gone too
@@ -223,10 +243,13 @@ teardown() {
 }
 
 cmd_leftovers() {
-  local found
+  local found f
   found=$(owned_namespaces)
   root_is_ours && found+=" $ROOTDEV"
   [ -e "$STATE" ] && found+=" $STATE"
+  for f in /etc/netns/"$P"*; do
+    [[ ${f##*/} =~ ^$P([0-9]+|-mgr)$ ]] && found+=" $f"
+  done
   found=$(echo $found)
   [ -z "$found" ] && return 0
   echo "$found"
