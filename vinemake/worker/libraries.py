@@ -191,8 +191,10 @@ class _Process:
     def _cancel(self, call_id: int, pending: _Pending, grace: float) -> None:
         self._send((json.dumps({"id": call_id, "cancel": True}) + "\n").encode())
         if not pending.done.wait(grace):
-            # The call may still hold a slot inside the library: only a restart frees it.
+            # The call may still hold a slot inside the library: only a restart frees it. Wait
+            # for the reader to see the end, so the next call starts a new instance.
             self.kill()
+            self.reader.join(grace)
 
     def _read(self) -> None:
         for line in self.popen.stdout:
@@ -299,9 +301,16 @@ class LibraryInstance:
         return process.popen.pid if process is not None and process.alive else None
 
     def call(self, function: str, args: list[str], cwd: str, timeout: float | None = None,
-             env: tuple[tuple[str, str], ...] = ()) -> CallResult:
-        """Run FUNCTION(*args) in the library with cwd as its working directory."""
-        with self._slots:
+             env: tuple[tuple[str, str], ...] = (), wait_for_slot: bool = True) -> CallResult:
+        """Run FUNCTION(*args) in the library with cwd as its working directory.
+
+        With wait_for_slot=False a call that finds every slot busy returns status "error"
+        at once instead of waiting (the manager accounts slots; this catches it overbooking).
+        """
+        if not self._slots.acquire(blocking=wait_for_slot):
+            return CallResult("error", None, f"library {self.spec.name} has all "
+                              f"{self.spec.slots} slots busy")
+        try:
             try:
                 process = self._running()
             except _StartFailed as failed:
@@ -310,6 +319,8 @@ class LibraryInstance:
                 return CallResult("error", None, f"library {self.spec.name} is shut down")
             return process.call(function, args, os.path.abspath(cwd), env, timeout,
                                 self.cancel_grace)
+        finally:
+            self._slots.release()
 
     def _running(self) -> _Process | None:
         with self._lock:

@@ -1,0 +1,293 @@
+"""LibraryPool: real library processes started once, serving calls, restarted when they die."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+
+import pytest
+
+from vinemake.task import LibrarySpec
+from vinemake.worker.libraries import (
+    CallResult,
+    LibraryPool,
+    describe_exit,
+    split_call,
+    tail,
+)
+
+DEADLINE = 20.0  # only a guard against a hung test; no assertion depends on timing
+
+MODULE = '''
+import os, signal, time
+# Counts imports, next to the pool's instance dirs (one level above this instance's dir).
+with open(os.path.join(os.path.dirname(os.getcwd()), "imports"), "a") as f:
+    f.write(os.environ["VINEMAKE_LIBRARY"] + os.environ.get("EXTRA", "") + ";")
+
+def double(src, dst):
+    with open(src) as f, open(dst, "w") as g:
+        g.write(f.read() * 2)
+
+def fail(message):
+    raise RuntimeError(message)
+
+def meet(me, other):
+    open(me, "w").close()
+    end = time.monotonic() + 20
+    while not os.path.exists(other):
+        if time.monotonic() > end:
+            raise TimeoutError("the other call never started")
+        time.sleep(0.01)
+
+def hold(marker, release):
+    open(marker, "w").close()
+    end = time.monotonic() + 20
+    while not os.path.exists(release) and time.monotonic() < end:
+        time.sleep(0.01)
+
+def hang():
+    time.sleep(600)
+
+def crash():
+    os.killpg(os.getpgrp(), signal.SIGKILL)
+'''
+
+# A library in another "language": plain sh with sed, speaking the documented protocol. Every
+# call touches the file named by its first argument in the call's cwd.
+SH_LIBRARY = r'''
+echo "program log line" >&2
+echo '{"ready": true, "protocol": 1}'
+while read -r line; do
+  id=$(printf '%s\n' "$line" | sed -n 's/^{"id": \([0-9]*\),.*/\1/p')
+  file=$(printf '%s\n' "$line" | sed -n 's/.*"args": \["\([^"]*\)".*"cwd": "\([^"]*\)".*/\2\/\1/p')
+  if [ -n "$file" ] && echo "made by sh" > "$file"; then
+    echo "{\"id\": $id, \"status\": \"ok\"}"
+  else
+    echo "{\"id\": $id, \"status\": \"error\", \"error\": \"sh library: bad call\"}"
+  fi
+done
+'''
+
+# A misbehaving library: answers every call, except that `stuck` is never answered and even
+# ignores its cancel, and `chatter` prints garbage on the protocol channel.
+ROGUE_LIBRARY = r'''
+import json, sys
+print(json.dumps({"ready": True, "protocol": 1}), flush=True)
+for line in sys.stdin:
+    request = json.loads(line)
+    if request.get("cancel") or request["function"] == "stuck":
+        continue
+    if request["function"] == "chatter":
+        print("hello from a careless print", flush=True)
+    print(json.dumps({"id": request["id"], "status": "ok"}), flush=True)
+'''
+
+
+def spec(command: str, slots: int = 1, key: str = "rule-xxh3_128-00112233445566778899aabb",
+         env: tuple[tuple[str, str], ...] = ()) -> LibrarySpec:
+    return LibrarySpec(name="m", key=key, command=command, slots=slots, env=env)
+
+
+def copier(*sources):
+    """prepare(): put the library's input files into its instance dir."""
+    def prepare(directory: str) -> None:
+        for source in sources:
+            shutil.copy(source, directory)
+    return prepare
+
+
+def wait_until(condition) -> None:
+    end = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail("condition never became true")
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def pool(tmp_path):
+    pool = LibraryPool(str(tmp_path / "libraries"), cancel_grace=0.5)
+    yield pool
+    pool.close(grace=0.5)
+
+
+@pytest.fixture
+def module(tmp_path):
+    path = tmp_path / "lib.py"
+    path.write_text(MODULE)
+    return path
+
+
+@pytest.fixture
+def python_library(pool, module):
+    command = f"{sys.executable} -m vinemake.library lib.py"
+    return pool.get(spec(command, slots=2, env=(("EXTRA", "+env"),)), copier(module))
+
+
+@pytest.fixture
+def sandbox(tmp_path):
+    path = tmp_path / "sandbox"
+    path.mkdir()
+    (path / "in.txt").write_text("ab")
+    return path
+
+
+def imports(tmp_path) -> str:
+    return (tmp_path / "libraries" / "imports").read_text()
+
+
+def test_split_call():
+    assert split_call('evaluate trained.1 "a b" c') == ("evaluate", ["trained.1", "a b", "c"])
+    with pytest.raises(ValueError, match="^a function call needs a function name$"):
+        split_call("  ")
+    with pytest.raises(ValueError, match="^cannot split function call 'f \"x': "
+                                         "No closing quotation$"):
+        split_call('f "x')
+
+
+def test_describe_exit_and_tail():
+    assert describe_exit(3) == "exited with status 3"
+    assert describe_exit(-9) == "was killed by signal 9 (SIGKILL)"
+    assert tail("abcdef", 3) == "…def"
+    assert tail("abc", 3) == "abc"
+
+
+def test_start_up_is_paid_once_across_many_calls(python_library, sandbox, tmp_path):
+    for i in range(6):
+        assert python_library.call("double", ["in.txt", f"out{i}"], str(sandbox)) == \
+            CallResult("ok", 0)
+        assert (sandbox / f"out{i}").read_text() == "abab"
+    assert imports(tmp_path) == "m+env;"
+    assert python_library.starts == 1
+
+
+def test_instance_runs_in_its_own_dir_with_its_inputs(python_library, sandbox):
+    python_library.call("double", ["in.txt", "out"], str(sandbox))
+    assert os.readlink(f"/proc/{python_library.pid}/cwd") == python_library.dir
+    assert os.listdir(python_library.dir) == ["lib.py"]
+
+
+def test_function_error_carries_the_users_traceback(python_library, sandbox):
+    result = python_library.call("fail", ["no good"], str(sandbox))
+    assert (result.status, result.exit_code, result.reason) == (
+        "failed", 1, "function fail failed in library m")
+    assert result.stderr_tail.startswith("Traceback (most recent call last):\n")
+    assert result.stderr_tail.endswith("RuntimeError: no good\n")
+
+
+def test_unknown_function(python_library, sandbox):
+    assert python_library.call("train", [], str(sandbox)) == CallResult(
+        "failed", 1, "function train failed in library m",
+        "no function named 'train' in this library (it has: crash, double, fail, hang, hold, "
+        "meet)")
+
+
+def test_calls_run_concurrently_up_to_slots(python_library, sandbox):
+    results = []
+    thread = threading.Thread(
+        target=lambda: results.append(python_library.call("meet", ["a", "b"], str(sandbox))))
+    thread.start()
+    assert python_library.call("meet", ["b", "a"], str(sandbox)) == CallResult("ok", 0)
+    thread.join(DEADLINE)
+    assert results == [CallResult("ok", 0)]
+
+
+def test_no_more_calls_in_flight_than_slots(pool, module, sandbox):
+    command = f"{sys.executable} -m vinemake.library lib.py"
+    library = pool.get(spec(command, slots=1), copier(module))
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        library.call("hold", ["held", "release"], str(sandbox))))
+    thread.start()
+    wait_until((sandbox / "held").exists)
+    assert library.call("double", ["in.txt", "x"], str(sandbox), wait_for_slot=False) == \
+        CallResult("error", None, "library m has all 1 slots busy")
+    (sandbox / "release").touch()
+    thread.join(DEADLINE)
+    assert results == [CallResult("ok", 0)]
+    assert library.call("double", ["in.txt", "x"], str(sandbox), wait_for_slot=False).ok
+
+
+def test_instance_killed_between_calls_is_restarted(python_library, sandbox, tmp_path):
+    assert python_library.call("double", ["in.txt", "out1"], str(sandbox)).ok
+    os.killpg(python_library.pid, signal.SIGKILL)
+    wait_until(lambda: python_library.pid is None)
+    assert python_library.call("double", ["in.txt", "out2"], str(sandbox)) == CallResult("ok", 0)
+    assert (python_library.starts, imports(tmp_path)) == (2, "m+env;m+env;")
+
+
+def test_instance_dying_during_a_call_fails_it_with_the_reason(python_library, sandbox):
+    result = python_library.call("crash", [], str(sandbox))
+    assert (result.status, result.exit_code, result.reason) == (
+        "signaled", -9, "library m was killed by signal 9 (SIGKILL) while running this call")
+    assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
+    assert python_library.starts == 2
+
+
+def test_library_that_fails_to_start(pool, tmp_path, sandbox):
+    (tmp_path / "broken.py").write_text("1 / 0\n")
+    command = f"{sys.executable} -m vinemake.library broken.py"
+    library = pool.get(spec(command), copier(tmp_path / "broken.py"))
+    result = library.call("double", [], str(sandbox))
+    assert (result.status, result.exit_code, result.reason) == (
+        "failed", 1, "library m exited with status 1 before it was ready")
+    assert result.stderr_tail.startswith("vinemake.library: importing broken.py failed:\n")
+    assert result.stderr_tail.endswith("ZeroDivisionError: division by zero\n")
+
+
+def test_call_over_its_timeout_is_cancelled_and_the_instance_survives(python_library, sandbox):
+    assert python_library.call("hang", [], str(sandbox), timeout=0.2) == CallResult(
+        "resource_exceeded", None, "function hang exceeded its wall time of 0.2s")
+    assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
+    assert python_library.starts == 1
+
+
+def test_library_ignoring_a_cancel_is_killed_and_restarted(pool, tmp_path, sandbox):
+    (tmp_path / "rogue.py").write_text(ROGUE_LIBRARY)
+    library = pool.get(spec(f"{sys.executable} rogue.py"), copier(tmp_path / "rogue.py"))
+    assert library.call("stuck", [], str(sandbox), timeout=0.2).status == "resource_exceeded"
+    assert library.call("fine", [], str(sandbox)) == CallResult("ok", 0)
+    assert library.starts == 2
+
+
+def test_garbage_on_the_channel_fails_the_instance(pool, tmp_path, sandbox):
+    (tmp_path / "rogue.py").write_text(ROGUE_LIBRARY)
+    library = pool.get(spec(f"{sys.executable} rogue.py"), copier(tmp_path / "rogue.py"))
+    assert library.call("chatter", [], str(sandbox)) == CallResult(
+        "failed", None, "library m wrote a line that is not a protocol message: "
+                        "'hello from a careless print'")
+    assert library.call("fine", [], str(sandbox)).ok
+    assert library.starts == 2
+
+
+def test_a_sh_program_speaking_the_protocol_serves_calls(pool, tmp_path, sandbox):
+    (tmp_path / "lib.sh").write_text(SH_LIBRARY)
+    library = pool.get(spec("sh lib.sh", slots=2), copier(tmp_path / "lib.sh"))
+    for name in ("one", "two", "three"):
+        assert library.call("touch", [name], str(sandbox)) == CallResult("ok", 0)
+        assert (sandbox / name).read_text() == "made by sh\n"
+    assert library.starts == 1
+    assert open(library.log_path).read() == "program log line\n"
+
+
+def test_get_returns_one_instance_per_key(pool, module):
+    first = pool.get(spec("true"), copier(module))
+    assert pool.get(spec("true"), copier(module)) is first
+    other = pool.get(spec("true", key="rule-xxh3_128-ffeeddccbbaa998877665544"), copier(module))
+    assert other is not first and other.dir != first.dir
+    assert pool.instances() == [first, other]
+
+
+def test_close_stops_every_instance(pool, python_library, sandbox):
+    assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
+    pid = python_library.pid
+    pool.close(grace=DEADLINE)
+    assert python_library.pid is None
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pid, 0)
+    assert python_library.call("double", ["in.txt", "out"], str(sandbox)) == CallResult(
+        "error", None, "library m is shut down")
