@@ -447,6 +447,8 @@ class BatchWorkers:
             self._submit_failed(argv, result)
             return False
         self._failures = 0
+        if self._last_poll is None:  # squeue right after sbatch would only repeat what we know
+            self._last_poll = now
         self.submitted.append(job_id)
         self.jobs.append(WorkerJob(job_id, request.resources, request.count, request.count, now))
         return True

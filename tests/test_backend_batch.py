@@ -1,0 +1,346 @@
+"""Batch providers without a cluster: scaling, polling rate, backoff, cleanup, sbatch text."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import pytest
+
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends.batch import (
+    ArrayRequest,
+    CommandResult,
+    FakeClock,
+    FakeRunner,
+    WorkerJob,
+    backoff_s,
+    plan_workers,
+    worker_shape,
+)
+from vinemake.backends.slurm import SlurmWorkers
+from vinemake.errors import InfrastructureError
+from vinemake.spec import Resources
+
+ONE = Resources(cores=1)
+OPTS = ProviderOptions(worker_timeout_s=60)
+ADDR = ManagerAddress("10.0.0.5", 9123)
+
+
+def job(job_id: str, alive: int, resources: Resources = ONE, at: float = 0.0) -> WorkerJob:
+    return WorkerJob(job_id, resources, alive, alive, at)
+
+
+# ---------------------------------------------------------------- plan_workers (pure)
+
+
+def test_one_array_for_tasks_of_one_shape():
+    demand = Demand(waiting=(ONE,) * 3)
+    assert plan_workers(demand, [], OPTS, 100) == [ArrayRequest(3, ONE)]
+
+
+def test_one_array_per_shape_in_arrival_order():
+    big = Resources(cores=4, memory_mb=8000, gpus=1, wall_time_s=600)
+    demand = Demand(waiting=(ONE, big, ONE, big, big))
+    assert plan_workers(demand, [], OPTS, 100) == [ArrayRequest(2, ONE), ArrayRequest(3, big)]
+
+
+def test_workers_still_starting_are_not_submitted_again():
+    demand = Demand(waiting=(ONE,) * 3, connected_workers=0)
+    assert plan_workers(demand, [job("7", 3)], OPTS, 100) == []
+    # more work arrived: only the difference
+    assert plan_workers(Demand(waiting=(ONE,) * 5), [job("7", 3)], OPTS, 100) == [
+        ArrayRequest(2, ONE)]
+
+
+def test_connected_workers_no_longer_count_as_starting():
+    # 3 submitted, 3 connected and busy: 2 more waiting tasks need 2 more workers
+    demand = Demand(waiting=(ONE,) * 2, connected_workers=3, running_tasks=3)
+    assert plan_workers(demand, [job("7", 3)], OPTS, 100) == [ArrayRequest(2, ONE)]
+
+
+def test_starting_workers_are_the_newest_submissions():
+    big = Resources(cores=2)
+    jobs = [job("1", 2, ONE, at=1.0), job("2", 2, big, at=2.0)]
+    # 2 of the 4 connected: the older (1-core) array is assumed up, the 2-core one starting
+    demand = Demand(waiting=(big, big, ONE), connected_workers=2)
+    assert plan_workers(demand, jobs, OPTS, 100) == [ArrayRequest(1, ONE)]
+
+
+def test_idle_workers_take_waiting_tasks_first():
+    demand = Demand(waiting=(ONE,) * 3, connected_workers=2, idle_workers=2)
+    assert plan_workers(demand, [job("1", 2)], OPTS, 100) == [ArrayRequest(1, ONE)]
+
+
+def test_max_workers_caps_what_is_alive():
+    demand = Demand(waiting=(ONE,) * 50, connected_workers=8)
+    assert plan_workers(demand, [job("1", 8)], OPTS, 10) == [ArrayRequest(2, ONE)]
+    assert plan_workers(demand, [job("1", 10)], OPTS, 10) == []
+
+
+def test_min_workers_are_kept_without_work():
+    opts = ProviderOptions(min_workers=3)
+    assert plan_workers(Demand(), [], opts, 100) == [ArrayRequest(3, ONE)]
+    assert plan_workers(Demand(), [job("1", 2)], opts, 100) == [ArrayRequest(1, ONE)]
+    assert plan_workers(Demand(waiting=(ONE,) * 4), [], opts, 100) == [ArrayRequest(4, ONE)]
+
+
+def test_fixed_worker_size_packs_tasks():
+    opts = ProviderOptions(worker_resources=Resources(cores=4, memory_mb=4000))
+    four = Resources(cores=4, memory_mb=4000)
+    demand = Demand(waiting=(Resources(cores=1, memory_mb=1000),) * 10)
+    assert plan_workers(demand, [], opts, 100) == [ArrayRequest(3, four)]
+    # memory is the tighter limit here: 2 per worker
+    demand = Demand(waiting=(Resources(cores=1, memory_mb=2000),) * 10)
+    assert plan_workers(demand, [], opts, 100) == [ArrayRequest(5, four)]
+
+
+def test_worker_shape_rounds_cores_up_and_defaults_to_one():
+    assert worker_shape(Resources(), OPTS) == ONE
+    assert worker_shape(Resources(cores=1.5, gpus=0), OPTS) == Resources(cores=2)
+    assert worker_shape(Resources(cores=2, wall_time_s=60), OPTS) == Resources(
+        cores=2, wall_time_s=60)
+
+
+def test_backoff_doubles_to_five_minutes():
+    assert [backoff_s(n) for n in (1, 2, 3, 4, 7, 20)] == [5, 10, 20, 40, 300, 300]
+
+
+# ---------------------------------------------------------------- the provider, with fakes
+
+
+def squeue_lines(*lines: str) -> CommandResult:
+    return CommandResult(0, "".join(line + "\n" for line in lines))
+
+
+def make(responders=None, **options):
+    runner = FakeRunner(dict(responders or {}))
+    runner.responders.setdefault("sbatch", CommandResult(0, "42\n"))
+    clock, messages = FakeClock(), []
+    provider = SlurmWorkers(runner, clock, log=messages.append, background=False)
+    opts = ProviderOptions(**{"worker_timeout_s": 60, **options})
+    provider.start(ADDR, opts)
+    provider.worker_program = "/opt/bin/vinemake-worker"  # stable text for assertions
+    return provider, runner, clock, messages
+
+
+def test_sbatch_script_asks_for_what_the_rules_need():
+    provider, runner, _, _ = make(batch_options="-p short --qos=low")
+    big = Resources(cores=3.5, memory_mb=2048, disk_mb=500, gpus=1, wall_time_s=3600)
+    provider.scale(Demand(waiting=(big, big)))
+    assert runner.calls[0][:-1] == ["sbatch", "--parsable", "-p", "short", "--qos=low"]
+    assert runner.scripts == [
+        "#!/bin/sh\n"
+        f"#SBATCH --job-name={provider.job_name}\n"
+        "#SBATCH --array=1-2\n"
+        "#SBATCH --nodes=1\n"
+        "#SBATCH --ntasks=1\n"
+        "#SBATCH --cpus-per-task=4\n"
+        "#SBATCH --mem=2048M\n"
+        "#SBATCH --time=61\n"
+        "#SBATCH --gres=gpu:1\n"
+        "#SBATCH --output=/dev/null\n"
+        "# A vinemake worker pilot: it serves rules until idle for --timeout seconds.\n"
+        "exec /opt/bin/vinemake-worker 10.0.0.5 9123 --cores 4 --memory 2048 --disk 500 "
+        '--gpus 1 --timeout 60 --name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"\n']
+    assert provider.submitted == ["42"]
+
+
+def test_password_and_ssl_reach_the_worker():
+    provider, runner, _, _ = make()
+    provider.manager = ManagerAddress("h", 1, password_file="/s/pw", ssl=True)
+    provider.scale(Demand(waiting=(ONE,)))
+    assert "--timeout 60 --password /s/pw --ssl --name" in runner.scripts[0]
+
+
+def test_one_sbatch_for_the_same_demand_seen_every_second():
+    provider, runner, clock, _ = make({"squeue": squeue_lines(*[f"42 {i} PENDING Priority"
+                                                                 for i in range(1, 5)])})
+    for _ in range(60):
+        provider.scale(Demand(waiting=(ONE,) * 4))
+        clock.advance(1)
+    assert runner.programs() == ["sbatch", "squeue"]
+
+
+def test_status_is_queried_at_most_every_30_seconds():
+    provider, runner, clock, _ = make(
+        {"squeue": squeue_lines("42 1 RUNNING None", "42 2 RUNNING None")})
+    provider.scale(Demand(waiting=(ONE,) * 2))
+    for _ in range(95):  # 95 s of once-a-second calls
+        clock.advance(1)
+        provider.scale(Demand(running_tasks=2, connected_workers=2))
+    # not at once (job 42 was just submitted): at 30, 60 and 90 s
+    assert runner.programs() == ["sbatch", "squeue", "squeue", "squeue"]
+    assert runner.calls[1] == ["squeue", "--noheader", "--array",
+                               f"--name={provider.job_name}", "--format=%F %K %T %r"]
+
+
+def test_no_status_query_while_nothing_was_submitted():
+    provider, runner, clock, _ = make()
+    for _ in range(100):
+        provider.scale(Demand(connected_workers=1))
+        clock.advance(1)
+    assert runner.calls == []
+
+
+def test_a_worker_killed_by_slurm_is_replaced():
+    provider, runner, clock, _ = make()
+    provider.scale(Demand(waiting=(ONE,) * 2))
+    runner.responders["squeue"] = squeue_lines("42 2 RUNNING None")  # task 1 was scancelled
+    runner.responders["sbatch"] = CommandResult(0, "43\n")
+    clock.advance(30)
+    # the manager re-queued the lost worker's task
+    provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+    assert runner.programs() == ["sbatch", "squeue", "sbatch"]
+    assert "#SBATCH --array=1-1\n" in runner.scripts[1]
+    assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
+
+
+def test_busy_controller_backs_off_and_says_when_it_retries():
+    busy = CommandResult(1, "", "sbatch: error: Batch job submission failed: "
+                                "Socket timed out on send/recv operation\n")
+    provider, runner, clock, messages = make({"sbatch": busy})
+    demand = Demand(waiting=(ONE,))
+    provider.scale(demand)
+    assert messages == ["sbatch failed (exit 1): sbatch: error: Batch job submission failed: "
+                        "Socket timed out on send/recv operation; retrying in 5 s (attempt 2)"]
+    clock.advance(4.9)
+    provider.scale(demand)
+    assert runner.programs() == ["sbatch"]
+    clock.advance(0.1)
+    provider.scale(demand)
+    assert runner.programs() == ["sbatch", "sbatch"]
+    assert messages[-1].endswith("retrying in 10 s (attempt 3)")
+    runner.responders["sbatch"] = CommandResult(0, "77;cluster\n")
+    clock.advance(10)
+    provider.scale(demand)
+    assert provider.submitted == ["77"]
+
+
+def test_qos_limit_is_retried_not_fatal():
+    qos = CommandResult(1, "", "sbatch: error: QOSMaxSubmitJobPerUserLimit\nsbatch: error: "
+                               "Batch job submission failed: Job violates accounting/QOS "
+                               "policy (job submit limit, user's size and/or time limits)\n")
+    provider, _, _, messages = make({"sbatch": qos})
+    provider.scale(Demand(waiting=(ONE,)))
+    assert messages[0].startswith("sbatch failed (exit 1): sbatch: error: Batch job submission "
+                                  "failed: Job violates accounting/QOS policy")
+
+
+def test_a_request_no_node_can_satisfy_stops_the_run():
+    never = CommandResult(1, "", "sbatch: error: Batch job submission failed: Requested node "
+                                 "configuration is not available\n")
+    provider, _, _, _ = make({"sbatch": never})
+    with pytest.raises(InfrastructureError) as raised:
+        provider.scale(Demand(waiting=(Resources(cores=999),)))
+    first, second = str(raised.value).splitlines()
+    assert first == ("sbatch refused the worker jobs and retrying cannot help: sbatch: error: "
+                     "Batch job submission failed: Requested node configuration is not available")
+    assert re.fullmatch(r"  command: sbatch --parsable /\S+/workers-1\.sh", second)
+
+
+def test_missing_sbatch_is_retried_with_a_clear_message():
+    provider, _, _, messages = make({"sbatch": CommandResult(127, "", "sbatch: command not found")})
+    provider.scale(Demand(waiting=(ONE,)))
+    assert messages == ["sbatch failed (exit 127): sbatch: command not found; "
+                        "retrying in 5 s (attempt 2)"]
+
+
+def test_close_cancels_every_job_once():
+    provider, runner, clock, _ = make({"squeue": squeue_lines("42 1 RUNNING None")})
+    provider.scale(Demand(waiting=(ONE,)))
+    runner.responders["sbatch"] = CommandResult(0, "43\n")
+    provider.scale(Demand(waiting=(ONE,) * 2))
+    provider.close()
+    provider.close()
+    assert runner.calls[-1] == ["scancel", "42", "43"]
+    assert runner.programs().count("scancel") == 1
+    provider.scale(Demand(waiting=(ONE,) * 9))  # late calls after close do nothing
+    assert runner.programs().count("sbatch") == 2
+
+
+def test_close_without_jobs_runs_nothing():
+    provider, runner, _, _ = make()
+    provider.close()
+    assert runner.calls == []
+
+
+def test_workers_that_never_connect_are_reported_then_fatal():
+    provider, runner, clock, messages = make({"squeue": squeue_lines()})
+    demand = Demand(waiting=(ONE,))
+    provider.scale(demand)
+    for _ in range(4):
+        clock.advance(400)  # past the poll interval: squeue no longer lists the job
+        provider.scale(demand)
+        clock.advance(400)  # past the backoff: submitted again
+        provider.scale(demand)
+    assert runner.programs() == ["sbatch"] + ["squeue", "sbatch"] * 4
+    expected = ("1 SLURM worker jobs ended before any worker connected to 10.0.0.5:9123; "
+                "check that compute nodes can reach that address (--manager-host) and keep "
+                "worker logs with --batch-options")
+    assert messages == [expected] * 4
+    clock.advance(400)
+    with pytest.raises(InfrastructureError) as raised:
+        provider.scale(demand)
+    assert str(raised.value) == expected
+
+
+def test_long_pending_workers_are_reported_once():
+    provider, runner, clock, messages = make(
+        {"squeue": squeue_lines("42 1 PENDING Resources", "42 2 PENDING Resources")})
+    provider.scale(Demand(waiting=(ONE,) * 2))
+    for _ in range(12):
+        clock.advance(30)
+        provider.scale(Demand(waiting=(ONE,) * 2))
+    assert messages == ["SLURM job 42: 2 workers still waiting after 300 s (Resources)"]
+
+
+def test_done_demand_submits_nothing():
+    provider, runner, _, _ = make()
+    provider.scale(Demand(waiting=(ONE,), done=True))
+    assert runner.calls == []
+
+
+def test_squeue_parse_counts_array_tasks_and_ignores_ending_ones():
+    from vinemake.backends.slurm import Slurm
+
+    out = ("42 1 RUNNING None\n42 2 COMPLETING None\n42 3 PENDING Priority\n"
+           "43 N/A PENDING QOSMaxJobsPerUserLimit\n")
+    status = Slurm().parse_status(out)
+    assert {k: (v.pending, v.running, v.reason) for k, v in status.items()} == {
+        "42": (1, 1, "Priority"), "43": (1, 0, "QOSMaxJobsPerUserLimit")}
+
+
+# ---------------------------------------------------------------- background thread
+
+
+def test_scale_returns_at_once_and_the_thread_submits():
+    submitted = threading.Event()
+
+    def sbatch(argv, script):
+        submitted.set()
+        return CommandResult(0, "42\n")
+
+    runner = FakeRunner({"sbatch": sbatch})
+    provider = SlurmWorkers(runner, FakeClock(), log=lambda m: None)
+    provider.start(ADDR, OPTS)
+    provider.scale(Demand(waiting=(ONE,)))
+    assert submitted.wait(10)
+    provider.close()
+    assert runner.programs() == ["sbatch", "scancel"]
+
+
+def test_an_error_on_the_thread_is_raised_by_the_next_scale():
+    failed = threading.Event()
+
+    def sbatch(argv, script):
+        failed.set()
+        return CommandResult(1, "", "sbatch: error: Invalid partition name specified\n")
+
+    provider = SlurmWorkers(FakeRunner({"sbatch": sbatch}), FakeClock(), log=lambda m: None)
+    provider.start(ADDR, OPTS)
+    provider.scale(Demand(waiting=(ONE,)))
+    assert failed.wait(10)
+    provider.close()  # joins the thread, so the error is recorded
+    with pytest.raises(InfrastructureError, match="Invalid partition name specified"):
+        provider.scale(Demand(waiting=(ONE,)))
