@@ -1,0 +1,586 @@
+"""Evaluate parsed Vinefile lines in file order into a Workflow (Makeflow's semantics).
+
+The parser hands over plain statements (Assign, Export, Directive, Rule, ...) holding the
+raw text of each line part and where it starts. This module gives them meaning:
+
+- Variables expand eagerly, in file order. Lookup goes rule-local, then the category in
+  force, then global, then the process environment. Top-level assignments made after
+  `CATEGORY=name` belong to that category (Makeflow's scoping); the "default" category's
+  variables are the global ones.
+- Resources (CORES, MEMORY, DISK, GPUS, WALL_TIME, or `.MAKEFLOW CORES n`...) are the one
+  thing that is NOT eager: per category the last value set wins for the whole category, so
+  rules are finished only after the whole file is read. A category without its own value
+  falls back to the global (default category) one; a rule-local value overrides its
+  category, and `@resources` overrides both.
+- A rule's environment is its exported names (value in force at that rule), CATEGORY, and
+  the resource variables set for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+from vinemake import keywords
+from vinemake.errors import VinefileError
+from vinemake.expand import ExpandError, expand, scan_words, split_files, split_words
+from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.units import parse_duration_s, parse_size_mb
+
+__all__ = ["Text", "Assign", "BadAssign", "Export", "Directive", "Annotation", "Rule",
+           "Source", "evaluate"]
+
+
+class Text(NamedTuple):
+    """Raw text of a line part as written, and where it starts (1-based line and column)."""
+
+    raw: str
+    line: int
+    col: int
+
+
+class Assign(NamedTuple):
+    """`NAME=value`, `NAME = value`, `NAME+=value`, `@NAME=value`; `head` is `NAME+=`."""
+
+    head: Text
+    value: Text | None
+
+
+class BadAssign(NamedTuple):
+    """An assignment with an operator Makeflow does not have, or without a name."""
+
+    head: Text
+
+
+class Export(NamedTuple):
+    """`export A B=value`."""
+
+    keyword: Text
+    args: Text | None
+
+
+class Directive(NamedTuple):
+    """`.MAKEFLOW WORD value` or `.SIZE file size` (or an unknown `.WORD`)."""
+
+    word: Text
+    args: Text | None
+
+
+class Annotation(NamedTuple):
+    """`@word args` above a rule header."""
+
+    word: Text
+    args: Text | None
+
+
+class Rule(NamedTuple):
+    """Annotations, header, rule-local statements and the one command line of a rule."""
+
+    annotations: tuple[Annotation, ...]
+    targets: Text | None
+    colon: Text
+    sources: Text | None
+    local: tuple[Assign | BadAssign | Directive, ...]
+    command: Text
+
+
+class Source:
+    """The Vinefile being read: its name and text, to locate errors."""
+
+    def __init__(self, path: str, text: str):
+        self.path = path
+        self.text = text
+        self._lines: list[str] | None = None
+
+    def line_text(self, line: int) -> str:
+        if self._lines is None:
+            self._lines = self.text.split("\n")
+        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
+
+    def error(self, line: int, col: int, message: str) -> VinefileError:
+        return VinefileError(Location(self.path, line, col), message, self.line_text(line))
+
+    def error_at(self, text: Text, offset: int, message: str) -> VinefileError:
+        """An error at `offset` characters into `text` (which may span continued lines)."""
+        line, col = text.line, text.col + offset
+        newlines = text.raw.count("\n", 0, offset)
+        if newlines:
+            line += newlines
+            col = offset - text.raw.rfind("\n", 0, offset)
+        return self.error(line, col, message)
+
+
+# Resource variable → (Resources field, parser, what a good value looks like).
+def _cores(text: str) -> float:
+    value = float(text)
+    if value < 0 or value != value:
+        raise ValueError(text)
+    return int(value) if value.is_integer() else value
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
+_RESOURCES = {
+    "CORES": ("cores", _cores, "a number of cores"),
+    "MEMORY": ("memory_mb", parse_size_mb, "a size like 512MB or 2GB (a bare number is MB)"),
+    "DISK": ("disk_mb", parse_size_mb, "a size like 512MB or 2GB (a bare number is MB)"),
+    "GPUS": ("gpus", _count, "a whole number of GPUs"),
+    "WALL_TIME": ("wall_time_s", parse_duration_s, "a duration like 90s, 30m or 2h"),
+    "MPI_PROCESSES": (None, _count, "a whole number of processes"),
+}
+_ANNOTATION_RESOURCES = dict(zip(keywords.ANNOTATIONS["resources"],
+                                 ("CORES", "MEMORY", "DISK", "GPUS", "WALL_TIME"), strict=True))
+_ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
+                 "wall_time_s": "WALL_TIME"}
+_NO = ("", "0", "false", "no")
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    """Split `text` into its first blank-separated word and the rest (both stripped)."""
+    parts = text.split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1].strip() if len(parts) > 1 else ""
+
+
+class _Pending(NamedTuple):
+    """A rule read so far; resources are resolved once the whole file is read."""
+
+    id: int
+    targets: tuple[FileRef, ...]
+    sources: tuple[FileRef, ...]
+    command: str
+    location: Location
+    command_location: Location
+    exported: tuple[tuple[str, str], ...]
+    variables: tuple[tuple[str, str], ...]
+    category: str
+    resources: dict
+    overrides: dict
+    fields: dict
+    batch_options: str | None
+
+
+class _Evaluator:
+    """Walks the statements in order, keeping Makeflow's variable scopes."""
+
+    def __init__(self, source: Source, environ: Mapping[str, str]):
+        self.source = source
+        self.environ = environ
+        self.globals: dict[str, str] = {}
+        self.category_vars: dict[str, dict[str, str]] = {}
+        self.current = "default"
+        self.exports: tuple[str, ...] = ()
+        # Per category: resource field → value, plus "mode" and "batch_options".
+        self.settings: dict[str, dict] = {"default": {}}
+        self.pending: list[_Pending] = []
+        self.sizes: list[tuple[str, int]] = []
+        self.inputs: str | None = None
+        self.outputs: str | None = None
+
+    # ---- lookup ------------------------------------------------------------------------
+    def lookup_top(self, name: str) -> str | None:
+        if self.current != "default":
+            value = self.category_vars[self.current].get(name)
+            if value is not None:
+                return value
+        value = self.globals.get(name)
+        return value if value is not None else self.environ.get(name)
+
+    def _rule_lookup(self, local: dict[str, str], category: str):
+        cat_vars = self.category_vars.get(category) if category != "default" else None
+
+        def lookup(name: str) -> str | None:
+            value = local.get(name)
+            if value is None and cat_vars:
+                value = cat_vars.get(name)
+            if value is None:
+                value = self.globals.get(name)
+            return value if value is not None else self.environ.get(name)
+
+        return lookup
+
+    def expand(self, text: Text, lookup) -> str:
+        try:
+            return expand(text.raw, lookup)
+        except ExpandError as e:
+            raise self.source.error_at(text, e.offset, e.message) from None
+
+    def _value(self, stmt: Assign, lookup) -> tuple[str, str, str]:
+        """(name, operator, expanded value) of an assignment; `+=` appends with one space."""
+        head = stmt.head.raw
+        op = "+=" if head.endswith("+=") else "="
+        name = head[: -len(op)].strip().lstrip("@")
+        value = self.expand(stmt.value, lookup).strip() if stmt.value else ""
+        if op == "+=":
+            old = lookup(name)
+            if old:
+                value = f"{old} {value}" if value else old
+        return name, op, value
+
+    # ---- statements --------------------------------------------------------------------
+    def run(self, statements: Iterable) -> Workflow:
+        handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
+                    Directive: self.directive, Rule: self.rule}
+        for stmt in statements:
+            handlers[type(stmt)](stmt)
+        return self.finish()
+
+    def assign(self, stmt: Assign) -> None:
+        name, _, value = self._value(stmt, self.lookup_top)
+        self._set_top(name, value, stmt)
+
+    def _set_top(self, name: str, value: str, stmt: Assign | None) -> None:
+        if name == "CATEGORY":
+            self._switch_category(self._category_name(value, stmt))
+            self.globals[name] = self.current
+            return
+        if name in _RESOURCES:
+            field = _RESOURCES[name][0]
+            parsed = self._resource(name, value, stmt)
+            if field:
+                self.settings[self.current][field] = parsed
+                value = _number_text(parsed)
+        elif name == "BATCH_OPTIONS":
+            self.settings[self.current]["batch_options"] = value
+        elif name == "MAKEFLOW_INPUTS":
+            self.inputs = value
+        elif name == "MAKEFLOW_OUTPUTS":
+            self.outputs = value
+        if self.current == "default":
+            self.globals[name] = value
+        else:
+            self.category_vars[self.current][name] = value
+
+    def _switch_category(self, name: str) -> None:
+        self.current = name
+        self.category_vars.setdefault(name, {})
+        self.settings.setdefault(name, {})
+
+    def _category_name(self, value: str, stmt: Assign | Text | None) -> str:
+        words = split_words(value)
+        if len(words) != 1:
+            at = stmt if isinstance(stmt, Text) else (stmt.value or stmt.head)
+            raise self.source.error_at(at, 0, f"a category name is one word, got {value!r}")
+        return words[0]
+
+    def _resource(self, name: str, value: str, at: Assign | Text | None):
+        """Parse a resource value; a bad one is an error located at its text."""
+        _, parse, good = _RESOURCES[name]
+        try:
+            return parse(" ".join(split_words(value)))
+        except ValueError:
+            text = at if isinstance(at, Text) else (at.value or at.head)
+            raise self.source.error_at(text, _lead(text.raw),
+                                       f"bad {name} value {value!r}: expected {good}") from None
+
+    def bad_assign(self, stmt: BadAssign) -> None:
+        head = stmt.head
+        op = head.raw.lstrip("@").lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                         "0123456789_").strip()
+        if head.raw.strip().startswith(("=", "+=")):
+            raise self.source.error_at(head, 0, "assignment without a variable name "
+                                                "(write NAME=value)")
+        offset = head.raw.index(op)
+        raise self.source.error_at(head, offset, f"unsupported assignment operator '{op}' "
+                                                 "(use '=' or '+=')")
+
+    def export(self, stmt: Export) -> None:
+        if stmt.args is None:
+            raise self.source.error_at(stmt.keyword, 0, "export needs at least one NAME or "
+                                                        "NAME=value")
+        text = self.expand(stmt.args, self.lookup_top)
+        names = list(self.exports)
+        for word, offset in scan_words(text):
+            name, eq, value = word.partition("=")
+            if not _is_name(name):
+                where = offset if text == stmt.args.raw else _lead(stmt.args.raw)
+                raise self.source.error_at(stmt.args, where,
+                                           f"export: {name!r} is not a variable name")
+            if eq:
+                self._set_top(name, value, None)
+            if name not in names:
+                names.append(name)
+        self.exports = tuple(names)
+
+    def directive(self, stmt: Directive) -> None:
+        word = stmt.word.raw
+        if word == ".SIZE":
+            self._size(stmt)
+            return
+        what, value, value_at = self._makeflow_directive(stmt)
+        if what == "MODE":
+            self.settings[self.current]["mode"] = value
+        else:
+            self._set_top(what, value, value_at)
+
+    def _makeflow_directive(self, stmt: Directive) -> tuple[str, str, Text]:
+        """Check a `.MAKEFLOW WORD value` line: (WORD, expanded value, where the value is)."""
+        word = stmt.word
+        if word.raw not in keywords.DOT_DIRECTIVES:
+            known = " or ".join(keywords.DOT_DIRECTIVES)
+            raise self.source.error_at(word, 0, f"unknown directive '{word.raw}' "
+                                                f"(expected {known})")
+        choices = ", ".join(keywords.MAKEFLOW_DIRECTIVES)
+        args = self.expand(stmt.args, self.lookup_top) if stmt.args else ""
+        what, value = _first_word(args)
+        at = stmt.args or word
+        if what not in keywords.MAKEFLOW_DIRECTIVES:
+            message = (f"unknown .MAKEFLOW directive '{what}' (expected one of {choices})"
+                       if what else f".MAKEFLOW needs one of {choices}")
+            raise self.source.error_at(at, _lead(at.raw) if stmt.args else 0, message)
+        if not value:
+            raise self.source.error_at(at, len(at.raw.rstrip()) if stmt.args else len(word.raw),
+                                       f".MAKEFLOW {what} needs a value")
+        if what == "MODE" and value not in keywords.ALLOCATION_MODES:
+            raise self.source.error_at(at, _lead(at.raw) + len(what) + 1,
+                                       f"bad .MAKEFLOW MODE {value!r}: expected one of "
+                                       f"{', '.join(keywords.ALLOCATION_MODES)}")
+        value_at = Text(at.raw, at.line, at.col)
+        if what in _RESOURCES:
+            self._resource(what, value, _after_word(at))
+        return what, value, _after_word(at)
+
+    def _size(self, stmt: Directive) -> None:
+        words = split_words(self.expand(stmt.args, self.lookup_top)) if stmt.args else []
+        if len(words) != 2:
+            raise self.source.error_at(stmt.word, 0, ".SIZE needs a file and a size")
+        try:
+            self.sizes.append((words[0], parse_size_mb(words[1])))
+        except ValueError:
+            raise self.source.error_at(stmt.args, stmt.args.raw.rfind(words[1]),
+                                       f"bad size {words[1]!r}: expected a size like 512MB "
+                                       "or 2GB (a bare number is MB)") from None
+
+    # ---- rules -------------------------------------------------------------------------
+    def rule(self, stmt: Rule) -> None:
+        fields = self._annotations(stmt.annotations)
+        targets = self._files(stmt.targets)
+        sources = self._files(stmt.sources)
+        if fields.get("library") and targets:
+            raise self.source.error_at(stmt.targets, 0, "a @library rule has no targets: "
+                                                        "it defines a library, it makes no files")
+        local: dict[str, str] = {}
+        overrides: dict = {}
+        category = self.current
+        batch_options = None
+        for item in stmt.local:
+            lookup = self._rule_lookup(local, category)
+            if isinstance(item, BadAssign):
+                self.bad_assign(item)
+            if isinstance(item, Directive):
+                if item.word.raw == ".SIZE":
+                    self._size(item)
+                    continue
+                what, value, value_at = self._makeflow_directive(item)
+                if what == "MODE":
+                    self.settings.setdefault(category, {})["mode"] = value
+                    continue
+                name, at = what, value_at
+            else:
+                name, _, value = self._value(item, lookup)
+                at = item
+            if name == "CATEGORY":
+                category = self._category_name(value, at)
+                self.category_vars.setdefault(category, {})
+                self.settings.setdefault(category, {})
+            elif name in _RESOURCES:
+                parsed = self._resource(name, value, at)
+                if _RESOURCES[name][0]:
+                    overrides[_RESOURCES[name][0]] = parsed
+                    value = _number_text(parsed)
+            elif name == "BATCH_OPTIONS":
+                batch_options = value
+            local[name] = value
+        lookup = self._rule_lookup(local, category)
+        command = self.expand(stmt.command, lookup).strip()
+        fields["local"] = lookup("BATCH_LOCAL") not in (None, *_NO)
+        command = self._prefix(command, stmt.command, fields)
+        exported = tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
+        head = stmt.targets or stmt.colon
+        cmd_at = stmt.command
+        self.pending.append(_Pending(
+            len(self.pending), targets, sources, command,
+            Location(self.source.path, head.line, head.col),
+            Location(self.source.path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
+            exported, tuple(local.items()), category, fields.pop("resources", {}), overrides,
+            fields, batch_options))
+
+    def _files(self, text: Text | None) -> tuple[FileRef, ...]:
+        if text is None:
+            return ()
+        expanded = self.expand(text, self.lookup_top)
+        try:
+            return tuple(FileRef(p, s) for p, s in split_files(expanded))
+        except ExpandError as e:
+            offset = e.offset if expanded == text.raw else 0
+            raise self.source.error_at(text, offset, e.message) from None
+
+    def _prefix(self, command: str, at: Text, fields: dict) -> str:
+        """Strip a LOCAL or MAKEFLOW prefix, recording what it means."""
+        first, rest = _first_word(command)
+        if first in keywords.COMMAND_PREFIXES:
+            if not rest:
+                what = "a command" if first == "LOCAL" else "a workflow file"
+                raise self.source.error_at(at, _lead(at.raw), f"{first} needs {what} after it")
+            fields["local" if first == "LOCAL" else "subworkflow"] = True
+            command = rest
+        if not command:
+            raise self.source.error_at(at, _lead(at.raw), "empty command line")
+        if fields.get("call") and not split_words(command):
+            raise self.source.error_at(at, _lead(at.raw), "@call needs FUNCTION ARG... as "
+                                                          "its command")
+        return command
+
+    def _annotations(self, annotations: tuple[Annotation, ...]) -> dict:
+        fields: dict = {}
+        for note in annotations:
+            name = note.word.raw[1:]
+            if name not in keywords.ANNOTATIONS:
+                known = ", ".join("@" + a for a in keywords.ANNOTATIONS)
+                raise self.source.error_at(note.word, 0, f"unknown annotation '@{name}' "
+                                                         f"(expected one of {known})")
+            text = self.expand(note.args, self.lookup_top) if note.args else ""
+            words = scan_words(text)
+            at = note.args
+            if at is not None and text != at.raw:
+                words = [(w, _lead(at.raw)) for w, _ in words]
+            getattr(self, "_note_" + name)(note, words, fields)
+        return fields
+
+    def _note_fail(self, note: Annotation, offset: int | None, message: str) -> VinefileError:
+        if offset is None or note.args is None:
+            return self.source.error_at(note.word, 0, message)
+        return self.source.error_at(note.args, offset, message)
+
+    def _note_resources(self, note: Annotation, words, fields: dict) -> None:
+        if not words:
+            raise self._note_fail(note, None, "@resources needs key=value pairs "
+                                              "(cores, memory, disk, gpus, wall_time)")
+        found = fields.setdefault("resources", {})
+        for word, offset in words:
+            key, eq, value = word.partition("=")
+            if key not in _ANNOTATION_RESOURCES:
+                known = ", ".join(keywords.ANNOTATIONS["resources"])
+                raise self._note_fail(note, offset, f"unknown key '{key}' for @resources "
+                                                    f"(expected {known})")
+            var = _ANNOTATION_RESOURCES[key]
+            field, parse, good = _RESOURCES[var]
+            try:
+                if not eq:
+                    raise ValueError(value)
+                found[field] = parse(value)
+            except ValueError:
+                raise self._note_fail(note, offset, f"bad {key} value {value!r}: "
+                                                    f"expected {good}") from None
+
+    def _note_retries(self, note: Annotation, words, fields: dict) -> None:
+        if len(words) != 1 or not words[0][0].isdigit():
+            offset = words[0][1] if words else None
+            raise self._note_fail(note, offset, "@retries needs one whole number, like "
+                                                "@retries 3")
+        fields["retries"] = int(words[0][0])
+
+    def _note_temp(self, note: Annotation, words, fields: dict) -> None:
+        if words:
+            raise self._note_fail(note, words[0][1], "@temp takes no arguments")
+        fields["temp"] = True
+
+    def _note_cache(self, note: Annotation, words, fields: dict) -> None:
+        if [w for w, _ in words] != list(keywords.ANNOTATIONS["cache"]):
+            offset = words[0][1] if words else None
+            raise self._note_fail(note, offset, "@cache takes one word: @cache forever")
+        fields["cache_forever"] = True
+
+    def _note_library(self, note: Annotation, words, fields: dict) -> None:
+        if not words or "=" in words[0][0]:
+            raise self._note_fail(note, None, "@library needs a NAME, like @library ml slots=4")
+        fields["library"] = words[0][0]
+        for word, offset in words[1:]:
+            key, eq, value = word.partition("=")
+            if key not in keywords.ANNOTATIONS["library"]:
+                raise self._note_fail(note, offset, f"unknown key '{key}' for @library "
+                                                    "(expected slots)")
+            if not eq or not value.isdigit() or int(value) < 1:
+                raise self._note_fail(note, offset, f"bad slots value {value!r}: expected a "
+                                                    "whole number of at least 1")
+            fields["library_slots"] = int(value)
+
+    def _note_call(self, note: Annotation, words, fields: dict) -> None:
+        if len(words) != 1:
+            offset = words[1][1] if len(words) > 1 else None
+            raise self._note_fail(note, offset, "@call needs exactly one library NAME, "
+                                                "like @call ml")
+        fields["call"] = words[0][0]
+
+    # ---- the end of the file -----------------------------------------------------------
+    def finish(self) -> Workflow:
+        base = {k: v for k, v in self.settings["default"].items() if k in _ENV_OF_FIELD}
+        categories: dict[str, Category] = {}
+        for name, settings in self.settings.items():
+            merged = {**base, **{k: v for k, v in settings.items() if k in _ENV_OF_FIELD}}
+            batch = settings.get("batch_options", self.settings["default"].get(
+                "batch_options", ""))
+            categories[name] = Category(name, Resources(**merged), settings.get("mode"), batch)
+        rules = tuple(self._finish_rule(p, categories[p.category]) for p in self.pending)
+        used = {"default"} | {r.category for r in rules}
+        return Workflow(
+            path=self.source.path,
+            rules=rules,
+            categories=tuple(c for n, c in categories.items()
+                             if n in used or self.settings[n]),
+            inputs=tuple(split_words(self.inputs)) if self.inputs is not None else None,
+            outputs=tuple(split_words(self.outputs)) if self.outputs is not None else None,
+            sizes=tuple(self.sizes),
+        )
+
+    def _finish_rule(self, p: _Pending, category: Category) -> RuleSpec:
+        res = {f: getattr(category.resources, f) for f in _ENV_OF_FIELD}
+        res.update(p.overrides)
+        res.update(p.resources)
+        env = dict(p.exported)
+        env["CATEGORY"] = p.category
+        for field, var in _ENV_OF_FIELD.items():
+            if res[field] is not None:
+                env[var] = _number_text(res[field])
+        return RuleSpec(
+            id=p.id, targets=p.targets, sources=p.sources, command=p.command,
+            location=p.location, command_location=p.command_location,
+            env=tuple(sorted(env.items())), variables=p.variables, category=p.category,
+            resources=Resources(**res),
+            batch_options=p.batch_options if p.batch_options is not None
+            else category.batch_options,
+            **p.fields,
+        )
+
+
+def _lead(raw: str) -> int:
+    """Offset of the first non-blank character of `raw`."""
+    return len(raw) - len(raw.lstrip(" \t"))
+
+
+def _after_word(at: Text) -> Text:
+    """The part of `at` after its first word (where a directive's value starts)."""
+    start = _lead(at.raw)
+    end = start
+    while end < len(at.raw) and at.raw[end] not in " \t":
+        end += 1
+    return Text(at.raw[end:], at.line, at.col + end)
+
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier() and text.isascii()
+
+
+def evaluate(statements: Iterable, source: Source, environ: Mapping[str, str]) -> Workflow:
+    """Give the parsed statements their meaning, in file order."""
+    return _Evaluator(source, environ).run(statements)
