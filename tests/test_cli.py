@@ -1,0 +1,289 @@
+"""The command line: modes, default Vinefile discovery, -C, exit codes, nothing written."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import types
+
+import pytest
+from click.testing import CliRunner
+
+from vinemake import __version__
+from vinemake.cli import command
+from vinemake.options import RunOptions
+from vinemake.spec import Resources
+
+needs_parser = pytest.mark.skipif(importlib.util.find_spec("vinemake.parser") is None,
+                                  reason="vinemake.parser (another engineer's) has not landed")
+
+VINEFILE = """\
+CATEGORY=align
+a.txt: in.txt
+\tcp in.txt a.txt
+@resources cores=2 memory=1GB
+b.txt: a.txt->input
+\tcp input b.txt
+CATEGORY=merge
+all.txt: a.txt b.txt
+\tcat a.txt b.txt > all.txt
+"""
+
+
+def invoke(*args: str):
+    # Click 8.2 keeps stderr apart; older versions mix it into output.
+    return CliRunner().invoke(command, list(args), prog_name="vinemake")
+
+
+def stderr(result) -> str:
+    try:
+        return result.stderr
+    except ValueError:
+        return result.output
+
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    """A tiny workflow directory, made the current directory."""
+    (tmp_path / "Vinefile").write_text(VINEFILE)
+    (tmp_path / "in.txt").write_text("hello\n")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def snapshot(root) -> dict[str, float]:
+    return {os.path.join(d, n): os.stat(os.path.join(d, n)).st_mtime_ns
+            for d, dirs, files in os.walk(root) for n in dirs + files}
+
+
+# --- without a Vinefile ---------------------------------------------------------------------
+
+
+def test_version():
+    result = invoke("--version")
+    assert (result.exit_code, result.output) == (0, f"vinemake {__version__}\n")
+
+
+def test_help_speaks_makeflow():
+    result = invoke("-h")
+    assert result.exit_code == 0
+    for option in ("-T, --batch-type", "-j, --max-local", "-r, --retries", "--clean",
+                   "-g, --gc", "-p, --port", "--port-file", "--password", "--check",
+                   "-n, --dry-run", "--graph FORMAT", "-C DIR"):
+        assert option in result.output
+
+
+def test_no_vinefile_here_is_exit_2(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("--check")
+    assert result.exit_code == 2
+    assert stderr(result) == (f"vinemake: no Vinefile or Makeflow in {tmp_path} "
+                              "(name one: vinemake FILE)\n")
+
+
+def test_a_named_vinefile_that_is_missing_hints_at_targets(project):
+    result = invoke("all.txt")
+    assert result.exit_code == 2
+    assert stderr(result) == ("vinemake: all.txt: no such Vinefile (to build targets of "
+                              "./Vinefile, name it first: vinemake Vinefile all.txt)\n")
+
+
+def test_minus_C_to_a_missing_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = invoke("-C", "nope", "--check")
+    assert result.exit_code == 2
+    assert stderr(result) == "vinemake: -C nope: No such file or directory\n"
+
+
+def test_modes_do_not_combine(project):
+    result = invoke("--check", "-n")
+    assert result.exit_code == 2
+    assert "Error: --check and --dry-run cannot be combined" in stderr(result)
+
+
+def test_clean_followed_by_a_file_name_explains(project):
+    result = invoke("--clean", "Vinefile")
+    assert result.exit_code == 2
+    assert ("'Vinefile' is not one of all, outputs, intermediates, cache (to clean a named "
+            "Vinefile, write: vinemake --clean=all Vinefile)") in stderr(result)
+
+
+def test_bad_size_is_a_usage_error(project):
+    result = invoke("--memory", "lots")
+    assert result.exit_code == 2
+    assert "Invalid value for '--memory': not a size: 'lots'" in stderr(result)
+
+
+# --- with a Vinefile ------------------------------------------------------------------------
+
+
+@needs_parser
+def test_check_prints_counts(project):
+    result = invoke("--check")
+    assert (result.exit_code, result.output) == (
+        0, "Vinefile: 3 rules, 4 files (1 source), 2 categories\n")
+
+
+@needs_parser
+def test_check_with_targets_counts_what_they_need(project):
+    result = invoke("--check", "Vinefile", "b.txt")
+    assert (result.exit_code, result.output) == (
+        0, "Vinefile: 2 rules, 3 files (1 source), 1 category\n")
+
+
+@needs_parser
+def test_makeflow_is_the_second_default(project):
+    (project / "Vinefile").rename(project / "Makeflow")
+    result = invoke("--check")
+    assert (result.exit_code, result.output) == (
+        0, "Makeflow: 3 rules, 4 files (1 source), 2 categories\n")
+
+
+@needs_parser
+def test_minus_C(project, monkeypatch):
+    monkeypatch.chdir(project.parent)
+    result = invoke("-C", project.name, "--check")
+    assert (result.exit_code, result.output) == (
+        0, "Vinefile: 3 rules, 4 files (1 source), 2 categories\n")
+
+
+@needs_parser
+def test_dry_run_lists_commands_in_order_with_files_and_resources(project):
+    result = invoke("-n")
+    assert result.exit_code == 0
+    assert result.output == (
+        "# a.txt (line 2; category align)\n"
+        "#   in:  in.txt\n"
+        "#   out: a.txt\n"
+        "cp in.txt a.txt\n"
+        "# b.txt (line 5; category align; cores=2 memory=1000MB)\n"
+        "#   in:  a.txt->input\n"
+        "#   out: b.txt\n"
+        "cp input b.txt\n"
+        "# all.txt (line 8; category merge)\n"
+        "#   in:  a.txt b.txt\n"
+        "#   out: all.txt\n"
+        "cat a.txt b.txt > all.txt\n")
+
+
+@needs_parser
+def test_graph_json(project):
+    result = invoke("--graph", "json")
+    assert result.exit_code == 0
+    data = json.loads(result.output)
+    assert {n["id"] for n in data["nodes"] if n["kind"] == "rule"} == {
+        "rule:0", "rule:1", "rule:2"}
+
+
+@needs_parser
+def test_graph_dot(project):
+    result = invoke("--graph", "dot")
+    assert result.exit_code == 0
+    assert '  "file:a.txt" -> "rule1";\n' in result.output
+
+
+@needs_parser
+def test_check_dry_run_and_graph_write_nothing(project):
+    before = snapshot(project)
+    for args in (["--check"], ["-n"], ["--graph", "dot"], ["--graph", "mermaid"]):
+        assert invoke(*args).exit_code == 0
+    assert snapshot(project) == before
+
+
+@needs_parser
+def test_graph_error_is_located_and_exit_2(project):
+    (project / "Vinefile").write_text("out: inptu.txt\n\tcat inptu.txt > out\n")
+    (project / "input.txt").write_text("")
+    result = invoke("--check")
+    assert result.exit_code == 2
+    assert stderr(result) == (
+        "Vinefile:1:6: source 'inptu.txt' does not exist and no rule makes it "
+        "(did you mean 'input.txt'?)\n"
+        "out: inptu.txt\n"
+        "     ^\n")
+
+
+@needs_parser
+def test_unknown_target(project):
+    result = invoke("-n", "Vinefile", "al.txt")
+    assert result.exit_code == 2
+    assert stderr(result) == "vinemake: unknown target 'al.txt' (did you mean 'all.txt'?)\n"
+
+
+@needs_parser
+def test_running_without_the_engine_says_so(project, monkeypatch):
+    monkeypatch.setitem(sys.modules, "vinemake.run", None)
+    result = invoke()
+    assert result.exit_code == 2
+    assert stderr(result) == "vinemake: running workflows is not implemented yet\n"
+
+
+@needs_parser
+def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch):
+    seen = {}
+
+    def run(workflow, graph, options):
+        seen.update(rules=len(workflow.rules), ids=graph.rule_ids, options=options)
+        return 3
+
+    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(run=run))
+    result = invoke("-T", "slurm", "-j", "4", "-k", "-r", "2", "--memory", "4GB",
+                    "--worker-timeout", "5m", "--no-peer-transfers", "--cores", "2",
+                    "--port", "9123", "Vinefile", "a.txt")
+    assert result.exit_code == 3
+    assert seen["rules"] == 3 and seen["ids"] == (0,)
+    assert seen["options"] == RunOptions(
+        vinefile=str(project / "Vinefile"), root=str(project), targets=("a.txt",),
+        batch_type="slurm", max_local=4, keep_going=True, retries=2, port=9123,
+        peer_transfers=False, worker_timeout_s=300.0,
+        worker_resources=Resources(cores=2.0, memory_mb=4000))
+
+
+@needs_parser
+def test_clean_defaults_to_all(project, monkeypatch):
+    seen = {}
+
+    def clean(workflow, graph, options):
+        seen["clean"] = options.clean
+        return 0
+
+    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(clean=clean))
+    assert invoke("--clean").exit_code == 0
+    assert seen == {"clean": "all"}
+    assert invoke("--clean=outputs").exit_code == 0
+    assert seen == {"clean": "outputs"}
+
+
+# --- through a real process -----------------------------------------------------------------
+
+
+def vinemake(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_process_version(tmp_path):
+    done = vinemake("--version", cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"vinemake {__version__}\n")
+
+
+def test_process_missing_vinefile_is_exit_2_without_traceback(tmp_path):
+    done = vinemake("-n", cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr == (f"vinemake: no Vinefile or Makeflow in {tmp_path} "
+                           "(name one: vinemake FILE)\n")
+
+
+@needs_parser
+def test_process_check_and_located_error(project):
+    done = vinemake("--check", cwd=project)
+    assert (done.returncode, done.stdout, done.stderr) == (
+        0, "Vinefile: 3 rules, 4 files (1 source), 2 categories\n", "")
+    (project / "Vinefile").write_text("a: b\n\tx\nb: a\n\tx\n")
+    done = vinemake("--check", cwd=project)
+    assert done.returncode == 2
+    assert done.stderr == ("Vinefile:1:1: dependency cycle: a (line 1) needs b (line 3) "
+                           "needs a (line 1)\na: b\n^\n")

@@ -1,0 +1,311 @@
+"""The `vinemake` command line: options → RunOptions, then check, dry-run, graph, clean or run.
+
+Errors are printed in one place, `_Command.invoke`: a located Vinefile error is printed as it
+is (`path:line:col: message`, the line, a caret) so editors can jump to it; any other error a
+user can cause gets a `vinemake: ` prefix. The exit status is the error's `exit_code`
+(2 for bad input, 1 for a failed command or infrastructure), 130 after Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shlex
+import sys
+from collections.abc import Iterable
+
+import click
+
+from vinemake import __version__
+from vinemake.errors import InputError, VinefileError, VinemakeError
+from vinemake.graph import EXPORT_FORMATS, BuildGraph
+from vinemake.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, PLACEMENTS, RunOptions
+from vinemake.spec import Resources, RuleSpec, Workflow
+from vinemake.units import parse_duration_s, parse_size_mb
+
+__all__ = ["main", "command", "DEFAULT_FILES"]
+
+DEFAULT_FILES = ("Vinefile", "Makeflow")
+EXIT_INTERRUPTED = 130
+
+
+class _Command(click.Command):
+    """A click command that turns VinemakeError and Ctrl-C into a message and an exit code."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except VinemakeError as e:
+            prefix = "" if isinstance(e, VinefileError) else "vinemake: "
+            click.echo(f"{prefix}{e}", err=True)
+            ctx.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("vinemake: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+class _CleanMode(click.Choice):
+    """--clean's optional value; explains the `--clean FILE` slip instead of a bare refusal."""
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:
+            self.fail(f"{value!r} is not one of {', '.join(self.choices)} (to clean a named "
+                      f"Vinefile, write: vinemake --clean=all {value})", param, ctx)
+        return value
+
+
+def _size(ctx, param, value):
+    try:
+        return None if value is None else parse_size_mb(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _duration(ctx, param, value):
+    try:
+        return None if value is None else parse_duration_s(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+HELP = """Run the workflow in VINEFILE (default ./Vinefile, else ./Makeflow).
+
+TARGETS limit the run to the files named and what they need. With no option, the
+workflow runs on this machine; -T chooses how workers start, the manager always
+schedules. --check, -n and --graph read the workflow and write nothing.
+"""
+
+
+@click.command(cls=_Command, help=HELP, context_settings={"help_option_names": ["-h", "--help"],
+                                                           "max_content_width": 100})
+@click.argument("vinefile", required=False)
+@click.argument("targets", nargs=-1)
+# What to do instead of running.
+@click.option("--check", is_flag=True, help="Check the workflow's syntax and graph, print its "
+              "size, and exit.")
+@click.option("-n", "--dry-run", is_flag=True, help="Print the commands that would run, in "
+              "order, with their files and resources; run nothing.")
+@click.option("--graph", "graph_format", type=click.Choice(EXPORT_FORMATS), metavar="FORMAT",
+              help="Print the workflow's graph as dot, mermaid or json, and exit.")
+@click.option("--clean", type=_CleanMode(CLEAN_MODES), is_flag=False, flag_value="all",
+              default=None, metavar="[all|outputs|intermediates|cache]",
+              help="Remove what the workflow made (never a source). Default: all.")
+@click.option("-C", "directory", metavar="DIR", help="Change to DIR before doing anything.")
+@click.version_option(__version__, "--version", prog_name="vinemake",
+                      message="%(prog)s %(version)s")
+# Running.
+@click.option("-T", "--batch-type", type=click.Choice(BATCH_TYPES), default="local",
+              show_default=True, help="How workers start: this machine, by hand, or as pilot "
+              "jobs of a batch system.")
+@click.option("-j", "--max-local", type=click.IntRange(min=1), metavar="N",
+              help="Run at most N rules at once on this machine.")
+@click.option("-k", "--keep-going", is_flag=True, help="After a rule fails, keep running "
+              "the rules that do not need its outputs.")
+@click.option("-r", "--retries", type=click.IntRange(min=0), metavar="N",
+              help="Retry a failed rule up to N times (a rule's @retries wins).")
+@click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")
+@click.option("--cache-dir", metavar="DIR", help="Shared cache store to restore outputs from "
+              "and save them to.")
+@click.option("-g", "--gc", type=click.Choice(GC_MODES), default="none", show_default=True,
+              help="Delete intermediate files as soon as no rule needs them (ref_cnt).")
+@click.option("--keep-intermediates-remote", is_flag=True, help="Leave intermediates on the "
+              "workers instead of copying them back.")
+# The manager.
+@click.option("-p", "--port", type=click.IntRange(0, 65535), default=0, metavar="N",
+              help="Port workers connect to (default: any free port).")
+@click.option("--port-file", metavar="FILE", help="Write the port chosen to FILE.")
+@click.option("--password", "password_file", metavar="FILE", help="Workers must prove they "
+              "know the secret in FILE.")
+@click.option("--ssl", is_flag=True, help="Encrypt connections with TLS.")
+@click.option("--ssl-cert", metavar="FILE", help="TLS certificate for --ssl.")
+@click.option("--ssl-key", metavar="FILE", help="TLS private key for --ssl.")
+@click.option("--manager-host", metavar="HOST", help="Name workers use to reach this "
+              "machine (default: its host name).")
+@click.option("--placement", type=click.Choice(PLACEMENTS), default="locality",
+              show_default=True, help="Prefer the worker that already holds the most input "
+              "bytes, or any worker.")
+@click.option("--transfer-limit", type=click.IntRange(min=1), default=3, show_default=True,
+              metavar="N", help="Transfers one source serves at once.")
+@click.option("--no-peer-transfers", is_flag=True, help="Send every input from the manager, "
+              "never worker to worker.")
+# Workers.
+@click.option("--max-workers", type=click.IntRange(min=1), metavar="N",
+              help="Most workers to submit at once.")
+@click.option("--min-workers", type=click.IntRange(min=0), default=0, metavar="N",
+              help="Workers to keep even when idle.")
+@click.option("--worker-timeout", callback=_duration, metavar="TIME",
+              help="Let an idle worker go after TIME (90, 30s, 5m).")
+@click.option("--batch-options", default="", metavar="TEXT",
+              help="Extra options for the batch system's submit command.")
+@click.option("--cores", type=click.FloatRange(min=0, min_open=True), metavar="N",
+              help="Cores the local worker offers (default: all).")
+@click.option("--memory", callback=_size, metavar="SIZE",
+              help="Memory the local worker offers (MB, or 4GB, ...).")
+@click.option("--disk", callback=_size, metavar="SIZE",
+              help="Disk the local worker offers (MB, or 20GB, ...).")
+@click.option("--gpus", type=click.IntRange(min=0), metavar="N",
+              help="GPUs the local worker offers.")
+def command(vinefile, targets, check, dry_run, graph_format, clean, directory, **run) -> None:
+    modes = [name for name, on in (("--check", check), ("--dry-run", dry_run),
+                                   ("--graph", graph_format), ("--clean", clean)) if on]
+    if len(modes) > 1:
+        raise click.UsageError(f"{' and '.join(modes)} cannot be combined")
+    if directory is not None:
+        _chdir(directory)
+    path = find_vinefile(vinefile)
+    options = make_options(path, targets, clean, run)
+    workflow = _parse(path)
+    graph = BuildGraph.build(workflow, options.root)
+    if targets:
+        graph = graph.select(targets)
+    ctx = click.get_current_context()
+    if check:
+        click.echo(summary(vinefile or path, graph))
+    elif dry_run:
+        click.echo(dry_run_text(graph), nl=False)
+    elif graph_format:
+        click.echo(graph.export(graph_format), nl=False)
+    elif clean:
+        ctx.exit(_entry("clean", "cleaning")(workflow, graph, options))
+    else:
+        ctx.exit(_entry("run", "running")(workflow, graph, options))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    command.main(prog_name="vinemake")
+
+
+# --- the steps ------------------------------------------------------------------------------
+
+
+def _chdir(directory: str) -> None:
+    try:
+        os.chdir(directory)
+    except OSError as e:
+        raise InputError(f"-C {directory}: {e.strerror}") from None
+
+
+def find_vinefile(given: str | None, isfile=os.path.isfile) -> str:
+    """The Vinefile to read: the one named, else ./Vinefile, else ./Makeflow."""
+    if given is not None:
+        if not isfile(given):
+            hint = ""
+            default = next((name for name in DEFAULT_FILES if isfile(name)), None)
+            if default is not None:
+                hint = f" (to build targets of ./{default}, name it first: vinemake {default} " \
+                       f"{given})"
+            raise InputError(f"{given}: no such Vinefile{hint}")
+        return given
+    for name in DEFAULT_FILES:
+        if isfile(name):
+            return name
+    raise InputError(f"no Vinefile or Makeflow in {os.getcwd()} (name one: vinemake FILE)")
+
+
+def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict) -> RunOptions:
+    """RunOptions from the parsed command line."""
+    return RunOptions(
+        vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
+        batch_type=run["batch_type"], max_local=run["max_local"], keep_going=run["keep_going"],
+        retries=run["retries"], explain=run["explain"], cache_dir=run["cache_dir"],
+        gc=run["gc"], keep_intermediates_remote=run["keep_intermediates_remote"],
+        port=run["port"], port_file=run["port_file"], password_file=run["password_file"],
+        ssl=run["ssl"], ssl_cert=run["ssl_cert"], ssl_key=run["ssl_key"],
+        manager_host=run["manager_host"], placement=run["placement"],
+        transfer_limit=run["transfer_limit"], peer_transfers=not run["no_peer_transfers"],
+        max_workers=run["max_workers"], min_workers=run["min_workers"],
+        worker_timeout_s=run["worker_timeout"], batch_options=run["batch_options"],
+        worker_resources=Resources(cores=run["cores"], memory_mb=run["memory"],
+                                   disk_mb=run["disk"], gpus=run["gpus"]))
+
+
+def _parse(path: str) -> Workflow:
+    try:
+        parser = importlib.import_module("vinemake.parser")
+    except ModuleNotFoundError as e:
+        if e.name != "vinemake.parser":
+            raise
+        raise InputError("reading Vinefiles is not implemented yet") from None
+    return parser.parse_file(path)
+
+
+def _entry(name: str, doing: str):
+    """vinemake.run's `name` function, imported only when a workflow really runs."""
+    try:
+        module = importlib.import_module("vinemake.run")
+    except ModuleNotFoundError as e:
+        if e.name != "vinemake.run":
+            raise
+        module = None
+    function = getattr(module, name, None)
+    if function is None:
+        raise InputError(f"{doing} workflows is not implemented yet")
+    return function
+
+
+# --- what --check and -n print --------------------------------------------------------------
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def summary(name: str, graph: BuildGraph) -> str:
+    """`Vinefile: 12 rules, 30 files (8 sources), 2 categories`."""
+    rules = graph.workflow.rules
+    categories = {rules[rid].category for rid in graph.rule_ids}
+    files = len(graph.producer) + len(graph.sources)
+    return (f"{name}: {_count(len(graph.rule_ids), 'rule')}, {_count(files, 'file')} "
+            f"({_count(len(graph.sources), 'source')}), {_count(len(categories), 'category')}"
+            .replace("categorys", "categories"))
+
+
+def _resources(rule: RuleSpec, category: Resources | None) -> str:
+    """`cores=4 memory=2000MB` for what the rule (or else its category) asks for."""
+    own, cat = rule.resources, category or Resources()
+    parts = []
+    for name, unit in (("cores", ""), ("memory_mb", "MB"), ("disk_mb", "MB"), ("gpus", ""),
+                       ("wall_time_s", "s")):
+        value = getattr(own, name)
+        value = getattr(cat, name) if value is None else value
+        if value is not None:
+            value = int(value) if float(value).is_integer() else value
+            parts.append(f"{name.split('_')[0]}={value}{unit}")
+    return " ".join(parts)
+
+
+def _files(refs) -> str:
+    return " ".join(shlex.quote(r.path) if r.sandbox == r.path
+                    else f"{shlex.quote(r.path)}->{shlex.quote(r.sandbox)}" for r in refs)
+
+
+def dry_run_text(graph: BuildGraph) -> str:
+    """Each rule's command in a valid order, its files and resources as `#` comments."""
+    rules = graph.workflow.rules
+    categories = {c.name: c.resources for c in graph.workflow.categories}
+    out: list[str] = []
+    for rid in graph.order():
+        rule = rules[rid]
+        notes = [f"category {rule.category}"]
+        resources = _resources(rule, categories.get(rule.category))
+        if resources:
+            notes.append(resources)
+        if rule.local:
+            notes.append("local")
+        kind = ""
+        if rule.library:
+            kind = f"library {rule.library}: "
+        elif rule.call:
+            kind = f"call {rule.call}: "
+        out.append(f"# {kind}{rule.name} (line {rule.location.line}; {'; '.join(notes)})")
+        if rule.sources:
+            out.append(f"#   in:  {_files(rule.sources)}")
+        if rule.targets:
+            out.append(f"#   out: {_files(rule.targets)}")
+        out.append(rule.command)
+    return "".join(line + "\n" for line in out)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
