@@ -314,8 +314,10 @@ def find_worker_program() -> str:
 
 
 def _last_line(text: str) -> str:
+    """The line of a command's output that says what went wrong: its last error line."""
     lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
+    errors = [ln for ln in lines if "error" in ln.lower()]
+    return (errors or lines[:1] or ["(no output)"])[-1]
 
 
 def _say(message: str) -> None:

@@ -1,0 +1,225 @@
+"""`-T slurm` against a real SLURM (tests/cluster/slurm-up.sh): arrays, resources, cleanup."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from conftest import require
+
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends.slurm import SlurmWorkers
+from vinemake.errors import InfrastructureError
+from vinemake.spec import Resources
+
+pytestmark = pytest.mark.slurm
+
+ONE = Resources(cores=1)
+# Stands in for vinemake-worker: connects back, says how it was started, stays until the
+# manager hangs up or its idle --timeout passes (what the real worker does when idle).
+STUB = """\
+import socket, sys
+args = sys.argv[1:]
+timeout = float(args[args.index("--timeout") + 1])
+s = socket.create_connection((args[0], int(args[1])), timeout=10)
+s.sendall((" ".join(args) + "\\n").encode())
+s.settimeout(timeout)
+try:
+    s.recv(1)
+except OSError:
+    pass
+"""
+
+
+def slurm_answers() -> bool:
+    try:
+        done = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "is UP" in done.stdout
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    require(slurm_answers(), "a running SLURM (start it with tests/cluster/slurm-up.sh)")
+
+
+@pytest.fixture
+def listener():
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(60)
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def stub(tmp_path: Path) -> str:
+    path = tmp_path / "stub-worker"
+    path.write_text(f"#!{sys.executable}\n{STUB}")
+    path.chmod(0o755)
+    return str(path)
+
+
+def options(stub: str, **kw) -> ProviderOptions:
+    return ProviderOptions(**{"worker_timeout_s": 60, "extra": (("worker_program", stub),),
+                              **kw})
+
+
+def accept_hello(server: socket.socket) -> tuple[socket.socket, str]:
+    conn, _ = server.accept()
+    conn.settimeout(30)
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(4096)
+        assert chunk, "worker hung up before saying hello"
+        data += chunk
+    return conn, data.decode().strip()
+
+
+def squeue(name: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-r", f"--name={name}", "-o", "%i %T"],
+                         capture_output=True, text=True, timeout=30, check=True).stdout
+    return out.split()[::2]
+
+
+def wait_gone(name: str, seconds: float = 30) -> list[str]:
+    """Jobs of `name` still listed after waiting up to `seconds` for them to leave."""
+    end = time.monotonic() + seconds
+    while (left := squeue(name)) and time.monotonic() < end:
+        time.sleep(0.2)
+    return left
+
+
+def test_a_worker_array_connects_back_and_is_cancelled_on_close(cluster, listener, stub):
+    provider = SlurmWorkers(background=False, log=lambda m: None)
+    port = listener.getsockname()[1]
+    provider.start(ManagerAddress("127.0.0.1", port), options(stub))
+    try:
+        provider.scale(Demand(waiting=(ONE, ONE)))
+        assert len(provider.submitted) == 1, "one array for both workers"
+        job = provider.submitted[0]
+        conns, hellos = zip(*(accept_hello(listener) for _ in range(2)), strict=True)
+        hellos = sorted(hellos)
+        assert hellos == [f"127.0.0.1 {port} --cores 1 --timeout 60 --name slurm-{job}_{i}"
+                          for i in (1, 2)]
+        assert sorted(squeue(provider.job_name)) == [f"{job}_1", f"{job}_2"]
+    finally:
+        provider.close()
+    assert wait_gone(provider.job_name) == []
+
+
+def test_requested_resources_appear_in_scontrol(cluster, listener, stub):
+    provider = SlurmWorkers(background=False, log=lambda m: None)
+    provider.start(ManagerAddress("127.0.0.1", listener.getsockname()[1]), options(stub))
+    try:
+        provider.scale(Demand(waiting=(Resources(cores=2, memory_mb=300, wall_time_s=100),)))
+        conn, hello = accept_hello(listener)
+        assert "--cores 2 --memory 300 --timeout 60 --name" in hello
+        shown = subprocess.run(["scontrol", "show", "job", provider.submitted[0]],
+                               capture_output=True, text=True, check=True).stdout
+        assert "NumCPUs=2 " in shown and "TRES=cpu=2,mem=300M" in shown
+        assert "TimeLimit=00:03:00" in shown  # 100 s of WALL_TIME + 60 s idle, in minutes
+        assert f"JobName={provider.job_name}" in shown
+    finally:
+        provider.close()
+    assert wait_gone(provider.job_name) == []
+
+
+def test_a_scancelled_worker_is_replaced(cluster, listener, stub):
+    provider = SlurmWorkers(background=False, log=lambda m: None, poll_interval_s=0)
+    provider.start(ManagerAddress("127.0.0.1", listener.getsockname()[1]), options(stub))
+    try:
+        provider.scale(Demand(waiting=(ONE, ONE)))
+        conns = [accept_hello(listener)[0] for _ in range(2)]
+        job = provider.submitted[0]
+        subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
+        end = time.monotonic() + 30
+        while f"{job}_1" in squeue(provider.job_name) and time.monotonic() < end:
+            time.sleep(0.2)
+        # the manager lost that worker and re-queued its task
+        provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+        assert len(provider.submitted) == 2
+        _, hello = accept_hello(listener)
+        assert hello.endswith(f"--name slurm-{provider.submitted[1]}_1")
+        del conns
+    finally:
+        provider.close()
+    assert wait_gone(provider.job_name) == []
+
+
+@pytest.mark.parametrize("resources, batch_options, why", [
+    (Resources(cores=999), "", "Batch job submission failed: More processors requested than "
+                               "permitted"),
+    (Resources(memory_mb=10**8), "", "Batch job submission failed: Requested node "
+                                     "configuration is not available"),
+    (ONE, "--partition=nope", "Batch job submission failed: Invalid partition name specified"),
+    (ONE, "--bogus", "unrecognized option '--bogus'"),
+])
+def test_a_request_slurm_can_never_run_stops_with_its_reason(cluster, stub, resources,
+                                                              batch_options, why):
+    provider = SlurmWorkers(background=False, log=lambda m: None)
+    provider.start(ManagerAddress("127.0.0.1", 9), options(stub, batch_options=batch_options))
+    try:
+        with pytest.raises(InfrastructureError) as raised:
+            provider.scale(Demand(waiting=(resources,)))
+    finally:
+        provider.close()
+    prefix = "" if why.startswith("unrec") else "error: "
+    assert str(raised.value).splitlines()[0] == (
+        f"sbatch refused the worker jobs and retrying cannot help: sbatch: {prefix}{why}")
+
+
+CHILD = """\
+import sys, time
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends.slurm import SlurmWorkers
+from vinemake.spec import Resources
+p = SlurmWorkers(background=False)
+p.start(ManagerAddress("127.0.0.1", int(sys.argv[1])),
+        ProviderOptions(worker_timeout_s=60, extra=(("worker_program", sys.argv[2]),)))
+p.scale(Demand(waiting=(Resources(cores=1),)))
+print(p.job_name, flush=True)
+time.sleep(120)
+"""
+
+
+def test_ctrl_c_leaves_no_job_behind(cluster, listener, stub, tmp_path):
+    """No try/finally in the child: the provider's own exit hook cancels on KeyboardInterrupt."""
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen([sys.executable, str(script), str(listener.getsockname()[1]), stub],
+                             stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        name = child.stdout.readline().strip()
+        conn, _ = accept_hello(listener)
+        assert len(squeue(name)) == 1
+        child.send_signal(signal.SIGINT)
+        child.wait(timeout=60)
+    finally:
+        child.kill()
+        child.wait()
+    assert wait_gone(name) == []
+
+
+def test_jobs_of_other_runs_are_left_alone(cluster, listener, stub):
+    other = f"not-vinemake-{uuid.uuid4().hex[:8]}"
+    job = subprocess.run(["sbatch", "--parsable", "-J", other, "-o", "/dev/null", "--mem=10M",
+                          "--wrap", "sleep 60"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    try:
+        provider = SlurmWorkers(background=False, log=lambda m: None)
+        provider.start(ManagerAddress("127.0.0.1", listener.getsockname()[1]), options(stub))
+        provider.scale(Demand(waiting=(ONE,)))
+        conn, _ = accept_hello(listener)
+        provider.close()
+        assert wait_gone(provider.job_name) == []
+        assert squeue(other) == [job]
+    finally:
+        subprocess.run(["scancel", job], check=True)
