@@ -85,6 +85,21 @@ def test_prefix_is_short_unique_per_pid_and_sequence_and_ends_with_a_letter():
     assert netns.prefix_for(28, 0) != netns.prefix_for(29, 0) != netns.prefix_for(28, 1)
 
 
+def test_transfer_log_is_read_with_or_without_a_header():
+    plain = "manager\tw0\tfile-x\t10\t1.0\t2.0\n"
+    headed = "dest\tsource\tbytes\tkey\tstart\tend\nw0\tmanager\t10\tfile-x\t1.0\t2.0\n"
+    want = [netns.Transfer("manager", "w0", "file-x", 10, 1.0, 2.0)]
+    assert netns.parse_transfer_log(plain) == want
+    assert netns.parse_transfer_log(headed) == want
+
+
+def test_max_concurrent_counts_overlaps_per_source_and_not_back_to_back_ones():
+    t = netns.Transfer
+    log = [t("m", "w0", "k", 1, 0.0, 2.0), t("m", "w1", "k", 1, 1.0, 3.0),
+           t("m", "w2", "k", 1, 3.0, 4.0), t("w0", "w3", "k", 1, 2.0, 5.0)]
+    assert netns.max_concurrent(log) == {"m": 2, "w0": 1}
+
+
 # ------------------------------------------------------------------ the script's own errors
 
 

@@ -13,6 +13,7 @@ import itertools
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -199,3 +200,143 @@ def cluster_factory(request, require) -> Iterator:
     finally:
         for cluster in made:
             cluster.down()
+
+
+# ------------------------------------------------------------------ vinemake on the cluster
+# Shared by tests/test_multihost.py and bench/cluster.py: a manager started the way a user
+# starts one (`vinemake -T workers`), workers started by hand inside the emulated hosts.
+
+@dataclass(frozen=True)
+class Transfer:
+    """One line of the manager's transfer log: `size` bytes of `key` from source to dest."""
+
+    source: str
+    dest: str
+    key: str
+    size: int
+    start: float
+    end: float
+
+
+TRANSFER_FIELDS = ("source", "dest", "key", "bytes", "start", "end")
+
+
+def parse_transfer_log(text: str) -> list[Transfer]:
+    """Tab-separated lines; a header line naming the fields (any order) may come first."""
+    lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    order = TRANSFER_FIELDS
+    if lines and "key" in lines[0].split("\t"):
+        order = tuple(lines.pop(0).split("\t"))
+    column = {name: order.index(name) for name in TRANSFER_FIELDS}
+    out = []
+    for line in lines:
+        cell = line.split("\t")
+        out.append(Transfer(cell[column["source"]], cell[column["dest"]], cell[column["key"]],
+                            int(cell[column["bytes"]]), float(cell[column["start"]]),
+                            float(cell[column["end"]])))
+    return out
+
+
+def max_concurrent(transfers: list[Transfer]) -> dict[str, int]:
+    """For each source, the most transfers it was serving at one instant.
+
+    A transfer ending exactly when another starts does not overlap it (ends sort first).
+    """
+    events: dict[str, list[tuple[float, int]]] = {}
+    for t in transfers:
+        events.setdefault(t.source, []).extend([(t.start, 1), (t.end, -1)])
+    peak = {}
+    for source, evs in events.items():
+        now = best = 0
+        for _, delta in sorted(evs):
+            now += delta
+            best = max(best, now)
+        peak[source] = best
+    return peak
+
+
+class Deployment:
+    """A manager (`vinemake -T workers`) in the root namespace or host "mgr", and workers
+    started by hand in hosts; logs and the port file live under `scratch`."""
+
+    def __init__(self, cluster: Cluster, scratch: Path, password: str | None = "vmt-secret"):
+        self.cluster, self.scratch = cluster, Path(scratch)
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        self.password_file: str | None = None
+        if password is not None:
+            self.password_file = self.write_password("password", password)
+        self.manager: subprocess.Popen | None = None
+        self.manager_host: int | str = "root"
+        self.port = 0
+        self.workers: dict[int, subprocess.Popen] = {}
+
+    def write_password(self, name: str, secret: str) -> str:
+        path = self.scratch / name
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return str(path)
+
+    def start_manager(self, workflow_dir: Path, *options: str, host: int | str = "root",
+                      ready_timeout: float = 60.0) -> int:
+        """Start `vinemake -T workers` on `workflow_dir` and wait for its port file."""
+        port_file = self.scratch / "port"
+        port_file.unlink(missing_ok=True)
+        argv = [shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", "0",
+                "--port-file", str(port_file), "--manager-host", self.cluster.addr(host),
+                *(["--password", self.password_file] if self.password_file else []), *options]
+        out = open(self.scratch / "manager.out", "w")  # the child keeps it open
+        if host != "root":
+            argv = self.cluster.argv(host, argv)
+        self.manager = subprocess.Popen(argv, cwd=workflow_dir, stdout=out, stderr=out)
+        self.manager_host = host
+        deadline = time.monotonic() + ready_timeout
+        while not (port_file.exists() and port_file.read_text().strip()):
+            if self.manager.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"manager did not start: {self.manager_output()}")
+            time.sleep(0.05)
+        self.port = int(port_file.read_text())
+        return self.port
+
+    def worker_argv(self, i: int, *options: str, password_file: str | None | bool = True,
+                    cores: int = 1) -> list[str]:
+        pw = self.password_file if password_file is True else password_file
+        return [shutil.which("vinemake-worker") or "vinemake-worker",
+                self.cluster.addr(self.manager_host), str(self.port),
+                "--cores", str(cores), "--memory", "1000", "--disk", "4000",
+                "--workdir", str(self.scratch / f"w{i}"), "--timeout", "60",
+                "--name", self.worker_name(i), *(["--password", pw] if pw else []), *options]
+
+    def worker_name(self, i: int) -> str:
+        return f"w{i}"
+
+    def start_worker(self, i: int, *options: str, **kwargs) -> subprocess.Popen:
+        out = open(self.scratch / f"w{i}.out", "w")  # the child keeps it open
+        proc = self.cluster.popen(i, self.worker_argv(i, *options, **kwargs),
+                                  stdout=out, stderr=subprocess.STDOUT)
+        self.workers[i] = proc
+        return proc
+
+    def wait_manager(self, timeout: float = 120.0) -> int:
+        assert self.manager is not None
+        return self.manager.wait(timeout=timeout)
+
+    def manager_output(self) -> str:
+        path = self.scratch / "manager.out"
+        return path.read_text() if path.exists() else ""
+
+    def worker_output(self, i: int) -> str:
+        return (self.scratch / f"w{i}.out").read_text()
+
+    def transfers(self, workflow_dir: Path) -> list[Transfer]:
+        """The manager's transfer log (found under the workflow's .vinemake directory)."""
+        logs = sorted(Path(workflow_dir).glob(".vinemake/**/transfers.tsv"))
+        if not logs:
+            raise FileNotFoundError(f"no transfers.tsv under {workflow_dir}/.vinemake")
+        return parse_transfer_log(logs[0].read_text())
+
+    def close(self) -> None:
+        """Kill what this deployment started (the cluster's teardown would too)."""
+        for proc in [self.manager, *self.workers.values()]:
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
