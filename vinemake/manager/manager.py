@@ -1,13 +1,94 @@
-"""The manager: accepts workers, places tasks on them, orders transfers, reports results."""
+"""The manager: accepts workers, places tasks on them, orders transfers, reports results.
+
+One thread runs a selector loop over the listening socket and every worker connection; the
+engine's thread only queues work (submit) and collects results (wait). Handshakes run in a
+short-lived thread each, so a client that connects and says nothing cannot stall the loop.
+
+    submit(task) → queue → place (placement.place) → Run(task, fetch list) to a worker
+    worker → Transferred (logged, source freed) … Done(outcomes) → outputs installed at their
+    paths (linked from the worker's cache on this host, else fetched) → TaskResult to wait()
+
+Lost workers: a worker whose connection ends has its running tasks re-queued (up to
+`max_retries` times, then status "lost"), and every file that only it held is forgotten. Such a
+file that has no path on this host (an intermediate kept on workers) is reported by
+`lost_files()`: the engine re-submits its producer. A queued task needing a lost file waits
+until a producer's result brings it back.
+"""
 
 from __future__ import annotations
 
-from vinemake.backends import ProviderOptions, WorkerProvider
-from vinemake.manager.config import ManagerConfig
+import collections
+import dataclasses
+import logging
+import os
+import random
+import selectors
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
+from vinemake.errors import InfrastructureError
+from vinemake.manager.config import PLACEMENTS, ManagerConfig
+from vinemake.manager.placement import WorkerView, need, place
+from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install
+from vinemake.protocol import (
+    MSG,
+    Connection,
+    Done,
+    Drop,
+    FileServer,
+    FrameReader,
+    ProtocolError,
+    Refuse,
+    Run,
+    Shutdown,
+    Transferred,
+    Welcome,
+    decode,
+    encode,
+    fetch,
+    host_id,
+    outcome_from_wire,
+    read_secret,
+    resources_from_wire,
+    server_context,
+    server_handshake,
+    task_to_wire,
+    tune,
+)
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskResult
 
 __all__ = ["Manager"]
+
+log = logging.getLogger("vinemake.manager")
+
+
+@dataclass
+class _Worker:
+    """The manager's record of one connected worker (loop thread only)."""
+
+    id: str
+    sock: socket.socket
+    addr: str
+    file_port: int
+    same_host: bool
+    total: Resources
+    free: list  # [cores, memory_mb, disk_mb, gpus]
+    reader: FrameReader = field(default_factory=FrameReader)
+    outbuf: bytearray = field(default_factory=bytearray)
+    running: dict = field(default_factory=dict)  # task id -> Task
+    holds: set = field(default_factory=set)
+    charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
+
+    def view(self) -> WorkerView:
+        c, m, d, g = self.free
+        return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
+                          len(self.running))
 
 
 class Manager:
@@ -17,23 +98,543 @@ class Manager:
     def start(cls, config: ManagerConfig, provider: WorkerProvider | None = None,
               provider_options: ProviderOptions | None = None) -> Manager:
         """Listen, then ask `provider` (if any) to start workers that connect here."""
-        raise NotImplementedError("manager under construction")
+        m = cls(config, provider)
+        if provider is not None:
+            provider.start(ManagerAddress(m.host, m.port, config.password_file, config.ssl),
+                           provider_options or ProviderOptions())
+        return m
+
+    def __init__(self, config: ManagerConfig, provider: WorkerProvider | None = None):
+        if config.placement not in PLACEMENTS:
+            raise InfrastructureError(f"unknown placement {config.placement!r} "
+                                      f"(choose from {', '.join(PLACEMENTS)})")
+        self.config = config
+        self.provider = provider
+        self.secret = read_secret(config.password_file)
+        self.ssl_context: ssl.SSLContext | None = None
+        if config.ssl:
+            if not (config.ssl_cert and config.ssl_key):
+                raise InfrastructureError("--ssl needs a certificate and a key")
+            self.ssl_context = server_context(config.ssl_cert, config.ssl_key)
+        os.makedirs(config.workdir, exist_ok=True)
+        self.transfer_log = TransferLog(config.transfer_log)
+        self.rng = random.Random(config.seed) if config.placement == "random" else None
+        self.host_id = host_id()
+
+        self._listener = socket.create_server((config.host, config.port))
+        self._listener.setblocking(False)
+        self.host, self.port = config.host, self._listener.getsockname()[1]
+        if config.port_file:
+            with open(config.port_file + ".tmp", "w") as f:
+                f.write(f"{self.port}\n")
+            os.replace(config.port_file + ".tmp", config.port_file)
+        self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
+                                config.transfer_limit, lambda r: log.warning("%s", r))
+
+        # Shared with the engine's thread, under _lock.
+        self._lock = threading.Lock()
+        self._results_ready = threading.Condition(self._lock)
+        self._inbox: list[Task] = []
+        self._events: list = []  # callables from helper threads, run on the loop
+        self._results: list[TaskResult] = []
+        self._lost_keys: set[str] = set()
+        self._largest: Resources | None = None
+        self._woken = False
+        self._closed = False
+
+        # Loop thread only.
+        self.workers: dict[str, _Worker] = {}
+        self.replicas: dict[str, set[str]] = {}
+        self.hashes: dict[str, str] = {}
+        self.paths: dict[str, str] = {}
+        self.remote_only: set[str] = set()
+        self.inflight: collections.Counter = collections.Counter()
+        self.queue: collections.deque[Task] = collections.deque()
+        self.lost_count: collections.Counter = collections.Counter()
+        self.running_total = 0
+        self._names = collections.Counter()
+        self._fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="output")
+
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self.sel = selectors.DefaultSelector()
+        self.sel.register(self._listener, selectors.EVENT_READ, "listen")
+        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------ Executor (engine's thread)
 
     def submit(self, task: Task) -> None:
-        raise NotImplementedError
+        with self._lock:
+            self._inbox.append(task)
+        self._wake()
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:
-        raise NotImplementedError
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            while not self._results and not self._closed:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                self._results_ready.wait(left)
+            out, self._results = self._results, []
+            return out
 
     def cancel_all(self) -> None:
-        raise NotImplementedError
+        """Forget queued tasks; running ones finish on their workers but are not reported."""
+        self._post(self._cancel_all)
 
     def largest_worker(self) -> Resources | None:
-        raise NotImplementedError
+        with self._lock:
+            return self._largest
 
     def lost_files(self) -> set[str]:
-        """Output keys that existed only on lost workers; the engine re-runs their producers."""
-        raise NotImplementedError
+        """Output keys lost with a worker since the last call, held nowhere else and with no
+        path on this host: the engine should re-run their producers."""
+        with self._lock:
+            out, self._lost_keys = self._lost_keys, set()
+            return out
 
     def close(self) -> None:
-        raise NotImplementedError
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._results_ready.notify_all()
+        self._wake()
+        self._thread.join(timeout=10)
+        if self.provider is not None:
+            self.provider.close()
+        self._fetchers.shutdown(wait=True, cancel_futures=True)
+        self.files.close()
+        self.transfer_log.close()
+
+    # ------------------------------------------------------------ cross-thread plumbing
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._woken:
+                return
+            self._woken = True
+        try:
+            self._wake_w.send(b"x")
+        except OSError:
+            pass
+
+    def _post(self, fn) -> None:
+        with self._lock:
+            self._events.append(fn)
+        self._wake()
+
+    def _report(self, results: list[TaskResult]) -> None:
+        if results:
+            with self._lock:
+                self._results.extend(results)
+                self._results_ready.notify_all()
+
+    # ------------------------------------------------------------ the loop
+
+    def _loop(self) -> None:
+        next_scale = 0.0
+        try:
+            while not self._closed:
+                for key, mask in self.sel.select(timeout=1.0):
+                    if key.data == "listen":
+                        self._accept()
+                    elif key.data == "wake":
+                        self._drain_wake()
+                    elif mask & selectors.EVENT_WRITE:
+                        self._flush(key.data)
+                    if mask & selectors.EVENT_READ and isinstance(key.data, _Worker):
+                        self._read(key.data)
+                self._schedule()
+                now = time.monotonic()
+                if self.provider is not None and now >= next_scale:
+                    next_scale = now + 1.0
+                    self._scale()
+        except Exception:
+            log.exception("manager loop crashed")
+            raise
+        finally:
+            for w in list(self.workers.values()):
+                w.sock.close()
+            self._listener.close()
+
+    def _drain_wake(self) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        with self._lock:
+            self._woken = False
+            tasks, self._inbox = self._inbox, []
+            events, self._events = self._events, []
+        for t in tasks:
+            for f in t.inputs:
+                if f.path is not None:
+                    self.paths[f.key] = f.path
+            if t.library is not None:
+                for f in t.library.inputs:
+                    if f.path is not None:
+                        self.paths[f.key] = f.path
+        self.queue.extend(tasks)
+        for fn in events:
+            fn()
+
+    def _scale(self) -> None:
+        idle = sum(1 for w in self.workers.values() if not w.running)
+        try:
+            self.provider.scale(Demand(
+                waiting=tuple(t.resources for t in list(self.queue)[:1000]),
+                running_tasks=self.running_total, connected_workers=len(self.workers),
+                idle_workers=idle))
+        except Exception as e:  # a provider's hiccup must not stop running work
+            log.warning("worker provider failed to scale: %s", e)
+
+    def _cancel_all(self) -> None:
+        self.queue.clear()
+        for w in self.workers.values():
+            for tid in w.running:
+                self.lost_count[("cancelled", tid)] = 1
+
+    # ------------------------------------------------------------ joining
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, addr = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as e:
+                log.warning("accept failed: %s", e)
+                return
+            threading.Thread(target=self._handshake, args=(sock, addr[0]), daemon=True).start()
+
+    def _handshake(self, sock: socket.socket, addr: str) -> None:
+        """Authenticate a newcomer off the loop; the loop then adopts it."""
+        try:
+            sock.setblocking(True)
+            sock.settimeout(10.0)
+            tune(sock)
+            if self.ssl_context is not None:
+                sock = self.ssl_context.wrap_socket(sock, server_side=True)
+            conn = Connection(sock)
+            hello = server_handshake(conn, self.secret)
+            if hello.role != "worker":
+                conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
+                raise ProtocolError(f"unexpected role {hello.role!r}")
+            resources = resources_from_wire(hello.resources)
+        except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
+            log.warning("refused connection from %s: %s", addr, e)
+            sock.close()
+            return
+        self._post(lambda: self._adopt(sock, addr, hello, resources))
+
+    def _adopt(self, sock, addr, hello, resources: Resources) -> None:
+        base = hello.name or addr
+        self._names[base] += 1
+        wid = base if self._names[base] == 1 else f"{base}#{self._names[base]}"
+        w = _Worker(id=wid, sock=sock, addr=addr, file_port=int(hello.file_port),
+                    same_host=hello.host_id == self.host_id, total=resources,
+                    free=[resources.cores or 0, resources.memory_mb or 0,
+                          resources.disk_mb or 0, resources.gpus or 0])
+        try:
+            sock.sendall(encode(Welcome(wid, w.same_host, self.config.transfer_limit)))
+        except OSError as e:
+            log.warning("worker %s left during its welcome: %s", wid, e)
+            sock.close()
+            return
+        sock.setblocking(False)
+        self.workers[wid] = w
+        for key, _size, digest in hello.cached:
+            self._add_replica(w, str(key), str(digest))
+        self.sel.register(sock, selectors.EVENT_READ, w)
+        self._update_largest()
+        log.info("worker %s joined from %s (%s)", wid, addr,
+                 "same host" if w.same_host else "remote")
+
+    def _update_largest(self) -> None:
+        ws = [w.total for w in self.workers.values()]
+        largest = None
+        if ws:
+            largest = Resources(cores=max(r.cores or 0 for r in ws),
+                                memory_mb=max(r.memory_mb or 0 for r in ws),
+                                disk_mb=max(r.disk_mb or 0 for r in ws),
+                                gpus=max(r.gpus or 0 for r in ws))
+        with self._lock:
+            self._largest = largest
+
+    # ------------------------------------------------------------ reading and writing
+
+    def _read(self, w: _Worker) -> None:
+        try:
+            data = w.sock.recv(1 << 20)
+            if isinstance(w.sock, ssl.SSLSocket):
+                while w.sock.pending():
+                    data += w.sock.recv(w.sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return
+        except OSError as e:
+            self._lose(w, f"connection error: {e}")
+            return
+        if not data:
+            self._lose(w, "connection closed")
+            return
+        try:
+            for kind, payload in w.reader.feed(data):
+                if kind != MSG:
+                    raise ProtocolError("unexpected data frame")
+                self._handle(w, decode(payload))
+        except ProtocolError as e:
+            log.warning("closing connection to worker %s: %s", w.id, e)
+            self._lose(w, str(e))
+
+    def _send(self, w: _Worker, msg) -> None:
+        w.outbuf += encode(msg)
+        self._flush(w)
+
+    def _flush(self, w: _Worker) -> None:
+        if w.id not in self.workers:
+            return
+        try:
+            while w.outbuf:
+                n = w.sock.send(w.outbuf)
+                del w.outbuf[:n]
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            pass
+        except OSError as e:
+            self._lose(w, f"send failed: {e}")
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.outbuf else 0)
+        if self.sel.get_key(w.sock).events != events:
+            self.sel.modify(w.sock, events, w)
+
+    def _handle(self, w: _Worker, msg) -> None:
+        if isinstance(msg, Done):
+            for d in msg.outcomes:
+                self._finished(w, outcome_from_wire(d))
+        elif isinstance(msg, Transferred):
+            self._transferred(w, msg)
+        else:
+            raise ProtocolError(f"unexpected {msg.TYPE} from a worker")
+
+    # ------------------------------------------------------------ placing
+
+    def _schedule(self) -> None:
+        if not self.queue or not self.workers:
+            return
+        cap = self.config.max_tasks
+        skipped = []
+        misses = 0
+        while self.queue and misses < 16:
+            if cap is not None and self.running_total >= cap:
+                break
+            task = self.queue.popleft()
+            if not self._try_dispatch(task):
+                skipped.append(task)
+                misses += 1
+        self.queue.extendleft(reversed(skipped))
+
+    def _try_dispatch(self, task: Task) -> bool:
+        views = [w.view() for w in self.workers.values()]
+        wid = place(task, views, self.replicas, self.rng)
+        if wid is None:
+            return False
+        w = self.workers[wid]
+        fetches = self._plan_fetches(task, w)
+        if fetches is None:
+            return False
+        want = need(task.resources)
+        w.free[0] -= want.cores
+        w.free[1] -= want.memory_mb
+        w.free[2] -= want.disk_mb
+        w.free[3] -= want.gpus
+        w.running[task.id] = task
+        self.running_total += 1
+        for key, _, sources in fetches:
+            if key not in w.charged:
+                self.inflight[sources[0][2]] += 1
+                w.charged[key] = sources[0][2]
+        self._send(w, Run(task_to_wire(task), fetches))
+        return True
+
+    def _plan_fetches(self, task: Task, w: _Worker) -> list | None:
+        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
+        files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
+        fetches = []
+        for f in files:
+            if f.key in w.holds or (w.same_host and f.path is not None):
+                continue
+            label = w.charged.get(f.key)
+            if label is not None and (label == MANAGER or label in self.workers):
+                # already on its way there: the worker waits for that transfer
+                fetches.append([f.key, self.hashes.get(f.key, ""), [self._source(label)]])
+                continue
+            path = self.paths.get(f.key) if f.path is None else f.path
+            holders = self.replicas.get(f.key, ())
+            order = choose_sources(holders, self.inflight, self.config.transfer_limit,
+                                   path is not None, self.config.peer_transfers)
+            if not order:
+                return None  # every source busy, or the file is lost and being re-made
+            fetches.append([f.key, self.hashes.get(f.key, ""),
+                            [self._source(label) for label in order]])
+        return fetches
+
+    def _source(self, label: str) -> list:
+        if label == MANAGER:
+            return [self.host, self.files.port, MANAGER, self.ssl_context is not None]
+        peer = self.workers[label]
+        return [peer.addr, peer.file_port, label, False]
+
+    def _serve_path(self, key: str) -> str | None:
+        return self.paths.get(key)
+
+    # ------------------------------------------------------------ results
+
+    def _transferred(self, w: _Worker, t: Transferred) -> None:
+        self.transfer_log.record(t.source, w.id, t.key, t.size, t.start, t.end, t.ok)
+        if not t.ok:
+            log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
+                        t.reason)
+            return
+        charged = w.charged.pop(t.key, None)
+        if charged is not None:
+            self.inflight[charged] -= 1
+        self._add_replica(w, t.key, t.hash)
+
+    def _add_replica(self, w: _Worker, key: str, digest: str) -> None:
+        w.holds.add(key)
+        self.replicas.setdefault(key, set()).add(w.id)
+        if digest:
+            self.hashes[key] = digest
+
+    def _release(self, w: _Worker, task: Task) -> None:
+        want = need(task.resources)
+        w.free[0] += want.cores
+        w.free[1] += want.memory_mb
+        w.free[2] += want.disk_mb
+        w.free[3] += want.gpus
+        self.running_total -= 1
+        for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
+            label = w.charged.pop(f.key, None)
+            if label is not None:
+                self.inflight[label] -= 1
+
+    def _finished(self, w: _Worker, outcome) -> None:
+        r = outcome.result
+        task = w.running.pop(r.task_id, None)
+        if task is None:
+            return
+        self._release(w, task)
+        if self.lost_count.pop(("cancelled", task.id), None):
+            return
+        for key, _size, digest, _path in outcome.outputs:
+            self._add_replica(w, key, digest)
+        wanted = [(f, entry) for f in task.outputs if f.path is not None
+                  for entry in outcome.outputs if entry[0] == f.key]
+        for f in task.outputs:
+            if f.path is None:
+                self.remote_only.add(f.key)
+            else:
+                self.paths[f.key] = f.path
+        failed = [(os.path.join(task.failed_dir, name), key, path)
+                  for name, key, path in outcome.failed] if task.failed_dir else []
+        if outcome.failed and not failed:
+            self._send(w, Drop([key for _, key, _ in outcome.failed]))
+        if not wanted and not failed:
+            self._report([r])
+            return
+        installs = [(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
+        installs += [(target, key, "", path) for target, key, path in failed]
+        if w.same_host:
+            self._install_local(w, r, installs, bool(failed))
+        else:
+            self._fetchers.submit(self._install_remote, w.id, w.addr, w.file_port, r,
+                                  installs, bool(failed))
+
+    def _install_local(self, w: _Worker, r: TaskResult, installs, failed: bool) -> None:
+        try:
+            for target, _key, _digest, path in installs:
+                install(path, target)
+        except OSError as e:
+            r = dataclasses.replace(r, status="error",
+                                    reason=f"cannot put output in place: {e}")
+        if failed:
+            self._send(w, Drop([key for _, key, _, _ in installs if key.startswith("failed.")]))
+        self._report([r])
+
+    def _install_remote(self, wid, host, port, r: TaskResult, installs, failed: bool) -> None:
+        """Fetch outputs from the worker that made them (helper thread), then report."""
+        try:
+            for target, key, digest, _path in installs:
+                tmp = os.path.join(self.config.workdir, f".recv-{key}-{threading.get_ident()}")
+                start = time.time()
+                try:
+                    size, _ = fetch(host, port, key, tmp, self.secret, None, digest)
+                except BaseException:
+                    if os.path.exists(tmp):
+                        os.unlink(tmp)
+                    self.transfer_log.record(wid, MANAGER, key, 0, start, time.time(), False)
+                    raise
+                self.transfer_log.record(wid, MANAGER, key, size, start, time.time())
+                install(tmp, target, move=True)
+        except (ProtocolError, OSError, EOFError) as e:
+            r = dataclasses.replace(r, status="error",
+                                    reason=f"cannot bring output back from {wid}: {e}")
+        if failed:
+            keys = [key for _, key, _, _ in installs if key.startswith("failed.")]
+            self._post(lambda: self._drop(wid, keys))
+        self._report([r])
+
+    def _drop(self, wid: str, keys: list[str]) -> None:
+        w = self.workers.get(wid)
+        if w is not None and keys:
+            self._send(w, Drop(keys))
+
+    # ------------------------------------------------------------ losing a worker
+
+    def _lose(self, w: _Worker, why: str) -> None:
+        if self.workers.pop(w.id, None) is None:
+            return
+        log.warning("lost worker %s: %s", w.id, why)
+        try:
+            self.sel.unregister(w.sock)
+        except (KeyError, ValueError):
+            pass
+        w.sock.close()
+        for label in w.charged.values():
+            self.inflight[label] -= 1
+        w.charged.clear()
+        lost = set()
+        for key in w.holds:
+            holders = self.replicas.get(key)
+            if holders is not None:
+                holders.discard(w.id)
+                if not holders:
+                    del self.replicas[key]
+                    if key in self.remote_only:
+                        lost.add(key)
+        results = []
+        for task in w.running.values():
+            self.running_total -= 1
+            if self.lost_count.pop(("cancelled", task.id), None):
+                continue
+            self.lost_count[task.id] += 1
+            if self.lost_count[task.id] <= self.config.max_retries:
+                self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
+            else:
+                results.append(TaskResult(task_id=task.id, status="lost", worker=w.id,
+                                          reason=f"lost with worker {w.id} "
+                                                 f"{self.lost_count[task.id]} times: {why}"))
+        w.running.clear()
+        if lost:
+            with self._lock:
+                self._lost_keys |= lost
+        self._report(results)
+
+    def shutdown_workers(self) -> None:
+        """Ask every connected worker to exit (used by `vinemake` at the end of a run)."""
+        self._post(lambda: [self._send(w, Shutdown("workflow done"))
+                            for w in list(self.workers.values())])

@@ -1,0 +1,26 @@
+"""`-T workers`: start nothing; print how to start workers by hand and wait for them."""
+
+from __future__ import annotations
+
+import sys
+
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+
+__all__ = ["ByHandWorkers"]
+
+
+class ByHandWorkers:
+    def __init__(self, out=None) -> None:
+        self.out = out or sys.stderr
+
+    def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
+        extra = (" --password FILE" if manager.password_file else "") + \
+                (" --ssl" if manager.ssl else "")
+        print(f"vinemake: waiting for workers; start them with:\n"
+              f"    vinemake-worker {manager.host} {manager.port}{extra}", file=self.out)
+
+    def scale(self, demand: Demand) -> None:
+        """Workers come and go as their owners decide."""
+
+    def close(self) -> None:
+        """Workers started by hand leave on their own --timeout."""

@@ -1,0 +1,68 @@
+"""Which worker runs a task: a pure function of the task, the workers and where files are.
+
+    1. the task's resources must fit in what the worker has free (cores, memory, disk, gpus);
+    2. among those, the worker already holding the most bytes of the task's inputs (so fewer
+       bytes move);
+    3. then the least loaded (fewest running tasks), then the name, so ties are deterministic.
+
+`random` placement ignores 2 and 3 and picks any worker that fits: the baseline the benchmark
+compares locality against. Unspecified resources count as 1 core and nothing else, as in
+Makeflow, so tasks that declare nothing still pack one per core.
+"""
+
+from __future__ import annotations
+
+import random as _random
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from vinemake.spec import Resources
+from vinemake.task import Task
+
+__all__ = ["WorkerView", "need", "fits", "place"]
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """What placement knows of one worker: free resources now and how busy it is."""
+
+    id: str
+    free: Resources
+    running: int = 0
+
+
+def need(r: Resources) -> Resources:
+    """A task's declared resources with the defaults filled in (1 core, 0 of the rest)."""
+    return Resources(cores=1.0 if r.cores is None else r.cores, memory_mb=r.memory_mb or 0,
+                     disk_mb=r.disk_mb or 0, gpus=r.gpus or 0)
+
+
+def fits(want: Resources, free: Resources) -> bool:
+    return ((want.cores or 0) <= (free.cores or 0) + 1e-9
+            and (want.memory_mb or 0) <= (free.memory_mb or 0)
+            and (want.disk_mb or 0) <= (free.disk_mb or 0)
+            and (want.gpus or 0) <= (free.gpus or 0))
+
+
+def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
+          rng: _random.Random | None = None) -> str | None:
+    """The id of the worker to run `task`, or None if none has room now.
+
+    `replicas` maps a file key to the ids of the workers holding it. With `rng` the choice
+    among fitting workers is random (placement "random").
+    """
+    want = need(task.resources)
+    fitting = [w for w in workers if fits(want, w.free)]
+    if not fitting:
+        return None
+    if rng is not None:
+        return rng.choice(fitting).id
+    if len(fitting) == 1:
+        return fitting[0].id
+    held = {w.id: 0 for w in fitting}
+    for f in task.inputs:
+        for wid in replicas.get(f.key, ()):
+            if wid in held:
+                held[wid] += f.size
+    best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
+    return best.id

@@ -1,0 +1,106 @@
+"""Moving files for the manager: which source serves an input, the transfer log, atomic installs.
+
+Sources are chosen so copies spread as a tree: a peer worker already holding the file is
+preferred to the manager, the least busy first, and no source serves more than `limit`
+transfers at once; when every source is busy the task waits for one to free up (by then the
+file usually has more holders). Every transfer is logged as one tab-separated line:
+
+    source  dest  key  bytes  start  end  ok
+
+(start/end are Unix times), which the benchmark reads.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import shutil
+import threading
+from collections.abc import Iterable, Mapping
+
+__all__ = ["MANAGER", "choose_sources", "TransferLog", "install"]
+
+MANAGER = "manager"
+_tmp_counter = itertools.count()
+
+
+def choose_sources(holders: Iterable[str], inflight: Mapping[str, int], limit: int,
+                   manager_has: bool, peers: bool = True) -> list[str] | None:
+    """Sources to try in order, or None when all are busy (wait); [] when there is none. Pure."""
+    candidates = sorted(holders) if peers else []
+    if manager_has:
+        candidates.append(MANAGER)
+    if not candidates:
+        return []
+    free = [s for s in candidates if inflight.get(s, 0) < limit]
+    if not free:
+        return None
+    # Peers before the manager at equal load: the manager is the one source everyone shares.
+    free.sort(key=lambda s: (inflight.get(s, 0), s == MANAGER))
+    return free + [s for s in candidates if s not in free]
+
+
+class TransferLog:
+    """Appends one line per transfer to the manager's transfer log."""
+
+    HEADER = "source\tdest\tkey\tbytes\tstart\tend\tok\n"
+
+    def __init__(self, path: str):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        self._f = open(path, "a", buffering=1)
+        self._lock = threading.Lock()
+        if self._f.tell() == 0:
+            self._f.write(self.HEADER)
+
+    def record(self, source: str, dest: str, key: str, size: int, start: float, end: float,
+               ok: bool = True) -> None:
+        with self._lock:
+            self._f.write(f"{source}\t{dest}\t{key}\t{size}\t{start:.6f}\t{end:.6f}\t"
+                          f"{'ok' if ok else 'failed'}\n")
+
+    def close(self) -> None:
+        with self._lock:
+            self._f.close()
+
+
+def install(src: str, target: str, move: bool = False) -> None:
+    """Put `src` at `target` atomically: a temp name in target's directory, then rename.
+
+    Links where it can (same filesystem), copies where it cannot; `move` renames `src` itself
+    (a file just received). Parent directories are created. A directory target is replaced.
+    """
+    parent = os.path.dirname(target) or "."
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.vinemake-{os.getpid()}-"
+                               f"{next(_tmp_counter)}")
+    try:
+        if move:
+            try:
+                os.rename(src, tmp)
+            except OSError as e:
+                if e.errno != errno.EXDEV:
+                    raise
+                shutil.move(src, tmp)
+        elif os.path.isdir(src):
+            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(src, tmp)
+        if os.path.isdir(tmp) and os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _link_or_copy(src: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+    except OSError as e:
+        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
+            raise
+        shutil.copy2(src, dest)

@@ -1,0 +1,600 @@
+"""The wire between manager, workers and peers: frames, typed messages, authentication, file bytes.
+
+This is the only module that knows the wire format. Everything on the wire is a frame:
+
+    4 bytes big-endian payload length | 1 byte kind | payload
+
+kind MSG carries one message as compact JSON `{"t": TYPE, ...fields}`; kind DATA carries raw
+file bytes (chunks of CHUNK bytes, never less than 64 KiB except the last). A frame longer than
+MAX_FRAME, an unknown kind, bad JSON or an unknown message type is a ProtocolError: whoever reads
+it closes that one connection with the reason logged, and carries on with the others.
+
+A connection starts with a handshake (`client_handshake` / `server_handshake`):
+
+    client → Hello(version, role, nonce_c, ...)
+    server → Challenge(version, nonce_s, proof_s = HMAC(secret, "server:" + nonce_c))
+    client → Auth(proof_c = HMAC(secret, "client:" + nonce_s))
+    server → Welcome(...) or Refuse(reason)
+
+The secret never crosses the wire, and each side proves it knows it, so a worker never runs
+commands for an impostor manager. Without a password file both proofs are empty; a side that has
+a secret refuses a peer that sent no proof. Versions must be equal: the Refuse names both.
+
+A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
+got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
+hash the producing worker recorded. Keys of outputs are provenance names, not content hashes, so
+the recorded content hash is what makes a received output trustworthy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import socket
+import ssl
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+
+import xxhash
+
+from vinemake.errors import InfrastructureError
+from vinemake.spec import Resources
+from vinemake.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
+
+VERSION = 1
+MSG, DATA = 0, 1
+HEADER = struct.Struct(">IB")
+MAX_FRAME = 16 * 1024 * 1024
+CHUNK = 1024 * 1024
+HANDSHAKE_TIMEOUT_S = 10.0
+
+
+class ProtocolError(InfrastructureError):
+    """The other side sent something we refuse: the connection is closed with this reason."""
+
+
+# ---------------------------------------------------------------- messages
+
+_TYPES: dict[str, type] = {}
+
+
+def _message(cls):
+    """Register a frozen dataclass as a message type named after the class."""
+    cls = dataclass(frozen=True)(cls)
+    cls.TYPE = cls.__name__
+    cls.FIELDS = frozenset(f.name for f in fields(cls))
+    _TYPES[cls.__name__] = cls
+    return cls
+
+
+@_message
+class Hello:
+    version: int
+    role: str  # "worker" (control connection) or "fetch" (asks for files)
+    nonce: str
+    name: str = ""
+    resources: dict = field(default_factory=dict)
+    host_id: str = ""
+    file_port: int = 0
+    cached: list = field(default_factory=list)  # [[key, size, hash], ...] kept across restarts
+
+
+@_message
+class Challenge:
+    version: int
+    nonce: str
+    proof: str = ""
+
+
+@_message
+class Auth:
+    proof: str = ""
+
+
+@_message
+class Welcome:
+    worker_id: str = ""
+    same_host: bool = False
+    transfer_limit: int = 3
+
+
+@_message
+class Refuse:
+    reason: str
+
+
+@_message
+class Run:
+    """Run one task. `fetch` lists inputs to get first: [key, host, port, hash] each."""
+
+    task: dict
+    fetch: list = field(default_factory=list)
+
+
+@_message
+class Done:
+    """Outcomes of finished tasks, batched when several finish together."""
+
+    outcomes: list
+
+
+@_message
+class Transferred:
+    """A worker fetched (or failed to fetch) one file: the manager logs it and frees the source."""
+
+    key: str
+    source: str
+    size: int
+    start: float
+    end: float
+    ok: bool = True
+    hash: str = ""
+    reason: str = ""
+
+
+@_message
+class Drop:
+    keys: list
+
+
+@_message
+class Shutdown:
+    reason: str = ""
+
+
+@_message
+class Get:
+    key: str
+
+
+@_message
+class FileHead:
+    key: str
+    size: int
+
+
+@_message
+class FileEnd:
+    hash: str
+
+
+def encode(msg) -> bytes:
+    """One message as a complete MSG frame."""
+    body = dict(msg.__dict__)
+    body["t"] = msg.TYPE
+    payload = json.dumps(body, separators=(",", ":")).encode()
+    return HEADER.pack(len(payload), MSG) + payload
+
+
+def decode(payload: bytes):
+    """A MSG frame's payload back into its message; ProtocolError if it is not one."""
+    try:
+        body = json.loads(payload)
+        cls = _TYPES[body.pop("t")]
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise ProtocolError(f"garbled message: {e!s:.80}") from None
+    if not body.keys() <= cls.FIELDS:
+        raise ProtocolError(f"garbled message: unknown fields in {cls.TYPE}")
+    try:
+        return cls(**body)
+    except TypeError as e:
+        raise ProtocolError(f"garbled message: {e}") from None
+
+
+class FrameReader:
+    """Splits a byte stream into (kind, payload) frames; for non-blocking readers."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        self._buf += data
+        frames = []
+        buf = self._buf
+        pos = 0
+        while len(buf) - pos >= HEADER.size:
+            length, kind = HEADER.unpack_from(buf, pos)
+            _check_header(length, kind)
+            end = pos + HEADER.size + length
+            if len(buf) < end:
+                break
+            frames.append((kind, bytes(buf[pos + HEADER.size:end])))
+            pos = end
+        del buf[:pos]
+        return frames
+
+
+def _check_header(length: int, kind: int) -> None:
+    if length > MAX_FRAME:
+        raise ProtocolError(f"oversized frame: {length} bytes (limit {MAX_FRAME})")
+    if kind not in (MSG, DATA):
+        raise ProtocolError(f"garbled frame: unknown kind {kind}")
+
+
+# ---------------------------------------------------------------- plain data on the wire
+
+def task_to_wire(task: Task) -> dict:
+    lib = task.library
+    return {
+        "id": task.id, "rule_key": task.rule_key, "name": task.name, "command": task.command,
+        "inputs": [_file_to_wire(f) for f in task.inputs],
+        "outputs": [_file_to_wire(f) for f in task.outputs],
+        "env": task.env, "resources": task.resources.__dict__, "category": task.category,
+        "library": None if lib is None else {
+            "name": lib.name, "key": lib.key, "command": lib.command,
+            "inputs": [_file_to_wire(f) for f in lib.inputs],
+            "resources": lib.resources.__dict__, "slots": lib.slots, "env": lib.env},
+        "cache_forever": task.cache_forever, "failed_dir": task.failed_dir,
+        "attempt": task.attempt,
+    }
+
+
+def task_from_wire(d: dict) -> Task:
+    try:
+        lib = d["library"]
+        return Task(
+            id=d["id"], rule_key=d["rule_key"], name=d["name"], command=d["command"],
+            inputs=tuple(_file_from_wire(f) for f in d["inputs"]),
+            outputs=tuple(_file_from_wire(f) for f in d["outputs"]),
+            env=tuple((str(k), str(v)) for k, v in d["env"]),
+            resources=Resources(**d["resources"]), category=d["category"],
+            library=None if lib is None else LibrarySpec(
+                name=lib["name"], key=lib["key"], command=lib["command"],
+                inputs=tuple(_file_from_wire(f) for f in lib["inputs"]),
+                resources=Resources(**lib["resources"]), slots=lib["slots"],
+                env=tuple((str(k), str(v)) for k, v in lib["env"])),
+            cache_forever=d["cache_forever"], failed_dir=d["failed_dir"], attempt=d["attempt"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"garbled task: {e!s:.80}") from None
+
+
+def _file_to_wire(f: TaskFile) -> list:
+    return [f.key, f.sandbox, f.path, f.size]
+
+
+def _file_from_wire(v: list) -> TaskFile:
+    key, sandbox, path, size = v
+    return TaskFile(key=key, sandbox=sandbox, path=path, size=size)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a worker reports for one task: the TaskResult plus where its files are.
+
+    outputs: (key, size, content hash, path in the worker's cache) for each output made.
+    failed: (sandbox name, cache key, path in the worker's cache) for outputs of a failed run.
+    """
+
+    result: TaskResult
+    outputs: tuple[tuple[str, int, str, str], ...] = ()
+    failed: tuple[tuple[str, str, str], ...] = ()
+
+
+def outcome_to_wire(o: Outcome) -> dict:
+    r = o.result
+    return {"id": r.task_id, "status": r.status, "exit_code": r.exit_code, "reason": r.reason,
+            "stderr": r.stderr_tail, "measured": r.measured.__dict__, "worker": r.worker,
+            "outputs": o.outputs, "failed": o.failed}
+
+
+def outcome_from_wire(d: dict) -> Outcome:
+    try:
+        outputs = tuple((str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"])
+        result = TaskResult(
+            task_id=d["id"], status=d["status"], exit_code=d["exit_code"], reason=d["reason"],
+            stderr_tail=d["stderr"], measured=Measured(**d["measured"]), worker=d["worker"],
+            outputs=tuple((k, s) for k, s, _, _ in outputs))
+        failed = tuple((str(n), str(k), str(p)) for n, k, p in d["failed"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
+    return Outcome(result=result, outputs=outputs, failed=failed)
+
+
+def resources_to_wire(r: Resources) -> dict:
+    return dict(r.__dict__)
+
+
+def resources_from_wire(d: dict) -> Resources:
+    try:
+        return Resources(**d)
+    except TypeError as e:
+        raise ProtocolError(f"garbled resources: {e}") from None
+
+
+# ---------------------------------------------------------------- blocking connections
+
+class Connection:
+    """A blocking framed connection (worker side, peers, handshakes). send() is thread-safe."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self._send_lock = threading.Lock()
+        self._rfile = sock.makefile("rb", buffering=256 * 1024)
+
+    def send(self, *msgs) -> None:
+        data = b"".join(encode(m) for m in msgs)
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def send_raw(self, data: bytes) -> None:
+        with self._send_lock:
+            self.sock.sendall(data)
+
+    def recv_frame(self) -> tuple[int, bytes]:
+        """The next frame; EOFError when the other side closed cleanly between frames."""
+        head = self._rfile.read(HEADER.size)
+        if not head:
+            raise EOFError("connection closed")
+        if len(head) < HEADER.size:
+            raise ProtocolError("connection closed inside a frame header")
+        length, kind = HEADER.unpack(head)
+        _check_header(length, kind)
+        payload = self._rfile.read(length)
+        if len(payload) < length:
+            raise ProtocolError("connection closed inside a frame")
+        return kind, payload
+
+    def recv(self, *expect: type):
+        """The next message, which must be one of `expect` (if given); Refuse raises."""
+        kind, payload = self.recv_frame()
+        if kind != MSG:
+            raise ProtocolError("unexpected data frame")
+        msg = decode(payload)
+        if isinstance(msg, Refuse) and Refuse not in expect:
+            raise ProtocolError(f"refused: {msg.reason}")
+        if expect and not isinstance(msg, expect):
+            raise ProtocolError(f"unexpected {msg.TYPE}")
+        return msg
+
+    def close(self) -> None:
+        try:
+            self._rfile.close()
+            self.sock.close()
+        except OSError:
+            pass
+
+
+def tune(sock: socket.socket) -> None:
+    """Small messages must leave at once; dead peers must be noticed eventually."""
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+
+
+def connect(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
+            timeout: float | None = HANDSHAKE_TIMEOUT_S) -> Connection:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    tune(sock)
+    if ssl_context is not None:
+        sock = ssl_context.wrap_socket(sock, server_hostname=host)
+    return Connection(sock)
+
+
+def read_secret(path: str | None) -> bytes | None:
+    """The shared secret in a password file (surrounding whitespace ignored), or None."""
+    if path is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            return f.read().strip()
+    except OSError as e:
+        raise InfrastructureError(f"cannot read password file {path}: {e.strerror}") from None
+
+
+def server_context(cert: str, key: str) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        ctx.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as e:
+        raise InfrastructureError(f"cannot load TLS certificate {cert}: {e}") from None
+    return ctx
+
+
+def client_context() -> ssl.SSLContext:
+    """TLS for privacy; identity is proven by the HMAC handshake, so self-signed certs are fine."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _proof(secret: bytes | None, side: str, nonce: str) -> str:
+    if secret is None:
+        return ""
+    return hmac.new(secret, f"{side}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def _nonce() -> str:
+    return os.urandom(16).hex()
+
+
+def client_handshake(conn: Connection, hello: Hello, secret: bytes | None) -> Welcome:
+    """Say hello, prove the secret, check the server's proof; the server's Welcome."""
+    conn.send(hello)
+    ch = conn.recv(Challenge)
+    if ch.version != hello.version:
+        raise ProtocolError(f"version mismatch: server speaks {ch.version}, "
+                            f"this side speaks {hello.version}")
+    if secret is not None and not hmac.compare_digest(ch.proof, _proof(secret, "server",
+                                                                       hello.nonce)):
+        conn.send(Refuse("authentication failed: the server does not know the secret"))
+        raise ProtocolError("authentication failed: the server does not know the secret")
+    conn.send(Auth(_proof(secret, "client", ch.nonce)))
+    return conn.recv(Welcome)
+
+
+def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
+    """Check the client's version and proof; the caller then sends Welcome (or Refuse)."""
+    hello = conn.recv(Hello)
+    if hello.version != VERSION:
+        reason = f"version mismatch: server speaks {VERSION}, client speaks {hello.version}"
+        conn.send(Refuse(reason))
+        raise ProtocolError(reason)
+    nonce = _nonce()
+    conn.send(Challenge(VERSION, nonce, _proof(secret, "server", hello.nonce)))
+    auth = conn.recv(Auth)
+    if secret is not None:
+        if not auth.proof:
+            reason = "authentication failed: no proof of the secret (missing --password?)"
+        elif not hmac.compare_digest(auth.proof, _proof(secret, "client", nonce)):
+            reason = "authentication failed: wrong secret"
+        else:
+            reason = ""
+        if reason:
+            conn.send(Refuse(reason))
+            raise ProtocolError(reason)
+    return hello
+
+
+def host_id() -> str:
+    """Same value exactly when two processes share a kernel boot and a network namespace.
+
+    The namespace is part of it so workers in emulated hosts (ip netns) count as remote.
+    """
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            boot = f.read().strip()
+    except OSError:
+        boot = "?"
+    try:
+        netns = os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        netns = 0
+    return f"{socket.gethostname()}/{boot}/{netns}"
+
+
+def new_hello(role: str, **kw) -> Hello:
+    return Hello(version=VERSION, role=role, nonce=_nonce(), **kw)
+
+
+# ---------------------------------------------------------------- file bytes
+
+def hash_file(path: str) -> tuple[int, str]:
+    """(size, xxh3_128 hex) of a file, read in CHUNK-sized pieces."""
+    h = xxhash.xxh3_128()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def send_file(conn: Connection, key: str, path: str) -> int:
+    """Stream one file; the trailing hash is of the bytes actually sent."""
+    h = xxhash.xxh3_128()
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        conn.send(FileHead(key, size))
+        sent = 0
+        while sent < size and (chunk := f.read(min(CHUNK, size - sent))):
+            h.update(chunk)
+            conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
+            sent += len(chunk)
+    if sent != size:
+        raise ProtocolError(f"{key} shrank while being sent")
+    conn.send(FileEnd(h.hexdigest()))
+    return size
+
+
+def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") -> tuple[int, str]:
+    """Receive one file into `dest`; (size, hash). ProtocolError if it is not what was promised."""
+    head = conn.recv(FileHead)
+    if head.key != key:
+        raise ProtocolError(f"asked for {key}, got {head.key}")
+    h = xxhash.xxh3_128()
+    got = 0
+    with open(dest, "wb") as f:
+        while got < head.size:
+            kind, payload = conn.recv_frame()
+            if kind != DATA:
+                raise ProtocolError(f"{key}: message inside file data")
+            h.update(payload)
+            f.write(payload)
+            got += len(payload)
+    end = conn.recv(FileEnd)
+    digest = h.hexdigest()
+    if got != head.size or end.hash != digest:
+        raise ProtocolError(f"corrupt transfer of {key}: bytes do not match the sender's hash")
+    if expected_hash and digest != expected_hash:
+        raise ProtocolError(f"corrupt transfer of {key}: content hash {digest} is not the "
+                            f"recorded {expected_hash}")
+    return got, digest
+
+
+def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
+          ssl_context: ssl.SSLContext | None = None, expected_hash: str = "") -> tuple[int, str]:
+    """Get one file from a file server (a peer worker or the manager) into `dest`."""
+    conn = connect(host, port, ssl_context, timeout=60.0)
+    try:
+        client_handshake(conn, new_hello("fetch"), secret)
+        conn.send(Get(key))
+        return recv_file(conn, key, dest, expected_hash)
+    finally:
+        conn.close()
+
+
+class FileServer:
+    """Serves files by key to authenticated clients, at most `limit` at once; one thread each.
+
+    `resolve(key)` gives the local path of a file this side may serve, or None.
+    `on_error(reason)` hears why a connection was dropped (for the log).
+    """
+
+    def __init__(self, host: str, resolve: Callable[[str], str | None], secret: bytes | None,
+                 ssl_context: ssl.SSLContext | None = None, limit: int = 3,
+                 on_error: Callable[[str], None] = lambda reason: None):
+        self._resolve = resolve
+        self._secret = secret
+        self._ssl = ssl_context
+        self._on_error = on_error
+        self.slots = threading.BoundedSemaphore(max(1, limit))
+        self._listener = socket.create_server((host, 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name="file-server", daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = None
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT_S)
+            tune(sock)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_side=True)
+            conn = Connection(sock)
+            server_handshake(conn, self._secret)
+            conn.send(Welcome())
+            sock.settimeout(120.0)
+            while True:
+                try:
+                    get = conn.recv(Get)
+                except EOFError:
+                    return
+                path = self._resolve(get.key)
+                if path is None:
+                    conn.send(Refuse(f"no such file: {get.key}"))
+                    return
+                with self.slots:
+                    send_file(conn, get.key, path)
+        except (ProtocolError, OSError, ssl.SSLError, EOFError) as e:
+            self._on_error(f"file server: {e}")
+        finally:
+            if conn is not None:
+                conn.close()
+            else:
+                sock.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()

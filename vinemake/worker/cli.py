@@ -1,0 +1,74 @@
+"""`vinemake-worker HOST PORT [options]`: start a worker by hand or from a batch job."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import tempfile
+
+import psutil
+
+from vinemake.errors import VinemakeError
+from vinemake.spec import Resources
+
+__all__ = ["main", "parse_args", "machine_resources"]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vinemake-worker",
+                                description="Run vinemake tasks for a manager at HOST PORT.")
+    p.add_argument("host")
+    p.add_argument("port", type=int)
+    p.add_argument("--cores", type=float, help="cores to offer (default: all)")
+    p.add_argument("--memory", type=int, metavar="MB", help="memory to offer (default: all)")
+    p.add_argument("--disk", type=int, metavar="MB", help="disk to offer (default: free space)")
+    p.add_argument("--gpus", type=int, default=0)
+    p.add_argument("--workdir", metavar="DIR", help="cache and sandboxes (default: a tmp dir)")
+    p.add_argument("--timeout", type=float, default=900.0, metavar="S",
+                   help="exit after S seconds idle or unable to reach the manager")
+    p.add_argument("--password", metavar="FILE", help="file holding the shared secret")
+    p.add_argument("--ssl", action="store_true", help="connect to the manager over TLS")
+    p.add_argument("--name", default="", help="name shown in logs and the transfer log")
+    p.add_argument("--debug", action="store_true", help="log what the worker does")
+    return p.parse_args(argv)
+
+
+def machine_resources(workdir: str, cores: float | None = None, memory_mb: int | None = None,
+                      disk_mb: int | None = None, gpus: int = 0) -> Resources:
+    """What this machine offers, each overridable."""
+    os.makedirs(workdir, exist_ok=True)
+    return Resources(
+        cores=cores if cores is not None else float(psutil.cpu_count() or 1),
+        memory_mb=memory_mb if memory_mb is not None
+        else psutil.virtual_memory().total // 1_000_000,
+        disk_mb=disk_mb if disk_mb is not None else psutil.disk_usage(workdir).free // 1_000_000,
+        gpus=gpus)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # The local backend stops its worker with SIGTERM: leave through the cleanup path.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="vinemake-worker: %(message)s")
+    from vinemake.worker.worker import Worker, WorkerOptions
+
+    workdir = args.workdir or os.path.join(tempfile.gettempdir(), f"vinemake-worker-{os.getuid()}")
+    try:
+        opts = WorkerOptions(
+            host=args.host, port=args.port, workdir=os.path.abspath(workdir),
+            resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
+            timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name)
+        return Worker(opts).run()
+    except VinemakeError as e:
+        print(f"vinemake-worker: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

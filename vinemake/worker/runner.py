@@ -1,0 +1,247 @@
+"""Runs one task on a worker: inputs in, command (or library call) run and watched, outputs out.
+
+    fetch missing inputs into the cache (verified against their content hash, next source on
+    failure) → link inputs into a fresh sandbox → run `/bin/sh -c` in it → if it exited 0 and
+    made every output, rename the outputs into the cache by key; otherwise keep whatever outputs
+    exist under `failed.*` keys for the manager to put in the task's failed_dir.
+
+Same host as the manager: an input is linked straight from its path on the manager's host when
+the cache does not have it, so no byte is copied.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import xxhash
+
+from vinemake.protocol import Outcome, ProtocolError, hash_file
+from vinemake.task import Measured, Task, TaskResult
+from vinemake.worker.cachedir import CacheDir
+from vinemake.worker.libraries import LibraryPool, split_call
+from vinemake.worker.monitor import Monitor
+from vinemake.worker.sandbox import SandboxError, check_key, check_name, link_in, remove_tree
+
+__all__ = ["Source", "Fetch", "Runner", "tree_hash", "TAIL_BYTES"]
+
+TAIL_BYTES = 2048
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a file can be fetched from: a peer's or the manager's file server."""
+
+    host: str
+    port: int
+    label: str
+    tls: bool = False  # only the manager has a certificate; peers authenticate but do not encrypt
+
+
+@dataclass(frozen=True)
+class Fetch:
+    """An input the manager says this worker lacks, with the sources to try in order."""
+
+    key: str
+    hash: str
+    sources: tuple[Source, ...]
+
+
+# (source, key, dest path, expected hash) -> (size, hash); raises on failure
+Fetcher = Callable[[Source, str, str, str], tuple[int, str]]
+# (key, source label, size, start, end, ok, hash, reason)
+TransferListener = Callable[..., None]
+
+
+class Runner:
+    """Everything a task needs on this worker; run() is called from pool threads."""
+
+    def __init__(self, cache: CacheDir, monitor: Monitor, fetcher: Fetcher, run_dir: str,
+                 worker_name: str, same_host: bool = False,
+                 libraries: LibraryPool | None = None,
+                 on_transfer: TransferListener = lambda *a: None):
+        self.cache = cache
+        self.monitor = monitor
+        self.fetcher = fetcher
+        self.same_host = same_host
+        self.libraries = libraries
+        self.worker_name = worker_name
+        self.on_transfer = on_transfer
+        self.sandbox_root = os.path.join(run_dir, "sandbox")
+        self.tmp_dir = os.path.join(run_dir, "tmp")
+        os.makedirs(self.sandbox_root, exist_ok=True)
+        os.makedirs(self.tmp_dir, exist_ok=True)
+        self._counter = itertools.count()
+        self._key_locks: dict[str, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+
+    # ------------------------------------------------------------ one task
+
+    def run(self, task: Task, fetches: tuple[Fetch, ...] = ()) -> Outcome:
+        start = time.monotonic()
+        sandbox = os.path.join(self.sandbox_root, f"{task.id}.{next(self._counter)}")
+        try:
+            self._check_names(task)
+            for f in fetches:
+                self._ensure(f)
+            os.mkdir(sandbox)
+            for f in task.inputs:
+                self._link_input(f.key, f.path, sandbox, f.sandbox)
+        except (SandboxError, ProtocolError, OSError) as e:
+            remove_tree(sandbox)
+            return self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
+                                measured=Measured(wall_time_s=time.monotonic() - start))
+        try:
+            if task.library is not None:
+                status, code, reason, tail, measured = self._call(task, sandbox)
+            else:
+                status, code, reason, tail, measured = self._execute(task, sandbox)
+            return self._collect(task, sandbox, status, code, reason, tail, measured)
+        finally:
+            remove_tree(sandbox)
+
+    def _check_names(self, task: Task) -> None:
+        for f in (*task.inputs, *task.outputs):
+            check_name(f.sandbox)
+            check_key(f.key)
+
+    def _execute(self, task: Task, sandbox: str):
+        env = dict(os.environ)
+        env.update(task.env)
+        err_path = sandbox + ".err"
+        with open(err_path, "w+b") as err:
+            proc = subprocess.Popen(["/bin/sh", "-c", task.command], cwd=sandbox, env=env,
+                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                    stderr=err, start_new_session=True)
+            watch = self.monitor.watch(proc.pid, task.resources, sandbox)
+            try:
+                code = proc.wait()
+            finally:
+                self.monitor.unwatch(watch)
+            tail = _tail(err)
+        os.unlink(err_path)
+        measured = watch.measured(time.monotonic())
+        if watch.reason is not None:
+            return "resource_exceeded", code, watch.reason, tail, measured
+        if code < 0:
+            return "signaled", code, f"killed by signal {-code}", tail, measured
+        if code > 0:
+            return "failed", code, f"exit code {code}", tail, measured
+        return "ok", 0, "", tail, measured
+
+    def _call(self, task: Task, sandbox: str):
+        lib = task.library
+        assert lib is not None and self.libraries is not None
+        start = time.monotonic()
+        try:
+            function, args = split_call(task.command)
+        except ValueError as e:
+            return "failed", None, str(e), "", Measured()
+
+        def prepare(directory: str) -> None:
+            for f in lib.inputs:
+                self._link_input(f.key, f.path, directory, f.sandbox)
+
+        instance = self.libraries.get(lib, prepare)
+        r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
+                          env=task.env)
+        measured = Measured(wall_time_s=round(time.monotonic() - start, 4))
+        return r.status, r.exit_code, r.reason, r.stderr_tail, measured
+
+    def _collect(self, task, sandbox, status, code, reason, tail, measured) -> Outcome:
+        if status == "ok":
+            missing = [f.sandbox for f in task.outputs
+                       if not os.path.lexists(os.path.join(sandbox, f.sandbox))]
+            if missing:
+                status, reason = "missing_output", "missing output: " + ", ".join(missing)
+        if status != "ok":
+            failed = self._keep_failed(task, sandbox)
+            return self._result(task, status, code, reason, tail, measured, failed=failed)
+        outputs = []
+        for f in task.outputs:
+            src = os.path.join(sandbox, f.sandbox)
+            size, digest = tree_hash(src)
+            entry = self.cache.insert(src, f.key, size, digest, task.cache_forever)
+            outputs.append((f.key, size, digest, entry.path))
+        return self._result(task, "ok", code, reason, tail, measured, outputs=tuple(outputs))
+
+    def _keep_failed(self, task: Task, sandbox: str) -> tuple[tuple[str, str, str], ...]:
+        kept = []
+        for i, f in enumerate(task.outputs):
+            src = os.path.join(sandbox, f.sandbox)
+            if os.path.lexists(src):
+                key = f"failed.{task.id}.{task.attempt}.{i}"
+                size, digest = tree_hash(src)
+                kept.append((f.sandbox, key, self.cache.insert(src, key, size, digest).path))
+        return tuple(kept)
+
+    def _result(self, task: Task, status: str, code: int | None = None, reason: str = "",
+                tail: str = "", measured: Measured | None = None, outputs=(), failed=()):
+        result = TaskResult(task_id=task.id, status=status, exit_code=code, reason=reason,
+                            stderr_tail=tail, measured=measured or Measured(),
+                            worker=self.worker_name,
+                            outputs=tuple((k, s) for k, s, _, _ in outputs))
+        return Outcome(result=result, outputs=outputs, failed=failed)
+
+    # ------------------------------------------------------------ inputs
+
+    def _link_input(self, key: str, path: str | None, sandbox: str, name: str) -> None:
+        entry = self.cache.get(key)
+        if entry is not None:
+            link_in(entry.path, sandbox, name)
+        elif self.same_host and path is not None and os.path.lexists(path):
+            link_in(path, sandbox, name)
+        else:
+            raise SandboxError(f"input {name} ({key}) is not on this worker")
+
+    def _ensure(self, f: Fetch) -> None:
+        """Get `f` into the cache unless it is there; one fetch per key at a time."""
+        check_key(f.key)
+        with self._locks_lock:
+            lock = self._key_locks.setdefault(f.key, threading.Lock())
+        with lock:
+            if self.cache.get(f.key) is not None:
+                return
+            errors = []
+            for source in f.sources:
+                tmp = os.path.join(self.tmp_dir, f"{f.key}.{next(self._counter)}")
+                start = time.time()
+                try:
+                    size, digest = self.fetcher(source, f.key, tmp, f.hash)
+                except (ProtocolError, OSError, EOFError) as e:
+                    remove_tree(tmp)
+                    errors.append(f"{source.label}: {e}")
+                    self.on_transfer(f.key, source.label, 0, start, time.time(), False, "",
+                                     str(e))
+                    continue
+                self.cache.insert(tmp, f.key, size, digest)
+                self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
+                return
+            raise ProtocolError(f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
+
+
+def tree_hash(path: str) -> tuple[int, str]:
+    """(bytes, xxh3_128) of a file, or of a directory as its sorted (name, size, hash) list."""
+    if not os.path.isdir(path):
+        return hash_file(path)
+    h = xxhash.xxh3_128()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            size, digest = hash_file(full)
+            total += size
+            h.update(f"{os.path.relpath(full, path)}\0{size}\0{digest}\n".encode())
+    return total, "dir-" + h.hexdigest()
+
+
+def _tail(f) -> str:
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - TAIL_BYTES))
+    return f.read().decode("utf-8", "replace")

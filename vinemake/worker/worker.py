@@ -1,0 +1,248 @@
+"""A worker: connects to a manager, runs the tasks it is sent, serves its cache to peers.
+
+    connect (retrying with backoff) → handshake → read Run/Drop/Shutdown messages, each Run
+    handed to a thread pool → outcomes sent back in batches → on disconnect, reconnect; exit
+    after --timeout seconds idle or unable to reach the manager.
+
+The run directory (cache, sandboxes) is removed on exit; `forever` entries stay in --workdir.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import shutil
+import socket
+import ssl
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from vinemake.protocol import (
+    Connection,
+    Done,
+    Drop,
+    FileServer,
+    ProtocolError,
+    Run,
+    Shutdown,
+    Transferred,
+    client_context,
+    client_handshake,
+    connect,
+    fetch,
+    host_id,
+    new_hello,
+    outcome_to_wire,
+    read_secret,
+    resources_to_wire,
+    task_from_wire,
+)
+from vinemake.spec import Resources
+from vinemake.worker.cachedir import CacheDir
+from vinemake.worker.libraries import LibraryPool
+from vinemake.worker.monitor import Monitor
+from vinemake.worker.runner import Fetch, Runner, Source
+
+__all__ = ["WorkerOptions", "Worker"]
+
+log = logging.getLogger("vinemake.worker")
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    host: str
+    port: int
+    resources: Resources
+    workdir: str
+    timeout_s: float = 900.0
+    password_file: str | None = None
+    ssl: bool = False
+    name: str = ""
+
+
+class Worker:
+    def __init__(self, opts: WorkerOptions):
+        self.opts = opts
+        self.name = opts.name or f"{socket.gethostname()}:{os.getpid()}"
+        self.secret = read_secret(opts.password_file)
+        self.ssl_context: ssl.SSLContext | None = client_context() if opts.ssl else None
+        self.run_dir = os.path.join(opts.workdir, f"run-{os.getpid()}")
+        self.cache = CacheDir(self.run_dir, os.path.join(opts.workdir, "forever"))
+        self.monitor = Monitor()
+        self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"))
+        self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="task")
+        self.files = FileServer("0.0.0.0", self._resolve, self.secret, None,
+                                on_error=lambda r: log.warning("%s", r))
+        self._outbox: queue.Queue = queue.Queue()
+        self._running = 0
+        self._running_lock = threading.Lock()
+        self._last_activity = time.monotonic()
+        self._stop = threading.Event()
+        self._conn: Connection | None = None
+        self.runner: Runner | None = None
+
+    # ------------------------------------------------------------ life cycle
+
+    def run(self) -> int:
+        """Serve managers until idle for timeout_s; the process exit status."""
+        threading.Thread(target=self._sender, name="sender", daemon=True).start()
+        threading.Thread(target=self._idle_watch, name="idle", daemon=True).start()
+        try:
+            while not self._stop.is_set():
+                conn = self._connect_with_backoff()
+                if conn is None:
+                    return 0
+                self._session(conn)
+            return 0
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._outbox.put(None)
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.libraries.close()
+        self.monitor.close()
+        self.files.close()
+        shutil.rmtree(self.run_dir, ignore_errors=True)
+
+    def _connect_with_backoff(self) -> Connection | None:
+        delay = 0.1
+        deadline = time.monotonic() + self.opts.timeout_s
+        while not self._stop.is_set():
+            try:
+                conn = connect(self.opts.host, self.opts.port, self.ssl_context)
+                welcome = client_handshake(conn, new_hello(
+                    "worker", name=self.name, resources=resources_to_wire(self.opts.resources),
+                    host_id=host_id(), file_port=self.files.port,
+                    cached=[[e.key, e.size, e.hash] for e in self.cache.entries()]), self.secret)
+            except ProtocolError as e:
+                log.error("manager %s:%s refused: %s", self.opts.host, self.opts.port, e)
+                if "refused" in str(e) or "authentication" in str(e) or "version" in str(e):
+                    return None
+            except OSError as e:
+                log.info("cannot reach manager %s:%s: %s", self.opts.host, self.opts.port, e)
+            else:
+                conn.sock.settimeout(None)
+                self.name = welcome.worker_id or self.name
+                self.files.slots = threading.BoundedSemaphore(max(1, welcome.transfer_limit))
+                self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
+                                     self.name, welcome.same_host, self.libraries,
+                                     self._on_transfer)
+                self._last_activity = time.monotonic()
+                return conn
+            if time.monotonic() + delay > deadline:
+                log.info("manager unreachable for %.0f s: exiting", self.opts.timeout_s)
+                return None
+            self._stop.wait(delay)
+            delay = min(delay * 2, 5.0)
+        return None
+
+    def _session(self, conn: Connection) -> None:
+        self._conn = conn
+        try:
+            while True:
+                msg = conn.recv()
+                self._last_activity = time.monotonic()
+                if isinstance(msg, Run):
+                    self._start_task(msg)
+                elif isinstance(msg, Drop):
+                    for key in msg.keys:
+                        self.cache.remove(key)
+                elif isinstance(msg, Shutdown):
+                    self._stop.set()
+                    return
+        except (EOFError, OSError) as e:
+            log.info("manager connection ended: %s", e)
+        except ProtocolError as e:
+            log.error("closing manager connection: %s", e)
+        finally:
+            self._conn = None
+            conn.close()
+            # That manager re-queues whatever ran here and forgets what this worker held.
+            self.monitor.kill_all("the manager went away")
+            for entry in self.cache.entries():
+                if not entry.forever:
+                    self.cache.remove(entry.key)
+
+    def _idle_watch(self) -> None:
+        """Leave when nothing happened for timeout_s and nothing runs."""
+        while not self._stop.wait(1.0):
+            idle = time.monotonic() - self._last_activity
+            if self._running == 0 and idle > self.opts.timeout_s and self._conn is not None:
+                log.info("idle for %.0f s: exiting", idle)
+                self._stop.set()
+                try:
+                    self._conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    # ------------------------------------------------------------ tasks
+
+    def _start_task(self, msg: Run) -> None:
+        task = task_from_wire(msg.task)
+        try:
+            fetches = tuple(Fetch(key, digest, tuple(Source(h, int(p), label, bool(tls))
+                                                     for h, p, label, tls in sources))
+                            for key, digest, sources in msg.fetch)
+        except (TypeError, ValueError) as e:
+            raise ProtocolError(f"garbled fetch list: {e}") from None
+        with self._running_lock:
+            self._running += 1
+        self.pool.submit(self._run_task, self.runner, task, fetches)
+
+    def _run_task(self, runner: Runner, task, fetches) -> None:
+        try:
+            outcome = runner.run(task, fetches)
+        except Exception as e:  # a bug here must not leave the manager waiting forever
+            log.exception("task %s crashed the runner", task.id)
+            outcome = runner._result(task, "error", reason=f"worker error: {e}")
+        finally:
+            with self._running_lock:
+                self._running -= 1
+            self._last_activity = time.monotonic()
+        self._outbox.put(outcome_to_wire(outcome))
+
+    def _sender(self) -> None:
+        """Send outcomes, all that are ready in one message: many finish together under load."""
+        while True:
+            item = self._outbox.get()
+            if item is None:
+                return
+            batch = [item]
+            while True:
+                try:
+                    item = self._outbox.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    self._send(Done(batch))
+                    return
+                batch.append(item)
+            self._send(Done(batch))
+
+    def _send(self, msg) -> None:
+        conn = self._conn
+        if conn is None:
+            return  # the manager is gone; it re-queues what this worker was running
+        try:
+            conn.send(msg)
+        except OSError as e:
+            log.info("cannot send to manager: %s", e)
+
+    # ------------------------------------------------------------ files
+
+    def _resolve(self, key: str) -> str | None:
+        entry = self.cache.get(key)
+        return None if entry is None or os.path.isdir(entry.path) else entry.path
+
+    def _fetch(self, source: Source, key: str, dest: str, expected: str) -> tuple[int, str]:
+        tls = self.ssl_context if source.tls else None
+        return fetch(source.host, source.port, key, dest, self.secret, tls, expected)
+
+    def _on_transfer(self, key, source, size, start, end, ok, digest, reason) -> None:
+        self._send(Transferred(key=key, source=source, size=size, start=start, end=end, ok=ok,
+                               hash=digest, reason=reason))
