@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import xxhash
 
 from vinemake.errors import InputError
+from vinemake.graph import norm
 from vinemake.spec import Resources, RuleSpec
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
@@ -108,11 +109,11 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
         ("library", digest(encode(library_key))),
         ("kind", digest(encode(kind))),
     )
-    sandboxed = tuple(sorted((f.sandbox, input_keys[f.path]) for f in rule.sources))
+    sandboxed = tuple(sorted((f.sandbox, input_keys[norm(f.path)]) for f in rule.sources))
     names = tuple(sorted(f.sandbox for f in rule.targets))
     key = f"rule-{ALGORITHM}-{digest(encode(tuple(d for _, d in parts), sandboxed, names))}"
-    inputs = tuple(sorted((f.path, input_keys[f.path]) for f in rule.sources))
-    outputs = tuple((f.path, f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
+    inputs = tuple(sorted((norm(f.path), input_keys[norm(f.path)]) for f in rule.sources))
+    outputs = tuple((norm(f.path), f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
     return RuleKey(key, parts, inputs, outputs)
 
 
@@ -125,10 +126,13 @@ class Keys:
 
 
 def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
-                 resources_of: Callable[[RuleSpec], Resources] | None = None) -> Keys:
+                 resources_of: Callable[[RuleSpec], Resources] | None = None,
+                 dir_members: Mapping[str, Sequence[str]] | None = None) -> Keys:
     """Keys for every rule in `order` (topological), from the content keys of the sources.
 
     A library rule is keyed when first needed, so its callers may come before it in `order`.
+    A path read under a made directory is keyed from that directory's key; a directory that
+    holds made files (`dir_members`) from the keys of those files.
     """
     files: dict[str, str] = dict(source_keys)
     rules: dict[int, RuleKey] = {}
@@ -144,7 +148,7 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
                 raise InputError(f"{rule.location}: rule '{rule.name}' calls library "
                                  f"'{rule.call}', which no rule defines")
             lib_key = key_rule(lib).key
-        missing = [f.path for f in rule.sources if f.path not in files]
+        missing = [f.path for f in rule.sources if not _known(norm(f.path))]
         if missing:
             raise InputError(f"{rule.location}: rule '{rule.name}' reads '{missing[0]}', "
                              f"which is neither a source nor made by an earlier rule")
@@ -154,6 +158,21 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
             files[path] = key
         rules[rule.id] = rk
         return rk
+
+    def _known(path: str) -> bool:
+        if path in files:
+            return True
+        if dir_members and path in dir_members:
+            files[path] = tree_key((m, files[m]) for m in dir_members[path])
+            return True
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            if parent in files:  # inside a made directory: named by the directory's key
+                files[path] = f"out-{ALGORITHM}-{digest(encode(files[parent], path))}"
+                return True
+            cut = parent.rfind("/")
+        return False
 
     for rule in order:
         key_rule(rule)

@@ -1,0 +1,203 @@
+"""The engine loop, driven by a scripted FakeExecutor that records what it was asked to run."""
+
+import os
+
+import pytest
+
+from vinemake.engine import Engine, EngineOptions, failed_dir_name, too_big
+from vinemake.errors import InputError
+from vinemake.graph import BuildGraph
+from vinemake.reporter import FakeReporter
+from vinemake.run import prepare, state_dir
+from vinemake.spec import FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.task import Measured, TaskResult
+
+
+class FakeExecutor:
+    """Completes each task at the next wait(): writes its outputs for "ok", else the scripted
+    status. `script[name]` is a list of statuses consumed one per attempt (default "ok")."""
+
+    def __init__(self, script=None, largest=None, stop_after=None, engine=None):
+        self.script = {k: list(v) for k, v in (script or {}).items()}
+        self.largest = largest
+        self.submitted = []
+        self.queue = []
+        self.cancelled = False
+        self.stop_after = stop_after
+        self.engine = engine
+
+    def submit(self, task):
+        self.submitted.append(task)
+        self.queue.append(task)
+
+    def wait(self, timeout=None):
+        if self.stop_after is not None and len(self.submitted) >= self.stop_after:
+            self.engine.stop(143)
+            return []
+        done, self.queue = self.queue[:1], self.queue[1:]
+        results = []
+        for task in done:
+            statuses = self.script.get(task.name, [])
+            status = statuses.pop(0) if statuses else "ok"
+            if status == "ok":
+                for out in task.outputs:
+                    if out.path:
+                        with open(out.path, "w") as f:
+                            f.write(f"{task.command}\n")
+                results.append(TaskResult(task.id, "ok", 0, measured=Measured(wall_time_s=0.1)))
+            else:
+                results.append(TaskResult(task.id, status, 3, stderr_tail="boom\n",
+                                          measured=Measured(memory_mb=12)))
+        return results
+
+    def cancel_all(self):
+        self.cancelled = True
+
+    def largest_worker(self):
+        return self.largest
+
+    def close(self):
+        pass
+
+    def names(self):
+        return [t.name for t in self.submitted]
+
+
+def rule(rid, targets, sources, command, **kw):
+    return RuleSpec(id=rid, targets=tuple(FileRef(t, t) for t in targets),
+                    sources=tuple(FileRef(s, s) for s in sources), command=command,
+                    location=Location("Vinefile", rid + 1, 1), **kw)
+
+
+def diamond():
+    return [rule(0, ["a"], ["in.txt"], "make a"), rule(1, ["b"], ["a"], "make b"),
+            rule(2, ["c"], ["a"], "make c"), rule(3, ["d"], ["b", "c"], "make d")]
+
+
+def run_once(root, rules, executor=None, options=None, reporter=None):
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
+    graph = BuildGraph.build(wf, root)
+    prep = prepare(wf, graph, root)
+    executor = executor or FakeExecutor()
+    reporter = reporter or FakeReporter()
+    prep.journal.open()
+    engine = Engine(wf.rules, graph.deps, graph.dependents, prep.keys, prep.plan,
+                    executor=executor, journal=prep.journal, store=prep.store,
+                    reporter=reporter, root=root, state_dir=state_dir(root),
+                    options=options or EngineOptions())
+    executor.engine = engine
+    try:
+        outcome = engine.run()
+    finally:
+        prep.journal.close()
+    return outcome, executor, reporter
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "in.txt").write_text("input\n")
+    return str(tmp_path)
+
+
+def test_runs_in_dependency_order_then_does_nothing(root):
+    outcome, ex, _ = run_once(root, diamond())
+    assert ex.names() == ["a", "b", "c", "d"] and outcome.exit_code == 0
+    task = ex.submitted[1]
+    assert task.inputs[0].path == os.path.join(root, "a")
+    assert task.outputs[0].path == os.path.join(root, "b")
+    assert task.failed_dir == os.path.join(root, ".vinemake", "failed", "b")
+    again, ex2, _ = run_once(root, diamond())
+    assert ex2.names() == [] and again.skipped == 4
+
+
+def test_editing_one_command_reruns_it_and_its_dependents(root):
+    run_once(root, diamond())
+    edited = diamond()
+    edited[2] = rule(2, ["c"], ["a"], "make c --again")
+    _, ex, _ = run_once(root, edited)
+    assert ex.names() == ["c", "d"]
+
+
+def test_failure_stops_dependents_writes_info_and_exits_1(root):
+    outcome, ex, rep = run_once(root, diamond(), FakeExecutor({"b": ["failed"]}))
+    assert outcome.exit_code == 1 and outcome.failed == ("b",)
+    assert "d" not in ex.names()
+    info = open(os.path.join(root, ".vinemake", "failed", "b", "INFO")).read()
+    assert info.splitlines()[:6] == ["rule: b", "location: Vinefile:2:1", "command: make b",
+                                     "status: failed", "exit code: 3", "reason: -"]
+    assert info.endswith("stderr tail:\nboom\n")
+    assert ("failed", "b", "exit code 3") in rep.events
+    # Next run: only the failed rule and what waited on it.
+    _, ex2, _ = run_once(root, diamond())
+    assert ex2.names() == ["b", "d"]
+
+
+def test_without_keep_going_nothing_new_is_submitted_after_a_failure(root):
+    rules = [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y"), rule(2, ["z"], [], "z")]
+    outcome, ex, _ = run_once(root, rules, FakeExecutor({"x": ["failed"]}))
+    assert ex.names() == ["x", "y", "z"]  # all three were ready and submitted together
+    outcome, ex, _ = run_once(root, [rule(0, ["p"], [], "p"), rule(1, ["q"], ["p"], "q"),
+                                     rule(2, ["r"], ["q"], "r"), rule(3, ["s"], [], "s")],
+                              FakeExecutor({"p": ["failed"]}))
+    assert ex.names() == ["p", "s"] and outcome.not_run == 2
+
+
+def test_keep_going_runs_everything_independent(root):
+    rules = [rule(0, ["x"], [], "x"), rule(1, ["y"], ["x"], "y"), rule(2, ["z"], [], "z"),
+             rule(3, ["w"], ["z"], "w")]
+    ex = FakeExecutor({"x": ["failed"]})
+    outcome, ex, _ = run_once(root, rules, ex, EngineOptions(keep_going=True))
+    assert ex.names() == ["x", "z", "w"] and outcome.failed == ("x",)
+
+
+def test_retries_resubmit_with_next_attempt(root):
+    ex = FakeExecutor({"a": ["failed", "lost"]})
+    outcome, ex, rep = run_once(root, diamond()[:1], ex, EngineOptions(retries=2))
+    assert [t.attempt for t in ex.submitted] == [1, 2, 3] and outcome.exit_code == 0
+    assert ("retrying", "a", 1, "exit code 3") in rep.events
+    rules = [rule(0, ["a"], ["in.txt"], "make a differently", retries=1)]
+    outcome, ex, _ = run_once(root, rules, FakeExecutor({"a": ["failed", "failed"]}))
+    assert len(ex.submitted) == 2 and outcome.failed == ("a",)
+
+
+def test_a_rule_too_big_for_any_worker_is_refused_by_name(root):
+    rules = [rule(0, ["a"], [], "make a", resources=Resources(cores=8))]
+    ex = FakeExecutor(largest=Resources(cores=2, memory_mb=1000))
+    with pytest.raises(InputError) as err:
+        run_once(root, rules, ex)
+    assert str(err.value) == ("Vinefile:1:1: rule 'a' needs cores 8 but the largest worker "
+                              "offers 2")
+    assert ex.submitted == [] and ex.cancelled
+    assert err.value.exit_code == 2
+    assert too_big(Resources(memory_mb=10), Resources(memory_mb=5)) == \
+        "needs memory 10 MB but the largest worker offers 5 MB"
+
+
+def test_outputs_are_stored_and_restored_without_running(root):
+    run_once(root, diamond())
+    for name in "abcd":
+        os.unlink(os.path.join(root, name))
+    outcome, ex, rep = run_once(root, diamond())
+    assert ex.names() == [] and sorted(outcome.restored) == ["a", "b", "c", "d"]
+    assert open(os.path.join(root, "d")).read() == "make d\n"
+
+
+def test_gc_deletes_intermediates_after_last_consumer_but_not_outputs(root):
+    outcome, _, _ = run_once(root, diamond(), options=EngineOptions(
+        gc=True, protected=frozenset({"d", "in.txt"})))
+    assert not any(os.path.exists(os.path.join(root, n)) for n in "abc")
+    assert os.path.exists(os.path.join(root, "d")) and os.path.exists(os.path.join(root,
+                                                                                   "in.txt"))
+    _, ex, _ = run_once(root, diamond())
+    assert ex.names() == []
+
+
+def test_stop_request_cancels_and_exits_143(root):
+    rules = [rule(i, [f"o{i}"], [], f"c{i}") for i in range(5)]
+    ex = FakeExecutor(stop_after=1)
+    outcome, ex, _ = run_once(root, rules, ex)
+    assert outcome.exit_code == 143 and ex.cancelled
+
+
+def test_failed_dir_name_keeps_nested_targets_in_one_directory():
+    assert failed_dir_name("mydir/1.txt") == "mydir%2F1.txt"

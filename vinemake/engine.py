@@ -1,0 +1,392 @@
+"""The engine: the one main loop that restores, submits, reaps, journals and releases rules.
+
+It works on integer rule ids with a pending-input counter per rule, so finishing a rule costs
+O(its dependents), never a graph query. It decides nothing about *whether* a rule runs (that
+is the plan) and prints nothing (that is the reporter); every side effect goes through an
+Executor, the Journal, the Store or the Reporter, so tests drive it with fakes.
+
+Failure policy, in the order the loop applies it: a result that is not ok is retried while
+attempts remain (`-r N`, `@retries`; a lost worker or an infrastructure error counts as an
+attempt too); then the rule is failed: journal, INFO record, reporter. Its dependents never
+become ready. Without `-k` nothing new is submitted after a failure, but running tasks are
+reaped so their work is kept. A stop request (SIGINT/SIGTERM) cancels running tasks and leaves
+the journal synced.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from urllib.parse import quote
+
+from vinemake.errors import InputError
+from vinemake.executor import Executor
+from vinemake.graph import norm
+from vinemake.journal import Journal
+from vinemake.keys import Keys
+from vinemake.plan import RESTORE, RUN, Plan
+from vinemake.spec import Category, Resources, RuleSpec
+from vinemake.store import Store
+from vinemake.task import LibrarySpec, Task, TaskFile, TaskResult
+
+__all__ = ["EngineOptions", "Outcome", "Engine", "effective_resources", "too_big",
+           "failed_dir_name"]
+
+RETRYABLE_ALWAYS = ("lost", "error")
+WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    retries: int = 0  # extra attempts for every rule without its own @retries
+    keep_going: bool = False
+    gc: bool = False  # -g ref_cnt
+    protected: frozenset[str] = frozenset()  # MAKEFLOW_INPUTS/OUTPUTS: never collected
+    shared_store: bool = False  # --cache-dir: collected files stay in it
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a run did, by rule name, and the exit code it implies."""
+
+    ran: tuple[str, ...] = ()
+    restored: tuple[str, ...] = ()
+    skipped: int = 0
+    failed: tuple[str, ...] = ()
+    not_run: int = 0  # waiting on a failed rule, or never submitted after one
+    stopped: int = 0  # the exit code of a stop request (130, 143), 0 if none
+    wall_time_s: float = 0.0
+
+    @property
+    def exit_code(self) -> int:
+        if self.stopped:
+            return self.stopped
+        return 1 if self.failed else 0
+
+
+def effective_resources(rule: RuleSpec, categories: Mapping[str, Category]) -> Resources:
+    """The rule's own resources, falling back field by field to its category's."""
+    cat = categories.get(rule.category)
+    if cat is None:
+        return rule.resources
+    own, base = rule.resources, cat.resources
+    return Resources(*(getattr(own, f) if getattr(own, f) is not None else getattr(base, f)
+                       for f in ("cores", "memory_mb", "disk_mb", "gpus", "wall_time_s")))
+
+
+_UNITS = (("cores", "cores", ""), ("memory_mb", "memory", " MB"), ("disk_mb", "disk", " MB"),
+          ("gpus", "gpus", ""))
+
+
+def too_big(need: Resources, largest: Resources) -> str | None:
+    """What `need` asks beyond `largest`, as text, or None if it fits."""
+    for attr, word, unit in _UNITS:
+        want, have = getattr(need, attr), getattr(largest, attr)
+        if want is not None and have is not None and want > have:
+            return f"needs {word} {want:g}{unit} but the largest worker offers {have:g}{unit}"
+    return None
+
+
+def failed_dir_name(name: str) -> str:
+    """A rule's directory name under .vinemake/failed/ (a target path may hold slashes)."""
+    return quote(name, safe=" .,_-+=@")
+
+
+@dataclass
+class _State:
+    """The loop's mutable bookkeeping, all indexed by rule id."""
+
+    pending: dict[int, int]
+    attempts: dict[int, int] = field(default_factory=dict)
+    ready: deque[int] = field(default_factory=deque)
+    running: set[int] = field(default_factory=set)
+    refs: dict[str, int] = field(default_factory=dict)
+    ran: list[str] = field(default_factory=list)
+    restored: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    local_running: set[int] = field(default_factory=set)
+    blocked: bool = False  # a failure without -k: submit nothing new
+
+
+class Engine:
+    """Brings the rules of a Plan up to date."""
+
+    def __init__(self, rules: Sequence[RuleSpec], deps: Sequence[Sequence[int]],
+                 dependents: Sequence[Sequence[int]], keys: Keys, plan: Plan, *,
+                 executor: Executor, journal: Journal, store: Store | None, reporter,
+                 root: str, state_dir: str, options: EngineOptions = EngineOptions(),
+                 local: Executor | None = None,
+                 resources_of: Callable[[RuleSpec], Resources] | None = None,
+                 sizes: Mapping[str, int] | None = None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.rules = rules
+        self.deps, self.dependents = deps, dependents
+        self.keys, self.plan = keys, plan
+        self.executor, self.local = executor, local
+        self.journal, self.store, self.reporter = journal, store, reporter
+        self.root, self.state_dir = root, state_dir
+        self.options = options
+        self.resources_of = resources_of or (lambda r: r.resources)
+        self.sizes = dict(sizes or {})
+        self.clock = clock
+        self.stop_code = 0
+        self.libraries = {r.library: r for r in rules if r.library}
+
+    def stop(self, code: int) -> None:
+        """Ask the loop to cancel running tasks and return (from a signal handler)."""
+        self.stop_code = code
+
+    def path(self, p: str) -> str:
+        return os.path.join(self.root, p)
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        """Restore what the store holds, then run the rest until done, failed or stopped."""
+        start = self.clock()
+        to_run = set(self.plan.ids(RUN))
+        st = _State(pending={})
+        self.reporter.start(total=len(to_run), skipped=len(self.plan.order) - len(to_run),
+                            restoring=len(self.plan.ids(RESTORE)))
+        for rid in self.plan.ids(RESTORE):
+            if not self._restore(rid):
+                to_run.add(rid)
+            else:
+                st.restored.append(self.rules[rid].name)
+        st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run) for rid in to_run}
+        st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
+        if self.options.gc:
+            st.refs = self._reference_counts(to_run)
+        checked = self._check_sizes(to_run)
+        while (st.ready and not st.blocked) or st.running:
+            if self.stop_code:
+                self._cancel()
+                break
+            if not checked:
+                checked = self._check_sizes(to_run)
+            while st.ready and not st.blocked:
+                self._submit(st, st.ready.popleft())
+            for result in self._wait(st):
+                self._reap(st, result)
+            self.journal.tick()
+            self.reporter.tick()
+        self.journal.sync()
+        outcome = Outcome(tuple(st.ran), tuple(st.restored),
+                          len(self.plan.order) - len(to_run) - len(st.restored),
+                          tuple(st.failed),
+                          len(to_run) - len(st.ran) - len(st.failed),
+                          self.stop_code, self.clock() - start)
+        self.reporter.summary(outcome)
+        return outcome
+
+    def _wait(self, st: _State) -> list[TaskResult]:
+        if self.local is None or not st.local_running:
+            return self.executor.wait(WAIT_S)
+        if len(st.local_running) == len(st.running):
+            return self.local.wait(WAIT_S)
+        # Both kinds running: poll the local runner, block briefly on the manager.
+        got = self.local.wait(0)
+        return got + self.executor.wait(0 if got else 0.02)
+
+    def _cancel(self) -> None:
+        self.executor.cancel_all()
+        if self.local is not None:
+            self.local.cancel_all()
+
+    def _check_sizes(self, to_run: set[int]) -> bool:
+        """Refuse a rule no worker could ever run (InputError). True once a worker is known."""
+        largest = self.executor.largest_worker()
+        if largest is None:
+            return False
+        for rid in sorted(to_run):
+            rule = self.rules[rid]
+            if rule.local or rule.subworkflow:
+                continue
+            problem = too_big(self.resources_of(rule), largest)
+            if problem:
+                self._cancel()
+                self.journal.sync()
+                raise InputError(f"{rule.location}: rule '{rule.name}' {problem}")
+        return True
+
+    # -- one rule ---------------------------------------------------------------------------
+
+    def _submit(self, st: _State, rid: int) -> None:
+        rule = self.rules[rid]
+        attempt = st.attempts.get(rid, 0) + 1
+        st.attempts[rid] = attempt
+        task = self.task(rid, attempt)
+        if attempt == 1:
+            self.journal.started(task.rule_key, rule.name)
+        st.running.add(rid)
+        self.reporter.started(rule.name)
+        if self.local is not None and (rule.local or rule.subworkflow):
+            st.local_running.add(rid)
+            if rule.subworkflow and hasattr(self.local, "submit_subworkflow"):
+                self.local.submit_subworkflow(task)
+            else:
+                self.local.submit(task)
+        else:
+            self.executor.submit(task)
+
+    def task(self, rid: int, attempt: int = 1) -> Task:
+        """The Task for rule `rid`: absolute paths, keys, resources, library."""
+        rule = self.rules[rid]
+        rk = self.keys.rules[rid]
+        return Task(
+            id=rid, rule_key=rk.key, name=rule.name, command=rule.command,
+            inputs=self._inputs(rule), outputs=tuple(
+                TaskFile(key, sandbox, None if rule.temp else self.path(path))
+                for path, sandbox, key in rk.outputs),
+            env=rule.env, resources=self.resources_of(rule), category=rule.category,
+            library=self._library(rule), cache_forever=rule.cache_forever,
+            failed_dir=os.path.join(self.state_dir, "failed", failed_dir_name(rule.name)),
+            attempt=attempt)
+
+    def _inputs(self, rule: RuleSpec) -> tuple[TaskFile, ...]:
+        files = self.keys.files
+        return tuple(TaskFile(files[norm(f.path)], f.sandbox, self.path(norm(f.path)),
+                              self.sizes.get(norm(f.path), 0)) for f in rule.sources)
+
+    def _library(self, rule: RuleSpec) -> LibrarySpec | None:
+        if not rule.call:
+            return None
+        lib = self.libraries[rule.call]
+        return LibrarySpec(lib.library, self.keys.rules[lib.id].key, lib.command,
+                           self._inputs(lib), self.resources_of(lib), lib.library_slots or 1,
+                           lib.env)
+
+    def _reap(self, st: _State, result: TaskResult) -> None:
+        rid = result.task_id
+        if rid not in st.running:
+            return  # a late result for a task we already gave up on
+        st.running.discard(rid)
+        st.local_running.discard(rid)
+        rule = self.rules[rid]
+        if result.ok:
+            self._done(st, rid, result)
+            return
+        allowed = 1 + (rule.retries if rule.retries is not None else self.options.retries)
+        if st.attempts[rid] < allowed and not self.stop_code:
+            self.reporter.retrying(rule.name, st.attempts[rid], _describe(result))
+            st.ready.append(rid)
+            return
+        self._failed(st, rid, result)
+
+    def _done(self, st: _State, rid: int, result: TaskResult) -> None:
+        rule = self.rules[rid]
+        rk = self.keys.rules[rid]
+        placed = []
+        for path, _, key in rk.outputs:
+            if rule.temp:
+                continue
+            stat = os.stat(self.path(path))
+            placed.append((path, key, stat.st_size, stat.st_mtime_ns))
+            self.sizes[path] = stat.st_size
+            if self.store is not None:
+                self.store.insert(key, self.path(path))
+        m = result.measured
+        self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, placed,
+                          (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))
+        st.ran.append(rule.name)
+        self.reporter.finished(rule.name, result)
+        for d in self.dependents[rid]:
+            if d in st.pending:
+                st.pending[d] -= 1
+                if not st.pending[d]:
+                    st.ready.append(d)
+        if self.options.gc:
+            self._collect(st, rule)
+
+    def _failed(self, st: _State, rid: int, result: TaskResult) -> None:
+        rule = self.rules[rid]
+        key = self.keys.rules[rid].key
+        self.journal.failed(key, rule.name, result.status, result.exit_code)
+        where = os.path.join(self.state_dir, "failed", failed_dir_name(rule.name))
+        os.makedirs(where, exist_ok=True)
+        with open(os.path.join(where, "INFO"), "w", encoding="utf-8") as f:
+            f.write(info_record(rule, result))
+        st.failed.append(rule.name)
+        self.reporter.failed(rule.name, _describe(result), where)
+        if not self.options.keep_going:
+            st.blocked = True
+
+    def _restore(self, rid: int) -> bool:
+        """Put every output of `rid` in place from the store; False if any is missing."""
+        rule = self.rules[rid]
+        rk = self.keys.rules[rid]
+        placed = []
+        for path, _, key in rk.outputs:
+            if self.store is None or not self.store.restore(key, self.path(path)):
+                return False
+            stat = os.stat(self.path(path))
+            placed.append((path, key, stat.st_size, stat.st_mtime_ns))
+            self.sizes[path] = stat.st_size
+        self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed)
+        self.reporter.restored(rule.name)
+        return True
+
+    # -- garbage collection (-g ref_cnt) ----------------------------------------------------
+
+    def _reference_counts(self, to_run: set[int]) -> dict[str, int]:
+        """For each made file read by a rule that will run: how many such rules read it."""
+        made = {path for rk in self.keys.rules.values() for path, _, _ in rk.outputs}
+        refs: dict[str, int] = {}
+        for rid in to_run:
+            for f in self.rules[rid].sources:
+                p = norm(f.path)
+                if p in made and p not in self.options.protected:
+                    refs[p] = refs.get(p, 0) + 1
+        return refs
+
+    def _collect(self, st: _State, rule: RuleSpec) -> None:
+        """Delete intermediates whose last consumer this rule was."""
+        for f in rule.sources:
+            p = norm(f.path)
+            if p not in st.refs:
+                continue
+            st.refs[p] -= 1
+            rec = self.journal.state.files.get(p)
+            if st.refs[p] or rec is None or rec.collected:
+                continue
+            full = self.path(p)
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, ignore_errors=True)
+            elif os.path.lexists(full):
+                os.unlink(full)
+            if self.store is not None and not self.options.shared_store:
+                self.store.remove(rec.key)  # else the store's link keeps the bytes alive
+            self.journal.collected(p)
+
+
+def _describe(result: TaskResult) -> str:
+    if result.status == "failed":
+        return f"exit code {result.exit_code}"
+    if result.status == "signaled" and result.exit_code is not None:
+        return f"killed by signal {-result.exit_code}"
+    text = result.status.replace("_", " ")
+    return f"{text}: {result.reason}" if result.reason else text
+
+
+def info_record(rule: RuleSpec, result: TaskResult) -> str:
+    """The INFO file written beside a failed rule's outputs."""
+    m = result.measured
+    lines = [
+        f"rule: {rule.name}",
+        f"location: {rule.location}",
+        f"command: {rule.command}",
+        f"status: {result.status}",
+        f"exit code: {result.exit_code if result.exit_code is not None else '-'}",
+        f"reason: {result.reason or '-'}",
+        f"worker: {result.worker or '-'}",
+        f"measured: cores={m.cores:g} memory_mb={m.memory_mb:g} disk_mb={m.disk_mb:g} "
+        f"wall_time_s={m.wall_time_s:.3f}",
+        "stderr tail:",
+        result.stderr_tail.rstrip("\n"),
+    ]
+    return "\n".join(lines) + "\n"
+

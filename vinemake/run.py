@@ -1,0 +1,227 @@
+"""Glue between the CLI and the engine: options → keys → plan → engine → exit code.
+
+`run`, `dry_run` and `clean` are what cli.py calls; each returns an exit code and raises only
+VinemakeError subclasses, which the CLI prints. `prepare` is the pure-ish middle (hash sources,
+compute keys, read the journal, make the plan) shared by all three and by tests.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Set
+from dataclasses import dataclass
+from typing import TextIO
+
+from vinemake.errors import InfrastructureError
+from vinemake.filestate import FileState
+from vinemake.graph import BuildGraph, norm
+from vinemake.journal import Journal
+from vinemake.keys import Keys, compute_keys
+from vinemake.plan import RUN, Plan, PlanRule, make_plan
+from vinemake.spec import Workflow
+from vinemake.store import Store
+
+__all__ = ["run", "dry_run", "clean", "prepare", "Prepared", "state_dir", "store_for"]
+
+
+def state_dir(root: str) -> str:
+    return os.path.join(root, ".vinemake")
+
+
+def store_for(root: str, cache_dir: str | None) -> Store:
+    return Store(os.path.abspath(cache_dir) if cache_dir else
+                 os.path.join(state_dir(root), "cache"))
+
+
+class _StoreView(Set):
+    """The store as a set the plan can ask `key in`, looked up only for stale rules."""
+
+    def __init__(self, store: Store):
+        self.store = store
+
+    def __contains__(self, key) -> bool:
+        return self.store.has(key)
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+@dataclass
+class Prepared:
+    """Everything computed before a run: the graph to run, keys, journal, store, plan."""
+
+    graph: BuildGraph
+    files: FileState
+    keys: Keys
+    journal: Journal
+    store: Store
+    plan: Plan
+    resources_of: object
+
+
+def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
+            cache_dir: str | None = None) -> Prepared:
+    """Hash sources, compute every key, read the journal and decide each rule."""
+    from vinemake.engine import effective_resources
+
+    if targets:
+        graph = graph.select(targets)
+    rules = workflow.rules
+    categories = {c.name: c for c in workflow.categories}
+    files = FileState(os.path.join(state_dir(root), "filestate"))
+    source_keys = {p: files.key(os.path.join(root, p)) for p in graph.sources}
+    files.save()
+
+    def resources_of(rule):
+        return effective_resources(rule, categories)
+
+    order = [rules[rid] for rid in graph.order()]
+    libs = [r for r in rules if r.library and r.id not in set(graph.rule_ids)]
+    keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members)
+    journal = Journal(os.path.join(state_dir(root), "journal"))
+    store = store_for(root, cache_dir)
+    ids = [rid for rid in graph.order() if not rules[rid].library]
+    consumed = graph.consumed
+    plan_rules = {}
+    disk = {}
+    for rid in ids:
+        rule = rules[rid]
+        producers = tuple((norm(s.path), graph.producer[norm(s.path)]) for s in rule.sources
+                          if norm(s.path) in graph.producer)
+        rk = keys.rules[rid]
+        plan_rules[rid] = PlanRule(rid, rule.name, rk, rule.temp, producers,
+                                   any(p in consumed for p, _, _ in rk.outputs))
+        for path, _, _ in rk.outputs:
+            st = files.stat(os.path.join(root, path))
+            disk[path] = (st.st_size, st.st_mtime_ns) if st else None
+    plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
+    return Prepared(graph, files, keys, journal, store, plan, resources_of)
+
+
+def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None = None) -> int:
+    """`-n`: print what would run (with `--explain`, every rule's reason). Runs nothing."""
+    out = out or sys.stdout
+    prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir)
+    rules = workflow.rules
+    for rid in prep.plan.order:
+        reason = prep.plan.reasons[rid]
+        if reason.action == RUN or options.explain:
+            out.write(f"{reason.action:<8}{rules[rid].name}: {reason.text}\n")
+    if not prep.plan.ids(RUN) and not options.explain:
+        out.write("vinemake: nothing to do\n")
+    return 0
+
+
+def explain(prep: Prepared, workflow: Workflow, out: TextIO) -> None:
+    for rid in prep.plan.order:
+        reason = prep.plan.reasons[rid]
+        out.write(f"vinemake explain: {reason.action} {workflow.rules[rid].name}: "
+                  f"{reason.text}\n")
+
+
+def run(workflow: Workflow, graph: BuildGraph, options) -> int:
+    """Bring the workflow (or `options.targets`) up to date; the exit code."""
+    from vinemake.engine import Engine, EngineOptions
+    from vinemake.localrun import LocalRunner
+    from vinemake.reporter import make_reporter
+
+    root = options.root
+    prep = prepare(workflow, graph, root, options.targets, options.cache_dir)
+    if options.explain:
+        explain(prep, workflow, sys.stderr)
+    reporter = make_reporter(sys.stderr)
+    protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
+    engine_options = EngineOptions(options.retries or 0, options.keep_going,
+                                   options.gc == "ref_cnt", protected,
+                                   options.cache_dir is not None)
+    needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
+                        for rid in prep.plan.ids(RUN))
+    prep.journal.open()
+    executor = _start_manager(options, root) if needs_manager else _NoExecutor()
+    local = LocalRunner(root, options.max_local)
+    sizes = {p: st.st_size for p, st in prep.files.stats.items() if st is not None}
+    engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
+                    prep.plan, executor=executor, journal=prep.journal, store=prep.store,
+                    reporter=reporter, root=root, state_dir=state_dir(root),
+                    options=engine_options, local=local, resources_of=prep.resources_of,
+                    sizes=sizes)
+    old = _install_signals(engine)
+    try:
+        outcome = engine.run()
+    finally:
+        _restore_signals(old)
+        local.close()
+        executor.close()
+        prep.journal.close()
+    return outcome.exit_code
+
+
+def clean(workflow: Workflow, graph: BuildGraph, options) -> int:
+    """`--clean MODE`: delete what the journal says this workflow made."""
+    from vinemake.clean import clean_workflow
+
+    return clean_workflow(workflow, graph, options, sys.stderr)
+
+
+class _NoExecutor:
+    """Stands in for the manager when every rule to run is LOCAL (or nothing runs)."""
+
+    def submit(self, task):
+        raise AssertionError("no manager was started")
+
+    def wait(self, timeout=None):
+        return []
+
+    def cancel_all(self):
+        pass
+
+    def largest_worker(self):
+        return None
+
+    def close(self):
+        pass
+
+
+def _start_manager(options, root: str):
+    from vinemake.backends import ProviderOptions, get_provider
+    from vinemake.manager.config import ManagerConfig
+    from vinemake.manager.manager import Manager
+
+    config = ManagerConfig(
+        host=options.manager_host or ("127.0.0.1" if options.batch_type == "local"
+                                      else "0.0.0.0"),
+        port=options.port, port_file=options.port_file, password_file=options.password_file,
+        ssl=options.ssl, ssl_cert=options.ssl_cert, ssl_key=options.ssl_key,
+        placement=options.placement, transfer_limit=options.transfer_limit,
+        peer_transfers=options.peer_transfers,
+        keep_intermediates_remote=options.keep_intermediates_remote,
+        max_tasks=options.max_local, workdir=os.path.join(state_dir(root), "manager"),
+        worker_timeout_s=options.worker_timeout_s or 60.0)
+    provider_options = ProviderOptions(
+        min_workers=options.min_workers, max_workers=options.max_workers or 0,
+        worker_timeout_s=options.worker_timeout_s or 60.0,
+        batch_options=options.batch_options, worker_resources=options.worker_resources)
+    try:
+        return Manager.start(config, get_provider(options.batch_type), provider_options)
+    except OSError as e:
+        raise InfrastructureError(f"cannot start the manager: {e}") from e
+
+
+_STOP_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+
+
+def _install_signals(engine) -> dict:
+    old = {}
+    for sig, code in _STOP_CODES.items():
+        old[sig] = signal.signal(sig, lambda s, f, c=code: engine.stop(c))
+    return old
+
+
+def _restore_signals(old: dict) -> None:
+    for sig, handler in old.items():
+        signal.signal(sig, handler)
