@@ -88,7 +88,9 @@ def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat]) -
         return None
     for path, _, okey in key.outputs:
         rec = journal.files.get(path)
-        if rec is None or rec.key != okey:
+        if rec is None:
+            return f"output '{path}' missing"  # removed by --clean
+        if rec.key != okey:
             return f"output '{path}' was made by another rule"
         if rec.collected:
             continue  # deleted by -g ref_cnt; pulled back only if a running rule needs it
