@@ -131,7 +131,7 @@ def test_sbatch_script_asks_for_what_the_rules_need():
     assert runner.calls[0][:-1] == ["sbatch", "--parsable", "-p", "short", "--qos=low"]
     assert runner.scripts == [
         "#!/bin/sh\n"
-        f"#SBATCH --job-name={provider.job_name}\n"
+        f"#SBATCH --job-name={provider.run_name}-1\n"
         "#SBATCH --array=1-2\n"
         "#SBATCH --nodes=1\n"
         "#SBATCH --ntasks=1\n"
@@ -172,7 +172,7 @@ def test_status_is_queried_at_most_every_30_seconds():
     # not at once (job 42 was just submitted): at 30, 60 and 90 s
     assert runner.programs() == ["sbatch", "squeue", "squeue", "squeue"]
     assert runner.calls[1] == ["squeue", "--noheader", "--array",
-                               f"--name={provider.job_name}", "--format=%F %K %T %r"]
+                               f"--name={provider.run_name}-1", "--format=%F %K %T %r"]
 
 
 def test_no_status_query_while_nothing_was_submitted():

@@ -83,13 +83,15 @@ def accept_hello(server: socket.socket) -> tuple[socket.socket, str]:
     return conn, data.decode().strip()
 
 
-def squeue(name: str) -> list[str]:
+def squeue(name: str | list[str]) -> list[str]:
+    """The ids of the jobs (array tasks) SLURM still lists under these names."""
+    name = name if isinstance(name, str) else ",".join(name) or "none"
     out = subprocess.run(["squeue", "-h", "-r", f"--name={name}", "-o", "%i %T"],
                          capture_output=True, text=True, timeout=30, check=True).stdout
     return out.split()[::2]
 
 
-def wait_gone(name: str, seconds: float = 30) -> list[str]:
+def wait_gone(name: str | list[str], seconds: float = 30) -> list[str]:
     """Jobs of `name` still listed after waiting up to `seconds` for them to leave."""
     end = time.monotonic() + seconds
     while (left := squeue(name)) and time.monotonic() < end:
@@ -109,10 +111,10 @@ def test_a_worker_array_connects_back_and_is_cancelled_on_close(cluster, listene
         hellos = sorted(hellos)
         assert hellos == [f"127.0.0.1 {port} --cores 1 --timeout 60 --name slurm-{job}_{i}"
                           for i in (1, 2)]
-        assert sorted(squeue(provider.job_name)) == [f"{job}_1", f"{job}_2"]
+        assert sorted(squeue(provider.names)) == [f"{job}_1", f"{job}_2"]
     finally:
         provider.close()
-    assert wait_gone(provider.job_name) == []
+    assert wait_gone(provider.names) == []
 
 
 def test_requested_resources_appear_in_scontrol(cluster, listener, stub):
@@ -126,10 +128,10 @@ def test_requested_resources_appear_in_scontrol(cluster, listener, stub):
                                capture_output=True, text=True, check=True).stdout
         assert "NumCPUs=2 " in shown and "TRES=cpu=2,mem=300M" in shown
         assert "TimeLimit=00:03:00" in shown  # 100 s of WALL_TIME + 60 s idle, in minutes
-        assert f"JobName={provider.job_name}" in shown
+        assert f"JobName={provider.names[0]}" in shown
     finally:
         provider.close()
-    assert wait_gone(provider.job_name) == []
+    assert wait_gone(provider.names) == []
 
 
 def test_a_scancelled_worker_is_replaced(cluster, listener, stub):
@@ -141,7 +143,7 @@ def test_a_scancelled_worker_is_replaced(cluster, listener, stub):
         job = provider.submitted[0]
         subprocess.run(["scancel", f"{job}_1"], check=True, timeout=30)
         end = time.monotonic() + 30
-        while f"{job}_1" in squeue(provider.job_name) and time.monotonic() < end:
+        while f"{job}_1" in squeue(provider.names) and time.monotonic() < end:
             time.sleep(0.2)
         # the manager lost that worker and re-queued its task
         provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
@@ -151,7 +153,7 @@ def test_a_scancelled_worker_is_replaced(cluster, listener, stub):
         del conns
     finally:
         provider.close()
-    assert wait_gone(provider.job_name) == []
+    assert wait_gone(provider.names) == []
 
 
 @pytest.mark.parametrize("resources, batch_options, why", [
@@ -185,7 +187,7 @@ p = SlurmWorkers(background=False)
 p.start(ManagerAddress("127.0.0.1", int(sys.argv[1])),
         ProviderOptions(worker_timeout_s=60, extra=(("worker_program", sys.argv[2]),)))
 p.scale(Demand(waiting=(Resources(cores=1),)))
-print(p.job_name, flush=True)
+print(",".join(p.names), flush=True)
 time.sleep(120)
 """
 
@@ -219,7 +221,7 @@ def test_jobs_of_other_runs_are_left_alone(cluster, listener, stub):
         provider.scale(Demand(waiting=(ONE,)))
         conn, _ = accept_hello(listener)
         provider.close()
-        assert wait_gone(provider.job_name) == []
+        assert wait_gone(provider.names) == []
         assert squeue(other) == [job]
     finally:
         subprocess.run(["scancel", job], check=True)

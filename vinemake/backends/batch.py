@@ -23,8 +23,10 @@ from __future__ import annotations
 import atexit
 import math
 import os
+import random
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 import tempfile
@@ -86,6 +88,7 @@ class WorkerJob:
     count: int
     alive: int
     submitted_at: float
+    name: str = ""
     pending_warned: bool = False
 
 
@@ -121,9 +124,11 @@ class BatchSystem(Protocol):
 
     def parse_job_id(self, stdout: str) -> str: ...
 
-    def status_argv(self, job_name: str, job_ids: Sequence[str]) -> list[str]: ...
+    def status_argv(self, jobs: Sequence[WorkerJob]) -> list[str]: ...
 
     def parse_status(self, stdout: str) -> dict[str, JobStatus]: ...
+
+    def status_key(self, job: WorkerJob) -> str: ...  # its key in parse_status's answer
 
     def cancel_argv(self, job_ids: Sequence[str]) -> list[str]: ...
 
@@ -348,7 +353,8 @@ class BatchWorkers:
         self.submitted: list[str] = []  # every job id ever submitted: all are cancelled on close
         self.manager: ManagerAddress | None = None
         self.options = ProviderOptions()
-        self.job_name = "vinemake"
+        self.run_name = "vm"
+        self.names: list[str] = []  # the job name of each submission, in order
         self.worker_program = "vinemake-worker"
         self._last_poll: float | None = None
         self._failures = 0
@@ -367,7 +373,10 @@ class BatchWorkers:
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         self.manager, self.options = manager, options
-        self.job_name = f"vinemake-{manager.port}-{os.getpid()}"
+        # Short, because qstat cuts names at 15-16 characters and PBS status is read by name:
+        # vm-<4 random base-36 characters>-<submission number>.
+        self.run_name = "vm-" + "".join(random.choices(string.ascii_lowercase + string.digits,
+                                                       k=4))
         self.worker_program = dict(options.extra).get("worker_program") or find_worker_program()
         self._scripts = tempfile.mkdtemp(prefix="vinemake-batch-")
         # Belt and braces for exit paths that skip the manager's close (an uncaught SystemExit
@@ -434,7 +443,8 @@ class BatchWorkers:
     def _submit(self, request: ArrayRequest, now: float) -> bool:
         assert self.manager is not None and self._scripts is not None
         launch = WorkerLaunch(
-            count=request.count, resources=request.resources, job_name=self.job_name,
+            count=request.count, resources=request.resources,
+            job_name=f"{self.run_name}-{len(self.submitted) + 1}",
             worker_argv=worker_argv(self.worker_program, self.manager, request.resources,
                                     self.options.worker_timeout_s),
             batch_options=self.options.batch_options, timeout_s=self.options.worker_timeout_s)
@@ -452,7 +462,9 @@ class BatchWorkers:
         if self._last_poll is None:  # squeue right after sbatch would only repeat what we know
             self._last_poll = now
         self.submitted.append(job_id)
-        self.jobs.append(WorkerJob(job_id, request.resources, request.count, request.count, now))
+        self.names.append(launch.job_name)
+        self.jobs.append(WorkerJob(job_id, request.resources, request.count, request.count, now,
+                                   launch.job_name))
         return True
 
     def _submit_failed(self, argv: Sequence[str], result: CommandResult) -> None:
@@ -476,8 +488,7 @@ class BatchWorkers:
                         and now - self._last_poll < self.poll_interval_s):
             return
         self._last_poll = now
-        result = self.runner.run(self.system.status_argv(self.job_name,
-                                                         [j.job_id for j in live]))
+        result = self.runner.run(self.system.status_argv(live))
         if result.returncode != 0:
             self.log(f"{self.system.name} status query failed: {_last_line(result.stderr)}; "
                      f"keeping the previous picture for {self.poll_interval_s:g} s")
@@ -488,7 +499,7 @@ class BatchWorkers:
         ended = 0
         jobs = []
         for job in self.jobs:
-            seen = status.get(job.job_id, JobStatus())
+            seen = status.get(self.system.status_key(job), JobStatus())
             alive = min(job.alive, seen.pending + seen.running)
             ended += job.alive - alive
             if seen.pending and not job.pending_warned and now - job.submitted_at >= PENDING_WARN_S:

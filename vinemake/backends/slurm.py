@@ -10,6 +10,7 @@ from vinemake.backends.batch import (
     Clock,
     CommandRunner,
     JobStatus,
+    WorkerJob,
     WorkerLaunch,
     shell_line,
     wall_minutes,
@@ -65,10 +66,13 @@ class Slurm:
         first = stdout.strip().split(";")[0] if stdout.strip() else ""
         return first if first.isdigit() else ""
 
-    def status_argv(self, job_name: str, job_ids: Sequence[str]) -> list[str]:
-        # By name, not by id: squeue errors on ids it has already forgotten.
-        return ["squeue", "--noheader", "--array", f"--name={job_name}",
-                "--format=%F %K %T %r"]
+    def status_argv(self, jobs: Sequence[WorkerJob]) -> list[str]:
+        # By name, not by id: squeue fails outright on an id it has already forgotten.
+        names = ",".join(j.name for j in jobs)
+        return ["squeue", "--noheader", "--array", f"--name={names}", "--format=%F %K %T %r"]
+
+    def status_key(self, job: WorkerJob) -> str:
+        return job.job_id
 
     def parse_status(self, stdout: str) -> dict[str, JobStatus]:
         status: dict[str, JobStatus] = {}
