@@ -362,6 +362,11 @@ def tune(sock: socket.socket) -> None:
     """Small messages must leave at once; dead peers must be noticed eventually."""
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    # A host whose link went down sends no RST: notice it in ~15 s, idle or not.
+    for opt, value in (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 4),
+                       ("TCP_USER_TIMEOUT", 15000)):
+        if hasattr(socket, opt):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
 
 
 def connect(host: str, port: int, ssl_context: ssl.SSLContext | None = None,

@@ -149,10 +149,13 @@ class Manager:
         self.paths: dict[str, str] = {}
         self.remote_only: set[str] = set()
         self.inflight: collections.Counter = collections.Counter()
+        self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
         self.queue: collections.deque[Task] = collections.deque()
         self.lost_count: collections.Counter = collections.Counter()
         self.running_total = 0
         self._names = collections.Counter()
+        self._dirty: list[_Worker] = []
+        self._pending_results: list[TaskResult] = []
         self._fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="output")
 
         self._wake_r, self._wake_w = socket.socketpair()
@@ -228,10 +231,22 @@ class Manager:
         self._wake()
 
     def _report(self, results: list[TaskResult]) -> None:
-        if results:
+        """Hand results to the engine; from the loop they wait for the end of its turn."""
+        if not results:
+            return
+        if threading.current_thread() is self._thread:
+            self._pending_results.extend(results)
+            return
+        with self._lock:
+            self._results.extend(results)
+            self._results_ready.notify_all()
+
+    def _publish(self) -> None:
+        if self._pending_results:
             with self._lock:
-                self._results.extend(results)
+                self._results.extend(self._pending_results)
                 self._results_ready.notify_all()
+            self._pending_results = []
 
     # ------------------------------------------------------------ the loop
 
@@ -249,6 +264,8 @@ class Manager:
                     if mask & selectors.EVENT_READ and isinstance(key.data, _Worker):
                         self._read(key.data)
                 self._schedule()
+                self._flush_all()
+                self._publish()
                 now = time.monotonic()
                 if self.provider is not None and now >= next_scale:
                     next_scale = now + 1.0
@@ -392,8 +409,15 @@ class Manager:
             self._lose(w, str(e))
 
     def _send(self, w: _Worker, msg) -> None:
+        """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
+        if not w.outbuf:
+            self._dirty.append(w)
         w.outbuf += encode(msg)
-        self._flush(w)
+
+    def _flush_all(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for w in dirty:
+            self._flush(w)
 
     def _flush(self, w: _Worker) -> None:
         if w.id not in self.workers:
@@ -431,8 +455,15 @@ class Manager:
         while self.queue and misses < 16:
             if cap is not None and self.running_total >= cap:
                 break
+            # Cheap test first: with every core taken no task can start (this pass runs after
+            # every event, so it must cost next to nothing when the workers are full).
+            most_free = max(w.free[0] for w in self.workers.values())
+            if most_free < 1e-9:
+                break
             task = self.queue.popleft()
-            if not self._try_dispatch(task):
+            cores = task.resources.cores
+            if (1.0 if cores is None else cores) > most_free + 1e-9 or \
+                    not self._try_dispatch(task):
                 skipped.append(task)
                 misses += 1
         self.queue.extendleft(reversed(skipped))
@@ -456,6 +487,7 @@ class Manager:
         for key, _, sources in fetches:
             if key not in w.charged:
                 self.inflight[sources[0][2]] += 1
+                self.moving[key] += 1
                 w.charged[key] = sources[0][2]
         self._send(w, Run(task_to_wire(task), fetches))
         return True
@@ -475,9 +507,12 @@ class Manager:
             path = self.paths.get(f.key) if f.path is None else f.path
             holders = self.replicas.get(f.key, ())
             order = choose_sources(holders, self.inflight, self.config.transfer_limit,
-                                   path is not None, self.config.peer_transfers)
+                                   path is not None, self.config.peer_transfers,
+                                   self.moving[f.key])
             if not order:
                 return None  # every source busy, or the file is lost and being re-made
+            if path is not None and MANAGER not in order:
+                order.append(MANAGER)  # last resort if every peer fails
             fetches.append([f.key, self.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
@@ -499,9 +534,7 @@ class Manager:
             log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
                         t.reason)
             return
-        charged = w.charged.pop(t.key, None)
-        if charged is not None:
-            self.inflight[charged] -= 1
+        self._uncharge(w, t.key)
         self._add_replica(w, t.key, t.hash)
 
     def _add_replica(self, w: _Worker, key: str, digest: str) -> None:
@@ -518,9 +551,13 @@ class Manager:
         w.free[3] += want.gpus
         self.running_total -= 1
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
-            label = w.charged.pop(f.key, None)
-            if label is not None:
-                self.inflight[label] -= 1
+            self._uncharge(w, f.key)
+
+    def _uncharge(self, w: _Worker, key: str) -> None:
+        label = w.charged.pop(key, None)
+        if label is not None:
+            self.inflight[label] -= 1
+            self.moving[key] -= 1
 
     def _finished(self, w: _Worker, outcome) -> None:
         r = outcome.result
@@ -604,9 +641,8 @@ class Manager:
         except (KeyError, ValueError):
             pass
         w.sock.close()
-        for label in w.charged.values():
-            self.inflight[label] -= 1
-        w.charged.clear()
+        for key in list(w.charged):
+            self._uncharge(w, key)
         lost = set()
         for key in w.holds:
             holders = self.replicas.get(key)

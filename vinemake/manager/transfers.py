@@ -26,11 +26,21 @@ _tmp_counter = itertools.count()
 
 
 def choose_sources(holders: Iterable[str], inflight: Mapping[str, int], limit: int,
-                   manager_has: bool, peers: bool = True) -> list[str] | None:
-    """Sources to try in order, or None when all are busy (wait); [] when there is none. Pure."""
-    candidates = sorted(holders) if peers else []
+                   manager_has: bool, peers: bool = True, moving: int = 0) -> list[str] | None:
+    """Sources to try in order, or None when all are busy (wait); [] when there is none. Pure.
+
+    `moving` is how many copies of the file are on their way to workers now. With peer
+    transfers the manager sends a file out once: while a copy is moving or a peer holds it,
+    other workers wait for a peer, so the manager's link carries each file once.
+    """
+    holders = sorted(holders) if peers else []
+    candidates = list(holders)
     if manager_has:
-        candidates.append(MANAGER)
+        if peers and (holders or moving):
+            if not holders:
+                return None
+        else:
+            candidates.append(MANAGER)
     if not candidates:
         return []
     free = [s for s in candidates if inflight.get(s, 0) < limit]

@@ -86,10 +86,32 @@ def tree_size(path: str) -> int:
 
 
 def remove_tree(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
+    """Remove a file or directory tree if it exists.
+
+    Sandboxes are usually empty or flat once outputs moved out, and shutil.rmtree's careful
+    descent costs more than running a small task; so flat directories go the short way.
+    """
+    try:
+        os.rmdir(path)
+        return
+    except FileNotFoundError:
+        return
+    except NotADirectoryError:
+        os.unlink(path)
+        return
+    except OSError:
+        pass
+    if os.path.islink(path):
+        os.unlink(path)
+        return
+    nested = False
+    with os.scandir(path) as it:
+        for entry in it:
+            if entry.is_dir(follow_symlinks=False):
+                nested = True
+            else:
+                os.unlink(entry.path)
+    if nested:
         shutil.rmtree(path, ignore_errors=True)
     else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        os.rmdir(path)

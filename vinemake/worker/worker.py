@@ -83,6 +83,7 @@ class Worker:
         self._stop = threading.Event()
         self._conn: Connection | None = None
         self.runner: Runner | None = None
+        self.exit_status = 0
 
     # ------------------------------------------------------------ life cycle
 
@@ -94,9 +95,9 @@ class Worker:
             while not self._stop.is_set():
                 conn = self._connect_with_backoff()
                 if conn is None:
-                    return 0
+                    return self.exit_status
                 self._session(conn)
-            return 0
+            return self.exit_status
         finally:
             self.close()
 
@@ -120,9 +121,10 @@ class Worker:
                     host_id=host_id(), file_port=self.files.port,
                     cached=[[e.key, e.size, e.hash] for e in self.cache.entries()]), self.secret)
             except ProtocolError as e:
-                log.error("manager %s:%s refused: %s", self.opts.host, self.opts.port, e)
-                if "refused" in str(e) or "authentication" in str(e) or "version" in str(e):
-                    return None
+                # Wrong secret or version: retrying cannot help.
+                log.error("manager %s:%s: %s", self.opts.host, self.opts.port, e)
+                self.exit_status = 1
+                return None
             except OSError as e:
                 log.info("cannot reach manager %s:%s: %s", self.opts.host, self.opts.port, e)
             else:
