@@ -175,7 +175,7 @@ class _Evaluator:
 
     def __init__(self, source: Source, environ: Mapping[str, str]):
         self.source = source
-        self.environ = environ
+        self.environ = dict(environ)  # a plain dict: os.environ encodes on every lookup
         self.globals: dict[str, str] = {}
         self.category_vars: dict[str, dict[str, str]] = {}
         self.current = "default"
@@ -186,6 +186,7 @@ class _Evaluator:
         self.sizes: list[tuple[str, int]] = []
         self.inputs: str | None = None
         self.outputs: str | None = None
+        self.refs: dict[str, FileRef] = {}
 
     # ---- lookup ------------------------------------------------------------------------
     def lookup_top(self, name: str) -> str | None:
@@ -345,7 +346,6 @@ class _Evaluator:
             raise self.source.error_at(at, _lead(at.raw) + len(what) + 1,
                                        f"bad .MAKEFLOW MODE {value!r}: expected one of "
                                        f"{', '.join(keywords.ALLOCATION_MODES)}")
-        value_at = Text(at.raw, at.line, at.col)
         if what in _RESOURCES:
             self._resource(what, value, _after_word(at))
         return what, value, _after_word(at)
@@ -373,7 +373,29 @@ class _Evaluator:
         overrides: dict = {}
         category = self.current
         batch_options = None
-        for item in stmt.local:
+        if stmt.local:
+            category, batch_options = self._rule_local(stmt.local, local, overrides)
+        # Without rule-local assignments the rule sees exactly the top-level scope.
+        lookup = (self._rule_lookup(local, category) if local or category != self.current
+                  else self.lookup_top)
+        command = self.expand(stmt.command, lookup).strip()
+        fields["local"] = lookup("BATCH_LOCAL") not in (None, *_NO)
+        command = self._prefix(command, stmt.command, fields)
+        exported = tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
+        head = stmt.targets or stmt.colon
+        cmd_at = stmt.command
+        self.pending.append(_Pending(
+            len(self.pending), targets, sources, command,
+            Location(self.source.path, head.line, head.col),
+            Location(self.source.path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
+            exported, tuple(local.items()), category, fields.pop("resources", {}), overrides,
+            fields, batch_options))
+
+    def _rule_local(self, statements, local: dict[str, str], overrides: dict):
+        """Apply rule-local assignments and directives; return (category, batch options)."""
+        category = self.current
+        batch_options = None
+        for item in statements:
             lookup = self._rule_lookup(local, category)
             if isinstance(item, BadAssign):
                 self.bad_assign(item)
@@ -381,11 +403,10 @@ class _Evaluator:
                 if item.word.raw == ".SIZE":
                     self._size(item)
                     continue
-                what, value, value_at = self._makeflow_directive(item)
-                if what == "MODE":
+                name, value, at = self._makeflow_directive(item)
+                if name == "MODE":
                     self.settings.setdefault(category, {})["mode"] = value
                     continue
-                name, at = what, value_at
             else:
                 name, _, value = self._value(item, lookup)
                 at = item
@@ -401,29 +422,28 @@ class _Evaluator:
             elif name == "BATCH_OPTIONS":
                 batch_options = value
             local[name] = value
-        lookup = self._rule_lookup(local, category)
-        command = self.expand(stmt.command, lookup).strip()
-        fields["local"] = lookup("BATCH_LOCAL") not in (None, *_NO)
-        command = self._prefix(command, stmt.command, fields)
-        exported = tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
-        head = stmt.targets or stmt.colon
-        cmd_at = stmt.command
-        self.pending.append(_Pending(
-            len(self.pending), targets, sources, command,
-            Location(self.source.path, head.line, head.col),
-            Location(self.source.path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
-            exported, tuple(local.items()), category, fields.pop("resources", {}), overrides,
-            fields, batch_options))
+        return category, batch_options
 
     def _files(self, text: Text | None) -> tuple[FileRef, ...]:
         if text is None:
             return ()
         expanded = self.expand(text, self.lookup_top)
         try:
-            return tuple(FileRef(p, s) for p, s in split_files(expanded))
+            pairs = split_files(expanded)
         except ExpandError as e:
             offset = e.offset if expanded == text.raw else 0
             raise self.source.error_at(text, offset, e.message) from None
+        refs = self.refs
+        out = []
+        for path, sandbox in pairs:
+            if path != sandbox:
+                out.append(FileRef(path, sandbox))
+                continue
+            ref = refs.get(path)
+            if ref is None:
+                ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
+            out.append(ref)
+        return tuple(out)
 
     def _prefix(self, command: str, at: Text, fields: dict) -> str:
         """Strip a LOCAL or MAKEFLOW prefix, recording what it means."""
@@ -531,7 +551,9 @@ class _Evaluator:
             batch = settings.get("batch_options", self.settings["default"].get(
                 "batch_options", ""))
             categories[name] = Category(name, Resources(**merged), settings.get("mode"), batch)
-        rules = tuple(self._finish_rule(p, categories[p.category]) for p in self.pending)
+        shared = {name: self._category_defaults(c) for name, c in categories.items()}
+        rules = tuple(self._finish_rule(p, categories[p.category], shared[p.category])
+                      for p in self.pending)
         used = {"default"} | {r.category for r in rules}
         return Workflow(
             path=self.source.path,
@@ -543,24 +565,38 @@ class _Evaluator:
             sizes=tuple(self.sizes),
         )
 
-    def _finish_rule(self, p: _Pending, category: Category) -> RuleSpec:
+    @staticmethod
+    def _category_defaults(category: Category) -> tuple[dict, Resources, tuple]:
+        """What most rules of a category share: one Resources and one env, not one per rule."""
         res = {f: getattr(category.resources, f) for f in _ENV_OF_FIELD}
-        res.update(p.overrides)
-        res.update(p.resources)
-        env = dict(p.exported)
-        env["CATEGORY"] = p.category
-        for field, var in _ENV_OF_FIELD.items():
-            if res[field] is not None:
-                env[var] = _number_text(res[field])
+        return res, category.resources, _env({}, category.name, res)
+
+    def _finish_rule(self, p: _Pending, category: Category, shared) -> RuleSpec:
+        res, resources, env = shared
+        if p.overrides or p.resources:
+            res = {**res, **p.overrides, **p.resources}
+            resources = Resources(**res)
+            env = _env(p.exported, p.category, res)
+        elif p.exported:
+            env = _env(p.exported, p.category, res)
         return RuleSpec(
             id=p.id, targets=p.targets, sources=p.sources, command=p.command,
             location=p.location, command_location=p.command_location,
-            env=tuple(sorted(env.items())), variables=p.variables, category=p.category,
-            resources=Resources(**res),
+            env=env, variables=p.variables, category=p.category, resources=resources,
             batch_options=p.batch_options if p.batch_options is not None
             else category.batch_options,
             **p.fields,
         )
+
+
+def _env(exported, category: str, res: dict) -> tuple[tuple[str, str], ...]:
+    """A rule's environment: exported names, CATEGORY, and the resources set for it."""
+    env = dict(exported)
+    env["CATEGORY"] = category
+    for field, var in _ENV_OF_FIELD.items():
+        if res[field] is not None:
+            env[var] = _number_text(res[field])
+    return tuple(sorted(env.items()))
 
 
 def _lead(raw: str) -> int:

@@ -9,8 +9,10 @@ file order. Lark's errors are translated into located messages in the user's wor
 from __future__ import annotations
 
 import functools
+import gc
 import importlib.resources
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,8 +20,17 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
 
 from vinemake.errors import VinefileError
-from vinemake.evaluate import (Annotation, Assign, BadAssign, Directive, Export, Rule, Source,
-                               Text, evaluate)
+from vinemake.evaluate import (
+    Annotation,
+    Assign,
+    BadAssign,
+    Directive,
+    Export,
+    Rule,
+    Source,
+    Text,
+    evaluate,
+)
 from vinemake.spec import Location, Workflow
 
 __all__ = ["parse_file", "parse_text", "grammar_text"]
@@ -38,6 +49,21 @@ def grammar_text() -> str:
 
 def _text(token: Token) -> Text:
     return Text(str(token), token.line, token.column)
+
+
+# The pieces of the HEADER and COMMAND terminals, to take them apart again. These mirror
+# _FILETEXT and _TEXT in the grammar (the fuzz tests check the two agree).
+_QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
+_HEADER = re.compile(rf"""((?:[^\n#"'\\:]|{_QUOTED})*):((?:[^\n#"'\\:]|{_QUOTED})*)""")
+_CONTENT = re.compile(rf"""(?:[^\n#"'\\]|{_QUOTED})*""")
+
+
+def _shift(text: Text, offset: int, raw: str) -> Text:
+    """A Text for `raw`, which starts `offset` characters into `text`."""
+    newlines = text.raw.count("\n", 0, offset)
+    if not newlines:
+        return Text(raw, text.line, text.col + offset)
+    return Text(raw, text.line + newlines, offset - text.raw.rfind("\n", 0, offset))
 
 
 class _Statements(Transformer):
@@ -62,18 +88,16 @@ class _Statements(Transformer):
         return Annotation(_text(children[0]), _text(children[1]) if len(children) > 1 else None)
 
     def header(self, children):
-        targets = sources = colon = None
-        for tok in children:
-            if tok.type == "COLON":
-                colon = _text(tok)
-            elif tok.type == "TARGETS":
-                targets = _text(tok)
-            else:
-                sources = _text(tok)
-        return targets, colon, sources
+        tok = children[0]
+        m = _HEADER.match(tok)
+        targets, sources = m.group(1), m.group(2)
+        colon = _shift(Text(targets, tok.line, tok.column), len(targets), ":")
+        return (Text(targets, tok.line, tok.column) if targets.strip() else None, colon,
+                _shift(colon, 1, sources) if sources.strip() else None)
 
     def command(self, children):
-        return _text(children[0])
+        tok = children[0]
+        return Text(_CONTENT.match(tok).group(), tok.line, tok.column)
 
     def rule(self, children):
         notes = []
@@ -102,11 +126,19 @@ def parse_text(text: str, path: str = "<string>",
         text = text.replace("\r\n", "\n")
     source = Source(path, text)
     body = text if text.endswith("\n") else text + "\n"
+    # A big Vinefile makes millions of small objects that all live until the end: the
+    # cyclic garbage collector would rescan them over and over, for nothing.
+    was_enabled = gc.isenabled()
+    gc.disable()
     try:
-        statements = _lark().parse(body)
-    except UnexpectedInput as e:
-        raise _syntax_error(e, source) from None
-    return evaluate(statements, source, environ)
+        try:
+            statements = _lark().parse(body)
+        except UnexpectedInput as e:
+            raise _syntax_error(e, source) from None
+        return evaluate(statements, source, environ)
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def parse_file(path: str, environ: Mapping[str, str] | None = None) -> Workflow:
