@@ -121,11 +121,14 @@ def test_a_worker_without_the_password_is_refused_and_the_manager_carries_on(dep
     wrong = d.write_password("wrong", "not the secret")
     intruder = d.start_worker(0, password_file=wrong)
     assert intruder.wait(timeout=60) != 0
-    assert "authentication failed: wrong secret" in d.worker_output(0)
+    # each side proves the secret: a worker with another secret sees an impostor manager
+    manager = f"vinemake-worker: manager {d.cluster.root_addr}:{d.port}"
+    assert d.worker_output(0) == (
+        f"{manager}: authentication failed: the server does not know the secret\n")
     anonymous = d.start_worker(0, password_file=None)
     assert anonymous.wait(timeout=60) != 0
-    assert ("authentication failed: no proof of the secret (missing --password?)"
-            in d.worker_output(0))
+    assert d.worker_output(0) == (f"{manager}: refused: authentication failed: no proof of the "
+                                  "secret (missing --password?)\n")
     assert d.manager.poll() is None
     assert not (wf / "out.txt").exists()
 
@@ -179,12 +182,12 @@ def test_an_input_needed_on_many_workers_leaves_the_manager_once(deploy, tmp_pat
 def lanes_workflow(directory: Path, mark_dir: Path, lanes: int) -> Path:
     """Per lane: a @temp intermediate, then a slow step that needs it."""
     rules = []
-    mark = f"touch {mark_dir}/`hostname`"  # + .<step>.<pid>: one marker per run of a step
+    mark = f"mktemp {mark_dir}/`hostname`"  # + .<step>.XXXXXX: one marker per run of a step
     for i in range(lanes):
         rules.append(f"@temp\nmid.{i}: in.{i}\n"
-                     f"\t{mark}.mid{i}.\\$\\$; tr a-z A-Z < in.{i} > mid.{i}\n")
+                     f"\t{mark}.mid{i}.XXXXXX; tr a-z A-Z < in.{i} > mid.{i}\n")
         rules.append(f"out.{i}: mid.{i}\n"
-                     f"\t{mark}.out{i}.\\$\\$; sleep 2; rev mid.{i} > out.{i}\n")
+                     f"\t{mark}.out{i}.XXXXXX; sleep 2; rev mid.{i} > out.{i}\n")
     files = {f"in.{i}": f"lane {i} data\n".encode() for i in range(lanes)}
     return write_workflow(directory, "\n".join(rules), files)
 

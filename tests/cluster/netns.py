@@ -298,11 +298,11 @@ class Deployment:
         return self.port
 
     def worker_argv(self, i: int, *options: str, password_file: str | None | bool = True,
-                    cores: int = 1) -> list[str]:
+                    cores: int = 1, memory_mb: int = 1000, disk_mb: int = 4000) -> list[str]:
         pw = self.password_file if password_file is True else password_file
         return [shutil.which("vinemake-worker") or "vinemake-worker",
                 self.cluster.addr(self.manager_host), str(self.port),
-                "--cores", str(cores), "--memory", "1000", "--disk", "4000",
+                "--cores", str(cores), "--memory", str(memory_mb), "--disk", str(disk_mb),
                 "--workdir", str(self.scratch / f"w{i}"), "--timeout", "60",
                 "--name", self.worker_name(i), *(["--password", pw] if pw else []), *options]
 

@@ -1,0 +1,201 @@
+"""Cluster benchmark on emulated hosts: peer replication, locality, and manager task throughput.
+
+    sudo python3 bench/cluster.py            # full sizes (minutes; needs root for ip netns)
+    sudo python3 bench/cluster.py --quick    # everything scaled down, about a minute
+    sudo python3 bench/cluster.py --only replication --scale 0.25
+
+Three measurements, each compared with its baseline in the same run:
+
+1. replication: one input needed by tasks on 8 workers behind 200 Mbit/s links, with peer
+   transfers vs `--no-peer-transfers` (target: peers at least 2.5x faster). The transfer log
+   gives the most transfers any one source served at once.
+2. chains: 20 chains of 30 dependent tasks passing 50 MB @temp intermediates; bytes that crossed
+   host links and wall time, `--placement locality` vs `random` (target: locality moves at most
+   10% of random's bytes).
+3. throughput: null tasks on 8 workers; tasks per second through the manager, from the
+   difference between a large and a one-task run so start-up costs cancel (target: 500/s).
+
+Each measurement runs on its own emulated cluster (namespace prefix `vmb`, tests/cluster), so a
+host's link counters count exactly that run's bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
+import netns  # noqa: E402
+
+MB = 1_000_000
+
+
+@dataclass(frozen=True)
+class Run:
+    """One vinemake run on a fresh cluster: wall time, bytes over host links, transfer peaks."""
+
+    label: str
+    wall_s: float
+    link_bytes: int  # bytes sent over every host link (root + workers), i.e. between hosts
+    root_bytes: int  # bytes the manager's host sent
+    transfers: int
+    peak_per_source: int
+    ok: bool
+
+
+def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes | str],
+                   vinefile: str, options: list[str], cores: int = 1, disk_mb: int = 4000) -> Run:
+    """Write the workflow, start manager + workers on a new cluster, wait, measure, tear down."""
+    cluster = netns.Cluster.up(workers, rate, kind="vmb")
+    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
+    d = netns.Deployment(cluster, scratch / "run", "bench-secret")
+    try:
+        wf = scratch / "wf"
+        wf.mkdir()
+        (wf / "Vinefile").write_text(vinefile)
+        for name, data in files.items():
+            (wf / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+        before = cluster.stats()
+        start = time.perf_counter()
+        d.start_manager(wf, *options)
+        for i in range(workers):
+            d.start_worker(i, cores=cores, disk_mb=disk_mb)
+        code = d.wait_manager(timeout=3600)
+        wall = time.perf_counter() - start
+        after = cluster.stats()
+        if code != 0:
+            print(f"  {label}: vinemake exited {code}\n{d.manager_output()[-2000:]}",
+                  file=sys.stderr)
+        sent = {name: after[name].up - before[name].up for name in after}
+        try:
+            log = d.transfers(wf)
+        except FileNotFoundError:
+            log = []
+        peaks = netns.max_concurrent(log)
+        return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
+                   max(peaks.values(), default=0), code == 0)
+    finally:
+        d.close()
+        cluster.down()
+
+
+# ------------------------------------------------------------------ the three workloads
+
+
+def replication_workflow(workers: int) -> str:
+    return "\n".join(f"sum.{i}: big.in\n\tcksum < big.in > sum.{i}\n" for i in range(workers))
+
+
+def chains_workflow(chains: int, length: int, size: int) -> str:
+    """Chain c: step 1 makes `size` bytes from nothing, each next step rewrites it (all @temp),
+    the last one keeps only a checksum, so only a few bytes need to leave the workers."""
+    rules = []
+    for c in range(chains):
+        rules.append(f"@temp\nc{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
+        for s in range(2, length + 1):
+            rules.append(f"@temp\nc{c}.{s}: c{c}.{s - 1}\n\ttr a-y b-z < c{c}.{s - 1} > c{c}.{s}\n")
+        rules.append(f"c{c}.sum: c{c}.{length}\n\tcksum < c{c}.{length} > c{c}.sum\n")
+    return "\n".join(rules)
+
+
+def null_workflow(tasks: int) -> str:
+    return "\n".join(f"t.{i}:\n\ttouch t.{i}\n" for i in range(tasks))
+
+
+# ------------------------------------------------------------------ benchmarks
+
+
+def bench_replication(args) -> dict:
+    size = max(1, round(200 * args.scale)) * MB
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    flow = replication_workflow(args.workers)
+    peer = run_on_cluster("peer", args.workers, args.rate, {"big.in": data}, flow, [])
+    star = run_on_cluster("manager-only", args.workers, args.rate, {"big.in": data}, flow,
+                          ["--no-peer-transfers"])
+    return {"input_mb": size / MB, "workers": args.workers, "rate": args.rate,
+            "peer": asdict(peer), "manager_only": asdict(star),
+            "speedup": star.wall_s / peer.wall_s, "target_speedup": 2.5}
+
+
+def bench_chains(args) -> dict:
+    chains = max(2, round(20 * args.scale))
+    length = max(3, round(30 * args.scale))
+    size = max(1, round(50 * args.scale)) * MB
+    flow = chains_workflow(chains, length, size)
+    disk = max(4000, 4 * size // MB * length)
+    local = run_on_cluster("locality", args.workers, args.rate, {"seed": ""}, flow, [],
+                           disk_mb=disk)
+    rand = run_on_cluster("random", args.workers, args.rate, {"seed": ""}, flow,
+                          ["--placement", "random"], disk_mb=disk)
+    return {"chains": chains, "length": length, "intermediate_mb": size / MB,
+            "locality": asdict(local), "random": asdict(rand),
+            "bytes_ratio": local.link_bytes / max(rand.link_bytes, 1), "target_bytes_ratio": 0.10}
+
+
+def bench_throughput(args) -> dict:
+    tasks = max(100, round(5000 * args.scale))
+    one = run_on_cluster("1 task", args.workers, "1gbit", {}, null_workflow(1), [], cores=4)
+    many = run_on_cluster(f"{tasks} tasks", args.workers, "1gbit", {}, null_workflow(tasks), [],
+                          cores=4)
+    rate = (tasks - 1) / max(many.wall_s - one.wall_s, 1e-9)
+    return {"tasks": tasks, "workers": args.workers, "one": asdict(one), "many": asdict(many),
+            "tasks_per_s": rate, "target_tasks_per_s": 500}
+
+
+BENCHES = {"replication": bench_replication, "chains": bench_chains,
+           "throughput": bench_throughput}
+
+
+def report(name: str, r: dict) -> str:
+    """Lines a person reads: the measured ratio next to its target."""
+    if name == "replication":
+        p, s = r["peer"], r["manager_only"]
+        return (f"replication  {r['input_mb']:.0f} MB to {r['workers']} workers at {r['rate']}: "
+                f"peer {p['wall_s']:.1f}s (root sent {p['root_bytes'] / MB:.0f} MB, "
+                f"max {p['peak_per_source']} transfers/source) vs manager-only {s['wall_s']:.1f}s "
+                f"(root sent {s['root_bytes'] / MB:.0f} MB): {r['speedup']:.2f}x "
+                f"(target >= 2.5x)")
+    if name == "chains":
+        lo, ra = r["locality"], r["random"]
+        return (f"chains       {r['chains']}x{r['length']} tasks, {r['intermediate_mb']:.0f} MB "
+                f"@temp: locality {lo['link_bytes'] / MB:.0f} MB in {lo['wall_s']:.1f}s vs random "
+                f"{ra['link_bytes'] / MB:.0f} MB in {ra['wall_s']:.1f}s: "
+                f"{100 * r['bytes_ratio']:.1f}% of random's bytes (target <= 10%)")
+    return (f"throughput   {r['tasks']} null tasks on {r['workers']} workers: "
+            f"{r['many']['wall_s']:.1f}s vs {r['one']['wall_s']:.1f}s for one task: "
+            f"{r['tasks_per_s']:.0f} tasks/s (target >= 500/s)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="same as --scale 0.1")
+    p.add_argument("--scale", type=float, default=1.0, help="multiply sizes and counts")
+    p.add_argument("--only", default=",".join(BENCHES), help="comma-separated benchmarks")
+    p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--rate", default="200mbit", help="every host link, each direction")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.scale = 0.1
+    reason = netns.unavailable_reason()
+    if reason:
+        print(f"bench/cluster.py needs {reason}", file=sys.stderr)
+        return 2
+    results = {}
+    for name in args.only.split(","):
+        if name not in BENCHES:
+            p.error(f"unknown benchmark {name!r} (choose from {', '.join(BENCHES)})")
+        results[name] = BENCHES[name](args)
+        print(report(name, results[name]), flush=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
