@@ -1,0 +1,193 @@
+"""End to end through the real CLI, manager and worker: tiny projects, each run twice."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from vinemake.journal import Journal
+
+CHAIN = """\
+a.txt: in.txt
+\ttr a-z A-Z < in.txt > a.txt; echo a >> {log}
+
+b.txt: a.txt
+\tcat a.txt a.txt > b.txt; echo b >> {log}
+
+c.txt: in.txt
+\twc -c < in.txt > c.txt; echo c >> {log}
+
+d.txt: b.txt c.txt
+\tLOCAL cat b.txt c.txt > d.txt; echo d >> {log}
+"""
+
+
+def vinemake(root, *args, check=True, timeout=60):
+    proc = subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
+                          capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def started(proc) -> list[str]:
+    """Rules the run started, from the plain (non-TTY) progress lines."""
+    return [line.split()[-1] for line in proc.stderr.splitlines() if " start " in line]
+
+
+@pytest.fixture
+def project(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    log = tmp_path / "ran.log"
+    (root / "in.txt").write_text("hello\n")
+    (root / "Vinefile").write_text(CHAIN.format(log=log))
+    return root, log
+
+
+def test_second_run_does_nothing(project):
+    root, log = project
+    first = vinemake(root)
+    assert sorted(started(first)) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert (root / "d.txt").read_text() == "HELLO\nHELLO\n6\n"
+    second = vinemake(root)
+    assert second.stderr == "vinemake: nothing to do, 4 rules up to date\n"
+    assert sorted(log.read_text().split()) == ["a", "b", "c", "d"]
+
+
+def test_touch_reruns_nothing_and_content_change_reruns_dependents(project):
+    root, _ = project
+    vinemake(root)
+    st = os.stat(root / "in.txt")
+    os.utime(root / "in.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    assert started(vinemake(root)) == []
+    (root / "in.txt").write_text("bye\n")
+    assert sorted(started(vinemake(root))) == ["a.txt", "b.txt", "c.txt", "d.txt"]
+    assert (root / "d.txt").read_text() == "BYE\nBYE\n4\n"
+
+
+def test_edited_command_reruns_it_and_dependents_reordering_reruns_nothing(project):
+    root, log = project
+    vinemake(root)
+    text = (root / "Vinefile").read_text()
+    (root / "Vinefile").write_text(text.replace("cat a.txt a.txt", "cat a.txt a.txt a.txt"))
+    assert sorted(started(vinemake(root))) == ["b.txt", "d.txt"]
+    blocks = (root / "Vinefile").read_text().strip().split("\n\n")
+    (root / "Vinefile").write_text("# reordered\n\n\n" + "\n\n".join(reversed(blocks)) + "\n")
+    assert started(vinemake(root)) == []
+
+
+def test_explain_names_the_reason(project):
+    root, _ = project
+    vinemake(root)
+    (root / "c.txt").unlink()
+    proc = vinemake(root, "--explain")
+    assert "vinemake explain: run c.txt: output 'c.txt' missing" not in proc.stderr
+    assert "vinemake explain: restore c.txt: restored from cache (output 'c.txt' missing)" \
+        in proc.stderr.splitlines()
+    assert "vinemake explain: skip a.txt: outputs current" in proc.stderr.splitlines()
+
+
+def test_failed_rule_exits_1_with_info_and_summary(tmp_path):
+    (tmp_path / "Vinefile").write_text("ok.txt:\n\techo ok > ok.txt\n\n"
+                                       "bad.txt: ok.txt\n\techo oops >&2; exit 3\n\n"
+                                       "after.txt: bad.txt\n\ttouch after.txt\n")
+    proc = vinemake(tmp_path, check=False)
+    assert proc.returncode == 1
+    assert "vinemake: ran 1, restored 0, up to date 0, failed 1 (bad.txt), not run 1" \
+        in proc.stderr
+    info = (tmp_path / ".vinemake" / "failed" / "bad.txt" / "INFO").read_text()
+    assert "exit code: 3" in info.splitlines() and "oops" in info
+    assert not (tmp_path / "bad.txt").exists() and not (tmp_path / "after.txt").exists()
+    assert started(vinemake(tmp_path, check=False)) == ["bad.txt"]
+
+
+def test_rule_bigger_than_any_worker_is_refused(tmp_path):
+    (tmp_path / "Vinefile").write_text("@resources cores=512\nx:\n\techo > x\n")
+    proc = vinemake(tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[-1].endswith(
+        "Vinefile:2:1: rule 'x' needs cores 512 but the largest worker offers "
+        f"{os.cpu_count()}")
+
+
+def test_shared_cache_restores_a_fresh_copy_without_running(project, tmp_path):
+    root, log = project
+    cache = tmp_path / "shared"
+    vinemake(root, "--cache-dir", str(cache))
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(root / "in.txt", copy)
+    shutil.copy(root / "Vinefile", copy)
+    before = log.read_text()
+    proc = vinemake(copy, "--cache-dir", str(cache))
+    assert started(proc) == [] and log.read_text() == before
+    assert (copy / "d.txt").read_text() == (root / "d.txt").read_text()
+    assert "restored 4" in proc.stderr
+
+
+def test_clean_outputs_then_rerun_brings_them_back(project):
+    root, _ = project
+    vinemake(root)
+    vinemake(root, "--clean=outputs")
+    assert not (root / "d.txt").exists() and (root / "a.txt").exists()
+    assert (root / "in.txt").exists()
+    vinemake(root)
+    assert (root / "d.txt").read_text() == "HELLO\nHELLO\n6\n"
+    vinemake(root, "--clean=all")
+    assert sorted(os.listdir(root)) == ["Vinefile", "in.txt"]
+
+
+def _prev(i):
+    return f"s{i - 1}.txt" if i else "in.txt"
+
+
+SLOW = "".join(f"s{i}.txt: {_prev(i)}\n\tsleep 0.05; cat {_prev(i)} > s{i}.txt; "
+               f"echo {i} >> s{i}.txt\n\n" for i in range(12))
+
+
+def test_kill_9_then_rerun_runs_only_incomplete_rules(tmp_path):
+    ref = tmp_path / "ref"
+    ref.mkdir()
+    (ref / "in.txt").write_text("x\n")
+    (ref / "Vinefile").write_text(SLOW)
+    vinemake(ref)
+    rng = random.Random(7)
+    for trial in range(3):
+        root = tmp_path / f"t{trial}"
+        root.mkdir()
+        shutil.copy(ref / "in.txt", root)
+        shutil.copy(ref / "Vinefile", root)
+        proc = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+        time.sleep(rng.uniform(0.4, 1.2))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done = {r.name for r in Journal(str(root / ".vinemake" / "journal")).state.done.values()}
+        again = vinemake(root)
+        assert not set(started(again)) & done
+        for i in range(12):
+            assert (root / f"s{i}.txt").read_text() == (ref / f"s{i}.txt").read_text()
+
+
+def test_sigterm_cancels_and_exits_143(tmp_path):
+    (tmp_path / "Vinefile").write_text("x:\n\tsleep 30; touch x\n")
+    proc = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        journal = tmp_path / ".vinemake" / "journal"
+        if journal.exists() and Journal(str(journal)).state.incomplete:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 143
+    assert "(interrupted)" in err
+    assert not (tmp_path / "x").exists()
