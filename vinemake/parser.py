@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from vinemake.errors import VinefileError
 from vinemake.evaluate import (
@@ -154,35 +154,70 @@ def parse_file(path: str, environ: Mapping[str, str] | None = None) -> Workflow:
 # ---- syntax errors in the user's words -------------------------------------------------
 
 def _syntax_error(e: UnexpectedInput, source: Source) -> VinefileError:
-    line, col = e.line, e.column
-    if isinstance(e, UnexpectedCharacters):
-        char = source.text[e.pos_in_stream: e.pos_in_stream + 1]
-        if char in "\"'":
-            return source.error(line, col, f"unbalanced quote: this {char} is never closed")
-        return source.error(line, col, f"unexpected {char!r}")
+    text = source.text
+    pos = min(e.pos_in_stream or 0, len(text))
+    start = text.rfind("\n", 0, pos) + 1
+    line = text.count("\n", 0, start) + 1
+    quote_at, end = _scan_line(text, start)
+    if quote_at is not None:
+        # Lexing stops at a quote that never closes, whatever was expected there.
+        return source.error(line, quote_at - start + 1,
+                            f"unbalanced quote: this {text[quote_at]} is never closed")
+    token = getattr(e, "token", None)
+    if token is None or (token.type in ("VALUE", "ARGUMENTS") and pos == start):
+        # Nothing that may start a line matches it.
+        if text[pos: pos + 1] not in (" ", "\t") and pos == start:
+            col = len(text[start:end].rstrip(" \t")) + 1
+            return source.error(line, col, "expected ':' after the targets of a rule "
+                                           "(or '=' for an assignment)")
+        return source.error(line, pos - start + 1, f"unexpected {text[pos: pos + 1]!r}")
     assert isinstance(e, UnexpectedToken)
-    token, expected = e.token, set(e.expected)
+    expected = set(e.expected)
+    line, col = e.line, e.column
     if token.type == "$END":
-        line, col = _end_position(source.text)
-    return source.error(line, col, _token_message(token.type, expected))
-
-
-def _token_message(found: str, expected: set[str]) -> str:
+        line, col = _end_position(text)
     if "COMMAND" in expected:
-        return "expected the rule's command line (indented with a tab or space)"
-    if found == "COMMAND":
-        return ("a rule has exactly one command line: join lines with a trailing '\\' "
-                "or start a new rule")
-    if "COLON" in expected and "ASSIGN" not in expected:
-        if "ANNOTATION" in expected and "TARGETS" in expected:
-            return "an annotation must be directly followed by a rule header"
-        return "expected ':' after the targets of a rule (or '=' for an assignment)"
-    return "unexpected " + _WORDS.get(found, found)
+        message = "expected a command line (indented with a tab or space) for the rule above"
+    elif token.type == "COMMAND":
+        previous = getattr((e.token_history or [None])[-1], "type", None)
+        message = ("a rule has exactly one command line: join lines with a trailing '\\' "
+                   "or start a new rule" if previous == "COMMAND" else
+                   "a command line (indented with a tab or space) must follow a rule header")
+    elif "HEADER" in expected and "ASSIGN" not in expected:
+        message = "an annotation must be directly followed by a rule header"
+    else:
+        message = f"unexpected {_WORDS.get(token.type, 'text')}"
+    return source.error(line, col, message)
 
 
-_WORDS = {"$END": "end of file", "_NL": "end of line", "COLON": "':'"}
+_WORDS = {"$END": "end of file", "_NL": "end of line"}
+
+
+def _scan_line(text: str, i: int) -> tuple[int | None, int]:
+    """(offset of an unclosed quote or None, offset where the line's content ends)."""
+    n = len(text)
+    while i < n:
+        ch = text[i]
+        if ch in "\n#":
+            return None, i
+        if ch == "\\":
+            i += 2
+            continue
+        if ch in "'\"":
+            close = i + 1
+            while close < n and text[close] != ch and text[close] != "\n":
+                close += 2 if ch == '"' and text[close] == "\\" else 1
+            if close >= n or text[close] != ch:
+                return i, i
+            i = close
+        i += 1
+    return None, n
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    lines = text.rstrip("\n").split("\n")
-    return len(lines), len(lines[-1]) + 1
+    """Just after the last non-blank line: where a missing line is expected."""
+    lines = text.split("\n")
+    n = len(lines)
+    while n > 1 and not lines[n - 1].strip():
+        n -= 1
+    return n, len(lines[n - 1].rstrip()) + 1
