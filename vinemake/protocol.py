@@ -12,13 +12,14 @@ it closes that one connection with the reason logged, and carries on with the ot
 A connection starts with a handshake (`client_handshake` / `server_handshake`):
 
     client → Hello(version, role, nonce_c, ...)
-    server → Challenge(version, nonce_s, proof_s = HMAC(secret, "server:" + nonce_c))
+    server → Challenge(version, nonce_s)
     client → Auth(proof_c = HMAC(secret, "client:" + nonce_s))
-    server → Welcome(...) or Refuse(reason)
+    server → Welcome(proof_s = HMAC(secret, "server:" + nonce_c), ...) or Refuse(reason)
 
-The secret never crosses the wire, and each side proves it knows it, so a worker never runs
-commands for an impostor manager. Without a password file both proofs are empty; a side that has
-a secret refuses a peer that sent no proof. Versions must be equal: the Refuse names both.
+The secret never crosses the wire, and each side proves it knows it (the client first, so a
+refused worker hears exactly why), so a worker never runs commands for an impostor manager.
+Without a password file both proofs are empty; a side that has a secret refuses a peer that
+sent no proof. Versions must be equal: the Refuse names both.
 
 A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
 got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
@@ -87,7 +88,6 @@ class Hello:
 class Challenge:
     version: int
     nonce: str
-    proof: str = ""
 
 
 @_message
@@ -97,6 +97,7 @@ class Auth:
 
 @_message
 class Welcome:
+    proof: str = ""
     worker_id: str = ""
     same_host: bool = False
     transfer_limit: int = 3
@@ -174,15 +175,19 @@ def decode(payload: bytes):
     """A MSG frame's payload back into its message; ProtocolError if it is not one."""
     try:
         body = json.loads(payload)
-        cls = _TYPES[body.pop("t")]
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ProtocolError(f"garbled message: {e!s:.80}") from None
+    except ValueError:
+        raise ProtocolError("garbled message: not JSON") from None
+    if not isinstance(body, dict):
+        raise ProtocolError("garbled message: not a JSON object")
+    cls = _TYPES.get(body.pop("t", None)) if isinstance(body.get("t"), str) else None
+    if cls is None:
+        raise ProtocolError("garbled message: unknown message type")
     if not body.keys() <= cls.FIELDS:
         raise ProtocolError(f"garbled message: unknown fields in {cls.TYPE}")
     try:
         return cls(**body)
-    except TypeError as e:
-        raise ProtocolError(f"garbled message: {e}") from None
+    except TypeError:
+        raise ProtocolError(f"garbled message: missing fields in {cls.TYPE}") from None
 
 
 class FrameReader:
@@ -416,30 +421,31 @@ def _nonce() -> str:
     return os.urandom(16).hex()
 
 
-def client_handshake(conn: Connection, hello: Hello, secret: bytes | None) -> Welcome:
+def client_handshake(conn: Connection, hello: Hello, secret: bytes | None,
+                     welcome: Welcome | None = None) -> Welcome:
     """Say hello, prove the secret, check the server's proof; the server's Welcome."""
     conn.send(hello)
     ch = conn.recv(Challenge)
     if ch.version != hello.version:
         raise ProtocolError(f"version mismatch: server speaks {ch.version}, "
                             f"this side speaks {hello.version}")
-    if secret is not None and not hmac.compare_digest(ch.proof, _proof(secret, "server",
-                                                                       hello.nonce)):
-        conn.send(Refuse("authentication failed: the server does not know the secret"))
-        raise ProtocolError("authentication failed: the server does not know the secret")
     conn.send(Auth(_proof(secret, "client", ch.nonce)))
-    return conn.recv(Welcome)
+    got = conn.recv(Welcome)
+    if secret is not None and not hmac.compare_digest(got.proof,
+                                                      _proof(secret, "server", hello.nonce)):
+        raise ProtocolError("authentication failed: the server does not know the secret")
+    return got
 
 
 def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
-    """Check the client's version and proof; the caller then sends Welcome (or Refuse)."""
+    """Check the client's version and proof; the caller then sends `welcome_for(hello)`."""
     hello = conn.recv(Hello)
     if hello.version != VERSION:
         reason = f"version mismatch: server speaks {VERSION}, client speaks {hello.version}"
         conn.send(Refuse(reason))
         raise ProtocolError(reason)
     nonce = _nonce()
-    conn.send(Challenge(VERSION, nonce, _proof(secret, "server", hello.nonce)))
+    conn.send(Challenge(VERSION, nonce))
     auth = conn.recv(Auth)
     if secret is not None:
         if not auth.proof:
@@ -452,6 +458,11 @@ def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
             conn.send(Refuse(reason))
             raise ProtocolError(reason)
     return hello
+
+
+def welcome_for(hello: Hello, secret: bytes | None, **kw) -> Welcome:
+    """The Welcome that answers `hello`, carrying the server's proof of the secret."""
+    return Welcome(proof=_proof(secret, "server", hello.nonce), **kw)
 
 
 def host_id() -> str:
@@ -578,8 +589,8 @@ class FileServer:
             if self._ssl is not None:
                 sock = self._ssl.wrap_socket(sock, server_side=True)
             conn = Connection(sock)
-            server_handshake(conn, self._secret)
-            conn.send(Welcome())
+            hello = server_handshake(conn, self._secret)
+            conn.send(welcome_for(hello, self._secret))
             sock.settimeout(120.0)
             while True:
                 try:

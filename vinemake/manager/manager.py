@@ -47,7 +47,6 @@ from vinemake.protocol import (
     Run,
     Shutdown,
     Transferred,
-    Welcome,
     decode,
     encode,
     fetch,
@@ -59,6 +58,7 @@ from vinemake.protocol import (
     server_handshake,
     task_to_wire,
     tune,
+    welcome_for,
 )
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskResult
@@ -358,7 +358,9 @@ class Manager:
                     free=[resources.cores or 0, resources.memory_mb or 0,
                           resources.disk_mb or 0, resources.gpus or 0])
         try:
-            sock.sendall(encode(Welcome(wid, w.same_host, self.config.transfer_limit)))
+            sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
+                                            same_host=w.same_host,
+                                            transfer_limit=self.config.transfer_limit)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
             sock.close()
