@@ -1,0 +1,88 @@
+"""Placement is a pure function: resources must fit, then input bytes held, then least loaded."""
+
+from __future__ import annotations
+
+import random
+
+from vinemake.manager.placement import WorkerView, fits, need, place
+from vinemake.manager.transfers import MANAGER, choose_sources
+from vinemake.spec import Resources
+from vinemake.task import Task, TaskFile
+
+
+def task(cores=None, memory_mb=None, disk_mb=None, gpus=None, inputs=()):
+    return Task(id=1, rule_key="r", name="t", command=":",
+                resources=Resources(cores=cores, memory_mb=memory_mb, disk_mb=disk_mb,
+                                    gpus=gpus),
+                inputs=tuple(TaskFile(k, k, None, size) for k, size in inputs))
+
+
+def worker(wid, cores=4, memory_mb=1000, disk_mb=1000, gpus=0, running=0):
+    return WorkerView(wid, Resources(cores=cores, memory_mb=memory_mb, disk_mb=disk_mb,
+                                     gpus=gpus), running)
+
+
+def test_unspecified_resources_need_one_core_and_nothing_else():
+    assert need(Resources()) == Resources(cores=1.0, memory_mb=0, disk_mb=0, gpus=0)
+    assert fits(need(Resources()), Resources(cores=1, memory_mb=0, disk_mb=0, gpus=0))
+    assert not fits(need(Resources()), Resources(cores=0.5, memory_mb=9, disk_mb=9, gpus=9))
+
+
+def test_a_task_goes_only_where_every_resource_fits():
+    workers = [worker("small", cores=1, memory_mb=100), worker("nogpu", cores=8),
+               worker("big", cores=8, memory_mb=4000, gpus=1)]
+    assert place(task(cores=2, memory_mb=2000, gpus=1), workers, {}) == "big"
+    assert place(task(cores=2, memory_mb=200), workers, {}) == "big"  # equal load: by name
+    assert place(task(disk_mb=5000), workers, {}) is None
+    assert place(task(cores=16), workers, {}) is None
+
+
+def test_the_worker_holding_most_input_bytes_wins():
+    workers = [worker("a"), worker("b"), worker("c")]
+    replicas = {"k1": {"a"}, "k2": {"b"}, "k3": {"b"}}
+    t = task(inputs=[("k1", 500), ("k2", 300), ("k3", 300)])
+    assert place(t, workers, replicas) == "b"
+
+
+def test_locality_never_overrides_fit():
+    workers = [worker("holder", cores=1, running=1), worker("free")]
+    full = [worker("holder", cores=0), worker("free")]
+    t = task(inputs=[("k", 10**9)])
+    assert place(t, workers, {"k": {"holder"}}) == "holder"
+    assert place(t, full, {"k": {"holder"}}) == "free"
+
+
+def test_ties_go_to_the_least_loaded_then_by_name():
+    workers = [worker("b", running=1), worker("c", running=0), worker("a", running=1)]
+    assert place(task(), workers, {}) == "c"
+    assert place(task(), [worker("b"), worker("a")], {}) == "a"
+
+
+def test_random_placement_picks_among_fitting_workers_only():
+    workers = [worker("tiny", cores=1), worker("x", cores=4), worker("y", cores=4)]
+    rng = random.Random(1)
+    picks = {place(task(cores=2), workers, {}, rng) for _ in range(50)}
+    assert picks == {"x", "y"}
+
+
+def test_a_peer_holding_the_file_serves_it_not_the_manager():
+    assert choose_sources({"w2", "w1"}, {}, 3, manager_has=True) == ["w1", "w2"]
+    assert choose_sources({"w1", "w2"}, {"w1": 2}, 3, manager_has=True) == ["w2", "w1"]
+
+
+def test_the_manager_sends_a_file_once_then_waits_for_peers():
+    assert choose_sources(set(), {}, 3, manager_has=True) == [MANAGER]
+    assert choose_sources(set(), {}, 3, manager_has=True, moving=1) is None
+
+
+def test_a_busy_source_makes_the_task_wait():
+    assert choose_sources({"w1"}, {"w1": 3}, 3, manager_has=True) is None
+
+
+def test_without_peer_transfers_everything_comes_from_the_manager():
+    assert choose_sources({"w1"}, {}, 3, manager_has=True, peers=False) == [MANAGER]
+    assert choose_sources({"w1"}, {MANAGER: 3}, 3, manager_has=True, peers=False) is None
+
+
+def test_a_file_held_nowhere_has_no_source():
+    assert choose_sources(set(), {}, 3, manager_has=False) == []

@@ -1,0 +1,201 @@
+"""The worker side: sandbox names, linking, running, the monitor, outputs into the cache."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+
+from vinemake.protocol import ProtocolError, hash_file
+from vinemake.spec import Resources
+from vinemake.task import Task, TaskFile
+from vinemake.worker.cachedir import CacheDir
+from vinemake.worker.monitor import Monitor, Sample, exceeded
+from vinemake.worker.runner import Fetch, Runner, Source
+from vinemake.worker.sandbox import SandboxError, check_name, link_in, remove_tree
+
+
+@pytest.mark.parametrize("name, why", [
+    ("../x", "climbs out with '..'"),
+    ("a/../../x", "climbs out with '..'"),
+    ("/etc/passwd", "absolute path"),
+    ("a\0b", "empty or contains NUL"),
+    ("", "empty or contains NUL"),
+    (".", "names the sandbox itself"),
+])
+def test_unsafe_sandbox_names_are_refused(name, why):
+    with pytest.raises(SandboxError) as e:
+        check_name(name)
+    assert str(e.value) == f"unsafe sandbox name {name!r}: {why}"
+
+
+def test_safe_names_pass():
+    assert check_name("sub/dir/file..txt") == "sub/dir/file..txt"
+
+
+def test_inputs_are_hard_linked_with_subdirectories_and_directories_recursively(tmp_path):
+    (tmp_path / "f").write_text("x")
+    (tmp_path / "d" / "e").mkdir(parents=True)
+    (tmp_path / "d" / "e" / "g").write_text("y")
+    box = tmp_path / "box"
+    box.mkdir()
+    link_in(str(tmp_path / "f"), str(box), "in/deep/f")
+    link_in(str(tmp_path / "d"), str(box), "data")
+    assert os.stat(box / "in/deep/f").st_ino == os.stat(tmp_path / "f").st_ino
+    assert os.stat(box / "data/e/g").st_ino == os.stat(tmp_path / "d/e/g").st_ino
+    remove_tree(str(box))
+    assert not box.exists()
+    assert (tmp_path / "d" / "e" / "g").read_text() == "y"
+
+
+def test_exceeded_names_the_limit_broken():
+    limits = Resources(memory_mb=100, disk_mb=10, wall_time_s=2)
+    assert exceeded(limits, Sample(50, 5, 1)) is None
+    assert exceeded(limits, Sample(150, 5, 1)) == "memory: used 150 MB, declared 100 MB"
+    assert exceeded(limits, Sample(50, 12, 1)) == "disk: used 12 MB, declared 10 MB"
+    assert exceeded(limits, Sample(50, 5, 2.5)) == "wall time: ran 2.5 s, declared 2 s"
+    assert exceeded(Resources(), Sample(1e6, 1e6, 1e6)) is None
+
+
+class Fetcher:
+    """Serves keys from a dict of bytes; sources named 'bad' fail as a broken peer would."""
+
+    def __init__(self, files):
+        self.files = files
+        self.calls = []
+
+    def __call__(self, source, key, dest, expected):
+        self.calls.append((source.label, key))
+        if source.label == "bad":
+            raise ProtocolError("corrupt transfer")
+        with open(dest, "wb") as f:
+            f.write(self.files[key])
+        return hash_file(dest)
+
+
+@pytest.fixture
+def runner(tmp_path):
+    monitor = Monitor(interval=0.05, delay=0.0)
+    transfers = []
+    r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
+               Fetcher({"file-in": b"hello\n"}), str(tmp_path / "run"), "w1",
+               same_host=True, on_transfer=lambda *a: transfers.append(a))
+    r.transfers = transfers
+    yield r
+    monitor.close()
+
+
+def make_task(command, inputs=(), outputs=(), **kw):
+    return Task(id=1, rule_key="r", name="t", command=command,
+                inputs=tuple(TaskFile(*f) for f in inputs),
+                outputs=tuple(TaskFile(*f) for f in outputs), **kw)
+
+
+def test_a_command_runs_in_its_sandbox_and_outputs_move_into_the_cache(runner, tmp_path):
+    (tmp_path / "src.txt").write_text("abc\n")
+    t = make_task("cat in/src.txt > out.txt; echo \"$GREETING\" >> out.txt; echo oops >&2",
+                  inputs=[("file-src", "in/src.txt", str(tmp_path / "src.txt"))],
+                  outputs=[("out-1", "out.txt", None)], env=(("GREETING", "hi"),))
+    o = runner.run(t)
+    assert (o.result.status, o.result.exit_code, o.result.stderr_tail) == ("ok", 0, "oops\n")
+    (key, size, digest, path), = o.outputs
+    assert (key, size) == ("out-1", 7)
+    assert open(path).read() == "abc\nhi\n"
+    assert hash_file(path) == (7, digest)
+    assert runner.cache.get("out-1").path == path
+    assert os.listdir(runner.sandbox_root) == []
+
+
+def test_a_missing_output_is_reported_by_name(runner):
+    o = runner.run(make_task("touch a", outputs=[("out-a", "a", None), ("out-b", "b", None)]))
+    assert (o.result.status, o.result.reason) == ("missing_output", "missing output: b")
+    assert runner.cache.get("out-a") is None
+    assert [name for name, _, _ in o.failed] == ["a"]
+
+
+def test_a_failed_commands_outputs_are_kept_for_the_failed_dir(runner):
+    o = runner.run(make_task("echo partial > a; echo boom >&2; exit 3",
+                             outputs=[("out-a", "a", None)]))
+    r = o.result
+    assert (r.status, r.exit_code, r.reason, r.stderr_tail) == ("failed", 3, "exit code 3",
+                                                                "boom\n")
+    (name, key, path), = o.failed
+    assert (name, key, open(path).read()) == ("a", "failed.1.1.0", "partial\n")
+    assert runner.cache.get("out-a") is None
+
+
+def test_the_stderr_tail_is_the_last_2_kib(runner):
+    o = runner.run(make_task("head -c 5000 /dev/zero | tr '\\0' a >&2; echo END >&2; exit 1"))
+    assert len(o.result.stderr_tail) == 2048
+    assert o.result.stderr_tail.endswith("aaaEND\n")
+
+
+def test_a_signaled_command(runner):
+    o = runner.run(make_task("kill -TERM $$"))
+    assert (o.result.status, o.result.exit_code) == ("signaled", -15)
+
+
+def test_names_from_the_manager_are_rechecked_on_the_worker(runner, tmp_path):
+    o = runner.run(make_task("echo pwned > ../escape", outputs=[("out-x", "../escape", None)]))
+    assert o.result.status == "error"
+    assert o.result.reason == ("cannot set up the sandbox: unsafe sandbox name '../escape': "
+                               "climbs out with '..'")
+    o = runner.run(make_task(":", inputs=[("file-x", "/etc/passwd", "/etc/passwd")]))
+    assert o.result.reason == ("cannot set up the sandbox: unsafe sandbox name '/etc/passwd': "
+                               "absolute path")
+    assert not (tmp_path / "run" / "escape").exists()
+
+
+def test_the_monitor_kills_a_memory_hog(runner):
+    hog = f"{sys.executable} -c \"x = bytearray(400_000_000); import time; time.sleep(60)\""
+    o = runner.run(make_task(hog, resources=Resources(memory_mb=100)))
+    assert o.result.status == "resource_exceeded"
+    assert o.result.reason.startswith("memory: used ")
+    assert o.result.reason.endswith(" MB, declared 100 MB")
+    assert o.result.measured.memory_mb > 100
+
+
+def test_the_monitor_kills_a_wall_time_overrun(runner):
+    o = runner.run(make_task("sleep 60", resources=Resources(wall_time_s=0.3)))
+    assert o.result.status == "resource_exceeded"
+    assert o.result.reason.startswith("wall time: ran ")
+    assert o.result.reason.endswith(" s, declared 0.3 s")
+    assert o.result.measured.wall_time_s < 30
+
+
+def test_the_monitor_kills_a_disk_hog(runner):
+    o = runner.run(make_task("head -c 30000000 /dev/zero > big; sleep 60",
+                             resources=Resources(disk_mb=10)))
+    assert o.result.status == "resource_exceeded"
+    assert o.result.reason == "disk: used 30 MB, declared 10 MB"
+
+
+def test_a_failed_fetch_is_retried_from_the_next_source(runner):
+    f = Fetch("file-in", "", (Source("h", 1, "bad"), Source("h", 2, "good")))
+    o = runner.run(make_task("cat in > out", inputs=[("file-in", "in", None)],
+                             outputs=[("out-1", "out", None)]), (f,))
+    assert o.result.status == "ok"
+    assert open(o.outputs[0][3]).read() == "hello\n"
+    assert [(a[0], a[1], a[5]) for a in runner.transfers] == [("file-in", "bad", False),
+                                                              ("file-in", "good", True)]
+
+
+def test_an_input_no_source_can_give_is_an_error(runner):
+    f = Fetch("file-in", "", (Source("h", 1, "bad"),))
+    o = runner.run(make_task(":", inputs=[("file-in", "in", None)]), (f,))
+    assert o.result.status == "error"
+    assert o.result.reason == ("cannot set up the sandbox: cannot fetch file-in: "
+                               "bad: corrupt transfer")
+
+
+def test_forever_entries_are_found_again_by_a_new_cache(tmp_path):
+    (tmp_path / "x").write_text("keep")
+    (tmp_path / "y").write_text("drop")
+    c = CacheDir(str(tmp_path / "run1"), str(tmp_path / "forever"))
+    c.insert(str(tmp_path / "x"), "out-keep", 4, "h1", forever=True)
+    c.insert(str(tmp_path / "y"), "out-drop", 4, "h2")
+    again = CacheDir(str(tmp_path / "run2"), str(tmp_path / "forever"))
+    assert [(e.key, e.size, e.hash, e.forever) for e in again.entries()] == [
+        ("out-keep", 4, "h1", True)]
+    assert open(again.get("out-keep").path).read() == "keep"
