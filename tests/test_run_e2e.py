@@ -180,14 +180,37 @@ def test_sigterm_cancels_and_exits_143(tmp_path):
     (tmp_path / "Vinefile").write_text("x:\n\tsleep 30; touch x\n")
     proc = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        journal = tmp_path / ".vinemake" / "journal"
-        if journal.exists() and Journal(str(journal)).state.incomplete:
+    for line in proc.stderr:  # plain progress lines: wait until the rule is running
+        if " start " in line:
             break
-        time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 143
     assert "(interrupted)" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_dry_run_prints_only_what_would_run_and_explain_prints_all(project):
+    import io
+
+    from vinemake.graph import BuildGraph
+    from vinemake.options import RunOptions
+    from vinemake.parser import parse_file
+    from vinemake.run import dry_run
+
+    root, log = project
+    vinemake(root)
+    (root / "c.txt").write_text("changed by hand\n")
+    wf = parse_file(str(root / "Vinefile"))
+    graph = BuildGraph.build(wf, str(root))
+    out = io.StringIO()
+    assert dry_run(wf, graph, RunOptions(vinefile=wf.path, root=str(root)), out) == 0
+    assert out.getvalue() == "run     c.txt: output 'c.txt' modified since it was built\n"
+    out = io.StringIO()
+    dry_run(wf, graph, RunOptions(vinefile=wf.path, root=str(root), explain=True), out)
+    assert out.getvalue().splitlines() == [
+        "skip    a.txt: outputs current", "skip    b.txt: outputs current",
+        "run     c.txt: output 'c.txt' modified since it was built",
+        "skip    d.txt: outputs current"]
+    assert (root / "c.txt").read_text() == "changed by hand\n"
+    assert sorted(log.read_text().split()) == ["a", "b", "c", "d"]

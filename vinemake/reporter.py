@@ -73,7 +73,7 @@ def summary_line(outcome) -> str:
     if outcome.stopped:
         text += " (interrupted)"
     if not outcome.ran and not outcome.restored and not outcome.failed and not outcome.stopped:
-        text = f"vinemake: nothing to do, {outcome.skipped} rules up to date"
+        text = f"vinemake: nothing to do, {_n(outcome.skipped, 'rule')} up to date"
     return text
 
 
@@ -106,7 +106,7 @@ class PlainReporter:
 
     def start(self, total, skipped, restoring):
         if total or restoring:
-            self._line(f"{total} rules to run, {restoring} to restore, {skipped} up to date")
+            self._line(f"{_n(total, 'rule')} to run, {restoring} to restore, {skipped} up to date")
 
     def started(self, name):
         self._line(f"start   {name}")
@@ -185,3 +185,7 @@ class TtyReporter:
 def make_reporter(out: TextIO | None = None) -> Reporter:
     out = out if out is not None else sys.stderr
     return TtyReporter(out) if out.isatty() else PlainReporter(out)
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

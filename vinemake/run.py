@@ -19,7 +19,7 @@ from vinemake.filestate import FileState
 from vinemake.graph import BuildGraph, norm
 from vinemake.journal import Journal
 from vinemake.keys import Keys, compute_keys
-from vinemake.plan import RUN, Plan, PlanRule, make_plan
+from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.spec import Workflow
 from vinemake.store import Store
 
@@ -104,15 +104,15 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
 
 
 def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None = None) -> int:
-    """`-n`: print what would run (with `--explain`, every rule's reason). Runs nothing."""
+    """`-n`: print what would run or be restored (`--explain`: every rule). Runs nothing."""
     out = out or sys.stdout
     prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir)
     rules = workflow.rules
     for rid in prep.plan.order:
         reason = prep.plan.reasons[rid]
-        if reason.action == RUN or options.explain:
+        if reason.action != SKIP or options.explain:
             out.write(f"{reason.action:<8}{rules[rid].name}: {reason.text}\n")
-    if not prep.plan.ids(RUN) and not options.explain:
+    if not prep.plan.ids(RUN) and not prep.plan.ids(RESTORE) and not options.explain:
         out.write("vinemake: nothing to do\n")
     return 0
 

@@ -30,11 +30,24 @@ class Store:
         return os.path.join(self.root, key.rsplit("-", 1)[-1][:2], key)
 
     def has(self, key: str) -> bool:
-        return os.path.exists(os.path.join(self._entry(key), "stamp"))
+        """Is a whole, unmodified entry stored under `key`?"""
+        return self._valid(self._entry(key))
 
     def contents(self, keys) -> set[str]:
-        """Which of `keys` are stored (existence only; restore() verifies)."""
+        """Which of `keys` are stored."""
         return {k for k in keys if self.has(k)}
+
+    def _valid(self, entry: str) -> bool:
+        try:
+            with open(os.path.join(entry, "stamp")) as f:
+                size, mtime = (int(x) for x in f.read().split())
+            st = os.lstat(os.path.join(entry, "data"))
+        except (OSError, ValueError):
+            return False
+        if (st.st_size, st.st_mtime_ns) != (size, mtime):
+            shutil.rmtree(entry, ignore_errors=True)  # edited in place through a link
+            return False
+        return True
 
     def insert(self, key: str, path: str) -> bool:
         """Keep the file or directory at `path` under `key`. False if already stored."""
@@ -61,16 +74,9 @@ class Store:
     def restore(self, key: str, dest: str) -> bool:
         """Put the entry for `key` at `dest` (atomically). False if absent or damaged."""
         entry = self._entry(key)
+        if not self._valid(entry):
+            return False
         data = os.path.join(entry, "data")
-        try:
-            with open(os.path.join(entry, "stamp")) as f:
-                size, mtime = (int(x) for x in f.read().split())
-            st = os.lstat(data)
-        except (OSError, ValueError):
-            return False
-        if (st.st_size, st.st_mtime_ns) != (size, mtime):
-            shutil.rmtree(entry, ignore_errors=True)  # edited in place through a link
-            return False
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
         _link_or_copy(data, tmp)
