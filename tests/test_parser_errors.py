@@ -1,0 +1,145 @@
+"""Every Vinefile error a user can make: the exact `path:line:col: message`, line and caret."""
+
+from __future__ import annotations
+
+import pytest
+
+from vinemake.errors import EXIT_INPUT, VinefileError
+from vinemake.parser import parse_text
+from vinemake.spec import Location
+
+T = "\t"
+
+CASES = [
+    # (what, Vinefile text, the full error text)
+    ("unbalanced quote in a command", "out: in\n\techo \"abc\n",
+     'Vinefile:2:7: unbalanced quote: this " is never closed\n\techo "abc\n\t     ^'),
+    ("unbalanced single quote", "out: in\n\techo 'it\n",
+     "Vinefile:2:7: unbalanced quote: this ' is never closed\n\techo 'it\n\t     ^"),
+    ("unbalanced quote in a file list", "out \"x: in\n\techo\n",
+     'Vinefile:1:5: unbalanced quote: this " is never closed\nout "x: in\n    ^'),
+    ("unbalanced quote in a value", "A = \"x\n",
+     'Vinefile:1:5: unbalanced quote: this " is never closed\nA = "x\n    ^'),
+    ("header without a colon", "out: in\n\tx\nfoo bar\n",
+     "Vinefile:3:8: expected ':' after the targets of a rule (or '=' for an assignment)\n"
+     "foo bar\n       ^"),
+    ("unknown directive", ".FOO 1\n",
+     "Vinefile:1:1: unknown directive '.FOO' (expected .MAKEFLOW or .SIZE)\n.FOO 1\n^"),
+    ("unknown .MAKEFLOW word", ".MAKEFLOW FOO 1\n",
+     "Vinefile:1:11: unknown .MAKEFLOW directive 'FOO' (expected one of CATEGORY, CORES, "
+     "MEMORY, DISK, GPUS, WALL_TIME, MPI_PROCESSES, MODE)\n.MAKEFLOW FOO 1\n          ^"),
+    ("non-numeric directive value", ".MAKEFLOW CORES x\n",
+     "Vinefile:1:17: bad CORES value 'x': expected a number of cores\n"
+     ".MAKEFLOW CORES x\n                ^"),
+    ("bad allocation mode", ".MAKEFLOW MODE FAST\n",
+     "Vinefile:1:16: bad .MAKEFLOW MODE 'FAST': expected one of MAX_THROUGHPUT, MIN_WASTE, "
+     "FIXED\n.MAKEFLOW MODE FAST\n               ^"),
+    ("directive without a value", ".MAKEFLOW MEMORY\n",
+     "Vinefile:1:17: .MAKEFLOW MEMORY needs a value\n.MAKEFLOW MEMORY\n                ^"),
+    ("bad .SIZE", ".SIZE f 10XB\n",
+     "Vinefile:1:9: bad size '10XB': expected a size like 512MB or 2GB (a bare number is MB)\n"
+     ".SIZE f 10XB\n        ^"),
+    ("bad resource variable", "MEMORY=lots\n",
+     "Vinefile:1:8: bad MEMORY value 'lots': expected a size like 512MB or 2GB (a bare number "
+     "is MB)\nMEMORY=lots\n       ^"),
+    ("undefined variable in a file list", "out: $(NOPE)\n\techo\n",
+     "Vinefile:1:6: undefined variable 'NOPE'\nout: $(NOPE)\n     ^"),
+    ("undefined variable in a command", "out:\n\techo ${A} $B\n",
+     "Vinefile:2:7: undefined variable 'A'\n\techo ${A} $B\n\t     ^"),
+    ("undefined variable on a continued line", "out:\n\techo a \\\n\t  $(B)\n",
+     "Vinefile:3:4: undefined variable 'B'\n\t  $(B)\n\t  ^"),
+    ("undefined variable in a value", "A=1\nB = $(A) $(C)\n",
+     "Vinefile:2:10: undefined variable 'C'\nB = $(A) $(C)\n         ^"),
+    ("double dollar", "out:\n\techo $$HOME\n",
+     "Vinefile:2:7: '$$' is not supported: write '\\$' for a literal '$'\n"
+     "\techo $$HOME\n\t     ^"),
+    ("make automatic variable", "out: in\n\tcp $< $@\n",
+     "Vinefile:2:5: '$<' (a make automatic variable) is not supported: name the files "
+     "explicitly\n\tcp $< $@\n\t   ^"),
+    ("unclosed reference", "out:\n\techo $(A\n",
+     "Vinefile:2:7: bad variable reference: expected a name and ')' after '$('\n"
+     "\techo $(A\n\t     ^"),
+    ("assignment without a name", "=x\n",
+     "Vinefile:1:1: assignment without a variable name (write NAME=value)\n=x\n^"),
+    ("minus-equals", "A -= 1\n",
+     "Vinefile:1:3: unsupported assignment operator '-=' (use '=' or '+=')\nA -= 1\n  ^"),
+    ("minus-equals in a rule", "out:\nA-=1\n\tx\n",
+     "Vinefile:2:2: unsupported assignment operator '-=' (use '=' or '+=')\nA-=1\n ^"),
+    ("second command line", "out: in\n\tcmd1\n\tcmd2\n",
+     "Vinefile:3:1: a rule has exactly one command line: join lines with a trailing '\\' or "
+     "start a new rule\n\tcmd2\n^"),
+    ("command line outside a rule", "A=1\n\tcmd\n",
+     "Vinefile:2:1: a command line (indented with a tab or space) must follow a rule header\n"
+     "\tcmd\n^"),
+    ("rule without a command", "out: in\nX=1\nother: x\n\tcmd\n",
+     "Vinefile:3:1: expected a command line (indented with a tab or space) for the rule "
+     "above\nother: x\n^"),
+    ("rule without a command at the end", "out: in\n\n",
+     "Vinefile:1:8: expected a command line (indented with a tab or space) for the rule "
+     "above\nout: in\n       ^"),
+    ("unknown annotation", "@foo\nout:\n\tx\n",
+     "Vinefile:1:1: unknown annotation '@foo' (expected one of @resources, @retries, @temp, "
+     "@cache, @library, @call)\n@foo\n^"),
+    ("unknown annotation key", "@resources cores=4 memry=2GB\nout:\n\tx\n",
+     "Vinefile:1:20: unknown key 'memry' for @resources (expected cores, memory, disk, gpus, "
+     "wall_time)\n@resources cores=4 memry=2GB\n                   ^"),
+    ("bad size", "@resources memory=2XB\nout:\n\tx\n",
+     "Vinefile:1:12: bad memory value '2XB': expected a size like 512MB or 2GB (a bare number "
+     "is MB)\n@resources memory=2XB\n           ^"),
+    ("bad duration", "@resources wall_time=3w\nout:\n\tx\n",
+     "Vinefile:1:12: bad wall_time value '3w': expected a duration like 90s, 30m or 2h\n"
+     "@resources wall_time=3w\n           ^"),
+    ("bad retries", "@retries x\nout:\n\tx\n",
+     "Vinefile:1:10: @retries needs one whole number, like @retries 3\n@retries x\n         ^"),
+    ("bad cache", "@cache never\nout:\n\tx\n",
+     "Vinefile:1:8: @cache takes one word: @cache forever\n@cache never\n       ^"),
+    ("bad library slots", "@library ml slots=0\n: m.py\n\tx\n",
+     "Vinefile:1:13: bad slots value '0': expected a whole number of at least 1\n"
+     "@library ml slots=0\n            ^"),
+    ("call without a name", "@call\nout:\n\tx\n",
+     "Vinefile:1:1: @call needs exactly one library NAME, like @call ml\n@call\n^"),
+    ("annotation not followed by a rule", "@temp\nA=1\n",
+     "Vinefile:2:1: an annotation must be directly followed by a rule header\nA=1\n^"),
+    ("annotation at the end of the file", "@temp\n",
+     "Vinefile:1:6: an annotation must be directly followed by a rule header\n@temp\n     ^"),
+    ("library with targets", "@library ml\nout: in\n\tpython3 x\n",
+     "Vinefile:2:1: a @library rule has no targets: it defines a library, it makes no files\n"
+     "out: in\n^"),
+    ("arrow without a sandbox name", "out: a -> \n\tx\n",
+     "Vinefile:1:8: expected a file name after '->'\nout: a -> \n       ^"),
+    ("arrow without a path", "out: ->b\n\tx\n",
+     "Vinefile:1:6: expected a file name before '->'\nout: ->b\n     ^"),
+    ("export without names", "export\n",
+     "Vinefile:1:1: export needs at least one NAME or NAME=value\nexport\n^"),
+    ("export of a non-name", "export 1A\n",
+     "Vinefile:1:8: export: '1A' is not a variable name\nexport 1A\n       ^"),
+    ("LOCAL without a command", "out:\n\tLOCAL\n",
+     "Vinefile:2:2: LOCAL needs a command after it\n\tLOCAL\n\t^"),
+    ("category name with a blank", "CATEGORY=a b\n",
+     "Vinefile:1:10: a category name is one word, got 'a b'\nCATEGORY=a b\n         ^"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in CASES],
+                         ids=[c[0] for c in CASES])
+def test_error_text(text, expected):
+    with pytest.raises(VinefileError) as info:
+        parse_text(text, "Vinefile", environ={})
+    assert str(info.value) == expected
+
+
+def test_error_carries_location_and_exit_status():
+    with pytest.raises(VinefileError) as info:
+        parse_text("a:\n\tx\n\ty\n", "dir/Vinefile", environ={})
+    assert info.value.location == Location("dir/Vinefile", 3, 1)
+    assert info.value.line_text == f"{T}y"
+    assert info.value.exit_code == EXIT_INPUT
+
+
+def test_not_a_text_file(tmp_path):
+    from vinemake.parser import parse_file
+    path = tmp_path / "Vinefile"
+    path.write_bytes(b"out:\n\t\xff\xfe\n")
+    with pytest.raises(VinefileError) as info:
+        parse_file(str(path), environ={})
+    assert str(info.value) == f"{path}:1:1: not a text file: invalid start byte"
