@@ -196,6 +196,18 @@ def test_a_worker_killed_by_slurm_is_replaced():
     assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
 
 
+def test_a_worker_that_hangs_up_is_replaced_without_waiting_for_a_poll():
+    provider, runner, clock, _ = make()
+    provider.scale(Demand(waiting=(ONE,) * 2))
+    provider.scale(Demand(running_tasks=2, connected_workers=2))
+    runner.responders["sbatch"] = CommandResult(0, "43\n")
+    clock.advance(1)
+    # one worker's job was killed; the manager re-queued its task
+    provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+    assert runner.programs() == ["sbatch", "sbatch"]
+    assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
+
+
 def test_busy_controller_backs_off_and_says_when_it_retries():
     busy = CommandResult(1, "", "sbatch: error: Batch job submission failed: "
                                 "Socket timed out on send/recv operation\n")

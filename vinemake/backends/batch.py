@@ -360,6 +360,7 @@ class BatchWorkers:
         self._failures = 0
         self._retry_at = 0.0
         self._ever_connected = False
+        self._last_connected = 0
         self._dead_polls = 0
         self._scripts: str | None = None
         self._closed = False
@@ -428,6 +429,7 @@ class BatchWorkers:
             if self._closed or demand.done or self.manager is None:
                 return
             self._ever_connected |= demand.connected_workers > 0
+            self._note_disconnects(demand.connected_workers)
             self._maybe_poll()
             now = self.clock.monotonic()
             if now < self._retry_at:
@@ -479,6 +481,22 @@ class BatchWorkers:
         self._retry_at = self.clock.monotonic() + delay
         self.log(f"{program} failed (exit {result.returncode}): {why}; "
                  f"retrying in {delay:g} s (attempt {self._failures + 1})")
+
+    def _note_disconnects(self, connected: int) -> None:
+        """A worker that hung up is a pilot job ending (idle exit, scancel, node failure).
+
+        Counting it gone now, rather than at the next status poll up to 30 s later, lets a
+        killed worker's re-queued task get a replacement at once. The oldest jobs are the
+        likeliest to hold connected workers, so they are debited first.
+        """
+        gone, self._last_connected = self._last_connected - connected, connected
+        jobs = []
+        for job in sorted(self.jobs, key=lambda j: j.submitted_at):
+            take = min(max(gone, 0), job.alive)
+            gone -= take
+            if job.alive - take:
+                jobs.append(replace(job, alive=job.alive - take))
+        self.jobs = jobs
 
     def _maybe_poll(self) -> None:
         """One status query for all our jobs, at most every poll_interval_s."""
