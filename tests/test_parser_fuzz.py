@@ -1,0 +1,59 @@
+"""Random garbage and random edits of the case Vinefiles: a Workflow or a VinefileError, never
+anything else (no traceback may reach a user), and errors always point into the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from vinemake.errors import VinefileError
+from vinemake.parser import parse_text
+from vinemake.spec import Workflow
+
+CASES = sorted((Path(__file__).parent / "cases").glob("*/Vinefile"))
+SEEDS = [p.read_text() for p in CASES]
+PIECES = [":", "=", "+=", "-=", "$", "$(", "${", ")", "}", '"', "'", "\\", "\\\n", "\n", "\t",
+          " ", "#", "@", ".", "-", "->", ">", "a", "B_1", "x.txt", "LOCAL ", "MAKEFLOW ",
+          "export ", ".MAKEFLOW ", ".SIZE ", "CATEGORY=", "CORES=", "MEMORY=", "@resources ",
+          "@library ", "@call ", "@temp", "@retries ", "@cache forever", "4G", "30m", "\r\n",
+          "é", "\x00"]
+FUZZ = settings(max_examples=150, deadline=None,
+                suppress_health_check=[HealthCheck.too_slow])
+
+
+def check(text: str) -> None:
+    try:
+        wf = parse_text(text, "Vinefile", environ={"HOME": "/home/u"})
+    except VinefileError as e:
+        lines = text.replace("\r\n", "\n").split("\n")
+        assert 1 <= e.location.line <= max(len(lines), 1), str(e)
+        assert e.location.col >= 1
+        assert e.line_text == lines[e.location.line - 1]
+        return
+    assert isinstance(wf, Workflow)
+    assert [r.id for r in wf.rules] == list(range(len(wf.rules)))
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(PIECES), max_size=40).map("".join))
+def test_garbage_from_language_pieces(text):
+    check(text)
+
+
+@FUZZ
+@given(st.text(max_size=80))
+def test_arbitrary_text(text):
+    check(text)
+
+
+@FUZZ
+@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.floats(0, 1), st.integers(0, 3),
+                                                  st.sampled_from(PIECES)), max_size=4))
+def test_mutated_cases(seed, edits):
+    text = seed
+    for where, how_long, piece in edits:
+        at = int(where * len(text))
+        text = text[:at] + piece + text[at + how_long:]
+    check(text)
