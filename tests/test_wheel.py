@@ -1,0 +1,58 @@
+"""The built wheel carries the grammar: install it in a fresh venv and parse from elsewhere."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+PROBE = """
+import importlib.resources, vinemake
+from vinemake.parser import parse_text
+grammar = importlib.resources.files("vinemake") / "grammar" / "vinefile.lark"
+assert grammar.is_file(), grammar
+wf = parse_text("@temp\\nout: in->x\\n\\tcat x > out\\n", environ={})
+print(vinemake.__file__)
+print(wf.rules[0].targets[0].path, wf.rules[0].sources[0].sandbox, wf.rules[0].temp)
+"""
+
+
+def run(*args, cwd):
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_installed_wheel_parses_outside_the_repository(tmp_path):
+    # Offline with hatchling installed; otherwise pip fetches it into an isolated build env.
+    has_hatchling = run(sys.executable, "-c", "import hatchling", cwd=tmp_path).returncode == 0
+    isolation = ["--no-build-isolation"] if has_hatchling else []
+    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
+                "-w", str(tmp_path / "dist"), str(REPO), cwd=tmp_path)
+    if built.returncode != 0 and not has_hatchling:
+        pytest.skip("hatchling is not installed and pip could not fetch it to build the "
+                    f"wheel:\n{built.stderr[-500:]}")
+    assert built.returncode == 0, built.stderr
+    wheel, = (tmp_path / "dist").glob("vinemake-*.whl")
+
+    # --system-site-packages provides lark and friends without the network; the venv's own
+    # site-packages come first, so the import below finds the installed wheel.
+    venv = tmp_path / "venv"
+    made = run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
+               str(venv), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    python = venv / "bin" / "python"
+    installed = run(str(python), "-m", "pip", "install", "--no-deps", "--no-index",
+                    str(wheel), cwd=tmp_path)
+    assert installed.returncode == 0, installed.stderr
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    probe = run(str(python), "-I", "-c", PROBE, cwd=elsewhere)
+    assert probe.returncode == 0, probe.stderr
+    location, result = probe.stdout.splitlines()
+    assert location.startswith(str(venv)), location
+    assert result == "out x True"
