@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -33,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "clust
 import netns  # noqa: E402
 
 MB = 1_000_000
+KEEP = False  # --keep: leave each run's workflow, logs and transfer log for a post-mortem
 
 
 @dataclass(frozen=True)
@@ -44,7 +46,8 @@ class Run:
     link_bytes: int  # bytes sent over every host link (root + workers), i.e. between hosts
     root_bytes: int  # bytes the manager's host sent
     transfers: int
-    peak_per_source: int
+    peak_per_source: int  # most transfers to workers one source served at once
+    peak_with_outputs: int  # the same, counting outputs the manager fetched back
     ok: bool
 
 
@@ -76,19 +79,32 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
             log = d.transfers(wf)
         except FileNotFoundError:
             log = []
-        peaks = netns.max_concurrent(log)
+        names = {d.worker_name(i) for i in range(workers)}
+        to_workers = netns.max_concurrent([t for t in log if t.dest in names])
+        everything = netns.max_concurrent(log)
         return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
-                   max(peaks.values(), default=0), code == 0)
+                   max(to_workers.values(), default=0), max(everything.values(), default=0),
+                   code == 0)
     finally:
         d.close()
         cluster.down()
+        if KEEP:
+            print(f"  {label}: kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 # ------------------------------------------------------------------ the three workloads
 
 
 def replication_workflow(workers: int) -> str:
-    return "\n".join(f"sum.{i}: big.in\n\tcksum < big.in > sum.{i}\n" for i in range(workers))
+    # one core each on one-core workers: one task per worker, so every worker needs the input
+    return "\n".join(f"@resources cores=1\nsum.{i}: big.in\n\tcksum < big.in > sum.{i}\n"
+                     for i in range(workers))
+
+
+ONE_CORE = "@resources cores=1\n"
+TEMP = "@temp\n" + ONE_CORE
 
 
 def chains_workflow(chains: int, length: int, size: int) -> str:
@@ -96,10 +112,10 @@ def chains_workflow(chains: int, length: int, size: int) -> str:
     the last one keeps only a checksum, so only a few bytes need to leave the workers."""
     rules = []
     for c in range(chains):
-        rules.append(f"@temp\nc{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
+        rules.append(f"{TEMP}c{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
         for s in range(2, length + 1):
-            rules.append(f"@temp\nc{c}.{s}: c{c}.{s - 1}\n\ttr a-y b-z < c{c}.{s - 1} > c{c}.{s}\n")
-        rules.append(f"c{c}.sum: c{c}.{length}\n\tcksum < c{c}.{length} > c{c}.sum\n")
+            rules.append(f"{TEMP}c{c}.{s}: c{c}.{s - 1}\n\ttr a-y b-z < c{c}.{s - 1} > c{c}.{s}\n")
+        rules.append(f"{ONE_CORE}c{c}.sum: c{c}.{length}\n\tcksum < c{c}.{length} > c{c}.sum\n")
     return "\n".join(rules)
 
 
@@ -179,7 +195,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--rate", default="200mbit", help="every host link, each direction")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
     args = p.parse_args(argv)
+    global KEEP
+    KEEP = args.keep
     if args.quick:
         args.scale = 0.1
     reason = netns.unavailable_reason()
