@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import selectors
 import subprocess
 import sys
@@ -90,16 +91,20 @@ class Client:
         self.proc = proc
         self.selector = selectors.DefaultSelector()
         self.selector.register(proc.stdout, selectors.EVENT_READ)
+        self.buffer = b""  # our own: a buffered reader would hide lines from select()
 
     def send(self, **request) -> None:
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
         self.proc.stdin.flush()
 
     def receive(self) -> dict:
-        if not self.selector.select(DEADLINE):
-            pytest.fail("the library did not answer")
-        line = self.proc.stdout.readline()
-        assert line.endswith(b"\n"), line
+        while b"\n" not in self.buffer:
+            if not self.selector.select(DEADLINE):
+                pytest.fail("the library did not answer")
+            data = os.read(self.proc.stdout.fileno(), 65536)
+            assert data, f"the library closed its channel after {self.buffer!r}"
+            self.buffer += data
+        line, self.buffer = self.buffer.split(b"\n", 1)
         return json.loads(line)
 
     def call(self, call_id: int, function: str, *args: str, cwd: str, **extra) -> dict:
