@@ -225,3 +225,154 @@ def test_jobs_of_other_runs_are_left_alone(cluster, listener, stub):
         assert squeue(other) == [job]
     finally:
         subprocess.run(["scancel", job], check=True)
+
+
+# ---------------------------------------------------------------- end to end: vinemake -T slurm
+
+CHAIN = """\
+a.txt:
+\techo a > a.txt
+b.txt: a.txt
+\tcat a.txt > b.txt; echo b >> b.txt
+c.txt: a.txt
+\tcat a.txt > c.txt; echo c >> c.txt
+all.txt: b.txt c.txt
+\tcat b.txt c.txt > all.txt
+"""
+
+
+def vinemake_argv(tag: str, *extra: str) -> list[str]:
+    """`vinemake -T slurm` whose jobs carry `tag` as their SLURM comment, to find them after."""
+    return [sys.executable, "-m", "vinemake", "-T", "slurm", "--manager-host", "127.0.0.1",
+            "--worker-timeout", "10", "--batch-options", f"--comment={tag}", *extra]
+
+
+def tagged(tag: str) -> list[str]:
+    out = subprocess.run(["squeue", "-h", "-r", "-o", "%i %k"], capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    return [line.split()[0] for line in out.splitlines() if line.split()[1:] == [tag]]
+
+
+def wait_untagged(tag: str, seconds: float = 30) -> list[str]:
+    end = time.monotonic() + seconds
+    while (left := tagged(tag)) and time.monotonic() < end:
+        time.sleep(0.2)
+    return left
+
+
+def wait_for(path: Path, seconds: float = 60) -> None:
+    end = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < end, f"{path.name} never appeared"
+        time.sleep(0.1)
+
+
+@pytest.fixture
+def tag() -> str:
+    return f"vinemake-test-{uuid.uuid4().hex[:8]}"
+
+
+def test_vinemake_T_slurm_builds_the_workflow_then_leaves_no_job(cluster, tmp_path, tag):
+    (tmp_path / "Vinefile").write_text(CHAIN)
+    first = subprocess.run(vinemake_argv(tag), cwd=tmp_path, capture_output=True, text=True,
+                           timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert (tmp_path / "all.txt").read_text() == "a\nb\na\nc\n"
+    assert wait_untagged(tag) == []
+    second = subprocess.run(vinemake_argv(tag), cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert "nothing to do, 4 rules up to date" in second.stderr + second.stdout
+
+
+def test_rule_resources_are_what_the_worker_job_asks_slurm_for(cluster, tmp_path, tag):
+    (tmp_path / "Vinefile").write_text(
+        "@resources cores=2 memory=300MB wall_time=100\n"
+        "job.txt:\n\tprintenv SLURM_ARRAY_JOB_ID > job.txt\n")
+    done = subprocess.run(vinemake_argv(tag), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    job = (tmp_path / "job.txt").read_text().strip()
+    shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True, text=True,
+                           check=True).stdout
+    assert "NumCPUs=2 " in shown and "TRES=cpu=2,mem=300M" in shown
+    assert "TimeLimit=00:02:00" in shown  # 100 s of WALL_TIME + 10 s idle timeout
+    assert f"Comment={tag}" in shown
+
+
+def slow_vinefile(tmp_path: Path, secs: int) -> Path:
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    (tmp_path / "Vinefile").write_text(
+        f"out.txt:\n\tmktemp {marks}/started.XXXXXX >/dev/null; sleep {secs}; "
+        "echo done > out.txt\n")
+    return marks
+
+
+def started(marks: Path) -> int:
+    return len(list(marks.iterdir()))
+
+
+def test_a_worker_job_scancelled_mid_rule_does_not_lose_the_workflow(cluster, tmp_path, tag):
+    marks = slow_vinefile(tmp_path, 3)
+    run = subprocess.Popen(vinemake_argv(tag), cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not started(marks):
+            assert time.monotonic() < end and run.poll() is None, "the rule never started"
+            time.sleep(0.1)
+        jobs = tagged(tag)
+        subprocess.run(["scancel", *jobs], check=True, timeout=30)
+        output, _ = run.communicate(timeout=120)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == 0, output
+    assert (tmp_path / "out.txt").read_text() == "done\n"
+    assert started(marks) == 2, "the rule ran again on a replacement worker"
+    assert wait_untagged(tag) == []
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_stopping_vinemake_leaves_no_job_behind(cluster, tmp_path, tag, sig, code):
+    marks = slow_vinefile(tmp_path, 60)
+    run = subprocess.Popen(vinemake_argv(tag), cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    try:
+        end = time.monotonic() + 60
+        while not started(marks):
+            assert time.monotonic() < end and run.poll() is None, "the rule never started"
+            time.sleep(0.1)
+        assert tagged(tag)
+        run.send_signal(sig)
+        output, _ = run.communicate(timeout=60)
+    finally:
+        run.kill()
+        run.wait()
+    assert run.returncode == code, output
+    assert wait_untagged(tag) == []
+
+
+def test_after_kill_9_the_workers_end_by_themselves(cluster, tmp_path, tag):
+    """Nothing can cancel the jobs of a SIGKILLed vinemake: its workers notice and exit."""
+    marks = slow_vinefile(tmp_path, 600)
+    run = subprocess.Popen(vinemake_argv(tag), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    try:
+        end = time.monotonic() + 60
+        while not started(marks):
+            assert time.monotonic() < end and run.poll() is None, "the rule never started"
+            time.sleep(0.1)
+        run.kill()
+        run.wait()
+        killed_at = time.monotonic()
+        # the worker loses its manager, kills the rule, waits at most its idle timeout (10 s)
+        assert wait_untagged(tag, seconds=40) == []
+        print(f"worker jobs gone {time.monotonic() - killed_at:.1f} s after kill -9")
+    finally:
+        run.kill()
+        run.wait()
+        left = tagged(tag)
+        if left:
+            subprocess.run(["scancel", *left], check=False)
