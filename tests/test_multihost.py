@@ -22,6 +22,8 @@ from conftest import require
 pytestmark = pytest.mark.netns
 
 SECRET = "correct horse battery staple"
+# Workers offer one core and these rules take one: a busy worker cannot take another task.
+ONE_CORE = "@resources cores=1\n"
 
 
 @pytest.fixture
@@ -88,7 +90,7 @@ def finished(d: netns.Deployment, timeout: float = 120.0) -> int:
 def parts_workflow(directory: Path, mark_dir: Path, n: int) -> Path:
     rules = []
     for i in range(n):
-        rules.append(f"part.{i}: input.txt\n"
+        rules.append(f"{ONE_CORE}part.{i}: input.txt\n"
                      f"\ttouch {mark_dir}/`hostname`.part{i}; sleep 1; "
                      f"sed 's/^/{i}:/' input.txt > part.{i}\n")
     parts = " ".join(f"part.{i}" for i in range(n))
@@ -146,7 +148,7 @@ def test_an_input_needed_on_many_workers_leaves_the_manager_once(deploy, tmp_pat
     d = deploy(n, "100mbit")
     mark_dir = tmp_path / "marks"
     mark_dir.mkdir()
-    rules = "\n".join(f"sum.{i}: big.in\n\ttouch {mark_dir}/`hostname`.sum{i}; sleep 1; "
+    rules = "\n".join(f"{ONE_CORE}sum.{i}: big.in\n\ttouch {mark_dir}/`hostname`.sum{i}; sleep 1; "
                       f"cksum < big.in > sum.{i}\n" for i in range(n))
     data = os.urandom(size)
     wf = write_workflow(tmp_path / "wf", rules, {"big.in": data})
@@ -184,9 +186,9 @@ def lanes_workflow(directory: Path, mark_dir: Path, lanes: int) -> Path:
     rules = []
     mark = f"mktemp {mark_dir}/`hostname`"  # + .<step>.XXXXXX: one marker per run of a step
     for i in range(lanes):
-        rules.append(f"@temp\nmid.{i}: in.{i}\n"
+        rules.append(f"@temp\n{ONE_CORE}mid.{i}: in.{i}\n"
                      f"\t{mark}.mid{i}.XXXXXX; tr a-z A-Z < in.{i} > mid.{i}\n")
-        rules.append(f"out.{i}: mid.{i}\n"
+        rules.append(f"{ONE_CORE}out.{i}: mid.{i}\n"
                      f"\t{mark}.out{i}.XXXXXX; sleep 2; rev mid.{i} > out.{i}\n")
     files = {f"in.{i}": f"lane {i} data\n".encode() for i in range(lanes)}
     return write_workflow(directory, "\n".join(rules), files)
