@@ -331,6 +331,7 @@ class Manager:
 
     def _handshake(self, sock: socket.socket, addr: str) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
+        conn = None
         try:
             sock.setblocking(True)
             sock.settimeout(10.0)
@@ -345,14 +346,17 @@ class Manager:
             resources = resources_from_wire(hello.resources)
         except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
             log.warning("refused connection from %s: %s", addr, e)
+            if conn is not None:
+                conn.close()  # its buffered reader holds the socket open otherwise
             sock.close()
             return
         self._post(lambda: self._adopt(sock, addr, hello, resources))
 
     def _adopt(self, sock, addr, hello, resources: Resources) -> None:
-        base = hello.name or addr
-        self._names[base] += 1
-        wid = base if self._names[base] == 1 else f"{base}#{self._names[base]}"
+        base = wid = hello.name or addr
+        while wid in self.workers:  # two live workers with one name: keep both apart
+            self._names[base] += 1
+            wid = f"{base}#{self._names[base]}"
         w = _Worker(id=wid, sock=sock, addr=addr, file_port=int(hello.file_port),
                     same_host=hello.host_id == self.host_id, total=resources,
                     free=[resources.cores or 0, resources.memory_mb or 0,

@@ -61,6 +61,7 @@ class WorkerOptions:
     password_file: str | None = None
     ssl: bool = False
     name: str = ""
+    as_remote: bool = False
 
 
 class Worker:
@@ -104,6 +105,7 @@ class Worker:
     def close(self) -> None:
         self._stop.set()
         self._outbox.put(None)
+        self.monitor.kill_all("the worker is exiting")
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.libraries.close()
         self.monitor.close()
@@ -118,7 +120,9 @@ class Worker:
                 conn = connect(self.opts.host, self.opts.port, self.ssl_context)
                 welcome = client_handshake(conn, new_hello(
                     "worker", name=self.name, resources=resources_to_wire(self.opts.resources),
-                    host_id=host_id(), file_port=self.files.port,
+                    host_id=host_id() + (f"/remote-{os.getpid()}" if self.opts.as_remote
+                                         else ""),
+                    file_port=self.files.port,
                     cached=[[e.key, e.size, e.hash] for e in self.cache.entries()]), self.secret)
             except ProtocolError as e:
                 # Wrong secret or version: retrying cannot help.

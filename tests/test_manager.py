@@ -1,0 +1,369 @@
+"""The manager with real worker processes over real TCP on 127.0.0.1: tasks end to end,
+packing, lost workers, peer transfers and their limit, TLS, passwords, the forever cache."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import require, require_tool
+
+from vinemake.backends import ManagerAddress, ProviderOptions
+from vinemake.backends.local import LocalWorkers, worker_command
+from vinemake.manager.config import ManagerConfig
+from vinemake.manager.manager import Manager
+from vinemake.manager.transfers import MANAGER, install
+from vinemake.spec import Resources
+from vinemake.task import Task, TaskFile
+
+
+def wait_for(condition, what: str, timeout: float = 30.0):
+    """Poll until condition() is truthy: readiness, never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+class Cluster:
+    """A manager in this process and worker processes started like `vinemake-worker`."""
+
+    def __init__(self, tmp: Path, **config):
+        self.tmp = tmp
+        self.config = ManagerConfig(workdir=str(tmp / "mgr"), **config)
+        self.m = Manager.start(self.config)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.results = {}
+
+    def worker(self, name, cores=1, memory=1000, disk=1000, *extra, wait=True):
+        opts = ProviderOptions(worker_resources=Resources(cores=cores, memory_mb=memory,
+                                                          disk_mb=disk),
+                               worker_timeout_s=30)
+        addr = ManagerAddress(self.m.host, self.m.port, self.config.password_file,
+                              self.config.ssl)
+        cmd = worker_command(addr, opts, str(self.tmp / f"w-{name}"), name) + list(extra)
+        log = open(self.tmp / f"{name}.log", "w")
+        self.procs[name] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if wait:
+            wait_for(lambda: name in self.m.workers, f"worker {name} to join")
+        return self.procs[name]
+
+    def log(self, name) -> str:
+        return (self.tmp / f"{name}.log").read_text()
+
+    def run(self, *tasks, timeout=60.0):
+        for t in tasks:
+            self.m.submit(t)
+        return self.collect(*tasks, timeout=timeout)
+
+    def collect(self, *tasks, timeout=60.0):
+        """The results of tasks already submitted."""
+        want = {t.id for t in tasks}
+        deadline = time.monotonic() + timeout
+        while not want <= self.results.keys():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"tasks {want - self.results.keys()} did not finish")
+            for r in self.m.wait(1.0):
+                self.results[r.task_id] = r
+        return [self.results[t.id] for t in tasks]
+
+    def transfers(self):
+        lines = Path(self.config.transfer_log).read_text().splitlines()[1:]
+        return [dict(zip(("source", "dest", "key", "bytes", "start", "end", "ok"),
+                         line.split("\t"), strict=True)) for line in lines]
+
+    def close(self):
+        self.m.close()
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs.values():
+            p.wait(timeout=30)
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    made = []
+
+    def make(**config):
+        c = Cluster(tmp_path, **config)
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+def task(i, command, inputs=(), outputs=(), **kw):
+    return Task(id=i, rule_key=f"rule-{i}", name=f"t{i}", command=command,
+                inputs=tuple(TaskFile(*f) for f in inputs),
+                outputs=tuple(TaskFile(*f) for f in outputs), **kw)
+
+
+def test_tasks_run_end_to_end_and_outputs_land_at_their_paths(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", cores=2)
+    (tmp_path / "in.txt").write_text("hello\n")
+    target = tmp_path / "out" / "deep" / "up.txt"
+    r, = c.run(task(1, "tr a-z A-Z < in.txt > up.txt",
+                    inputs=[("file-in", "in.txt", str(tmp_path / "in.txt"), 6)],
+                    outputs=[("out-up", "up.txt", str(target))]))
+    assert (r.status, r.worker, r.outputs) == ("ok", "w1", (("out-up", 6),))
+    assert target.read_text() == "HELLO\n"
+    assert os.listdir(target.parent) == ["up.txt"]  # no temporary left beside it
+    assert c.m.largest_worker() == Resources(cores=2, memory_mb=1000, disk_mb=1000, gpus=0)
+
+
+def test_an_output_is_replaced_atomically(tmp_path):
+    (tmp_path / "new").write_text("new")
+    (tmp_path / "target").write_text("old")
+    before = os.stat(tmp_path / "target").st_ino
+    install(str(tmp_path / "new"), str(tmp_path / "target"))
+    assert (tmp_path / "target").read_text() == "new"
+    assert os.stat(tmp_path / "target").st_ino != before
+    assert sorted(os.listdir(tmp_path)) == ["new", "target"]
+
+
+def test_a_failed_tasks_outputs_go_to_its_failed_dir(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    target = tmp_path / "a.txt"
+    failed = tmp_path / "failed" / "t1"
+    r, = c.run(task(1, "echo half > a.txt; echo bad >&2; exit 2",
+                    outputs=[("out-a", "a.txt", str(target))], failed_dir=str(failed)))
+    assert (r.status, r.exit_code, r.stderr_tail) == ("failed", 2, "bad\n")
+    assert not target.exists()
+    assert (failed / "a.txt").read_text() == "half\n"
+
+
+def test_tasks_are_packed_by_resources(cluster, tmp_path):
+    c = cluster()
+    gate = tmp_path / "gate"
+    c.worker("w1", cores=2, memory=1000)
+    wait_gate = f"touch {tmp_path}/started.$ID; while [ ! -e {gate} ]; do sleep 0.01; done"
+    cores = [task(i, wait_gate, env=(("ID", str(i)),), resources=Resources(cores=1))
+             for i in range(4)]
+    for t in cores:
+        c.m.submit(t)
+    wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2, "two tasks to start")
+    assert (c.m.running_total, len(c.m.queue)) == (2, 2)  # two cores: two at a time
+    gate.touch()
+    assert {r.status for r in c.collect(*cores)} == {"ok"}
+
+    gate.unlink()
+    big = [task(10 + i, wait_gate, env=(("ID", str(10 + i)),),
+                resources=Resources(cores=1, memory_mb=600)) for i in range(2)]
+    for t in big:
+        c.m.submit(t)
+    wait_for(lambda: len(list(tmp_path.glob("started.1?"))) == 1, "one big task to start")
+    assert (c.m.running_total, len(c.m.queue)) == (1, 1)  # 600 MB each, 1000 MB offered
+    gate.touch()
+    assert {r.status for r in c.collect(*big)} == {"ok"}
+
+
+def test_max_tasks_caps_concurrency(cluster, tmp_path):
+    c = cluster(max_tasks=1)
+    c.worker("w1", cores=2)
+    gate = tmp_path / "gate"
+    tasks = [task(i, f"touch {tmp_path}/s.{i}; while [ ! -e {gate} ]; do sleep 0.01; done")
+             for i in range(2)]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: list(tmp_path.glob("s.*")), "a task to start")
+    assert (c.m.running_total, len(c.m.queue)) == (1, 1)
+    gate.touch()
+    assert [r.status for r in c.collect(*tasks)] == ["ok", "ok"]
+
+
+def test_a_task_on_a_killed_worker_is_rerun_on_another(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    t = task(1, f"echo $$ > {tmp_path}/pid.$(hostname).$$; "
+                f"while [ ! -e {tmp_path}/gate ]; do sleep 0.01; done; echo done > out",
+             outputs=[("out-1", "out", str(tmp_path / "out"))])
+    c.m.submit(t)
+    wait_for(lambda: list(tmp_path.glob("pid.*")), "the task to start on w1")
+    c.worker("w2")
+    os.kill(c.procs["w1"].pid, signal.SIGKILL)
+    (tmp_path / "gate").touch()
+    r, = c.collect(t)
+    assert (r.status, r.worker) == ("ok", "w2")
+    assert (tmp_path / "out").read_text() == "done\n"
+
+
+def test_an_intermediate_lost_with_its_worker_is_reported(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    r, = c.run(task(1, "echo mid > mid", outputs=[("out-mid", "mid", None)]))
+    assert r.ok
+    c.procs["w1"].kill()
+    wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
+    assert c.m.lost_files() == {"out-mid"}
+    assert c.m.lost_files() == set()  # each loss is reported once
+
+
+def test_an_intermediate_moves_peer_to_peer(cluster, tmp_path):
+    c = cluster()
+    c.worker("small", cores=1, memory=100)
+    make, = c.run(task(1, "head -c 300000 /dev/urandom > mid",
+                       outputs=[("out-mid", "mid", None)]))
+    c.worker("large", cores=1, memory=1000)
+    use, = c.run(task(2, "wc -c < mid > n", inputs=[("out-mid", "mid", None, 300000)],
+                      outputs=[("out-n", "n", str(tmp_path / "n"))],
+                      resources=Resources(memory_mb=500)))
+    assert (make.worker, use.worker, use.status) == ("small", "large", "ok")
+    assert (tmp_path / "n").read_text().strip() == "300000"
+    moved = [t for t in c.transfers() if t["key"] == "out-mid"]
+    assert [(t["source"], t["dest"], t["bytes"], t["ok"]) for t in moved] == [
+        ("small", "large", "300000", "ok")]
+
+
+def test_copies_spread_from_peers_within_the_transfer_limit(cluster, tmp_path):
+    c = cluster(transfer_limit=1)
+    src = tmp_path / "big.in"
+    src.write_bytes(os.urandom(2_000_000))
+    names = ["w1", "w2", "w3"]
+    for n in names:
+        c.worker(n, 1, 1000, 1000, "--as-remote")  # or every worker links big.in from here
+    gate = tmp_path / "gate"
+    tasks = [task(i, f"touch {tmp_path}/s.{i}; while [ ! -e {gate} ]; do sleep 0.01; done; "
+                     f"cksum < big > sum", env=(("I", str(i)),),
+                  inputs=[("file-big", "big", str(src), 2_000_000)],
+                  outputs=[("out-sum", "sum", None)]) for i in range(3)]
+    tasks = [t.__class__(**{**t.__dict__, "outputs": (TaskFile(f"out-sum{t.id}", "sum"),)})
+             for t in tasks]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: len(list(tmp_path.glob("s.*"))) == 3, "three tasks to start")
+    gate.touch()
+    results = c.collect(*tasks)
+    assert {r.worker for r in results} == set(names)
+    big = [t for t in c.transfers() if t["key"] == "file-big"]
+    assert len(big) == 3
+    assert [t["source"] for t in big].count(MANAGER) == 1  # the rest came from peers
+    for source in {t["source"] for t in big}:
+        spans = sorted((float(t["start"]), float(t["end"])) for t in big
+                       if t["source"] == source)
+        pairs = zip(spans, spans[1:], strict=False)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairs)  # limit 1
+
+
+def test_without_peer_transfers_everything_comes_from_the_manager(cluster, tmp_path):
+    c = cluster(peer_transfers=False)
+    src = tmp_path / "in"
+    src.write_text("x" * 1000)
+    c.worker("w1")
+    r, = c.run(task(1, "cat in > mid", inputs=[("file-in", "in", str(src), 1000)],
+                    outputs=[("out-mid", "mid", None)]))
+    c.worker("w2", memory=2000)
+    r2, = c.run(task(2, "cat in > copy", inputs=[("file-in", "in", str(src), 1000)],
+                     outputs=[("out-c", "copy", None)], resources=Resources(memory_mb=1500)))
+    assert (r.ok, r2.ok, r2.worker) == (True, True, "w2")
+    assert {t["source"] for t in c.transfers()} <= {MANAGER}  # same host: links, not bytes
+
+
+def test_a_worker_with_the_wrong_password_is_refused_and_the_manager_carries_on(cluster,
+                                                                                tmp_path):
+    (tmp_path / "pw").write_text("right\n")
+    (tmp_path / "bad").write_text("wrong\n")
+    c = cluster(password_file=str(tmp_path / "pw"))
+    intruder = c.worker("intruder", 1, 1000, 1000, "--password", str(tmp_path / "bad"),
+                        wait=False)
+    assert intruder.wait(timeout=30) == 1
+    assert "authentication failed: wrong secret" in c.log("intruder")
+    c.worker("w1")
+    r, = c.run(task(1, "true"))
+    assert r.ok
+
+
+def test_garbage_on_the_managers_port_closes_only_that_connection(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    for data in (struct.pack(">IB", 0xFFFFFFFF, 0), struct.pack(">IB", 9, 0) + b"{not json",
+                 b"GET / HTTP/1.0\r\n\r\n"):
+        with socket.create_connection((c.m.host, c.m.port), timeout=10) as s:
+            s.sendall(data)
+            assert s.recv(100) == b""  # closed on us
+    r, = c.run(task(1, "true"))
+    assert (r.ok, list(c.m.workers)) == (True, ["w1"])
+
+
+def test_tls_with_a_self_signed_certificate(cluster, tmp_path):
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    c = cluster(ssl=True, ssl_cert=str(cert), ssl_key=str(key))
+    c.worker("w1", 1, 1000, 1000, "--as-remote")  # so bytes really cross both ways
+    (tmp_path / "in").write_text("secret data\n")
+    r, = c.run(task(1, "cat in > out", inputs=[("file-in", "in", str(tmp_path / "in"), 12)],
+                    outputs=[("out-1", "out", str(tmp_path / "out"))]))
+    assert r.ok
+    assert (tmp_path / "out").read_text() == "secret data\n"
+    assert [(t["source"], t["dest"], t["key"]) for t in c.transfers()] == [
+        (MANAGER, "w1", "file-in"), ("w1", MANAGER, "out-1")]
+    with socket.create_connection((c.m.host, c.m.port), timeout=10) as s:
+        s.sendall(struct.pack(">IB", 9, 0) + b"{not tls!")  # plain bytes to a TLS port
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass  # closed on us, abruptly
+    r, = c.run(task(2, "true"))
+    assert r.ok
+
+
+def test_the_forever_cache_survives_a_worker_restart(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    r, = c.run(task(1, "echo kept > f; echo gone > g", cache_forever=True,
+                    outputs=[("out-f", "f", None)]))
+    r2, = c.run(task(2, "echo gone > g", outputs=[("out-g", "g", None)]))
+    assert r.ok and r2.ok
+    c.procs["w1"].terminate()
+    assert c.procs["w1"].wait(timeout=30) == 143
+    wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
+    assert not list((tmp_path / "w-w1").glob("run-*"))  # the run dir went with the worker
+    c.worker("w1")
+    r3, = c.run(task(3, "cat f > copy", inputs=[("out-f", "f", None, 5)],
+                     outputs=[("out-c", "copy", str(tmp_path / "copy"))]))
+    assert r3.ok, r3
+    assert (tmp_path / "copy").read_text() == "kept\n"
+    assert c.m.replicas.get("out-g") is None
+
+
+def test_the_local_backend_starts_a_worker_with_this_machines_resources(tmp_path):
+    opts = ProviderOptions(worker_resources=Resources(cores=1),
+                           extra=(("workdir", str(tmp_path / "w")),))
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), LocalWorkers(), opts)
+    try:
+        m.submit(task(1, "echo $0 > /dev/null"))
+        results = []
+        wait_for(lambda: results.extend(m.wait(0.5)) or results, "the task")
+        assert results[0].status == "ok"
+        largest = m.largest_worker()
+        assert largest.cores == 1
+        assert largest.memory_mb > 0 and largest.disk_mb > 0
+    finally:
+        m.close()
+    assert not list((tmp_path / "w").glob("run-*"))
+
+
+def test_the_worker_command_line_matches_vinemake_worker():
+    require(sys.executable is not None, "a python interpreter")
+    cmd = worker_command(ManagerAddress("10.0.0.1", 9000, "/pw", True),
+                         ProviderOptions(worker_resources=Resources(cores=2, memory_mb=512)),
+                         "/tmp/w", "n1")
+    assert cmd[1:] == ["-m", "vinemake.worker.cli", "10.0.0.1", "9000", "--workdir", "/tmp/w",
+                       "--name", "n1", "--timeout", "60", "--cores", "2", "--memory", "512",
+                       "--password", "/pw", "--ssl"]
