@@ -44,6 +44,17 @@ def test_entry_edited_in_place_through_a_link_is_not_served(tmp_path):
     os.utime(out, ns=(0, 12345))
     assert not store.restore(KEY, str(tmp_path / "y"))
     assert not store.has(KEY)
+    assert not os.path.exists(store._entry(KEY))  # dropped, so the next insert can succeed
+    assert store.insert(KEY, str(out))
+
+
+def test_directory_entries_race_to_one_winner(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "f").write_text("1")
+    store = Store(str(tmp_path / "cache"))
+    assert store.insert(KEY, str(d)) and not store.insert(KEY, str(d))
+    assert sorted(os.listdir(os.path.dirname(store._entry(KEY)))) == [KEY, KEY + ".stamp"]
 
 
 def test_missing_entry(tmp_path):
@@ -66,6 +77,18 @@ def test_concurrent_writers_leave_one_whole_entry(tmp_path):
         t.join()
     assert results.count(True) == 1
     entry_dir = os.path.dirname(store._entry(KEY))
-    assert os.listdir(entry_dir) == [KEY]
+    assert sorted(os.listdir(entry_dir)) == [KEY, KEY + ".stamp"]
     assert store.restore(KEY, str(tmp_path / "got"))
     assert (tmp_path / "got").read_text() == "same"
+
+
+def test_an_entry_abandoned_before_its_stamp_is_replaced(tmp_path, monkeypatch):
+    out = tmp_path / "x"
+    out.write_text("data")
+    store = Store(str(tmp_path / "cache"))
+    entry = store._entry(KEY)
+    os.makedirs(os.path.dirname(entry))
+    os.link(out, entry)  # a writer died here
+    assert not store.has(KEY) and not store.insert(KEY, str(out))  # maybe still writing
+    monkeypatch.setattr("vinemake.store.ABANDONED_S", -1.0)  # as if a minute had passed
+    assert store.insert(KEY, str(out)) and store.has(KEY)

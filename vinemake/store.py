@@ -1,13 +1,14 @@
 """The cache store: finished outputs kept by output key, restored instead of recomputed.
 
-Layout: `<root>/<2 hex>/<key>/data` (the file or directory) and `<root>/<2 hex>/<key>/stamp`
-(`size mtime_ns` of data when stored). An entry is inserted as a temporary directory renamed
-into place in one step, so concurrent writers (several workflows sharing `--cache-dir`) never
-expose a half-written entry: the loser of a race finds the name taken and drops its copy.
+Layout: `<root>/<2 hex>/<key>` (the file or directory, hard-linked or copied from the output)
+and `<root>/<2 hex>/<key>.stamp` (`size mtime_ns` of the entry when stored). Inserting a file is
+one `link` (atomic: it either creates the name or finds it taken), so concurrent writers sharing
+a `--cache-dir` never expose a half-written entry; copies and directories are built under a
+temporary name and renamed. Entries of one key come from one provenance, so two racing writers
+store the same bytes; at worst their stamps disagree and the entry is dropped, never served.
 
-Files are hard-linked where the store and the workflow share a filesystem, else copied. A hard
-link shares its inode with the output, so an output edited in place would silently change the
-stored bytes: the stamp catches that (the mtime moves) and the entry is discarded, not served.
+A hard link shares its inode with the output, so an output edited in place silently changes
+the stored bytes: the stamp catches that (size or mtime moved) and the entry is discarded.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 import uuid
 
 __all__ = ["Store"]
+
+ABANDONED_S = 60.0
+_NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 
 
 class Store:
@@ -25,6 +30,7 @@ class Store:
 
     def __init__(self, root: str):
         self.root = root
+        self.made_dirs: set[str] = set()
 
     def _entry(self, key: str) -> str:
         return os.path.join(self.root, key.rsplit("-", 1)[-1][:2], key)
@@ -37,59 +43,107 @@ class Store:
         """Which of `keys` are stored."""
         return {k for k in keys if self.has(k)}
 
-    def _valid(self, entry: str) -> bool:
-        try:
-            with open(os.path.join(entry, "stamp")) as f:
-                size, mtime = (int(x) for x in f.read().split())
-            st = os.lstat(os.path.join(entry, "data"))
-        except (OSError, ValueError):
-            return False
-        if (st.st_size, st.st_mtime_ns) != (size, mtime):
-            shutil.rmtree(entry, ignore_errors=True)  # edited in place through a link
-            return False
-        return True
-
     def insert(self, key: str, path: str) -> bool:
         """Keep the file or directory at `path` under `key`. False if already stored."""
         entry = self._entry(key)
-        if os.path.exists(entry):
-            return False
-        parent = os.path.dirname(entry)
-        os.makedirs(parent, exist_ok=True)
-        tmp = os.path.join(parent, f".tmp-{uuid.uuid4().hex}")
-        os.mkdir(tmp)
-        try:
-            _link_or_copy(path, os.path.join(tmp, "data"))
-            st = os.lstat(os.path.join(tmp, "data"))
-            with open(os.path.join(tmp, "stamp"), "w") as f:
-                f.write(f"{st.st_size} {st.st_mtime_ns}\n")
-            os.rename(tmp, entry)
+        if self._place(path, entry):
             return True
+        if not self._abandoned(entry):
+            return False
+        self._drop(entry)
+        return self._place(path, entry)
+
+    def _abandoned(self, entry: str) -> bool:
+        """An entry left without a stamp by a writer that died between link and stamp.
+
+        A live writer stamps within microseconds of linking (linking sets the ctime), so only
+        an old stampless entry is taken to be abandoned.
+        """
+        if os.path.exists(entry + ".stamp"):
+            return False
+        try:
+            return time.time() - os.lstat(entry).st_ctime > ABANDONED_S
+        except FileNotFoundError:
+            return False
+
+    def _place(self, path: str, entry: str) -> bool:
+        parent = os.path.dirname(entry)
+        if parent not in self.made_dirs:
+            os.makedirs(parent, exist_ok=True)
+            self.made_dirs.add(parent)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                self._build_then_rename(path, entry)
+            else:
+                try:
+                    os.link(path, entry, follow_symlinks=False)
+                except OSError as e:
+                    if e.errno not in _NO_LINK:
+                        raise
+                    self._build_then_rename(path, entry)
         except OSError as e:
-            shutil.rmtree(tmp, ignore_errors=True)
             if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
-                return False  # another writer stored it first
+                return False  # stored before, or by another writer just now
             raise
+        st = os.lstat(entry)
+        with open(entry + ".stamp", "w") as f:
+            f.write(f"{st.st_size} {st.st_mtime_ns}\n")
+        return True
+
+    def _build_then_rename(self, path: str, entry: str) -> None:
+        tmp = os.path.join(os.path.dirname(entry), f".tmp-{uuid.uuid4().hex}")
+        try:
+            _link_or_copy(path, tmp)
+            if os.path.lexists(entry):
+                raise FileExistsError(errno.EEXIST, "stored already", entry)
+            os.rename(tmp, entry)
+        finally:
+            _remove(tmp)
+
+    def _valid(self, entry: str) -> bool:
+        try:
+            with open(entry + ".stamp") as f:
+                size, mtime = (int(x) for x in f.read().split())
+            st = os.lstat(entry)
+        except (OSError, ValueError):
+            return False
+        if (st.st_size, st.st_mtime_ns) != (size, mtime):
+            self._drop(entry)  # edited in place through a link
+            return False
+        return True
 
     def restore(self, key: str, dest: str) -> bool:
         """Put the entry for `key` at `dest` (atomically). False if absent or damaged."""
         entry = self._entry(key)
         if not self._valid(entry):
             return False
-        data = os.path.join(entry, "data")
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
-        _link_or_copy(data, tmp)
+        _link_or_copy(entry, tmp)
         if os.path.isdir(dest) and not os.path.islink(dest):
             shutil.rmtree(dest)
         os.replace(tmp, dest)
         return True
 
     def remove(self, key: str) -> None:
-        shutil.rmtree(self._entry(key), ignore_errors=True)
+        self._drop(self._entry(key))
+
+    def _drop(self, entry: str) -> None:
+        _remove(entry + ".stamp")
+        _remove(entry)
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _remove(path: str) -> None:
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
 
 
 def _link_or_copy(src: str, dst: str) -> None:
@@ -99,6 +153,6 @@ def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst, follow_symlinks=False)
     except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+        if e.errno not in _NO_LINK:
             raise
         shutil.copy2(src, dst, follow_symlinks=False)
