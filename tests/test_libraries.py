@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from vinemake.task import LibrarySpec
+from vinemake.spec import Resources
+from vinemake.task import LibrarySpec, Task
 from vinemake.worker.libraries import (
     CallResult,
     LibraryPool,
@@ -291,3 +292,19 @@ def test_close_stops_every_instance(pool, python_library, sandbox):
         os.killpg(pid, 0)
     assert python_library.call("double", ["in.txt", "out"], str(sandbox)) == CallResult(
         "error", None, "library m is shut down")
+
+
+def test_run_takes_a_call_task_whole(pool, module, sandbox):
+    library = spec(f"{sys.executable} -m vinemake.library lib.py")
+    task = Task(id=4, rule_key="rule-xxh3_128-0", name="out", command='double in.txt "o u t"',
+                library=library, resources=Resources(wall_time_s=DEADLINE))
+    assert pool.run(task, str(sandbox), copier(module)) == CallResult("ok", 0)
+    assert (sandbox / "o u t").read_text() == "abab"
+    hanging = Task(id=5, rule_key="rule-xxh3_128-1", name="x", command="hang", library=library,
+                   resources=Resources(wall_time_s=0.3))
+    assert pool.run(hanging, str(sandbox), copier(module)) == CallResult(
+        "resource_exceeded", None, "function hang exceeded its wall time of 0.3s")
+    unbalanced = Task(id=6, rule_key="rule-xxh3_128-2", name="y", command="double 'in.txt",
+                      library=library)
+    assert pool.run(unbalanced, str(sandbox), copier(module)) == CallResult(
+        "failed", None, "cannot split function call \"double 'in.txt\": No closing quotation")

@@ -1,6 +1,6 @@
 """Library instances on a worker: each started once, serving function calls, restarted if it dies.
 
-The worker uses four things:
+The worker uses four things (or, for a whole `@call` Task, `pool.run(task, sandbox, prepare)`):
 
     pool = LibraryPool(root_dir)               # instance dirs and logs live under root_dir
     inst = pool.get(spec, prepare)             # the instance for spec.key (not started yet);
@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vinemake.task import LibrarySpec
+from vinemake.task import LibrarySpec, Task
 
 __all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "PROTOCOL_VERSION"]
 
@@ -370,6 +370,21 @@ class LibraryPool:
                                            self.cancel_grace)
                 self._instances[spec.key] = instance
             return instance
+
+    def run(self, task: Task, sandbox: str, prepare: Callable[[str], None]) -> CallResult:
+        """Run a `@call` task (task.library set) in its library: the worker's one entry point.
+
+        The task's wall time bounds the call (not the library's start-up); its env reaches
+        the function.
+        """
+        assert task.library is not None, "run() is for function-call tasks"
+        try:
+            function, args = split_call(task.command)
+        except ValueError as exc:
+            return CallResult("failed", None, str(exc))
+        instance = self.get(task.library, prepare)
+        return instance.call(function, args, sandbox, timeout=task.resources.wall_time_s,
+                             env=task.env)
 
     def instances(self) -> list[LibraryInstance]:
         with self._lock:
