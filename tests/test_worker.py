@@ -199,3 +199,9 @@ def test_forever_entries_are_found_again_by_a_new_cache(tmp_path):
     assert [(e.key, e.size, e.hash, e.forever) for e in again.entries()] == [
         ("out-keep", 4, "h1", True)]
     assert open(again.get("out-keep").path).read() == "keep"
+
+
+def test_a_nested_outputs_directory_exists_before_the_command_runs(runner):
+    o = runner.run(make_task("echo x > sub/dir/out", outputs=[("out-n", "sub/dir/out", None)]))
+    assert o.result.status == "ok"
+    assert open(o.outputs[0][3]).read() == "x\n"

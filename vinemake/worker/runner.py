@@ -92,6 +92,10 @@ class Runner:
             os.mkdir(sandbox)
             for f in task.inputs:
                 self._link_input(f.key, f.path, sandbox, f.sandbox)
+            for f in task.outputs:  # a nested target's directory exists, as in Makeflow
+                if "/" in f.sandbox.rstrip("/"):
+                    os.makedirs(os.path.dirname(os.path.join(sandbox, f.sandbox)),
+                                exist_ok=True)
         except (SandboxError, ProtocolError, OSError) as e:
             remove_tree(sandbox)
             return self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
