@@ -18,6 +18,7 @@ makes it, and on the producers of everything under it (`mydir/1.txt`); a rule re
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import json
@@ -39,9 +40,8 @@ _NONE: tuple[int, ...] = ()
 
 def norm(path: str) -> str:
     """The one spelling of a path used as a key: `./a//b/` → `a/b`."""
-    if "/" not in path and not path.startswith("."):
-        return path  # the common case, kept cheap for million-rule files
-    return posixpath.normpath(path)
+    # Only a path with a slash can have another spelling: keeps the common case cheap.
+    return posixpath.normpath(path) if "/" in path else path
 
 
 def read_line(location: Location, root: str) -> str | None:
@@ -79,7 +79,6 @@ class BuildGraph:
     dependents: list[tuple[int, ...]]
     producer: dict[str, int]
     sources: set[str]
-    consumed: frozenset[str]  # made files that some rule in the graph reads
     dir_members: dict[str, tuple[str, ...]]  # directory source → made files under it
     _order: tuple[int, ...]
 
@@ -92,19 +91,25 @@ class BuildGraph:
         where = _Locator(root)
         producer = _producers(rules, where)
         _check_libraries(rules, where)
-        deps, consumed, sources, dir_members = _resolve(rules, producer)
+        deps, sources, dir_members = _resolve(rules, producer)
         _check_sources(rules, sources, producer, root, exists, listdir, where)
         ids = tuple(r.id for r in rules)
         dependents = _invert(deps, ids)
         order = _topological(ids, deps, dependents)
         if len(order) < len(ids):
             _raise_cycle(rules, ids, deps, order, where)
-        return cls(workflow, root, ids, deps, dependents, producer, sources, consumed,
-                   dir_members, order)
+        return cls(workflow, root, ids, deps, dependents, producer, sources, dir_members, order)
 
     def order(self) -> list[int]:
         """Rule ids so each comes after the rules it reads from; ties broken by file order."""
         return list(self._order)
+
+    @functools.cached_property
+    def consumed(self) -> frozenset[str]:
+        """Made files that some rule in the graph reads (directly or as a directory)."""
+        rules = self.workflow.rules
+        read = {norm(s.path) for rid in self.rule_ids for s in rules[rid].sources}
+        return frozenset(_reads(read, self.producer, self.dir_members))
 
     def terminal_outputs(self) -> list[str]:
         """Made files no rule in the graph reads: the default MAKEFLOW_OUTPUTS, in file order."""
@@ -140,10 +145,9 @@ class BuildGraph:
         read = {norm(s.path) for rid in ids for s in rules[rid].sources}
         sources = {p for p in read if p in self.sources}
         members = {d: m for d, m in self.dir_members.items() if d in read}
-        consumed = frozenset(_reads(read, producer, members))
         order = tuple(r for r in self._order if r in keep)
         return BuildGraph(self.workflow, self.root, ids, deps, dependents, producer, sources,
-                          consumed, members, order)
+                          members, order)
 
     def _makers(self, target: str) -> list[int]:
         """The rules that make `target` (a file, or a directory holding made files)."""
@@ -226,11 +230,6 @@ def _unsafe(name: str) -> str | None:
     return None
 
 
-def _suspicious(name: str) -> bool:
-    """A cheap test that lets almost every name skip the exact check."""
-    return name[:1] == "/" or ".." in name or "\0" in name
-
-
 def _check_ref(rule: RuleSpec, ref: FileRef, is_target: bool, where: _Locator) -> None:
     if is_target:
         why = _unsafe(ref.path)
@@ -251,22 +250,25 @@ def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
     for rule in rules:
         rid = rule.id
         for ref in rule.targets:
-            if _suspicious(ref.path) or _suspicious(ref.sandbox):
+            path = ref.path
+            if "/" in path or ".." in path or "\0" in path or ref.sandbox != path:
                 _check_ref(rule, ref, True, where)
-            path = norm(ref.path)
+                path = norm(path)
             other = producer.setdefault(path, rid)
             if other != rid:
                 first = rules[other].location.line
                 raise where.error(rule, f"{path} is made by two rules: line {first} and line "
                                         f"{rule.location.line}", ref.path)
         for ref in rule.sources:
-            if _suspicious(ref.sandbox):
+            sandbox = ref.sandbox
+            if sandbox[:1] == "/" or ".." in sandbox or "\0" in sandbox:
                 _check_ref(rule, ref, False, where)
     return producer
 
 
 def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> None:
     defined: dict[str, RuleSpec] = {}
+    rules = [r for r in rules if r.library is not None or r.call is not None]
     for rule in rules:
         if rule.library is None:
             continue
@@ -309,31 +311,30 @@ def _reads(read: set[str], producer: dict[str, int], members: dict[str, tuple[st
 def _resolve(rules, producer):
     """Each rule's producer rules, the made files read, the sources, and directory sources."""
     deps: list[tuple[int, ...]] = [_NONE] * len(rules)
-    consumed: set[str] = set()
     unmade: dict[str, list[int]] = {}  # read but not made: a source, or a directory of outputs
     get = producer.get
     for rule in rules:
         found: list[int] = []
         for ref in rule.sources:
-            path = norm(ref.path)
+            path = ref.path
             rid = get(path)
             if rid is None and "/" in path:
-                path = _made_ancestor(path, producer) or path
+                path = posixpath.normpath(path)
+                if path not in producer:
+                    path = _made_ancestor(path, producer) or path
                 rid = get(path)
             if rid is None:
                 unmade.setdefault(path, []).append(rule.id)
             else:
                 found.append(rid)
-                consumed.add(path)
         if found:
-            deps[rule.id] = tuple(sorted(set(found))) if len(found) > 1 else tuple(found)
+            deps[rule.id] = tuple(sorted(set(found))) if len(found) > 1 else (found[0],)
     dir_members = _directory_members(unmade, producer)
     for directory, members in dir_members.items():
         makers = [producer[m] for m in members]
-        consumed.update(members)
         for rid in unmade.pop(directory):
             deps[rid] = tuple(sorted(set(deps[rid]).union(makers)))
-    return deps, frozenset(consumed), set(unmade), dir_members
+    return deps, set(unmade), dir_members
 
 
 def _directory_members(unmade: dict[str, list[int]], producer: dict[str, int]):
@@ -382,7 +383,9 @@ def _invert(deps: list[tuple[int, ...]], ids: tuple[int, ...]) -> list[tuple[int
 
 def _topological(ids, deps, dependents) -> tuple[int, ...]:
     """Kahn's algorithm; the ready rule earliest in the file goes first."""
-    waiting = {rid: len(deps[rid]) for rid in ids}
+    waiting = [0] * len(deps)
+    for rid in ids:
+        waiting[rid] = len(deps[rid])
     ready = [rid for rid in ids if not waiting[rid]]
     heapq.heapify(ready)
     order: list[int] = []
