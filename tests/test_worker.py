@@ -165,7 +165,7 @@ def test_the_monitor_kills_a_wall_time_overrun(runner):
 
 
 def test_the_monitor_kills_a_disk_hog(runner):
-    o = runner.run(make_task("head -c 30000000 /dev/zero > big; sleep 60",
+    o = runner.run(make_task("truncate -s 30000000 big; sleep 60",  # one step: 30 MB at once
                              resources=Resources(disk_mb=10)))
     assert o.result.status == "resource_exceeded"
     assert o.result.reason == "disk: used 30 MB, declared 10 MB"
