@@ -80,6 +80,7 @@ import json, sys
 print(json.dumps({"ready": True, "protocol": 1}), flush=True)
 for line in sys.stdin:
     request = json.loads(line)
+    print("received", request.get("function"), file=sys.stderr, flush=True)
     if request.get("cancel") or request["function"] == "stuck":
         continue
     if request["function"] == "chatter":
@@ -249,8 +250,19 @@ def test_call_over_its_timeout_is_cancelled_and_the_instance_survives(python_lib
 
 def test_library_ignoring_a_cancel_is_killed_and_restarted(pool, tmp_path, sandbox):
     (tmp_path / "rogue.py").write_text(ROGUE_LIBRARY)
-    library = pool.get(spec(f"{sys.executable} rogue.py"), copier(tmp_path / "rogue.py"))
+    library = pool.get(spec(f"{sys.executable} rogue.py", slots=2),
+                       copier(tmp_path / "rogue.py"))
+    results = []
+    # A call stuck in the library, not the one that timed out, fails with why it was stopped.
+    other = threading.Thread(target=lambda: results.append(
+        library.call("stuck", [], str(sandbox))))
+    other.start()
+    wait_until(lambda: os.path.exists(library.log_path)
+               and "received stuck" in open(library.log_path).read())
     assert library.call("stuck", [], str(sandbox), timeout=0.2).status == "resource_exceeded"
+    other.join(DEADLINE)
+    assert results == [CallResult("failed", None, "library m was stopped: it did not cancel a "
+                                  "call to stuck that exceeded its wall time")]
     assert library.call("fine", [], str(sandbox)) == CallResult("ok", 0)
     assert library.starts == 2
 

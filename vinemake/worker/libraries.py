@@ -174,7 +174,7 @@ class _Process:
             self.pending[call_id] = (function, pending)
         self._send(call_request(call_id, function, args, cwd, env))
         if not pending.done.wait(timeout):
-            self._cancel(call_id, pending, cancel_grace)
+            self._cancel(call_id, function, pending, cancel_grace)
             return CallResult("resource_exceeded", None,
                               f"function {function} exceeded its wall time of {timeout:g}s")
         assert pending.result is not None
@@ -188,11 +188,13 @@ class _Process:
             except (OSError, ValueError):
                 pass  # it died: the reader sees the end and fails the pending calls with why
 
-    def _cancel(self, call_id: int, pending: _Pending, grace: float) -> None:
+    def _cancel(self, call_id: int, function: str, pending: _Pending, grace: float) -> None:
         self._send((json.dumps({"id": call_id, "cancel": True}) + "\n").encode())
         if not pending.done.wait(grace):
             # The call may still hold a slot inside the library: only a restart frees it. Wait
             # for the reader to see the end, so the next call starts a new instance.
+            self._broken(f"was stopped: it did not cancel a call to {function} that exceeded "
+                         f"its wall time")
             self.kill()
             self.reader.join(grace)
 
@@ -237,8 +239,10 @@ class _Process:
         return True  # a response to a cancelled call, or to nothing: ignored
 
     def _broken(self, what: str) -> bool:
+        """Record why the instance must end (the first reason wins); False, to stop reading."""
         with self.lock:
-            self.ended = CallResult("failed", None, f"library {self.name} {what}")
+            if self.ended is None:
+                self.ended = CallResult("failed", None, f"library {self.name} {what}")
         return False
 
     def _death(self, returncode: int, when: str) -> CallResult:
