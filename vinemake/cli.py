@@ -75,9 +75,18 @@ workflow runs on this machine; -T chooses how workers start, the manager always
 schedules. --check, -n and --graph read the workflow and write nothing.
 """
 
+EPILOG = """\b
+Examples:
+  vinemake                        run ./Vinefile on this machine
+  vinemake -n Vinefile out.txt    what would run to make out.txt
+  vinemake -T slurm --max-workers 50 Vinefile
+  vinemake -T workers -p 9123     wait for: vinemake-worker HOST 9123
+  vinemake --clean                remove what the workflow made
+"""
 
-@click.command(cls=_Command, help=HELP, context_settings={"help_option_names": ["-h", "--help"],
-                                                           "max_content_width": 100})
+
+@click.command(cls=_Command, help=HELP, epilog=EPILOG,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.argument("vinefile", required=False)
 @click.argument("targets", nargs=-1)
 # What to do instead of running.
@@ -227,7 +236,10 @@ def _parse(path: str) -> Workflow:
         if e.name != "vinemake.parser":
             raise
         raise InputError("reading Vinefiles is not implemented yet") from None
-    return parser.parse_file(path)
+    try:
+        return parser.parse_file(path)
+    except OSError as e:
+        raise InputError(f"{path}: {e.strerror}") from None
 
 
 def _entry(name: str, doing: str):
