@@ -67,13 +67,21 @@ def _private():
 '''
 
 
+LIBRARY = [sys.executable, "-m", "vinemake.library", "lib.py"]
+# The same program on a kernel without pidfd_open (before Linux 5.3, as on older clusters).
+LIBRARY_WITHOUT_PIDFD = [
+    sys.executable, "-c",
+    "import os, runpy; del os.pidfd_open; runpy.run_module('vinemake.library', "
+    "run_name='__main__')", "lib.py"]
+
+
 @pytest.fixture
-def library(tmp_path):
+def library(tmp_path, request):
     """A running `python3 -m vinemake.library lib.py`; yields a small client."""
     (tmp_path / "lib.py").write_text(MODULE)
     log = open(tmp_path / "log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "vinemake.library", "lib.py"],
-                            cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    argv = getattr(request, "param", LIBRARY)
+    proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=log)
     client = Client(proc)
     yield client
@@ -174,6 +182,8 @@ def test_env_of_the_request_reaches_the_function(library, tmp_path):
     assert (tmp_path / "out").read_text() == "hi"
 
 
+@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
+                         ids=["pidfd", "no-pidfd"])
 def test_calls_run_concurrently(library, tmp_path):
     library.receive()
     library.send(id=1, function="meet", args=["a", "b"], cwd=str(tmp_path))
@@ -182,6 +192,8 @@ def test_calls_run_concurrently(library, tmp_path):
     assert answers == [{"id": 1, "status": "ok"}, {"id": 2, "status": "ok"}]
 
 
+@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
+                         ids=["pidfd", "no-pidfd"])
 def test_cancel_kills_the_running_call(library, tmp_path):
     library.receive()
     library.send(id=4, function="hang", args=[], cwd=str(tmp_path))

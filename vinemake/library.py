@@ -132,7 +132,7 @@ class _Running:
 
     id: int
     pid: int
-    pidfd: int
+    pidfd: int | None  # None on kernels before Linux 5.3: the pipe's end marks the exit
     report_fd: int
     report: bytearray
 
@@ -158,6 +158,10 @@ class _Server:
         self.selector.register(self.chan_in, selectors.EVENT_READ, self._on_requests)
         while True:
             for key, _ in self.selector.select():
+                # An earlier handler in this batch may have closed this fd (a call's pipe
+                # when its pidfd fired), and a new call may even have reused the number.
+                if self.selector.get_map().get(key.fd) is not key:
+                    continue
                 if not key.data(key.fileobj):
                     self._stop()
                     return
@@ -201,16 +205,20 @@ class _Server:
             os.close(self.chan_out)
             _run_in_child(function, request, write_fd)
         os.close(write_fd)
-        run = _Running(request.id, pid, os.pidfd_open(pid), read_fd, bytearray())
+        run = _Running(request.id, pid, _pidfd(pid), read_fd, bytearray())
         self.running[request.id] = run
         self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
-        self.selector.register(run.pidfd, selectors.EVENT_READ, lambda fd: self._on_exit(run))
+        if run.pidfd is not None:
+            self.selector.register(run.pidfd, selectors.EVENT_READ,
+                                   lambda fd: self._on_exit(run))
 
     def _on_report(self, run: _Running) -> bool:
         data = os.read(run.report_fd, _READ_CHUNK)
         run.report += data
         if not data:
             self.selector.unregister(run.report_fd)
+            if run.pidfd is None:
+                self._on_exit(run)
         return True
 
     def _on_exit(self, run: _Running) -> bool:
@@ -218,8 +226,9 @@ class _Server:
         # behind may hold the pipe open forever.
         _, status = os.waitpid(run.pid, 0)
         self._drain(run)
-        self.selector.unregister(run.pidfd)
-        os.close(run.pidfd)
+        if run.pidfd is not None:
+            self.selector.unregister(run.pidfd)
+            os.close(run.pidfd)
         if run.report_fd in self.selector.get_map():
             self.selector.unregister(run.report_fd)
         os.close(run.report_fd)
@@ -239,6 +248,14 @@ class _Server:
         for run in self.running.values():
             os.kill(run.pid, signal.SIGKILL)
             os.waitpid(run.pid, 0)
+
+
+def _pidfd(pid: int) -> int | None:
+    """A descriptor that becomes readable when pid exits, where the kernel offers one."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _private_channel() -> tuple[int, int]:
