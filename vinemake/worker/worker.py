@@ -77,7 +77,8 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="task")
         self.files = FileServer("0.0.0.0", self._resolve, self.secret, None,
                                 on_error=lambda r: log.warning("%s", r))
-        self._outbox: queue.Queue = queue.Queue()
+        self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._sending = threading.Lock()
         self._running = 0
         self._running_lock = threading.Lock()
         self._last_activity = time.monotonic()
@@ -90,7 +91,6 @@ class Worker:
 
     def run(self) -> int:
         """Serve managers until idle for timeout_s; the process exit status."""
-        threading.Thread(target=self._sender, name="sender", daemon=True).start()
         threading.Thread(target=self._idle_watch, name="idle", daemon=True).start()
         try:
             while not self._stop.is_set():
@@ -104,7 +104,6 @@ class Worker:
 
     def close(self) -> None:
         self._stop.set()
-        self._outbox.put(None)
         self.monitor.kill_all("the worker is exiting")
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.libraries.close()
@@ -211,24 +210,28 @@ class Worker:
                 self._running -= 1
             self._last_activity = time.monotonic()
         self._outbox.put(outcome_to_wire(outcome))
+        self._drain_outbox()
 
-    def _sender(self) -> None:
-        """Send outcomes, all that are ready in one message: many finish together under load."""
-        while True:
-            item = self._outbox.get()
-            if item is None:
-                return
-            batch = [item]
-            while True:
-                try:
-                    item = self._outbox.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
+    def _drain_outbox(self) -> None:
+        """Send every outcome waiting, in one message; whoever finds the outbox free does it.
+
+        The thread that finished a task sends directly (no hand-off to another thread on the
+        hot path); outcomes that finish meanwhile ride along in the same Done message.
+        """
+        while self._sending.acquire(blocking=False):
+            try:
+                batch = []
+                while True:
+                    try:
+                        batch.append(self._outbox.get_nowait())
+                    except queue.Empty:
+                        break
+                if batch:
                     self._send(Done(batch))
-                    return
-                batch.append(item)
-            self._send(Done(batch))
+            finally:
+                self._sending.release()
+            if self._outbox.empty():
+                return
 
     def _send(self, msg) -> None:
         conn = self._conn
