@@ -1,0 +1,177 @@
+"""The TextMate grammar (VS Code) against the scope assertions in tests/editor/, run for real.
+
+`vscode-tmgrammar-test` tokenizes each fixture with vscode-textmate, the engine VS Code uses,
+and checks the `^^^ scope` / `- scope` lines under it. The mutation test then deletes every
+rule of the grammar in turn and shows that some assertion notices: no rule is untested.
+
+Needs node and `npm ci --prefix tests/editor`. Outside CI a missing tool skips; with CI=true it
+fails, so the check cannot silently vanish from the pipeline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from vinemake.errors import VinefileError
+from vinemake.parser import parse_text
+
+ROOT = Path(__file__).resolve().parent.parent
+EDITOR = ROOT / "tests" / "editor"
+GRAMMAR = ROOT / "grammar" / "vinefile.tmLanguage.json"
+EXTENSION = ROOT / "grammar" / "vscode"
+VALID = sorted((EDITOR / "syntax").glob("*.vine"))
+INVALID = sorted((EDITOR / "invalid").glob("*.vine"))
+RUNNER = EDITOR / "node_modules" / "vscode-tmgrammar-test" / "dist" / "unit.js"
+ASSERTION_LINE = re.compile(r"#\s*(\^|<-)")
+
+
+def require(present: bool, reason: str) -> None:
+    """Skip when a tool is missing, except in CI, where a missing tool is a failure."""
+    if present:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: the editor tests must run)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    path = shutil.which("node")
+    require(path is not None, "node is not installed")
+    require(RUNNER.exists(), "vscode-tmgrammar-test is not installed: npm ci --prefix tests/editor")
+    return path
+
+
+def source_of(fixture: Path) -> str:
+    """The text the grammar test tokenizes: the fixture without its header and assertions."""
+    lines = fixture.read_text().split("\n")[1:]
+    return "\n".join(line for line in lines if not ASSERTION_LINE.match(line))
+
+
+def run_tmgrammar(node: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([node, str(RUNNER), "--compact", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_fixtures_hold_positive_and_negative_assertions():
+    for fixture in VALID + INVALID:
+        assertions = [line for line in fixture.read_text().splitlines()
+                      if ASSERTION_LINE.match(line)]
+        assert any(" - " in line for line in assertions), f"{fixture.name}: no negative assertion"
+        assert any(not re.search(r"[\^-]\s+-\s", line) for line in assertions), fixture.name
+
+
+def test_extension_grammar_passes_every_fixture(node):
+    # --config reads the extension's package.json, so its grammar path is tested too.
+    result = run_tmgrammar(node, "--config", str(EXTENSION / "package.json"),
+                           *map(str, VALID + INVALID))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("run successfuly") == len(VALID + INVALID)
+
+
+def test_extension_grammar_is_the_one_source():
+    shipped = EXTENSION / "syntaxes" / "vinefile.tmLanguage.json"
+    assert shipped.resolve() == GRAMMAR
+    package = json.loads((EXTENSION / "package.json").read_text())
+    (grammar,) = package["contributes"]["grammars"]
+    assert (EXTENSION / grammar["path"]).resolve() == GRAMMAR
+    assert grammar["scopeName"] == json.loads(GRAMMAR.read_text())["scopeName"]
+
+
+def test_a_wrong_scope_is_reported(node, tmp_path):
+    # The runner must fail when an assertion is wrong, or every other check here is vacuous.
+    fixture = tmp_path / "wrong.vine"
+    fixture.write_text('# SYNTAX TEST "source.vinefile"\n'
+                       "X=1\n"
+                       "# <- entity.name.function.target.vinefile\n")
+    result = run_tmgrammar(node, "-g", str(GRAMMAR), str(fixture))
+    assert result.returncode != 0
+    assert "Missing required scopes: [ entity.name.function.target.vinefile ]" in result.stdout
+
+
+@pytest.mark.parametrize("fixture", VALID, ids=lambda p: p.name)
+def test_valid_fixture_parses(fixture):
+    parse_text(source_of(fixture), str(fixture), environ={})
+
+
+@pytest.mark.parametrize("fixture", INVALID, ids=lambda p: p.name)
+def test_every_line_marked_invalid_is_rejected_by_the_parser(fixture):
+    lines = [line for line in source_of(fixture).splitlines() if line and line[0] != "#"]
+    assert lines
+    for line in lines:
+        with pytest.raises(VinefileError):
+            parse_text(f"{line}\nout:\n\ttrue\n", "invalid.vine", environ={})
+
+
+def rule_paths(grammar: dict) -> list[tuple]:
+    """Where every rule sits: each repository entry and each item of every `patterns` list."""
+    paths: list[tuple] = []
+
+    def walk(node: dict, path: tuple) -> None:
+        for i, child in enumerate(node.get("patterns", [])):
+            paths.append(path + ("patterns", i))
+            walk(child, path + ("patterns", i))
+
+    walk(grammar, ())
+    for name, entry in grammar["repository"].items():
+        paths.append(("repository", name))
+        walk(entry, ("repository", name))
+    return paths
+
+
+def without(grammar: dict, path: tuple) -> dict:
+    """A copy of `grammar` with the rule at `path` removed (a repository entry left empty)."""
+    mutant = copy.deepcopy(grammar)
+    *parents, last = path
+    holder = mutant
+    for key in parents:
+        holder = holder[key]
+    if isinstance(holder, list):
+        del holder[last]
+    else:
+        holder[last] = {"patterns": []}
+    return mutant
+
+
+def test_rule_paths_reach_nested_rules():
+    grammar = {"patterns": [{"include": "#a"}],
+               "repository": {"a": {"patterns": [{"match": "x"}, {"begin": "y", "end": "z",
+                                                               "patterns": [{"match": "w"}]}]}}}
+    assert rule_paths(grammar) == [
+        ("patterns", 0), ("repository", "a"), ("repository", "a", "patterns", 0),
+        ("repository", "a", "patterns", 1), ("repository", "a", "patterns", 1, "patterns", 0)]
+    assert without(grammar, ("repository", "a", "patterns", 0))["repository"]["a"] == {
+        "patterns": [{"begin": "y", "end": "z", "patterns": [{"match": "w"}]}]}
+
+
+def test_every_rule_is_needed_by_some_assertion(node, tmp_path):
+    grammar = json.loads(GRAMMAR.read_text())
+    paths = rule_paths(grammar)
+    listing = tmp_path / "mutants.txt"
+    names = {}
+    for i, path in enumerate(paths):
+        mutant = tmp_path / f"mutant{i}.json"
+        mutant.write_text(json.dumps(without(grammar, path)))
+        names[str(mutant)] = "/".join(map(str, path))
+    # The unmutated grammar goes first: it must fail nothing, or the count below means nothing.
+    listing.write_text("\n".join([str(GRAMMAR), *names]) + "\n")
+    started = time.monotonic()
+    result = subprocess.run([node, str(EDITOR / "mutants.js"), str(listing),
+                             *map(str, VALID + INVALID)], cwd=EDITOR,
+                            capture_output=True, text=True, timeout=300)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    failures = json.loads(result.stdout)
+    assert failures.pop(str(GRAMMAR)) == 0
+    survivors = [names[m] for m, n in failures.items() if n == 0 or str(n).startswith("error")]
+    assert survivors == [], f"rules no assertion needs: {survivors}"
+    print(f"{len(paths)} mutants killed in {elapsed:.1f}s")
