@@ -1,11 +1,14 @@
 """The cache store: finished outputs kept by output key, restored instead of recomputed.
 
-Layout: `<root>/<2 hex>/<key>` (the file or directory, hard-linked or copied from the output)
-and `<root>/<2 hex>/<key>.stamp` (`size mtime_ns` of the entry when stored). Inserting a file is
-one `link` (atomic: it either creates the name or finds it taken), so concurrent writers sharing
-a `--cache-dir` never expose a half-written entry; copies and directories are built under a
-temporary name and renamed. Entries of one key come from one provenance, so two racing writers
-store the same bytes; at worst their stamps disagree and the entry is dropped, never served.
+Layout: `<root>/<2 hex>/<key>`, the file or directory, hard-linked or copied from the output,
+with a stamp (`size mtime_ns` of the entry when stored) in its `user.vinemake` extended
+attribute, or in `<key>.stamp` where the filesystem has no user xattrs. The xattr is there for
+speed: creating a file costs ~0.5 ms on this kind of machine, setting an xattr ~4 µs.
+
+Inserting a file is one `link` (atomic: it either creates the name or finds it taken), so
+concurrent writers sharing a `--cache-dir` never expose a half-written entry; copies and
+directories are built under a temporary name and renamed. Entries of one key come from one
+provenance, so two racing writers store the same bytes; the first link wins and stamps it.
 
 A hard link shares its inode with the output, so an output edited in place silently changes
 the stored bytes: the stamp catches that (size or mtime moved) and the entry is discarded.
@@ -59,7 +62,7 @@ class Store:
         A live writer stamps within microseconds of linking (linking sets the ctime), so only
         an old stampless entry is taken to be abandoned.
         """
-        if os.path.exists(entry + ".stamp"):
+        if _read_stamp(entry) is not None:
             return False
         try:
             return time.time() - os.lstat(entry).st_ctime > ABANDONED_S
@@ -86,8 +89,7 @@ class Store:
                 return False  # stored before, or by another writer just now
             raise
         st = os.lstat(entry)
-        with open(entry + ".stamp", "w") as f:
-            f.write(f"{st.st_size} {st.st_mtime_ns}\n")
+        _write_stamp(entry, f"{st.st_size} {st.st_mtime_ns}")
         return True
 
     def _build_then_rename(self, path: str, entry: str) -> None:
@@ -101,11 +103,11 @@ class Store:
             _remove(tmp)
 
     def _valid(self, entry: str) -> bool:
+        stamp = _read_stamp(entry)
         try:
-            with open(entry + ".stamp") as f:
-                size, mtime = (int(x) for x in f.read().split())
+            size, mtime = (int(x) for x in stamp.split())  # type: ignore[union-attr]
             st = os.lstat(entry)
-        except (OSError, ValueError):
+        except (AttributeError, OSError, ValueError):
             return False
         if (st.st_size, st.st_mtime_ns) != (size, mtime):
             self._drop(entry)  # edited in place through a link
@@ -134,6 +136,29 @@ class Store:
 
     def clear(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_XATTR = "user.vinemake"
+
+
+def _write_stamp(entry: str, stamp: str) -> None:
+    try:
+        os.setxattr(entry, _XATTR, stamp.encode(), follow_symlinks=False)
+    except OSError:  # no user xattrs here (tmpfs, NFS, a symlink): a stamp file instead
+        with open(entry + ".stamp", "w") as f:
+            f.write(stamp + "\n")
+
+
+def _read_stamp(entry: str) -> str | None:
+    try:
+        return os.getxattr(entry, _XATTR, follow_symlinks=False).decode()
+    except OSError:
+        pass
+    try:
+        with open(entry + ".stamp") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _remove(path: str) -> None:
