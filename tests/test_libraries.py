@@ -34,6 +34,7 @@ def double(src, dst):
         g.write(f.read() * 2)
 
 def fail(message):
+    print("about to fail:", message)
     raise RuntimeError(message)
 
 def meet(me, other):
@@ -179,6 +180,16 @@ def test_function_error_carries_the_users_traceback(python_library, sandbox):
         "failed", 1, "function fail failed in library m")
     assert result.stderr_tail.startswith("Traceback (most recent call last):\n")
     assert result.stderr_tail.endswith("RuntimeError: no good\n")
+
+
+def test_failed_calls_output_comes_before_its_traceback(python_library, sandbox, tmp_path):
+    output = tmp_path / "call.out"
+    result = python_library.call("fail", ["no good"], str(sandbox), output=str(output))
+    assert result.stderr_tail.startswith(
+        "about to fail: no good\nTraceback (most recent call last):\n")
+    assert result.stderr_tail.endswith("RuntimeError: no good\n")
+    assert output.read_text() == "about to fail: no good\n"
+    assert "about to fail" not in open(python_library.log_path).read()
 
 
 def test_unknown_function(python_library, sandbox):

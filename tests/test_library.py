@@ -139,6 +139,17 @@ def test_call_runs_in_the_given_cwd_and_prints_do_not_reach_the_channel(library,
         "import-time print goes to the log\na print inside a call goes to the log too\n")
 
 
+def test_output_of_a_call_goes_to_the_file_it_names(library, tmp_path):
+    library.receive()
+    output = tmp_path / "call.out"
+    assert library.call(1, "write", "x", "y", cwd=str(tmp_path), output=str(output)) == {
+        "id": 1, "status": "ok"}
+    assert output.read_text() == "a print inside a call goes to the log too\n"
+    library.proc.stdin.close()
+    assert library.proc.wait(DEADLINE) == 0
+    assert (tmp_path / "log").read_text() == "import-time print goes to the log\n"
+
+
 def test_module_is_imported_once_and_calls_do_not_share_state(library, tmp_path):
     library.receive()
     for i in range(5):

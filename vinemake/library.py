@@ -47,6 +47,7 @@ class Request:
     args: tuple[str, ...] = ()
     cwd: str = "."
     env: tuple[tuple[str, str], ...] = ()
+    output: str | None = None  # where the call's stdout and stderr go; else the library's log
     cancel: bool = False
 
 
@@ -64,9 +65,10 @@ def parse_request(line: bytes) -> Request:
     if not isinstance(function, str) or not isinstance(args, list) \
             or not all(isinstance(a, str) for a in args):
         raise ValueError("request needs \"function\" (a string) and \"args\" (strings)")
-    env = obj.get("env", {})
+    env, output = obj.get("env", {}), obj.get("output")
     return Request(id=obj["id"], function=function, args=tuple(args),
-                   cwd=str(obj.get("cwd", ".")), env=tuple(sorted(env.items())))
+                   cwd=str(obj.get("cwd", ".")), env=tuple(sorted(env.items())),
+                   output=None if output is None else str(output))
 
 
 def response(call_id: int | None, error: str | None = None) -> bytes:
@@ -101,6 +103,11 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
     """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
     code = 0
     try:
+        if request.output is not None:
+            fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
         os.chdir(request.cwd)
         os.environ.update(dict(request.env))
         function(*request.args)

@@ -92,11 +92,13 @@ def describe_exit(returncode: int) -> str:
 
 
 def call_request(call_id: int, function: str, args: list[str], cwd: str,
-                 env: tuple[tuple[str, str], ...]) -> bytes:
+                 env: tuple[tuple[str, str], ...], output: str | None = None) -> bytes:
     """The request line for one call."""
-    obj = {"id": call_id, "function": function, "args": list(args), "cwd": cwd}
+    obj: dict[str, Any] = {"id": call_id, "function": function, "args": list(args), "cwd": cwd}
     if env:
         obj["env"] = dict(env)
+    if output is not None:
+        obj["output"] = output
     return (json.dumps(obj) + "\n").encode()
 
 
@@ -106,6 +108,25 @@ def result_of(name: str, function: str, message: dict[str, Any]) -> CallResult:
         return CallResult("ok", 0)
     error = str(message.get("error") or "no error text given")
     return CallResult("failed", 1, f"function {function} failed in library {name}", tail(error))
+
+
+def with_output(result: CallResult, output: str) -> CallResult:
+    """A failed call's stderr tail: what the call printed, then the library's error text."""
+    if result.ok or not output:
+        return result
+    text = output if output.endswith("\n") or not result.stderr_tail else output + "\n"
+    return CallResult(result.status, result.exit_code, result.reason,
+                      tail(text + result.stderr_tail))
+
+
+def read_tail(path: str, limit: int = TAIL_CHARS) -> str:
+    """The last `limit` characters of a file; empty if it cannot be read."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - limit))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
 
 
 class _StartFailed(Exception):
@@ -164,7 +185,7 @@ class _Process:
             raise _StartFailed(self.ended)
 
     def call(self, function: str, args: list[str], cwd: str,
-             env: tuple[tuple[str, str], ...], timeout: float | None,
+             env: tuple[tuple[str, str], ...], output: str | None, timeout: float | None,
              cancel_grace: float) -> CallResult:
         pending = _Pending()
         with self.lock:
@@ -172,7 +193,7 @@ class _Process:
                 return self.ended
             call_id = next(self.ids)
             self.pending[call_id] = (function, pending)
-        self._send(call_request(call_id, function, args, cwd, env))
+        self._send(call_request(call_id, function, args, cwd, env, output))
         if not pending.done.wait(timeout):
             self._cancel(call_id, function, pending, cancel_grace)
             return CallResult("resource_exceeded", None,
@@ -251,12 +272,7 @@ class _Process:
                           f"{when}", self.log_tail())
 
     def log_tail(self) -> str:
-        try:
-            with open(self.log_path, "rb") as log:
-                log.seek(max(0, os.path.getsize(self.log_path) - TAIL_CHARS))
-                return tail(log.read().decode(errors="replace"))
-        except OSError:
-            return ""
+        return read_tail(self.log_path)
 
     def kill(self) -> None:
         try:
@@ -305,9 +321,12 @@ class LibraryInstance:
         return process.popen.pid if process is not None and process.alive else None
 
     def call(self, function: str, args: list[str], cwd: str, timeout: float | None = None,
-             env: tuple[tuple[str, str], ...] = (), wait_for_slot: bool = True) -> CallResult:
+             env: tuple[tuple[str, str], ...] = (), output: str | None = None,
+             wait_for_slot: bool = True) -> CallResult:
         """Run FUNCTION(*args) in the library with cwd as its working directory.
 
+        `output` names a file for the call's stdout and stderr (the Python library program
+        honours it; others may not); a failed call's stderr_tail then starts with its tail.
         With wait_for_slot=False a call that finds every slot busy returns status "error"
         at once instead of waiting (the manager accounts slots; this catches it overbooking).
         """
@@ -321,8 +340,11 @@ class LibraryInstance:
                 return failed.args[0]
             if process is None:
                 return CallResult("error", None, f"library {self.spec.name} is shut down")
-            return process.call(function, args, os.path.abspath(cwd), env, timeout,
-                                self.cancel_grace)
+            if output is not None:
+                output = os.path.abspath(output)
+            result = process.call(function, args, os.path.abspath(cwd), env, output, timeout,
+                                  self.cancel_grace)
+            return result if output is None else with_output(result, read_tail(output))
         finally:
             self._slots.release()
 
@@ -375,7 +397,8 @@ class LibraryPool:
                 self._instances[spec.key] = instance
             return instance
 
-    def run(self, task: Task, sandbox: str, prepare: Callable[[str], None]) -> CallResult:
+    def run(self, task: Task, sandbox: str, prepare: Callable[[str], None],
+            output: str | None = None) -> CallResult:
         """Run a `@call` task (task.library set) in its library: the worker's one entry point.
 
         The task's wall time bounds the call (not the library's start-up); its env reaches
@@ -388,7 +411,7 @@ class LibraryPool:
             return CallResult("failed", None, str(exc))
         instance = self.get(task.library, prepare)
         return instance.call(function, args, sandbox, timeout=task.resources.wall_time_s,
-                             env=task.env)
+                             env=task.env, output=output)
 
     def instances(self) -> list[LibraryInstance]:
         with self._lock:
