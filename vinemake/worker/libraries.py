@@ -6,7 +6,8 @@ The worker uses four things (or, for a whole `@call` Task, `pool.run(task, sandb
     inst = pool.get(spec, prepare)             # the instance for spec.key (not started yet);
                                                # prepare(dir) puts spec.inputs into dir
     function, args = split_call(task.command)  # "FUNCTION ARG..." -> ("FUNCTION", [ARG...])
-    result = inst.call(function, args, cwd=sandbox, timeout=wall_time, env=task.env)
+    result = inst.call(function, args, cwd=sandbox, timeout=wall_time, env=task.env,
+                       output=path_for_the_calls_stdout_and_stderr)  # output is optional
     pool.close()                               # stop every instance
 
 `call` starts the instance if it is not running (the first call placed on this worker pays the
