@@ -252,6 +252,21 @@ def test_library_that_fails_to_start(pool, tmp_path, sandbox):
     assert result.stderr_tail.endswith("ZeroDivisionError: division by zero\n")
 
 
+def test_failure_to_set_up_the_instance_is_an_error_retried_by_the_next_call(pool, sandbox):
+    attempts = []
+
+    def prepare(directory: str) -> None:
+        attempts.append(directory)
+        raise OSError("input file-xxh3_128-42 is not in the cache")
+
+    library = pool.get(spec("true"), prepare)
+    for _ in range(2):
+        assert library.call("f", [], str(sandbox)) == CallResult(
+            "error", None, "cannot start library m: input file-xxh3_128-42 is not in the cache")
+    assert attempts == [library.dir, library.dir]
+    assert library.starts == 0
+
+
 def test_call_over_its_timeout_is_cancelled_and_the_instance_survives(python_library, sandbox):
     assert python_library.call("hang", [], str(sandbox), timeout=0.2) == CallResult(
         "resource_exceeded", None, "function hang exceeded its wall time of 0.2s")

@@ -354,7 +354,13 @@ class LibraryInstance:
             if self.closed:
                 return None
             if self._process is None or not self._process.alive:
-                self._start()
+                try:
+                    self._start()
+                except Exception as exc:  # prepare() is the worker's code: anything may fail
+                    # Setting up (linking inputs, spawning) is vinemake's failure, not the
+                    # user's: status "error" lets the engine resubmit the call.
+                    raise _StartFailed(CallResult(
+                        "error", None, f"cannot start library {self.spec.name}: {exc}")) from exc
             process = self._process
         assert process is not None
         process.wait_ready(self.start_timeout)
