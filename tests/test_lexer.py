@@ -1,0 +1,151 @@
+"""The Pygments lexer: one token type per construct, lossless, and no Error on valid input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
+from pygments.token import (
+    Comment,
+    Error,
+    Keyword,
+    Name,
+    Number,
+    Operator,
+    Punctuation,
+    String,
+    Text,
+    Whitespace,
+)
+
+from vinemake.lexer import VinefileLexer
+
+ROOT = Path(__file__).resolve().parent.parent
+VALID = sorted(ROOT.glob("examples/*/Vinefile")) + sorted(ROOT.glob("tests/editor/syntax/*.vine"))
+INVALID = sorted((ROOT / "tests/editor/invalid").glob("*.vine"))
+
+
+def lex(text: str) -> list[tuple]:
+    """(token type, text) pairs without whitespace; touching tokens of one type are merged."""
+    merged: list[list] = []
+    touching = False
+    for kind, value in VinefileLexer().get_tokens(text):
+        if kind in Whitespace:
+            touching = False
+            continue
+        if touching and merged[-1][0] is kind and kind is not Punctuation:
+            merged[-1][1] += value
+        else:
+            merged.append([kind, value])
+        touching = True
+    return [tuple(pair) for pair in merged]
+
+
+def test_found_by_name_and_file_name_through_the_entry_point():
+    for alias in ("vinefile", "makeflow"):
+        assert isinstance(get_lexer_by_name(alias), VinefileLexer)
+    for filename in ("Vinefile", "x/pipeline.vine", "Makeflow", "old.makeflow"):
+        assert isinstance(get_lexer_for_filename(filename), VinefileLexer)
+
+
+def test_comment():
+    assert lex("# a: b $X\n") == [(Comment.Single, "# a: b $X")]
+
+
+def test_assignments():
+    assert lex("X=1\nY += $(X) # c\n@Z = ${X}\n") == [
+        (Name.Variable, "X"), (Operator, "="), (Text, "1"),
+        (Name.Variable, "Y"), (Operator, "+="), (String.Interpol, "$(X)"),
+        (Comment.Single, "# c"),
+        (Name.Variable, "@Z"), (Operator, "="), (String.Interpol, "${X}")]
+
+
+def test_special_variable_and_value_with_a_colon():
+    assert lex("CATEGORY=a:b\n") == [(Name.Builtin, "CATEGORY"), (Operator, "="),
+                                     (Text, "a:b")]
+
+
+def test_export():
+    assert lex("export A B=$A\n") == [
+        (Keyword.Declaration, "export"), (Name.Variable, "A"),
+        (Name.Variable, "B"), (Operator, "="), (String.Interpol, "$A")]
+
+
+def test_makeflow_directives():
+    assert lex(".MAKEFLOW CATEGORY big\n.MAKEFLOW MEMORY 4G\n.MAKEFLOW MODE FIXED\n") == [
+        (Keyword.Reserved, ".MAKEFLOW"), (Name.Constant, "CATEGORY"), (Name.Class, "big"),
+        (Keyword.Reserved, ".MAKEFLOW"), (Name.Constant, "MEMORY"), (Number, "4G"),
+        (Keyword.Reserved, ".MAKEFLOW"), (Name.Constant, "MODE"), (Keyword.Constant, "FIXED")]
+
+
+def test_size_directive():
+    assert lex(".SIZE in.dat 2GB\n") == [
+        (Keyword.Reserved, ".SIZE"), (Name.Other, "in.dat"), (Number, "2GB")]
+
+
+def test_annotations_and_their_keys():
+    text = "@resources cores=4 memory=2GB\n@cache forever\n@library ml slots=2\n@call ml\n"
+    assert lex(text) == [
+        (Name.Decorator, "@resources"), (Name.Attribute, "cores"), (Operator, "="),
+        (Number, "4"), (Name.Attribute, "memory"), (Operator, "="), (Number, "2GB"),
+        (Name.Decorator, "@cache"), (Name.Attribute, "forever"),
+        (Name.Decorator, "@library"), (Name.Namespace, "ml"), (Name.Attribute, "slots"),
+        (Operator, "="), (Number, "2"),
+        (Name.Decorator, "@call"), (Name.Namespace, "ml")]
+
+
+def test_a_rule_local_assignment_is_not_an_annotation():
+    assert lex("@retries=3\n")[0] == (Name.Variable, "@retries")
+
+
+def test_rule_targets_sources_colon_and_rename():
+    assert lex('a my-b x->y : "C D" $(IN) s -> t\n') == [
+        (Name.Function, "a"), (Name.Function, "my-b"), (Name.Function, "x"),
+        (Operator, "->"), (Name.Function, "y"), (Punctuation, ":"),
+        (String.Double, '"C D"'), (String.Interpol, "$(IN)"), (Name.Other, "s"),
+        (Operator, "->"), (Name.Other, "t")]
+
+
+def test_rule_header_continued_over_lines():
+    assert lex("a \\\n  b : \\\n  c\n") == [
+        (Name.Function, "a"), (Punctuation.Continuation, "\\\n"), (Name.Function, "b"),
+        (Punctuation, ":"), (Punctuation.Continuation, "\\\n"), (Name.Other, "c")]
+
+
+def test_command_with_prefix_quotes_escapes_and_comment():
+    text = "out:\n\tLOCAL echo \"# $X\" '$Y # z' \\$HOME a:b # done\n"
+    assert lex(text)[2:] == [
+        (Keyword, "LOCAL"), (Text, "echo"),
+        (String.Double, '"# '), (String.Interpol, "$X"), (String.Double, '"'),
+        (String.Single, "'$Y # z'"), (String.Escape, "\\$"), (Text, "HOME"), (Text, "a:b"),
+        (Comment.Single, "# done")]
+
+
+def test_makeflow_prefix_only_at_the_start_of_a_command():
+    assert lex("out:\n\tMAKEFLOW sub.vine\n\techo LOCAL\n")[2:] == [
+        (Keyword, "MAKEFLOW"), (Text, "sub.vine"), (Text, "echo"), (Text, "LOCAL")]
+
+
+def test_command_continued_over_lines():
+    assert lex("out:\n\techo a \\\n\t  b\n")[2:] == [
+        (Text, "echo"), (Text, "a"), (Punctuation.Continuation, "\\\n"), (Text, "b")]
+
+
+@pytest.mark.parametrize("path", VALID + INVALID, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_tokens_rebuild_the_input_exactly(path):
+    text = path.read_text()
+    assert "".join(value for _, value in VinefileLexer().get_tokens(text)) == text
+
+
+@pytest.mark.parametrize("path", VALID, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_no_error_token_in_a_valid_vinefile(path):
+    assert [v for kind, v in VinefileLexer().get_tokens(path.read_text()) if kind in Error] == []
+
+
+def test_what_the_parser_rejects_is_an_error_token():
+    source = [line for line in INVALID[0].read_text().splitlines() if not line.startswith("#")]
+    errors = [[v for kind, v in VinefileLexer().get_tokens(line + "\n") if kind in Error]
+              for line in source]
+    assert errors == [["COLOUR"], [".WHATEVER"], ["@frobnicate"], ["colour"], ["$$"],
+                      [".hidden"], ["X -="], ["="]]
