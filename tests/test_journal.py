@@ -16,7 +16,7 @@ def test_replay_keeps_last_completion_and_files():
         done_line("r1", [["x", "o1", 3, 100]]),
         json.dumps({"ev": "started", "rule": "r2", "name": "y"}),
     ])
-    assert st.done["r1"].parts == (("command", "c1"),)
+    assert dict(st.done["r1"].parts) == {"command": "c1"}
     assert st.files["x"].key == "o1" and st.files["x"].size == 3
     assert st.incomplete == {"r2"}
     assert st.previous("x", "x").key == "r1"
@@ -72,11 +72,14 @@ def test_appends_are_batched_until_a_few_seconds_pass(tmp_path):
 def test_compaction_keeps_live_records_only(tmp_path):
     path = tmp_path / "journal"
     lines = [done_line(f"r{i}", [["x", f"o{i}", 1, i]]) for i in range(2000)]
+    lines += [json.dumps({"ev": "failed", "rule": "bad", "name": "b"}),
+              json.dumps({"ev": "started", "rule": "cut", "name": "c"})]
     path.write_text("\n".join(lines) + "\n")
     j = Journal(str(path))
     j.open()
     j.close()
     text = path.read_text().splitlines()
-    assert len(text) == 1
+    assert len(text) == 3
     st = Journal(str(path)).state
     assert st.files["x"].key == "o1999" and set(st.done) == {"r1999"}
+    assert st.failed == {"bad": "b"} and st.incomplete == {"cut"}

@@ -39,31 +39,38 @@ Field = str | bytes | int | float | None | tuple
 
 def encode(*fields: Field) -> bytes:
     """An unambiguous byte string for nested fields: each one tagged and length-prefixed."""
-    out = bytearray()
-    _encode_into(out, fields)
-    return bytes(out)
+    parts: list[str] = []
+    _encode_into(parts, fields)
+    return "".join(parts).encode("utf-8", "surrogateescape")
 
 
-def _encode_into(out: bytearray, value: Field) -> None:
-    if isinstance(value, tuple):
-        out += b"T" + len(value).to_bytes(8, "little")
-        for item in value:
-            _encode_into(out, item)
-        return
-    if value is None:
-        out += b"N"
-        return
-    if isinstance(value, bytes):
-        tag, data = b"B", value
-    elif isinstance(value, str):
-        tag, data = b"S", value.encode("utf-8", "surrogateescape")
+def _encode_into(parts: list[str], value: Field) -> None:
+    # Netstring-like in str form: the tag and the length (in characters) before each value.
+    kind = type(value)
+    if kind is str:
+        parts.append(f"S{len(value)}:")  # type: ignore[arg-type]
+        parts.append(value)  # type: ignore[arg-type]
+    elif kind is tuple:
+        parts.append(f"T{len(value)}:")  # type: ignore[arg-type]
+        for item in value:  # type: ignore[union-attr]
+            _encode_into(parts, item)
+    elif value is None:
+        parts.append("N")
+    elif kind is bytes:
+        text = value.decode("latin-1")  # type: ignore[union-attr]
+        parts.append(f"B{len(text)}:")
+        parts.append(text)
     else:
-        tag, data = b"I", repr(value).encode()
-    out += tag + len(data).to_bytes(8, "little") + data
+        text = repr(value)
+        parts.append(f"I{len(text)}:")
+        parts.append(text)
 
 
 def digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
+
+
+_EMPTY = digest(b"")
 
 
 def source_key(content_hex: str) -> str:
@@ -102,12 +109,13 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     kind = ("local" if rule.local else "") + ("makeflow" if rule.subworkflow else "") \
         + (f"call:{rule.call}" if rule.call else "") + (f"library:{rule.library}" if rule.library
                                                         else "")
+    # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     parts = (
-        ("command", digest(encode(rule.command))),
-        ("environment", digest(encode(env))),
-        ("resources", digest(encode(res.cores, res.gpus))),
-        ("library", digest(encode(library_key))),
-        ("kind", digest(encode(kind))),
+        ("command", digest(rule.command.encode("utf-8", "surrogateescape"))),
+        ("environment", digest(encode(env)) if env else _EMPTY),
+        ("resources", digest(f"{res.cores!r} {res.gpus!r}".encode())),
+        ("library", digest(library_key.encode()) if library_key else _EMPTY),
+        ("kind", digest(kind.encode()) if kind else _EMPTY),
     )
     sandboxed = tuple(sorted((f.sandbox, input_keys[norm(f.path)]) for f in rule.sources))
     names = tuple(sorted(f.sandbox for f in rule.targets))
