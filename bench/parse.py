@@ -148,20 +148,20 @@ def command(tool: str, finder: dict) -> list[str]:
 
 _SPLIT = """\
 import json, sys, time
-t0 = time.perf_counter()
+t0 = time.process_time()
 from vinemake.parser import parse_file
 from vinemake.graph import BuildGraph
-t1 = time.perf_counter()
+t1 = time.process_time()
 wf = parse_file("Vinefile")
-t2 = time.perf_counter()
+t2 = time.process_time()
 BuildGraph.build(wf, ".")
-t3 = time.perf_counter()
+t3 = time.process_time()
 print(json.dumps({"import": t1 - t0, "parse": t2 - t1, "graph": t3 - t2}))
 """
 
 
 def split(d: str) -> dict[str, float]:
-    """vinemake's time by phase: imports, parse_file, BuildGraph.build."""
+    """vinemake's CPU time by phase: imports, parse_file, BuildGraph.build."""
     done = subprocess.run([sys.executable, "-c", _SPLIT], cwd=d, capture_output=True,
                           text=True, check=False)
     return json.loads(done.stdout) if done.returncode == 0 else {}
@@ -220,7 +220,8 @@ def run(args) -> None:
                 if tool == "vinemake" and args.split:
                     phases = split(d)
                     if phases:
-                        note = " (" + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items()) + ")"
+                        note = " (cpu: " + ", ".join(f"{k} {v:.2f}s" for k, v in phases.items())
+                        note += ")"
                 print(row(shape, n, tool, m, make, note), flush=True)
 
 
