@@ -201,14 +201,31 @@ def test_a_task_on_a_killed_worker_is_rerun_on_another(cluster, tmp_path):
     assert (tmp_path / "out").read_text() == "done\n"
 
 
-def test_an_intermediate_lost_with_its_worker_is_reported(cluster, tmp_path):
+def test_an_intermediate_lost_with_its_worker_is_made_again_when_needed(cluster, tmp_path):
     c = cluster()
     c.worker("w1")
-    r, = c.run(task(1, "echo mid > mid", outputs=[("out-mid", "mid", None)]))
+    make = task(1, f"touch {tmp_path}/made.$$; echo mid > mid", outputs=[("out-mid", "mid", None)])
+    r, = c.run(make)
     assert r.ok
     c.procs["w1"].kill()
     wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
-    assert c.m.lost_files() == {"out-mid"}
+    c.worker("w2")
+    use, = c.run(task(2, "cat mid > out", inputs=[("out-mid", "mid", str(tmp_path / "mid"), 4)],
+                      outputs=[("out-2", "out", str(tmp_path / "out"))]))
+    assert (use.status, use.worker) == ("ok", "w2")
+    assert (tmp_path / "out").read_text() == "mid\n"
+    assert not (tmp_path / "mid").exists()  # it stays on the workers
+    assert len(list(tmp_path.glob("made.*"))) == 2  # the producer ran again, unreported
+    assert c.m.wait(0) == [] and c.m.lost_files() == set()
+
+
+def test_a_lost_file_nobody_can_make_fails_its_consumer(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1")
+    r, = c.run(task(1, "cat ghost", inputs=[("out-ghost", "ghost", None, 1)]))
+    assert (r.status, r.reason) == ("error", "input lost with a worker and no task known to "
+                                             "re-create it: ghost")
+    assert c.m.lost_files() == {"out-ghost"}
     assert c.m.lost_files() == set()  # each loss is reported once
 
 

@@ -86,3 +86,10 @@ def test_without_peer_transfers_everything_comes_from_the_manager():
 
 def test_a_file_held_nowhere_has_no_source():
     assert choose_sources(set(), {}, 3, manager_has=False) == []
+
+
+def test_sizes_learnt_later_count_and_any_held_file_beats_none():
+    workers = [worker("a"), worker("b")]
+    t = task(inputs=[("k1", 0), ("k2", 0)])
+    assert place(t, workers, {"k1": {"a"}, "k2": {"b"}}, sizes={"k2": 900}) == "b"
+    assert place(task(inputs=[("k1", 0)]), workers, {"k1": {"b"}}) == "b"

@@ -9,10 +9,11 @@ short-lived thread each, so a client that connects and says nothing cannot stall
     paths (linked from the worker's cache on this host, else fetched) → TaskResult to wait()
 
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
-`max_retries` times, then status "lost"), and every file that only it held is forgotten. Such a
-file that has no path on this host (an intermediate kept on workers) is reported by
-`lost_files()`: the engine re-submits its producer. A queued task needing a lost file waits
-until a producer's result brings it back.
+`max_retries` times, then status "lost"), and every file that only it held is forgotten. When
+a queued task needs an intermediate that existed only there (kept on workers, no path on this
+host), the manager re-runs the task that made it, silently, and the consumer waits for it. A
+lost file no known task makes fails its consumers (status "error") and is reported by
+`lost_files()`.
 """
 
 from __future__ import annotations
@@ -146,8 +147,12 @@ class Manager:
         self.workers: dict[str, _Worker] = {}
         self.replicas: dict[str, set[str]] = {}
         self.hashes: dict[str, str] = {}
+        self.sizes: dict[str, int] = {}
         self.paths: dict[str, str] = {}
         self.remote_only: set[str] = set()
+        self.producers: dict[str, Task] = {}  # remote-only key -> the task that made it
+        self.silent: set[int] = set()  # ids of producers re-run to re-create lost files
+        self.unrecoverable: set[str] = set()
         self.inflight: collections.Counter = collections.Counter()
         self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
         self.queue: collections.deque[Task] = collections.deque()
@@ -193,8 +198,14 @@ class Manager:
             return self._largest
 
     def lost_files(self) -> set[str]:
-        """Output keys lost with a worker since the last call, held nowhere else and with no
-        path on this host: the engine should re-run their producers."""
+        """Output keys lost since the last call that the manager cannot re-create itself.
+
+        A remote-only output lost with its worker is normally re-created by the manager: it
+        re-runs the task that made it (silently, the engine saw that task succeed) as soon as
+        a queued task needs it. This reports only what that could not cover: a file no task
+        seen by this manager made, or whose re-run failed. The engine should re-run those
+        producers itself (or fail their consumers).
+        """
         with self._lock:
             out, self._lost_keys = self._lost_keys, set()
             return out
@@ -371,8 +382,9 @@ class Manager:
             return
         sock.setblocking(False)
         self.workers[wid] = w
-        for key, _size, digest in hello.cached:
+        for key, size, digest in hello.cached:
             self._add_replica(w, str(key), str(digest))
+            self.sizes[str(key)] = int(size)
         self.sel.register(sock, selectors.EVENT_READ, w)
         self._update_largest()
         log.info("worker %s joined from %s (%s)", wid, addr,
@@ -467,6 +479,8 @@ class Manager:
             if most_free < 1e-9:
                 break
             task = self.queue.popleft()
+            if self.unrecoverable and self._needs_lost(task):
+                continue
             cores = task.resources.cores
             if (1.0 if cores is None else cores) > most_free + 1e-9 or \
                     not self._try_dispatch(task):
@@ -474,9 +488,19 @@ class Manager:
                 misses += 1
         self.queue.extendleft(reversed(skipped))
 
+    def _needs_lost(self, task: Task) -> bool:
+        """Fail a task whose input is gone for good instead of letting it wait forever."""
+        gone = [f.sandbox for f in task.inputs if f.key in self.unrecoverable
+                and f.key not in self.replicas]
+        if gone:
+            self._report([TaskResult(task_id=task.id, status="error",
+                                     reason="input lost with a worker and no task known to "
+                                            "re-create it: " + ", ".join(gone))])
+        return bool(gone)
+
     def _try_dispatch(self, task: Task) -> bool:
         views = [w.view() for w in self.workers.values()]
-        wid = place(task, views, self.replicas, self.rng)
+        wid = place(task, views, self.replicas, self.rng, self.sizes)
         if wid is None:
             return False
         w = self.workers[wid]
@@ -503,18 +527,22 @@ class Manager:
         files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
         fetches = []
         for f in files:
-            if f.key in w.holds or (w.same_host and f.path is not None):
+            # An output kept on workers (@temp) has a path that names no file on this host.
+            on_disk = f.path is not None and f.key not in self.remote_only
+            if f.key in w.holds or (w.same_host and on_disk):
                 continue
             label = w.charged.get(f.key)
             if label is not None and (label == MANAGER or label in self.workers):
                 # already on its way there: the worker waits for that transfer
                 fetches.append([f.key, self.hashes.get(f.key, ""), [self._source(label)]])
                 continue
-            path = self.paths.get(f.key) if f.path is None else f.path
+            path = None if f.key in self.remote_only else f.path or self.paths.get(f.key)
             holders = self.replicas.get(f.key, ())
             order = choose_sources(holders, self.inflight, self.config.transfer_limit,
                                    path is not None, self.config.peer_transfers,
                                    self.moving[f.key])
+            if order == [] and not self.moving[f.key]:
+                self._recreate(f.key)
             if not order:
                 return None  # every source busy, or the file is lost and being re-made
             if path is not None and MANAGER not in order:
@@ -522,6 +550,26 @@ class Manager:
             fetches.append([f.key, self.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
+
+    def _recreate(self, key: str) -> None:
+        """Run again the producer of `key`, an intermediate lost with its worker.
+
+        The re-run is the manager's own business: its result is not reported to the engine,
+        which already saw that task succeed. Only a file no known task makes is reported,
+        by lost_files().
+        """
+        producer = self.producers.get(key)
+        if producer is None:
+            if key not in self.unrecoverable:
+                self.unrecoverable.add(key)
+                with self._lock:
+                    self._lost_keys.add(key)
+            return
+        if producer.id in self.silent:
+            return  # already queued or running
+        log.warning("re-running %s to re-create %s, lost with a worker", producer.name, key)
+        self.silent.add(producer.id)
+        self.queue.appendleft(dataclasses.replace(producer, attempt=producer.attempt + 1))
 
     def _source(self, label: str) -> list:
         if label == MANAGER:
@@ -544,6 +592,7 @@ class Manager:
         self._add_replica(w, t.key, t.hash)
 
     def _add_replica(self, w: _Worker, key: str, digest: str) -> None:
+        self.unrecoverable.discard(key)
         w.holds.add(key)
         self.replicas.setdefault(key, set()).add(w.id)
         if digest:
@@ -573,15 +622,20 @@ class Manager:
         self._release(w, task)
         if self.lost_count.pop(("cancelled", task.id), None):
             return
-        for key, _size, digest, _path in outcome.outputs:
+        for key, size, digest, _path in outcome.outputs:
             self._add_replica(w, key, digest)
+            self.sizes[key] = size
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key]
         for f in task.outputs:
             if f.path is None:
                 self.remote_only.add(f.key)
+                self.producers[f.key] = task
             else:
                 self.paths[f.key] = f.path
+        if task.id in self.silent:
+            self._silent_finished(w, task, outcome)
+            return
         failed = [(os.path.join(task.failed_dir, name), key, path)
                   for name, key, path in outcome.failed] if task.failed_dir else []
         if outcome.failed and not failed:
@@ -596,6 +650,18 @@ class Manager:
         else:
             self._fetchers.submit(self._install_remote, w.id, w.addr, w.file_port, r,
                                   installs, bool(failed))
+
+    def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
+        self.silent.discard(task.id)
+        if outcome.failed:
+            self._send(w, Drop([key for _, key, _ in outcome.failed]))
+        if outcome.result.ok:
+            return
+        log.warning("re-creating the outputs of %s failed: %s", task.name, outcome.result.reason)
+        lost = {f.key for f in task.outputs if f.path is None} - self.replicas.keys()
+        self.unrecoverable |= lost
+        with self._lock:
+            self._lost_keys |= lost
 
     def _install_local(self, w: _Worker, r: TaskResult, installs, failed: bool) -> None:
         try:
@@ -656,12 +722,15 @@ class Manager:
                 holders.discard(w.id)
                 if not holders:
                     del self.replicas[key]
-                    if key in self.remote_only:
+                    if key in self.remote_only and key not in self.producers:
                         lost.add(key)
         results = []
         for task in w.running.values():
             self.running_total -= 1
             if self.lost_count.pop(("cancelled", task.id), None):
+                continue
+            if task.id in self.silent:
+                self.silent.discard(task.id)  # re-created again if still needed
                 continue
             self.lost_count[task.id] += 1
             if self.lost_count[task.id] <= self.config.max_retries:

@@ -45,11 +45,14 @@ def fits(want: Resources, free: Resources) -> bool:
 
 
 def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
-          rng: _random.Random | None = None) -> str | None:
+          rng: _random.Random | None = None,
+          sizes: Mapping[str, int] | None = None) -> str | None:
     """The id of the worker to run `task`, or None if none has room now.
 
-    `replicas` maps a file key to the ids of the workers holding it. With `rng` the choice
-    among fitting workers is random (placement "random").
+    `replicas` maps a file key to the ids of the workers holding it; `sizes` gives the bytes
+    of files whose TaskFile does not know them (intermediates made after the task was built).
+    A held file counts at least one byte, so holding something beats holding nothing. With
+    `rng` the choice among fitting workers is random (placement "random").
     """
     want = need(task.resources)
     fitting = [w for w in workers if fits(want, w.free)]
@@ -60,9 +63,11 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     if len(fitting) == 1:
         return fitting[0].id
     held = {w.id: 0 for w in fitting}
+    sizes = sizes or {}
     for f in task.inputs:
+        size = max(f.size, sizes.get(f.key, 0), 1)
         for wid in replicas.get(f.key, ()):
             if wid in held:
-                held[wid] += f.size
+                held[wid] += size
     best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
     return best.id
