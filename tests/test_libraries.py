@@ -346,3 +346,37 @@ def test_run_takes_a_call_task_whole(pool, module, sandbox):
                       library=library)
     assert pool.run(unbalanced, str(sandbox), copier(module)) == CallResult(
         "failed", None, "cannot split function call \"double 'in.txt\": No closing quotation")
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie left for init to reap counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def test_stopping_an_instance_stops_what_it_started(pool, tmp_path, sandbox):
+    (tmp_path / "lib.sh").write_text(SH_LIBRARY)
+    library = pool.get(spec("sleep 600 & echo $! > ../bg.pid; sh lib.sh"),
+                       copier(tmp_path / "lib.sh"))
+    assert library.call("touch", ["x"], str(sandbox)).ok
+    background = int((tmp_path / "libraries" / "bg.pid").read_text())
+    assert not gone(background)
+    pool.close(grace=DEADLINE)
+    wait_until(lambda: gone(background))
+
+
+def test_when_the_library_exits_what_it_left_running_is_killed(pool, tmp_path, sandbox):
+    # The background sleep holds the library's stdout open: only killing it ends the instance.
+    (tmp_path / "lib.sh").write_text(SH_LIBRARY)
+    library = pool.get(spec("sleep 600 & echo $! > ../bg.pid; sh lib.sh"),
+                       copier(tmp_path / "lib.sh"))
+    assert library.call("touch", ["x"], str(sandbox)).ok
+    background = int((tmp_path / "libraries" / "bg.pid").read_text())
+    os.kill(library.pid, signal.SIGKILL)  # the instance's main process only
+    wait_until(lambda: library.pid is None)
+    assert gone(background)
+    assert library.call("touch", ["y"], str(sandbox)).ok
+    assert library.starts == 2

@@ -171,6 +171,8 @@ class _Process:
         self.reader = threading.Thread(target=self._read, name=f"library-{spec.name}",
                                        daemon=True)
         self.reader.start()
+        threading.Thread(target=self._watch, name=f"library-{spec.name}-exit",
+                         daemon=True).start()
 
     @property
     def alive(self) -> bool:
@@ -221,11 +223,29 @@ class _Process:
             self.reader.join(grace)
 
     def _read(self) -> None:
-        for line in self.popen.stdout:
-            if line.strip() and not self._on_line(line):
-                self.kill()
-                break
-        returncode = self.popen.wait()
+        try:
+            for line in self.popen.stdout:
+                if line.strip() and not self._on_line(line):
+                    break
+        finally:
+            # Whatever happened here, no call may be left waiting on an instance nobody reads.
+            self.kill()
+            self._finish(self.popen.wait())
+
+    def _watch(self) -> None:
+        """When the library exits, kill what it left in its group.
+
+        Something it started in the background may hold its stdout open; the reader would
+        then never see the end, and the calls in flight would wait forever. WNOWAIT leaves
+        the exit to be reaped by the reader, so the group id cannot be reused before the kill.
+        """
+        try:
+            os.waitid(os.P_PID, self.popen.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            return  # the reader already reaped it, after killing the group
+        self.kill()
+
+    def _finish(self, returncode: int) -> None:
         with self.lock:
             if self.ended is None:
                 when = "while running this call" if self.started else "before it was ready"
@@ -253,8 +273,9 @@ class _Process:
             self.started = True
             self.ready.set()
             return True
+        call_id = message.get("id")
         with self.lock:
-            entry = self.pending.pop(message.get("id"), None)
+            entry = self.pending.pop(call_id, None) if isinstance(call_id, int) else None
         if entry is not None:
             function, pending = entry
             pending.finish(result_of(self.name, function, message))
@@ -288,12 +309,11 @@ class _Process:
                 self.popen.stdin.close()
             except OSError:
                 pass
-        try:
-            self.popen.wait(grace)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()  # also whatever the library left running in its session
-        self.reader.join()
+        # On the library's exit the reader kills whatever it left in its group, then reaps it.
+        self.reader.join(grace)
+        if self.reader.is_alive():
+            self.kill()
+            self.reader.join()
         self.popen.stdout.close()
 
 
