@@ -20,6 +20,7 @@ Why it works this way (the protocol itself is in docs/libraries.md):
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -288,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vinemake.library: importing {argv[0]} failed:\n{traceback.format_exc()}",
               file=sys.stderr, end="")
         return 1
+    # Keep the collector away from what the import made, so a forked call does not touch (and
+    # so copy) every page of it.
+    gc.freeze()
     _Server(functions_of(module), chan_in, chan_out).serve()
     return 0
 
