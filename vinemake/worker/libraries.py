@@ -51,8 +51,10 @@ TAIL_CHARS = 4000
 class CallResult:
     """What became of one call; the fields mean what TaskResult's fields of the same name mean.
 
-    status is "ok", "failed", "signaled" (the instance died from a signal while running the
-    call), "resource_exceeded" (timeout) or "error" (the pool was closed).
+    status is "ok", "failed" (the function raised, does not exist, or the library failed),
+    "signaled" (the instance died from a signal while running the call), "resource_exceeded"
+    (over its timeout) or "error" (vinemake's side: the instance could not be set up, every
+    slot was busy, or the pool is closed; the engine may resubmit).
     """
 
     status: str
@@ -337,7 +339,11 @@ class LibraryInstance:
 
     @property
     def pid(self) -> int | None:
-        """The running library's pid (its session id too), for the worker's monitor."""
+        """The running library's pid, for the worker's monitor; None while none runs.
+
+        It is also the id of the process group every process of the instance is in (the
+        calls' forked children included), so a monitor can sum over, or kill, the group.
+        """
         process = self._process
         return process.popen.pid if process is not None and process.alive else None
 
