@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from vinemake.errors import VinefileError
 from vinemake.parser import parse_text
@@ -34,20 +34,13 @@ RUNNER = EDITOR / "node_modules" / "vscode-tmgrammar-test" / "dist" / "unit.js"
 ASSERTION_LINE = re.compile(r"#\s*(\^|<-)")
 
 
-def require(present: bool, reason: str) -> None:
-    """Skip when a tool is missing, except in CI, where a missing tool is a failure."""
-    if present:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the editor tests must run)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def node() -> str:
     path = shutil.which("node")
-    require(path is not None, "node is not installed")
-    require(RUNNER.exists(), "vscode-tmgrammar-test is not installed: npm ci --prefix tests/editor")
+    require(path is not None, "node (apt-get install nodejs npm)")
+    require(RUNNER.exists(), "vscode-tmgrammar-test (npm ci --prefix tests/editor)")
     return path
 
 

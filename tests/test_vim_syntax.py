@@ -10,13 +10,13 @@ Needs vim. Outside CI a missing vim skips; with CI=true it fails.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 ROOT = Path(__file__).resolve().parent.parent
 EDITOR = ROOT / "tests" / "editor"
@@ -103,18 +103,12 @@ def assertions(fixture: Path) -> tuple[list[str], list[tuple]]:
     return source, checks
 
 
-def require(present: bool, reason: str) -> None:
-    if present:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason} (CI=true: the editor tests must run)")
-    pytest.skip(reason)
 
 
 def vim_dump(source: str, name: str, tmp_path: Path) -> tuple[str, list[list[set[str]]]]:
     """Open `source` as file `name` in Vim with our plugin; its options and items per byte."""
     vim = shutil.which("vim")
-    require(vim is not None, "vim is not installed (apt-get install vim)")
+    require(vim is not None, "vim (apt-get install vim)")
     path = tmp_path / name
     path.write_text(source)
     out = tmp_path / "syntax.txt"
