@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from vinemake.manager.placement import WorkerView, fits, need, place
+from vinemake.manager.placement import WorkerView, fits, holder, need, place
 from vinemake.manager.transfers import MANAGER, choose_sources
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskFile
@@ -93,3 +93,12 @@ def test_sizes_learnt_later_count_and_any_held_file_beats_none():
     t = task(inputs=[("k1", 0), ("k2", 0)])
     assert place(t, workers, {"k1": {"a"}, "k2": {"b"}}, sizes={"k2": 900}) == "b"
     assert place(task(inputs=[("k1", 0)]), workers, {"k1": {"b"}}) == "b"
+
+
+def test_the_holder_of_intermediates_is_found_busy_or_not():
+    workers = [worker("a"), worker("b", cores=0)]
+    t = task(inputs=[("tmp1", 5), ("src", 100), ("tmp2", 5)])
+    replicas = {"tmp1": {"b"}, "tmp2": {"b", "a"}, "src": {"a"}}
+    assert holder(t, workers, replicas, {"tmp1", "tmp2"}) == "b"
+    assert holder(t, workers, replicas, {"src"}) == "a"
+    assert holder(t, workers, replicas, set()) is None

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
-from vinemake.manager.placement import WorkerView, need, place
+from vinemake.manager.placement import WorkerView, fits, holder, need, place
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install
 from vinemake.protocol import (
     MSG,
@@ -67,6 +67,11 @@ from vinemake.task import Task, TaskResult
 __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
+
+# How long a task may wait for the busy worker that holds its intermediates (kept on workers,
+# one copy) before it runs elsewhere and the file is copied: intermediates are usually
+# consumed right after they are made, by a task that is quick to wait for.
+LOCALITY_WAIT_S = 1.0
 
 
 @dataclass
@@ -159,6 +164,7 @@ class Manager:
         self.lost_count: collections.Counter = collections.Counter()
         self.running_total = 0
         self._names = collections.Counter()
+        self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[_Worker] = []
         self._pending_results: list[TaskResult] = []
         self._fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="output")
@@ -488,6 +494,18 @@ class Manager:
                 misses += 1
         self.queue.extendleft(reversed(skipped))
 
+    def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
+        """Should `task` wait for the busy worker that holds its intermediates? For a while."""
+        best = holder(task, views, self.replicas, self.remote_only)
+        if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
+            self._first_tried.pop(task.id, None)
+            return False
+        first = self._first_tried.setdefault(task.id, time.monotonic())
+        if time.monotonic() - first < LOCALITY_WAIT_S:
+            return True
+        del self._first_tried[task.id]
+        return False
+
     def _needs_lost(self, task: Task) -> bool:
         """Fail a task whose input is gone for good instead of letting it wait forever."""
         gone = [f.sandbox for f in task.inputs if f.key in self.unrecoverable
@@ -502,6 +520,8 @@ class Manager:
         views = [w.view() for w in self.workers.values()]
         wid = place(task, views, self.replicas, self.rng, self.sizes)
         if wid is None:
+            return False
+        if self.rng is None and self.remote_only and self._wait_for_holder(task, views, wid):
             return False
         w = self.workers[wid]
         fetches = self._plan_fetches(task, w)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from vinemake.spec import Resources
 from vinemake.task import Task
 
-__all__ = ["WorkerView", "need", "fits", "place"]
+__all__ = ["WorkerView", "need", "fits", "place", "holder"]
 
 
 @dataclass(frozen=True)
@@ -71,3 +71,20 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
                 held[wid] += size
     best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
     return best.id
+
+
+def holder(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
+           only: set[str] | frozenset[str] = frozenset()) -> str | None:
+    """The worker holding the most inputs of `task` among the keys in `only`, busy or not.
+
+    The manager waits a moment for that worker when it is busy rather than copying an
+    intermediate that exists on one worker only (delay scheduling).
+    """
+    ids = {w.id for w in workers}
+    count: dict[str, int] = {}
+    for f in task.inputs:
+        if f.key in only:
+            for wid in replicas.get(f.key, ()):
+                if wid in ids:
+                    count[wid] = count.get(wid, 0) + 1
+    return min(count, key=lambda wid: (-count[wid], wid)) if count else None
