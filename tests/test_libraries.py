@@ -55,7 +55,17 @@ def hang():
     time.sleep(600)
 
 def crash():
-    os.killpg(os.getpgrp(), signal.SIGKILL)
+    # The library and its shell lead the session's first group; this call has a group of its
+    # own, which the worker kills once it sees the library die.
+    os.killpg(os.getsid(0), signal.SIGKILL)
+    time.sleep(600)
+
+def spawn_and_hang(pidfile):
+    import subprocess
+    child = subprocess.Popen(["sleep", "600"])
+    with open(pidfile, "w") as f:
+        f.write(str(child.pid))
+    time.sleep(600)
 '''
 
 # A library in another "language": plain sh with sed, speaking the documented protocol. Every
@@ -196,7 +206,7 @@ def test_unknown_function(python_library, sandbox):
     assert python_library.call("train", [], str(sandbox)) == CallResult(
         "failed", 1, "function train failed in library m",
         "no function named 'train' in this library (it has: crash, double, fail, hang, hold, "
-        "meet)")
+        "meet, spawn_and_hang)")
 
 
 def test_calls_run_concurrently_up_to_slots(python_library, sandbox):
@@ -272,6 +282,27 @@ def test_call_over_its_timeout_is_cancelled_and_the_instance_survives(python_lib
         "resource_exceeded", None, "function hang exceeded its wall time of 0.2s")
     assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
     assert python_library.starts == 1
+
+
+def test_cancel_stops_what_the_call_started(python_library, sandbox):
+    # The timeout must outlast starting `sleep` (it does, by far, even on a loaded machine).
+    assert python_library.call("spawn_and_hang", ["sleep.pid"], str(sandbox),
+                               timeout=2).status == "resource_exceeded"
+    wait_until(lambda: gone(int((sandbox / "sleep.pid").read_text())))
+    assert python_library.starts == 1
+
+
+def test_killing_an_instance_stops_its_calls(python_library, sandbox):
+    results = []
+    thread = threading.Thread(target=lambda: results.append(
+        python_library.call("spawn_and_hang", ["sleep.pid"], str(sandbox))))
+    thread.start()
+    wait_until((sandbox / "sleep.pid").exists)
+    os.killpg(python_library.pid, signal.SIGKILL)  # the library, not its calls' groups
+    thread.join(DEADLINE)
+    assert [r.reason for r in results] == [
+        "library m was killed by signal 9 (SIGKILL) while running this call"]
+    wait_until(lambda: gone(int((sandbox / "sleep.pid").read_text())))
 
 
 def test_library_ignoring_a_cancel_is_killed_and_restarted(pool, tmp_path, sandbox):

@@ -103,6 +103,7 @@ def functions_of(module: ModuleType) -> dict[str, Any]:
 def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
     """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
     code = 0
+    _own_group(0)
     try:
         if request.output is not None:
             fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -192,7 +193,7 @@ class _Server:
             return
         if request.cancel:
             if request.id in self.running:
-                os.kill(self.running[request.id].pid, signal.SIGKILL)
+                _kill_call(self.running[request.id].pid)
             return
         function = self.functions.get(request.function)
         if function is None:
@@ -212,6 +213,7 @@ class _Server:
             os.close(self.chan_in)
             os.close(self.chan_out)
             _run_in_child(function, request, write_fd)
+        _own_group(pid)  # here too, so a cancel arriving at once finds the group made
         os.close(write_fd)
         run = _Running(request.id, pid, _pidfd(pid), read_fd, bytearray())
         self.running[request.id] = run
@@ -254,8 +256,24 @@ class _Server:
 
     def _stop(self) -> None:
         for run in self.running.values():
-            os.kill(run.pid, signal.SIGKILL)
+            _kill_call(run.pid)
             os.waitpid(run.pid, 0)
+
+
+def _own_group(pid: int) -> None:
+    """Make the call's child the leader of its own process group (done by both sides of fork)."""
+    try:
+        os.setpgid(pid, pid)
+    except OSError:
+        pass  # the child already did it, or already exited
+
+
+def _kill_call(pid: int) -> None:
+    """Kill a call's child and whatever it started (its process group)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _pidfd(pid: int) -> int | None:

@@ -41,7 +41,8 @@ from typing import Any
 
 from vinemake.task import LibrarySpec, Task
 
-__all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "PROTOCOL_VERSION"]
+__all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "kill_session",
+           "PROTOCOL_VERSION"]
 
 PROTOCOL_VERSION = 1
 TAIL_CHARS = 4000
@@ -130,6 +131,33 @@ def read_tail(path: str, limit: int = TAIL_CHARS) -> str:
             return f.read().decode(errors="replace")
     except OSError:
         return ""
+
+
+def kill_session(sid: int) -> None:
+    """SIGKILL every process in session sid: a library instance and everything it started.
+
+    The group goes first (one atomic kill); the session scan then finds what moved to groups
+    of its own, like each call the Python library program runs. Twice, for what was forking
+    during the first scan. Only a process that left the session (setsid, a daemon) escapes.
+    """
+    try:
+        os.killpg(sid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    for _ in range(2):
+        for pid in _pids():
+            try:
+                if os.getsid(pid) == sid:
+                    os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+def _pids() -> list[int]:
+    try:
+        return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return []  # no /proc: the group kill is all there is
 
 
 class _StartFailed(Exception):
@@ -299,10 +327,7 @@ class _Process:
         return read_tail(self.log_path)
 
     def kill(self) -> None:
-        try:
-            os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        kill_session(self.popen.pid)
 
     def stop(self, grace: float) -> None:
         """Close the channel (the library's cue to exit), then kill what is left after grace."""
@@ -341,8 +366,8 @@ class LibraryInstance:
     def pid(self) -> int | None:
         """The running library's pid, for the worker's monitor; None while none runs.
 
-        It is also the id of the process group every process of the instance is in (the
-        calls' forked children included), so a monitor can sum over, or kill, the group.
+        It is also the id of the session every process of the instance is in (the calls'
+        forked children included, in groups of their own); kill_session(pid) stops them all.
         """
         process = self._process
         return process.popen.pid if process is not None and process.alive else None
