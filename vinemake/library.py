@@ -8,7 +8,8 @@ Why it works this way (the protocol itself is in docs/libraries.md):
   TaskVine's serverless libraries). The child chdirs into the call's sandbox, which a thread
   could not do (the working directory is process-global), and whatever the function does to
   module globals, the environment or open files dies with the child, so one call cannot leak
-  state into the next. Forking is cheap here: this process holds only the user's module, not a
+  state into the next. Each child leads its own process group, so cancelling a call kills what
+  it started too. Forking is cheap here: this process holds only the user's module, not a
   manager or a worker. Start-up stays paid once because the child inherits the imported module.
 - The parent is single-threaded: one selector loop over the request channel and each running
   child's pidfd and result pipe. No threads means fork never copies a lock some other thread
