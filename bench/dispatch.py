@@ -1,0 +1,221 @@
+"""Dispatch benchmark: how fast vinemake runs many tiny rules, and how fast it does nothing.
+
+    python bench/dispatch.py                 # 1k and 10k null rules, a 200-rule chain, each
+                                             # rerun with nothing to do; a 100k no-op rerun
+    python bench/dispatch.py --quick         # 1k null rules and the chain only
+    python bench/dispatch.py --profile null:10000   # cProfile of vinemake's own process
+
+Side by side in one run: vinemake, GNU make -j2, ninja -j2, Snakemake (capped: it needs
+minutes beyond a few thousand rules) and Makeflow -T local -j 2. Each prints wall time and the
+ratio to vinemake. vinemake also reports the CPU its own process spent (manager and engine,
+not the worker or the commands): the per-task figure is (CPU of the run − CPU of a no-op rerun
+of the same workflow) / rules, i.e. dispatch only, with parsing and hashing taken out.
+
+The 100k no-op needs a built workflow. Building 100k rules for real takes minutes, so the
+benchmark creates the outputs itself and seeds vinemake's journal the way a finished run
+leaves it (through vinemake's own prepare/Journal), and compares with `make -q` over the same
+files; ninja, Makeflow and Snakemake need their own logs and are compared at 10k (1k) only.
+Files go under --workdir, never the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import peers  # noqa: E402  (a sibling module, found through the path set just above)
+
+SNAKEMAKE_MAX = 1000
+
+# Runs vinemake's CLI in this process and writes the process's own CPU time (not the
+# worker's: it is a child) to $VINEMAKE_BENCH_CPU.
+VINEMAKE_WRAPPER = """
+import os, resource, sys
+from vinemake.cli import main
+try:
+    main()
+finally:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.environ["VINEMAKE_BENCH_CPU"], "w") as f:
+        f.write(str(r.ru_utime + r.ru_stime))
+"""
+
+
+# --- workflows: (target, [sources]) in file order --------------------------------------------
+
+
+def null_rules(n: int):
+    return [(f"out.{i}", []) for i in range(n)]
+
+
+def chain_rules(n: int):
+    return [(f"c.{i}", [f"c.{i - 1}"] if i else []) for i in range(n)]
+
+
+def write_all(root: str, rules) -> None:
+    """Equivalent Vinefile, Makefile, build.ninja, Snakefile and Makeflow file in `root`."""
+    os.makedirs(root, exist_ok=True)
+    targets = [t for t, _ in rules]
+    with open(os.path.join(root, "Vinefile"), "w") as f:
+        f.writelines(f"{t}: {' '.join(s)}\n\t: > {t}\n\n" for t, s in rules)
+    shutil.copy(os.path.join(root, "Vinefile"), os.path.join(root, "Makeflow"))
+    with open(os.path.join(root, "Makefile"), "w") as f:
+        f.write(f"all: {' '.join(targets)}\n\n")
+        f.writelines(f"{t}: {' '.join(s)}\n\t: > {t}\n\n" for t, s in rules)
+    with open(os.path.join(root, "build.ninja"), "w") as f:
+        f.write("rule null\n  command = : > $out\n\n")
+        f.writelines(f"build {t}: null {' '.join(s)}\n" for t, s in rules)
+    with open(os.path.join(root, "Snakefile"), "w") as f:
+        f.write(f"rule all:\n    input: {', '.join(repr(t) for t in targets)}\n\n")
+        for i, (t, s) in enumerate(rules):
+            inputs = f"    input: {', '.join(repr(x) for x in s)}\n" if s else ""
+            f.write(f"rule r{i}:\n{inputs}    output: {t!r}\n    shell: ': > {t}'\n\n")
+
+
+def fresh(base: str, name: str, rules) -> str:
+    root = os.path.join(base, name)
+    shutil.rmtree(root, ignore_errors=True)
+    write_all(root, rules)
+    return root
+
+
+# --- tools ------------------------------------------------------------------------------------
+
+
+def run_vinemake(root: str, timeout: float):
+    cpu_file = os.path.join(root, ".bench-cpu")
+    env = dict(os.environ, VINEMAKE_BENCH_CPU=cpu_file)
+    m = peers.measure([sys.executable, "-c", VINEMAKE_WRAPPER], root, timeout, env)
+    try:
+        with open(cpu_file) as f:
+            cpu = float(f.read())
+    except (OSError, ValueError):
+        cpu = float("nan")
+    return m, cpu
+
+
+def tool_argv(tool: str, noop: bool) -> list[str]:
+    if tool == "make":
+        return [peers.find_make(), "-q" if noop else "-j2", "all"]
+    if tool == "ninja":
+        return [peers.find_ninja(), "-j2"]
+    if tool == "snakemake":
+        return [peers.find_snakemake(), "-c2", "--quiet"]
+    if tool == "makeflow":
+        return [peers.find_makeflow(), "-T", "local", "-j", "2", "Makeflow"]
+    raise ValueError(tool)
+
+
+def seed_built(root: str, rules) -> None:
+    """Outputs on disk and a journal as a finished vinemake run leaves them."""
+    from vinemake.graph import BuildGraph
+    from vinemake.parser import parse_file
+    from vinemake.run import prepare
+
+    for t, _ in rules:
+        open(os.path.join(root, t), "w").close()
+    wf = parse_file(os.path.join(root, "Vinefile"))
+    prep = prepare(wf, BuildGraph.build(wf, root), root)
+    prep.journal.open()
+    for rid in prep.plan.order:
+        rk = prep.keys.rules[rid]
+        placed = []
+        for path, _, key in rk.outputs:
+            st = os.stat(os.path.join(root, path))
+            placed.append((path, key, st.st_size, st.st_mtime_ns))
+        prep.journal.done(rk.key, wf.rules[rid].name, "ran", rk.parts, rk.inputs, placed)
+    prep.journal.close()
+
+
+# --- the cases --------------------------------------------------------------------------------
+
+
+def case(base: str, name: str, rules, tools, timeout: float):
+    """Run every tool on its own copy, then again with nothing to do: (run rows, no-op rows)."""
+    rows, noop, cpu = {}, {}, {}
+    for tool in tools:
+        if tool == "snakemake" and len(rules) > SNAKEMAKE_MAX:
+            continue
+        root = fresh(base, f"{name}-{tool}", rules)
+        try:
+            if tool == "vinemake":
+                rows[tool], cpu["run"] = run_vinemake(root, timeout)
+                noop[tool], cpu["noop"] = run_vinemake(root, timeout)
+            else:
+                rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
+                noop[tool] = peers.measure(tool_argv(tool, True), root, timeout)
+        except peers.PeerMissing as e:
+            print(f"  {tool}: skipped ({e})")
+    report(f"{name}: {len(rules)} rules", rows)
+    report(f"{name}: no-op rerun", noop)
+    if "run" in cpu:
+        per = (cpu["run"] - cpu["noop"]) / len(rules) * 1e6
+        print(f"  vinemake process CPU: run {cpu['run']:.2f} s, no-op rerun {cpu['noop']:.2f} s"
+              f" -> dispatch {per:.0f} us/task")
+    return rows, noop
+
+
+def noop_seeded(base: str, n: int, timeout: float):
+    rules = null_rules(n)
+    rows = {}
+    root = fresh(base, f"noop{n}-vinemake", rules)
+    seed_built(root, rules)
+    rows["vinemake"], cpu = run_vinemake(root, timeout)
+    root = fresh(base, f"noop{n}-make", rules)
+    for t, _ in rules:
+        open(os.path.join(root, t), "w").close()
+    rows["make -q"] = peers.measure(tool_argv("make", True), root, timeout)
+    report(f"no-op rerun, {n} rules (seeded)", rows)
+    return rows, cpu
+
+
+def report(title: str, rows) -> None:
+    print(f"\n{title}")
+    base = rows.get("vinemake")
+    for tool, m in rows.items():
+        ratio = f"{m.wall_s / base.wall_s:6.2f}x vinemake" if base and base.wall_s else ""
+        status = "" if m.ok else f"  (exit {m.returncode})"
+        print(f"  {tool:<10} {m.wall_s:8.2f} s  cpu {m.cpu_s:7.2f} s  rss {m.peak_rss_mb:7.1f} MB"
+              f"  {ratio}{status}")
+
+
+def profile(spec: str, base: str) -> None:
+    kind, n = spec.split(":")
+    rules = null_rules(int(n)) if kind == "null" else chain_rules(int(n))
+    root = fresh(base, f"profile-{kind}{n}", rules)
+    out = os.path.join(base, "dispatch.prof")
+    code = ("import cProfile, sys; sys.argv=['vinemake']; from vinemake.cli import main\n"
+            f"cProfile.run('try:\\n    main()\\nexcept SystemExit:\\n    pass', {out!r})")
+    subprocess.run([sys.executable, "-c", code], cwd=root, stderr=subprocess.DEVNULL)
+    import pstats
+
+    pstats.Stats(out).sort_stats("cumulative").print_stats(30)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "vinemake-dispatch"))
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--timeout", type=float, default=900)
+    ap.add_argument("--tools", default="vinemake,make,ninja,snakemake,makeflow")
+    ap.add_argument("--profile", metavar="KIND:N")
+    args = ap.parse_args()
+    os.makedirs(args.workdir, exist_ok=True)
+    if args.profile:
+        profile(args.profile, args.workdir)
+        return
+    tools = args.tools.split(",")
+    for n in (1000,) if args.quick else (1000, 10_000):
+        case(args.workdir, f"null{n}", null_rules(n), tools, args.timeout)
+    case(args.workdir, "chain200", chain_rules(200), tools, args.timeout)
+    if not args.quick:
+        noop_seeded(args.workdir, 100_000, args.timeout)
+
+if __name__ == "__main__":
+    main()
