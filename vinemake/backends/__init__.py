@@ -30,6 +30,9 @@ class Demand:
     """What the manager tells a provider, periodically: the work waiting and the workers it has.
 
     `waiting` holds the resources of each task that is ready but not placed.
+    `workers_joined`/`workers_left` count every worker that connected/disconnected since the
+    manager started: a worker that comes and goes between two calls is still seen (a batch
+    provider replaces a killed pilot at once instead of at its next status poll).
     """
 
     waiting: tuple[Resources, ...] = ()
@@ -37,6 +40,8 @@ class Demand:
     connected_workers: int = 0
     idle_workers: int = 0
     done: bool = False
+    workers_joined: int = 0
+    workers_left: int = 0
 
 
 @dataclass(frozen=True)
