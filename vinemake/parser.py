@@ -54,9 +54,9 @@ def _text(token: Token) -> Text:
 # The pieces of the HEADER and COMMAND terminals, to take them apart again. These mirror
 # _FILETEXT and _TEXT in the grammar (the fuzz tests check the two agree).
 _QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
-_HEADER = re.compile(rf"""((?:[^\n#"'\\:]|{_QUOTED})*):((?:[^\n#"'\\:]|{_QUOTED})*)""")
-_CONTENT = re.compile(rf"""(?:[^\n#"'\\]|{_QUOTED})*""")
-
+_FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
+_HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})")
+_CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
     """A Text for `raw`, which starts `offset` characters into `text`."""
