@@ -208,6 +208,18 @@ def test_a_worker_that_hangs_up_is_replaced_without_waiting_for_a_poll():
     assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
 
 
+def test_the_managers_join_and_leave_counts_catch_workers_between_two_calls():
+    provider, runner, clock, messages = make({"squeue": squeue_lines()})
+    provider.scale(Demand(waiting=(ONE,)))
+    # the worker connected, took the task, and was killed, all since the last call
+    provider.scale(Demand(waiting=(ONE,), workers_joined=1, workers_left=1))
+    assert runner.programs() == ["sbatch", "sbatch"]
+    clock.advance(30)
+    provider.scale(Demand(running_tasks=1, connected_workers=1, workers_joined=2,
+                          workers_left=1))
+    assert messages == [], "a worker did connect: no 'ended before connecting' warning"
+
+
 def test_busy_controller_backs_off_and_says_when_it_retries():
     busy = CommandResult(1, "", "sbatch: error: Batch job submission failed: "
                                 "Socket timed out on send/recv operation\n")
@@ -356,3 +368,28 @@ def test_an_error_on_the_thread_is_raised_by_the_next_scale():
     provider.close()  # joins the thread, so the error is recorded
     with pytest.raises(InfrastructureError, match="Invalid partition name specified"):
         provider.scale(Demand(waiting=(ONE,)))
+
+
+def test_a_worker_that_came_and_went_while_the_thread_was_busy_still_counts():
+    release, calls = threading.Event(), []
+    first, second = threading.Event(), threading.Event()
+
+    def sbatch(argv, script):
+        calls.append(argv)
+        if len(calls) == 1:
+            first.set()
+            assert release.wait(10)
+        else:
+            second.set()
+        return CommandResult(0, f"{41 + len(calls)}\n")
+
+    provider = SlurmWorkers(FakeRunner({"sbatch": sbatch}), FakeClock(), log=lambda m: None)
+    provider.start(ADDR, OPTS)
+    provider.scale(Demand(waiting=(ONE,)))
+    assert first.wait(10)
+    provider.scale(Demand(running_tasks=1, connected_workers=1))  # never seen by the thread
+    provider.scale(Demand(waiting=(ONE,), connected_workers=0))  # that worker was killed
+    release.set()
+    assert second.wait(10), "no replacement was submitted"
+    provider.close()
+    assert provider.submitted == ["42", "43"]

@@ -314,7 +314,7 @@ def started(marks: Path) -> int:
 
 
 def test_a_worker_job_scancelled_mid_rule_does_not_lose_the_workflow(cluster, tmp_path, tag):
-    marks = slow_vinefile(tmp_path, 3)
+    marks = slow_vinefile(tmp_path, 5)
     run = subprocess.Popen(vinemake_argv(tag), cwd=tmp_path, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, text=True)
     try:
@@ -322,6 +322,9 @@ def test_a_worker_job_scancelled_mid_rule_does_not_lose_the_workflow(cluster, tm
         while not started(marks):
             assert time.monotonic() < end and run.poll() is None, "the rule never started"
             time.sleep(0.1)
+        # Not a timing assertion: the manager samples its workers once a second, and a worker
+        # that came and went unseen is only noticed at the next squeue, 30 s later.
+        time.sleep(2)
         jobs = tagged(tag)
         subprocess.run(["scancel", *jobs], check=True, timeout=30)
         output, _ = run.communicate(timeout=120)

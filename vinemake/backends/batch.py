@@ -361,6 +361,8 @@ class BatchWorkers:
         self._retry_at = 0.0
         self._ever_connected = False
         self._last_connected = 0
+        self._last_left = 0
+        self._gone = 0  # workers seen hanging up since the last step
         self._dead_polls = 0
         self._scripts: str | None = None
         self._closed = False
@@ -394,12 +396,23 @@ class BatchWorkers:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
+        with self._wake:
+            # Seen here, on the caller's thread, because the background thread only acts on
+            # the newest demand: a worker that came and went between two steps still counts.
+            connected = demand.connected_workers
+            if demand.workers_joined or demand.workers_left:  # the manager counts for us
+                self._ever_connected |= demand.workers_joined > 0
+                self._gone += max(0, demand.workers_left - self._last_left)
+                self._last_left = demand.workers_left
+            else:  # sampled: a worker that came and went within a second is missed
+                self._ever_connected |= connected > 0
+                self._gone += max(0, self._last_connected - connected)
+            self._last_connected = connected
+            if self.background:
+                self._latest = demand
+                self._wake.notify()
         if not self.background:
             self.step(demand)
-            return
-        with self._wake:
-            self._latest = demand
-            self._wake.notify()
 
     def close(self) -> None:
         with self._wake:
@@ -428,8 +441,9 @@ class BatchWorkers:
         with self._lock:
             if self._closed or demand.done or self.manager is None:
                 return
-            self._ever_connected |= demand.connected_workers > 0
-            self._note_disconnects(demand.connected_workers)
+            with self._wake:
+                gone, self._gone = self._gone, 0
+            self._forget(gone)
             self._maybe_poll()
             now = self.clock.monotonic()
             if now < self._retry_at:
@@ -482,17 +496,16 @@ class BatchWorkers:
         self.log(f"{program} failed (exit {result.returncode}): {why}; "
                  f"retrying in {delay:g} s (attempt {self._failures + 1})")
 
-    def _note_disconnects(self, connected: int) -> None:
+    def _forget(self, gone: int) -> None:
         """A worker that hung up is a pilot job ending (idle exit, scancel, node failure).
 
         Counting it gone now, rather than at the next status poll up to 30 s later, lets a
         killed worker's re-queued task get a replacement at once. The oldest jobs are the
         likeliest to hold connected workers, so they are debited first.
         """
-        gone, self._last_connected = self._last_connected - connected, connected
         jobs = []
         for job in sorted(self.jobs, key=lambda j: j.submitted_at):
-            take = min(max(gone, 0), job.alive)
+            take = min(gone, job.alive)
             gone -= take
             if job.alive - take:
                 jobs.append(replace(job, alive=job.alive - take))
