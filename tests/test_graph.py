@@ -237,6 +237,22 @@ def test_sandbox_name_with_nul(tmp_path):
                                "e.g. 'o->ox'")
 
 
+def test_two_files_with_one_sandbox_name(tmp_path):
+    assert error(tmp_path, "out: a->x b->x\n\tx\n", files=("a", "b")) == (
+        "Vinefile:1:11: 'a' and 'b' would both be 'x' inside the task\n"
+        "out: a->x b->x\n"
+        "          ^")
+    assert error(tmp_path, "x: in->x\n\tx\n", files=("in",)) == (
+        "Vinefile:1:4: 'x' and 'in' would both be 'x' inside the task\n"
+        "x: in->x\n"
+        "   ^")
+
+
+def test_one_file_listed_twice_under_its_own_name_is_fine(tmp_path):
+    g = build(tmp_path, "out: a->x a->x\n\tx\n", files=("a",))
+    assert g.sources == {"a"}
+
+
 def test_dotted_names_that_are_not_dotdot_are_fine(tmp_path):
     g = build(tmp_path, "a..b .hidden: x..y->.y\n\tx\n", files=("x..y",))
     assert set(g.producer) == {"a..b", ".hidden"}

@@ -249,10 +249,12 @@ def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
     producer: dict[str, int] = {}
     for rule in rules:
         rid = rule.id
+        renamed = False
         for ref in rule.targets:
             path = ref.path
             if "/" in path or ".." in path or "\0" in path or ref.sandbox != path:
                 _check_ref(rule, ref, True, where)
+                renamed = renamed or ref.sandbox != path
                 path = norm(path)
             other = producer.setdefault(path, rid)
             if other != rid:
@@ -263,7 +265,22 @@ def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
             sandbox = ref.sandbox
             if sandbox[:1] == "/" or ".." in sandbox or "\0" in sandbox:
                 _check_ref(rule, ref, False, where)
+            if sandbox != ref.path:
+                renamed = True
+        if renamed:  # only `local->remote` names can clash inside one sandbox
+            _check_clash(rule, where)
     return producer
+
+
+def _check_clash(rule: RuleSpec, where: _Locator) -> None:
+    seen: dict[str, str] = {}
+    for ref in rule.targets + rule.sources:
+        path = norm(ref.path)
+        other = seen.setdefault(ref.sandbox, path)
+        if other != path:
+            shown = ref.path if ref.sandbox == ref.path else f"{ref.path}->{ref.sandbox}"
+            raise where.error(rule, f"'{other}' and '{path}' would both be '{ref.sandbox}' "
+                                    "inside the task", shown)
 
 
 def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> None:
