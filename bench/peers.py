@@ -79,8 +79,11 @@ def _apt_install(*packages: str) -> None:
     if shutil.which("apt-get") is None:
         raise PeerMissing(f"apt-get is not available to install {' '.join(packages)}")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", *packages],
-                   check=False, env=env, stdout=subprocess.DEVNULL)
+    install = ["apt-get", "install", "-y", "--no-install-recommends", *packages]
+    if subprocess.run(install, check=False, env=env, stdout=subprocess.DEVNULL).returncode:
+        # A fresh container has no package lists yet: fetch them once, then try again.
+        subprocess.run(["apt-get", "update"], check=False, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(install, check=False, env=env, stdout=subprocess.DEVNULL)
 
 
 def find_make() -> str:
