@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 import shutil
 import subprocess
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -78,6 +80,28 @@ def test_extension_grammar_is_the_one_source():
     (grammar,) = package["contributes"]["grammars"]
     assert (EXTENSION / grammar["path"]).resolve() == GRAMMAR
     assert grammar["scopeName"] == json.loads(GRAMMAR.read_text())["scopeName"]
+
+
+def test_extension_claims_the_vinefile_names_and_hash_comments():
+    package = json.loads((EXTENSION / "package.json").read_text())
+    (language,) = package["contributes"]["languages"]
+    assert (language["id"], language["filenames"], language["extensions"]) == (
+        "vinefile", ["Vinefile", "Makeflow"], [".vine", ".makeflow"])
+    config = json.loads((EXTENSION / language["configuration"]).read_text())
+    assert config["comments"] == {"lineComment": "#"}
+
+
+def test_vsix_packs_the_grammar_itself(tmp_path):
+    # Optional tooling (250 npm packages): set VSCE=path/to/vsce or put vsce on PATH to run it.
+    vsce = os.environ.get("VSCE") or shutil.which("vsce")
+    if not vsce:
+        pytest.skip("vsce is not installed (npm install @vscode/vsce; then VSCE=.../vsce)")
+    vsix = tmp_path / "vinefile.vsix"
+    subprocess.run([vsce, "package", "--allow-missing-repository", "-o", str(vsix)],
+                   cwd=EXTENSION, check=True, capture_output=True, timeout=300)
+    with zipfile.ZipFile(vsix) as packed:
+        assert packed.read("extension/syntaxes/vinefile.tmLanguage.json") == GRAMMAR.read_bytes()
+        assert "extension/language-configuration.json" in packed.namelist()
 
 
 def test_a_wrong_scope_is_reported(node, tmp_path):
