@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 import threading
 
 import pytest
@@ -16,6 +17,7 @@ from vinemake.backends.batch import (
     WorkerJob,
     backoff_s,
     plan_workers,
+    reachable_host,
     worker_shape,
 )
 from vinemake.backends.slurm import SlurmWorkers
@@ -100,6 +102,12 @@ def test_worker_shape_rounds_cores_up_and_defaults_to_one():
     assert worker_shape(Resources(cores=1.5, gpus=0), OPTS) == Resources(cores=2)
     assert worker_shape(Resources(cores=2, wall_time_s=60), OPTS) == Resources(
         cores=2, wall_time_s=60)
+
+
+def test_workers_are_never_told_to_connect_to_a_wildcard_address():
+    assert reachable_host("10.1.2.3") == "10.1.2.3"
+    assert reachable_host("0.0.0.0", lambda: "login1.hpc.example.org") == "login1.hpc.example.org"
+    assert reachable_host("::", lambda: "localhost") == socket.gethostname()
 
 
 def test_backoff_doubles_to_five_minutes():

@@ -26,6 +26,7 @@ import os
 import random
 import shlex
 import shutil
+import socket
 import string
 import subprocess
 import sys
@@ -43,7 +44,7 @@ from vinemake.spec import Resources
 __all__ = [
     "ArrayRequest", "BatchSystem", "BatchWorkers", "Clock", "CommandResult", "CommandRunner",
     "FakeClock", "FakeRunner", "JobStatus", "SubprocessRunner", "WorkerJob", "WorkerLaunch",
-    "plan_workers", "worker_argv", "worker_shape",
+    "plan_workers", "reachable_host", "worker_argv", "worker_shape",
 ]
 
 DEFAULT_MAX_WORKERS = 100
@@ -289,6 +290,18 @@ def worker_argv(program: str, manager: ManagerAddress, resources: Resources,
     return tuple(argv)
 
 
+def reachable_host(host: str, hostname: Callable[[], str] = socket.getfqdn) -> str:
+    """The name workers should connect to: a wildcard listen address is not one.
+
+    Choosing the right interface is the manager's job (`--manager-host`); this only makes
+    sure a job never gets told to connect to 0.0.0.0, which means "this machine" to it.
+    """
+    if host not in ("", "0.0.0.0", "::"):
+        return host
+    name = hostname()
+    return socket.gethostname() if name.startswith("localhost") else name
+
+
 def shell_line(argv: Sequence[str]) -> str:
     return " ".join(shlex.quote(a) for a in argv)
 
@@ -375,7 +388,8 @@ class BatchWorkers:
     # -- WorkerProvider
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
-        self.manager, self.options = manager, options
+        self.manager = replace(manager, host=reachable_host(manager.host))
+        self.options = options
         # Short, because qstat cuts names at 15-16 characters and PBS status is read by name:
         # vm-<4 random base-36 characters>-<submission number>.
         self.run_name = "vm-" + "".join(random.choices(string.ascii_lowercase + string.digits,
