@@ -29,6 +29,8 @@ def test_plain_reporter_writes_timestamped_lines():
     rep = PlainReporter(out, Clock(stamp))
     rep.start(total=1, skipped=0, restoring=0)
     rep.started("x")
+    rep.finished("x", None)
+    assert out.getvalue().count("\n") == 1  # "start" waits for the next tick
     rep.failed("x", "exit code 3", ".vinemake/failed/x")
     rep.summary(Outcome(failed=("x",)))
     assert out.getvalue().splitlines() == [
