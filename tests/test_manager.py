@@ -384,3 +384,35 @@ def test_the_worker_command_line_matches_vinemake_worker():
     assert cmd[1:] == ["-m", "vinemake.worker.cli", "10.0.0.1", "9000", "--workdir", "/tmp/w",
                        "--name", "n1", "--timeout", "60", "--cores", "2", "--memory", "512",
                        "--password", "/pw", "--ssl"]
+
+
+LIBRARY = '''
+import os
+with open(os.environ["IMPORTS"], "a") as f:
+    f.write("imported\\n")
+
+
+def double(src, dst):
+    with open(src) as f, open(dst, "w") as g:
+        g.write(f.read() * 2)
+'''
+
+
+def test_function_calls_run_in_a_library_started_once(cluster, tmp_path):
+    from vinemake.task import LibrarySpec
+
+    (tmp_path / "lib.py").write_text(LIBRARY)
+    c = cluster()
+    c.worker("w1")
+    lib = LibrarySpec(name="m", key="lib-1", command=f"{sys.executable} -m vinemake.library lib.py",
+                      inputs=(TaskFile("file-lib", "lib.py", str(tmp_path / "lib.py"), 1),),
+                      env=(("IMPORTS", str(tmp_path / "imports")),))
+    results = []
+    for i in range(3):
+        (tmp_path / f"in.{i}").write_text(f"{i}")
+        results += c.run(task(i, "double in.txt out.txt", library=lib,
+                              inputs=[(f"file-{i}", "in.txt", str(tmp_path / f"in.{i}"), 1)],
+                              outputs=[(f"out-{i}", "out.txt", str(tmp_path / f"out.{i}"))]))
+    assert [r.status for r in results] == ["ok"] * 3
+    assert [(tmp_path / f"out.{i}").read_text() for i in range(3)] == ["00", "11", "22"]
+    assert (tmp_path / "imports").read_text() == "imported\n"
