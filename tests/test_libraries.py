@@ -121,6 +121,26 @@ def wait_until(condition) -> None:
         time.sleep(0.01)
 
 
+def session_members(sid: int) -> list[int]:
+    members = []
+    for name in os.listdir("/proc"):
+        try:
+            if name.isdigit() and os.getsid(int(name)) == sid:
+                members.append(int(name))
+        except ProcessLookupError:
+            pass
+    return members
+
+
+def gone(pid: int) -> bool:
+    """The process has ended (a zombie left for init to reap counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
 @pytest.fixture
 def pool(tmp_path):
     pool = LibraryPool(str(tmp_path / "libraries"), cancel_grace=0.5)
@@ -354,11 +374,11 @@ def test_get_returns_one_instance_per_key(pool, module):
 
 def test_close_stops_every_instance(pool, python_library, sandbox):
     assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
-    pid = python_library.pid
+    session = session_members(python_library.pid)
+    assert len(session) == 2  # /bin/sh -c and the library program
     pool.close(grace=DEADLINE)
     assert python_library.pid is None
-    with pytest.raises(ProcessLookupError):
-        os.killpg(pid, 0)
+    wait_until(lambda: all(gone(pid) for pid in session))
     assert python_library.call("double", ["in.txt", "out"], str(sandbox)) == CallResult(
         "error", None, "library m is shut down")
 
@@ -377,15 +397,6 @@ def test_run_takes_a_call_task_whole(pool, module, sandbox):
                       library=library)
     assert pool.run(unbalanced, str(sandbox), copier(module)) == CallResult(
         "failed", None, "cannot split function call \"double 'in.txt\": No closing quotation")
-
-
-def gone(pid: int) -> bool:
-    """The process has ended (a zombie left for init to reap counts as ended)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except FileNotFoundError:
-        return True
 
 
 def test_stopping_an_instance_stops_what_it_started(pool, tmp_path, sandbox):
