@@ -137,7 +137,7 @@ _ANNOTATION_RESOURCES = dict(zip(keywords.ANNOTATIONS["resources"],
                                  ("CORES", "MEMORY", "DISK", "GPUS", "WALL_TIME"), strict=True))
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME"}
-_NO = ("", "0", "false", "no")
+_NOT_LOCAL = (None, "", "0", "false", "no")
 
 
 def _number_text(value: float) -> str:
@@ -164,7 +164,7 @@ class _Pending(NamedTuple):
     exported: tuple[tuple[str, str], ...]
     variables: tuple[tuple[str, str], ...]
     category: str
-    resources: dict
+    resources: dict | None
     overrides: dict
     fields: dict
     batch_options: str | None
@@ -363,10 +363,10 @@ class _Evaluator:
 
     # ---- rules -------------------------------------------------------------------------
     def rule(self, stmt: Rule) -> None:
-        fields = self._annotations(stmt.annotations)
+        fields = self._annotations(stmt.annotations) if stmt.annotations else {}
         targets = self._files(stmt.targets)
         sources = self._files(stmt.sources)
-        if fields.get("library") and targets:
+        if targets and fields.get("library"):
             raise self.source.error_at(stmt.targets, 0, "a @library rule has no targets: "
                                                         "it defines a library, it makes no files")
         local: dict[str, str] = {}
@@ -379,16 +379,19 @@ class _Evaluator:
         lookup = (self._rule_lookup(local, category) if local or category != self.current
                   else self.lookup_top)
         command = self.expand(stmt.command, lookup).strip()
-        fields["local"] = lookup("BATCH_LOCAL") not in (None, *_NO)
-        command = self._prefix(command, stmt.command, fields)
-        exported = tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
+        if lookup("BATCH_LOCAL") not in _NOT_LOCAL:
+            fields["local"] = True
+        if command.startswith(keywords.COMMAND_PREFIXES) or not command or "call" in fields:
+            command = self._prefix(command, stmt.command, fields)
+        exported = (tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
+                    if self.exports else ())
         head = stmt.targets or stmt.colon
         cmd_at = stmt.command
+        path = self.source.path
         self.pending.append(_Pending(
-            len(self.pending), targets, sources, command,
-            Location(self.source.path, head.line, head.col),
-            Location(self.source.path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
-            exported, tuple(local.items()), category, fields.pop("resources", {}), overrides,
+            len(self.pending), targets, sources, command, Location(path, head.line, head.col),
+            Location(path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
+            exported, tuple(local.items()), category, fields.pop("resources", None), overrides,
             fields, batch_options))
 
     def _rule_local(self, statements, local: dict[str, str], overrides: dict):
@@ -574,7 +577,7 @@ class _Evaluator:
     def _finish_rule(self, p: _Pending, category: Category, shared) -> RuleSpec:
         res, resources, env = shared
         if p.overrides or p.resources:
-            res = {**res, **p.overrides, **p.resources}
+            res = {**res, **p.overrides, **(p.resources or {})}
             resources = Resources(**res)
             env = _env(p.exported, p.category, res)
         elif p.exported:

@@ -87,27 +87,26 @@ class _Statements(Transformer):
     def annotation(self, children):
         return Annotation(_text(children[0]), _text(children[1]) if len(children) > 1 else None)
 
-    def header(self, children):
-        tok = children[0]
-        m = _HEADER.match(tok)
-        targets, sources = m.group(1), m.group(2)
-        colon = _shift(Text(targets, tok.line, tok.column), len(targets), ":")
-        return (Text(targets, tok.line, tok.column) if targets.strip() else None, colon,
-                _shift(colon, 1, sources) if sources.strip() else None)
-
-    def command(self, children):
-        tok = children[0]
-        return Text(_CONTENT.match(tok).group(), tok.line, tok.column)
-
     def rule(self, children):
-        notes = []
         i = 0
-        while isinstance(children[i], Annotation):
-            notes.append(children[i])
+        while type(children[i]) is Annotation:
             i += 1
-        targets, colon, sources = children[i]
-        return Rule(tuple(notes), targets, colon, sources, tuple(children[i + 1:-1]),
-                    children[-1])
+        header, command = children[i], children[-1]
+        targets, colon, sources = _header(header)
+        return Rule(tuple(children[:i]), targets, colon, sources, tuple(children[i + 1:-1]),
+                    Text(_CONTENT.match(command).group(), command.line, command.column))
+
+
+def _header(tok: Token) -> tuple[Text | None, Text, Text | None]:
+    """Take a HEADER token apart: (targets, the colon, sources), each located."""
+    targets, sources = _HEADER.match(tok).group(1, 2)
+    line, col = tok.line, tok.column
+    if "\n" in targets:  # continued lines before the colon
+        colon = _shift(Text(targets, line, col), len(targets), ":")
+    else:
+        colon = Text(":", line, col + len(targets))
+    return (Text(targets, line, col) if targets.strip() else None, colon,
+            Text(sources, colon.line, colon.col + 1) if sources.strip() else None)
 
 
 @functools.lru_cache(maxsize=1)
