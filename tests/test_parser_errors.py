@@ -143,3 +143,11 @@ def test_not_a_text_file(tmp_path):
     with pytest.raises(VinefileError) as info:
         parse_file(str(path), environ={})
     assert str(info.value) == f"{path}:1:1: not a text file: invalid start byte"
+
+
+def test_missing_file_is_an_input_error(tmp_path):
+    from vinemake.errors import InputError
+    from vinemake.parser import parse_file
+    with pytest.raises(InputError) as info:
+        parse_file(str(tmp_path / "Nope"), environ={})
+    assert str(info.value) == f"cannot read {tmp_path / 'Nope'}: No such file or directory"

@@ -19,7 +19,7 @@ from pathlib import Path
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-from vinemake.errors import VinefileError
+from vinemake.errors import InputError, VinefileError
 from vinemake.evaluate import (
     Annotation,
     Assign,
@@ -147,6 +147,8 @@ def parse_file(path: str, environ: Mapping[str, str] | None = None) -> Workflow:
             text = f.read()
     except UnicodeDecodeError as e:
         raise VinefileError(Location(path, 1, 1), f"not a text file: {e.reason}") from None
+    except OSError as e:
+        raise InputError(f"cannot read {path}: {e.strerror}") from None
     return parse_text(text, path, environ)
 
 
