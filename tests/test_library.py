@@ -23,7 +23,7 @@ from vinemake.library import (
 DEADLINE = 20.0  # only a guard against a hung test; no assertion depends on timing
 
 MODULE = '''
-import os, time
+import os, sys, time
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "imports"), "a") as f:
     f.write("x")
 STATE = []
@@ -61,6 +61,12 @@ def meet(me, other):
 def hang():
     open("hanging", "w").close()
     time.sleep(600)
+
+def huge(n):
+    raise ValueError("x" * int(n))
+
+def close_stdout():
+    sys.stdout.close()  # flushing it afterwards raises: the child must exit all the same
 
 def _private():
     pass
@@ -123,7 +129,8 @@ class Client:
 def test_ready_message_lists_public_functions(library):
     assert library.receive() == {
         "ready": True, "protocol": 1,
-        "functions": ["env", "fail", "hang", "leave", "meet", "remember", "write"]}
+        "functions": ["close_stdout", "env", "fail", "hang", "huge", "leave", "meet", "remember",
+                      "write"]}
 
 
 def test_call_runs_in_the_given_cwd_and_prints_do_not_reach_the_channel(library, tmp_path):
@@ -164,8 +171,8 @@ def test_unknown_function_is_an_error_naming_what_exists(library, tmp_path):
     library.receive()
     assert library.call(7, "_private", cwd=str(tmp_path)) == {
         "id": 7, "status": "error",
-        "error": "no function named '_private' in this library (it has: env, fail, hang, "
-                 "leave, meet, remember, write)"}
+        "error": "no function named '_private' in this library (it has: close_stdout, env, "
+                 "fail, hang, huge, leave, meet, remember, write)"}
 
 
 def test_exception_returns_the_users_traceback(library, tmp_path):
@@ -185,6 +192,22 @@ def test_wrong_arguments_and_sys_exit_are_call_errors(library, tmp_path):
     assert library.call(2, "leave", cwd=str(tmp_path))["error"].endswith("SystemExit: 3\n")
     assert library.call(3, "write", "x", "y", cwd=str(tmp_path / "absent"))["error"] == (
         f"FileNotFoundError: [Errno 2] No such file or directory: '{tmp_path / 'absent'}'\n")
+
+
+def test_a_traceback_larger_than_a_pipe_arrives_whole(library, tmp_path):
+    library.receive()
+    error = library.call(1, "huge", "300000", cwd=str(tmp_path))["error"]
+    assert error.endswith("ValueError: " + "x" * 300000 + "\n")
+
+
+def test_a_call_that_breaks_its_stdout_still_ends_cleanly(library, tmp_path):
+    library.receive()
+    assert library.call(1, "close_stdout", cwd=str(tmp_path)) == {"id": 1, "status": "ok"}
+    assert library.call(2, "write", "out", "after", cwd=str(tmp_path)) == {
+        "id": 2, "status": "ok"}
+    library.proc.stdin.close()
+    assert library.proc.wait(DEADLINE) == 0
+    assert library.proc.stdout.read() == b""  # no second server answering from a stray child
 
 
 def test_env_of_the_request_reaches_the_function(library, tmp_path):
@@ -246,6 +269,8 @@ def test_parse_request():
     assert parse_request(b'{"id": 9, "cancel": true}') == Request(9, cancel=True)
     with pytest.raises(ValueError, match="^request needs \"function\""):
         parse_request(b'{"id": 1, "function": "f", "args": [1]}')
+    with pytest.raises(ValueError, match="^request \"env\" must map names to strings$"):
+        parse_request(b'{"id": 1, "function": "f", "args": [], "env": ["A"]}')
 
 
 def test_response():

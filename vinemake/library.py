@@ -68,6 +68,8 @@ def parse_request(line: bytes) -> Request:
             or not all(isinstance(a, str) for a in args):
         raise ValueError("request needs \"function\" (a string) and \"args\" (strings)")
     env, output = obj.get("env", {}), obj.get("output")
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise ValueError("request \"env\" must map names to strings")
     return Request(id=obj["id"], function=function, args=tuple(args),
                    cwd=str(obj.get("cwd", ".")), env=tuple(sorted(env.items())),
                    output=None if output is None else str(output))
@@ -103,7 +105,7 @@ def functions_of(module: ModuleType) -> dict[str, Any]:
 
 def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
     """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
-    code = 0
+    code = 1  # until the function has returned
     _own_group(0)
     try:
         if request.output is not None:
@@ -114,22 +116,35 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
         os.chdir(request.cwd)
         os.environ.update(dict(request.env))
         function(*request.args)
+        code = 0
     except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
         # Drop this frame: the user's traceback starts at their function.
         text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
-        os.write(report_fd, text.encode(errors="replace"))
-        code = 1
+        _write_all(report_fd, text.encode(errors="replace"))
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
+        # Whatever happens, the child must never return into the server's loop.
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        finally:
+            os._exit(code)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def _exit_error(status: int, report: bytes) -> str | None:
     """The error text for a finished child, or None when the call succeeded."""
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
-        return f"the call was killed by signal {sig} ({signal.Signals(sig).name})"
+        try:
+            name = signal.Signals(sig).name
+        except ValueError:
+            name = "unknown"
+        return f"the call was killed by signal {sig} ({name})"
     code = os.waitstatus_to_exitcode(status)
     if code == 0 and not report:
         return None
@@ -158,9 +173,7 @@ class _Server:
         self.pending = b""
 
     def send(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.chan_out, view):]
+        _write_all(self.chan_out, data)
 
     def serve(self) -> None:
         self.send((json.dumps({"ready": True, "protocol": PROTOCOL_VERSION,
