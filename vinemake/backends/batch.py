@@ -323,12 +323,16 @@ def backoff_s(failures: int) -> float:
 
 
 def find_worker_program() -> str:
-    """An absolute vinemake-worker path, so a compute node with another PATH still finds it."""
-    found = shutil.which("vinemake-worker")
-    if found:
-        return os.path.abspath(found)
+    """An absolute vinemake-worker path, so a compute node with another PATH still finds it.
+
+    The one installed beside this Python comes first: a PATH entry may be a shim (pyenv)
+    that costs every worker start a shell script or two.
+    """
     beside = os.path.join(os.path.dirname(sys.executable), "vinemake-worker")
-    return beside if os.path.exists(beside) else "vinemake-worker"
+    if os.access(beside, os.X_OK):
+        return beside
+    found = shutil.which("vinemake-worker")
+    return os.path.abspath(found) if found else "vinemake-worker"
 
 
 def _last_line(text: str) -> str:
