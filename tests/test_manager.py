@@ -416,3 +416,18 @@ def test_function_calls_run_in_a_library_started_once(cluster, tmp_path):
     assert [r.status for r in results] == ["ok"] * 3
     assert [(tmp_path / f"out.{i}").read_text() for i in range(3)] == ["00", "11", "22"]
     assert (tmp_path / "imports").read_text() == "imported\n"
+
+
+def test_directories_travel_to_and_from_a_remote_worker(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", 1, 1000, 1000, "--as-remote")
+    (tmp_path / "data" / "sub").mkdir(parents=True)
+    (tmp_path / "data" / "sub" / "x").write_text("x\n")
+    r, = c.run(task(1, "mkdir res && cp -r data/sub res/copied && echo y > res/y",
+                    inputs=[("file-d", "data", str(tmp_path / "data"), 2)],
+                    outputs=[("out-res", "res", str(tmp_path / "res"))]))
+    assert r.ok, r
+    assert (tmp_path / "res" / "copied" / "x").read_text() == "x\n"
+    assert (tmp_path / "res" / "y").read_text() == "y\n"
+    assert [(t["source"], t["dest"], t["key"]) for t in c.transfers()] == [
+        (MANAGER, "w1", "file-d"), ("w1", MANAGER, "out-res")]

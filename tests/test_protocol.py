@@ -229,3 +229,45 @@ def test_garbage_to_a_file_server_closes_that_connection_only(file_server, tmp_p
 
 def test_data_chunks_are_at_least_64_kib():
     assert p.CHUNK >= 64 * 1024
+
+
+def test_a_directory_travels_as_a_tar_stream_and_is_verified(tmp_path):
+    src = tmp_path / "d"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"alpha")
+    (src / "sub" / "b").write_bytes(bytes(200_000))
+    size, digest = p.hash_tree(str(src))
+    server = p.FileServer("127.0.0.1", {"out-d": str(src)}.get, None)
+    try:
+        got = p.fetch("127.0.0.1", server.port, "out-d", str(tmp_path / "copy"), None,
+                      expected_hash=digest)
+        with pytest.raises(p.ProtocolError) as e:
+            p.fetch("127.0.0.1", server.port, "out-d", str(tmp_path / "copy2"), None,
+                    expected_hash="dir-0")
+    finally:
+        server.close()
+    assert got == (200_005, digest)
+    assert (tmp_path / "copy" / "sub" / "b").read_bytes() == bytes(200_000)
+    assert str(e.value) == f"corrupt transfer of out-d: content hash {digest} is not the " \
+                           "recorded dir-0"
+
+
+def test_a_tar_stream_cannot_write_outside_its_directory(tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    client, server = tcp_pair()
+    data = buf.getvalue()
+    server.send(p.FileHead("out-x", -1))
+    server.send_raw(struct.pack(">IB", len(data), p.DATA) + data)
+    server.send(p.FileEnd(xxhash.xxh3_128_hexdigest(data)))
+    (tmp_path / "in").mkdir()
+    with pytest.raises(p.ProtocolError) as e:
+        p.recv_file(client, "out-x", str(tmp_path / "in" / "dest"))
+    assert str(e.value).startswith("corrupt transfer of out-x: ")
+    assert not (tmp_path / "in" / "escaped").exists() and not (tmp_path / "escaped").exists()

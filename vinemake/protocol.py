@@ -36,6 +36,7 @@ import os
 import socket
 import ssl
 import struct
+import tarfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -499,9 +500,57 @@ def hash_file(path: str) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def send_file(conn: Connection, key: str, path: str) -> int:
-    """Stream one file; the trailing hash is of the bytes actually sent."""
+def hash_tree(path: str) -> tuple[int, str]:
+    """(bytes, hash) of a file, or of a directory as its sorted (name, size, hash) list."""
+    if not os.path.isdir(path):
+        return hash_file(path)
     h = xxhash.xxh3_128()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            size, digest = hash_file(full)
+            total += size
+            h.update(f"{os.path.relpath(full, path)}\0{size}\0{digest}\n".encode())
+    return total, "dir-" + h.hexdigest()
+
+
+class _FrameWriter:
+    """A file-like sink that sends what is written as DATA frames of CHUNK bytes."""
+
+    def __init__(self, conn: Connection, h):
+        self.conn, self.h, self.buf = conn, h, bytearray()
+
+    def write(self, data) -> int:
+        self.buf += data
+        while len(self.buf) >= CHUNK:
+            self._send(bytes(self.buf[:CHUNK]))
+            del self.buf[:CHUNK]
+        return len(data)
+
+    def flush_all(self) -> None:
+        if self.buf:
+            self._send(bytes(self.buf))
+            self.buf.clear()
+
+    def _send(self, chunk: bytes) -> None:
+        self.h.update(chunk)
+        self.conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
+
+
+def send_file(conn: Connection, key: str, path: str) -> int:
+    """Stream one file (a directory as a tar stream, size -1); the trailing hash is of the
+    bytes actually sent."""
+    h = xxhash.xxh3_128()
+    if os.path.isdir(path):
+        conn.send(FileHead(key, -1))
+        sink = _FrameWriter(conn, h)
+        with tarfile.open(fileobj=sink, mode="w|") as tar:
+            tar.add(path, arcname=".")
+        sink.flush_all()
+        conn.send(FileEnd(h.hexdigest()))
+        return 0
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         conn.send(FileHead(key, size))
@@ -517,28 +566,55 @@ def send_file(conn: Connection, key: str, path: str) -> int:
 
 
 def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") -> tuple[int, str]:
-    """Receive one file into `dest`; (size, hash). ProtocolError if it is not what was promised."""
+    """Receive one file (or directory) into `dest`; (size, content hash).
+
+    ProtocolError if the bytes are not what the sender sent or not what was recorded.
+    """
     head = conn.recv(FileHead)
     if head.key != key:
         raise ProtocolError(f"asked for {key}, got {head.key}")
     h = xxhash.xxh3_128()
     got = 0
-    with open(dest, "wb") as f:
-        while got < head.size:
+    stream = head.size < 0
+    with open(dest + ".tar" if stream else dest, "wb") as f:
+        while stream or got < head.size:
             kind, payload = conn.recv_frame()
             if kind != DATA:
+                if stream:
+                    end = decode(payload)
+                    if not isinstance(end, FileEnd):
+                        raise ProtocolError(f"{key}: unexpected {end.TYPE} in a directory")
+                    break
                 raise ProtocolError(f"{key}: message inside file data")
             h.update(payload)
             f.write(payload)
             got += len(payload)
-    end = conn.recv(FileEnd)
-    digest = h.hexdigest()
-    if got != head.size or end.hash != digest:
+    if not stream:
+        end = conn.recv(FileEnd)
+    if end.hash != h.hexdigest():
         raise ProtocolError(f"corrupt transfer of {key}: bytes do not match the sender's hash")
+    if stream:
+        got, digest = _untar(dest, key)
+    else:
+        digest = h.hexdigest()
     if expected_hash and digest != expected_hash:
         raise ProtocolError(f"corrupt transfer of {key}: content hash {digest} is not the "
                             f"recorded {expected_hash}")
     return got, digest
+
+
+def _untar(dest: str, key: str) -> tuple[int, str]:
+    """Unpack the received stream at dest + '.tar' into directory `dest`, nothing outside."""
+    try:
+        with tarfile.open(dest + ".tar", mode="r:") as tar:
+            os.mkdir(dest)
+            # "data": no absolute names, no '..', no links out, no devices.
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ProtocolError(f"corrupt transfer of {key}: {e}") from None
+    finally:
+        os.unlink(dest + ".tar")
+    return hash_tree(dest)
 
 
 def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
@@ -597,7 +673,7 @@ class FileServer:
                     get = conn.recv(Get)
                 except EOFError:
                     return
-                path = self._resolve(get.key)
+                path = self._resolve(get.key)  # a file, or a directory sent as tar
                 if path is None:
                     conn.send(Refuse(f"no such file: {get.key}"))
                     return

@@ -19,16 +19,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import xxhash
-
-from vinemake.protocol import Outcome, ProtocolError, hash_file
+from vinemake.protocol import Outcome, ProtocolError
+from vinemake.protocol import hash_tree as tree_hash
 from vinemake.task import Measured, Task, TaskResult
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.sandbox import SandboxError, check_key, check_name, link_in, remove_tree
 
-__all__ = ["Source", "Fetch", "Runner", "tree_hash", "TAIL_BYTES"]
+__all__ = ["Source", "Fetch", "Runner", "TAIL_BYTES"]
 
 TAIL_BYTES = 2048
 
@@ -255,22 +254,6 @@ class Runner:
                 self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
                 return
             raise ProtocolError(f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
-
-
-def tree_hash(path: str) -> tuple[int, str]:
-    """(bytes, xxh3_128) of a file, or of a directory as its sorted (name, size, hash) list."""
-    if not os.path.isdir(path):
-        return hash_file(path)
-    h = xxhash.xxh3_128()
-    total = 0
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            size, digest = hash_file(full)
-            total += size
-            h.update(f"{os.path.relpath(full, path)}\0{size}\0{digest}\n".encode())
-    return total, "dir-" + h.hexdigest()
 
 
 def _tail(f) -> str:

@@ -246,7 +246,7 @@ class Worker:
 
     def _resolve(self, key: str) -> str | None:
         entry = self.cache.get(key)
-        return None if entry is None or os.path.isdir(entry.path) else entry.path
+        return None if entry is None else entry.path
 
     def _fetch(self, source: Source, key: str, dest: str, expected: str) -> tuple[int, str]:
         tls = self.ssl_context if source.tls else None
