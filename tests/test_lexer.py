@@ -18,11 +18,13 @@ from pygments.token import (
     Text,
     Whitespace,
 )
+from test_vim_syntax import assertions
 
 from vinemake.lexer import VinefileLexer
 
 ROOT = Path(__file__).resolve().parent.parent
-VALID = sorted(ROOT.glob("examples/*/Vinefile")) + sorted(ROOT.glob("tests/editor/syntax/*.vine"))
+SYNTAX = sorted(ROOT.glob("tests/editor/syntax/*.vine"))
+VALID = sorted(ROOT.glob("examples/*/Vinefile")) + SYNTAX
 INVALID = sorted((ROOT / "tests/editor/invalid").glob("*.vine"))
 
 
@@ -143,9 +145,123 @@ def test_no_error_token_in_a_valid_vinefile(path):
     assert [v for kind, v in VinefileLexer().get_tokens(path.read_text()) if kind in Error] == []
 
 
+def errors_in(line: str) -> list[str]:
+    """The Error tokens of `line`, touching ones joined (unlexable text is one per character)."""
+    return [v for kind, v in lex(line + "\n") if kind in Error]
+
+
 def test_what_the_parser_rejects_is_an_error_token():
     source = [line for line in INVALID[0].read_text().splitlines() if not line.startswith("#")]
-    errors = [[v for kind, v in VinefileLexer().get_tokens(line + "\n") if kind in Error]
-              for line in source]
-    assert errors == [["COLOUR"], [".WHATEVER"], ["@frobnicate"], ["colour"], ["$$"],
-                      [".hidden"], ["X -="], ["="]]
+    assert [errors_in(line) for line in source] == [
+        ["COLOUR", "red"], [".WHATEVER"], ["@frobnicate"], ["colour", "red"], ["$$"],
+        [".hidden"], ["X -="], ["="]]
+
+
+def test_a_word_where_a_number_belongs_is_an_error():
+    assert errors_in(".MAKEFLOW CORES abc") == ["abc"]
+    assert errors_in("@retries x") == ["x"]
+    assert errors_in("@resources cores=four") == ["four"]
+
+
+# TextMate scope (without `.vinefile`) → the Pygments token standing for it; a scope matches
+# its longest listed prefix. Meta scopes have no token: Pygments tokens do not nest.
+SCOPE_TOKENS = {
+    "comment": Comment,
+    "punctuation.definition.comment": Comment,
+    "variable.other.assignment": Name.Variable,
+    "variable.language.special": Name.Builtin,
+    "punctuation.definition.variable.rule-local": Name,
+    "keyword.operator.assignment": Operator,
+    "string.unquoted.value": Text,
+    "variable.other.readwrite": String.Interpol,
+    "punctuation.definition.variable": String.Interpol,
+    "string.quoted": String,
+    "punctuation.definition.string": String,
+    "constant.character.escape": String.Escape,
+    "constant.character.escape.line-continuation": Punctuation.Continuation,
+    "invalid": Error,
+    "keyword.other.export": Keyword.Declaration,
+    "variable.other.export": Name.Variable,
+    "keyword.control.directive": Keyword.Reserved,
+    "support.constant.directive": Name.Constant,
+    "support.constant.mode": Keyword.Constant,
+    "entity.name.type.category": Name.Class,
+    "string.unquoted.filename": Name.Other,
+    "constant.numeric": Number,
+    "punctuation.definition.annotation": Name.Decorator,
+    "storage.type.annotation": Name.Decorator,
+    "entity.other.attribute-name": Name.Attribute,
+    "entity.name.namespace.library": Name.Namespace,
+    "entity.name.function.target": Name.Function,
+    "punctuation.separator.rule": Punctuation,
+    "variable.parameter.source": Name.Other,
+    "keyword.operator.rename": Operator,
+    "keyword.control.prefix": Keyword,
+}
+
+
+def token_for(scope: str):
+    parts = scope.removesuffix(".vinefile").split(".")
+    if parts[0] == "meta":
+        return None
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in SCOPE_TOKENS:
+            return SCOPE_TOKENS[".".join(parts[:end])]
+    raise AssertionError(f"no Pygments token stands for scope {scope!r}: add it to SCOPE_TOKENS")
+
+
+def tokens_excluded_by(scope: str) -> list:
+    # Plain Text is what unhighlighted text gets, so no exclusion forbids it.
+    prefix = scope.removesuffix(".vinefile")
+    return [t for key, t in SCOPE_TOKENS.items()
+            if (key == prefix or key.startswith(prefix + ".")) and t is not Text]
+
+
+def token_per_char(lexer_class, text: str) -> list:
+    kinds = [None] * len(text)
+    for start, kind, value in lexer_class().get_tokens_unprocessed(text):
+        kinds[start:start + len(value)] = [kind] * len(value)
+    return kinds
+
+
+def fixture_failures(lexer_class, fixture: Path) -> list[str]:
+    """Where `lexer_class` contradicts the fixture's assertions (the innermost scope of each)."""
+    source, checks = assertions(fixture)
+    text = "\n".join(source) + "\n"
+    kinds = token_per_char(lexer_class, text)
+    starts = [0]
+    for line in source:
+        starts.append(starts[-1] + len(line) + 1)
+    wrong = []
+    for line, first, last, scopes, excluded in checks:
+        wanted = [t for t in map(token_for, scopes) if t is not None][-1:]
+        unwanted = [t for s in excluded for t in tokens_excluded_by(s)]
+        for col in range(first, last + 1):
+            kind = kinds[starts[line] + col]
+            if any(kind not in t for t in wanted) or any(kind in t for t in unwanted):
+                wrong.append(f"{line + 1}:{col} {source[line]!r}: {kind}")
+    if "".join(v for _, v in lexer_class().get_tokens(text)) != text:
+        wrong.append("tokens do not rebuild the text")
+    return wrong
+
+
+@pytest.mark.parametrize("fixture", SYNTAX + INVALID, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_tokens_agree_with_the_fixture_assertions(fixture):
+    assert fixture_failures(VinefileLexer, fixture) == []
+
+
+def mutants() -> list[tuple[str, int]]:
+    return [(state, i) for state, rules in VinefileLexer.tokens.items() for i in range(len(rules))]
+
+
+def test_every_lexer_rule_is_needed():
+    survivors = []
+    for state, i in mutants():
+        tokens = dict(VinefileLexer.tokens)
+        tokens[state] = tokens[state][:i] + tokens[state][i + 1:]
+        mutant = type("Mutant", (VinefileLexer,), {"tokens": tokens})
+        killed = any(fixture_failures(mutant, f) for f in SYNTAX + INVALID) or any(
+            kind in Error for path in VALID for kind, _ in mutant().get_tokens(path.read_text()))
+        if not killed:
+            survivors.append(f"{state}[{i}]: {VinefileLexer.tokens[state][i]}")
+    assert survivors == []

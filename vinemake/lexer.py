@@ -4,7 +4,12 @@ The lexer follows the line structure of grammar/vinefile.lark: a line starting w
 SPACE is a command, any other line is a comment, directive, assignment, annotation, `export` or
 a rule header; a backslash at the end of a line continues it. The reserved words come from
 vinemake/keywords.py, so the lexer cannot drift from the parser's list. What the parser would
-reject (an unknown directive, annotation or annotation key, `$$`, `-=`) comes out as Error.
+reject (an unknown directive, annotation or annotation key, `$$`, `-=`, a word where a directive
+or annotation wants a number) comes out as Error.
+
+No state has a rule for the newline that ends its line: at a newline no rule takes, Pygments
+emits it and resets to the root state, which is exactly how every construct ends here (a
+backslash-newline is taken, by the `expansion` rules, and so continues the construct).
 
 Token choices (tests/test_lexer.py pins them):
     assignment name Name.Variable (Name.Builtin for CATEGORY, CORES, ...), `=` / `+=` Operator
@@ -19,7 +24,7 @@ Token choices (tests/test_lexer.py pins them):
 
 from __future__ import annotations
 
-from pygments.lexer import RegexLexer, bygroups, default, include
+from pygments.lexer import RegexLexer, bygroups, include
 from pygments.token import (
     Comment,
     Error,
@@ -39,10 +44,11 @@ __all__ = ["VinefileLexer"]
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _NUMBER = r"(?<![\w.])\d+(?:\.\d+)?(?:[KMGTPkmgtp]i?[Bb]?|[Bb]|[smh])?\b"
-# A file name in a list: anything but blanks, `:`, quotes, `$`, `#`, `\`, and the `->` arrow.
 # A lookahead that only changes state must not emit an empty token.
 _NOTHING = bygroups()
-_FILE = r"(?:[^\s:\"'$#\\-]|-(?!>))+"
+# A file name in a list: anything but blanks, `:`, quotes, `#`, `\`, the `->` arrow, and a `$`
+# that starts an expansion (a `$` before no name is a literal `$`).
+_FILE = r"(?:[^\s:\"'$#\\-]|-(?!>)|\$(?![A-Za-z_({$]))+"
 
 
 def _words(words) -> str:
@@ -63,7 +69,6 @@ def _annotation_states() -> dict[str, list]:
             states[f"annotation-{name}-name"] = [
                 (r"([ \t]+)(" + _NAME + ")", bygroups(Whitespace, Name.Namespace),
                  ("#pop", f"annotation-{name}")),
-                default(("#pop", f"annotation-{name}")),
             ]
     return states
 
@@ -86,6 +91,11 @@ class VinefileLexer(RegexLexer):
     mimetypes = ["text/x-vinefile"]
     url = "https://cctools.readthedocs.io/en/latest/makeflow/"
 
+    def __init__(self, **options):
+        # Keep leading and trailing blank lines: line numbers must match the parser's messages.
+        options.setdefault("stripnl", False)
+        super().__init__(**options)
+
     tokens = {
         "root": [
             (r"^[ \t]*#[^\n]*", Comment.Single),
@@ -104,7 +114,7 @@ class VinefileLexer(RegexLexer):
             (r"^[ \t]+(?=[^\s])", Whitespace, "command"),
             (r"^(?=[^\s#:])", _NOTHING, "targets"),
             (r":", Punctuation, "sources"),
-            (r"\n|[ \t]+", Whitespace),
+            (r"[ \t]+", Whitespace),
         ],
         # What may appear in any expanded text: values, file lists, commands.
         "expansion": [
@@ -121,30 +131,27 @@ class VinefileLexer(RegexLexer):
             (r"\\[\s\S]", String.Escape),
             (r"\$\(" + _NAME + r"\)|\$\{" + _NAME + r"\}|\$" + _NAME, String.Interpol),
             (r'[^"\\$\n]+|\$', String.Double),
-            # An unclosed quote ends with its line, as the parser reports it there.
-            default("#pop"),
         ],
         "single-quoted": [
             (r"'", String.Single, "#pop"),
-            (r"\\\n|[^'\n]+", String.Single),
-            default("#pop"),
+            # A backslash-newline inside single quotes still joins lines (vinefile.lark).
+            (r"[^'\n\\]+|\\\n|\\", String.Single),
         ],
-        "end-of-line": [
-            (r"\n", Whitespace, "#pop"),
+        "blanks": [
             (r"[ \t]+", Whitespace),
         ],
         "value": [
-            include("end-of-line"),
+            include("blanks"),
             include("expansion"),
             (r"[^\s#\"'\\$]+|\$", Text),
         ],
         "command": [
-            include("end-of-line"),
+            include("blanks"),
             include("expansion"),
             (r"[^\s#\"'\\$]+|\$", Text),
         ],
         "export": [
-            include("end-of-line"),
+            include("blanks"),
             include("expansion"),
             (r"(" + _NAME + r")(=)", bygroups(Name.Variable, Operator), "export-value"),
             (_NAME, Name.Variable),
@@ -156,45 +163,38 @@ class VinefileLexer(RegexLexer):
         ],
         "targets": [
             (r"(?=:)", _NOTHING, "#pop"),
-            include("end-of-line"),
+            include("blanks"),
             include("expansion"),
             (r"->", Operator),
             (_FILE, Name.Function),
-            (r"\$", Name.Function),
         ],
         "sources": [
-            include("end-of-line"),
+            include("blanks"),
             include("expansion"),
             (r"->", Operator),
             (_FILE, Name.Other),
-            (r"[$:]", Name.Other),
         ],
         "makeflow-directive": [
-            (r"([ \t]+)(CATEGORY)([ \t]+)([^\s#]+)",
-             bygroups(Whitespace, Name.Constant, Whitespace, Name.Class), ("#pop", "arguments")),
-            (r"([ \t]+)" + _words(w for w in keywords.MAKEFLOW_DIRECTIVES if w != "CATEGORY"),
-             bygroups(Whitespace, Name.Constant), ("#pop", "arguments")),
-            (r"([ \t]+)([^\s#]+)", bygroups(Whitespace, Error), ("#pop", "arguments")),
-            default(("#pop", "arguments")),
+            include("blanks"),
+            (r"(CATEGORY)([ \t]+)([^\s#]+)", bygroups(Name.Constant, Whitespace, Name.Class),
+             ("#pop", "arguments")),
+            (_words(w for w in keywords.MAKEFLOW_DIRECTIVES if w != "CATEGORY"), Name.Constant,
+             ("#pop", "arguments")),
         ],
         "size-directive": [
             (r"([ \t]+)(" + _FILE + ")", bygroups(Whitespace, Name.Other), ("#pop", "arguments")),
-            default(("#pop", "arguments")),
         ],
         "arguments": [
-            include("end-of-line"),
+            include("blanks"),
             (_words(keywords.ALLOCATION_MODES), Keyword.Constant),
             (_NUMBER, Number),
             include("expansion"),
-            (r"[^\s#\"'\\$]+|\$", Text),
         ],
         "annotation-arguments": [
-            include("end-of-line"),
-            (_NAME + r"(?==)", Error),
+            include("blanks"),
             (r"=", Operator),
             (_NUMBER, Number),
             include("expansion"),
-            (r"[^\s#\"'\\$=]+|\$", Text),
         ],
         **_annotation_states(),
     }

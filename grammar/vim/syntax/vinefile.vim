@@ -23,8 +23,8 @@ syn cluster vinefileText contains=vinefileComment,vinefileString,vinefileVariabl
 
 " ---- rule headers: targets : sources ----
 syn match vinefileRename /->/ contained
-syn match vinefileTarget /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\)\+/ contained
-syn match vinefileSource /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\)\+/ contained
+syn match vinefileTarget /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
+syn match vinefileSource /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
 syn region vinefileTargets start=/^[^ \t#:]\@=/ end=/\ze:\|\\\@<!$/
       \ contains=@vinefileText,vinefileRename,vinefileTarget
 syn match vinefileColon /:/ nextgroup=vinefileSources
@@ -64,7 +64,7 @@ syn keyword vinefileMode contained MAX_THROUGHPUT MIN_WASTE FIXED
 syn keyword vinefileDirectiveWord contained CATEGORY CORES MEMORY DISK GPUS WALL_TIME MPI_PROCESSES MODE
 syn match vinefileDirectiveError /\%(^\.MAKEFLOW\s\+\)\@<=\S\+/ contained
 syn match vinefileCategoryName /\%(^\.MAKEFLOW\s\+CATEGORY\s\+\)\@<=[^ \t#]\+/ contained
-syn match vinefileSizeFile /\%(^\.SIZE\s\+\)\@<=\%([^ \t:"'$#\\-]\|-\%(>\)\@!\)\+/ contained
+syn match vinefileSizeFile /\%(^\.SIZE\s\+\)\@<=\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
 syn match vinefileUnknownDirective /^\.\h\w*\%([ \t#]\|$\)\@=/
 syn region vinefileDirectiveLine matchgroup=vinefileDirective start=/^\.\%(MAKEFLOW\|SIZE\)\>/
       \ end=/\\\@<!$/
