@@ -60,10 +60,18 @@ def test_appends_are_batched_until_a_few_seconds_pass(tmp_path):
     j.open()
     j.started("r1", "x")
     j.tick()
-    assert path.read_text() == ""  # buffered, not synced per task
+    assert path.read_text() == ""  # buffered, not written per task
+    clock.now = 0.3
+    j.tick()
+    assert json.loads(path.read_text())["rule"] == "r1"  # written to the OS
+    synced = []
+    j.sync = lambda: synced.append(clock.now)
+    j.started("r2", "y")
+    j.tick()
     clock.now = 10.0
     j.tick()
-    assert json.loads(path.read_text())["rule"] == "r1"
+    assert synced == [10.0]
+    del j.sync
     j.done("r1", "x", "ran", [], [], [("x", "o1", 1, 2)])
     j.close()
     assert Journal(str(path)).state.files["x"].key == "o1"
