@@ -2,8 +2,8 @@
 
 One thread samples every running task at an interval, and only once a task has lived for
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
-when thousands of tiny tasks go through a worker. Each task runs in its own session, so a kill
-takes its whole process group.
+when thousands of tiny tasks go through a worker. Each task leads its own process group
+(cheaper to start than a session), so a kill takes everything it started.
 """
 
 from __future__ import annotations
