@@ -224,3 +224,24 @@ def test_dry_run_prints_only_what_would_run_and_explain_prints_all(project):
         "skip    d.txt: outputs current"]
     assert (root / "c.txt").read_text() == "changed by hand\n"
     assert sorted(log.read_text().split()) == ["a", "b", "c", "d"]
+
+
+def test_temp_gc_and_subworkflow_then_nothing_to_do(tmp_path):
+    (tmp_path / "in.txt").write_text("data\n")
+    (tmp_path / "sub.vf").write_text("sub.out: in.txt\n\ttr a-z A-Z < in.txt > sub.out\n")
+    (tmp_path / "Vinefile").write_text(
+        "@temp\nt.txt: in.txt\n\tcat in.txt in.txt > t.txt\n\n"
+        "mid.txt: t.txt\n\twc -l < t.txt > mid.txt\n\n"
+        "final.txt: mid.txt\n\tcat mid.txt > final.txt\n\n"
+        "sub.out: sub.vf in.txt\n\tMAKEFLOW sub.vf\n")
+    vinemake(tmp_path, "-g", "ref_cnt")
+    assert (tmp_path / "final.txt").read_text().strip() == "2"
+    assert (tmp_path / "sub.out").read_text() == "DATA\n"
+    assert not (tmp_path / "t.txt").exists()  # @temp: stays on the worker
+    assert not (tmp_path / "mid.txt").exists()  # collected after its last consumer
+    assert vinemake(tmp_path).stderr == "vinemake: nothing to do, 4 rules up to date\n"
+    (tmp_path / "final.txt").unlink()
+    again = vinemake(tmp_path, "--explain")
+    assert "vinemake explain: run mid.txt: intermediate 't.txt' needed by 'final.txt'" \
+        not in again.stderr  # final.txt comes back from the store; nothing upstream reruns
+    assert started(again) == [] and (tmp_path / "final.txt").read_text().strip() == "2"
