@@ -245,3 +245,11 @@ def test_temp_gc_and_subworkflow_then_nothing_to_do(tmp_path):
     assert "vinemake explain: run mid.txt: intermediate 't.txt' needed by 'final.txt'" \
         not in again.stderr  # final.txt comes back from the store; nothing upstream reruns
     assert started(again) == [] and (tmp_path / "final.txt").read_text().strip() == "2"
+
+
+def test_unusable_cache_dir_is_an_input_error(project, tmp_path):
+    root, _ = project
+    (tmp_path / "afile").write_text("")
+    proc = vinemake(root, "--cache-dir", str(tmp_path / "afile" / "cache"), check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().endswith(f"--cache-dir {tmp_path}/afile/cache: Not a directory")

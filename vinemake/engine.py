@@ -134,6 +134,7 @@ class Engine:
         self.sizes = dict(sizes or {})
         self.clock = clock
         self.stop_code = 0
+        self.store_failures = 0
         self.libraries = {r.library: r for r in rules if r.library}
 
     def stop(self, code: int) -> None:
@@ -288,7 +289,10 @@ class Engine:
             placed.append((path, key, stat.st_size, stat.st_mtime_ns))
             self.sizes[path] = stat.st_size
             if self.store is not None:
-                self.store.insert(key, self.path(path))
+                try:
+                    self.store.insert(key, self.path(path))
+                except OSError:
+                    self.store_failures += 1  # the cache is an optimisation: carry on
         m = result.measured
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, placed,
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))

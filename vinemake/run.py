@@ -14,7 +14,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import TextIO
 
-from vinemake.errors import InfrastructureError
+from vinemake.errors import InfrastructureError, InputError
 from vinemake.filestate import FileState
 from vinemake.graph import BuildGraph, norm
 from vinemake.journal import Journal
@@ -131,6 +131,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     from vinemake.reporter import make_reporter
 
     root = options.root
+    if options.cache_dir:
+        _check_cache_dir(options.cache_dir)
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir)
     if options.explain:
         explain(prep, workflow, sys.stderr)
@@ -166,6 +168,15 @@ def clean(workflow: Workflow, graph: BuildGraph, options) -> int:
     from vinemake.clean import clean_workflow
 
     return clean_workflow(workflow, graph, options, sys.stderr)
+
+
+def _check_cache_dir(path: str) -> None:
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"--cache-dir {path}: {e.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"--cache-dir {path}: not writable")
 
 
 class _NoExecutor:
