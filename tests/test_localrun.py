@@ -1,0 +1,56 @@
+"""LOCAL rules run in the workflow directory with real processes, behind the Executor API."""
+
+import os
+import time
+
+from vinemake.localrun import LocalRunner
+from vinemake.task import Task, TaskFile
+
+
+def task(tid, command, outputs=(), root="", env=()):
+    return Task(id=tid, rule_key=f"rule-{tid}", name=f"r{tid}", command=command,
+                outputs=tuple(TaskFile(f"out-{o}", o, os.path.join(root, o)) for o in outputs),
+                env=env, failed_dir=os.path.join(root, ".vinemake", "failed", f"r{tid}"))
+
+
+def wait_all(runner, n):
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < n and time.monotonic() < deadline:
+        got += runner.wait(0.5)
+    return {r.task_id: r for r in got}
+
+
+def test_runs_in_the_workflow_directory_with_env(tmp_path):
+    runner = LocalRunner(str(tmp_path), 2)
+    runner.submit(task(1, 'echo "$GREETING" > x', ["x"], str(tmp_path), (("GREETING", "hi"),)))
+    result = wait_all(runner, 1)[1]
+    runner.close()
+    assert result.ok and result.outputs == (("out-x", 3),)
+    assert (tmp_path / "x").read_text() == "hi\n"
+
+
+def test_failure_moves_outputs_aside_and_keeps_stderr(tmp_path):
+    runner = LocalRunner(str(tmp_path), 2)
+    runner.submit(task(1, "echo half > x; echo bad >&2; exit 4", ["x"], str(tmp_path)))
+    runner.submit(task(2, "true", ["y"], str(tmp_path)))
+    results = wait_all(runner, 2)
+    runner.close()
+    assert (results[1].status, results[1].exit_code, results[1].stderr_tail) == \
+        ("failed", 4, "bad\n")
+    assert not (tmp_path / "x").exists()
+    assert (tmp_path / ".vinemake" / "failed" / "r1" / "x").read_text() == "half\n"
+    assert results[2].status == "missing_output"
+    assert results[2].reason == "declared output 'y' was not created"
+
+
+def test_cancel_all_kills_running_commands(tmp_path):
+    runner = LocalRunner(str(tmp_path), 1)
+    runner.submit(task(1, "sleep 30", [], str(tmp_path)))
+    deadline = time.monotonic() + 20
+    while not runner.procs and time.monotonic() < deadline:
+        time.sleep(0.01)  # until the command is running: a wait, not a timing assertion
+    runner.cancel_all()
+    result = wait_all(runner, 1)[1]
+    runner.close()
+    assert result.status == "signaled" and result.exit_code == -15
