@@ -232,7 +232,12 @@ class _Evaluator:
     def run(self, statements: Iterable) -> Workflow:
         handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
                     Directive: self.directive, Rule: self.rule}
-        for stmt in statements:
+        # Statements are dropped as soon as they are evaluated: on a million-rule file the
+        # raw text of every line would otherwise stay alive next to the rules made from it.
+        pending = statements if isinstance(statements, list) else list(statements)
+        pending.reverse()
+        while pending:
+            stmt = pending.pop()
             handlers[type(stmt)](stmt)
         return self.finish()
 
@@ -555,8 +560,12 @@ class _Evaluator:
                 "batch_options", ""))
             categories[name] = Category(name, Resources(**merged), settings.get("mode"), batch)
         shared = {name: self._category_defaults(c) for name, c in categories.items()}
-        rules = tuple(self._finish_rule(p, categories[p.category], shared[p.category])
-                      for p in self.pending)
+        self.pending.reverse()
+        done = []
+        while self.pending:
+            p = self.pending.pop()
+            done.append(self._finish_rule(p, categories[p.category], shared[p.category]))
+        rules = tuple(done)
         used = {"default"} | {r.category for r in rules}
         return Workflow(
             path=self.source.path,
@@ -621,5 +630,5 @@ def _is_name(text: str) -> bool:
 
 
 def evaluate(statements: Iterable, source: Source, environ: Mapping[str, str]) -> Workflow:
-    """Give the parsed statements their meaning, in file order."""
+    """Give the parsed statements their meaning, in file order. A list is consumed (emptied)."""
     return _Evaluator(source, environ).run(statements)
