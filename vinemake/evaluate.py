@@ -22,119 +22,24 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from vinemake import keywords
-from vinemake.errors import VinefileError
+from vinemake.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
 from vinemake.expand import ExpandError, expand, scan_words, split_files, split_words
 from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
-from vinemake.units import parse_duration_s, parse_size_mb
+from vinemake.statements import (
+    Annotation,
+    Assign,
+    BadAssign,
+    Directive,
+    Export,
+    Rule,
+    Source,
+    Text,
+)
+from vinemake.units import parse_size_mb
 
-__all__ = ["Text", "Assign", "BadAssign", "Export", "Directive", "Annotation", "Rule",
-           "Source", "evaluate"]
-
-
-class Text(NamedTuple):
-    """Raw text of a line part as written, and where it starts (1-based line and column)."""
-
-    raw: str
-    line: int
-    col: int
-
-
-class Assign(NamedTuple):
-    """`NAME=value`, `NAME = value`, `NAME+=value`, `@NAME=value`; `head` is `NAME+=`."""
-
-    head: Text
-    value: Text | None
+__all__ = ["evaluate"]
 
 
-class BadAssign(NamedTuple):
-    """An assignment with an operator Makeflow does not have, or without a name."""
-
-    head: Text
-
-
-class Export(NamedTuple):
-    """`export A B=value`."""
-
-    keyword: Text
-    args: Text | None
-
-
-class Directive(NamedTuple):
-    """`.MAKEFLOW WORD value` or `.SIZE file size` (or an unknown `.WORD`)."""
-
-    word: Text
-    args: Text | None
-
-
-class Annotation(NamedTuple):
-    """`@word args` above a rule header."""
-
-    word: Text
-    args: Text | None
-
-
-class Rule(NamedTuple):
-    """Annotations, header, rule-local statements and the one command line of a rule."""
-
-    annotations: tuple[Annotation, ...]
-    targets: Text | None
-    colon: Text
-    sources: Text | None
-    local: tuple[Assign | BadAssign | Directive, ...]
-    command: Text
-
-
-class Source:
-    """The Vinefile being read: its name and text, to locate errors."""
-
-    def __init__(self, path: str, text: str):
-        self.path = path
-        self.text = text
-        self._lines: list[str] | None = None
-
-    def line_text(self, line: int) -> str:
-        if self._lines is None:
-            self._lines = self.text.split("\n")
-        return self._lines[line - 1] if 0 < line <= len(self._lines) else ""
-
-    def error(self, line: int, col: int, message: str) -> VinefileError:
-        return VinefileError(Location(self.path, line, col), message, self.line_text(line))
-
-    def error_at(self, text: Text, offset: int, message: str) -> VinefileError:
-        """An error at `offset` characters into `text` (which may span continued lines)."""
-        line, col = text.line, text.col + offset
-        newlines = text.raw.count("\n", 0, offset)
-        if newlines:
-            line += newlines
-            col = offset - text.raw.rfind("\n", 0, offset)
-        return self.error(line, col, message)
-
-
-# Resource variable → (Resources field, parser, what a good value looks like).
-def _cores(text: str) -> float:
-    value = float(text)
-    if value < 0 or value != value:
-        raise ValueError(text)
-    return int(value) if value.is_integer() else value
-
-
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise ValueError(text)
-    return value
-
-
-_RESOURCES = {
-    "CORES": ("cores", _cores, "a number of cores"),
-    "MEMORY": ("memory_mb", parse_size_mb, "a size like 512MB or 2GB (a bare number is MB)"),
-    "DISK": ("disk_mb", parse_size_mb, "a size like 512MB or 2GB (a bare number is MB)"),
-    "GPUS": ("gpus", _count, "a whole number of GPUs"),
-    "WALL_TIME": ("wall_time_s", parse_duration_s, "a duration like 90s, 30m or 2h"),
-    "MPI_PROCESSES": (None, _count, "a whole number of processes"),
-}
-_ANNOTATION_RESOURCES = dict(zip(keywords.ANNOTATIONS["resources"],
-                                 ("CORES", "MEMORY", "DISK", "GPUS", "WALL_TIME"), strict=True))
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
@@ -250,8 +155,8 @@ class _Evaluator:
             self._switch_category(self._category_name(value, stmt))
             self.globals[name] = self.current
             return
-        if name in _RESOURCES:
-            field = _RESOURCES[name][0]
+        if name in RESOURCE_VALUES:
+            field = RESOURCE_VALUES[name][0]
             parsed = self._resource(name, value, stmt)
             if field:
                 self.settings[self.current][field] = parsed
@@ -281,7 +186,7 @@ class _Evaluator:
 
     def _resource(self, name: str, value: str, at: Assign | Text | None):
         """Parse a resource value; a bad one is an error located at its text."""
-        _, parse, good = _RESOURCES[name]
+        _, parse, good = RESOURCE_VALUES[name]
         try:
             return parse(" ".join(split_words(value)))
         except ValueError:
@@ -351,7 +256,7 @@ class _Evaluator:
             raise self.source.error_at(at, _lead(at.raw) + len(what) + 1,
                                        f"bad .MAKEFLOW MODE {value!r}: expected one of "
                                        f"{', '.join(keywords.ALLOCATION_MODES)}")
-        if what in _RESOURCES:
+        if what in RESOURCE_VALUES:
             self._resource(what, value, _after_word(at))
         return what, value, _after_word(at)
 
@@ -422,10 +327,10 @@ class _Evaluator:
                 category = self._category_name(value, at)
                 self.category_vars.setdefault(category, {})
                 self.settings.setdefault(category, {})
-            elif name in _RESOURCES:
+            elif name in RESOURCE_VALUES:
                 parsed = self._resource(name, value, at)
-                if _RESOURCES[name][0]:
-                    overrides[_RESOURCES[name][0]] = parsed
+                if RESOURCE_VALUES[name][0]:
+                    overrides[RESOURCE_VALUES[name][0]] = parsed
                     value = _number_text(parsed)
             elif name == "BATCH_OPTIONS":
                 batch_options = value
@@ -470,85 +375,21 @@ class _Evaluator:
         return command
 
     def _annotations(self, annotations: tuple[Annotation, ...]) -> dict:
+        """The RuleSpec fields the annotations above a rule set."""
         fields: dict = {}
         for note in annotations:
-            name = note.word.raw[1:]
-            if name not in keywords.ANNOTATIONS:
-                known = ", ".join("@" + a for a in keywords.ANNOTATIONS)
-                raise self.source.error_at(note.word, 0, f"unknown annotation '@{name}' "
-                                                         f"(expected one of {known})")
             text = self.expand(note.args, self.lookup_top) if note.args else ""
             words = scan_words(text)
             at = note.args
-            if at is not None and text != at.raw:
+            if at is not None and text != at.raw:  # expanded: point at the arguments
                 words = [(w, _lead(at.raw)) for w, _ in words]
-            getattr(self, "_note_" + name)(note, words, fields)
-        return fields
-
-    def _note_fail(self, note: Annotation, offset: int | None, message: str) -> VinefileError:
-        if offset is None or note.args is None:
-            return self.source.error_at(note.word, 0, message)
-        return self.source.error_at(note.args, offset, message)
-
-    def _note_resources(self, note: Annotation, words, fields: dict) -> None:
-        if not words:
-            raise self._note_fail(note, None, "@resources needs key=value pairs "
-                                              "(cores, memory, disk, gpus, wall_time)")
-        found = fields.setdefault("resources", {})
-        for word, offset in words:
-            key, eq, value = word.partition("=")
-            if key not in _ANNOTATION_RESOURCES:
-                known = ", ".join(keywords.ANNOTATIONS["resources"])
-                raise self._note_fail(note, offset, f"unknown key '{key}' for @resources "
-                                                    f"(expected {known})")
-            var = _ANNOTATION_RESOURCES[key]
-            field, parse, good = _RESOURCES[var]
             try:
-                if not eq:
-                    raise ValueError(value)
-                found[field] = parse(value)
-            except ValueError:
-                raise self._note_fail(note, offset, f"bad {key} value {value!r}: "
-                                                    f"expected {good}") from None
-
-    def _note_retries(self, note: Annotation, words, fields: dict) -> None:
-        if len(words) != 1 or not words[0][0].isdigit():
-            offset = words[0][1] if words else None
-            raise self._note_fail(note, offset, "@retries needs one whole number, like "
-                                                "@retries 3")
-        fields["retries"] = int(words[0][0])
-
-    def _note_temp(self, note: Annotation, words, fields: dict) -> None:
-        if words:
-            raise self._note_fail(note, words[0][1], "@temp takes no arguments")
-        fields["temp"] = True
-
-    def _note_cache(self, note: Annotation, words, fields: dict) -> None:
-        if [w for w, _ in words] != list(keywords.ANNOTATIONS["cache"]):
-            offset = words[0][1] if words else None
-            raise self._note_fail(note, offset, "@cache takes one word: @cache forever")
-        fields["cache_forever"] = True
-
-    def _note_library(self, note: Annotation, words, fields: dict) -> None:
-        if not words or "=" in words[0][0]:
-            raise self._note_fail(note, None, "@library needs a NAME, like @library ml slots=4")
-        fields["library"] = words[0][0]
-        for word, offset in words[1:]:
-            key, eq, value = word.partition("=")
-            if key not in keywords.ANNOTATIONS["library"]:
-                raise self._note_fail(note, offset, f"unknown key '{key}' for @library "
-                                                    "(expected slots)")
-            if not eq or not value.isdigit() or int(value) < 1:
-                raise self._note_fail(note, offset, f"bad slots value {value!r}: expected a "
-                                                    "whole number of at least 1")
-            fields["library_slots"] = int(value)
-
-    def _note_call(self, note: Annotation, words, fields: dict) -> None:
-        if len(words) != 1:
-            offset = words[1][1] if len(words) > 1 else None
-            raise self._note_fail(note, offset, "@call needs exactly one library NAME, "
-                                                "like @call ml")
-        fields["call"] = words[0][0]
+                read_annotation(note.word.raw[1:], words, fields)
+            except AnnotationError as e:
+                if e.offset is None or at is None:
+                    raise self.source.error_at(note.word, 0, e.message) from None
+                raise self.source.error_at(at, e.offset, e.message) from None
+        return fields
 
     # ---- the end of the file -----------------------------------------------------------
     def finish(self) -> Workflow:

@@ -20,7 +20,9 @@ from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from vinemake.errors import InputError, VinefileError
-from vinemake.evaluate import (
+from vinemake.evaluate import evaluate
+from vinemake.spec import Location, Workflow
+from vinemake.statements import (
     Annotation,
     Assign,
     BadAssign,
@@ -29,9 +31,7 @@ from vinemake.evaluate import (
     Rule,
     Source,
     Text,
-    evaluate,
 )
-from vinemake.spec import Location, Workflow
 
 __all__ = ["parse_file", "parse_text", "grammar_text"]
 
