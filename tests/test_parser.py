@@ -297,3 +297,8 @@ def test_grammar_names_the_reserved_words():
     for word in (*keywords.MAKEFLOW_DIRECTIVES, *keywords.DOT_DIRECTIVES,
                  *keywords.COMMAND_PREFIXES, *("@" + a for a in keywords.ANNOTATIONS)):
         assert word in text, word
+
+
+def test_public_surface():
+    from vinemake import parser
+    assert parser.__all__ == ["parse_file", "parse_text", "grammar_text"]
