@@ -431,3 +431,31 @@ def test_directories_travel_to_and_from_a_remote_worker(cluster, tmp_path):
     assert (tmp_path / "res" / "y").read_text() == "y\n"
     assert [(t["source"], t["dest"], t["key"]) for t in c.transfers()] == [
         (MANAGER, "w1", "file-d"), ("w1", MANAGER, "out-res")]
+
+
+def test_cancel_all_kills_running_tasks_and_reports_nothing(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", cores=2)
+    c.m.submit(task(1, f"touch {tmp_path}/started; sleep 60"))
+    c.m.submit(task(2, "sleep 60", resources=Resources(cores=2)))  # queued behind task 1
+    wait_for(lambda: (tmp_path / "started").exists(), "the task to start")
+    c.m.cancel_all()
+    wait_for(lambda: c.m.running_total == 0, "the worker to report the killed task")
+    assert (len(c.m.queue), c.m.wait(0.2)) == (0, [])
+
+
+def test_a_worker_leaves_when_no_manager_answers_within_its_timeout(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        port = s.getsockname()[1]  # closed again: nobody listens there
+    worker = subprocess.run([sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
+                             str(port), "--timeout", "1", "--workdir", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=60)
+    assert worker.returncode == 0
+    assert os.listdir(tmp_path / "w") == ["forever"]
+
+
+def test_an_idle_worker_leaves_after_its_timeout(cluster, tmp_path):
+    c = cluster()
+    w = c.worker("w1", 1, 1000, 1000, "--timeout", "1")  # the later --timeout wins
+    assert w.wait(timeout=60) == 0
+    wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")

@@ -144,6 +144,13 @@ class Drop:
 
 
 @_message
+class Kill:
+    """Kill these running tasks: their results are no longer wanted."""
+
+    task_ids: list
+
+
+@_message
 class Shutdown:
     reason: str = ""
 

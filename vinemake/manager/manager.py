@@ -43,6 +43,7 @@ from vinemake.protocol import (
     Drop,
     FileServer,
     FrameReader,
+    Kill,
     ProtocolError,
     Refuse,
     Run,
@@ -196,7 +197,7 @@ class Manager:
             return out
 
     def cancel_all(self) -> None:
-        """Forget queued tasks; running ones finish on their workers but are not reported."""
+        """Forget queued tasks; kill running ones on their workers, without reporting them."""
         self._post(self._cancel_all)
 
     def largest_worker(self) -> Resources | None:
@@ -332,6 +333,9 @@ class Manager:
         for w in self.workers.values():
             for tid in w.running:
                 self.lost_count[("cancelled", tid)] = 1
+            if w.running:
+                self._send(w, Kill(list(w.running)))
+        self._flush_all()
 
     # ------------------------------------------------------------ joining
 

@@ -84,6 +84,13 @@ class Monitor:
         with self._cond:
             self._watches.pop(w.pid, None)
 
+    def kill(self, w: Watch, reason: str) -> None:
+        w.reason = w.reason or reason
+        try:
+            os.killpg(w.pid, signal.SIGKILL)
+        except OSError:
+            pass
+
     def kill_all(self, reason: str) -> None:
         """Kill every watched task (the manager that sent them is gone)."""
         with self._cond:

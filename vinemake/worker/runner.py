@@ -82,6 +82,7 @@ class Runner:
         self._counter = itertools.count()
         self._key_locks: dict[str, threading.Lock] = {}
         self._spare: list[str] = []
+        self.watches: dict[int, object] = {}  # task id -> Watch, while its command runs
         self._base_env = dict(os.environb)  # bytes: subprocess need not encode it per task
         self._locks_lock = threading.Lock()
 
@@ -155,10 +156,12 @@ class Runner:
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, **_OWN_GROUP)
             watch = self.monitor.watch(proc.pid, task.resources, sandbox)
+            self.watches[task.id] = watch
             try:
                 code = proc.wait()
             finally:
                 self.monitor.unwatch(watch)
+                self.watches.pop(task.id, None)
             tail = _tail(err)
         measured = watch.measured(time.monotonic())
         if watch.reason is not None:

@@ -25,6 +25,7 @@ from vinemake.protocol import (
     Done,
     Drop,
     FileServer,
+    Kill,
     ProtocolError,
     Run,
     Shutdown,
@@ -154,6 +155,11 @@ class Worker:
                 self._last_activity = time.monotonic()
                 if isinstance(msg, Run):
                     self._start_task(msg)
+                elif isinstance(msg, Kill):
+                    for tid in msg.task_ids:
+                        watch = self.runner.watches.get(tid) if self.runner else None
+                        if watch is not None:
+                            self.monitor.kill(watch, "cancelled by the manager")
                 elif isinstance(msg, Drop):
                     for key in msg.keys:
                         self.cache.remove(key)
@@ -221,7 +227,7 @@ class Worker:
         while self._sending.acquire(blocking=False):
             try:
                 batch = []
-                while True:
+                while len(batch) < 500:  # keeps a Done frame far below MAX_FRAME
                     try:
                         batch.append(self._outbox.get_nowait())
                     except queue.Empty:
