@@ -10,6 +10,7 @@ Needs vim. Outside CI a missing vim skips; with CI=true it fails.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -163,3 +164,72 @@ def test_assertion_reader():
 def test_a_wrong_group_is_reported():
     with pytest.raises(AssertionError, match="no Vim group stands for scope 'markup.bold'"):
         required_groups("markup.bold")
+
+
+def syntax_statements(text: str) -> list[tuple[int, int]]:
+    """(first, last) line index of each `syn` statement but `syn sync`, continuations included."""
+    lines = text.split("\n")
+    spans = []
+    for i, line in enumerate(lines):
+        if line.startswith("syn ") and not line.startswith("syn sync"):
+            last = i
+            while last + 1 < len(lines) and lines[last + 1].lstrip().startswith("\\"):
+                last += 1
+            spans.append((i, last))
+    return spans
+
+
+def test_statement_reader_keeps_continuations_together():
+    text = ("syn match a /x/\n      \\ contained\nsyn sync minlines=5\nhi def link a b\n"
+            "syn keyword c d")
+    assert syntax_statements(text) == [(0, 1), (4, 4)]
+
+
+def test_every_vim_syntax_statement_is_needed(tmp_path):
+    # Each mutant drops one statement; every one must break some assertion of some fixture.
+    # `syn sync` is left out: on fixtures this short, where Vim starts parsing changes nothing.
+    vim = shutil.which("vim")
+    require(vim is not None, "vim (apt-get install vim)")
+    text = (PLUGIN / "syntax" / "vinefile.vim").read_text()
+    lines = text.split("\n")
+    spans = syntax_statements(text)
+    syntaxes = [str(PLUGIN / "syntax" / "vinefile.vim")]
+    for n, (first, last) in enumerate(spans):
+        mutant = tmp_path / f"mutant{n}.vim"
+        mutant.write_text("\n".join(lines[:first] + lines[last + 1:]))
+        syntaxes.append(str(mutant))
+    # All fixtures in one buffer (a blank line ends whatever a fixture left open), so each
+    # mutant is loaded and parsed once: this keeps the whole check to a few seconds of CPU.
+    source, checks = [], []
+    for fixture in FIXTURES:
+        lines_of, checks_of = assertions(fixture)
+        checks += [(line + len(source), *rest) for line, *rest in checks_of]
+        source += lines_of + [""]
+    path = tmp_path / "fixtures.vine"
+    path.write_text("\n".join(source))
+    # Only the first byte of each assertion is asked about (synstack() costs ~0.1 ms a call):
+    # a mutant failing there fails the assertion, and the unmutated file must pass them all.
+    checks = [(line, first, first, scopes, excluded)
+              for line, first, _, scopes, excluded in checks]
+    cells = sorted({(line, first) for line, first, _, _, _ in checks})
+    index = {cell: n for n, cell in enumerate(cells)}
+    job = tmp_path / "job.json"
+    out = tmp_path / "out.jsonl"
+    job.write_text(json.dumps({"syntaxes": syntaxes, "out": str(out), "fixtures": [
+        {"path": str(path), "positions": [[n + 1, c + 1] for n, c in cells]}]}))
+    subprocess.run([vim, "-es", "-u", "NONE", "-i", "NONE", "-N",
+                    "--cmd", f"let g:mutants_job = '{job}'",
+                    "-c", f"source {EDITOR / 'vim_mutants.vim'}", "-c", "qall!"],
+                   check=True, timeout=300, stdin=subprocess.DEVNULL)
+    broken = set()
+    for record in map(json.loads, out.read_text().splitlines()):
+        items = [set(names) for names in record["items"]]
+        for line, first, last, scopes, excluded in checks:
+            for col in range(first, last + 1):
+                here = items[index[(line, col)]]
+                if (any(not required_groups(s) & here for s in scopes)
+                        or any(excluded_groups(s) & here for s in excluded)):
+                    broken.add(record["syntax"])
+    assert 0 not in broken, "the unmutated syntax fails its own assertions"
+    survivors = [lines[spans[n - 1][0]] for n in range(1, len(syntaxes)) if n not in broken]
+    assert survivors == []

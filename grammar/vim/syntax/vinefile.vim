@@ -8,8 +8,8 @@ endif
 " the one defined last wins. So the catch-all rule header comes first and comments last.
 
 " ---- what any expanded text may hold: values, file lists, commands ----
+" A backslash escapes the next character (`\$` among them), so an escaped `#` starts no comment.
 syn match vinefileEscape /\\./ contained
-syn match vinefileEscape /\\\$/ contained
 syn match vinefileContinuation /\\$/ contained
 syn match vinefileDollarError /\$\$/ contained
 syn match vinefileVariable /\$\h\w*/ contained
