@@ -145,14 +145,31 @@ def rule_paths(grammar: dict) -> list[tuple]:
     return paths
 
 
+def scope_paths(grammar: dict) -> list[tuple]:
+    """Where every scope name is given: each `name`, `contentName` and capture of every rule."""
+    paths: list[tuple] = []
+
+    def walk(rule: dict, path: tuple) -> None:
+        paths.extend(path + (key,) for key in ("name", "contentName") if key in rule)
+        for captures in ("captures", "beginCaptures", "endCaptures"):
+            paths.extend(path + (captures, key) for key in rule.get(captures, {}))
+        for i, child in enumerate(rule.get("patterns", [])):
+            walk(child, path + ("patterns", i))
+
+    for name, entry in grammar["repository"].items():
+        walk(entry, ("repository", name))
+    return paths
+
+
 def without(grammar: dict, path: tuple) -> dict:
-    """A copy of `grammar` with the rule at `path` removed (a repository entry left empty)."""
+    """A copy of `grammar` without what `path` names: a rule (a repository entry is left empty),
+    or a scope name."""
     mutant = copy.deepcopy(grammar)
     *parents, last = path
     holder = mutant
     for key in parents:
         holder = holder[key]
-    if isinstance(holder, list):
+    if isinstance(holder, list) or parents[-1:] != ["repository"]:
         del holder[last]
     else:
         holder[last] = {"patterns": []}
@@ -170,9 +187,20 @@ def test_rule_paths_reach_nested_rules():
         "patterns": [{"begin": "y", "end": "z", "patterns": [{"match": "w"}]}]}
 
 
-def test_every_rule_is_needed_by_some_assertion(node, tmp_path):
+def test_scope_paths_reach_names_and_captures():
+    grammar = {"patterns": [], "repository": {"a": {"match": "(x)", "name": "s.a",
+                                                     "captures": {"1": {"name": "s.x"}},
+                                                     "patterns": [{"match": "y", "name": "s.y"}]}}}
+    assert scope_paths(grammar) == [("repository", "a", "name"),
+                                    ("repository", "a", "captures", "1"),
+                                    ("repository", "a", "patterns", 0, "name")]
+    assert without(grammar, ("repository", "a", "captures", "1"))["repository"]["a"][
+        "captures"] == {}
+
+
+def test_every_rule_and_scope_is_needed_by_some_assertion(node, tmp_path):
     grammar = json.loads(GRAMMAR.read_text())
-    paths = rule_paths(grammar)
+    paths = rule_paths(grammar) + scope_paths(grammar)
     listing = tmp_path / "mutants.txt"
     names = {}
     for i, path in enumerate(paths):

@@ -60,6 +60,10 @@ SCOPE_GROUPS = {
     "entity.name.namespace.library": {"vinefileLibraryName"},
     "invalid.illegal.key": {"vinefileKeyError"},
     "invalid.illegal.annotation": {"vinefileAnnotationError"},
+    "meta.assignment": {"vinefileAssignName", "vinefileSpecialVar"},
+    "meta.export": {"vinefileExportLine", "vinefileExport"},
+    "meta.directive": {"vinefileDirectiveLine", "vinefileDirective"},
+    "meta.annotation": {"vinefileAnnotationLine", "vinefileAnnotation"},
     "meta.rule.targets": {"vinefileTargets"},
     "entity.name.function.target": {"vinefileTarget"},
     "punctuation.separator.rule": {"vinefileColon"},
@@ -157,7 +161,8 @@ def test_vim_groups_agree_with_the_fixture_assertions(fixture, tmp_path):
 def test_assertion_reader():
     source, checks = assertions(EDITOR / "syntax" / "annotations.vine")
     assert source[0] == ".MAKEFLOW CATEGORY heavy"
-    assert checks[0] == (0, 0, 0, ["keyword.control.directive.vinefile"], [])
+    assert checks[0] == (0, 0, 0, ["meta.directive.makeflow.vinefile",
+                                   "keyword.control.directive.vinefile"], [])
     assert checks[2] == (0, 10, 17, ["support.constant.directive.vinefile"], [])
 
 
