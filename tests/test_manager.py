@@ -459,3 +459,39 @@ def test_an_idle_worker_leaves_after_its_timeout(cluster, tmp_path):
     w = c.worker("w1", 1, 1000, 1000, "--timeout", "1")  # the later --timeout wins
     assert w.wait(timeout=60) == 0
     wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
+
+
+GATED = '''
+import os
+import time
+
+
+def wait(marker, gate):
+    open(marker, "w").close()
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+'''
+
+
+def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_path):
+    from vinemake.task import LibrarySpec
+
+    (tmp_path / "lib.py").write_text(GATED)
+    c = cluster()
+    c.worker("w1", cores=3)
+    lib = LibrarySpec(name="m", key="lib-2", command=f"{sys.executable} -m vinemake.library lib.py",
+                      inputs=(TaskFile("file-lib2", "lib.py", str(tmp_path / "lib.py"), 1),),
+                      resources=Resources(cores=2), slots=2)
+    gate = tmp_path / "gate"
+    calls = [task(i, f"wait {tmp_path}/call.{i} {gate}", library=lib) for i in range(3)]
+    plain = task(9, f"touch {tmp_path}/plain; while [ ! -e {gate} ]; do sleep 0.01; done",
+                 resources=Resources(cores=1))
+    for t in (*calls, plain):
+        c.m.submit(t)
+    wait_for(lambda: len(list(tmp_path.glob("call.*"))) == 2, "two calls to run")
+    wait_for(lambda: (tmp_path / "plain").exists(), "the plain task to run")
+    # two slots busy, the third call waits; the library holds 2 of 3 cores, plain the third
+    assert (c.m.running_total, [t.id for t in c.m.queue]) == (3, [2])
+    assert c.m.workers["w1"].free[0] == 0
+    gate.touch()
+    assert [r.status for r in c.collect(*calls, plain)] == ["ok"] * 4

@@ -91,6 +91,7 @@ class _Worker:
     running: dict = field(default_factory=dict)  # task id -> Task
     holds: set = field(default_factory=set)
     charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
+    libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
 
     def view(self) -> WorkerView:
         c, m, d, g = self.free
@@ -486,12 +487,12 @@ class Manager:
             # Cheap test first: with every core taken no task can start (this pass runs after
             # every event, so it must cost next to nothing when the workers are full).
             most_free = max(w.free[0] for w in self.workers.values())
-            if most_free < 1e-9:
+            if most_free < 1e-9 and self.queue[0].library is None:
                 break
             task = self.queue.popleft()
             if self.unrecoverable and self._needs_lost(task):
                 continue
-            cores = task.resources.cores
+            cores = 0.0 if task.library is not None else task.resources.cores
             if (1.0 if cores is None else cores) > most_free + 1e-9 or \
                     not self._try_dispatch(task):
                 skipped.append(task)
@@ -521,17 +522,38 @@ class Manager:
         return bool(gone)
 
     def _try_dispatch(self, task: Task) -> bool:
+        if task.library is not None:
+            return self._try_dispatch_call(task)
         views = [w.view() for w in self.workers.values()]
         wid = place(task, views, self.replicas, self.rng, self.sizes)
         if wid is None:
             return False
         if self.rng is None and self.remote_only and self._wait_for_holder(task, views, wid):
             return False
-        w = self.workers[wid]
+        return self._dispatch(task, self.workers[wid], need(task.resources))
+
+    def _try_dispatch_call(self, task: Task) -> bool:
+        """A function call goes to a worker whose instance of its library has a free slot;
+        else it starts an instance where the library's resources fit, held from then on."""
+        lib = task.library
+        assert lib is not None
+        ready = [w for w in self.workers.values() if w.libs.get(lib.key, lib.slots) < lib.slots]
+        if ready:
+            w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
+            return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
+        views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
+        wid = place(dataclasses.replace(task, resources=lib.resources), views, self.replicas,
+                    self.rng, self.sizes)
+        if wid is None:
+            return False
+        return self._dispatch(task, self.workers[wid], need(lib.resources))
+
+    def _dispatch(self, task: Task, w: _Worker, want: Resources) -> bool:
         fetches = self._plan_fetches(task, w)
         if fetches is None:
             return False
-        want = need(task.resources)
+        if task.library is not None:
+            w.libs[task.library.key] = w.libs.get(task.library.key, 0) + 1
         w.free[0] -= want.cores
         w.free[1] -= want.memory_mb
         w.free[2] -= want.disk_mb
@@ -623,12 +645,15 @@ class Manager:
             self.hashes[key] = digest
 
     def _release(self, w: _Worker, task: Task) -> None:
-        want = need(task.resources)
-        w.free[0] += want.cores
-        w.free[1] += want.memory_mb
-        w.free[2] += want.disk_mb
-        w.free[3] += want.gpus
         self.running_total -= 1
+        if task.library is not None:  # the instance keeps the library's resources
+            w.libs[task.library.key] -= 1
+        else:
+            want = need(task.resources)
+            w.free[0] += want.cores
+            w.free[1] += want.memory_mb
+            w.free[2] += want.disk_mb
+            w.free[3] += want.gpus
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
             self._uncharge(w, f.key)
 
