@@ -93,6 +93,9 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
     finally:
         d.close()
         cluster.down()
+        # worker caches can be tens of GB: never kept; --keep keeps the logs
+        for i in range(workers):
+            shutil.rmtree(scratch / "run" / f"w{i}", ignore_errors=True)
         if KEEP:
             print(f"  {label}: kept {scratch}", file=sys.stderr)
         else:
@@ -169,12 +172,21 @@ def bench_chains(args) -> dict:
     length = max(3, round(30 * args.scale))
     size = max(1, round(50 * args.scale)) * MB
     flow = chains_workflow(chains, length, size)
+    need = 3 * chains * length * size  # every intermediate, some twice, if nothing is freed
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if free < need:
+        raise SystemExit(f"chains needs about {need / 1e9:.0f} GB free under "
+                         f"{tempfile.gettempdir()} ({free / 1e9:.0f} GB free): use --scale")
     disk = max(4000, 4 * size // MB * length)
-    local = run_on_cluster("locality", args.workers, args.rate, {"seed": ""}, flow, [],
-                           disk_mb=disk)
+    # --gc ref_cnt: an intermediate is deleted once its consumer is done, as a user would run it
+    options = ["--gc", "ref_cnt"]
+    local = run_on_cluster("locality", args.workers, args.rate, {"seed": ""}, flow, options,
+                           cores=args.chain_cores, disk_mb=disk)
     rand = run_on_cluster("random", args.workers, args.rate, {"seed": ""}, flow,
-                          ["--placement", "random"], disk_mb=disk)
+                          [*options, "--placement", "random"], cores=args.chain_cores,
+                          disk_mb=disk)
     return {"chains": chains, "length": length, "intermediate_mb": size / MB,
+            "worker_cores": args.chain_cores,
             "locality": asdict(local), "random": asdict(rand),
             "bytes_ratio": local.link_bytes / max(rand.link_bytes, 1), "target_bytes_ratio": 0.10}
 
@@ -210,6 +222,7 @@ def report(name: str, r: dict) -> str:
     if name == "chains":
         lo, ra = r["locality"], r["random"]
         return (f"chains       {r['chains']}x{r['length']} tasks, {r['intermediate_mb']:.0f} MB "
+                f"on {r['worker_cores']}-core workers "
                 f"@temp: locality {lo['link_bytes'] / MB:.0f} MB in {lo['wall_s']:.1f}s vs random "
                 f"{ra['link_bytes'] / MB:.0f} MB in {ra['wall_s']:.1f}s: "
                 f"{100 * r['bytes_ratio']:.1f}% of random's bytes (target <= 10%)")
@@ -225,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", default=",".join(BENCHES), help="comma-separated benchmarks")
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--rate", default="200mbit", help="every host link, each direction")
+    p.add_argument("--chain-cores", type=int, default=1,
+                   help="cores per worker in the chains benchmark (one-core rules)")
     p.add_argument("--transfer-limits", default="3", metavar="N,...",
                    type=lambda text: [int(n) for n in text.split(",")],
                    help="peer replication runs, one per --transfer-limit (default 3)")

@@ -12,6 +12,7 @@ import fcntl
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -334,9 +335,23 @@ class Deployment:
             raise FileNotFoundError(f"no transfers.tsv under {workflow_dir}/.vinemake")
         return parse_transfer_log(logs[0].read_text())
 
-    def close(self) -> None:
-        """Kill what this deployment started (the cluster's teardown would too)."""
-        for proc in [self.manager, *self.workers.values()]:
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    def close(self, grace: float = 10.0) -> None:
+        """Stop what this deployment started, letting workers clean their caches if they can.
+
+        Workers leave by themselves when the manager finishes; one still running after `grace`
+        seconds gets SIGINT (it removes its cache directory), then SIGKILL.
+        """
+        if self.manager is not None and self.manager.poll() is None:
+            self.manager.kill()
+            self.manager.wait()
+        for sig in (None, signal.SIGINT, signal.SIGKILL):
+            alive = [p for p in self.workers.values() if p.poll() is None]
+            for proc in alive:
+                if sig is not None:
+                    proc.send_signal(sig)
+            deadline = time.monotonic() + grace
+            for proc in alive:
+                try:
+                    proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    pass
