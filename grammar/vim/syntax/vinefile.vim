@@ -34,7 +34,8 @@ syn region vinefileSources start=/\ze./ end=/\\\@<!$/ contained
 " ---- command lines ----
 syn keyword vinefilePrefix contained LOCAL MAKEFLOW
 syn match vinefileCommandStart /^[ \t]\+/ contained nextgroup=vinefilePrefix
-syn region vinefileCommand start=/^[ \t]\+\S\@=/ end=/\\\@<!$/
+" An indented line that starts with `#` is a comment line, not a command.
+syn region vinefileCommand start=/^[ \t]\+[^ \t#]\@=/ end=/\\\@<!$/
       \ contains=vinefileCommandStart,@vinefileText
 
 " ---- assignments: NAME=value, NAME += value, @NAME=value (rule-local) ----
