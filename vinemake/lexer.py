@@ -65,7 +65,7 @@ def _annotation_states() -> dict[str, list]:
         rules.append(include("annotation-arguments"))
         states[f"annotation-{name}"] = rules
         if name in ("library", "call"):
-            # The first word names the library; a `-names` state sees it before the arguments.
+            # The first word names the library: the `-name` state takes it, then the arguments.
             states[f"annotation-{name}-name"] = [
                 (r"([ \t]+)(" + _NAME + ")", bygroups(Whitespace, Name.Namespace),
                  ("#pop", f"annotation-{name}")),
@@ -89,7 +89,6 @@ class VinefileLexer(RegexLexer):
     aliases = ["vinefile", "makeflow"]
     filenames = ["Vinefile", "*.vine", "Makeflow", "*.makeflow"]
     mimetypes = ["text/x-vinefile"]
-    url = "https://cctools.readthedocs.io/en/latest/makeflow/"
 
     def __init__(self, **options):
         # Keep leading and trailing blank lines: line numbers must match the parser's messages.
