@@ -55,7 +55,7 @@ def _text(token: Token) -> Text:
 # _FILETEXT and _TEXT in the grammar (the fuzz tests check the two agree).
 _QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
 _FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
-_HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})")
+_HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*")
 _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
@@ -91,22 +91,35 @@ class _Statements(Transformer):
         i = 0
         while type(children[i]) is Annotation:
             i += 1
-        header, command = children[i], children[-1]
-        targets, colon, sources = _header(header)
+        header = children[i]
+        if header.type == "HEADER_AND_COMMAND":
+            targets, colon, sources, end = _header(header)
+            command = _command(header, end)
+            return Rule(tuple(children[:i]), targets, colon, sources, (), command)
+        targets, colon, sources, _ = _header(header)
         return Rule(tuple(children[:i]), targets, colon, sources, tuple(children[i + 1:-1]),
-                    Text(_CONTENT.match(command).group(), command.line, command.column))
+                    _command(children[-1], 0))
 
 
-def _header(tok: Token) -> tuple[Text | None, Text, Text | None]:
-    """Take a HEADER token apart: (targets, the colon, sources), each located."""
-    targets, sources = _HEADER.match(tok).group(1, 2)
+def _command(tok: Token, start: int) -> Text:
+    """The command line that starts `start` characters into `tok`, without its comment."""
+    raw = _CONTENT.match(tok, start).group()
+    if not start:
+        return Text(raw, tok.line, tok.column)
+    return Text(raw, tok.line + tok.count("\n", 0, start), 1)
+
+
+def _header(tok: Token) -> tuple[Text | None, Text, Text | None, int]:
+    """Take a header apart: (targets, the colon, sources, where the next line starts)."""
+    m = _HEADER.match(tok)
+    targets, sources = m.group(1, 2)
     line, col = tok.line, tok.column
     if "\n" in targets:  # continued lines before the colon
         colon = _shift(Text(targets, line, col), len(targets), ":")
     else:
         colon = Text(":", line, col + len(targets))
     return (Text(targets, line, col) if targets.strip() else None, colon,
-            Text(sources, colon.line, colon.col + 1) if sources.strip() else None)
+            Text(sources, colon.line, colon.col + 1) if sources.strip() else None, m.end())
 
 
 @functools.lru_cache(maxsize=1)
@@ -182,7 +195,7 @@ def _syntax_error(e: UnexpectedInput, source: Source) -> VinefileError:
     elif token.type == "COMMAND":
         previous = getattr((e.token_history or [None])[-1], "type", None)
         message = ("a rule has exactly one command line: join lines with a trailing '\\' "
-                   "or start a new rule" if previous == "COMMAND" else
+                   "or start a new rule" if previous in ("COMMAND", "HEADER_AND_COMMAND") else
                    "a command line (indented with a tab or space) must follow a rule header")
     elif "HEADER" in expected and "ASSIGN" not in expected:
         message = "an annotation must be directly followed by a rule header"
