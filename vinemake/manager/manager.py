@@ -28,14 +28,14 @@ import socket
 import ssl
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
+from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.placement import WorkerView, fits, holder, need, place
-from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install
+from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources
 from vinemake.protocol import (
     MSG,
     Connection,
@@ -51,7 +51,6 @@ from vinemake.protocol import (
     Transferred,
     decode,
     encode,
-    fetch,
     host_id,
     outcome_from_wire,
     read_secret,
@@ -169,7 +168,8 @@ class Manager:
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[_Worker] = []
         self._pending_results: list[TaskResult] = []
-        self._fetchers = ThreadPoolExecutor(max_workers=8, thread_name_prefix="output")
+        self.delivery = Delivery(config.workdir, self.secret, self.transfer_log, self._report,
+                                 lambda wid, keys: self._post(lambda: self._drop(wid, keys)))
 
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -228,7 +228,7 @@ class Manager:
         self._thread.join(timeout=10)
         if self.provider is not None:
             self.provider.close()
-        self._fetchers.shutdown(wait=True, cancel_futures=True)
+        self.delivery.close()
         self.files.close()
         self.transfer_log.close()
 
@@ -692,13 +692,9 @@ class Manager:
         if not wanted and not failed:
             self._report([r])
             return
-        installs = [(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
-        installs += [(target, key, "", path) for target, key, path in failed]
-        if w.same_host:
-            self._install_local(w, r, installs, bool(failed))
-        else:
-            self._fetchers.submit(self._install_remote, w.id, w.addr, w.file_port, r,
-                                  installs, bool(failed))
+        installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
+        installs += [Install(target, key, "", path) for target, key, path in failed]
+        self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
 
     def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
         self.silent.discard(task.id)
@@ -711,40 +707,6 @@ class Manager:
         self.unrecoverable |= lost
         with self._lock:
             self._lost_keys |= lost
-
-    def _install_local(self, w: _Worker, r: TaskResult, installs, failed: bool) -> None:
-        try:
-            for target, _key, _digest, path in installs:
-                install(path, target)
-        except OSError as e:
-            r = dataclasses.replace(r, status="error",
-                                    reason=f"cannot put output in place: {e}")
-        if failed:
-            self._send(w, Drop([key for _, key, _, _ in installs if key.startswith("failed.")]))
-        self._report([r])
-
-    def _install_remote(self, wid, host, port, r: TaskResult, installs, failed: bool) -> None:
-        """Fetch outputs from the worker that made them (helper thread), then report."""
-        try:
-            for target, key, digest, _path in installs:
-                tmp = os.path.join(self.config.workdir, f".recv-{key}-{threading.get_ident()}")
-                start = time.time()
-                try:
-                    size, _ = fetch(host, port, key, tmp, self.secret, None, digest)
-                except BaseException:
-                    if os.path.exists(tmp):
-                        os.unlink(tmp)
-                    self.transfer_log.record(wid, MANAGER, key, 0, start, time.time(), False)
-                    raise
-                self.transfer_log.record(wid, MANAGER, key, size, start, time.time())
-                install(tmp, target, move=True)
-        except (ProtocolError, OSError, EOFError) as e:
-            r = dataclasses.replace(r, status="error",
-                                    reason=f"cannot bring output back from {wid}: {e}")
-        if failed:
-            keys = [key for _, key, _, _ in installs if key.startswith("failed.")]
-            self._post(lambda: self._drop(wid, keys))
-        self._report([r])
 
     def _drop(self, wid: str, keys: list[str]) -> None:
         w = self.workers.get(wid)
