@@ -2,8 +2,9 @@
 
 This is the only module that imports lark. The grammar (grammar/vinefile.lark) describes
 lines; a transformer applied during the LALR parse turns each line into a plain statement
-(vinemake.evaluate), so no parse tree is ever built. The statements are then evaluated in
-file order. Lark's errors are translated into located messages in the user's words.
+(vinemake.statements), so no parse tree is ever built; vinemake.evaluate then gives the
+statements their meaning in file order. Lark's errors are translated into located messages
+in the user's words.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ _QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
 _FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
 _HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*")
 _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
+
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
     """A Text for `raw`, which starts `offset` characters into `text`."""
