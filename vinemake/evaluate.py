@@ -150,7 +150,7 @@ class _Evaluator:
         name, _, value = self._value(stmt, self.lookup_top)
         self._set_top(name, value, stmt)
 
-    def _set_top(self, name: str, value: str, stmt: Assign | None) -> None:
+    def _set_top(self, name: str, value: str, stmt: Assign | Text) -> None:
         if name == "CATEGORY":
             self._switch_category(self._category_name(value, stmt))
             self.globals[name] = self.current
@@ -177,14 +177,14 @@ class _Evaluator:
         self.category_vars.setdefault(name, {})
         self.settings.setdefault(name, {})
 
-    def _category_name(self, value: str, stmt: Assign | Text | None) -> str:
+    def _category_name(self, value: str, stmt: Assign | Text) -> str:
         words = split_words(value)
         if len(words) != 1:
             at = stmt if isinstance(stmt, Text) else (stmt.value or stmt.head)
             raise self.source.error_at(at, 0, f"a category name is one word, got {value!r}")
         return words[0]
 
-    def _resource(self, name: str, value: str, at: Assign | Text | None):
+    def _resource(self, name: str, value: str, at: Assign | Text):
         """Parse a resource value; a bad one is an error located at its text."""
         _, parse, good = RESOURCE_VALUES[name]
         try:
@@ -213,12 +213,13 @@ class _Evaluator:
         names = list(self.exports)
         for word, offset in scan_words(text):
             name, eq, value = word.partition("=")
+            where = offset if text == stmt.args.raw else _lead(stmt.args.raw)
             if not _is_name(name):
-                where = offset if text == stmt.args.raw else _lead(stmt.args.raw)
                 raise self.source.error_at(stmt.args, where,
                                            f"export: {name!r} is not a variable name")
             if eq:
-                self._set_top(name, value, None)
+                at = _shift(stmt.args, where)
+                self._set_top(name, value, at)
             if name not in names:
                 names.append(name)
         self.exports = tuple(names)
@@ -455,6 +456,11 @@ def _env(exported, category: str, res: dict) -> tuple[tuple[str, str], ...]:
 def _lead(raw: str) -> int:
     """Offset of the first non-blank character of `raw`."""
     return len(raw) - len(raw.lstrip(" \t"))
+
+
+def _shift(at: Text, offset: int) -> Text:
+    """The part of `at` from `offset` on (an offset on its first line)."""
+    return Text(at.raw[offset:], at.line, at.col + offset)
 
 
 def _after_word(at: Text) -> Text:
