@@ -74,6 +74,9 @@ CASES = [
     ("rule without a command", "out: in\nX=1\nother: x\n\tcmd\n",
      "Vinefile:3:1: expected a command line (indented with a tab or space) for the rule "
      "above\nother: x\n^"),
+    ("rule followed only by an indented comment", "out: in\n  # not a command",
+     "Vinefile:1:8: expected a command line (indented with a tab or space) for the rule "
+     "above\nout: in\n       ^"),
     ("rule without a command at the end", "out: in\n\n",
      "Vinefile:1:8: expected a command line (indented with a tab or space) for the rule "
      "above\nout: in\n       ^"),

@@ -18,7 +18,9 @@ PIECES = [":", "=", "+=", "-=", "$", "$(", "${", ")", "}", '"', "'", "\\", "\\\n
           " ", "#", "@", ".", "-", "->", ">", "a", "B_1", "x.txt", "LOCAL ", "MAKEFLOW ",
           "export ", ".MAKEFLOW ", ".SIZE ", "CATEGORY=", "CORES=", "MEMORY=", "@resources ",
           "@library ", "@call ", "@temp", "@retries ", "@cache forever", "4G", "30m", "\r\n",
-          "é", "\x00"]
+          "é", "\x00", "slots=", "cores=", "wall_time=", "GPUS=", "WALL_TIME=", "BATCH_LOCAL=1",
+          "BATCH_OPTIONS=", "MAKEFLOW_INPUTS=", "MAKEFLOW_OUTPUTS=", ".MAKEFLOW MODE ",
+          ".MAKEFLOW CATEGORY ", "MPI_PROCESSES "]
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.too_slow])
 

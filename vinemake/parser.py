@@ -231,9 +231,9 @@ def _scan_line(text: str, i: int) -> tuple[int | None, int]:
 
 
 def _end_position(text: str) -> tuple[int, int]:
-    """Just after the last non-blank line: where a missing line is expected."""
+    """Just after the last line that is not blank or a comment: where a line is missing."""
     lines = text.split("\n")
     n = len(lines)
-    while n > 1 and not lines[n - 1].strip():
+    while n > 1 and lines[n - 1].strip()[:1] in ("", "#"):
         n -= 1
     return n, len(lines[n - 1].rstrip()) + 1
