@@ -71,5 +71,43 @@ def test_missing_source_and_damaged_memo(tmp_path):
     with pytest.raises(InputError, match=r"^source '.*nope' does not exist$"):
         FileState(None).key(str(tmp_path / "nope"))
     memo = tmp_path / "memo"
-    memo.write_text("garbage\n1 2 x 4 k p\n")
+    memo.write_text("garbage\n1 2 x k p\n")
     assert FileState(str(memo)).memo == {}
+
+
+def test_snapshot_matches_until_any_recorded_file_changes(tmp_path):
+    from vinemake.filestate import snapshot_digest, snapshot_matches, write_snapshot
+
+    src, out = tmp_path / "a b.txt", tmp_path / "out"
+    src.write_text("1")
+    out.write_text("2")
+    snap = str(tmp_path / "uptodate")
+    digest = snapshot_digest(b"rules $(HOME)", {"HOME": "/h", "COLUMNS": "80"}, "opts")
+    assert digest == snapshot_digest(b"rules $(HOME)", {"HOME": "/h"}, "opts")
+    ost = os.stat(out)
+    write_snapshot(snap, digest, [(str(src), os.stat(src))],
+                   [(str(out), ost.st_size, ost.st_mtime_ns)], rules=7)
+    assert snapshot_matches(snap, digest) == 7
+    assert snapshot_matches(snap, snapshot_digest(b"rules $(HOME)", {"HOME": "/x"},
+                                                  "opts")) is None
+    assert snapshot_matches(snap, snapshot_digest(b"rules $HOME", {"HOME": "/h"},
+                                                  "opts")) is None
+    os.utime(src, ns=(1, 1))  # a touch: the fast path gives up, the full path decides
+    assert snapshot_matches(snap, digest) is None
+    write_snapshot(snap, digest, [(str(src), os.stat(src))],
+                   [(str(out), ost.st_size, ost.st_mtime_ns)])
+    out.unlink()
+    assert snapshot_matches(snap, digest) is None
+
+
+def test_a_hard_link_to_a_source_does_not_cost_a_rehash(tmp_path):
+    p = tmp_path / "a"
+    p.write_text("1")
+    memo = str(tmp_path / "memo")
+    first = FileState(memo)
+    first.key(str(p))
+    first.save()
+    os.link(p, tmp_path / "sandbox-link")  # what the local worker does: changes ctime
+    again = FileState(memo)
+    again.key(str(p))
+    assert again.reads == 0

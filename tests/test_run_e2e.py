@@ -253,3 +253,29 @@ def test_unusable_cache_dir_is_an_input_error(project, tmp_path):
     proc = vinemake(root, "--cache-dir", str(tmp_path / "afile" / "cache"), check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().endswith(f"--cache-dir {tmp_path}/afile/cache: Not a directory")
+
+
+def test_clean_run_leaves_a_snapshot_that_skips_parsing_until_something_changes(project):
+    import io
+
+    from vinemake.options import RunOptions
+    from vinemake.run import nothing_to_do
+
+    root, _ = project
+    options = RunOptions(vinefile=str(root / "Vinefile"), root=str(root))
+    assert not nothing_to_do(options, io.StringIO())
+    vinemake(root)
+    out = io.StringIO()
+    assert nothing_to_do(options, out)
+    assert out.getvalue() == "vinemake: nothing to do, 4 rules up to date\n"
+    assert not nothing_to_do(RunOptions(vinefile=options.vinefile, root=str(root),
+                                        targets=("a.txt",)), out)
+    (root / "in.txt").write_text("changed\n")
+    assert not nothing_to_do(options, out)
+    vinemake(root)
+    assert nothing_to_do(options, out)
+    (root / "Vinefile").write_text((root / "Vinefile").read_text() + "\n# a comment\n")
+    assert not nothing_to_do(options, out)
+    vinemake(root)
+    vinemake(root, "--clean=outputs")
+    assert not nothing_to_do(options, out)

@@ -1,23 +1,31 @@
 """Content keys of source files, memoised by stat so an unchanged file is never re-read.
 
-The memo lives in `.vinemake/filestate`: one line per file, `size mtime_ns inode ctime_ns key
-path`, rewritten atomically (temp + rename) after a run that learned something new. A file whose
-four stat fields all match its line keeps its key without being opened; `touch` changes mtime,
+The memo lives in `.vinemake/filestate`: one line per file, `size mtime_ns inode key path`,
+rewritten atomically (temp + rename) after a run that learned something new. A file whose
+three stat fields all match its line keeps its key without being opened; `touch` changes mtime,
 so the file is re-hashed, finds the same content and keeps the same key. Each path is stat'ed
 at most once per FileState (one per run).
+
+Why not ctime too: the worker on this host hard-links inputs into each task's sandbox, and a
+link changes the file's ctime. With ctime in the signature every source would be re-read on
+every run. The cost is that a same-size rewrite that also restores the old mtime (`cp -p`
+over the file, `touch -d`) goes unseen, as it does for make and ninja.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat as statmod
+from collections.abc import Iterable, Mapping
 
 import xxhash
 
 from vinemake.errors import InputError
 from vinemake.keys import source_key, tree_key
 
-__all__ = ["FileState", "hash_file", "CHUNK"]
+__all__ = ["FileState", "hash_file", "CHUNK", "snapshot_digest", "write_snapshot",
+           "snapshot_matches"]
 
 CHUNK = 1 << 20  # 1 MiB reads: large enough to amortise syscalls, small enough for the cache
 
@@ -31,7 +39,7 @@ def hash_file(path: str) -> str:
     return h.hexdigest()
 
 
-Signature = tuple[int, int, int, int]
+Signature = tuple[int, int, int]
 
 
 class FileState:
@@ -64,7 +72,7 @@ class FileState:
             raise InputError(f"source '{path}' does not exist")
         if statmod.S_ISDIR(st.st_mode):
             return self._dir_key(path)
-        sig = (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+        sig = (st.st_size, st.st_mtime_ns, st.st_ino)
         known = self.memo.get(path)
         if known is not None and known[0] == sig:
             return known[1]
@@ -90,8 +98,8 @@ class FileState:
         os.makedirs(os.path.dirname(self.memo_path) or ".", exist_ok=True)
         tmp = f"{self.memo_path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for path, ((size, mtime, ino, ctime), key) in self.memo.items():
-                f.write(f"{size} {mtime} {ino} {ctime} {key} {path}\n")
+            for path, ((size, mtime, ino), key) in self.memo.items():
+                f.write(f"{size} {mtime} {ino} {key} {path}\n")
         os.replace(tmp, self.memo_path)
         self.dirty = False
 
@@ -104,12 +112,81 @@ def _load(memo_path: str) -> dict[str, tuple[Signature, str]]:
         return memo
     with f:
         for line in f:
-            fields = line.rstrip("\n").split(" ", 5)
-            if len(fields) != 6:
+            fields = line.rstrip("\n").split(" ", 4)
+            if len(fields) != 5:
                 continue  # a damaged line only costs one re-hash
             try:
-                sig = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
+                sig = (int(fields[0]), int(fields[1]), int(fields[2]))
             except ValueError:
                 continue
-            memo[fields[5]] = (sig, fields[4])
+            memo[fields[4]] = (sig, fields[3])
     return memo
+
+
+# --- the up-to-date snapshot -----------------------------------------------------------------
+#
+# Why: a no-op rerun of a 100k-rule workflow spends seconds parsing, keying and replaying the
+# journal only to conclude that nothing changed, where `make -q` takes a fraction of a second.
+# After a run that finished cleanly, the engine writes the stat of every file that decided it
+# (sources as stat'ed *before* the run, outputs as placed) under a digest of the Vinefile's
+# bytes, the environment variables the file could read (every variable whose name appears in
+# it as a word: a superset of what `$NAME` and `export NAME` can reach, and blind to the
+# COLUMNS or OLDPWD that change between shells) and the options that shape the run.
+# The next run checks the digest and re-stats each file; if everything matches, nothing can
+# have changed and it stops before parsing. Any difference, any failure, any directory source
+# (whose nested files a stat of the directory does not cover) means: take the full path.
+
+
+_WORD = re.compile(rb"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def snapshot_digest(vinefile: bytes, environ: Mapping[str, str], options: str) -> str:
+    words = {w.decode() for w in _WORD.findall(vinefile)}
+    read = sorted((k, v) for k, v in environ.items() if k in words)
+    h = xxhash.xxh3_128()
+    for part in (vinefile, repr(read).encode("utf-8", "surrogateescape"), options.encode()):
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+def write_snapshot(path: str, digest: str, sources: Iterable[tuple[str, os.stat_result]],
+                   outputs: Iterable[tuple[str, int, int]], rules: int = 0) -> None:
+    """Record `digest`, each source's stat and each output's (size, mtime_ns), atomically.
+
+    Paths are absolute. Lines: `s size mtime_ns inode path`, `o size mtime_ns path`.
+    """
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+        f.write(f"vinemake-snapshot 1 {digest} {rules}\n")
+        f.writelines(f"s {st.st_size} {st.st_mtime_ns} {st.st_ino} {p}\n" for p, st in sources)
+        f.writelines(f"o {size} {mtime} {p}\n" for p, size, mtime in outputs)
+    os.replace(tmp, path)
+
+
+def snapshot_matches(path: str, digest: str) -> int | None:
+    """The number of rules recorded if every file still has its stat under `digest`, else None."""
+    try:
+        f = open(path, encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return None
+    stat = os.stat
+    with f:
+        head = f.readline().split()
+        if len(head) != 4 or head[:3] != ["vinemake-snapshot", "1", digest]:
+            return None
+        for line in f:
+            source = line.startswith("s ")
+            fields = line[:-1].split(" ", 4 if source else 3)
+            try:
+                st = stat(fields[-1])
+                if source:
+                    same = (st.st_size == int(fields[1]) and st.st_mtime_ns == int(fields[2])
+                            and st.st_ino == int(fields[3]))
+                else:
+                    same = st.st_size == int(fields[1]) and st.st_mtime_ns == int(fields[2])
+            except (OSError, ValueError, IndexError):
+                return None
+            if not same:
+                return None
+    return int(head[3])

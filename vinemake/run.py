@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import sys
 from collections.abc import Set
 from dataclasses import dataclass
 from typing import TextIO
 
 from vinemake.errors import InfrastructureError, InputError
-from vinemake.filestate import FileState
+from vinemake.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
 from vinemake.graph import BuildGraph, norm
 from vinemake.journal import Journal
 from vinemake.keys import Keys, compute_keys
@@ -23,7 +24,8 @@ from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.spec import Workflow
 from vinemake.store import Store
 
-__all__ = ["run", "dry_run", "clean", "prepare", "Prepared", "state_dir", "store_for"]
+__all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "state_dir",
+           "store_for"]
 
 
 def state_dir(root: str) -> str:
@@ -103,6 +105,70 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     return Prepared(graph, files, keys, journal, store, plan, resources_of)
 
 
+def snapshot_file(root: str) -> str:
+    return os.path.join(state_dir(root), "uptodate")
+
+
+def _digest(options) -> str | None:
+    try:
+        with open(options.vinefile, "rb") as f:
+            text = f.read()
+    except OSError:
+        return None
+    shaping = repr((options.vinefile, options.root, options.targets, options.gc,
+                    options.cache_dir, options.keep_intermediates_remote))
+    return snapshot_digest(text, os.environ, shaping)
+
+
+def nothing_to_do(options, out: TextIO | None = None) -> bool:
+    """Before parsing: has nothing changed since the last run that finished cleanly?
+
+    If so, print what a full no-op run prints and return True: the CLI exits 0 without
+    parsing. Never with --explain (its point is the reasons) or --clean.
+    """
+    if options.explain or options.clean:
+        return False
+    digest = _digest(options)
+    rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
+    if rules is None:
+        return False
+    from vinemake.engine import Outcome
+    from vinemake.reporter import summary_line
+
+    (out or sys.stderr).write(summary_line(Outcome(skipped=rules)) + "\n")
+    return True
+
+
+def _forget_snapshot(root: str) -> None:
+    try:
+        os.unlink(snapshot_file(root))
+    except FileNotFoundError:
+        pass
+
+
+def _remember(prep: Prepared, options, digest: str | None) -> None:
+    """After a clean run: the snapshot nothing_to_do() checks next time.
+
+    `digest` was taken before the run, so a Vinefile edited during it is seen as changed.
+    """
+    root = options.root
+    sources = []
+    for p in prep.graph.sources:
+        full = os.path.join(root, p)
+        st = prep.files.stats.get(full)
+        if digest is None or st is None or not stat.S_ISREG(st.st_mode):
+            return  # a directory source's nested files escape a stat of it: no fast path
+        sources.append((full, st))
+    files = prep.journal.state.files
+    outputs = []
+    for rid in prep.plan.order:
+        for path, _, key in prep.keys.rules[rid].outputs:
+            rec = files.get(path)
+            if rec is not None and rec.key == key and not rec.collected:
+                outputs.append((os.path.join(root, path), rec.size, rec.mtime_ns))
+    write_snapshot(snapshot_file(root), digest, sources, outputs, len(prep.plan.order))
+
+
 def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None = None) -> int:
     """`-n`: print what would run or be restored (`--explain`: every rule). Runs nothing."""
     out = out or sys.stdout
@@ -133,6 +199,7 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     root = options.root
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
+    digest = _digest(options)
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir)
     if options.explain:
         explain(prep, workflow, sys.stderr)
@@ -141,6 +208,7 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc == "ref_cnt", protected,
                                    options.cache_dir is not None)
+    _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
     prep.journal.open()
@@ -160,6 +228,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
         local.close()
         executor.close()
         prep.journal.close()
+    if outcome.exit_code == 0:
+        _remember(prep, options, digest)
     return outcome.exit_code
 
 
@@ -167,6 +237,7 @@ def clean(workflow: Workflow, graph: BuildGraph, options) -> int:
     """`--clean MODE`: delete what the journal says this workflow made."""
     from vinemake.clean import clean_workflow
 
+    _forget_snapshot(options.root)
     return clean_workflow(workflow, graph, options, sys.stderr)
 
 
