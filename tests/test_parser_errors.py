@@ -112,6 +112,8 @@ CASES = [
      "Vinefile:1:8: expected a file name after '->'\nout: a -> \n       ^"),
     ("arrow without a path", "out: ->b\n\tx\n",
      "Vinefile:1:6: expected a file name before '->'\nout: ->b\n     ^"),
+    ("empty file name", "out: a ''\n\tx\n",
+     "Vinefile:1:6: empty file name ('' or \"\")\nout: a ''\n     ^"),
     ("export without names", "export\n",
      "Vinefile:1:1: export needs at least one NAME or NAME=value\nexport\n^"),
     ("export of a non-name", "export 1A\n",

@@ -36,6 +36,9 @@ def check(text: str) -> None:
         return
     assert isinstance(wf, Workflow)
     assert [r.id for r in wf.rules] == list(range(len(wf.rules)))
+    for rule in wf.rules:
+        assert rule.command and rule.command == rule.command.strip()
+        assert all(f.path and f.sandbox for f in rule.targets + rule.sources)
 
 
 @FUZZ

@@ -350,6 +350,8 @@ class _Evaluator:
         refs = self.refs
         out = []
         for path, sandbox in pairs:
+            if not path or not sandbox:
+                raise self.source.error_at(text, _lead(text.raw), "empty file name ('' or \"\")")
             if path != sandbox:
                 out.append(FileRef(path, sandbox))
                 continue
