@@ -18,6 +18,7 @@ MEMORY/DISK/WALL_TIME variables in the environment) are left out.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -105,24 +106,39 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
              resources: Resources | None = None) -> RuleKey:
     """The key of `rule` given the keys of its inputs (by path) and of the library it calls."""
     res = resources if resources is not None else rule.resources
-    env = tuple((k, v) for k, v in rule.env if k not in LIMIT_VARIABLES)
     kind = ("local" if rule.local else "") + ("makeflow" if rule.subworkflow else "") \
         + (f"call:{rule.call}" if rule.call else "") + (f"library:{rule.library}" if rule.library
                                                         else "")
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     parts = (
         ("command", digest(rule.command.encode("utf-8", "surrogateescape"))),
-        ("environment", digest(encode(env)) if env else _EMPTY),
-        ("resources", digest(f"{res.cores!r} {res.gpus!r}".encode())),
+        ("environment", _env_digest(rule.env)),
+        ("resources", _resources_digest(res.cores, res.gpus)),
         ("library", digest(library_key.encode()) if library_key else _EMPTY),
         ("kind", digest(kind.encode()) if kind else _EMPTY),
     )
-    sandboxed = tuple(sorted((f.sandbox, input_keys[norm(f.path)]) for f in rule.sources))
-    names = tuple(sorted(f.sandbox for f in rule.targets))
-    key = f"rule-{ALGORITHM}-{digest(encode(tuple(d for _, d in parts), sandboxed, names))}"
+    sandboxed = sorted((f.sandbox, input_keys[norm(f.path)]) for f in rule.sources)
+    names = sorted(f.sandbox for f in rule.targets)
+    # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
+    text = "".join(d for _, d in parts) + f"{len(sandboxed)}:" + "".join(
+        f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed) + f"{len(names)}:" + "".join(
+        f"{len(n)}:{n}" for n in names)
+    key = f"rule-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
     inputs = tuple(sorted((norm(f.path), input_keys[norm(f.path)]) for f in rule.sources))
     outputs = tuple((norm(f.path), f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
     return RuleKey(key, parts, inputs, outputs)
+
+
+@functools.lru_cache(maxsize=4096)
+def _env_digest(env: tuple[tuple[str, str], ...]) -> str:
+    # Most rules of a category share one env tuple: hash it once.
+    kept = tuple((k, v) for k, v in env if k not in LIMIT_VARIABLES)
+    return digest(encode(kept)) if kept else _EMPTY
+
+
+@functools.lru_cache(maxsize=256)
+def _resources_digest(cores, gpus) -> str:
+    return digest(f"{cores!r} {gpus!r}".encode())
 
 
 @dataclass(frozen=True)
