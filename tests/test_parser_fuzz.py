@@ -62,3 +62,42 @@ def test_mutated_cases(seed, edits):
         at = int(where * len(text))
         text = text[:at] + piece + text[at + how_long:]
     check(text)
+
+
+# ---- generated well-formed Vinefiles read back exactly ----------------------------------
+
+NAME = st.from_regex(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,8}", fullmatch=True)
+FILE = st.tuples(NAME, st.none() | NAME, st.sampled_from(["->", " -> ", "-> ", " ->"]))
+COMMAND = st.from_regex(r"[a-z](?:[a-z0-9 ._/=|>-]{0,20}[a-z0-9])?", fullmatch=True)
+SPACE = st.sampled_from(["", " ", "  ", "\t"])
+INDENT = st.sampled_from(["\t", " ", "    ", "\t  "])
+BETWEEN = st.sampled_from(["", "\n", "# note\n", "\n  # indented note\n\n"])
+RULE = st.tuples(st.lists(FILE, max_size=3), st.lists(FILE, max_size=4), COMMAND, SPACE, SPACE,
+                 INDENT, BETWEEN, st.booleans())
+
+
+def _file_list(files) -> str:
+    return " ".join(path + (arrow + box if box else "") for path, box, arrow in files)
+
+
+def _refs(files) -> list[tuple[str, str]]:
+    return [(path, box or path) for path, box, _ in files]
+
+
+@FUZZ
+@given(st.lists(RULE, min_size=1, max_size=6))
+def test_generated_rules_read_back(rules):
+    text = ""
+    for targets, sources, command, before, after, indent, between, continued in rules:
+        source_text = _file_list(sources)
+        if continued and sources:
+            source_text = source_text.replace(" ", " \\\n   ", 1)
+        before = before if targets else ""  # a line starting with a blank is a command
+        text += f"{_file_list(targets)}{before}:{after}{source_text}\n{indent}{command}\n"
+        text += between
+    wf = parse_text(text, "Vinefile", environ={})
+    assert len(wf.rules) == len(rules)
+    for rule, (targets, sources, command, *_) in zip(wf.rules, rules, strict=True):
+        assert [(f.path, f.sandbox) for f in rule.targets] == _refs(targets)
+        assert [(f.path, f.sandbox) for f in rule.sources] == _refs(sources)
+        assert rule.command == command
