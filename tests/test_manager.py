@@ -495,3 +495,14 @@ def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_pa
     assert c.m.workers["w1"].free[0] == 0
     gate.touch()
     assert [r.status for r in c.collect(*calls, plain)] == ["ok"] * 4
+
+
+def test_a_restarted_worker_removes_what_a_killed_one_left(cluster, tmp_path):
+    c = cluster()
+    old = c.worker("w1")
+    old.kill()
+    old.wait()
+    wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
+    assert [p.name for p in (tmp_path / "w-w1").glob("run-*")] == [f"run-{old.pid}"]
+    new = c.worker("w1")
+    assert [p.name for p in (tmp_path / "w-w1").glob("run-*")] == [f"run-{new.pid}"]

@@ -432,6 +432,8 @@ class Manager:
             for kind, payload in w.reader.feed(data):
                 if kind != MSG:
                     raise ProtocolError("unexpected data frame")
+                if self.workers.get(w.id) is not w:
+                    return  # lost while handling an earlier frame: the rest is moot
                 self._handle(w, decode(payload))
         except ProtocolError as e:
             log.warning("closing connection to worker %s: %s", w.id, e)

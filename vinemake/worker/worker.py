@@ -20,6 +20,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import psutil
+
 from vinemake.protocol import (
     Connection,
     Done,
@@ -72,6 +74,7 @@ class Worker:
         self.secret = read_secret(opts.password_file)
         self.ssl_context: ssl.SSLContext | None = client_context() if opts.ssl else None
         self.run_dir = os.path.join(opts.workdir, f"run-{os.getpid()}")
+        _remove_stale_runs(opts.workdir)
         self.cache = CacheDir(self.run_dir, os.path.join(opts.workdir, "forever"))
         self.monitor = Monitor()
         self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"))
@@ -261,3 +264,15 @@ class Worker:
     def _on_transfer(self, key, source, size, start, end, ok, digest, reason) -> None:
         self._send(Transferred(key=key, source=source, size=size, start=start, end=end, ok=ok,
                                hash=digest, reason=reason))
+
+
+def _remove_stale_runs(workdir: str) -> None:
+    """Remove run directories left by workers that were killed (their pid is gone)."""
+    try:
+        names = os.listdir(workdir)
+    except FileNotFoundError:
+        return
+    for name in names:
+        pid = name.removeprefix("run-")
+        if name.startswith("run-") and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
