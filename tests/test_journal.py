@@ -2,7 +2,7 @@
 
 import json
 
-from vinemake.journal import Journal, replay
+from vinemake.journal import Journal, part_map, replay
 
 
 def done_line(rule, outputs, name="x"):
@@ -16,7 +16,7 @@ def test_replay_keeps_last_completion_and_files():
         done_line("r1", [["x", "o1", 3, 100]]),
         json.dumps({"ev": "started", "rule": "r2", "name": "y"}),
     ])
-    assert dict(st.done["r1"].parts) == {"command": "c1"}
+    assert part_map(st.done["r1"]) == {"command": "c1"}
     assert st.files["x"].key == "o1" and st.files["x"].size == 3
     assert st.incomplete == {"r2"}
     assert st.previous("x", "x").key == "r1"
@@ -72,9 +72,11 @@ def test_appends_are_batched_until_a_few_seconds_pass(tmp_path):
     j.tick()
     assert synced == [10.0]
     del j.sync
-    j.done("r1", "x", "ran", [], [], [("x", "o1", 1, 2)])
+    j.done("r1", "x", "ran", [("command", "c9")], [], [("x", "o1", 1, 2)])
     j.close()
-    assert Journal(str(path)).state.files["x"].key == "o1"
+    state = Journal(str(path)).state
+    assert state.files["x"].key == "o1"
+    assert part_map(state.done["r1"]) == {"command": "c9"}
 
 
 def test_compaction_keeps_live_records_only(tmp_path):

@@ -26,7 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["RuleRecord", "FileRecord", "JournalState", "replay", "Journal", "SYNC_INTERVAL_S"]
+__all__ = ["RuleRecord", "FileRecord", "JournalState", "replay", "Journal", "SYNC_INTERVAL_S",
+           "part_map"]
 
 SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
@@ -50,9 +51,16 @@ class RuleRecord:
     key: str
     name: str
     how: str = "ran"
-    parts: tuple[tuple[str, str], ...] = ()
+    parts: object = ()  # "name=digest ..." as written, or (name, digest) pairs: see part_map()
     inputs: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()
+
+
+def part_map(record: RuleRecord) -> dict[str, str]:
+    """A record's parts as {name: digest}, whichever form they were written in."""
+    if isinstance(record.parts, str):
+        return dict(p.split("=", 1) for p in record.parts.split())
+    return dict(record.parts)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -94,7 +102,7 @@ def _apply(state: JournalState, ev: dict) -> None:
         state.incomplete.add(key)
     elif kind == "done":
         outputs = ev.get("outputs", ())
-        # parts and inputs stay as parsed (lists of pairs): only --explain reads them.
+        # parts and inputs stay as parsed: only the reason of a stale rule reads them.
         state.done[key] = RuleRecord(key, ev["name"], ev.get("how", "ran"),
                                      ev.get("parts", ()), ev.get("inputs", ()),
                                      tuple(o[0] for o in outputs))
@@ -181,7 +189,13 @@ class Journal:
         self.record({"ev": "started", "rule": key, "name": name})
 
     def done(self, key: str, name: str, how: str, parts, inputs, outputs, measured=()) -> None:
-        """`outputs` are (path, key, size, mtime_ns) of each file put in place."""
+        """`outputs` are (path, key, size, mtime_ns) of each file put in place.
+
+        `parts` are written as one string, `name=digest ...`: a third cheaper to read back
+        than a list of pairs, and every later run reads every line.
+        """
+        if not isinstance(parts, str):
+            parts = " ".join(f"{n}={d}" for n, d in parts)
         self.record({"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
                      "inputs": inputs, "outputs": [list(o) for o in outputs],
                      "measured": list(measured)})

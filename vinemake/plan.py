@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from vinemake.journal import JournalState
+from vinemake.journal import JournalState, part_map
 from vinemake.keys import RuleKey
 
 __all__ = ["PlanRule", "Reason", "Plan", "make_plan", "RUN", "SKIP", "RESTORE"]
@@ -109,7 +109,7 @@ def _what_changed(rule: PlanRule, prev, journal: JournalState) -> str:
         if rule.key.key in journal.incomplete:
             return "interrupted last time"
         return "never built"
-    before = dict(prev.parts)
+    before = part_map(prev)
     for name, value in rule.key.parts:
         if before.get(name) != value:
             return f"{name} changed"
