@@ -66,7 +66,11 @@ def test_mutated_cases(seed, edits):
 
 # ---- generated well-formed Vinefiles read back exactly ----------------------------------
 
-NAME = st.from_regex(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,8}", fullmatch=True)
+# A name as written and as read: bare, or quoted with blanks, `#`, `:` and `->` inside.
+BARE = st.from_regex(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,8}", fullmatch=True).map(lambda n: (n, n))
+QUOTED = st.from_regex(r"[A-Za-z0-9 #:>._-]{1,8}", fullmatch=True).map(
+    lambda n: (f"'{n}'", n) if "'" not in n else (n, n))
+NAME = st.one_of(BARE, QUOTED)
 FILE = st.tuples(NAME, st.none() | NAME, st.sampled_from(["->", " -> ", "-> ", " ->"]))
 COMMAND = st.from_regex(r"[a-z](?:[a-z0-9 ._/=|>-]{0,20}[a-z0-9])?", fullmatch=True)
 SPACE = st.sampled_from(["", " ", "  ", "\t"])
@@ -77,14 +81,14 @@ RULE = st.tuples(st.lists(FILE, max_size=3), st.lists(FILE, max_size=4), COMMAND
 
 
 def _file_list(files) -> str:
-    return " ".join(path + (arrow + box if box else "") for path, box, arrow in files)
+    return " ".join(path[0] + (arrow + box[0] if box else "") for path, box, arrow in files)
 
 
 def _refs(files) -> list[tuple[str, str]]:
-    return [(path, box or path) for path, box, _ in files]
+    return [(path[1], (box or path)[1]) for path, box, _ in files]
 
 
-@FUZZ
+@settings(FUZZ, max_examples=60)
 @given(st.lists(RULE, min_size=1, max_size=6))
 def test_generated_rules_read_back(rules):
     text = ""
