@@ -506,3 +506,24 @@ def test_a_restarted_worker_removes_what_a_killed_one_left(cluster, tmp_path):
     assert [p.name for p in (tmp_path / "w-w1").glob("run-*")] == [f"run-{old.pid}"]
     new = c.worker("w1")
     assert [p.name for p in (tmp_path / "w-w1").glob("run-*")] == [f"run-{new.pid}"]
+
+
+def test_a_worker_told_not_to_idle_out_stays_while_connected(cluster, tmp_path):
+    c = cluster()
+    stays = c.worker("stays", 1, 1000, 1000, "--timeout", "1", "--no-idle-exit")
+    control = c.worker("control", 1, 1000, 1000, "--timeout", "1")  # joined after `stays`
+    assert control.wait(timeout=60) == 0  # idled out: `stays` was idle at least as long
+    assert stays.poll() is None
+    r, = c.run(task(1, "true"))
+    assert (r.ok, r.worker) == (True, "stays")
+
+
+def test_by_hand_workers_are_told_how_to_connect():
+    import io
+
+    from vinemake.backends.byhand import ByHandWorkers
+
+    out = io.StringIO()
+    ByHandWorkers(out).start(ManagerAddress("10.1.2.3", 9123, "/pw", True), ProviderOptions())
+    assert out.getvalue() == ("vinemake: waiting for workers; start them with:\n"
+                              "    vinemake-worker 10.1.2.3 9123 --password FILE --ssl\n")

@@ -32,6 +32,9 @@ def worker_command(manager: ManagerAddress, options: ProviderOptions, workdir: s
 class LocalWorkers:
     """Starts the worker when the manager listens; stops it when the workflow ends.
 
+    The worker never leaves for being idle (a long LOCAL rule would otherwise starve the
+    workflow); if the manager dies it gives up reconnecting after the worker timeout.
+
     The worker's workdir is taken from the `workdir` entry of ProviderOptions.extra, else
     `.vinemake/worker`, so `@cache forever` entries survive between runs of the workflow.
     """
@@ -41,8 +44,8 @@ class LocalWorkers:
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         workdir = os.path.abspath(dict(options.extra).get("workdir", ".vinemake/worker"))
-        self.proc = subprocess.Popen(worker_command(manager, options, workdir),
-                                     stdin=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(worker_command(manager, options, workdir) +
+                                     ["--no-idle-exit"], stdin=subprocess.DEVNULL)
 
     def scale(self, demand: Demand) -> None:
         """One worker with the whole machine is already the most this backend offers."""

@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--password", metavar="FILE", help="file holding the shared secret")
     p.add_argument("--ssl", action="store_true", help="connect to the manager over TLS")
     p.add_argument("--name", default="", help="name shown in logs and the transfer log")
+    p.add_argument("--no-idle-exit", action="store_true",
+                   help="stay while connected however long idle (--timeout then only bounds "
+                        "reconnecting); for workers whose manager stops them")
     p.add_argument("--as-remote", action="store_true",
                    help="act as if on another host: never link the manager's files "
                         "(tests and benchmarks of transfers on one machine)")
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             host=args.host, port=args.port, workdir=os.path.abspath(workdir),
             resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
             timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name,
-            as_remote=args.as_remote)
+            as_remote=args.as_remote, idle_exit=not args.no_idle_exit)
         return Worker(opts).run()
     except VinemakeError as e:
         print(f"vinemake-worker: {e}", file=sys.stderr)

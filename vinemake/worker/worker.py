@@ -65,6 +65,7 @@ class WorkerOptions:
     ssl: bool = False
     name: str = ""
     as_remote: bool = False
+    idle_exit: bool = True
 
 
 class Worker:
@@ -186,7 +187,8 @@ class Worker:
         """Leave when nothing happened for timeout_s and nothing runs."""
         while not self._stop.wait(1.0):
             idle = time.monotonic() - self._last_activity
-            if self._running == 0 and idle > self.opts.timeout_s and self._conn is not None:
+            if (self.opts.idle_exit and self._running == 0 and idle > self.opts.timeout_s
+                    and self._conn is not None):
                 log.info("idle for %.0f s: exiting", idle)
                 self._stop.set()
                 try:
