@@ -147,7 +147,8 @@ def command(tool: str, finder: dict) -> list[str]:
 
 
 _SPLIT = """\
-import json, sys, time
+import gc, json, sys, time
+gc.disable()  # as the command line does while it reads a workflow
 t0 = time.process_time()
 from vinemake.parser import parse_file
 from vinemake.graph import BuildGraph
