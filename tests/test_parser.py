@@ -97,6 +97,11 @@ def test_quoted_file_names_lose_their_quotes():
     assert r.command == "cp \"x y\" z"
 
 
+def test_dot_names_are_files_not_directives():
+    wf = parse(".hidden .A b: .B\n\tx\n.C : .D\n\ty\n")
+    assert [r.targets for r in wf.rules] == [refs(".hidden", ".A", "b"), refs(".C")]
+
+
 def test_directories_and_nested_targets():
     r = rule("mydir mydir/1.txt: indir/\n\tmkdir -p mydir && cp -r indir/. mydir\n")
     assert r.targets == refs("mydir", "mydir/1.txt")
