@@ -527,3 +527,10 @@ def test_by_hand_workers_are_told_how_to_connect():
     ByHandWorkers(out).start(ManagerAddress("10.1.2.3", 9123, "/pw", True), ProviderOptions())
     assert out.getvalue() == ("vinemake: waiting for workers; start them with:\n"
                               "    vinemake-worker 10.1.2.3 9123 --password FILE --ssl\n")
+
+
+def test_the_port_file_names_the_port_workers_reach(cluster, tmp_path):
+    c = cluster(port_file=str(tmp_path / "port"))
+    assert (tmp_path / "port").read_text() == f"{c.m.port}\n"
+    c.worker("w1")
+    assert c.m.port != 0

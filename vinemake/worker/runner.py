@@ -158,11 +158,15 @@ class Runner:
             watch = self.monitor.watch(proc.pid, task.resources, sandbox)
             self.watches[task.id] = watch
             try:
-                code = proc.wait()
+                code, usage = _reap(proc)
             finally:
                 self.monitor.unwatch(watch)
                 self.watches.pop(task.id, None)
             tail = _tail(err)
+        # The kernel's account of the command (and what it waited for) covers tasks too
+        # short for the monitor to have sampled them.
+        watch.cpu_s = max(watch.cpu_s, usage.ru_utime + usage.ru_stime)
+        watch.peak_memory_mb = max(watch.peak_memory_mb, usage.ru_maxrss / 1000)
         measured = watch.measured(time.monotonic())
         if watch.reason is not None:
             return "resource_exceeded", code, watch.reason, tail, measured
@@ -261,6 +265,18 @@ class Runner:
                 self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
                 return
             raise ProtocolError(f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
+
+
+def _reap(proc: subprocess.Popen):
+    """Wait for `proc`; (exit code as Popen gives it, its resource usage)."""
+    while True:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+            break
+        except InterruptedError:
+            continue
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return proc.returncode, usage
 
 
 def _tail(f) -> str:
