@@ -106,3 +106,25 @@ def test_generated_rules_read_back(rules):
         assert [(f.path, f.sandbox) for f in rule.targets] == _refs(targets)
         assert [(f.path, f.sandbox) for f in rule.sources] == _refs(sources)
         assert rule.command == command
+
+
+VALUE = st.from_regex(r"[A-Za-z0-9 ._/=:>-]{0,12}", fullmatch=True)
+REFERENCE = st.sampled_from(["$V{}", "$(V{})", "${{V{}}}"])
+
+
+@settings(FUZZ, max_examples=60)
+@given(st.lists(st.tuples(VALUE, st.sampled_from(["=", " = ", "+=", " += "])), min_size=1,
+                max_size=5),
+       st.lists(st.tuples(st.integers(0, 4), REFERENCE), max_size=6))
+def test_generated_variables_expand_in_order(assignments, uses):
+    text, values = "", {}
+    for i, (value, op) in enumerate(assignments):
+        name = f"V{i % 3}"
+        text += f"{name}{op}{value}\n"
+        old, new = values.get(name), value.strip()
+        values[name] = f"{old} {new}".strip() if "+" in op and old else new
+    refs_ = [(f"V{i % 3}", form.format(i % 3)) for i, form in uses if f"V{i % 3}" in values]
+    command = "echo " + " ".join(f"<{form}>" for _, form in refs_)
+    wf = parse_text(text + "out:\n\t" + command + "\n", "Vinefile", environ={})
+    expected = "echo " + " ".join(f"<{values[name]}>" for name, _ in refs_)
+    assert wf.rules[0].command == expected.strip()
