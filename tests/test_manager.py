@@ -534,3 +534,18 @@ def test_the_port_file_names_the_port_workers_reach(cluster, tmp_path):
     assert (tmp_path / "port").read_text() == f"{c.m.port}\n"
     c.worker("w1")
     assert c.m.port != 0
+
+
+def test_a_worker_sending_ill_typed_fields_is_dropped_and_the_manager_carries_on(cluster):
+    from vinemake import protocol as p
+
+    c = cluster()
+    conn = p.connect(c.m.host, c.m.port)
+    p.client_handshake(conn, p.new_hello("worker", name="liar", resources={"cores": 1}), None)
+    wait_for(lambda: "liar" in c.m.workers, "the fake worker to join")
+    conn.send(p.Transferred(key="k", source="x", size=1, start="soon", end="later"))
+    wait_for(lambda: "liar" not in c.m.workers, "the manager to drop it")
+    conn.close()
+    c.worker("w1")
+    r, = c.run(task(1, "true"))
+    assert (r.ok, r.worker) == (True, "w1")

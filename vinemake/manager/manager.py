@@ -148,6 +148,7 @@ class Manager:
         self._largest: Resources | None = None
         self._woken = False
         self._closed = False
+        self._crash = ""
 
         # Loop thread only.
         self.workers: dict[str, _Worker] = {}
@@ -195,6 +196,8 @@ class Manager:
                     break
                 self._results_ready.wait(left)
             out, self._results = self._results, []
+            if not out and self._crash:
+                raise InfrastructureError(f"the manager failed: {self._crash}")
             return out
 
     def cancel_all(self) -> None:
@@ -289,9 +292,12 @@ class Manager:
                 if self.provider is not None and now >= next_scale:
                     next_scale = now + 1.0
                     self._scale()
-        except Exception:
+        except Exception as e:  # a bug: say so to the engine instead of leaving it waiting
             log.exception("manager loop crashed")
-            raise
+            with self._lock:
+                self._crash = f"{type(e).__name__}: {e}"
+                self._closed = True
+                self._results_ready.notify_all()
         finally:
             for w in list(self.workers.values()):
                 w.sock.close()
@@ -366,20 +372,26 @@ class Manager:
                 conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
                 raise ProtocolError(f"unexpected role {hello.role!r}")
             resources = resources_from_wire(hello.resources)
+            cached = [(str(k), int(size), str(h)) for k, size, h in hello.cached]
+            file_port = int(hello.file_port)
+        except (TypeError, ValueError) as e:
+            log.warning("refused connection from %s: garbled hello: %s", addr, e)
+            conn.close()
+            return
         except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
             log.warning("refused connection from %s: %s", addr, e)
             if conn is not None:
                 conn.close()  # its buffered reader holds the socket open otherwise
             sock.close()
             return
-        self._post(lambda: self._adopt(sock, addr, hello, resources))
+        self._post(lambda: self._adopt(sock, addr, hello, resources, cached, file_port))
 
-    def _adopt(self, sock, addr, hello, resources: Resources) -> None:
+    def _adopt(self, sock, addr, hello, resources: Resources, cached, file_port: int) -> None:
         base = wid = hello.name or addr
         while wid in self.workers:  # two live workers with one name: keep both apart
             self._names[base] += 1
             wid = f"{base}#{self._names[base]}"
-        w = _Worker(id=wid, sock=sock, addr=addr, file_port=int(hello.file_port),
+        w = _Worker(id=wid, sock=sock, addr=addr, file_port=file_port,
                     same_host=hello.host_id == self.host_id, total=resources,
                     free=[resources.cores or 0, resources.memory_mb or 0,
                           resources.disk_mb or 0, resources.gpus or 0])
@@ -393,9 +405,9 @@ class Manager:
             return
         sock.setblocking(False)
         self.workers[wid] = w
-        for key, size, digest in hello.cached:
-            self._add_replica(w, str(key), str(digest))
-            self.sizes[str(key)] = int(size)
+        for key, size, digest in cached:
+            self._add_replica(w, key, digest)
+            self.sizes[key] = size
         self.sel.register(sock, selectors.EVENT_READ, w)
         self._update_largest()
         log.info("worker %s joined from %s (%s)", wid, addr,
@@ -434,7 +446,11 @@ class Manager:
                     raise ProtocolError("unexpected data frame")
                 if self.workers.get(w.id) is not w:
                     return  # lost while handling an earlier frame: the rest is moot
-                self._handle(w, decode(payload))
+                try:
+                    self._handle(w, decode(payload))
+                except (TypeError, ValueError, KeyError, AttributeError) as e:
+                    # well-formed JSON with ill-typed fields: as bad as garbage
+                    raise ProtocolError(f"garbled {payload[:40]!r}: {e}") from None
         except ProtocolError as e:
             log.warning("closing connection to worker %s: %s", w.id, e)
             self._lose(w, str(e))
@@ -451,7 +467,7 @@ class Manager:
             self._flush(w)
 
     def _flush(self, w: _Worker) -> None:
-        if w.id not in self.workers:
+        if self.workers.get(w.id) is not w:
             return
         try:
             while w.outbuf:
@@ -718,8 +734,9 @@ class Manager:
     # ------------------------------------------------------------ losing a worker
 
     def _lose(self, w: _Worker, why: str) -> None:
-        if self.workers.pop(w.id, None) is None:
-            return
+        if self.workers.get(w.id) is not w:
+            return  # already lost (a namesake may have joined since)
+        del self.workers[w.id]
         log.warning("lost worker %s: %s", w.id, why)
         try:
             self.sel.unregister(w.sock)
