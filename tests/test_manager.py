@@ -549,3 +549,19 @@ def test_a_worker_sending_ill_typed_fields_is_dropped_and_the_manager_carries_on
     c.worker("w1")
     r, = c.run(task(1, "true"))
     assert (r.ok, r.worker) == (True, "w1")
+
+
+def test_a_task_too_big_for_now_does_not_block_smaller_ones(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", cores=2)
+    gate = tmp_path / "gate"
+    hold = task(1, f"while [ ! -e {gate} ]; do sleep 0.01; done")  # takes one of two cores
+    big = [task(10 + i, "true", resources=Resources(cores=2)) for i in range(40)]
+    small = task(2, f"touch {tmp_path}/small")
+    c.m.submit(hold)
+    wait_for(lambda: c.m.running_total == 1, "the first task to start")
+    for t in (*big, small):
+        c.m.submit(t)
+    wait_for(lambda: (tmp_path / "small").exists(), "the small task to pass the big ones")
+    gate.touch()
+    assert {r.status for r in c.collect(hold, small, *big)} == {"ok"}

@@ -496,25 +496,29 @@ class Manager:
     def _schedule(self) -> None:
         if not self.queue or not self.workers:
             return
+        # This pass runs after every event, so it must cost next to nothing when nothing can
+        # start, yet a task that cannot start must not block smaller ones behind it: look a
+        # bounded way down the queue, counting full placement attempts apart from tasks ruled
+        # out by the cheap core count.
         cap = self.config.max_tasks
         skipped = []
-        misses = 0
-        while self.queue and misses < 16:
+        attempts = looked = 0
+        while self.queue and attempts < 32 and looked < 1000:
             if cap is not None and self.running_total >= cap:
                 break
-            # Cheap test first: with every core taken no task can start (this pass runs after
-            # every event, so it must cost next to nothing when the workers are full).
             most_free = max(w.free[0] for w in self.workers.values())
             if most_free < 1e-9 and self.queue[0].library is None:
                 break
             task = self.queue.popleft()
+            looked += 1
             if self.unrecoverable and self._needs_lost(task):
                 continue
             cores = 0.0 if task.library is not None else task.resources.cores
-            if (1.0 if cores is None else cores) > most_free + 1e-9 or \
-                    not self._try_dispatch(task):
+            if (1.0 if cores is None else cores) > most_free + 1e-9:
                 skipped.append(task)
-                misses += 1
+            elif not self._try_dispatch(task):
+                skipped.append(task)
+                attempts += 1
         self.queue.extendleft(reversed(skipped))
 
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
