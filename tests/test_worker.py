@@ -207,3 +207,14 @@ def test_a_nested_outputs_directory_exists_before_the_command_runs(runner):
     o = runner.run(make_task("echo x > sub/dir/out", outputs=[("out-n", "sub/dir/out", None)]))
     assert o.result.status == "ok"
     assert open(o.outputs[0][3]).read() == "x\n"
+
+
+def test_the_worker_command_reports_unusable_options_without_a_traceback(tmp_path):
+    import subprocess
+
+    bad = subprocess.run([sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1", "1",
+                          "--password", str(tmp_path / "missing"), "--workdir",
+                          str(tmp_path / "w")], capture_output=True, text=True, timeout=60)
+    assert (bad.returncode, bad.stderr) == (
+        1, f"vinemake-worker: cannot read password file {tmp_path / 'missing'}: "
+           "No such file or directory\n")

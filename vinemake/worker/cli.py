@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     except VinemakeError as e:
         print(f"vinemake-worker: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # e.g. a workdir that cannot be made
+        print(f"vinemake-worker: {e.strerror}: {e.filename or ''}".rstrip(": "),
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
