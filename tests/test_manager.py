@@ -565,3 +565,17 @@ def test_a_task_too_big_for_now_does_not_block_smaller_ones(cluster, tmp_path):
     wait_for(lambda: (tmp_path / "small").exists(), "the small task to pass the big ones")
     gate.touch()
     assert {r.status for r in c.collect(hold, small, *big)} == {"ok"}
+
+
+def test_outputs_come_back_from_a_worker_within_the_transfer_limit(cluster, tmp_path):
+    c = cluster(transfer_limit=1)
+    c.worker("w1", 4, 1000, 1000, "--as-remote")
+    tasks = [task(i, "head -c 3000000 /dev/zero > out", outputs=[(f"out-{i}", "out",
+                                                                  str(tmp_path / f"o.{i}"))])
+             for i in range(4)]
+    assert {r.status for r in c.run(*tasks)} == {"ok"}
+    back = sorted((float(t["start"]), float(t["end"])) for t in c.transfers()
+                  if t["source"] == "w1")
+    assert len(back) == 4
+    assert all(a_end <= b_start for (_, a_end), (b_start, _) in
+               zip(back, back[1:], strict=False))

@@ -53,7 +53,10 @@ class Delivery:
 
     def __init__(self, workdir: str, secret: bytes | None, log: TransferLog,
                  report: Callable[[list[TaskResult]], None],
-                 drop: Callable[[str, list[str]], None], threads: int = 8):
+                 drop: Callable[[str, list[str]], None], threads: int = 8, limit: int = 3):
+        self.limit = limit  # transfers at once from any one worker, as for peers
+        self._sources: dict[str, threading.BoundedSemaphore] = {}
+        self._sources_lock = threading.Lock()
         self.workdir = workdir
         self.secret = secret
         self.log = log
@@ -87,6 +90,12 @@ class Delivery:
         install(item.cache_path, item.target)
 
     def _fetch(self, origin: Origin, item: Install) -> None:
+        with self._sources_lock:
+            slots = self._sources.setdefault(origin.id, threading.BoundedSemaphore(self.limit))
+        with slots:
+            self._fetch_now(origin, item)
+
+    def _fetch_now(self, origin: Origin, item: Install) -> None:
         tmp = os.path.join(self.workdir, f".recv-{item.key}-{threading.get_ident()}")
         start = time.time()
         try:

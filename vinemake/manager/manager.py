@@ -170,7 +170,8 @@ class Manager:
         self._dirty: list[_Worker] = []
         self._pending_results: list[TaskResult] = []
         self.delivery = Delivery(config.workdir, self.secret, self.transfer_log, self._report,
-                                 lambda wid, keys: self._post(lambda: self._drop(wid, keys)))
+                                 lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
+                                 limit=config.transfer_limit)
 
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
