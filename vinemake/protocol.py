@@ -21,6 +21,10 @@ refused worker hears exactly why), so a worker never runs commands for an impost
 Without a password file both proofs are empty; a side that has a secret refuses a peer that
 sent no proof. Versions must be equal: the Refuse names both.
 
+TLS (optional) wraps every connection to the manager: control and its file server. Workers
+have no certificate, so files served by a worker (to a peer, or outputs the manager fetches
+back) are authenticated and hash-verified but not encrypted.
+
 A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
 got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
 hash the producing worker recorded. Keys of outputs are provenance names, not content hashes, so
