@@ -171,6 +171,9 @@ def bench_chains(args) -> dict:
     chains = max(2, round(20 * args.scale))
     length = max(3, round(30 * args.scale))
     size = max(1, round(50 * args.scale)) * MB
+    if args.chain_shape:
+        chains, length, mb = (int(n) for n in args.chain_shape.split("x"))
+        size = mb * MB
     flow = chains_workflow(chains, length, size)
     need = 3 * chains * length * size  # every intermediate, some twice, if nothing is freed
     free = shutil.disk_usage(tempfile.gettempdir()).free
@@ -240,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", default="200mbit", help="every host link, each direction")
     p.add_argument("--chain-cores", type=int, default=1,
                    help="cores per worker in the chains benchmark (one-core rules)")
+    p.add_argument("--chain-shape", metavar="CxLxMB",
+                   help="chains x tasks per chain x MB per intermediate (default 20x30x50, scaled)")
     p.add_argument("--transfer-limits", default="3", metavar="N,...",
                    type=lambda text: [int(n) for n in text.split(",")],
                    help="peer replication runs, one per --transfer-limit (default 3)")

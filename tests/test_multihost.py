@@ -192,7 +192,7 @@ def lanes_workflow(directory: Path, mark_dir: Path, lanes: int) -> Path:
     return write_workflow(directory, "\n".join(rules), files)
 
 
-@pytest.mark.parametrize("how", ["kill -9", "link down"])
+@pytest.mark.parametrize("how", ["kill -9", pytest.param("link down", marks=pytest.mark.slow)])
 def test_work_of_a_lost_worker_is_redone_and_outputs_are_unchanged(deploy, tmp_path, how):
     lanes = 3
     d = deploy(3)

@@ -338,13 +338,14 @@ class Deployment:
     def close(self, grace: float = 10.0) -> None:
         """Stop what this deployment started, letting workers clean their caches if they can.
 
-        Workers leave by themselves when the manager finishes; one still running after `grace`
-        seconds gets SIGINT (it removes its cache directory), then SIGKILL.
+        Workers started by hand outlive a workflow (they wait for the next one until their
+        --timeout), so each gets SIGINT (it removes its cache directory), then after `grace`
+        seconds SIGKILL.
         """
         if self.manager is not None and self.manager.poll() is None:
             self.manager.kill()
             self.manager.wait()
-        for sig in (None, signal.SIGINT, signal.SIGKILL):
+        for sig in (signal.SIGINT, signal.SIGKILL):
             alive = [p for p in self.workers.values() if p.poll() is None]
             for proc in alive:
                 if sig is not None:
