@@ -19,7 +19,7 @@ def ex(text: str) -> str:
     ("'$A' \"$A\"", "'$A' \"1\""),
     ("\"it's $A\"", "\"it's 1\""),
     ("'a\\' $A", "'a\\' 1"),  # a backslash does not escape inside single quotes
-    ("\\$A \\\\$A", "\\$A \\\\1"),
+    ("\\$A \\\\$A '\\$A' \"\\$A\"", "$A \\\\1 '$A' \"$A\""),
     ("a   \\\n   b", "a b"),
     ("'a \\\n b'", "'a b'"),
     ("$1 $? $ end$", "$1 $? $ end$"),
@@ -36,7 +36,7 @@ def test_expanded_values_are_not_expanded_again():
 @pytest.mark.parametrize(("raw", "offset", "message"), [
     ("ab $(NOPE)", 3, "undefined variable 'NOPE'"),
     ("$Ab", 0, "undefined variable 'Ab'"),  # the longest name is taken
-    ("x $$", 2, "'$$' is not supported: write '\\$' for a literal '$'"),
+    ("x $$", 2, "'$$' is not supported: write '\\$' to pass a '$' to the shell"),
     ("$@", 0, "'$@' (a make automatic variable) is not supported: name the files explicitly"),
     ("${A", 0, "bad variable reference: expected a name and '}' after '${'"),
     ("$(A B)", 0, "bad variable reference: expected a name and ')' after '$('"),

@@ -141,9 +141,15 @@ def test_values_keep_quotes_and_single_quotes_stop_expansion():
     assert r.command == "echo \"1 2\" '$(A)' '$A' \"1\""
 
 
-def test_backslash_dollar_reaches_the_shell():
-    # /bin/sh must see `\$HOME` to print `$HOME`.
-    assert rule("out:\n\techo \\$HOME\n").command == "echo \\$HOME"
+def test_backslash_dollar_gives_the_shell_a_dollar():
+    # As in cctools makeflow: the shell expands it, at run time, where the command runs.
+    r = rule("X=\\$PWD\nout:\n\tfor f in *; do echo \\$f \"\\$HOME\" '\\$1' $(X); done\n")
+    assert r.command == "for f in *; do echo $f \"$HOME\" '$1' $PWD; done"
+
+
+def test_other_backslashes_reach_the_shell_as_written():
+    assert rule("out:\n\ttr -d '\\n' < a | sed \"s/\\\"//\" > out\n").command == \
+        "tr -d '\\n' < a | sed \"s/\\\"//\" > out"
 
 
 def test_backslash_dollar_in_file_list_is_a_plain_dollar():

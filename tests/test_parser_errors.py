@@ -51,7 +51,7 @@ CASES = [
     ("undefined variable in a value", "A=1\nB = $(A) $(C)\n",
      "Vinefile:2:10: undefined variable 'C'\nB = $(A) $(C)\n         ^"),
     ("double dollar", "out:\n\techo $$HOME\n",
-     "Vinefile:2:7: '$$' is not supported: write '\\$' for a literal '$'\n"
+     "Vinefile:2:7: '$$' is not supported: write '\\$' to pass a '$' to the shell\n"
      "\techo $$HOME\n\t     ^"),
     ("make automatic variable", "out: in\n\tcp $< $@\n",
      "Vinefile:2:5: '$<' (a make automatic variable) is not supported: name the files "

@@ -6,10 +6,14 @@ Expansion rules (LANGUAGE.md §1):
 - Inside single quotes nothing expands; inside double quotes `$` expands. Quotes are kept:
   commands and values reach /bin/sh as written.
 - `\\` + newline (a continued line) becomes one space, swallowing the blanks around it.
-- `\\$` is kept as the two characters `\\$`. Makeflow's contract is that `\\$` passes a literal
-  `$` to the shell, so `echo \\$HOME` in a Vinefile must print `$HOME`: /bin/sh only does that
-  if it receives the backslash too (given a bare `$HOME` it would print the home directory).
-  In a file list the backslash is removed like any shell escape, leaving `$` in the name.
+- `\\$` becomes `$`, everywhere (also inside quotes): vinemake does not expand it, /bin/sh
+  receives a plain `$`. This is what cctools makeflow does (its lexer reads `\\c` as `c` in
+  commands, values and quoted text), and what makes the Makeflow idiom work: `echo \\$HOME`
+  prints the home directory of the machine the command runs on, and `for f in *; do cat
+  \\$f; done` loops in the shell. To give /bin/sh a `$` it must not expand, quote it for the
+  shell as usual: `'$HOME'` (single quotes also stop vinemake's expansion). Every other
+  backslash reaches /bin/sh as written (cctools drops them all, which turns `tr '\\n'` into
+  `tr 'n'`: not copied). In a file list backslash escapes are removed like quotes.
 - `$$` is an error (Make's escape for `$` is not Makeflow's); so are Make's automatic
   variables `$@ $< $^`, which the compatible subset does not have. A `$` followed by anything
   else (`$1`, `$?`, a blank) is left alone for the shell.
@@ -60,8 +64,8 @@ def expand(raw: str, lookup: Lookup) -> str:
         out.append(raw[pos:i])
         ch = raw[i]
         if quote == "'":
-            # Inside single quotes only the closing quote and a continued line matter.
-            if ch == "\\" and raw.startswith("\n", i + 1):
+            # Inside single quotes only the closing quote, `\$` and a continued line matter.
+            if ch == "\\" and raw.startswith(("\n", "$"), i + 1):
                 pos = _escape(raw, i, out)
                 continue
             if ch == "'":
@@ -83,8 +87,11 @@ def expand(raw: str, lookup: Lookup) -> str:
 
 
 def _escape(raw: str, i: int, out: list[str]) -> int:
-    """Copy the escape at raw[i] to `out`; a continued line becomes one space."""
+    """Copy the escape at raw[i] to `out`: `\\$` is `$`, a continued line one space."""
     nxt = raw[i + 1: i + 2]
+    if nxt == "$":
+        out.append("$")
+        return i + 2
     if nxt == "\n":
         _join_lines(out)
         j = i + 2
@@ -110,7 +117,7 @@ def _variable(raw: str, i: int, lookup: Lookup, out: list[str]) -> int:
     """Expand the variable reference starting with the `$` at raw[i]; return the next offset."""
     nxt = raw[i + 1: i + 2]
     if nxt == "$":
-        raise ExpandError(i, "'$$' is not supported: write '\\$' for a literal '$'")
+        raise ExpandError(i, "'$$' is not supported: write '\\$' to pass a '$' to the shell")
     if nxt and nxt in _AUTOMATIC:
         raise ExpandError(i, f"'${nxt}' (a make automatic variable) is not supported: "
                              "name the files explicitly")
