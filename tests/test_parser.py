@@ -271,6 +271,11 @@ def test_local_and_makeflow_prefixes_and_batch_local():
     assert (c.local, c.command) == (True, "touch c")
 
 
+def test_prefixes_may_combine_and_come_from_a_variable():
+    r = rule("HOW=LOCAL\nout: sub.vf\n\t$(HOW) MAKEFLOW sub.vf\n")
+    assert (r.local, r.subworkflow, r.command) == (True, True, "sub.vf")
+
+
 def test_annotations_stack_above_a_rule():
     r = rule("@retries 3\n@temp\n# a comment between\n@cache forever\nsim.out: sim.in\n\tx\n")
     assert (r.retries, r.temp, r.cache_forever) == (3, True, True)

@@ -362,14 +362,15 @@ class _Evaluator:
         return tuple(out)
 
     def _prefix(self, command: str, at: Text, fields: dict) -> str:
-        """Strip a LOCAL or MAKEFLOW prefix, recording what it means."""
+        """Strip LOCAL and MAKEFLOW prefixes (both may be given), recording what they mean."""
         first, rest = _first_word(command)
-        if first in keywords.COMMAND_PREFIXES:
+        while first in keywords.COMMAND_PREFIXES:
             if not rest:
                 what = "a command" if first == "LOCAL" else "a workflow file"
                 raise self.source.error_at(at, _lead(at.raw), f"{first} needs {what} after it")
             fields["local" if first == "LOCAL" else "subworkflow"] = True
             command = rest
+            first, rest = _first_word(command)
         if not command:
             raise self.source.error_at(at, _lead(at.raw), "empty command line")
         if fields.get("call") and not split_words(command):
