@@ -359,7 +359,7 @@ def _directory_members(unmade: dict[str, list[int]], producer: dict[str, int]):
     members: dict[str, list[str]] = {}
     if not unmade:
         return {}
-    for path in producer:
+    for path in [p for p in producer if "/" in p]:  # the filter is cheap, rfind calls are not
         cut = path.rfind("/")
         while cut > 0:
             parent = path[:cut]
