@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cluster import netns
-from conftest import require
+from conftest import require, require_tool
 
 pytestmark = pytest.mark.netns
 
@@ -135,6 +135,24 @@ def test_a_worker_without_the_password_is_refused_and_the_manager_carries_on(dep
     d.start_worker(1)
     assert finished(d) == 0, d.manager_output()
     assert (wf / "out.txt").read_text() == "HELLO\n"
+
+
+def test_tls_across_hosts_with_a_self_signed_certificate(deploy, tmp_path):
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "manager.crt", tmp_path / "manager.key"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=vinemake-test", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    d = deploy(2)
+    data = os.urandom(300_000)
+    wf = write_workflow(tmp_path / "wf", "\n".join(
+        f"{ONE_CORE}copy.{i}: in.bin\n\tsleep 1; cp in.bin copy.{i}\n" for i in range(2)),
+        {"in.bin": data})
+    d.start_manager(wf, "--ssl", "--ssl-cert", str(cert), "--ssl-key", str(key))
+    for i in range(2):
+        d.start_worker(i, "--ssl")
+    assert finished(d) == 0, d.manager_output()
+    assert (wf / "copy.0").read_bytes() == (wf / "copy.1").read_bytes() == data
 
 
 # ------------------------------------------------------------------ peer to peer
