@@ -133,7 +133,7 @@ class Worker:
                 log.error("manager %s:%s: %s", self.opts.host, self.opts.port, e)
                 self.exit_status = 1
                 return None
-            except OSError as e:
+            except (OSError, EOFError) as e:  # EOFError: it hung up mid-handshake (busy?)
                 log.info("cannot reach manager %s:%s: %s", self.opts.host, self.opts.port, e)
             else:
                 conn.sock.settimeout(None)
