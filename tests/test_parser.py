@@ -271,6 +271,12 @@ def test_local_and_makeflow_prefixes_and_batch_local():
     assert (c.local, c.command) == (True, "touch c")
 
 
+def test_sub_workflow_file_is_a_source_even_when_not_listed():
+    wf = parse("a.out: in\n\tMAKEFLOW sub.vf subdir\nb.out: sub.vf\n\tMAKEFLOW sub.vf\n")
+    assert wf.rules[0].sources == refs("in", "sub.vf")
+    assert wf.rules[1].sources == refs("sub.vf")
+
+
 def test_prefixes_may_combine_and_come_from_a_variable():
     r = rule("HOW=LOCAL\nout: sub.vf\n\t$(HOW) MAKEFLOW sub.vf\n")
     assert (r.local, r.subworkflow, r.command) == (True, True, "sub.vf")

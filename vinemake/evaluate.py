@@ -294,6 +294,8 @@ class _Evaluator:
             fields["local"] = True
         if command.startswith(keywords.COMMAND_PREFIXES) or not command or "call" in fields:
             command = self._prefix(command, stmt.command, fields)
+            if fields.get("subworkflow"):
+                sources = _with_workflow_file(sources, command)
         exported = (tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
                     if self.exports else ())
         head = stmt.targets or stmt.colon
@@ -444,6 +446,14 @@ class _Evaluator:
             else category.batch_options,
             **p.fields,
         )
+
+
+def _with_workflow_file(sources: tuple[FileRef, ...], command: str) -> tuple[FileRef, ...]:
+    """A sub-workflow's file is an input of its rule, as in cctools, listed or not."""
+    words = split_words(command)
+    if not words or any(f.path == words[0] for f in sources):
+        return sources
+    return (*sources, FileRef(words[0], words[0]))
 
 
 def _env(exported, category: str, res: dict) -> tuple[tuple[str, str], ...]:
