@@ -318,6 +318,12 @@ done
 [ $# -ge 1 ] || { usage >&2; exit 2; }
 names
 cmd=$1; shift
+# clusters of different prefixes share STATE_DIR (removed when the last one goes): one up/down
+# at a time on this machine, so a teardown never removes it under another cluster's `up`
+if [ "$cmd" = up ] || [ "$cmd" = down ]; then
+  exec 8>>/run/vmcluster.script.lock
+  flock -w 120 8 || die "another netns-cluster.sh up/down has held /run/vmcluster.script.lock for 120 s"
+fi
 case $cmd in
   up) cmd_up "$@" ;;
   down) [ "$(id -u)" = 0 ] || die "must run as root"; teardown ;;
