@@ -201,3 +201,18 @@ def test_stop_request_cancels_and_exits_143(root):
 
 def test_failed_dir_name_keeps_nested_targets_in_one_directory():
     assert failed_dir_name("mydir/1.txt") == "mydir%2F1.txt"
+
+
+class LyingExecutor(FakeExecutor):
+    """Reports "ok" without making the outputs."""
+
+    def wait(self, timeout=None):
+        done, self.queue = self.queue[:1], self.queue[1:]
+        return [TaskResult(t.id, "ok", 0) for t in done]
+
+
+def test_an_ok_result_without_its_output_is_a_failure_not_a_crash(root):
+    outcome, _, rep = run_once(root, diamond()[:1], LyingExecutor())
+    assert outcome.failed == ("a",)
+    assert ("failed", "a", "missing output: output 'a' is not at its path after the run") \
+        in rep.events

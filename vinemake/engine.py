@@ -269,14 +269,28 @@ class Engine:
         st.local_running.discard(rid)
         rule = self.rules[rid]
         if result.ok:
-            self._done(st, rid, result)
-            return
+            missing = self._missing_output(rid)
+            if missing is None:
+                self._done(st, rid, result)
+                return
+            result = TaskResult(rid, "missing_output", result.exit_code,
+                                f"output '{missing}' is not at its path after the run",
+                                result.stderr_tail, result.measured, result.worker)
         allowed = 1 + (rule.retries if rule.retries is not None else self.options.retries)
         if st.attempts[rid] < allowed and not self.stop_code:
             self.reporter.retrying(rule.name, st.attempts[rid], _describe(result))
             st.ready.append(rid)
             return
         self._failed(st, rid, result)
+
+    def _missing_output(self, rid: int) -> str | None:
+        """An output an "ok" result should have put in place but did not (never trust blindly)."""
+        if self.rules[rid].temp:
+            return None
+        for path, _, _ in self.keys.rules[rid].outputs:
+            if not os.path.lexists(self.path(path)):
+                return path
+        return None
 
     def _done(self, st: _State, rid: int, result: TaskResult) -> None:
         rule = self.rules[rid]
