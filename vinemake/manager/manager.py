@@ -72,6 +72,8 @@ log = logging.getLogger("vinemake.manager")
 # one copy) before it runs elsewhere and the file is copied: intermediates are usually
 # consumed right after they are made, by a task that is quick to wait for.
 LOCALITY_WAIT_S = 1.0
+# The longest a submitted task waits for the loop when the engine does not call wait().
+SUBMIT_LATENCY_S = 0.05
 
 
 @dataclass
@@ -184,11 +186,17 @@ class Manager:
     # ------------------------------------------------------------ Executor (engine's thread)
 
     def submit(self, task: Task) -> None:
+        # The loop is woken by wait() (the engine submits a batch, then waits), or by a full
+        # inbox, or finds the inbox itself within a turn: one wake-up per batch, not per task.
         with self._lock:
             self._inbox.append(task)
-        self._wake()
+            full = len(self._inbox) >= 256
+        if full:
+            self._wake()
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:
+        if self._inbox:
+            self._wake()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while not self._results and not self._closed:
@@ -277,7 +285,7 @@ class Manager:
         next_scale = 0.0
         try:
             while not self._closed:
-                for key, mask in self.sel.select(timeout=1.0):
+                for key, mask in self.sel.select(timeout=SUBMIT_LATENCY_S):
                     if key.data == "listen":
                         self._accept()
                     elif key.data == "wake":
@@ -286,6 +294,8 @@ class Manager:
                         self._flush(key.data)
                     if mask & selectors.EVENT_READ and isinstance(key.data, _Worker):
                         self._read(key.data)
+                if self._inbox:  # submitted without a wake-up (unlocked peek, then locked)
+                    self._drain_wake()
                 self._schedule()
                 self._flush_all()
                 self._publish()
