@@ -33,7 +33,7 @@ SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FileRecord:
     """A file this workflow put in place: its key, its stat when placed, and its rule."""
 
@@ -44,7 +44,7 @@ class FileRecord:
     collected: bool = False
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RuleRecord:
     """A rule's last completion: how (`ran` or `restored`), parts and inputs for --explain."""
 
