@@ -83,7 +83,8 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
         return effective_resources(rule, categories)
 
     order = [rules[rid] for rid in graph.order()]
-    libs = [r for r in rules if r.library and r.id not in set(graph.rule_ids)]
+    in_graph = set(graph.rule_ids)
+    libs = [r for r in rules if r.library and r.id not in in_graph]
     keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members)
     journal = Journal(os.path.join(state_dir(root), "journal"))
     store = store_for(root, cache_dir)
