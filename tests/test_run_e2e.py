@@ -279,3 +279,20 @@ def test_clean_run_leaves_a_snapshot_that_skips_parsing_until_something_changes(
     vinemake(root)
     vinemake(root, "--clean=outputs")
     assert not nothing_to_do(options, out)
+
+
+def test_library_call_reruns_when_the_library_changes(tmp_path):
+    (tmp_path / "model.py").write_text(
+        "def double(src, dst):\n    with open(src) as f, open(dst, 'w') as g:\n"
+        "        g.write(f.read() * 2)\n")
+    (tmp_path / "a.txt").write_text("hi\n")
+    (tmp_path / "Vinefile").write_text("@library ml slots=2\n: model.py\n"
+                                       "\tpython3 -m vinemake.library model.py\n\n"
+                                       "@call ml\nb.txt: a.txt\n\tdouble a.txt b.txt\n")
+    vinemake(tmp_path)
+    assert (tmp_path / "b.txt").read_text() == "hi\nhi\n"
+    assert started(vinemake(tmp_path)) == []
+    (tmp_path / "model.py").write_text((tmp_path / "model.py").read_text().replace("2", "3"))
+    again = vinemake(tmp_path, "--explain")
+    assert "vinemake explain: run b.txt: library changed" in again.stderr.splitlines()
+    assert (tmp_path / "b.txt").read_text() == "hi\nhi\nhi\n"
