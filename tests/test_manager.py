@@ -579,3 +579,13 @@ def test_outputs_come_back_from_a_worker_within_the_transfer_limit(cluster, tmp_
     assert len(back) == 4
     assert all(a_end <= b_start for (_, a_end), (b_start, _) in
                zip(back, back[1:], strict=False))
+
+
+def test_by_hand_instructions_name_this_machine_when_listening_everywhere():
+    import io
+
+    from vinemake.backends.byhand import ByHandWorkers
+
+    out = io.StringIO()
+    ByHandWorkers(out).start(ManagerAddress("0.0.0.0", 9123), ProviderOptions())
+    assert out.getvalue().endswith(f"    vinemake-worker {socket.getfqdn()} 9123\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
@@ -16,8 +17,10 @@ class ByHandWorkers:
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         extra = (" --password FILE" if manager.password_file else "") + \
                 (" --ssl" if manager.ssl else "")
+        # Listening on every interface: name this machine, which workers can reach.
+        host = socket.getfqdn() if manager.host in ("", "0.0.0.0", "::") else manager.host
         print(f"vinemake: waiting for workers; start them with:\n"
-              f"    vinemake-worker {manager.host} {manager.port}{extra}", file=self.out)
+              f"    vinemake-worker {host} {manager.port}{extra}", file=self.out)
 
     def scale(self, demand: Demand) -> None:
         """Workers come and go as their owners decide."""
