@@ -296,3 +296,13 @@ def test_library_call_reruns_when_the_library_changes(tmp_path):
     again = vinemake(tmp_path, "--explain")
     assert "vinemake explain: run b.txt: library changed" in again.stderr.splitlines()
     assert (tmp_path / "b.txt").read_text() == "hi\nhi\nhi\n"
+
+
+def test_keep_intermediates_remote_brings_back_only_workflow_outputs(project):
+    root, _ = project
+    vinemake(root, "--keep-intermediates-remote")
+    assert not (root / "a.txt").exists()  # read only by b.txt's rule, on a worker
+    assert (root / "b.txt").exists() and (root / "c.txt").exists()  # read by a LOCAL rule
+    assert (root / "d.txt").read_text() == "HELLO\nHELLO\n6\n"
+    again = vinemake(root, "--keep-intermediates-remote")
+    assert again.stderr == "vinemake: nothing to do, 4 rules up to date\n"

@@ -47,6 +47,7 @@ class EngineOptions:
     gc: bool = False  # -g ref_cnt
     protected: frozenset[str] = frozenset()  # MAKEFLOW_INPUTS/OUTPUTS: never collected
     shared_store: bool = False  # --cache-dir: collected files stay in it
+    remote: frozenset[int] = frozenset()  # rules whose outputs stay on workers besides @temp
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,10 @@ class Engine:
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
         self.stop_code = code
+
+    def stays_remote(self, rid: int) -> bool:
+        """Do `rid`'s outputs stay on the workers (`@temp`, --keep-intermediates-remote)?"""
+        return self.rules[rid].temp or rid in self.options.remote
 
     def path(self, p: str) -> str:
         return os.path.join(self.root, p)
@@ -241,7 +246,7 @@ class Engine:
         return Task(
             id=rid, rule_key=rk.key, name=rule.name, command=rule.command,
             inputs=self._inputs(rule), outputs=tuple(
-                TaskFile(key, sandbox, None if rule.temp else self.path(path))
+                TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
                 for path, sandbox, key in rk.outputs),
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
@@ -285,7 +290,7 @@ class Engine:
 
     def _missing_output(self, rid: int) -> str | None:
         """An output an "ok" result should have put in place but did not (never trust blindly)."""
-        if self.rules[rid].temp:
+        if self.stays_remote(rid):
             return None
         for path, _, _ in self.keys.rules[rid].outputs:
             if not os.path.lexists(self.path(path)):
@@ -297,7 +302,7 @@ class Engine:
         rk = self.keys.rules[rid]
         placed = []
         for path, _, key in rk.outputs:
-            if rule.temp:
+            if self.stays_remote(rid):
                 continue
             stat = os.stat(self.path(path))
             placed.append((path, key, stat.st_size, stat.st_mtime_ns))

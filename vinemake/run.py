@@ -66,9 +66,29 @@ class Prepared:
     resources_of: object
 
 
+def remote_rules(workflow: Workflow, graph: BuildGraph) -> frozenset[int]:
+    """--keep-intermediates-remote: rules all of whose outputs only other remote rules read.
+
+    A rule with any output that is a workflow output (MAKEFLOW_OUTPUTS, or read by no rule)
+    brings all of them back, so the journal never holds half a rule; so does one read by a
+    LOCAL rule or a sub-workflow, which run in the workflow directory itself.
+    """
+    rules = workflow.rules
+    protected = set(graph.outputs()) | {norm(p) for p in workflow.inputs or ()}
+    return frozenset(
+        rid for rid in graph.rule_ids
+        if rules[rid].targets
+        and all(norm(t.path) in graph.consumed and norm(t.path) not in protected
+                for t in rules[rid].targets)
+        and not any(rules[d].local or rules[d].subworkflow for d in graph.dependents[rid]))
+
+
 def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
-            cache_dir: str | None = None) -> Prepared:
-    """Hash sources, compute every key, read the journal and decide each rule."""
+            cache_dir: str | None = None, remote: frozenset[int] = frozenset()) -> Prepared:
+    """Hash sources, compute every key, read the journal and decide each rule.
+
+    `remote` rules are planned like `@temp` ones: their outputs never reach this host.
+    """
     from vinemake.engine import effective_resources
 
     if targets:
@@ -97,7 +117,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
         producers = tuple((norm(s.path), graph.producer[norm(s.path)]) for s in rule.sources
                           if norm(s.path) in graph.producer)
         rk = keys.rules[rid]
-        plan_rules[rid] = PlanRule(rid, rule.name, rk, rule.temp, producers,
+        plan_rules[rid] = PlanRule(rid, rule.name, rk, rule.temp or rid in remote, producers,
                                    any(p in consumed for p, _, _ in rk.outputs))
         for path, _, _ in rk.outputs:
             st = files.stat(os.path.join(root, path))
@@ -173,7 +193,8 @@ def _remember(prep: Prepared, options, digest: str | None) -> None:
 def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None = None) -> int:
     """`-n`: print what would run or be restored (`--explain`: every rule). Runs nothing."""
     out = out or sys.stdout
-    prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir)
+    remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
+    prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir, remote)
     rules = workflow.rules
     for rid in prep.plan.order:
         reason = prep.plan.reasons[rid]
@@ -201,14 +222,15 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
     digest = _digest(options)
-    prep = prepare(workflow, graph, root, options.targets, options.cache_dir)
+    remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
+    prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
     if options.explain:
         explain(prep, workflow, sys.stderr)
     reporter = make_reporter(sys.stderr)
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc == "ref_cnt", protected,
-                                   options.cache_dir is not None)
+                                   options.cache_dir is not None, remote)
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
