@@ -330,6 +330,14 @@ def test_tls_with_a_self_signed_certificate(cluster, tmp_path):
     assert (tmp_path / "out").read_text() == "secret data\n"
     assert [(t["source"], t["dest"], t["key"]) for t in c.transfers()] == [
         (MANAGER, "w1", "file-in"), ("w1", MANAGER, "out-1")]
+    # outputs come back pushed by the worker over TLS: a directory, and a failed run's file
+    d, bad = c.run(task(3, "mkdir d && echo x > d/x",
+                        outputs=[("out-d", "d", str(tmp_path / "d"))]),
+                   task(4, "echo half > h; exit 1", outputs=[("out-h", "h", str(tmp_path / "h"))],
+                        failed_dir=str(tmp_path / "failed")))
+    assert (d.status, bad.status) == ("ok", "failed")
+    assert (tmp_path / "d" / "x").read_text() == "x\n"
+    assert (tmp_path / "failed" / "h").read_text() == "half\n"
     with socket.create_connection((c.m.host, c.m.port), timeout=10) as s:
         s.sendall(struct.pack(">IB", 9, 0) + b"{not tls!")  # plain bytes to a TLS port
         try:

@@ -271,3 +271,21 @@ def test_a_tar_stream_cannot_write_outside_its_directory(tmp_path):
         p.recv_file(client, "out-x", str(tmp_path / "in" / "dest"))
     assert str(e.value).startswith("corrupt transfer of out-x: ")
     assert not (tmp_path / "in" / "escaped").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_an_awaited_upload_is_stored_and_an_unexpected_one_refused(tmp_path):
+    (tmp_path / "src").write_bytes(b"payload" * 20_000)
+    digest = xxhash.xxh3_128_hexdigest(b"payload" * 20_000)
+    stored, errors = [], []
+    awaited = {"out-1": (str(tmp_path / "landed"), digest)}
+    server = p.FileServer("127.0.0.1", lambda key: None, b"pw", accept=awaited.get,
+                          on_stored=lambda *a: stored.append(a), on_error=errors.append)
+    try:
+        assert p.push("127.0.0.1", server.port, "out-1", str(tmp_path / "src"), b"pw") == 140_000
+        with pytest.raises(p.ProtocolError) as e:
+            p.push("127.0.0.1", server.port, "out-2", str(tmp_path / "src"), b"pw")
+    finally:
+        server.close()
+    assert (tmp_path / "landed").read_bytes() == b"payload" * 20_000
+    assert stored == [("out-1", 140_000, None)]
+    assert str(e.value) == "refused: not expecting out-2"

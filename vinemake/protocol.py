@@ -22,8 +22,9 @@ Without a password file both proofs are empty; a side that has a secret refuses 
 sent no proof. Versions must be equal: the Refuse names both.
 
 TLS (optional) wraps every connection to the manager: control and its file server. Workers
-have no certificate, so files served by a worker (to a peer, or outputs the manager fetches
-back) are authenticated and hash-verified but not encrypted.
+have no certificate, so with TLS the manager does not fetch outputs from a worker: it asks the
+worker to Push them, and the worker uploads them (Put) to the manager's file server over TLS.
+Files moving between two workers are authenticated and hash-verified but not encrypted.
 
 A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
 got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
@@ -106,6 +107,7 @@ class Welcome:
     worker_id: str = ""
     same_host: bool = False
     transfer_limit: int = 3
+    file_port: int = 0  # the manager's file server, where Push uploads go
 
 
 @_message
@@ -161,6 +163,31 @@ class Shutdown:
 
 @_message
 class Get:
+    key: str
+
+
+@_message
+class Push:
+    """Manager → worker: upload `key` to the manager's file server (over TLS, when the worker
+    has no certificate to serve it encrypted itself)."""
+
+    key: str
+
+
+# Transferred.source of a worker's report that it could not Push a file.
+PUSH_FAILED = "push"
+
+
+@_message
+class Put:
+    """Uploader → file server: may I send `key`? The server echoes Put (go ahead) or Refuses;
+    the file follows, answered by Stored."""
+
+    key: str
+
+
+@_message
+class Stored:
     key: str
 
 
@@ -649,7 +676,13 @@ class FileServer:
 
     def __init__(self, host: str, resolve: Callable[[str], str | None], secret: bytes | None,
                  ssl_context: ssl.SSLContext | None = None, limit: int = 3,
-                 on_error: Callable[[str], None] = lambda reason: None):
+                 on_error: Callable[[str], None] = lambda reason: None,
+                 accept: Callable[[str], tuple[str, str] | None] | None = None,
+                 on_stored: Callable[[str, int, str | None], None] = lambda *a: None):
+        # accept(key) -> (destination path, expected hash) for an upload this side awaits;
+        # on_stored(key, size, error) hears how it went (error None when it arrived intact).
+        self._accept = accept
+        self._on_stored = on_stored
         self._resolve = resolve
         self._secret = secret
         self._ssl = ssl_context
@@ -681,9 +714,12 @@ class FileServer:
             sock.settimeout(120.0)
             while True:
                 try:
-                    get = conn.recv(Get)
+                    get = conn.recv(Get, Put)
                 except EOFError:
                     return
+                if isinstance(get, Put):
+                    self._store(conn, get.key)
+                    continue
                 path = self._resolve(get.key)  # a file, or a directory sent as tar
                 if path is None:
                     conn.send(Refuse(f"no such file: {get.key}"))
@@ -698,6 +734,36 @@ class FileServer:
             else:
                 sock.close()
 
+    def _store(self, conn: Connection, key: str) -> None:
+        wanted = self._accept(key) if self._accept is not None else None
+        if wanted is None:
+            conn.send(Refuse(f"not expecting {key}"))
+            raise ProtocolError(f"unexpected upload of {key}")
+        dest, expected = wanted
+        conn.send(Put(key))
+        try:
+            size, _ = recv_file(conn, key, dest, expected)
+        except (ProtocolError, OSError, EOFError) as e:
+            self._on_stored(key, 0, str(e))
+            raise
+        conn.send(Stored(key))
+        self._on_stored(key, size, None)
+
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+
+
+def push(host: str, port: int, key: str, path: str, secret: bytes | None,
+         ssl_context: ssl.SSLContext | None = None) -> int:
+    """Upload one file (or directory) to a file server that awaits it; bytes sent."""
+    conn = connect(host, port, ssl_context, timeout=60.0)
+    try:
+        client_handshake(conn, new_hello("push"), secret)
+        conn.send(Put(key))
+        conn.recv(Put)
+        size = send_file(conn, key, path)
+        conn.recv(Stored)
+        return size
+    finally:
+        conn.close()

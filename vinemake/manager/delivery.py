@@ -5,6 +5,10 @@ atomically (temp name in the target's directory, then rename). A worker on this 
 by hard link from its cache; a remote worker's file server is asked for the bytes, which are
 checked against the content hash the worker recorded. Remote fetches run on a small thread
 pool so the manager's loop never waits on a network copy.
+
+With TLS the manager does not fetch from a worker (a worker has no certificate, so its file
+server cannot encrypt): it asks the worker to push the file to the manager's own file server,
+which is behind TLS, and waits for it to arrive.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vinemake.manager.transfers import MANAGER, TransferLog, install
 from vinemake.protocol import ProtocolError, fetch
@@ -53,7 +57,11 @@ class Delivery:
 
     def __init__(self, workdir: str, secret: bytes | None, log: TransferLog,
                  report: Callable[[list[TaskResult]], None],
-                 drop: Callable[[str, list[str]], None], threads: int = 8, limit: int = 3):
+                 drop: Callable[[str, list[str]], None], threads: int = 8, limit: int = 3,
+                 request_push: Callable[[str, str], None] | None = None):
+        # request_push(worker id, key): ask that worker to upload key (set when TLS is on).
+        self.request_push = request_push
+        self._awaited: dict[str, _Awaited] = {}
         self.limit = limit  # transfers at once from any one worker, as for peers
         self._sources: dict[str, threading.BoundedSemaphore] = {}
         self._sources_lock = threading.Lock()
@@ -93,7 +101,52 @@ class Delivery:
         with self._sources_lock:
             slots = self._sources.setdefault(origin.id, threading.BoundedSemaphore(self.limit))
         with slots:
-            self._fetch_now(origin, item)
+            if self.request_push is not None:
+                self._await_push(origin, item)
+            else:
+                self._fetch_now(origin, item)
+
+    # ---------------------------------------------------------------- pushes (TLS)
+
+    def _await_push(self, origin: Origin, item: Install) -> None:
+        tmp = os.path.join(self.workdir, f".push-{item.key}-{threading.get_ident()}")
+        waiting = _Awaited(origin.id, tmp, item.hash)
+        with self._sources_lock:
+            self._awaited[item.key] = waiting
+        start = time.time()
+        assert self.request_push is not None
+        self.request_push(origin.id, item.key)
+        waiting.done.wait(PUSH_TIMEOUT_S)
+        with self._sources_lock:
+            self._awaited.pop(item.key, None)
+        error = waiting.error if waiting.done.is_set() else "timed out"
+        self.log.record(origin.id, MANAGER, item.key, waiting.size, start, time.time(),
+                        error is None)
+        if error is not None:
+            _remove(tmp)
+            raise ProtocolError(f"{item.key} was not pushed: {error}")
+        install(tmp, item.target, move=True)
+
+    def accept(self, key: str) -> tuple[str, str] | None:
+        """For the file server: where an awaited upload goes, and its expected hash."""
+        with self._sources_lock:
+            waiting = self._awaited.get(key)
+        return None if waiting is None else (waiting.tmp, waiting.hash)
+
+    def stored(self, key: str, size: int, error: str | None) -> None:
+        with self._sources_lock:
+            waiting = self._awaited.get(key)
+        if waiting is not None:
+            waiting.size, waiting.error = size, error
+            waiting.done.set()
+
+    def worker_lost(self, worker_id: str) -> None:
+        """Stop waiting for uploads from a worker that is gone."""
+        with self._sources_lock:
+            gone = [w for w in self._awaited.values() if w.worker == worker_id]
+        for waiting in gone:
+            waiting.error = "the worker was lost"
+            waiting.done.set()
 
     def _fetch_now(self, origin: Origin, item: Install) -> None:
         tmp = os.path.join(self.workdir, f".recv-{item.key}-{threading.get_ident()}")
@@ -102,12 +155,31 @@ class Delivery:
             size, _ = fetch(origin.host, origin.file_port, item.key, tmp, self.secret, None,
                             item.hash)
         except BaseException:
-            for leftover in (tmp, tmp + ".tar"):
-                if os.path.isdir(leftover):
-                    shutil.rmtree(leftover, ignore_errors=True)
-                elif os.path.lexists(leftover):
-                    os.unlink(leftover)
+            _remove(tmp)
             self.log.record(origin.id, MANAGER, item.key, 0, start, time.time(), False)
             raise
         self.log.record(origin.id, MANAGER, item.key, size, start, time.time())
         install(tmp, item.target, move=True)
+
+
+PUSH_TIMEOUT_S = 3600.0  # an upload that never comes (the worker's loss ends the wait sooner)
+
+
+@dataclass
+class _Awaited:
+    """An upload the manager asked for and waits on."""
+
+    worker: str
+    tmp: str
+    hash: str
+    size: int = 0
+    error: str | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+def _remove(tmp: str) -> None:
+    for leftover in (tmp, tmp + ".tar"):
+        if os.path.isdir(leftover):
+            shutil.rmtree(leftover, ignore_errors=True)
+        elif os.path.lexists(leftover):
+            os.unlink(leftover)

@@ -38,6 +38,7 @@ from vinemake.manager.placement import WorkerView, fits, holder, need, place
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources
 from vinemake.protocol import (
     MSG,
+    PUSH_FAILED,
     Connection,
     Done,
     Drop,
@@ -45,6 +46,7 @@ from vinemake.protocol import (
     FrameReader,
     Kill,
     ProtocolError,
+    Push,
     Refuse,
     Run,
     Shutdown,
@@ -137,8 +139,6 @@ class Manager:
             with open(config.port_file + ".tmp", "w") as f:
                 f.write(f"{self.port}\n")
             os.replace(config.port_file + ".tmp", config.port_file)
-        self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
-                                config.transfer_limit, lambda r: log.warning("%s", r))
 
         # Shared with the engine's thread, under _lock.
         self._lock = threading.Lock()
@@ -171,9 +171,15 @@ class Manager:
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[_Worker] = []
         self._pending_results: list[TaskResult] = []
-        self.delivery = Delivery(config.workdir, self.secret, self.transfer_log, self._report,
-                                 lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
-                                 limit=config.transfer_limit)
+        self.delivery = Delivery(
+            config.workdir, self.secret, self.transfer_log, self._report,
+            lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
+            limit=config.transfer_limit,
+            request_push=(lambda wid, key: self._post(lambda: self._ask_push(wid, key)))
+            if self.ssl_context is not None else None)
+        self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
+                                config.transfer_limit, lambda r: log.warning("%s", r),
+                                accept=self.delivery.accept, on_stored=self.delivery.stored)
 
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -409,7 +415,8 @@ class Manager:
         try:
             sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
                                             same_host=w.same_host,
-                                            transfer_limit=self.config.transfer_limit)))
+                                            transfer_limit=self.config.transfer_limit,
+                                            file_port=self.files.port)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
             sock.close()
@@ -662,6 +669,9 @@ class Manager:
     # ------------------------------------------------------------ results
 
     def _transferred(self, w: _Worker, t: Transferred) -> None:
+        if t.source == PUSH_FAILED:
+            self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
+            return
         self.transfer_log.record(t.source, w.id, t.key, t.size, t.start, t.end, t.ok)
         if not t.ok:
             log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
@@ -741,6 +751,13 @@ class Manager:
         with self._lock:
             self._lost_keys |= lost
 
+    def _ask_push(self, wid: str, key: str) -> None:
+        w = self.workers.get(wid)
+        if w is None:
+            self.delivery.worker_lost(wid)
+        else:
+            self._send(w, Push(key))
+
     def _drop(self, wid: str, keys: list[str]) -> None:
         w = self.workers.get(wid)
         if w is not None and keys:
@@ -753,6 +770,7 @@ class Manager:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]
         log.warning("lost worker %s: %s", w.id, why)
+        self.delivery.worker_lost(w.id)
         try:
             self.sel.unregister(w.sock)
         except (KeyError, ValueError):

@@ -23,12 +23,14 @@ from dataclasses import dataclass
 import psutil
 
 from vinemake.protocol import (
+    PUSH_FAILED,
     Connection,
     Done,
     Drop,
     FileServer,
     Kill,
     ProtocolError,
+    Push,
     Run,
     Shutdown,
     Transferred,
@@ -39,6 +41,7 @@ from vinemake.protocol import (
     host_id,
     new_hello,
     outcome_to_wire,
+    push,
     read_secret,
     resources_to_wire,
     task_from_wire,
@@ -91,6 +94,7 @@ class Worker:
         self._conn: Connection | None = None
         self.runner: Runner | None = None
         self.exit_status = 0
+        self._manager_files = 0  # the manager's file server port, for uploads it asks for
 
     # ------------------------------------------------------------ life cycle
 
@@ -138,6 +142,7 @@ class Worker:
             else:
                 conn.sock.settimeout(None)
                 self.name = welcome.worker_id or self.name
+                self._manager_files = welcome.file_port
                 self.files.slots = threading.BoundedSemaphore(max(1, welcome.transfer_limit))
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
@@ -164,6 +169,8 @@ class Worker:
                         watch = self.runner.watches.get(tid) if self.runner else None
                         if watch is not None:
                             self.monitor.kill(watch, "cancelled by the manager")
+                elif isinstance(msg, Push):
+                    self.pool.submit(self._push, msg.key)
                 elif isinstance(msg, Drop):
                     for key in msg.keys:
                         self.cache.remove(key)
@@ -262,6 +269,21 @@ class Worker:
     def _fetch(self, source: Source, key: str, dest: str, expected: str) -> tuple[int, str]:
         tls = self.ssl_context if source.tls else None
         return fetch(source.host, source.port, key, dest, self.secret, tls, expected)
+
+    def _push(self, key: str) -> None:
+        """Upload a file the manager asked for to its file server (encrypted with --ssl)."""
+        entry = self.cache.get(key)
+        start = time.time()
+        try:
+            if entry is None:
+                raise ProtocolError(f"no such file: {key}")
+            push(self.opts.host, self._manager_files, key, entry.path, self.secret,
+                 self.ssl_context)
+        except (ProtocolError, OSError, EOFError) as e:
+            log.warning("cannot push %s to the manager: %s", key, e)
+            # so the manager stops waiting for it
+            self._send(Transferred(key=key, source=PUSH_FAILED, size=0, start=start,
+                                   end=time.time(), ok=False, reason=str(e)))
 
     def _on_transfer(self, key, source, size, start, end, ok, digest, reason) -> None:
         self._send(Transferred(key=key, source=source, size=size, start=start, end=end, ok=ok,
