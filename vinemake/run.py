@@ -221,6 +221,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     root = options.root
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
+    if nothing_to_do(options):
+        return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
