@@ -27,8 +27,8 @@ ONE_CORE = "@resources cores=1\n"
 
 
 @pytest.fixture
-def make_cluster(request):
-    yield from netns.cluster_factory(request, require)
+def make_cluster():
+    yield from netns.cluster_factory(require)
 
 
 @pytest.fixture
@@ -47,10 +47,10 @@ def deploy(make_cluster, tmp_path):
         d.close()
 
 
-def write_workflow(directory: Path, vinefile: str, files: dict[str, bytes] = {}) -> Path:  # noqa: B006
+def write_workflow(directory: Path, vinefile: str, files: dict[str, bytes] | None = None) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "Vinefile").write_text(vinefile)
-    for name, data in files.items():
+    for name, data in (files or {}).items():
         (directory / name).write_bytes(data)
     return directory
 

@@ -39,8 +39,8 @@ c.sendall(bytes(int(sys.argv[3]))); c.close()
 
 
 @pytest.fixture
-def make_cluster(request):
-    yield from netns.cluster_factory(request, require)
+def make_cluster():
+    yield from netns.cluster_factory(require)
 
 
 def start_sink(cluster, host):

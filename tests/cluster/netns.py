@@ -182,7 +182,7 @@ class Cluster:
         _script(self.prefix, "down", check=False)
 
 
-def cluster_factory(request, require) -> Iterator:
+def cluster_factory(require) -> Iterator:
     """Body of a pytest fixture: yields make(n, rate, ...) → Cluster; all torn down after.
 
     `require(condition, what)` is the suite's skip-or-fail helper (tests/conftest.py).
