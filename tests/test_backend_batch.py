@@ -265,6 +265,10 @@ def test_a_request_no_node_can_satisfy_stops_the_run():
     provider, _, _, _ = make({"sbatch": never})
     with pytest.raises(InfrastructureError) as raised:
         provider.scale(Demand(waiting=(Resources(cores=999),)))
+    with pytest.raises(InfrastructureError) as again:  # and again, without another sbatch
+        provider.scale(Demand(waiting=(Resources(cores=999),)))
+    assert again.value is raised.value
+    assert provider.runner.programs() == ["sbatch"]
     first, second = str(raised.value).splitlines()
     assert first == ("sbatch refused the worker jobs and retrying cannot help: sbatch: error: "
                      "Batch job submission failed: Requested node configuration is not available")

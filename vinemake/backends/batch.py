@@ -411,9 +411,10 @@ class BatchWorkers:
             self.scale(Demand())
 
     def scale(self, demand: Demand) -> None:
+        # A failure that retrying cannot fix is raised again on every call, and nothing more
+        # is submitted: a caller that only logs it must not turn it into an sbatch a second.
         if self._error is not None:
-            error, self._error = self._error, None
-            raise error
+            raise self._error
         with self._wake:
             # Seen here, on the caller's thread, because the background thread only acts on
             # the newest demand: a worker that came and went between two steps still counts.
@@ -430,7 +431,11 @@ class BatchWorkers:
                 self._latest = demand
                 self._wake.notify()
         if not self.background:
-            self.step(demand)
+            try:
+                self.step(demand)
+            except InfrastructureError as error:
+                self._error = error
+                raise
 
     def close(self) -> None:
         with self._wake:
@@ -457,7 +462,7 @@ class BatchWorkers:
     def step(self, demand: Demand) -> None:
         """Poll if due, then submit what `plan_workers` asks for, unless backing off."""
         with self._lock:
-            if self._closed or demand.done or self.manager is None:
+            if self._closed or demand.done or self.manager is None or self._error is not None:
                 return
             with self._wake:
                 gone, self._gone = self._gone, 0
@@ -588,5 +593,8 @@ class BatchWorkers:
                 demand, self._latest = self._latest, None
             try:
                 self.step(demand)
-            except BaseException as error:  # handed to the manager by the next scale()
+            except InfrastructureError as error:  # handed to the manager by the next scale()
                 self._error = error
+            except Exception as error:  # a bug must not leave the run waiting for workers
+                self._error = InfrastructureError(
+                    f"starting {self.system.name} workers failed: {error!r}")
