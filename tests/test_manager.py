@@ -597,3 +597,22 @@ def test_by_hand_instructions_name_this_machine_when_listening_everywhere():
     out = io.StringIO()
     ByHandWorkers(out).start(ManagerAddress("0.0.0.0", 9123), ProviderOptions())
     assert out.getvalue().endswith(f"    vinemake-worker {socket.getfqdn()} 9123\n")
+
+
+def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_path):
+    from vinemake import protocol as p
+
+    c = cluster()
+    with socket.create_server(("127.0.0.1", 0)) as s:
+        dead_port = s.getsockname()[1]  # closed again: fetching from it fails at once
+    liar = p.connect(c.m.host, c.m.port)
+    p.client_handshake(liar, p.new_hello("worker", name="liar", resources={"cores": 0},
+                                         file_port=dead_port, cached=[["out-x", 5, "h"]]), None)
+    wait_for(lambda: "liar" in c.m.workers, "the unreachable holder to join")
+    c.worker("w1")
+    r, = c.run(task(1, "cat x", inputs=[("out-x", "x", None, 5)]))
+    # tried from the unreachable copy, which was then forgotten; nothing else can make it
+    assert (r.status, r.reason) == ("error", "input lost with a worker and no task known to "
+                                             "re-create it: x")
+    assert "out-x" not in c.m.replicas and "liar" in c.m.workers
+    liar.close()

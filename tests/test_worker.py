@@ -189,6 +189,7 @@ def test_an_input_no_source_can_give_is_an_error(runner):
     assert o.result.status == "error"
     assert o.result.reason == ("cannot set up the sandbox: cannot fetch file-in: "
                                "bad: corrupt transfer")
+    assert o.unfetched == (("file-in", ("bad",)),)  # the manager drops that copy, retries
 
 
 def test_forever_entries_are_found_again_by_a_new_cache(tmp_path):

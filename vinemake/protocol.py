@@ -311,18 +311,20 @@ class Outcome:
 
     outputs: (key, size, content hash, path in the worker's cache) for each output made.
     failed: (sandbox name, cache key, path in the worker's cache) for outputs of a failed run.
+    unfetched: (key, sources tried) for an input no source could give (status "error").
     """
 
     result: TaskResult
     outputs: tuple[tuple[str, int, str, str], ...] = ()
     failed: tuple[tuple[str, str, str], ...] = ()
+    unfetched: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
 
 def outcome_to_wire(o: Outcome) -> dict:
     r = o.result
     return {"id": r.task_id, "status": r.status, "exit_code": r.exit_code, "reason": r.reason,
             "stderr": r.stderr_tail, "measured": r.measured.__dict__, "worker": r.worker,
-            "outputs": o.outputs, "failed": o.failed}
+            "outputs": o.outputs, "failed": o.failed, "unfetched": o.unfetched}
 
 
 def outcome_from_wire(d: dict) -> Outcome:
@@ -333,9 +335,11 @@ def outcome_from_wire(d: dict) -> Outcome:
             stderr_tail=d["stderr"], measured=Measured(**d["measured"]), worker=d["worker"],
             outputs=tuple((k, s) for k, s, _, _ in outputs))
         failed = tuple((str(n), str(k), str(p)) for n, k, p in d["failed"])
+        unfetched = tuple((str(k), tuple(str(s) for s in sources))
+                          for k, sources in d.get("unfetched", ()))
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
-    return Outcome(result=result, outputs=outputs, failed=failed)
+    return Outcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched)
 
 
 def resources_to_wire(r: Resources) -> dict:

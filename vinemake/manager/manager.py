@@ -714,6 +714,8 @@ class Manager:
         self._release(w, task)
         if self.lost_count.pop(("cancelled", task.id), None):
             return
+        if outcome.unfetched and self._unreachable(task, outcome.unfetched):
+            return
         for key, size, digest, _path in outcome.outputs:
             self._add_replica(w, key, digest)
             self.sizes[key] = size
@@ -738,6 +740,29 @@ class Manager:
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
         installs += [Install(target, key, "", path) for target, key, path in failed]
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
+
+    def _unreachable(self, task: Task, unfetched) -> bool:
+        """An input could not be fetched from any source offered: those copies count as
+        gone (a peer's network may be down before its loss shows), and the task is queued
+        again, as for a lost worker. False once it has been retried enough: report it."""
+        for key, sources in unfetched:
+            for label in sources:
+                holder = self.workers.get(label)
+                if holder is not None:
+                    holder.holds.discard(key)
+                    holders = self.replicas.get(key)
+                    if holders is not None:
+                        holders.discard(label)
+                        if not holders:
+                            del self.replicas[key]
+        self.lost_count[task.id] += 1
+        if self.lost_count[task.id] > self.config.max_retries:
+            return False
+        if task.id in self.silent:
+            self.silent.discard(task.id)  # re-created again if still needed
+            return True
+        self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
+        return True
 
     def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
         self.silent.discard(task.id)

@@ -11,6 +11,7 @@ the cache does not have it, so no byte is copied.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -61,6 +62,14 @@ Fetcher = Callable[[Source, str, str, str], tuple[int, str]]
 TransferListener = Callable[..., None]
 
 
+class FetchFailed(ProtocolError):
+    """No source could give an input; the manager decides what to try next."""
+
+    def __init__(self, key: str, sources: tuple[str, ...], message: str):
+        super().__init__(message)
+        self.key, self.sources = key, sources
+
+
 class Runner:
     """Everything a task needs on this worker; run() is called from pool threads."""
 
@@ -94,6 +103,10 @@ class Runner:
             self._check_names(task)
             for f in fetches:
                 self._ensure(f)
+        except FetchFailed as e:
+            outcome = self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
+                                   measured=Measured(wall_time_s=time.monotonic() - start))
+            return dataclasses.replace(outcome, unfetched=((e.key, e.sources),))
         except (SandboxError, ProtocolError, OSError) as e:
             return self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
                                 measured=Measured(wall_time_s=time.monotonic() - start))
@@ -264,7 +277,8 @@ class Runner:
                 self.cache.insert(tmp, f.key, size, digest)
                 self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
                 return
-            raise ProtocolError(f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
+            raise FetchFailed(f.key, tuple(source.label for source in f.sources),
+                              f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
 
 
 def _reap(proc: subprocess.Popen):
