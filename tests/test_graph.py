@@ -122,6 +122,14 @@ def test_sources_are_checked_relative_to_root(tmp_path):
     assert sorted(asked) == sorted([str(tmp_path / "in"), "/abs/in"])
 
 
+def test_a_call_waits_for_the_rules_making_its_librarys_inputs(tmp_path):
+    text = ("weights.bin: raw\n\ttrain\n@library ml\n: model.py weights.bin\n\tserve\n"
+            "other:\n\tx\n@call ml\nscore: other\n\tevaluate\n")
+    g = build(tmp_path, text, files=("raw", "model.py"))
+    assert g.deps[3] == (0, 2)
+    assert g.select(["score"]).rule_ids == (0, 2, 3)
+
+
 def test_order_is_topological_and_keeps_file_order_among_ready_rules(tmp_path):
     g = build(tmp_path, "final: mid\n\tx\nother:\n\tx\nmid:\n\tx\nlast: final other\n\tx\n")
     assert g.order() == [1, 2, 0, 3]

@@ -90,8 +90,9 @@ class BuildGraph:
         rules = workflow.rules
         where = _Locator(root)
         producer = _producers(rules, where)
-        _check_libraries(rules, where)
+        calls = _check_libraries(rules, where)
         deps, sources, dir_members = _resolve(rules, producer)
+        _calls_wait_for_library_inputs(calls, deps)
         _check_sources(rules, sources, producer, root, exists, listdir, where)
         ids = tuple(r.id for r in rules)
         dependents = _invert(deps, ids)
@@ -283,7 +284,8 @@ def _check_clash(rule: RuleSpec, where: _Locator) -> None:
                                     "inside the task", shown)
 
 
-def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> None:
+def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[int, int]:
+    """Each `@call` rule's library rule; a located error for a call to no library."""
     defined: dict[str, RuleSpec] = {}
     rules = [r for r in rules if r.library is not None or r.call is not None]
     for rule in rules:
@@ -299,6 +301,18 @@ def _check_libraries(rules: tuple[RuleSpec, ...], where: _Locator) -> None:
             hint = did_you_mean(rule.call, defined)
             raise where.error(rule, f"@call {rule.call}: no rule defines @library "
                                     f"{rule.call}{hint}")
+    return {r.id: defined[r.call].id for r in rules if r.call is not None}
+
+
+def _calls_wait_for_library_inputs(calls: dict[int, int], deps: list[tuple[int, ...]]) -> None:
+    """A call runs inside its library, so it waits for the rules making the library's inputs.
+
+    The library rule itself is not a dependency: it is started by the worker with the first
+    call placed there, never run as a task of its own.
+    """
+    for call, library in calls.items():
+        if deps[library]:
+            deps[call] = tuple(sorted(set(deps[call]).union(deps[library])))
 
 
 def _made_ancestor(path: str, producer: dict[str, int]) -> str | None:
