@@ -329,10 +329,10 @@ def test_export_dot(tmp_path):
 
 
 def test_export_mermaid(tmp_path):
-    g = build(tmp_path, "a: in\n\tcp in a\n", files=("in",))
+    g = build(tmp_path, "a: in\n\tsort < in > a\n", files=("in",))
     assert g.export("mermaid").splitlines() == [
-        "flowchart LR", '  r0["line 1: cp in a"]', '  f1(["a"])', '  f2(["in"])',
-        "  r0 --> f1", "  f2 --> r0"]
+        "flowchart LR", '  r0["line 1: sort #lt; in #gt; a"]', '  f0(["a"])', '  f1(["in"])',
+        "  r0 --> f0", "  f1 --> r0"]
 
 
 def test_export_unknown_format(tmp_path):

@@ -493,11 +493,12 @@ def _dot(g) -> str:
 
 def _mermaid(g) -> str:
     ids = {}
+    files = itertools.count()
     for node in g.nodes:
-        ids[node] = f"r{node[1]}" if node[0] == "rule" else f"f{len(ids)}"
+        ids[node] = f"r{node[1]}" if node[0] == "rule" else f"f{next(files)}"
     out = ["flowchart LR"]
     for node, nid in ids.items():
-        text = _label(g, node).replace('"', "#quot;")
+        text = _label(g, node).replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;")
         out.append(f'  {nid}["{text}"]' if node[0] == "rule" else f'  {nid}(["{text}"])')
     for u, v in g.edges:
         out.append(f"  {ids[u]} --> {ids[v]}")
