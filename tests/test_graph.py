@@ -328,6 +328,12 @@ def test_export_dot(tmp_path):
     assert '"rule0" [shape=box, label="line 1: cp in a"];' in dot
 
 
+def test_export_dot_quotes_labels(tmp_path):
+    g = build(tmp_path, 'café: in\n\techo "hi" > café\n', files=("in",))
+    assert '"rule0" [shape=box, label="line 1: echo \\"hi\\" > café"];' in g.export("dot")
+    assert '"rule0" -> "file:café";' in g.export("dot")
+
+
 def test_export_mermaid(tmp_path):
     g = build(tmp_path, "a: in\n\tsort < in > a\n", files=("in",))
     assert g.export("mermaid").splitlines() == [

@@ -477,14 +477,19 @@ def _label(g, node) -> str:
 
 def _dot_id(node) -> str:
     kind, name = node
-    return json.dumps(f"rule{name}" if kind == "rule" else f"file:{name}")
+    return _dot_string(f"rule{name}" if kind == "rule" else f"file:{name}")
+
+
+def _dot_string(text: str) -> str:
+    """A dot double-quoted string: backslash and quote escaped, non-ASCII kept as is."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
 def _dot(g) -> str:
     out = ["digraph vinemake {", "  rankdir=LR;"]
     for node in g.nodes:
         shape = "box" if node[0] == "rule" else "ellipse"
-        out.append(f"  {_dot_id(node)} [shape={shape}, label={json.dumps(_label(g, node))}];")
+        out.append(f"  {_dot_id(node)} [shape={shape}, label={_dot_string(_label(g, node))}];")
     for u, v in g.edges:
         out.append(f"  {_dot_id(u)} -> {_dot_id(v)};")
     out.append("}")
