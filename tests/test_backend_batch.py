@@ -405,3 +405,9 @@ def test_a_worker_that_came_and_went_while_the_thread_was_busy_still_counts():
     assert second.wait(10), "no replacement was submitted"
     provider.close()
     assert provider.submitted == ["42", "43"]
+
+
+def test_min_workers_are_submitted_at_start():
+    provider, runner, _, _ = make(min_workers=2)
+    assert runner.programs() == ["sbatch"]
+    assert "#SBATCH --array=1-2\n" in runner.scripts[0]
