@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib.util
 import json
 import os
@@ -51,7 +52,8 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "Vinefile").write_text(VINEFILE)
     (tmp_path / "in.txt").write_text("hello\n")
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    yield tmp_path
+    gc.unfreeze()  # a run froze everything alive: hand it back to the collector
 
 
 def snapshot(root) -> dict[str, float]:
@@ -240,6 +242,23 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
         batch_type="slurm", max_local=4, keep_going=True, retries=2, port=9123,
         peer_transfers=False, worker_timeout_s=300.0,
         worker_resources=Resources(cores=2.0, memory_mb=4000))
+
+
+@needs_parser
+def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
+    def run(workflow, graph, options):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(run=run))
+    result = invoke()
+    assert (result.exit_code, stderr(result)) == (130, "vinemake: interrupted\n")
+
+
+@needs_parser
+def test_the_collector_is_back_on_after_reading(project):
+    assert gc.isenabled()
+    assert invoke("--check").exit_code == 0
+    assert gc.isenabled()
 
 
 @needs_parser
