@@ -17,8 +17,11 @@ class ManagerConfig:
     `password_file` holds the shared secret workers and peers must prove they know.
     `transfer_limit` bounds concurrent transfers served by any one source (worker or manager).
     `max_tasks` is the -j cap on tasks running at once over all workers (None: no cap).
-    `max_retries` is how many times a task lost with its worker is re-queued before the engine
-    sees status "lost". `workdir` is the manager's scratch dir (transfer log, temporaries).
+    `max_retries` is how many times a task lost with its worker (or whose input no source
+    could give) is re-queued before the engine sees status "lost" (or "error"). `workdir` is
+    the manager's scratch dir (transfer log, temporaries). `keep_intermediates_remote` is
+    carried for the engine, which then gives intermediates no path; `worker_timeout_s` is for
+    worker providers. With `ssl`, outputs come back pushed by workers over TLS.
     """
 
     host: str = "127.0.0.1"
