@@ -158,14 +158,17 @@ def test_dry_run_lists_commands_in_order_with_files_and_resources(project):
     assert result.exit_code == 0
     assert result.output == (
         "# a.txt (line 2; category align)\n"
+        "#   why: run, never built\n"
         "#   in:  in.txt\n"
         "#   out: a.txt\n"
         "cp in.txt a.txt\n"
         "# b.txt (line 5; category align; cores=2 memory=1000MB)\n"
+        "#   why: run, never built\n"
         "#   in:  a.txt->input\n"
         "#   out: b.txt\n"
         "cp input b.txt\n"
         "# all.txt (line 8; category merge)\n"
+        "#   why: run, never built\n"
         "#   in:  a.txt b.txt\n"
         "#   out: all.txt\n"
         "cat a.txt b.txt > all.txt\n")
@@ -231,7 +234,8 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
         seen.update(rules=len(workflow.rules), ids=graph.rule_ids, options=options)
         return 3
 
-    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(run=run))
+    monkeypatch.setitem(sys.modules, "vinemake.run",
+                        types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
     result = invoke("-T", "slurm", "-j", "4", "-k", "-r", "2", "--memory", "4GB",
                     "--worker-timeout", "5m", "--no-peer-transfers", "--cores", "2",
                     "--port", "9123", "Vinefile", "a.txt")
@@ -249,7 +253,8 @@ def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
     def run(workflow, graph, options):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(run=run))
+    monkeypatch.setitem(sys.modules, "vinemake.run",
+                        types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
     result = invoke()
     assert (result.exit_code, stderr(result)) == (130, "vinemake: interrupted\n")
 

@@ -12,7 +12,6 @@ import contextlib
 import gc
 import importlib
 import os
-import shlex
 import sys
 from collections.abc import Iterable
 
@@ -21,8 +20,9 @@ import click
 from vinemake import __version__
 from vinemake.errors import InputError, VinefileError, VinemakeError
 from vinemake.graph import EXPORT_FORMATS, BuildGraph
+from vinemake.listing import summary
 from vinemake.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, PLACEMENTS, RunOptions
-from vinemake.spec import Resources, RuleSpec, Workflow
+from vinemake.spec import Resources, Workflow
 from vinemake.units import parse_duration_s, parse_size_mb
 
 __all__ = ["main", "command", "DEFAULT_FILES"]
@@ -165,16 +165,20 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
         _chdir(directory)
     path = find_vinefile(vinefile)
     options = make_options(path, targets, clean, run)
+    ctx = click.get_current_context()
+    if not (check or dry_run or graph_format or clean):
+        # A rerun with nothing changed is decided from a stat snapshot, before parsing.
+        if _entry("nothing_to_do", "running")(options):
+            ctx.exit(0)
     with _collector_paused():
         workflow = _parse(path)
         graph = BuildGraph.build(workflow, options.root)
         if targets:
             graph = graph.select(targets)
-    ctx = click.get_current_context()
     if check:
         click.echo(summary(vinefile or path, graph))
     elif dry_run:
-        click.echo(dry_run_text(graph), nl=False)
+        ctx.exit(_entry("dry_run", "planning")(workflow, graph, options))
     elif graph_format:
         click.echo(graph.export(graph_format), nl=False)
     else:
@@ -276,69 +280,6 @@ def _entry(name: str, doing: str):
     if function is None:
         raise InputError(f"{doing} workflows is not implemented yet")
     return function
-
-
-# --- what --check and -n print --------------------------------------------------------------
-
-
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def summary(name: str, graph: BuildGraph) -> str:
-    """`Vinefile: 12 rules, 30 files (8 sources), 2 categories`."""
-    rules = graph.workflow.rules
-    categories = {rules[rid].category for rid in graph.rule_ids}
-    files = len(graph.producer) + len(graph.sources)
-    return (f"{name}: {_count(len(graph.rule_ids), 'rule')}, {_count(files, 'file')} "
-            f"({_count(len(graph.sources), 'source')}), {_count(len(categories), 'category')}"
-            .replace("categorys", "categories"))
-
-
-def _resources(rule: RuleSpec, category: Resources | None) -> str:
-    """`cores=4 memory=2000MB` for what the rule (or else its category) asks for."""
-    own, cat = rule.resources, category or Resources()
-    parts = []
-    for name, unit in (("cores", ""), ("memory_mb", "MB"), ("disk_mb", "MB"), ("gpus", ""),
-                       ("wall_time_s", "s")):
-        value = getattr(own, name)
-        value = getattr(cat, name) if value is None else value
-        if value is not None:
-            value = int(value) if float(value).is_integer() else value
-            parts.append(f"{name.split('_')[0]}={value}{unit}")
-    return " ".join(parts)
-
-
-def _files(refs) -> str:
-    return " ".join(shlex.quote(r.path) if r.sandbox == r.path
-                    else f"{shlex.quote(r.path)}->{shlex.quote(r.sandbox)}" for r in refs)
-
-
-def dry_run_text(graph: BuildGraph) -> str:
-    """Each rule's command in a valid order, its files and resources as `#` comments."""
-    rules = graph.workflow.rules
-    categories = {c.name: c.resources for c in graph.workflow.categories}
-    out: list[str] = []
-    for rid in graph.order():
-        rule = rules[rid]
-        notes = [f"category {rule.category}"]
-        resources = _resources(rule, categories.get(rule.category))
-        if resources:
-            notes.append(resources)
-        if rule.local:
-            notes.append("local")
-        kind = ""
-        if rule.library:
-            kind = f"library {rule.library}: "
-        elif rule.call:
-            kind = f"call {rule.call}: "
-        out.append(f"# {kind}{rule.name} (line {rule.location.line}; {'; '.join(notes)})")
-        if rule.sources:
-            out.append(f"#   in:  {_files(rule.sources)}")
-        if rule.targets:
-            out.append(f"#   out: {_files(rule.targets)}")
-        out.append(rule.command)
-    return "".join(line + "\n" for line in out)
 
 
 if __name__ == "__main__":  # pragma: no cover

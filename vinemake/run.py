@@ -20,6 +20,7 @@ from vinemake.filestate import FileState, snapshot_digest, snapshot_matches, wri
 from vinemake.graph import BuildGraph, norm
 from vinemake.journal import Journal
 from vinemake.keys import Keys, compute_keys
+from vinemake.listing import dry_run_text
 from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.spec import Workflow
 from vinemake.store import Store
@@ -84,10 +85,12 @@ def remote_rules(workflow: Workflow, graph: BuildGraph) -> frozenset[int]:
 
 
 def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
-            cache_dir: str | None = None, remote: frozenset[int] = frozenset()) -> Prepared:
+            cache_dir: str | None = None, remote: frozenset[int] = frozenset(),
+            save: bool = True) -> Prepared:
     """Hash sources, compute every key, read the journal and decide each rule.
 
     `remote` rules are planned like `@temp` ones: their outputs never reach this host.
+    `save=False` (for -n) leaves the hash memo unwritten: a dry run writes nothing.
     """
     from vinemake.engine import effective_resources
 
@@ -97,7 +100,8 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     categories = {c.name: c for c in workflow.categories}
     files = FileState(os.path.join(state_dir(root), "filestate"))
     source_keys = {p: files.key(os.path.join(root, p)) for p in graph.sources}
-    files.save()
+    if save:
+        files.save()
 
     def resources_of(rule):
         return effective_resources(rule, categories)
@@ -194,12 +198,12 @@ def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None =
     """`-n`: print what would run or be restored (`--explain`: every rule). Runs nothing."""
     out = out or sys.stdout
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
-    prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir, remote)
-    rules = workflow.rules
-    for rid in prep.plan.order:
-        reason = prep.plan.reasons[rid]
-        if reason.action != SKIP or options.explain:
-            out.write(f"{reason.action:<8}{rules[rid].name}: {reason.text}\n")
+    prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir, remote,
+                   save=False)
+    reasons = prep.plan.reasons
+    shown = [rid for rid in prep.plan.order if reasons[rid].action != SKIP or options.explain]
+    out.write(dry_run_text(graph, shown,
+                           {rid: f"{reasons[rid].action}, {reasons[rid].text}" for rid in shown}))
     if not prep.plan.ids(RUN) and not prep.plan.ids(RESTORE) and not options.explain:
         out.write("vinemake: nothing to do\n")
     return 0
