@@ -616,3 +616,16 @@ def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_
                                              "re-create it: x")
     assert "out-x" not in c.m.replicas and "liar" in c.m.workers
     liar.close()
+
+
+def test_install_replaces_a_directory_and_makes_missing_parents(tmp_path):
+    (tmp_path / "new" / "sub").mkdir(parents=True)
+    (tmp_path / "new" / "sub" / "f").write_text("new")
+    (tmp_path / "target").mkdir()
+    (tmp_path / "target" / "stale").write_text("old")
+    install(str(tmp_path / "new"), str(tmp_path / "target"))
+    assert sorted(p.name for p in (tmp_path / "target").rglob("*")) == ["f", "sub"]
+    (tmp_path / "file").write_text("x")
+    install(str(tmp_path / "file"), str(tmp_path / "a" / "b" / "file"))
+    assert (tmp_path / "a" / "b" / "file").read_text() == "x"
+    assert sorted(os.listdir(tmp_path)) == ["a", "file", "new", "target"]

@@ -81,9 +81,11 @@ def install(src: str, target: str, move: bool = False) -> None:
     (a file just received). Parent directories are created. A directory target is replaced.
     """
     parent = os.path.dirname(target) or "."
-    os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{os.path.basename(target)}.vinemake-{os.getpid()}-"
                                f"{next(_tmp_counter)}")
+    if not move and _fast_link(src, tmp, target):
+        return
+    os.makedirs(parent, exist_ok=True)
     try:
         if move:
             try:
@@ -105,6 +107,24 @@ def install(src: str, target: str, move: bool = False) -> None:
         elif os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _fast_link(src: str, tmp: str, target: str) -> bool:
+    """The common case in two system calls: a file, linked, renamed over a file or nothing.
+
+    False (with nothing left behind) when the general path is needed: a directory, another
+    filesystem, a parent directory to create, a directory in the way.
+    """
+    try:
+        os.link(src, tmp)
+    except OSError:
+        return False
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        os.unlink(tmp)
+        return False
+    return True
 
 
 def _link_or_copy(src: str, dest: str) -> None:
