@@ -629,3 +629,39 @@ def test_install_replaces_a_directory_and_makes_missing_parents(tmp_path):
     install(str(tmp_path / "file"), str(tmp_path / "a" / "b" / "file"))
     assert (tmp_path / "a" / "b" / "file").read_text() == "x"
     assert sorted(os.listdir(tmp_path)) == ["a", "file", "new", "target"]
+
+
+class RecordingProvider:
+    """A WorkerProvider that starts nothing and keeps every Demand it is shown."""
+
+    def __init__(self):
+        self.demands = []
+
+    def start(self, manager, options):
+        self.address = manager
+
+    def scale(self, demand):
+        self.demands.append(demand)
+
+    def close(self):
+        pass
+
+
+def test_the_provider_hears_the_work_waiting_and_every_worker_that_came_and_went(tmp_path):
+    provider = RecordingProvider()
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), provider)
+    c = Cluster.__new__(Cluster)  # reuse the worker helper around this manager
+    c.tmp, c.config, c.m, c.procs, c.results = tmp_path, m.config, m, {}, {}
+    try:
+        assert (provider.address.host, provider.address.port) == ("127.0.0.1", m.port)
+        m.submit(task(1, "true", resources=Resources(cores=4)))
+        wait_for(lambda: any(d.waiting for d in provider.demands), "a demand with work")
+        assert provider.demands[-1].waiting == (Resources(cores=4),)
+        w = c.worker("w1")
+        w.kill()
+        wait_for(lambda: provider.demands[-1].workers_left == 1, "the loss to be counted")
+        assert (provider.demands[-1].workers_joined, provider.demands[-1].connected_workers) \
+            == (1, 0)
+    finally:
+        m.close()
+        c.close()

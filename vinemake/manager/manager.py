@@ -167,6 +167,7 @@ class Manager:
         self.queue: collections.deque[Task] = collections.deque()
         self.lost_count: collections.Counter = collections.Counter()
         self.running_total = 0
+        self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[_Worker] = []
@@ -348,7 +349,8 @@ class Manager:
             self.provider.scale(Demand(
                 waiting=tuple(t.resources for t in list(self.queue)[:1000]),
                 running_tasks=self.running_total, connected_workers=len(self.workers),
-                idle_workers=idle))
+                idle_workers=idle, workers_joined=self.workers_joined,
+                workers_left=self.workers_left))
         except Exception as e:  # a provider's hiccup must not stop running work
             log.warning("worker provider failed to scale: %s", e)
 
@@ -427,6 +429,7 @@ class Manager:
             self._add_replica(w, key, digest)
             self.sizes[key] = size
         self.sel.register(sock, selectors.EVENT_READ, w)
+        self.workers_joined += 1
         self._update_largest()
         log.info("worker %s joined from %s (%s)", wid, addr,
                  "same host" if w.same_host else "remote")
@@ -794,6 +797,7 @@ class Manager:
         if self.workers.get(w.id) is not w:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]
+        self.workers_left += 1
         log.warning("lost worker %s: %s", w.id, why)
         self.delivery.worker_lost(w.id)
         try:
