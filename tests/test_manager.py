@@ -17,6 +17,7 @@ from conftest import require, require_tool
 
 from vinemake.backends import ManagerAddress, ProviderOptions
 from vinemake.backends.local import LocalWorkers, worker_command
+from vinemake.errors import InfrastructureError
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
 from vinemake.manager.transfers import MANAGER, install
@@ -665,3 +666,19 @@ def test_the_provider_hears_the_work_waiting_and_every_worker_that_came_and_went
     finally:
         m.close()
         c.close()
+
+
+class RefusingProvider(RecordingProvider):
+    def scale(self, demand):
+        raise InfrastructureError("sbatch refused the worker jobs and retrying cannot help")
+
+
+def test_a_provider_that_can_never_start_workers_ends_the_wait(tmp_path):
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), RefusingProvider())
+    try:
+        m.submit(task(1, "true"))
+        with pytest.raises(InfrastructureError) as e:
+            m.wait(30)
+        assert str(e.value) == "sbatch refused the worker jobs and retrying cannot help"
+    finally:
+        m.close()

@@ -151,6 +151,7 @@ class Manager:
         self._woken = False
         self._closed = False
         self._crash = ""
+        self._failure: InfrastructureError | None = None  # from the worker provider
 
         # Loop thread only.
         self.workers: dict[str, _Worker] = {}
@@ -206,7 +207,7 @@ class Manager:
             self._wake()
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            while not self._results and not self._closed:
+            while not self._results and not self._closed and self._failure is None:
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     break
@@ -214,6 +215,8 @@ class Manager:
             out, self._results = self._results, []
             if not out and self._crash:
                 raise InfrastructureError(f"the manager failed: {self._crash}")
+            if not out and self._failure is not None:
+                raise self._failure
             return out
 
     def cancel_all(self) -> None:
@@ -351,6 +354,12 @@ class Manager:
                 running_tasks=self.running_total, connected_workers=len(self.workers),
                 idle_workers=idle, workers_joined=self.workers_joined,
                 workers_left=self.workers_left))
+        except InfrastructureError as e:
+            # Workers can never start (e.g. the batch system refuses the request for good):
+            # waiting would be forever, so the engine hears it from wait().
+            with self._lock:
+                self._failure = e
+                self._results_ready.notify_all()
         except Exception as e:  # a provider's hiccup must not stop running work
             log.warning("worker provider failed to scale: %s", e)
 
