@@ -682,3 +682,21 @@ def test_a_provider_that_can_never_start_workers_ends_the_wait(tmp_path):
         assert str(e.value) == "sbatch refused the worker jobs and retrying cannot help"
     finally:
         m.close()
+
+
+def test_small_outputs_of_a_remote_worker_come_back_inside_its_outcome(cluster, tmp_path,
+                                                                       monkeypatch):
+    from vinemake.manager import delivery
+
+    def no_fetch(*args):
+        raise AssertionError("fetched")
+
+    monkeypatch.setattr(delivery.Delivery, "_fetch_now", no_fetch)
+    c = cluster()
+    c.worker("w1", 1, 1000, 1000, "--as-remote")
+    r, = c.run(task(1, "echo small > s; : > empty", outputs=[
+        ("out-s", "s", str(tmp_path / "a" / "s")), ("out-e", "empty", str(tmp_path / "e"))]))
+    assert r.ok, r
+    assert ((tmp_path / "a" / "s").read_text(), (tmp_path / "e").read_bytes()) == ("small\n", b"")
+    assert [(t["source"], t["dest"], t["key"], t["bytes"]) for t in c.transfers()] == [
+        ("w1", MANAGER, "out-s", "6"), ("w1", MANAGER, "out-e", "0")]

@@ -34,6 +34,8 @@ the recorded content hash is what makes a received output trustworthy.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -312,19 +314,22 @@ class Outcome:
     outputs: (key, size, content hash, path in the worker's cache) for each output made.
     failed: (sandbox name, cache key, path in the worker's cache) for outputs of a failed run.
     unfetched: (key, sources tried) for an input no source could give (status "error").
+    inline: (key, bytes) of small outputs sent along, so the manager need not fetch them.
     """
 
     result: TaskResult
     outputs: tuple[tuple[str, int, str, str], ...] = ()
     failed: tuple[tuple[str, str, str], ...] = ()
     unfetched: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    inline: tuple[tuple[str, bytes], ...] = ()
 
 
 def outcome_to_wire(o: Outcome) -> dict:
     r = o.result
     return {"id": r.task_id, "status": r.status, "exit_code": r.exit_code, "reason": r.reason,
             "stderr": r.stderr_tail, "measured": r.measured.__dict__, "worker": r.worker,
-            "outputs": o.outputs, "failed": o.failed, "unfetched": o.unfetched}
+            "outputs": o.outputs, "failed": o.failed, "unfetched": o.unfetched,
+            "inline": [[k, base64.b64encode(data).decode()] for k, data in o.inline]}
 
 
 def outcome_from_wire(d: dict) -> Outcome:
@@ -337,9 +342,12 @@ def outcome_from_wire(d: dict) -> Outcome:
         failed = tuple((str(n), str(k), str(p)) for n, k, p in d["failed"])
         unfetched = tuple((str(k), tuple(str(s) for s in sources))
                           for k, sources in d.get("unfetched", ()))
-    except (KeyError, TypeError, ValueError) as e:
+        inline = tuple((str(k), base64.b64decode(data, validate=True))
+                       for k, data in d.get("inline", ()))
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
-    return Outcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched)
+    return Outcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched,
+                   inline=inline)
 
 
 def resources_to_wire(r: Resources) -> dict:

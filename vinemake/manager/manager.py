@@ -30,12 +30,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import xxhash
+
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.placement import WorkerView, fits, holder, need, place
-from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources
+from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
 from vinemake.protocol import (
     MSG,
     PUSH_FAILED,
@@ -749,6 +751,16 @@ class Manager:
         if not wanted and not failed:
             self._report([r])
             return
+        if outcome.inline:
+            try:
+                wanted = self._install_inline(w, task, outcome, wanted)
+            except (OSError, ProtocolError) as e:
+                self._report([dataclasses.replace(
+                    r, status="error", reason=f"cannot put output in place: {e}")])
+                return
+            if not wanted and not failed:
+                self._report([r])
+                return
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
         installs += [Install(target, key, "", path) for target, key, path in failed]
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
@@ -775,6 +787,23 @@ class Manager:
             return True
         self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
         return True
+
+    def _install_inline(self, w: _Worker, task: Task, outcome, wanted) -> list:
+        """Put the outputs that came inside the outcome in place; the rest still to fetch."""
+        data = dict(outcome.inline)
+        rest = []
+        now = time.time()
+        for f, entry in wanted:
+            key, size, digest, _path = entry
+            if key not in data:
+                rest.append((f, entry))
+                continue
+            if len(data[key]) != size or xxhash.xxh3_128_hexdigest(data[key]) != digest:
+                raise ProtocolError(f"corrupt transfer of {key}: inline bytes do not match "
+                                    "the recorded hash")
+            install_bytes(data[key], f.path)
+            self.transfer_log.record(w.id, MANAGER, key, size, now, now)
+        return rest
 
     def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
         self.silent.discard(task.id)

@@ -19,7 +19,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Mapping
 
-__all__ = ["MANAGER", "choose_sources", "TransferLog", "install"]
+__all__ = ["MANAGER", "choose_sources", "TransferLog", "install", "install_bytes"]
 
 MANAGER = "manager"
 _tmp_counter = itertools.count()
@@ -105,6 +105,28 @@ def install(src: str, target: str, move: bool = False) -> None:
         if os.path.isdir(tmp):
             shutil.rmtree(tmp, ignore_errors=True)
         elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def install_bytes(data: bytes, target: str) -> None:
+    """Write `data` at `target` atomically (a small output that came inside a message)."""
+    parent = os.path.dirname(target) or "."
+    tmp = os.path.join(parent, f".{os.path.basename(target)}.vinemake-{os.getpid()}-"
+                               f"{next(_tmp_counter)}")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileNotFoundError:
+        os.makedirs(parent, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        if os.path.isdir(target) and not os.path.islink(target):
+            shutil.rmtree(target)
+        os.rename(tmp, target)
+    except BaseException:
+        if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
 

@@ -32,6 +32,7 @@ from vinemake.worker.sandbox import SandboxError, check_key, check_name, link_in
 __all__ = ["Source", "Fetch", "Runner", "TAIL_BYTES"]
 
 TAIL_BYTES = 2048
+INLINE_MAX = 4096  # bytes: outputs up to this size go back inside the Done message
 # Each command leads its own process group so the monitor can kill all it started. A new
 # group is much cheaper to start than a new session (Python ≥ 3.11 only).
 _OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_new_session": True}
@@ -218,12 +219,20 @@ class Runner:
             failed = self._keep_failed(task, sandbox)
             return self._result(task, status, code, reason, tail, measured, failed=failed)
         outputs = []
+        inline = []
         for f in task.outputs:
             src = os.path.join(sandbox, f.sandbox)
             size, digest = tree_hash(src)
             entry = self.cache.insert(src, f.key, size, digest, task.cache_forever)
             outputs.append((f.key, size, digest, entry.path))
-        return self._result(task, "ok", code, reason, tail, measured, outputs=tuple(outputs))
+            # A small output the manager wants back rides in the outcome: a fetch per tiny
+            # file (connection, handshake) would cost more than the task.
+            if (f.path is not None and not self.same_host and size <= INLINE_MAX
+                    and not digest.startswith("dir-")):
+                with open(entry.path, "rb") as fh:
+                    inline.append((f.key, fh.read(INLINE_MAX + 1)))
+        outcome = self._result(task, "ok", code, reason, tail, measured, outputs=tuple(outputs))
+        return dataclasses.replace(outcome, inline=tuple(inline)) if inline else outcome
 
     def _keep_failed(self, task: Task, sandbox: str) -> tuple[tuple[str, str, str], ...]:
         kept = []
