@@ -700,3 +700,26 @@ def test_small_outputs_of_a_remote_worker_come_back_inside_its_outcome(cluster, 
     assert ((tmp_path / "a" / "s").read_text(), (tmp_path / "e").read_bytes()) == ("small\n", b"")
     assert [(t["source"], t["dest"], t["key"], t["bytes"]) for t in c.transfers()] == [
         ("w1", MANAGER, "out-s", "6"), ("w1", MANAGER, "out-e", "0")]
+
+
+def test_a_large_file_is_sent_by_each_source_to_one_worker_at_a_time(cluster, tmp_path):
+    c = cluster(transfer_limit=3)
+    src = tmp_path / "big.in"
+    src.write_bytes(os.urandom(9_000_000))
+    names = ["w1", "w2", "w3", "w4"]
+    for n in names:
+        c.worker(n, 1, 1000, 1000, "--as-remote")
+    gate = tmp_path / "gate"
+    tasks = [task(i, f"touch {tmp_path}/s.{i}; while [ ! -e {gate} ]; do sleep 0.01; done",
+                  inputs=[("file-big", "big", str(src), 9_000_000)]) for i in range(4)]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: len(list(tmp_path.glob("s.*"))) == 4, "four tasks to start")
+    gate.touch()
+    assert {r.worker for r in c.collect(*tasks)} == set(names)
+    big = [t for t in c.transfers() if t["key"] == "file-big"]
+    assert len(big) == 4 and [t["source"] for t in big].count(MANAGER) == 1
+    for source in {t["source"] for t in big}:
+        spans = sorted((float(t["start"]), float(t["end"])) for t in big if t["source"] == source)
+        pairs = zip(spans, spans[1:], strict=False)
+        assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairs)  # one at a time
