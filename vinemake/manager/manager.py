@@ -644,7 +644,7 @@ class Manager:
                 continue
             path = None if f.key in self.remote_only else f.path or self.paths.get(f.key)
             holders = self.replicas.get(f.key, ())
-            big = max(f.size, self.sizes.get(f.key, 0)) >= LARGE_FILE_BYTES
+            big = self._size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
             order = choose_sources(holders, self.inflight,
                                    1 if big and self.config.peer_transfers
                                    else self.config.transfer_limit,
@@ -659,6 +659,17 @@ class Manager:
             fetches.append([f.key, self.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
+
+    def _size_of(self, key: str, declared: int, path: str | None) -> int:
+        """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
+        size = max(declared, self.sizes.get(key, 0))
+        if size == 0 and path is not None and key not in self.sizes:
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                size = 0
+            self.sizes[key] = size
+        return size
 
     def _recreate(self, key: str) -> None:
         """Run again the producer of `key`, an intermediate lost with its worker.
