@@ -28,6 +28,12 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 if [ -f tests/editor/package.json ]; then
   log "npm ci (VS Code grammar test runner)"
   npm ci --prefix tests/editor --no-audit --no-fund --loglevel=error
+  # vsce packages the VS Code extension; the packaging test runs when VSCE names it.
+  vsce_dir=${VSCE_DIR:-/tmp/vinemake-vsce}
+  if [ ! -x "$vsce_dir/node_modules/.bin/vsce" ]; then
+    npm install --prefix "$vsce_dir" --no-audit --no-fund --loglevel=error @vscode/vsce
+  fi
+  export VSCE="$vsce_dir/node_modules/.bin/vsce"
 fi
 
 slurm_started=0
