@@ -28,6 +28,10 @@ LANGUAGE = ROOT / "docs" / "language.md"
 
 # A fence opens at the start of a line; its info word decides what the block is.
 _FENCE = re.compile(r"^```([\w-]*)[ \t]*\n(.*?)^```[ \t]*$", re.M | re.S)
+# A paragraph right after a valid block may state the command of its last rule.
+_COMMAND_CLAIM = re.compile(r"\s*The command (?:above )?is `([^`]+)`")
+# The environment the examples are read with (the lookup-order example reads HOME).
+ENVIRON = {"HOME": "/root"}
 
 
 class Block(NamedTuple):
@@ -38,6 +42,7 @@ class Block(NamedTuple):
     kind: str  # "vinefile" or "vinefile-error"
     text: str
     expected_error: str | None
+    expected_command: str | None = None
 
 
 def blocks_of(markdown: str, doc: str) -> list[Block]:
@@ -53,8 +58,10 @@ def blocks_of(markdown: str, doc: str) -> list[Block]:
         if (kind == "vinefile-error" and nxt is not None and nxt.group(1) == "text"
                 and not markdown[m.end(): nxt.start()].strip()):
             expected = nxt.group(2).rstrip("\n")
+        claim = _COMMAND_CLAIM.match(markdown, m.end())
         line = markdown.count("\n", 0, m.start()) + 1
-        found.append(Block(doc, line, kind, m.group(2), expected))
+        found.append(Block(doc, line, kind, m.group(2), expected,
+                           claim.group(1) if claim and kind == "vinefile" else None))
     return found
 
 
@@ -100,7 +107,9 @@ def test_the_docs_have_blocks_of_both_kinds():
 
 @pytest.mark.parametrize("block", VALID, ids=_id)
 def test_valid_block_parses(block):
-    parse_text(block.text, f"{block.doc}:{block.line}")
+    workflow = parse_text(block.text, f"{block.doc}:{block.line}", ENVIRON)
+    if block.expected_command is not None:
+        assert workflow.rules[-1].command == block.expected_command
 
 
 @pytest.mark.parametrize("block", VALID, ids=_id)
@@ -143,6 +152,15 @@ def test_blocks_of_reads_kinds_lines_and_expected_errors():
         Block("d.md", 2, "vinefile", "out:\n\tdate > out\n", None),
         Block("d.md", 7, "vinefile-error", "X -= 1\n", "the error"),
     ]
+
+
+def test_blocks_of_reads_a_command_claim():
+    markdown = "```vinefile\nout:\n\tdate > out\n```\n\nThe command is `date > out`.\n"
+    assert blocks_of(markdown, "d.md")[0].expected_command == "date > out"
+
+
+def test_the_docs_state_commands():
+    assert len([b for b in VALID if b.expected_command]) >= 3
 
 
 def test_a_broken_valid_block_fails_to_parse():
