@@ -216,3 +216,21 @@ def test_an_ok_result_without_its_output_is_a_failure_not_a_crash(root):
     assert outcome.failed == ("a",)
     assert ("failed", "a", "missing output: output 'a' is not at its path after the run") \
         in rep.events
+
+
+def test_a_temp_output_read_by_a_local_rule_comes_back_and_is_then_up_to_date(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", temp=True),
+             rule(1, ["b"], ["a"], "make b", local=True)]
+    outcome, ex, _ = run_once(root, rules)
+    assert outcome.exit_code == 0
+    assert ex.submitted[0].outputs[0].path == os.path.join(root, "a")
+    again, ex2, _ = run_once(root, rules)
+    assert ex2.names() == [] and again.skipped == 2
+
+
+def test_a_temp_or_remote_output_read_only_on_workers_stays_there(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", temp=True), rule(1, ["b"], ["a"], "make b"),
+             rule(2, ["c"], ["b"], "make c"), rule(3, ["d"], ["c"], "make d", subworkflow=True)]
+    _, ex, _ = run_once(root, rules, options=EngineOptions(remote=frozenset({1, 2})))
+    assert [t.outputs[0].path for t in ex.submitted] == [
+        None, None, os.path.join(root, "c"), os.path.join(root, "d")]

@@ -309,3 +309,16 @@ def test_keep_intermediates_remote_brings_back_only_workflow_outputs(project):
     assert (root / "d.txt").read_text() == "HELLO\nHELLO\n6\n"
     again = vinemake(root, "--keep-intermediates-remote")
     assert again.stderr == "vinemake: nothing to do, 4 rules up to date\n"
+
+
+def test_a_temp_output_read_by_a_local_rule_reaches_it_and_a_rerun_does_nothing(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    (root / "in.txt").write_text("one\ntwo\n")
+    (root / "Vinefile").write_text("@temp\nmid.txt: in.txt\n\tcat in.txt in.txt > mid.txt\n\n"
+                                   "out.txt: mid.txt\n\tLOCAL wc -l < mid.txt > out.txt\n")
+    first = vinemake(root)
+    assert sorted(started(first)) == ["mid.txt", "out.txt"]
+    assert (root / "out.txt").read_text().strip() == "4"
+    os.unlink(root / ".vinemake" / "uptodate")  # past the snapshot: the plan itself decides
+    assert vinemake(root).stderr == "vinemake: nothing to do, 2 rules up to date\n"

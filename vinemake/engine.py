@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
@@ -34,7 +34,7 @@ from vinemake.store import Store
 from vinemake.task import LibrarySpec, Task, TaskFile, TaskResult
 
 __all__ = ["EngineOptions", "Outcome", "Engine", "effective_resources", "too_big",
-           "failed_dir_name"]
+           "failed_dir_name", "stays_remote"]
 
 RETRYABLE_ALWAYS = ("lost", "error")
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
@@ -92,6 +92,19 @@ def too_big(need: Resources, largest: Resources) -> str | None:
     return None
 
 
+def stays_remote(rules: Sequence[RuleSpec], dependents: Sequence[Sequence[int]], rid: int,
+                 remote: Set[int] = frozenset()) -> bool:
+    """Do `rid`'s outputs stay on the workers? The engine's paths and the plan both ask this.
+
+    `@temp` and `remote` (--keep-intermediates-remote) say so, unless a LOCAL rule or a
+    sub-workflow reads one of them: those run in the workflow directory, not on a worker.
+    """
+    rule = rules[rid]
+    if not (rule.temp or rid in remote):
+        return False
+    return not any(rules[d].local or rules[d].subworkflow for d in dependents[rid])
+
+
 def failed_dir_name(name: str) -> str:
     """A rule's directory name under .vinemake/failed/ (a target path may hold slashes)."""
     return quote(name, safe=" .,_-+=@")
@@ -144,7 +157,7 @@ class Engine:
 
     def stays_remote(self, rid: int) -> bool:
         """Do `rid`'s outputs stay on the workers (`@temp`, --keep-intermediates-remote)?"""
-        return self.rules[rid].temp or rid in self.options.remote
+        return stays_remote(self.rules, self.dependents, rid, self.options.remote)
 
     def path(self, p: str) -> str:
         return os.path.join(self.root, p)

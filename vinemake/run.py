@@ -92,7 +92,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     `remote` rules are planned like `@temp` ones: their outputs never reach this host.
     `save=False` (for -n) leaves the hash memo unwritten: a dry run writes nothing.
     """
-    from vinemake.engine import effective_resources
+    from vinemake.engine import effective_resources, stays_remote
 
     if targets:
         graph = graph.select(targets)
@@ -121,7 +121,8 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
         producers = tuple((norm(s.path), graph.producer[norm(s.path)]) for s in rule.sources
                           if norm(s.path) in graph.producer)
         rk = keys.rules[rid]
-        plan_rules[rid] = PlanRule(rid, rule.name, rk, rule.temp or rid in remote, producers,
+        plan_rules[rid] = PlanRule(rid, rule.name, rk,
+                                   stays_remote(rules, graph.dependents, rid, remote), producers,
                                    any(p in consumed for p, _, _ in rk.outputs))
         for path, _, _ in rk.outputs:
             st = files.stat(os.path.join(root, path))
