@@ -58,6 +58,9 @@ class Task:
     cache_forever: bool = False
     failed_dir: str | None = None  # where outputs of a failed run are put, if any exist
     attempt: int = 1
+    # The rule's BATCH_OPTIONS (its own, else its category's) when workers are batch jobs:
+    # the task runs only on a worker submitted with exactly these options.
+    batch_options: str = ""
 
 
 # What a TaskResult.status may be. Only "ok" means the outputs are in place.
