@@ -6,13 +6,16 @@ pilot jobs, by hand) and scales them to the work waiting. It never runs a rule i
 
 from __future__ import annotations
 
+import hashlib
 import importlib
+import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from vinemake.spec import Resources
 
-__all__ = ["Demand", "ManagerAddress", "WorkerProvider", "BACKENDS", "get_provider"]
+__all__ = ["Demand", "ManagerAddress", "WorkerProvider", "BACKENDS", "BATCH_SYSTEMS",
+           "get_provider", "options_tag", "worker_options_tag"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,8 @@ class ManagerAddress:
 class Demand:
     """What the manager tells a provider, periodically: the work waiting and the workers it has.
 
-    `waiting` holds the resources of each task that is ready but not placed.
+    `waiting` holds the resources of each task that is ready but not placed, and
+    `waiting_batch_options` (empty, or parallel to `waiting`) its rule's BATCH_OPTIONS.
     `workers_joined`/`workers_left` count every worker that connected/disconnected since the
     manager started: a worker that comes and goes between two calls is still seen (a batch
     provider replaces a killed pilot at once instead of at its next status poll).
@@ -42,6 +46,7 @@ class Demand:
     done: bool = False
     workers_joined: int = 0
     workers_left: int = 0
+    waiting_batch_options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -75,6 +80,28 @@ BACKENDS = {
     "sge": "vinemake.backends.sge:SgeWorkers",
     "condor": "vinemake.backends.condor:CondorWorkers",
 }
+
+
+# -T names whose workers are batch jobs, so a rule's BATCH_OPTIONS mean something.
+BATCH_SYSTEMS = frozenset({"slurm", "pbs", "sge", "condor"})
+
+# A pilot submitted with a rule's BATCH_OPTIONS says so in its worker name, `...@bo-<tag>`:
+# the name is all the manager learns of a worker, and a hash keeps it short and shell-safe.
+_TAG = "@bo-"
+_TAGGED = re.compile(re.escape(_TAG) + r"([0-9a-f]{10})(?:#\d+)?$")
+
+
+def options_tag(batch_options: str) -> str:
+    """The name suffix of workers submitted with `batch_options` ("" for none)."""
+    if not batch_options:
+        return ""
+    return _TAG + hashlib.sha256(batch_options.encode()).hexdigest()[:10]
+
+
+def worker_options_tag(worker_id: str) -> str:
+    """The options_tag() a worker's name (or id, `name#2`) ends with, "" if none."""
+    found = _TAGGED.search(worker_id)
+    return _TAG + found.group(1) if found else ""
 
 
 def get_provider(name: str) -> WorkerProvider:
