@@ -166,10 +166,14 @@ class Runner:
         env.update((os.fsencode(k), os.fsencode(v)) for k, v in task.env)
         # Beside the sandbox, not in it (it is not the task's disk); kept for the next task.
         with open(sandbox + ".err", "w+b") as err:
+            # Wall time counts from before the spawn: a short command may be over by the
+            # time Popen returns, and cores = CPU / wall would come out absurdly high.
+            spawned = time.monotonic()
             proc = subprocess.Popen(["/bin/sh", "-c", task.command], cwd=sandbox, env=env,
                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                     stderr=err, **_OWN_GROUP)
             watch = self.monitor.watch(proc.pid, task.resources, sandbox)
+            watch.start = spawned
             self.watches[task.id] = watch
             try:
                 code, usage = _reap(proc)
