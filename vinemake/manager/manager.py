@@ -180,6 +180,8 @@ class Manager:
         self._names = collections.Counter()
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[_Worker] = []
+        self._rbuf = bytearray(1 << 20)
+        self._rview = memoryview(self._rbuf)
         self._pending_results: list[TaskResult] = []
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._report,
@@ -466,7 +468,10 @@ class Manager:
 
     def _read(self, w: _Worker) -> None:
         try:
-            data = w.sock.recv(1 << 20)
+            # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
+            # object on every read, most of the manager's CPU per small message.
+            n = w.sock.recv_into(self._rbuf)
+            data = self._rview[:n].tobytes()
             if isinstance(w.sock, ssl.SSLSocket):
                 while w.sock.pending():
                     data += w.sock.recv(w.sock.pending())
