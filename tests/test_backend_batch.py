@@ -8,18 +8,29 @@ import threading
 
 import pytest
 
-from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends import (
+    Demand,
+    ManagerAddress,
+    ProviderOptions,
+    options_tag,
+    worker_options_tag,
+)
 from vinemake.backends.batch import (
     ArrayRequest,
     CommandResult,
     FakeClock,
     FakeRunner,
     WorkerJob,
+    WorkerLaunch,
     backoff_s,
+    join_options,
     plan_workers,
     reachable_host,
     worker_shape,
 )
+from vinemake.backends.condor import Condor
+from vinemake.backends.pbs import Pbs
+from vinemake.backends.sge import Sge
 from vinemake.backends.slurm import SlurmWorkers
 from vinemake.errors import InfrastructureError
 from vinemake.spec import Resources
@@ -104,6 +115,26 @@ def test_worker_shape_rounds_cores_up_and_defaults_to_one():
         cores=2, wall_time_s=60)
 
 
+def test_rules_with_batch_options_get_their_own_arrays():
+    demand = Demand(waiting=(ONE, ONE, ONE, ONE),
+                    waiting_batch_options=("", "--comment=x", "", "--comment=x"))
+    assert plan_workers(demand, [], OPTS, 100) == [
+        ArrayRequest(2, ONE), ArrayRequest(2, ONE, "--comment=x")]
+
+
+def test_idle_workers_take_only_tasks_without_batch_options():
+    demand = Demand(waiting=(ONE, ONE, ONE), waiting_batch_options=("--comment=x", "", ""),
+                    connected_workers=2, idle_workers=2)
+    assert plan_workers(demand, [job("1", 2)], OPTS, 100) == [
+        ArrayRequest(1, ONE, "--comment=x")]
+
+
+def test_starting_workers_count_only_for_their_own_batch_options():
+    starting = WorkerJob("7", ONE, 2, 2, 0.0, batch_options="--comment=x")
+    demand = Demand(waiting=(ONE,) * 3, waiting_batch_options=("--comment=x", "", ""))
+    assert plan_workers(demand, [starting], OPTS, 100) == [ArrayRequest(2, ONE)]
+
+
 def test_workers_are_never_told_to_connect_to_a_wildcard_address():
     assert reachable_host("10.1.2.3") == "10.1.2.3"
     assert reachable_host("0.0.0.0", lambda: "login1.hpc.example.org") == "login1.hpc.example.org"
@@ -152,6 +183,31 @@ def test_sbatch_script_asks_for_what_the_rules_need():
         "exec /opt/bin/vinemake-worker 10.0.0.5 9123 --cores 4 --memory 2048 --disk 500 "
         '--gpus 1 --timeout 60 --name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"\n']
     assert provider.submitted == ["42"]
+
+
+def test_a_rules_batch_options_follow_the_users_and_tag_the_worker_name():
+    provider, runner, _, _ = make(batch_options="-p short")
+    provider.scale(Demand(waiting=(ONE, ONE), waiting_batch_options=("", "--comment='a b'")))
+    plain, tagged = runner.calls
+    assert plain[:-1] == ["sbatch", "--parsable", "-p", "short"]
+    assert tagged[:-1] == ["sbatch", "--parsable", "-p", "short", "--comment=a b"]
+    tag = options_tag("--comment='a b'")
+    assert re.fullmatch(r"@bo-[0-9a-f]{10}", tag)
+    assert runner.scripts[0].endswith(
+        '--name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"\n')
+    assert runner.scripts[1].endswith(
+        f'--name "slurm-${{SLURM_ARRAY_JOB_ID}}_${{SLURM_ARRAY_TASK_ID}}{tag}"\n')
+    assert [j.batch_options for j in provider.jobs] == ["", "--comment='a b'"]
+
+
+def test_a_worker_name_says_which_batch_options_it_was_submitted_with():
+    tag = options_tag("--comment=x")
+    assert options_tag("") == ""
+    assert tag != options_tag("--comment=y")
+    assert worker_options_tag(f"slurm-42_1{tag}") == tag
+    assert worker_options_tag(f"slurm-42_1{tag}#2") == tag  # a namesake's manager id
+    assert worker_options_tag("slurm-42_1") == ""
+    assert worker_options_tag(f"{tag}x") == ""
 
 
 def test_password_and_ssl_reach_the_worker():
@@ -411,3 +467,24 @@ def test_min_workers_are_submitted_at_start():
     provider, runner, _, _ = make(min_workers=2)
     assert runner.programs() == ["sbatch"]
     assert "#SBATCH --array=1-2\n" in runner.scripts[0]
+
+
+@pytest.mark.parametrize("system, name, options", [
+    (Pbs(), '--name "pbs-${PBS_JOBID}@bo-0123456789"\n', ["-l", "host=a b"]),
+    (Sge(), '--name "sge-${JOB_ID}.${SGE_TASK_ID}@bo-0123456789"\n', ["-l", "host=a b"]),
+])
+def test_pbs_and_sge_tag_the_worker_name_and_pass_the_options(system, name, options):
+    launch = WorkerLaunch(1, ONE, "vm-ab12-1", ("w", "h", "1"), batch_options="-l 'host=a b'",
+                          worker_tag="@bo-0123456789")
+    assert system.submit_script(launch).endswith(name)
+    argv = system.submit_argv(launch, "/tmp/s.sh")
+    assert argv[-3:] == [*options, "/tmp/s.sh"]
+
+
+def test_condor_tags_the_worker_name_and_writes_one_option_per_line():
+    launch = WorkerLaunch(1, ONE, "vm-ab12-1", ("w", "h", "1"),
+                          batch_options=join_options("+A = 1", "+B = 2"),
+                          worker_tag="@bo-0123456789")
+    text = Condor().submit_script(launch)
+    assert 'arguments = "h 1 --name condor-$(Cluster).$(Process)@bo-0123456789"\n' in text
+    assert text.endswith("JobBatchName = vm-ab12-1\n+A = 1\n+B = 2\nqueue 1\n")

@@ -37,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends import Demand, ManagerAddress, ProviderOptions, options_tag
 from vinemake.errors import InfrastructureError
 from vinemake.spec import Resources
 
@@ -62,10 +62,14 @@ DEAD_ON_ARRIVAL_LIMIT = 5
 
 @dataclass(frozen=True)
 class ArrayRequest:
-    """A decision: submit `count` workers, each offering `resources`, as one array job."""
+    """A decision: submit `count` workers, each offering `resources`, as one array job.
+
+    `batch_options` are the BATCH_OPTIONS of the rules the workers are for, "" for none.
+    """
 
     count: int
     resources: Resources
+    batch_options: str = ""
 
 
 @dataclass(frozen=True)
@@ -76,8 +80,9 @@ class WorkerLaunch:
     resources: Resources
     job_name: str
     worker_argv: tuple[str, ...]  # vinemake-worker HOST PORT ... (the system adds --name)
-    batch_options: str = ""
+    batch_options: str = ""  # --batch-options, then the rules' BATCH_OPTIONS, one per line
     timeout_s: float = 60.0  # the worker's idle timeout, part of a pilot's time limit
+    worker_tag: str = ""  # appended to each worker's --name: which rules' options it has
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,7 @@ class WorkerJob:
     submitted_at: float
     name: str = ""
     pending_warned: bool = False
+    batch_options: str = ""  # the rules' BATCH_OPTIONS it was submitted with
 
 
 @dataclass(frozen=True)
@@ -246,27 +252,38 @@ def plan_workers(demand: Demand, jobs: Sequence[WorkerJob], options: ProviderOpt
 
     Workers already submitted but not yet connected ("starting") are counted against the
     need, newest submissions first (the oldest ones are the likeliest to have connected).
-    Idle connected workers are assumed to take waiting tasks first.
+    Idle connected workers are assumed to take waiting tasks first, except tasks with
+    BATCH_OPTIONS: those run only on workers submitted with the same options, so they are
+    grouped by (worker shape, options), one array each.
     """
     alive = sum(j.alive for j in jobs)
     room = max(0, max_workers - alive)
     starting = max(0, alive - demand.connected_workers)
-    starting_by_shape: dict[Resources, int] = {}
+    starting_by_kind: dict[tuple[Resources, str], int] = {}
     for job in sorted(jobs, key=lambda j: j.submitted_at, reverse=True):
         take = min(job.alive, starting)
         starting -= take
-        starting_by_shape[job.resources] = starting_by_shape.get(job.resources, 0) + take
+        kind = (job.resources, job.batch_options)
+        starting_by_kind[kind] = starting_by_kind.get(kind, 0) + take
 
-    need: dict[Resources, float] = {}  # insertion order = order the work arrived
-    for task in demand.waiting[demand.idle_workers:]:
+    extra = tuple(demand.waiting_batch_options)
+    extra += ("",) * (len(demand.waiting) - len(extra))
+    idle = demand.idle_workers
+    need: dict[tuple[Resources, str], float] = {}  # insertion order = order the work arrived
+    for task, batch_options in zip(demand.waiting, extra, strict=False):
+        if idle and not batch_options:
+            idle -= 1
+            continue
         shape = worker_shape(task, options)
-        need[shape] = need.get(shape, 0.0) + 1.0 / _slots(shape, task)
+        kind = (shape, batch_options)
+        need[kind] = need.get(kind, 0.0) + 1.0 / _slots(shape, task)
 
     plan = []
-    for shape, workers in need.items():
-        count = min(math.ceil(workers - 1e-9) - starting_by_shape.get(shape, 0), room)
+    for (shape, batch_options), workers in need.items():
+        count = min(math.ceil(workers - 1e-9) - starting_by_kind.get((shape, batch_options), 0),
+                    room)
         if count > 0:
-            plan.append(ArrayRequest(count, shape))
+            plan.append(ArrayRequest(count, shape, batch_options))
             room -= count
     short = options.min_workers - alive - sum(r.count for r in plan)
     if short > 0 and room > 0:
@@ -300,6 +317,15 @@ def reachable_host(host: str, hostname: Callable[[], str] = socket.getfqdn) -> s
         return host
     name = hostname()
     return socket.gethostname() if name.startswith("localhost") else name
+
+
+def join_options(user: str, rule: str) -> str:
+    """--batch-options, then a rule's BATCH_OPTIONS: later options win on every system.
+
+    One per line, because an HTCondor submit file takes one command per line; the others
+    split the text on any whitespace.
+    """
+    return "\n".join(o for o in (user.strip(), rule.strip()) if o)
 
 
 def shell_line(argv: Sequence[str]) -> str:
@@ -486,7 +512,9 @@ class BatchWorkers:
             job_name=f"{self.run_name}-{len(self.submitted) + 1}",
             worker_argv=worker_argv(self.worker_program, self.manager, request.resources,
                                     self.options.worker_timeout_s),
-            batch_options=self.options.batch_options, timeout_s=self.options.worker_timeout_s)
+            batch_options=join_options(self.options.batch_options, request.batch_options),
+            timeout_s=self.options.worker_timeout_s,
+            worker_tag=options_tag(request.batch_options))
         script = os.path.join(self._scripts, f"workers-{len(self.submitted) + 1}.sh")
         with open(script, "w") as f:
             f.write(self.system.submit_script(launch))
@@ -503,7 +531,7 @@ class BatchWorkers:
         self.submitted.append(job_id)
         self.names.append(launch.job_name)
         self.jobs.append(WorkerJob(job_id, request.resources, request.count, request.count, now,
-                                   launch.job_name))
+                                   launch.job_name, batch_options=request.batch_options))
         return True
 
     def _submit_failed(self, argv: Sequence[str], result: CommandResult) -> None:

@@ -45,7 +45,7 @@ class Condor:
     def submit_script(self, launch: WorkerLaunch) -> str:
         res = launch.resources
         program, *args = launch.worker_argv
-        args += ["--name", "condor-$(Cluster).$(Process)"]
+        args += ["--name", f"condor-$(Cluster).$(Process){launch.worker_tag}"]
         lines = ["# A vinemake worker pilot: it serves rules until idle for --timeout seconds.",
                  "universe = vanilla",
                  f"executable = {program}",

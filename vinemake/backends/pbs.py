@@ -42,7 +42,8 @@ class Pbs:
     def submit_script(self, launch: WorkerLaunch) -> str:
         return ("#!/bin/sh\n"
                 "# A vinemake worker pilot: it serves rules until idle for --timeout seconds.\n"
-                f'exec {shell_line(launch.worker_argv)} --name "pbs-${{PBS_JOBID}}"\n')
+                f'exec {shell_line(launch.worker_argv)} '
+                f'--name "pbs-${{PBS_JOBID}}{launch.worker_tag}"\n')
 
     def submit_argv(self, launch: WorkerLaunch, script_path: str) -> list[str]:
         res = launch.resources

@@ -44,7 +44,7 @@ class Sge:
         return ("#!/bin/sh\n"
                 "# A vinemake worker pilot: it serves rules until idle for --timeout seconds.\n"
                 f"exec {shell_line(launch.worker_argv)} "
-                '--name "sge-${JOB_ID}.${SGE_TASK_ID}"\n')
+                f'--name "sge-${{JOB_ID}}.${{SGE_TASK_ID}}{launch.worker_tag}"\n')
 
     def submit_argv(self, launch: WorkerLaunch, script_path: str) -> list[str]:
         res = launch.resources

@@ -55,7 +55,8 @@ class Slurm:
         lines += ["#SBATCH --output=/dev/null",
                   "# A vinemake worker pilot: it serves rules until idle for --timeout seconds.",
                   f"exec {shell_line(launch.worker_argv)} "
-                  '--name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}"', ""]
+                  '--name "slurm-${SLURM_ARRAY_JOB_ID}_${SLURM_ARRAY_TASK_ID}'
+                  f'{launch.worker_tag}"', ""]
         return "\n".join(lines)
 
     def submit_argv(self, launch: WorkerLaunch, script_path: str) -> list[str]:
