@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from vinemake.errors import InputError
+from vinemake.errors import VinefileError
 from vinemake.executor import Executor
-from vinemake.graph import norm
+from vinemake.graph import norm, read_line
 from vinemake.journal import Journal
 from vinemake.keys import Keys
 from vinemake.plan import RESTORE, RUN, Plan
@@ -229,7 +229,8 @@ class Engine:
             if problem:
                 self._cancel()
                 self.journal.sync()
-                raise InputError(f"{rule.location}: rule '{rule.name}' {problem}")
+                raise VinefileError(rule.location, f"rule '{rule.name}' {problem}",
+                                    read_line(rule.location, self.root))
         return True
 
     # -- one rule ---------------------------------------------------------------------------
