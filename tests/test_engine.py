@@ -234,3 +234,12 @@ def test_a_temp_or_remote_output_read_only_on_workers_stays_there(root):
     _, ex, _ = run_once(root, rules, options=EngineOptions(remote=frozenset({1, 2})))
     assert [t.outputs[0].path for t in ex.submitted] == [
         None, None, os.path.join(root, "c"), os.path.join(root, "d")]
+
+
+def test_tasks_carry_their_rules_batch_options_only_when_workers_are_batch_jobs(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", batch_options="--comment=x"),
+             rule(1, ["b"], ["in.txt"], "make b")]
+    _, ex, _ = run_once(root, rules, options=EngineOptions(batch_options=True))
+    assert [t.batch_options for t in ex.submitted] == ["--comment=x", ""]
+    _, ex, _ = run_once(root, [rule(0, ["c"], ["in.txt"], "make c", batch_options="--x")])
+    assert [t.batch_options for t in ex.submitted] == [""]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+from vinemake.backends import options_tag
 from vinemake.manager.placement import WorkerView, fits, holder, need, place
 from vinemake.manager.transfers import MANAGER, choose_sources
 from vinemake.spec import Resources
@@ -35,6 +37,19 @@ def test_a_task_goes_only_where_every_resource_fits():
     assert place(task(cores=2, memory_mb=200), workers, {}) == "big"  # equal load: by name
     assert place(task(disk_mb=5000), workers, {}) is None
     assert place(task(cores=16), workers, {}) is None
+
+
+def test_a_task_with_batch_options_runs_only_on_a_worker_submitted_with_them():
+    tag = options_tag("--comment=x")
+    workers = [worker("slurm-1_1"), worker(f"slurm-2_1{options_tag('--comment=y')}"),
+               worker(f"slurm-3_1{tag}#2", running=3)]
+    tagged = replace(task(), batch_options="--comment=x")
+    assert place(tagged, workers, {}) == f"slurm-3_1{tag}#2"
+    assert place(tagged, workers, {}, random.Random(1)) == f"slurm-3_1{tag}#2"
+    assert place(tagged, workers[:2], {}) is None
+    assert place(task(), workers[1:], {}) == f"slurm-2_1{options_tag('--comment=y')}"
+    busy = replace(tagged, inputs=(TaskFile("k", "k", None, 5),))
+    assert holder(busy, workers, {"k": {"slurm-1_1"}}, {"k"}) is None
 
 
 def test_the_worker_holding_most_input_bytes_wins():

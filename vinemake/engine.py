@@ -48,6 +48,7 @@ class EngineOptions:
     protected: frozenset[str] = frozenset()  # MAKEFLOW_INPUTS/OUTPUTS: never collected
     shared_store: bool = False  # --cache-dir: collected files stay in it
     remote: frozenset[int] = frozenset()  # rules whose outputs stay on workers besides @temp
+    batch_options: bool = False  # workers are batch jobs: tasks carry their BATCH_OPTIONS
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,9 @@ class Engine:
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
             failed_dir=os.path.join(self.state_dir, "failed", failed_dir_name(rule.name)),
-            attempt=attempt)
+            attempt=attempt,
+            # The parser already put the category's BATCH_OPTIONS in a rule without its own.
+            batch_options=rule.batch_options if self.options.batch_options else "")
 
     def _inputs(self, rule: RuleSpec) -> tuple[TaskFile, ...]:
         files = self.keys.files

@@ -15,6 +15,7 @@ from collections.abc import Set
 from dataclasses import dataclass
 from typing import TextIO
 
+from vinemake.backends import BATCH_SYSTEMS
 from vinemake.errors import InfrastructureError, InputError
 from vinemake.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
 from vinemake.graph import BuildGraph, norm
@@ -237,7 +238,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc == "ref_cnt", protected,
-                                   options.cache_dir is not None, remote)
+                                   options.cache_dir is not None, remote,
+                                   batch_options=options.batch_type in BATCH_SYSTEMS)
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))

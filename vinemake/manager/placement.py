@@ -1,6 +1,8 @@
 """Which worker runs a task: a pure function of the task, the workers and where files are.
 
-    1. the task's resources must fit in what the worker has free (cores, memory, disk, gpus);
+    1. the task's resources must fit in what the worker has free (cores, memory, disk, gpus),
+       and a task with BATCH_OPTIONS runs only on a worker submitted with the same options
+       (its name carries their tag, see `vinemake.backends.options_tag`);
     2. among those, the worker already holding the most bytes of the task's inputs (so fewer
        bytes move);
     3. then the least loaded (fewest running tasks), then the name, so ties are deterministic.
@@ -16,6 +18,7 @@ import random as _random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from vinemake.backends import options_tag, worker_options_tag
 from vinemake.spec import Resources
 from vinemake.task import Task
 
@@ -56,6 +59,9 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     """
     want = need(task.resources)
     fitting = [w for w in workers if fits(want, w.free)]
+    if task.batch_options:
+        tag = options_tag(task.batch_options)
+        fitting = [w for w in fitting if worker_options_tag(w.id) == tag]
     if not fitting:
         return None
     if rng is not None:
@@ -80,7 +86,8 @@ def holder(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Ite
     The manager waits a moment for that worker when it is busy rather than copying an
     intermediate that exists on one worker only (delay scheduling).
     """
-    ids = {w.id for w in workers}
+    tag = options_tag(task.batch_options)
+    ids = {w.id for w in workers if worker_options_tag(w.id) == tag or not tag}
     count: dict[str, int] = {}
     for f in task.inputs:
         if f.key in only:
