@@ -358,12 +358,15 @@ class Manager:
 
     def _scale(self) -> None:
         idle = sum(1 for w in self.workers.values() if not w.running)
+        waiting = list(self.queue)[:1000]
+        batch_options = tuple(t.batch_options for t in waiting)
         try:
             self.provider.scale(Demand(
-                waiting=tuple(t.resources for t in list(self.queue)[:1000]),
+                waiting=tuple(t.resources for t in waiting),
                 running_tasks=self.running_total, connected_workers=len(self.workers),
                 idle_workers=idle, workers_joined=self.workers_joined,
-                workers_left=self.workers_left))
+                workers_left=self.workers_left,
+                waiting_batch_options=batch_options if any(batch_options) else ()))
         except InfrastructureError as e:
             # Workers can never start (e.g. the batch system refuses the request for good):
             # waiting would be forever, so the engine hears it from wait().
