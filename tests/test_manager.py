@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import require, require_tool
 
-from vinemake.backends import ManagerAddress, ProviderOptions
+from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
 from vinemake.backends.local import LocalWorkers, worker_command
 from vinemake.errors import InfrastructureError
 from vinemake.manager.config import ManagerConfig
@@ -663,6 +663,28 @@ def test_the_provider_hears_the_work_waiting_and_every_worker_that_came_and_went
         wait_for(lambda: provider.demands[-1].workers_left == 1, "the loss to be counted")
         assert (provider.demands[-1].workers_joined, provider.demands[-1].connected_workers) \
             == (1, 0)
+    finally:
+        m.close()
+        c.close()
+
+
+def test_a_task_with_batch_options_waits_for_a_worker_submitted_with_them(tmp_path):
+    provider = RecordingProvider()
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), provider)
+    c = Cluster.__new__(Cluster)  # reuse the worker helper around this manager
+    c.tmp, c.config, c.m, c.procs, c.results = tmp_path, m.config, m, {}, {}
+    try:
+        c.worker("plain")
+        t = task(1, "true", batch_options="--comment=x")
+        m.submit(t)
+        wait_for(lambda: any(d.waiting_batch_options for d in provider.demands),
+                 "a demand with the task's options")
+        assert provider.demands[-1].waiting_batch_options == ("--comment=x",)
+        assert provider.demands[-1].idle_workers == 1  # the plain worker did not take it
+        tagged = "slurm-7_1" + options_tag("--comment=x")
+        c.worker(tagged)
+        r, = c.collect(t)
+        assert (r.status, r.worker) == ("ok", tagged)
     finally:
         m.close()
         c.close()
