@@ -300,6 +300,26 @@ def test_rule_resources_are_what_the_worker_job_asks_slurm_for(cluster, tmp_path
     assert f"Comment={tag}" in shown
 
 
+def test_a_rules_batch_options_reach_its_worker_job_after_batch_options(cluster, tmp_path, tag):
+    (tmp_path / "Vinefile").write_text(
+        "plain.txt:\n\tprintenv SLURM_ARRAY_JOB_ID > plain.txt\n"
+        f"own.txt:\n@BATCH_OPTIONS=--comment={tag}-rule\n"
+        "\tprintenv SLURM_ARRAY_JOB_ID > own.txt\n"
+        f"CATEGORY=special\nBATCH_OPTIONS=--comment={tag}-cat\n"
+        "cat.txt:\n\tprintenv SLURM_ARRAY_JOB_ID > cat.txt\n")
+    done = subprocess.run(vinemake_argv(tag), cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    comments = {}
+    for name in ("plain", "own", "cat"):
+        job = (tmp_path / f"{name}.txt").read_text().strip()
+        shown = subprocess.run(["scontrol", "show", "job", job], capture_output=True,
+                               text=True, check=True).stdout
+        comments[name] = shown.split("Comment=")[1].split()[0]
+    # --batch-options comes first on sbatch's command line, so the rule's own option wins.
+    assert comments == {"plain": tag, "own": f"{tag}-rule", "cat": f"{tag}-cat"}
+
+
 def slow_vinefile(tmp_path: Path, secs: int) -> Path:
     marks = tmp_path / "marks"
     marks.mkdir()
