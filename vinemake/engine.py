@@ -151,6 +151,8 @@ class Engine:
         self.stop_code = 0
         self.store_failures = 0
         self.libraries = {r.library: r for r in rules if r.library}
+        self._paths: dict[str, str] = {}
+        self._resources_memo: dict[int, Resources] = {}
 
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
@@ -161,7 +163,18 @@ class Engine:
         return stays_remote(self.rules, self.dependents, rid, self.options.remote)
 
     def path(self, p: str) -> str:
-        return os.path.join(self.root, p)
+        # Memoised: each task asks for its paths several times (submit, check, stat, store).
+        full = self._paths.get(p)
+        if full is None:
+            full = self._paths[p] = os.path.join(self.root, p)
+        return full
+
+    def _resources(self, rule: RuleSpec) -> Resources:
+        """`resources_of(rule)`, once per rule (kept alive by self.rules, so id() is stable)."""
+        got = self._resources_memo.get(id(rule))
+        if got is None:
+            got = self._resources_memo[id(rule)] = self.resources_of(rule)
+        return got
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -226,7 +239,7 @@ class Engine:
             rule = self.rules[rid]
             if rule.local or rule.subworkflow:
                 continue
-            problem = too_big(self.resources_of(rule), largest)
+            problem = too_big(self._resources(rule), largest)
             if problem:
                 self._cancel()
                 self.journal.sync()
@@ -263,7 +276,7 @@ class Engine:
             inputs=self._inputs(rule), outputs=tuple(
                 TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
                 for path, sandbox, key in rk.outputs),
-            env=rule.env, resources=self.resources_of(rule), category=rule.category,
+            env=rule.env, resources=self._resources(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
             failed_dir=os.path.join(self.state_dir, "failed", failed_dir_name(rule.name)),
             attempt=attempt,
@@ -280,7 +293,7 @@ class Engine:
             return None
         lib = self.libraries[rule.call]
         return LibrarySpec(lib.library, self.keys.rules[lib.id].key, lib.command,
-                           self._inputs(lib), self.resources_of(lib), lib.library_slots or 1,
+                           self._inputs(lib), self._resources(lib), lib.library_slots or 1,
                            lib.env)
 
     def _reap(self, st: _State, result: TaskResult) -> None:
