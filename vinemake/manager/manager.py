@@ -189,7 +189,6 @@ class Manager:
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
         self._pending_results: list[TaskResult] = []
-        self._needs: dict[Resources, Resources] = {}
         self._held_since: float | None = None  # when the oldest held result came
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._report,
@@ -587,13 +586,6 @@ class Manager:
                 attempts += 1
         self.queue.extendleft(reversed(skipped))
 
-    def _need(self, declared: Resources) -> Resources:
-        """placement.need, memoised: a workflow has few distinct resource declarations."""
-        got = self._needs.get(declared)
-        if got is None:
-            got = self._needs[declared] = need(declared)
-        return got
-
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
         """Should `task` wait for the busy worker that holds its intermediates? For a while."""
         best = holder(task, views, self.replicas, self.remote_only)
@@ -625,7 +617,7 @@ class Manager:
             return False
         if self.rng is None and self.remote_only and self._wait_for_holder(task, views, wid):
             return False
-        return self._dispatch(task, self.workers[wid], self._need(task.resources))
+        return self._dispatch(task, self.workers[wid], need(task.resources))
 
     def _try_dispatch_call(self, task: Task) -> bool:
         """A function call goes to a worker whose instance of its library has a free slot;
@@ -761,7 +753,7 @@ class Manager:
         if task.library is not None:  # the instance keeps the library's resources
             w.libs[task.library.key] -= 1
         else:
-            want = self._need(task.resources)
+            want = need(task.resources)
             w.free[0] += want.cores
             w.free[1] += want.memory_mb
             w.free[2] += want.disk_mb
