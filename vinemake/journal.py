@@ -31,6 +31,8 @@ __all__ = ["RuleRecord", "FileRecord", "JournalState", "replay", "Journal", "SYN
 
 SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
+# Built once: json.dumps with options builds an encoder per call (a line per event).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,7 +177,7 @@ class Journal:
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             for ev in _events(self.state):
-                f.write(json.dumps(ev, separators=(",", ":")) + "\n")
+                f.write(_ENCODER.encode(ev) + "\n")
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)
@@ -183,7 +185,7 @@ class Journal:
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
-        self.buffer.append(json.dumps(ev, separators=(",", ":")))
+        self.buffer.append(_ENCODER.encode(ev))
 
     def started(self, key: str, name: str) -> None:
         self.record({"ev": "started", "rule": key, "name": name})

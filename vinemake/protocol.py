@@ -204,18 +204,24 @@ class FileEnd:
     hash: str
 
 
+# Built once: json.dumps/loads with options build an encoder per call, and loads of bytes
+# first sniffs their encoding (the wire is always UTF-8).
+_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_DECODER = json.JSONDecoder()
+
+
 def encode(msg) -> bytes:
     """One message as a complete MSG frame."""
     body = dict(msg.__dict__)
     body["t"] = msg.TYPE
-    payload = json.dumps(body, separators=(",", ":")).encode()
+    payload = _ENCODER.encode(body).encode()
     return HEADER.pack(len(payload), MSG) + payload
 
 
 def decode(payload: bytes):
     """A MSG frame's payload back into its message; ProtocolError if it is not one."""
     try:
-        body = json.loads(payload)
+        body = _DECODER.decode(payload.decode())
     except ValueError:
         raise ProtocolError("garbled message: not JSON") from None
     if not isinstance(body, dict):
