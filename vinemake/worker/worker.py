@@ -13,6 +13,7 @@ import logging
 import os
 import queue
 import shutil
+import signal
 import socket
 import ssl
 import threading
@@ -51,6 +52,9 @@ from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.runner import Fetch, Runner, Source
+
+# How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
+STOPPING_GRACE_S = 1.0
 
 __all__ = ["WorkerOptions", "Worker"]
 
@@ -227,8 +231,23 @@ class Worker:
             with self._running_lock:
                 self._running -= 1
             self._last_activity = time.monotonic()
+        if self._stopped_with(outcome):
+            return
         self._outbox.put(outcome_to_wire(outcome))
         self._drain_outbox()
+
+    def _stopped_with(self, outcome) -> bool:
+        """True when a task died of SIGTERM because this worker itself is being stopped.
+
+        A batch system stops a pilot job (scancel, a time limit) by signalling every process
+        of the job at once, so the command often dies before this worker's own handler runs.
+        Reporting that as the rule's failure would fail the workflow; saying nothing lets the
+        manager see a lost worker and run the task elsewhere.
+        """
+        r = outcome.result
+        if r.status != "signaled" or r.exit_code != -signal.SIGTERM:
+            return False
+        return self._stop.wait(STOPPING_GRACE_S)
 
     def _drain_outbox(self) -> None:
         """Send every outcome waiting, in one message; whoever finds the outbox free does it.
