@@ -142,6 +142,12 @@ class BatchSystem(Protocol):
     def permanent_error(self, message: str) -> bool: ...
 
 
+def mentions_any(message: str, phrases: Sequence[str]) -> bool:
+    """Whether a scheduler's message contains one of `phrases` (lower case), ignoring case."""
+    lowered = message.lower()
+    return any(p in lowered for p in phrases)
+
+
 class CommandRunner(Protocol):
     """Runs one batch command (sbatch, squeue, scancel, ...) to completion."""
 

@@ -11,6 +11,7 @@ from vinemake.backends.batch import (
     JobStatus,
     WorkerJob,
     WorkerLaunch,
+    mentions_any,
     wall_minutes,
 )
 
@@ -101,8 +102,7 @@ class Condor:
         return ["condor_rm", *job_ids]
 
     def permanent_error(self, message: str) -> bool:
-        lowered = message.lower()
-        return any(p in lowered for p in _PERMANENT)
+        return mentions_any(message, _PERMANENT)
 
 
 class CondorWorkers(BatchWorkers):

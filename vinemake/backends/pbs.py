@@ -15,6 +15,7 @@ from vinemake.backends.batch import (
     WorkerJob,
     WorkerLaunch,
     hms,
+    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -88,8 +89,7 @@ class Pbs:
         return ["qdel", *job_ids]
 
     def permanent_error(self, message: str) -> bool:
-        lowered = message.lower()
-        return any(p in lowered for p in _PERMANENT)
+        return mentions_any(message, _PERMANENT)
 
 
 class PbsWorkers(BatchWorkers):

@@ -17,6 +17,7 @@ from vinemake.backends.batch import (
     WorkerJob,
     WorkerLaunch,
     hms,
+    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -100,8 +101,7 @@ class Sge:
         return ["qdel", *job_ids]
 
     def permanent_error(self, message: str) -> bool:
-        lowered = message.lower()
-        return any(p in lowered for p in _PERMANENT)
+        return mentions_any(message, _PERMANENT)
 
 
 def _count_tasks(spec: str) -> int:

@@ -12,6 +12,7 @@ from vinemake.backends.batch import (
     JobStatus,
     WorkerJob,
     WorkerLaunch,
+    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -93,8 +94,7 @@ class Slurm:
         return ["scancel", *job_ids]
 
     def permanent_error(self, message: str) -> bool:
-        lowered = message.lower()
-        return any(p in lowered for p in _PERMANENT)
+        return mentions_any(message, _PERMANENT)
 
 
 
