@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,9 +16,6 @@ from vinemake import __version__
 from vinemake.cli import command
 from vinemake.options import RunOptions
 from vinemake.spec import Resources
-
-needs_parser = pytest.mark.skipif(importlib.util.find_spec("vinemake.parser") is None,
-                                  reason="vinemake.parser (another engineer's) has not landed")
 
 VINEFILE = """\
 CATEGORY=align
@@ -122,21 +118,18 @@ def test_bad_size_is_a_usage_error(project):
 # --- with a Vinefile ------------------------------------------------------------------------
 
 
-@needs_parser
 def test_check_prints_counts(project):
     result = invoke("--check")
     assert (result.exit_code, result.output) == (
         0, "Vinefile: 3 rules, 4 files (1 source), 2 categories\n")
 
 
-@needs_parser
 def test_check_with_targets_counts_what_they_need(project):
     result = invoke("--check", "Vinefile", "b.txt")
     assert (result.exit_code, result.output) == (
         0, "Vinefile: 2 rules, 3 files (1 source), 1 category\n")
 
 
-@needs_parser
 def test_makeflow_is_the_second_default(project):
     (project / "Vinefile").rename(project / "Makeflow")
     result = invoke("--check")
@@ -144,7 +137,6 @@ def test_makeflow_is_the_second_default(project):
         0, "Makeflow: 3 rules, 4 files (1 source), 2 categories\n")
 
 
-@needs_parser
 def test_minus_C(project, monkeypatch):
     monkeypatch.chdir(project.parent)
     result = invoke("-C", project.name, "--check")
@@ -152,7 +144,6 @@ def test_minus_C(project, monkeypatch):
         0, "Vinefile: 3 rules, 4 files (1 source), 2 categories\n")
 
 
-@needs_parser
 def test_dry_run_lists_commands_in_order_with_files_and_resources(project):
     result = invoke("-n")
     assert result.exit_code == 0
@@ -174,7 +165,6 @@ def test_dry_run_lists_commands_in_order_with_files_and_resources(project):
         "cat a.txt b.txt > all.txt\n")
 
 
-@needs_parser
 def test_graph_json(project):
     result = invoke("--graph", "json")
     assert result.exit_code == 0
@@ -183,14 +173,12 @@ def test_graph_json(project):
         "rule:0", "rule:1", "rule:2"}
 
 
-@needs_parser
 def test_graph_dot(project):
     result = invoke("--graph", "dot")
     assert result.exit_code == 0
     assert '  "file:a.txt" -> "rule1";\n' in result.output
 
 
-@needs_parser
 def test_check_dry_run_and_graph_write_nothing(project):
     before = snapshot(project)
     for args in (["--check"], ["-n"], ["--graph", "dot"], ["--graph", "mermaid"]):
@@ -198,7 +186,6 @@ def test_check_dry_run_and_graph_write_nothing(project):
     assert snapshot(project) == before
 
 
-@needs_parser
 def test_graph_error_is_located_and_exit_2(project):
     (project / "Vinefile").write_text("out: inptu.txt\n\tcat inptu.txt > out\n")
     (project / "input.txt").write_text("")
@@ -211,14 +198,12 @@ def test_graph_error_is_located_and_exit_2(project):
         "     ^\n")
 
 
-@needs_parser
 def test_unknown_target(project):
     result = invoke("-n", "Vinefile", "al.txt")
     assert result.exit_code == 2
     assert stderr(result) == "vinemake: unknown target 'al.txt' (did you mean 'all.txt'?)\n"
 
 
-@needs_parser
 def test_running_without_the_engine_says_so(project, monkeypatch):
     monkeypatch.setitem(sys.modules, "vinemake.run", None)
     result = invoke()
@@ -226,7 +211,6 @@ def test_running_without_the_engine_says_so(project, monkeypatch):
     assert stderr(result) == "vinemake: running workflows is not implemented yet\n"
 
 
-@needs_parser
 def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch):
     seen = {}
 
@@ -248,7 +232,6 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
         worker_resources=Resources(cores=2.0, memory_mb=4000))
 
 
-@needs_parser
 def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
     def run(workflow, graph, options):
         raise KeyboardInterrupt
@@ -259,14 +242,12 @@ def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
     assert (result.exit_code, stderr(result)) == (130, "vinemake: interrupted\n")
 
 
-@needs_parser
 def test_the_collector_is_back_on_after_reading(project):
     assert gc.isenabled()
     assert invoke("--check").exit_code == 0
     assert gc.isenabled()
 
 
-@needs_parser
 def test_clean_defaults_to_all(project, monkeypatch):
     seen = {}
 
@@ -301,7 +282,6 @@ def test_process_missing_vinefile_is_exit_2_without_traceback(tmp_path):
                            "(name one: vinemake FILE)\n")
 
 
-@needs_parser
 def test_process_check_and_located_error(project):
     done = vinemake("--check", cwd=project)
     assert (done.returncode, done.stdout, done.stderr) == (
