@@ -219,3 +219,13 @@ def test_the_worker_command_reports_unusable_options_without_a_traceback(tmp_pat
     assert (bad.returncode, bad.stderr) == (
         1, f"vinemake-worker: cannot read password file {tmp_path / 'missing'}: "
            "No such file or directory\n")
+
+
+def test_a_second_runner_on_the_same_run_dir_can_take_sandboxes(runner, tmp_path):
+    # A worker that reconnects builds a new Runner over the same run directory: the
+    # sandboxes of its earlier session are still there and must not be reused by name.
+    assert runner.run(make_task("echo 1 > out.txt", outputs=[("out-a", "out.txt", None)])).result.ok
+    again = Runner(runner.cache, runner.monitor, Fetcher({}), str(tmp_path / "run"), "w1",
+                   same_host=True)
+    o = again.run(make_task("echo 2 > out.txt", outputs=[("out-b", "out.txt", None)]))
+    assert (o.result.status, o.result.reason) == ("ok", "")

@@ -89,7 +89,9 @@ class Runner:
         self.tmp_dir = os.path.join(run_dir, "tmp")
         os.makedirs(self.sandbox_root, exist_ok=True)
         os.makedirs(self.tmp_dir, exist_ok=True)
-        self._counter = itertools.count()
+        # A worker that reconnects builds a new Runner over the same run directory: number
+        # past the sandboxes of its earlier sessions rather than trip over them.
+        self._counter = itertools.count(_next_free(self.sandbox_root))
         self._key_locks: dict[str, threading.Lock] = {}
         self._spare: list[str] = []
         self.watches: dict[int, object] = {}  # task id -> Watch, while its command runs
@@ -310,3 +312,9 @@ def _tail(f) -> str:
     size = f.seek(0, os.SEEK_END)
     f.seek(max(0, size - TAIL_BYTES))
     return f.read().decode("utf-8", "replace")
+
+
+def _next_free(sandbox_root: str) -> int:
+    """The first sandbox number after every numbered sandbox already in `sandbox_root`."""
+    taken = (int(name) for name in os.listdir(sandbox_root) if name.isdigit())
+    return max(taken, default=-1) + 1
