@@ -745,3 +745,23 @@ def test_a_large_file_is_sent_by_each_source_to_one_worker_at_a_time(cluster, tm
         spans = sorted((float(t["start"]), float(t["end"])) for t in big if t["source"] == source)
         pairs = zip(spans, spans[1:], strict=False)
         assert all(a_end <= b_start for (_, a_end), (b_start, _) in pairs)  # one at a time
+
+
+def test_a_worker_reconnects_to_a_manager_that_comes_back_and_runs_its_tasks(cluster, tmp_path):
+    with socket.socket() as s:  # a port nobody uses, so the second manager can take it too
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    first = cluster(port=port)
+    first.worker("w1")
+    r, = first.run(task(1, "echo one > a.txt", outputs=[("out-a", "a.txt", str(tmp_path / "a"))]))
+    assert r.ok
+    first.m.close()
+    second = Cluster(tmp_path / "again", port=port)
+    try:
+        wait_for(lambda: "w1" in second.m.workers, "w1 to reconnect")
+        r, = second.run(task(2, "echo two > b.txt",
+                             outputs=[("out-b", "b.txt", str(tmp_path / "b"))]))
+        assert (r.status, r.reason, r.worker) == ("ok", "", "w1")
+        assert (tmp_path / "b").read_text() == "two\n"
+    finally:
+        second.m.close()
