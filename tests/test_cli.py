@@ -204,13 +204,6 @@ def test_unknown_target(project):
     assert stderr(result) == "vinemake: unknown target 'al.txt' (did you mean 'all.txt'?)\n"
 
 
-def test_running_without_the_engine_says_so(project, monkeypatch):
-    monkeypatch.setitem(sys.modules, "vinemake.run", None)
-    result = invoke()
-    assert result.exit_code == 2
-    assert stderr(result) == "vinemake: running workflows is not implemented yet\n"
-
-
 def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch):
     seen = {}
 

@@ -168,7 +168,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
     ctx = click.get_current_context()
     if not (check or dry_run or graph_format or clean):
         # A rerun with nothing changed is decided from a stat snapshot, before parsing.
-        if _entry("nothing_to_do", "running")(options):
+        if _entry("nothing_to_do")(options):
             ctx.exit(0)
     with _collector_paused():
         workflow = _parse(path)
@@ -178,11 +178,11 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
     if check:
         click.echo(summary(vinefile or path, graph))
     elif dry_run:
-        ctx.exit(_entry("dry_run", "planning")(workflow, graph, options))
+        ctx.exit(_entry("dry_run")(workflow, graph, options))
     elif graph_format:
         click.echo(graph.export(graph_format), nl=False)
     else:
-        entry = _entry("clean", "cleaning") if clean else _entry("run", "running")
+        entry = _entry("clean" if clean else "run")
         # The workflow and graph live as long as the run: keep the collector from rescanning
         # a million RuleSpecs every time it looks for cycles among the engine's objects.
         gc.freeze()
@@ -256,30 +256,15 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
 
 
 def _parse(path: str) -> Workflow:
-    try:
-        parser = importlib.import_module("vinemake.parser")
-    except ModuleNotFoundError as e:
-        if e.name != "vinemake.parser":
-            raise
-        raise InputError("reading Vinefiles is not implemented yet") from None
-    try:
-        return parser.parse_file(path)
-    except OSError as e:
-        raise InputError(f"{path}: {e.strerror}") from None
+    # Imported here: a rerun with nothing to do never loads lark.
+    from vinemake.parser import parse_file
+
+    return parse_file(path)
 
 
-def _entry(name: str, doing: str):
+def _entry(name: str):
     """vinemake.run's `name` function, imported only when a workflow really runs."""
-    try:
-        module = importlib.import_module("vinemake.run")
-    except ModuleNotFoundError as e:
-        if e.name != "vinemake.run":
-            raise
-        module = None
-    function = getattr(module, name, None)
-    if function is None:
-        raise InputError(f"{doing} workflows is not implemented yet")
-    return function
+    return getattr(importlib.import_module("vinemake.run"), name)
 
 
 if __name__ == "__main__":  # pragma: no cover
