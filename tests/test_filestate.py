@@ -100,14 +100,57 @@ def test_snapshot_matches_until_any_recorded_file_changes(tmp_path):
     assert snapshot_matches(snap, digest) is None
 
 
-def test_a_hard_link_to_a_source_does_not_cost_a_rehash(tmp_path):
+def test_a_rewrite_that_restores_mtime_is_seen_through_ctime(tmp_path):
     p = tmp_path / "a"
     p.write_text("1")
     memo = str(tmp_path / "memo")
     first = FileState(memo)
-    first.key(str(p))
+    k1 = first.key(str(p))
     first.save()
+    st = os.stat(p)
+    p.write_text("2")  # same size; `cp -p` / `touch -d` put the old mtime back
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = FileState(memo)
+    assert again.key(str(p)) != k1
+    assert again.reads == 1
+
+
+def test_refresh_takes_the_ctime_a_run_s_own_links_gave(tmp_path):
+    p = tmp_path / "a"
+    p.write_text("1")
+    memo = str(tmp_path / "memo")
+    run = FileState(memo)
+    run.key(str(p))
     os.link(p, tmp_path / "sandbox-link")  # what the local worker does: changes ctime
+    os.unlink(tmp_path / "sandbox-link")
+    run.refresh()
+    run.save()
+    assert run.stats[str(p)].st_ctime_ns == os.stat(p).st_ctime_ns  # the snapshot's view too
     again = FileState(memo)
     again.key(str(p))
     assert again.reads == 0
+
+
+def test_refresh_keeps_the_old_signature_of_a_file_rewritten_during_the_run(tmp_path):
+    p = tmp_path / "a"
+    p.write_text("1")
+    memo = str(tmp_path / "memo")
+    run = FileState(memo)
+    k1 = run.key(str(p))
+    p.write_text("22")
+    run.refresh()
+    run.save()
+    again = FileState(memo)
+    assert again.key(str(p)) != k1
+    assert again.reads == 1
+
+
+def test_a_memo_in_the_old_format_is_ignored(tmp_path):
+    p = tmp_path / "a"
+    p.write_text("1")
+    st = os.stat(p)
+    memo = tmp_path / "memo"
+    memo.write_text(f"{st.st_size} {st.st_mtime_ns} {st.st_ino} k-old {p}\n")
+    fs = FileState(str(memo))
+    assert fs.memo == {}
+    assert fs.key(str(p)) != "k-old"

@@ -1,15 +1,18 @@
 """Content keys of source files, memoised by stat so an unchanged file is never re-read.
 
-The memo lives in `.vinemake/filestate`: one line per file, `size mtime_ns inode key path`,
-rewritten atomically (temp + rename) after a run that learned something new. A file whose
-three stat fields all match its line keeps its key without being opened; `touch` changes mtime,
-so the file is re-hashed, finds the same content and keeps the same key. Each path is stat'ed
-at most once per FileState (one per run).
+The memo lives in `.vinemake/filestate`: a header, then one line per file,
+`size mtime_ns inode ctime_ns key path`, rewritten atomically (temp + rename) after a run that
+learned something new. A file whose four stat fields all match its line keeps its key without
+being opened; `touch` changes mtime, so the file is re-hashed, finds the same content and keeps
+the same key. ctime catches what mtime alone misses: a rewrite that restores the old mtime
+(`cp -p` over the file, `touch -d`). Each path is stat'ed at most once per FileState (one per
+run).
 
-Why not ctime too: the worker on this host hard-links inputs into each task's sandbox, and a
-link changes the file's ctime. With ctime in the signature every source would be re-read on
-every run. The cost is that a same-size rewrite that also restores the old mtime (`cp -p`
-over the file, `touch -d`) goes unseen, as it does for make and ninja.
+The run itself moves ctime: the worker on this host hard-links inputs into each task's sandbox,
+and a link (and its removal) changes the file's ctime. So after a run, `refresh()` re-stats
+every source and records the new ctime of each whose size, mtime and inode did not move;
+without it every source would be re-read on every run. The one thing this leaves unseen is an
+mtime-preserving rewrite *during* a run, which make and ninja never see at all.
 """
 
 from __future__ import annotations
@@ -39,7 +42,12 @@ def hash_file(path: str) -> str:
     return h.hexdigest()
 
 
-Signature = tuple[int, int, int]
+Signature = tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
+MEMO_HEADER = "vinemake-filestate 2\n"
+
+
+def signature(st: os.stat_result) -> Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
 class FileState:
@@ -72,7 +80,7 @@ class FileState:
             raise InputError(f"source '{path}' does not exist")
         if statmod.S_ISDIR(st.st_mode):
             return self._dir_key(path)
-        sig = (st.st_size, st.st_mtime_ns, st.st_ino)
+        sig = signature(st)
         known = self.memo.get(path)
         if known is not None and known[0] == sig:
             return known[1]
@@ -91,6 +99,25 @@ class FileState:
                 entries.append((os.path.relpath(full, path), self.key(full)))
         return tree_key(entries)
 
+    def refresh(self) -> None:
+        """After a run: take the ctime its own links gave each file whose content stat held.
+
+        A file whose size, mtime or inode moved keeps its old signature (and stat), so the
+        next run re-hashes it.
+        """
+        for path, st in self.stats.items():
+            known = self.memo.get(path)
+            if st is None or known is None or known[0] != signature(st):
+                continue
+            try:
+                now = os.stat(path)
+            except OSError:
+                continue
+            if now.st_ctime_ns != st.st_ctime_ns and signature(now)[:3] == known[0][:3]:
+                self.memo[path] = (signature(now), known[1])
+                self.stats[path] = now
+                self.dirty = True
+
     def save(self) -> None:
         """Write the memo back if anything changed (atomic: temp + rename)."""
         if not self.memo_path or not self.dirty:
@@ -98,8 +125,9 @@ class FileState:
         os.makedirs(os.path.dirname(self.memo_path) or ".", exist_ok=True)
         tmp = f"{self.memo_path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for path, ((size, mtime, ino), key) in self.memo.items():
-                f.write(f"{size} {mtime} {ino} {key} {path}\n")
+            f.write(MEMO_HEADER)
+            for path, ((size, mtime, ino, ctime), key) in self.memo.items():
+                f.write(f"{size} {mtime} {ino} {ctime} {key} {path}\n")
         os.replace(tmp, self.memo_path)
         self.dirty = False
 
@@ -111,15 +139,17 @@ def _load(memo_path: str) -> dict[str, tuple[Signature, str]]:
     except FileNotFoundError:
         return memo
     with f:
+        if f.readline() != MEMO_HEADER:
+            return memo  # an older format or a damaged file: every source is re-hashed once
         for line in f:
-            fields = line.rstrip("\n").split(" ", 4)
-            if len(fields) != 5:
+            fields = line.rstrip("\n").split(" ", 5)
+            if len(fields) != 6:
                 continue  # a damaged line only costs one re-hash
             try:
-                sig = (int(fields[0]), int(fields[1]), int(fields[2]))
+                sig = (int(fields[0]), int(fields[1]), int(fields[2]), int(fields[3]))
             except ValueError:
                 continue
-            memo[fields[4]] = (sig, fields[3])
+            memo[fields[5]] = (sig, fields[4])
     return memo
 
 
@@ -128,10 +158,11 @@ def _load(memo_path: str) -> dict[str, tuple[Signature, str]]:
 # Why: a no-op rerun of a 100k-rule workflow spends seconds parsing, keying and replaying the
 # journal only to conclude that nothing changed, where `make -q` takes a fraction of a second.
 # After a run that finished cleanly, the engine writes the stat of every file that decided it
-# (sources as stat'ed *before* the run, outputs as placed) under a digest of the Vinefile's
-# bytes, the environment variables the file could read (every variable whose name appears in
-# it as a word: a superset of what `$NAME` and `export NAME` can reach, and blind to the
-# COLUMNS or OLDPWD that change between shells) and the options that shape the run.
+# (sources as stat'ed *before* the run, with the ctime the run's own links gave them; outputs
+# as placed) under a digest of the Vinefile's bytes, the environment variables the file could
+# read (every variable whose name appears in it as a word: a superset of what `$NAME` and
+# `export NAME` can reach, and blind to the COLUMNS or OLDPWD that change between shells) and
+# the options that shape the run.
 # The next run checks the digest and re-stats each file; if everything matches, nothing can
 # have changed and it stops before parsing. Any difference, any failure, any directory source
 # (whose nested files a stat of the directory does not cover) means: take the full path.
@@ -154,12 +185,13 @@ def write_snapshot(path: str, digest: str, sources: Iterable[tuple[str, os.stat_
                    outputs: Iterable[tuple[str, int, int]], rules: int = 0) -> None:
     """Record `digest`, each source's stat and each output's (size, mtime_ns), atomically.
 
-    Paths are absolute. Lines: `s size mtime_ns inode path`, `o size mtime_ns path`.
+    Paths are absolute. Lines: `s size mtime_ns inode ctime_ns path`, `o size mtime_ns path`.
     """
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-        f.write(f"vinemake-snapshot 1 {digest} {rules}\n")
-        f.writelines(f"s {st.st_size} {st.st_mtime_ns} {st.st_ino} {p}\n" for p, st in sources)
+        f.write(f"vinemake-snapshot 2 {digest} {rules}\n")
+        f.writelines(f"s {st.st_size} {st.st_mtime_ns} {st.st_ino} {st.st_ctime_ns} {p}\n"
+                     for p, st in sources)
         f.writelines(f"o {size} {mtime} {p}\n" for p, size, mtime in outputs)
     os.replace(tmp, path)
 
@@ -173,16 +205,17 @@ def snapshot_matches(path: str, digest: str) -> int | None:
     stat = os.stat
     with f:
         head = f.readline().split()
-        if len(head) != 4 or head[:3] != ["vinemake-snapshot", "1", digest]:
+        if len(head) != 4 or head[:3] != ["vinemake-snapshot", "2", digest]:
             return None
         for line in f:
             source = line.startswith("s ")
-            fields = line[:-1].split(" ", 4 if source else 3)
+            fields = line[:-1].split(" ", 5 if source else 3)
             try:
                 st = stat(fields[-1])
                 if source:
                     same = (st.st_size == int(fields[1]) and st.st_mtime_ns == int(fields[2])
-                            and st.st_ino == int(fields[3]))
+                            and st.st_ino == int(fields[3])
+                            and st.st_ctime_ns == int(fields[4]))
                 else:
                     same = st.st_size == int(fields[1]) and st.st_mtime_ns == int(fields[2])
             except (OSError, ValueError, IndexError):

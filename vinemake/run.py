@@ -260,6 +260,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
         local.close()
         executor.close()
         prep.journal.close()
+    prep.files.refresh()  # the sandboxes' hard links moved the sources' ctime
+    prep.files.save()
     if outcome.exit_code == 0:
         _remember(prep, options, digest)
     return outcome.exit_code
