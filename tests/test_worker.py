@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from vinemake.protocol import ProtocolError, hash_file
+from vinemake.fileserver import hash_file
+from vinemake.protocol import ProtocolError
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskFile
 from vinemake.worker.cachedir import CacheDir

@@ -22,8 +22,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from vinemake.fileserver import fetch
 from vinemake.manager.transfers import MANAGER, TransferLog, install
-from vinemake.protocol import ProtocolError, fetch
+from vinemake.protocol import ProtocolError
 from vinemake.task import TaskResult
 
 __all__ = ["Install", "Origin", "Delivery"]

@@ -34,6 +34,7 @@ import xxhash
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
+from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.placement import WorkerView, fits, holder, need, place
@@ -44,7 +45,6 @@ from vinemake.protocol import (
     Connection,
     Done,
     Drop,
-    FileServer,
     FrameReader,
     Kill,
     ProtocolError,

@@ -21,8 +21,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vinemake.fileserver import hash_tree as tree_hash
 from vinemake.protocol import Outcome, ProtocolError
-from vinemake.protocol import hash_tree as tree_hash
 from vinemake.task import Measured, Task, TaskResult
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call

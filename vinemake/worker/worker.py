@@ -23,12 +23,12 @@ from dataclasses import dataclass
 
 import psutil
 
+from vinemake.fileserver import FileServer, fetch, push
 from vinemake.protocol import (
     PUSH_FAILED,
     Connection,
     Done,
     Drop,
-    FileServer,
     Kill,
     ProtocolError,
     Push,
@@ -38,11 +38,9 @@ from vinemake.protocol import (
     client_context,
     client_handshake,
     connect,
-    fetch,
     host_id,
     new_hello,
     outcome_to_wire,
-    push,
     read_secret,
     resources_to_wire,
     task_from_wire,

@@ -1,0 +1,139 @@
+"""Files over the wire: fetch, push, the file server, hashes and the checks on received bytes."""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+import pytest
+import xxhash
+
+from vinemake import fileserver as fs
+from vinemake import protocol as p
+
+
+def tcp_pair():
+    """Two connected sockets over real TCP on 127.0.0.1 (port 0)."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server, _ = listener.accept()
+    return p.Connection(client), p.Connection(server)
+
+
+@pytest.fixture
+def file_server(tmp_path):
+    data = bytes(range(256)) * 1000  # 256 000 bytes: several 64 KiB-or-more chunks
+    (tmp_path / "src").write_bytes(data)
+    errors = []
+    files = {"out-1": str(tmp_path / "src")}
+    server = fs.FileServer("127.0.0.1", files.get, b"pw", on_error=errors.append)
+    yield server, data, errors
+    server.close()
+
+
+def test_a_file_is_fetched_and_verified(file_server, tmp_path):
+    server, data, _ = file_server
+    digest = xxhash.xxh3_128_hexdigest(data)
+    size, got = fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "dest"), b"pw",
+                        expected_hash=digest)
+    assert (size, got) == (len(data), digest)
+    assert (tmp_path / "dest").read_bytes() == data
+
+
+def test_bytes_that_do_not_match_the_recorded_hash_are_refused(file_server, tmp_path):
+    server, data, _ = file_server
+    with pytest.raises(p.ProtocolError) as e:
+        fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "dest"), b"pw",
+                expected_hash="0" * 32)
+    digest = xxhash.xxh3_128_hexdigest(data)
+    assert str(e.value) == (f"corrupt transfer of out-1: content hash {digest} is not the "
+                            f"recorded {'0' * 32}")
+
+
+def test_a_peer_must_authenticate_to_fetch(file_server, tmp_path):
+    server, _, errors = file_server
+    with pytest.raises(p.ProtocolError) as e:
+        fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "dest"), b"guess")
+    assert str(e.value) == "refused: authentication failed: wrong secret"
+    assert not (tmp_path / "dest").exists()
+
+
+def test_an_unknown_key_is_refused(file_server, tmp_path):
+    server, _, _ = file_server
+    with pytest.raises(p.ProtocolError) as e:
+        fs.fetch("127.0.0.1", server.port, "out-404", str(tmp_path / "dest"), b"pw")
+    assert str(e.value) == "refused: no such file: out-404"
+
+
+def test_garbage_to_a_file_server_closes_that_connection_only(file_server, tmp_path):
+    server, data, errors = file_server
+    with socket.create_connection(("127.0.0.1", server.port)) as s:
+        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        assert s.recv(100) == b""
+    size, _ = fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "dest"), b"pw")
+    assert size == len(data)
+    assert errors[0].startswith("file server: oversized frame: ")
+
+
+def test_data_chunks_are_at_least_64_kib():
+    assert p.CHUNK >= 64 * 1024
+
+
+def test_a_directory_travels_as_a_tar_stream_and_is_verified(tmp_path):
+    src = tmp_path / "d"
+    (src / "sub").mkdir(parents=True)
+    (src / "a").write_bytes(b"alpha")
+    (src / "sub" / "b").write_bytes(bytes(200_000))
+    size, digest = fs.hash_tree(str(src))
+    server = fs.FileServer("127.0.0.1", {"out-d": str(src)}.get, None)
+    try:
+        got = fs.fetch("127.0.0.1", server.port, "out-d", str(tmp_path / "copy"), None,
+                      expected_hash=digest)
+        with pytest.raises(p.ProtocolError) as e:
+            fs.fetch("127.0.0.1", server.port, "out-d", str(tmp_path / "copy2"), None,
+                    expected_hash="dir-0")
+    finally:
+        server.close()
+    assert got == (200_005, digest)
+    assert (tmp_path / "copy" / "sub" / "b").read_bytes() == bytes(200_000)
+    assert str(e.value) == f"corrupt transfer of out-d: content hash {digest} is not the " \
+                           "recorded dir-0"
+
+
+def test_a_tar_stream_cannot_write_outside_its_directory(tmp_path):
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("../escaped")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"bad"))
+    client, server = tcp_pair()
+    data = buf.getvalue()
+    server.send(p.FileHead("out-x", -1))
+    server.send_raw(struct.pack(">IB", len(data), p.DATA) + data)
+    server.send(p.FileEnd(xxhash.xxh3_128_hexdigest(data)))
+    (tmp_path / "in").mkdir()
+    with pytest.raises(p.ProtocolError) as e:
+        fs.recv_file(client, "out-x", str(tmp_path / "in" / "dest"))
+    assert str(e.value).startswith("corrupt transfer of out-x: ")
+    assert not (tmp_path / "in" / "escaped").exists() and not (tmp_path / "escaped").exists()
+
+
+def test_an_awaited_upload_is_stored_and_an_unexpected_one_refused(tmp_path):
+    (tmp_path / "src").write_bytes(b"payload" * 20_000)
+    digest = xxhash.xxh3_128_hexdigest(b"payload" * 20_000)
+    stored, errors = [], []
+    awaited = {"out-1": (str(tmp_path / "landed"), digest)}
+    server = fs.FileServer("127.0.0.1", lambda key: None, b"pw", accept=awaited.get,
+                          on_stored=lambda *a: stored.append(a), on_error=errors.append)
+    try:
+        assert fs.push("127.0.0.1", server.port, "out-1", str(tmp_path / "src"), b"pw") == 140_000
+        with pytest.raises(p.ProtocolError) as e:
+            fs.push("127.0.0.1", server.port, "out-2", str(tmp_path / "src"), b"pw")
+    finally:
+        server.close()
+    assert (tmp_path / "landed").read_bytes() == b"payload" * 20_000
+    assert stored == [("out-1", 140_000, None)]
+    assert str(e.value) == "refused: not expecting out-2"

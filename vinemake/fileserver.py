@@ -1,0 +1,281 @@
+"""Files over the wire: hashing, streaming files and directories as DATA frames, fetch, push.
+
+A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
+got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
+hash the producing worker recorded. The frames and messages themselves live in vinemake.protocol.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import tarfile
+import threading
+from collections.abc import Callable
+
+import xxhash
+
+from vinemake.protocol import (
+    CHUNK,
+    DATA,
+    HANDSHAKE_TIMEOUT_S,
+    HEADER,
+    Connection,
+    FileEnd,
+    FileHead,
+    Get,
+    ProtocolError,
+    Put,
+    Refuse,
+    Stored,
+    client_handshake,
+    connect,
+    decode,
+    new_hello,
+    server_handshake,
+    tune,
+    welcome_for,
+)
+
+
+def hash_file(path: str) -> tuple[int, str]:
+    """(size, xxh3_128 hex) of a file, read in CHUNK-sized pieces."""
+    h = xxhash.xxh3_128()
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return size, h.hexdigest()
+
+
+def hash_tree(path: str) -> tuple[int, str]:
+    """(bytes, hash) of a file, or of a directory as its sorted (name, size, hash) list."""
+    if not os.path.isdir(path):
+        return hash_file(path)
+    h = xxhash.xxh3_128()
+    total = 0
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            full = os.path.join(root, name)
+            size, digest = hash_file(full)
+            total += size
+            h.update(f"{os.path.relpath(full, path)}\0{size}\0{digest}\n".encode())
+    return total, "dir-" + h.hexdigest()
+
+
+class _FrameWriter:
+    """A file-like sink that sends what is written as DATA frames of CHUNK bytes."""
+
+    def __init__(self, conn: Connection, h):
+        self.conn, self.h, self.buf = conn, h, bytearray()
+
+    def write(self, data) -> int:
+        self.buf += data
+        while len(self.buf) >= CHUNK:
+            self._send(bytes(self.buf[:CHUNK]))
+            del self.buf[:CHUNK]
+        return len(data)
+
+    def flush_all(self) -> None:
+        if self.buf:
+            self._send(bytes(self.buf))
+            self.buf.clear()
+
+    def _send(self, chunk: bytes) -> None:
+        self.h.update(chunk)
+        self.conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
+
+
+def send_file(conn: Connection, key: str, path: str) -> int:
+    """Stream one file (a directory as a tar stream, size -1); the trailing hash is of the
+    bytes actually sent."""
+    h = xxhash.xxh3_128()
+    if os.path.isdir(path):
+        conn.send(FileHead(key, -1))
+        sink = _FrameWriter(conn, h)
+        with tarfile.open(fileobj=sink, mode="w|") as tar:
+            tar.add(path, arcname=".")
+        sink.flush_all()
+        conn.send(FileEnd(h.hexdigest()))
+        return 0
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        conn.send(FileHead(key, size))
+        sent = 0
+        while sent < size and (chunk := f.read(min(CHUNK, size - sent))):
+            h.update(chunk)
+            conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
+            sent += len(chunk)
+    if sent != size:
+        raise ProtocolError(f"{key} shrank while being sent")
+    conn.send(FileEnd(h.hexdigest()))
+    return size
+
+
+def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") -> tuple[int, str]:
+    """Receive one file (or directory) into `dest`; (size, content hash).
+
+    ProtocolError if the bytes are not what the sender sent or not what was recorded.
+    """
+    head = conn.recv(FileHead)
+    if head.key != key:
+        raise ProtocolError(f"asked for {key}, got {head.key}")
+    h = xxhash.xxh3_128()
+    got = 0
+    stream = head.size < 0
+    with open(dest + ".tar" if stream else dest, "wb") as f:
+        while stream or got < head.size:
+            kind, payload = conn.recv_frame()
+            if kind != DATA:
+                if stream:
+                    end = decode(payload)
+                    if not isinstance(end, FileEnd):
+                        raise ProtocolError(f"{key}: unexpected {end.TYPE} in a directory")
+                    break
+                raise ProtocolError(f"{key}: message inside file data")
+            h.update(payload)
+            f.write(payload)
+            got += len(payload)
+    if not stream:
+        end = conn.recv(FileEnd)
+    if end.hash != h.hexdigest():
+        raise ProtocolError(f"corrupt transfer of {key}: bytes do not match the sender's hash")
+    if stream:
+        got, digest = _untar(dest, key)
+    else:
+        digest = h.hexdigest()
+    if expected_hash and digest != expected_hash:
+        raise ProtocolError(f"corrupt transfer of {key}: content hash {digest} is not the "
+                            f"recorded {expected_hash}")
+    return got, digest
+
+
+def _untar(dest: str, key: str) -> tuple[int, str]:
+    """Unpack the received stream at dest + '.tar' into directory `dest`, nothing outside."""
+    try:
+        with tarfile.open(dest + ".tar", mode="r:") as tar:
+            os.mkdir(dest)
+            # "data": no absolute names, no '..', no links out, no devices.
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError) as e:
+        raise ProtocolError(f"corrupt transfer of {key}: {e}") from None
+    finally:
+        os.unlink(dest + ".tar")
+    return hash_tree(dest)
+
+
+def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
+          ssl_context: ssl.SSLContext | None = None, expected_hash: str = "") -> tuple[int, str]:
+    """Get one file from a file server (a peer worker or the manager) into `dest`."""
+    conn = connect(host, port, ssl_context, timeout=60.0)
+    try:
+        client_handshake(conn, new_hello("fetch"), secret)
+        conn.send(Get(key))
+        return recv_file(conn, key, dest, expected_hash)
+    finally:
+        conn.close()
+
+
+class FileServer:
+    """Serves files by key to authenticated clients, at most `limit` at once; one thread each.
+
+    `resolve(key)` gives the local path of a file this side may serve, or None.
+    `on_error(reason)` hears why a connection was dropped (for the log).
+    """
+
+    def __init__(self, host: str, resolve: Callable[[str], str | None], secret: bytes | None,
+                 ssl_context: ssl.SSLContext | None = None, limit: int = 3,
+                 on_error: Callable[[str], None] = lambda reason: None,
+                 accept: Callable[[str], tuple[str, str] | None] | None = None,
+                 on_stored: Callable[[str, int, str | None], None] = lambda *a: None):
+        # accept(key) -> (destination path, expected hash) for an upload this side awaits;
+        # on_stored(key, size, error) hears how it went (error None when it arrived intact).
+        self._accept = accept
+        self._on_stored = on_stored
+        self._resolve = resolve
+        self._secret = secret
+        self._ssl = ssl_context
+        self._on_error = on_error
+        self.slots = threading.BoundedSemaphore(max(1, limit))
+        self._listener = socket.create_server((host, 0))
+        self.port = self._listener.getsockname()[1]
+        self._closed = False
+        threading.Thread(target=self._accept_loop, name="file-server", daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                sock, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+
+    def _serve(self, sock: socket.socket) -> None:
+        conn = None
+        try:
+            sock.settimeout(HANDSHAKE_TIMEOUT_S)
+            tune(sock)
+            if self._ssl is not None:
+                sock = self._ssl.wrap_socket(sock, server_side=True)
+            conn = Connection(sock)
+            hello = server_handshake(conn, self._secret)
+            conn.send(welcome_for(hello, self._secret))
+            sock.settimeout(120.0)
+            while True:
+                try:
+                    get = conn.recv(Get, Put)
+                except EOFError:
+                    return
+                if isinstance(get, Put):
+                    self._store(conn, get.key)
+                    continue
+                path = self._resolve(get.key)  # a file, or a directory sent as tar
+                if path is None:
+                    conn.send(Refuse(f"no such file: {get.key}"))
+                    return
+                with self.slots:
+                    send_file(conn, get.key, path)
+        except (ProtocolError, OSError, ssl.SSLError, EOFError) as e:
+            self._on_error(f"file server: {e}")
+        finally:
+            if conn is not None:
+                conn.close()
+            else:
+                sock.close()
+
+    def _store(self, conn: Connection, key: str) -> None:
+        wanted = self._accept(key) if self._accept is not None else None
+        if wanted is None:
+            conn.send(Refuse(f"not expecting {key}"))
+            raise ProtocolError(f"unexpected upload of {key}")
+        dest, expected = wanted
+        conn.send(Put(key))
+        try:
+            size, _ = recv_file(conn, key, dest, expected)
+        except (ProtocolError, OSError, EOFError) as e:
+            self._on_stored(key, 0, str(e))
+            raise
+        conn.send(Stored(key))
+        self._on_stored(key, size, None)
+
+    def close(self) -> None:
+        self._closed = True
+        self._listener.close()
+
+
+def push(host: str, port: int, key: str, path: str, secret: bytes | None,
+         ssl_context: ssl.SSLContext | None = None) -> int:
+    """Upload one file (or directory) to a file server that awaits it; bytes sent."""
+    conn = connect(host, port, ssl_context, timeout=60.0)
+    try:
+        client_handshake(conn, new_hello("push"), secret)
+        conn.send(Put(key))
+        conn.recv(Put)
+        size = send_file(conn, key, path)
+        conn.recv(Stored)
+        return size
+    finally:
+        conn.close()
