@@ -148,6 +148,26 @@ def mentions_any(message: str, phrases: Sequence[str]) -> bool:
     return any(p in lowered for p in phrases)
 
 
+class QueueSystem:
+    """What every BatchSystem here shares: jobs cancelled by id, refusals told apart by phrase.
+
+    A subclass names its cancel program and the (lower-case) phrases of refusals that no
+    amount of waiting fixes, and writes the rest of BatchSystem.
+    """
+
+    cancel_program = ""
+    permanent: tuple[str, ...] = ()
+
+    def status_key(self, job: WorkerJob) -> str:
+        return job.job_id
+
+    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
+        return [self.cancel_program, *job_ids]
+
+    def permanent_error(self, message: str) -> bool:
+        return mentions_any(message, self.permanent)
+
+
 class CommandRunner(Protocol):
     """Runs one batch command (sbatch, squeue, scancel, ...) to completion."""
 
@@ -389,10 +409,13 @@ class BatchWorkers:
     done synchronously, for tests and for that thread.
     """
 
-    def __init__(self, system: BatchSystem, runner: CommandRunner | None = None,
-                 clock: Clock | None = None, log: Callable[[str], None] = _say,
+    system_class: Callable[[], BatchSystem] | None = None  # what a subclass speaks
+
+    def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None, *,
+                 system: BatchSystem | None = None, log: Callable[[str], None] = _say,
                  background: bool = True, poll_interval_s: float = POLL_INTERVAL_S):
-        self.system = system
+        assert system is not None or self.system_class is not None
+        self.system = system or self.system_class()
         self.runner = runner or SubprocessRunner()
         self.clock = clock or SystemClock()
         self.log = log

@@ -6,12 +6,10 @@ from collections.abc import Sequence
 
 from vinemake.backends.batch import (
     BatchWorkers,
-    Clock,
-    CommandRunner,
     JobStatus,
+    QueueSystem,
     WorkerJob,
     WorkerLaunch,
-    mentions_any,
     wall_minutes,
 )
 
@@ -34,7 +32,7 @@ def condor_arguments(argv: Sequence[str]) -> str:
     return '"' + " ".join(words) + '"'
 
 
-class Condor:
+class Condor(QueueSystem):
     """A vanilla-universe submit description with `queue N`; BATCH_OPTIONS are submit lines.
 
     The worker binary is expected on a shared file system (transfer_executable = false) and
@@ -42,6 +40,8 @@ class Condor:
     """
 
     name = "HTCondor"
+    cancel_program = "condor_rm"
+    permanent = _PERMANENT
 
     def submit_script(self, launch: WorkerLaunch) -> str:
         res = launch.resources
@@ -95,19 +95,8 @@ class Condor:
                 status[cluster] = JobStatus(now.pending, now.running + 1, now.reason)
         return status
 
-    def status_key(self, job: WorkerJob) -> str:
-        return job.job_id
-
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["condor_rm", *job_ids]
-
-    def permanent_error(self, message: str) -> bool:
-        return mentions_any(message, _PERMANENT)
-
 
 class CondorWorkers(BatchWorkers):
     """`-T condor`."""
 
-    def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None,
-                 **kwargs):
-        super().__init__(Condor(), runner, clock, **kwargs)
+    system_class = Condor

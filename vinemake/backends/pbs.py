@@ -9,13 +9,11 @@ from collections.abc import Sequence
 
 from vinemake.backends.batch import (
     BatchWorkers,
-    Clock,
-    CommandRunner,
     JobStatus,
+    QueueSystem,
     WorkerJob,
     WorkerLaunch,
     hms,
-    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -30,7 +28,7 @@ _PERMANENT = ("requested node configuration is not available", "unknown queue",
               "unrecognized option", "invalid partition")
 
 
-class Pbs:
+class Pbs(QueueSystem):
     """Torque-style qsub: resources as `-l nodes=1:ppn=N,mem=..,walltime=..`, arrays as `-t`.
 
     Everything goes on qsub's command line, the user's options last, so they win; the script
@@ -39,6 +37,8 @@ class Pbs:
     """
 
     name = "PBS"
+    cancel_program = "qdel"
+    permanent = _PERMANENT
 
     def submit_script(self, launch: WorkerLaunch) -> str:
         return ("#!/bin/sh\n"
@@ -85,16 +85,8 @@ class Pbs:
     def status_key(self, job: WorkerJob) -> str:
         return job.name
 
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["qdel", *job_ids]
-
-    def permanent_error(self, message: str) -> bool:
-        return mentions_any(message, _PERMANENT)
-
 
 class PbsWorkers(BatchWorkers):
     """`-T pbs`."""
 
-    def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None,
-                 **kwargs):
-        super().__init__(Pbs(), runner, clock, **kwargs)
+    system_class = Pbs

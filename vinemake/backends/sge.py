@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from vinemake.backends import ManagerAddress, ProviderOptions
 from vinemake.backends.batch import (
     BatchWorkers,
-    Clock,
-    CommandRunner,
     JobStatus,
+    QueueSystem,
     WorkerJob,
     WorkerLaunch,
     hms,
-    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -29,7 +27,7 @@ _PERMANENT = ("unknown resource", "parallel environment", "does not exist", "inv
               "unknown option", "job rejected")
 
 
-class Sge:
+class Sge(QueueSystem):
     """Grid Engine's qsub: `-pe <pe> N` for more than one core, `h_vmem` per slot, `-t 1-N`.
 
     The parallel environment's name is site-specific (`smp` by default; set it with
@@ -37,6 +35,8 @@ class Sge:
     """
 
     name = "SGE"
+    cancel_program = "qdel"
+    permanent = _PERMANENT
 
     def __init__(self, pe: str = "smp"):
         self.pe = pe
@@ -94,15 +94,6 @@ class Sge:
                 status[job] = JobStatus(now.pending + tasks, now.running)
         return status
 
-    def status_key(self, job: WorkerJob) -> str:
-        return job.job_id
-
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["qdel", *job_ids]
-
-    def permanent_error(self, message: str) -> bool:
-        return mentions_any(message, _PERMANENT)
-
 
 def _count_tasks(spec: str) -> int:
     """`3` → 1, `1-5:1` → 5, `2-10:2` → 5, `1,4` → 2."""
@@ -119,9 +110,7 @@ def _count_tasks(spec: str) -> int:
 class SgeWorkers(BatchWorkers):
     """`-T sge`."""
 
-    def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None,
-                 **kwargs):
-        super().__init__(Sge(), runner, clock, **kwargs)
+    system_class = Sge
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         self.system = Sge(pe=dict(options.extra).get("sge_pe", "smp"))

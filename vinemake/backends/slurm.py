@@ -7,12 +7,10 @@ from collections.abc import Sequence
 
 from vinemake.backends.batch import (
     BatchWorkers,
-    Clock,
-    CommandRunner,
     JobStatus,
+    QueueSystem,
     WorkerJob,
     WorkerLaunch,
-    mentions_any,
     shell_line,
     wall_minutes,
 )
@@ -32,7 +30,7 @@ _PERMANENT = ("requested node configuration is not available", "invalid partitio
               "requested time limit is invalid", "invalid job array specification")
 
 
-class Slurm:
+class Slurm(QueueSystem):
     """The SLURM dialect: an sbatch script with #SBATCH lines; user options on the command line.
 
     The user's BATCH_OPTIONS/--batch-options go on sbatch's command line, where they override
@@ -40,6 +38,8 @@ class Slurm:
     """
 
     name = "SLURM"
+    cancel_program = "scancel"
+    permanent = _PERMANENT
 
     def submit_script(self, launch: WorkerLaunch) -> str:
         res = launch.resources
@@ -73,9 +73,6 @@ class Slurm:
         names = ",".join(j.name for j in jobs)
         return ["squeue", "--noheader", "--array", f"--name={names}", "--format=%F %K %T %r"]
 
-    def status_key(self, job: WorkerJob) -> str:
-        return job.job_id
-
     def parse_status(self, stdout: str) -> dict[str, JobStatus]:
         status: dict[str, JobStatus] = {}
         for line in stdout.splitlines():
@@ -90,17 +87,8 @@ class Slurm:
                 status[job] = JobStatus(now.pending, now.running + 1, now.reason)
         return status
 
-    def cancel_argv(self, job_ids: Sequence[str]) -> list[str]:
-        return ["scancel", *job_ids]
-
-    def permanent_error(self, message: str) -> bool:
-        return mentions_any(message, _PERMANENT)
-
-
 
 class SlurmWorkers(BatchWorkers):
     """`-T slurm`."""
 
-    def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None,
-                 **kwargs):
-        super().__init__(Slurm(), runner, clock, **kwargs)
+    system_class = Slurm
