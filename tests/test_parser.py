@@ -324,3 +324,74 @@ def test_grammar_names_the_reserved_words():
 def test_public_surface():
     from vinemake import parser
     assert parser.__all__ == ["parse_file", "parse_text", "grammar_text"]
+
+
+# ---- plain rules: the parser's fast path means what the general one means ---------------
+
+PLAIN = [
+    "out.txt: in.txt\n\tcat in.txt > out.txt\n",
+    "a b  c:d\te \n    touch a b c  \t\n",
+    "out:\n\ttouch out\n",
+    ": out\n\ttest -s out\n",
+    "out: a->b c -> d\n\tcat b d > out\n",
+    "x->y z: in\n\ttouch y z\n",
+    "out: in\n\tLOCAL cp in out\n",
+    "out: in\n\tMAKEFLOW sub.vine\n",
+    "export A\nA=1\nBATCH_LOCAL=1\nout: in\n\ttouch out\n",
+    "CATEGORY=big\nCORES=2\nout: in\n\ttouch out\nCATEGORY=default\nb: out\n\ttouch b\n",
+    "a: \n\ttouch a\nb: a\n\ttouch b\nc: a b\n\ttouch c\n",
+]
+
+
+def general_form(text: str) -> str:
+    """The same Vinefile with a comment ending every line: the parser's general path."""
+    return "".join(line + " # c\n" for line in text.splitlines())
+
+
+def statement_types(text: str) -> set[str]:
+    from vinemake.parser import _lark
+    return {type(s).__name__ for s in _lark().parse(text)}
+
+
+@pytest.mark.parametrize("text", PLAIN)
+def test_plain_rule_means_what_the_general_form_means(text):
+    assert "PlainRule" in statement_types(text)
+    assert "PlainRule" not in statement_types(general_form(text))
+    assert parse(text, {"A": "x"}) == parse(general_form(text), {"A": "x"})
+
+
+def test_annotations_above_a_plain_rule():
+    text = "@retries 2\n@resources cores=2\nout: in\n\ttouch out\n"
+    r = rule(text)
+    assert (r.retries, r.resources, r.command) == (2, Resources(cores=2), "touch out")
+    assert parse(text) == parse(general_form(text))
+
+
+@pytest.mark.parametrize("text", ["out: in\n\tLOCAL\n", "out: a->\n\ttouch out\n",
+                                  "out: in\n\tMAKEFLOW\n", "a: b\n\ttouch a\nb: a\n\ttouch b\n"])
+def test_plain_rule_errors_are_the_general_form_errors(text):
+    from vinemake.errors import VinefileError
+    from vinemake.graph import BuildGraph
+    errors = []
+    for form in (text, general_form(text)):
+        with pytest.raises(VinefileError) as e:
+            BuildGraph.build(parse(form), ".")
+        errors.append((e.value.location, e.value.message))
+    assert errors[0] == errors[1]
+
+
+def test_fast_rulespec_equals_one_made_by_its_constructor():
+    from dataclasses import fields
+
+    from vinemake.evaluate import new_rulespec
+    from vinemake.spec import RuleSpec
+    values = {"id": 3, "targets": refs("a"), "sources": refs("b"), "command": "cp b a",
+              "location": Location("V", 1, 1), "command_location": Location("V", 2, 2),
+              "env": (("A", "1"),), "variables": (("B", "2"),), "category": "big",
+              "resources": Resources(cores=2), "retries": 4, "temp": True,
+              "cache_forever": True, "library": "ml", "library_slots": 2, "call": "f",
+              "local": True, "subworkflow": True, "batch_options": "-q x"}
+    assert set(values) == {f.name for f in fields(RuleSpec)}
+    made = new_rulespec(values)
+    assert made == RuleSpec(**values) and vars(made) == vars(RuleSpec(**values))
+    assert hash(made) == hash(RuleSpec(**values)) and repr(made) == repr(RuleSpec(**values))

@@ -18,6 +18,7 @@ raw text of each line part and where it starts. This module gives them meaning:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -31,6 +32,7 @@ from vinemake.statements import (
     BadAssign,
     Directive,
     Export,
+    PlainRule,
     Rule,
     Source,
     Text,
@@ -43,6 +45,10 @@ __all__ = ["evaluate"]
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
+# Shared by every plain rule, read but never changed.
+_NO_OVERRIDES: dict = {}
+_NO_FIELDS: dict = {}
+_LOCAL = {"local": True}
 
 
 def _number_text(value: float) -> str:
@@ -136,7 +142,7 @@ class _Evaluator:
     # ---- statements --------------------------------------------------------------------
     def run(self, statements: Iterable) -> Workflow:
         handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
-                    Directive: self.directive, Rule: self.rule}
+                    Directive: self.directive, Rule: self.rule, PlainRule: self.plain_rule}
         # Statements are dropped as soon as they are evaluated: on a million-rule file the
         # raw text of every line would otherwise stay alive next to the rules made from it.
         pending = statements if isinstance(statements, list) else list(statements)
@@ -307,6 +313,34 @@ class _Evaluator:
             exported, tuple(local.items()), category, fields.pop("resources", None), overrides,
             fields, batch_options))
 
+    def plain_rule(self, stmt: PlainRule) -> None:
+        """A rule with nothing to expand: what `rule` does, minus everything that cannot apply."""
+        command = stmt.command.strip()
+        if (not command or command.startswith(keywords.COMMAND_PREFIXES)
+                or "->" in stmt.targets or "->" in stmt.sources):
+            self.rule(stmt.rule())
+            return
+        targets = self._plain_files(stmt.targets)
+        col = stmt.col if targets else stmt.col + len(stmt.targets)  # no targets: the colon
+        path = self.source.path
+        self.pending.append(_Pending(
+            len(self.pending), targets, self._plain_files(stmt.sources), command,
+            Location(path, stmt.line, col), Location(path, stmt.line + 1, stmt.command_col),
+            tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
+            if self.exports else (),
+            (), self.current, None, _NO_OVERRIDES,
+            _LOCAL if self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL else _NO_FIELDS, None))
+
+    def _plain_files(self, text: str) -> tuple[FileRef, ...]:
+        refs = self.refs
+        out = []
+        for path in text.split():
+            ref = refs.get(path)
+            if ref is None:
+                ref = refs[path] = FileRef(path, path)
+            out.append(ref)
+        return tuple(out)
+
     def _rule_local(self, statements, local: dict[str, str], overrides: dict):
         """Apply rule-local assignments and directives; return (category, batch options)."""
         category = self.current
@@ -438,14 +472,33 @@ class _Evaluator:
             env = _env(p.exported, p.category, res)
         elif p.exported:
             env = _env(p.exported, p.category, res)
-        return RuleSpec(
-            id=p.id, targets=p.targets, sources=p.sources, command=p.command,
-            location=p.location, command_location=p.command_location,
-            env=env, variables=p.variables, category=p.category, resources=resources,
-            batch_options=p.batch_options if p.batch_options is not None
-            else category.batch_options,
-            **p.fields,
-        )
+        values = {"id": p.id, "targets": p.targets, "sources": p.sources, "command": p.command,
+                  "location": p.location, "command_location": p.command_location, "env": env,
+                  "variables": p.variables, "category": p.category, "resources": resources,
+                  "batch_options": p.batch_options if p.batch_options is not None
+                  else category.batch_options}
+        if p.fields:
+            values.update(p.fields)
+        return new_rulespec(values)
+
+
+# RuleSpec(**values) sets each of its 19 fields through object.__setattr__ (it is frozen):
+# that was a third of the evaluation of a plain rule. Filling its __dict__ at once gives an
+# equal object, as long as RuleSpec stays a plain frozen dataclass without __post_init__.
+_RULESPEC_TEMPLATE = {f.name: None if f.default is dataclasses.MISSING else f.default
+                      for f in dataclasses.fields(RuleSpec)}
+_FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
+
+
+def new_rulespec(values: dict) -> RuleSpec:
+    """RuleSpec(**values), for values that name every field without a plain default."""
+    if not _FAST_RULESPEC:
+        return RuleSpec(**values)
+    attributes = _RULESPEC_TEMPLATE.copy()
+    attributes.update(values)
+    spec = object.__new__(RuleSpec)
+    object.__setattr__(spec, "__dict__", attributes)
+    return spec
 
 
 def _with_workflow_file(sources: tuple[FileRef, ...], command: str) -> tuple[FileRef, ...]:

@@ -29,6 +29,7 @@ from vinemake.statements import (
     BadAssign,
     Directive,
     Export,
+    PlainRule,
     Rule,
     Source,
     Text,
@@ -58,6 +59,9 @@ _QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
 _FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
 _HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*")
 _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
+# A header and command line with nothing to expand, unquote, join or strip a comment from:
+# (targets, sources, the command's indent, the command).
+_PLAIN_RULE = re.compile(r"""([^\n#"'\\:$]*):([^\n#"'\\:$]*)\n([ \t]+)([^\n#"'\\$]*)\n""")
 
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
@@ -89,15 +93,24 @@ class _Statements(Transformer):
     def annotation(self, children):
         return Annotation(_text(children[0]), _text(children[1]) if len(children) > 1 else None)
 
+    def HEADER_AND_COMMAND(self, tok):  # noqa: N802 (Lark names terminal callbacks so)
+        # Called when the token is shifted, also under annotations (then `rule` gets this).
+        m = _PLAIN_RULE.match(tok)
+        if m is not None:
+            targets, sources, indent, command = m.groups()
+            return PlainRule(targets, sources, command, tok.line, tok.column, len(indent) + 1)
+        targets, colon, sources, end = _header(tok)
+        return Rule((), targets, colon, sources, (), _command(tok, end))
+
     def rule(self, children):
         i = 0
         while type(children[i]) is Annotation:
             i += 1
         header = children[i]
-        if header.type == "HEADER_AND_COMMAND":
-            targets, colon, sources, end = _header(header)
-            command = _command(header, end)
-            return Rule(tuple(children[:i]), targets, colon, sources, (), command)
+        if type(header) is not Token:  # a HEADER_AND_COMMAND, already a statement
+            if type(header) is PlainRule:
+                header = header.rule()
+            return header._replace(annotations=tuple(children[:i]))
         targets, colon, sources, _ = _header(header)
         return Rule(tuple(children[:i]), targets, colon, sources, tuple(children[i + 1:-1]),
                     _command(children[-1], 0))
