@@ -60,6 +60,13 @@ def crash():
     os.killpg(os.getsid(0), signal.SIGKILL)
     time.sleep(600)
 
+def heavy(mb, seconds):
+    block = bytearray(int(mb) * 1000 * 1000)  # zero-filled: every page is touched
+    end = time.process_time() + float(seconds)
+    while time.process_time() < end:
+        pass
+    return len(block)
+
 def spawn_and_hang(pidfile):
     import subprocess
     child = subprocess.Popen(["sleep", "600"])
@@ -198,6 +205,21 @@ def test_start_up_is_paid_once_across_many_calls(python_library, sandbox, tmp_pa
     assert python_library.starts == 1
 
 
+def test_a_python_library_reports_each_call_s_cpu_and_peak_memory(python_library, sandbox):
+    light = python_library.call("double", ["in.txt", "light"], str(sandbox))
+    heavy = python_library.call("heavy", ["150", "0.3"], str(sandbox))
+    assert light.ok and heavy.ok
+    assert heavy.cpu_s >= 0.3 > light.cpu_s
+    assert heavy.memory_mb >= 150 + light.memory_mb * 0.5  # on top of the forked library's
+
+
+def test_a_library_that_reports_no_usage_gives_zeros(pool, tmp_path, sandbox):
+    (tmp_path / "lib.sh").write_text(SH_LIBRARY)
+    library = pool.get(spec("sh lib.sh"), copier(tmp_path / "lib.sh"))
+    result = library.call("touch", ["x"], str(sandbox))
+    assert result.ok and (result.cpu_s, result.memory_mb) == (0.0, 0.0)
+
+
 def test_instance_runs_in_its_own_dir_with_its_inputs(python_library, sandbox):
     python_library.call("double", ["in.txt", "out"], str(sandbox))
     assert os.readlink(f"/proc/{python_library.pid}/cwd") == python_library.dir
@@ -225,8 +247,8 @@ def test_failed_calls_output_comes_before_its_traceback(python_library, sandbox,
 def test_unknown_function(python_library, sandbox):
     assert python_library.call("train", [], str(sandbox)) == CallResult(
         "failed", 1, "function train failed in library m",
-        "no function named 'train' in this library (it has: crash, double, fail, hang, hold, "
-        "meet, spawn_and_hang)")
+        "no function named 'train' in this library (it has: crash, double, fail, hang, heavy, "
+        "hold, meet, spawn_and_hang)")
 
 
 def test_calls_run_concurrently_up_to_slots(python_library, sandbox):

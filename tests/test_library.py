@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import selectors
 import subprocess
 import sys
@@ -65,6 +66,10 @@ def hang():
 def huge(n):
     raise ValueError("x" * int(n))
 
+def grow(mb):
+    block = bytearray(int(mb) * 1000 * 1000)  # zero-filled: every page is touched
+    return len(block)
+
 def close_stdout():
     sys.stdout.close()  # flushing it afterwards raises: the child must exit all the same
 
@@ -106,6 +111,7 @@ class Client:
         self.selector = selectors.DefaultSelector()
         self.selector.register(proc.stdout, selectors.EVENT_READ)
         self.buffer = b""  # our own: a buffered reader would hide lines from select()
+        self.usage: dict[int, dict] = {}  # call id -> the usage its response reported
 
     def send(self, **request) -> None:
         self.proc.stdin.write((json.dumps(request) + "\n").encode())
@@ -119,7 +125,13 @@ class Client:
             assert data, f"the library closed its channel after {self.buffer!r}"
             self.buffer += data
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+        message = json.loads(line)
+        if "usage" in message:  # checked here, kept aside so tests compare the outcome
+            usage = message.pop("usage")
+            assert set(usage) == {"cpu_s", "max_rss_kb"}
+            assert usage["cpu_s"] >= 0 and usage["max_rss_kb"] > 0
+            self.usage[message["id"]] = usage
+        return message
 
     def call(self, call_id: int, function: str, *args: str, cwd: str, **extra) -> dict:
         self.send(id=call_id, function=function, args=list(args), cwd=cwd, **extra)
@@ -129,8 +141,8 @@ class Client:
 def test_ready_message_lists_public_functions(library):
     assert library.receive() == {
         "ready": True, "protocol": 1,
-        "functions": ["close_stdout", "env", "fail", "hang", "huge", "leave", "meet", "remember",
-                      "write"]}
+        "functions": ["close_stdout", "env", "fail", "grow", "hang", "huge", "leave", "meet",
+                      "remember", "write"]}
 
 
 def test_call_runs_in_the_given_cwd_and_prints_do_not_reach_the_channel(library, tmp_path):
@@ -172,7 +184,7 @@ def test_unknown_function_is_an_error_naming_what_exists(library, tmp_path):
     assert library.call(7, "_private", cwd=str(tmp_path)) == {
         "id": 7, "status": "error",
         "error": "no function named '_private' in this library (it has: close_stdout, env, "
-                 "fail, hang, huge, leave, meet, remember, write)"}
+                 "fail, grow, hang, huge, leave, meet, remember, write)"}
 
 
 def test_exception_returns_the_users_traceback(library, tmp_path):
@@ -228,6 +240,15 @@ def test_calls_run_concurrently(library, tmp_path):
 
 @pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
                          ids=["pidfd", "no-pidfd"])
+def test_every_call_s_response_reports_its_child_s_usage(library, tmp_path):
+    library.receive()  # ready
+    assert library.call(1, "write", "small", "x", cwd=str(tmp_path))["status"] == "ok"
+    assert library.call(2, "grow", "40", cwd=str(tmp_path))["status"] == "ok"
+    assert library.call(3, "fail", "x", cwd=str(tmp_path))["status"] == "error"
+    assert library.usage[2]["max_rss_kb"] > library.usage[1]["max_rss_kb"] + 35000  # KiB
+    assert 3 in library.usage
+
+
 def test_cancel_kills_the_running_call(library, tmp_path):
     library.receive()
     library.send(id=4, function="hang", args=[], cwd=str(tmp_path))
@@ -276,6 +297,10 @@ def test_parse_request():
 def test_response():
     assert response(2) == b'{"id": 2, "status": "ok"}\n'
     assert response(2, "boom\n") == b'{"id": 2, "status": "error", "error": "boom\\n"}\n'
+    usage = resource.struct_rusage((1.25, 0.5) + (0,) * 14)
+    usage = resource.struct_rusage(usage[:2] + (51200,) + usage[3:])
+    assert response(3, usage=usage) == \
+        b'{"id": 3, "status": "ok", "usage": {"cpu_s": 1.75, "max_rss_kb": 51200}}\n'
 
 
 def test_functions_of_skips_imports_and_private_names(tmp_path, monkeypatch):

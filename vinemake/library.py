@@ -25,6 +25,7 @@ import gc
 import importlib.util
 import json
 import os
+import resource
 import selectors
 import signal
 import sys
@@ -75,11 +76,18 @@ def parse_request(line: bytes) -> Request:
                    output=None if output is None else str(output))
 
 
-def response(call_id: int | None, error: str | None = None) -> bytes:
-    """The response line for a call: status ok, or status error with the error text."""
+def response(call_id: int | None, error: str | None = None,
+             usage: resource.struct_rusage | None = None) -> bytes:
+    """The response line for a call: status ok, or status error with the error text.
+
+    `usage` (the call's child, from wait4) adds what it cost: CPU seconds and peak RSS in KiB.
+    """
     obj: dict[str, Any] = {"id": call_id, "status": "ok" if error is None else "error"}
     if error is not None:
         obj["error"] = error
+    if usage is not None:
+        obj["usage"] = {"cpu_s": round(usage.ru_utime + usage.ru_stime, 4),
+                        "max_rss_kb": usage.ru_maxrss}
     return (json.dumps(obj) + "\n").encode()
 
 
@@ -248,7 +256,7 @@ class _Server:
     def _on_exit(self, run: _Running) -> bool:
         # The pidfd, not the pipe's end, says the call is over: a process the function left
         # behind may hold the pipe open forever.
-        _, status = os.waitpid(run.pid, 0)
+        _, status, usage = os.wait4(run.pid, 0)
         self._drain(run)
         if run.pidfd is not None:
             self.selector.unregister(run.pidfd)
@@ -257,7 +265,7 @@ class _Server:
             self.selector.unregister(run.report_fd)
         os.close(run.report_fd)
         del self.running[run.id]
-        self.send(response(run.id, _exit_error(status, bytes(run.report))))
+        self.send(response(run.id, _exit_error(status, bytes(run.report)), usage))
         return True
 
     def _drain(self, run: _Running) -> None:

@@ -27,6 +27,7 @@ docs/libraries.md. This module imports nothing from the parser, graph or engine.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import os
@@ -62,6 +63,10 @@ class CallResult:
     exit_code: int | None = None
     reason: str = ""
     stderr_tail: str = ""
+    # What the library reported the call cost, if it did: measurements, not outcome, so two
+    # results that ended the same way compare equal whatever they cost.
+    cpu_s: float = dataclasses.field(default=0.0, compare=False)
+    memory_mb: float = dataclasses.field(default=0.0, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -108,10 +113,21 @@ def call_request(call_id: int, function: str, args: list[str], cwd: str,
 
 def result_of(name: str, function: str, message: dict[str, Any]) -> CallResult:
     """Turn the library's response to a call into a CallResult."""
+    cpu_s, memory_mb = _usage(message.get("usage"))
     if message.get("status") == "ok":
-        return CallResult("ok", 0)
+        return CallResult("ok", 0, cpu_s=cpu_s, memory_mb=memory_mb)
     error = str(message.get("error") or "no error text given")
-    return CallResult("failed", 1, f"function {function} failed in library {name}", tail(error))
+    return CallResult("failed", 1, f"function {function} failed in library {name}", tail(error),
+                      cpu_s, memory_mb)
+
+
+def _usage(usage: Any) -> tuple[float, float]:
+    """(CPU s, peak MB) from a response's optional `usage`; zeros for anything malformed."""
+    if not isinstance(usage, dict):
+        return 0.0, 0.0
+    cpu, rss = usage.get("cpu_s"), usage.get("max_rss_kb")
+    ok = [isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in (cpu, rss)]
+    return (float(cpu) if ok[0] else 0.0), (rss / 1000 if ok[1] else 0.0)
 
 
 def with_output(result: CallResult, output: str) -> CallResult:
@@ -119,8 +135,7 @@ def with_output(result: CallResult, output: str) -> CallResult:
     if result.ok or not output:
         return result
     text = output if output.endswith("\n") or not result.stderr_tail else output + "\n"
-    return CallResult(result.status, result.exit_code, result.reason,
-                      tail(text + result.stderr_tail))
+    return dataclasses.replace(result, stderr_tail=tail(text + result.stderr_tail))
 
 
 def read_tail(path: str, limit: int = TAIL_CHARS) -> str:
