@@ -45,10 +45,7 @@ __all__ = ["evaluate"]
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
-# Shared by every plain rule, read but never changed.
-_NO_OVERRIDES: dict = {}
-_NO_FIELDS: dict = {}
-_LOCAL = {"local": True}
+_NO_OVERRIDES: dict = {}  # shared, never changed
 
 
 def _number_text(value: float) -> str:
@@ -63,21 +60,12 @@ def _first_word(text: str) -> tuple[str, str]:
     return parts[0], parts[1].strip() if len(parts) > 1 else ""
 
 
-class _Pending(NamedTuple):
-    """A rule read so far; resources are resolved once the whole file is read."""
+class _Extra(NamedTuple):
+    """What a rule adds to its category's resources, environment and batch options."""
 
-    id: int
-    targets: tuple[FileRef, ...]
-    sources: tuple[FileRef, ...]
-    command: str
-    location: Location
-    command_location: Location
+    resources: dict | None  # from @resources
+    overrides: dict  # rule-local resource values
     exported: tuple[tuple[str, str], ...]
-    variables: tuple[tuple[str, str], ...]
-    category: str
-    resources: dict | None
-    overrides: dict
-    fields: dict
     batch_options: str | None
 
 
@@ -93,7 +81,9 @@ class _Evaluator:
         self.exports: tuple[str, ...] = ()
         # Per category: resource field → value, plus "mode" and "batch_options".
         self.settings: dict[str, dict] = {"default": {}}
-        self.pending: list[_Pending] = []
+        # Rules read so far, as (RuleSpec fields, _Extra or None): resources, env and batch
+        # options are known only once the whole file is read.
+        self.pending: list[tuple[dict, _Extra | None]] = []
         self.sizes: list[tuple[str, int]] = []
         self.inputs: str | None = None
         self.outputs: str | None = None
@@ -307,11 +297,17 @@ class _Evaluator:
         head = stmt.targets or stmt.colon
         cmd_at = stmt.command
         path = self.source.path
-        self.pending.append(_Pending(
-            len(self.pending), targets, sources, command, Location(path, head.line, head.col),
-            Location(path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
-            exported, tuple(local.items()), category, fields.pop("resources", None), overrides,
-            fields, batch_options))
+        values = _RULESPEC_TEMPLATE.copy()
+        values.update(fields)
+        values.update(
+            id=len(self.pending), targets=targets, sources=sources, command=command,
+            location=Location(path, head.line, head.col),
+            command_location=Location(path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
+            variables=tuple(local.items()), category=category)
+        resources = values.pop("resources", None)
+        extra = (_Extra(resources, overrides, exported, batch_options)
+                 if resources or overrides or exported or batch_options is not None else None)
+        self.pending.append((values, extra))
 
     def plain_rule(self, stmt: PlainRule) -> None:
         """A rule with nothing to expand: what `rule` does, minus everything that cannot apply."""
@@ -321,15 +317,24 @@ class _Evaluator:
             self.rule(stmt.rule())
             return
         targets = self._plain_files(stmt.targets)
-        col = stmt.col if targets else stmt.col + len(stmt.targets)  # no targets: the colon
         path = self.source.path
-        self.pending.append(_Pending(
-            len(self.pending), targets, self._plain_files(stmt.sources), command,
-            Location(path, stmt.line, col), Location(path, stmt.line + 1, stmt.command_col),
-            tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
-            if self.exports else (),
-            (), self.current, None, _NO_OVERRIDES,
-            _LOCAL if self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL else _NO_FIELDS, None))
+        values = _RULESPEC_TEMPLATE.copy()
+        values["id"] = len(self.pending)
+        values["targets"] = targets
+        values["sources"] = self._plain_files(stmt.sources)
+        values["command"] = command
+        # Without targets a rule is located at its colon.
+        values["location"] = Location(path, stmt.line,
+                                      stmt.col if targets else stmt.col + len(stmt.targets))
+        values["command_location"] = Location(path, stmt.line + 1, stmt.command_col)
+        values["category"] = self.current
+        if self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL:
+            values["local"] = True
+        extra = None
+        if self.exports:
+            exported = tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
+            extra = _Extra(None, _NO_OVERRIDES, exported, None) if exported else None
+        self.pending.append((values, extra))
 
     def _plain_files(self, text: str) -> tuple[FileRef, ...]:
         refs = self.refs
@@ -444,8 +449,9 @@ class _Evaluator:
         self.pending.reverse()
         done = []
         while self.pending:
-            p = self.pending.pop()
-            done.append(self._finish_rule(p, categories[p.category], shared[p.category]))
+            values, extra = self.pending.pop()
+            name = values["category"]
+            done.append(_finish_rule(values, extra, categories[name], shared[name]))
         rules = tuple(done)
         used = {"default"} | {r.category for r in rules}
         return Workflow(
@@ -464,22 +470,23 @@ class _Evaluator:
         res = {f: getattr(category.resources, f) for f in _ENV_OF_FIELD}
         return res, category.resources, _env({}, category.name, res)
 
-    def _finish_rule(self, p: _Pending, category: Category, shared) -> RuleSpec:
-        res, resources, env = shared
-        if p.overrides or p.resources:
-            res = {**res, **p.overrides, **(p.resources or {})}
+def _finish_rule(values: dict, extra: _Extra | None, category: Category, shared) -> RuleSpec:
+    """The RuleSpec of a rule read earlier, now that its category's resources are known."""
+    res, resources, env = shared
+    batch_options = category.batch_options
+    if extra is not None:
+        if extra.overrides or extra.resources:
+            res = {**res, **extra.overrides, **(extra.resources or {})}
             resources = Resources(**res)
-            env = _env(p.exported, p.category, res)
-        elif p.exported:
-            env = _env(p.exported, p.category, res)
-        values = {"id": p.id, "targets": p.targets, "sources": p.sources, "command": p.command,
-                  "location": p.location, "command_location": p.command_location, "env": env,
-                  "variables": p.variables, "category": p.category, "resources": resources,
-                  "batch_options": p.batch_options if p.batch_options is not None
-                  else category.batch_options}
-        if p.fields:
-            values.update(p.fields)
-        return new_rulespec(values)
+            env = _env(extra.exported, category.name, res)
+        elif extra.exported:
+            env = _env(extra.exported, category.name, res)
+        if extra.batch_options is not None:
+            batch_options = extra.batch_options
+    values["env"] = env
+    values["resources"] = resources
+    values["batch_options"] = batch_options
+    return new_rulespec(values)
 
 
 # RuleSpec(**values) sets each of its 19 fields through object.__setattr__ (it is frozen):
@@ -491,13 +498,16 @@ _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "_
 
 
 def new_rulespec(values: dict) -> RuleSpec:
-    """RuleSpec(**values), for values that name every field without a plain default."""
+    """RuleSpec(**values), for values that name every field without a plain default.
+
+    `values` becomes the RuleSpec's attributes: the caller must not use it afterwards.
+    """
     if not _FAST_RULESPEC:
         return RuleSpec(**values)
-    attributes = _RULESPEC_TEMPLATE.copy()
-    attributes.update(values)
+    if len(values) != len(_RULESPEC_TEMPLATE):
+        values = {**_RULESPEC_TEMPLATE, **values}
     spec = object.__new__(RuleSpec)
-    object.__setattr__(spec, "__dict__", attributes)
+    object.__setattr__(spec, "__dict__", values)
     return spec
 
 

@@ -76,7 +76,14 @@ class _Statements(Transformer):
     """Turns each grammar rule into a statement while the parser reduces it."""
 
     def start(self, children):
-        return children
+        return children[0] if children else []
+
+    def lines(self, children):
+        if len(children) == 1:
+            return children
+        statements, line = children
+        statements.append(line)
+        return statements
 
     def assignment(self, children):
         return Assign(_text(children[0]), _text(children[1]) if len(children) > 1 else None)
