@@ -360,6 +360,13 @@ def test_plain_rule_means_what_the_general_form_means(text):
     assert parse(text, {"A": "x"}) == parse(general_form(text), {"A": "x"})
 
 
+@pytest.mark.parametrize("between", ["  \n", "\n", "\t# c\n", " \n\n"])
+def test_blank_lines_between_header_and_command(between):
+    r = rule(f"out: in\n{between}\tcmd\n")
+    line = 2 + between.count("\n")
+    assert (r.command, r.command_location) == ("cmd", Location("Vinefile", line, 2))
+
+
 def test_annotations_above_a_plain_rule():
     text = "@retries 2\n@resources cores=2\nout: in\n\ttouch out\n"
     r = rule(text)

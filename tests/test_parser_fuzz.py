@@ -128,3 +128,34 @@ def test_generated_variables_expand_in_order(assignments, uses):
     wf = parse_text(text + "out:\n\t" + command + "\n", "Vinefile", environ={})
     expected = "echo " + " ".join(f"<{values[name]}>" for name, _ in refs_)
     assert wf.rules[0].command == expected.strip()
+
+
+# ---- the fast path for plain rules against the general one ------------------------------
+
+WORDS = st.lists(st.sampled_from(["a", "b.txt", "->", "-", ">", "x/y", "..", "/", " ", "\t",
+                                   "\x0c", "é", "LOCAL", "MAKEFLOW"]), max_size=5).map("".join)
+PLAIN_RULE = st.tuples(
+    st.sampled_from(["", "X=1\n", "BATCH_LOCAL=1\n", "export X\n", "@retries 1\n",
+                     "CATEGORY=c\n", "CORES=2\n"]),
+    WORDS, WORDS, st.sampled_from(["", "  \n", "\n", " \t\n", "# c\n"]),
+    st.sampled_from(["\t", " ", "  "]), WORDS,
+).map(lambda p: f"{p[0]}{p[1]}:{p[2]}\n{p[3]}{p[4]}{p[5]}\n")
+
+
+def _outcome(text: str):
+    try:
+        return parse_text(text, "Vinefile", environ={"X": "0"})
+    except VinefileError as e:
+        return (e.location, e.message)
+
+
+@FUZZ
+@given(st.lists(PLAIN_RULE, max_size=4).map("".join))
+def test_plain_rules_mean_what_their_general_form_means(text):
+    # A comment at the end of every line makes the parser take its general path.
+    general = "".join(line + " # c\n" for line in text.split("\n"))
+    plain, slow = _outcome(text), _outcome(general)
+    if isinstance(plain, Workflow) or isinstance(slow, Workflow):
+        assert plain == slow
+    else:
+        assert plain[0].line == slow[0].line

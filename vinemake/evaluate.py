@@ -88,6 +88,8 @@ class _Evaluator:
         self.inputs: str | None = None
         self.outputs: str | None = None
         self.refs: dict[str, FileRef] = {}
+        # Whether BATCH_LOCAL is on at the top level; None once an assignment may change it.
+        self.batch_local: bool | None = None
 
     # ---- lookup ------------------------------------------------------------------------
     def lookup_top(self, name: str) -> str | None:
@@ -147,6 +149,7 @@ class _Evaluator:
         self._set_top(name, value, stmt)
 
     def _set_top(self, name: str, value: str, stmt: Assign | Text) -> None:
+        self.batch_local = None
         if name == "CATEGORY":
             self._switch_category(self._category_name(value, stmt))
             self.globals[name] = self.current
@@ -169,6 +172,7 @@ class _Evaluator:
             self.category_vars[self.current][name] = value
 
     def _switch_category(self, name: str) -> None:
+        self.batch_local = None
         self.current = name
         self.category_vars.setdefault(name, {})
         self.settings.setdefault(name, {})
@@ -328,7 +332,9 @@ class _Evaluator:
                                       stmt.col if targets else stmt.col + len(stmt.targets))
         values["command_location"] = Location(path, stmt.line + 1, stmt.command_col)
         values["category"] = self.current
-        if self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL:
+        if self.batch_local is None:
+            self.batch_local = self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL
+        if self.batch_local:
             values["local"] = True
         extra = None
         if self.exports:
@@ -342,7 +348,7 @@ class _Evaluator:
         for path in text.split():
             ref = refs.get(path)
             if ref is None:
-                ref = refs[path] = FileRef(path, path)
+                ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
             out.append(ref)
         return tuple(out)
 

@@ -60,8 +60,10 @@ _FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
 _HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*")
 _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
 # A header and command line with nothing to expand, unquote, join or strip a comment from:
-# (targets, sources, the command's indent, the command).
-_PLAIN_RULE = re.compile(r"""([^\n#"'\\:$]*):([^\n#"'\\:$]*)\n([ \t]+)([^\n#"'\\$]*)\n""")
+# (targets, sources, the command's indent, the command). The header's newline is followed
+# directly by the command (as in _COMMAND_LINE, it starts with neither a blank nor `#`).
+_PLAIN_RULE = re.compile(
+    r"""([^\n#"'\\:$]*):([^\n#"'\\:$]*)\n([ \t]+)([^ \t\n#"'\\$][^\n#"'\\$]*)\n""")
 
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
