@@ -148,7 +148,7 @@ def test_a_failed_tasks_outputs_go_to_its_failed_dir(cluster, tmp_path):
 
 
 def test_tasks_are_packed_by_resources(cluster, tmp_path):
-    c = cluster()
+    c = cluster(worker_queue=0)  # nothing sent ahead: the manager's own packing is seen
     gate = tmp_path / "gate"
     c.worker("w1", cores=2, memory=1000)
     wait_gate = f"touch {tmp_path}/started.$ID; while [ ! -e {gate} ]; do sleep 0.01; done"
@@ -170,6 +170,46 @@ def test_tasks_are_packed_by_resources(cluster, tmp_path):
     assert (c.m.running_total, len(c.m.queue)) == (1, 1)  # 600 MB each, 1000 MB offered
     gate.touch()
     assert {r.status for r in c.collect(*big)} == {"ok"}
+
+
+def test_tasks_sent_ahead_wait_on_the_worker_until_resources_free(cluster, tmp_path):
+    # A worker on this host gets a task per core beyond what fits; it starts each only when
+    # its own resources allow, and the manager charges each as the worker starts it.
+    c = cluster(worker_queue=1)
+    c.worker("w1", cores=2, memory=1000)
+    gates = [tmp_path / f"gate.{i}" for i in range(5)]
+    wait_gate = f"touch {tmp_path}/started.$ID; while [ ! -e {tmp_path}/gate.$ID ]; do " \
+                "sleep 0.01; done"
+    tasks = [task(i, wait_gate, env=(("ID", str(i)),),
+                  resources=Resources(cores=1, memory_mb=400)) for i in range(5)]
+    for t in tasks:
+        c.m.submit(t)
+    w = c.m.workers["w1"]
+    wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2, "two tasks to start")
+    assert (c.m.running_total, len(c.m.queue), [t.id for t in w.waiting]) == (4, 1, [2, 3])
+    gates[0].touch()
+    wait_for(lambda: (tmp_path / "started.2").exists(), "the worker to start task 2")
+    c.collect(tasks[0])
+    wait_for(lambda: [t.id for t in w.waiting] == [3, 4], "task 4 to be sent ahead")
+    assert w.free[:2] == [0.0, 200]  # tasks 1 and 2 charged
+    for g in gates[1:]:
+        g.touch()
+    assert {r.status for r in c.collect(*tasks)} == {"ok"}
+    assert (w.free, c.m.running_total, list(w.waiting)) == ([2.0, 1000, 1000, 0], 0, [])
+
+
+def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
+    c = cluster(worker_queue=1)
+    c.worker("w1", cores=1)
+    tasks = [task(i, f"touch {tmp_path}/s.{i}; sleep 60") for i in range(2)]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    assert [t.id for t in c.m.workers["w1"].waiting] == [1]
+    c.m.cancel_all()
+    wait_for(lambda: c.m.running_total == 0, "the worker to report both tasks")
+    assert (list(tmp_path.glob("s.*")), c.m.wait(0.2)) == ([tmp_path / "s.0"], [])
+    assert c.m.workers["w1"].free[0] == 1.0
 
 
 def test_max_tasks_caps_concurrency(cluster, tmp_path):

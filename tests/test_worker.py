@@ -11,9 +11,10 @@ from vinemake.fileserver import hash_file
 from vinemake.protocol import ProtocolError
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskFile
+from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.monitor import Monitor, Sample, exceeded
-from vinemake.worker.runner import Fetch, Runner, Source
+from vinemake.worker.runner import Fetch, Runner, Slots, Source
 from vinemake.worker.sandbox import SandboxError, check_name, link_in, remove_tree
 
 
@@ -75,8 +76,14 @@ class Fetcher:
         return hash_file(dest)
 
 
-@pytest.fixture
-def runner(tmp_path):
+@pytest.fixture(params=["posix_spawn", "Popen"])
+def runner(request, tmp_path, monkeypatch):
+    # Every runner test runs twice: commands started by glibc's posix_spawn (ctypes), and by
+    # subprocess.Popen, the fallback where glibc lacks posix_spawn_file_actions_addchdir_np.
+    if request.param == "Popen":
+        monkeypatch.setattr(runner_module, "_API", None)
+    elif runner_module._API is None:
+        pytest.skip("glibc's posix_spawn_file_actions_addchdir_np is not available here")
     monitor = Monitor(interval=0.05, delay=0.0)
     transfers = []
     r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
@@ -230,3 +237,74 @@ def test_a_second_runner_on_the_same_run_dir_can_take_sandboxes(runner, tmp_path
                    same_host=True)
     o = again.run(make_task("echo 2 > out.txt", outputs=[("out-b", "out.txt", None)]))
     assert (o.result.status, o.result.reason) == ("ok", "")
+
+
+def test_commands_start_with_sigpipe_at_its_default(runner):
+    # Python ignores SIGPIPE; a command that inherited that would see `yes` complain of a
+    # broken pipe (and loop on some systems) instead of being stopped by the signal.
+    o = runner.run(make_task("yes | head -c 1 >/dev/null; kill -0 $$"))
+    assert (o.result.status, o.result.stderr_tail) == ("ok", "")
+
+
+def test_a_command_leads_its_own_process_group_in_its_sandbox(runner):
+    o = runner.run(make_task("ps -o pgid= $$ > g; echo $$ >> g; pwd > d",
+                             outputs=[("out-g", "g", None), ("out-d", "d", None)]))
+    assert o.result.ok
+    pgid, pid = open(runner.cache.get("out-g").path).read().split()
+    assert pgid == pid
+    assert open(runner.cache.get("out-d").path).read().startswith(runner.sandbox_root)
+
+
+def test_on_the_managers_host_an_output_is_renamed_to_its_path(runner, tmp_path):
+    target = tmp_path / "placed.txt"
+    o = runner.run(make_task("echo hi > o", outputs=[("out-p", "o", str(target))]))
+    assert o.outputs == (("out-p", 3, hash_file(str(target))[1], str(target)),)
+    assert (target.read_text(), runner.cache.get("out-p")) == ("hi\n", None)
+    # where one rename cannot do it (here: no such directory), it goes to the cache as before
+    far = tmp_path / "missing" / "dir" / "o.txt"
+    o = runner.run(make_task("echo hi > o", outputs=[("out-q", "o", str(far))]))
+    (_, _, _, path), = o.outputs
+    assert (path, far.exists()) == (runner.cache.get("out-q").path, False)
+
+
+def test_a_remote_worker_keeps_outputs_in_its_cache(tmp_path):
+    monitor = Monitor(interval=0.05, delay=0.0)
+    r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
+               Fetcher({}), str(tmp_path / "run"), "w1", same_host=False)
+    target = tmp_path / "placed.txt"
+    o = r.run(make_task("echo hi > o", outputs=[("out-p", "o", str(target))]))
+    monitor.close()
+    (_, _, _, path), = o.outputs
+    assert (path, target.exists(), o.inline) == (r.cache.get("out-p").path, False,
+                                                (("out-p", b"hi\n"),))
+
+
+def slot_task(i, **resources):
+    return Task(id=i, rule_key="r", name=f"t{i}", command=":",
+                resources=Resources(**resources))
+
+
+def test_slots_start_tasks_in_order_within_the_workers_resources():
+    s = Slots(Resources(cores=2, memory_mb=1000, disk_mb=0, gpus=0))
+    a, b, c, d = (slot_task(1), slot_task(2, memory_mb=900), slot_task(3, memory_mb=200),
+                  slot_task(4))
+    assert [s.offer(t) for t in (a, b, c, d)] == [True, True, False, False]
+    # d would fit a core, but waits behind c: first come, first started
+    assert s.release(a) == []  # c needs 200 MB, 100 are free
+    assert s.release(b) == [(c, None), (d, None)]
+
+
+def test_slots_start_the_head_whatever_it_asks_when_nothing_runs():
+    s = Slots(Resources(cores=1, memory_mb=100, disk_mb=0, gpus=0))
+    big = slot_task(2, cores=4)
+    assert (s.offer(slot_task(1)), s.offer(big, "payload")) == (True, False)
+    assert s.release(slot_task(1)) == [(big, "payload")]
+
+
+def test_slots_cancel_and_clear_waiting_tasks():
+    s = Slots(Resources(cores=1, memory_mb=0, disk_mb=0, gpus=0))
+    tasks = [slot_task(i) for i in range(4)]
+    assert [s.offer(t, i) for i, t in enumerate(tasks)] == [True, False, False, False]
+    assert (s.cancel(2), s.cancel(2)) == ((tasks[2], 2), None)
+    assert s.clear() == [(tasks[1], 1), (tasks[3], 3)]
+    assert s.release(tasks[0]) == []

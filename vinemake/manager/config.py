@@ -40,6 +40,9 @@ class ManagerConfig:
     worker_timeout_s: float = 60.0
     max_retries: int = 3
     seed: int | None = None  # for --placement random, so comparisons are repeatable
+    # Tasks per core a worker on this host may hold beyond what fits, started by the worker
+    # as soon as a slot frees (0: none). See Manager._queue_ahead.
+    worker_queue: int = 1
 
     @property
     def transfer_log(self) -> str:

@@ -77,10 +77,10 @@ log = logging.getLogger("vinemake.manager")
 # consumed right after they are made, by a task that is quick to wait for.
 LOCALITY_WAIT_S = 1.0
 # A large file is sent by each source to one worker at a time, whatever transfer_limit
-# allows: copies are whole-file store-and-forward, so a source splitting its link k ways only
-# delays the moment its receivers can serve too. One at a time at full speed doubles the
-# holders every round (1, 2, 4, 8), the fastest tree there is (2x over the manager alone for
-# 8 workers in bench/cluster.py, against 1.2x with 3 at once).
+# allows, and a worker still receiving it is a source too (cut-through): each copy then flows
+# at a full link's speed down a pipeline (manager → w1 → w2 → …), and every worker has the
+# file about one file-time after the first started, where a source splitting its link k ways
+# would slow each of its receivers, and everyone downstream, k-fold.
 LARGE_FILE_BYTES = 8_000_000
 # The longest a submitted task waits for the loop when the engine does not call wait().
 SUBMIT_LATENCY_S = 0.05
@@ -109,8 +109,15 @@ class _Worker:
     charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
     libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
     events: int = selectors.EVENT_READ  # as registered with the selector
+    # Sent beyond what fits, in order: the worker starts each as its resources free up. In
+    # `running` too (a lost worker's are re-queued), but their resources are not charged.
+    waiting: collections.deque = field(default_factory=collections.deque)
+    waiting_ids: set = field(default_factory=set)
 
     def view(self) -> WorkerView:
+        if self.waiting:  # tasks wait there already: a new one would wait behind them
+            return WorkerView(self.id, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0),
+                              len(self.running))
         c, m, d, g = self.free
         return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
                           len(self.running))
@@ -585,6 +592,37 @@ class Manager:
                 skipped.append(task)
                 attempts += 1
         self.queue.extendleft(reversed(skipped))
+        if self.queue and self.config.worker_queue:
+            self._queue_ahead()
+
+    def _queue_ahead(self) -> None:
+        """Send a few tasks beyond what fits to each worker on this host (they wait there).
+
+        A worker then starts the next task the moment one ends, instead of idling while the
+        result goes to the manager and the next Run comes back: for millisecond commands that
+        round trip was a third of a slot's time. Only on this host: a remote worker's queue
+        could hold back a task that another worker, free sooner, would run (and only plain
+        commands whose inputs are already there, in queue order, within the -j cap).
+        """
+        cap = self.config.max_tasks
+        for w in self.workers.values():
+            if not w.same_host:
+                continue
+            depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
+            while self.queue and len(w.waiting) < depth:
+                if cap is not None and self.running_total >= cap:
+                    return
+                task = self.queue[0]
+                if (task.library is not None or task.batch_options
+                        or not fits(need(task.resources), w.total)
+                        or self._plan_fetches(task, w) != []):
+                    return
+                self.queue.popleft()
+                w.running[task.id] = task
+                w.waiting.append(task)
+                w.waiting_ids.add(task.id)
+                self.running_total += 1
+                self._send(w, Run(task_to_wire(task), []))
 
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
         """Should `task` wait for the busy worker that holds its intermediates? For a while."""
@@ -672,11 +710,12 @@ class Manager:
             path = None if f.key in self.remote_only else f.path or self.paths.get(f.key)
             holders = self.replicas.get(f.key, ())
             big = self._size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
+            pipelined = big and self.config.peer_transfers
             order = choose_sources(holders, self.inflight,
-                                   1 if big and self.config.peer_transfers
-                                   else self.config.transfer_limit,
+                                   1 if pipelined else self.config.transfer_limit,
                                    path is not None, self.config.peer_transfers,
-                                   self.moving[f.key])
+                                   self.moving[f.key],
+                                   self._receivers(f.key, w.id) if pipelined else ())
             if order == [] and not self.moving[f.key]:
                 self._recreate(f.key)
             if not order:
@@ -686,6 +725,10 @@ class Manager:
             fetches.append([f.key, self.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
+
+    def _receivers(self, key: str, asking: str) -> list[str]:
+        """Workers whose copy of `key` is on its way: they forward it as it arrives."""
+        return [wid for wid, w in self.workers.items() if key in w.charged and wid != asking]
 
     def _size_of(self, key: str, declared: int, path: str | None) -> int:
         """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
@@ -750,7 +793,10 @@ class Manager:
 
     def _release(self, w: _Worker, task: Task) -> None:
         self.running_total -= 1
-        if task.library is not None:  # the instance keeps the library's resources
+        if task.id in w.waiting_ids:  # ended before it started (cancelled): never charged
+            w.waiting_ids.discard(task.id)
+            w.waiting.remove(task)
+        elif task.library is not None:  # the instance keeps the library's resources
             w.libs[task.library.key] -= 1
         else:
             want = need(task.resources)
@@ -760,6 +806,22 @@ class Manager:
             w.free[3] += want.gpus
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
             self._uncharge(w, f.key)
+        self._promote(w)
+
+    def _promote(self, w: _Worker) -> None:
+        """The worker starts its waiting tasks in order as they fit: charge them likewise."""
+        while w.waiting:
+            want = need(w.waiting[0].resources)
+            c, m, d, g = w.free
+            if not fits(want, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g)) and (
+                    len(w.running) > len(w.waiting)):
+                return
+            task = w.waiting.popleft()
+            w.waiting_ids.discard(task.id)
+            w.free[0] -= want.cores
+            w.free[1] -= want.memory_mb
+            w.free[2] -= want.disk_mb
+            w.free[3] -= want.gpus
 
     def _uncharge(self, w: _Worker, key: str) -> None:
         label = w.charged.pop(key, None)
@@ -777,11 +839,17 @@ class Manager:
             return
         if outcome.unfetched and self._unreachable(task, outcome.unfetched):
             return
-        for key, size, digest, _path in outcome.outputs:
-            self._add_replica(w, key, digest)
+        placed = set()
+        for key, size, digest, path in outcome.outputs:
             self.sizes[key] = size
+            if w.same_host and any(f.key == key and f.path == path for f in task.outputs):
+                placed.add(key)  # the worker renamed it to its path: it is not in its cache
+                if digest:
+                    self.hashes[key] = digest
+            else:
+                self._add_replica(w, key, digest)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
-                  for entry in outcome.outputs if entry[0] == f.key]
+                  for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
         for f in task.outputs:
             if f.path is None:
                 self.remote_only.add(f.key)

@@ -4,14 +4,22 @@ One thread samples every running task at an interval, and only once a task has l
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
 when thousands of tiny tasks go through a worker. Each task leads its own process group
 (cheaper to start than a session), so a kill takes everything it started.
+
+The same thread reaps the commands: it waits on a pidfd per command (epoll) and hands each
+exit to the watch's `on_exit`. A thread blocked in `wait4` per running command cost a thread
+hand-off per task, which for a 1 ms command was a good part of the worker's CPU. Where pidfds
+are missing (Linux before 5.3), a small thread per command waits instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import select
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
@@ -21,6 +29,11 @@ from vinemake.task import Measured
 from vinemake.worker.sandbox import tree_size
 
 __all__ = ["Sample", "exceeded", "Monitor", "Watch"]
+
+log = logging.getLogger("vinemake.worker")
+
+# on_exit(exit code as subprocess gives it, resource usage from wait4 or None)
+ExitListener = Callable[[int, object], None]
 
 
 @dataclass(frozen=True)
@@ -53,7 +66,9 @@ class Watch:
     peak_memory_mb: float = 0.0
     peak_disk_mb: float = 0.0
     cpu_s: float = 0.0
+    on_exit: ExitListener | None = None  # called once, on the monitor's thread, when it exits
     _proc: psutil.Process | None = None
+    _fd: int = -1  # its pidfd, while registered
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
@@ -63,25 +78,37 @@ class Watch:
 
 
 class Monitor:
-    """Samples registered Watches every `interval` seconds after `delay`."""
+    """Samples registered Watches every `interval` seconds after `delay`; reaps their exits."""
 
     def __init__(self, interval: float = 0.25, delay: float = 0.1):
         self.interval = interval
         self.delay = delay
         self._watches: dict[int, Watch] = {}
-        self._cond = threading.Condition()
+        self._by_fd: dict[int, Watch] = {}
+        self._lock = threading.Lock()
         self._closed = False
+        self._epoll = select.epoll()
+        # Wakes the loop for close(); a pidfd registered meanwhile is seen by epoll itself.
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._epoll.register(self._wake_r, select.EPOLLIN)
         threading.Thread(target=self._loop, name="monitor", daemon=True).start()
 
-    def watch(self, pid: int, limits: Resources, sandbox: str) -> Watch:
+    def watch(self, pid: int, limits: Resources, sandbox: str,
+              start: float | None = None) -> Watch:
         w = Watch(pid, limits, sandbox)
-        with self._cond:
+        if start is not None:
+            w.start = start
+        with self._lock:
             self._watches[pid] = w
-            self._cond.notify()
         return w
 
+    def reap(self, w: Watch, on_exit: ExitListener) -> None:
+        """Wait for `w`'s process (a child of this one) to exit, then call `on_exit`."""
+        w.on_exit = on_exit
+        self._reap_later(w)
+
     def unwatch(self, w: Watch) -> None:
-        with self._cond:
+        with self._lock:
             self._watches.pop(w.pid, None)
 
     def kill(self, w: Watch, reason: str) -> None:
@@ -93,34 +120,83 @@ class Monitor:
 
     def kill_all(self, reason: str) -> None:
         """Kill every watched task (the manager that sent them is gone)."""
-        with self._cond:
+        with self._lock:
             watches = list(self._watches.values())
         for w in watches:
-            w.reason = w.reason or reason
-            try:
-                os.killpg(w.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            self.kill(w, reason)
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
+        self._closed = True
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass
+
+    # ------------------------------------------------------------ reaping
+
+    def _reap_later(self, w: Watch) -> None:
+        try:
+            fd = os.pidfd_open(w.pid)
+        except (AttributeError, OSError):  # no pidfds here: one waiting thread per command
+            threading.Thread(target=self._wait_blocking, args=(w,), daemon=True).start()
+            return
+        with self._lock:
+            w._fd = fd
+            self._by_fd[fd] = w
+        try:
+            self._epoll.register(fd, select.EPOLLIN)  # already readable if it exited meanwhile
+        except (ValueError, OSError):  # the monitor is closing: wait the slow way
+            with self._lock:
+                self._by_fd.pop(fd, None)
+            os.close(fd)
+            threading.Thread(target=self._wait_blocking, args=(w,), daemon=True).start()
+
+    def _wait_blocking(self, w: Watch) -> None:
+        self._exited(w, *_wait(w.pid, 0))
+
+    def _reap(self, fd: int) -> None:
+        with self._lock:
+            w = self._by_fd.pop(fd, None)
+        if w is None:
+            return
+        self._epoll.unregister(fd)
+        os.close(fd)
+        code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
+        self._exited(w, code, usage)
+
+    def _exited(self, w: Watch, code: int, usage) -> None:
+        self.unwatch(w)
+        try:
+            w.on_exit(code, usage)
+        except Exception:  # a bug in one task's ending must not stop the monitor
+            log.exception("finishing the task of pid %s failed", w.pid)
+
+    # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._watches and not self._closed:
-                    self._cond.wait()
-                if self._closed:
-                    return
-            time.sleep(self.interval)
-            with self._cond:
-                watches = list(self._watches.values())
-            now = time.monotonic()
-            for w in watches:
-                if now - w.start >= self.delay and w.reason is None:
-                    self._sample(w, now)
+        next_sample = time.monotonic() + self.interval
+        try:
+            while not self._closed:
+                timeout = max(0.0, next_sample - time.monotonic())
+                for fd, _ in self._epoll.poll(timeout):
+                    if fd != self._wake_r:
+                        self._reap(fd)
+                now = time.monotonic()
+                if now >= next_sample:
+                    next_sample = now + self.interval
+                    with self._lock:
+                        watches = list(self._watches.values())
+                    for w in watches:
+                        if now - w.start >= self.delay and w.reason is None:
+                            self._sample(w, now)
+        finally:
+            with self._lock:
+                fds, self._by_fd = list(self._by_fd), {}
+            for fd in fds:
+                os.close(fd)
+            self._epoll.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def _sample(self, w: Watch, now: float) -> None:
         try:
@@ -148,3 +224,16 @@ class Monitor:
                 os.killpg(w.pid, signal.SIGKILL)
             except OSError:
                 pass
+
+
+def _wait(pid: int, options: int):
+    """wait4 `pid`: (exit code as subprocess gives it, its resource usage)."""
+    while True:
+        try:
+            _, status, usage = os.wait4(pid, options)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:  # reaped elsewhere: nothing left to learn
+            return -1, None
+    return os.waitstatus_to_exitcode(status), usage

@@ -1,8 +1,11 @@
 """A worker: connects to a manager, runs the tasks it is sent, serves its cache to peers.
 
-    connect (retrying with backoff) → handshake → read Run/Drop/Shutdown messages, each Run
-    handed to a thread pool → outcomes sent back in batches → on disconnect, reconnect; exit
-    after --timeout seconds idle or unable to reach the manager.
+    connect (retrying with backoff) → handshake → read Run/Drop/Shutdown messages → each Run
+    starts at once if it fits this worker's free resources, else waits its turn in `Slots` →
+    a command is spawned by the reading thread (by a pool thread if inputs must be fetched
+    first, or for a library call) and reaped by the monitor's thread, which starts the next
+    waiting task and sends the outcome; outcomes that end together go back in one Done → on
+    disconnect, reconnect; exit after --timeout seconds idle or unable to reach the manager.
 
 The run directory (cache, sandboxes) is removed on exit; `forever` entries stay in --workdir.
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 
 import psutil
 
-from vinemake.fileserver import FileServer, fetch, push
+from vinemake.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.protocol import (
     PUSH_FAILED,
     Connection,
@@ -49,8 +52,12 @@ from vinemake.spec import Resources
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.monitor import Monitor
-from vinemake.worker.runner import Fetch, Runner, Source
+from vinemake.worker.runner import Fetch, Runner, Slots, Source
 
+# How long a peer asking for a file this worker neither holds nor receives yet waits for it:
+# the manager names a worker as a source as soon as it has sent it the task that fetches the
+# file, so the fetch usually starts a moment after the peer asks.
+ARRIVAL_WAIT_S = 5.0
 # How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
 STOPPING_GRACE_S = 1.0
 
@@ -85,12 +92,14 @@ class Worker:
         self.monitor = Monitor()
         self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"))
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="task")
+        self.arrivals = Arrivals()  # files being received, forwarded to peers as they land
         self.files = FileServer("0.0.0.0", self._resolve, self.secret, None,
                                 on_error=lambda r: log.warning("%s", r))
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
         self._sending = threading.Lock()
-        self._running = 0
+        self._running = 0  # tasks accepted and not yet reported (waiting or running)
         self._running_lock = threading.Lock()
+        self.slots = Slots(opts.resources)
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._conn: Connection | None = None
@@ -168,9 +177,7 @@ class Worker:
                     self._start_task(msg)
                 elif isinstance(msg, Kill):
                     for tid in msg.task_ids:
-                        watch = self.runner.watches.get(tid) if self.runner else None
-                        if watch is not None:
-                            self.monitor.kill(watch, "cancelled by the manager")
+                        self._kill(tid)
                 elif isinstance(msg, Push):
                     self.pool.submit(self._push, msg.key)
                 elif isinstance(msg, Drop):
@@ -187,6 +194,9 @@ class Worker:
             self._conn = None
             conn.close()
             # That manager re-queues whatever ran here and forgets what this worker held.
+            for _ in self.slots.clear():
+                with self._running_lock:
+                    self._running -= 1
             self.monitor.kill_all("the manager went away")
             for entry in self.cache.entries():
                 if not entry.forever:
@@ -217,22 +227,66 @@ class Worker:
             raise ProtocolError(f"garbled fetch list: {e}") from None
         with self._running_lock:
             self._running += 1
-        self.pool.submit(self._run_task, self.runner, task, fetches)
+        # A call runs inside its library's instance, which holds the resources: not queued.
+        if task.library is not None or self.slots.offer(task, (self.runner, fetches)):
+            self._begin(self.runner, task, fetches)
+
+    def _begin(self, runner: Runner, task, fetches) -> None:
+        """Start a task: here if that cannot block, else on the pool."""
+        if fetches or task.library is not None:
+            self.pool.submit(self._run_task, runner, task, fetches)
+        else:
+            self._run_task(runner, task, fetches)
 
     def _run_task(self, runner: Runner, task, fetches) -> None:
+        reported = []
+
+        def done(outcome) -> None:
+            reported.append(outcome)
+            self._ended(task, outcome)
+
         try:
-            outcome = runner.run(task, fetches)
+            runner.start(task, fetches, done)
         except Exception as e:  # a bug here must not leave the manager waiting forever
             log.exception("task %s crashed the runner", task.id)
-            outcome = runner._result(task, "error", reason=f"worker error: {e}")
-        finally:
-            with self._running_lock:
-                self._running -= 1
-            self._last_activity = time.monotonic()
-        if self._stopped_with(outcome):
+            if not reported:
+                self._ended(task, runner._result(task, "error", reason=f"worker error: {e}"))
+
+    def _ended(self, task, outcome) -> None:
+        """A task's outcome is known (any thread): start what waited for it, report it."""
+        with self._running_lock:
+            self._running -= 1
+        self._last_activity = time.monotonic()
+        if task.library is None:
+            for waiting, (runner, fetches) in self.slots.release(task):
+                self._begin(runner, waiting, fetches)
+        r = outcome.result
+        if r.status == "signaled" and r.exit_code == -signal.SIGTERM:
+            # _stopped_with waits a moment: not on the monitor's thread, which reaps others.
+            self.pool.submit(self._report_unless_stopping, outcome)
             return
         self._outbox.put(outcome_to_wire(outcome))
         self._drain_outbox()
+
+    def _report_unless_stopping(self, outcome) -> None:
+        if not self._stopped_with(outcome):
+            self._outbox.put(outcome_to_wire(outcome))
+            self._drain_outbox()
+
+    def _kill(self, task_id: int) -> None:
+        """The manager cancelled a task: kill it if it runs, forget it if it waits."""
+        watch = self.runner.watches.get(task_id) if self.runner else None
+        if watch is not None:
+            self.monitor.kill(watch, "cancelled by the manager")
+            return
+        pair = self.slots.cancel(task_id)
+        if pair is not None:
+            task, (runner, _) = pair
+            with self._running_lock:
+                self._running -= 1
+            self._outbox.put(outcome_to_wire(runner._result(
+                task, "error", reason="cancelled by the manager before it started")))
+            self._drain_outbox()
 
     def _stopped_with(self, outcome) -> bool:
         """True when a task died of SIGTERM because this worker itself is being stopped.
@@ -279,13 +333,34 @@ class Worker:
 
     # ------------------------------------------------------------ files
 
-    def _resolve(self, key: str) -> str | None:
-        entry = self.cache.get(key)
-        return None if entry is None else entry.path
+    def _resolve(self, key: str) -> str | Growing | None:
+        """What the file server sends for `key`: the cached file, or the file as it arrives."""
+        deadline = time.monotonic() + ARRIVAL_WAIT_S
+        while True:
+            entry = self.cache.get(key)
+            if entry is not None:
+                return entry.path
+            growing = self.arrivals.find(key)
+            if growing is not None:
+                return growing
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.is_set():
+                return None
+            # woken by a new arrival; the short poll covers a finished one entering the cache
+            self.arrivals.wait(min(left, 0.05))
 
     def _fetch(self, source: Source, key: str, dest: str, expected: str) -> tuple[int, str]:
+        """Fetch one file, which peers may fetch from here while it arrives."""
         tls = self.ssl_context if source.tls else None
-        return fetch(source.host, source.port, key, dest, self.secret, tls, expected)
+        growing = self.arrivals.start(key)
+        try:
+            result = fetch(source.host, source.port, key, dest, self.secret, tls, expected,
+                           growing)
+        except BaseException as e:
+            self.arrivals.end(growing, False, str(e) or type(e).__name__)
+            raise
+        self.arrivals.end(growing, True)
+        return result
 
     def _push(self, key: str) -> None:
         """Upload a file the manager asked for to its file server (encrypted with --ssl)."""
