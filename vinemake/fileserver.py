@@ -3,6 +3,13 @@
 A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
 got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
 hash the producing worker recorded. The frames and messages themselves live in vinemake.protocol.
+
+Cut-through forwarding: a worker still receiving a file can already serve it. `recv_file` reports
+its progress to a `Growing`; a server handed a Growing sends FileHead as soon as the size is
+known, follows the file as it grows, and sends FileEnd only once the whole file has arrived and
+passed its own checks. If the upstream transfer fails, the forwarded one is cut off without a
+FileEnd, so its receiver fails too and tries another source: a forwarded copy is never trusted
+more than the copy it came from.
 """
 
 from __future__ import annotations
@@ -115,10 +122,12 @@ def send_file(conn: Connection, key: str, path: str) -> int:
     return size
 
 
-def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") -> tuple[int, str]:
+def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
+              progress: Growing | None = None) -> tuple[int, str]:
     """Receive one file (or directory) into `dest`; (size, content hash).
 
     ProtocolError if the bytes are not what the sender sent or not what was recorded.
+    `progress` hears the size and every chunk as it lands, so the file can be forwarded early.
     """
     head = conn.recv(FileHead)
     if head.key != key:
@@ -126,7 +135,11 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") ->
     h = xxhash.xxh3_128()
     got = 0
     stream = head.size < 0
-    with open(dest + ".tar" if stream else dest, "wb") as f:
+    path = dest + ".tar" if stream else dest
+    # Unbuffered: a chunk is visible to a forwarding reader as soon as it is written.
+    with open(path, "wb", buffering=0) as f:
+        if progress is not None:
+            progress.begin(head.size, path)
         while stream or got < head.size:
             kind, payload = conn.recv_frame()
             if kind != DATA:
@@ -139,6 +152,10 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "") ->
             h.update(payload)
             f.write(payload)
             got += len(payload)
+            if progress is not None:
+                progress.advance(len(payload))
+    if progress is not None:
+        progress.all_in()
     if not stream:
         end = conn.recv(FileEnd)
     if end.hash != h.hexdigest():
@@ -167,14 +184,153 @@ def _untar(dest: str, key: str) -> tuple[int, str]:
     return hash_tree(dest)
 
 
+# ---------------------------------------------------------------- cut-through forwarding
+
+class Growing:
+    """A file still arriving here, which readers may forward while it grows.
+
+    The receiving side calls begin → advance … → all_in, then finish(ok) once its checks are
+    done; readers call head, read and verified. Every holder of a reference (the receiver,
+    each reader) releases it once, and the read descriptor closes with the last one, so a
+    reader keeps its bytes even after the file is renamed into the cache or removed.
+    """
+
+    def __init__(self, key: str, stall_s: float = 120.0):
+        self.key = key
+        self.size: int | None = None  # from FileHead; -1: a directory's tar stream
+        self.received = 0
+        self.arrived = False  # every byte is in; the checks may still be running
+        self.ok: bool | None = None  # the verdict of the checks, once known
+        self.reason = ""
+        self._fd: int | None = None
+        self._users = 1
+        self._cond = threading.Condition()
+        self._stall_s = stall_s
+
+    def begin(self, size: int, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY)
+        with self._cond:
+            self.size, self._fd = size, fd
+            self._cond.notify_all()
+
+    def advance(self, n: int) -> None:
+        with self._cond:
+            self.received += n
+            self._cond.notify_all()
+
+    def all_in(self) -> None:
+        with self._cond:
+            self.arrived = True
+            self._cond.notify_all()
+
+    def finish(self, ok: bool, reason: str = "") -> None:
+        """The receiver is done (ok: the whole file passed its checks); drops its reference."""
+        with self._cond:
+            self.ok, self.reason = ok, reason
+            self._cond.notify_all()
+        self.release()
+
+    def acquire(self) -> bool:
+        """Take a reader's reference; False once the file failed or nobody holds it."""
+        with self._cond:
+            if self._users == 0 or self.ok is False:
+                return False
+            self._users += 1
+            return True
+
+    def release(self) -> None:
+        with self._cond:
+            self._users -= 1
+            if self._users == 0 and self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def head(self) -> int:
+        with self._cond:
+            self._wait(lambda: self.size is not None)
+            return self.size
+
+    def read(self, offset: int) -> bytes:
+        """Bytes from `offset`: a whole CHUNK, or the rest once all is in; b"" at the end."""
+        with self._cond:
+            self._wait(lambda: self.received - offset >= CHUNK or self.arrived)
+            n = min(CHUNK, self.received - offset)
+            fd = self._fd
+        return os.pread(fd, n, offset) if n > 0 else b""
+
+    def verified(self) -> None:
+        """Return once the whole file passed the receiver's checks; ProtocolError if not."""
+        with self._cond:
+            self._wait(lambda: self.ok is not None)
+
+    def _wait(self, ready: Callable[[], bool]) -> None:
+        # Called with the lock held. A failed upstream cuts every forward of it off.
+        while True:
+            if self.ok is False:
+                raise ProtocolError(f"{self.key}: the transfer it is forwarded from failed: "
+                                    f"{self.reason}")
+            if ready():
+                return
+            if not self._cond.wait(self._stall_s):
+                raise ProtocolError(f"{self.key}: the transfer it is forwarded from stalled")
+
+
+def send_growing(conn: Connection, key: str, g: Growing) -> int:
+    """Forward a file still arriving: chunks as they land, FileEnd once it arrived intact."""
+    size = g.head()
+    conn.send(FileHead(key, size))
+    h = xxhash.xxh3_128()
+    sent = 0
+    while chunk := g.read(sent):
+        h.update(chunk)
+        conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
+        sent += len(chunk)
+    g.verified()
+    conn.send(FileEnd(h.hexdigest()))
+    return sent
+
+
+class Arrivals:
+    """The files this side is receiving now, by key, so its file server can forward them."""
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._files: dict[str, Growing] = {}
+
+    def start(self, key: str) -> Growing:
+        g = Growing(key)
+        with self._cond:
+            self._files[key] = g
+            self._cond.notify_all()
+        return g
+
+    def end(self, g: Growing, ok: bool, reason: str = "") -> None:
+        with self._cond:
+            if self._files.get(g.key) is g:
+                del self._files[g.key]
+        g.finish(ok, reason)
+
+    def find(self, key: str) -> Growing | None:
+        """The file `key` as it arrives, with a reference the caller must release."""
+        with self._cond:
+            g = self._files.get(key)
+        return g if g is not None and g.acquire() else None
+
+    def wait(self, timeout: float) -> None:
+        """Until a new arrival starts, or timeout seconds."""
+        with self._cond:
+            self._cond.wait(timeout)
+
+
 def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
-          ssl_context: ssl.SSLContext | None = None, expected_hash: str = "") -> tuple[int, str]:
+          ssl_context: ssl.SSLContext | None = None, expected_hash: str = "",
+          progress: Growing | None = None) -> tuple[int, str]:
     """Get one file from a file server (a peer worker or the manager) into `dest`."""
     conn = connect(host, port, ssl_context, timeout=60.0)
     try:
         client_handshake(conn, new_hello("fetch"), secret)
         conn.send(Get(key))
-        return recv_file(conn, key, dest, expected_hash)
+        return recv_file(conn, key, dest, expected_hash, progress)
     finally:
         conn.close()
 
@@ -182,11 +338,13 @@ def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
 class FileServer:
     """Serves files by key to authenticated clients, at most `limit` at once; one thread each.
 
-    `resolve(key)` gives the local path of a file this side may serve, or None.
+    `resolve(key)` gives the local path of a file this side may serve, a Growing for one still
+    arriving (the server releases it when done), or None.
     `on_error(reason)` hears why a connection was dropped (for the log).
     """
 
-    def __init__(self, host: str, resolve: Callable[[str], str | None], secret: bytes | None,
+    def __init__(self, host: str, resolve: Callable[[str], str | Growing | None],
+                 secret: bytes | None,
                  ssl_context: ssl.SSLContext | None = None, limit: int = 3,
                  on_error: Callable[[str], None] = lambda reason: None,
                  accept: Callable[[str], tuple[str, str] | None] | None = None,
@@ -236,6 +394,13 @@ class FileServer:
                 if path is None:
                     conn.send(Refuse(f"no such file: {get.key}"))
                     return
+                if isinstance(path, Growing):
+                    try:
+                        with self.slots:
+                            send_growing(conn, get.key, path)
+                    finally:
+                        path.release()
+                    continue
                 with self.slots:
                     send_file(conn, get.key, path)
         except (ProtocolError, OSError, ssl.SSLError, EOFError) as e:

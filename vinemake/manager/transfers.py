@@ -3,7 +3,9 @@
 Sources are chosen so copies spread as a tree: a peer worker already holding the file is
 preferred to the manager, the least busy first, and no source serves more than `limit`
 transfers at once; when every source is busy the task waits for one to free up (by then the
-file usually has more holders). Every transfer is logged as one tab-separated line:
+file usually has more holders). A worker still receiving a large file counts as a source too
+(after complete holders): it forwards the chunks as they land, so copies flow down a pipeline
+instead of waiting for whole files hop by hop. Every transfer is logged as one tab-separated line:
 
     source  dest  key  bytes  start  end  ok
 
@@ -26,18 +28,22 @@ _tmp_counter = itertools.count()
 
 
 def choose_sources(holders: Iterable[str], inflight: Mapping[str, int], limit: int,
-                   manager_has: bool, peers: bool = True, moving: int = 0) -> list[str] | None:
+                   manager_has: bool, peers: bool = True, moving: int = 0,
+                   receivers: Iterable[str] = ()) -> list[str] | None:
     """Sources to try in order, or None when all are busy (wait); [] when there is none. Pure.
 
     `moving` is how many copies of the file are on their way to workers now. With peer
     transfers the manager sends a file out once: while a copy is moving or a peer holds it,
     other workers wait for a peer, so the manager's link carries each file once.
+    `receivers` are workers receiving the file now, which forward it as it arrives
+    (cut-through): sources too, after every complete holder.
     """
     holders = sorted(holders) if peers else []
-    candidates = list(holders)
+    receivers = sorted(set(receivers) - set(holders)) if peers else []
+    candidates = holders + receivers
     if manager_has:
-        if peers and (holders or moving):
-            if not holders:
+        if peers and (candidates or moving):
+            if not candidates:
                 return None
         else:
             candidates.append(MANAGER)
@@ -46,8 +52,10 @@ def choose_sources(holders: Iterable[str], inflight: Mapping[str, int], limit: i
     free = [s for s in candidates if inflight.get(s, 0) < limit]
     if not free:
         return None
-    # Peers before the manager at equal load: the manager is the one source everyone shares.
-    free.sort(key=lambda s: (inflight.get(s, 0), s == MANAGER))
+    # Complete holders first, then receivers, then the manager, the one source everyone
+    # shares; the least busy first within each.
+    rank = {s: i for i, group in enumerate((holders, receivers)) for s in group}
+    free.sort(key=lambda s: (rank.get(s, 2), inflight.get(s, 0)))
     return free + [s for s in candidates if s not in free]
 
 
