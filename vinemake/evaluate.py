@@ -301,8 +301,7 @@ class _Evaluator:
         head = stmt.targets or stmt.colon
         cmd_at = stmt.command
         path = self.source.path
-        values = _RULESPEC_TEMPLATE.copy()
-        values.update(fields)
+        values = fields
         values.update(
             id=len(self.pending), targets=targets, sources=sources, command=command,
             location=Location(path, head.line, head.col),
@@ -315,23 +314,21 @@ class _Evaluator:
 
     def plain_rule(self, stmt: PlainRule) -> None:
         """A rule with nothing to expand: what `rule` does, minus everything that cannot apply."""
-        command = stmt.command.strip()
+        targets_text, sources_text, command, line, col, command_col = stmt
+        command = command.strip()
         if (not command or command.startswith(keywords.COMMAND_PREFIXES)
-                or "->" in stmt.targets or "->" in stmt.sources):
+                or "->" in targets_text or "->" in sources_text):
             self.rule(stmt.rule())
             return
-        targets = self._plain_files(stmt.targets)
+        targets = self._plain_files(targets_text)
         path = self.source.path
-        values = _RULESPEC_TEMPLATE.copy()
-        values["id"] = len(self.pending)
-        values["targets"] = targets
-        values["sources"] = self._plain_files(stmt.sources)
-        values["command"] = command
-        # Without targets a rule is located at its colon.
-        values["location"] = Location(path, stmt.line,
-                                      stmt.col if targets else stmt.col + len(stmt.targets))
-        values["command_location"] = Location(path, stmt.line + 1, stmt.command_col)
-        values["category"] = self.current
+        values = {
+            "id": len(self.pending), "targets": targets,
+            "sources": self._plain_files(sources_text), "command": command,
+            # Without targets a rule is located at its colon.
+            "location": Location(path, line, col if targets else col + len(targets_text)),
+            "command_location": Location(path, line + 1, command_col),
+            "category": self.current}
         if self.batch_local is None:
             self.batch_local = self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL
         if self.batch_local:
@@ -496,22 +493,21 @@ def _finish_rule(values: dict, extra: _Extra | None, category: Category, shared)
 
 
 # RuleSpec(**values) sets each of its 19 fields through object.__setattr__ (it is frozen):
-# that was a third of the evaluation of a plain rule. Filling its __dict__ at once gives an
-# equal object, as long as RuleSpec stays a plain frozen dataclass without __post_init__.
-_RULESPEC_TEMPLATE = {f.name: None if f.default is dataclasses.MISSING else f.default
-                      for f in dataclasses.fields(RuleSpec)}
+# that was a third of the evaluation of a plain rule. Giving it `values` as its __dict__
+# makes an equal object, as long as RuleSpec stays a plain frozen dataclass without
+# __post_init__: a field left out reads its default, which dataclasses keep on the class.
+_FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
+                   if f.default_factory is not dataclasses.MISSING)
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
 
 
 def new_rulespec(values: dict) -> RuleSpec:
-    """RuleSpec(**values), for values that name every field without a plain default.
-
-    `values` becomes the RuleSpec's attributes: the caller must not use it afterwards.
-    """
+    """RuleSpec(**values); `values` becomes its attributes: the caller must not use it again."""
     if not _FAST_RULESPEC:
         return RuleSpec(**values)
-    if len(values) != len(_RULESPEC_TEMPLATE):
-        values = {**_RULESPEC_TEMPLATE, **values}
+    for name, factory in _FACTORIES:
+        if name not in values:
+            values[name] = factory()
     spec = object.__new__(RuleSpec)
     object.__setattr__(spec, "__dict__", values)
     return spec
