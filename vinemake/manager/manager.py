@@ -609,6 +609,9 @@ class Manager:
             if not w.same_host:
                 continue
             depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
+            # Refilled once half empty, so that Runs leave (and are read) a few at a time.
+            if len(w.waiting) > depth // 2:
+                continue
             while self.queue and len(w.waiting) < depth:
                 if cap is not None and self.running_total >= cap:
                     return
@@ -799,29 +802,27 @@ class Manager:
         elif task.library is not None:  # the instance keeps the library's resources
             w.libs[task.library.key] -= 1
         else:
-            want = need(task.resources)
-            w.free[0] += want.cores
-            w.free[1] += want.memory_mb
-            w.free[2] += want.disk_mb
-            w.free[3] += want.gpus
+            free = w.free
+            for i, amount in enumerate(_want(task.resources)):
+                free[i] += amount
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
             self._uncharge(w, f.key)
-        self._promote(w)
+        if w.waiting:
+            self._promote(w)
 
     def _promote(self, w: _Worker) -> None:
         """The worker starts its waiting tasks in order as they fit: charge them likewise."""
+        free = w.free
         while w.waiting:
-            want = need(w.waiting[0].resources)
-            c, m, d, g = w.free
-            if not fits(want, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g)) and (
-                    len(w.running) > len(w.waiting)):
+            want = _want(w.waiting[0].resources)
+            # as the worker's Slots decide: in order, within resources, or alone
+            if len(w.running) > len(w.waiting) and any(
+                    amount > have + 1e-9 for amount, have in zip(want, free, strict=True)):
                 return
             task = w.waiting.popleft()
             w.waiting_ids.discard(task.id)
-            w.free[0] -= want.cores
-            w.free[1] -= want.memory_mb
-            w.free[2] -= want.disk_mb
-            w.free[3] -= want.gpus
+            for i, amount in enumerate(want):
+                free[i] -= amount
 
     def _uncharge(self, w: _Worker, key: str) -> None:
         label = w.charged.pop(key, None)
@@ -994,3 +995,9 @@ class Manager:
         """Ask every connected worker to exit (used by `vinemake` at the end of a run)."""
         self._post(lambda: [self._send(w, Shutdown("workflow done"))
                             for w in list(self.workers.values())])
+
+
+def _want(r: Resources) -> tuple:
+    """`placement.need(r)` as (cores, memory_mb, disk_mb, gpus), without building Resources
+    (this runs twice per task)."""
+    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)
