@@ -341,8 +341,14 @@ class _Evaluator:
 
     def _plain_files(self, text: str) -> tuple[FileRef, ...]:
         refs = self.refs
+        words = text.split()
+        if len(words) == 1:  # most lists
+            ref = refs.get(words[0])
+            if ref is None:
+                ref = refs[words[0]] = FileRef(words[0], words[0])
+            return (ref,)
         out = []
-        for path in text.split():
+        for path in words:
             ref = refs.get(path)
             if ref is None:
                 ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
@@ -449,12 +455,20 @@ class _Evaluator:
                 "batch_options", ""))
             categories[name] = Category(name, Resources(**merged), settings.get("mode"), batch)
         shared = {name: self._category_defaults(c) for name, c in categories.items()}
+        # What a rule without an _Extra gets: its category's, shared.
+        common = {name: {"env": env, "resources": resources,
+                         "batch_options": categories[name].batch_options}
+                  for name, (_, resources, env) in shared.items()}
         self.pending.reverse()
         done = []
         while self.pending:
             values, extra = self.pending.pop()
             name = values["category"]
-            done.append(_finish_rule(values, extra, categories[name], shared[name]))
+            if extra is None:
+                values.update(common[name])
+                done.append(new_rulespec(values))
+            else:
+                done.append(_finish_rule(values, extra, categories[name], shared[name]))
         rules = tuple(done)
         used = {"default"} | {r.category for r in rules}
         return Workflow(
@@ -473,19 +487,19 @@ class _Evaluator:
         res = {f: getattr(category.resources, f) for f in _ENV_OF_FIELD}
         return res, category.resources, _env({}, category.name, res)
 
-def _finish_rule(values: dict, extra: _Extra | None, category: Category, shared) -> RuleSpec:
+
+def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> RuleSpec:
     """The RuleSpec of a rule read earlier, now that its category's resources are known."""
     res, resources, env = shared
     batch_options = category.batch_options
-    if extra is not None:
-        if extra.overrides or extra.resources:
-            res = {**res, **extra.overrides, **(extra.resources or {})}
-            resources = Resources(**res)
-            env = _env(extra.exported, category.name, res)
-        elif extra.exported:
-            env = _env(extra.exported, category.name, res)
-        if extra.batch_options is not None:
-            batch_options = extra.batch_options
+    if extra.overrides or extra.resources:
+        res = {**res, **extra.overrides, **(extra.resources or {})}
+        resources = Resources(**res)
+        env = _env(extra.exported, category.name, res)
+    elif extra.exported:
+        env = _env(extra.exported, category.name, res)
+    if extra.batch_options is not None:
+        batch_options = extra.batch_options
     values["env"] = env
     values["resources"] = resources
     values["batch_options"] = batch_options
