@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
+import threading
+import time
 
 import pytest
 import xxhash
@@ -137,3 +140,137 @@ def test_an_awaited_upload_is_stored_and_an_unexpected_one_refused(tmp_path):
     assert (tmp_path / "landed").read_bytes() == b"payload" * 20_000
     assert stored == [("out-1", 140_000, None)]
     assert str(e.value) == "refused: not expecting out-2"
+
+
+# ---------------------------------------------------------------- cut-through forwarding
+
+
+def wait_for(condition, what: str, timeout: float = 10.0):
+    """Poll until condition() is truthy: readiness, never a timing assertion."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+class Feed:
+    """The receiving side of a Growing, driven by the test: bytes land when it says so."""
+
+    def __init__(self, tmp_path, key: str, data: bytes):
+        self.path = str(tmp_path / f"{key}.arriving")
+        self.f = open(self.path, "wb", buffering=0)
+        self.data, self.at = data, 0
+        self.g = fs.Growing(key, stall_s=10.0)
+        self.g.begin(len(data), self.path)
+
+    def land(self, n: int) -> None:
+        self.f.write(self.data[self.at:self.at + n])
+        self.g.advance(len(self.data[self.at:self.at + n]))
+        self.at += n
+        if self.at >= len(self.data):
+            self.g.all_in()
+
+
+def forward_server(feeds: dict, errors: list) -> fs.FileServer:
+    """A file server whose files are still arriving (a fresh reader reference each ask)."""
+    def resolve(key):
+        g = feeds[key].g
+        return g if g.acquire() else None
+    return fs.FileServer("127.0.0.1", resolve, b"pw", on_error=errors.append)
+
+
+def fetch_in_thread(port: int, key: str, dest: str, progress=None):
+    box = {}
+
+    def run():
+        try:
+            box["result"] = fs.fetch("127.0.0.1", port, key, dest, b"pw", progress=progress)
+        except (p.ProtocolError, EOFError) as e:
+            box["error"] = e
+    t = threading.Thread(target=run)
+    t.start()
+    return t, box
+
+
+def test_a_file_is_forwarded_while_it_is_still_arriving(tmp_path):
+    data = os.urandom(5 * fs.CHUNK + 1234)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        feed.land(2 * fs.CHUNK)
+        # the first two chunks reach the next hop while the rest has not arrived here yet
+        wait_for(lambda: downstream.received == 2 * fs.CHUNK, "the forwarded chunks")
+        assert feed.at < len(data)
+        feed.land(len(data))
+        feed.g.finish(True)
+        t.join(10)
+    finally:
+        server.close()
+    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
+    assert (tmp_path / "copy").read_bytes() == data
+    assert errors == []
+
+
+def test_a_forward_is_cut_off_when_the_copy_it_follows_fails(tmp_path):
+    data = os.urandom(3 * fs.CHUNK)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        feed.land(len(data))
+        # every byte got through, but the copy they came from fails its checks
+        wait_for(lambda: downstream.received == len(data), "the forwarded bytes")
+        feed.g.finish(False, "corrupt transfer of out-1: bytes do not match the sender's hash")
+        t.join(10)
+    finally:
+        server.close()
+    assert isinstance(box["error"], EOFError), box
+    assert str(box["error"]) == "connection closed"
+    assert errors == ["file server: out-1: the transfer it is forwarded from failed: "
+                      "corrupt transfer of out-1: bytes do not match the sender's hash"]
+
+
+def test_forwarded_chunks_stay_whole_while_the_file_trickles_in(tmp_path):
+    data = os.urandom(2 * fs.CHUNK + 10)
+    feed = Feed(tmp_path, "out-1", data)
+    client, server = tcp_pair()
+    assert feed.g.acquire()  # the reader's reference, as a file server takes one
+    sender = threading.Thread(target=fs.send_growing, args=(server, "out-1", feed.g))
+    sender.start()
+    for _ in range(0, len(data), 40_000):  # 40 KB at a time: less than a chunk
+        feed.land(40_000)
+    feed.g.finish(True)
+    assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
+    sizes = []
+    while (frame := client.recv_frame())[0] == p.DATA:
+        sizes.append(len(frame[1]))
+    sender.join(10)
+    assert sizes == [fs.CHUNK, fs.CHUNK, 10]
+    assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+
+
+def test_a_directory_is_forwarded_hop_to_hop_as_it_arrives(tmp_path):
+    src = tmp_path / "d"
+    (src / "sub").mkdir(parents=True)
+    (src / "sub" / "b").write_bytes(os.urandom(3 * fs.CHUNK))
+    size, digest = fs.hash_tree(str(src))
+    origin = fs.FileServer("127.0.0.1", {"out-d": str(src)}.get, b"pw")
+    arrivals = fs.Arrivals()
+    middle = fs.FileServer("127.0.0.1", arrivals.find, b"pw")
+    try:
+        g = arrivals.start("out-d")  # the middle hop is receiving: the next may already ask
+        t, box = fetch_in_thread(middle.port, "out-d", str(tmp_path / "last"))
+        fs.fetch("127.0.0.1", origin.port, "out-d", str(tmp_path / "mid"), b"pw",
+                 expected_hash=digest, progress=g)
+        arrivals.end(g, True)
+        t.join(10)
+    finally:
+        origin.close()
+        middle.close()
+    assert box == {"result": (size, digest)}
+    assert (tmp_path / "last" / "sub" / "b").read_bytes() == (src / "sub" / "b").read_bytes()
+    assert arrivals.find("out-d") is None

@@ -99,6 +99,24 @@ def test_without_peer_transfers_everything_comes_from_the_manager():
     assert choose_sources({"w1"}, {MANAGER: 3}, 3, manager_has=True, peers=False) is None
 
 
+def test_a_worker_still_receiving_a_file_is_a_source_after_complete_holders():
+    # manager → w1 is under way: w2 follows w1 rather than wait for a whole copy
+    assert choose_sources(set(), {MANAGER: 1}, 1, manager_has=True, moving=1,
+                          receivers=["w1"]) == ["w1"]
+    # a complete holder first, then the free receiver, busy ones last (fallbacks)
+    assert choose_sources({"w9"}, {"w1": 1}, 1, manager_has=True, moving=2,
+                          receivers=["w2", "w1"]) == ["w9", "w2", "w1"]
+    assert choose_sources({"w9"}, {"w9": 1}, 1, manager_has=True, moving=1,
+                          receivers=["w2"]) == ["w2", "w9"]
+    # the limit holds for receivers too: every copy busy serving means wait
+    assert choose_sources(set(), {"w1": 1, MANAGER: 1}, 1, manager_has=True, moving=1,
+                          receivers=["w1"]) is None
+    # a holder is not counted twice, and without peer transfers receivers serve nothing
+    assert choose_sources({"w1"}, {}, 3, manager_has=True, receivers=["w1"]) == ["w1"]
+    assert choose_sources(set(), {}, 3, manager_has=True, peers=False,
+                          receivers=["w1"]) == [MANAGER]
+
+
 def test_a_file_held_nowhere_has_no_source():
     assert choose_sources(set(), {}, 3, manager_has=False) == []
 
