@@ -405,3 +405,10 @@ def test_fast_rulespec_equals_one_made_by_its_constructor():
         assert made == expected and hash(made) == hash(expected)
         assert repr(made) == repr(expected)
         assert all(getattr(made, f.name) == getattr(expected, f.name) for f in fields(RuleSpec))
+
+
+def test_fast_location_equals_one_made_by_its_constructor():
+    from vinemake.evaluate import new_location
+    made = new_location("V", 3, 4)
+    assert made == Location("V", 3, 4) and hash(made) == hash(Location("V", 3, 4))
+    assert (str(made), repr(made)) == ("V:3:4", "Location(path='V', line=3, col=4)")
