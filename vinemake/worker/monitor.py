@@ -91,6 +91,9 @@ class Monitor:
         # Wakes the loop for close(); a pidfd registered meanwhile is seen by epoll itself.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
+        # Called on the monitor's thread after each batch of exits: seconds until it wants
+        # to be called again, or None.
+        self.tick: Callable[[], float | None] | None = None
         threading.Thread(target=self._loop, name="monitor", daemon=True).start()
 
     def watch(self, pid: int, limits: Resources, sandbox: str,
@@ -175,12 +178,16 @@ class Monitor:
 
     def _loop(self) -> None:
         next_sample = time.monotonic() + self.interval
+        tick_due = None
         try:
             while not self._closed:
-                timeout = max(0.0, next_sample - time.monotonic())
-                for fd, _ in self._epoll.poll(timeout):
+                due = next_sample if tick_due is None else min(next_sample, tick_due)
+                for fd, _ in self._epoll.poll(max(0.0, due - time.monotonic())):
                     if fd != self._wake_r:
                         self._reap(fd)
+                if self.tick is not None:
+                    wait = self.tick()
+                    tick_due = None if wait is None else time.monotonic() + wait
                 now = time.monotonic()
                 if now >= next_sample:
                     next_sample = now + self.interval

@@ -115,6 +115,10 @@ class Slots:
                 ready.append(pair)
             return ready
 
+    def waiting(self) -> int:
+        """How many tasks wait (a snapshot)."""
+        return len(self._queue)
+
     def cancel(self, task_id: int):
         """Take a waiting task out of the queue: its (task, payload), or None."""
         with self._lock:
@@ -202,11 +206,13 @@ class Runner:
         over.wait()
         return got[0]
 
-    def start(self, task: Task, fetches: tuple[Fetch, ...], done: Callable[[Outcome], None]):
+    def start(self, task: Task, fetches: tuple[Fetch, ...], done: Callable[[Outcome], None],
+              exited: Callable[[], None] | None = None):
         """Set up and start `task`; `done(outcome)` is called once, now or when it ends.
 
         Fetching inputs and library calls block the calling thread; a command does not: it
-        ends on the monitor's thread.
+        ends on the monitor's thread, which calls `exited()` as soon as the command is gone
+        and before collecting its outputs, so that its slot can be given to the next task.
         """
         start = time.monotonic()
         try:
@@ -231,7 +237,7 @@ class Runner:
                     os.makedirs(os.path.dirname(os.path.join(sandbox, f.sandbox)),
                                 exist_ok=True)
             if task.library is None:
-                self._spawn(task, sandbox, done)
+                self._spawn(task, sandbox, done, exited)
                 return
             status, code, reason, tail, measured = self._call(task, sandbox)
             outcome = self._collect(task, sandbox, status, code, reason, tail, measured)
@@ -272,7 +278,8 @@ class Runner:
             check_name(f.sandbox)
             check_key(f.key)
 
-    def _spawn(self, task: Task, sandbox: str, done: Callable[[Outcome], None]) -> None:
+    def _spawn(self, task: Task, sandbox: str, done: Callable[[Outcome], None],
+               exited: Callable[[], None] | None) -> None:
         # Beside the sandbox, not in it (it is not the task's disk); kept for the next task.
         err = os.open(sandbox + ".err", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
                       0o644)
@@ -286,13 +293,16 @@ class Runner:
             raise
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
         self.watches[task.id] = watch
-        ran = _Started(task, sandbox, err, proc, watch, done)
+        ran = _Started(task, sandbox, err, proc, watch, done, exited)
         self.monitor.reap(watch, lambda code, usage: self._finish(ran, code, usage))
 
     def _finish(self, ran: _Started, code: int, usage) -> None:
         """The command of `ran` exited: collect its outputs, report (monitor's thread)."""
         task, sandbox, watch = ran.task, ran.sandbox, ran.watch
         self.watches.pop(task.id, None)
+        end = time.monotonic()
+        if ran.exited is not None:
+            ran.exited()
         if ran.proc is not None:
             ran.proc.returncode = code  # so its Popen never waits for the pid itself
         try:
@@ -304,7 +314,7 @@ class Runner:
         if usage is not None:
             watch.cpu_s = max(watch.cpu_s, usage.ru_utime + usage.ru_stime)
             watch.peak_memory_mb = max(watch.peak_memory_mb, usage.ru_maxrss / 1000)
-        measured = watch.measured(time.monotonic())
+        measured = watch.measured(end)
         if watch.reason is not None:
             status, reason = "resource_exceeded", watch.reason
         elif code < 0:
@@ -442,6 +452,7 @@ class _Started:
     proc: subprocess.Popen | None
     watch: object
     done: Callable[[Outcome], None]
+    exited: Callable[[], None] | None = None
 
 
 # --- starting a shell -------------------------------------------------------------------------

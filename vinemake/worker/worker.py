@@ -60,6 +60,10 @@ from vinemake.worker.runner import Fetch, Runner, Slots, Source
 ARRIVAL_WAIT_S = 5.0
 # How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
 STOPPING_GRACE_S = 1.0
+# While more than a task per core waits here (the manager sends tasks ahead), outcomes are
+# held back and leave together: this long at most, or this many.
+HOLD_S = 0.005
+HOLD_MAX = 8
 
 __all__ = ["WorkerOptions", "Worker"]
 
@@ -100,6 +104,9 @@ class Worker:
         self._running = 0  # tasks accepted and not yet reported (waiting or running)
         self._running_lock = threading.Lock()
         self.slots = Slots(opts.resources)
+        self._hold_above = max(1, int(opts.resources.cores or 1))
+        self._held_since: float | None = None
+        self.monitor.tick = self._tick
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._conn: Connection | None = None
@@ -240,33 +247,65 @@ class Worker:
 
     def _run_task(self, runner: Runner, task, fetches) -> None:
         reported = []
+        freed = []
+
+        def exited() -> None:  # the command is gone: its slot goes to the next task now
+            freed.append(True)
+            self._free_slot(task)
 
         def done(outcome) -> None:
             reported.append(outcome)
-            self._ended(task, outcome)
+            self._ended(task, outcome, freed=bool(freed))
 
         try:
-            runner.start(task, fetches, done)
+            runner.start(task, fetches, done, exited)
         except Exception as e:  # a bug here must not leave the manager waiting forever
             log.exception("task %s crashed the runner", task.id)
             if not reported:
-                self._ended(task, runner._result(task, "error", reason=f"worker error: {e}"))
+                self._ended(task, runner._result(task, "error", reason=f"worker error: {e}"),
+                            freed=bool(freed))
 
-    def _ended(self, task, outcome) -> None:
+    def _free_slot(self, task) -> None:
+        if task.library is None:
+            for waiting, (runner, fetches) in self.slots.release(task):
+                self._begin(runner, waiting, fetches)
+
+    def _ended(self, task, outcome, freed: bool = False) -> None:
         """A task's outcome is known (any thread): start what waited for it, report it."""
         with self._running_lock:
             self._running -= 1
         self._last_activity = time.monotonic()
-        if task.library is None:
-            for waiting, (runner, fetches) in self.slots.release(task):
-                self._begin(runner, waiting, fetches)
+        if not freed:
+            self._free_slot(task)
         r = outcome.result
         if r.status == "signaled" and r.exit_code == -signal.SIGTERM:
             # _stopped_with waits a moment: not on the monitor's thread, which reaps others.
             self.pool.submit(self._report_unless_stopping, outcome)
             return
         self._outbox.put(outcome_to_wire(outcome))
+        if not self._hold():
+            self._drain_outbox()
+
+    def _hold(self) -> bool:
+        """Should outcomes wait to leave together? Only while tasks queue here: the manager
+        then needs no result to keep this worker busy, and each message it reads costs it
+        about as much as the task's result itself. A chain, where every result releases the
+        next task, has nothing queued and is never held."""
+        if self._outbox.qsize() >= HOLD_MAX or self.slots.waiting() <= self._hold_above:
+            return False
+        now = time.monotonic()
+        if self._held_since is None:
+            self._held_since = now
+        return now - self._held_since < HOLD_S
+
+    def _tick(self) -> float | None:
+        """On the monitor's thread: send held outcomes once they are due."""
+        if self._outbox.empty():
+            return None
+        if self._hold():
+            return HOLD_S
         self._drain_outbox()
+        return None
 
     def _report_unless_stopping(self, outcome) -> None:
         if not self._stopped_with(outcome):
@@ -315,6 +354,7 @@ class Worker:
                         batch.append(self._outbox.get_nowait())
                     except queue.Empty:
                         break
+                self._held_since = None
                 if batch:
                     self._send(Done(batch))
             finally:
