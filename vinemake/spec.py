@@ -40,6 +40,7 @@ class Resources:
     disk_mb: int | None = None
     gpus: int | None = None
     wall_time_s: float | None = None
+    mpi_processes: int | None = None  # `.MAKEFLOW MPI_PROCESSES n`, for batch systems
 
 
 @dataclass(frozen=True)
