@@ -198,6 +198,29 @@ def test_tasks_sent_ahead_wait_on_the_worker_until_resources_free(cluster, tmp_p
     assert (w.free, c.m.running_total, list(w.waiting)) == ([2.0, 1000, 1000, 0], 0, [])
 
 
+def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monkeypatch):
+    # While tasks wait on the worker, their results are held briefly and leave in one Done:
+    # one core runs them one by one, so without holding every Done would carry one result.
+    c = cluster(worker_queue=3)
+    c.worker("w1", cores=1)
+    sizes = []
+    handle = Manager._handle
+
+    def spy(self, w, msg):
+        sizes.append(len(getattr(msg, "outcomes", ())))
+        handle(self, w, msg)
+
+    monkeypatch.setattr(Manager, "_handle", spy)
+    tasks = [task(i, "true") for i in range(12)]
+    assert {r.status for r in c.run(*tasks)} == {"ok"}
+    assert sum(sizes) == 12 and max(sizes) > 1
+    # one at a time, nothing waits on the worker: each result leaves at once
+    sizes.clear()
+    for i in range(3):
+        c.run(task(20 + i, "true"))
+    assert sizes == [1, 1, 1]
+
+
 def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
     c = cluster(worker_queue=1)
     c.worker("w1", cores=1)
