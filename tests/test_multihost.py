@@ -194,6 +194,45 @@ def test_an_input_needed_on_many_workers_leaves_the_manager_once(deploy, tmp_pat
     assert peers_up >= (n - 1) * size
 
 
+def test_a_large_input_flows_down_a_chain_and_killing_its_middle_loses_nothing(deploy, tmp_path):
+    """Workers forward a large input while they receive it; kill -9 one in the middle of the
+    chain and those downstream, cut off mid-file, fetch it again from another source."""
+    size = 24_000_000  # above the manager's large-file size: one copy per source, pipelined
+    n = 4
+    d = deploy(n, "40mbit")
+    rules = "\n".join(f"{ONE_CORE}sum.{i}: big.in\n\tcksum < big.in > sum.{i}\n"
+                      for i in range(n))
+    data = os.urandom(size)
+    wf = write_workflow(tmp_path / "wf", rules, {"big.in": data})
+    d.start_manager(wf)
+    before = d.cluster.stats()
+    for i in range(n):
+        d.start_worker(i)
+
+    def middle_of_the_chain():
+        """A worker sending file data on while it is still receiving it, not the first."""
+        now = d.cluster.stats()
+        sent = {i: now[str(i)].up - before[str(i)].up for i in range(n)}
+        got = {i: now[str(i)].down - before[str(i)].down for i in range(n)}
+        forwarding = [i for i in range(n) if sent[i] > 2_000_000 and got[i] < size * 0.8]
+        return min(forwarding, key=got.get) if len(forwarding) >= 2 else None
+
+    victim = wait_for(middle_of_the_chain, "two workers forwarding the input as it arrives")
+    os.kill(d.workers[victim].pid, signal.SIGKILL)
+    assert finished(d) == 0, d.manager_output()
+
+    expected = subprocess.run(["cksum"], input=data, capture_output=True).stdout.decode()
+    assert {(wf / f"sum.{i}").read_text() for i in range(n)} == {expected}
+    log = d.transfers(wf)
+    name = d.worker_name(victim)
+    # someone was following the victim when it died, and got the file from elsewhere after
+    cut = [t for t in log if t.source == name and not t.ok]
+    assert cut, log
+    assert all(any(t.ok and t.size == size and t.dest == c.dest for t in log) for c in cut), log
+    assert {t.dest for t in log if t.ok and t.size == size} >= \
+        {d.worker_name(i) for i in range(n) if i != victim}
+
+
 # ------------------------------------------------------------------ losing a worker
 
 

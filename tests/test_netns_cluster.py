@@ -92,6 +92,9 @@ def test_transfer_log_is_read_with_or_without_a_header():
     want = [netns.Transfer("manager", "w0", "file-x", 10, 1.0, 2.0)]
     assert netns.parse_transfer_log(plain) == want
     assert netns.parse_transfer_log(headed) == want
+    failed = "source\tdest\tkey\tbytes\tstart\tend\tok\nw1\tw0\tfile-x\t0\t1.0\t2.0\tfailed\n"
+    assert netns.parse_transfer_log(failed) == [
+        netns.Transfer("w1", "w0", "file-x", 0, 1.0, 2.0, ok=False)]
 
 
 def test_max_concurrent_counts_overlaps_per_source_and_not_back_to_back_ones():

@@ -217,6 +217,7 @@ class Transfer:
     size: int
     start: float
     end: float
+    ok: bool = True
 
 
 TRANSFER_FIELDS = ("source", "dest", "key", "bytes", "start", "end")
@@ -234,7 +235,8 @@ def parse_transfer_log(text: str) -> list[Transfer]:
         cell = line.split("\t")
         out.append(Transfer(cell[column["source"]], cell[column["dest"]], cell[column["key"]],
                             int(cell[column["bytes"]]), float(cell[column["start"]]),
-                            float(cell[column["end"]])))
+                            float(cell[column["end"]]),
+                            "ok" not in order or cell[order.index("ok")] == "ok"))
     return out
 
 
