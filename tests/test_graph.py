@@ -364,3 +364,12 @@ def test_a_wide_fan_in_builds(tmp_path):
     assert g.deps[n] == tuple(range(n))
     assert g.order()[-1] == n
     assert g.dependents[5] == (n,)
+
+
+def test_dry_run_text_shows_every_resource_a_rule_asks_for():
+    from vinemake.listing import dry_run_text
+    from vinemake.parser import parse_text
+    wf = parse_text("CORES=2\n.MAKEFLOW MPI_PROCESSES 8\nout:\nWALL_TIME=1m\n\ttouch out\n",
+                    "Vinefile", environ={})
+    text = dry_run_text(BuildGraph.build(wf, "."))
+    assert "cores=2 wall=60s mpi_processes=8" in text

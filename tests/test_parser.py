@@ -235,9 +235,17 @@ def test_makeflow_directives():
     wf = parse(text)
     assert wf.rules[0].category == "sim"
     assert wf.rules[0].resources == Resources(cores=2, memory_mb=4000, disk_mb=1000,
-                                              wall_time_s=3600.0)
+                                              wall_time_s=3600.0, mpi_processes=4)
     assert wf.categories[-1] == Category("sim", wf.rules[0].resources, "MIN_WASTE")
     assert wf.sizes == (("input.dat", 2000),)
+
+
+def test_mpi_processes_is_a_resource_per_category_and_rule():
+    wf = parse("MPI_PROCESSES=8\na:\n\tx\nb:\nMPI_PROCESSES=2\n\tx\n"
+               "CATEGORY=c\n.MAKEFLOW MPI_PROCESSES 16\nc:\n\tx\n")
+    assert [r.resources.mpi_processes for r in wf.rules] == [8, 2, 16]
+    assert ("MPI_PROCESSES", "2") in wf.rules[1].env
+    assert wf.categories[0] == Category("default", Resources(mpi_processes=8))
 
 
 def test_rule_local_category_and_directive():

@@ -43,7 +43,7 @@ RESOURCE_VALUES = {
     "DISK": ("disk_mb", parse_size_mb, "a size like 512MB or 2GB (a bare number is MB)"),
     "GPUS": ("gpus", _count, "a whole number of GPUs"),
     "WALL_TIME": ("wall_time_s", parse_duration_s, "a duration like 90s, 30m or 2h"),
-    "MPI_PROCESSES": (None, _count, "a whole number of processes"),
+    "MPI_PROCESSES": ("mpi_processes", _count, "a whole number of processes"),
 }
 _ANNOTATION_RESOURCES = dict(zip(keywords.ANNOTATIONS["resources"],
                                  ("CORES", "MEMORY", "DISK", "GPUS", "WALL_TIME"), strict=True))

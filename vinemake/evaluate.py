@@ -43,7 +43,7 @@ __all__ = ["evaluate"]
 
 
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
-                 "wall_time_s": "WALL_TIME"}
+                 "wall_time_s": "WALL_TIME", "mpi_processes": "MPI_PROCESSES"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
 _NO_OVERRIDES: dict = {}  # shared, never changed
 

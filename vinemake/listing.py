@@ -29,13 +29,15 @@ def _resources(rule: RuleSpec, category: Resources | None) -> str:
     """`cores=4 memory=2000MB` for what the rule (or else its category) asks for."""
     own, cat = rule.resources, category or Resources()
     parts = []
-    for name, unit in (("cores", ""), ("memory_mb", "MB"), ("disk_mb", "MB"), ("gpus", ""),
-                       ("wall_time_s", "s")):
+    for name, label, unit in (("cores", "cores", ""), ("memory_mb", "memory", "MB"),
+                              ("disk_mb", "disk", "MB"), ("gpus", "gpus", ""),
+                              ("wall_time_s", "wall", "s"),
+                              ("mpi_processes", "mpi_processes", "")):
         value = getattr(own, name)
         value = getattr(cat, name) if value is None else value
         if value is not None:
             value = int(value) if float(value).is_integer() else value
-            parts.append(f"{name.split('_')[0]}={value}{unit}")
+            parts.append(f"{label}={value}{unit}")
     return " ".join(parts)
 
 
