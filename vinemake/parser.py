@@ -107,7 +107,9 @@ class _Statements(Transformer):
         m = _PLAIN_RULE.match(tok)
         if m is not None:
             targets, sources, indent, command = m.groups()
-            return PlainRule(targets, sources, command, tok.line, tok.column, len(indent) + 1)
+            # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per rule.
+            return _tuple_new(PlainRule, (targets, sources, command, tok.line, tok.column,
+                                          len(indent) + 1))
         targets, colon, sources, end = _header(tok)
         return Rule((), targets, colon, sources, (), _command(tok, end))
 
@@ -123,6 +125,9 @@ class _Statements(Transformer):
         targets, colon, sources, _ = _header(header)
         return Rule(tuple(children[:i]), targets, colon, sources, tuple(children[i + 1:-1]),
                     _command(children[-1], 0))
+
+
+_tuple_new = tuple.__new__
 
 
 def _command(tok: Token, start: int) -> Text:
