@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+import os
 import random
+import socket
+import subprocess
+import time
 from dataclasses import replace
 
-from vinemake.backends import options_tag
-from vinemake.manager.placement import WorkerView, fits, holder, need, place
+from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
+from vinemake.backends.local import worker_command
+from vinemake.manager.config import ManagerConfig
+from vinemake.manager.manager import Manager
+from vinemake.manager.placement import (
+    MB,
+    WorkerView,
+    cache_fits,
+    fits,
+    holder,
+    need,
+    place,
+)
 from vinemake.manager.transfers import MANAGER, choose_sources
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskFile
@@ -135,3 +150,111 @@ def test_the_holder_of_intermediates_is_found_busy_or_not():
     assert holder(t, workers, replicas, {"tmp1", "tmp2"}) == "b"
     assert holder(t, workers, replicas, {"src"}) == "a"
     assert holder(t, workers, replicas, set()) is None
+
+
+# ---------------------------------------------------------------- disk beside the cache
+
+
+def cached_worker(wid, disk_mb, cached_mb=0.0, incoming=(), same_host=False):
+    return replace(worker(wid, disk_mb=disk_mb), cached_mb=cached_mb,
+                   incoming=frozenset(incoming), same_host=same_host)
+
+
+def test_declared_disk_must_fit_beside_what_the_cache_holds():
+    t = task(disk_mb=10)
+    assert place(t, [cached_worker("a", 20, cached_mb=12)], {}) is None
+    assert place(t, [cached_worker("a", 20, cached_mb=10)], {}) == "a"
+    # locality would pick "a", which holds the input, but its cache leaves no room
+    big = task(disk_mb=10, inputs=[("k", 12_000_000)])
+    ws = [cached_worker("a", 20, cached_mb=12), cached_worker("b", 100)]
+    assert place(big, ws, {"k": {"a"}}) == "b"
+    assert place(big, ws, {"k": {"a"}}, rng=random.Random(1)) == "b"
+
+
+def test_inputs_a_worker_would_have_to_fetch_count_against_its_disk():
+    t = task(disk_mb=10, inputs=[("k", 15_000_000)])
+    assert not cache_fits(t, need(t.resources), cached_worker("a", 20), {}, {})
+    assert cache_fits(t, need(t.resources), cached_worker("a", 25), {}, {})
+    # already held, or on its way (and so in cached_mb already): not counted again
+    assert cache_fits(t, need(t.resources), cached_worker("a", 30, cached_mb=15), {"k": {"a"}}, {})
+    assert cache_fits(t, need(t.resources),
+                      cached_worker("a", 30, cached_mb=15, incoming={"k"}), {}, {})
+    # sizes learnt after the task was built count; a same-host worker links inputs instead
+    t0 = task(disk_mb=10, inputs=[("k", 0)])
+    assert not cache_fits(t0, need(t0.resources), cached_worker("a", 20), {}, {"k": 15_000_000})
+    local = replace(t0, inputs=(TaskFile("k", "k", "/data/k", 0),))
+    assert cache_fits(local, need(local.resources), cached_worker("a", 20, same_host=True), {},
+                      {"k": 15_000_000})
+
+
+def test_a_task_declaring_no_disk_is_not_held_back_by_a_full_cache():
+    assert place(task(), [cached_worker("a", 20, cached_mb=50)], {}) == "a"
+
+
+# ---------------------------------------------------------------- with real workers
+
+
+def start_worker(m: Manager, tmp_path, name: str, cores: int, disk_mb: int):
+    opts = ProviderOptions(worker_resources=Resources(cores=cores, memory_mb=1000,
+                                                      disk_mb=disk_mb), worker_timeout_s=30)
+    cmd = worker_command(ManagerAddress(m.host, m.port), opts, str(tmp_path / f"w-{name}"),
+                         name) + ["--as-remote"]  # or inputs are linked, not cached
+    log = open(tmp_path / f"{name}.log", "w")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while name not in m.workers:  # readiness, not a timing assertion
+        assert time.monotonic() < deadline, f"worker {name} did not join"
+        time.sleep(0.02)
+    return proc
+
+
+def run_one(m: Manager, t: Task):
+    m.submit(t)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for r in m.wait(1.0):
+            if r.task_id == t.id:
+                return r
+    raise AssertionError(f"task {t.id} was never placed")
+
+
+def disk_task(i: int, tmp_path, disk_mb: int, inputs=()):
+    return Task(id=i, rule_key=f"r{i}", name=f"t{i}", command=f"cksum {' '.join(inputs)} "
+                f"> out.{i}", resources=Resources(disk_mb=disk_mb),
+                inputs=tuple(TaskFile(f"file-{n}", n, str(tmp_path / n), 0) for n in inputs),
+                outputs=(TaskFile(f"out-{i}", f"out.{i}", str(tmp_path / f"out.{i}"), 0),))
+
+
+def test_real_workers_a_cache_keeps_its_disk_until_the_workflow_ends(tmp_path):
+    (tmp_path / "big.in").write_bytes(os.urandom(12 * MB))
+    with socket.socket() as s:  # a free port the second manager can take again
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    first = Manager.start(ManagerConfig(workdir=str(tmp_path / "m1"), port=port))
+    procs = []
+    try:
+        procs.append(start_worker(first, tmp_path, "a", cores=2, disk_mb=20))
+        r = run_one(first, disk_task(1, tmp_path, 1, ["big.in"]))  # 1 MB + 12 MB fetched
+        assert (r.status, r.worker) == ("ok", "a")
+        b = start_worker(first, tmp_path, "b", cores=1, disk_mb=100)
+        # "a" is idle and first by name, but 12 of its 20 MB hold big.in: 10 MB do not fit
+        r = run_one(first, disk_task(2, tmp_path, 10))
+        assert (r.status, r.worker) == ("ok", "b")
+        b.terminate()
+        b.wait(30)
+    finally:
+        first.close()
+    # the workflow is over: "a" emptied its cache, so the next manager may use all its disk
+    second = Manager.start(ManagerConfig(workdir=str(tmp_path / "m2"), port=port))
+    try:
+        deadline = time.monotonic() + 30
+        while "a" not in second.workers:
+            assert time.monotonic() < deadline, "worker a did not reconnect"
+            time.sleep(0.02)
+        r = run_one(second, disk_task(3, tmp_path, 10))
+        assert (r.status, r.worker) == ("ok", "a")
+    finally:
+        second.close()
+        for p in procs:
+            p.terminate()
+            p.wait(30)

@@ -37,7 +37,7 @@ from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
-from vinemake.manager.placement import WorkerView, fits, holder, need, place
+from vinemake.manager.placement import MB, WorkerView, fits, holder, need, place
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
 from vinemake.protocol import (
     MSG,
@@ -107,6 +107,9 @@ class _Worker:
     running: dict = field(default_factory=dict)  # task id -> Task
     holds: set = field(default_factory=set)
     charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
+    cached: dict = field(default_factory=dict)  # key in holds -> bytes it takes in the cache
+    cache_bytes: int = 0  # sum of `cached`
+    sizes: dict = field(default_factory=dict)  # the manager's sizes (of files in flight here)
     libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
     events: int = selectors.EVENT_READ  # as registered with the selector
     # Sent beyond what fits, in order: the worker starts each as its resources free up. In
@@ -119,8 +122,12 @@ class _Worker:
             return WorkerView(self.id, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0),
                               len(self.running))
         c, m, d, g = self.free
+        cached, incoming = self.cache_bytes, frozenset()
+        if self.charged:  # files on their way here take their space already
+            incoming = frozenset(self.charged)
+            cached += sum(self.sizes.get(k, 0) for k in incoming if k not in self.cached)
         return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
-                          len(self.running))
+                          len(self.running), cached / MB, incoming, self.same_host)
 
 
 class Manager:
@@ -472,9 +479,10 @@ class Manager:
             return
         sock.setblocking(False)
         self.workers[wid] = w
+        w.sizes = self.sizes
         for key, size, digest in cached:
-            self._add_replica(w, key, digest)
             self.sizes[key] = size
+            self._add_replica(w, key, digest)
         self.sel.register(sock, selectors.EVENT_READ, w)
         self.workers_joined += 1
         self._update_largest()
@@ -736,7 +744,9 @@ class Manager:
     def _size_of(self, key: str, declared: int, path: str | None) -> int:
         """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
         size = max(declared, self.sizes.get(key, 0))
-        if size == 0 and path is not None and key not in self.sizes:
+        if size and key not in self.sizes:
+            self.sizes[key] = size  # a copy on its way takes this much disk (placement)
+        elif size == 0 and path is not None and key not in self.sizes:
             try:
                 size = os.stat(path).st_size
             except OSError:
@@ -785,10 +795,14 @@ class Manager:
                         t.reason)
             return
         self._uncharge(w, t.key)
+        self.sizes[t.key] = max(t.size, self.sizes.get(t.key, 0))
         self._add_replica(w, t.key, t.hash)
 
     def _add_replica(self, w: _Worker, key: str, digest: str) -> None:
         self.unrecoverable.discard(key)
+        if key not in w.cached:  # its cache holds it: that disk is taken (placement)
+            w.cached[key] = self.sizes.get(key, 0)
+            w.cache_bytes += w.cached[key]
         w.holds.add(key)
         self.replicas.setdefault(key, set()).add(w.id)
         if digest:
@@ -889,7 +903,7 @@ class Manager:
             for label in sources:
                 holder = self.workers.get(label)
                 if holder is not None:
-                    holder.holds.discard(key)
+                    self._forget(holder, key)
                     holders = self.replicas.get(key)
                     if holders is not None:
                         holders.discard(label)
@@ -944,6 +958,13 @@ class Manager:
         w = self.workers.get(wid)
         if w is not None and keys:
             self._send(w, Drop(keys))
+            for key in keys:
+                self._forget(w, key)
+
+    def _forget(self, w: _Worker, key: str) -> None:
+        """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
+        w.holds.discard(key)
+        w.cache_bytes -= w.cached.pop(key, 0)
 
     # ------------------------------------------------------------ losing a worker
 

@@ -2,7 +2,9 @@
 
     1. the task's resources must fit in what the worker has free (cores, memory, disk, gpus),
        and a task with BATCH_OPTIONS runs only on a worker submitted with the same options
-       (its name carries their tag, see `vinemake.backends.options_tag`);
+       (its name carries their tag, see `vinemake.backends.options_tag`); a task that
+       declares disk must also fit beside the worker's cache (files held and files on their
+       way to it) and the inputs it would have to fetch there, so disk is never overcommitted;
     2. among those, the worker already holding the most bytes of the task's inputs (so fewer
        bytes move);
     3. then the least loaded (fewest running tasks), then the name, so ties are deterministic.
@@ -22,7 +24,9 @@ from vinemake.backends import options_tag, worker_options_tag
 from vinemake.spec import Resources
 from vinemake.task import Task
 
-__all__ = ["WorkerView", "need", "fits", "place", "holder"]
+__all__ = ["WorkerView", "need", "fits", "cache_fits", "place", "holder"]
+
+MB = 1_000_000  # disk is offered and declared in MB (as `--disk` counts them)
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,11 @@ class WorkerView:
     """What placement knows of one worker: free resources now and how busy it is."""
 
     id: str
-    free: Resources
+    free: Resources  # disk: offered minus what running tasks declared; the cache is apart
     running: int = 0
+    cached_mb: float = 0.0  # files in its cache, including those on their way to it
+    incoming: frozenset[str] = frozenset()  # keys on their way to it (in cached_mb already)
+    same_host: bool = False  # inputs with a path here are linked, not copied into its cache
 
 
 def need(r: Resources) -> Resources:
@@ -47,6 +54,20 @@ def fits(want: Resources, free: Resources) -> bool:
             and (want.gpus or 0) <= (free.gpus or 0))
 
 
+def cache_fits(task: Task, want: Resources, w: WorkerView,
+               replicas: Mapping[str, Iterable[str]], sizes: Mapping[str, int]) -> bool:
+    """Does the task's declared disk fit beside the worker's cache and the inputs it lacks?
+
+    A task that declares no disk is not held back (nothing to account it against).
+    """
+    if not want.disk_mb:
+        return True
+    missing = sum(max(f.size, sizes.get(f.key, 0)) for f in task.inputs
+                  if not (f.key in w.incoming or w.id in replicas.get(f.key, ())
+                          or (w.same_host and f.path is not None)))
+    return want.disk_mb + missing / MB <= (w.free.disk_mb or 0) - w.cached_mb
+
+
 def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
           rng: _random.Random | None = None,
           sizes: Mapping[str, int] | None = None) -> str | None:
@@ -58,7 +79,9 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     `rng` the choice among fitting workers is random (placement "random").
     """
     want = need(task.resources)
-    fitting = [w for w in workers if fits(want, w.free)]
+    sizes = sizes or {}
+    fitting = [w for w in workers
+               if fits(want, w.free) and cache_fits(task, want, w, replicas, sizes)]
     if task.batch_options:
         tag = options_tag(task.batch_options)
         fitting = [w for w in fitting if worker_options_tag(w.id) == tag]
@@ -69,7 +92,6 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     if len(fitting) == 1:
         return fitting[0].id
     held = {w.id: 0 for w in fitting}
-    sizes = sizes or {}
     for f in task.inputs:
         size = max(f.size, sizes.get(f.key, 0), 1)
         for wid in replicas.get(f.key, ()):
