@@ -308,3 +308,19 @@ def test_slots_cancel_and_clear_waiting_tasks():
     assert (s.cancel(2), s.cancel(2)) == ((tasks[2], 2), None)
     assert s.clear() == [(tasks[1], 1), (tasks[3], 3)]
     assert s.release(tasks[0]) == []
+
+
+def test_a_command_inherits_no_descriptor_of_the_worker(runner, tmp_path):
+    # Popen(close_fds=True) closed them; posix_spawn closes them with addclosefrom_np.
+    if runner_module._API is not None and runner_module._API.closefrom is None:
+        pytest.skip("glibc before 2.34: no posix_spawn_file_actions_addclosefrom_np")
+    fd = os.open(tmp_path / "leak", os.O_RDONLY | os.O_CREAT)
+    os.dup2(fd, 100)  # inheritable
+    try:
+        o = runner.run(make_task("ls /proc/$$/fd > fds", outputs=[("out-f", "fds", None)]))
+    finally:
+        os.close(100)
+        os.close(fd)
+    assert o.result.ok
+    fds = set(open(runner.cache.get("out-f").path).read().split())
+    assert {"0", "1", "2"} <= fds and "100" not in fds

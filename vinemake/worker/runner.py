@@ -477,6 +477,11 @@ class _SpawnAPI:
                                      ctypes.c_void_p, ctypes.c_void_p, charpp, charpp]
         libc.posix_spawn_file_actions_adddup2.argtypes = [ctypes.c_void_p, ctypes.c_int,
                                                           ctypes.c_int]
+        # Close every other descriptor in the command, as Popen(close_fds=True) does (glibc
+        # ≥ 2.34; before that only the close-on-exec flag, which Python sets on its own).
+        self.closefrom = getattr(libc, "posix_spawn_file_actions_addclosefrom_np", None)
+        if self.closefrom is not None:
+            self.closefrom.argtypes = [ctypes.c_void_p, ctypes.c_int]
         self.attr = ctypes.create_string_buffer(self._OPAQUE)
         # The command starts as Popen would start it: its own process group (so a kill takes
         # all it started), no blocked signals, SIGPIPE and SIGXFSZ back to their defaults
@@ -526,6 +531,8 @@ class _SpawnAPI:
             self._check(libc.posix_spawn_file_actions_adddup2(actions, self.devnull, 1))
             self._check(libc.posix_spawn_file_actions_adddup2(actions, stderr_fd, 2))
             self._check(self.addchdir(actions, os.fsencode(cwd)))
+            if self.closefrom is not None:
+                self._check(self.closefrom(actions, 3))
             argv = (ctypes.c_char_p * 4)(_SH, b"-c", os.fsencode(command), None)
             pid = ctypes.c_int()
             self._check(libc.posix_spawn(ctypes.byref(pid), _SH, actions, self.attr, argv,
