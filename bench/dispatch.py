@@ -36,7 +36,8 @@ import peers  # noqa: E402  (a sibling module, found through the path set just a
 SNAKEMAKE_MAX = 1000
 
 # Runs vinemake's CLI in this process and writes the process's own CPU time (not the
-# worker's: it is a child) to $VINEMAKE_BENCH_CPU.
+# worker's: it is a child), then that of its reaped children (the worker and, through it,
+# the commands), to $VINEMAKE_BENCH_CPU.
 VINEMAKE_WRAPPER = """
 import os, resource, sys
 from vinemake.cli import main
@@ -44,8 +45,9 @@ try:
     main()
 finally:
     r = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
     with open(os.environ["VINEMAKE_BENCH_CPU"], "w") as f:
-        f.write(str(r.ru_utime + r.ru_stime))
+        f.write(f"{r.ru_utime + r.ru_stime} {c.ru_utime + c.ru_stime}")
 """
 
 FAST_PATH = """
@@ -104,10 +106,10 @@ def run_vinemake(root: str, timeout: float):
     m = peers.measure([sys.executable, "-c", VINEMAKE_WRAPPER], root, timeout, env)
     try:
         with open(cpu_file) as f:
-            cpu = float(f.read())
+            cpu, children = (float(x) for x in f.read().split())
     except (OSError, ValueError):
-        cpu = float("nan")
-    return m, cpu
+        cpu = children = float("nan")
+    return m, cpu, children
 
 
 def tool_argv(tool: str, noop: bool) -> list[str]:
@@ -155,15 +157,15 @@ def case(base: str, name: str, rules, tools, timeout: float):
         root = fresh(base, f"{name}-{tool}", rules)
         try:
             if tool == "vinemake":
-                rows[tool], cpu["run"] = run_vinemake(root, timeout)
+                rows[tool], cpu["run"], cpu["children"] = run_vinemake(root, timeout)
                 # The CPU subtracted is a no-op rerun down the full path (parse, keys,
                 # journal, plan): without the up-to-date snapshot, which would skip them.
                 try:
                     os.remove(os.path.join(root, ".vinemake", "uptodate"))
                 except FileNotFoundError:
                     pass  # a failed run leaves none
-                _, cpu["noop"] = run_vinemake(root, timeout)
-                noop[tool], _ = run_vinemake(root, timeout)
+                _, cpu["noop"], _ = run_vinemake(root, timeout)
+                noop[tool], _, _ = run_vinemake(root, timeout)
             else:
                 rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
                 noop[tool] = peers.measure(tool_argv(tool, True), root, timeout)
@@ -176,6 +178,10 @@ def case(base: str, name: str, rules, tools, timeout: float):
         print(f"  vinemake process CPU: run {cpu['run']:.2f} s, full-path no-op rerun"
               f" {cpu['noop']:.2f} s"
               f" -> dispatch {per:.0f} us/task")
+        # The worker and the commands it ran: compare with make's total CPU, which is
+        # mostly the same commands.
+        print(f"  vinemake worker + commands CPU: {cpu['children']:.2f} s"
+              f" ({cpu['children'] / len(rules) * 1e6:.0f} us/task)")
     return rows, noop
 
 
@@ -190,8 +196,8 @@ def noop_seeded(base: str, n: int, timeout: float):
     # snapshot; the second is what a user sees on every later rerun. The CLI takes the
     # snapshot fast path only once it calls run.nothing_to_do() before parsing, so the check
     # is also timed alone, in a fresh interpreter.
-    rows["vinemake"], cpu = run_vinemake(root, timeout)
-    rows["vinemake 2nd"], _ = run_vinemake(root, timeout)
+    rows["vinemake"], cpu, _ = run_vinemake(root, timeout)
+    rows["vinemake 2nd"], _, _ = run_vinemake(root, timeout)
     rows["fast path"] = peers.measure([sys.executable, "-c", FAST_PATH], root, timeout)
     root = fresh(base, f"noop{n}-make", rules)
     for t, _ in rules:
