@@ -4,12 +4,12 @@ import os
 
 import pytest
 
-from vinemake.engine import Engine, EngineOptions, failed_dir_name, too_big
+from vinemake.engine import Engine, EngineOptions, effective_resources, failed_dir_name, too_big
 from vinemake.errors import InputError
 from vinemake.graph import BuildGraph
 from vinemake.reporter import FakeReporter
 from vinemake.run import prepare, state_dir
-from vinemake.spec import FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
 from vinemake.task import Measured, TaskResult
 
 
@@ -243,3 +243,12 @@ def test_tasks_carry_their_rules_batch_options_only_when_workers_are_batch_jobs(
     assert [t.batch_options for t in ex.submitted] == ["--comment=x", ""]
     _, ex, _ = run_once(root, [rule(0, ["c"], ["in.txt"], "make c", batch_options="--x")])
     assert [t.batch_options for t in ex.submitted] == [""]
+
+
+def test_a_rule_takes_each_resource_it_leaves_unset_from_its_category():
+    rule = RuleSpec(id=0, targets=(FileRef("o", "o"),), sources=(), command=":",
+                    location=Location("Vinefile", 1, 1), category="mpi",
+                    resources=Resources(cores=2))
+    cat = Category("mpi", Resources(cores=8, memory_mb=100, wall_time_s=60, mpi_processes=4))
+    assert effective_resources(rule, {"mpi": cat}) == Resources(
+        cores=2, memory_mb=100, wall_time_s=60, mpi_processes=4)

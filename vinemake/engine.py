@@ -15,6 +15,7 @@ the journal synced.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import time
@@ -76,8 +77,11 @@ def effective_resources(rule: RuleSpec, categories: Mapping[str, Category]) -> R
     if cat is None:
         return rule.resources
     own, base = rule.resources, cat.resources
-    return Resources(*(getattr(own, f) if getattr(own, f) is not None else getattr(base, f)
-                       for f in ("cores", "memory_mb", "disk_mb", "gpus", "wall_time_s")))
+    return Resources(**{f: getattr(own, f) if getattr(own, f) is not None else getattr(base, f)
+                        for f in _RESOURCE_FIELDS})
+
+
+_RESOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Resources))
 
 
 _UNITS = (("cores", "cores", ""), ("memory_mb", "memory", " MB"), ("disk_mb", "disk", " MB"),
