@@ -67,6 +67,7 @@ class Watch:
     peak_disk_mb: float = 0.0
     cpu_s: float = 0.0
     on_exit: ExitListener | None = None  # called once, on the monitor's thread, when it exits
+    on_gone: Callable[[], None] | None = None  # called just before on_exit, see reap()
     _proc: psutil.Process | None = None
     _fd: int = -1  # its pidfd, while registered
 
@@ -105,9 +106,16 @@ class Monitor:
             self._watches[pid] = w
         return w
 
-    def reap(self, w: Watch, on_exit: ExitListener) -> None:
-        """Wait for `w`'s process (a child of this one) to exit, then call `on_exit`."""
+    def reap(self, w: Watch, on_exit: ExitListener,
+             on_gone: Callable[[], None] | None = None) -> None:
+        """Wait for `w`'s process (a child of this one) to exit, then call `on_exit`.
+
+        `on_gone()` comes first, as soon as it is reaped: when several commands end
+        together, every `on_gone` runs before any `on_exit` (which collects outputs), so the
+        next commands start without waiting for that.
+        """
         w.on_exit = on_exit
+        w.on_gone = on_gone
         self._reap_later(w)
 
     def unwatch(self, w: Watch) -> None:
@@ -155,20 +163,31 @@ class Monitor:
             threading.Thread(target=self._wait_blocking, args=(w,), daemon=True).start()
 
     def _wait_blocking(self, w: Watch) -> None:
-        self._exited(w, *_wait(w.pid, 0))
+        code, usage = _wait(w.pid, 0)
+        self._gone(w)
+        self._exited(w, code, usage)
 
-    def _reap(self, fd: int) -> None:
+    def _reap(self, fd: int):
+        """Reap the command behind a readable pidfd: (watch, code, usage), or None."""
         with self._lock:
             w = self._by_fd.pop(fd, None)
         if w is None:
-            return
+            return None
         self._epoll.unregister(fd)
         os.close(fd)
         code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
-        self._exited(w, code, usage)
+        self._gone(w)
+        return w, code, usage
+
+    def _gone(self, w: Watch) -> None:
+        self.unwatch(w)
+        if w.on_gone is not None:
+            try:
+                w.on_gone()
+            except Exception:  # a bug in one task's ending must not stop the monitor
+                log.exception("freeing the slot of pid %s failed", w.pid)
 
     def _exited(self, w: Watch, code: int, usage) -> None:
-        self.unwatch(w)
         try:
             w.on_exit(code, usage)
         except Exception:  # a bug in one task's ending must not stop the monitor
@@ -182,9 +201,12 @@ class Monitor:
         try:
             while not self._closed:
                 due = next_sample if tick_due is None else min(next_sample, tick_due)
-                for fd, _ in self._epoll.poll(max(0.0, due - time.monotonic())):
-                    if fd != self._wake_r:
-                        self._reap(fd)
+                ended = [self._reap(fd) for fd, _ in
+                         self._epoll.poll(max(0.0, due - time.monotonic()))
+                         if fd != self._wake_r]
+                for e in ended:
+                    if e is not None:
+                        self._exited(*e)
                 if self.tick is not None:
                     wait = self.tick()
                     tick_due = None if wait is None else time.monotonic() + wait

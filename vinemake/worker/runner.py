@@ -293,16 +293,15 @@ class Runner:
             raise
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
         self.watches[task.id] = watch
-        ran = _Started(task, sandbox, err, proc, watch, done, exited)
-        self.monitor.reap(watch, lambda code, usage: self._finish(ran, code, usage))
+        ran = _Started(task, sandbox, err, proc, watch, done)
+        self.monitor.reap(watch, lambda code, usage: self._finish(ran, code, usage),
+                          exited)
 
     def _finish(self, ran: _Started, code: int, usage) -> None:
         """The command of `ran` exited: collect its outputs, report (monitor's thread)."""
         task, sandbox, watch = ran.task, ran.sandbox, ran.watch
         self.watches.pop(task.id, None)
-        end = time.monotonic()
-        if ran.exited is not None:
-            ran.exited()
+        end = time.monotonic()  # (the monitor called `exited` when it reaped the command)
         if ran.proc is not None:
             ran.proc.returncode = code  # so its Popen never waits for the pid itself
         try:
@@ -452,7 +451,6 @@ class _Started:
     proc: subprocess.Popen | None
     watch: object
     done: Callable[[Outcome], None]
-    exited: Callable[[], None] | None = None
 
 
 # --- starting a shell -------------------------------------------------------------------------
