@@ -164,12 +164,13 @@ class Feed:
         self.g = fs.Growing(key, stall_s=10.0)
         self.g.begin(len(data), self.path)
 
-    def land(self, n: int) -> None:
-        self.f.write(self.data[self.at:self.at + n])
-        self.g.advance(len(self.data[self.at:self.at + n]))
+    def land(self, n: int, damage: bool = False) -> None:
+        piece = self.data[self.at:self.at + n]
+        self.f.write(bytes(len(piece)) if damage else piece)
+        self.g.advance(len(piece))
         self.at += n
         if self.at >= len(self.data):
-            self.g.all_in()
+            self.g.all_in(xxhash.xxh3_128_hexdigest(self.data))  # as it came off the wire
 
 
 def forward_server(feeds: dict, errors: list) -> fs.FileServer:
@@ -274,3 +275,20 @@ def test_a_directory_is_forwarded_hop_to_hop_as_it_arrives(tmp_path):
     assert box == {"result": (size, digest)}
     assert (tmp_path / "last" / "sub" / "b").read_bytes() == (src / "sub" / "b").read_bytes()
     assert arrivals.find("out-d") is None
+
+
+def test_a_copy_damaged_on_the_forwarding_side_fails_at_the_next_hop(tmp_path):
+    data = os.urandom(2 * fs.CHUNK)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        wait_for(lambda: downstream.size is not None, "the forward to start")
+        feed.land(fs.CHUNK)
+        feed.land(fs.CHUNK, damage=True)  # arrived intact, then went bad on this side's disk
+        feed.g.finish(True)
+        t.join(10)
+    finally:
+        server.close()
+    assert str(box["error"]) == "corrupt transfer of out-1: bytes do not match the sender's hash"

@@ -155,7 +155,7 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
             if progress is not None:
                 progress.advance(len(payload))
     if progress is not None:
-        progress.all_in()
+        progress.all_in(h.hexdigest())
     if not stream:
         end = conn.recv(FileEnd)
     if end.hash != h.hexdigest():
@@ -200,6 +200,7 @@ class Growing:
         self.size: int | None = None  # from FileHead; -1: a directory's tar stream
         self.received = 0
         self.arrived = False  # every byte is in; the checks may still be running
+        self.hash = ""  # of the bytes received, as they came (a directory's tar stream)
         self.ok: bool | None = None  # the verdict of the checks, once known
         self.reason = ""
         self._fd: int | None = None
@@ -218,9 +219,9 @@ class Growing:
             self.received += n
             self._cond.notify_all()
 
-    def all_in(self) -> None:
+    def all_in(self, digest: str) -> None:
         with self._cond:
-            self.arrived = True
+            self.arrived, self.hash = True, digest
             self._cond.notify_all()
 
     def finish(self, ok: bool, reason: str = "") -> None:
@@ -250,18 +251,23 @@ class Growing:
             self._wait(lambda: self.size is not None)
             return self.size
 
-    def read(self, offset: int) -> bytes:
-        """Bytes from `offset`: a whole CHUNK, or the rest once all is in; b"" at the end."""
+    def ready(self, offset: int) -> int:
+        """How many bytes from `offset` to send next: a whole CHUNK, or the rest once all is
+        in (0 at the end). Chunks stay whole however the file trickles in."""
         with self._cond:
             self._wait(lambda: self.received - offset >= CHUNK or self.arrived)
-            n = min(CHUNK, self.received - offset)
-            fd = self._fd
-        return os.pread(fd, n, offset) if n > 0 else b""
+            return min(CHUNK, self.received - offset)
 
-    def verified(self) -> None:
-        """Return once the whole file passed the receiver's checks; ProtocolError if not."""
+    def fileno(self) -> int:
+        """The read descriptor (valid while the caller holds a reference)."""
+        assert self._fd is not None
+        return self._fd
+
+    def verified(self) -> str:
+        """The hash of the bytes received, once they passed the receiver's checks."""
         with self._cond:
             self._wait(lambda: self.ok is not None)
+            return self.hash
 
     def _wait(self, ready: Callable[[], bool]) -> None:
         # Called with the lock held. A failed upstream cuts every forward of it off.
@@ -276,17 +282,24 @@ class Growing:
 
 
 def send_growing(conn: Connection, key: str, g: Growing) -> int:
-    """Forward a file still arriving: chunks as they land, FileEnd once it arrived intact."""
+    """Forward a file still arriving: chunks as they land, FileEnd once it arrived intact.
+
+    The FileEnd hash is the one this side computed over the bytes as they came in, so a copy
+    damaged on this side's disk fails at the next hop. The bytes go from the page cache to the
+    socket with sendfile (no copy through Python) unless the connection is TLS.
+    """
     size = g.head()
     conn.send(FileHead(key, size))
-    h = xxhash.xxh3_128()
     sent = 0
-    while chunk := g.read(sent):
-        h.update(chunk)
-        conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
-        sent += len(chunk)
-    g.verified()
-    conn.send(FileEnd(h.hexdigest()))
+    with os.fdopen(os.dup(g.fileno()), "rb") as f:
+        while n := g.ready(sent):
+            conn.send_raw(HEADER.pack(n, DATA))
+            if isinstance(conn.sock, ssl.SSLSocket):
+                conn.send_raw(os.pread(f.fileno(), n, sent))
+            elif conn.sock.sendfile(f, sent, n) != n:
+                raise ProtocolError(f"{key} shrank while being forwarded")
+            sent += n
+    conn.send(FileEnd(g.verified()))
     return sent
 
 
