@@ -81,9 +81,13 @@ class _Evaluator:
         self.exports: tuple[str, ...] = ()
         # Per category: resource field → value, plus "mode" and "batch_options".
         self.settings: dict[str, dict] = {"default": {}}
-        # Rules read so far, as (RuleSpec fields, _Extra or None): resources, env and batch
-        # options are known only once the whole file is read.
-        self.pending: list[tuple[dict, _Extra | None]] = []
+        # Rules in file order. Resources, env and batch options are known only once the whole
+        # file is read: a rule that takes its category's is made at once and its attributes
+        # completed at the end (`early`, per category); any other is a None until the end
+        # (`late`: its index, RuleSpec fields and what it adds to its category).
+        self.rules: list[RuleSpec | None] = []
+        self.early: dict[str, list[dict]] = {}
+        self.late: list[tuple[int, dict, _Extra | None]] = []
         self.sizes: list[tuple[str, int]] = []
         self.inputs: str | None = None
         self.outputs: str | None = None
@@ -303,14 +307,15 @@ class _Evaluator:
         path = self.source.path
         values = fields
         values.update(
-            id=len(self.pending), targets=targets, sources=sources, command=command,
+            id=len(self.rules), targets=targets, sources=sources, command=command,
             location=Location(path, head.line, head.col),
             command_location=Location(path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
             variables=tuple(local.items()), category=category)
         resources = values.pop("resources", None)
         extra = (_Extra(resources, overrides, exported, batch_options)
                  if resources or overrides or exported or batch_options is not None else None)
-        self.pending.append((values, extra))
+        self.late.append((len(self.rules), values, extra))
+        self.rules.append(None)
 
     def plain_rule(self, stmt: PlainRule) -> None:
         """A rule with nothing to expand: what `rule` does, minus everything that cannot apply."""
@@ -323,7 +328,7 @@ class _Evaluator:
         targets = self._plain_files(targets_text)
         path = self.source.path
         values = {
-            "id": len(self.pending), "targets": targets,
+            "id": len(self.rules), "targets": targets,
             "sources": self._plain_files(sources_text), "command": command,
             # Without targets a rule is located at its colon.
             "location": new_location(path, line, col if targets else col + len(targets_text)),
@@ -333,11 +338,20 @@ class _Evaluator:
             self.batch_local = self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL
         if self.batch_local:
             values["local"] = True
-        extra = None
-        if self.exports:
-            exported = tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
-            extra = _Extra(None, _NO_OVERRIDES, exported, None) if exported else None
-        self.pending.append((values, extra))
+        exported = (tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
+                    if self.exports else ())
+        if exported or not _EARLY_RULESPEC:
+            self.late.append((len(self.rules), values,
+                              _Extra(None, _NO_OVERRIDES, exported, None) if exported else None))
+            self.rules.append(None)
+            return
+        early = self.early.get(self.current)
+        if early is None:
+            early = self.early[self.current] = []
+        early.append(values)
+        spec = object.__new__(RuleSpec)
+        object.__setattr__(spec, "__dict__", values)  # see new_rulespec
+        self.rules.append(spec)
 
     def _plain_files(self, text: str) -> tuple[FileRef, ...]:
         refs = self.refs
@@ -459,18 +473,20 @@ class _Evaluator:
         common = {name: {"env": env, "resources": resources,
                          "batch_options": categories[name].batch_options}
                   for name, (_, resources, env) in shared.items()}
-        self.pending.reverse()
-        done = []
-        while self.pending:
-            values, extra = self.pending.pop()
+        for name, early in self.early.items():
+            fields = common[name]
+            for values in early:
+                values.update(fields)
+        rules = self.rules
+        for index, values, extra in self.late:
             name = values["category"]
             if extra is None:
                 values.update(common[name])
-                done.append(new_rulespec(values))
+                rules[index] = new_rulespec(values)
             else:
-                done.append(_finish_rule(values, extra, categories[name], shared[name]))
-        rules = tuple(done)
-        used = {"default"} | {r.category for r in rules}
+                rules[index] = _finish_rule(values, extra, categories[name], shared[name])
+        used = {"default", *self.early, *(values["category"] for _, values, _ in self.late)}
+        rules = tuple(rules)
         return Workflow(
             path=self.source.path,
             rules=rules,
@@ -513,6 +529,9 @@ def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> Rul
 _FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
                    if f.default_factory is not dataclasses.MISSING)
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
+# A rule made before the end of the file gets its resources (the one field with a factory)
+# with its env and batch options.
+_EARLY_RULESPEC = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
 
 
 def new_rulespec(values: dict) -> RuleSpec:
