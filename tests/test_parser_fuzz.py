@@ -159,3 +159,21 @@ def test_plain_rules_mean_what_their_general_form_means(text):
         assert plain == slow
     else:
         assert plain[0].line == slow[0].line
+
+
+# ---- the assignment terminals' lookaheads only make them fail sooner ---------------------
+
+PLAIN_ASSIGN = {"ASSIGN": r"@?[A-Za-z_][A-Za-z0-9_]*[ \t]*\+?=",
+                "BAD_ASSIGN": r"@?[A-Za-z_][A-Za-z0-9_]*[ \t]*[-?:!]=|\+?="}
+
+
+@FUZZ
+@given(st.text(alphabet="@aZ_0 \t+=-?:!\n.#", max_size=12))
+def test_assignment_terminals_match_what_they_would_without_their_lookaheads(text):
+    import re
+
+    from vinemake.parser import _lark
+    terminals = {t.name: t.pattern.to_regexp() for t in _lark().terminals}
+    for name, plain_pattern in PLAIN_ASSIGN.items():
+        found, plain = re.match(terminals[name], text), re.match(plain_pattern, text)
+        assert (found and found.group()) == (plain and plain.group()), name
