@@ -74,6 +74,7 @@ class _Evaluator:
 
     def __init__(self, source: Source, environ: Mapping[str, str]):
         self.source = source
+        self.path = source.path
         self.environ = dict(environ)  # a plain dict: os.environ encodes on every lookup
         self.globals: dict[str, str] = {}
         self.category_vars: dict[str, dict[str, str]] = {}
@@ -326,7 +327,7 @@ class _Evaluator:
             self.rule(stmt.rule())
             return
         targets = self._plain_files(targets_text)
-        path = self.source.path
+        path = self.path
         values = {
             "id": len(self.rules), "targets": targets,
             "sources": self._plain_files(sources_text), "command": command,
@@ -349,8 +350,8 @@ class _Evaluator:
         if early is None:
             early = self.early[self.current] = []
         early.append(values)
-        spec = object.__new__(RuleSpec)
-        object.__setattr__(spec, "__dict__", values)  # see new_rulespec
+        spec = _new(RuleSpec)
+        _setattr(spec, "__dict__", values)  # see new_rulespec
         self.rules.append(spec)
 
     def _plain_files(self, text: str) -> tuple[FileRef, ...]:
@@ -528,6 +529,8 @@ def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> Rul
 # __post_init__: a field left out reads its default, which dataclasses keep on the class.
 _FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
                    if f.default_factory is not dataclasses.MISSING)
+_new = object.__new__
+_setattr = object.__setattr__
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
 # A rule made before the end of the file gets its resources (the one field with a factory)
 # with its env and batch options.
@@ -541,8 +544,8 @@ def new_rulespec(values: dict) -> RuleSpec:
     for name, factory in _FACTORIES:
         if name not in values:
             values[name] = factory()
-    spec = object.__new__(RuleSpec)
-    object.__setattr__(spec, "__dict__", values)
+    spec = _new(RuleSpec)
+    _setattr(spec, "__dict__", values)
     return spec
 
 
@@ -555,10 +558,10 @@ def new_location(path: str, line: int, col: int) -> Location:
     two per rule were an eighth of the evaluation of a plain rule."""
     if not _FAST_LOCATION:
         return Location(path, line, col)
-    location = object.__new__(Location)
-    object.__setattr__(location, "path", path)
-    object.__setattr__(location, "line", line)
-    object.__setattr__(location, "col", col)
+    location = _new(Location)
+    _setattr(location, "path", path)
+    _setattr(location, "line", line)
+    _setattr(location, "col", col)
     return location
 
 
