@@ -201,7 +201,7 @@ def test_tasks_sent_ahead_wait_on_the_worker_until_resources_free(cluster, tmp_p
 def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monkeypatch):
     # While tasks wait on the worker, their results are held briefly and leave in one Done:
     # one core runs them one by one, so without holding every Done would carry one result.
-    c = cluster(worker_queue=3)
+    c = cluster(worker_queue=4)
     c.worker("w1", cores=1)
     sizes = []
     handle = Manager._handle

@@ -42,7 +42,7 @@ class ManagerConfig:
     seed: int | None = None  # for --placement random, so comparisons are repeatable
     # Tasks per core a worker on this host may hold beyond what fits, started by the worker
     # as soon as a slot frees (0: none). See Manager._queue_ahead.
-    worker_queue: int = 3
+    worker_queue: int = 4
 
     @property
     def transfer_log(self) -> str:

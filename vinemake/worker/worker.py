@@ -60,8 +60,9 @@ from vinemake.worker.runner import Fetch, Runner, Slots, Source
 ARRIVAL_WAIT_S = 5.0
 # How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
 STOPPING_GRACE_S = 1.0
-# While more than a task per core waits here (the manager sends tasks ahead), outcomes are
-# held back and leave together: this long at most, or this many.
+# While more than two tasks per core wait here (the manager sends tasks ahead), outcomes are
+# held back and leave together: this long at most, or this many. Two per core left waiting
+# when they leave keep the slots busy while the manager answers with more.
 HOLD_S = 0.005
 HOLD_MAX = 8
 
@@ -104,7 +105,7 @@ class Worker:
         self._running = 0  # tasks accepted and not yet reported (waiting or running)
         self._running_lock = threading.Lock()
         self.slots = Slots(opts.resources)
-        self._hold_above = max(1, int(opts.resources.cores or 1))
+        self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
         self.monitor.tick = self._tick
         self._last_activity = time.monotonic()
