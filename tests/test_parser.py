@@ -420,3 +420,11 @@ def test_fast_location_equals_one_made_by_its_constructor():
     made = new_location("V", 3, 4)
     assert made == Location("V", 3, 4) and hash(made) == hash(Location("V", 3, 4))
     assert (str(made), repr(made)) == ("V:3:4", "Location(path='V', line=3, col=4)")
+
+
+def test_fast_fileref_equals_one_made_by_its_constructor():
+    from vinemake.evaluate import new_fileref
+    made = new_fileref("a/b.txt")
+    assert made == FileRef("a/b.txt", "a/b.txt") and hash(made) == hash(FileRef("a/b.txt",
+                                                                                 "a/b.txt"))
+    assert repr(made) == "FileRef(path='a/b.txt', sandbox='a/b.txt')"

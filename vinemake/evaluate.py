@@ -326,11 +326,18 @@ class _Evaluator:
                 or "->" in targets_text or "->" in sources_text):
             self.rule(stmt.rule())
             return
-        targets = self._plain_files(targets_text)
+        # File lists of one name, most of them, without a call: ref(), a cached FileRef.
+        ref = self.refs.get
+        words = targets_text.split()
+        targets = ((ref(words[0]) or self._new_ref(words[0]),) if len(words) == 1
+                   else self._plain_files(words))
+        words = sources_text.split()
+        sources = ((ref(words[0]) or self._new_ref(words[0]),) if len(words) == 1
+                   else self._plain_files(words))
         path = self.path
         values = {
             "id": len(self.rules), "targets": targets,
-            "sources": self._plain_files(sources_text), "command": command,
+            "sources": sources, "command": command,
             # Without targets a rule is located at its colon.
             "location": new_location(path, line, col if targets else col + len(targets_text)),
             "command_location": new_location(path, line + 1, command_col),
@@ -354,21 +361,14 @@ class _Evaluator:
         _setattr(spec, "__dict__", values)  # see new_rulespec
         self.rules.append(spec)
 
-    def _plain_files(self, text: str) -> tuple[FileRef, ...]:
-        refs = self.refs
-        words = text.split()
-        if len(words) == 1:  # most lists
-            ref = refs.get(words[0])
-            if ref is None:
-                ref = refs[words[0]] = FileRef(words[0], words[0])
-            return (ref,)
-        out = []
-        for path in words:
-            ref = refs.get(path)
-            if ref is None:
-                ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
-            out.append(ref)
-        return tuple(out)
+    def _plain_files(self, words: list[str]) -> tuple[FileRef, ...]:
+        get = self.refs.get
+        return tuple([get(path) or self._new_ref(path) for path in words])
+
+    def _new_ref(self, path: str) -> FileRef:
+        """A FileRef without a sandbox name, shared: big workflows name each file twice."""
+        ref = self.refs[path] = new_fileref(path)
+        return ref
 
     def _rule_local(self, statements, local: dict[str, str], overrides: dict):
         """Apply rule-local assignments and directives; return (category, batch options)."""
@@ -547,6 +547,20 @@ def new_rulespec(values: dict) -> RuleSpec:
     spec = _new(RuleSpec)
     _setattr(spec, "__dict__", values)
     return spec
+
+
+_FAST_FILEREF = ([f.name for f in dataclasses.fields(FileRef)] == ["path", "sandbox"]
+                 and not hasattr(FileRef, "__post_init__"))
+
+
+def new_fileref(path: str) -> FileRef:
+    """FileRef(path, path), without the generated __init__ (as new_location)."""
+    if not _FAST_FILEREF:
+        return FileRef(path, path)
+    ref = _new(FileRef)
+    _setattr(ref, "path", path)
+    _setattr(ref, "sandbox", path)
+    return ref
 
 
 _FAST_LOCATION = ([f.name for f in dataclasses.fields(Location)] == ["path", "line", "col"]
