@@ -153,11 +153,11 @@ def _header(tok: Token) -> tuple[Text | None, Text, Text | None, int]:
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
-    # The transformer is stateless, so one parser serves every parse. cache=True keeps the
-    # grammar's analysis in the temporary directory (keyed by the grammar and options): it
-    # saves most of the 30 ms that building the parser takes on every run.
+    # The transformer is stateless, so one parser serves every parse. Not cache=True: it
+    # would save 30 ms a run by unpickling a file from the shared temporary directory, which
+    # another user of the machine could have written.
     return Lark(grammar_text(), parser="lalr", lexer="contextual", transformer=_Statements(),
-                propagate_positions=False, maybe_placeholders=False, cache=True)
+                propagate_positions=False, maybe_placeholders=False)
 
 
 def parse_text(text: str, path: str = "<string>",
