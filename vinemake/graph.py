@@ -345,8 +345,24 @@ def _resolve(rules, producer):
     unmade: dict[str, list[int]] = {}  # read but not made: a source, or a directory of outputs
     get = producer.get
     for rule in rules:
+        sources = rule.sources
+        if not sources:
+            continue
+        if len(sources) == 1:  # most rules: one input, plainly named
+            path = sources[0].path
+            rid = get(path)
+            if rid is not None:
+                deps[rule.id] = (rid,)
+                continue
+            if "/" not in path:
+                users = unmade.get(path)
+                if users is None:
+                    unmade[path] = [rule.id]
+                else:
+                    users.append(rule.id)
+                continue
         found: list[int] = []
-        for ref in rule.sources:
+        for ref in sources:
             path = ref.path
             rid = get(path)
             if rid is None and "/" in path:
