@@ -15,10 +15,12 @@ from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
 from vinemake.manager.placement import (
     MB,
+    Cached,
     WorkerView,
     cache_fits,
     fits,
     holder,
+    make_room,
     need,
     place,
 )
@@ -191,6 +193,69 @@ def test_a_task_declaring_no_disk_is_not_held_back_by_a_full_cache():
     assert place(task(), [cached_worker("a", 20, cached_mb=50)], {}) == "a"
 
 
+# ---------------------------------------------------------------- making room in a cache
+
+
+def full(wid, disk_mb=20, cached_mb=16, **kw):
+    return replace(cached_worker(wid, disk_mb, cached_mb=cached_mb), **kw)
+
+
+def test_make_room_drops_the_least_useful_files_first():
+    t = task(disk_mb=8)  # 20 MB offered, 16 cached: 4 MB short
+    cache = [Cached("sole", 4 * MB, 0, recreatable=True),
+             Cached("forever", 4 * MB, 1, forever=True),
+             Cached("old", 2 * MB, 1), Cached("new", 2 * MB, 1)]
+    assert make_room(t, [full("a")], {"a": cache}, {}, {}, set()) == ("a", ("old", "new"))
+    # a file with more copies elsewhere goes before an older one with fewer
+    cache[3] = Cached("new", 2 * MB, 3)
+    assert make_room(t, [full("a")], {"a": cache}, {}, {}, set()) == ("a", ("new", "old"))
+    # what a waiting or running task needs stays: then `@cache forever` goes
+    assert make_room(t, [full("a")], {"a": cache}, {}, {}, {"old"}) == ("a", ("new", "forever"))
+    # and only then a sole copy that its producer can make again
+    assert make_room(t, [full("a")], {"a": cache}, {}, {}, {"old", "forever"}) == (
+        "a", ("new", "sole"))
+
+
+def test_make_room_never_drops_a_sole_copy_nothing_can_make_again():
+    t = task(disk_mb=14)  # 20 MB offered, 10 cached: 4 MB short, "spare" frees only 2
+    cache = [Cached("sole", 8 * MB, 0), Cached("spare", 2 * MB, 1)]
+    assert make_room(t, [full("a", cached_mb=10)], {"a": cache}, {}, {}, set()) is None
+    assert make_room(t, [full("a", cached_mb=10)], {"a": cache[1:]}, {}, {}, set()) is None
+    cache[0] = Cached("sole", 8 * MB, 0, recreatable=True)
+    assert make_room(t, [full("a", cached_mb=10)], {"a": cache}, {}, {}, set()) == (
+        "a", ("spare", "sole"))
+
+
+def test_make_room_only_where_the_task_fits_but_for_the_cache():
+    cache = {"a": [Cached("f", 16 * MB, 1)]}
+    # more disk than the worker offers at all: no dropping helps (the error path applies)
+    assert make_room(task(disk_mb=30), [full("a")], cache, {}, {}, set()) is None
+    # cores all taken: dropping now would gain nothing
+    busy = full("a", free=Resources(cores=0, memory_mb=1000, disk_mb=20, gpus=0))
+    assert make_room(task(disk_mb=8), [busy], cache, {}, {}, set()) is None
+    # no disk declared: nothing to make room for
+    assert make_room(task(), [full("a")], cache, {}, {}, set()) is None
+    # the inputs it would fetch need room too; files on their way cannot be dropped
+    t = task(disk_mb=2, inputs=[("k", 6 * MB)])
+    assert make_room(t, [full("a")], cache, {}, {}, set()) == ("a", ("f",))
+    on_way = full("a", cached_mb=20, incoming=frozenset({"x"}))  # "f" and 4 MB of "x"
+    assert make_room(task(disk_mb=16), [on_way], cache, {}, {}, set()) == ("a", ("f",))
+    assert make_room(task(disk_mb=18), [on_way], cache, {}, {}, set()) is None
+
+
+def test_make_room_picks_the_worker_that_loses_least():
+    t = task(disk_mb=8)
+    ws = [full("a"), full("b"), full("c")]
+    caches = {"a": [Cached("a1", 4 * MB, 1, forever=True)],
+              "b": [Cached("b1", 16 * MB, 1)],
+              "c": [Cached("c1", 4 * MB, 1), Cached("c2", 12 * MB, 1)]}
+    assert make_room(t, ws, caches, {}, {}, set()) == ("c", ("c1",))
+    del caches["c"]
+    assert make_room(t, ws, caches, {}, {}, set()) == ("b", ("b1",))  # forever goes last
+    # a worker with room already needs nothing dropped
+    assert make_room(t, [*ws, full("d", cached_mb=0)], caches, {}, {}, set()) == ("d", ())
+
+
 # ---------------------------------------------------------------- with real workers
 
 
@@ -208,9 +273,9 @@ def start_worker(m: Manager, tmp_path, name: str, cores: int, disk_mb: int):
     return proc
 
 
-def run_one(m: Manager, t: Task):
+def run_one(m: Manager, t: Task, timeout: float = 60):
     m.submit(t)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for r in m.wait(1.0):
             if r.task_id == t.id:
@@ -258,3 +323,34 @@ def test_real_workers_a_cache_keeps_its_disk_until_the_workflow_ends(tmp_path):
         for p in procs:
             p.terminate()
             p.wait(30)
+
+
+def test_real_workers_a_full_cache_makes_room_instead_of_waiting_forever(tmp_path):
+    (tmp_path / "big.in").write_bytes(os.urandom(12 * MB))
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "m")))
+    proc = None
+    try:
+        proc = start_worker(m, tmp_path, "a", cores=2, disk_mb=20)
+        assert run_one(m, disk_task(1, tmp_path, 1, ["big.in"])).ok  # 12 MB cached
+        made = Task(id=2, rule_key="r2", name="t2", command="yes vinemake | head -c 6000000 "
+                    "> tmp.dat", outputs=(TaskFile("out-tmp", "tmp.dat", None, 0),))
+        assert run_one(m, made).ok  # 6 MB more, the only copy (a @temp intermediate)
+        # 16 MB fit in 20 only once all goes: big.in and out.1 first (the manager has them),
+        # then the intermediate, whose producer can make it again. Else it waits forever.
+        r = run_one(m, disk_task(3, tmp_path, 16), timeout=20)
+        assert (r.status, r.worker, m.evicted) == ("ok", "a", 3)
+        reader = Task(id=4, rule_key="r4", name="t4", command="cksum tmp.dat > out.4",
+                      inputs=(TaskFile("out-tmp", "tmp.dat", None, 0),),
+                      outputs=(TaskFile("out-4", "out.4", str(tmp_path / "out.4"), 0),))
+        assert run_one(m, reader).ok  # t2 ran again, silently, to re-create tmp.dat
+        (tmp_path / "tmp.dat").write_bytes((b"vinemake\n" * 666_667)[:6_000_000])
+        want = subprocess.run(["cksum", "tmp.dat"], cwd=tmp_path, capture_output=True).stdout
+        assert (tmp_path / "out.4").read_bytes() == want
+        assert run_one(m, disk_task(5, tmp_path, 1, ["big.in"])).ok  # fetched again
+        want = subprocess.run(["cksum", "big.in"], cwd=tmp_path, capture_output=True).stdout
+        assert (tmp_path / "out.5").read_bytes() == want
+    finally:
+        m.close()
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)

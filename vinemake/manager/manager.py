@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import itertools
 import logging
 import os
 import random
@@ -37,7 +38,16 @@ from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
-from vinemake.manager.placement import MB, WorkerView, fits, holder, need, place
+from vinemake.manager.placement import (
+    MB,
+    Cached,
+    WorkerView,
+    fits,
+    holder,
+    make_room,
+    need,
+    place,
+)
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
 from vinemake.protocol import (
     MSG,
@@ -109,6 +119,7 @@ class _Worker:
     charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
     cached: dict = field(default_factory=dict)  # key in holds -> bytes it takes in the cache
     cache_bytes: int = 0  # sum of `cached`
+    forever: set = field(default_factory=set)  # keys in `cached` that are `@cache forever`
     sizes: dict = field(default_factory=dict)  # the manager's sizes (of files in flight here)
     libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
     events: int = selectors.EVENT_READ  # as registered with the selector
@@ -193,6 +204,10 @@ class Manager:
         self.unrecoverable: set[str] = set()
         self.inflight: collections.Counter = collections.Counter()
         self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
+        self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
+        self.evicted = 0  # cache entries dropped to make room for a task, ever
+        self._cache_epoch = 0  # bumped whenever some worker's cache changes
+        self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
         self.lost_count: collections.Counter = collections.Counter()
         self.running_total = 0
@@ -205,7 +220,7 @@ class Manager:
         self._pending_results: list[TaskResult] = []
         self._held_since: float | None = None  # when the oldest held result came
         self.delivery = Delivery(
-            config.workdir, self.secret, self.transfer_log, self._report,
+            config.workdir, self.secret, self.transfer_log, self._delivered,
             lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
             limit=config.transfer_limit,
             request_push=(lambda wid, key: self._post(lambda: self._ask_push(wid, key)))
@@ -480,9 +495,9 @@ class Manager:
         sock.setblocking(False)
         self.workers[wid] = w
         w.sizes = self.sizes
-        for key, size, digest in cached:
+        for key, size, digest in cached:  # what outlives a worker is `@cache forever`
             self.sizes[key] = size
-            self._add_replica(w, key, digest)
+            self._add_replica(w, key, digest, forever=True)
         self.sel.register(sock, selectors.EVENT_READ, w)
         self.workers_joined += 1
         self._update_largest()
@@ -600,6 +615,8 @@ class Manager:
                 skipped.append(task)
                 attempts += 1
         self.queue.extendleft(reversed(skipped))
+        if attempts and self.queue:
+            self._make_room()
         if self.queue and self.config.worker_queue:
             self._queue_ahead()
 
@@ -798,11 +815,14 @@ class Manager:
         self.sizes[t.key] = max(t.size, self.sizes.get(t.key, 0))
         self._add_replica(w, t.key, t.hash)
 
-    def _add_replica(self, w: _Worker, key: str, digest: str) -> None:
+    def _add_replica(self, w: _Worker, key: str, digest: str, forever: bool = False) -> None:
         self.unrecoverable.discard(key)
         if key not in w.cached:  # its cache holds it: that disk is taken (placement)
             w.cached[key] = self.sizes.get(key, 0)
             w.cache_bytes += w.cached[key]
+            self._cache_epoch += 1
+        if forever:
+            w.forever.add(key)
         w.holds.add(key)
         self.replicas.setdefault(key, set()).add(w.id)
         if digest:
@@ -862,7 +882,7 @@ class Manager:
                 if digest:
                     self.hashes[key] = digest
             else:
-                self._add_replica(w, key, digest)
+                self._add_replica(w, key, digest, task.cache_forever)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
         for f in task.outputs:
@@ -893,6 +913,7 @@ class Manager:
                 return
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
         installs += [Install(target, key, "", path) for target, key, path in failed]
+        self.delivering[task.id] = [i.key for i in installs]  # not dropped to make room
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
 
     def _unreachable(self, task: Task, unfetched) -> bool:
@@ -964,7 +985,81 @@ class Manager:
     def _forget(self, w: _Worker, key: str) -> None:
         """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
         w.holds.discard(key)
-        w.cache_bytes -= w.cached.pop(key, 0)
+        w.forever.discard(key)
+        if key in w.cached:
+            w.cache_bytes -= w.cached.pop(key)
+            self._cache_epoch += 1
+
+    def _delivered(self, results: list[TaskResult]) -> None:
+        """Delivery is done with these tasks' files: they may be dropped to make room again."""
+        ids = [r.task_id for r in results]
+        self._post(lambda: [self.delivering.pop(i, None) for i in ids])
+        self._report(results)
+
+    # ------------------------------------------------------------ making room in caches
+
+    def _make_room(self) -> None:
+        """A waiting task that declares disk fits a worker but for its cache: drop files there.
+
+        Runs after a pass that placed nothing more, and only when caches or tasks changed
+        since it last found nothing to drop (it reads the whole queue).
+        """
+        state = (self._cache_epoch, self.running_total, len(self.queue), len(self.workers))
+        if state == self._room_tried:
+            return
+        keep = self._needed()
+        for i, task in enumerate(list(itertools.islice(self.queue, 32))):
+            if task.library is not None or not task.resources.disk_mb:
+                continue
+            views = [w.view() for w in self.workers.values()]
+            caches = {w.id: self._cache_of(w) for w in self.workers.values() if w.cached}
+            choice = make_room(task, views, caches, self.replicas, self.sizes, keep)
+            if choice is None:
+                continue
+            wid, keys = choice
+            self._evict(self.workers[wid], keys, task)
+            del self.queue[i]
+            if not self._try_dispatch(task):
+                self.queue.appendleft(task)
+            return
+        self._room_tried = (self._cache_epoch, self.running_total, len(self.queue),
+                            len(self.workers))
+
+    def _needed(self) -> set[str]:
+        """Keys no worker may drop now: inputs of waiting and running tasks, files on their
+        way (their source may be any holder) and files awaiting delivery."""
+        keep = {k for k, n in self.moving.items() if n > 0}
+        for keys in self.delivering.values():
+            keep.update(keys)
+        running = (t for w in self.workers.values() for t in w.running.values())
+        for t in itertools.chain(self.queue, running):
+            keep.update(f.key for f in t.inputs)
+            if t.library is not None:
+                keep.update(f.key for f in t.library.inputs)
+        return keep
+
+    def _cache_of(self, w: _Worker) -> list[Cached]:
+        """`w`'s cache, oldest first, with where else each file can come from."""
+        out = []
+        for key, size in w.cached.items():
+            copies = len(self.replicas.get(key, ())) - (w.id in self.replicas.get(key, ()))
+            if key not in self.remote_only and key in self.paths:
+                copies += 1  # the manager has it at its path
+            out.append(Cached(key, size, copies, key in self.producers, key in w.forever))
+        return out
+
+    def _evict(self, w: _Worker, keys, task: Task) -> None:
+        """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
+        log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
+                 len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)
+        self._drop(w.id, list(keys))
+        for key in keys:
+            holders = self.replicas.get(key)
+            if holders is not None:
+                holders.discard(w.id)
+                if not holders:
+                    del self.replicas[key]  # its producer makes it again when needed
+        self.evicted += len(keys)
 
     # ------------------------------------------------------------ losing a worker
 

@@ -9,6 +9,9 @@
        bytes move);
     3. then the least loaded (fewest running tasks), then the name, so ties are deterministic.
 
+When a task that declares disk fits some worker but not beside its cache, `make_room` picks
+the files that worker should drop first (see there); the manager drops them, then places.
+
 `random` placement ignores 2 and 3 and picks any worker that fits: the baseline the benchmark
 compares locality against. Unspecified resources count as 1 core and nothing else, as in
 Makeflow, so tasks that declare nothing still pack one per core.
@@ -17,14 +20,15 @@ Makeflow, so tasks that declare nothing still pack one per core.
 from __future__ import annotations
 
 import random as _random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from vinemake.backends import options_tag, worker_options_tag
 from vinemake.spec import Resources
 from vinemake.task import Task
 
-__all__ = ["WorkerView", "need", "fits", "cache_fits", "place", "holder"]
+__all__ = ["WorkerView", "Cached", "need", "fits", "cache_fits", "place", "holder",
+           "make_room"]
 
 MB = 1_000_000  # disk is offered and declared in MB (as `--disk` counts them)
 
@@ -39,6 +43,17 @@ class WorkerView:
     cached_mb: float = 0.0  # files in its cache, including those on their way to it
     incoming: frozenset[str] = frozenset()  # keys on their way to it (in cached_mb already)
     same_host: bool = False  # inputs with a path here are linked, not copied into its cache
+
+
+@dataclass(frozen=True)
+class Cached:
+    """One file in a worker's cache, as eviction weighs it."""
+
+    key: str
+    size: int  # bytes
+    copies: int = 0  # other places it can be fetched from: other workers, the manager's path
+    recreatable: bool = False  # its producer is known: running it again makes the file again
+    forever: bool = False  # `@cache forever`: kept across workflows, so dropped last
 
 
 def need(r: Resources) -> Resources:
@@ -62,9 +77,7 @@ def cache_fits(task: Task, want: Resources, w: WorkerView,
     """
     if not want.disk_mb:
         return True
-    missing = sum(max(f.size, sizes.get(f.key, 0)) for f in task.inputs
-                  if not (f.key in w.incoming or w.id in replicas.get(f.key, ())
-                          or (w.same_host and f.path is not None)))
+    missing = _missing(task, w, replicas, sizes)
     return want.disk_mb + missing / MB <= (w.free.disk_mb or 0) - w.cached_mb
 
 
@@ -117,3 +130,68 @@ def holder(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Ite
                 if wid in ids:
                     count[wid] = count.get(wid, 0) + 1
     return min(count, key=lambda wid: (-count[wid], wid)) if count else None
+
+
+def make_room(task: Task, workers: Iterable[WorkerView], caches: Mapping[str, Sequence[Cached]],
+              replicas: Mapping[str, Iterable[str]], sizes: Mapping[str, int],
+              keep: Set[str]) -> tuple[str, tuple[str, ...]] | None:
+    """A worker to run `task` once it drops some cache entries, and those keys; None: none.
+
+    Only a worker where the task fits but for its cache is considered. `caches` lists each
+    worker's files oldest first; a key in `keep` (needed by a waiting or running task, on
+    its way somewhere, awaiting delivery) is never dropped, nor a file with no other copy
+    that nothing can make again. The least useful go first: files fetchable elsewhere
+    (the more copies, the sooner; then the oldest), then `@cache forever` ones, and only
+    then sole copies whose producer can re-create them. The worker chosen drops the least
+    useful set: lowest worst tier, then fewest bytes, then least loaded, then name.
+    """
+    want = need(task.resources)
+    if not want.disk_mb:
+        return None
+    sizes = sizes or {}
+    tag = options_tag(task.batch_options) if task.batch_options else None
+    best = None
+    for w in workers:
+        if not fits(want, w.free) or (tag is not None and worker_options_tag(w.id) != tag):
+            continue
+        if cache_fits(task, want, w, replicas, sizes):
+            return w.id, ()
+        short = want.disk_mb + _missing(task, w, replicas, sizes) / MB - (
+            (w.free.disk_mb or 0) - w.cached_mb)
+        drop = _least_useful(caches.get(w.id, ()), keep, short)
+        if drop is None:
+            continue
+        worst = max(_tier(c) for c in drop)
+        rank = (worst, sum(c.size for c in drop), w.running, w.id)
+        if best is None or rank < best[0]:
+            best = rank, w.id, tuple(c.key for c in drop)
+    return None if best is None else (best[1], best[2])
+
+
+def _missing(task: Task, w: WorkerView, replicas: Mapping[str, Iterable[str]],
+             sizes: Mapping[str, int]) -> int:
+    """Bytes of the task's inputs that would still have to come to `w`."""
+    return sum(max(f.size, sizes.get(f.key, 0)) for f in task.inputs
+               if not (f.key in w.incoming or w.id in replicas.get(f.key, ())
+                       or (w.same_host and f.path is not None)))
+
+
+def _tier(c: Cached) -> int:
+    """0: fetchable elsewhere, 1: forever, 2: a sole copy its producer can make again."""
+    if c.copies == 0:
+        return 2 + c.forever
+    return int(c.forever)
+
+
+def _least_useful(cache: Sequence[Cached], keep: Set[str], short_mb: float) -> list | None:
+    """The shortest run of droppable entries, least useful first, freeing `short_mb`."""
+    droppable = [(i, c) for i, c in enumerate(cache)
+                 if c.key not in keep and (c.copies or c.recreatable)]
+    droppable.sort(key=lambda ic: (_tier(ic[1]), -ic[1].copies, ic[0]))
+    chosen, freed = [], 0
+    for _, c in droppable:
+        if freed / MB >= short_mb - 1e-9:
+            break
+        chosen.append(c)
+        freed += c.size
+    return chosen if chosen and freed / MB >= short_mb - 1e-9 else None
