@@ -428,3 +428,39 @@ def test_fast_fileref_equals_one_made_by_its_constructor():
     assert made == FileRef("a/b.txt", "a/b.txt") and hash(made) == hash(FileRef("a/b.txt",
                                                                                  "a/b.txt"))
     assert repr(made) == "FileRef(path='a/b.txt', sandbox='a/b.txt')"
+
+
+# ---- where Lark keeps the grammar's analysis --------------------------------------------
+
+def test_grammar_cache_is_in_the_users_own_cache_directory(tmp_path):
+    from vinemake.parser import grammar_cache
+    path = grammar_cache({"XDG_CACHE_HOME": str(tmp_path)})
+    assert path == str(tmp_path / "vinemake" / "grammar.lark-cache")
+    assert (tmp_path / "vinemake").stat().st_mode & 0o777 == 0o700
+    assert grammar_cache({"HOME": str(tmp_path)}) == str(
+        tmp_path / ".cache" / "vinemake" / "grammar.lark-cache")
+
+
+@pytest.mark.parametrize("environ", [{}, {"HOME": ""}, {"XDG_CACHE_HOME": "relative/dir"}])
+def test_no_grammar_cache_without_a_home(environ):
+    from vinemake.parser import grammar_cache
+    assert grammar_cache(environ) is None
+
+
+def test_no_grammar_cache_in_a_directory_others_can_write(tmp_path):
+    from vinemake.parser import grammar_cache
+    (tmp_path / "vinemake").mkdir(mode=0o700)
+    (tmp_path / "vinemake").chmod(0o777)
+    assert grammar_cache({"XDG_CACHE_HOME": str(tmp_path)}) is None
+    (tmp_path / "vinemake").chmod(0o700)
+    (tmp_path / "file").write_text("")
+    assert grammar_cache({"XDG_CACHE_HOME": str(tmp_path / "file")}) is None
+
+
+def test_a_parser_loaded_from_the_grammar_cache_reads_the_same(tmp_path):
+    from vinemake.parser import _new_lark
+    text = "A=1\n@retries 2\nout: in\n\tcat in > $A\nx: out\nCORES=2\n\techo\n"
+    cache = tmp_path / "grammar.lark-cache"
+    built = _new_lark(str(cache)).parse(text)
+    assert cache.stat().st_size > 0
+    assert _new_lark(str(cache)).parse(text) == built == _new_lark(None).parse(text)
