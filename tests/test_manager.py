@@ -221,6 +221,21 @@ def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monke
     assert sizes == [1, 1, 1]
 
 
+def test_a_task_that_declares_disk_is_not_sent_ahead(cluster, tmp_path):
+    # Its room beside the worker's cache is checked when it is placed, not ahead of time.
+    c = cluster(worker_queue=1)
+    c.worker("w1", cores=1)
+    gate = tmp_path / "gate"
+    tasks = [task(i, f"touch {tmp_path}/s.{i}; while [ ! -e {gate} ]; do sleep 0.01; done",
+                  resources=Resources(disk_mb=10)) for i in range(2)]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    assert (list(c.m.workers["w1"].waiting), [t.id for t in c.m.queue]) == ([], [1])
+    gate.touch()
+    assert [r.status for r in c.collect(*tasks)] == ["ok", "ok"]
+
+
 def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
     c = cluster(worker_queue=1)
     c.worker("w1", cores=1)

@@ -627,7 +627,8 @@ class Manager:
         result goes to the manager and the next Run comes back: for millisecond commands that
         round trip was a third of a slot's time. Only on this host: a remote worker's queue
         could hold back a task that another worker, free sooner, would run (and only plain
-        commands whose inputs are already there, in queue order, within the -j cap).
+        commands whose inputs are already there and that declare no disk, which placement
+        checks against the worker's cache, in queue order, within the -j cap).
         """
         cap = self.config.max_tasks
         for w in self.workers.values():
@@ -641,7 +642,7 @@ class Manager:
                 if cap is not None and self.running_total >= cap:
                     return
                 task = self.queue[0]
-                if (task.library is not None or task.batch_options
+                if (task.library is not None or task.batch_options or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)
                         or self._plan_fetches(task, w) != []):
                     return
@@ -1014,7 +1015,7 @@ class Manager:
             views = [w.view() for w in self.workers.values()]
             caches = {w.id: self._cache_of(w) for w in self.workers.values() if w.cached}
             choice = make_room(task, views, caches, self.replicas, self.sizes, keep)
-            if choice is None:
+            if choice is None or not choice[1]:  # no room, or room already: it waits for else
                 continue
             wid, keys = choice
             self._evict(self.workers[wid], keys, task)
