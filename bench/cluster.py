@@ -25,9 +25,12 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,15 +54,22 @@ class Run:
     peak_with_outputs: int  # the same, counting outputs the manager fetched back
     big_copies: int  # transfers of the largest file in the log
     big_span_s: float  # from the first of them starting to the last one ending
-    ok: bool
+    ok: bool  # vinemake exited 0 and the outputs are right (when the benchmark checks them)
+    peak_disk_bytes: int = 0  # most scratch space in use at once, beyond what was at start
+    recreated: int = 0  # files the manager made again by re-running their producer (its log)
 
 
 def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes | str],
-                   vinefile: str, options: list[str], cores: int = 1, disk_mb: int = 4000) -> Run:
-    """Write the workflow, start manager + workers on a new cluster, wait, measure, tear down."""
+                   vinefile: str, options: list[str], cores: int = 1, disk_mb: int = 4000,
+                   check: Callable[[Path], str | None] | None = None) -> Run:
+    """Write the workflow, start manager + workers on a new cluster, wait, measure, tear down.
+
+    `check(workflow dir)` says what is wrong with the outputs, or None.
+    """
     cluster = netns.Cluster.up(workers, rate, kind="vmb")
     scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
     d = netns.Deployment(cluster, scratch / "run", "bench-secret")
+    disk = _DiskWatch(scratch)
     try:
         wf = scratch / "wf"
         wf.mkdir()
@@ -74,9 +84,13 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         code = d.wait_manager(timeout=3600)
         wall = time.perf_counter() - start
         after = cluster.stats()
+        peak = disk.stop()
         if code != 0:
             print(f"  {label}: vinemake exited {code}\n{d.manager_output()[-2000:]}",
                   file=sys.stderr)
+        wrong = check(wf) if check is not None and code == 0 else None
+        if wrong:
+            print(f"  {label}: wrong outputs: {wrong}", file=sys.stderr)
         sent = {name: after[name].up - before[name].up for name in after}
         try:
             log = d.transfers(wf)
@@ -90,8 +104,10 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         span = max((t.end for t in big), default=0) - min((t.start for t in big), default=0)
         return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
                    max(to_workers.values(), default=0), max(everything.values(), default=0),
-                   len(big), span, code == 0)
+                   len(big), span, code == 0 and not wrong, peak,
+                   d.manager_output().count("to re-create"))
     finally:
+        disk.stop()
         d.close()
         cluster.down()
         # worker caches can be tens of GB: never kept; --keep keeps the logs
@@ -101,6 +117,27 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
             print(f"  {label}: kept {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+class _DiskWatch:
+    """Samples the free space of a filesystem: how much more of it a run used at peak."""
+
+    def __init__(self, path: Path, every_s: float = 0.5):
+        self.path = path
+        self.start = shutil.disk_usage(path).free
+        self.low = self.start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, args=(every_s,), daemon=True)
+        self._thread.start()
+
+    def _watch(self, every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            self.low = min(self.low, shutil.disk_usage(self.path).free)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(0, self.start - self.low)
 
 
 # ------------------------------------------------------------------ the three workloads
@@ -128,14 +165,38 @@ TEMP = "@temp\n" + ONE_CORE
 
 def chains_workflow(chains: int, length: int, size: int) -> str:
     """Chain c: step 1 makes `size` bytes from nothing, each next step rewrites it (all @temp),
-    the last one keeps only a checksum, so only a few bytes need to leave the workers."""
+    the last one keeps only a checksum, so only a few bytes need to leave the workers.
+
+    Each step declares the disk its sandbox takes (its input and its output, with room to
+    spare), so a worker whose cache is full of intermediates no step needs any more drops
+    them to make room (nothing else removes @temp files from workers during a workflow).
+    """
+    res = f"@resources cores=1 disk={STEP_DISK * size // MB}MB\n"
+    temp = "@temp\n" + res
     rules = []
     for c in range(chains):
-        rules.append(f"{TEMP}c{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
+        rules.append(f"{temp}c{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
         for s in range(2, length + 1):
-            rules.append(f"{TEMP}c{c}.{s}: c{c}.{s - 1}\n\ttr a-y b-z < c{c}.{s - 1} > c{c}.{s}\n")
-        rules.append(f"{ONE_CORE}c{c}.sum: c{c}.{length}\n\tcksum < c{c}.{length} > c{c}.sum\n")
+            rules.append(f"{temp}c{c}.{s}: c{c}.{s - 1}\n\ttr a-y b-z < c{c}.{s - 1} > c{c}.{s}\n")
+        rules.append(f"{res}c{c}.sum: c{c}.{length}\n\tcksum < c{c}.{length} > c{c}.sum\n")
     return "\n".join(rules)
+
+
+STEP_DISK = 3  # a chain step declares 3 intermediates' worth of disk (input, output, spare)
+WORKER_DISK = 30  # and a worker offers 30: its cache holds at most about 25 intermediates
+SPARE_DISK = 15_000_000_000  # bytes the chains benchmark leaves free under the scratch dir
+
+
+def chain_sums(chains: int, length: int, size: int) -> Callable[[Path], str | None]:
+    """A check that every chain's sum is the cksum of its last step's bytes."""
+    letter = chr(min(ord("a") + length - 1, ord("z")))  # each step moves a-y one letter up
+    want = subprocess.run(f"head -c {size} /dev/zero | tr '\\0' {letter} | cksum", shell=True,
+                          capture_output=True, check=True).stdout
+
+    def check(wf: Path) -> str | None:
+        wrong = [c for c in range(chains) if (wf / f"c{c}.sum").read_bytes() != want]
+        return f"the sums of chains {wrong} differ" if wrong else None
+    return check
 
 
 def null_workflow(tasks: int) -> str:
@@ -176,21 +237,26 @@ def bench_chains(args) -> dict:
         chains, length, mb = (int(n) for n in args.chain_shape.split("x"))
         size = mb * MB
     flow = chains_workflow(chains, length, size)
-    need = 3 * chains * length * size  # every intermediate, some twice, if nothing is freed
+    # At peak every worker's cache is full (its --disk), and nothing else is large: the sums
+    # and the manager's files are bytes. The caches are removed after each run.
+    disk = WORKER_DISK * size // MB
+    need = args.workers * disk * MB + SPARE_DISK
     free = shutil.disk_usage(tempfile.gettempdir()).free
     if free < need:
-        raise SystemExit(f"chains needs about {need / 1e9:.0f} GB free under "
-                         f"{tempfile.gettempdir()} ({free / 1e9:.0f} GB free): use --scale")
-    disk = max(4000, 4 * size // MB * length)
+        raise SystemExit(f"chains needs {need / 1e9:.0f} GB free under {tempfile.gettempdir()} "
+                         f"({args.workers} worker caches of {disk} MB and "
+                         f"{SPARE_DISK / 1e9:.0f} GB to spare; {free / 1e9:.0f} GB free): "
+                         "use a smaller --chain-shape")
     # --gc ref_cnt: an intermediate is deleted once its consumer is done, as a user would run it
     options = ["--gc", "ref_cnt"]
+    sums = chain_sums(chains, length, size)
     local = run_on_cluster("locality", args.workers, args.rate, {"seed": ""}, flow, options,
-                           cores=args.chain_cores, disk_mb=disk)
+                           cores=args.chain_cores, disk_mb=disk, check=sums)
     rand = run_on_cluster("random", args.workers, args.rate, {"seed": ""}, flow,
                           [*options, "--placement", "random"], cores=args.chain_cores,
-                          disk_mb=disk)
+                          disk_mb=disk, check=sums)
     return {"chains": chains, "length": length, "intermediate_mb": size / MB,
-            "worker_cores": args.chain_cores,
+            "worker_cores": args.chain_cores, "worker_disk_mb": disk,
             "locality": asdict(local), "random": asdict(rand),
             "bytes_ratio": local.link_bytes / max(rand.link_bytes, 1), "target_bytes_ratio": 0.10}
 
@@ -230,7 +296,12 @@ def report(name: str, r: dict) -> str:
                 f"on {r['worker_cores']}-core workers "
                 f"@temp: locality {lo['link_bytes'] / MB:.0f} MB in {lo['wall_s']:.1f}s vs random "
                 f"{ra['link_bytes'] / MB:.0f} MB in {ra['wall_s']:.1f}s: "
-                f"{100 * r['bytes_ratio']:.1f}% of random's bytes (target <= 10%)")
+                f"{100 * r['bytes_ratio']:.1f}% of random's bytes (target <= 10%); "
+                f"scratch at peak {lo['peak_disk_bytes'] / 1e9:.1f} / "
+                f"{ra['peak_disk_bytes'] / 1e9:.1f} GB "
+                f"(worker caches of {r['worker_disk_mb']} MB); re-made "
+                f"{lo['recreated']} / {ra['recreated']} intermediates; "
+                f"sums {'right' if lo['ok'] and ra['ok'] else 'WRONG or run failed'}")
     return (f"throughput   {r['tasks']} null tasks on {r['workers']} workers: "
             f"{r['many']['wall_s']:.1f}s vs {r['one']['wall_s']:.1f}s for one task: "
             f"{r['tasks_per_s']:.0f} tasks/s (target >= 500/s)")
