@@ -140,7 +140,9 @@ def test_clean_outputs_then_rerun_brings_them_back(project):
     vinemake(root)
     assert (root / "d.txt").read_text() == "HELLO\nHELLO\n6\n"
     vinemake(root, "--clean=all")
-    assert sorted(os.listdir(root)) == ["Vinefile", "in.txt"]
+    # only the workflow lock stays: an flock file, never stale, so never removed
+    assert sorted(os.listdir(root)) == [".vinemake", "Vinefile", "in.txt"]
+    assert os.listdir(root / ".vinemake") == ["lock"]
 
 
 def _prev(i):
