@@ -22,7 +22,14 @@ from vinemake.errors import InputError, VinefileError, VinemakeError
 from vinemake.graph import EXPORT_FORMATS, BuildGraph
 from vinemake.listing import summary
 from vinemake.lock import workflow_lock
-from vinemake.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, PLACEMENTS, RunOptions
+from vinemake.options import (
+    BATCH_TYPES,
+    CLEAN_MODES,
+    GC_MODES,
+    PLACEMENTS,
+    RunOptions,
+    state_dir,
+)
 from vinemake.spec import Resources, Workflow
 from vinemake.units import parse_duration_s, parse_size_mb
 
@@ -187,7 +194,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
         # The workflow and graph live as long as the run: keep the collector from rescanning
         # a million RuleSpecs every time it looks for cycles among the engine's objects.
         gc.freeze()
-        with workflow_lock(_entry("state_dir")(options.root)):
+        with workflow_lock(state_dir(options.root)):
             code = entry(workflow, graph, options)
         ctx.exit(code)
 

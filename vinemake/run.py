@@ -22,16 +22,13 @@ from vinemake.graph import BuildGraph, norm
 from vinemake.journal import Journal
 from vinemake.keys import Keys, compute_keys
 from vinemake.listing import dry_run_text
+from vinemake.options import state_dir
 from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.spec import Workflow
 from vinemake.store import Store
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "state_dir",
            "store_for"]
-
-
-def state_dir(root: str) -> str:
-    return os.path.join(root, ".vinemake")
 
 
 def store_for(root: str, cache_dir: str | None) -> Store:
