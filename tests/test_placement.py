@@ -166,11 +166,16 @@ def test_declared_disk_must_fit_beside_what_the_cache_holds():
     t = task(disk_mb=10)
     assert place(t, [cached_worker("a", 20, cached_mb=12)], {}) is None
     assert place(t, [cached_worker("a", 20, cached_mb=10)], {}) == "a"
-    # locality would pick "a", which holds the input, but its cache leaves no room
+    # locality would pick "a", which holds the input, but its cache leaves no room: room is
+    # to be made there first; failing that, "b" (random placement does not wait for room)
     big = task(disk_mb=10, inputs=[("k", 12_000_000)])
     ws = [cached_worker("a", 20, cached_mb=12), cached_worker("b", 100)]
-    assert place(big, ws, {"k": {"a"}}) == "b"
+    assert place(big, ws, {"k": {"a"}}) is None
+    assert place(big, ws, {"k": {"a"}}, room_first=False) == "b"
     assert place(big, ws, {"k": {"a"}}, rng=random.Random(1)) == "b"
+    # a worker kept out by its cache but holding no more than one that fits: no waiting
+    assert place(big, ws, {"k": {"a", "b"}}) == "b"
+    assert place(task(disk_mb=10), ws, {}) == "b"
 
 
 def test_inputs_a_worker_would_have_to_fetch_count_against_its_disk():
@@ -252,8 +257,20 @@ def test_make_room_picks_the_worker_that_loses_least():
     assert make_room(t, ws, caches, {}, {}, set()) == ("c", ("c1",))
     del caches["c"]
     assert make_room(t, ws, caches, {}, {}, set()) == ("b", ("b1",))  # forever goes last
-    # a worker with room already needs nothing dropped
-    assert make_room(t, [*ws, full("d", cached_mb=0)], caches, {}, {}, set()) == ("d", ())
+    # a worker with room already: only one holding more of the inputs makes room
+    ws.append(full("d", cached_mb=0))
+    assert make_room(t, ws, caches, {}, {}, set()) is None
+    t = task(disk_mb=8, inputs=[("in", 1 * MB)])
+    assert make_room(t, ws, caches, {"in": {"a"}}, {}, set()) == ("a", ("a1",))
+    assert make_room(t, ws, caches, {"in": {"a", "d"}}, {}, set()) is None
+
+
+def test_make_room_prefers_the_worker_holding_the_inputs_within_a_tier():
+    t = task(disk_mb=8, inputs=[("in", 0)])  # its size unknown: it counts 1 byte held
+    ws = [full("a"), full("b")]
+    caches = {"a": [Cached("a1", 16 * MB, 1)], "b": [Cached("b1", 4 * MB, 1)]}
+    assert make_room(t, ws, caches, {"in": {"a"}}, {}, set()) == ("a", ("a1",))
+    assert make_room(t, ws, caches, {}, {}, set()) == ("b", ("b1",))
 
 
 # ---------------------------------------------------------------- with real workers

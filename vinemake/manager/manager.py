@@ -1015,14 +1015,19 @@ class Manager:
             views = [w.view() for w in self.workers.values()]
             caches = {w.id: self._cache_of(w) for w in self.workers.values() if w.cached}
             choice = make_room(task, views, caches, self.replicas, self.sizes, keep)
-            if choice is None or not choice[1]:  # no room, or room already: it waits for else
-                continue
-            wid, keys = choice
-            self._evict(self.workers[wid], keys, task)
-            del self.queue[i]
-            if not self._try_dispatch(task):
-                self.queue.appendleft(task)
-            return
+            if choice is not None and choice[1]:
+                self._evict(self.workers[choice[0]], choice[1], task)
+                del self.queue[i]
+                if not self._try_dispatch(task):
+                    self.queue.appendleft(task)
+                return
+            # no room to make where its inputs are: copy them where it fits after all
+            wid = place(task, views, self.replicas, None, self.sizes, room_first=False)
+            if wid is not None and self.rng is None:
+                del self.queue[i]
+                if not self._dispatch(task, self.workers[wid], need(task.resources)):
+                    self.queue.appendleft(task)
+                return
         self._room_tried = (self._cache_epoch, self.running_total, len(self.queue),
                             len(self.workers))
 

@@ -83,35 +83,50 @@ def cache_fits(task: Task, want: Resources, w: WorkerView,
 
 def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
           rng: _random.Random | None = None,
-          sizes: Mapping[str, int] | None = None) -> str | None:
+          sizes: Mapping[str, int] | None = None, room_first: bool = True) -> str | None:
     """The id of the worker to run `task`, or None if none has room now.
 
     `replicas` maps a file key to the ids of the workers holding it; `sizes` gives the bytes
     of files whose TaskFile does not know them (intermediates made after the task was built).
     A held file counts at least one byte, so holding something beats holding nothing. With
     `rng` the choice among fitting workers is random (placement "random").
+
+    With `room_first`, a task that declares disk gets None when a worker holding more of its
+    inputs than any fitting one is kept out only by its cache: the manager first tries to
+    make room there (`make_room`), rather than copy the inputs elsewhere, and calls again
+    with room_first=False if it cannot.
     """
     want = need(task.resources)
     sizes = sizes or {}
-    fitting = [w for w in workers
-               if fits(want, w.free) and cache_fits(task, want, w, replicas, sizes)]
+    usable = [w for w in workers if fits(want, w.free)]
     if task.batch_options:
         tag = options_tag(task.batch_options)
-        fitting = [w for w in fitting if worker_options_tag(w.id) == tag]
+        usable = [w for w in usable if worker_options_tag(w.id) == tag]
+    fitting = [w for w in usable if cache_fits(task, want, w, replicas, sizes)]
     if not fitting:
         return None
     if rng is not None:
         return rng.choice(fitting).id
-    if len(fitting) == 1:
+    room_first = room_first and bool(want.disk_mb) and len(usable) > len(fitting)
+    if len(fitting) == 1 and not room_first:
         return fitting[0].id
-    held = {w.id: 0 for w in fitting}
+    held = _held(task, usable if room_first else fitting, replicas, sizes)
+    best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
+    if room_first and max(held.values()) > held[best.id]:
+        return None
+    return best.id
+
+
+def _held(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
+          sizes: Mapping[str, int]) -> dict[str, int]:
+    """Bytes of the task's inputs each worker holds (a held file counts at least one)."""
+    held = {w.id: 0 for w in workers}
     for f in task.inputs:
         size = max(f.size, sizes.get(f.key, 0), 1)
         for wid in replicas.get(f.key, ()):
             if wid in held:
                 held[wid] += size
-    best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
-    return best.id
+    return held
 
 
 def holder(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
@@ -137,32 +152,38 @@ def make_room(task: Task, workers: Iterable[WorkerView], caches: Mapping[str, Se
               keep: Set[str]) -> tuple[str, tuple[str, ...]] | None:
     """A worker to run `task` once it drops some cache entries, and those keys; None: none.
 
-    Only a worker where the task fits but for its cache is considered. `caches` lists each
+    Only a worker where the task fits but for its cache is considered, and only if it holds
+    more of the task's inputs than every worker where it fits already. `caches` lists each
     worker's files oldest first; a key in `keep` (needed by a waiting or running task, on
     its way somewhere, awaiting delivery) is never dropped, nor a file with no other copy
     that nothing can make again. The least useful go first: files fetchable elsewhere
     (the more copies, the sooner; then the oldest), then `@cache forever` ones, and only
     then sole copies whose producer can re-create them. The worker chosen drops the least
-    useful set: lowest worst tier, then fewest bytes, then least loaded, then name.
+    useful set: lowest worst tier, then the most input bytes held (locality), then fewest
+    bytes dropped, then least loaded, then name.
     """
     want = need(task.resources)
     if not want.disk_mb:
         return None
     sizes = sizes or {}
     tag = options_tag(task.batch_options) if task.batch_options else None
+    usable = [w for w in workers if fits(want, w.free)
+              and (tag is None or worker_options_tag(w.id) == tag)]
+    held = _held(task, usable, replicas, sizes)
+    blocked = [w for w in usable if not cache_fits(task, want, w, replicas, sizes)]
+    ids = {w.id for w in blocked}
+    floor = max((held[w.id] for w in usable if w.id not in ids), default=-1)
     best = None
-    for w in workers:
-        if not fits(want, w.free) or (tag is not None and worker_options_tag(w.id) != tag):
+    for w in blocked:
+        if held[w.id] <= floor:
             continue
-        if cache_fits(task, want, w, replicas, sizes):
-            return w.id, ()
         short = want.disk_mb + _missing(task, w, replicas, sizes) / MB - (
             (w.free.disk_mb or 0) - w.cached_mb)
         drop = _least_useful(caches.get(w.id, ()), keep, short)
         if drop is None:
             continue
         worst = max(_tier(c) for c in drop)
-        rank = (worst, sum(c.size for c in drop), w.running, w.id)
+        rank = (worst, -held[w.id], sum(c.size for c in drop), w.running, w.id)
         if best is None or rank < best[0]:
             best = rank, w.id, tuple(c.key for c in drop)
     return None if best is None else (best[1], best[2])
