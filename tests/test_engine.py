@@ -25,6 +25,7 @@ class FakeExecutor:
         self.cancelled = False
         self.stop_after = stop_after
         self.engine = engine
+        self.forgotten = []
 
     def submit(self, task):
         self.submitted.append(task)
@@ -52,6 +53,9 @@ class FakeExecutor:
 
     def cancel_all(self):
         self.cancelled = True
+
+    def forget(self, keys):  # with what had been submitted by then
+        self.forgotten.append((list(keys), self.names()))
 
     def largest_worker(self):
         return self.largest
@@ -252,3 +256,57 @@ def test_a_rule_takes_each_resource_it_leaves_unset_from_its_category():
     cat = Category("mpi", Resources(cores=8, memory_mb=100, wall_time_s=60, mpi_processes=4))
     assert effective_resources(rule, {"mpi": cat}) == Resources(
         cores=2, memory_mb=100, wall_time_s=60, mpi_processes=4)
+
+
+def chain_with_temps(**b_kw):
+    """in.txt -> a (@temp) -> b (@temp) -> c, and a is read by b and d."""
+    return [rule(0, ["a"], ["in.txt"], "make a", temp=True),
+            rule(1, ["b"], ["a"], "make b", temp=True, **b_kw),
+            rule(2, ["c"], ["b"], "make c"), rule(3, ["d"], ["a"], "make d")]
+
+
+def key_of(root, rules, path):
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
+    return prepare(wf, BuildGraph.build(wf, root), root).keys.files[path]
+
+
+def test_a_remote_file_is_forgotten_once_its_last_reader_succeeded(root):
+    rules = chain_with_temps()
+    a, b = key_of(root, rules, "a"), key_of(root, rules, "b")
+    outcome, ex, _ = run_once(root, rules)
+    assert outcome.exit_code == 0 and ex.names() == ["a", "b", "d", "c"]
+    # a after both its readers (b, d), b after c; c and d are workflow outputs: never
+    assert ex.forgotten == [([a], ["a", "b", "d", "c"]), ([b], ["a", "b", "d", "c"])]
+
+
+def test_a_reader_that_fails_and_is_retried_still_has_its_input(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", temp=True), rule(1, ["b"], ["a"], "make b")]
+    a = key_of(root, rules, "a")
+    outcome, ex, _ = run_once(root, rules, FakeExecutor({"b": ["failed", "ok"]}),
+                              EngineOptions(retries=1))
+    assert outcome.exit_code == 0 and ex.names() == ["a", "b", "b"]
+    assert ex.forgotten == [([a], ["a", "b", "b"])]
+
+
+def test_with_keep_going_a_reader_failed_for_good_keeps_its_input(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", temp=True), rule(1, ["b"], ["a"], "make b"),
+             rule(2, ["c"], ["a"], "make c")]
+    outcome, ex, _ = run_once(root, rules, FakeExecutor({"b": ["failed"]}),
+                              EngineOptions(keep_going=True))
+    assert outcome.failed == ("b",) and ex.names() == ["a", "b", "c"]
+    assert ex.forgotten == []
+
+
+def test_workflow_outputs_and_cache_forever_files_are_never_forgotten(root):
+    rules = [rule(0, ["a"], ["in.txt"], "make a", temp=True), rule(1, ["b"], ["a"], "make b"),
+             rule(2, ["e"], ["in.txt"], "make e", temp=True, cache_forever=True),
+             rule(3, ["f"], ["e"], "make f")]
+    _, ex, _ = run_once(root, rules, options=EngineOptions(protected=frozenset({"a"})))
+    assert ex.names() == ["a", "e", "b", "f"] and ex.forgotten == []
+
+
+def test_files_kept_remote_by_option_are_forgotten_too(root):
+    rules = diamond()
+    a = key_of(root, rules, "a")
+    _, ex, _ = run_once(root, rules, options=EngineOptions(remote=frozenset({0})))
+    assert ex.forgotten == [([a], ["a", "b", "c"])]  # when c, its last reader, is done

@@ -843,3 +843,43 @@ def test_a_worker_reconnects_to_a_manager_that_comes_back_and_runs_its_tasks(clu
         assert (tmp_path / "b").read_text() == "two\n"
     finally:
         second.m.close()
+
+
+def cached_keys(tmp_path, name):
+    return sorted(p.name for p in (tmp_path / f"w-{name}").glob("run-*/cache/*"))
+
+
+def test_forgotten_intermediates_leave_every_worker_cache(cluster, tmp_path):
+    c = cluster()
+    c.worker("small", memory=100)
+    one, = c.run(task(1, "echo one > m1", outputs=[("out-m1", "m1", None)]))
+    c.worker("large", memory=1000)
+    two, = c.run(task(2, "cat m1 m1 > m2", inputs=[("out-m1", "m1", None, 4)],
+                      outputs=[("out-m2", "m2", None)], resources=Resources(memory_mb=500)))
+    end, = c.run(task(3, "cat m2 > out", inputs=[("out-m2", "m2", None, 8)],
+                      outputs=[("out-3", "out", str(tmp_path / "out"))]))
+    assert (one.worker, two.worker, end.status) == ("small", "large", "ok")
+    assert cached_keys(tmp_path, "small") == ["out-m1"]  # m1 has two copies, m2 one
+    assert cached_keys(tmp_path, "large") == ["out-m1", "out-m2"]
+    c.m.forget(["out-m1", "out-m2"])
+    wait_for(lambda: not cached_keys(tmp_path, "small") + cached_keys(tmp_path, "large"),
+             "the dead intermediates to be removed from both workers")
+    assert (tmp_path / "out").read_text() == "one\none\n"
+    assert "out-m1" not in c.m.replicas and "out-m2" not in c.m.replicas
+    assert [(w.cached, w.cache_bytes) for w in c.m.workers.values()] == [({}, 0), ({}, 0)]
+
+
+def test_a_file_a_waiting_task_still_reads_is_not_forgotten(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", cores=1)
+    one, = c.run(task(1, "echo one > m1", outputs=[("out-m1", "m1", None)]))
+    held = task(2, "cat m1 > out", inputs=[("out-m1", "m1", None, 4)],
+                outputs=[("out-2", "out", str(tmp_path / "out"))],
+                resources=Resources(cores=2))  # waits for a worker that can fit it
+    c.m.submit(held)
+    c.m.forget(["out-m1"])
+    other, = c.run(task(3, "true"))  # the forget was handled before this ran
+    assert other.ok and cached_keys(tmp_path, "w1") == ["out-m1"]
+    c.worker("w2", cores=2)
+    r, = c.collect(held)
+    assert r.ok and (tmp_path / "out").read_text() == "one\n"

@@ -17,10 +17,13 @@ from vinemake.manager.placement import (
     MB,
     Cached,
     WorkerView,
+    blend_rate,
     cache_fits,
     fits,
     holder,
+    locality_wait_s,
     make_room,
+    missing_bytes,
     need,
     place,
 )
@@ -371,3 +374,27 @@ def test_real_workers_a_full_cache_makes_room_instead_of_waiting_forever(tmp_pat
         if proc is not None:
             proc.terminate()
             proc.wait(30)
+
+
+def test_the_wait_for_a_holder_scales_with_the_copy_it_saves():
+    assert locality_wait_s(50_000_000, 25_000_000) == 2.0  # 50 MB at 200 Mbit/s
+    assert locality_wait_s(1_000_000, 25_000_000) == 1.0  # never under the floor
+    assert locality_wait_s(0, None) == 1.0
+    assert locality_wait_s(50_000_000, None) == 4.0  # 100 Mbit/s until a copy was timed
+    assert locality_wait_s(10**12, 1_000_000) == 60.0  # never forever
+    assert locality_wait_s(50_000_000, 25_000_000, floor_s=3.0) == 3.0
+
+
+def test_the_observed_rate_follows_large_transfers_only():
+    assert blend_rate(None, 500_000, 0.001) is None  # a small file times latency
+    assert blend_rate(None, 50_000_000, 0.005) is None  # too quick to time
+    assert blend_rate(None, 50_000_000, 2.0) == 25_000_000
+    assert blend_rate(25_000_000, 50_000_000, 1.0) == 25_000_000 + 0.25 * 25_000_000
+
+
+def test_missing_bytes_counts_what_is_not_on_the_worker_yet():
+    t = Task(id=1, rule_key="r", name="t", command="c",
+             inputs=(TaskFile("k1", "a", None, 10), TaskFile("k2", "b", None, 0),
+                     TaskFile("k3", "c", None, 7)))
+    w = WorkerView("w1", Resources(cores=1), incoming=frozenset({"k3"}))
+    assert missing_bytes(t, w, {"k1": {"w2"}, "k2": {"w1"}}, {"k1": 50}) == 50

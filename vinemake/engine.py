@@ -124,6 +124,7 @@ class _State:
     ready: deque[int] = field(default_factory=deque)
     running: set[int] = field(default_factory=set)
     refs: dict[str, int] = field(default_factory=dict)
+    remote_refs: dict[str, int] = field(default_factory=dict)  # path -> consumers still to run
     ran: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
@@ -198,6 +199,7 @@ class Engine:
         st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
         if self.options.gc:
             st.refs = self._reference_counts(to_run)
+        st.remote_refs = self._remote_reference_counts(to_run)
         checked = self._check_sizes(to_run)
         while (st.ready and not st.blocked) or st.running:
             if self.stop_code:
@@ -358,6 +360,8 @@ class Engine:
                     st.ready.append(d)
         if self.options.gc:
             self._collect(st, rule)
+        if st.remote_refs:
+            self._forget_dead(st, rule)
 
     def _failed(self, st: _State, rid: int, result: TaskResult) -> None:
         rule = self.rules[rid]
@@ -418,6 +422,47 @@ class Engine:
             if self.store is not None and not self.options.shared_store:
                 self.store.remove(rec.key)  # else the store's link keeps the bytes alive
             self.journal.collected(p)
+
+
+    # -- files that stay on workers -------------------------------------------------------
+
+    def _remote_reference_counts(self, to_run: set[int]) -> dict[str, int]:
+        """For each file a rule that will run leaves on the workers (`@temp`,
+        --keep-intermediates-remote), how many rules that will run read it.
+
+        Workflow outputs and `@cache forever` files are not counted: they are never forgotten.
+        """
+        refs: dict[str, int] = {}
+        for rid in to_run:
+            rule = self.rules[rid]
+            if rule.cache_forever or not self.stays_remote(rid):
+                continue
+            outs = {norm(f.path) for f in rule.targets} - self.options.protected
+            for d in self.dependents[rid]:
+                if d not in to_run:
+                    continue
+                for f in self.rules[d].sources:
+                    p = norm(f.path)
+                    if p in outs:
+                        refs[p] = refs.get(p, 0) + 1
+        return refs
+
+    def _forget_dead(self, st: _State, rule: RuleSpec) -> None:
+        """Tell the executor which remote files `rule`, just succeeded, was the last to read.
+
+        Only a success counts: a failed reader that will be retried still needs its inputs,
+        and with -k one that failed for good keeps them until the workflow ends.
+        """
+        dead = []
+        for f in rule.sources:
+            p = norm(f.path)
+            if p in st.remote_refs:
+                st.remote_refs[p] -= 1
+                if not st.remote_refs[p]:
+                    del st.remote_refs[p]
+                    dead.append(p)
+        if dead:
+            self.executor.forget([self.keys.files[p] for p in dead])
 
 
 def _describe(result: TaskResult) -> str:

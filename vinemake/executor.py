@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from vinemake.spec import Resources
@@ -17,6 +18,8 @@ class Executor(Protocol):
     (possibly several at once), blocking up to `timeout` seconds for at least one.
     largest_worker() is the most any worker could ever offer, so the engine can refuse a rule
     that would wait forever; None while no worker is known yet.
+    forget() says files (by key) that stay on workers are dead: no rule will read them again,
+    so their copies can go and their disk is free again.
     """
 
     def submit(self, task: Task) -> None: ...
@@ -24,6 +27,8 @@ class Executor(Protocol):
     def wait(self, timeout: float | None = None) -> list[TaskResult]: ...
 
     def cancel_all(self) -> None: ...
+
+    def forget(self, keys: Iterable[str]) -> None: ...
 
     def largest_worker(self) -> Resources | None: ...
 

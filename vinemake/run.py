@@ -217,39 +217,16 @@ def explain(prep: Prepared, workflow: Workflow, out: TextIO) -> None:
 
 def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     """Bring the workflow (or `options.targets`) up to date; the exit code."""
+    from vinemake.engine import Engine, EngineOptions
+    from vinemake.localrun import LocalRunner
+    from vinemake.reporter import make_reporter
+
     root = options.root
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
-    # On a first build the manager (and with it the worker's interpreter) starts before keys,
-    # journal and plan, so the worker's start-up runs on the other core meanwhile. Not on a
-    # rebuild: when the plan then runs no remote rule, a worker started for nothing costs
-    # more than the overlap saves.
-    early = _first_build(workflow, options)
-    executor = _start_manager(options, root) if early else _NoExecutor()
-    try:
-        return _run_prepared(workflow, graph, options, digest, executor)
-    finally:
-        executor.close()
-
-
-def _first_build(workflow: Workflow, options) -> bool:
-    """Nothing was built here yet and no shared cache can restore it: every remote rule
-    will run, so the manager will be needed if there is one."""
-    if options.cache_dir or os.path.exists(os.path.join(state_dir(options.root), "journal")):
-        return False
-    return any(not (rule.local or rule.subworkflow) for rule in workflow.rules)
-
-
-def _run_prepared(workflow: Workflow, graph: BuildGraph, options, digest: str | None,
-                  executor) -> int:
-    from vinemake.engine import Engine, EngineOptions
-    from vinemake.localrun import LocalRunner
-    from vinemake.reporter import make_reporter
-
-    root = options.root
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
     if options.explain:
@@ -263,12 +240,8 @@ def _run_prepared(workflow: Workflow, graph: BuildGraph, options, digest: str | 
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
-    if not needs_manager:
-        executor.close()
-        executor = _NoExecutor()
-    elif isinstance(executor, _NoExecutor):
-        executor = _start_manager(options, root)
     prep.journal.open()
+    executor = _start_manager(options, root) if needs_manager else _NoExecutor()
     local = LocalRunner(root, options.max_local)
     sizes = {p: st.st_size for p, st in prep.files.stats.items() if st is not None}
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
@@ -282,7 +255,7 @@ def _run_prepared(workflow: Workflow, graph: BuildGraph, options, digest: str | 
     finally:
         _restore_signals(old)
         local.close()
-        executor.close()  # again by run(): closing twice is a no-op
+        executor.close()
         prep.journal.close()
     prep.files.refresh()  # the sandboxes' hard links moved the sources' ctime
     prep.files.save()
@@ -318,6 +291,9 @@ class _NoExecutor:
         return []
 
     def cancel_all(self):
+        pass
+
+    def forget(self, keys):
         pass
 
     def largest_worker(self):

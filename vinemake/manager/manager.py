@@ -42,9 +42,12 @@ from vinemake.manager.placement import (
     MB,
     Cached,
     WorkerView,
+    blend_rate,
     fits,
     holder,
+    locality_wait_s,
     make_room,
+    missing_bytes,
     need,
     place,
 )
@@ -82,9 +85,10 @@ __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
 
-# How long a task may wait for the busy worker that holds its intermediates (kept on workers,
-# one copy) before it runs elsewhere and the file is copied: intermediates are usually
-# consumed right after they are made, by a task that is quick to wait for.
+# The least time a task waits for the busy worker that holds its intermediates (kept on
+# workers, one copy) before it runs elsewhere and the file is copied: intermediates are usually
+# consumed right after they are made, by a task that is quick to wait for. Larger inputs wait
+# up to about their copy time at the observed rate (placement.locality_wait_s).
 LOCALITY_WAIT_S = 1.0
 # A large file is sent by each source to one worker at a time, whatever transfer_limit
 # allows, and a worker still receiving it is a source too (cut-through): each copy then flows
@@ -206,6 +210,8 @@ class Manager:
         self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.evicted = 0  # cache entries dropped to make room for a task, ever
+        self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
+        self.rate: float | None = None  # bytes/s of completed transfers, a moving average
         self._cache_epoch = 0  # bumped whenever some worker's cache changes
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
@@ -268,6 +274,12 @@ class Manager:
     def cancel_all(self) -> None:
         """Forget queued tasks; kill running ones on their workers, without reporting them."""
         self._post(self._cancel_all)
+
+    def forget(self, keys) -> None:
+        """The engine needs these files no more: drop them from every worker holding them."""
+        keys = list(keys)
+        if keys:
+            self._post(lambda: self._forget_everywhere(keys))
 
     def largest_worker(self) -> Resources | None:
         with self._lock:
@@ -660,7 +672,10 @@ class Manager:
             self._first_tried.pop(task.id, None)
             return False
         first = self._first_tried.setdefault(task.id, time.monotonic())
-        if time.monotonic() - first < LOCALITY_WAIT_S:
+        there = next(v for v in views if v.id == wid)
+        limit = locality_wait_s(missing_bytes(task, there, self.replicas, self.sizes),
+                                self.rate, LOCALITY_WAIT_S)
+        if time.monotonic() - first < limit:
             return True
         del self._first_tried[task.id]
         return False
@@ -813,6 +828,7 @@ class Manager:
                         t.reason)
             return
         self._uncharge(w, t.key)
+        self.rate = blend_rate(self.rate, t.size, t.end - t.start)
         self.sizes[t.key] = max(t.size, self.sizes.get(t.key, 0))
         self._add_replica(w, t.key, t.hash)
 
@@ -996,6 +1012,21 @@ class Manager:
         ids = [r.task_id for r in results]
         self._post(lambda: [self.delivering.pop(i, None) for i in ids])
         self._report(results)
+
+    def _forget_everywhere(self, keys: list[str]) -> None:
+        """Drop dead files from every worker and from our accounting, so their disk is free.
+
+        A file some queued or running task still reads, or one on its way or awaiting
+        delivery, is kept: the engine's word is checked against what the manager knows.
+        """
+        keep = self._needed()
+        for key in keys:
+            if key in keep:
+                continue
+            for wid in sorted(self.replicas.pop(key, ())):
+                self._drop(wid, [key])
+                self.forgotten += 1
+            # its producer stays known: a lost file further down a chain may need it re-made
 
     # ------------------------------------------------------------ making room in caches
 

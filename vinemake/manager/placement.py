@@ -28,9 +28,12 @@ from vinemake.spec import Resources
 from vinemake.task import Task
 
 __all__ = ["WorkerView", "Cached", "need", "fits", "cache_fits", "place", "holder",
-           "make_room"]
+           "make_room", "locality_wait_s", "missing_bytes", "blend_rate"]
 
 MB = 1_000_000  # disk is offered and declared in MB (as `--disk` counts them)
+# Before any transfer has been timed, copies are assumed to flow at 100 Mbit/s: slow enough
+# that a task waits for its holder rather than moving a large file on a guess.
+DEFAULT_RATE_BPS = 12_500_000
 
 
 @dataclass(frozen=True)
@@ -216,3 +219,32 @@ def _least_useful(cache: Sequence[Cached], keep: Set[str], short_mb: float) -> l
         chosen.append(c)
         freed += c.size
     return chosen if chosen and freed / MB >= short_mb - 1e-9 else None
+
+
+def locality_wait_s(missing: int, rate_bps: float | None, floor_s: float = 1.0,
+                    cap_s: float = 60.0) -> float:
+    """How long a task may wait for the busy worker holding its inputs before they move.
+
+    About as long as copying the `missing` bytes elsewhere would take at the observed rate,
+    so waiting is never much worse than moving; at least `floor_s` (small files still
+    cost a round trip and a cache entry), at most `cap_s` (a worker may be busy for long).
+    """
+    rate = rate_bps if rate_bps and rate_bps > 0 else DEFAULT_RATE_BPS
+    return min(cap_s, max(floor_s, missing / rate))
+
+
+def missing_bytes(task: Task, w: WorkerView, replicas: Mapping[str, Iterable[str]],
+                  sizes: Mapping[str, int]) -> int:
+    """Bytes of the task's inputs that would have to be copied to `w`."""
+    return _missing(task, w, replicas, sizes)
+
+
+def blend_rate(old: float | None, size: int, seconds: float, weight: float = 0.25) -> float | None:
+    """The transfer rate (bytes/s) after one more completed transfer, a moving average.
+
+    Transfers too small or too quick to time (latency, not bandwidth) leave it unchanged.
+    """
+    if size < MB or seconds <= 0.01:
+        return old
+    rate = size / seconds
+    return rate if old is None else old + weight * (rate - old)
