@@ -167,12 +167,11 @@ def chains_workflow(chains: int, length: int, size: int) -> str:
     """Chain c: step 1 makes `size` bytes from nothing, each next step rewrites it (all @temp),
     the last one keeps only a checksum, so only a few bytes need to leave the workers.
 
-    Each step declares the disk its sandbox takes (its input and its output, with room to
-    spare), so a worker whose cache is full of intermediates no step needs any more drops
-    them to make room (nothing else removes @temp files from workers during a workflow).
+    Steps declare no disk: the workers drop each intermediate once its reader has succeeded
+    (the engine's forget), so caches hold only the few a chain still needs.
     """
-    res = f"@resources cores=1 disk={STEP_DISK * size // MB}MB\n"
-    temp = "@temp\n" + res
+    res = ONE_CORE
+    temp = TEMP
     rules = []
     for c in range(chains):
         rules.append(f"{temp}c{c}.1: seed\n\thead -c {size} /dev/zero | tr '\\0' a > c{c}.1\n")
@@ -182,9 +181,9 @@ def chains_workflow(chains: int, length: int, size: int) -> str:
     return "\n".join(rules)
 
 
-STEP_DISK = 3  # a chain step declares 3 intermediates' worth of disk (input, output, spare)
-WORKER_DISK = 30  # and a worker offers 30: its cache holds at most about 25 intermediates
-SPARE_DISK = 15_000_000_000  # bytes the chains benchmark leaves free under the scratch dir
+LIVE = 3  # intermediates of one chain on the workers at once at most: input, output, a copy
+WORKER_DISK_MB = 4000  # what each worker offers (steps declare no disk, so it is not binding)
+SPARE_DISK = 5_000_000_000  # bytes the chains benchmark leaves free under the scratch dir
 
 
 def chain_sums(chains: int, length: int, size: int) -> Callable[[Path], str | None]:
@@ -237,14 +236,15 @@ def bench_chains(args) -> dict:
         chains, length, mb = (int(n) for n in args.chain_shape.split("x"))
         size = mb * MB
     flow = chains_workflow(chains, length, size)
-    # At peak every worker's cache is full (its --disk), and nothing else is large: the sums
-    # and the manager's files are bytes. The caches are removed after each run.
-    disk = WORKER_DISK * size // MB
-    need = args.workers * disk * MB + SPARE_DISK
+    # Dead intermediates leave the workers as their readers finish, so at peak each chain has
+    # a few on the workers, and nothing else is large: the sums and the manager's files are
+    # bytes. The caches are removed after each run.
+    disk = WORKER_DISK_MB
+    need = chains * LIVE * size + SPARE_DISK
     free = shutil.disk_usage(tempfile.gettempdir()).free
     if free < need:
         raise SystemExit(f"chains needs {need / 1e9:.0f} GB free under {tempfile.gettempdir()} "
-                         f"({args.workers} worker caches of {disk} MB and "
+                         f"({chains} chains x {LIVE} intermediates of {size / MB:.0f} MB and "
                          f"{SPARE_DISK / 1e9:.0f} GB to spare; {free / 1e9:.0f} GB free): "
                          "use a smaller --chain-shape")
     # --gc ref_cnt: an intermediate is deleted once its consumer is done, as a user would run it

@@ -299,6 +299,26 @@ def test_temp_intermediates_stay_on_the_workers_and_outputs_come_back(deploy, tm
     assert after["root"].down - before["root"].down < 500_000
 
 
+def test_dead_temp_intermediates_leave_the_worker_caches_during_the_workflow(deploy, tmp_path):
+    d = deploy(1)
+    caches = d.scratch / "w0"
+    # The last rule runs after the chain's end: it lists the sizes of the worker's cached files.
+    wf = write_workflow(tmp_path / "wf", (
+        "@temp\nm1: seed.txt\n\thead -c 3000000 /dev/zero | tr '\\0' x > m1\n\n"
+        "@temp\nm2: m1\n\tcat m1 m1 > m2\n\n"
+        "count.txt: m2\n\twc -c < m2 > count.txt\n\n"
+        f"sizes.txt: count.txt\n\tfor f in {caches}/run-*/cache/*; do wc -c < \\$f; done "
+        "| sort -n > sizes.txt\n"),
+        {"seed.txt": b"seed\n"})
+    d.start_manager(wf)
+    d.start_worker(0)
+    assert finished(d) == 0, d.manager_output()
+    assert (wf / "count.txt").read_text().strip() == "6000000"
+    # seed.txt and count.txt, the last rule's inputs; m1 (3 MB) and m2 (6 MB) were dropped
+    assert (wf / "sizes.txt").read_text().split() == ["5", "8"]
+    assert not (wf / "m1").exists() and not (wf / "m2").exists()
+
+
 # ------------------------------------------------------------------ hostile bytes
 
 
