@@ -188,6 +188,7 @@ class Manager:
         self._results_ready = threading.Condition(self._lock)
         self._inbox: list[Task] = []
         self._events: list = []  # callables from helper threads, run on the loop
+        self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
         self._results: list[TaskResult] = []
         self._lost_keys: set[str] = set()
         self._largest: Resources | None = None
@@ -277,9 +278,13 @@ class Manager:
 
     def forget(self, keys) -> None:
         """The engine needs these files no more: drop them from every worker holding them."""
-        keys = list(keys)
-        if keys:
-            self._post(lambda: self._forget_everywhere(keys))
+        # Gathered until the loop's next turn: one pass over the queue for all of them.
+        with self._lock:
+            first = not self._dead
+            self._dead.extend(keys)
+            post = first and bool(self._dead)
+        if post:
+            self._post(self._forget_dead)
 
     def largest_worker(self) -> Resources | None:
         with self._lock:
@@ -1012,6 +1017,11 @@ class Manager:
         ids = [r.task_id for r in results]
         self._post(lambda: [self.delivering.pop(i, None) for i in ids])
         self._report(results)
+
+    def _forget_dead(self) -> None:
+        with self._lock:
+            keys, self._dead = self._dead, []
+        self._forget_everywhere(keys)
 
     def _forget_everywhere(self, keys: list[str]) -> None:
         """Drop dead files from every worker and from our accounting, so their disk is free.
