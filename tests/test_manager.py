@@ -883,3 +883,24 @@ def test_a_file_a_waiting_task_still_reads_is_not_forgotten(cluster, tmp_path):
     c.worker("w2", cores=2)
     r, = c.collect(held)
     assert r.ok and (tmp_path / "out").read_text() == "one\n"
+
+
+def test_sigterm_at_any_moment_stops_a_busy_worker_promptly_with_143(cluster):
+    # The local backend stops its worker with SIGTERM and waits 10 s before kill -9: a worker
+    # must leave promptly from any moment (starting, idle, busy, between tasks). A guard: it
+    # passed with the old SystemExit handler too, which never stalled here.
+    import random
+
+    c = cluster()
+    rng = random.Random(7)
+    for round_ in range(12):
+        joined = round_ % 3 != 0  # some are stopped while they start up
+        proc = c.worker(f"s{round_}", cores=2, wait=joined)
+        for i in range(20):
+            c.m.submit(task(1000 * round_ + i, "true"))
+        time.sleep(rng.uniform(0, 0.3))
+        proc.terminate()
+        # Before Python has set its handler, the signal's default action ends it at once.
+        assert proc.wait(timeout=5) in ((143,) if joined else (143, -signal.SIGTERM)), \
+            c.log(f"s{round_}")
+    c.m.cancel_all()
