@@ -296,7 +296,7 @@ def report(name: str, r: dict) -> str:
                 f"on {r['worker_cores']}-core workers "
                 f"@temp: locality {lo['link_bytes'] / MB:.0f} MB in {lo['wall_s']:.1f}s vs random "
                 f"{ra['link_bytes'] / MB:.0f} MB in {ra['wall_s']:.1f}s: "
-                f"{100 * r['bytes_ratio']:.1f}% of random's bytes (target <= 10%); "
+                f"{100 * r['bytes_ratio']:.3g}% of random's bytes (target <= 10%); "
                 f"scratch at peak {lo['peak_disk_bytes'] / 1e9:.1f} / "
                 f"{ra['peak_disk_bytes'] / 1e9:.1f} GB "
                 f"(worker caches of {r['worker_disk_mb']} MB); re-made "
