@@ -887,8 +887,7 @@ def test_a_file_a_waiting_task_still_reads_is_not_forgotten(cluster, tmp_path):
 
 def test_sigterm_at_any_moment_stops_a_busy_worker_promptly_with_143(cluster):
     # The local backend stops its worker with SIGTERM and waits 10 s before kill -9: a worker
-    # must leave promptly from any moment (starting, idle, busy, between tasks). A guard: it
-    # passed with the old SystemExit handler too, which never stalled here.
+    # must leave promptly from any moment (starting, idle, busy, between tasks).
     import random
 
     c = cluster()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import sys
 
@@ -315,12 +316,15 @@ def test_a_command_inherits_no_descriptor_of_the_worker(runner, tmp_path):
     if runner_module._API is not None and runner_module._API.closefrom is None:
         pytest.skip("glibc before 2.34: no posix_spawn_file_actions_addclosefrom_np")
     fd = os.open(tmp_path / "leak", os.O_RDONLY | os.O_CREAT)
-    os.dup2(fd, 100)  # inheritable
+    # The lowest free descriptor from 200 up: dup2 onto a fixed number would close whatever
+    # another thread of this test process holds there.
+    leak = fcntl.fcntl(fd, fcntl.F_DUPFD, 200)
+    os.set_inheritable(leak, True)
     try:
         o = runner.run(make_task("ls /proc/$$/fd > fds", outputs=[("out-f", "fds", None)]))
     finally:
-        os.close(100)
+        os.close(leak)
         os.close(fd)
     assert o.result.ok
     fds = set(open(runner.cache.get("out-f").path).read().split())
-    assert {"0", "1", "2"} <= fds and "100" not in fds
+    assert {"0", "1", "2"} <= fds and str(leak) not in fds

@@ -56,8 +56,7 @@ def machine_resources(workdir: str, cores: float | None = None, memory_mb: int |
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The local backend stops its worker with SIGTERM. Until the worker exists there is
-    # nothing to clean up; from then on the worker leaves through its own cleanup path.
+    # The local backend stops its worker with SIGTERM: leave through the cleanup path.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="vinemake-worker: %(message)s")
@@ -70,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
             timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name,
             as_remote=args.as_remote, idle_exit=not args.no_idle_exit)
-        worker = Worker(opts)
-        signal.signal(signal.SIGTERM, lambda *_: worker.stop(143))
-        return worker.run()
+        return Worker(opts).run()
     except VinemakeError as e:
         print(f"vinemake-worker: {e}", file=sys.stderr)
         return 1

@@ -130,22 +130,6 @@ class Worker:
         finally:
             self.close()
 
-    def stop(self, status: int) -> None:
-        """Leave at the next step with `status` (SIGTERM's handler, the idle watch).
-
-        Sets a flag and shuts the manager connection, so the main thread ends its session
-        the ordinary way. Safe in a signal handler: raising there instead (sys.exit) could
-        land inside a lock or a pool's bookkeeping and leave close() waiting on it.
-        """
-        self.exit_status = status
-        self._stop.set()
-        conn = self._conn
-        if conn is not None:
-            try:
-                conn.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
     def close(self) -> None:
         self._stop.set()
         self.monitor.kill_all("the worker is exiting")
@@ -192,9 +176,9 @@ class Worker:
         return None
 
     def _session(self, conn: Connection) -> None:
-        self._conn = conn  # before the check: a stop() from now on shuts this connection
+        self._conn = conn
         try:
-            while not self._stop.is_set():
+            while True:
                 msg = conn.recv()
                 self._last_activity = time.monotonic()
                 if isinstance(msg, Run):
@@ -233,7 +217,11 @@ class Worker:
             if (self.opts.idle_exit and self._running == 0 and idle > self.opts.timeout_s
                     and self._conn is not None):
                 log.info("idle for %.0f s: exiting", idle)
-                self.stop(self.exit_status)
+                self._stop.set()
+                try:
+                    self._conn.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
 
     # ------------------------------------------------------------ tasks
 
