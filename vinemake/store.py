@@ -22,10 +22,11 @@ import shutil
 import time
 import uuid
 
+from vinemake.linking import NO_LINK, link_or_copy_tree
+
 __all__ = ["Store"]
 
 ABANDONED_S = 60.0
-_NO_LINK = (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP)
 
 
 class Store:
@@ -81,7 +82,7 @@ class Store:
                 try:
                     os.link(path, entry, follow_symlinks=False)
                 except OSError as e:
-                    if e.errno not in _NO_LINK:
+                    if e.errno not in NO_LINK:
                         raise
                     self._build_then_rename(path, entry)
         except OSError as e:
@@ -95,7 +96,7 @@ class Store:
     def _build_then_rename(self, path: str, entry: str) -> None:
         tmp = os.path.join(os.path.dirname(entry), f".tmp-{uuid.uuid4().hex}")
         try:
-            _link_or_copy(path, tmp)
+            link_or_copy_tree(path, tmp)
             if os.path.lexists(entry):
                 raise FileExistsError(errno.EEXIST, "stored already", entry)
             os.rename(tmp, entry)
@@ -121,7 +122,7 @@ class Store:
             return False
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
-        _link_or_copy(entry, tmp)
+        link_or_copy_tree(entry, tmp)
         if os.path.isdir(dest) and not os.path.islink(dest):
             shutil.rmtree(dest)
         os.replace(tmp, dest)
@@ -169,15 +170,3 @@ def _remove(path: str) -> None:
             os.unlink(path)
         except FileNotFoundError:
             pass
-
-
-def _link_or_copy(src: str, dst: str) -> None:
-    if os.path.isdir(src) and not os.path.islink(src):
-        shutil.copytree(src, dst, symlinks=True, copy_function=_link_or_copy)
-        return
-    try:
-        os.link(src, dst, follow_symlinks=False)
-    except OSError as e:
-        if e.errno not in _NO_LINK:
-            raise
-        shutil.copy2(src, dst, follow_symlinks=False)

@@ -21,6 +21,8 @@ import shutil
 import threading
 from collections.abc import Iterable, Mapping
 
+from vinemake.linking import link_or_copy
+
 __all__ = ["MANAGER", "choose_sources", "TransferLog", "install", "install_bytes"]
 
 MANAGER = "manager"
@@ -103,9 +105,9 @@ def install(src: str, target: str, move: bool = False) -> None:
                     raise
                 shutil.move(src, tmp)
         elif os.path.isdir(src):
-            shutil.copytree(src, tmp, copy_function=_link_or_copy)
+            shutil.copytree(src, tmp, copy_function=link_or_copy)
         else:
-            _link_or_copy(src, tmp)
+            link_or_copy(src, tmp)
         if os.path.isdir(tmp) and os.path.isdir(target) and not os.path.islink(target):
             shutil.rmtree(target)
         os.rename(tmp, target)
@@ -155,12 +157,3 @@ def _fast_link(src: str, tmp: str, target: str) -> bool:
         os.unlink(tmp)
         return False
     return True
-
-
-def _link_or_copy(src: str, dest: str) -> None:
-    try:
-        os.link(src, dest)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-            raise
-        shutil.copy2(src, dest)

@@ -7,9 +7,10 @@ worker's workspace whatever arrives on the wire.
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
+
+from vinemake.linking import link_or_copy
 
 __all__ = ["SandboxError", "check_name", "check_key", "link_in", "tree_size", "remove_tree"]
 
@@ -49,18 +50,11 @@ def link_in(src: str, sandbox: str, name: str) -> None:
     if parent != sandbox:
         os.makedirs(parent, exist_ok=True)
     if os.path.isdir(src):
-        shutil.copytree(src, dest, copy_function=_link_or_copy, dirs_exist_ok=True)
+        shutil.copytree(src, dest, copy_function=link_or_copy, dirs_exist_ok=True)
     else:
-        _link_or_copy(src, dest)
+        link_or_copy(src, dest)
 
 
-def _link_or_copy(src: str, dest: str) -> None:
-    try:
-        os.link(src, dest)
-    except OSError as e:
-        if e.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.EACCES):
-            raise
-        shutil.copy2(src, dest)
 
 
 def tree_size(path: str) -> int:
