@@ -64,7 +64,6 @@ from vinemake.protocol import (
     Push,
     Refuse,
     Run,
-    Shutdown,
     Transferred,
     decode,
     encode,
@@ -1153,11 +1152,6 @@ class Manager:
             with self._lock:
                 self._lost_keys |= lost
         self._report(results)
-
-    def shutdown_workers(self) -> None:
-        """Ask every connected worker to exit (used by `vinemake` at the end of a run)."""
-        self._post(lambda: [self._send(w, Shutdown("workflow done"))
-                            for w in list(self.workers.values())])
 
 
 def _want(r: Resources) -> tuple:

@@ -93,8 +93,3 @@ class CacheDir:
         remove_tree(entry.path)
         if entry.forever:
             remove_tree(entry.path + ".meta")
-
-    def clear_run(self) -> None:
-        """Forget everything but forever entries (the run directory is removed by the owner)."""
-        with self._lock:
-            self._entries = {k: e for k, e in self._entries.items() if e.forever}
