@@ -503,7 +503,8 @@ class Manager:
             sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
                                             same_host=w.same_host,
                                             transfer_limit=self.config.transfer_limit,
-                                            file_port=self.files.port)))
+                                            file_port=self.files.port,
+                                            max_tasks=self.config.max_tasks or 0)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
             sock.close()
@@ -612,6 +613,8 @@ class Manager:
         # bounded way down the queue, counting full placement attempts apart from tasks ruled
         # out by the cheap core count.
         cap = self.config.max_tasks
+        if cap is not None:  # tasks sent ahead to wait on a worker have not started
+            cap += sum(len(w.waiting) for w in self.workers.values())
         skipped = []
         attempts = looked = 0
         while self.queue and attempts < 32 and looked < 1000:
@@ -644,9 +647,12 @@ class Manager:
         round trip was a third of a slot's time. Only on this host: a remote worker's queue
         could hold back a task that another worker, free sooner, would run (and only plain
         commands whose inputs are already there and that declare no disk, which placement
-        checks against the worker's cache, in queue order, within the -j cap).
+        checks against the worker's cache, in queue order). Under -j only while this is the
+        one worker: it was told the cap and starts no more than that at once, but with
+        several workers only the manager can keep the sum under it.
         """
-        cap = self.config.max_tasks
+        if self.config.max_tasks is not None and len(self.workers) > 1:
+            return
         for w in self.workers.values():
             if not w.same_host:
                 continue
@@ -655,8 +661,6 @@ class Manager:
             if len(w.waiting) > depth // 2:
                 continue
             while self.queue and len(w.waiting) < depth:
-                if cap is not None and self.running_total >= cap:
-                    return
                 task = self.queue[0]
                 if (task.library is not None or task.batch_options or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)
@@ -868,11 +872,13 @@ class Manager:
     def _promote(self, w: _Worker) -> None:
         """The worker starts its waiting tasks in order as they fit: charge them likewise."""
         free = w.free
+        cap = self.config.max_tasks
         while w.waiting:
             want = _want(w.waiting[0].resources)
-            # as the worker's Slots decide: in order, within resources, or alone
-            if len(w.running) > len(w.waiting) and any(
-                    amount > have + 1e-9 for amount, have in zip(want, free, strict=True)):
+            # as the worker's Slots decide: in order, within resources and -j, or alone
+            started = len(w.running) - len(w.waiting)
+            if started and ((cap is not None and started >= cap) or any(
+                    amount > have + 1e-9 for amount, have in zip(want, free, strict=True))):
                 return
             task = w.waiting.popleft()
             w.waiting_ids.discard(task.id)
