@@ -25,13 +25,12 @@ def commands(vinefile: str) -> list[str]:
 def run(todo: list[str], cwd: str, slots: int) -> int:
     """Run `todo` `slots` at a time; how many failed."""
     base_env = dict(os.environb)
-    err = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
     running = failed = 0
     for command in todo:
         if running == slots:
             failed += _reap_one()
             running -= 1
-        spawn_shell(command, cwd, (), base_env, err)
+        spawn_shell(command, cwd, (), base_env, os.devnull)
         running += 1
     for _ in range(running):
         failed += _reap_one()

@@ -107,7 +107,8 @@ def test_a_command_runs_in_its_sandbox_and_outputs_move_into_the_cache(runner, t
                   inputs=[("file-src", "in/src.txt", str(tmp_path / "src.txt"))],
                   outputs=[("out-1", "out.txt", None)], env=(("GREETING", "hi"),))
     o = runner.run(t)
-    assert (o.result.status, o.result.exit_code, o.result.stderr_tail) == ("ok", 0, "oops\n")
+    # what a successful command says on stderr is not reported: only a failure's report shows it
+    assert (o.result.status, o.result.exit_code, o.result.stderr_tail) == ("ok", 0, "")
     (key, size, digest, path), = o.outputs
     assert (key, size) == ("out-1", 7)
     assert open(path).read() == "abc\nhi\n"
@@ -134,6 +135,18 @@ def test_a_failed_commands_outputs_are_kept_for_the_failed_dir(runner):
     (name, key, path), = o.failed
     assert (name, key, open(path).read()) == ("a", "failed.1.1.0", "partial\n")
     assert runner.cache.get("out-a") is None
+
+
+def test_a_missing_output_reports_what_the_command_said(runner):
+    o = runner.run(make_task("echo said >&2", outputs=[("out-a", "a", None)]))
+    assert (o.result.status, o.result.reason, o.result.stderr_tail) == (
+        "missing_output", "missing output: a", "said\n")
+
+
+def test_the_stderr_of_a_task_is_its_own(runner):
+    failing = make_task("echo first >&2; exit 1")
+    assert runner.run(failing).result.stderr_tail == "first\n"
+    assert runner.run(make_task("exit 1")).result.stderr_tail == ""  # same sandbox, emptied
 
 
 def test_the_stderr_tail_is_the_last_2_kib(runner):
@@ -243,8 +256,9 @@ def test_a_second_runner_on_the_same_run_dir_can_take_sandboxes(runner, tmp_path
 def test_commands_start_with_sigpipe_at_its_default(runner):
     # Python ignores SIGPIPE; a command that inherited that would see `yes` complain of a
     # broken pipe (and loop on some systems) instead of being stopped by the signal.
-    o = runner.run(make_task("yes | head -c 1 >/dev/null; kill -0 $$"))
-    assert (o.result.status, o.result.stderr_tail) == ("ok", "")
+    # (it fails on purpose: only a failed command's stderr is reported)
+    o = runner.run(make_task("yes | head -c 1 >/dev/null; kill -0 $$; exit 9"))
+    assert (o.result.status, o.result.stderr_tail) == ("failed", "")
 
 
 def test_a_command_leads_its_own_process_group_in_its_sandbox(runner):

@@ -173,8 +173,7 @@ class Monitor:
             w = self._by_fd.pop(fd, None)
         if w is None:
             return None
-        self._epoll.unregister(fd)
-        os.close(fd)
+        os.close(fd)  # which also takes it out of the epoll set (no other descriptor has it)
         code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
         self._gone(w)
         return w, code, usage

@@ -291,20 +291,14 @@ class Runner:
 
     def _spawn(self, task: Task, sandbox: str, done: Callable[[Outcome], None],
                exited: Callable[[], None] | None) -> None:
-        # Beside the sandbox, not in it (it is not the task's disk); kept for the next task.
-        err = os.open(sandbox + ".err", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC,
-                      0o644)
-        try:
-            # Wall time counts from before the spawn: a short command may be over by the
-            # time the spawn returns, and cores = CPU / wall would come out absurdly high.
-            spawned = time.monotonic()
-            pid, proc = spawn_shell(task.command, sandbox, task.env, self._base_env, err)
-        except BaseException:
-            os.close(err)
-            raise
+        # Wall time counts from before the spawn: a short command may be over by the time
+        # the spawn returns, and cores = CPU / wall would come out absurdly high.
+        spawned = time.monotonic()
+        pid, proc = spawn_shell(task.command, sandbox, task.env, self._base_env,
+                                _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
         self.watches[task.id] = watch
-        ran = _Started(task, sandbox, err, proc, watch, done)
+        ran = _Started(task, sandbox, proc, watch, done)
         self.monitor.reap(watch, lambda code, usage: self._finish(ran, code, usage),
                           exited)
 
@@ -315,10 +309,6 @@ class Runner:
         end = time.monotonic()  # (the monitor called `exited` when it reaped the command)
         if ran.proc is not None:
             ran.proc.returncode = code  # so its Popen never waits for the pid itself
-        try:
-            tail = _tail(ran.err)
-        finally:
-            os.close(ran.err)
         # The kernel's account of the command (and what it waited for) covers tasks too
         # short for the monitor to have sampled them.
         if usage is not None:
@@ -333,8 +323,11 @@ class Runner:
             status, reason = "failed", f"exit code {code}"
         else:
             status, reason = "ok", ""
+        # Only a failure's report shows what the command said on stderr: read it for those.
+        tail = "" if status == "ok" else _tail(_err_path(sandbox))
         try:
-            outcome = self._collect(task, sandbox, status, code, reason, tail, measured)
+            outcome = self._collect(task, sandbox, status, code, reason, tail, measured,
+                                    err_path=_err_path(sandbox))
         except (SandboxError, ProtocolError, OSError) as e:
             outcome = self._result(task, "error", reason=f"cannot collect the outputs: {e}",
                                    measured=measured)
@@ -365,12 +358,14 @@ class Runner:
                             wall_time_s=round(wall, 4))
         return r.status, r.exit_code, r.reason, r.stderr_tail, measured
 
-    def _collect(self, task, sandbox, status, code, reason, tail, measured) -> Outcome:
+    def _collect(self, task, sandbox, status, code, reason, tail, measured,
+                 err_path: str | None = None) -> Outcome:
         if status == "ok":
             missing = [f.sandbox for f in task.outputs
                        if not os.path.lexists(os.path.join(sandbox, f.sandbox))]
             if missing:
                 status, reason = "missing_output", "missing output: " + ", ".join(missing)
+                tail = _tail(err_path) if err_path else tail
         if status != "ok":
             failed = self._keep_failed(task, sandbox)
             return self._result(task, status, code, reason, tail, measured, failed=failed)
@@ -458,7 +453,6 @@ class _Started:
 
     task: Task
     sandbox: str
-    err: int  # its stderr file
     proc: subprocess.Popen | None
     watch: object
     done: Callable[[Outcome], None]
@@ -507,8 +501,15 @@ class _SpawnAPI:
         self._check(libc.posix_spawnattr_setpgroup(self.attr, 0))
         self._check(libc.posix_spawnattr_setflags(
             self.attr, ctypes.c_short(self.SETPGROUP | self.SETSIGDEF | self.SETSIGMASK)))
+        libc.posix_spawn_file_actions_addopen.argtypes = [ctypes.c_void_p, ctypes.c_int,
+                                                          ctypes.c_char_p, ctypes.c_int,
+                                                          ctypes.c_uint]
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self._env_cache: tuple[dict, dict] | None = None  # (base, {extra: char*[]})
+        # The file actions of a (directory, stderr file) pair, built once: sandboxes are
+        # reused, and building them costs ten foreign calls and, per dup2, a getrlimit.
+        self._actions: dict[tuple[str, str], ctypes.Array] = {}
+        self._actions_lock = threading.Lock()
 
     @staticmethod
     def _check(rc: int) -> None:
@@ -531,24 +532,42 @@ class _SpawnAPI:
             cache[1][extra] = arr
         return arr
 
-    def spawn(self, command: str, cwd: str, env: ctypes.Array, stderr_fd: int) -> int:
-        libc = self.libc
-        actions = ctypes.create_string_buffer(self._OPAQUE)
-        self._check(libc.posix_spawn_file_actions_init(actions))
-        try:
-            self._check(libc.posix_spawn_file_actions_adddup2(actions, self.devnull, 0))
-            self._check(libc.posix_spawn_file_actions_adddup2(actions, self.devnull, 1))
-            self._check(libc.posix_spawn_file_actions_adddup2(actions, stderr_fd, 2))
-            self._check(self.addchdir(actions, os.fsencode(cwd)))
-            if self.closefrom is not None:
-                self._check(self.closefrom(actions, 3))
-            argv = (ctypes.c_char_p * 4)(_SH, b"-c", os.fsencode(command), None)
-            pid = ctypes.c_int()
-            self._check(libc.posix_spawn(ctypes.byref(pid), _SH, actions, self.attr, argv,
-                                         env))
-            return pid.value
-        finally:
-            libc.posix_spawn_file_actions_destroy(actions)
+    def spawn(self, command: str, cwd: str, env: ctypes.Array, stderr_path: str) -> int:
+        argv = (ctypes.c_char_p * 4)(_SH, b"-c", os.fsencode(command), None)
+        pid = ctypes.c_int()
+        self._check(self.libc.posix_spawn(ctypes.byref(pid), _SH,
+                                          self._actions_for(cwd, stderr_path), self.attr,
+                                          argv, env))
+        return pid.value
+
+    def _actions_for(self, cwd: str, stderr_path: str) -> ctypes.Array:
+        """stdin and stdout from /dev/null, stderr (re)created at `stderr_path` by the
+        command itself, working directory `cwd`, every other descriptor closed."""
+        with self._actions_lock:
+            actions = self._actions.get((cwd, stderr_path))
+            if actions is not None:
+                return actions
+            if len(self._actions) >= 256:  # sandboxes of earlier sessions
+                for old in self._actions.values():
+                    self.libc.posix_spawn_file_actions_destroy(old)
+                self._actions.clear()
+            actions = ctypes.create_string_buffer(self._OPAQUE)
+            libc = self.libc
+            self._check(libc.posix_spawn_file_actions_init(actions))
+            try:
+                self._check(libc.posix_spawn_file_actions_adddup2(actions, self.devnull, 0))
+                self._check(libc.posix_spawn_file_actions_adddup2(actions, self.devnull, 1))
+                self._check(libc.posix_spawn_file_actions_addopen(
+                    actions, 2, os.fsencode(stderr_path),
+                    os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+                self._check(self.addchdir(actions, os.fsencode(cwd)))
+                if self.closefrom is not None:
+                    self._check(self.closefrom(actions, 3))
+            except OSError:
+                libc.posix_spawn_file_actions_destroy(actions)
+                raise
+            self._actions[cwd, stderr_path] = actions
+            return actions
 
 
 def _spawn_api() -> _SpawnAPI | None:
@@ -567,19 +586,29 @@ _OWN_GROUP = {"process_group": 0} if sys.version_info >= (3, 11) else {"start_ne
 
 
 def spawn_shell(command: str, cwd: str, env: tuple[tuple[str, str], ...], base_env: dict,
-                stderr_fd: int) -> tuple[int, subprocess.Popen | None]:
-    """Start `/bin/sh -c command` in `cwd`, stdin and stdout /dev/null, stderr to the fd.
+                stderr_path: str) -> tuple[int, subprocess.Popen | None]:
+    """Start `/bin/sh -c command` in `cwd`, stdin and stdout /dev/null, stderr to the file
+    at `stderr_path` (created or emptied).
 
     (pid, the Popen when the fallback made one); the caller reaps the pid.
     """
     if _API is not None:
-        return _API.spawn(command, cwd, _API.env(base_env, env), stderr_fd), None
+        return _API.spawn(command, cwd, _API.env(base_env, env), stderr_path), None
     full = base_env if not env else {**base_env, **{os.fsencode(k): os.fsencode(v)
                                                    for k, v in env}}
-    proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=full,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=stderr_fd, **_OWN_GROUP)
+    err = os.open(stderr_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        proc = subprocess.Popen(["/bin/sh", "-c", command], cwd=cwd, env=full,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=err, **_OWN_GROUP)
+    finally:
+        os.close(err)
     return proc.pid, proc
+
+
+def _err_path(sandbox: str) -> str:
+    # Beside the sandbox, not in it (it is not the task's disk); kept for the next task.
+    return sandbox + ".err"
 
 
 def _place(src: str, target: str) -> bool:
@@ -592,11 +621,17 @@ def _place(src: str, target: str) -> bool:
     return True
 
 
-def _tail(fd: int) -> str:
-    size = os.lseek(fd, 0, os.SEEK_END)
-    if size == 0:
+def _tail(path: str) -> str:
+    """The last TAIL_BYTES of a command's stderr file ("" if there is none)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
         return ""
-    return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
+    try:
+        size = os.fstat(fd).st_size
+        return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
 
 
 def _next_free(sandbox_root: str) -> int:
