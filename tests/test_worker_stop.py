@@ -18,7 +18,15 @@ import psutil
 import pytest
 from test_manager import Cluster, task, wait_for
 
-from vinemake.protocol import Connection, encode, server_handshake, welcome_for
+from vinemake.protocol import (
+    Connection,
+    Run,
+    encode,
+    server_handshake,
+    task_to_wire,
+    welcome_for,
+)
+from vinemake.spec import Resources
 
 # Generous: a worker that leaves through its cleanup does so well within a second; one that
 # hangs (the old failure) never does. The local backend itself waits 10 s before kill -9.
@@ -149,8 +157,9 @@ def test_sigterm_while_reconnecting(cluster, tmp_path):
 class HalfFrameManager:
     """A manager that stops half-way through a frame: during the handshake, or after it."""
 
-    def __init__(self, after_handshake: bool):
+    def __init__(self, after_handshake: bool, pidfile: Path):
         self.after_handshake = after_handshake
+        self.pidfile = pidfile
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sent = threading.Event()
@@ -164,8 +173,9 @@ class HalfFrameManager:
         if self.after_handshake:
             hello = server_handshake(conn, None)
             conn.send(welcome_for(hello, None, worker_id="half"))
-            conn.send(task_message())
-        frame = encode(task_message())
+            conn.send(run_message(1, f"echo $$ > {self.pidfile}.tmp; "
+                                     f"mv {self.pidfile}.tmp {self.pidfile}; sleep 1000"))
+        frame = encode(run_message(2, "true"))
         conn.send_raw(frame[:len(frame) // 2])
         self.sent.set()
 
@@ -175,22 +185,27 @@ class HalfFrameManager:
             conn.close()
 
 
-def task_message():
-    from vinemake.protocol import Run, task_to_wire
-    return Run(task=task_to_wire(task(1, "sleep 1000")), fetch=[])
+def run_message(task_id: int, command: str) -> Run:
+    return Run(task=task_to_wire(task(task_id, command)), fetch=[])
 
 
 @pytest.mark.parametrize("after_handshake", [False, True], ids=["in-handshake", "in-session"])
 def test_sigterm_while_blocked_mid_frame(tmp_path, after_handshake):
-    manager = HalfFrameManager(after_handshake)
+    pidfile = tmp_path / "pid"
+    manager = HalfFrameManager(after_handshake, pidfile)
     workdir = tmp_path / "w"
     log = open(tmp_path / "w.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
                              str(manager.port), "--workdir", str(workdir), "--cores", "1",
-                             "--timeout", "60", "--debug"], stdout=log, stderr=subprocess.STDOUT)
+                             "--timeout", "60"], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(manager.sent.is_set, "the manager to send half a frame")
+        if after_handshake:
+            wait_for(pidfile.exists, "the task sent whole to start")
         assert stop(proc) == 143, (tmp_path / "w.log").read_text()
+        assert (tmp_path / "w.log").read_text() == ""  # a stop is no error, said nothing
+        if after_handshake:
+            wait_group_gone(int(pidfile.read_text()))
         assert not (workdir / f"run-{proc.pid}").exists()
     finally:
         if proc.poll() is None:
@@ -226,3 +241,34 @@ def test_serving_returns_its_status_or_raises_its_error_on_the_main_thread():
             s.serve(fail, lambda: None)
     assert [signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)] == before
     assert signal.set_wakeup_fd(-1) == -1  # none was set before, none is left
+
+
+def test_a_stop_while_connecting_leaves_before_the_handshake(tmp_path, monkeypatch):
+    # stop() can land after run() last looked at the stop flag but before the connection
+    # it is opening is one stop() can hang up: that connection must not then be used.
+    from vinemake.worker import worker as worker_module
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    w = worker_module.Worker(worker_module.WorkerOptions(
+        host="127.0.0.1", port=listener.getsockname()[1], resources=Resources(cores=1),
+        workdir=str(tmp_path / "w")))
+
+    real_connect = worker_module.connect
+
+    def connect_then_stop(*args):
+        conn = real_connect(*args)
+        w.stop()
+        return conn
+
+    monkeypatch.setattr(worker_module, "connect", connect_then_stop)
+    outcome: list = []
+    serving = threading.Thread(target=lambda: outcome.append(w.run()))
+    serving.start()
+    try:
+        sock, _ = listener.accept()
+        sock.settimeout(30)
+        assert sock.recv(1) == b""  # closed without a Hello
+    finally:
+        serving.join(timeout=30)
+        listener.close()
+    assert outcome == [0] and not os.path.exists(w.run_dir)

@@ -212,8 +212,8 @@ class Worker:
                     return
         except (EOFError, OSError) as e:
             log.info("manager connection ended: %s", e)
-        except ProtocolError as e:
-            log.error("closing manager connection: %s", e)
+        except ProtocolError as e:  # after stop() hung up mid-frame, no news
+            (log.info if self._stop.is_set() else log.error)("closing manager connection: %s", e)
         finally:
             self._conn = None
             self._close_line()
