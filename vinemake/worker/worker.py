@@ -5,7 +5,8 @@
     a command is spawned by the reading thread (by a pool thread if inputs must be fetched
     first, or for a library call) and reaped by the monitor's thread, which starts the next
     waiting task and sends the outcome; outcomes that end together go back in one Done → on
-    disconnect, reconnect; exit after --timeout seconds idle or unable to reach the manager.
+    disconnect, reconnect; exit after --timeout seconds idle or unable to reach the manager,
+    or at once on stop() (SIGTERM, SIGINT: see stopping.py).
 
 The run directory (cache, sandboxes) is removed on exit; `forever` entries stay in --workdir.
 """
@@ -119,7 +120,7 @@ class Worker:
     # ------------------------------------------------------------ life cycle
 
     def run(self) -> int:
-        """Serve managers until idle for timeout_s; the process exit status."""
+        """Serve managers until idle for timeout_s or stopped; the process exit status."""
         threading.Thread(target=self._idle_watch, name="idle", daemon=True).start()
         try:
             while not self._stop.is_set():
