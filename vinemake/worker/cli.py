@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import signal
 import sys
 import tempfile
 
@@ -13,6 +12,7 @@ import psutil
 
 from vinemake.errors import VinemakeError
 from vinemake.spec import Resources
+from vinemake.worker.stopping import StopSignals
 
 __all__ = ["main", "parse_args", "machine_resources"]
 
@@ -56,8 +56,13 @@ def machine_resources(workdir: str, cores: float | None = None, memory_mb: int |
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # The local backend stops its worker with SIGTERM: leave through the cleanup path.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # The local backend stops its worker with SIGTERM, a terminal's Ctrl-C sends SIGINT: both
+    # must leave through the cleanup path, so they are caught before anything needs cleaning.
+    with StopSignals() as signals:
+        return _serve(args, signals)
+
+
+def _serve(args: argparse.Namespace, signals: StopSignals) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="vinemake-worker: %(message)s")
     from vinemake.worker.worker import Worker, WorkerOptions
@@ -69,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
             timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name,
             as_remote=args.as_remote, idle_exit=not args.no_idle_exit)
-        return Worker(opts).run()
+        worker = Worker(opts)
+        return signals.serve(worker.run, worker.stop)
     except VinemakeError as e:
         print(f"vinemake-worker: {e}", file=sys.stderr)
         return 1
@@ -77,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vinemake-worker: {e.strerror}: {e.filename or ''}".rstrip(": "),
               file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return 130
 
 
 if __name__ == "__main__":

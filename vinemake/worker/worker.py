@@ -5,7 +5,8 @@
     a command is spawned by the reading thread (by a pool thread if inputs must be fetched
     first, or for a library call) and reaped by the monitor's thread, which starts the next
     waiting task and sends the outcome; outcomes that end together go back in one Done → on
-    disconnect, reconnect; exit after --timeout seconds idle or unable to reach the manager.
+    disconnect, reconnect; exit after --timeout seconds idle or unable to reach the manager,
+    or at once on stop() (SIGTERM, SIGINT: see stopping.py).
 
 The run directory (cache, sandboxes) is removed on exit; `forever` entries stay in --workdir.
 """
@@ -110,7 +111,8 @@ class Worker:
         self.monitor.tick = self._tick
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
-        self._conn: Connection | None = None
+        self._conn: Connection | None = None  # the session's, for sending
+        self._line: Connection | None = None  # the manager connection open now, for stop()
         self.runner: Runner | None = None
         self.exit_status = 0
         self._manager_files = 0  # the manager's file server port, for uploads it asks for
@@ -118,7 +120,7 @@ class Worker:
     # ------------------------------------------------------------ life cycle
 
     def run(self) -> int:
-        """Serve managers until idle for timeout_s; the process exit status."""
+        """Serve managers until idle for timeout_s or stopped; the process exit status."""
         threading.Thread(target=self._idle_watch, name="idle", daemon=True).start()
         try:
             while not self._stop.is_set():
@@ -129,6 +131,14 @@ class Worker:
             return self.exit_status
         finally:
             self.close()
+
+    def stop(self) -> None:
+        """Make run() return soon, through close(). Any thread, never a signal handler:
+        Event.set takes a lock the interrupted thread may hold (see stopping.py)."""
+        self._stop.set()
+        line = self._line  # read after the set: _open_line checks _stop after it writes
+        if line is not None:
+            _hang_up(line)
 
     def close(self) -> None:
         self._stop.set()
@@ -144,7 +154,10 @@ class Worker:
         deadline = time.monotonic() + self.opts.timeout_s
         while not self._stop.is_set():
             try:
-                conn = connect(self.opts.host, self.opts.port, self.ssl_context)
+                conn = self._open_line(connect(self.opts.host, self.opts.port,
+                                               self.ssl_context))
+                if conn is None:
+                    return None
                 welcome = client_handshake(conn, new_hello(
                     "worker", name=self.name, resources=resources_to_wire(self.opts.resources),
                     host_id=host_id() + (f"/remote-{os.getpid()}" if self.opts.as_remote
@@ -152,11 +165,15 @@ class Worker:
                     file_port=self.files.port,
                     cached=[[e.key, e.size, e.hash] for e in self.cache.entries()]), self.secret)
             except ProtocolError as e:
+                self._close_line()
+                if self._stop.is_set():
+                    return None  # stop() cut the handshake short
                 # Wrong secret or version: retrying cannot help.
                 log.error("manager %s:%s: %s", self.opts.host, self.opts.port, e)
                 self.exit_status = 1
                 return None
             except (OSError, EOFError) as e:  # EOFError: it hung up mid-handshake (busy?)
+                self._close_line()
                 log.info("cannot reach manager %s:%s: %s", self.opts.host, self.opts.port, e)
             else:
                 conn.sock.settimeout(None)
@@ -197,11 +214,11 @@ class Worker:
                     return
         except (EOFError, OSError) as e:
             log.info("manager connection ended: %s", e)
-        except ProtocolError as e:
-            log.error("closing manager connection: %s", e)
+        except ProtocolError as e:  # after stop() hung up mid-frame, no news
+            (log.info if self._stop.is_set() else log.error)("closing manager connection: %s", e)
         finally:
             self._conn = None
-            conn.close()
+            self._close_line()
             # That manager re-queues whatever ran here and forgets what this worker held.
             for _ in self.slots.clear():
                 with self._running_lock:
@@ -211,6 +228,19 @@ class Worker:
                 if not entry.forever:
                     self.cache.remove(entry.key)
 
+    def _open_line(self, conn: Connection) -> Connection | None:
+        """Make `conn` the one stop() hangs up; None (and closed) if stop() came first."""
+        self._line = conn
+        if self._stop.is_set():
+            self._close_line()
+            return None
+        return conn
+
+    def _close_line(self) -> None:
+        line, self._line = self._line, None
+        if line is not None:
+            line.close()
+
     def _idle_watch(self) -> None:
         """Leave when nothing happened for timeout_s and nothing runs."""
         while not self._stop.wait(1.0):
@@ -218,11 +248,7 @@ class Worker:
             if (self.opts.idle_exit and self._running == 0 and idle > self.opts.timeout_s
                     and self._conn is not None):
                 log.info("idle for %.0f s: exiting", idle)
-                self._stop.set()
-                try:
-                    self._conn.sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+                self.stop()
 
     # ------------------------------------------------------------ tasks
 
@@ -424,6 +450,16 @@ class Worker:
     def _on_transfer(self, key, source, size, start, end, ok, digest, reason) -> None:
         self._send(Transferred(key=key, source=source, size=size, start=start, end=end, ok=ok,
                                hash=digest, reason=reason))
+
+
+def _hang_up(conn: Connection) -> None:
+    """Wake a thread blocked reading `conn` (at end of file), even mid-frame or over TLS.
+    Only the socket is shut down: closing it here could hand its number to a new descriptor
+    while that thread still reads it."""
+    try:
+        socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
 
 
 def _remove_stale_runs(workdir: str) -> None:
