@@ -443,7 +443,7 @@ def test_the_forever_cache_survives_a_worker_restart(cluster, tmp_path):
                      outputs=[("out-c", "copy", str(tmp_path / "copy"))]))
     assert r3.ok, r3
     assert (tmp_path / "copy").read_text() == "kept\n"
-    assert c.m.replicas.get("out-g") is None
+    assert c.m.replicas.holders.get("out-g") is None
 
 
 def test_the_local_backend_starts_a_worker_with_this_machines_resources(tmp_path):
@@ -693,7 +693,7 @@ def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_
     # tried from the unreachable copy, which was then forgotten; nothing else can make it
     assert (r.status, r.reason) == ("error", "input lost with a worker and no task known to "
                                              "re-create it: x")
-    assert "out-x" not in c.m.replicas and "liar" in c.m.workers
+    assert "out-x" not in c.m.replicas.holders and "liar" in c.m.workers
     liar.close()
 
 
@@ -865,7 +865,7 @@ def test_forgotten_intermediates_leave_every_worker_cache(cluster, tmp_path):
     wait_for(lambda: not cached_keys(tmp_path, "small") + cached_keys(tmp_path, "large"),
              "the dead intermediates to be removed from both workers")
     assert (tmp_path / "out").read_text() == "one\none\n"
-    assert "out-m1" not in c.m.replicas and "out-m2" not in c.m.replicas
+    assert "out-m1" not in c.m.replicas.holders and "out-m2" not in c.m.replicas.holders
     assert [(w.cached, w.cache_bytes) for w in c.m.workers.values()] == [({}, 0), ({}, 0)]
 
 

@@ -29,7 +29,6 @@ import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
 
 import xxhash
 
@@ -40,9 +39,6 @@ from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.placement import (
     MB,
-    Cached,
-    WorkerView,
-    blend_rate,
     fits,
     holder,
     locality_wait_s,
@@ -51,14 +47,15 @@ from vinemake.manager.placement import (
     need,
     place,
 )
+from vinemake.manager.replicas import Replicas
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
+from vinemake.manager.workers import Worker
 from vinemake.protocol import (
     MSG,
     PUSH_FAILED,
     Connection,
     Done,
     Drop,
-    FrameReader,
     Kill,
     ProtocolError,
     Push,
@@ -102,46 +99,6 @@ SUBMIT_LATENCY_S = 0.05
 # engine's thread for each one, which cost more CPU than the rest of a null task's handling.
 RESULT_HOLD_S = 0.01
 RESULT_BATCH = 64
-
-
-@dataclass
-class _Worker:
-    """The manager's record of one connected worker (loop thread only)."""
-
-    id: str
-    sock: socket.socket
-    addr: str
-    file_port: int
-    same_host: bool
-    total: Resources
-    free: list  # [cores, memory_mb, disk_mb, gpus]
-    reader: FrameReader = field(default_factory=FrameReader)
-    outbuf: bytearray = field(default_factory=bytearray)
-    running: dict = field(default_factory=dict)  # task id -> Task
-    holds: set = field(default_factory=set)
-    charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
-    cached: dict = field(default_factory=dict)  # key in holds -> bytes it takes in the cache
-    cache_bytes: int = 0  # sum of `cached`
-    forever: set = field(default_factory=set)  # keys in `cached` that are `@cache forever`
-    sizes: dict = field(default_factory=dict)  # the manager's sizes (of files in flight here)
-    libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
-    events: int = selectors.EVENT_READ  # as registered with the selector
-    # Sent beyond what fits, in order: the worker starts each as its resources free up. In
-    # `running` too (a lost worker's are re-queued), but their resources are not charged.
-    waiting: collections.deque = field(default_factory=collections.deque)
-    waiting_ids: set = field(default_factory=set)
-
-    def view(self) -> WorkerView:
-        if self.waiting:  # tasks wait there already: a new one would wait behind them
-            return WorkerView(self.id, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0),
-                              len(self.running))
-        c, m, d, g = self.free
-        cached, incoming = self.cache_bytes, frozenset()
-        if self.charged:  # files on their way here take their space already
-            incoming = frozenset(self.charged)
-            cached += sum(self.sizes.get(k, 0) for k in incoming if k not in self.cached)
-        return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
-                          len(self.running), cached / MB, incoming, self.same_host)
 
 
 class Manager:
@@ -197,22 +154,12 @@ class Manager:
         self._failure: InfrastructureError | None = None  # from the worker provider
 
         # Loop thread only.
-        self.workers: dict[str, _Worker] = {}
-        self.replicas: dict[str, set[str]] = {}
-        self.hashes: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
-        self.paths: dict[str, str] = {}
-        self.remote_only: set[str] = set()
-        self.producers: dict[str, Task] = {}  # remote-only key -> the task that made it
+        self.workers: dict[str, Worker] = {}
+        self.replicas = Replicas()
         self.silent: set[int] = set()  # ids of producers re-run to re-create lost files
-        self.unrecoverable: set[str] = set()
-        self.inflight: collections.Counter = collections.Counter()
-        self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.evicted = 0  # cache entries dropped to make room for a task, ever
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
-        self.rate: float | None = None  # bytes/s of completed transfers, a moving average
-        self._cache_epoch = 0  # bumped whenever some worker's cache changes
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
         self.lost_count: collections.Counter = collections.Counter()
@@ -220,7 +167,7 @@ class Manager:
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
-        self._dirty: list[_Worker] = []
+        self._dirty: list[Worker] = []
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
         self._pending_results: list[TaskResult] = []
@@ -375,7 +322,7 @@ class Manager:
                         self._drain_wake()
                     elif mask & selectors.EVENT_WRITE:
                         self._flush(key.data)
-                    if mask & selectors.EVENT_READ and isinstance(key.data, _Worker):
+                    if mask & selectors.EVENT_READ and isinstance(key.data, Worker):
                         self._read(key.data)
                 if self._inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
@@ -407,14 +354,7 @@ class Manager:
             self._woken = False
             tasks, self._inbox = self._inbox, []
             events, self._events = self._events, []
-        for t in tasks:
-            for f in t.inputs:
-                if f.path is not None:
-                    self.paths[f.key] = f.path
-            if t.library is not None:
-                for f in t.library.inputs:
-                    if f.path is not None:
-                        self.paths[f.key] = f.path
+        self.replicas.note_inputs(tasks)
         self.queue.extend(tasks)
         for fn in events:
             fn()
@@ -495,10 +435,7 @@ class Manager:
         while wid in self.workers:  # two live workers with one name: keep both apart
             self._names[base] += 1
             wid = f"{base}#{self._names[base]}"
-        w = _Worker(id=wid, sock=sock, addr=addr, file_port=file_port,
-                    same_host=hello.host_id == self.host_id, total=resources,
-                    free=[resources.cores or 0, resources.memory_mb or 0,
-                          resources.disk_mb or 0, resources.gpus or 0])
+        w = Worker.joined(wid, sock, addr, file_port, hello.host_id == self.host_id, resources)
         try:
             sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
                                             same_host=w.same_host,
@@ -510,10 +447,10 @@ class Manager:
             return
         sock.setblocking(False)
         self.workers[wid] = w
-        w.sizes = self.sizes
+        w.sizes = self.replicas.sizes
         for key, size, digest in cached:  # what outlives a worker is `@cache forever`
-            self.sizes[key] = size
-            self._add_replica(w, key, digest, forever=True)
+            self.replicas.sizes[key] = size
+            self.replicas.add(w, key, digest, forever=True)
         self.sel.register(sock, selectors.EVENT_READ, w)
         self.workers_joined += 1
         self._update_largest()
@@ -533,7 +470,7 @@ class Manager:
 
     # ------------------------------------------------------------ reading and writing
 
-    def _read(self, w: _Worker) -> None:
+    def _read(self, w: Worker) -> None:
         try:
             # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
             # object on every read, most of the manager's CPU per small message.
@@ -565,7 +502,7 @@ class Manager:
             log.warning("closing connection to worker %s: %s", w.id, e)
             self._lose(w, str(e))
 
-    def _send(self, w: _Worker, msg) -> None:
+    def _send(self, w: Worker, msg) -> None:
         """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
         if not w.outbuf:
             self._dirty.append(w)
@@ -576,7 +513,7 @@ class Manager:
         for w in dirty:
             self._flush(w)
 
-    def _flush(self, w: _Worker) -> None:
+    def _flush(self, w: Worker) -> None:
         if self.workers.get(w.id) is not w:
             return
         try:
@@ -593,7 +530,7 @@ class Manager:
             self.sel.modify(w.sock, events, w)
             w.events = events
 
-    def _handle(self, w: _Worker, msg) -> None:
+    def _handle(self, w: Worker, msg) -> None:
         if isinstance(msg, Done):
             for d in msg.outcomes:
                 self._finished(w, outcome_from_wire(d))
@@ -622,7 +559,7 @@ class Manager:
                 break
             task = self.queue.popleft()
             looked += 1
-            if self.unrecoverable and self._needs_lost(task):
+            if self.replicas.unrecoverable and self._needs_lost(task):
                 continue
             cores = 0.0 if task.library is not None else task.resources.cores
             if (1.0 if cores is None else cores) > most_free + 1e-9:
@@ -663,22 +600,21 @@ class Manager:
                         or self._plan_fetches(task, w) != []):
                     return
                 self.queue.popleft()
-                w.running[task.id] = task
-                w.waiting.append(task)
-                w.waiting_ids.add(task.id)
+                w.queue(task)
                 self.running_total += 1
                 self._send(w, Run(task_to_wire(task), []))
 
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
         """Should `task` wait for the busy worker that holds its intermediates? For a while."""
-        best = holder(task, views, self.replicas, self.remote_only)
+        best = holder(task, views, self.replicas.holders, self.replicas.remote_only)
         if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
             self._first_tried.pop(task.id, None)
             return False
         first = self._first_tried.setdefault(task.id, time.monotonic())
         there = next(v for v in views if v.id == wid)
-        limit = locality_wait_s(missing_bytes(task, there, self.replicas, self.sizes),
-                                self.rate, LOCALITY_WAIT_S)
+        r = self.replicas
+        limit = locality_wait_s(missing_bytes(task, there, r.holders, r.sizes), r.rate,
+                                LOCALITY_WAIT_S)
         if time.monotonic() - first < limit:
             return True
         del self._first_tried[task.id]
@@ -686,8 +622,8 @@ class Manager:
 
     def _needs_lost(self, task: Task) -> bool:
         """Fail a task whose input is gone for good instead of letting it wait forever."""
-        gone = [f.sandbox for f in task.inputs if f.key in self.unrecoverable
-                and f.key not in self.replicas]
+        gone = [f.sandbox for f in task.inputs if f.key in self.replicas.unrecoverable
+                and f.key not in self.replicas.holders]
         if gone:
             self._report([TaskResult(task_id=task.id, status="error",
                                      reason="input lost with a worker and no task known to "
@@ -698,10 +634,11 @@ class Manager:
         if task.library is not None:
             return self._try_dispatch_call(task)
         views = [w.view() for w in self.workers.values()]
-        wid = place(task, views, self.replicas, self.rng, self.sizes)
+        wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes)
         if wid is None:
             return False
-        if self.rng is None and self.remote_only and self._wait_for_holder(task, views, wid):
+        if (self.rng is None and self.replicas.remote_only
+                and self._wait_for_holder(task, views, wid)):
             return False
         return self._dispatch(task, self.workers[wid], need(task.resources))
 
@@ -715,81 +652,56 @@ class Manager:
             w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
             return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
         views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
-        wid = place(dataclasses.replace(task, resources=lib.resources), views, self.replicas,
-                    self.rng, self.sizes)
+        wid = place(dataclasses.replace(task, resources=lib.resources), views,
+                    self.replicas.holders, self.rng, self.replicas.sizes)
         if wid is None:
             return False
         return self._dispatch(task, self.workers[wid], need(lib.resources))
 
-    def _dispatch(self, task: Task, w: _Worker, want: Resources) -> bool:
+    def _dispatch(self, task: Task, w: Worker, want: Resources) -> bool:
         fetches = self._plan_fetches(task, w)
         if fetches is None:
             return False
-        if task.library is not None:
-            w.libs[task.library.key] = w.libs.get(task.library.key, 0) + 1
-        w.free[0] -= want.cores
-        w.free[1] -= want.memory_mb
-        w.free[2] -= want.disk_mb
-        w.free[3] -= want.gpus
-        w.running[task.id] = task
+        w.start(task, want)
         self.running_total += 1
         for key, _, sources in fetches:
-            if key not in w.charged:
-                self.inflight[sources[0][2]] += 1
-                self.moving[key] += 1
-                w.charged[key] = sources[0][2]
+            self.replicas.charge(w, key, sources[0][2])
         self._send(w, Run(task_to_wire(task), fetches))
         return True
 
-    def _plan_fetches(self, task: Task, w: _Worker) -> list | None:
+    def _plan_fetches(self, task: Task, w: Worker) -> list | None:
         """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
         files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
+        r = self.replicas
         fetches = []
         for f in files:
             # An output kept on workers (@temp) has a path that names no file on this host.
-            on_disk = f.path is not None and f.key not in self.remote_only
+            on_disk = f.path is not None and f.key not in r.remote_only
             if f.key in w.holds or (w.same_host and on_disk):
                 continue
             label = w.charged.get(f.key)
             if label is not None and (label == MANAGER or label in self.workers):
                 # already on its way there: the worker waits for that transfer
-                fetches.append([f.key, self.hashes.get(f.key, ""), [self._source(label)]])
+                fetches.append([f.key, r.hashes.get(f.key, ""), [self._source(label)]])
                 continue
-            path = None if f.key in self.remote_only else f.path or self.paths.get(f.key)
-            holders = self.replicas.get(f.key, ())
-            big = self._size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
+            path = None if f.key in r.remote_only else f.path or r.paths.get(f.key)
+            holders = r.holders.get(f.key, ())
+            big = r.size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
             pipelined = big and self.config.peer_transfers
-            order = choose_sources(holders, self.inflight,
+            order = choose_sources(holders, r.inflight,
                                    1 if pipelined else self.config.transfer_limit,
                                    path is not None, self.config.peer_transfers,
-                                   self.moving[f.key],
-                                   self._receivers(f.key, w.id) if pipelined else ())
-            if order == [] and not self.moving[f.key]:
+                                   r.moving[f.key],
+                                   r.receivers(f.key, w.id, self.workers) if pipelined else ())
+            if order == [] and not r.moving[f.key]:
                 self._recreate(f.key)
             if not order:
                 return None  # every source busy, or the file is lost and being re-made
             if path is not None and MANAGER not in order:
                 order.append(MANAGER)  # last resort if every peer fails
-            fetches.append([f.key, self.hashes.get(f.key, ""),
+            fetches.append([f.key, r.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
-
-    def _receivers(self, key: str, asking: str) -> list[str]:
-        """Workers whose copy of `key` is on its way: they forward it as it arrives."""
-        return [wid for wid, w in self.workers.items() if key in w.charged and wid != asking]
-
-    def _size_of(self, key: str, declared: int, path: str | None) -> int:
-        """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
-        size = max(declared, self.sizes.get(key, 0))
-        if size and key not in self.sizes:
-            self.sizes[key] = size  # a copy on its way takes this much disk (placement)
-        elif size == 0 and path is not None and key not in self.sizes:
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                size = 0
-            self.sizes[key] = size
-        return size
 
     def _recreate(self, key: str) -> None:
         """Run again the producer of `key`, an intermediate lost with its worker.
@@ -798,10 +710,10 @@ class Manager:
         which already saw that task succeed. Only a file no known task makes is reported,
         by lost_files().
         """
-        producer = self.producers.get(key)
+        producer = self.replicas.producers.get(key)
         if producer is None:
-            if key not in self.unrecoverable:
-                self.unrecoverable.add(key)
+            if key not in self.replicas.unrecoverable:
+                self.replicas.unrecoverable.add(key)
                 with self._lock:
                     self._lost_keys.add(key)
             return
@@ -818,11 +730,11 @@ class Manager:
         return [peer.addr, peer.file_port, label, False]
 
     def _serve_path(self, key: str) -> str | None:
-        return self.paths.get(key)
+        return self.replicas.paths.get(key)
 
     # ------------------------------------------------------------ results
 
-    def _transferred(self, w: _Worker, t: Transferred) -> None:
+    def _transferred(self, w: Worker, t: Transferred) -> None:
         if t.source == PUSH_FAILED:
             self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
             return
@@ -831,61 +743,15 @@ class Manager:
             log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
                         t.reason)
             return
-        self._uncharge(w, t.key)
-        self.rate = blend_rate(self.rate, t.size, t.end - t.start)
-        self.sizes[t.key] = max(t.size, self.sizes.get(t.key, 0))
-        self._add_replica(w, t.key, t.hash)
+        self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 
-    def _add_replica(self, w: _Worker, key: str, digest: str, forever: bool = False) -> None:
-        self.unrecoverable.discard(key)
-        if key not in w.cached:  # its cache holds it: that disk is taken (placement)
-            w.cached[key] = self.sizes.get(key, 0)
-            w.cache_bytes += w.cached[key]
-            self._cache_epoch += 1
-        if forever:
-            w.forever.add(key)
-        w.holds.add(key)
-        self.replicas.setdefault(key, set()).add(w.id)
-        if digest:
-            self.hashes[key] = digest
-
-    def _release(self, w: _Worker, task: Task) -> None:
+    def _release(self, w: Worker, task: Task) -> None:
         self.running_total -= 1
-        if task.id in w.waiting_ids:  # ended before it started (cancelled): never charged
-            w.waiting_ids.discard(task.id)
-            w.waiting.remove(task)
-        elif task.library is not None:  # the instance keeps the library's resources
-            w.libs[task.library.key] -= 1
-        else:
-            free = w.free
-            for i, amount in enumerate(_want(task.resources)):
-                free[i] += amount
+        w.release(task)
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
-            self._uncharge(w, f.key)
-        if w.waiting:
-            self._promote(w)
+            self.replicas.uncharge(w, f.key)
 
-    def _promote(self, w: _Worker) -> None:
-        """The worker starts its waiting tasks in order as they fit: charge them likewise."""
-        free = w.free
-        while w.waiting:
-            want = _want(w.waiting[0].resources)
-            # as the worker's Slots decide: in order, within resources, or alone
-            if len(w.running) > len(w.waiting) and any(
-                    amount > have + 1e-9 for amount, have in zip(want, free, strict=True)):
-                return
-            task = w.waiting.popleft()
-            w.waiting_ids.discard(task.id)
-            for i, amount in enumerate(want):
-                free[i] -= amount
-
-    def _uncharge(self, w: _Worker, key: str) -> None:
-        label = w.charged.pop(key, None)
-        if label is not None:
-            self.inflight[label] -= 1
-            self.moving[key] -= 1
-
-    def _finished(self, w: _Worker, outcome) -> None:
+    def _finished(self, w: Worker, outcome) -> None:
         r = outcome.result
         task = w.running.pop(r.task_id, None)
         if task is None:
@@ -895,23 +761,9 @@ class Manager:
             return
         if outcome.unfetched and self._unreachable(task, outcome.unfetched):
             return
-        placed = set()
-        for key, size, digest, path in outcome.outputs:
-            self.sizes[key] = size
-            if w.same_host and any(f.key == key and f.path == path for f in task.outputs):
-                placed.add(key)  # the worker renamed it to its path: it is not in its cache
-                if digest:
-                    self.hashes[key] = digest
-            else:
-                self._add_replica(w, key, digest, task.cache_forever)
+        placed = self.replicas.made(w, task, outcome.outputs)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
-        for f in task.outputs:
-            if f.path is None:
-                self.remote_only.add(f.key)
-                self.producers[f.key] = task
-            else:
-                self.paths[f.key] = f.path
         if task.id in self.silent:
             self._silent_finished(w, task, outcome)
             return
@@ -945,12 +797,8 @@ class Manager:
             for label in sources:
                 holder = self.workers.get(label)
                 if holder is not None:
-                    self._forget(holder, key)
-                    holders = self.replicas.get(key)
-                    if holders is not None:
-                        holders.discard(label)
-                        if not holders:
-                            del self.replicas[key]
+                    self.replicas.forget(holder, key)
+                    self.replicas.unlist(key, label)
         self.lost_count[task.id] += 1
         if self.lost_count[task.id] > self.config.max_retries:
             return False
@@ -960,7 +808,7 @@ class Manager:
         self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
         return True
 
-    def _install_inline(self, w: _Worker, task: Task, outcome, wanted) -> list:
+    def _install_inline(self, w: Worker, task: Task, outcome, wanted) -> list:
         """Put the outputs that came inside the outcome in place; the rest still to fetch."""
         data = dict(outcome.inline)
         rest = []
@@ -977,15 +825,15 @@ class Manager:
             self.transfer_log.record(w.id, MANAGER, key, size, now, now)
         return rest
 
-    def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
+    def _silent_finished(self, w: Worker, task: Task, outcome) -> None:
         self.silent.discard(task.id)
         if outcome.failed:
             self._send(w, Drop([key for _, key, _ in outcome.failed]))
         if outcome.result.ok:
             return
         log.warning("re-creating the outputs of %s failed: %s", task.name, outcome.result.reason)
-        lost = {f.key for f in task.outputs if f.path is None} - self.replicas.keys()
-        self.unrecoverable |= lost
+        lost = {f.key for f in task.outputs if f.path is None} - self.replicas.holders.keys()
+        self.replicas.unrecoverable |= lost
         with self._lock:
             self._lost_keys |= lost
 
@@ -1001,15 +849,7 @@ class Manager:
         if w is not None and keys:
             self._send(w, Drop(keys))
             for key in keys:
-                self._forget(w, key)
-
-    def _forget(self, w: _Worker, key: str) -> None:
-        """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
-        w.holds.discard(key)
-        w.forever.discard(key)
-        if key in w.cached:
-            w.cache_bytes -= w.cached.pop(key)
-            self._cache_epoch += 1
+                self.replicas.forget(w, key)
 
     def _delivered(self, results: list[TaskResult]) -> None:
         """Delivery is done with these tasks' files: they may be dropped to make room again."""
@@ -1032,7 +872,7 @@ class Manager:
         for key in keys:
             if key in keep:
                 continue
-            for wid in sorted(self.replicas.pop(key, ())):
+            for wid in sorted(self.replicas.holders.pop(key, ())):
                 self._drop(wid, [key])
                 self.forgotten += 1
             # its producer stays known: a lost file further down a chain may need it re-made
@@ -1045,7 +885,7 @@ class Manager:
         Runs after a pass that placed nothing more, and only when caches or tasks changed
         since it last found nothing to drop (it reads the whole queue).
         """
-        state = (self._cache_epoch, self.running_total, len(self.queue), len(self.workers))
+        state = (self.replicas.epoch, self.running_total, len(self.queue), len(self.workers))
         if state == self._room_tried:
             return
         keep = self._needed()
@@ -1053,8 +893,9 @@ class Manager:
             if task.library is not None or not task.resources.disk_mb:
                 continue
             views = [w.view() for w in self.workers.values()]
-            caches = {w.id: self._cache_of(w) for w in self.workers.values() if w.cached}
-            choice = make_room(task, views, caches, self.replicas, self.sizes, keep)
+            caches = {w.id: self.replicas.cache_of(w) for w in self.workers.values() if w.cached}
+            choice = make_room(task, views, caches, self.replicas.holders, self.replicas.sizes,
+                               keep)
             if choice is not None and choice[1]:
                 self._evict(self.workers[choice[0]], choice[1], task)
                 del self.queue[i]
@@ -1062,19 +903,20 @@ class Manager:
                     self.queue.appendleft(task)
                 return
             # no room to make where its inputs are: copy them where it fits after all
-            wid = place(task, views, self.replicas, None, self.sizes, room_first=False)
+            wid = place(task, views, self.replicas.holders, None, self.replicas.sizes,
+                        room_first=False)
             if wid is not None and self.rng is None:
                 del self.queue[i]
                 if not self._dispatch(task, self.workers[wid], need(task.resources)):
                     self.queue.appendleft(task)
                 return
-        self._room_tried = (self._cache_epoch, self.running_total, len(self.queue),
+        self._room_tried = (self.replicas.epoch, self.running_total, len(self.queue),
                             len(self.workers))
 
     def _needed(self) -> set[str]:
         """Keys no worker may drop now: inputs of waiting and running tasks, files on their
         way (their source may be any holder) and files awaiting delivery."""
-        keep = {k for k, n in self.moving.items() if n > 0}
+        keep = self.replicas.moving_keys()
         for keys in self.delivering.values():
             keep.update(keys)
         running = (t for w in self.workers.values() for t in w.running.values())
@@ -1084,32 +926,18 @@ class Manager:
                 keep.update(f.key for f in t.library.inputs)
         return keep
 
-    def _cache_of(self, w: _Worker) -> list[Cached]:
-        """`w`'s cache, oldest first, with where else each file can come from."""
-        out = []
-        for key, size in w.cached.items():
-            copies = len(self.replicas.get(key, ())) - (w.id in self.replicas.get(key, ()))
-            if key not in self.remote_only and key in self.paths:
-                copies += 1  # the manager has it at its path
-            out.append(Cached(key, size, copies, key in self.producers, key in w.forever))
-        return out
-
-    def _evict(self, w: _Worker, keys, task: Task) -> None:
+    def _evict(self, w: Worker, keys, task: Task) -> None:
         """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
         log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
                  len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)
         self._drop(w.id, list(keys))
         for key in keys:
-            holders = self.replicas.get(key)
-            if holders is not None:
-                holders.discard(w.id)
-                if not holders:
-                    del self.replicas[key]  # its producer makes it again when needed
+            self.replicas.unlist(key, w.id)  # if the last copy, its producer makes it again
         self.evicted += len(keys)
 
     # ------------------------------------------------------------ losing a worker
 
-    def _lose(self, w: _Worker, why: str) -> None:
+    def _lose(self, w: Worker, why: str) -> None:
         if self.workers.get(w.id) is not w:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]
@@ -1122,16 +950,12 @@ class Manager:
             pass
         w.sock.close()
         for key in list(w.charged):
-            self._uncharge(w, key)
+            self.replicas.uncharge(w, key)
         lost = set()
         for key in w.holds:
-            holders = self.replicas.get(key)
-            if holders is not None:
-                holders.discard(w.id)
-                if not holders:
-                    del self.replicas[key]
-                    if key in self.remote_only and key not in self.producers:
-                        lost.add(key)
+            if (self.replicas.unlist(key, w.id) and key in self.replicas.remote_only
+                    and key not in self.replicas.producers):
+                lost.add(key)
         results = []
         for task in w.running.values():
             self.running_total -= 1
@@ -1153,8 +977,3 @@ class Manager:
                 self._lost_keys |= lost
         self._report(results)
 
-
-def _want(r: Resources) -> tuple:
-    """`placement.need(r)` as (cores, memory_mb, disk_mb, gpus), without building Resources
-    (this runs twice per task)."""
-    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)
