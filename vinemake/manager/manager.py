@@ -47,6 +47,7 @@ from vinemake.manager.placement import (
     need,
     place,
 )
+from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
 from vinemake.manager.workers import Worker
@@ -156,13 +157,12 @@ class Manager:
         # Loop thread only.
         self.workers: dict[str, Worker] = {}
         self.replicas = Replicas()
-        self.silent: set[int] = set()  # ids of producers re-run to re-create lost files
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.evicted = 0  # cache entries dropped to make room for a task, ever
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
-        self.lost_count: collections.Counter = collections.Counter()
+        self.recovery = Recovery(self.replicas, self.queue, config.max_retries, self._lost)
         self.running_total = 0
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
@@ -291,6 +291,11 @@ class Manager:
             self._results.extend(results)
             self._results_ready.notify_all()
 
+    def _lost(self, keys: set[str]) -> None:
+        """Files lost for good, for the engine's next lost_files()."""
+        with self._lock:
+            self._lost_keys |= keys
+
     def _publish(self) -> float:
         """Hand the turn's results to the engine, or hold them: the select timeout to use."""
         if not self._pending_results:
@@ -383,7 +388,7 @@ class Manager:
         self.queue.clear()
         for w in self.workers.values():
             for tid in w.running:
-                self.lost_count[("cancelled", tid)] = 1
+                self.recovery.cancel(tid)
             if w.running:
                 self._send(w, Kill(list(w.running)))
         self._flush_all()
@@ -559,8 +564,11 @@ class Manager:
                 break
             task = self.queue.popleft()
             looked += 1
-            if self.replicas.unrecoverable and self._needs_lost(task):
-                continue
+            if self.replicas.unrecoverable:
+                failure = self.recovery.lost_input(task)
+                if failure is not None:
+                    self._report([failure])
+                    continue
             cores = 0.0 if task.library is not None else task.resources.cores
             if (1.0 if cores is None else cores) > most_free + 1e-9:
                 skipped.append(task)
@@ -619,16 +627,6 @@ class Manager:
             return True
         del self._first_tried[task.id]
         return False
-
-    def _needs_lost(self, task: Task) -> bool:
-        """Fail a task whose input is gone for good instead of letting it wait forever."""
-        gone = [f.sandbox for f in task.inputs if f.key in self.replicas.unrecoverable
-                and f.key not in self.replicas.holders]
-        if gone:
-            self._report([TaskResult(task_id=task.id, status="error",
-                                     reason="input lost with a worker and no task known to "
-                                            "re-create it: " + ", ".join(gone))])
-        return bool(gone)
 
     def _try_dispatch(self, task: Task) -> bool:
         if task.library is not None:
@@ -694,7 +692,7 @@ class Manager:
                                    r.moving[f.key],
                                    r.receivers(f.key, w.id, self.workers) if pipelined else ())
             if order == [] and not r.moving[f.key]:
-                self._recreate(f.key)
+                self.recovery.recreate(f.key)
             if not order:
                 return None  # every source busy, or the file is lost and being re-made
             if path is not None and MANAGER not in order:
@@ -702,26 +700,6 @@ class Manager:
             fetches.append([f.key, r.hashes.get(f.key, ""),
                             [self._source(label) for label in order]])
         return fetches
-
-    def _recreate(self, key: str) -> None:
-        """Run again the producer of `key`, an intermediate lost with its worker.
-
-        The re-run is the manager's own business: its result is not reported to the engine,
-        which already saw that task succeed. Only a file no known task makes is reported,
-        by lost_files().
-        """
-        producer = self.replicas.producers.get(key)
-        if producer is None:
-            if key not in self.replicas.unrecoverable:
-                self.replicas.unrecoverable.add(key)
-                with self._lock:
-                    self._lost_keys.add(key)
-            return
-        if producer.id in self.silent:
-            return  # already queued or running
-        log.warning("re-running %s to re-create %s, lost with a worker", producer.name, key)
-        self.silent.add(producer.id)
-        self.queue.appendleft(dataclasses.replace(producer, attempt=producer.attempt + 1))
 
     def _source(self, label: str) -> list:
         if label == MANAGER:
@@ -757,15 +735,18 @@ class Manager:
         if task is None:
             return
         self._release(w, task)
-        if self.lost_count.pop(("cancelled", task.id), None):
+        if self.recovery.was_cancelled(task.id):
             return
-        if outcome.unfetched and self._unreachable(task, outcome.unfetched):
+        if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
+                                                           self.workers):
             return
         placed = self.replicas.made(w, task, outcome.outputs)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
-        if task.id in self.silent:
-            self._silent_finished(w, task, outcome)
+        if task.id in self.recovery.silent:
+            if outcome.failed:
+                self._send(w, Drop([key for _, key, _ in outcome.failed]))
+            self.recovery.rerun_ended(task, r)
             return
         failed = [(os.path.join(task.failed_dir, name), key, path)
                   for name, key, path in outcome.failed] if task.failed_dir else []
@@ -789,25 +770,6 @@ class Manager:
         self.delivering[task.id] = [i.key for i in installs]  # not dropped to make room
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
 
-    def _unreachable(self, task: Task, unfetched) -> bool:
-        """An input could not be fetched from any source offered: those copies count as
-        gone (a peer's network may be down before its loss shows), and the task is queued
-        again, as for a lost worker. False once it has been retried enough: report it."""
-        for key, sources in unfetched:
-            for label in sources:
-                holder = self.workers.get(label)
-                if holder is not None:
-                    self.replicas.forget(holder, key)
-                    self.replicas.unlist(key, label)
-        self.lost_count[task.id] += 1
-        if self.lost_count[task.id] > self.config.max_retries:
-            return False
-        if task.id in self.silent:
-            self.silent.discard(task.id)  # re-created again if still needed
-            return True
-        self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
-        return True
-
     def _install_inline(self, w: Worker, task: Task, outcome, wanted) -> list:
         """Put the outputs that came inside the outcome in place; the rest still to fetch."""
         data = dict(outcome.inline)
@@ -824,18 +786,6 @@ class Manager:
             install_bytes(data[key], f.path)
             self.transfer_log.record(w.id, MANAGER, key, size, now, now)
         return rest
-
-    def _silent_finished(self, w: Worker, task: Task, outcome) -> None:
-        self.silent.discard(task.id)
-        if outcome.failed:
-            self._send(w, Drop([key for _, key, _ in outcome.failed]))
-        if outcome.result.ok:
-            return
-        log.warning("re-creating the outputs of %s failed: %s", task.name, outcome.result.reason)
-        lost = {f.key for f in task.outputs if f.path is None} - self.replicas.holders.keys()
-        self.replicas.unrecoverable |= lost
-        with self._lock:
-            self._lost_keys |= lost
 
     def _ask_push(self, wid: str, key: str) -> None:
         w = self.workers.get(wid)
@@ -949,31 +899,8 @@ class Manager:
         except (KeyError, ValueError):
             pass
         w.sock.close()
-        for key in list(w.charged):
-            self.replicas.uncharge(w, key)
-        lost = set()
-        for key in w.holds:
-            if (self.replicas.unlist(key, w.id) and key in self.replicas.remote_only
-                    and key not in self.replicas.producers):
-                lost.add(key)
-        results = []
-        for task in w.running.values():
-            self.running_total -= 1
-            if self.lost_count.pop(("cancelled", task.id), None):
-                continue
-            if task.id in self.silent:
-                self.silent.discard(task.id)  # re-created again if still needed
-                continue
-            self.lost_count[task.id] += 1
-            if self.lost_count[task.id] <= self.config.max_retries:
-                self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
-            else:
-                results.append(TaskResult(task_id=task.id, status="lost", worker=w.id,
-                                          reason=f"lost with worker {w.id} "
-                                                 f"{self.lost_count[task.id]} times: {why}"))
+        self.running_total -= len(w.running)
+        results = self.recovery.worker_lost(w, why)
         w.running.clear()
-        if lost:
-            with self._lock:
-                self._lost_keys |= lost
         self._report(results)
 

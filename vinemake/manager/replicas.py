@@ -72,6 +72,17 @@ class Replicas:
         del self.holders[key]
         return True
 
+    def worker_lost(self, w: Worker) -> set[str]:
+        """`w` is gone with its copies: the files kept on workers that went with it, which
+        no known task makes again."""
+        for key in list(w.charged):
+            self.uncharge(w, key)
+        lost = set()
+        for key in w.holds:
+            if self.unlist(key, w.id) and key in self.remote_only and key not in self.producers:
+                lost.add(key)
+        return lost
+
     def cache_of(self, w: Worker) -> list[Cached]:
         """`w`'s cache, oldest first, with where else each file can come from."""
         out = []
