@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import logging
 import os
-import random
 import selectors
 import socket
 import ssl
@@ -37,19 +35,11 @@ from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
-from vinemake.manager.placement import (
-    MB,
-    fits,
-    holder,
-    locality_wait_s,
-    make_room,
-    missing_bytes,
-    need,
-    place,
-)
+from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
-from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
+from vinemake.manager.scheduler import Scheduler
+from vinemake.manager.transfers import MANAGER, TransferLog, install_bytes
 from vinemake.manager.workers import Worker
 from vinemake.protocol import (
     MSG,
@@ -61,7 +51,6 @@ from vinemake.protocol import (
     ProtocolError,
     Push,
     Refuse,
-    Run,
     Transferred,
     decode,
     encode,
@@ -71,7 +60,6 @@ from vinemake.protocol import (
     resources_from_wire,
     server_context,
     server_handshake,
-    task_to_wire,
     tune,
     welcome_for,
 )
@@ -82,17 +70,6 @@ __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
 
-# The least time a task waits for the busy worker that holds its intermediates (kept on
-# workers, one copy) before it runs elsewhere and the file is copied: intermediates are usually
-# consumed right after they are made, by a task that is quick to wait for. Larger inputs wait
-# up to about their copy time at the observed rate (placement.locality_wait_s).
-LOCALITY_WAIT_S = 1.0
-# A large file is sent by each source to one worker at a time, whatever transfer_limit
-# allows, and a worker still receiving it is a source too (cut-through): each copy then flows
-# at a full link's speed down a pipeline (manager → w1 → w2 → …), and every worker has the
-# file about one file-time after the first started, where a source splitting its link k ways
-# would slow each of its receivers, and everyone downstream, k-fold.
-LARGE_FILE_BYTES = 8_000_000
 # The longest a submitted task waits for the loop when the engine does not call wait().
 SUBMIT_LATENCY_S = 0.05
 # While tasks still wait in the manager's queue, the engine is not what keeps workers busy:
@@ -129,7 +106,6 @@ class Manager:
             self.ssl_context = server_context(config.ssl_cert, config.ssl_key)
         os.makedirs(config.workdir, exist_ok=True)
         self.transfer_log = TransferLog(config.transfer_log)
-        self.rng = random.Random(config.seed) if config.placement == "random" else None
         self.host_id = host_id()
 
         self._listener = socket.create_server((config.host, config.port))
@@ -158,15 +134,11 @@ class Manager:
         self.workers: dict[str, Worker] = {}
         self.replicas = Replicas()
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
-        self.evicted = 0  # cache entries dropped to make room for a task, ever
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
-        self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
         self.recovery = Recovery(self.replicas, self.queue, config.max_retries, self._lost)
-        self.running_total = 0
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
-        self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._dirty: list[Worker] = []
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
@@ -181,6 +153,13 @@ class Manager:
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
                                 config.transfer_limit, lambda r: log.warning("%s", r),
                                 accept=self.delivery.accept, on_stored=self.delivery.stored)
+        fetches = FetchPlanner(
+            self.replicas, self.recovery, self.workers,
+            [self.host, self.files.port, MANAGER, self.ssl_context is not None],
+            config.transfer_limit, config.peer_transfers)
+        self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
+                                   self.recovery, fetches, self.delivering, self._send,
+                                   self._report, self._drop)
 
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
@@ -189,6 +168,16 @@ class Manager:
         self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
         self._thread.start()
+
+    @property
+    def running_total(self) -> int:
+        """Tasks sent to workers and not ended yet."""
+        return self.scheduler.running_total
+
+    @property
+    def evicted(self) -> int:
+        """Cache entries dropped to make room for a task, ever."""
+        return self.scheduler.evicted
 
     # ------------------------------------------------------------ Executor (engine's thread)
 
@@ -331,7 +320,7 @@ class Manager:
                         self._read(key.data)
                 if self._inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
-                self._schedule()
+                self.scheduler.schedule()
                 self._flush_all()
                 timeout = self._publish()
                 now = time.monotonic()
@@ -544,169 +533,6 @@ class Manager:
         else:
             raise ProtocolError(f"unexpected {msg.TYPE} from a worker")
 
-    # ------------------------------------------------------------ placing
-
-    def _schedule(self) -> None:
-        if not self.queue or not self.workers:
-            return
-        # This pass runs after every event, so it must cost next to nothing when nothing can
-        # start, yet a task that cannot start must not block smaller ones behind it: look a
-        # bounded way down the queue, counting full placement attempts apart from tasks ruled
-        # out by the cheap core count.
-        cap = self.config.max_tasks
-        skipped = []
-        attempts = looked = 0
-        while self.queue and attempts < 32 and looked < 1000:
-            if cap is not None and self.running_total >= cap:
-                break
-            most_free = max(w.free[0] for w in self.workers.values())
-            if most_free < 1e-9 and self.queue[0].library is None:
-                break
-            task = self.queue.popleft()
-            looked += 1
-            if self.replicas.unrecoverable:
-                failure = self.recovery.lost_input(task)
-                if failure is not None:
-                    self._report([failure])
-                    continue
-            cores = 0.0 if task.library is not None else task.resources.cores
-            if (1.0 if cores is None else cores) > most_free + 1e-9:
-                skipped.append(task)
-            elif not self._try_dispatch(task):
-                skipped.append(task)
-                attempts += 1
-        self.queue.extendleft(reversed(skipped))
-        if attempts and self.queue:
-            self._make_room()
-        if self.queue and self.config.worker_queue:
-            self._queue_ahead()
-
-    def _queue_ahead(self) -> None:
-        """Send a few tasks beyond what fits to each worker on this host (they wait there).
-
-        A worker then starts the next task the moment one ends, instead of idling while the
-        result goes to the manager and the next Run comes back: for millisecond commands that
-        round trip was a third of a slot's time. Only on this host: a remote worker's queue
-        could hold back a task that another worker, free sooner, would run (and only plain
-        commands whose inputs are already there and that declare no disk, which placement
-        checks against the worker's cache, in queue order, within the -j cap).
-        """
-        cap = self.config.max_tasks
-        for w in self.workers.values():
-            if not w.same_host:
-                continue
-            depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
-            # Refilled once half empty, so that Runs leave (and are read) a few at a time.
-            if len(w.waiting) > depth // 2:
-                continue
-            while self.queue and len(w.waiting) < depth:
-                if cap is not None and self.running_total >= cap:
-                    return
-                task = self.queue[0]
-                if (task.library is not None or task.batch_options or task.resources.disk_mb
-                        or not fits(need(task.resources), w.total)
-                        or self._plan_fetches(task, w) != []):
-                    return
-                self.queue.popleft()
-                w.queue(task)
-                self.running_total += 1
-                self._send(w, Run(task_to_wire(task), []))
-
-    def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
-        """Should `task` wait for the busy worker that holds its intermediates? For a while."""
-        best = holder(task, views, self.replicas.holders, self.replicas.remote_only)
-        if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
-            self._first_tried.pop(task.id, None)
-            return False
-        first = self._first_tried.setdefault(task.id, time.monotonic())
-        there = next(v for v in views if v.id == wid)
-        r = self.replicas
-        limit = locality_wait_s(missing_bytes(task, there, r.holders, r.sizes), r.rate,
-                                LOCALITY_WAIT_S)
-        if time.monotonic() - first < limit:
-            return True
-        del self._first_tried[task.id]
-        return False
-
-    def _try_dispatch(self, task: Task) -> bool:
-        if task.library is not None:
-            return self._try_dispatch_call(task)
-        views = [w.view() for w in self.workers.values()]
-        wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes)
-        if wid is None:
-            return False
-        if (self.rng is None and self.replicas.remote_only
-                and self._wait_for_holder(task, views, wid)):
-            return False
-        return self._dispatch(task, self.workers[wid], need(task.resources))
-
-    def _try_dispatch_call(self, task: Task) -> bool:
-        """A function call goes to a worker whose instance of its library has a free slot;
-        else it starts an instance where the library's resources fit, held from then on."""
-        lib = task.library
-        assert lib is not None
-        ready = [w for w in self.workers.values() if w.libs.get(lib.key, lib.slots) < lib.slots]
-        if ready:
-            w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
-            return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
-        views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
-        wid = place(dataclasses.replace(task, resources=lib.resources), views,
-                    self.replicas.holders, self.rng, self.replicas.sizes)
-        if wid is None:
-            return False
-        return self._dispatch(task, self.workers[wid], need(lib.resources))
-
-    def _dispatch(self, task: Task, w: Worker, want: Resources) -> bool:
-        fetches = self._plan_fetches(task, w)
-        if fetches is None:
-            return False
-        w.start(task, want)
-        self.running_total += 1
-        for key, _, sources in fetches:
-            self.replicas.charge(w, key, sources[0][2])
-        self._send(w, Run(task_to_wire(task), fetches))
-        return True
-
-    def _plan_fetches(self, task: Task, w: Worker) -> list | None:
-        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
-        files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
-        r = self.replicas
-        fetches = []
-        for f in files:
-            # An output kept on workers (@temp) has a path that names no file on this host.
-            on_disk = f.path is not None and f.key not in r.remote_only
-            if f.key in w.holds or (w.same_host and on_disk):
-                continue
-            label = w.charged.get(f.key)
-            if label is not None and (label == MANAGER or label in self.workers):
-                # already on its way there: the worker waits for that transfer
-                fetches.append([f.key, r.hashes.get(f.key, ""), [self._source(label)]])
-                continue
-            path = None if f.key in r.remote_only else f.path or r.paths.get(f.key)
-            holders = r.holders.get(f.key, ())
-            big = r.size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
-            pipelined = big and self.config.peer_transfers
-            order = choose_sources(holders, r.inflight,
-                                   1 if pipelined else self.config.transfer_limit,
-                                   path is not None, self.config.peer_transfers,
-                                   r.moving[f.key],
-                                   r.receivers(f.key, w.id, self.workers) if pipelined else ())
-            if order == [] and not r.moving[f.key]:
-                self.recovery.recreate(f.key)
-            if not order:
-                return None  # every source busy, or the file is lost and being re-made
-            if path is not None and MANAGER not in order:
-                order.append(MANAGER)  # last resort if every peer fails
-            fetches.append([f.key, r.hashes.get(f.key, ""),
-                            [self._source(label) for label in order]])
-        return fetches
-
-    def _source(self, label: str) -> list:
-        if label == MANAGER:
-            return [self.host, self.files.port, MANAGER, self.ssl_context is not None]
-        peer = self.workers[label]
-        return [peer.addr, peer.file_port, label, False]
-
     def _serve_path(self, key: str) -> str | None:
         return self.replicas.paths.get(key)
 
@@ -723,18 +549,12 @@ class Manager:
             return
         self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 
-    def _release(self, w: Worker, task: Task) -> None:
-        self.running_total -= 1
-        w.release(task)
-        for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
-            self.replicas.uncharge(w, f.key)
-
     def _finished(self, w: Worker, outcome) -> None:
         r = outcome.result
         task = w.running.pop(r.task_id, None)
         if task is None:
             return
-        self._release(w, task)
+        self.scheduler.release(w, task)
         if self.recovery.was_cancelled(task.id):
             return
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
@@ -818,7 +638,7 @@ class Manager:
         A file some queued or running task still reads, or one on its way or awaiting
         delivery, is kept: the engine's word is checked against what the manager knows.
         """
-        keep = self._needed()
+        keep = self.scheduler.needed()
         for key in keys:
             if key in keep:
                 continue
@@ -826,64 +646,6 @@ class Manager:
                 self._drop(wid, [key])
                 self.forgotten += 1
             # its producer stays known: a lost file further down a chain may need it re-made
-
-    # ------------------------------------------------------------ making room in caches
-
-    def _make_room(self) -> None:
-        """A waiting task that declares disk fits a worker but for its cache: drop files there.
-
-        Runs after a pass that placed nothing more, and only when caches or tasks changed
-        since it last found nothing to drop (it reads the whole queue).
-        """
-        state = (self.replicas.epoch, self.running_total, len(self.queue), len(self.workers))
-        if state == self._room_tried:
-            return
-        keep = self._needed()
-        for i, task in enumerate(list(itertools.islice(self.queue, 32))):
-            if task.library is not None or not task.resources.disk_mb:
-                continue
-            views = [w.view() for w in self.workers.values()]
-            caches = {w.id: self.replicas.cache_of(w) for w in self.workers.values() if w.cached}
-            choice = make_room(task, views, caches, self.replicas.holders, self.replicas.sizes,
-                               keep)
-            if choice is not None and choice[1]:
-                self._evict(self.workers[choice[0]], choice[1], task)
-                del self.queue[i]
-                if not self._try_dispatch(task):
-                    self.queue.appendleft(task)
-                return
-            # no room to make where its inputs are: copy them where it fits after all
-            wid = place(task, views, self.replicas.holders, None, self.replicas.sizes,
-                        room_first=False)
-            if wid is not None and self.rng is None:
-                del self.queue[i]
-                if not self._dispatch(task, self.workers[wid], need(task.resources)):
-                    self.queue.appendleft(task)
-                return
-        self._room_tried = (self.replicas.epoch, self.running_total, len(self.queue),
-                            len(self.workers))
-
-    def _needed(self) -> set[str]:
-        """Keys no worker may drop now: inputs of waiting and running tasks, files on their
-        way (their source may be any holder) and files awaiting delivery."""
-        keep = self.replicas.moving_keys()
-        for keys in self.delivering.values():
-            keep.update(keys)
-        running = (t for w in self.workers.values() for t in w.running.values())
-        for t in itertools.chain(self.queue, running):
-            keep.update(f.key for f in t.inputs)
-            if t.library is not None:
-                keep.update(f.key for f in t.library.inputs)
-        return keep
-
-    def _evict(self, w: Worker, keys, task: Task) -> None:
-        """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
-        log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
-                 len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)
-        self._drop(w.id, list(keys))
-        for key in keys:
-            self.replicas.unlist(key, w.id)  # if the last copy, its producer makes it again
-        self.evicted += len(keys)
 
     # ------------------------------------------------------------ losing a worker
 
@@ -899,7 +661,7 @@ class Manager:
         except (KeyError, ValueError):
             pass
         w.sock.close()
-        self.running_total -= len(w.running)
+        self.scheduler.worker_lost(w)
         results = self.recovery.worker_lost(w, why)
         w.running.clear()
         self._report(results)
