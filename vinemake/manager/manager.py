@@ -28,39 +28,33 @@ import ssl
 import threading
 import time
 
-import xxhash
-
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.fetches import FetchPlanner
+from vinemake.manager.joining import Newcomer, handshake, largest, unique_name
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.scheduler import Scheduler
-from vinemake.manager.transfers import MANAGER, TransferLog, install_bytes
+from vinemake.manager.transfers import MANAGER, TransferLog
 from vinemake.manager.workers import Worker
 from vinemake.protocol import (
     MSG,
     PUSH_FAILED,
-    Connection,
     Done,
     Drop,
     Kill,
     ProtocolError,
     Push,
-    Refuse,
     Transferred,
     decode,
     encode,
     host_id,
     outcome_from_wire,
     read_secret,
-    resources_from_wire,
     server_context,
-    server_handshake,
-    tune,
     welcome_for,
 )
 from vinemake.spec import Resources
@@ -397,70 +391,39 @@ class Manager:
 
     def _handshake(self, sock: socket.socket, addr: str) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
-        conn = None
-        try:
-            sock.setblocking(True)
-            sock.settimeout(10.0)
-            tune(sock)
-            if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(sock, server_side=True)
-            conn = Connection(sock)
-            hello = server_handshake(conn, self.secret)
-            if hello.role != "worker":
-                conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
-                raise ProtocolError(f"unexpected role {hello.role!r}")
-            resources = resources_from_wire(hello.resources)
-            cached = [(str(k), int(size), str(h)) for k, size, h in hello.cached]
-            file_port = int(hello.file_port)
-        except (TypeError, ValueError) as e:
-            log.warning("refused connection from %s: garbled hello: %s", addr, e)
-            conn.close()
-            return
-        except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
-            log.warning("refused connection from %s: %s", addr, e)
-            if conn is not None:
-                conn.close()  # its buffered reader holds the socket open otherwise
-            sock.close()
-            return
-        self._post(lambda: self._adopt(sock, addr, hello, resources, cached, file_port))
+        newcomer = handshake(sock, addr, self.secret, self.ssl_context)
+        if newcomer is not None:
+            self._post(lambda: self._adopt(newcomer))
 
-    def _adopt(self, sock, addr, hello, resources: Resources, cached, file_port: int) -> None:
-        base = wid = hello.name or addr
-        while wid in self.workers:  # two live workers with one name: keep both apart
-            self._names[base] += 1
-            wid = f"{base}#{self._names[base]}"
-        w = Worker.joined(wid, sock, addr, file_port, hello.host_id == self.host_id, resources)
+    def _adopt(self, n: Newcomer) -> None:
+        wid = unique_name(n.hello.name or n.addr, self.workers, self._names)
+        w = Worker.joined(wid, n.sock, n.addr, n.file_port, n.hello.host_id == self.host_id,
+                          n.resources)
         try:
-            sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
-                                            same_host=w.same_host,
-                                            transfer_limit=self.config.transfer_limit,
-                                            file_port=self.files.port)))
+            n.sock.sendall(encode(welcome_for(n.hello, self.secret, worker_id=wid,
+                                              same_host=w.same_host,
+                                              transfer_limit=self.config.transfer_limit,
+                                              file_port=self.files.port)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
-            sock.close()
+            n.sock.close()
             return
-        sock.setblocking(False)
+        n.sock.setblocking(False)
         self.workers[wid] = w
         w.sizes = self.replicas.sizes
-        for key, size, digest in cached:  # what outlives a worker is `@cache forever`
+        for key, size, digest in n.cached:  # what outlives a worker is `@cache forever`
             self.replicas.sizes[key] = size
             self.replicas.add(w, key, digest, forever=True)
-        self.sel.register(sock, selectors.EVENT_READ, w)
+        self.sel.register(n.sock, selectors.EVENT_READ, w)
         self.workers_joined += 1
         self._update_largest()
-        log.info("worker %s joined from %s (%s)", wid, addr,
+        log.info("worker %s joined from %s (%s)", wid, n.addr,
                  "same host" if w.same_host else "remote")
 
     def _update_largest(self) -> None:
-        ws = [w.total for w in self.workers.values()]
-        largest = None
-        if ws:
-            largest = Resources(cores=max(r.cores or 0 for r in ws),
-                                memory_mb=max(r.memory_mb or 0 for r in ws),
-                                disk_mb=max(r.disk_mb or 0 for r in ws),
-                                gpus=max(r.gpus or 0 for r in ws))
+        most = largest(w.total for w in self.workers.values())
         with self._lock:
-            self._largest = largest
+            self._largest = most
 
     # ------------------------------------------------------------ reading and writing
 
@@ -577,7 +540,7 @@ class Manager:
             return
         if outcome.inline:
             try:
-                wanted = self._install_inline(w, task, outcome, wanted)
+                wanted = self.delivery.install_inline(w.id, outcome.inline, wanted)
             except (OSError, ProtocolError) as e:
                 self._report([dataclasses.replace(
                     r, status="error", reason=f"cannot put output in place: {e}")])
@@ -589,23 +552,6 @@ class Manager:
         installs += [Install(target, key, "", path) for target, key, path in failed]
         self.delivering[task.id] = [i.key for i in installs]  # not dropped to make room
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
-
-    def _install_inline(self, w: Worker, task: Task, outcome, wanted) -> list:
-        """Put the outputs that came inside the outcome in place; the rest still to fetch."""
-        data = dict(outcome.inline)
-        rest = []
-        now = time.time()
-        for f, entry in wanted:
-            key, size, digest, _path = entry
-            if key not in data:
-                rest.append((f, entry))
-                continue
-            if len(data[key]) != size or xxhash.xxh3_128_hexdigest(data[key]) != digest:
-                raise ProtocolError(f"corrupt transfer of {key}: inline bytes do not match "
-                                    "the recorded hash")
-            install_bytes(data[key], f.path)
-            self.transfer_log.record(w.id, MANAGER, key, size, now, now)
-        return rest
 
     def _ask_push(self, wid: str, key: str) -> None:
         w = self.workers.get(wid)
