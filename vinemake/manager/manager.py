@@ -8,6 +8,18 @@ short-lived thread each, so a client that connects and says nothing cannot stall
     worker → Transferred (logged, source freed) … Done(outcomes) → outputs installed at their
     paths (linked from the worker's cache on this host, else fetched) → TaskResult to wait()
 
+This module is the loop that ties the manager's parts together; each concern has its own:
+
+    mailbox     what crosses threads: tasks in, results and lost files out, the wake-up
+    joining     the handshake of a newcomer, off the loop
+    workers     the record of one connected worker: its resources, tasks, cache
+    replicas    who holds which file, sizes and hashes, copies on their way
+    scheduler   the queue and the pass that places and sends tasks, making room in caches
+    fetches     which sources each input a worker lacks comes from
+    recovery    tasks and intermediates lost with a worker: retries and silent re-runs
+    delivery    putting a finished task's outputs at their paths on this host
+    placement   pure decisions: which worker, what to drop (transfers: which source)
+
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
 a queued task needs an intermediate that existed only there (kept on workers, no path on this
@@ -35,6 +47,7 @@ from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.joining import Newcomer, handshake, largest, unique_name
+from vinemake.manager.mailbox import SUBMIT_LATENCY_S, Mailbox
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.scheduler import Scheduler
@@ -63,14 +76,6 @@ from vinemake.task import Task, TaskResult
 __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
-
-# The longest a submitted task waits for the loop when the engine does not call wait().
-SUBMIT_LATENCY_S = 0.05
-# While tasks still wait in the manager's queue, the engine is not what keeps workers busy:
-# results are handed over in batches (at most this late, or this many) instead of waking the
-# engine's thread for each one, which cost more CPU than the rest of a null task's handling.
-RESULT_HOLD_S = 0.01
-RESULT_BATCH = 64
 
 
 class Manager:
@@ -110,19 +115,8 @@ class Manager:
                 f.write(f"{self.port}\n")
             os.replace(config.port_file + ".tmp", config.port_file)
 
-        # Shared with the engine's thread, under _lock.
-        self._lock = threading.Lock()
-        self._results_ready = threading.Condition(self._lock)
-        self._inbox: list[Task] = []
-        self._events: list = []  # callables from helper threads, run on the loop
-        self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
-        self._results: list[TaskResult] = []
-        self._lost_keys: set[str] = set()
-        self._largest: Resources | None = None
-        self._woken = False
-        self._closed = False
-        self._crash = ""
-        self._failure: InfrastructureError | None = None  # from the worker provider
+        self.mailbox = Mailbox()  # all that crosses threads
+        post = self.mailbox.post
 
         # Loop thread only.
         self.workers: dict[str, Worker] = {}
@@ -130,19 +124,18 @@ class Manager:
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
         self.queue: collections.deque[Task] = collections.deque()
-        self.recovery = Recovery(self.replicas, self.queue, config.max_retries, self._lost)
+        self.recovery = Recovery(self.replicas, self.queue, config.max_retries,
+                                 self.mailbox.lost)
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
         self._dirty: list[Worker] = []
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
-        self._pending_results: list[TaskResult] = []
-        self._held_since: float | None = None  # when the oldest held result came
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._delivered,
-            lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
+            lambda wid, keys: post(lambda: self._drop(wid, keys)),
             limit=config.transfer_limit,
-            request_push=(lambda wid, key: self._post(lambda: self._ask_push(wid, key)))
+            request_push=(lambda wid, key: post(lambda: self._ask_push(wid, key)))
             if self.ssl_context is not None else None)
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
                                 config.transfer_limit, lambda r: log.warning("%s", r),
@@ -153,14 +146,13 @@ class Manager:
             config.transfer_limit, config.peer_transfers)
         self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
                                    self.recovery, fetches, self.delivering, self._send,
-                                   self._report, self._drop)
+                                   self.mailbox.report, self._drop)
 
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
         self.sel = selectors.DefaultSelector()
         self.sel.register(self._listener, selectors.EVENT_READ, "listen")
-        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.sel.register(self.mailbox.wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
+        self.mailbox.loop = self._thread
         self._thread.start()
 
     @property
@@ -178,46 +170,23 @@ class Manager:
     def submit(self, task: Task) -> None:
         # The loop is woken by wait() (the engine submits a batch, then waits), or by a full
         # inbox, or finds the inbox itself within a turn: one wake-up per batch, not per task.
-        with self._lock:
-            self._inbox.append(task)
-            full = len(self._inbox) >= 256
-        if full:
-            self._wake()
+        self.mailbox.submit(task)
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:
-        if self._inbox:
-            self._wake()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while not self._results and not self._closed and self._failure is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._results_ready.wait(left)
-            out, self._results = self._results, []
-            if not out and self._crash:
-                raise InfrastructureError(f"the manager failed: {self._crash}")
-            if not out and self._failure is not None:
-                raise self._failure
-            return out
+        return self.mailbox.wait(timeout)
 
     def cancel_all(self) -> None:
         """Forget queued tasks; kill running ones on their workers, without reporting them."""
-        self._post(self._cancel_all)
+        self.mailbox.post(self._cancel_all)
 
     def forget(self, keys) -> None:
         """The engine needs these files no more: drop them from every worker holding them."""
         # Gathered until the loop's next turn: one pass over the queue for all of them.
-        with self._lock:
-            first = not self._dead
-            self._dead.extend(keys)
-            post = first and bool(self._dead)
-        if post:
-            self._post(self._forget_dead)
+        if self.mailbox.forget(keys):
+            self.mailbox.post(self._forget_dead)
 
     def largest_worker(self) -> Resources | None:
-        with self._lock:
-            return self._largest
+        return self.mailbox.largest()
 
     def lost_files(self) -> set[str]:
         """Output keys lost since the last call that the manager cannot re-create itself.
@@ -228,17 +197,11 @@ class Manager:
         seen by this manager made, or whose re-run failed. The engine should re-run those
         producers itself (or fail their consumers).
         """
-        with self._lock:
-            out, self._lost_keys = self._lost_keys, set()
-            return out
+        return self.mailbox.take_lost()
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._results_ready.notify_all()
-        self._wake()
+        if not self.mailbox.close():
+            return
         self._thread.join(timeout=10)
         if self.provider is not None:
             self.provider.close()
@@ -246,63 +209,14 @@ class Manager:
         self.files.close()
         self.transfer_log.close()
 
-    # ------------------------------------------------------------ cross-thread plumbing
-
-    def _wake(self) -> None:
-        with self._lock:
-            if self._woken:
-                return
-            self._woken = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-
-    def _post(self, fn) -> None:
-        with self._lock:
-            self._events.append(fn)
-        self._wake()
-
-    def _report(self, results: list[TaskResult]) -> None:
-        """Hand results to the engine; from the loop they wait for the end of its turn."""
-        if not results:
-            return
-        if threading.current_thread() is self._thread:
-            self._pending_results.extend(results)
-            return
-        with self._lock:
-            self._results.extend(results)
-            self._results_ready.notify_all()
-
-    def _lost(self, keys: set[str]) -> None:
-        """Files lost for good, for the engine's next lost_files()."""
-        with self._lock:
-            self._lost_keys |= keys
-
-    def _publish(self) -> float:
-        """Hand the turn's results to the engine, or hold them: the select timeout to use."""
-        if not self._pending_results:
-            return SUBMIT_LATENCY_S
-        now = time.monotonic()
-        if self._held_since is None:
-            self._held_since = now
-        left = self._held_since + RESULT_HOLD_S - now
-        if self.queue and left > 0 and len(self._pending_results) < RESULT_BATCH:
-            return min(left, SUBMIT_LATENCY_S)
-        with self._lock:
-            self._results.extend(self._pending_results)
-            self._results_ready.notify_all()
-        self._pending_results = []
-        self._held_since = None
-        return SUBMIT_LATENCY_S
-
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
         next_scale = 0.0
+        mailbox = self.mailbox
         timeout = SUBMIT_LATENCY_S
         try:
-            while not self._closed:
+            while not mailbox.closed:
                 for key, mask in self.sel.select(timeout=timeout):
                     if key.data == "listen":
                         self._accept()
@@ -312,36 +226,25 @@ class Manager:
                         self._flush(key.data)
                     if mask & selectors.EVENT_READ and isinstance(key.data, Worker):
                         self._read(key.data)
-                if self._inbox:  # submitted without a wake-up (unlocked peek, then locked)
+                if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
                 self.scheduler.schedule()
                 self._flush_all()
-                timeout = self._publish()
+                timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
                 if self.provider is not None and now >= next_scale:
                     next_scale = now + 1.0
                     self._scale()
         except Exception as e:  # a bug: say so to the engine instead of leaving it waiting
             log.exception("manager loop crashed")
-            with self._lock:
-                self._crash = f"{type(e).__name__}: {e}"
-                self._closed = True
-                self._results_ready.notify_all()
+            mailbox.crash(f"{type(e).__name__}: {e}")
         finally:
             for w in list(self.workers.values()):
                 w.sock.close()
             self._listener.close()
 
     def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-        with self._lock:
-            self._woken = False
-            tasks, self._inbox = self._inbox, []
-            events, self._events = self._events, []
+        tasks, events = self.mailbox.drain()
         self.replicas.note_inputs(tasks)
         self.queue.extend(tasks)
         for fn in events:
@@ -361,9 +264,7 @@ class Manager:
         except InfrastructureError as e:
             # Workers can never start (e.g. the batch system refuses the request for good):
             # waiting would be forever, so the engine hears it from wait().
-            with self._lock:
-                self._failure = e
-                self._results_ready.notify_all()
+            self.mailbox.fail(e)
         except Exception as e:  # a provider's hiccup must not stop running work
             log.warning("worker provider failed to scale: %s", e)
 
@@ -393,7 +294,7 @@ class Manager:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
         newcomer = handshake(sock, addr, self.secret, self.ssl_context)
         if newcomer is not None:
-            self._post(lambda: self._adopt(newcomer))
+            self.mailbox.post(lambda: self._adopt(newcomer))
 
     def _adopt(self, n: Newcomer) -> None:
         wid = unique_name(n.hello.name or n.addr, self.workers, self._names)
@@ -421,9 +322,7 @@ class Manager:
                  "same host" if w.same_host else "remote")
 
     def _update_largest(self) -> None:
-        most = largest(w.total for w in self.workers.values())
-        with self._lock:
-            self._largest = most
+        self.mailbox.set_largest(largest(w.total for w in self.workers.values()))
 
     # ------------------------------------------------------------ reading and writing
 
@@ -536,17 +435,17 @@ class Manager:
         if outcome.failed and not failed:
             self._send(w, Drop([key for _, key, _ in outcome.failed]))
         if not wanted and not failed:
-            self._report([r])
+            self.mailbox.report([r])
             return
         if outcome.inline:
             try:
                 wanted = self.delivery.install_inline(w.id, outcome.inline, wanted)
             except (OSError, ProtocolError) as e:
-                self._report([dataclasses.replace(
+                self.mailbox.report([dataclasses.replace(
                     r, status="error", reason=f"cannot put output in place: {e}")])
                 return
             if not wanted and not failed:
-                self._report([r])
+                self.mailbox.report([r])
                 return
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
         installs += [Install(target, key, "", path) for target, key, path in failed]
@@ -570,13 +469,11 @@ class Manager:
     def _delivered(self, results: list[TaskResult]) -> None:
         """Delivery is done with these tasks' files: they may be dropped to make room again."""
         ids = [r.task_id for r in results]
-        self._post(lambda: [self.delivering.pop(i, None) for i in ids])
-        self._report(results)
+        self.mailbox.post(lambda: [self.delivering.pop(i, None) for i in ids])
+        self.mailbox.report(results)
 
     def _forget_dead(self) -> None:
-        with self._lock:
-            keys, self._dead = self._dead, []
-        self._forget_everywhere(keys)
+        self._forget_everywhere(self.mailbox.take_dead())
 
     def _forget_everywhere(self, keys: list[str]) -> None:
         """Drop dead files from every worker and from our accounting, so their disk is free.
@@ -610,5 +507,5 @@ class Manager:
         self.scheduler.worker_lost(w)
         results = self.recovery.worker_lost(w, why)
         w.running.clear()
-        self._report(results)
+        self.mailbox.report(results)
 
