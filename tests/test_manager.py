@@ -204,13 +204,13 @@ def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monke
     c = cluster(worker_queue=4)
     c.worker("w1", cores=1)
     sizes = []
-    handle = Manager._handle
+    handle = c.m.conns.handle  # each message a worker sent, decoded
 
-    def spy(self, w, msg):
+    def spy(w, msg):
         sizes.append(len(getattr(msg, "outcomes", ())))
-        handle(self, w, msg)
+        handle(w, msg)
 
-    monkeypatch.setattr(Manager, "_handle", spy)
+    monkeypatch.setattr(c.m.conns, "handle", spy)
     tasks = [task(i, "true") for i in range(12)]
     assert {r.status for r in c.run(*tasks)} == {"ok"}
     assert sum(sizes) == 12 and max(sizes) > 1

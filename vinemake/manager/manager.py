@@ -11,6 +11,7 @@ short-lived thread each, so a client that connects and says nothing cannot stall
 This module is the loop that ties the manager's parts together; each concern has its own:
 
     mailbox     what crosses threads: tasks in, results and lost files out, the wake-up
+    connections reading and writing the worker sockets, flushed once per turn
     joining     the handshake of a newcomer, off the loop
     workers     the record of one connected worker: its resources, tasks, cache
     replicas    who holds which file, sizes and hashes, copies on their way
@@ -44,6 +45,7 @@ from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerPro
 from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
+from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.joining import Newcomer, handshake, largest, unique_name
@@ -54,7 +56,6 @@ from vinemake.manager.scheduler import Scheduler
 from vinemake.manager.transfers import MANAGER, TransferLog
 from vinemake.manager.workers import Worker
 from vinemake.protocol import (
-    MSG,
     PUSH_FAILED,
     Done,
     Drop,
@@ -62,7 +63,6 @@ from vinemake.protocol import (
     ProtocolError,
     Push,
     Transferred,
-    decode,
     encode,
     host_id,
     outcome_from_wire,
@@ -128,9 +128,8 @@ class Manager:
                                  self.mailbox.lost)
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
-        self._dirty: list[Worker] = []
-        self._rbuf = bytearray(1 << 20)
-        self._rview = memoryview(self._rbuf)
+        self.sel = selectors.DefaultSelector()
+        self.conns = Connections(self.sel, self.workers, self._handle, self._lose)
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._delivered,
             lambda wid, keys: post(lambda: self._drop(wid, keys)),
@@ -145,10 +144,9 @@ class Manager:
             [self.host, self.files.port, MANAGER, self.ssl_context is not None],
             config.transfer_limit, config.peer_transfers)
         self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
-                                   self.recovery, fetches, self.delivering, self._send,
+                                   self.recovery, fetches, self.delivering, self.conns.send,
                                    self.mailbox.report, self._drop)
 
-        self.sel = selectors.DefaultSelector()
         self.sel.register(self._listener, selectors.EVENT_READ, "listen")
         self.sel.register(self.mailbox.wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
@@ -223,13 +221,13 @@ class Manager:
                     elif key.data == "wake":
                         self._drain_wake()
                     elif mask & selectors.EVENT_WRITE:
-                        self._flush(key.data)
+                        self.conns.flush(key.data)
                     if mask & selectors.EVENT_READ and isinstance(key.data, Worker):
-                        self._read(key.data)
+                        self.conns.read(key.data)
                 if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
                 self.scheduler.schedule()
-                self._flush_all()
+                self.conns.flush_all()
                 timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
                 if self.provider is not None and now >= next_scale:
@@ -274,8 +272,8 @@ class Manager:
             for tid in w.running:
                 self.recovery.cancel(tid)
             if w.running:
-                self._send(w, Kill(list(w.running)))
-        self._flush_all()
+                self.conns.send(w, Kill(list(w.running)))
+        self.conns.flush_all()
 
     # ------------------------------------------------------------ joining
 
@@ -309,13 +307,12 @@ class Manager:
             log.warning("worker %s left during its welcome: %s", wid, e)
             n.sock.close()
             return
-        n.sock.setblocking(False)
         self.workers[wid] = w
         w.sizes = self.replicas.sizes
         for key, size, digest in n.cached:  # what outlives a worker is `@cache forever`
             self.replicas.sizes[key] = size
             self.replicas.add(w, key, digest, forever=True)
-        self.sel.register(n.sock, selectors.EVENT_READ, w)
+        self.conns.add(w)
         self.workers_joined += 1
         self._update_largest()
         log.info("worker %s joined from %s (%s)", wid, n.addr,
@@ -324,67 +321,7 @@ class Manager:
     def _update_largest(self) -> None:
         self.mailbox.set_largest(largest(w.total for w in self.workers.values()))
 
-    # ------------------------------------------------------------ reading and writing
-
-    def _read(self, w: Worker) -> None:
-        try:
-            # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
-            # object on every read, most of the manager's CPU per small message.
-            n = w.sock.recv_into(self._rbuf)
-            data = self._rview[:n].tobytes()
-            if isinstance(w.sock, ssl.SSLSocket):
-                while w.sock.pending():
-                    data += w.sock.recv(w.sock.pending())
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return
-        except OSError as e:
-            self._lose(w, f"connection error: {e}")
-            return
-        if not data:
-            self._lose(w, "connection closed")
-            return
-        try:
-            for kind, payload in w.reader.feed(data):
-                if kind != MSG:
-                    raise ProtocolError("unexpected data frame")
-                if self.workers.get(w.id) is not w:
-                    return  # lost while handling an earlier frame: the rest is moot
-                try:
-                    self._handle(w, decode(payload))
-                except (TypeError, ValueError, KeyError, AttributeError) as e:
-                    # well-formed JSON with ill-typed fields: as bad as garbage
-                    raise ProtocolError(f"garbled {payload[:40]!r}: {e}") from None
-        except ProtocolError as e:
-            log.warning("closing connection to worker %s: %s", w.id, e)
-            self._lose(w, str(e))
-
-    def _send(self, w: Worker, msg) -> None:
-        """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
-        if not w.outbuf:
-            self._dirty.append(w)
-        w.outbuf += encode(msg)
-
-    def _flush_all(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for w in dirty:
-            self._flush(w)
-
-    def _flush(self, w: Worker) -> None:
-        if self.workers.get(w.id) is not w:
-            return
-        try:
-            while w.outbuf:
-                n = w.sock.send(w.outbuf)
-                del w.outbuf[:n]
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            pass
-        except OSError as e:
-            self._lose(w, f"send failed: {e}")
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.outbuf else 0)
-        if w.events != events:
-            self.sel.modify(w.sock, events, w)
-            w.events = events
+    # ------------------------------------------------------------ messages from workers
 
     def _handle(self, w: Worker, msg) -> None:
         if isinstance(msg, Done):
@@ -427,13 +364,13 @@ class Manager:
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
         if task.id in self.recovery.silent:
             if outcome.failed:
-                self._send(w, Drop([key for _, key, _ in outcome.failed]))
+                self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
             self.recovery.rerun_ended(task, r)
             return
         failed = [(os.path.join(task.failed_dir, name), key, path)
                   for name, key, path in outcome.failed] if task.failed_dir else []
         if outcome.failed and not failed:
-            self._send(w, Drop([key for _, key, _ in outcome.failed]))
+            self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
         if not wanted and not failed:
             self.mailbox.report([r])
             return
@@ -457,12 +394,12 @@ class Manager:
         if w is None:
             self.delivery.worker_lost(wid)
         else:
-            self._send(w, Push(key))
+            self.conns.send(w, Push(key))
 
     def _drop(self, wid: str, keys: list[str]) -> None:
         w = self.workers.get(wid)
         if w is not None and keys:
-            self._send(w, Drop(keys))
+            self.conns.send(w, Drop(keys))
             for key in keys:
                 self.replicas.forget(w, key)
 
@@ -499,11 +436,7 @@ class Manager:
         self.workers_left += 1
         log.warning("lost worker %s: %s", w.id, why)
         self.delivery.worker_lost(w.id)
-        try:
-            self.sel.unregister(w.sock)
-        except (KeyError, ValueError):
-            pass
-        w.sock.close()
+        self.conns.close(w)
         self.scheduler.worker_lost(w)
         results = self.recovery.worker_lost(w, why)
         w.running.clear()
