@@ -5,13 +5,15 @@
     python bench/dispatch.py --quick         # 1k null rules and the chain only
     python bench/dispatch.py --profile null:10000   # cProfile of vinemake's own process
 
-Side by side in one run: vinemake, GNU make -j2, ninja -j2, Snakemake (capped: it needs
-minutes beyond a few thousand rules) and Makeflow -T local -j 2. Each prints wall time and the
-ratio to vinemake. vinemake also reports the CPU its own process spent (manager and engine,
-not the worker or the commands): the per-task figure is (CPU of the run − CPU of a no-op rerun
-of the same workflow down the full path, its up-to-date snapshot removed) / rules, i.e.
-dispatch only, with parsing and hashing taken out. The no-op row is the rerun after that
-one, as a user sees it (the snapshot check).
+Side by side in one run: vinemake, GNU make -j2, ninja -j2, Snakemake (capped: it needs minutes
+beyond a few thousand rules) and Makeflow -T local -j 2, and for independent rules "floor"
+(bench/spawnfloor.py): a bare Python loop starting the same commands the way vinemake's worker
+does, cores at once, the least any Python runner can spend. Each prints wall time and the ratio
+to vinemake. vinemake also reports the CPU its own process spent (manager and engine, not the
+worker or the commands): the per-task figure is (CPU of the run − CPU of a no-op rerun of the
+same workflow down the full path, its up-to-date snapshot removed) / rules, i.e. dispatch only,
+with parsing and hashing taken out. The no-op row is the rerun after that one, as a user sees
+it (the snapshot check).
 
 The 100k no-op needs a built workflow. Building 100k rules for real takes minutes, so the
 benchmark creates the outputs itself and seeds vinemake's journal the way a finished run
@@ -121,6 +123,9 @@ def tool_argv(tool: str, noop: bool) -> list[str]:
         return [peers.find_snakemake(), "-c2", "--quiet"]
     if tool == "makeflow":
         return [peers.find_makeflow(), "-T", "local", "-j", "2", "Makeflow"]
+    if tool == "floor":
+        return [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                             "spawnfloor.py"), "."]
     raise ValueError(tool)
 
 
@@ -154,6 +159,8 @@ def case(base: str, name: str, rules, tools, timeout: float):
     for tool in tools:
         if tool == "snakemake" and len(rules) > SNAKEMAKE_MAX:
             continue
+        if tool == "floor" and any(deps for _, deps in rules):
+            continue  # it runs commands in file order, blind to dependencies
         root = fresh(base, f"{name}-{tool}", rules)
         try:
             if tool == "vinemake":
@@ -166,6 +173,8 @@ def case(base: str, name: str, rules, tools, timeout: float):
                     pass  # a failed run leaves none
                 _, cpu["noop"], _ = run_vinemake(root, timeout)
                 noop[tool], _, _ = run_vinemake(root, timeout)
+            elif tool == "floor":  # nothing to rerun: it keeps no state
+                rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
             else:
                 rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
                 noop[tool] = peers.measure(tool_argv(tool, True), root, timeout)
@@ -235,7 +244,7 @@ def main() -> None:
     ap.add_argument("--workdir", default=os.path.join(tempfile.gettempdir(), "vinemake-dispatch"))
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--timeout", type=float, default=900)
-    ap.add_argument("--tools", default="vinemake,make,ninja,snakemake,makeflow")
+    ap.add_argument("--tools", default="vinemake,make,ninja,snakemake,makeflow,floor")
     ap.add_argument("--profile", metavar="KIND:N")
     ap.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     args = ap.parse_args()

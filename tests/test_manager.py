@@ -250,18 +250,54 @@ def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
     assert c.m.workers["w1"].free[0] == 1.0
 
 
-def test_max_tasks_caps_concurrency(cluster, tmp_path):
+def exclusive(tmp_path, i, gate=None):
+    """A command that fails if another such command runs at the same moment (mkdir is
+    atomic), optionally holding on until `gate` exists."""
+    lock = tmp_path / "running"
+    hold = f"while [ ! -e {gate} ]; do sleep 0.01; done; " if gate else "sleep 0.05; "
+    return (f"mkdir {lock} || exit 7; touch {tmp_path}/s.{i}; {hold}rmdir {lock}")
+
+
+def test_max_tasks_caps_concurrency_on_the_worker_holding_tasks_ahead(cluster, tmp_path):
     c = cluster(max_tasks=1)
     c.worker("w1", cores=2)
     gate = tmp_path / "gate"
-    tasks = [task(i, f"touch {tmp_path}/s.{i}; while [ ! -e {gate} ]; do sleep 0.01; done")
-             for i in range(2)]
+    tasks = [task(i, exclusive(tmp_path, i, gate if i == 0 else None)) for i in range(6)]
     for t in tasks:
         c.m.submit(t)
-    wait_for(lambda: list(tmp_path.glob("s.*")), "a task to start")
-    assert (c.m.running_total, len(c.m.queue)) == (1, 1)
+    wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    # -j does not stop tasks being sent ahead to the only worker: it was told the cap
+    wait_for(lambda: not c.m.queue, "the rest to be sent ahead")
+    assert [t.id for t in c.m.workers["w1"].waiting] == [1, 2, 3, 4, 5]
     gate.touch()
-    assert [r.status for r in c.collect(*tasks)] == ["ok", "ok"]
+    assert [(r.status, r.exit_code) for r in c.collect(*tasks)] == [("ok", 0)] * 6
+
+
+def test_max_tasks_caps_concurrency_for_library_calls_too(tmp_path):
+    from vinemake.task import LibrarySpec
+    from vinemake.worker.runner import Slots
+    slots = Slots(Resources(cores=4, memory_mb=1000, disk_mb=1000), max_tasks=2)
+    call = task(1, "f()", library=LibrarySpec("lib", "lib-key", "python lib.py", (),
+                                             Resources(), 1, ()))
+    slots.call_started()
+    assert slots.offer(task(2, "true"))
+    assert not slots.offer(task(3, "true"))  # the call and one command: the cap
+    assert [t.id for t, _ in slots.release(call)] == [3]
+
+
+def test_max_tasks_with_several_workers_sends_nothing_ahead(cluster, tmp_path):
+    c = cluster(max_tasks=1)
+    c.worker("w1", cores=2)
+    c.worker("w2", cores=2)
+    gate = tmp_path / "gate"
+    tasks = [task(i, exclusive(tmp_path, i, gate if i == 0 else None)) for i in range(4)]
+    for t in tasks:
+        c.m.submit(t)
+    wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    assert (c.m.running_total, len(c.m.queue)) == (1, 3)
+    assert not any(w.waiting for w in c.m.workers.values())
+    gate.touch()
+    assert [(r.status, r.exit_code) for r in c.collect(*tasks)] == [("ok", 0)] * 4
 
 
 def test_a_task_on_a_killed_worker_is_rerun_on_another(cluster, tmp_path):

@@ -163,3 +163,16 @@ def test_the_view_counts_files_on_their_way_as_taking_cache_space():
     r.charge(w, "coming", "peer")
     v = w.view()
     assert (v.cached_mb, v.incoming) == (5.0, frozenset({"coming"}))
+
+
+def test_waiting_tasks_start_within_the_j_cap_the_worker_was_told():
+    w = Worker.joined("w1", None, "127.0.0.1", 9000, True,
+                      Resources(cores=4, memory_mb=1000, disk_mb=1000, gpus=0), max_tasks=1)
+    first, second = task(1), task(2)
+    w.start(first, Resources(cores=1, memory_mb=0, disk_mb=0, gpus=0))
+    w.queue(second)
+    w.promote()  # three cores free, but one task at a time
+    assert (list(w.waiting), w.free[0]) == ([second], 3)
+    del w.running[first.id]
+    w.release(first)
+    assert (list(w.waiting), w.free[0]) == ([], 3)

@@ -104,6 +104,7 @@ class Welcome:
     same_host: bool = False
     transfer_limit: int = 3
     file_port: int = 0  # the manager's file server, where Push uploads go
+    max_tasks: int = 0  # tasks (commands and calls) the worker may run at once (-j); 0: no cap
 
 
 @_message

@@ -297,12 +297,13 @@ class Manager:
     def _adopt(self, n: Newcomer) -> None:
         wid = unique_name(n.hello.name or n.addr, self.workers, self._names)
         w = Worker.joined(wid, n.sock, n.addr, n.file_port, n.hello.host_id == self.host_id,
-                          n.resources)
+                          n.resources, self.config.max_tasks)
         try:
             n.sock.sendall(encode(welcome_for(n.hello, self.secret, worker_id=wid,
                                               same_host=w.same_host,
                                               transfer_limit=self.config.transfer_limit,
-                                              file_port=self.files.port)))
+                                              file_port=self.files.port,
+                                              max_tasks=self.config.max_tasks or 0)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
             n.sock.close()

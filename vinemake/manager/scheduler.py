@@ -92,6 +92,8 @@ class Scheduler:
         # bounded way down the queue, counting full placement attempts apart from tasks ruled
         # out by the cheap core count.
         cap = self.config.max_tasks
+        if cap is not None:  # tasks sent ahead to wait on a worker have not started
+            cap += sum(len(w.waiting) for w in self.workers.values())
         skipped = []
         attempts = looked = 0
         while self.queue and attempts < 32 and looked < 1000:
@@ -127,9 +129,12 @@ class Scheduler:
         round trip was a third of a slot's time. Only on this host: a remote worker's queue
         could hold back a task that another worker, free sooner, would run (and only plain
         commands whose inputs are already there and that declare no disk, which placement
-        checks against the worker's cache, in queue order, within the -j cap).
+        checks against the worker's cache, in queue order). Under -j only while this is the
+        one worker: it was told the cap and starts no more than that at once, but with
+        several workers only the manager can keep the sum under it.
         """
-        cap = self.config.max_tasks
+        if self.config.max_tasks is not None and len(self.workers) > 1:
+            return
         for w in self.workers.values():
             if not w.same_host:
                 continue
@@ -138,8 +143,6 @@ class Scheduler:
             if len(w.waiting) > depth // 2:
                 continue
             while self.queue and len(w.waiting) < depth:
-                if cap is not None and self.running_total >= cap:
-                    return
                 task = self.queue[0]
                 if (task.library is not None or task.batch_options or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)

@@ -49,15 +49,17 @@ class Worker:
     # `running` too (a lost worker's are re-queued), but their resources are not charged.
     waiting: collections.deque = field(default_factory=collections.deque)
     waiting_ids: set = field(default_factory=set)
+    max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
 
     @classmethod
     def joined(cls, wid: str, sock: socket.socket, addr: str, file_port: int,
-               same_host: bool, resources: Resources) -> Worker:
+               same_host: bool, resources: Resources, max_tasks: int | None = None) -> Worker:
         """A newcomer, all of its resources free."""
         return cls(id=wid, sock=sock, addr=addr, file_port=file_port, same_host=same_host,
                    total=resources,
                    free=[resources.cores or 0, resources.memory_mb or 0,
-                         resources.disk_mb or 0, resources.gpus or 0])
+                         resources.disk_mb or 0, resources.gpus or 0],
+                   max_tasks=max_tasks)
 
     def view(self) -> WorkerView:
         if self.waiting:  # tasks wait there already: a new one would wait behind them
@@ -104,11 +106,13 @@ class Worker:
     def promote(self) -> None:
         """The worker starts its waiting tasks in order as they fit: charge them likewise."""
         free = self.free
+        cap = self.max_tasks
         while self.waiting:
             amounts = want(self.waiting[0].resources)
-            # as the worker's Slots decide: in order, within resources, or alone
-            if len(self.running) > len(self.waiting) and any(
-                    amount > have + 1e-9 for amount, have in zip(amounts, free, strict=True)):
+            # as the worker's Slots decide: in order, within resources and -j, or alone
+            started = len(self.running) - len(self.waiting)
+            if started and ((cap is not None and started >= cap) or any(
+                    amount > have + 1e-9 for amount, have in zip(amounts, free, strict=True))):
                 return
             task = self.waiting.popleft()
             self.waiting_ids.discard(task.id)

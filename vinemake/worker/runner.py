@@ -86,13 +86,17 @@ class Slots:
     the manager. Tasks start in arrival order; one that does not fit waits for resources,
     and so do the ones behind it. With nothing running the head starts whatever it asks,
     so a task the manager judged to fit can never wait forever.
+
+    `max_tasks` (the manager's -j, 0 for none) caps how many run at once, library calls
+    included: they hold no slot resources here (their library instance does) but count.
     """
 
-    def __init__(self, total: Resources):
+    def __init__(self, total: Resources, max_tasks: int = 0):
         self._free = [total.cores or 0.0, total.memory_mb or 0, total.disk_mb or 0,
                       total.gpus or 0]
         self._queue: collections.deque = collections.deque()  # (task, payload)
-        self._running = 0
+        self._running = 0  # commands and calls
+        self.max_tasks = max_tasks
         self._lock = threading.Lock()
 
     def offer(self, task: Task, payload=None) -> bool:
@@ -114,6 +118,11 @@ class Slots:
                 self._charge(pair[0], 1)
                 ready.append(pair)
             return ready
+
+    def call_started(self) -> None:
+        """A library call started (never queued: its instance holds the resources)."""
+        with self._lock:
+            self._running += 1
 
     def waiting(self) -> int:
         """How many tasks wait (a snapshot)."""
@@ -137,6 +146,8 @@ class Slots:
     def _fits(self, task: Task) -> bool:
         if self._running == 0:
             return True
+        if self.max_tasks and self._running >= self.max_tasks:
+            return False
         c, m, d, g = _need(task)
         free = self._free
         return (c <= free[0] + 1e-9 and m <= free[1] + 1e-9 and d <= free[2] + 1e-9

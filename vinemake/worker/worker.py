@@ -162,6 +162,7 @@ class Worker:
                 conn.sock.settimeout(None)
                 self.name = welcome.worker_id or self.name
                 self._manager_files = welcome.file_port
+                self.slots.max_tasks = welcome.max_tasks
                 self.files.slots = threading.BoundedSemaphore(max(1, welcome.transfer_limit))
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
@@ -236,7 +237,10 @@ class Worker:
         with self._running_lock:
             self._running += 1
         # A call runs inside its library's instance, which holds the resources: not queued.
-        if task.library is not None or self.slots.offer(task, (self.runner, fetches)):
+        if task.library is not None:
+            self.slots.call_started()
+            self._begin(self.runner, task, fetches)
+        elif self.slots.offer(task, (self.runner, fetches)):
             self._begin(self.runner, task, fetches)
 
     def _begin(self, runner: Runner, task, fetches) -> None:
@@ -267,9 +271,8 @@ class Worker:
                             freed=bool(freed))
 
     def _free_slot(self, task) -> None:
-        if task.library is None:
-            for waiting, (runner, fetches) in self.slots.release(task):
-                self._begin(runner, waiting, fetches)
+        for waiting, (runner, fetches) in self.slots.release(task):
+            self._begin(runner, waiting, fetches)
 
     def _ended(self, task, outcome, freed: bool = False) -> None:
         """A task's outcome is known (any thread): start what waited for it, report it."""
