@@ -4,7 +4,8 @@ Outputs with a path go to that path, failed outputs to the task's failed_dir, ea
 atomically (temp name in the target's directory, then rename). A worker on this host is read
 by hard link from its cache; a remote worker's file server is asked for the bytes, which are
 checked against the content hash the worker recorded. Remote fetches run on a small thread
-pool so the manager's loop never waits on a network copy.
+pool so the manager's loop never waits on a network copy. Small outputs may come inside the
+task's outcome itself: those are checked and installed at once (`install_inline`).
 
 With TLS the manager does not fetch from a worker (a worker has no certificate, so its file
 server cannot encrypt): it asks the worker to push the file to the manager's own file server,

@@ -85,6 +85,7 @@ class Scheduler:
         self.running_total -= len(w.running)
 
     def schedule(self) -> None:
+        """Send every queued task that can start now (one bounded pass down the queue)."""
         if not self.queue or not self.workers:
             return
         # This pass runs after every event, so it must cost next to nothing when nothing can
