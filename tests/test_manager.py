@@ -204,13 +204,13 @@ def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monke
     c = cluster(worker_queue=4)
     c.worker("w1", cores=1)
     sizes = []
-    handle = Manager._handle
+    handle = c.m.conns.handle  # each message a worker sent, decoded
 
-    def spy(self, w, msg):
+    def spy(w, msg):
         sizes.append(len(getattr(msg, "outcomes", ())))
-        handle(self, w, msg)
+        handle(w, msg)
 
-    monkeypatch.setattr(Manager, "_handle", spy)
+    monkeypatch.setattr(c.m.conns, "handle", spy)
     tasks = [task(i, "true") for i in range(12)]
     assert {r.status for r in c.run(*tasks)} == {"ok"}
     assert sum(sizes) == 12 and max(sizes) > 1
@@ -479,7 +479,7 @@ def test_the_forever_cache_survives_a_worker_restart(cluster, tmp_path):
                      outputs=[("out-c", "copy", str(tmp_path / "copy"))]))
     assert r3.ok, r3
     assert (tmp_path / "copy").read_text() == "kept\n"
-    assert c.m.replicas.get("out-g") is None
+    assert c.m.replicas.holders.get("out-g") is None
 
 
 def test_the_local_backend_starts_a_worker_with_this_machines_resources(tmp_path):
@@ -729,7 +729,7 @@ def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_
     # tried from the unreachable copy, which was then forgotten; nothing else can make it
     assert (r.status, r.reason) == ("error", "input lost with a worker and no task known to "
                                              "re-create it: x")
-    assert "out-x" not in c.m.replicas and "liar" in c.m.workers
+    assert "out-x" not in c.m.replicas.holders and "liar" in c.m.workers
     liar.close()
 
 
@@ -901,7 +901,7 @@ def test_forgotten_intermediates_leave_every_worker_cache(cluster, tmp_path):
     wait_for(lambda: not cached_keys(tmp_path, "small") + cached_keys(tmp_path, "large"),
              "the dead intermediates to be removed from both workers")
     assert (tmp_path / "out").read_text() == "one\none\n"
-    assert "out-m1" not in c.m.replicas and "out-m2" not in c.m.replicas
+    assert "out-m1" not in c.m.replicas.holders and "out-m2" not in c.m.replicas.holders
     assert [(w.cached, w.cache_bytes) for w in c.m.workers.values()] == [({}, 0), ({}, 0)]
 
 

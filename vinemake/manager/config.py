@@ -41,7 +41,7 @@ class ManagerConfig:
     max_retries: int = 3
     seed: int | None = None  # for --placement random, so comparisons are repeatable
     # Tasks per core a worker on this host may hold beyond what fits, started by the worker
-    # as soon as a slot frees (0: none). See Manager._queue_ahead.
+    # as soon as a slot frees (0: none). See Scheduler._queue_ahead.
     worker_queue: int = 4
 
     @property

@@ -4,7 +4,8 @@ Outputs with a path go to that path, failed outputs to the task's failed_dir, ea
 atomically (temp name in the target's directory, then rename). A worker on this host is read
 by hard link from its cache; a remote worker's file server is asked for the bytes, which are
 checked against the content hash the worker recorded. Remote fetches run on a small thread
-pool so the manager's loop never waits on a network copy.
+pool so the manager's loop never waits on a network copy. Small outputs may come inside the
+task's outcome itself: those are checked and installed at once (`install_inline`).
 
 With TLS the manager does not fetch from a worker (a worker has no certificate, so its file
 server cannot encrypt): it asks the worker to push the file to the manager's own file server,
@@ -22,8 +23,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import xxhash
+
 from vinemake.fileserver import fetch
-from vinemake.manager.transfers import MANAGER, TransferLog, install
+from vinemake.manager.transfers import MANAGER, TransferLog, install, install_bytes
 from vinemake.protocol import ProtocolError
 from vinemake.task import TaskResult
 
@@ -72,6 +75,27 @@ class Delivery:
         self.report = report
         self.drop = drop
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
+
+    def install_inline(self, worker_id: str, inline, wanted: list) -> list:
+        """Put in place, now, the outputs whose bytes came inside a task's outcome.
+
+        `inline` is [(key, bytes)], `wanted` [(TaskFile, (key, size, hash, cache path))];
+        returns the part of `wanted` still to fetch. ProtocolError if bytes do not match.
+        """
+        data = dict(inline)
+        rest = []
+        now = time.time()
+        for f, entry in wanted:
+            key, size, digest, _path = entry
+            if key not in data:
+                rest.append((f, entry))
+                continue
+            if len(data[key]) != size or xxhash.xxh3_128_hexdigest(data[key]) != digest:
+                raise ProtocolError(f"corrupt transfer of {key}: inline bytes do not match "
+                                    "the recorded hash")
+            install_bytes(data[key], f.path)
+            self.log.record(worker_id, MANAGER, key, size, now, now)
+        return rest
 
     def deliver(self, origin: Origin, result: TaskResult, installs: list[Install]) -> None:
         if origin.same_host:

@@ -8,6 +8,19 @@ short-lived thread each, so a client that connects and says nothing cannot stall
     worker → Transferred (logged, source freed) … Done(outcomes) → outputs installed at their
     paths (linked from the worker's cache on this host, else fetched) → TaskResult to wait()
 
+This module is the loop that ties the manager's parts together; each concern has its own:
+
+    mailbox     what crosses threads: tasks in, results and lost files out, the wake-up
+    connections reading and writing the worker sockets, flushed once per turn
+    joining     the handshake of a newcomer, off the loop
+    workers     the record of one connected worker: its resources, tasks, cache
+    replicas    who holds which file, sizes and hashes, copies on their way
+    scheduler   the queue and the pass that places and sends tasks, making room in caches
+    fetches     which sources each input a worker lacks comes from
+    recovery    tasks and intermediates lost with a worker: retries and silent re-runs
+    delivery    putting a finished task's outputs at their paths on this host
+    placement   pure decisions: which worker, what to drop (transfers: which source)
+
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
 a queued task needs an intermediate that existed only there (kept on workers, no path on this
@@ -20,61 +33,41 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import itertools
 import logging
 import os
-import random
 import selectors
 import socket
 import ssl
 import threading
 import time
-from dataclasses import dataclass, field
-
-import xxhash
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.errors import InfrastructureError
 from vinemake.fileserver import FileServer
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
+from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Install, Origin
-from vinemake.manager.placement import (
-    MB,
-    Cached,
-    WorkerView,
-    blend_rate,
-    fits,
-    holder,
-    locality_wait_s,
-    make_room,
-    missing_bytes,
-    need,
-    place,
-)
-from vinemake.manager.transfers import MANAGER, TransferLog, choose_sources, install_bytes
+from vinemake.manager.fetches import FetchPlanner
+from vinemake.manager.joining import Newcomer, handshake, largest, unique_name
+from vinemake.manager.mailbox import SUBMIT_LATENCY_S, Mailbox
+from vinemake.manager.recovery import Recovery
+from vinemake.manager.replicas import Replicas
+from vinemake.manager.scheduler import Scheduler
+from vinemake.manager.transfers import MANAGER, TransferLog
+from vinemake.manager.workers import Worker
 from vinemake.protocol import (
-    MSG,
     PUSH_FAILED,
-    Connection,
     Done,
     Drop,
-    FrameReader,
     Kill,
     ProtocolError,
     Push,
-    Refuse,
-    Run,
     Transferred,
-    decode,
     encode,
     host_id,
     outcome_from_wire,
     read_secret,
-    resources_from_wire,
     server_context,
-    server_handshake,
-    task_to_wire,
-    tune,
     welcome_for,
 )
 from vinemake.spec import Resources
@@ -83,65 +76,6 @@ from vinemake.task import Task, TaskResult
 __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
-
-# The least time a task waits for the busy worker that holds its intermediates (kept on
-# workers, one copy) before it runs elsewhere and the file is copied: intermediates are usually
-# consumed right after they are made, by a task that is quick to wait for. Larger inputs wait
-# up to about their copy time at the observed rate (placement.locality_wait_s).
-LOCALITY_WAIT_S = 1.0
-# A large file is sent by each source to one worker at a time, whatever transfer_limit
-# allows, and a worker still receiving it is a source too (cut-through): each copy then flows
-# at a full link's speed down a pipeline (manager → w1 → w2 → …), and every worker has the
-# file about one file-time after the first started, where a source splitting its link k ways
-# would slow each of its receivers, and everyone downstream, k-fold.
-LARGE_FILE_BYTES = 8_000_000
-# The longest a submitted task waits for the loop when the engine does not call wait().
-SUBMIT_LATENCY_S = 0.05
-# While tasks still wait in the manager's queue, the engine is not what keeps workers busy:
-# results are handed over in batches (at most this late, or this many) instead of waking the
-# engine's thread for each one, which cost more CPU than the rest of a null task's handling.
-RESULT_HOLD_S = 0.01
-RESULT_BATCH = 64
-
-
-@dataclass
-class _Worker:
-    """The manager's record of one connected worker (loop thread only)."""
-
-    id: str
-    sock: socket.socket
-    addr: str
-    file_port: int
-    same_host: bool
-    total: Resources
-    free: list  # [cores, memory_mb, disk_mb, gpus]
-    reader: FrameReader = field(default_factory=FrameReader)
-    outbuf: bytearray = field(default_factory=bytearray)
-    running: dict = field(default_factory=dict)  # task id -> Task
-    holds: set = field(default_factory=set)
-    charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
-    cached: dict = field(default_factory=dict)  # key in holds -> bytes it takes in the cache
-    cache_bytes: int = 0  # sum of `cached`
-    forever: set = field(default_factory=set)  # keys in `cached` that are `@cache forever`
-    sizes: dict = field(default_factory=dict)  # the manager's sizes (of files in flight here)
-    libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
-    events: int = selectors.EVENT_READ  # as registered with the selector
-    # Sent beyond what fits, in order: the worker starts each as its resources free up. In
-    # `running` too (a lost worker's are re-queued), but their resources are not charged.
-    waiting: collections.deque = field(default_factory=collections.deque)
-    waiting_ids: set = field(default_factory=set)
-
-    def view(self) -> WorkerView:
-        if self.waiting:  # tasks wait there already: a new one would wait behind them
-            return WorkerView(self.id, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0),
-                              len(self.running))
-        c, m, d, g = self.free
-        cached, incoming = self.cache_bytes, frozenset()
-        if self.charged:  # files on their way here take their space already
-            incoming = frozenset(self.charged)
-            cached += sum(self.sizes.get(k, 0) for k in incoming if k not in self.cached)
-        return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
-                          len(self.running), cached / MB, incoming, self.same_host)
 
 
 class Manager:
@@ -171,7 +105,6 @@ class Manager:
             self.ssl_context = server_context(config.ssl_cert, config.ssl_key)
         os.makedirs(config.workdir, exist_ok=True)
         self.transfer_log = TransferLog(config.transfer_log)
-        self.rng = random.Random(config.seed) if config.placement == "random" else None
         self.host_id = host_id()
 
         self._listener = socket.create_server((config.host, config.port))
@@ -182,112 +115,76 @@ class Manager:
                 f.write(f"{self.port}\n")
             os.replace(config.port_file + ".tmp", config.port_file)
 
-        # Shared with the engine's thread, under _lock.
-        self._lock = threading.Lock()
-        self._results_ready = threading.Condition(self._lock)
-        self._inbox: list[Task] = []
-        self._events: list = []  # callables from helper threads, run on the loop
-        self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
-        self._results: list[TaskResult] = []
-        self._lost_keys: set[str] = set()
-        self._largest: Resources | None = None
-        self._woken = False
-        self._closed = False
-        self._crash = ""
-        self._failure: InfrastructureError | None = None  # from the worker provider
+        self.mailbox = Mailbox()  # all that crosses threads
+        post = self.mailbox.post
 
         # Loop thread only.
-        self.workers: dict[str, _Worker] = {}
-        self.replicas: dict[str, set[str]] = {}
-        self.hashes: dict[str, str] = {}
-        self.sizes: dict[str, int] = {}
-        self.paths: dict[str, str] = {}
-        self.remote_only: set[str] = set()
-        self.producers: dict[str, Task] = {}  # remote-only key -> the task that made it
-        self.silent: set[int] = set()  # ids of producers re-run to re-create lost files
-        self.unrecoverable: set[str] = set()
-        self.inflight: collections.Counter = collections.Counter()
-        self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
+        self.workers: dict[str, Worker] = {}
+        self.replicas = Replicas()
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
-        self.evicted = 0  # cache entries dropped to make room for a task, ever
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
-        self.rate: float | None = None  # bytes/s of completed transfers, a moving average
-        self._cache_epoch = 0  # bumped whenever some worker's cache changes
-        self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.queue: collections.deque[Task] = collections.deque()
-        self.lost_count: collections.Counter = collections.Counter()
-        self.running_total = 0
+        self.recovery = Recovery(self.replicas, self.queue, config.max_retries,
+                                 self.mailbox.lost)
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
-        self._first_tried: dict[int, float] = {}  # task id -> when it first waited
-        self._dirty: list[_Worker] = []
-        self._rbuf = bytearray(1 << 20)
-        self._rview = memoryview(self._rbuf)
-        self._pending_results: list[TaskResult] = []
-        self._held_since: float | None = None  # when the oldest held result came
+        self.sel = selectors.DefaultSelector()
+        self.conns = Connections(self.sel, self.workers, self._handle, self._lose)
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._delivered,
-            lambda wid, keys: self._post(lambda: self._drop(wid, keys)),
+            lambda wid, keys: post(lambda: self._drop(wid, keys)),
             limit=config.transfer_limit,
-            request_push=(lambda wid, key: self._post(lambda: self._ask_push(wid, key)))
+            request_push=(lambda wid, key: post(lambda: self._ask_push(wid, key)))
             if self.ssl_context is not None else None)
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
                                 config.transfer_limit, lambda r: log.warning("%s", r),
                                 accept=self.delivery.accept, on_stored=self.delivery.stored)
+        fetches = FetchPlanner(
+            self.replicas, self.recovery, self.workers,
+            [self.host, self.files.port, MANAGER, self.ssl_context is not None],
+            config.transfer_limit, config.peer_transfers)
+        self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
+                                   self.recovery, fetches, self.delivering, self.conns.send,
+                                   self.mailbox.report, self._drop)
 
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self.sel = selectors.DefaultSelector()
         self.sel.register(self._listener, selectors.EVENT_READ, "listen")
-        self.sel.register(self._wake_r, selectors.EVENT_READ, "wake")
+        self.sel.register(self.mailbox.wake_r, selectors.EVENT_READ, "wake")
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
+        self.mailbox.loop = self._thread
         self._thread.start()
+
+    @property
+    def running_total(self) -> int:
+        """Tasks sent to workers and not ended yet."""
+        return self.scheduler.running_total
+
+    @property
+    def evicted(self) -> int:
+        """Cache entries dropped to make room for a task, ever."""
+        return self.scheduler.evicted
 
     # ------------------------------------------------------------ Executor (engine's thread)
 
     def submit(self, task: Task) -> None:
         # The loop is woken by wait() (the engine submits a batch, then waits), or by a full
         # inbox, or finds the inbox itself within a turn: one wake-up per batch, not per task.
-        with self._lock:
-            self._inbox.append(task)
-            full = len(self._inbox) >= 256
-        if full:
-            self._wake()
+        self.mailbox.submit(task)
 
     def wait(self, timeout: float | None = None) -> list[TaskResult]:
-        if self._inbox:
-            self._wake()
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._lock:
-            while not self._results and not self._closed and self._failure is None:
-                left = None if deadline is None else deadline - time.monotonic()
-                if left is not None and left <= 0:
-                    break
-                self._results_ready.wait(left)
-            out, self._results = self._results, []
-            if not out and self._crash:
-                raise InfrastructureError(f"the manager failed: {self._crash}")
-            if not out and self._failure is not None:
-                raise self._failure
-            return out
+        return self.mailbox.wait(timeout)
 
     def cancel_all(self) -> None:
         """Forget queued tasks; kill running ones on their workers, without reporting them."""
-        self._post(self._cancel_all)
+        self.mailbox.post(self._cancel_all)
 
     def forget(self, keys) -> None:
         """The engine needs these files no more: drop them from every worker holding them."""
         # Gathered until the loop's next turn: one pass over the queue for all of them.
-        with self._lock:
-            first = not self._dead
-            self._dead.extend(keys)
-            post = first and bool(self._dead)
-        if post:
-            self._post(self._forget_dead)
+        if self.mailbox.forget(keys):
+            self.mailbox.post(self._forget_dead)
 
     def largest_worker(self) -> Resources | None:
-        with self._lock:
-            return self._largest
+        return self.mailbox.largest()
 
     def lost_files(self) -> set[str]:
         """Output keys lost since the last call that the manager cannot re-create itself.
@@ -298,17 +195,11 @@ class Manager:
         seen by this manager made, or whose re-run failed. The engine should re-run those
         producers itself (or fail their consumers).
         """
-        with self._lock:
-            out, self._lost_keys = self._lost_keys, set()
-            return out
+        return self.mailbox.take_lost()
 
     def close(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._results_ready.notify_all()
-        self._wake()
+        if not self.mailbox.close():
+            return
         self._thread.join(timeout=10)
         if self.provider is not None:
             self.provider.close()
@@ -316,105 +207,43 @@ class Manager:
         self.files.close()
         self.transfer_log.close()
 
-    # ------------------------------------------------------------ cross-thread plumbing
-
-    def _wake(self) -> None:
-        with self._lock:
-            if self._woken:
-                return
-            self._woken = True
-        try:
-            self._wake_w.send(b"x")
-        except OSError:
-            pass
-
-    def _post(self, fn) -> None:
-        with self._lock:
-            self._events.append(fn)
-        self._wake()
-
-    def _report(self, results: list[TaskResult]) -> None:
-        """Hand results to the engine; from the loop they wait for the end of its turn."""
-        if not results:
-            return
-        if threading.current_thread() is self._thread:
-            self._pending_results.extend(results)
-            return
-        with self._lock:
-            self._results.extend(results)
-            self._results_ready.notify_all()
-
-    def _publish(self) -> float:
-        """Hand the turn's results to the engine, or hold them: the select timeout to use."""
-        if not self._pending_results:
-            return SUBMIT_LATENCY_S
-        now = time.monotonic()
-        if self._held_since is None:
-            self._held_since = now
-        left = self._held_since + RESULT_HOLD_S - now
-        if self.queue and left > 0 and len(self._pending_results) < RESULT_BATCH:
-            return min(left, SUBMIT_LATENCY_S)
-        with self._lock:
-            self._results.extend(self._pending_results)
-            self._results_ready.notify_all()
-        self._pending_results = []
-        self._held_since = None
-        return SUBMIT_LATENCY_S
-
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
         next_scale = 0.0
+        mailbox = self.mailbox
         timeout = SUBMIT_LATENCY_S
         try:
-            while not self._closed:
+            while not mailbox.closed:
                 for key, mask in self.sel.select(timeout=timeout):
                     if key.data == "listen":
                         self._accept()
                     elif key.data == "wake":
                         self._drain_wake()
                     elif mask & selectors.EVENT_WRITE:
-                        self._flush(key.data)
-                    if mask & selectors.EVENT_READ and isinstance(key.data, _Worker):
-                        self._read(key.data)
-                if self._inbox:  # submitted without a wake-up (unlocked peek, then locked)
+                        self.conns.flush(key.data)
+                    if mask & selectors.EVENT_READ and isinstance(key.data, Worker):
+                        self.conns.read(key.data)
+                if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
-                self._schedule()
-                self._flush_all()
-                timeout = self._publish()
+                self.scheduler.schedule()
+                self.conns.flush_all()
+                timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
                 if self.provider is not None and now >= next_scale:
                     next_scale = now + 1.0
                     self._scale()
         except Exception as e:  # a bug: say so to the engine instead of leaving it waiting
             log.exception("manager loop crashed")
-            with self._lock:
-                self._crash = f"{type(e).__name__}: {e}"
-                self._closed = True
-                self._results_ready.notify_all()
+            mailbox.crash(f"{type(e).__name__}: {e}")
         finally:
             for w in list(self.workers.values()):
                 w.sock.close()
             self._listener.close()
 
     def _drain_wake(self) -> None:
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except BlockingIOError:
-            pass
-        with self._lock:
-            self._woken = False
-            tasks, self._inbox = self._inbox, []
-            events, self._events = self._events, []
-        for t in tasks:
-            for f in t.inputs:
-                if f.path is not None:
-                    self.paths[f.key] = f.path
-            if t.library is not None:
-                for f in t.library.inputs:
-                    if f.path is not None:
-                        self.paths[f.key] = f.path
+        tasks, events = self.mailbox.drain()
+        self.replicas.note_inputs(tasks)
         self.queue.extend(tasks)
         for fn in events:
             fn()
@@ -433,9 +262,7 @@ class Manager:
         except InfrastructureError as e:
             # Workers can never start (e.g. the batch system refuses the request for good):
             # waiting would be forever, so the engine hears it from wait().
-            with self._lock:
-                self._failure = e
-                self._results_ready.notify_all()
+            self.mailbox.fail(e)
         except Exception as e:  # a provider's hiccup must not stop running work
             log.warning("worker provider failed to scale: %s", e)
 
@@ -443,10 +270,10 @@ class Manager:
         self.queue.clear()
         for w in self.workers.values():
             for tid in w.running:
-                self.lost_count[("cancelled", tid)] = 1
+                self.recovery.cancel(tid)
             if w.running:
-                self._send(w, Kill(list(w.running)))
-        self._flush_all()
+                self.conns.send(w, Kill(list(w.running)))
+        self.conns.flush_all()
 
     # ------------------------------------------------------------ joining
 
@@ -463,138 +290,41 @@ class Manager:
 
     def _handshake(self, sock: socket.socket, addr: str) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
-        conn = None
-        try:
-            sock.setblocking(True)
-            sock.settimeout(10.0)
-            tune(sock)
-            if self.ssl_context is not None:
-                sock = self.ssl_context.wrap_socket(sock, server_side=True)
-            conn = Connection(sock)
-            hello = server_handshake(conn, self.secret)
-            if hello.role != "worker":
-                conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
-                raise ProtocolError(f"unexpected role {hello.role!r}")
-            resources = resources_from_wire(hello.resources)
-            cached = [(str(k), int(size), str(h)) for k, size, h in hello.cached]
-            file_port = int(hello.file_port)
-        except (TypeError, ValueError) as e:
-            log.warning("refused connection from %s: garbled hello: %s", addr, e)
-            conn.close()
-            return
-        except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
-            log.warning("refused connection from %s: %s", addr, e)
-            if conn is not None:
-                conn.close()  # its buffered reader holds the socket open otherwise
-            sock.close()
-            return
-        self._post(lambda: self._adopt(sock, addr, hello, resources, cached, file_port))
+        newcomer = handshake(sock, addr, self.secret, self.ssl_context)
+        if newcomer is not None:
+            self.mailbox.post(lambda: self._adopt(newcomer))
 
-    def _adopt(self, sock, addr, hello, resources: Resources, cached, file_port: int) -> None:
-        base = wid = hello.name or addr
-        while wid in self.workers:  # two live workers with one name: keep both apart
-            self._names[base] += 1
-            wid = f"{base}#{self._names[base]}"
-        w = _Worker(id=wid, sock=sock, addr=addr, file_port=file_port,
-                    same_host=hello.host_id == self.host_id, total=resources,
-                    free=[resources.cores or 0, resources.memory_mb or 0,
-                          resources.disk_mb or 0, resources.gpus or 0])
+    def _adopt(self, n: Newcomer) -> None:
+        wid = unique_name(n.hello.name or n.addr, self.workers, self._names)
+        w = Worker.joined(wid, n.sock, n.addr, n.file_port, n.hello.host_id == self.host_id,
+                          n.resources, self.config.max_tasks)
         try:
-            sock.sendall(encode(welcome_for(hello, self.secret, worker_id=wid,
-                                            same_host=w.same_host,
-                                            transfer_limit=self.config.transfer_limit,
-                                            file_port=self.files.port,
-                                            max_tasks=self.config.max_tasks or 0)))
+            n.sock.sendall(encode(welcome_for(n.hello, self.secret, worker_id=wid,
+                                              same_host=w.same_host,
+                                              transfer_limit=self.config.transfer_limit,
+                                              file_port=self.files.port,
+                                              max_tasks=self.config.max_tasks or 0)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
-            sock.close()
+            n.sock.close()
             return
-        sock.setblocking(False)
         self.workers[wid] = w
-        w.sizes = self.sizes
-        for key, size, digest in cached:  # what outlives a worker is `@cache forever`
-            self.sizes[key] = size
-            self._add_replica(w, key, digest, forever=True)
-        self.sel.register(sock, selectors.EVENT_READ, w)
+        w.sizes = self.replicas.sizes
+        for key, size, digest in n.cached:  # what outlives a worker is `@cache forever`
+            self.replicas.sizes[key] = size
+            self.replicas.add(w, key, digest, forever=True)
+        self.conns.add(w)
         self.workers_joined += 1
         self._update_largest()
-        log.info("worker %s joined from %s (%s)", wid, addr,
+        log.info("worker %s joined from %s (%s)", wid, n.addr,
                  "same host" if w.same_host else "remote")
 
     def _update_largest(self) -> None:
-        ws = [w.total for w in self.workers.values()]
-        largest = None
-        if ws:
-            largest = Resources(cores=max(r.cores or 0 for r in ws),
-                                memory_mb=max(r.memory_mb or 0 for r in ws),
-                                disk_mb=max(r.disk_mb or 0 for r in ws),
-                                gpus=max(r.gpus or 0 for r in ws))
-        with self._lock:
-            self._largest = largest
+        self.mailbox.set_largest(largest(w.total for w in self.workers.values()))
 
-    # ------------------------------------------------------------ reading and writing
+    # ------------------------------------------------------------ messages from workers
 
-    def _read(self, w: _Worker) -> None:
-        try:
-            # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
-            # object on every read, most of the manager's CPU per small message.
-            n = w.sock.recv_into(self._rbuf)
-            data = self._rview[:n].tobytes()
-            if isinstance(w.sock, ssl.SSLSocket):
-                while w.sock.pending():
-                    data += w.sock.recv(w.sock.pending())
-        except (BlockingIOError, ssl.SSLWantReadError):
-            return
-        except OSError as e:
-            self._lose(w, f"connection error: {e}")
-            return
-        if not data:
-            self._lose(w, "connection closed")
-            return
-        try:
-            for kind, payload in w.reader.feed(data):
-                if kind != MSG:
-                    raise ProtocolError("unexpected data frame")
-                if self.workers.get(w.id) is not w:
-                    return  # lost while handling an earlier frame: the rest is moot
-                try:
-                    self._handle(w, decode(payload))
-                except (TypeError, ValueError, KeyError, AttributeError) as e:
-                    # well-formed JSON with ill-typed fields: as bad as garbage
-                    raise ProtocolError(f"garbled {payload[:40]!r}: {e}") from None
-        except ProtocolError as e:
-            log.warning("closing connection to worker %s: %s", w.id, e)
-            self._lose(w, str(e))
-
-    def _send(self, w: _Worker, msg) -> None:
-        """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
-        if not w.outbuf:
-            self._dirty.append(w)
-        w.outbuf += encode(msg)
-
-    def _flush_all(self) -> None:
-        dirty, self._dirty = self._dirty, []
-        for w in dirty:
-            self._flush(w)
-
-    def _flush(self, w: _Worker) -> None:
-        if self.workers.get(w.id) is not w:
-            return
-        try:
-            while w.outbuf:
-                n = w.sock.send(w.outbuf)
-                del w.outbuf[:n]
-        except (BlockingIOError, ssl.SSLWantWriteError):
-            pass
-        except OSError as e:
-            self._lose(w, f"send failed: {e}")
-            return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.outbuf else 0)
-        if w.events != events:
-            self.sel.modify(w.sock, events, w)
-            w.events = events
-
-    def _handle(self, w: _Worker, msg) -> None:
+    def _handle(self, w: Worker, msg) -> None:
         if isinstance(msg, Done):
             for d in msg.outcomes:
                 self._finished(w, outcome_from_wire(d))
@@ -603,230 +333,12 @@ class Manager:
         else:
             raise ProtocolError(f"unexpected {msg.TYPE} from a worker")
 
-    # ------------------------------------------------------------ placing
-
-    def _schedule(self) -> None:
-        if not self.queue or not self.workers:
-            return
-        # This pass runs after every event, so it must cost next to nothing when nothing can
-        # start, yet a task that cannot start must not block smaller ones behind it: look a
-        # bounded way down the queue, counting full placement attempts apart from tasks ruled
-        # out by the cheap core count.
-        cap = self.config.max_tasks
-        if cap is not None:  # tasks sent ahead to wait on a worker have not started
-            cap += sum(len(w.waiting) for w in self.workers.values())
-        skipped = []
-        attempts = looked = 0
-        while self.queue and attempts < 32 and looked < 1000:
-            if cap is not None and self.running_total >= cap:
-                break
-            most_free = max(w.free[0] for w in self.workers.values())
-            if most_free < 1e-9 and self.queue[0].library is None:
-                break
-            task = self.queue.popleft()
-            looked += 1
-            if self.unrecoverable and self._needs_lost(task):
-                continue
-            cores = 0.0 if task.library is not None else task.resources.cores
-            if (1.0 if cores is None else cores) > most_free + 1e-9:
-                skipped.append(task)
-            elif not self._try_dispatch(task):
-                skipped.append(task)
-                attempts += 1
-        self.queue.extendleft(reversed(skipped))
-        if attempts and self.queue:
-            self._make_room()
-        if self.queue and self.config.worker_queue:
-            self._queue_ahead()
-
-    def _queue_ahead(self) -> None:
-        """Send a few tasks beyond what fits to each worker on this host (they wait there).
-
-        A worker then starts the next task the moment one ends, instead of idling while the
-        result goes to the manager and the next Run comes back: for millisecond commands that
-        round trip was a third of a slot's time. Only on this host: a remote worker's queue
-        could hold back a task that another worker, free sooner, would run (and only plain
-        commands whose inputs are already there and that declare no disk, which placement
-        checks against the worker's cache, in queue order). Under -j only while this is the
-        one worker: it was told the cap and starts no more than that at once, but with
-        several workers only the manager can keep the sum under it.
-        """
-        if self.config.max_tasks is not None and len(self.workers) > 1:
-            return
-        for w in self.workers.values():
-            if not w.same_host:
-                continue
-            depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
-            # Refilled once half empty, so that Runs leave (and are read) a few at a time.
-            if len(w.waiting) > depth // 2:
-                continue
-            while self.queue and len(w.waiting) < depth:
-                task = self.queue[0]
-                if (task.library is not None or task.batch_options or task.resources.disk_mb
-                        or not fits(need(task.resources), w.total)
-                        or self._plan_fetches(task, w) != []):
-                    return
-                self.queue.popleft()
-                w.running[task.id] = task
-                w.waiting.append(task)
-                w.waiting_ids.add(task.id)
-                self.running_total += 1
-                self._send(w, Run(task_to_wire(task), []))
-
-    def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
-        """Should `task` wait for the busy worker that holds its intermediates? For a while."""
-        best = holder(task, views, self.replicas, self.remote_only)
-        if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
-            self._first_tried.pop(task.id, None)
-            return False
-        first = self._first_tried.setdefault(task.id, time.monotonic())
-        there = next(v for v in views if v.id == wid)
-        limit = locality_wait_s(missing_bytes(task, there, self.replicas, self.sizes),
-                                self.rate, LOCALITY_WAIT_S)
-        if time.monotonic() - first < limit:
-            return True
-        del self._first_tried[task.id]
-        return False
-
-    def _needs_lost(self, task: Task) -> bool:
-        """Fail a task whose input is gone for good instead of letting it wait forever."""
-        gone = [f.sandbox for f in task.inputs if f.key in self.unrecoverable
-                and f.key not in self.replicas]
-        if gone:
-            self._report([TaskResult(task_id=task.id, status="error",
-                                     reason="input lost with a worker and no task known to "
-                                            "re-create it: " + ", ".join(gone))])
-        return bool(gone)
-
-    def _try_dispatch(self, task: Task) -> bool:
-        if task.library is not None:
-            return self._try_dispatch_call(task)
-        views = [w.view() for w in self.workers.values()]
-        wid = place(task, views, self.replicas, self.rng, self.sizes)
-        if wid is None:
-            return False
-        if self.rng is None and self.remote_only and self._wait_for_holder(task, views, wid):
-            return False
-        return self._dispatch(task, self.workers[wid], need(task.resources))
-
-    def _try_dispatch_call(self, task: Task) -> bool:
-        """A function call goes to a worker whose instance of its library has a free slot;
-        else it starts an instance where the library's resources fit, held from then on."""
-        lib = task.library
-        assert lib is not None
-        ready = [w for w in self.workers.values() if w.libs.get(lib.key, lib.slots) < lib.slots]
-        if ready:
-            w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
-            return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
-        views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
-        wid = place(dataclasses.replace(task, resources=lib.resources), views, self.replicas,
-                    self.rng, self.sizes)
-        if wid is None:
-            return False
-        return self._dispatch(task, self.workers[wid], need(lib.resources))
-
-    def _dispatch(self, task: Task, w: _Worker, want: Resources) -> bool:
-        fetches = self._plan_fetches(task, w)
-        if fetches is None:
-            return False
-        if task.library is not None:
-            w.libs[task.library.key] = w.libs.get(task.library.key, 0) + 1
-        w.free[0] -= want.cores
-        w.free[1] -= want.memory_mb
-        w.free[2] -= want.disk_mb
-        w.free[3] -= want.gpus
-        w.running[task.id] = task
-        self.running_total += 1
-        for key, _, sources in fetches:
-            if key not in w.charged:
-                self.inflight[sources[0][2]] += 1
-                self.moving[key] += 1
-                w.charged[key] = sources[0][2]
-        self._send(w, Run(task_to_wire(task), fetches))
-        return True
-
-    def _plan_fetches(self, task: Task, w: _Worker) -> list | None:
-        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
-        files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
-        fetches = []
-        for f in files:
-            # An output kept on workers (@temp) has a path that names no file on this host.
-            on_disk = f.path is not None and f.key not in self.remote_only
-            if f.key in w.holds or (w.same_host and on_disk):
-                continue
-            label = w.charged.get(f.key)
-            if label is not None and (label == MANAGER or label in self.workers):
-                # already on its way there: the worker waits for that transfer
-                fetches.append([f.key, self.hashes.get(f.key, ""), [self._source(label)]])
-                continue
-            path = None if f.key in self.remote_only else f.path or self.paths.get(f.key)
-            holders = self.replicas.get(f.key, ())
-            big = self._size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
-            pipelined = big and self.config.peer_transfers
-            order = choose_sources(holders, self.inflight,
-                                   1 if pipelined else self.config.transfer_limit,
-                                   path is not None, self.config.peer_transfers,
-                                   self.moving[f.key],
-                                   self._receivers(f.key, w.id) if pipelined else ())
-            if order == [] and not self.moving[f.key]:
-                self._recreate(f.key)
-            if not order:
-                return None  # every source busy, or the file is lost and being re-made
-            if path is not None and MANAGER not in order:
-                order.append(MANAGER)  # last resort if every peer fails
-            fetches.append([f.key, self.hashes.get(f.key, ""),
-                            [self._source(label) for label in order]])
-        return fetches
-
-    def _receivers(self, key: str, asking: str) -> list[str]:
-        """Workers whose copy of `key` is on its way: they forward it as it arrives."""
-        return [wid for wid, w in self.workers.items() if key in w.charged and wid != asking]
-
-    def _size_of(self, key: str, declared: int, path: str | None) -> int:
-        """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
-        size = max(declared, self.sizes.get(key, 0))
-        if size and key not in self.sizes:
-            self.sizes[key] = size  # a copy on its way takes this much disk (placement)
-        elif size == 0 and path is not None and key not in self.sizes:
-            try:
-                size = os.stat(path).st_size
-            except OSError:
-                size = 0
-            self.sizes[key] = size
-        return size
-
-    def _recreate(self, key: str) -> None:
-        """Run again the producer of `key`, an intermediate lost with its worker.
-
-        The re-run is the manager's own business: its result is not reported to the engine,
-        which already saw that task succeed. Only a file no known task makes is reported,
-        by lost_files().
-        """
-        producer = self.producers.get(key)
-        if producer is None:
-            if key not in self.unrecoverable:
-                self.unrecoverable.add(key)
-                with self._lock:
-                    self._lost_keys.add(key)
-            return
-        if producer.id in self.silent:
-            return  # already queued or running
-        log.warning("re-running %s to re-create %s, lost with a worker", producer.name, key)
-        self.silent.add(producer.id)
-        self.queue.appendleft(dataclasses.replace(producer, attempt=producer.attempt + 1))
-
-    def _source(self, label: str) -> list:
-        if label == MANAGER:
-            return [self.host, self.files.port, MANAGER, self.ssl_context is not None]
-        peer = self.workers[label]
-        return [peer.addr, peer.file_port, label, False]
-
     def _serve_path(self, key: str) -> str | None:
-        return self.paths.get(key)
+        return self.replicas.paths.get(key)
 
     # ------------------------------------------------------------ results
 
-    def _transferred(self, w: _Worker, t: Transferred) -> None:
+    def _transferred(self, w: Worker, t: Transferred) -> None:
         if t.source == PUSH_FAILED:
             self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
             return
@@ -835,198 +347,71 @@ class Manager:
             log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
                         t.reason)
             return
-        self._uncharge(w, t.key)
-        self.rate = blend_rate(self.rate, t.size, t.end - t.start)
-        self.sizes[t.key] = max(t.size, self.sizes.get(t.key, 0))
-        self._add_replica(w, t.key, t.hash)
+        self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 
-    def _add_replica(self, w: _Worker, key: str, digest: str, forever: bool = False) -> None:
-        self.unrecoverable.discard(key)
-        if key not in w.cached:  # its cache holds it: that disk is taken (placement)
-            w.cached[key] = self.sizes.get(key, 0)
-            w.cache_bytes += w.cached[key]
-            self._cache_epoch += 1
-        if forever:
-            w.forever.add(key)
-        w.holds.add(key)
-        self.replicas.setdefault(key, set()).add(w.id)
-        if digest:
-            self.hashes[key] = digest
-
-    def _release(self, w: _Worker, task: Task) -> None:
-        self.running_total -= 1
-        if task.id in w.waiting_ids:  # ended before it started (cancelled): never charged
-            w.waiting_ids.discard(task.id)
-            w.waiting.remove(task)
-        elif task.library is not None:  # the instance keeps the library's resources
-            w.libs[task.library.key] -= 1
-        else:
-            free = w.free
-            for i, amount in enumerate(_want(task.resources)):
-                free[i] += amount
-        for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
-            self._uncharge(w, f.key)
-        if w.waiting:
-            self._promote(w)
-
-    def _promote(self, w: _Worker) -> None:
-        """The worker starts its waiting tasks in order as they fit: charge them likewise."""
-        free = w.free
-        cap = self.config.max_tasks
-        while w.waiting:
-            want = _want(w.waiting[0].resources)
-            # as the worker's Slots decide: in order, within resources and -j, or alone
-            started = len(w.running) - len(w.waiting)
-            if started and ((cap is not None and started >= cap) or any(
-                    amount > have + 1e-9 for amount, have in zip(want, free, strict=True))):
-                return
-            task = w.waiting.popleft()
-            w.waiting_ids.discard(task.id)
-            for i, amount in enumerate(want):
-                free[i] -= amount
-
-    def _uncharge(self, w: _Worker, key: str) -> None:
-        label = w.charged.pop(key, None)
-        if label is not None:
-            self.inflight[label] -= 1
-            self.moving[key] -= 1
-
-    def _finished(self, w: _Worker, outcome) -> None:
+    def _finished(self, w: Worker, outcome) -> None:
         r = outcome.result
         task = w.running.pop(r.task_id, None)
         if task is None:
             return
-        self._release(w, task)
-        if self.lost_count.pop(("cancelled", task.id), None):
+        self.scheduler.release(w, task)
+        if self.recovery.was_cancelled(task.id):
             return
-        if outcome.unfetched and self._unreachable(task, outcome.unfetched):
+        if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
+                                                           self.workers):
             return
-        placed = set()
-        for key, size, digest, path in outcome.outputs:
-            self.sizes[key] = size
-            if w.same_host and any(f.key == key and f.path == path for f in task.outputs):
-                placed.add(key)  # the worker renamed it to its path: it is not in its cache
-                if digest:
-                    self.hashes[key] = digest
-            else:
-                self._add_replica(w, key, digest, task.cache_forever)
+        placed = self.replicas.made(w, task, outcome.outputs)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
-        for f in task.outputs:
-            if f.path is None:
-                self.remote_only.add(f.key)
-                self.producers[f.key] = task
-            else:
-                self.paths[f.key] = f.path
-        if task.id in self.silent:
-            self._silent_finished(w, task, outcome)
+        if task.id in self.recovery.silent:
+            if outcome.failed:
+                self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
+            self.recovery.rerun_ended(task, r)
             return
         failed = [(os.path.join(task.failed_dir, name), key, path)
                   for name, key, path in outcome.failed] if task.failed_dir else []
         if outcome.failed and not failed:
-            self._send(w, Drop([key for _, key, _ in outcome.failed]))
+            self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
         if not wanted and not failed:
-            self._report([r])
+            self.mailbox.report([r])
             return
         if outcome.inline:
             try:
-                wanted = self._install_inline(w, task, outcome, wanted)
+                wanted = self.delivery.install_inline(w.id, outcome.inline, wanted)
             except (OSError, ProtocolError) as e:
-                self._report([dataclasses.replace(
+                self.mailbox.report([dataclasses.replace(
                     r, status="error", reason=f"cannot put output in place: {e}")])
                 return
             if not wanted and not failed:
-                self._report([r])
+                self.mailbox.report([r])
                 return
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
         installs += [Install(target, key, "", path) for target, key, path in failed]
         self.delivering[task.id] = [i.key for i in installs]  # not dropped to make room
         self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
 
-    def _unreachable(self, task: Task, unfetched) -> bool:
-        """An input could not be fetched from any source offered: those copies count as
-        gone (a peer's network may be down before its loss shows), and the task is queued
-        again, as for a lost worker. False once it has been retried enough: report it."""
-        for key, sources in unfetched:
-            for label in sources:
-                holder = self.workers.get(label)
-                if holder is not None:
-                    self._forget(holder, key)
-                    holders = self.replicas.get(key)
-                    if holders is not None:
-                        holders.discard(label)
-                        if not holders:
-                            del self.replicas[key]
-        self.lost_count[task.id] += 1
-        if self.lost_count[task.id] > self.config.max_retries:
-            return False
-        if task.id in self.silent:
-            self.silent.discard(task.id)  # re-created again if still needed
-            return True
-        self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
-        return True
-
-    def _install_inline(self, w: _Worker, task: Task, outcome, wanted) -> list:
-        """Put the outputs that came inside the outcome in place; the rest still to fetch."""
-        data = dict(outcome.inline)
-        rest = []
-        now = time.time()
-        for f, entry in wanted:
-            key, size, digest, _path = entry
-            if key not in data:
-                rest.append((f, entry))
-                continue
-            if len(data[key]) != size or xxhash.xxh3_128_hexdigest(data[key]) != digest:
-                raise ProtocolError(f"corrupt transfer of {key}: inline bytes do not match "
-                                    "the recorded hash")
-            install_bytes(data[key], f.path)
-            self.transfer_log.record(w.id, MANAGER, key, size, now, now)
-        return rest
-
-    def _silent_finished(self, w: _Worker, task: Task, outcome) -> None:
-        self.silent.discard(task.id)
-        if outcome.failed:
-            self._send(w, Drop([key for _, key, _ in outcome.failed]))
-        if outcome.result.ok:
-            return
-        log.warning("re-creating the outputs of %s failed: %s", task.name, outcome.result.reason)
-        lost = {f.key for f in task.outputs if f.path is None} - self.replicas.keys()
-        self.unrecoverable |= lost
-        with self._lock:
-            self._lost_keys |= lost
-
     def _ask_push(self, wid: str, key: str) -> None:
         w = self.workers.get(wid)
         if w is None:
             self.delivery.worker_lost(wid)
         else:
-            self._send(w, Push(key))
+            self.conns.send(w, Push(key))
 
     def _drop(self, wid: str, keys: list[str]) -> None:
         w = self.workers.get(wid)
         if w is not None and keys:
-            self._send(w, Drop(keys))
+            self.conns.send(w, Drop(keys))
             for key in keys:
-                self._forget(w, key)
-
-    def _forget(self, w: _Worker, key: str) -> None:
-        """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
-        w.holds.discard(key)
-        w.forever.discard(key)
-        if key in w.cached:
-            w.cache_bytes -= w.cached.pop(key)
-            self._cache_epoch += 1
+                self.replicas.forget(w, key)
 
     def _delivered(self, results: list[TaskResult]) -> None:
         """Delivery is done with these tasks' files: they may be dropped to make room again."""
         ids = [r.task_id for r in results]
-        self._post(lambda: [self.delivering.pop(i, None) for i in ids])
-        self._report(results)
+        self.mailbox.post(lambda: [self.delivering.pop(i, None) for i in ids])
+        self.mailbox.report(results)
 
     def _forget_dead(self) -> None:
-        with self._lock:
-            keys, self._dead = self._dead, []
-        self._forget_everywhere(keys)
+        self._forget_everywhere(self.mailbox.take_dead())
 
     def _forget_everywhere(self, keys: list[str]) -> None:
         """Drop dead files from every worker and from our accounting, so their disk is free.
@@ -1034,133 +419,27 @@ class Manager:
         A file some queued or running task still reads, or one on its way or awaiting
         delivery, is kept: the engine's word is checked against what the manager knows.
         """
-        keep = self._needed()
+        keep = self.scheduler.needed()
         for key in keys:
             if key in keep:
                 continue
-            for wid in sorted(self.replicas.pop(key, ())):
+            for wid in sorted(self.replicas.holders.pop(key, ())):
                 self._drop(wid, [key])
                 self.forgotten += 1
             # its producer stays known: a lost file further down a chain may need it re-made
 
-    # ------------------------------------------------------------ making room in caches
-
-    def _make_room(self) -> None:
-        """A waiting task that declares disk fits a worker but for its cache: drop files there.
-
-        Runs after a pass that placed nothing more, and only when caches or tasks changed
-        since it last found nothing to drop (it reads the whole queue).
-        """
-        state = (self._cache_epoch, self.running_total, len(self.queue), len(self.workers))
-        if state == self._room_tried:
-            return
-        keep = self._needed()
-        for i, task in enumerate(list(itertools.islice(self.queue, 32))):
-            if task.library is not None or not task.resources.disk_mb:
-                continue
-            views = [w.view() for w in self.workers.values()]
-            caches = {w.id: self._cache_of(w) for w in self.workers.values() if w.cached}
-            choice = make_room(task, views, caches, self.replicas, self.sizes, keep)
-            if choice is not None and choice[1]:
-                self._evict(self.workers[choice[0]], choice[1], task)
-                del self.queue[i]
-                if not self._try_dispatch(task):
-                    self.queue.appendleft(task)
-                return
-            # no room to make where its inputs are: copy them where it fits after all
-            wid = place(task, views, self.replicas, None, self.sizes, room_first=False)
-            if wid is not None and self.rng is None:
-                del self.queue[i]
-                if not self._dispatch(task, self.workers[wid], need(task.resources)):
-                    self.queue.appendleft(task)
-                return
-        self._room_tried = (self._cache_epoch, self.running_total, len(self.queue),
-                            len(self.workers))
-
-    def _needed(self) -> set[str]:
-        """Keys no worker may drop now: inputs of waiting and running tasks, files on their
-        way (their source may be any holder) and files awaiting delivery."""
-        keep = {k for k, n in self.moving.items() if n > 0}
-        for keys in self.delivering.values():
-            keep.update(keys)
-        running = (t for w in self.workers.values() for t in w.running.values())
-        for t in itertools.chain(self.queue, running):
-            keep.update(f.key for f in t.inputs)
-            if t.library is not None:
-                keep.update(f.key for f in t.library.inputs)
-        return keep
-
-    def _cache_of(self, w: _Worker) -> list[Cached]:
-        """`w`'s cache, oldest first, with where else each file can come from."""
-        out = []
-        for key, size in w.cached.items():
-            copies = len(self.replicas.get(key, ())) - (w.id in self.replicas.get(key, ()))
-            if key not in self.remote_only and key in self.paths:
-                copies += 1  # the manager has it at its path
-            out.append(Cached(key, size, copies, key in self.producers, key in w.forever))
-        return out
-
-    def _evict(self, w: _Worker, keys, task: Task) -> None:
-        """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
-        log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
-                 len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)
-        self._drop(w.id, list(keys))
-        for key in keys:
-            holders = self.replicas.get(key)
-            if holders is not None:
-                holders.discard(w.id)
-                if not holders:
-                    del self.replicas[key]  # its producer makes it again when needed
-        self.evicted += len(keys)
-
     # ------------------------------------------------------------ losing a worker
 
-    def _lose(self, w: _Worker, why: str) -> None:
+    def _lose(self, w: Worker, why: str) -> None:
         if self.workers.get(w.id) is not w:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]
         self.workers_left += 1
         log.warning("lost worker %s: %s", w.id, why)
         self.delivery.worker_lost(w.id)
-        try:
-            self.sel.unregister(w.sock)
-        except (KeyError, ValueError):
-            pass
-        w.sock.close()
-        for key in list(w.charged):
-            self._uncharge(w, key)
-        lost = set()
-        for key in w.holds:
-            holders = self.replicas.get(key)
-            if holders is not None:
-                holders.discard(w.id)
-                if not holders:
-                    del self.replicas[key]
-                    if key in self.remote_only and key not in self.producers:
-                        lost.add(key)
-        results = []
-        for task in w.running.values():
-            self.running_total -= 1
-            if self.lost_count.pop(("cancelled", task.id), None):
-                continue
-            if task.id in self.silent:
-                self.silent.discard(task.id)  # re-created again if still needed
-                continue
-            self.lost_count[task.id] += 1
-            if self.lost_count[task.id] <= self.config.max_retries:
-                self.queue.appendleft(dataclasses.replace(task, attempt=task.attempt + 1))
-            else:
-                results.append(TaskResult(task_id=task.id, status="lost", worker=w.id,
-                                          reason=f"lost with worker {w.id} "
-                                                 f"{self.lost_count[task.id]} times: {why}"))
+        self.conns.close(w)
+        self.scheduler.worker_lost(w)
+        results = self.recovery.worker_lost(w, why)
         w.running.clear()
-        if lost:
-            with self._lock:
-                self._lost_keys |= lost
-        self._report(results)
+        self.mailbox.report(results)
 
-
-def _want(r: Resources) -> tuple:
-    """`placement.need(r)` as (cores, memory_mb, disk_mb, gpus), without building Resources
-    (this runs twice per task)."""
-    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)

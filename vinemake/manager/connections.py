@@ -1,0 +1,108 @@
+"""The manager's connections to its workers: frames read in, messages queued and flushed.
+
+Reads land in one buffer kept for the loop, and every frame must be a control message (file
+bytes travel between file servers, never here). Messages to a worker are queued and leave
+once per turn of the loop (`flush_all`), so a burst of Runs goes in one send; a worker whose
+socket cannot take more is watched for writability until its buffer drains. A broken or
+garbled connection loses the worker (`lose`, the manager's).
+"""
+
+from __future__ import annotations
+
+import logging
+import selectors
+import ssl
+from collections.abc import Callable, Mapping
+
+from vinemake.manager.workers import Worker
+from vinemake.protocol import MSG, ProtocolError, decode, encode
+
+__all__ = ["Connections"]
+
+log = logging.getLogger("vinemake.manager")
+
+
+class Connections:
+    """Reads and writes on every worker's socket (the manager's loop thread only)."""
+
+    def __init__(self, sel: selectors.BaseSelector, workers: Mapping[str, Worker],
+                 handle: Callable[[Worker, object], None],
+                 lose: Callable[[Worker, str], None]):
+        self.sel = sel
+        self.workers = workers  # live ones: a record not in here was lost
+        self.handle = handle  # one decoded message from a worker
+        self.lose = lose  # the connection to a worker broke (why)
+        self._dirty: list[Worker] = []
+        self._rbuf = bytearray(1 << 20)
+        self._rview = memoryview(self._rbuf)
+
+    def add(self, w: Worker) -> None:
+        w.sock.setblocking(False)
+        self.sel.register(w.sock, selectors.EVENT_READ, w)
+
+    def close(self, w: Worker) -> None:
+        try:
+            self.sel.unregister(w.sock)
+        except (KeyError, ValueError):
+            pass
+        w.sock.close()
+
+    def read(self, w: Worker) -> None:
+        try:
+            # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
+            # object on every read, most of the manager's CPU per small message.
+            n = w.sock.recv_into(self._rbuf)
+            data = self._rview[:n].tobytes()
+            if isinstance(w.sock, ssl.SSLSocket):
+                while w.sock.pending():
+                    data += w.sock.recv(w.sock.pending())
+        except (BlockingIOError, ssl.SSLWantReadError):
+            return
+        except OSError as e:
+            self.lose(w, f"connection error: {e}")
+            return
+        if not data:
+            self.lose(w, "connection closed")
+            return
+        try:
+            for kind, payload in w.reader.feed(data):
+                if kind != MSG:
+                    raise ProtocolError("unexpected data frame")
+                if self.workers.get(w.id) is not w:
+                    return  # lost while handling an earlier frame: the rest is moot
+                try:
+                    self.handle(w, decode(payload))
+                except (TypeError, ValueError, KeyError, AttributeError) as e:
+                    # well-formed JSON with ill-typed fields: as bad as garbage
+                    raise ProtocolError(f"garbled {payload[:40]!r}: {e}") from None
+        except ProtocolError as e:
+            log.warning("closing connection to worker %s: %s", w.id, e)
+            self.lose(w, str(e))
+
+    def send(self, w: Worker, msg) -> None:
+        """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
+        if not w.outbuf:
+            self._dirty.append(w)
+        w.outbuf += encode(msg)
+
+    def flush_all(self) -> None:
+        dirty, self._dirty = self._dirty, []
+        for w in dirty:
+            self.flush(w)
+
+    def flush(self, w: Worker) -> None:
+        if self.workers.get(w.id) is not w:
+            return
+        try:
+            while w.outbuf:
+                n = w.sock.send(w.outbuf)
+                del w.outbuf[:n]
+        except (BlockingIOError, ssl.SSLWantWriteError):
+            pass
+        except OSError as e:
+            self.lose(w, f"send failed: {e}")
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.outbuf else 0)
+        if w.events != events:
+            self.sel.modify(w.sock, events, w)
+            w.events = events

@@ -1,0 +1,77 @@
+"""Which inputs a worker must fetch for a task, and from which sources, in order.
+
+For each input the worker lacks, the sources come from `transfers.choose_sources`: peers that
+hold it, then the manager (when the file has a path on its host), each serving a bounded
+number of copies at once. A large file is sent by each source to one worker at a time,
+whatever transfer_limit allows, and a worker still receiving it is a source too
+(cut-through): each copy then flows at a full link's speed down a pipeline (manager → w1 →
+w2 → …), and every worker has the file about one file-time after the first started, where a
+source splitting its link k ways would slow each of its receivers, and everyone downstream,
+k-fold. A lost intermediate with no source left is made again (`Recovery.recreate`) and the
+task waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from vinemake.manager.recovery import Recovery
+from vinemake.manager.replicas import Replicas
+from vinemake.manager.transfers import MANAGER, choose_sources
+from vinemake.manager.workers import Worker
+from vinemake.task import Task
+
+__all__ = ["LARGE_FILE_BYTES", "FetchPlanner"]
+
+LARGE_FILE_BYTES = 8_000_000
+
+
+class FetchPlanner:
+    """Plans the fetches of a Run message from the manager's ledger (loop thread only)."""
+
+    def __init__(self, replicas: Replicas, recovery: Recovery, workers: Mapping[str, Worker],
+                 manager_source: list, transfer_limit: int, peer_transfers: bool):
+        self.replicas = replicas
+        self.recovery = recovery
+        self.workers = workers  # the manager's connected workers, by id
+        self.manager_source = manager_source  # [host, port, MANAGER, tls] of its file server
+        self.limit = transfer_limit
+        self.peers = peer_transfers
+
+    def plan(self, task: Task, w: Worker) -> list | None:
+        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
+        files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
+        r = self.replicas
+        fetches = []
+        for f in files:
+            # An output kept on workers (@temp) has a path that names no file on this host.
+            on_disk = f.path is not None and f.key not in r.remote_only
+            if f.key in w.holds or (w.same_host and on_disk):
+                continue
+            label = w.charged.get(f.key)
+            if label is not None and (label == MANAGER or label in self.workers):
+                # already on its way there: the worker waits for that transfer
+                fetches.append([f.key, r.hashes.get(f.key, ""), [self.source(label)]])
+                continue
+            path = None if f.key in r.remote_only else f.path or r.paths.get(f.key)
+            holders = r.holders.get(f.key, ())
+            big = r.size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
+            pipelined = big and self.peers
+            order = choose_sources(holders, r.inflight, 1 if pipelined else self.limit,
+                                   path is not None, self.peers, r.moving[f.key],
+                                   r.receivers(f.key, w.id, self.workers) if pipelined else ())
+            if order == [] and not r.moving[f.key]:
+                self.recovery.recreate(f.key)
+            if not order:
+                return None  # every source busy, or the file is lost and being re-made
+            if path is not None and MANAGER not in order:
+                order.append(MANAGER)  # last resort if every peer fails
+            fetches.append([f.key, r.hashes.get(f.key, ""),
+                            [self.source(label) for label in order]])
+        return fetches
+
+    def source(self, label: str) -> list:
+        if label == MANAGER:
+            return list(self.manager_source)
+        peer = self.workers[label]
+        return [peer.addr, peer.file_port, label, False]

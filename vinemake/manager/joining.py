@@ -1,0 +1,93 @@
+"""Workers joining the manager: the handshake, and what the manager learns from it.
+
+A handshake blocks (authentication, maybe TLS), so each runs in a short-lived thread of its
+own, and a client that connects and says nothing cannot stall the manager's loop; the loop
+then adopts the newcomer (`Manager._adopt`) under a name no live worker has.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import socket
+import ssl
+from collections.abc import Container, Iterable
+from dataclasses import dataclass
+
+from vinemake.protocol import (
+    Connection,
+    Hello,
+    ProtocolError,
+    Refuse,
+    resources_from_wire,
+    server_handshake,
+    tune,
+)
+from vinemake.spec import Resources
+
+__all__ = ["Newcomer", "handshake", "unique_name", "largest"]
+
+log = logging.getLogger("vinemake.manager")
+
+
+@dataclass(frozen=True)
+class Newcomer:
+    """A worker that passed the handshake, not yet adopted by the loop."""
+
+    sock: socket.socket
+    addr: str
+    hello: Hello
+    resources: Resources
+    cached: list  # [(key, size, hash)] of its `@cache forever` files
+    file_port: int
+
+
+def handshake(sock: socket.socket, addr: str, secret: bytes | None,
+              ssl_context: ssl.SSLContext | None) -> Newcomer | None:
+    """Authenticate a client that connected (blocking); None when it is refused (logged)."""
+    conn = None
+    try:
+        sock.setblocking(True)
+        sock.settimeout(10.0)
+        tune(sock)
+        if ssl_context is not None:
+            sock = ssl_context.wrap_socket(sock, server_side=True)
+        conn = Connection(sock)
+        hello = server_handshake(conn, secret)
+        if hello.role != "worker":
+            conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
+            raise ProtocolError(f"unexpected role {hello.role!r}")
+        resources = resources_from_wire(hello.resources)
+        cached = [(str(k), int(size), str(h)) for k, size, h in hello.cached]
+        file_port = int(hello.file_port)
+    except (TypeError, ValueError) as e:
+        log.warning("refused connection from %s: garbled hello: %s", addr, e)
+        conn.close()
+        return None
+    except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
+        log.warning("refused connection from %s: %s", addr, e)
+        if conn is not None:
+            conn.close()  # its buffered reader holds the socket open otherwise
+        sock.close()
+        return None
+    return Newcomer(sock, addr, hello, resources, cached, file_port)
+
+
+def unique_name(base: str, taken: Container[str], counts: collections.Counter) -> str:
+    """`base`, or `base#n` while a live worker has that name: two workers stay apart."""
+    name = base
+    while name in taken:
+        counts[base] += 1
+        name = f"{base}#{counts[base]}"
+    return name
+
+
+def largest(totals: Iterable[Resources]) -> Resources | None:
+    """The most of each resource any one worker offers (None without workers)."""
+    ws = list(totals)
+    if not ws:
+        return None
+    return Resources(cores=max(r.cores or 0 for r in ws),
+                     memory_mb=max(r.memory_mb or 0 for r in ws),
+                     disk_mb=max(r.disk_mb or 0 for r in ws),
+                     gpus=max(r.gpus or 0 for r in ws))

@@ -1,0 +1,268 @@
+"""Starting tasks: the queue of tasks waiting for a worker, and the pass that places them.
+
+After every turn of the manager's loop, `schedule` looks a bounded way down the queue and
+sends each task that fits somewhere (`placement.place`) to its worker, with the fetches its
+inputs need (`FetchPlanner`). A task whose intermediates sit on a busy worker may wait for it
+a while (delay scheduling, `placement.locality_wait_s`); a task that declares disk and fits
+a worker but for its cache has files dropped there first (`placement.make_room`); on this
+host a few more tasks than fit are sent ahead to wait in the worker (`_queue_ahead`).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+
+from vinemake.manager.config import ManagerConfig
+from vinemake.manager.fetches import FetchPlanner
+from vinemake.manager.placement import (
+    MB,
+    fits,
+    holder,
+    locality_wait_s,
+    make_room,
+    missing_bytes,
+    need,
+    place,
+)
+from vinemake.manager.recovery import Recovery
+from vinemake.manager.replicas import Replicas
+from vinemake.manager.workers import Worker
+from vinemake.protocol import Run, task_to_wire
+from vinemake.spec import Resources
+from vinemake.task import Task, TaskResult
+
+__all__ = ["Scheduler", "LOCALITY_WAIT_S"]
+
+log = logging.getLogger("vinemake.manager")
+
+# The least time a task waits for the busy worker that holds its intermediates (kept on
+# workers, one copy) before it runs elsewhere and the file is copied: intermediates are usually
+# consumed right after they are made, by a task that is quick to wait for. Larger inputs wait
+# up to about their copy time at the observed rate (placement.locality_wait_s).
+LOCALITY_WAIT_S = 1.0
+
+
+class Scheduler:
+    """Places queued tasks on workers and sends them (the manager's loop thread only)."""
+
+    def __init__(self, config: ManagerConfig, queue: collections.deque,
+                 workers: Mapping[str, Worker], replicas: Replicas, recovery: Recovery,
+                 fetches: FetchPlanner, delivering: Mapping[int, list[str]],
+                 send: Callable[[Worker, object], None],
+                 report: Callable[[list[TaskResult]], None],
+                 drop: Callable[[str, list[str]], None]):
+        self.config = config
+        self.queue = queue  # the manager's: tasks waiting for a worker, in order
+        self.workers = workers
+        self.replicas = replicas
+        self.recovery = recovery
+        self.fetches = fetches
+        self.delivering = delivering  # task id -> keys fetched for delivery (not dropped)
+        self.send = send
+        self.report = report
+        self.drop = drop  # tell a worker to drop files from its cache
+        self.rng = random.Random(config.seed) if config.placement == "random" else None
+        self.running_total = 0  # tasks sent and not ended (waiting in a worker included)
+        self.evicted = 0  # cache entries dropped to make room for a task, ever
+        self._first_tried: dict[int, float] = {}  # task id -> when it first waited
+        self._room_tried: tuple | None = None  # state in which make_room last found nothing
+
+    def release(self, w: Worker, task: Task) -> None:
+        """`task` (already out of `w.running`) ended: what it took is free again."""
+        self.running_total -= 1
+        w.release(task)
+        for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
+            self.replicas.uncharge(w, f.key)
+
+    def worker_lost(self, w: Worker) -> None:
+        """`w` is gone: its tasks run no more (Recovery queues them again)."""
+        self.running_total -= len(w.running)
+
+    def schedule(self) -> None:
+        """Send every queued task that can start now (one bounded pass down the queue)."""
+        if not self.queue or not self.workers:
+            return
+        # This pass runs after every event, so it must cost next to nothing when nothing can
+        # start, yet a task that cannot start must not block smaller ones behind it: look a
+        # bounded way down the queue, counting full placement attempts apart from tasks ruled
+        # out by the cheap core count.
+        cap = self.config.max_tasks
+        if cap is not None:  # tasks sent ahead to wait on a worker have not started
+            cap += sum(len(w.waiting) for w in self.workers.values())
+        skipped = []
+        attempts = looked = 0
+        while self.queue and attempts < 32 and looked < 1000:
+            if cap is not None and self.running_total >= cap:
+                break
+            most_free = max(w.free[0] for w in self.workers.values())
+            if most_free < 1e-9 and self.queue[0].library is None:
+                break
+            task = self.queue.popleft()
+            looked += 1
+            if self.replicas.unrecoverable:
+                failure = self.recovery.lost_input(task)
+                if failure is not None:
+                    self.report([failure])
+                    continue
+            cores = 0.0 if task.library is not None else task.resources.cores
+            if (1.0 if cores is None else cores) > most_free + 1e-9:
+                skipped.append(task)
+            elif not self._try_dispatch(task):
+                skipped.append(task)
+                attempts += 1
+        self.queue.extendleft(reversed(skipped))
+        if attempts and self.queue:
+            self._make_room()
+        if self.queue and self.config.worker_queue:
+            self._queue_ahead()
+
+    def _queue_ahead(self) -> None:
+        """Send a few tasks beyond what fits to each worker on this host (they wait there).
+
+        A worker then starts the next task the moment one ends, instead of idling while the
+        result goes to the manager and the next Run comes back: for millisecond commands that
+        round trip was a third of a slot's time. Only on this host: a remote worker's queue
+        could hold back a task that another worker, free sooner, would run (and only plain
+        commands whose inputs are already there and that declare no disk, which placement
+        checks against the worker's cache, in queue order). Under -j only while this is the
+        one worker: it was told the cap and starts no more than that at once, but with
+        several workers only the manager can keep the sum under it.
+        """
+        if self.config.max_tasks is not None and len(self.workers) > 1:
+            return
+        for w in self.workers.values():
+            if not w.same_host:
+                continue
+            depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
+            # Refilled once half empty, so that Runs leave (and are read) a few at a time.
+            if len(w.waiting) > depth // 2:
+                continue
+            while self.queue and len(w.waiting) < depth:
+                task = self.queue[0]
+                if (task.library is not None or task.batch_options or task.resources.disk_mb
+                        or not fits(need(task.resources), w.total)
+                        or self.fetches.plan(task, w) != []):
+                    return
+                self.queue.popleft()
+                w.queue(task)
+                self.running_total += 1
+                self.send(w, Run(task_to_wire(task), []))
+
+    def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
+        """Should `task` wait for the busy worker that holds its intermediates? For a while."""
+        best = holder(task, views, self.replicas.holders, self.replicas.remote_only)
+        if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
+            self._first_tried.pop(task.id, None)
+            return False
+        first = self._first_tried.setdefault(task.id, time.monotonic())
+        there = next(v for v in views if v.id == wid)
+        r = self.replicas
+        limit = locality_wait_s(missing_bytes(task, there, r.holders, r.sizes), r.rate,
+                                LOCALITY_WAIT_S)
+        if time.monotonic() - first < limit:
+            return True
+        del self._first_tried[task.id]
+        return False
+
+    def _try_dispatch(self, task: Task) -> bool:
+        if task.library is not None:
+            return self._try_dispatch_call(task)
+        views = [w.view() for w in self.workers.values()]
+        wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes)
+        if wid is None:
+            return False
+        if (self.rng is None and self.replicas.remote_only
+                and self._wait_for_holder(task, views, wid)):
+            return False
+        return self._dispatch(task, self.workers[wid], need(task.resources))
+
+    def _try_dispatch_call(self, task: Task) -> bool:
+        """A function call goes to a worker whose instance of its library has a free slot;
+        else it starts an instance where the library's resources fit, held from then on."""
+        lib = task.library
+        assert lib is not None
+        ready = [w for w in self.workers.values() if w.libs.get(lib.key, lib.slots) < lib.slots]
+        if ready:
+            w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
+            return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
+        views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
+        wid = place(dataclasses.replace(task, resources=lib.resources), views,
+                    self.replicas.holders, self.rng, self.replicas.sizes)
+        if wid is None:
+            return False
+        return self._dispatch(task, self.workers[wid], need(lib.resources))
+
+    def _dispatch(self, task: Task, w: Worker, want: Resources) -> bool:
+        fetches = self.fetches.plan(task, w)
+        if fetches is None:
+            return False
+        w.start(task, want)
+        self.running_total += 1
+        for key, _, sources in fetches:
+            self.replicas.charge(w, key, sources[0][2])
+        self.send(w, Run(task_to_wire(task), fetches))
+        return True
+
+    # ------------------------------------------------------------ making room in caches
+
+    def _make_room(self) -> None:
+        """A waiting task that declares disk fits a worker but for its cache: drop files there.
+
+        Runs after a pass that placed nothing more, and only when caches or tasks changed
+        since it last found nothing to drop (it reads the whole queue).
+        """
+        state = (self.replicas.epoch, self.running_total, len(self.queue), len(self.workers))
+        if state == self._room_tried:
+            return
+        keep = self.needed()
+        for i, task in enumerate(list(itertools.islice(self.queue, 32))):
+            if task.library is not None or not task.resources.disk_mb:
+                continue
+            views = [w.view() for w in self.workers.values()]
+            caches = {w.id: self.replicas.cache_of(w) for w in self.workers.values() if w.cached}
+            choice = make_room(task, views, caches, self.replicas.holders, self.replicas.sizes,
+                               keep)
+            if choice is not None and choice[1]:
+                self._evict(self.workers[choice[0]], choice[1], task)
+                del self.queue[i]
+                if not self._try_dispatch(task):
+                    self.queue.appendleft(task)
+                return
+            # no room to make where its inputs are: copy them where it fits after all
+            wid = place(task, views, self.replicas.holders, None, self.replicas.sizes,
+                        room_first=False)
+            if wid is not None and self.rng is None:
+                del self.queue[i]
+                if not self._dispatch(task, self.workers[wid], need(task.resources)):
+                    self.queue.appendleft(task)
+                return
+        self._room_tried = (self.replicas.epoch, self.running_total, len(self.queue),
+                            len(self.workers))
+
+    def needed(self) -> set[str]:
+        """Keys no worker may drop now: inputs of waiting and running tasks, files on their
+        way (their source may be any holder) and files awaiting delivery."""
+        keep = self.replicas.moving_keys()
+        for keys in self.delivering.values():
+            keep.update(keys)
+        running = (t for w in self.workers.values() for t in w.running.values())
+        for t in itertools.chain(self.queue, running):
+            keep.update(f.key for f in t.inputs)
+            if t.library is not None:
+                keep.update(f.key for f in t.library.inputs)
+        return keep
+
+    def _evict(self, w: Worker, keys, task: Task) -> None:
+        """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
+        log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
+                 len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)
+        self.drop(w.id, list(keys))
+        for key in keys:
+            self.replicas.unlist(key, w.id)  # if the last copy, its producer makes it again
+        self.evicted += len(keys)

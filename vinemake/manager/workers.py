@@ -1,0 +1,126 @@
+"""The manager's record of one connected worker: its connection, resources and tasks.
+
+Resources are charged as the worker itself charges them: a task sent beyond what fits waits
+there (`waiting`, in order) and is charged only when the worker would start it (`promote`),
+a function call is charged to its library's instance, not to itself. Everything here belongs
+to the manager's loop thread.
+"""
+
+from __future__ import annotations
+
+import collections
+import selectors
+import socket
+from dataclasses import dataclass, field
+
+from vinemake.manager.placement import MB, WorkerView
+from vinemake.protocol import FrameReader
+from vinemake.spec import Resources
+from vinemake.task import Task
+
+__all__ = ["Worker", "want"]
+
+_NOTHING = Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0)
+
+
+@dataclass
+class Worker:
+    """One connected worker as the manager sees it (loop thread only)."""
+
+    id: str
+    sock: socket.socket
+    addr: str
+    file_port: int
+    same_host: bool
+    total: Resources
+    free: list  # [cores, memory_mb, disk_mb, gpus]
+    reader: FrameReader = field(default_factory=FrameReader)
+    outbuf: bytearray = field(default_factory=bytearray)
+    running: dict = field(default_factory=dict)  # task id -> Task
+    holds: set = field(default_factory=set)
+    charged: dict = field(default_factory=dict)  # key -> source charged for its transfer
+    cached: dict = field(default_factory=dict)  # key in holds -> bytes it takes in the cache
+    cache_bytes: int = 0  # sum of `cached`
+    forever: set = field(default_factory=set)  # keys in `cached` that are `@cache forever`
+    sizes: dict = field(default_factory=dict)  # the manager's sizes (of files in flight here)
+    libs: dict = field(default_factory=dict)  # library key -> calls in flight (instance held)
+    events: int = selectors.EVENT_READ  # as registered with the selector
+    # Sent beyond what fits, in order: the worker starts each as its resources free up. In
+    # `running` too (a lost worker's are re-queued), but their resources are not charged.
+    waiting: collections.deque = field(default_factory=collections.deque)
+    waiting_ids: set = field(default_factory=set)
+    max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
+
+    @classmethod
+    def joined(cls, wid: str, sock: socket.socket, addr: str, file_port: int,
+               same_host: bool, resources: Resources, max_tasks: int | None = None) -> Worker:
+        """A newcomer, all of its resources free."""
+        return cls(id=wid, sock=sock, addr=addr, file_port=file_port, same_host=same_host,
+                   total=resources,
+                   free=[resources.cores or 0, resources.memory_mb or 0,
+                         resources.disk_mb or 0, resources.gpus or 0],
+                   max_tasks=max_tasks)
+
+    def view(self) -> WorkerView:
+        if self.waiting:  # tasks wait there already: a new one would wait behind them
+            return WorkerView(self.id, _NOTHING, len(self.running))
+        c, m, d, g = self.free
+        cached, incoming = self.cache_bytes, frozenset()
+        if self.charged:  # files on their way here take their space already
+            incoming = frozenset(self.charged)
+            cached += sum(self.sizes.get(k, 0) for k in incoming if k not in self.cached)
+        return WorkerView(self.id, Resources(cores=c, memory_mb=m, disk_mb=d, gpus=g),
+                          len(self.running), cached / MB, incoming, self.same_host)
+
+    def start(self, task: Task, amount: Resources) -> None:
+        """`task` was sent to run now, taking `amount` (its own or its library's, or none)."""
+        if task.library is not None:
+            self.libs[task.library.key] = self.libs.get(task.library.key, 0) + 1
+        free = self.free
+        free[0] -= amount.cores
+        free[1] -= amount.memory_mb
+        free[2] -= amount.disk_mb
+        free[3] -= amount.gpus
+        self.running[task.id] = task
+
+    def queue(self, task: Task) -> None:
+        """`task` was sent to wait there until the worker has room for it."""
+        self.running[task.id] = task
+        self.waiting.append(task)
+        self.waiting_ids.add(task.id)
+
+    def release(self, task: Task) -> None:
+        """`task` (already out of `running`) ended: its resources are free again."""
+        if task.id in self.waiting_ids:  # ended before it started (cancelled): never charged
+            self.waiting_ids.discard(task.id)
+            self.waiting.remove(task)
+        elif task.library is not None:  # the instance keeps the library's resources
+            self.libs[task.library.key] -= 1
+        else:
+            free = self.free
+            for i, amount in enumerate(want(task.resources)):
+                free[i] += amount
+        if self.waiting:
+            self.promote()
+
+    def promote(self) -> None:
+        """The worker starts its waiting tasks in order as they fit: charge them likewise."""
+        free = self.free
+        cap = self.max_tasks
+        while self.waiting:
+            amounts = want(self.waiting[0].resources)
+            # as the worker's Slots decide: in order, within resources and -j, or alone
+            started = len(self.running) - len(self.waiting)
+            if started and ((cap is not None and started >= cap) or any(
+                    amount > have + 1e-9 for amount, have in zip(amounts, free, strict=True))):
+                return
+            task = self.waiting.popleft()
+            self.waiting_ids.discard(task.id)
+            for i, amount in enumerate(amounts):
+                free[i] -= amount
+
+
+def want(r: Resources) -> tuple:
+    """`placement.need(r)` as (cores, memory_mb, disk_mb, gpus), without building Resources
+    (this runs twice per task)."""
+    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)
