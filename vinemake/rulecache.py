@@ -1,0 +1,283 @@
+"""The parsed-rules cache: a rerun with the same Vinefile and environment skips parsing.
+
+Why: when a source changed, the up-to-date snapshot (filestate) no longer applies and a rerun
+takes the full path; parsing is then a fixed cost paid again for the same text. The last
+parse is kept in the workflow's state dir (`.vinemake/rules`), keyed by everything its result
+depends on:
+
+- the Vinefile's bytes (xxh3_128) and the path it was named by (every Location carries it);
+- every environment variable the evaluation looked up, with the value it found or "unset"
+  (so a variable read and found unset that becomes set misses too);
+- vinemake's version, the Python version, and the bytes of the grammar and of every module
+  the parse runs through (an edited checkout is a different parser). The language has no
+  include: a Vinefile's result depends on no other file (a sub-workflow's file is read when
+  it runs, by its own vinemake).
+
+A Vinefile with an error is never stored: it re-parses and reports its error every time.
+The entry is one file, written to a temporary name and renamed: `vinemake-rules FORMAT
+CHECKSUM` on the first line, then a marshal payload. Anything that does not read back
+cleanly (another format, a checksum mismatch, a decoding error) is a miss and is overwritten.
+
+marshal, not pickle: it builds only plain values (no code runs while loading), it is faster,
+and the payload is flat tables (file names, rule rows, shared rule shapes) turned back into
+RuleSpecs here. Loading it still trusts the entry as much as the Vinefile, so the cache is
+used only when the state dir is the user's own and nobody else can write it (the check the
+grammar cache uses); with a group-writable .vinemake (umask 002) it is off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import marshal
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from operator import attrgetter
+
+import xxhash
+
+from vinemake import __version__
+from vinemake.evaluate import new_fileref, new_location, new_rulespec
+from vinemake.grammar import grammar_path
+from vinemake.private import private_dir
+from vinemake.spec import Category, FileRef, Resources, RuleSpec, Workflow
+
+__all__ = ["Entry", "Parsed", "read_workflow", "stale", "code_digest", "CACHE_FILE"]
+
+FORMAT = 1
+CACHE_FILE = "rules"
+# The modules a parse runs through (a test checks importing the parser loads no other).
+PARSING_MODULES = ("__init__", "annotations", "errors", "evaluate", "expand", "grammar",
+                   "keywords", "parser", "private", "rulecache", "spec", "statements", "units")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """What one parse's result depends on."""
+
+    code: str  # code_digest()
+    vinefile: str  # xxh3_128 of the Vinefile's bytes
+    path: str  # the Vinefile's path as given
+    environ: tuple[tuple[str, str | None], ...]  # each variable looked up, None: unset
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """A workflow, whether it came from the cache, and a line for --explain saying so."""
+
+    workflow: Workflow
+    cached: bool
+    note: str
+
+
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """The version of everything that turns Vinefile text into a Workflow."""
+    h = xxhash.xxh3_128()
+    here = os.path.dirname(os.path.abspath(__file__))
+    parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode(),
+             grammar_path().read_bytes()]
+    for name in PARSING_MODULES:
+        with open(os.path.join(here, f"{name}.py"), "rb") as f:
+            parts.append(f.read())
+    for part in parts:
+        h.update(len(part).to_bytes(8, "little"))
+        h.update(part)
+    return h.hexdigest()
+
+
+# --- deciding -----------------------------------------------------------------------------
+
+
+def stale(entry: Entry | None, now: Entry) -> str | None:
+    """Why `entry` cannot stand for a parse of `now` (whose `environ` is the current value of
+    each of `entry`'s variables), or None if it can."""
+    if entry is None:
+        return "no cached rules"
+    if entry.code != now.code:
+        return "vinemake changed since the rules were cached"
+    if entry.vinefile != now.vinefile or entry.path != now.path:
+        return "the Vinefile changed"
+    for (name, then), (_, value) in zip(entry.environ, now.environ, strict=True):
+        if then != value:
+            was = "unset" if then is None else f"{then!r}"
+            return f"${name} changed (was {was}, now {'unset' if value is None else repr(value)})"
+    return None
+
+
+# --- reading and writing ------------------------------------------------------------------
+
+
+def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = None,
+                  write: bool = True) -> Parsed:
+    """The Workflow in the Vinefile at `path`: from the cache in `state` if it still holds,
+    else parsed (and, if `write`, cached). Errors are the parser's."""
+    if environ is None:
+        environ = os.environ
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        data = None  # the parser reads it again and says why it cannot
+    usable = data is not None and private_dir(state, 0o777 if write else None)
+    file = os.path.join(state, CACHE_FILE)
+    if usable:
+        loaded = _load(file)
+        entry = loaded[0] if loaded else None
+        now = Entry(code_digest(), xxhash.xxh3_128_hexdigest(data), path,
+                    tuple((name, environ.get(name)) for name, _ in entry.environ)
+                    if entry else ())
+        reason = stale(entry, now)
+        if reason is None:
+            from_cache = _decode(loaded[1], path)
+            if from_cache is not None:
+                return Parsed(from_cache, True, "parsed rules from cache")
+            reason = "the cached rules are unreadable"
+    else:
+        reason = "no cache: the state dir is missing or others can write it"
+    from vinemake import parser
+
+    if data is None:
+        return Parsed(parser.parse_file(path, environ), False, "parsed the Vinefile")
+    read: dict[str, str | None] = {}
+    workflow = parser.parse_bytes(data, path, environ, read)
+    if usable and write:
+        _save(file, dataclasses.replace(now, environ=tuple(sorted(read.items()))), workflow)
+    return Parsed(workflow, False, f"parsed the Vinefile ({reason})")
+
+
+_MAGIC = b"vinemake-rules"
+
+
+def _load(file: str) -> tuple[Entry, tuple] | None:
+    """The entry in `file` and its encoded workflow, or None if it does not read back cleanly."""
+    try:
+        with open(file, "rb") as f:
+            blob = f.read()
+        head, _, payload = blob.partition(b"\n")
+        magic, fmt, checksum = head.split(b" ")
+        if (magic != _MAGIC or fmt != str(FORMAT).encode()
+                or xxhash.xxh3_128_hexdigest(payload).encode() != checksum):
+            return None
+        code, vinefile, path, environ, encoded = marshal.loads(payload)
+        return Entry(code, vinefile, path, environ), encoded
+    except (OSError, ValueError, TypeError, EOFError):
+        return None
+
+
+def _save(file: str, entry: Entry, workflow: Workflow) -> None:
+    """Write the entry atomically; a workflow the codec cannot hold is simply not cached."""
+    encoded = _encode(workflow)
+    if encoded is None:
+        return
+    try:
+        payload = marshal.dumps((entry.code, entry.vinefile, entry.path, entry.environ,
+                                 encoded))
+    except ValueError:  # a value marshal cannot hold
+        return
+    tmp = f"{file}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(b"%s %d %s\n" % (_MAGIC, FORMAT, xxhash.xxh3_128_hexdigest(payload).encode()))
+            f.write(payload)
+        os.replace(tmp, file)
+    except OSError:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
+# --- the codec: a Workflow as flat tables of plain values ------------------------------------
+#
+# A rule row is (shape, id, targets, sources, command, line, col, command line, command col):
+# targets and sources are indexes into the table of files, and `shape` indexes the table of
+# everything else (env, category, resources, flags...), which most rules share.
+
+_ROW = ("id", "targets", "sources", "command", "location", "command_location")
+_SHAPE = tuple(f.name for f in dataclasses.fields(RuleSpec) if f.name not in _ROW)
+_RESOURCES = tuple(f.name for f in dataclasses.fields(Resources))
+_shape_of = attrgetter(*_SHAPE)
+_resources_of = attrgetter(*_RESOURCES)
+_RES_AT = _SHAPE.index("resources")
+
+
+class _Uncacheable(Exception):
+    """A workflow the codec would not give back equal (not one the parser makes)."""
+
+
+def _encode(workflow: Workflow) -> tuple | None:
+    path = workflow.path
+    files: list = []
+    file_ids: dict[int, int] = {}
+    shapes: dict = {}
+    resources: list[tuple] = []
+    resource_ids: dict[int, int] = {}  # by identity: equal 1 and 1.0 stay what they were
+    rows = []
+
+    def refs(items: tuple[FileRef, ...]) -> tuple[int, ...]:
+        out = []
+        for ref in items:
+            i = file_ids.get(id(ref))
+            if i is None:
+                i = file_ids[id(ref)] = len(files)
+                files.append(ref.path if ref.path == ref.sandbox else (ref.path, ref.sandbox))
+            out.append(i)
+        return tuple(out)
+
+    try:
+        for index, rule in enumerate(workflow.rules):
+            shape = list(_shape_of(rule))
+            res = shape[_RES_AT]
+            number = resource_ids.get(id(res))
+            if number is None:
+                number = resource_ids[id(res)] = len(resources)
+                resources.append(_resources_of(res))
+            shape[_RES_AT] = number
+            shape = tuple(shape)
+            number = shapes.get(shape)
+            if number is None:
+                number = shapes[shape] = len(shapes)
+            at, cmd_at = rule.location, rule.command_location
+            if rule.id != index or at.path != path or cmd_at is None or cmd_at.path != path:
+                raise _Uncacheable
+            rows.append((number, refs(rule.targets), refs(rule.sources), rule.command,
+                         at.line, at.col, cmd_at.line, cmd_at.col))
+    except (_Uncacheable, TypeError):  # TypeError: an unhashable value in a rule
+        return None
+    categories = tuple((c.name, _resources_of(c.resources), c.mode, c.batch_options)
+                       for c in workflow.categories)
+    return (tuple(files), tuple(resources), tuple(shapes), tuple(rows), categories,
+            workflow.inputs, workflow.outputs, workflow.sizes)
+
+
+def _decode(encoded: tuple, path: str) -> Workflow | None:
+    try:
+        files, resources, shapes, rows, categories, inputs, outputs, sizes = encoded
+        refs = [new_fileref(f) if type(f) is str else FileRef(*f) for f in files]
+        resources = [Resources(*values) for values in resources]
+        bases = []
+        for shape in shapes:
+            shape = list(shape)
+            shape[_RES_AT] = resources[shape[_RES_AT]]
+            bases.append(dict(zip(_SHAPE, shape, strict=True)))
+        ref = refs.__getitem__
+        rules = []
+        append = rules.append
+        for rid, (number, targets, sources, command, line, col, cmd_line, cmd_col) in \
+                enumerate(rows):
+            values = bases[number].copy()
+            values["id"] = rid
+            values["targets"] = tuple(map(ref, targets))
+            values["sources"] = tuple(map(ref, sources))
+            values["command"] = command
+            values["location"] = new_location(path, line, col)
+            values["command_location"] = new_location(path, cmd_line, cmd_col)
+            append(new_rulespec(values))
+        return Workflow(path, tuple(rules),
+                        tuple(Category(n, Resources(*r), m, b) for n, r, m, b in categories),
+                        inputs, outputs, sizes)
+    except (ValueError, TypeError, IndexError):
+        return None
