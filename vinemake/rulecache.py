@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
 import marshal
 import os
 import sys
@@ -149,20 +150,23 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
 
 
 _MAGIC = b"vinemake-rules"
+_CHUNK = 4096  # rules per marshal record: decoded and dropped one at a time, to bound memory
 
 
-def _load(file: str) -> tuple[Entry, tuple] | None:
-    """The entry in `file` and its encoded workflow, or None if it does not read back cleanly."""
+def _load(file: str) -> tuple[Entry, io.BytesIO] | None:
+    """The entry in `file`, and the rest of it to decode, or None if it does not read back
+    cleanly."""
     try:
         with open(file, "rb") as f:
             blob = f.read()
-        head, _, payload = blob.partition(b"\n")
-        magic, fmt, checksum = head.split(b" ")
+        start = blob.find(b"\n") + 1
+        magic, fmt, checksum = blob[:start].split()
         if (magic != _MAGIC or fmt != str(FORMAT).encode()
-                or xxhash.xxh3_128_hexdigest(payload).encode() != checksum):
+                or xxhash.xxh3_128_hexdigest(memoryview(blob)[start:]).encode() != checksum):
             return None
-        code, vinefile, path, environ, encoded = marshal.loads(payload)
-        return Entry(code, vinefile, path, environ), encoded
+        stream = io.BytesIO(blob)
+        stream.seek(start)
+        return Entry(*marshal.load(stream)), stream
     except (OSError, ValueError, TypeError, EOFError):
         return None
 
@@ -172,9 +176,12 @@ def _save(file: str, entry: Entry, workflow: Workflow) -> None:
     encoded = _encode(workflow)
     if encoded is None:
         return
+    tables, rows = encoded
     try:
-        payload = marshal.dumps((entry.code, entry.vinefile, entry.path, entry.environ,
-                                 encoded))
+        payload = b"".join([
+            marshal.dumps((entry.code, entry.vinefile, entry.path, entry.environ)),
+            marshal.dumps(tables),
+            *(marshal.dumps(tuple(rows[i: i + _CHUNK])) for i in range(0, len(rows), _CHUNK))])
     except ValueError:  # a value marshal cannot hold
         return
     tmp = f"{file}.{os.getpid()}.tmp"
@@ -209,7 +216,8 @@ class _Uncacheable(Exception):
     """A workflow the codec would not give back equal (not one the parser makes)."""
 
 
-def _encode(workflow: Workflow) -> tuple | None:
+def _encode(workflow: Workflow) -> tuple[tuple, list[tuple]] | None:
+    """(the tables, the rule rows), or None."""
     path = workflow.path
     files: list = []
     file_ids: dict[int, int] = {}
@@ -251,8 +259,8 @@ def _encode(workflow: Workflow) -> tuple | None:
     shape_table = tuple((resource_ids[res_id], shape) for res_id, shape in shapes)
     categories = tuple((c.name, _resources_of(c.resources), c.mode, c.batch_options)
                        for c in workflow.categories)
-    return (tuple(files), tuple(resources), shape_table, tuple(rows), categories,
-            workflow.inputs, workflow.outputs, workflow.sizes)
+    return (len(rows), tuple(files), tuple(resources), shape_table, categories,
+            workflow.inputs, workflow.outputs, workflow.sizes), rows
 
 
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(RuleSpec)
@@ -265,9 +273,11 @@ def _is_default(name: str, value) -> bool:
     return type(value) is type(default) and value == default
 
 
-def _decode(encoded: tuple, path: str) -> Workflow | None:
+def _decode(stream: io.BytesIO, path: str) -> Workflow | None:
+    """The Workflow of the tables and chunks of rows left in `stream`, or None."""
     try:
-        files, resources, shapes, rows, categories, inputs, outputs, sizes = encoded
+        count, files, resources, shapes, categories, inputs, outputs, sizes = \
+            marshal.load(stream)
         refs = [new_fileref(f) if type(f) is str else FileRef(*f) for f in files]
         resources = [Resources(*values) for values in resources]
         bases = []
@@ -282,25 +292,32 @@ def _decode(encoded: tuple, path: str) -> Workflow | None:
         rules = []
         append = rules.append
         new, setattr_ = object.__new__, object.__setattr__
-        # As evaluate.new_rulespec and new_location do, inlined: a third of the time. Every
-        # field is in `values`; a RuleSpec or Location with __slots__ would fail here, and a
-        # failure is a miss (and the round-trip tests would say so).
-        for rid, (number, targets, sources, command, line, col, cmd_line, cmd_col) in \
-                enumerate(rows):
-            values = bases[number].copy()
-            values["id"] = rid
-            values["targets"] = tuple(map(ref, targets))
-            values["sources"] = tuple(map(ref, sources))
-            values["command"] = command
-            at = values["location"] = new(Location)
-            setattr_(at, "__dict__", {"path": path, "line": line, "col": col})
-            at = values["command_location"] = new(Location)
-            setattr_(at, "__dict__", {"path": path, "line": cmd_line, "col": cmd_col})
-            spec = new(RuleSpec)
-            setattr_(spec, "__dict__", values)
-            append(spec)
+        # As evaluate.new_rulespec and new_location do, inlined: a third of the time. A
+        # RuleSpec or Location with __slots__ would fail here, and a failure is a miss (and
+        # the round-trip tests would say so).
+        rid = 0
+        while rid < count:
+            rows = marshal.load(stream)
+            for number, targets, sources, command, line, col, cmd_line, cmd_col in rows:
+                values = bases[number].copy()
+                values["id"] = rid
+                values["targets"] = tuple(map(ref, targets))
+                values["sources"] = tuple(map(ref, sources))
+                values["command"] = command
+                at = values["location"] = new(Location)
+                setattr_(at, "__dict__", {"path": path, "line": line, "col": col})
+                at = values["command_location"] = new(Location)
+                setattr_(at, "__dict__", {"path": path, "line": cmd_line, "col": cmd_col})
+                spec = new(RuleSpec)
+                setattr_(spec, "__dict__", values)
+                append(spec)
+                rid += 1
+            if not rows:
+                return None
+        if rid != count:
+            return None
         return Workflow(path, tuple(rules),
                         tuple(Category(n, Resources(*r), m, b) for n, r, m, b in categories),
                         inputs, outputs, sizes)
-    except (ValueError, TypeError, IndexError, AttributeError):
+    except (ValueError, TypeError, IndexError, AttributeError, EOFError):
         return None
