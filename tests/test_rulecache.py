@@ -277,16 +277,14 @@ def test_a_broken_entry_is_a_miss_and_is_overwritten(wf, damage):
 
 
 def test_a_payload_that_decodes_to_nonsense_is_a_miss(wf):
-    import marshal
-
     import xxhash
 
     wf("a:\n\ttouch a\n")
     read()
     entry = rulecache._load(os.path.join(".vinemake", CACHE_FILE))[0]
     assert entry.path == "Vinefile" and entry.environ == (("BATCH_LOCAL", None),)
-    payload = marshal.dumps((entry.code, entry.vinefile, entry.path, entry.environ)) + \
-        marshal.dumps(("not", "tables"))
+    payload = rulecache._frame((entry.code, entry.vinefile, entry.path, entry.environ)) + \
+        rulecache._frame(("not", "tables"))
     Path(".vinemake", CACHE_FILE).write_bytes(
         b"vinemake-rules 1 " + xxhash.xxh3_128_hexdigest(payload).encode() + b"\n" + payload)
     again = read()

@@ -29,11 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import io
 import marshal
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -153,22 +152,37 @@ _MAGIC = b"vinemake-rules"
 _CHUNK = 4096  # rules per marshal record: decoded and dropped one at a time, to bound memory
 
 
-def _load(file: str) -> tuple[Entry, io.BytesIO] | None:
-    """The entry in `file`, and the rest of it to decode, or None if it does not read back
+def _load(file: str) -> tuple[Entry, Iterator] | None:
+    """The entry in `file`, and its records still to decode, or None if it does not read back
     cleanly."""
     try:
         with open(file, "rb") as f:
             blob = f.read()
         start = blob.find(b"\n") + 1
         magic, fmt, checksum = blob[:start].split()
+        view = memoryview(blob)
         if (magic != _MAGIC or fmt != str(FORMAT).encode()
-                or xxhash.xxh3_128_hexdigest(memoryview(blob)[start:]).encode() != checksum):
+                or xxhash.xxh3_128_hexdigest(view[start:]).encode() != checksum):
             return None
-        stream = io.BytesIO(blob)
-        stream.seek(start)
-        return Entry(*marshal.load(stream)), stream
-    except (OSError, ValueError, TypeError, EOFError):
+        records = _records(view, start)
+        return Entry(*next(records)), records
+    except (OSError, ValueError, TypeError, EOFError, StopIteration):
         return None
+
+
+def _records(view: memoryview, at: int) -> Iterator:
+    """The records from offset `at` on: each its length (8 bytes, little-endian), then its
+    marshal bytes (marshal.loads of a slice: marshal.load from a stream is 10x slower)."""
+    while at < len(view):
+        size = int.from_bytes(view[at: at + 8], "little")
+        at += 8
+        yield marshal.loads(view[at: at + size])
+        at += size
+
+
+def _frame(value) -> bytes:
+    data = marshal.dumps(value)
+    return len(data).to_bytes(8, "little") + data
 
 
 def _save(file: str, entry: Entry, workflow: Workflow) -> None:
@@ -179,9 +193,8 @@ def _save(file: str, entry: Entry, workflow: Workflow) -> None:
     tables, rows = encoded
     try:
         payload = b"".join([
-            marshal.dumps((entry.code, entry.vinefile, entry.path, entry.environ)),
-            marshal.dumps(tables),
-            *(marshal.dumps(tuple(rows[i: i + _CHUNK])) for i in range(0, len(rows), _CHUNK))])
+            _frame((entry.code, entry.vinefile, entry.path, entry.environ)), _frame(tables),
+            *(_frame(tuple(rows[i: i + _CHUNK])) for i in range(0, len(rows), _CHUNK))])
     except ValueError:  # a value marshal cannot hold
         return
     tmp = f"{file}.{os.getpid()}.tmp"
@@ -273,11 +286,10 @@ def _is_default(name: str, value) -> bool:
     return type(value) is type(default) and value == default
 
 
-def _decode(stream: io.BytesIO, path: str) -> Workflow | None:
-    """The Workflow of the tables and chunks of rows left in `stream`, or None."""
+def _decode(records: Iterator, path: str) -> Workflow | None:
+    """The Workflow of the tables and chunks of rows in `records`, or None."""
     try:
-        count, files, resources, shapes, categories, inputs, outputs, sizes = \
-            marshal.load(stream)
+        count, files, resources, shapes, categories, inputs, outputs, sizes = next(records)
         refs = [new_fileref(f) if type(f) is str else FileRef(*f) for f in files]
         resources = [Resources(*values) for values in resources]
         bases = []
@@ -297,17 +309,22 @@ def _decode(stream: io.BytesIO, path: str) -> Workflow | None:
         # the round-trip tests would say so).
         rid = 0
         while rid < count:
-            rows = marshal.load(stream)
+            rows = next(records)
             for number, targets, sources, command, line, col, cmd_line, cmd_col in rows:
-                values = bases[number].copy()
-                values["id"] = rid
-                values["targets"] = tuple(map(ref, targets))
-                values["sources"] = tuple(map(ref, sources))
-                values["command"] = command
-                at = values["location"] = new(Location)
-                setattr_(at, "__dict__", {"path": path, "line": line, "col": col})
-                at = values["command_location"] = new(Location)
-                setattr_(at, "__dict__", {"path": path, "line": cmd_line, "col": cmd_col})
+                # Attributes set one by one: a Location's dict then shares its keys with
+                # every other Location's (half the size of a dict of its own).
+                at = new(Location)
+                setattr_(at, "path", path)
+                setattr_(at, "line", line)
+                setattr_(at, "col", col)
+                cmd_at = new(Location)
+                setattr_(cmd_at, "path", path)
+                setattr_(cmd_at, "line", cmd_line)
+                setattr_(cmd_at, "col", cmd_col)
+                values = {"id": rid, "targets": tuple(map(ref, targets)),
+                          "sources": tuple(map(ref, sources)), "command": command,
+                          "location": at, "command_location": cmd_at}
+                values.update(bases[number])
                 spec = new(RuleSpec)
                 setattr_(spec, "__dict__", values)
                 append(spec)
@@ -319,5 +336,5 @@ def _decode(stream: io.BytesIO, path: str) -> Workflow | None:
         return Workflow(path, tuple(rules),
                         tuple(Category(n, Resources(*r), m, b) for n, r, m, b in categories),
                         inputs, outputs, sizes)
-    except (ValueError, TypeError, IndexError, AttributeError, EOFError):
+    except (ValueError, TypeError, IndexError, AttributeError, EOFError, StopIteration):
         return None
