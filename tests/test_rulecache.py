@@ -243,7 +243,7 @@ def test_a_bad_first_parse_writes_nothing(wf):
     wf("a: b\n")
     with pytest.raises(VinefileError):
         read()
-    assert not Path(".vinemake", CACHE_FILE).exists()
+    assert not Path(".vinemake").exists()
 
 
 def test_an_unreadable_vinefile_is_the_parsers_error(tmp_path, monkeypatch):
@@ -293,6 +293,25 @@ def test_a_payload_that_decodes_to_nonsense_is_a_miss(wf):
     assert read().cached
 
 
+@pytest.mark.parametrize("head", [
+    ("code", "digest", "Vinefile", ((1, None),)),
+    ("code", "digest", "Vinefile", (("A", 2),)),
+    ("code", "digest", "Vinefile", "AB"),
+    (1, "digest", "Vinefile", ()),
+    ("code", "digest", "Vinefile"),
+])
+def test_a_checksummed_entry_of_the_wrong_shape_is_a_miss(wf, head):
+    import xxhash
+
+    wf("a:\n\ttouch a\n")
+    payload = rulecache._frame(head)
+    Path(".vinemake").mkdir()
+    Path(".vinemake", CACHE_FILE).write_bytes(
+        b"vinemake-rules 1 " + xxhash.xxh3_128_hexdigest(payload).encode() + b"\n" + payload)
+    assert read().note == "parsed the Vinefile (no cached rules)"
+    assert read().cached
+
+
 def test_writing_leaves_no_temporary_file(wf):
     wf("a:\n\ttouch a\n")
     read()
@@ -324,7 +343,7 @@ def test_no_cache_in_a_state_dir_others_can_write(wf):
     os.mkdir(".vinemake")
     os.chmod(".vinemake", 0o777)
     first = read()
-    assert "others can write" in first.note
+    assert first.note == "parsed the Vinefile (no rules cache: others can write .vinemake)"
     assert not read().cached
     assert os.listdir(".vinemake") == []
 

@@ -119,31 +119,29 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
     try:
         with open(path, "rb") as f:
             data = f.read()
-    except OSError:
-        data = None  # the parser reads it again and says why it cannot
-    usable = data is not None and private_dir(state, 0o777 if write else None)
-    file = os.path.join(state, CACHE_FILE)
-    if usable:
-        loaded = _load(file)
-        entry = loaded[0] if loaded else None
-        now = Entry(code_digest(), xxhash.xxh3_128_hexdigest(data), path,
-                    tuple((name, environ.get(name)) for name, _ in entry.environ)
-                    if entry else ())
-        reason = stale(entry, now)
-        if reason is None:
-            from_cache = _decode(loaded[1], path)
-            if from_cache is not None:
-                return Parsed(from_cache, True, "parsed rules from cache")
-            reason = "the cached rules are unreadable"
-    else:
-        reason = "no cache: the state dir is missing or others can write it"
-    from vinemake import parser
+    except OSError:  # the parser says why it cannot read it
+        from vinemake.parser import parse_file
 
-    if data is None:
-        return Parsed(parser.parse_file(path, environ), False, "parsed the Vinefile")
+        return Parsed(parse_file(path, environ), False, "parsed the Vinefile")
+    file = os.path.join(state, CACHE_FILE)
+    trusted = private_dir(state, None)
+    loaded = _load(file) if trusted else None
+    entry = loaded[0] if loaded else None
+    now = Entry(code_digest(), xxhash.xxh3_128_hexdigest(data), path,
+                tuple((name, environ.get(name)) for name, _ in entry.environ) if entry else ())
+    reason = stale(entry, now)
+    if reason is None:
+        workflow = _decode(loaded[1], path)
+        if workflow is not None:
+            return Parsed(workflow, True, "parsed rules from cache")
+        reason = "the cached rules are unreadable"
+    if not trusted and os.path.isdir(state):
+        reason = f"no rules cache: others can write {state}"
+    from vinemake.parser import parse_bytes  # here: a hit never loads lark
+
     read: dict[str, str | None] = {}
-    workflow = parser.parse_bytes(data, path, environ, read)
-    if usable and write:
+    workflow = parse_bytes(data, path, environ, read)
+    if write and private_dir(state, 0o777):  # the state dir's usual mode (umask applies)
         _save(file, dataclasses.replace(now, environ=tuple(sorted(read.items()))), workflow)
     return Parsed(workflow, False, f"parsed the Vinefile ({reason})")
 
@@ -165,9 +163,17 @@ def _load(file: str) -> tuple[Entry, Iterator] | None:
                 or xxhash.xxh3_128_hexdigest(view[start:]).encode() != checksum):
             return None
         records = _records(view, start)
-        return Entry(*next(records)), records
+        entry = Entry(*next(records))
     except (OSError, ValueError, TypeError, EOFError, StopIteration):
         return None
+    return (entry, records) if _well_formed(entry) else None
+
+
+def _well_formed(entry: Entry) -> bool:
+    return (all(type(x) is str for x in (entry.code, entry.vinefile, entry.path))
+            and type(entry.environ) is tuple
+            and all(type(pair) is tuple and len(pair) == 2 and type(pair[0]) is str
+                    and (pair[1] is None or type(pair[1]) is str) for pair in entry.environ))
 
 
 def _records(view: memoryview, at: int) -> Iterator:
