@@ -207,6 +207,23 @@ def test_the_code_digest_covers_every_module_the_parser_imports():
     assert loaded <= set(rulecache.PARSING_MODULES)
 
 
+def test_no_cache_when_its_own_source_cannot_be_read(wf):
+    wf("a:\n\ttouch a\n")
+    modules = rulecache.PARSING_MODULES
+    rulecache.PARSING_MODULES = ("no-such-module",)
+    rulecache.code_digest.cache_clear()
+    try:
+        first = read()
+        assert first.note == ("parsed the Vinefile (no rules cache: vinemake's own source files "
+                              "cannot be read)")
+        assert not os.path.exists(".vinemake")
+    finally:
+        rulecache.PARSING_MODULES = modules
+        rulecache.code_digest.cache_clear()
+    read()
+    assert read().cached
+
+
 def test_an_entry_from_other_code_misses(wf):
     wf("a:\n\ttouch a\n")
     read()

@@ -73,15 +73,19 @@ class Parsed:
 
 
 @functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """The version of everything that turns Vinefile text into a Workflow."""
+def code_digest() -> str | None:
+    """The version of everything that turns Vinefile text into a Workflow; None if a source
+    file cannot be read (an install without .py files: then no cache)."""
     h = xxhash.xxh3_128()
     here = os.path.dirname(os.path.abspath(__file__))
-    parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode(),
-             grammar_path().read_bytes()]
-    for name in PARSING_MODULES:
-        with open(os.path.join(here, f"{name}.py"), "rb") as f:
-            parts.append(f.read())
+    try:
+        parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode(),
+                 grammar_path().read_bytes()]
+        for name in PARSING_MODULES:
+            with open(os.path.join(here, f"{name}.py"), "rb") as f:
+                parts.append(f.read())
+    except OSError:
+        return None
     for part in parts:
         h.update(len(part).to_bytes(8, "little"))
         h.update(part)
@@ -124,10 +128,11 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
 
         return Parsed(parse_file(path, environ), False, "parsed the Vinefile")
     file = os.path.join(state, CACHE_FILE)
-    trusted = private_dir(state, None)
+    code = code_digest()
+    trusted = code is not None and private_dir(state, None)
     loaded = _load(file) if trusted else None
     entry = loaded[0] if loaded else None
-    now = Entry(code_digest(), xxhash.xxh3_128_hexdigest(data), path,
+    now = Entry(code or "", xxhash.xxh3_128_hexdigest(data), path,
                 tuple((name, environ.get(name)) for name, _ in entry.environ) if entry else ())
     reason = stale(entry, now)
     if reason is None:
@@ -135,13 +140,15 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
         if workflow is not None:
             return Parsed(workflow, True, "parsed rules from cache")
         reason = "the cached rules are unreadable"
-    if not trusted and os.path.isdir(state):
+    if code is None:
+        reason = "no rules cache: vinemake's own source files cannot be read"
+    elif not trusted and os.path.isdir(state):
         reason = f"no rules cache: others can write {state}"
     from vinemake.parser import parse_bytes  # here: a hit never loads lark
 
     read: dict[str, str | None] = {}
     workflow = parse_bytes(data, path, environ, read)
-    if write and private_dir(state, 0o777):  # the state dir's usual mode (umask applies)
+    if write and code and private_dir(state, 0o777):  # the usual mode (umask applies)
         _save(file, dataclasses.replace(now, environ=tuple(sorted(read.items()))), workflow)
     return Parsed(workflow, False, f"parsed the Vinefile ({reason})")
 
