@@ -15,14 +15,17 @@ depends on:
 
 A Vinefile with an error is never stored: it re-parses and reports its error every time.
 The entry is one file, written to a temporary name and renamed: `vinemake-rules FORMAT
-CHECKSUM` on the first line, then a marshal payload. Anything that does not read back
-cleanly (another format, a checksum mismatch, a decoding error) is a miss and is overwritten.
+CHECKSUM` on the first line, then length-framed marshal records (the key, the tables, then
+the rule rows 4096 at a time). Anything that does not read back cleanly (another format, a
+checksum mismatch, a record of the wrong shape) is a miss and is overwritten.
 
-marshal, not pickle: it builds only plain values (no code runs while loading), it is faster,
-and the payload is flat tables (file names, rule rows, shared rule shapes) turned back into
-RuleSpecs here. Loading it still trusts the entry as much as the Vinefile, so the cache is
-used only when the state dir is the user's own and nobody else can write it (the check the
-grammar cache uses); with a group-writable .vinemake (umask 002) it is off.
+marshal, not pickle: it builds only plain values (no code runs while loading), and a pickle
+of 100k RuleSpecs loaded no faster than parsing them (0.76 s against 0.81 s). The records
+are flat tables (file names, Resources, rule shapes, one row per rule) turned back into
+RuleSpecs here: 0.27 s for the same 100k. Loading it still trusts the entry as much as the
+Vinefile, so the cache is used only when the state dir is the user's own and nobody else can
+write it (the check the grammar cache uses); with a group-writable .vinemake (umask 002) it
+is off.
 """
 
 from __future__ import annotations
