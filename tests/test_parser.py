@@ -331,7 +331,7 @@ def test_grammar_names_the_reserved_words():
 
 def test_public_surface():
     from vinemake import parser
-    assert parser.__all__ == ["parse_file", "parse_text", "grammar_text"]
+    assert parser.__all__ == ["parse_file", "parse_bytes", "parse_text", "grammar_text"]
 
 
 # ---- plain rules: the parser's fast path means what the general one means ---------------

@@ -18,6 +18,7 @@ from typing import TextIO
 
 from vinemake.graph import BuildGraph, norm
 from vinemake.journal import FileRecord, Journal
+from vinemake.rulecache import CACHE_FILE
 from vinemake.spec import Workflow
 
 __all__ = ["Cleaning", "decide", "clean_workflow"]
@@ -80,7 +81,8 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
     for key in plan.keys:
         store.remove(key)
     if plan.state:
-        for name in ("failed", "cache", "manager", "worker", "journal", "filestate"):
+        for name in ("failed", "cache", "manager", "worker", "journal", "filestate",
+                     CACHE_FILE):
             _remove(os.path.join(state_dir(root), name))
         _rmdir_if_empty(state_dir(root))
     return 0

@@ -179,7 +179,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
         if _entry("nothing_to_do")(options):
             ctx.exit(0)
     with _collector_paused():
-        workflow = _parse(path)
+        workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
         graph = BuildGraph.build(workflow, options.root)
         if targets:
             graph = graph.select(targets)
@@ -266,11 +266,16 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
                                    disk_mb=run["disk"], gpus=run["gpus"]))
 
 
-def _parse(path: str) -> Workflow:
-    # Imported here: a rerun with nothing to do never loads lark.
-    from vinemake.parser import parse_file
+def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
+    """The workflow, from the parsed-rules cache when it still holds (--check, -n, --graph
+    and --clean read it but write nothing)."""
+    # Imported here: a rerun with nothing to do never loads lark, nor one read from the cache.
+    from vinemake.rulecache import read_workflow
 
-    return parse_file(path)
+    parsed = read_workflow(path, state_dir(options.root), write=write)
+    if options.explain:
+        click.echo(f"vinemake explain: {parsed.note}", err=True)
+    return parsed.workflow
 
 
 def _entry(name: str):

@@ -69,13 +69,32 @@ class _Extra(NamedTuple):
     batch_options: str | None
 
 
+class _Recorded(dict):
+    """The environment, remembering each name looked up in it and what it found (None: unset).
+
+    Every lookup of the process environment goes through get(): the rules cache keys an
+    entry on exactly these values.
+    """
+
+    def __init__(self, environ: Mapping[str, str], read: dict[str, str | None]):
+        super().__init__(environ)
+        self.read = read
+
+    def get(self, name, default=None):
+        value = dict.get(self, name)
+        self.read[name] = value
+        return default if value is None else value
+
+
 class _Evaluator:
     """Walks the statements in order, keeping Makeflow's variable scopes."""
 
-    def __init__(self, source: Source, environ: Mapping[str, str]):
+    def __init__(self, source: Source, environ: Mapping[str, str],
+                 read: dict[str, str | None] | None = None):
         self.source = source
         self.path = source.path
-        self.environ = dict(environ)  # a plain dict: os.environ encodes on every lookup
+        # A plain dict: os.environ encodes on every lookup.
+        self.environ = dict(environ) if read is None else _Recorded(environ, read)
         self.globals: dict[str, str] = {}
         self.category_vars: dict[str, dict[str, str]] = {}
         self.current = "default"
@@ -620,6 +639,10 @@ def _is_name(text: str) -> bool:
     return text.isidentifier() and text.isascii()
 
 
-def evaluate(statements: Iterable, source: Source, environ: Mapping[str, str]) -> Workflow:
-    """Give the parsed statements their meaning, in file order. A list is consumed (emptied)."""
-    return _Evaluator(source, environ).run(statements)
+def evaluate(statements: Iterable, source: Source, environ: Mapping[str, str],
+             read: dict[str, str | None] | None = None) -> Workflow:
+    """Give the parsed statements their meaning, in file order. A list is consumed (emptied).
+
+    `read`, if given, receives every environment variable looked up, with its value or None.
+    """
+    return _Evaluator(source, environ, read).run(statements)

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import functools
 import gc
-import importlib.resources
 import os
 import re
 from collections.abc import Mapping
-from pathlib import Path
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
 from vinemake.errors import InputError, VinefileError
 from vinemake.evaluate import evaluate
+from vinemake.grammar import grammar_text
+from vinemake.private import private_dir
 from vinemake.spec import Location, Workflow
 from vinemake.statements import (
     Annotation,
@@ -35,18 +35,7 @@ from vinemake.statements import (
     Text,
 )
 
-__all__ = ["parse_file", "parse_text", "grammar_text"]
-
-_GRAMMAR = "vinefile.lark"
-
-
-def grammar_text() -> str:
-    """The grammar: shipped inside the installed package, or in the repository's grammar/."""
-    shipped = importlib.resources.files("vinemake") / "grammar" / _GRAMMAR
-    if shipped.is_file():
-        return shipped.read_text(encoding="utf-8")
-    return (Path(__file__).resolve().parent.parent / "grammar" / _GRAMMAR).read_text(
-        encoding="utf-8")
+__all__ = ["parse_file", "parse_bytes", "parse_text", "grammar_text"]
 
 
 def _text(token: Token) -> Text:
@@ -174,19 +163,16 @@ def grammar_cache(environ: Mapping[str, str]) -> str | None:
     if not base or not os.path.isabs(base):
         return None
     directory = os.path.join(base, "vinemake")
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        info = os.stat(directory)
-    except OSError:
-        return None
-    if info.st_uid != os.getuid() or info.st_mode & 0o022:
-        return None
-    return os.path.join(directory, "grammar.lark-cache")
+    return os.path.join(directory, "grammar.lark-cache") if private_dir(directory) else None
 
 
-def parse_text(text: str, path: str = "<string>",
-               environ: Mapping[str, str] | None = None) -> Workflow:
-    """Parse and evaluate Vinefile `text`; errors raise VinefileError located in `path`."""
+def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | None = None,
+               read: dict[str, str | None] | None = None) -> Workflow:
+    """Parse and evaluate Vinefile `text`; errors raise VinefileError located in `path`.
+
+    If `read` is given, every environment variable the evaluation looked up goes into it
+    with its value (None: unset), for the rules cache's key.
+    """
     if environ is None:
         environ = os.environ
     if "\r" in text:
@@ -202,7 +188,7 @@ def parse_text(text: str, path: str = "<string>",
             statements = _lark().parse(body)
         except UnexpectedInput as e:
             raise _syntax_error(e, source) from None
-        return evaluate(statements, source, environ)
+        return evaluate(statements, source, environ, read)
     finally:
         if was_enabled:
             gc.enable()
@@ -211,13 +197,23 @@ def parse_text(text: str, path: str = "<string>",
 def parse_file(path: str, environ: Mapping[str, str] | None = None) -> Workflow:
     """Parse the Vinefile at `path`."""
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise VinefileError(Location(path, 1, 1), f"not a text file: {e.reason}") from None
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise InputError(f"cannot read {path}: {e.strerror}") from None
-    return parse_text(text, path, environ)
+    return parse_bytes(data, path, environ)
+
+
+def parse_bytes(data: bytes, path: str, environ: Mapping[str, str] | None = None,
+                read: dict[str, str | None] | None = None) -> Workflow:
+    """Parse the contents of the Vinefile at `path`: UTF-8, any line ending (as text mode)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise VinefileError(Location(path, 1, 1), f"not a text file: {e.reason}") from None
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return parse_text(text, path, environ, read)
 
 
 # ---- syntax errors in the user's words -------------------------------------------------
