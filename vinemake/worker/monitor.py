@@ -95,7 +95,8 @@ class Monitor:
         # Called on the monitor's thread after each batch of exits: seconds until it wants
         # to be called again, or None.
         self.tick: Callable[[], float | None] | None = None
-        threading.Thread(target=self._loop, name="monitor", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
+        self._thread.start()
 
     def watch(self, pid: int, limits: Resources, sandbox: str,
               start: float | None = None) -> Watch:
@@ -136,12 +137,15 @@ class Monitor:
         for w in watches:
             self.kill(w, reason)
 
-    def close(self) -> None:
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop the loop and wait for it: no callback runs (nor starts a task) after this."""
         self._closed = True
         try:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
 
     # ------------------------------------------------------------ reaping
 

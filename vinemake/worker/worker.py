@@ -146,6 +146,9 @@ class Worker:
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.libraries.close()
         self.monitor.close()
+        # A task the monitor's thread was starting as the first kill went out (a slot freed
+        # by a killed command) is running now: the monitor has stopped, kill it too.
+        self.monitor.kill_all("the worker is exiting")
         self.files.close()
         shutil.rmtree(self.run_dir, ignore_errors=True)
 
@@ -270,7 +273,9 @@ class Worker:
             self._begin(self.runner, task, fetches)
 
     def _begin(self, runner: Runner, task, fetches) -> None:
-        """Start a task: here if that cannot block, else on the pool."""
+        """Start a task: here if that cannot block, else on the pool; not once stopping."""
+        if self._stop.is_set():
+            return
         if fetches or task.library is not None:
             self.pool.submit(self._run_task, runner, task, fetches)
         else:
