@@ -169,9 +169,9 @@ def case(base: str, name: str, rules, tools, timeout: float):
                 # journal, plan): without the up-to-date snapshot, which would skip them,
                 # and without the parsed-rules cache, so it parses (and writes the cache)
                 # as the run did.
-                for name in ("uptodate", "rules"):
+                for state in ("uptodate", "rules"):
                     try:
-                        os.remove(os.path.join(root, ".vinemake", name))
+                        os.remove(os.path.join(root, ".vinemake", state))
                     except FileNotFoundError:
                         pass  # a failed run leaves none
                 _, cpu["noop"], _ = run_vinemake(root, timeout)
