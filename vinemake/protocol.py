@@ -48,7 +48,10 @@ from vinemake.errors import InfrastructureError
 from vinemake.spec import Resources
 from vinemake.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
 
-VERSION = 1
+# Both ends refuse a message with a field they do not know, so a new field is a new version:
+# a worker from another release is then refused with "version mismatch", not "garbled".
+# 2: Welcome.max_tasks (the -j cap a worker applies itself).
+VERSION = 2
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
