@@ -37,12 +37,12 @@ def run_in(root, text: str) -> int:
     return run.run(wf, BuildGraph.build(wf, str(root)), options)
 
 
-def test_the_manager_starts_after_keys_and_plan_and_its_worker_stops_at_the_end(tmp_path,
-                                                                               calls):
+def test_on_a_first_build_the_manager_starts_before_keys_and_plan(tmp_path, calls):
+    # so that the worker's interpreter starts while this process hashes and plans
     assert run_in(tmp_path, "out.txt:\n\techo hi > out.txt\n") == 0
-    assert [name for name, _ in calls] == ["prepare", "manager"]
+    assert [name for name, _ in calls] == ["manager", "prepare"]
     assert (tmp_path / "out.txt").read_text() == "hi\n"
-    assert calls[1][1].provider.proc.poll() is not None
+    assert calls[0][1].provider.proc.poll() is not None  # the worker was stopped at the end
 
 
 def test_a_rebuild_starts_the_manager_only_once_the_plan_runs_a_remote_rule(tmp_path,
@@ -61,6 +61,19 @@ def test_a_rebuild_starts_the_manager_only_once_the_plan_runs_a_remote_rule(tmp_
     assert run_in(tmp_path, vinefile) == 0
     assert [name for name, _ in calls] == ["prepare", "manager"]
     assert (tmp_path / "out.txt").read_text() == "two\n"
+
+
+def test_a_first_build_that_runs_no_remote_rule_stops_the_early_worker(tmp_path, calls):
+    vinefile = "out.txt:\n\techo hi > out.txt\n\nlocal.txt:\n\tLOCAL echo lo > local.txt\n"
+    (tmp_path / "Vinefile").write_text(vinefile)
+    wf = parse_file(str(tmp_path / "Vinefile"))
+    options = RunOptions(vinefile=str(tmp_path / "Vinefile"), root=str(tmp_path),
+                         targets=("local.txt",))
+    assert run.run(wf, BuildGraph.build(wf, str(tmp_path)), options) == 0
+    assert [name for name, _ in calls] == ["manager", "prepare"]
+    assert calls[0][1].provider.proc.poll() is not None
+    assert (tmp_path / "local.txt").read_text() == "lo\n"
+    assert not (tmp_path / "out.txt").exists()
 
 
 def test_a_workflow_of_local_rules_only_starts_no_manager(tmp_path, calls):

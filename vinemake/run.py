@@ -217,16 +217,38 @@ def explain(prep: Prepared, workflow: Workflow, out: TextIO) -> None:
 
 def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     """Bring the workflow (or `options.targets`) up to date; the exit code."""
-    from vinemake.engine import Engine, EngineOptions
-    from vinemake.localrun import LocalRunner
-    from vinemake.reporter import make_reporter
-
     root = options.root
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
+    # On a first build the manager (and with it the worker's interpreter) starts before keys,
+    # journal and plan, so the worker's start-up runs on another core meanwhile. Not on a
+    # rebuild: when its plan runs no remote rule, a worker started for nothing costs more
+    # than the overlap saves.
+    executor = _start_manager(options, root) if _first_build(workflow, options) else None
+    try:
+        return _run(workflow, graph, options, digest, executor)
+    finally:
+        if executor is not None:
+            executor.close()
+
+
+def _first_build(workflow: Workflow, options) -> bool:
+    """Nothing was built here and no shared store can restore it: every remote rule asked
+    for will run, so a manager will be needed if the workflow has one."""
+    if options.cache_dir or os.path.exists(os.path.join(state_dir(options.root), "journal")):
+        return False
+    return any(not (rule.local or rule.subworkflow) for rule in workflow.rules)
+
+
+def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early) -> int:
+    from vinemake.engine import Engine, EngineOptions
+    from vinemake.localrun import LocalRunner
+    from vinemake.reporter import make_reporter
+
+    root = options.root
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
     if options.explain:
@@ -241,7 +263,10 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
     prep.journal.open()
-    executor = _start_manager(options, root) if needs_manager else _NoExecutor()
+    if not needs_manager:
+        executor = _NoExecutor()  # (an early manager, if any, is closed by run())
+    else:
+        executor = early if early is not None else _start_manager(options, root)
     local = LocalRunner(root, options.max_local)
     sizes = {p: st.st_size for p, st in prep.files.stats.items() if st is not None}
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
