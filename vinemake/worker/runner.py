@@ -547,9 +547,9 @@ class _SpawnAPI:
             actions = self._actions.get((cwd, stderr_path))
             if actions is not None:
                 return actions
-            if len(self._actions) >= 256:  # sandboxes of earlier sessions
-                for old in self._actions.values():
-                    self.libc.posix_spawn_file_actions_destroy(old)
+            if len(self._actions) >= 1024:  # sandboxes of earlier sessions
+                # Forgotten, not destroyed: another thread may be spawning with one right now
+                # (its buffer stays alive while it does; glibc's few hundred bytes leak).
                 self._actions.clear()
             actions = ctypes.create_string_buffer(self._OPAQUE)
             libc = self.libc
