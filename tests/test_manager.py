@@ -258,14 +258,20 @@ def exclusive(tmp_path, i, gate=None):
     return (f"mkdir {lock} || exit 7; touch {tmp_path}/s.{i}; {hold}rmdir {lock}")
 
 
-def test_max_tasks_caps_concurrency_on_the_worker_holding_tasks_ahead(cluster, tmp_path):
-    c = cluster(max_tasks=1)
-    c.worker("w1", cores=2)
+def submit_exclusive(c, tmp_path, n):
+    """n exclusive tasks, the first held at a gate: (tasks, gate) once the first runs."""
     gate = tmp_path / "gate"
-    tasks = [task(i, exclusive(tmp_path, i, gate if i == 0 else None)) for i in range(6)]
+    tasks = [task(i, exclusive(tmp_path, i, gate if i == 0 else None)) for i in range(n)]
     for t in tasks:
         c.m.submit(t)
     wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    return tasks, gate
+
+
+def test_max_tasks_caps_concurrency_on_the_worker_holding_tasks_ahead(cluster, tmp_path):
+    c = cluster(max_tasks=1)
+    c.worker("w1", cores=2)
+    tasks, gate = submit_exclusive(c, tmp_path, 6)
     # -j does not stop tasks being sent ahead to the only worker: it was told the cap
     wait_for(lambda: not c.m.queue, "the rest to be sent ahead")
     assert [t.id for t in c.m.workers["w1"].waiting] == [1, 2, 3, 4, 5]
@@ -289,11 +295,7 @@ def test_max_tasks_with_several_workers_sends_nothing_ahead(cluster, tmp_path):
     c = cluster(max_tasks=1)
     c.worker("w1", cores=2)
     c.worker("w2", cores=2)
-    gate = tmp_path / "gate"
-    tasks = [task(i, exclusive(tmp_path, i, gate if i == 0 else None)) for i in range(4)]
-    for t in tasks:
-        c.m.submit(t)
-    wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
+    tasks, gate = submit_exclusive(c, tmp_path, 4)
     assert (c.m.running_total, len(c.m.queue)) == (1, 3)
     assert not any(w.waiting for w in c.m.workers.values())
     gate.touch()
