@@ -26,6 +26,8 @@ class FakeExecutor:
         self.stop_after = stop_after
         self.engine = engine
         self.forgotten = []
+        self.withdrawn = None
+        self.returned = []
 
     def submit(self, task):
         self.submitted.append(task)
@@ -35,6 +37,9 @@ class FakeExecutor:
         if self.stop_after is not None and len(self.submitted) >= self.stop_after:
             self.engine.stop(143)
             return []
+        if self.returned:
+            returned, self.returned = self.returned, []
+            return returned
         done, self.queue = self.queue[:1], self.queue[1:]
         results = []
         for task in done:
@@ -53,6 +58,11 @@ class FakeExecutor:
 
     def cancel_all(self):
         self.cancelled = True
+
+    def withdraw(self):  # what waits in the queue has not started: it comes back withdrawn
+        self.withdrawn = [t.name for t in self.queue]
+        self.returned = [TaskResult(t.id, "withdrawn") for t in self.queue]
+        self.queue = []
 
     def forget(self, keys):  # with what had been submitted by then
         self.forgotten.append((list(keys), self.names()))
@@ -131,19 +141,22 @@ def test_failure_stops_dependents_writes_info_and_exits_1(root):
                                      "status: failed", "exit code: 3", "reason: -"]
     assert info.endswith("stderr tail:\nboom\n")
     assert ("failed", "b", "exit code 3") in rep.events
-    # Next run: only the failed rule and what waited on it.
+    # c, submitted with b, was withdrawn when b failed. Next run: those and what waited.
     _, ex2, _ = run_once(root, diamond())
-    assert ex2.names() == ["b", "d"]
+    assert ex2.names() == ["b", "c", "d"]
 
 
-def test_without_keep_going_nothing_new_is_submitted_after_a_failure(root):
+def test_without_keep_going_what_has_not_started_is_withdrawn_after_a_failure(root):
     rules = [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y"), rule(2, ["z"], [], "z")]
     outcome, ex, _ = run_once(root, rules, FakeExecutor({"x": ["failed"]}))
     assert ex.names() == ["x", "y", "z"]  # all three were ready and submitted together
+    assert ex.withdrawn == ["y", "z"]  # not started when x failed: as make, start no more
+    assert (outcome.ran, outcome.failed, outcome.not_run) == ((), ("x",), 2)
+    assert not os.path.exists(os.path.join(root, "y"))
     outcome, ex, _ = run_once(root, [rule(0, ["p"], [], "p"), rule(1, ["q"], ["p"], "q"),
                                      rule(2, ["r"], ["q"], "r"), rule(3, ["s"], [], "s")],
                               FakeExecutor({"p": ["failed"]}))
-    assert ex.names() == ["p", "s"] and outcome.not_run == 2
+    assert (ex.names(), ex.withdrawn, outcome.not_run) == (["p", "s"], ["s"], 3)
 
 
 def test_keep_going_runs_everything_independent(root):

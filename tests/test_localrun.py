@@ -54,3 +54,20 @@ def test_cancel_all_kills_running_commands(tmp_path):
     result = wait_all(runner, 1)[1]
     runner.close()
     assert result.status == "signaled" and result.exit_code == -15
+
+
+def test_withdrawn_tasks_that_have_not_started_come_back_without_running(tmp_path):
+    runner = LocalRunner(str(tmp_path), 1)
+    gate = tmp_path / "gate"
+    runner.submit(task(1, f"touch one; while [ ! -e {gate} ]; do sleep 0.01; done", (),
+                       str(tmp_path)))
+    runner.submit(task(2, "touch two", (), str(tmp_path)))  # waits for the only slot
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "one").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # readiness: the first has started
+    runner.withdraw()
+    gate.touch()
+    results = wait_all(runner, 2)
+    runner.close()
+    assert (results[1].status, results[2].status) == ("ok", "withdrawn")
+    assert (tmp_path / "one").exists() and not (tmp_path / "two").exists()

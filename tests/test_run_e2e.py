@@ -107,6 +107,21 @@ def test_failed_rule_exits_1_with_info_and_summary(tmp_path):
     assert started(vinemake(tmp_path, check=False)) == ["bad.txt"]
 
 
+def test_after_a_failure_nothing_more_starts_unless_keep_going(tmp_path):
+    # Every rule is ready at once and submitted together; as with make, a failure without -k
+    # starts nothing more: what had not started is withdrawn, what runs finishes.
+    slow = "".join(f"s.{i}:\n\tsleep 1; touch s.{i}\n\n" for i in range(8))
+    (tmp_path / "Vinefile").write_text("bad:\n\texit 3\n\n" + slow)
+    proc = vinemake(tmp_path, "--cores", "2", check=False, timeout=120)
+    made = sorted(p.name for p in tmp_path.glob("s.*"))
+    assert proc.returncode == 1, proc.stderr
+    assert len(made) <= 3, (made, proc.stderr)  # the one beside bad, a slot refilled at most
+    assert f"failed 1 (bad), not run {8 - len(made)}" in proc.stderr
+    proc = vinemake(tmp_path, "-k", "--cores", "2", check=False, timeout=120)
+    assert proc.returncode == 1
+    assert len(list(tmp_path.glob("s.*"))) == 8
+
+
 def test_rule_bigger_than_any_worker_is_refused(tmp_path):
     (tmp_path / "Vinefile").write_text("@resources cores=512\nx:\n\techo > x\n")
     proc = vinemake(tmp_path, check=False)

@@ -308,6 +308,8 @@ class Engine:
             return  # a late result for a task we already gave up on
         st.running.discard(rid)
         st.local_running.discard(rid)
+        if result.status == "withdrawn":
+            return  # counted as not run
         rule = self.rules[rid]
         if result.ok:
             missing = self._missing_output(rid)
@@ -374,7 +376,12 @@ class Engine:
         st.failed.append(rule.name)
         self.reporter.failed(rule.name, _describe(result), where)
         if not self.options.keep_going:
+            # As make does without -k: start nothing more. Everything ready was submitted at
+            # once, so what has not started is taken back; what runs finishes.
             st.blocked = True
+            self.executor.withdraw()
+            if self.local is not None:
+                self.local.withdraw()
 
     def _restore(self, rid: int) -> bool:
         """Put every output of `rid` in place from the store; False if any is missing."""

@@ -20,6 +20,9 @@ class Executor(Protocol):
     that would wait forever; None while no worker is known yet.
     forget() says files (by key) that stay on workers are dead: no rule will read them again,
     so their copies can go and their disk is free again.
+    withdraw() drops every submitted task that has not started (a rule failed and -k is off:
+    make's "stop starting jobs"); each comes back from wait() as status "withdrawn", while
+    running ones finish and report as usual.
     """
 
     def submit(self, task: Task) -> None: ...
@@ -27,6 +30,8 @@ class Executor(Protocol):
     def wait(self, timeout: float | None = None) -> list[TaskResult]: ...
 
     def cancel_all(self) -> None: ...
+
+    def withdraw(self) -> None: ...
 
     def forget(self, keys: Iterable[str]) -> None: ...
 

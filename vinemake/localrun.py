@@ -44,6 +44,7 @@ class LocalRunner:
         self.procs: dict[int, subprocess.Popen] = {}
         self.lock = threading.Lock()
         self.cancelled = False
+        self.withdrawn = False  # tasks not started yet come back "withdrawn"
         self.subworkflows: set[int] = set()
 
     def submit(self, task: Task) -> None:
@@ -76,6 +77,9 @@ class LocalRunner:
             except ProcessLookupError:
                 pass
 
+    def withdraw(self) -> None:
+        self.withdrawn = True
+
     def largest_worker(self) -> Resources | None:
         return None
 
@@ -92,6 +96,8 @@ class LocalRunner:
     def _execute(self, task: Task) -> TaskResult:
         if self.cancelled:
             return TaskResult(task.id, "error", reason="cancelled")
+        if self.withdrawn:
+            return TaskResult(task.id, "withdrawn", reason="not started: an earlier rule failed")
         env = dict(os.environ)
         env.update(task.env)
         argv = subworkflow_argv(task.command) if task.id in self.subworkflows \

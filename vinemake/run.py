@@ -318,6 +318,9 @@ class _NoExecutor:
     def cancel_all(self):
         pass
 
+    def withdraw(self):
+        pass
+
     def forget(self, keys):
         pass
 

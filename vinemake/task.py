@@ -70,7 +70,9 @@ class Task:
 #   resource_exceeded killed for exceeding its memory, disk or wall time (reason says which)
 #   lost              the worker running it was lost: the engine may resubmit
 #   error             vinemake itself failed (transfer, sandbox): the engine may resubmit
-STATUSES = ("ok", "failed", "signaled", "missing_output", "resource_exceeded", "lost", "error")
+#   withdrawn         never started: the engine withdrew it (an earlier rule failed, no -k)
+STATUSES = ("ok", "failed", "signaled", "missing_output", "resource_exceeded", "lost", "error",
+            "withdrawn")
 
 
 @dataclass(frozen=True)

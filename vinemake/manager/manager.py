@@ -177,6 +177,11 @@ class Manager:
         """Forget queued tasks; kill running ones on their workers, without reporting them."""
         self.mailbox.post(self._cancel_all)
 
+    def withdraw(self) -> None:
+        """Drop the tasks not started yet (queued here or waiting on a worker); each is
+        reported "withdrawn". Running ones go on."""
+        self.mailbox.post(self._withdraw)
+
     def forget(self, keys) -> None:
         """The engine needs these files no more: drop them from every worker holding them."""
         # Gathered until the loop's next turn: one pass over the queue for all of them.
@@ -274,6 +279,23 @@ class Manager:
             if w.running:
                 self.conns.send(w, Kill(list(w.running)))
         self.conns.flush_all()
+
+    def _withdraw(self) -> None:
+        gone = [t.id for t in self.queue]
+        self.queue.clear()
+        for w in self.workers.values():
+            # Sent ahead: the worker forgets them, or kills one that started meanwhile; either
+            # way its outcome is dropped, as for cancel_all.
+            ahead = [t.id for t in w.waiting]
+            for tid in ahead:
+                self.recovery.cancel(tid)
+            if ahead:
+                self.conns.send(w, Kill(ahead))
+            gone += ahead
+        self.conns.flush_all()
+        self.mailbox.report([TaskResult(task_id=tid, status="withdrawn",
+                                        reason="not started: an earlier rule failed")
+                             for tid in gone])
 
     # ------------------------------------------------------------ joining
 
