@@ -148,11 +148,13 @@ def test_failure_stops_dependents_writes_info_and_exits_1(root):
 
 def test_without_keep_going_what_has_not_started_is_withdrawn_after_a_failure(root):
     rules = [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y"), rule(2, ["z"], [], "z")]
-    outcome, ex, _ = run_once(root, rules, FakeExecutor({"x": ["failed"]}))
+    outcome, ex, rep = run_once(root, rules, FakeExecutor({"x": ["failed"]}))
     assert ex.names() == ["x", "y", "z"]  # all three were ready and submitted together
     assert ex.withdrawn == ["y", "z"]  # not started when x failed: as make, start no more
     assert (outcome.ran, outcome.failed, outcome.not_run) == ((), ("x",), 2)
     assert not os.path.exists(os.path.join(root, "y"))
+    assert [e for e in rep.events if e[0] == "withdrawn"] == [("withdrawn", "y"),
+                                                              ("withdrawn", "z")]
     outcome, ex, _ = run_once(root, [rule(0, ["p"], [], "p"), rule(1, ["q"], ["p"], "q"),
                                      rule(2, ["r"], ["q"], "r"), rule(3, ["s"], [], "s")],
                               FakeExecutor({"p": ["failed"]}))

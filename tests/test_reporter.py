@@ -58,6 +58,16 @@ def test_tty_status_line_counts_and_eta():
     assert out.getvalue().count("\r") == 1
 
 
+def test_tty_status_line_stops_counting_a_withdrawn_rule_as_running():
+    rep = TtyReporter(io.StringIO(), Clock())
+    rep.start(total=3, skipped=0, restoring=0)
+    for name in "abc":
+        rep.started(name)
+    rep.failed("a", "exit code 1", "/x")
+    rep.withdrawn("b")
+    assert rep.status().startswith("[0/2] running 1, waiting 0, failed 1")
+
+
 class Tty(io.StringIO):
     def isatty(self):
         return True

@@ -308,9 +308,10 @@ class Engine:
             return  # a late result for a task we already gave up on
         st.running.discard(rid)
         st.local_running.discard(rid)
-        if result.status == "withdrawn":
-            return  # counted as not run
         rule = self.rules[rid]
+        if result.status == "withdrawn":
+            self.reporter.withdrawn(rule.name)  # counted as not run
+            return
         if result.ok:
             missing = self._missing_output(rid)
             if missing is None:

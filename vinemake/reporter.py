@@ -23,6 +23,7 @@ class Reporter(Protocol):
     def restored(self, name: str) -> None: ...
     def retrying(self, name: str, attempt: int, why: str) -> None: ...
     def failed(self, name: str, why: str, where: str) -> None: ...
+    def withdrawn(self, name: str) -> None: ...  # started() earlier, but never ran
     def tick(self) -> None: ...
     def summary(self, outcome) -> None: ...
 
@@ -50,6 +51,9 @@ class FakeReporter:
 
     def failed(self, name, why, where):
         self.events.append(("failed", name, why))
+
+    def withdrawn(self, name):
+        self.events.append(("withdrawn", name))
 
     def tick(self):
         pass
@@ -133,6 +137,9 @@ class PlainReporter:
         self._line(f"FAILED  {name}: {why} (see {where}/INFO)")
         self.tick()
 
+    def withdrawn(self, name):
+        pass  # the summary counts them among "not run"
+
     def tick(self):
         if self.pending:
             self.out.write("".join(self.pending))
@@ -167,6 +174,10 @@ class TtyReporter:
 
     def retrying(self, name, attempt, why):
         self.n.running -= 1
+
+    def withdrawn(self, name):
+        self.n.running -= 1
+        self.n.total -= 1  # it will not run: neither running nor waiting
 
     def failed(self, name, why, where):
         self.n.running -= 1
