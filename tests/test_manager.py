@@ -501,6 +501,67 @@ def test_the_local_backend_starts_a_worker_with_this_machines_resources(tmp_path
     assert not list((tmp_path / "w").glob("run-*"))
 
 
+def local_manager(tmp_path, provider):
+    opts = ProviderOptions(worker_resources=Resources(cores=2),
+                           extra=(("workdir", str(tmp_path / "w")),))
+    return Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), provider, opts)
+
+
+def test_a_local_worker_killed_mid_run_is_replaced_and_its_tasks_rerun(tmp_path):
+    provider = LocalWorkers()
+    m = local_manager(tmp_path, provider)
+    try:
+        for i in range(4):
+            m.submit(task(i, f"sleep 1; echo {i} > out", outputs=[
+                (f"out-{i}", "out", str(tmp_path / f"out{i}"))]))
+        wait_for(lambda: m.running_total > 0, "a task running on the first worker")
+        first = provider.proc
+        os.kill(first.pid, signal.SIGKILL)
+        results = []
+        wait_for(lambda: results.extend(m.wait(0.5)) or len(results) == 4, "every task")
+    finally:
+        m.close()
+    assert first.wait() == -signal.SIGKILL
+    assert provider.restarts == 1 and provider.proc is not first
+    assert sorted(r.status for r in results) == ["ok"] * 4
+    assert [(tmp_path / f"out{i}").read_text() for i in range(4)] == ["0\n", "1\n", "2\n", "3\n"]
+
+
+def test_a_local_worker_that_dies_before_connecting_fails_the_run(tmp_path, monkeypatch):
+    import vinemake.backends.local as local
+
+    monkeypatch.setattr(local, "worker_command", lambda *a: [
+        sys.executable, "-c", "import sys; sys.exit(3)"])
+    m = local_manager(tmp_path, LocalWorkers())
+    try:
+        m.submit(task(1, "true"))
+        with pytest.raises(InfrastructureError, match=r"the local worker \(pid \d+\) exited "
+                           r"with status 3 before it connected"):
+            wait_for(lambda: m.wait(0.5), "the failure")
+    finally:
+        m.close()
+
+
+def test_a_local_worker_is_restarted_at_most_max_restarts_times(tmp_path):
+    import vinemake.backends.local as local
+
+    provider = LocalWorkers()
+    m = local_manager(tmp_path, provider)
+    try:
+        m.submit(task(1, "sleep 60"))
+        for n in range(local.MAX_RESTARTS + 1):
+            wait_for(lambda n=n: m.running_total > 0 and provider.restarts == n,
+                     f"worker {n + 1} running the task")
+            os.kill(provider.proc.pid, signal.SIGKILL)
+            provider.proc.wait()
+        with pytest.raises(InfrastructureError, match=r"was killed by signal 9, and it was "
+                           r"restarted 3 times already: giving up"):
+            # (the task itself, lost 4 times, may be reported lost first)
+            wait_for(lambda: m.wait(0.5) and False, "the failure")
+    finally:
+        m.close()
+
+
 def test_the_worker_command_line_matches_vinemake_worker():
     require(sys.executable is not None, "a python interpreter")
     cmd = worker_command(ManagerAddress("10.0.0.1", 9000, "/pw", True),

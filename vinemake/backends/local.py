@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.errors import InfrastructureError
 
-__all__ = ["LocalWorkers", "worker_command"]
+__all__ = ["LocalWorkers", "worker_command", "worker_death", "MAX_RESTARTS"]
+
+log = logging.getLogger("vinemake.backends")
+
+# A worker that dies (the kernel's OOM killer, a kill by hand) is replaced this many times in
+# one run; one that dies again after that, or before it ever connected, ends the workflow.
+MAX_RESTARTS = 3
+
+
+def worker_death(code: int, pid: int) -> str:
+    """How the local worker ended, as the start of a sentence."""
+    if code < 0:
+        return f"the local worker (pid {pid}) was killed by signal {-code}"
+    return f"the local worker (pid {pid}) exited with status {code}"
 
 
 def worker_command(manager: ManagerAddress, options: ProviderOptions, workdir: str,
@@ -41,14 +56,34 @@ class LocalWorkers:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._joined_before = 0  # workers that had joined when this one was started
+        self._command: list[str] = []
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         workdir = os.path.abspath(dict(options.extra).get("workdir", ".vinemake/worker"))
-        self.proc = subprocess.Popen(worker_command(manager, options, workdir) +
-                                     ["--no-idle-exit"], stdin=subprocess.DEVNULL)
+        self._command = worker_command(manager, options, workdir) + ["--no-idle-exit"]
+        self._spawn()
 
     def scale(self, demand: Demand) -> None:
-        """One worker with the whole machine is already the most this backend offers."""
+        """One worker with the whole machine is the most this backend offers; one that died
+        is replaced (the manager has put its tasks back in the queue)."""
+        if self.proc is None or self.proc.poll() is None:
+            return
+        why = worker_death(self.proc.returncode, self.proc.pid)
+        if demand.workers_joined == self._joined_before:
+            # It never connected: a second one would fail the same way, forever.
+            raise InfrastructureError(f"{why} before it connected (what it said is above)")
+        if self.restarts >= MAX_RESTARTS:
+            raise InfrastructureError(f"{why}, and it was restarted {MAX_RESTARTS} times "
+                                      "already: giving up")
+        self.restarts += 1
+        log.warning("%s: starting another one", why)
+        self._joined_before = demand.workers_joined
+        self._spawn()
+
+    def _spawn(self) -> None:
+        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL)
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
