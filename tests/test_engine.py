@@ -218,6 +218,14 @@ def test_stop_request_cancels_and_exits_143(root):
     assert outcome.exit_code == 143 and ex.cancelled
 
 
+@pytest.mark.parametrize("name", ["out.1", "a b,c=d+e@f~g_h-i", "mydir/1.txt", "x%y", "ü.txt",
+                                  "a:b", "", "..", "tab\there", "q?#&"])
+def test_failed_dir_name_is_quote_with_its_safe_set(name):
+    from urllib.parse import quote
+
+    assert failed_dir_name(name) == quote(name, safe=" .,_-+=@")
+
+
 def test_failed_dir_name_keeps_nested_targets_in_one_directory():
     assert failed_dir_name("mydir/1.txt") == "mydir%2F1.txt"
 

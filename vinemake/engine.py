@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import shutil
 import time
 from collections import deque
@@ -112,7 +113,13 @@ def stays_remote(rules: Sequence[RuleSpec], dependents: Sequence[Sequence[int]],
 
 def failed_dir_name(name: str) -> str:
     """A rule's directory name under .vinemake/failed/ (a target path may hold slashes)."""
-    return quote(name, safe=" .,_-+=@")
+    if _NOTHING_TO_QUOTE.match(name):
+        return name  # the common case, and quote() costs more than a small task's dispatch
+    return quote(name, safe=_SAFE)
+
+
+_SAFE = " .,_-+=@"
+_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9~ .,_+=@-]*\Z")  # quote()'s own safe set and _SAFE
 
 
 @dataclass
@@ -149,6 +156,7 @@ class Engine:
         self.executor, self.local = executor, local
         self.journal, self.store, self.reporter = journal, store, reporter
         self.root, self.state_dir = root, state_dir
+        self._failed_root = os.path.join(state_dir, "failed", "")
         self.options = options
         self.resources_of = resources_of or (lambda r: r.resources)
         self.sizes = dict(sizes or {})
@@ -157,7 +165,6 @@ class Engine:
         self.store_failures = 0
         self.libraries = {r.library: r for r in rules if r.library}
         self._paths: dict[str, str] = {}
-        self._resources_memo: dict[int, Resources] = {}
 
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
@@ -173,13 +180,6 @@ class Engine:
         if full is None:
             full = self._paths[p] = os.path.join(self.root, p)
         return full
-
-    def _resources(self, rule: RuleSpec) -> Resources:
-        """`resources_of(rule)`, once per rule (kept alive by self.rules, so id() is stable)."""
-        got = self._resources_memo.get(id(rule))
-        if got is None:
-            got = self._resources_memo[id(rule)] = self.resources_of(rule)
-        return got
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -245,7 +245,7 @@ class Engine:
             rule = self.rules[rid]
             if rule.local or rule.subworkflow:
                 continue
-            problem = too_big(self._resources(rule), largest)
+            problem = too_big(self.resources_of(rule), largest)
             if problem:
                 self._cancel()
                 self.journal.sync()
@@ -282,9 +282,9 @@ class Engine:
             inputs=self._inputs(rule), outputs=tuple(
                 TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
                 for path, sandbox, key in rk.outputs),
-            env=rule.env, resources=self._resources(rule), category=rule.category,
+            env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
-            failed_dir=os.path.join(self.state_dir, "failed", failed_dir_name(rule.name)),
+            failed_dir=f"{self._failed_root}{failed_dir_name(rule.name)}",
             attempt=attempt,
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
             batch_options=rule.batch_options if self.options.batch_options else "")
@@ -299,7 +299,7 @@ class Engine:
             return None
         lib = self.libraries[rule.call]
         return LibrarySpec(lib.library, self.keys.rules[lib.id].key, lib.command,
-                           self._inputs(lib), self._resources(lib), lib.library_slots or 1,
+                           self._inputs(lib), self.resources_of(lib), lib.library_slots or 1,
                            lib.env)
 
     def _reap(self, st: _State, result: TaskResult) -> None:
@@ -370,7 +370,7 @@ class Engine:
         rule = self.rules[rid]
         key = self.keys.rules[rid].key
         self.journal.failed(key, rule.name, result.status, result.exit_code)
-        where = os.path.join(self.state_dir, "failed", failed_dir_name(rule.name))
+        where = f"{self._failed_root}{failed_dir_name(rule.name)}"
         os.makedirs(where, exist_ok=True)
         with open(os.path.join(where, "INFO"), "w", encoding="utf-8") as f:
             f.write(info_record(rule, result))

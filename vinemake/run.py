@@ -24,7 +24,7 @@ from vinemake.keys import Keys, compute_keys
 from vinemake.listing import dry_run_text
 from vinemake.options import state_dir
 from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
-from vinemake.spec import Workflow
+from vinemake.spec import Resources, Workflow
 from vinemake.store import Store
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "state_dir",
@@ -101,8 +101,13 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     if save:
         files.save()
 
-    def resources_of(rule):
-        return effective_resources(rule, categories)
+    memo: dict[int, Resources] = {}
+
+    def resources_of(rule):  # asked for each rule by the keys, and by the engine again
+        got = memo.get(rule.id)
+        if got is None:
+            got = memo[rule.id] = effective_resources(rule, categories)
+        return got
 
     order = [rules[rid] for rid in graph.order()]
     in_graph = set(graph.rule_ids)

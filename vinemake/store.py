@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import stat
 import time
 import uuid
 
@@ -34,10 +35,11 @@ class Store:
 
     def __init__(self, root: str):
         self.root = root
+        self._prefix = os.path.join(root, "")
         self.made_dirs: set[str] = set()
 
     def _entry(self, key: str) -> str:
-        return os.path.join(self.root, key.rsplit("-", 1)[-1][:2], key)
+        return f"{self._prefix}{key.rsplit('-', 1)[-1][:2]}/{key}"
 
     def has(self, key: str) -> bool:
         """Is a whole, unmodified entry stored under `key`?"""
@@ -76,7 +78,7 @@ class Store:
             os.makedirs(parent, exist_ok=True)
             self.made_dirs.add(parent)
         try:
-            if os.path.isdir(path) and not os.path.islink(path):
+            if stat.S_ISDIR(os.lstat(path).st_mode):  # a directory, not a link to one
                 self._build_then_rename(path, entry)
             else:
                 try:
