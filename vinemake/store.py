@@ -155,6 +155,8 @@ def _write_stamp(entry: str, stamp: str) -> None:
 def _read_stamp(entry: str) -> str | None:
     try:
         return os.getxattr(entry, _XATTR, follow_symlinks=False).decode()
+    except FileNotFoundError:
+        return None  # no entry (the common case when planning a first build)
     except OSError:
         pass
     try:
