@@ -155,6 +155,10 @@ def test_without_keep_going_what_has_not_started_is_withdrawn_after_a_failure(ro
     assert not os.path.exists(os.path.join(root, "y"))
     assert [e for e in rep.events if e[0] == "withdrawn"] == [("withdrawn", "y"),
                                                               ("withdrawn", "z")]
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
+    reasons = prepare(wf, BuildGraph.build(wf, root), root).plan.reasons
+    assert [reasons[rid].text for rid in range(3)] == ["failed last time", "never built",
+                                                       "never built"]  # not "interrupted"
     outcome, ex, _ = run_once(root, [rule(0, ["p"], [], "p"), rule(1, ["q"], ["p"], "q"),
                                      rule(2, ["r"], ["q"], "r"), rule(3, ["s"], [], "s")],
                               FakeExecutor({"p": ["failed"]}))

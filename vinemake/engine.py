@@ -310,6 +310,8 @@ class Engine:
         st.local_running.discard(rid)
         rule = self.rules[rid]
         if result.status == "withdrawn":
+            # Not "interrupted" next time: it never started.
+            self.journal.withdrawn(self.keys.rules[rid].key, rule.name)
             self.reporter.withdrawn(rule.name)  # counted as not run
             return
         if result.ok:

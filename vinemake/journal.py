@@ -7,6 +7,7 @@ It is the truth for resume after a crash, for `--clean` (what this workflow crea
     done       rule finished (ran or restored): its parts, inputs and outputs with their
                keys and the (size, mtime_ns) each output had when it was put in place
     failed     rule's command failed
+    withdrawn  rule was submitted, then taken back before it started (a failure without -k)
     collected  an intermediate was deleted by garbage collection (it was made; it is gone)
     removed    --clean deleted a file this workflow made
 
@@ -117,6 +118,8 @@ def _apply(state: JournalState, ev: dict) -> None:
     elif kind == "failed":
         state.failed[key] = ev["name"]
         state.incomplete.discard(key)
+    elif kind == "withdrawn":  # submitted, then taken back before it started
+        state.incomplete.discard(key)
     elif kind == "collected":
         rec = state.files.get(ev["path"])
         if rec is not None:
@@ -205,6 +208,9 @@ class Journal:
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,
                      "exit": exit_code})
+
+    def withdrawn(self, key: str, name: str) -> None:
+        self.record({"ev": "withdrawn", "rule": key, "name": name})
 
     def collected(self, path: str) -> None:
         self.record({"ev": "collected", "path": path})
