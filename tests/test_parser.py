@@ -240,6 +240,27 @@ def test_makeflow_directives():
     assert wf.sizes == (("input.dat", 2000),)
 
 
+def test_counts_in_directives_take_makeflows_metric_suffixes():
+    wf = parse(".MAKEFLOW CATEGORY big\n.MAKEFLOW CORES 2k\n.MAKEFLOW MPI_PROCESSES 1K\n"
+               "a:\n\tx\nb:\nCORES=0.5\n\tx\n@resources cores=1k gpus=2\nc:\n\tx\n")
+    assert [(r.resources.cores, r.resources.mpi_processes) for r in wf.rules] == [
+        (2000, 1000), (0.5, 1000), (1000, 1000)]
+    assert wf.rules[2].resources.gpus == 2
+
+
+@pytest.mark.parametrize("line, column, message", [
+    (".MAKEFLOW MPI_PROCESSES 1.5", 25, "bad MPI_PROCESSES value '1.5': expected a whole number"),
+    (".MAKEFLOW CORES 4X", 17, "bad CORES value '4X': expected a number of cores"),
+    (".MAKEFLOW CORES -1", 17, "bad CORES value '-1': expected a number of cores"),
+])
+def test_a_count_with_a_bad_suffix_is_a_located_error(line, column, message):
+    from vinemake.errors import VinefileError
+
+    with pytest.raises(VinefileError) as e:
+        parse(f".MAKEFLOW CATEGORY x\n{line}\na:\n\tx\n")
+    assert f"Vinefile:2:{column}: {message}" in str(e.value)
+
+
 def test_mpi_processes_is_a_resource_per_category_and_rule():
     wf = parse("MPI_PROCESSES=8\na:\n\tx\nb:\nMPI_PROCESSES=2\n\tx\n"
                "CATEGORY=c\n.MAKEFLOW MPI_PROCESSES 16\nc:\n\tx\n")

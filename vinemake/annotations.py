@@ -8,7 +8,7 @@ locate them. The names and keys come from vinemake/keywords.py.
 from __future__ import annotations
 
 from vinemake import keywords
-from vinemake.units import parse_duration_s, parse_size_mb
+from vinemake.units import parse_count, parse_duration_s, parse_size_mb
 
 __all__ = ["AnnotationError", "RESOURCE_VALUES", "read_annotation"]
 
@@ -24,17 +24,15 @@ class AnnotationError(Exception):
 
 # Resource variable → (Resources field, parser, what a good value looks like).
 def _cores(text: str) -> float:
-    value = float(text)
-    if value < 0 or value != value:
-        raise ValueError(text)
+    value = parse_count(text)
     return int(value) if value.is_integer() else value
 
 
 def _count(text: str) -> int:
-    value = int(text)
-    if value < 0:
+    value = parse_count(text)
+    if not value.is_integer():
         raise ValueError(text)
-    return value
+    return int(value)
 
 
 RESOURCE_VALUES = {

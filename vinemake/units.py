@@ -1,10 +1,10 @@
-"""Sizes and durations with units, as Vinefiles write them (`2GB`, `1.5GiB`, `30m`)."""
+"""Sizes, durations and counts with units, as Vinefiles write them (`2GB`, `30m`, `2k`)."""
 
 from __future__ import annotations
 
 import re
 
-__all__ = ["parse_size_mb", "parse_duration_s"]
+__all__ = ["parse_size_mb", "parse_duration_s", "parse_count"]
 
 _SIZE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
 # Multipliers into megabytes. Decimal units follow SI, binary units follow IEC; a bare
@@ -15,6 +15,8 @@ _SIZE_UNITS = {
     "tib": 1024**4 / 1e6,
 }
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+# Makeflow's metric suffixes on a count (CORES, GPUS, MPI_PROCESSES): `2k` is 2000.
+_COUNT_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 
 def parse_size_mb(text: str) -> int:
@@ -33,3 +35,12 @@ def parse_duration_s(text: str) -> float:
     if not m or unit not in _DURATION_UNITS:
         raise ValueError(f"not a duration: {text!r} (use a number with s, m or h)")
     return float(m.group(1)) * _DURATION_UNITS[unit]
+
+
+def parse_count(text: str) -> float:
+    """`4` → 4, `0.5` → 0.5, `2k` → 2000 (Makeflow's metric suffixes). ValueError if malformed."""
+    m = _SIZE.match(text)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in _COUNT_UNITS:
+        raise ValueError(f"not a count: {text!r}")
+    return float(m.group(1)) * _COUNT_UNITS[unit]
