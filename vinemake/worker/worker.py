@@ -65,7 +65,7 @@ STOPPING_GRACE_S = 1.0
 # held back and leave together: this long at most, or this many. Two per core left waiting
 # when they leave keep the slots busy while the manager answers with more.
 HOLD_S = 0.005
-HOLD_MAX = 8
+HOLD_MAX = 32
 
 __all__ = ["WorkerOptions", "Worker"]
 
