@@ -552,8 +552,9 @@ def test_a_local_worker_is_restarted_at_most_max_restarts_times(tmp_path):
         for n in range(local.MAX_RESTARTS + 1):
             wait_for(lambda n=n: m.running_total > 0 and provider.restarts == n,
                      f"worker {n + 1} running the task")
-            os.kill(provider.proc.pid, signal.SIGKILL)
-            provider.proc.wait()
+            victim = provider.proc  # (the manager may replace it as soon as it is dead)
+            os.kill(victim.pid, signal.SIGKILL)
+            victim.wait()
         with pytest.raises(InfrastructureError, match=r"was killed by signal 9, and it was "
                            r"restarted 3 times already: giving up"):
             # (the task itself, lost 4 times, may be reported lost first)
