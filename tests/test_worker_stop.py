@@ -272,3 +272,33 @@ def test_a_stop_while_connecting_leaves_before_the_handshake(tmp_path, monkeypat
         serving.join(timeout=30)
         listener.close()
     assert outcome == [0] and not os.path.exists(w.run_dir)
+
+
+def test_a_command_that_dies_of_sigterm_alone_is_reported_as_signaled(cluster, tmp_path):
+    # The worker waits STOPPING_GRACE_S to learn whether a SIGTERM was its own stop; it was
+    # not, so the task is the rule's failure, as any other signal.
+    c = cluster()
+    c.worker("w", cores=1)
+    r, = c.run(task(1, "kill -TERM $$"))
+    assert (r.status, r.exit_code) == ("signaled", -15)
+
+
+def test_a_command_killed_by_the_sigterm_that_stops_its_worker_is_run_again(cluster, tmp_path):
+    # A batch system stops a pilot (scancel, a time limit) by signalling every process of the
+    # job: the command dies of SIGTERM too, maybe before the worker hears its own. That is
+    # the worker's end, not the rule's failure: the task must run again elsewhere.
+    c = cluster()
+    first = c.worker("w1", cores=1)
+    marker = tmp_path / "ran-once"
+    pidfile = tmp_path / "pid"
+    c.m.submit(task(1, f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; "
+                       f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; sleep 1000"))
+    wait_for(pidfile.exists, "the command to start")
+    os.killpg(int(pidfile.read_text()), signal.SIGTERM)  # the command first, as often happens
+    # ...and the worker's own signal a moment later, well inside STOPPING_GRACE_S (1 s):
+    # without the grace the command's death would be reported in that moment.
+    time.sleep(0.3)
+    assert stop(first) == 143, c.log("w1")
+    c.worker("w2", cores=1)
+    r, = c.collect(task(1, ""))
+    assert (r.status, r.worker) == ("ok", "w2"), r
