@@ -186,6 +186,30 @@ def test_missing_source_without_a_near_name(tmp_path):
         "         ^")
 
 
+def test_every_missing_source_is_reported_where_it_is_first_read(tmp_path):
+    text = "out: inptu.txt b\n\tx\nx: out b c\n\tx\n"
+    assert error(tmp_path, text, files=("input.txt",)) == (
+        "Vinefile:1:6: source 'inptu.txt' does not exist and no rule makes it "
+        "(did you mean 'input.txt'?)\n"
+        "out: inptu.txt b\n"
+        "     ^\n"
+        "Vinefile:1:16: source 'b' does not exist and no rule makes it\n"
+        "out: inptu.txt b\n"
+        "               ^\n"
+        "Vinefile:3:10: source 'c' does not exist and no rule makes it\n"
+        "x: out b c\n"
+        "         ^")
+
+
+def test_missing_sources_past_twenty_are_counted_not_listed(tmp_path):
+    text = "".join(f"o{i}: m{i}\n\tx\n" for i in range(25))
+    lines = error(tmp_path, text).splitlines()
+    assert [line for line in lines if line.startswith("Vinefile:")] == [
+        f"Vinefile:{2 * i + 1}:{5 if i < 10 else 6}: source 'm{i}' does not exist and no rule "
+        f"makes it" + (f" (did you mean 'o{i}'?)" if i >= 10 else "") for i in range(20)]
+    assert lines[-1] == "... and 5 more missing sources"
+
+
 def test_call_without_library(tmp_path):
     text = "@library model\n: model.py\n\tpython3 -m vinemake.library model.py\n" \
            "@call modle\nscore: \n\tevaluate\n"

@@ -3,6 +3,7 @@
     VinemakeError                 anything vinemake reports instead of a traceback
      ├── InputError               the user's input is wrong: exit 2, located when possible
      │    └── VinefileError       a located error in a Vinefile (path:line:col + caret)
+     │         └── VinefileErrors several of one kind at once (every missing source)
      ├── CommandFailed            a user's command failed: exit 1
      └── InfrastructureError      a worker, transfer or batch system failed: exit 1
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from vinemake.spec import Location
 
-__all__ = ["VinemakeError", "InputError", "VinefileError", "CommandFailed",
+__all__ = ["VinemakeError", "InputError", "VinefileError", "VinefileErrors", "CommandFailed",
            "InfrastructureError", "format_located", "EXIT_INPUT", "EXIT_FAILED"]
 
 EXIT_FAILED = 1
@@ -38,6 +39,17 @@ class VinefileError(InputError):
         self.message = message
         self.line_text = line_text
         super().__init__(format_located(location, message, line_text))
+
+
+class VinefileErrors(VinefileError):
+    """Several located errors found together, printed one after another; its own location
+    and message are the first one's."""
+
+    def __init__(self, errors: list[VinefileError], untold: str = ""):
+        first = errors[0]
+        super().__init__(first.location, first.message, first.line_text)
+        self.errors = tuple(errors)
+        self.args = ("\n".join([*(str(e) for e in errors), *([untold] if untold else [])]),)
 
 
 class CommandFailed(VinemakeError):

@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from vinemake.errors import InputError, VinefileError
+from vinemake.errors import InputError, VinefileError, VinefileErrors
 from vinemake.spec import FileRef, Location, RuleSpec, Workflow
 from vinemake.suggest import did_you_mean
 
@@ -399,22 +399,36 @@ def _directory_members(unmade: dict[str, list[int]], producer: dict[str, int]):
     return {d: tuple(m) for d, m in members.items()}
 
 
+# Missing sources come in batches (a mistyped directory, data not fetched yet): report this
+# many at once, each where it is first read, rather than one per run.
+MISSING_REPORTED = 20
+
+
 def _check_sources(rules, sources, producer, root, exists, listdir, where) -> None:
-    """Every source must exist; the first missing one (in file order) is the error."""
-    missing = [p for p in sources if not exists(p if os.path.isabs(p) else
-                                                os.path.join(root, p))]
+    """Every source must exist; each missing one is an error where it is first read."""
+    missing = {p for p in sources if not exists(p if os.path.isabs(p) else
+                                                os.path.join(root, p))}
     if not missing:
         return
-    missing_set = set(missing)
+    total = len(missing)
+    errors: list[VinefileError] = []
     for rule in rules:
         for ref in rule.sources:
             path = norm(ref.path)
-            if path in missing_set:
-                parent = posixpath.dirname(path)
-                on_disk = [posixpath.join(parent, n) for n in listdir(os.path.join(root, parent))]
-                hint = did_you_mean(path, itertools.chain(producer, on_disk))
-                raise where.error(rule, f"source '{path}' does not exist and no rule makes "
-                                        f"it{hint}", ref.path)
+            if path not in missing:
+                continue
+            missing.discard(path)  # once, at its first reader
+            if len(errors) == MISSING_REPORTED:
+                continue
+            parent = posixpath.dirname(path)
+            on_disk = [posixpath.join(parent, n) for n in listdir(os.path.join(root, parent))]
+            hint = did_you_mean(path, itertools.chain(producer, on_disk))
+            errors.append(where.error(rule, f"source '{path}' does not exist and no rule "
+                                            f"makes it{hint}", ref.path))
+    if total == 1:
+        raise errors[0]
+    more = total - len(errors)
+    raise VinefileErrors(errors, f"... and {more} more missing sources" if more else "")
 
 
 def _invert(deps: list[tuple[int, ...]], ids: tuple[int, ...]) -> list[tuple[int, ...]]:
