@@ -21,26 +21,23 @@ _COUNT_UNITS = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12}
 
 def parse_size_mb(text: str) -> int:
     """`512MB` → 512, `2GB` → 2000, `1.5GiB` → 1611, `100` → 100. ValueError if malformed."""
-    m = _SIZE.match(text)
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _SIZE_UNITS:
-        raise ValueError(f"not a size: {text!r} (use a number with MB, GB, GiB, ...)")
-    return max(0, round(float(m.group(1)) * _SIZE_UNITS[unit]))
+    value = _with_unit(text, _SIZE_UNITS, "a size", " (use a number with MB, GB, GiB, ...)")
+    return max(0, round(value))
 
 
 def parse_duration_s(text: str) -> float:
     """`90` → 90, `30m` → 1800, `2h` → 7200. ValueError if malformed."""
-    m = _SIZE.match(text)
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in _DURATION_UNITS:
-        raise ValueError(f"not a duration: {text!r} (use a number with s, m or h)")
-    return float(m.group(1)) * _DURATION_UNITS[unit]
+    return _with_unit(text, _DURATION_UNITS, "a duration", " (use a number with s, m or h)")
 
 
 def parse_count(text: str) -> float:
     """`4` → 4, `0.5` → 0.5, `2k` → 2000 (Makeflow's metric suffixes). ValueError if malformed."""
+    return _with_unit(text, _COUNT_UNITS, "a count", "")
+
+
+def _with_unit(text: str, units: dict[str, float], what: str, hint: str) -> float:
     m = _SIZE.match(text)
     unit = m.group(2).lower() if m else None
-    if not m or unit not in _COUNT_UNITS:
-        raise ValueError(f"not a count: {text!r}")
-    return float(m.group(1)) * _COUNT_UNITS[unit]
+    if not m or unit not in units:
+        raise ValueError(f"not {what}: {text!r}{hint}")
+    return float(m.group(1)) * units[unit]
