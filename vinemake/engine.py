@@ -181,6 +181,10 @@ class Engine:
             full = self._paths[p] = os.path.join(self.root, p)
         return full
 
+    def _failed_dir(self, rule: RuleSpec) -> str:
+        """Where a failed run of `rule` leaves its INFO and outputs."""
+        return f"{self._failed_root}{failed_dir_name(rule.name)}"
+
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> Outcome:
@@ -284,7 +288,7 @@ class Engine:
                 for path, sandbox, key in rk.outputs),
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
-            failed_dir=f"{self._failed_root}{failed_dir_name(rule.name)}",
+            failed_dir=self._failed_dir(rule),
             attempt=attempt,
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
             batch_options=rule.batch_options if self.options.batch_options else "")
@@ -372,7 +376,7 @@ class Engine:
         rule = self.rules[rid]
         key = self.keys.rules[rid].key
         self.journal.failed(key, rule.name, result.status, result.exit_code)
-        where = f"{self._failed_root}{failed_dir_name(rule.name)}"
+        where = self._failed_dir(rule)
         os.makedirs(where, exist_ok=True)
         with open(os.path.join(where, "INFO"), "w", encoding="utf-8") as f:
             f.write(info_record(rule, result))

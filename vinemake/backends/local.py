@@ -10,7 +10,7 @@ import sys
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.errors import InfrastructureError
 
-__all__ = ["LocalWorkers", "worker_command", "worker_death", "MAX_RESTARTS"]
+__all__ = ["LocalWorkers", "worker_command", "MAX_RESTARTS"]
 
 log = logging.getLogger("vinemake.backends")
 
@@ -19,7 +19,7 @@ log = logging.getLogger("vinemake.backends")
 MAX_RESTARTS = 3
 
 
-def worker_death(code: int, pid: int) -> str:
+def _worker_death(code: int, pid: int) -> str:
     """How the local worker ended, as the start of a sentence."""
     if code < 0:
         return f"the local worker (pid {pid}) was killed by signal {-code}"
@@ -70,7 +70,7 @@ class LocalWorkers:
         is replaced (the manager has put its tasks back in the queue)."""
         if self.proc is None or self.proc.poll() is None:
             return
-        why = worker_death(self.proc.returncode, self.proc.pid)
+        why = _worker_death(self.proc.returncode, self.proc.pid)
         if demand.workers_joined == self._joined_before:
             # It never connected: a second one would fail the same way, forever.
             raise InfrastructureError(f"{why} before it connected (what it said is above)")
