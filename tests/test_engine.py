@@ -1,5 +1,6 @@
 """The engine loop, driven by a scripted FakeExecutor that records what it was asked to run."""
 
+import dataclasses
 import os
 
 import pytest
@@ -8,7 +9,7 @@ from vinemake.engine import Engine, EngineOptions, effective_resources, failed_d
 from vinemake.errors import InputError
 from vinemake.graph import BuildGraph
 from vinemake.reporter import FakeReporter
-from vinemake.run import prepare, state_dir
+from vinemake.run import prepare, source_sizes, state_dir
 from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
 from vinemake.task import Measured, TaskResult
 
@@ -290,6 +291,20 @@ def chain_with_temps(**b_kw):
     return [rule(0, ["a"], ["in.txt"], "make a", temp=True),
             rule(1, ["b"], ["a"], "make b", temp=True, **b_kw),
             rule(2, ["c"], ["b"], "make c"), rule(3, ["d"], ["a"], "make d")]
+
+
+def test_source_sizes_are_named_as_the_engine_names_inputs(root, tmp_path):
+    with open(os.path.join(root, "in.txt"), "w") as f:
+        f.write("12345")
+    outside = tmp_path / "outside.dat"
+    outside.write_bytes(b"x" * 7)
+    rules = [rule(0, ["x"], ["in.txt"], "x"), rule(1, ["y"], ["x"], "y")]
+    rules[0] = dataclasses.replace(rules[0], sources=(
+        FileRef("in.txt", "in.txt"), FileRef(str(outside), "outside.dat")))
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
+    prep = prepare(wf, BuildGraph.build(wf, root), root)
+    # Keyed like TaskFile inputs (the workflow path), so the manager sees real sizes.
+    assert source_sizes(prep, root) == {"in.txt": 5, str(outside): 7}
 
 
 def key_of(root, rules, path):

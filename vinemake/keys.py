@@ -85,7 +85,10 @@ def tree_key(entries: Iterable[tuple[str, str]]) -> str:
 
 
 def output_key(rule_key: str, name: str) -> str:
-    return f"out-{ALGORITHM}-{digest(encode(rule_key, name))}"
+    # encode(rule_key, name) written out: the same bytes, without the general encoder's
+    # recursion (this runs once per output of every rule before anything starts).
+    text = f"T2:S{len(rule_key)}:{rule_key}S{len(name)}:{name}"
+    return f"out-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,7 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
              resources: Resources | None = None) -> RuleKey:
     """The key of `rule` given the keys of its inputs (by path) and of the library it calls."""
     res = resources if resources is not None else rule.resources
-    kind = ("local" if rule.local else "") + ("makeflow" if rule.subworkflow else "") \
-        + (f"call:{rule.call}" if rule.call else "") + (f"library:{rule.library}" if rule.library
-                                                        else "")
+    kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) else ""
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     parts = (
         ("command", digest(rule.command.encode("utf-8", "surrogateescape"))),
@@ -117,16 +118,31 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
         ("library", digest(library_key.encode()) if library_key else _EMPTY),
         ("kind", digest(kind.encode()) if kind else _EMPTY),
     )
-    sandboxed = sorted((f.sandbox, input_keys[norm(f.path)]) for f in rule.sources)
-    names = sorted(f.sandbox for f in rule.targets)
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
-    text = "".join(d for _, d in parts) + f"{len(sandboxed)}:" + "".join(
-        f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed) + f"{len(names)}:" + "".join(
-        f"{len(n)}:{n}" for n in names)
-    key = f"rule-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
-    inputs = tuple(sorted((norm(f.path), input_keys[norm(f.path)]) for f in rule.sources))
+    # (Rules without inputs, or with one output, are common enough to skip the sorting.)
+    text = [parts[0][1], parts[1][1], parts[2][1], parts[3][1], parts[4][1]]
+    inputs: tuple[tuple[str, str], ...] = ()
+    if rule.sources:
+        paths = [norm(f.path) for f in rule.sources]
+        sandboxed = sorted((f.sandbox, input_keys[p]) for f, p in zip(rule.sources, paths,
+                                                                     strict=True))
+        text.append(f"{len(sandboxed)}:")
+        text.extend(f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed)
+        inputs = tuple(sorted((p, input_keys[p]) for p in paths))
+    else:
+        text.append("0:")
+    names = sorted(f.sandbox for f in rule.targets)
+    text.append(f"{len(names)}:")
+    text.extend(f"{len(n)}:{n}" for n in names)
+    key = f"rule-{ALGORITHM}-{digest(''.join(text).encode('utf-8', 'surrogateescape'))}"
     outputs = tuple((norm(f.path), f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
     return RuleKey(key, parts, inputs, outputs)
+
+
+def _kind(rule: RuleSpec) -> str:
+    return ("local" if rule.local else "") + ("makeflow" if rule.subworkflow else "") \
+        + (f"call:{rule.call}" if rule.call else "") + (f"library:{rule.library}" if rule.library
+                                                        else "")
 
 
 @functools.lru_cache(maxsize=4096)

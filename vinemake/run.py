@@ -37,13 +37,23 @@ def store_for(root: str, cache_dir: str | None) -> Store:
 
 
 class _StoreView(Set):
-    """The store as a set the plan can ask `key in`, looked up only for stale rules."""
+    """The store as a set the plan can ask `key in`, looked up only for stale rules.
+
+    A first build asks for every key of the workflow and nearly all are absent: a shard
+    directory found missing answers for all of its keys with one stat, not a probe per key.
+    (One created meanwhile by another workflow sharing the store costs a rerun, no more.)
+    """
 
     def __init__(self, store: Store):
         self.store = store
+        self._shards: dict[str, bool] = {}  # shard directory -> exists
 
     def __contains__(self, key) -> bool:
-        return self.store.has(key)
+        shard = self.store.shard(key)
+        exists = self._shards.get(shard)
+        if exists is None:
+            exists = self._shards[shard] = os.path.isdir(shard)
+        return exists and self.store.has(key)
 
     def __iter__(self):
         return iter(())
@@ -101,12 +111,15 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     if save:
         files.save()
 
-    memo: dict[int, Resources] = {}
+    # Asked for each rule by the keys, and by the engine again; most rules share their
+    # category and their own (often empty) resources, so the merge is made once per pair.
+    memo: dict[tuple[str, Resources], Resources] = {}
 
-    def resources_of(rule):  # asked for each rule by the keys, and by the engine again
-        got = memo.get(rule.id)
+    def resources_of(rule):
+        pair = (rule.category, rule.resources)
+        got = memo.get(pair)
         if got is None:
-            got = memo[rule.id] = effective_resources(rule, categories)
+            got = memo[pair] = effective_resources(rule, categories)
         return got
 
     order = [rules[rid] for rid in graph.order()]
@@ -117,16 +130,19 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     store = store_for(root, cache_dir)
     ids = [rid for rid in graph.order() if not rules[rid].library]
     consumed = graph.consumed
+    built = journal.state.done
     plan_rules = {}
     disk = {}
     for rid in ids:
         rule = rules[rid]
         producers = tuple((norm(s.path), graph.producer[norm(s.path)]) for s in rule.sources
-                          if norm(s.path) in graph.producer)
+                          if norm(s.path) in graph.producer) if rule.sources else ()
         rk = keys.rules[rid]
         plan_rules[rid] = PlanRule(rid, rule.name, rk,
                                    stays_remote(rules, graph.dependents, rid, remote), producers,
                                    any(p in consumed for p, _, _ in rk.outputs))
+        if rk.key not in built:
+            continue  # never built as it is now: the plan does not look at its outputs
         for path, _, _ in rk.outputs:
             st = files.stat(os.path.join(root, path))
             disk[path] = (st.st_size, st.st_mtime_ns) if st else None
@@ -273,7 +289,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     else:
         executor = early if early is not None else _start_manager(options, root)
     local = LocalRunner(root, options.max_local)
-    sizes = {p: st.st_size for p, st in prep.files.stats.items() if st is not None}
+    sizes = source_sizes(prep, root)
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
                     reporter=reporter, root=root, state_dir=state_dir(root),
@@ -292,6 +308,17 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     if outcome.exit_code == 0:
         _remember(prep, options, digest)
     return outcome.exit_code
+
+
+def source_sizes(prep: Prepared, root: str) -> dict[str, int]:
+    """Bytes of each source file by its workflow path, as the engine names inputs (the
+    manager weighs data locality with them)."""
+    sizes = {}
+    for p in prep.graph.sources:
+        st = prep.files.stats.get(os.path.join(root, p))
+        if st is not None:
+            sizes[p] = st.st_size
+    return sizes
 
 
 def clean(workflow: Workflow, graph: BuildGraph, options) -> int:

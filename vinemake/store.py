@@ -38,8 +38,12 @@ class Store:
         self._prefix = os.path.join(root, "")
         self.made_dirs: set[str] = set()
 
+    def shard(self, key: str) -> str:
+        """The directory that holds `key`'s entry (one of up to 256)."""
+        return f"{self._prefix}{key.rsplit('-', 1)[-1][:2]}"
+
     def _entry(self, key: str) -> str:
-        return f"{self._prefix}{key.rsplit('-', 1)[-1][:2]}/{key}"
+        return f"{self.shard(key)}/{key}"
 
     def has(self, key: str) -> bool:
         """Is a whole, unmodified entry stored under `key`?"""
