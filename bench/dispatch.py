@@ -19,7 +19,8 @@ The 100k no-op needs a built workflow. Building 100k rules for real takes minute
 benchmark creates the outputs itself and seeds vinemake's journal the way a finished run
 leaves it (through vinemake's own prepare/Journal), and compares with `make -q` over the same
 files; ninja, Makeflow and Snakemake need their own logs and are compared at 10k (1k) only.
-Files go under --workdir, never the repository.
+Files go under --workdir, never the repository. vinemake's modules are byte-compiled first,
+as an installed copy has them (peers.byte_compile_vinemake).
 """
 
 from __future__ import annotations
@@ -282,6 +283,7 @@ def main() -> None:
         seed_built(args.seed, null_rules(n))
         return
     os.makedirs(args.workdir, exist_ok=True)
+    peers.byte_compile_vinemake()
     if args.profile:
         profile(args.profile, args.workdir)
         return

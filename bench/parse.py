@@ -273,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.full:
         args.sizes = list(FULL_SIZES)
+    peers.byte_compile_vinemake()
     if args.profile:
         profile(args.profile, args.workdir)
     else:
