@@ -46,11 +46,17 @@ class FakeExecutor:
         for task in done:
             statuses = self.script.get(task.name, [])
             status = statuses.pop(0) if statuses else "ok"
-            if status == "ok":
+            if status in ("ok", "link", "dangling"):
                 for out in task.outputs:
-                    if out.path:
+                    if out.path and status == "ok":
                         with open(out.path, "w") as f:
                             f.write(f"{task.command}\n")
+                    elif out.path:  # the output is a symbolic link, to a file or nowhere
+                        target = out.path + ".target"
+                        if status == "link":
+                            with open(target, "w") as f:
+                                f.write("made through a link\n")
+                        os.symlink(target, out.path)
                 results.append(TaskResult(task.id, "ok", 0, measured=Measured(wall_time_s=0.1)))
             else:
                 results.append(TaskResult(task.id, status, 3, stderr_tail="boom\n",
@@ -164,6 +170,22 @@ def test_without_keep_going_what_has_not_started_is_withdrawn_after_a_failure(ro
                                      rule(2, ["r"], ["q"], "r"), rule(3, ["s"], [], "s")],
                               FakeExecutor({"p": ["failed"]}))
     assert (ex.names(), ex.withdrawn, outcome.not_run) == (["p", "s"], ["s"], 3)
+
+
+def test_an_output_that_is_a_link_is_journalled_as_its_target_and_stored_as_a_link(root):
+    outcome, _, _ = run_once(root, [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y")],
+                             FakeExecutor({"x": ["link"], "y": ["dangling"]}))
+    assert outcome.exit_code == 0 and sorted(outcome.ran) == ["x", "y"]
+    wf = Workflow(os.path.join(root, "Vinefile"), (rule(0, ["x"], [], "x"),
+                                                  rule(1, ["y"], [], "y")))
+    prep = prepare(wf, BuildGraph.build(wf, root), root)
+    x = prep.journal.state.files["x"]
+    assert (x.size, x.mtime_ns) == (len("made through a link\n"),
+                                    os.stat(os.path.join(root, "x")).st_mtime_ns)
+    assert prep.plan.reasons[0].action == "skip"  # the stat the plan takes agrees
+    assert prep.store.has(x.key)  # the link itself is stored, its stamp its own lstat
+    y = prep.journal.state.files["y"]
+    assert y.size == os.lstat(os.path.join(root, "y")).st_size  # a dangling link: the link
 
 
 def test_keep_going_runs_everything_independent(root):

@@ -19,6 +19,7 @@ import dataclasses
 import os
 import re
 import shutil
+import stat as stat_module
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
@@ -70,6 +71,17 @@ class Outcome:
         if self.stopped:
             return self.stopped
         return 1 if self.failed else 0
+
+
+def _followed(path: str, lstat: os.stat_result) -> os.stat_result:
+    """The stat of `path` given its lstat: the link's target's, if it is a link that leads
+    somewhere."""
+    if not stat_module.S_ISLNK(lstat.st_mode):
+        return lstat
+    try:
+        return os.stat(path)
+    except OSError:
+        return lstat
 
 
 def effective_resources(rule: RuleSpec, categories: Mapping[str, Category]) -> Resources:
@@ -319,9 +331,9 @@ class Engine:
             self.reporter.withdrawn(rule.name)  # counted as not run
             return
         if result.ok:
-            missing = self._missing_output(rid)
+            placed, missing = self._placed_outputs(rid)
             if missing is None:
-                self._done(st, rid, result)
+                self._done(st, rid, result, placed)
                 return
             result = TaskResult(rid, "missing_output", result.exit_code,
                                 f"output '{missing}' is not at its path after the run",
@@ -333,30 +345,34 @@ class Engine:
             return
         self._failed(st, rid, result)
 
-    def _missing_output(self, rid: int) -> str | None:
-        """An output an "ok" result should have put in place but did not (never trust blindly)."""
+    def _placed_outputs(self, rid: int) -> tuple[list, str | None]:
+        """(path, key, lstat) of each output an "ok" result put in place, and the first one
+        it did not put there, if any (never trust blindly)."""
+        placed = []
         if self.stays_remote(rid):
-            return None
-        for path, _, _ in self.keys.rules[rid].outputs:
-            if not os.path.lexists(self.path(path)):
-                return path
-        return None
+            return placed, None
+        for path, _, key in self.keys.rules[rid].outputs:
+            try:
+                placed.append((path, key, os.lstat(self.path(path))))
+            except FileNotFoundError:
+                return placed, path
+        return placed, None
 
-    def _done(self, st: _State, rid: int, result: TaskResult) -> None:
+    def _done(self, st: _State, rid: int, result: TaskResult, placed: list) -> None:
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
-        placed = []
-        for path, _, key in rk.outputs:
-            if self.stays_remote(rid):
-                continue
-            stat = os.stat(self.path(path))
-            placed.append((path, key, stat.st_size, stat.st_mtime_ns))
-            self.sizes[path] = stat.st_size
+        recorded = []
+        for path, key, lstat in placed:
             if self.store is not None:
                 try:
-                    self.store.insert(key, self.path(path))
+                    self.store.insert(key, self.path(path), lstat)
                 except OSError:
                     self.store_failures += 1  # the cache is an optimisation: carry on
+            # The journal keeps what a stat of the path says (the plan compares it so).
+            stat = _followed(self.path(path), lstat)
+            recorded.append((path, key, stat.st_size, stat.st_mtime_ns))
+            self.sizes[path] = stat.st_size
+        placed = recorded
         m = result.measured
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, placed,
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))

@@ -53,10 +53,12 @@ class Store:
         """Which of `keys` are stored."""
         return {k for k in keys if self.has(k)}
 
-    def insert(self, key: str, path: str) -> bool:
-        """Keep the file or directory at `path` under `key`. False if already stored."""
+    def insert(self, key: str, path: str, lstat: os.stat_result | None = None) -> bool:
+        """Keep the file or directory at `path` under `key`. False if already stored.
+
+        `lstat`: the caller's fresh `os.lstat(path)`, which spares taking it again."""
         entry = self._entry(key)
-        if self._place(path, entry):
+        if self._place(path, entry, lstat):
             return True
         if not self._abandoned(entry):
             return False
@@ -76,17 +78,21 @@ class Store:
         except FileNotFoundError:
             return False
 
-    def _place(self, path: str, entry: str) -> bool:
+    def _place(self, path: str, entry: str, lstat: os.stat_result | None = None) -> bool:
         parent = os.path.dirname(entry)
         if parent not in self.made_dirs:
             os.makedirs(parent, exist_ok=True)
             self.made_dirs.add(parent)
+        linked = False
         try:
-            if stat.S_ISDIR(os.lstat(path).st_mode):  # a directory, not a link to one
+            if lstat is None:
+                lstat = os.lstat(path)
+            if stat.S_ISDIR(lstat.st_mode):  # a directory, not a link to one
                 self._build_then_rename(path, entry)
             else:
                 try:
                     os.link(path, entry, follow_symlinks=False)
+                    linked = True
                 except OSError as e:
                     if e.errno not in NO_LINK:
                         raise
@@ -95,7 +101,8 @@ class Store:
             if e.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 return False  # stored before, or by another writer just now
             raise
-        st = os.lstat(entry)
+        # A hard link is the same inode: its stat is the one in hand. A copy has its own.
+        st = lstat if linked else os.lstat(entry)
         _write_stamp(entry, f"{st.st_size} {st.st_mtime_ns}")
         return True
 
