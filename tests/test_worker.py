@@ -126,6 +126,14 @@ def test_a_missing_output_is_reported_by_name(runner):
     assert [name for name, _, _ in o.failed] == ["a"]
 
 
+def test_an_output_that_is_a_link_to_nothing_is_an_error_not_a_missing_output(runner):
+    o = runner.run(make_task("touch a; ln -s nowhere b",
+                             outputs=[("out-a", "a", None), ("out-b", "b", None)]))
+    assert o.result.status == "error"
+    assert o.result.reason.startswith("cannot collect the outputs:") and "b" in o.result.reason
+    assert runner.cache.get("out-a") is None and o.outputs == ()
+
+
 def test_a_failed_commands_outputs_are_kept_for_the_failed_dir(runner):
     o = runner.run(make_task("echo partial > a; echo boom >&2; exit 3",
                              outputs=[("out-a", "a", None)]))

@@ -100,9 +100,7 @@ class Monitor:
 
     def watch(self, pid: int, limits: Resources, sandbox: str,
               start: float | None = None) -> Watch:
-        w = Watch(pid, limits, sandbox)
-        if start is not None:
-            w.start = start
+        w = Watch(pid, limits, sandbox) if start is None else Watch(pid, limits, sandbox, start)
         with self._lock:
             self._watches[pid] = w
         return w
@@ -175,15 +173,20 @@ class Monitor:
         """Reap the command behind a readable pidfd: (watch, code, usage), or None."""
         with self._lock:
             w = self._by_fd.pop(fd, None)
+            if w is not None:
+                self._watches.pop(w.pid, None)  # unwatch(): no more samples
         if w is None:
             return None
         os.close(fd)  # which also takes it out of the epoll set (no other descriptor has it)
         code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
-        self._gone(w)
+        self._freed(w)
         return w, code, usage
 
     def _gone(self, w: Watch) -> None:
         self.unwatch(w)
+        self._freed(w)
+
+    def _freed(self, w: Watch) -> None:
         if w.on_gone is not None:
             try:
                 w.on_gone()

@@ -154,8 +154,12 @@ class Slots:
                 and g <= free[3] + 1e-9)
 
     def _charge(self, task: Task, sign: int) -> None:
-        for i, amount in enumerate(_need(task)):
-            self._free[i] -= sign * amount
+        c, m, d, g = _need(task)
+        free = self._free
+        free[0] -= sign * c
+        free[1] -= sign * m
+        free[2] -= sign * d
+        free[3] -= sign * g
         self._running += sign
 
 
@@ -360,9 +364,17 @@ class Runner:
 
     def _collect(self, task, sandbox, status, code, reason, tail, measured,
                  err_path: str | None = None) -> Outcome:
+        hashed = []
         if status == "ok":
-            missing = [f.sandbox for f in task.outputs
-                       if not os.path.lexists(os.path.join(sandbox, f.sandbox))]
+            missing = []
+            for f in task.outputs:
+                src = f"{sandbox}/{f.sandbox}"
+                try:
+                    hashed.append((f, src, *tree_hash(src)))
+                except FileNotFoundError:
+                    if os.path.lexists(src):
+                        raise  # a link to nothing: not missing, but not an output either
+                    missing.append(f.sandbox)
             if missing:
                 status, reason = "missing_output", "missing output: " + ", ".join(missing)
                 tail = _tail(err_path) if err_path else tail
@@ -372,9 +384,7 @@ class Runner:
         outputs = []
         inline = []
         place = self.same_host and not task.cache_forever
-        for f in task.outputs:
-            src = os.path.join(sandbox, f.sandbox)
-            size, digest = tree_hash(src)
+        for f, src, size, digest in hashed:
             # On the manager's host the output goes straight to its path: the manager then
             # links and renames nothing. The path in the outcome says it is there.
             if place and f.path is not None and _place(src, f.path):
@@ -461,6 +471,7 @@ class _Started:
 # --- starting a shell -------------------------------------------------------------------------
 
 _SH = b"/bin/sh"
+_ARGV = ctypes.c_char_p * 4  # sh -c COMMAND NULL
 
 
 class _SpawnAPI:
@@ -533,7 +544,7 @@ class _SpawnAPI:
         return arr
 
     def spawn(self, command: str, cwd: str, env: ctypes.Array, stderr_path: str) -> int:
-        argv = (ctypes.c_char_p * 4)(_SH, b"-c", os.fsencode(command), None)
+        argv = _ARGV(_SH, b"-c", os.fsencode(command), None)
         pid = ctypes.c_int()
         self._check(self.libc.posix_spawn(ctypes.byref(pid), _SH,
                                           self._actions_for(cwd, stderr_path), self.attr,

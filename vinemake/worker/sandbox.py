@@ -21,6 +21,8 @@ class SandboxError(Exception):
 
 def check_name(name: str) -> str:
     """`name` if it is a safe relative path inside a sandbox, else SandboxError."""
+    if "/" not in name and name not in ("", ".", "..") and "\0" not in name:
+        return name  # the usual plain name (the checks below say the same, slower)
     if not name or "\0" in name:
         raise SandboxError(f"unsafe sandbox name {name!r}: empty or contains NUL")
     if name.startswith("/"):
