@@ -4,6 +4,9 @@
                                              # rerun with nothing to do; a 100k no-op rerun
     python bench/dispatch.py --quick         # 1k null rules and the chain only
     python bench/dispatch.py --profile null:10000   # cProfile of vinemake's own process
+    python bench/dispatch.py --tools vinemake,make --repeat 5 --workdir /dev/shm/d
+                                             # first builds 5 times, tools taking turns,
+                                             # medians; on tmpfs, away from the disk's noise
 
 Side by side in one run: vinemake, GNU make -j2, ninja -j2, Snakemake (capped: it needs minutes
 beyond a few thousand rules) and Makeflow -T local -j 2, and for independent rules "floor"
@@ -154,37 +157,33 @@ def seed_built(root: str, rules) -> None:
 # --- the cases --------------------------------------------------------------------------------
 
 
-def case(base: str, name: str, rules, tools, timeout: float):
-    """Run every tool on its own copy, then again with nothing to do: (run rows, no-op rows)."""
-    rows, noop, cpu = {}, {}, {}
-    for tool in tools:
-        if tool == "snakemake" and len(rules) > SNAKEMAKE_MAX:
-            continue
-        if tool == "floor" and any(deps for _, deps in rules):
-            continue  # it runs commands in file order, blind to dependencies
-        root = fresh(base, f"{name}-{tool}", rules)
-        try:
-            if tool == "vinemake":
-                rows[tool], cpu["run"], cpu["children"] = run_vinemake(root, timeout)
-                # The CPU subtracted is a no-op rerun down the full path (parse, keys,
-                # journal, plan): without the up-to-date snapshot, which would skip them,
-                # and without the parsed-rules cache, so it parses (and writes the cache)
-                # as the run did.
-                for state in ("uptodate", "rules"):
-                    try:
-                        os.remove(os.path.join(root, ".vinemake", state))
-                    except FileNotFoundError:
-                        pass  # a failed run leaves none
-                _, cpu["noop"], _ = run_vinemake(root, timeout)
-                noop[tool], _, _ = run_vinemake(root, timeout)
-            elif tool == "floor":  # nothing to rerun: it keeps no state
-                rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
-            else:
-                rows[tool] = peers.measure(tool_argv(tool, False), root, timeout)
-                noop[tool] = peers.measure(tool_argv(tool, True), root, timeout)
-        except peers.PeerMissing as e:
-            print(f"  {tool}: skipped ({e})")
-    report(f"{name}: {len(rules)} rules", rows)
+def case(base: str, name: str, rules, tools, timeout: float, repeat: int = 1):
+    """Run every tool on its own copy, then again with nothing to do: (run rows, no-op rows).
+
+    With `repeat` > 1 the first builds go round the tools that many times (each on a fresh
+    copy, so a slow spell of the machine hits every tool alike) and each row is the run of
+    median wall time; the no-op reruns and the CPU breakdown come from the first round.
+    """
+    runs: dict[str, list] = {}
+    noop, cpu = {}, {}
+    for round_ in range(repeat):
+        for tool in tools:
+            if tool == "snakemake" and len(rules) > SNAKEMAKE_MAX:
+                continue
+            if tool == "floor" and any(deps for _, deps in rules):
+                continue  # it runs commands in file order, blind to dependencies
+            root = fresh(base, f"{name}-{tool}", rules)
+            try:
+                runs.setdefault(tool, []).append(
+                    first_build(tool, root, timeout, noop, cpu if round_ == 0 else None))
+            except peers.PeerMissing as e:
+                print(f"  {tool}: skipped ({e})")
+    rows = {tool: sorted(ms, key=lambda m: m.wall_s)[len(ms) // 2] for tool, ms in runs.items()}
+    report(f"{name}: {len(rules)} rules" + (f" (median of {repeat})" if repeat > 1 else ""),
+           rows)
+    if repeat > 1:
+        for tool, ms in runs.items():
+            print(f"  {tool:<10} runs: {' / '.join(f'{m.wall_s:.2f}' for m in ms)} s")
     report(f"{name}: no-op rerun", noop)
     if "run" in cpu:
         per = (cpu["run"] - cpu["noop"]) / len(rules) * 1e6
@@ -196,6 +195,30 @@ def case(base: str, name: str, rules, tools, timeout: float):
         print(f"  vinemake worker + commands CPU: {cpu['children']:.2f} s"
               f" ({cpu['children'] / len(rules) * 1e6:.0f} us/task)")
     return rows, noop
+
+
+def first_build(tool: str, root: str, timeout: float, noop: dict, cpu: dict | None):
+    """One first build by `tool` in `root`; with `cpu`, also its no-op rerun (into `noop`)
+    and, for vinemake, the CPU breakdown (into `cpu`)."""
+    if tool == "vinemake":
+        m, run_cpu, children = run_vinemake(root, timeout)
+        if cpu is not None:
+            cpu["run"], cpu["children"] = run_cpu, children
+            # The CPU subtracted is a no-op rerun down the full path (parse, keys, journal,
+            # plan): without the up-to-date snapshot, which would skip them, and without the
+            # parsed-rules cache, so it parses (and writes the cache) as the run did.
+            for state in ("uptodate", "rules"):
+                try:
+                    os.remove(os.path.join(root, ".vinemake", state))
+                except FileNotFoundError:
+                    pass  # a failed run leaves none
+            _, cpu["noop"], _ = run_vinemake(root, timeout)
+            noop[tool], _, _ = run_vinemake(root, timeout)
+        return m
+    m = peers.measure(tool_argv(tool, False), root, timeout)
+    if cpu is not None and tool != "floor":  # the floor keeps no state: nothing to rerun
+        noop[tool] = peers.measure(tool_argv(tool, True), root, timeout)
+    return m
 
 
 def noop_seeded(base: str, n: int, timeout: float):
@@ -273,6 +296,9 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900)
     ap.add_argument("--tools", default="vinemake,make,ninja,snakemake,makeflow,floor")
     ap.add_argument("--profile", metavar="KIND:N")
+    ap.add_argument("--repeat", type=int, default=1, metavar="N",
+                    help="first builds of the null-rule cases N times each, tools taking "
+                         "turns; rows are the median runs")
     ap.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--touched", metavar="N", type=int,
                     help="only the full-path no-op rerun of N rules, rules cached vs parsed")
@@ -292,7 +318,7 @@ def main() -> None:
         return
     tools = args.tools.split(",")
     for n in (1000,) if args.quick else (1000, 10_000):
-        case(args.workdir, f"null{n}", null_rules(n), tools, args.timeout)
+        case(args.workdir, f"null{n}", null_rules(n), tools, args.timeout, args.repeat)
     case(args.workdir, "chain200", chain_rules(200), tools, args.timeout)
     if not args.quick:
         noop_seeded(args.workdir, 100_000, args.timeout)
