@@ -16,7 +16,7 @@ import pytest
 from conftest import require, require_tool
 
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
-from vinemake.backends.local import LocalWorkers, worker_command
+from vinemake.backends.local import LocalWorkers, wait_exit, worker_command
 from vinemake.errors import InfrastructureError
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
@@ -1003,3 +1003,17 @@ def test_sigterm_at_any_moment_stops_a_busy_worker_promptly_with_143(cluster):
         assert proc.wait(timeout=5) in ((143,) if joined else (143, -signal.SIGTERM)), \
             c.log(f"s{round_}")
     c.m.cancel_all()
+
+
+def test_wait_exit_returns_as_the_process_exits_and_reaps_it():
+    quick = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)"])
+    start = time.monotonic()
+    assert wait_exit(quick, 10) is True
+    assert quick.returncode == 0 and time.monotonic() - start < 5
+    slow = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert wait_exit(slow, 0.1) is False and slow.returncode is None
+    finally:
+        slow.kill()
+    assert wait_exit(slow, 10) is True and slow.returncode == -signal.SIGKILL
+    assert wait_exit(slow, 10) is True  # already reaped: no pidfd, nothing to wait for
