@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import fcntl
 import os
+import subprocess
 import sys
+import time
 
 import pytest
 
@@ -12,6 +14,7 @@ from vinemake.fileserver import hash_file
 from vinemake.protocol import ProtocolError
 from vinemake.spec import Resources
 from vinemake.task import Task, TaskFile
+from vinemake.worker import monitor as monitor_module
 from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.monitor import Monitor, Sample, exceeded
@@ -300,6 +303,67 @@ def test_a_remote_worker_keeps_outputs_in_its_cache(tmp_path):
     (_, _, _, path), = o.outputs
     assert (path, target.exists(), o.inline) == (r.cache.get("out-p").path, False,
                                                 (("out-p", b"hi\n"),))
+
+
+def spawn_true(monitor, events, name):
+    """Start `sh -c true`, watched by `monitor`; its gone/exit go into `events`."""
+    proc = subprocess.Popen(["/bin/sh", "-c", "true"])
+    w = monitor.watch(proc.pid, Resources(), "/nonexistent")
+    proc.returncode = 0  # reaped by the monitor, never by Popen
+    monitor.reap(w, lambda code, usage: events.append(("exit", name, time.monotonic())),
+                 lambda: events.append(("gone", name, time.monotonic())))
+    return w
+
+
+def wait_until(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_while_tasks_queue_the_monitor_finishes_reaped_tasks_together(monkeypatch):
+    monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)  # only the count lets them go
+    monkeypatch.setattr(monitor_module, "DEFER_MAX", 3)
+    monitor = Monitor(interval=0.05, delay=10.0)
+    queueing = [True]
+    monitor.defer = lambda: queueing[0]
+    events = []
+    try:
+        for name in ("a", "b"):
+            spawn_true(monitor, events, name)
+        wait_until(lambda: len(events) == 2)
+        # both slots were given back at once; their outputs wait for company
+        assert sorted((kind, name) for kind, name, _ in events) == [("gone", "a"),
+                                                                     ("gone", "b")]
+        spawn_true(monitor, events, "c")
+        wait_until(lambda: len(events) == 6)
+        assert sorted(name for kind, name, _ in events if kind == "exit") == ["a", "b", "c"]
+        # nothing queues any more: each is finished as soon as it is reaped
+        queueing[0] = False
+        spawn_true(monitor, events, "d")
+        wait_until(lambda: len(events) == 8)
+        assert [kind for kind, name, _ in events if name == "d"] == ["gone", "exit"]
+    finally:
+        monitor.close()
+
+
+def test_a_command_reaped_but_not_yet_finished_is_never_signalled(monkeypatch):
+    # Its pid may already name another process: a cancel that comes meanwhile is a no-op.
+    monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)
+    monitor = Monitor(interval=0.05, delay=10.0)
+    monitor.defer = lambda: True
+    events = []
+    killed = []
+    monkeypatch.setattr(monitor_module.os, "killpg", lambda pid, sig: killed.append(pid))
+    try:
+        w = spawn_true(monitor, events, "a")
+        wait_until(lambda: events)
+        assert w.reaped
+        monitor.kill(w, "cancelled by the manager")
+        assert (killed, w.reason) == ([], None)
+    finally:
+        monitor.close()
 
 
 def slot_task(i, **resources):

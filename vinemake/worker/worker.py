@@ -109,6 +109,9 @@ class Worker:
         self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
         self.monitor.tick = self._tick
+        # Finishing a task may wait a moment (monitor.py) while, as for holding outcomes,
+        # enough tasks queue here that nothing needs its result to go on.
+        self.monitor.defer = lambda: self.slots.waiting() > self._hold_above
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._conn: Connection | None = None  # the session's, for sending
@@ -318,7 +321,8 @@ class Worker:
             self.pool.submit(self._report_unless_stopping, outcome)
             return
         self._outbox.put(outcome_to_wire(outcome))
-        if not self._hold():
+        # In a batch of tasks the monitor finishes together, the last one's tick sends all.
+        if not self.monitor.finishing and not self._hold():
             self._drain_outbox()
 
     def _hold(self) -> bool:
