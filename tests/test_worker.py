@@ -366,6 +366,26 @@ def test_a_command_reaped_but_not_yet_finished_is_never_signalled(monkeypatch):
         monitor.close()
 
 
+def test_without_pidfds_a_thread_waits_for_each_command(monkeypatch):
+    # Linux before 5.3: the same gone-then-exit order, and a reaped watch is never signalled.
+    def no_pidfds(pid):
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(monitor_module.os, "pidfd_open", no_pidfds)
+    monitor = Monitor(interval=0.05, delay=10.0)
+    events = []
+    try:
+        w = spawn_true(monitor, events, "a")
+        wait_until(lambda: len(events) == 2)
+        assert [kind for kind, _, _ in events] == ["gone", "exit"] and w.reaped
+        killed = []
+        monkeypatch.setattr(monitor_module.os, "killpg", lambda pid, sig: killed.append(pid))
+        monitor.kill(w, "cancelled by the manager")
+        assert killed == []
+    finally:
+        monitor.close()
+
+
 def slot_task(i, **resources):
     return Task(id=i, rule_key="r", name=f"t{i}", command=":",
                 resources=Resources(**resources))

@@ -181,8 +181,15 @@ class Monitor:
             threading.Thread(target=self._wait_blocking, args=(w,), daemon=True).start()
 
     def _wait_blocking(self, w: Watch) -> None:
+        try:  # until it has exited, without reaping it: kill() may signal it till then
+            os.waitid(os.P_PID, w.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass
+        with self._lock:
+            self._watches.pop(w.pid, None)
+            w.reaped = True
         code, usage = _wait(w.pid, 0)
-        self._gone(w)
+        self._freed(w)
         self._exited(w, code, usage)
 
     def _reap(self, fd: int):
@@ -198,10 +205,6 @@ class Monitor:
         code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
         self._freed(w)
         return w, code, usage
-
-    def _gone(self, w: Watch) -> None:
-        self.unwatch(w)
-        self._freed(w)
 
     def _freed(self, w: Watch) -> None:
         if w.on_gone is not None:
@@ -235,12 +238,8 @@ class Monitor:
                 if ended and not later:
                     later_due = time.monotonic() + DEFER_S
                 later += ended
-                if later and (len(later) >= DEFER_MAX or time.monotonic() >= later_due
-                              or self.defer is None or not self.defer()):
-                    self.finishing = True
-                    for e in later:
-                        self._exited(*e)
-                    self.finishing = False
+                if later and not self._may_wait(later, later_due):
+                    self._finish_all(later)
                     later = []
                 if self.tick is not None:
                     wait = self.tick()
@@ -261,6 +260,19 @@ class Monitor:
             self._epoll.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+    def _may_wait(self, later: list, due: float) -> bool:
+        """May these reaped tasks wait to be finished with more (see the module's doc)?"""
+        return (len(later) < DEFER_MAX and time.monotonic() < due
+                and self.defer is not None and self.defer())
+
+    def _finish_all(self, later: list) -> None:
+        self.finishing = True
+        try:
+            for e in later:
+                self._exited(*e)
+        finally:
+            self.finishing = False
 
     def _sample(self, w: Watch, now: float) -> None:
         try:
