@@ -302,3 +302,28 @@ def test_a_command_killed_by_the_sigterm_that_stops_its_worker_is_run_again(clus
     c.worker("w2", cores=1)
     r, = c.collect(task(1, ""))
     assert (r.status, r.worker) == ("ok", "w2"), r
+
+
+def test_a_task_released_as_its_session_ends_is_killed_not_left_running(tmp_path):
+    # The session's end kills what runs and empties the queue; a task the reaping thread
+    # took from the queue just before, and starts just after, must not run for nobody.
+    from vinemake.worker import worker as worker_module
+    from vinemake.worker.runner import Runner
+
+    w = worker_module.Worker(worker_module.WorkerOptions(
+        host="127.0.0.1", port=1, resources=Resources(cores=1), workdir=str(tmp_path / "w")))
+    try:
+        ended_session = Runner(w.cache, w.monitor, w._fetch, w.run_dir, "w", True)
+        w.runner = Runner(w.cache, w.monitor, w._fetch, w.run_dir, "w", True)  # the next one
+        marker = tmp_path / "ran-to-the-end"
+        sent = []
+        w._send = sent.append  # nobody to send to: record what would have gone
+        w._running = 1
+        w._run_task(ended_session, task(1, f"sleep 5; touch {marker}"), ())
+        wait_for(lambda: w._running == 0, "the task to end")
+        assert not marker.exists()
+        w._drain_outbox()
+        (outcome,), = [m.outcomes for m in sent]
+        assert outcome["reason"] == "the manager went away"
+    finally:
+        w.close()

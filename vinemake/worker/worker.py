@@ -303,6 +303,14 @@ class Worker:
             if not reported:
                 self._ended(task, runner._result(task, "error", reason=f"worker error: {e}"),
                             freed=bool(freed))
+        # Released from the queue as its session ended: that session's end killed what it
+        # saw running and emptied the queue, but this one started after. It would run for
+        # nobody (or write outputs for a manager that is gone): kill it too. (The session
+        # drops _conn before killing, and this looks after the start is watched.)
+        if runner is not self.runner or self._conn is None:
+            watch = runner.watches.get(task.id)
+            if watch is not None:
+                self.monitor.kill(watch, "the manager went away")
 
     def _free_slot(self, task) -> None:
         for waiting, (runner, fetches) in self.slots.release(task):
