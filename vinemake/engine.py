@@ -372,9 +372,8 @@ class Engine:
             stat = _followed(self.path(path), lstat)
             recorded.append((path, key, stat.st_size, stat.st_mtime_ns))
             self.sizes[path] = stat.st_size
-        placed = recorded
         m = result.measured
-        self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, placed,
+        self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, recorded,
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))
         st.ran.append(rule.name)
         self.reporter.finished(rule.name, result)

@@ -119,7 +119,7 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
         ("kind", digest(kind.encode()) if kind else _EMPTY),
     )
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
-    # (Rules without inputs, or with one output, are common enough to skip the sorting.)
+    # (Rules without inputs are common enough to skip sorting and zipping for them.)
     text = [parts[0][1], parts[1][1], parts[2][1], parts[3][1], parts[4][1]]
     inputs: tuple[tuple[str, str], ...] = ()
     if rule.sources:
