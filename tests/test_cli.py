@@ -284,3 +284,14 @@ def test_process_check_and_located_error(project):
     assert done.returncode == 2
     assert done.stderr == ("Vinefile:1:1: dependency cycle: a (line 1) needs b (line 3) "
                            "needs a (line 1)\na: b\n^\n")
+
+
+def test_a_run_with_several_syntax_errors_reports_them_all_and_writes_nothing(project):
+    (project / "Vinefile").write_text("a: in.txt\n\tcp in.txt a\nb c\n\techo\nd = \"x\n")
+    before = snapshot(project)
+    result = invoke()
+    assert result.exit_code == 2
+    err = stderr(result)
+    assert err.count("Vinefile:") == 2
+    assert "Vinefile:3:4: expected ':'" in err and "Vinefile:5:5: unbalanced quote" in err
+    assert snapshot(project) == before  # no .vinemake, nothing run

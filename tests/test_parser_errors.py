@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vinemake.errors import EXIT_INPUT, VinefileError
-from vinemake.parser import parse_text
+from vinemake.errors import EXIT_INPUT, VinefileError, VinefileErrors
+from vinemake.parser import MAX_SYNTAX_ERRORS, parse_text
 from vinemake.spec import Location
 
 T = "\t"
@@ -161,3 +161,39 @@ def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError) as info:
         parse_file(str(tmp_path / "Nope"), environ={})
     assert str(info.value) == f"cannot read {tmp_path / 'Nope'}: No such file or directory"
+
+
+def test_every_syntax_error_of_a_vinefile_is_reported_in_one_go():
+    text = ("a: b\n\techo a > a\n"
+            "c d\n\techo c\n"               # no colon
+            "x = \"unclosed\n"               # a quote never closed
+            "y: \\\n  more\n\techo y\n"      # fine: the continued header is not a new start
+            "z: y\n\techo z\n\techo again\n")  # two command lines
+    with pytest.raises(VinefileErrors) as info:
+        parse_text(text, "Vinefile", environ={})
+    assert [(e.location.line, e.location.col, e.message) for e in info.value.errors] == [
+        (3, 4, "expected ':' after the targets of a rule (or '=' for an assignment)"),
+        (5, 5, 'unbalanced quote: this " is never closed'),
+        (11, 1, "a rule has exactly one command line: join lines with a trailing '\\' "
+                "or start a new rule")]
+    # each with its own line and caret; the whole is the first one's location and status
+    assert str(info.value).split("\n")[3:6] == [
+        'Vinefile:5:5: unbalanced quote: this " is never closed', 'x = "unclosed', "    ^"]
+    assert info.value.location == Location("Vinefile", 3, 4)
+    assert info.value.exit_code == EXIT_INPUT
+
+
+def test_a_single_syntax_error_reads_as_before():
+    with pytest.raises(VinefileError) as info:
+        parse_text("a: b\n\techo a\nc d\n\techo c\nok: b\n\techo ok\n", "Vinefile", environ={})
+    assert not isinstance(info.value, VinefileErrors)
+    assert str(info.value).startswith("Vinefile:3:4: expected ':'")
+
+
+def test_syntax_errors_stop_being_listed_after_twenty():
+    text = "".join(f"bad{i} line\n\techo\n" for i in range(30))
+    with pytest.raises(VinefileErrors) as info:
+        parse_text(text, "Vinefile", environ={})
+    assert len(info.value.errors) == MAX_SYNTAX_ERRORS == 20
+    assert [e.location.line for e in info.value.errors] == list(range(1, 41, 2))
+    assert str(info.value).endswith("(stopped after 20 syntax errors)")

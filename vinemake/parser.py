@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-from vinemake.errors import InputError, VinefileError
+from vinemake.errors import InputError, VinefileError, VinefileErrors
 from vinemake.evaluate import evaluate
 from vinemake.grammar import grammar_text
 from vinemake.private import private_dir
@@ -187,7 +187,7 @@ def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | N
         try:
             statements = _lark().parse(body)
         except UnexpectedInput as e:
-            raise _syntax_error(e, source) from None
+            raise _syntax_errors(e, source, body) from None
         return evaluate(statements, source, environ, read)
     finally:
         if was_enabled:
@@ -217,6 +217,54 @@ def parse_bytes(data: bytes, path: str, environ: Mapping[str, str] | None = None
 
 
 # ---- syntax errors in the user's words -------------------------------------------------
+
+MAX_SYNTAX_ERRORS = 20
+# A line that can only start a statement: not indented (a command), not a comment or blank.
+_STATEMENT_START = re.compile(r"^[^ \t#\n]", re.MULTILINE)
+
+
+def _syntax_errors(first: UnexpectedInput, source: Source, body: str) -> VinefileError:
+    """The first syntax error and those after it, so a Vinefile's typos come out together.
+
+    After each error the parse resumes at the next line that starts a statement, the text
+    before it blanked to newlines (so lines and columns stay those of the file). An error
+    that cascades from the one before is unlikely there, though not impossible.
+    """
+    errors = [_syntax_error(first, source)]
+    while len(errors) <= MAX_SYNTAX_ERRORS:
+        start = _next_statement(body, errors[-1].location.line)
+        if start is None:
+            break
+        rest = "\n" * body.count("\n", 0, start) + body[start:]
+        try:
+            _lark().parse(rest)
+            break
+        except UnexpectedInput as e:
+            error = _syntax_error(e, Source(source.path, rest))
+            if error.location.line <= errors[-1].location.line:
+                break  # no further on (the end of the file, say): nothing new to tell
+            errors.append(error)
+    if len(errors) == 1:
+        return errors[0]
+    untold = ""
+    if len(errors) > MAX_SYNTAX_ERRORS:
+        errors = errors[:MAX_SYNTAX_ERRORS]
+        untold = f"(stopped after {MAX_SYNTAX_ERRORS} syntax errors)"
+    return VinefileErrors(errors, untold)
+
+
+def _next_statement(body: str, after_line: int) -> int | None:
+    """Where the first line after line `after_line` (1-based) that starts a statement
+    begins, not counting one that continues the line before it (a trailing backslash)."""
+    pos = 0
+    for _ in range(after_line):
+        pos = body.find("\n", pos) + 1
+        if pos == 0:
+            return None
+    for m in _STATEMENT_START.finditer(body, pos):
+        if m.start() < 2 or body[m.start() - 2] != "\\":
+            return m.start()
+    return None
 
 def _syntax_error(e: UnexpectedInput, source: Source) -> VinefileError:
     text = source.text
