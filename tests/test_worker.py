@@ -348,6 +348,21 @@ def test_while_tasks_queue_the_monitor_finishes_reaped_tasks_together(monkeypatc
         monitor.close()
 
 
+def test_a_task_finished_later_measures_the_time_its_command_ran(tmp_path, monkeypatch):
+    monkeypatch.setattr(monitor_module, "DEFER_S", 0.5)  # finished half a second late
+    monitor = Monitor(interval=0.05, delay=10.0)
+    monitor.defer = lambda: True
+    r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
+               Fetcher({}), str(tmp_path / "run"), "w1", same_host=True)
+    try:
+        start = time.monotonic()
+        o = r.run(make_task("true"))
+        assert time.monotonic() - start >= 0.5  # it did wait to be finished
+        assert o.result.status == "ok" and o.result.measured.wall_time_s < 0.4
+    finally:
+        monitor.close()
+
+
 def test_a_command_reaped_but_not_yet_finished_is_never_signalled(monkeypatch):
     # Its pid may already name another process: a cancel that comes meanwhile is a no-op.
     monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)

@@ -80,6 +80,7 @@ class Watch:
     _proc: psutil.Process | None = None
     _fd: int = -1  # its pidfd, while registered
     reaped: bool = False  # its pid may belong to another process now: never signal it
+    ended: float | None = None  # monotonic time it was reaped
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
@@ -189,6 +190,7 @@ class Monitor:
             self._watches.pop(w.pid, None)
             w.reaped = True
         code, usage = _wait(w.pid, 0)
+        w.ended = time.monotonic()
         self._freed(w)
         self._exited(w, code, usage)
 
@@ -203,6 +205,7 @@ class Monitor:
             return None
         os.close(fd)  # which also takes it out of the epoll set (no other descriptor has it)
         code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
+        w.ended = time.monotonic()
         self._freed(w)
         return w, code, usage
 

@@ -310,7 +310,8 @@ class Runner:
         """The command of `ran` exited: collect its outputs, report (monitor's thread)."""
         task, sandbox, watch = ran.task, ran.sandbox, ran.watch
         self.watches.pop(task.id, None)
-        end = time.monotonic()  # (the monitor called `exited` when it reaped the command)
+        # When the monitor reaped it: finishing may come a few milliseconds later.
+        end = watch.ended if watch.ended is not None else time.monotonic()
         if ran.proc is not None:
             ran.proc.returncode = code  # so its Popen never waits for the pid itself
         # The kernel's account of the command (and what it waited for) covers tasks too
