@@ -197,3 +197,21 @@ def test_syntax_errors_stop_being_listed_after_twenty():
     assert len(info.value.errors) == MAX_SYNTAX_ERRORS == 20
     assert [e.location.line for e in info.value.errors] == list(range(1, 41, 2))
     assert str(info.value).endswith("(stopped after 20 syntax errors)")
+
+
+@pytest.mark.parametrize("text, lines", [
+    # a rule's own assignment or directive before its command is not a fresh start
+    ("a: b\nc: d\nX=1\n\tcmd\n", [2]),
+    ("a b\nX=1\n\tcmd\n", [1]),
+    ("a: b\n.MAKEFLOW CORES 2\nfoo bar\n.MAKEFLOW MEMORY 100\n\tcmd\n", [3]),
+    # after a command line, a blank line or a comment, a statement does start afresh
+    ("a b\n\tcmd\n\nc d\n\tcmd\n", [1, 4]),
+    ("a b\n\tcmd\n# note\nc d\n\tcmd\n", [1, 4]),
+    ("a b\n\tcmd \\\nx y\nc d\n\tcmd\n", [1, 4]),  # x y continues the command
+], ids=["local-assignment", "assignment-after-bad-header", "directives", "blank-line",
+        "comment", "continued-command"])
+def test_the_parse_resumes_only_where_a_statement_surely_starts(text, lines):
+    with pytest.raises(VinefileError) as info:
+        parse_text(text, "Vinefile", environ={})
+    errors = getattr(info.value, "errors", (info.value,))
+    assert [e.location.line for e in errors] == lines

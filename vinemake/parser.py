@@ -219,16 +219,15 @@ def parse_bytes(data: bytes, path: str, environ: Mapping[str, str] | None = None
 # ---- syntax errors in the user's words -------------------------------------------------
 
 MAX_SYNTAX_ERRORS = 20
-# A line that can only start a statement: not indented (a command), not a comment or blank.
-_STATEMENT_START = re.compile(r"^[^ \t#\n]", re.MULTILINE)
 
 
 def _syntax_errors(first: UnexpectedInput, source: Source, body: str) -> VinefileError:
     """The first syntax error and those after it, so a Vinefile's typos come out together.
 
-    After each error the parse resumes at the next line that starts a statement, the text
-    before it blanked to newlines (so lines and columns stay those of the file). An error
-    that cascades from the one before is unlikely there, though not impossible.
+    After each error the parse resumes at a line that can only start a statement (see
+    _next_statement), the text before it blanked to newlines (so lines and columns stay
+    those of the file). Where that is unsure it skips ahead: an error may go untold, but
+    one that cascades from the one before is unlikely.
     """
     errors = [_syntax_error(first, source)]
     while len(errors) <= MAX_SYNTAX_ERRORS:
@@ -254,16 +253,21 @@ def _syntax_errors(first: UnexpectedInput, source: Source, body: str) -> Vinefil
 
 
 def _next_statement(body: str, after_line: int) -> int | None:
-    """Where the first line after line `after_line` (1-based) that starts a statement
-    begins, not counting one that continues the line before it (a trailing backslash)."""
-    pos = 0
-    for _ in range(after_line):
-        pos = body.find("\n", pos) + 1
-        if pos == 0:
-            return None
-    for m in _STATEMENT_START.finditer(body, pos):
-        if m.start() < 2 or body[m.start() - 2] != "\\":
-            return m.start()
+    """Where the parse may resume after an error on line `after_line` (1-based): the first
+    later line that starts a statement (not indented, not a comment) and comes after a blank
+    or indented line, comments aside. A line straight after a header may be the rule's own
+    assignment or directive before its command, which alone would not parse; a line after a
+    trailing backslash continues the one before."""
+    resumable = continued = False
+    offset = 0
+    for number, line in enumerate(body.split("\n"), start=1):
+        if (number > after_line and resumable and not continued
+                and line[:1] not in ("", " ", "\t", "#")):
+            return offset
+        if not continued and not line.startswith("#"):
+            resumable = not line.strip() or line[:1] in (" ", "\t")
+        continued = line.endswith("\\")
+        offset += len(line) + 1
     return None
 
 def _syntax_error(e: UnexpectedInput, source: Source) -> VinefileError:
