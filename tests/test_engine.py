@@ -46,7 +46,9 @@ class FakeExecutor:
         for task in done:
             statuses = self.script.get(task.name, [])
             status = statuses.pop(0) if statuses else "ok"
-            if status in ("ok", "link", "dangling"):
+            if status == "nothing":  # says ok, made nothing
+                results.append(TaskResult(task.id, "ok", 0))
+            elif status in ("ok", "link", "dangling"):
                 for out in task.outputs:
                     if out.path and status == "ok":
                         with open(out.path, "w") as f:
@@ -173,19 +175,42 @@ def test_without_keep_going_what_has_not_started_is_withdrawn_after_a_failure(ro
 
 
 def test_an_output_that_is_a_link_is_journalled_as_its_target_and_stored_as_a_link(root):
-    outcome, _, _ = run_once(root, [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y")],
-                             FakeExecutor({"x": ["link"], "y": ["dangling"]}))
-    assert outcome.exit_code == 0 and sorted(outcome.ran) == ["x", "y"]
-    wf = Workflow(os.path.join(root, "Vinefile"), (rule(0, ["x"], [], "x"),
-                                                  rule(1, ["y"], [], "y")))
+    rules = [rule(0, ["x"], [], "x"), rule(1, ["y"], [], "y")]
+    outcome, _, rep = run_once(root, rules, FakeExecutor({"x": ["link"], "y": ["dangling"]}),
+                               options=EngineOptions(keep_going=True))
+    assert (outcome.ran, outcome.failed) == (("x",), ("y",))
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
     prep = prepare(wf, BuildGraph.build(wf, root), root)
     x = prep.journal.state.files["x"]
     assert (x.size, x.mtime_ns) == (len("made through a link\n"),
                                     os.stat(os.path.join(root, "x")).st_mtime_ns)
     assert prep.plan.reasons[0].action == "skip"  # the stat the plan takes agrees
     assert prep.store.has(x.key)  # the link itself is stored, its stamp its own lstat
-    y = prep.journal.state.files["y"]
-    assert y.size == os.lstat(os.path.join(root, "y")).st_size  # a dangling link: the link
+    # A link that leads nowhere is no output (the plan would find it missing every time).
+    assert "y" not in prep.journal.state.files and prep.plan.reasons[1].action == "run"
+    info = open(os.path.join(root, ".vinemake", "failed", "y", "INFO")).read()
+    assert "output 'y' is a symbolic link to nothing at its path" in info
+
+
+def test_an_ok_result_whose_output_path_cannot_exist_is_a_missing_output(root):
+    with open(os.path.join(root, "d"), "w") as f:  # so d/x can never be there (ENOTDIR)
+        f.write("a file, not a directory\n")
+    outcome, _, _ = run_once(root, [rule(0, ["d/x"], [], "x")],
+                             FakeExecutor({"d/x": ["nothing"]}))
+    assert outcome.failed == ("d/x",)
+    failed = os.path.join(root, ".vinemake", "failed")
+    info, = [os.path.join(d, "INFO") for d, _, files in os.walk(failed) if "INFO" in files]
+    assert "output 'd/x' is not at its path after the run" in open(info).read()
+
+
+def test_restoring_onto_a_link_to_the_same_entry_leaves_no_temporary_file(root):
+    rules = [rule(0, ["x"], [], "x")]
+    run_once(root, rules)
+    wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
+    prep = prepare(wf, BuildGraph.build(wf, root), root)
+    key = prep.journal.state.files["x"].key
+    assert prep.store.restore(key, os.path.join(root, "x"))  # x is that entry's inode already
+    assert sorted(n for n in os.listdir(root) if n.startswith("x")) == ["x"]
 
 
 def test_keep_going_runs_everything_independent(root):

@@ -331,12 +331,11 @@ class Engine:
             self.reporter.withdrawn(rule.name)  # counted as not run
             return
         if result.ok:
-            placed, missing = self._placed_outputs(rid)
-            if missing is None:
+            placed, problem = self._placed_outputs(rid)
+            if problem is None:
                 self._done(st, rid, result, placed)
                 return
-            result = TaskResult(rid, "missing_output", result.exit_code,
-                                f"output '{missing}' is not at its path after the run",
+            result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
         allowed = 1 + (rule.retries if rule.retries is not None else self.options.retries)
         if st.attempts[rid] < allowed and not self.stop_code:
@@ -346,16 +345,24 @@ class Engine:
         self._failed(st, rid, result)
 
     def _placed_outputs(self, rid: int) -> tuple[list, str | None]:
-        """(path, key, lstat) of each output an "ok" result put in place, and the first one
-        it did not put there, if any (never trust blindly)."""
+        """(path, key, lstat) of each output an "ok" result put in place, and what is wrong
+        with the first one it did not (never trust blindly), if any.
+
+        A symbolic link that leads nowhere at its path is not an output: the plan, which
+        follows links as make does, would find it missing at every run.
+        """
         placed = []
         if self.stays_remote(rid):
             return placed, None
         for path, _, key in self.keys.rules[rid].outputs:
             try:
-                placed.append((path, key, os.lstat(self.path(path))))
-            except FileNotFoundError:
-                return placed, path
+                lstat = os.lstat(self.path(path))
+            except OSError:
+                return placed, f"output '{path}' is not at its path after the run"
+            if stat_module.S_ISLNK(lstat.st_mode) and not os.path.exists(self.path(path)):
+                return placed, (f"output '{path}' is a symbolic link to nothing at its path "
+                                f"({os.readlink(self.path(path))})")
+            placed.append((path, key, lstat))
         return placed, None
 
     def _done(self, st: _State, rid: int, result: TaskResult, placed: list) -> None:
@@ -413,7 +420,7 @@ class Engine:
         for path, _, key in rk.outputs:
             if self.store is None or not self.store.restore(key, self.path(path)):
                 return False
-            stat = os.stat(self.path(path))
+            stat = _followed(self.path(path), os.lstat(self.path(path)))
             placed.append((path, key, stat.st_size, stat.st_mtime_ns))
             self.sizes[path] = stat.st_size
         self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed)

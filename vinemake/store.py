@@ -139,6 +139,8 @@ class Store:
         if os.path.isdir(dest) and not os.path.islink(dest):
             shutil.rmtree(dest)
         os.replace(tmp, dest)
+        if os.path.lexists(tmp):  # dest was a link to the entry already: rename did nothing
+            _remove(tmp)
         return True
 
     def remove(self, key: str) -> None:
