@@ -129,6 +129,14 @@ def test_a_missing_output_is_reported_by_name(runner):
     assert [name for name, _, _ in o.failed] == ["a"]
 
 
+def test_an_output_under_what_the_command_made_a_file_is_missing(runner):
+    # `echo > results` where results/out was meant: a plain missing output, not a worker error
+    o = runner.run(make_task("touch a; rmdir d; echo hi > d",
+                             outputs=[("out-a", "a", None), ("out-d", "d/x", None)]))
+    assert (o.result.status, o.result.reason) == ("missing_output", "missing output: d/x")
+    assert [name for name, _, _ in o.failed] == ["a"]
+
+
 def test_an_output_that_is_a_link_to_nothing_is_an_error_not_a_missing_output(runner):
     o = runner.run(make_task("touch a; ln -s nowhere b",
                              outputs=[("out-a", "a", None), ("out-b", "b", None)]))

@@ -372,7 +372,7 @@ class Runner:
                 src = f"{sandbox}/{f.sandbox}"
                 try:
                     hashed.append((f, src, *tree_hash(src)))
-                except FileNotFoundError:
+                except (FileNotFoundError, NotADirectoryError):  # (d/x where d is a file)
                     if os.path.lexists(src):
                         raise  # a link to nothing: not missing, but not an output either
                     missing.append(f.sandbox)

@@ -225,6 +225,11 @@ class Worker:
         finally:
             self._conn = None
             self._close_line()
+            while True:  # outcomes held for this session are nobody's now (see _ended)
+                try:
+                    self._outbox.get_nowait()
+                except queue.Empty:
+                    break
             # That manager re-queues whatever ran here and forgets what this worker held.
             for _ in self.slots.clear():
                 with self._running_lock:
@@ -294,7 +299,7 @@ class Worker:
 
         def done(outcome) -> None:
             reported.append(outcome)
-            self._ended(task, outcome, freed=bool(freed))
+            self._ended(task, outcome, freed=bool(freed), runner=runner)
 
         try:
             runner.start(task, fetches, done, exited)
@@ -302,7 +307,7 @@ class Worker:
             log.exception("task %s crashed the runner", task.id)
             if not reported:
                 self._ended(task, runner._result(task, "error", reason=f"worker error: {e}"),
-                            freed=bool(freed))
+                            freed=bool(freed), runner=runner)
         # Released from the queue as its session ended: that session's end killed what it
         # saw running and emptied the queue, but this one started after. It would run for
         # nobody (or write outputs for a manager that is gone): kill it too. (The session
@@ -316,13 +321,19 @@ class Worker:
         for waiting, (runner, fetches) in self.slots.release(task):
             self._begin(runner, waiting, fetches)
 
-    def _ended(self, task, outcome, freed: bool = False) -> None:
-        """A task's outcome is known (any thread): start what waited for it, report it."""
+    def _ended(self, task, outcome, freed: bool = False, runner: Runner | None = None) -> None:
+        """A task's outcome is known (any thread): start what waited for it, report it.
+
+        Not if it ran for a session that has ended (`runner` is not the current one): that
+        manager re-queued it, and a new one may have sent the same task id here again.
+        """
         with self._running_lock:
             self._running -= 1
         self._last_activity = time.monotonic()
         if not freed:
             self._free_slot(task)
+        if runner is not None and (runner is not self.runner or self._conn is None):
+            return
         r = outcome.result
         if r.status == "signaled" and r.exit_code == -signal.SIGTERM:
             # _stopped_with waits a moment: not on the monitor's thread, which reaps others.
