@@ -298,11 +298,7 @@ class Monitor:
         w.cpu_s = max(w.cpu_s, cpu)
         reason = exceeded(w.limits, Sample(rss / 1e6, disk, now - w.start))
         if reason is not None:
-            w.reason = reason
-            try:
-                os.killpg(w.pid, signal.SIGKILL)
-            except OSError:
-                pass
+            self.kill(w, reason)  # (not if a waiting thread reaped it meanwhile)
 
 
 def _wait(pid: int, options: int):
