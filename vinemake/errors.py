@@ -3,7 +3,7 @@
     VinemakeError                 anything vinemake reports instead of a traceback
      ├── InputError               the user's input is wrong: exit 2, located when possible
      │    └── VinefileError       a located error in a Vinefile (path:line:col + caret)
-     │         └── VinefileErrors several of one kind at once (every missing source)
+     │         └── VinefileErrors several at once (every syntax error, every missing source)
      ├── CommandFailed            a user's command failed: exit 1
      └── InfrastructureError      a worker, transfer or batch system failed: exit 1
 """

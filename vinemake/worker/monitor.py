@@ -131,10 +131,6 @@ class Monitor:
         w.on_gone = on_gone
         self._reap_later(w)
 
-    def unwatch(self, w: Watch) -> None:
-        with self._lock:
-            self._watches.pop(w.pid, None)
-
     def kill(self, w: Watch, reason: str) -> None:
         with self._lock:  # not reaped meanwhile: the pid is still the command's
             if w.reaped:
@@ -189,32 +185,31 @@ class Monitor:
         with self._lock:
             self._watches.pop(w.pid, None)
             w.reaped = True
-        code, usage = _wait(w.pid, 0)
-        w.ended = time.monotonic()
-        self._freed(w)
-        self._exited(w, code, usage)
+        self._exited(w, *self._reaped(w))
 
     def _reap(self, fd: int):
         """Reap the command behind a readable pidfd: (watch, code, usage), or None."""
         with self._lock:
             w = self._by_fd.pop(fd, None)
             if w is not None:
-                self._watches.pop(w.pid, None)  # unwatch(): no more samples
+                self._watches.pop(w.pid, None)  # no more samples
                 w.reaped = True
         if w is None:
             return None
         os.close(fd)  # which also takes it out of the epoll set (no other descriptor has it)
-        code, usage = _wait(w.pid, 0)  # readable: it has exited, so this does not block
-        w.ended = time.monotonic()
-        self._freed(w)
-        return w, code, usage
+        return (w, *self._reaped(w))  # readable: it has exited, so the wait does not block
 
-    def _freed(self, w: Watch) -> None:
+    def _reaped(self, w: Watch):
+        """Reap `w`'s exited command (marked reaped already), give its slot back at once:
+        (exit code, resource usage)."""
+        code, usage = _wait(w.pid, 0)
+        w.ended = time.monotonic()
         if w.on_gone is not None:
             try:
                 w.on_gone()
             except Exception:  # a bug in one task's ending must not stop the monitor
                 log.exception("freeing the slot of pid %s failed", w.pid)
+        return code, usage
 
     def _exited(self, w: Watch, code: int, usage) -> None:
         try:

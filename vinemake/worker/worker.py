@@ -312,10 +312,14 @@ class Worker:
         # saw running and emptied the queue, but this one started after. It would run for
         # nobody (or write outputs for a manager that is gone): kill it too. (The session
         # drops _conn before killing, and this looks after the start is watched.)
-        if runner is not self.runner or self._conn is None:
+        if self._session_over(runner):
             watch = runner.watches.get(task.id)
             if watch is not None:
                 self.monitor.kill(watch, "the manager went away")
+
+    def _session_over(self, runner: Runner) -> bool:
+        """Did the session that `runner` serves end (a new one has its own runner)?"""
+        return runner is not self.runner or self._conn is None
 
     def _free_slot(self, task) -> None:
         for waiting, (runner, fetches) in self.slots.release(task):
@@ -332,7 +336,7 @@ class Worker:
         self._last_activity = time.monotonic()
         if not freed:
             self._free_slot(task)
-        if runner is not None and (runner is not self.runner or self._conn is None):
+        if runner is not None and self._session_over(runner):
             return
         r = outcome.result
         if r.status == "signaled" and r.exit_code == -signal.SIGTERM:
