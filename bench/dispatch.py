@@ -46,7 +46,7 @@ SNAKEMAKE_MAX = 1000
 # the commands), to $VINEMAKE_BENCH_CPU.
 VINEMAKE_WRAPPER = """
 import os, resource, sys
-from vinemake.cli import main
+from vinemake.face.cli import main
 try:
     main()
 finally:
@@ -58,8 +58,8 @@ finally:
 
 FAST_PATH = """
 import os, sys
-from vinemake.options import RunOptions
-from vinemake.run import nothing_to_do
+from vinemake.face.options import RunOptions
+from vinemake.face.run import nothing_to_do
 sys.exit(0 if nothing_to_do(RunOptions(vinefile=os.path.abspath("Vinefile"),
                                        root=os.getcwd())) else 1)
 """
@@ -135,9 +135,9 @@ def tool_argv(tool: str, noop: bool) -> list[str]:
 
 def seed_built(root: str, rules) -> None:
     """Outputs on disk and a journal as a finished vinemake run leaves them."""
-    from vinemake.graph import BuildGraph
-    from vinemake.parser import parse_file
-    from vinemake.run import prepare
+    from vinemake.core.graph import BuildGraph
+    from vinemake.face.run import prepare
+    from vinemake.language.parser import parse_file
 
     for t, _ in rules:
         open(os.path.join(root, t), "w").close()
@@ -281,7 +281,7 @@ def profile(spec: str, base: str) -> None:
     rules = null_rules(int(n)) if kind == "null" else chain_rules(int(n))
     root = fresh(base, f"profile-{kind}{n}", rules)
     out = os.path.join(base, "dispatch.prof")
-    code = ("import cProfile, sys; sys.argv=['vinemake']; from vinemake.cli import main\n"
+    code = ("import cProfile, sys; sys.argv=['vinemake']; from vinemake.face.cli import main\n"
             f"cProfile.run('try:\\n    main()\\nexcept SystemExit:\\n    pass', {out!r})")
     subprocess.run([sys.executable, "-c", code], cwd=root, stderr=subprocess.DEVNULL)
     import pstats

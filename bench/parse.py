@@ -150,10 +150,10 @@ _SPLIT = """\
 import gc, json, os, sys, time
 gc.disable()  # as the command line does while it reads a workflow
 t0 = time.process_time()
-from vinemake.evaluate import evaluate
-from vinemake.graph import BuildGraph
-from vinemake.parser import _lark
-from vinemake.statements import Source
+from vinemake.language.evaluate import evaluate
+from vinemake.core.graph import BuildGraph
+from vinemake.language.parser import _lark
+from vinemake.language.statements import Source
 lark = _lark()
 t1 = time.process_time()
 text = open("Vinefile", encoding="utf-8").read()
@@ -239,8 +239,8 @@ def profile(spec: str, workdir: str) -> None:
     shape, size = spec.split(":")
     d = prepare(workdir, shape, parse_size(size))
     os.chdir(d)
-    from vinemake.graph import BuildGraph
-    from vinemake.parser import parse_file
+    from vinemake.core.graph import BuildGraph
+    from vinemake.language.parser import parse_file
 
     prof = cProfile.Profile()
     prof.enable()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vinemake.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
-from vinemake.expand import scan_words
+from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
+from vinemake.language.expand import scan_words
 
 
 def read(name: str, args: str = "") -> dict:
@@ -53,5 +53,5 @@ def test_errors(name, args, offset, message):
 
 
 def test_resource_variables_cover_the_keywords():
-    from vinemake import keywords
+    from vinemake.language import keywords
     assert set(keywords.RESOURCE_VARIABLES) <= set(RESOURCE_VALUES)

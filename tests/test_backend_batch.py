@@ -32,8 +32,8 @@ from vinemake.backends.condor import Condor
 from vinemake.backends.pbs import Pbs
 from vinemake.backends.sge import Sge
 from vinemake.backends.slurm import SlurmWorkers
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
 
 ONE = Resources(cores=1)
 OPTS = ProviderOptions(worker_timeout_s=60)

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from vinemake.errors import VinefileError
-from vinemake.parser import parse_file
-from vinemake.spec import RuleSpec, Workflow
+from vinemake.common.errors import VinefileError
+from vinemake.common.spec import RuleSpec, Workflow
+from vinemake.language.parser import parse_file
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").iterdir() if p.is_dir())
 _FLAGS = ("retries", "temp", "cache_forever", "library", "library_slots", "call", "local",

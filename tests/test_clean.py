@@ -4,10 +4,10 @@ import io
 import os
 from types import SimpleNamespace
 
-from vinemake.clean import clean_workflow, decide
-from vinemake.graph import BuildGraph
-from vinemake.journal import FileRecord, Journal
-from vinemake.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.core.clean import clean_workflow, decide
+from vinemake.core.graph import BuildGraph
+from vinemake.core.journal import FileRecord, Journal
 
 
 def rec(key, size=1, mtime=10):

@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner
 
 from vinemake import __version__
-from vinemake.cli import command
-from vinemake.options import RunOptions
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
+from vinemake.face.cli import command
+from vinemake.face.options import RunOptions
 
 VINEFILE = """\
 CATEGORY=align
@@ -211,7 +211,7 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
         seen.update(rules=len(workflow.rules), ids=graph.rule_ids, options=options)
         return 3
 
-    monkeypatch.setitem(sys.modules, "vinemake.run",
+    monkeypatch.setitem(sys.modules, "vinemake.face.run",
                         types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
     result = invoke("-T", "slurm", "-j", "4", "-k", "-r", "2", "--memory", "4GB",
                     "--worker-timeout", "5m", "--no-peer-transfers", "--cores", "2",
@@ -229,7 +229,7 @@ def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
     def run(workflow, graph, options):
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(sys.modules, "vinemake.run",
+    monkeypatch.setitem(sys.modules, "vinemake.face.run",
                         types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
     result = invoke()
     assert (result.exit_code, stderr(result)) == (130, "vinemake: interrupted\n")
@@ -248,7 +248,7 @@ def test_clean_defaults_to_all(project, monkeypatch):
         seen["clean"] = options.clean
         return 0
 
-    monkeypatch.setitem(sys.modules, "vinemake.run", types.SimpleNamespace(clean=clean))
+    monkeypatch.setitem(sys.modules, "vinemake.face.run", types.SimpleNamespace(clean=clean))
     assert invoke("--clean").exit_code == 0
     assert seen == {"clean": "all"}
     assert invoke("--clean=outputs").exit_code == 0

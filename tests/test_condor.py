@@ -8,7 +8,7 @@ from __future__ import annotations
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.batch import CommandResult, FakeClock, FakeRunner, WorkerJob
 from vinemake.backends.condor import Condor, CondorWorkers, condor_arguments
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 
 
 def test_submit_description():

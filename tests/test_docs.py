@@ -18,9 +18,9 @@ from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.token import Error
 
-from vinemake.errors import VinefileError
-from vinemake.graph import BuildGraph
-from vinemake.parser import parse_file, parse_text
+from vinemake.common.errors import VinefileError
+from vinemake.core.graph import BuildGraph
+from vinemake.language.parser import parse_file, parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

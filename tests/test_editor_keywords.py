@@ -18,8 +18,8 @@ from pygments.token import Keyword, Name
 from test_tmgrammar import node, run_tmgrammar  # noqa: F401  (node is a fixture)
 from test_vim_syntax import required_groups, vim_dump
 
-from vinemake import keywords
-from vinemake.lexer import VinefileLexer
+from vinemake.editors.lexer import VinefileLexer
+from vinemake.language import keywords
 
 ROOT = Path(__file__).resolve().parent.parent
 TM_GRAMMAR = ROOT / "grammar" / "vinefile.tmLanguage.json"

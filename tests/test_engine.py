@@ -5,13 +5,20 @@ import os
 
 import pytest
 
-from vinemake.engine import Engine, EngineOptions, effective_resources, failed_dir_name, too_big
-from vinemake.errors import InputError
-from vinemake.graph import BuildGraph
-from vinemake.reporter import FakeReporter
-from vinemake.run import prepare, source_sizes, state_dir
-from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
-from vinemake.task import Measured, TaskResult
+from vinemake.common.errors import InputError
+from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.common.task import Measured, TaskResult
+from vinemake.core.engine import (
+    Engine,
+    EngineOptions,
+    effective_resources,
+    failed_dir_name,
+    too_big,
+)
+from vinemake.core.graph import BuildGraph
+from vinemake.core.reporter import FakeReporter
+from vinemake.core.statedir import StateDir
+from vinemake.face.run import prepare, source_sizes
 
 
 class FakeExecutor:
@@ -106,7 +113,7 @@ def run_once(root, rules, executor=None, options=None, reporter=None):
     prep.journal.open()
     engine = Engine(wf.rules, graph.deps, graph.dependents, prep.keys, prep.plan,
                     executor=executor, journal=prep.journal, store=prep.store,
-                    reporter=reporter, root=root, state_dir=state_dir(root),
+                    reporter=reporter, root=root, state_dir=StateDir(root).path,
                     options=options or EngineOptions())
     executor.engine = engine
     try:

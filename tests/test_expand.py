@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vinemake.expand import ExpandError, expand, scan_words, split_files, split_words
+from vinemake.language.expand import ExpandError, expand, scan_words, split_files, split_words
 
 VARS = {"A": "1", "B": "two words", "E": ""}
 

@@ -11,8 +11,8 @@ import time
 import pytest
 import xxhash
 
-from vinemake import fileserver as fs
-from vinemake import protocol as p
+from vinemake.wire import fileserver as fs
+from vinemake.wire import protocol as p
 
 
 def tcp_pair():

@@ -4,9 +4,9 @@ import os
 
 import pytest
 
-from vinemake.errors import InputError
-from vinemake.filestate import FileState, hash_file
-from vinemake.keys import source_key
+from vinemake.common.errors import InputError
+from vinemake.core.filestate import FileState, hash_file
+from vinemake.core.keys import source_key
 
 
 def test_key_is_xxh3_of_content(tmp_path):
@@ -76,7 +76,7 @@ def test_missing_source_and_damaged_memo(tmp_path):
 
 
 def test_snapshot_matches_until_any_recorded_file_changes(tmp_path):
-    from vinemake.filestate import snapshot_digest, snapshot_matches, write_snapshot
+    from vinemake.core.filestate import snapshot_digest, snapshot_matches, write_snapshot
 
     src, out = tmp_path / "a b.txt", tmp_path / "out"
     src.write_text("1")

@@ -7,9 +7,9 @@ import json
 import networkx as nx
 import pytest
 
-from vinemake.errors import InputError, VinefileError
-from vinemake.graph import BuildGraph, norm
-from vinemake.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.common.errors import InputError, VinefileError
+from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.core.graph import BuildGraph, norm
 
 
 def ref(word: str) -> FileRef:
@@ -391,8 +391,8 @@ def test_a_wide_fan_in_builds(tmp_path):
 
 
 def test_dry_run_text_shows_every_resource_a_rule_asks_for():
-    from vinemake.listing import dry_run_text
-    from vinemake.parser import parse_text
+    from vinemake.face.listing import dry_run_text
+    from vinemake.language.parser import parse_text
     wf = parse_text("CORES=2\n.MAKEFLOW MPI_PROCESSES 8\nout:\nWALL_TIME=1m\n\ttouch out\n",
                     "Vinefile", environ={})
     text = dry_run_text(BuildGraph.build(wf, "."))

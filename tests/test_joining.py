@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import collections
 
+from vinemake.common.spec import Resources
 from vinemake.manager.joining import largest, unique_name
-from vinemake.spec import Resources
 
 
 def test_two_live_workers_with_one_name_are_kept_apart():

@@ -2,7 +2,7 @@
 
 import json
 
-from vinemake.journal import Journal, part_map, replay
+from vinemake.core.journal import Journal, part_map, replay
 
 
 def done_line(rule, outputs, name="x"):

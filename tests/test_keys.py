@@ -4,9 +4,9 @@ import re
 
 import pytest
 
-from vinemake.errors import InputError
-from vinemake.keys import compute_keys, encode, output_key, rule_key, source_key, tree_key
-from vinemake.spec import FileRef, Location, Resources, RuleSpec
+from vinemake.common.errors import InputError
+from vinemake.common.spec import FileRef, Location, Resources, RuleSpec
+from vinemake.core.keys import compute_keys, encode, output_key, rule_key, source_key, tree_key
 
 
 def rule(rid, targets, sources, command, **kw):

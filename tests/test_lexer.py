@@ -20,7 +20,7 @@ from pygments.token import (
 )
 from test_vim_syntax import assertions
 
-from vinemake.lexer import VinefileLexer
+from vinemake.editors.lexer import VinefileLexer
 
 ROOT = Path(__file__).resolve().parent.parent
 SYNTAX = sorted(ROOT.glob("tests/editor/syntax/*.vine"))

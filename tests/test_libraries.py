@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from vinemake.spec import Resources
-from vinemake.task import LibrarySpec, Task
+from vinemake.common.spec import Resources
+from vinemake.common.task import LibrarySpec, Task
 from vinemake.worker.libraries import (
     CallResult,
     LibraryPool,

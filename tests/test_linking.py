@@ -5,8 +5,8 @@ import os
 
 import pytest
 
-from vinemake import linking
-from vinemake.linking import link_or_copy, link_or_copy_tree
+from vinemake.common import linking
+from vinemake.common.linking import link_or_copy, link_or_copy_tree
 
 
 def test_a_file_is_linked_when_the_file_system_allows(tmp_path):

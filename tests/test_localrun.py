@@ -3,8 +3,8 @@
 import os
 import time
 
-from vinemake.localrun import LocalRunner
-from vinemake.task import Task, TaskFile
+from vinemake.common.task import Task, TaskFile
+from vinemake.core.localrun import LocalRunner
 
 
 def task(tid, command, outputs=(), root="", env=()):

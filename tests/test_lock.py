@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from vinemake.lock import HELD_ENV, Busy, workflow_lock
+from vinemake.core.lock import HELD_ENV, Busy, workflow_lock
 
 
 def test_a_second_holder_is_refused_with_the_first_one_s_pid(tmp_path):
@@ -40,7 +40,7 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
     state = str(tmp_path / ".vinemake")
     holder = subprocess.Popen(
         [sys.executable, "-c",
-         "import sys, time\nfrom vinemake.lock import workflow_lock\n"
+         "import sys, time\nfrom vinemake.core.lock import workflow_lock\n"
          f"with workflow_lock({state!r}, {{}}):\n    print('held', flush=True)\n"
          "    time.sleep(60)\n"], stdout=subprocess.PIPE, text=True)
     try:

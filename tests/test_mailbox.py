@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from vinemake.errors import InfrastructureError
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.task import Task, TaskResult
 from vinemake.manager.mailbox import RESULT_BATCH, SUBMIT_LATENCY_S, Mailbox
-from vinemake.task import Task, TaskResult
 
 
 def ok(tid):

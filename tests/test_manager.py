@@ -17,12 +17,12 @@ from conftest import require, require_tool
 
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
 from vinemake.backends.local import LocalWorkers, wait_exit, worker_command
-from vinemake.errors import InfrastructureError
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskFile
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
 from vinemake.manager.transfers import MANAGER, install
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskFile
 
 
 def wait_for(condition, what: str, timeout: float = 30.0):
@@ -280,7 +280,7 @@ def test_max_tasks_caps_concurrency_on_the_worker_holding_tasks_ahead(cluster, t
 
 
 def test_max_tasks_caps_concurrency_for_library_calls_too(tmp_path):
-    from vinemake.task import LibrarySpec
+    from vinemake.common.task import LibrarySpec
     from vinemake.worker.runner import Slots
     slots = Slots(Resources(cores=4, memory_mb=1000, disk_mb=1000), max_tasks=2)
     call = task(1, "f()", library=LibrarySpec("lib", "lib-key", "python lib.py", (),
@@ -586,7 +586,7 @@ def double(src, dst):
 
 
 def test_function_calls_run_in_a_library_started_once(cluster, tmp_path):
-    from vinemake.task import LibrarySpec
+    from vinemake.common.task import LibrarySpec
 
     (tmp_path / "lib.py").write_text(LIBRARY)
     c = cluster()
@@ -661,7 +661,7 @@ def wait(marker, gate):
 
 
 def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_path):
-    from vinemake.task import LibrarySpec
+    from vinemake.common.task import LibrarySpec
 
     (tmp_path / "lib.py").write_text(GATED)
     c = cluster()
@@ -724,7 +724,7 @@ def test_the_port_file_names_the_port_workers_reach(cluster, tmp_path):
 
 
 def test_a_worker_sending_ill_typed_fields_is_dropped_and_the_manager_carries_on(cluster):
-    from vinemake import protocol as p
+    from vinemake.wire import protocol as p
 
     c = cluster()
     conn = p.connect(c.m.host, c.m.port)
@@ -779,7 +779,7 @@ def test_by_hand_instructions_name_this_machine_when_listening_everywhere():
 
 
 def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_path):
-    from vinemake import protocol as p
+    from vinemake.wire import protocol as p
 
     c = cluster()
     with socket.create_server(("127.0.0.1", 0)) as s:

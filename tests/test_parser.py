@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vinemake.parser import grammar_text, parse_file, parse_text
-from vinemake.spec import Category, FileRef, Location, Resources
+from vinemake.common.spec import Category, FileRef, Location, Resources
+from vinemake.language.parser import grammar_text, parse_file, parse_text
 
 
 def parse(text: str, environ: dict[str, str] | None = None):
@@ -254,7 +254,7 @@ def test_counts_in_directives_take_makeflows_metric_suffixes():
     (".MAKEFLOW CORES -1", 17, "bad CORES value '-1': expected a number of cores"),
 ])
 def test_a_count_with_a_bad_suffix_is_a_located_error(line, column, message):
-    from vinemake.errors import VinefileError
+    from vinemake.common.errors import VinefileError
 
     with pytest.raises(VinefileError) as e:
         parse(f".MAKEFLOW CATEGORY x\n{line}\na:\n\tx\n")
@@ -343,7 +343,7 @@ def test_parse_file_reads_and_locates(tmp_path):
 
 def test_grammar_names_the_reserved_words():
     # keywords.py is the single source of truth; the grammar documents the same words.
-    from vinemake import keywords
+    from vinemake.language import keywords
     text = grammar_text()
     for word in (*keywords.MAKEFLOW_DIRECTIVES, *keywords.DOT_DIRECTIVES,
                  *keywords.COMMAND_PREFIXES, *("@" + a for a in keywords.ANNOTATIONS)):
@@ -351,7 +351,7 @@ def test_grammar_names_the_reserved_words():
 
 
 def test_public_surface():
-    from vinemake import parser
+    from vinemake.language import parser
     assert parser.__all__ == ["parse_file", "parse_bytes", "parse_text", "grammar_text"]
 
 
@@ -378,7 +378,7 @@ def general_form(text: str) -> str:
 
 
 def statement_types(text: str) -> set[str]:
-    from vinemake.parser import _lark
+    from vinemake.language.parser import _lark
     return {type(s).__name__ for s in _lark().parse(text)}
 
 
@@ -406,8 +406,8 @@ def test_annotations_above_a_plain_rule():
 @pytest.mark.parametrize("text", ["out: in\n\tLOCAL\n", "out: a->\n\ttouch out\n",
                                   "out: in\n\tMAKEFLOW\n", "a: b\n\ttouch a\nb: a\n\ttouch b\n"])
 def test_plain_rule_errors_are_the_general_form_errors(text):
-    from vinemake.errors import VinefileError
-    from vinemake.graph import BuildGraph
+    from vinemake.common.errors import VinefileError
+    from vinemake.core.graph import BuildGraph
     errors = []
     for form in (text, general_form(text)):
         with pytest.raises(VinefileError) as e:
@@ -419,8 +419,8 @@ def test_plain_rule_errors_are_the_general_form_errors(text):
 def test_fast_rulespec_equals_one_made_by_its_constructor():
     from dataclasses import fields
 
-    from vinemake.evaluate import new_rulespec
-    from vinemake.spec import RuleSpec
+    from vinemake.common.spec import RuleSpec
+    from vinemake.language.evaluate import new_rulespec
     values = {"id": 3, "targets": refs("a"), "sources": refs("b"), "command": "cp b a",
               "location": Location("V", 1, 1), "command_location": Location("V", 2, 2),
               "env": (("A", "1"),), "variables": (("B", "2"),), "category": "big",
@@ -437,14 +437,14 @@ def test_fast_rulespec_equals_one_made_by_its_constructor():
 
 
 def test_fast_location_equals_one_made_by_its_constructor():
-    from vinemake.evaluate import new_location
+    from vinemake.language.evaluate import new_location
     made = new_location("V", 3, 4)
     assert made == Location("V", 3, 4) and hash(made) == hash(Location("V", 3, 4))
     assert (str(made), repr(made)) == ("V:3:4", "Location(path='V', line=3, col=4)")
 
 
 def test_fast_fileref_equals_one_made_by_its_constructor():
-    from vinemake.evaluate import new_fileref
+    from vinemake.language.evaluate import new_fileref
     made = new_fileref("a/b.txt")
     assert made == FileRef("a/b.txt", "a/b.txt") and hash(made) == hash(FileRef("a/b.txt",
                                                                                  "a/b.txt"))
@@ -454,7 +454,7 @@ def test_fast_fileref_equals_one_made_by_its_constructor():
 # ---- where Lark keeps the grammar's analysis --------------------------------------------
 
 def test_grammar_cache_is_in_the_users_own_cache_directory(tmp_path):
-    from vinemake.parser import grammar_cache
+    from vinemake.language.parser import grammar_cache
     path = grammar_cache({"XDG_CACHE_HOME": str(tmp_path)})
     assert path == str(tmp_path / "vinemake" / "grammar.lark-cache")
     assert (tmp_path / "vinemake").stat().st_mode & 0o777 == 0o700
@@ -464,12 +464,12 @@ def test_grammar_cache_is_in_the_users_own_cache_directory(tmp_path):
 
 @pytest.mark.parametrize("environ", [{}, {"HOME": ""}, {"XDG_CACHE_HOME": "relative/dir"}])
 def test_no_grammar_cache_without_a_home(environ):
-    from vinemake.parser import grammar_cache
+    from vinemake.language.parser import grammar_cache
     assert grammar_cache(environ) is None
 
 
 def test_no_grammar_cache_in_a_directory_others_can_write(tmp_path):
-    from vinemake.parser import grammar_cache
+    from vinemake.language.parser import grammar_cache
     (tmp_path / "vinemake").mkdir(mode=0o700)
     (tmp_path / "vinemake").chmod(0o777)
     assert grammar_cache({"XDG_CACHE_HOME": str(tmp_path)}) is None
@@ -479,7 +479,7 @@ def test_no_grammar_cache_in_a_directory_others_can_write(tmp_path):
 
 
 def test_a_parser_loaded_from_the_grammar_cache_reads_the_same(tmp_path):
-    from vinemake.parser import _new_lark
+    from vinemake.language.parser import _new_lark
     text = "A=1\n@retries 2\nout: in\n\tcat in > $A\nx: out\nCORES=2\n\techo\n"
     cache = tmp_path / "grammar.lark-cache"
     built = _new_lark(str(cache)).parse(text)

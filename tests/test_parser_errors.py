@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from vinemake.errors import EXIT_INPUT, VinefileError, VinefileErrors
-from vinemake.parser import MAX_SYNTAX_ERRORS, parse_text
-from vinemake.spec import Location
+from vinemake.common.errors import EXIT_INPUT, VinefileError, VinefileErrors
+from vinemake.common.spec import Location
+from vinemake.language.parser import MAX_SYNTAX_ERRORS, parse_text
 
 T = "\t"
 
@@ -147,7 +147,7 @@ def test_error_carries_location_and_exit_status():
 
 
 def test_not_a_text_file(tmp_path):
-    from vinemake.parser import parse_file
+    from vinemake.language.parser import parse_file
     path = tmp_path / "Vinefile"
     path.write_bytes(b"out:\n\t\xff\xfe\n")
     with pytest.raises(VinefileError) as info:
@@ -156,8 +156,8 @@ def test_not_a_text_file(tmp_path):
 
 
 def test_missing_file_is_an_input_error(tmp_path):
-    from vinemake.errors import InputError
-    from vinemake.parser import parse_file
+    from vinemake.common.errors import InputError
+    from vinemake.language.parser import parse_file
     with pytest.raises(InputError) as info:
         parse_file(str(tmp_path / "Nope"), environ={})
     assert str(info.value) == f"cannot read {tmp_path / 'Nope'}: No such file or directory"

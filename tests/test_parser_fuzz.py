@@ -8,9 +8,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vinemake.errors import VinefileError
-from vinemake.parser import parse_text
-from vinemake.spec import Workflow
+from vinemake.common.errors import VinefileError
+from vinemake.common.spec import Workflow
+from vinemake.language.parser import parse_text
 
 CASES = sorted((Path(__file__).parent / "cases").glob("*/Vinefile"))
 SEEDS = [p.read_text() for p in CASES]
@@ -172,7 +172,7 @@ PLAIN_ASSIGN = {"ASSIGN": r"@?[A-Za-z_][A-Za-z0-9_]*[ \t]*\+?=",
 def test_assignment_terminals_match_what_they_would_without_their_lookaheads(text):
     import re
 
-    from vinemake.parser import _lark
+    from vinemake.language.parser import _lark
     terminals = {t.name: t.pattern.to_regexp() for t in _lark().terminals}
     for name, plain_pattern in PLAIN_ASSIGN.items():
         found, plain = re.match(terminals[name], text), re.match(plain_pattern, text)

@@ -13,8 +13,8 @@ from test_slurm import ONE, accept_hello, listener, options, slurm_answers, sque
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.batch import CommandResult, FakeClock, FakeRunner, WorkerJob
 from vinemake.backends.pbs import Pbs, PbsWorkers
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
 
 __all__ = ["listener", "stub"]  # fixtures shared with test_slurm
 

@@ -11,6 +11,8 @@ from dataclasses import replace
 
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
 from vinemake.backends.local import worker_command
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskFile
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
 from vinemake.manager.placement import (
@@ -28,8 +30,6 @@ from vinemake.manager.placement import (
     place,
 )
 from vinemake.manager.transfers import MANAGER, choose_sources
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskFile
 
 
 def task(cores=None, memory_mb=None, disk_mb=None, gpus=None, inputs=()):

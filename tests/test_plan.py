@@ -2,10 +2,10 @@
 
 import json
 
-from vinemake.journal import replay
-from vinemake.keys import compute_keys, source_key
-from vinemake.plan import RESTORE, RUN, SKIP, PlanRule, make_plan
-from vinemake.spec import FileRef, Location, RuleSpec
+from vinemake.common.spec import FileRef, Location, RuleSpec
+from vinemake.core.journal import replay
+from vinemake.core.keys import compute_keys, source_key
+from vinemake.core.plan import RESTORE, RUN, SKIP, PlanRule, make_plan
 
 
 def rule(rid, targets, sources, command, **kw):

@@ -8,9 +8,9 @@ import threading
 
 import pytest
 
-from vinemake import protocol as p
-from vinemake.spec import Resources
-from vinemake.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
+from vinemake.common.spec import Resources
+from vinemake.common.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
+from vinemake.wire import protocol as p
 
 
 def tcp_pair():

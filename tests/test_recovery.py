@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import collections
 
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskFile, TaskResult
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import Worker
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskFile, TaskResult
 
 
 def worker(wid="w1") -> Worker:

@@ -4,11 +4,11 @@ resources charged as a worker charges them (waiting tasks, library calls)."""
 
 from __future__ import annotations
 
+from vinemake.common.spec import Resources
+from vinemake.common.task import LibrarySpec, Task, TaskFile
 from vinemake.manager.placement import Cached
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import Worker
-from vinemake.spec import Resources
-from vinemake.task import LibrarySpec, Task, TaskFile
 
 
 def worker(wid="w1", cores=2, memory=1000, disk=1000, same_host=False) -> Worker:

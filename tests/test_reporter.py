@@ -3,8 +3,8 @@
 import io
 import time
 
-from vinemake.engine import Outcome
-from vinemake.reporter import PlainReporter, TtyReporter, make_reporter, summary_line
+from vinemake.core.engine import Outcome
+from vinemake.core.reporter import PlainReporter, TtyReporter, make_reporter, summary_line
 
 
 class Clock:

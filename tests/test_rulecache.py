@@ -12,11 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vinemake import rulecache
-from vinemake.errors import VinefileError
-from vinemake.parser import parse_bytes, parse_file, parse_text
-from vinemake.rulecache import CACHE_FILE, Entry, read_workflow, stale
-from vinemake.spec import Location, RuleSpec, Workflow
+from vinemake.common.errors import VinefileError
+from vinemake.common.spec import Location, RuleSpec, Workflow
+from vinemake.language import rulecache
+from vinemake.language.parser import parse_bytes, parse_file, parse_text
+from vinemake.language.rulecache import CACHE_FILE, Entry, read_workflow, stale
 
 CASES = sorted(p for p in (Path(__file__).parent / "cases").iterdir() if p.is_dir())
 ROOT = Path(__file__).resolve().parent.parent
@@ -199,11 +199,13 @@ def test_stale_names_each_reason():
 
 
 def test_the_code_digest_covers_every_module_the_parser_imports():
-    code = ("import sys, vinemake.parser, vinemake.rulecache; "
+    code = ("import sys, vinemake.language.parser, vinemake.language.rulecache; "
             "print(' '.join(m for m in sys.modules if m.startswith('vinemake')))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
                          text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    loaded = {m.removeprefix("vinemake").lstrip(".") or "__init__" for m in out.stdout.split()}
+    package = ROOT / "vinemake"
+    loaded = {m.removeprefix("vinemake").lstrip(".").replace(".", "/") for m in out.stdout.split()}
+    loaded = {f"{m}/__init__" if m and (package / m).is_dir() else m or "__init__" for m in loaded}
     assert loaded <= set(rulecache.PARSING_MODULES)
 
 
@@ -264,7 +266,7 @@ def test_a_bad_first_parse_writes_nothing(wf):
 
 
 def test_an_unreadable_vinefile_is_the_parsers_error(tmp_path, monkeypatch):
-    from vinemake.errors import InputError
+    from vinemake.common.errors import InputError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(InputError, match="cannot read Vinefile"):
@@ -368,7 +370,7 @@ def test_no_cache_in_a_state_dir_others_can_write(wf):
 def test_a_hit_never_imports_lark(wf):
     wf("a:\n\ttouch a\n")
     read()
-    code = ("import sys; from vinemake.rulecache import read_workflow; "
+    code = ("import sys; from vinemake.language.rulecache import read_workflow; "
             "p = read_workflow('Vinefile', '.vinemake', {}); "
             "print(p.cached, 'lark' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -4,10 +4,10 @@ import os
 
 import pytest
 
-from vinemake import run
-from vinemake.graph import BuildGraph
-from vinemake.options import RunOptions
-from vinemake.parser import parse_file
+from vinemake.core.graph import BuildGraph
+from vinemake.face import run
+from vinemake.face.options import RunOptions
+from vinemake.language.parser import parse_file
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from vinemake.filestate import FileState
-from vinemake.journal import Journal
+from vinemake.core.filestate import FileState
+from vinemake.core.journal import Journal
 
 CHAIN = """\
 a.txt: in.txt
@@ -221,10 +221,10 @@ def test_sigterm_cancels_and_exits_143(tmp_path):
 def test_dry_run_prints_only_what_would_run_and_explain_prints_all(project):
     import io
 
-    from vinemake.graph import BuildGraph
-    from vinemake.options import RunOptions
-    from vinemake.parser import parse_file
-    from vinemake.run import dry_run
+    from vinemake.core.graph import BuildGraph
+    from vinemake.face.options import RunOptions
+    from vinemake.face.run import dry_run
+    from vinemake.language.parser import parse_file
 
     root, log = project
     vinemake(root)
@@ -279,8 +279,8 @@ def test_unusable_cache_dir_is_an_input_error(project, tmp_path):
 def test_clean_run_leaves_a_snapshot_that_skips_parsing_until_something_changes(project):
     import io
 
-    from vinemake.options import RunOptions
-    from vinemake.run import nothing_to_do
+    from vinemake.face.options import RunOptions
+    from vinemake.face.run import nothing_to_do
 
     root, _ = project
     options = RunOptions(vinefile=str(root / "Vinefile"), root=str(root))

@@ -11,7 +11,7 @@ import getpass
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.batch import CommandResult, FakeClock, FakeRunner, WorkerJob
 from vinemake.backends.sge import Sge, SgeWorkers
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 
 
 def submit(resources: Resources, count: int, **options):

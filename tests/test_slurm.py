@@ -16,8 +16,8 @@ from conftest import require
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.slurm import SlurmWorkers
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
 
 pytestmark = pytest.mark.slurm
 
@@ -182,7 +182,7 @@ CHILD = """\
 import sys, time
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.slurm import SlurmWorkers
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 p = SlurmWorkers(background=False)
 p.start(ManagerAddress("127.0.0.1", int(sys.argv[1])),
         ProviderOptions(worker_timeout_s=60, extra=(("worker_program", sys.argv[2]),)))

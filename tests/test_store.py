@@ -3,7 +3,7 @@
 import os
 import threading
 
-from vinemake.store import Store
+from vinemake.core.store import Store
 
 KEY = "out-xxh3_128-0123456789abcdef0123456789abcdef"
 
@@ -90,7 +90,7 @@ def test_an_entry_abandoned_before_its_stamp_is_replaced(tmp_path, monkeypatch):
     os.makedirs(os.path.dirname(entry))
     os.link(out, entry)  # a writer died here
     assert not store.has(KEY) and not store.insert(KEY, str(out))  # maybe still writing
-    monkeypatch.setattr("vinemake.store.ABANDONED_S", -1.0)  # as if a minute had passed
+    monkeypatch.setattr("vinemake.core.store.ABANDONED_S", -1.0)  # as if a minute had passed
     assert store.insert(KEY, str(out)) and store.has(KEY)
 
 

@@ -23,8 +23,8 @@ from pathlib import Path
 import pytest
 from conftest import require
 
-from vinemake.errors import VinefileError
-from vinemake.parser import parse_text
+from vinemake.common.errors import VinefileError
+from vinemake.language.parser import parse_text
 
 ROOT = Path(__file__).resolve().parent.parent
 EDITOR = ROOT / "tests" / "editor"

@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 PROBE = """
 import importlib.resources, vinemake
-from vinemake.parser import parse_text
+from vinemake.language.parser import parse_text
 grammar = importlib.resources.files("vinemake") / "grammar" / "vinefile.lark"
 assert grammar.is_file(), grammar
 wf = parse_text("@temp\\nout: in->x\\n\\tcat x > out\\n", environ={})

@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from vinemake.fileserver import hash_file
-from vinemake.protocol import ProtocolError
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskFile
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskFile
+from vinemake.wire.fileserver import hash_file
+from vinemake.wire.protocol import ProtocolError
 from vinemake.worker import monitor as monitor_module
 from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir

@@ -18,7 +18,8 @@ import psutil
 import pytest
 from test_manager import Cluster, task, wait_for
 
-from vinemake.protocol import (
+from vinemake.common.spec import Resources
+from vinemake.wire.protocol import (
     Connection,
     Run,
     encode,
@@ -26,7 +27,6 @@ from vinemake.protocol import (
     task_to_wire,
     welcome_for,
 )
-from vinemake.spec import Resources
 
 # Generous: a worker that leaves through its cleanup does so well within a second; one that
 # hangs (the old failure) never does. The local backend itself waits 10 s before kill -9.

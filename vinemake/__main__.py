@@ -1,5 +1,5 @@
 """`python -m vinemake` runs the command-line front end."""
 
-from vinemake.cli import main
+from vinemake.face.cli import main
 
 main()

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 
 __all__ = ["Demand", "ManagerAddress", "WorkerProvider", "BACKENDS", "BATCH_SYSTEMS",
            "get_provider", "options_tag", "worker_options_tag"]

@@ -38,8 +38,8 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, options_tag
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
 
 __all__ = [
     "ArrayRequest", "BatchSystem", "BatchWorkers", "Clock", "CommandResult", "CommandRunner",

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
-from vinemake.errors import InfrastructureError
+from vinemake.common.errors import InfrastructureError
 
 __all__ = ["LocalWorkers", "worker_command", "MAX_RESTARTS"]
 

@@ -15,7 +15,7 @@ import ssl
 from collections.abc import Callable, Mapping
 
 from vinemake.manager.workers import Worker
-from vinemake.protocol import MSG, ProtocolError, decode, encode
+from vinemake.wire.protocol import MSG, ProtocolError, decode, encode
 
 __all__ = ["Connections"]
 

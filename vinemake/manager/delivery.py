@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 
 import xxhash
 
-from vinemake.fileserver import fetch
+from vinemake.common.task import TaskResult
 from vinemake.manager.transfers import MANAGER, TransferLog, install, install_bytes
-from vinemake.protocol import ProtocolError
-from vinemake.task import TaskResult
+from vinemake.wire.fileserver import fetch
+from vinemake.wire.protocol import ProtocolError
 
 __all__ = ["Install", "Origin", "Delivery"]
 

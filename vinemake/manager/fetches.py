@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from vinemake.common.task import Task
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.transfers import MANAGER, choose_sources
 from vinemake.manager.workers import Worker
-from vinemake.task import Task
 
 __all__ = ["LARGE_FILE_BYTES", "FetchPlanner"]
 

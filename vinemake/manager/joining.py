@@ -14,7 +14,8 @@ import ssl
 from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
-from vinemake.protocol import (
+from vinemake.common.spec import Resources
+from vinemake.wire.protocol import (
     Connection,
     Hello,
     ProtocolError,
@@ -23,7 +24,6 @@ from vinemake.protocol import (
     server_handshake,
     tune,
 )
-from vinemake.spec import Resources
 
 __all__ = ["Newcomer", "handshake", "unique_name", "largest"]
 

@@ -15,9 +15,9 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskResult
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskResult
 
 __all__ = ["Mailbox", "SUBMIT_LATENCY_S"]
 

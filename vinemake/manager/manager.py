@@ -42,8 +42,9 @@ import threading
 import time
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
-from vinemake.errors import InfrastructureError
-from vinemake.fileserver import FileServer
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskResult
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Install, Origin
@@ -55,7 +56,8 @@ from vinemake.manager.replicas import Replicas
 from vinemake.manager.scheduler import Scheduler
 from vinemake.manager.transfers import MANAGER, TransferLog
 from vinemake.manager.workers import Worker
-from vinemake.protocol import (
+from vinemake.wire.fileserver import FileServer
+from vinemake.wire.protocol import (
     PUSH_FAILED,
     Done,
     Drop,
@@ -70,8 +72,6 @@ from vinemake.protocol import (
     server_context,
     welcome_for,
 )
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskResult
 
 __all__ = ["Manager"]
 
@@ -79,7 +79,7 @@ log = logging.getLogger("vinemake.manager")
 
 
 class Manager:
-    """Implements `vinemake.executor.Executor` over TCP workers."""
+    """Implements `vinemake.core.executor.Executor` over TCP workers."""
 
     @classmethod
     def start(cls, config: ManagerConfig, provider: WorkerProvider | None = None,

@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from vinemake.backends import options_tag, worker_options_tag
-from vinemake.spec import Resources
-from vinemake.task import Task
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task
 
 __all__ = ["WorkerView", "Cached", "need", "fits", "cache_fits", "place", "holder",
            "make_room", "locality_wait_s", "missing_bytes", "blend_rate"]

@@ -16,9 +16,9 @@ import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 
+from vinemake.common.task import Task, TaskResult
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import Worker
-from vinemake.task import Task, TaskResult
 
 __all__ = ["Recovery"]
 

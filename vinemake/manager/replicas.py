@@ -14,9 +14,9 @@ import collections
 import os
 from collections.abc import Iterable, Mapping
 
+from vinemake.common.task import Task
 from vinemake.manager.placement import Cached, blend_rate
 from vinemake.manager.workers import Worker
-from vinemake.task import Task
 
 __all__ = ["Replicas"]
 

@@ -18,6 +18,8 @@ import random
 import time
 from collections.abc import Callable, Mapping
 
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskResult
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.placement import (
@@ -33,9 +35,7 @@ from vinemake.manager.placement import (
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import Worker
-from vinemake.protocol import Run, task_to_wire
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskResult
+from vinemake.wire.protocol import Run, task_to_wire
 
 __all__ = ["Scheduler", "LOCALITY_WAIT_S"]
 

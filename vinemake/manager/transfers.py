@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections.abc import Iterable, Mapping
 
-from vinemake.linking import link_or_copy
+from vinemake.common.linking import link_or_copy
 
 __all__ = ["MANAGER", "choose_sources", "TransferLog", "install", "install_bytes"]
 

@@ -13,10 +13,10 @@ import selectors
 import socket
 from dataclasses import dataclass, field
 
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task
 from vinemake.manager.placement import MB, WorkerView
-from vinemake.protocol import FrameReader
-from vinemake.spec import Resources
-from vinemake.task import Task
+from vinemake.wire.protocol import FrameReader
 
 __all__ = ["Worker", "want"]
 

@@ -10,8 +10,8 @@ import tempfile
 
 import psutil
 
-from vinemake.errors import VinemakeError
-from vinemake.spec import Resources
+from vinemake.common.errors import VinemakeError
+from vinemake.common.spec import Resources
 from vinemake.worker.stopping import StopSignals
 
 __all__ = ["main", "parse_args", "machine_resources"]

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from vinemake.task import LibrarySpec, Task
+from vinemake.common.task import LibrarySpec, Task
 
 __all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "kill_session",
            "PROTOCOL_VERSION"]

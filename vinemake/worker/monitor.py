@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 
 import psutil
 
-from vinemake.spec import Resources
-from vinemake.task import Measured
+from vinemake.common.spec import Resources
+from vinemake.common.task import Measured
 from vinemake.worker.sandbox import tree_size
 
 __all__ = ["Sample", "exceeded", "Monitor", "Watch"]

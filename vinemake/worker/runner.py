@@ -31,10 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vinemake.fileserver import hash_tree as tree_hash
-from vinemake.protocol import Outcome, ProtocolError
-from vinemake.spec import Resources
-from vinemake.task import Measured, Task, TaskResult
+from vinemake.common.spec import Resources
+from vinemake.common.task import Measured, Task, TaskResult
+from vinemake.wire.fileserver import hash_tree as tree_hash
+from vinemake.wire.protocol import Outcome, ProtocolError
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
 from vinemake.worker.monitor import Monitor

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 
-from vinemake.linking import link_or_copy
+from vinemake.common.linking import link_or_copy
 
 __all__ = ["SandboxError", "check_name", "check_key", "link_in", "tree_size", "remove_tree"]
 

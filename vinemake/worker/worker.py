@@ -27,8 +27,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from vinemake.fileserver import Arrivals, FileServer, Growing, fetch, push
-from vinemake.protocol import (
+from vinemake.common.spec import Resources
+from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
+from vinemake.wire.protocol import (
     PUSH_FAILED,
     Connection,
     Done,
@@ -49,7 +50,6 @@ from vinemake.protocol import (
     resources_to_wire,
     task_from_wire,
 )
-from vinemake.spec import Resources
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.monitor import Monitor

@@ -16,24 +16,22 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
-from vinemake.errors import InfrastructureError, InputError
-from vinemake.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
-from vinemake.graph import BuildGraph, norm
-from vinemake.journal import Journal
-from vinemake.keys import Keys, compute_keys
-from vinemake.listing import dry_run_text
-from vinemake.options import state_dir
-from vinemake.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
-from vinemake.spec import Resources, Workflow
-from vinemake.store import Store
+from vinemake.common.errors import InfrastructureError, InputError
+from vinemake.common.spec import Resources, Workflow
+from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
+from vinemake.core.graph import BuildGraph, norm
+from vinemake.core.journal import Journal
+from vinemake.core.keys import Keys, compute_keys
+from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
+from vinemake.core.statedir import StateDir
+from vinemake.core.store import Store
+from vinemake.face.listing import dry_run_text
 
-__all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "state_dir",
-           "store_for"]
+__all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
 
 def store_for(root: str, cache_dir: str | None) -> Store:
-    return Store(os.path.abspath(cache_dir) if cache_dir else
-                 os.path.join(state_dir(root), "cache"))
+    return Store(StateDir(root).store_path(cache_dir))
 
 
 class _StoreView(Set):
@@ -100,13 +98,13 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     `remote` rules are planned like `@temp` ones: their outputs never reach this host.
     `save=False` (for -n) leaves the hash memo unwritten: a dry run writes nothing.
     """
-    from vinemake.engine import effective_resources, stays_remote
+    from vinemake.core.engine import effective_resources, stays_remote
 
     if targets:
         graph = graph.select(targets)
     rules = workflow.rules
     categories = {c.name: c for c in workflow.categories}
-    files = FileState(os.path.join(state_dir(root), "filestate"))
+    files = FileState(StateDir(root).filestate)
     source_keys = {p: files.key(os.path.join(root, p)) for p in graph.sources}
     if save:
         files.save()
@@ -126,7 +124,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     in_graph = set(graph.rule_ids)
     libs = [r for r in rules if r.library and r.id not in in_graph]
     keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members)
-    journal = Journal(os.path.join(state_dir(root), "journal"))
+    journal = Journal(StateDir(root).journal)
     store = store_for(root, cache_dir)
     ids = [rid for rid in graph.order() if not rules[rid].library]
     consumed = graph.consumed
@@ -151,7 +149,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
 
 
 def snapshot_file(root: str) -> str:
-    return os.path.join(state_dir(root), "uptodate")
+    return StateDir(root).uptodate
 
 
 def _digest(options) -> str | None:
@@ -177,8 +175,8 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
     if rules is None:
         return False
-    from vinemake.engine import Outcome
-    from vinemake.reporter import summary_line
+    from vinemake.core.engine import Outcome
+    from vinemake.core.reporter import summary_line
 
     (out or sys.stderr).write(summary_line(Outcome(skipped=rules)) + "\n")
     return True
@@ -259,15 +257,15 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
 def _first_build(workflow: Workflow, options) -> bool:
     """Nothing was built here and no shared store can restore it: every remote rule asked
     for will run, so a manager will be needed if the workflow has one."""
-    if options.cache_dir or os.path.exists(os.path.join(state_dir(options.root), "journal")):
+    if options.cache_dir or os.path.exists(StateDir(options.root).journal):
         return False
     return any(not (rule.local or rule.subworkflow) for rule in workflow.rules)
 
 
 def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early) -> int:
-    from vinemake.engine import Engine, EngineOptions
-    from vinemake.localrun import LocalRunner
-    from vinemake.reporter import make_reporter
+    from vinemake.core.engine import Engine, EngineOptions
+    from vinemake.core.localrun import LocalRunner
+    from vinemake.core.reporter import make_reporter
 
     root = options.root
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
@@ -292,7 +290,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     sizes = source_sizes(prep, root)
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
-                    reporter=reporter, root=root, state_dir=state_dir(root),
+                    reporter=reporter, root=root, state_dir=StateDir(root).path,
                     options=engine_options, local=local, resources_of=prep.resources_of,
                     sizes=sizes)
     old = _install_signals(engine)
@@ -323,7 +321,7 @@ def source_sizes(prep: Prepared, root: str) -> dict[str, int]:
 
 def clean(workflow: Workflow, graph: BuildGraph, options) -> int:
     """`--clean MODE`: delete what the journal says this workflow made."""
-    from vinemake.clean import clean_workflow
+    from vinemake.core.clean import clean_workflow
 
     _forget_snapshot(options.root)
     return clean_workflow(workflow, graph, options, sys.stderr)
@@ -376,7 +374,7 @@ def _start_manager(options, root: str):
         placement=options.placement, transfer_limit=options.transfer_limit,
         peer_transfers=options.peer_transfers,
         keep_intermediates_remote=options.keep_intermediates_remote,
-        max_tasks=options.max_local, workdir=os.path.join(state_dir(root), "manager"),
+        max_tasks=options.max_local, workdir=StateDir(root).manager,
         worker_timeout_s=options.worker_timeout_s or 60.0)
     provider_options = ProviderOptions(
         min_workers=options.min_workers, max_workers=options.max_workers or 0,

@@ -16,10 +16,11 @@ from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import TextIO
 
-from vinemake.graph import BuildGraph, norm
-from vinemake.journal import FileRecord, Journal
-from vinemake.rulecache import CACHE_FILE
-from vinemake.spec import Workflow
+from vinemake.common.spec import Workflow
+from vinemake.core.graph import BuildGraph, norm
+from vinemake.core.journal import FileRecord, Journal
+from vinemake.core.statedir import StateDir
+from vinemake.core.store import Store
 
 __all__ = ["Cleaning", "decide", "clean_workflow"]
 
@@ -60,10 +61,9 @@ def decide(mode: str, made: Mapping[str, FileRecord], protected: Set[str],
 
 def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) -> int:
     """Apply --clean to the files on disk and record each removal in the journal."""
-    from vinemake.run import state_dir, store_for
-
     root = options.root
-    journal = Journal(os.path.join(state_dir(root), "journal"))
+    state = StateDir(root)
+    journal = Journal(state.journal)
     made = journal.state.files
     protected = set(graph.sources) | {norm(p) for p in workflow.inputs or ()}
     outputs = set(graph.outputs()) | (set(made) - set(graph.producer) - set(graph.consumed))
@@ -77,14 +77,13 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
     journal.close()
     for path, why in plan.kept:
         out.write(f"kept {path}: {why}\n")
-    store = store_for(root, options.cache_dir)
+    store = Store(state.store_path(options.cache_dir))
     for key in plan.keys:
         store.remove(key)
     if plan.state:
-        for name in ("failed", "cache", "manager", "worker", "journal", "filestate",
-                     CACHE_FILE):
-            _remove(os.path.join(state_dir(root), name))
-        _rmdir_if_empty(state_dir(root))
+        for path in state.records():
+            _remove(path)
+        _rmdir_if_empty(state.path)
     return 0
 
 

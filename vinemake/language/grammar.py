@@ -15,7 +15,7 @@ def grammar_path():
     shipped = importlib.resources.files("vinemake") / "grammar" / _GRAMMAR
     if shipped.is_file():
         return shipped
-    return Path(__file__).resolve().parent.parent / "grammar" / _GRAMMAR
+    return Path(__file__).resolve().parents[2] / "grammar" / _GRAMMAR
 
 
 def grammar_text() -> str:

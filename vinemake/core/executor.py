@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from vinemake.spec import Resources
-from vinemake.task import Task, TaskResult
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskResult
 
 __all__ = ["Executor"]
 

@@ -23,7 +23,7 @@ import stat
 import time
 import uuid
 
-from vinemake.linking import NO_LINK, link_or_copy_tree
+from vinemake.common.linking import NO_LINK, link_or_copy_tree
 
 __all__ = ["Store"]
 

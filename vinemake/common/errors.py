@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from vinemake.spec import Location
+from vinemake.common.spec import Location
 
 __all__ = ["VinemakeError", "InputError", "VinefileError", "VinefileErrors", "CommandFailed",
            "InfrastructureError", "format_located", "EXIT_INPUT", "EXIT_FAILED"]

@@ -26,7 +26,7 @@ have no certificate, so with TLS the manager does not fetch outputs from a worke
 worker to Push them, and the worker uploads them (Put) to the manager's file server over TLS.
 Files moving between two workers are authenticated and hash-verified but not encrypted.
 
-Files travel as FileHead(key, size), DATA frames, FileEnd(hash); vinemake.fileserver streams,
+Files travel as FileHead(key, size), DATA frames, FileEnd(hash); vinemake.wire.fileserver streams,
 serves and verifies them.
 """
 
@@ -44,9 +44,9 @@ import struct
 import threading
 from dataclasses import dataclass, field, fields
 
-from vinemake.errors import InfrastructureError
-from vinemake.spec import Resources
-from vinemake.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
+from vinemake.common.errors import InfrastructureError
+from vinemake.common.spec import Resources
+from vinemake.common.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
 
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".

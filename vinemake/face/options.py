@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 
-__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES", "PLACEMENTS", "state_dir"]
+__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES", "PLACEMENTS"]
 
 BATCH_TYPES = ("local", "workers", "slurm", "pbs", "sge", "condor")
 CLEAN_MODES = ("all", "outputs", "intermediates", "cache")
 GC_MODES = ("none", "ref_cnt")
 PLACEMENTS = ("locality", "random")
-
-
-def state_dir(root: str) -> str:
-    """Where a workflow keeps what vinemake knows about it: journal, memo, store, lock."""
-    return os.path.join(root, ".vinemake")
 
 
 @dataclass(frozen=True)

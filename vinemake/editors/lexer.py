@@ -38,7 +38,7 @@ from pygments.token import (
     Whitespace,
 )
 
-from vinemake import keywords
+from vinemake.language import keywords
 
 __all__ = ["VinefileLexer"]
 

@@ -22,11 +22,11 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from vinemake import keywords
-from vinemake.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
-from vinemake.expand import ExpandError, expand, scan_words, split_files, split_words
-from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
-from vinemake.statements import (
+from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.language import keywords
+from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
+from vinemake.language.expand import ExpandError, expand, scan_words, split_files, split_words
+from vinemake.language.statements import (
     Annotation,
     Assign,
     BadAssign,
@@ -37,7 +37,7 @@ from vinemake.statements import (
     Source,
     Text,
 )
-from vinemake.units import parse_size_mb
+from vinemake.language.units import parse_size_mb
 
 __all__ = ["evaluate"]
 

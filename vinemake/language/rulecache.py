@@ -42,18 +42,22 @@ from operator import attrgetter
 import xxhash
 
 from vinemake import __version__
-from vinemake.evaluate import new_fileref
-from vinemake.grammar import grammar_path
-from vinemake.private import private_dir
-from vinemake.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.common.private import private_dir
+from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.core.statedir import RULES
+from vinemake.language.evaluate import new_fileref
+from vinemake.language.grammar import grammar_path
 
 __all__ = ["Entry", "Parsed", "read_workflow", "stale", "code_digest", "CACHE_FILE"]
 
 FORMAT = 1
-CACHE_FILE = "rules"
+CACHE_FILE = RULES
 # The modules a parse runs through (a test checks importing the parser loads no other).
-PARSING_MODULES = ("__init__", "annotations", "errors", "evaluate", "expand", "grammar",
-                   "keywords", "parser", "private", "rulecache", "spec", "statements", "units")
+PARSING_MODULES = ("__init__", "common/__init__", "common/errors", "common/private",
+                   "common/spec", "core/__init__", "core/statedir", "language/__init__",
+                   "language/annotations", "language/evaluate", "language/expand",
+                   "language/grammar", "language/keywords", "language/parser",
+                   "language/rulecache", "language/statements", "language/units")
 
 
 @dataclass(frozen=True)
@@ -80,7 +84,7 @@ def code_digest() -> str | None:
     """The version of everything that turns Vinefile text into a Workflow; None if a source
     file cannot be read (an install without .py files: then no cache)."""
     h = xxhash.xxh3_128()
-    here = os.path.dirname(os.path.abspath(__file__))
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
     try:
         parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode(),
                  grammar_path().read_bytes()]
@@ -127,7 +131,7 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
         with open(path, "rb") as f:
             data = f.read()
     except OSError:  # the parser says why it cannot read it
-        from vinemake.parser import parse_file
+        from vinemake.language.parser import parse_file
 
         return Parsed(parse_file(path, environ), False, "parsed the Vinefile")
     file = os.path.join(state, CACHE_FILE)
@@ -147,7 +151,7 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
         reason = "no rules cache: vinemake's own source files cannot be read"
     elif not trusted and os.path.isdir(state):
         reason = f"no rules cache: others can write {state}"
-    from vinemake.parser import parse_bytes  # here: a hit never loads lark
+    from vinemake.language.parser import parse_bytes  # here: a hit never loads lark
 
     read: dict[str, str | None] = {}
     workflow = parse_bytes(data, path, environ, read)

@@ -20,8 +20,8 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from vinemake.spec import Resources
-from vinemake.task import Measured, Task, TaskResult
+from vinemake.common.spec import Resources
+from vinemake.common.task import Measured, Task, TaskResult
 
 __all__ = ["LocalRunner", "subworkflow_argv"]
 

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
 
-from vinemake.journal import JournalState, part_map
-from vinemake.keys import RuleKey
+from vinemake.core.journal import JournalState, part_map
+from vinemake.core.keys import RuleKey
 
 __all__ = ["PlanRule", "Reason", "Plan", "make_plan", "RUN", "SKIP", "RESTORE"]
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from vinemake.errors import VinefileError
-from vinemake.spec import Location
+from vinemake.common.errors import VinefileError
+from vinemake.common.spec import Location
 
 __all__ = ["Text", "Assign", "BadAssign", "Export", "Directive", "Annotation", "Rule",
            "PlainRule", "Source"]

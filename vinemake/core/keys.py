@@ -24,9 +24,9 @@ from dataclasses import dataclass
 
 import xxhash
 
-from vinemake.errors import InputError
-from vinemake.graph import norm
-from vinemake.spec import Resources, RuleSpec
+from vinemake.common.errors import InputError
+from vinemake.common.spec import Resources, RuleSpec
+from vinemake.core.graph import norm
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
            "output_key", "Keys", "compute_keys"]

@@ -2,8 +2,8 @@
 
 This is the only module that imports lark. The grammar (grammar/vinefile.lark) describes
 lines; a transformer applied during the LALR parse turns each line into a plain statement
-(vinemake.statements), so no parse tree is ever built; vinemake.evaluate then gives the
-statements their meaning in file order. Lark's errors are translated into located messages
+(language/statements.py), so no parse tree is ever built; language/evaluate.py then gives
+the statements their meaning in file order. Lark's errors are translated into located messages
 in the user's words.
 """
 
@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-from vinemake.errors import InputError, VinefileError, VinefileErrors
-from vinemake.evaluate import evaluate
-from vinemake.grammar import grammar_text
-from vinemake.private import private_dir
-from vinemake.spec import Location, Workflow
-from vinemake.statements import (
+from vinemake.common.errors import InputError, VinefileError, VinefileErrors
+from vinemake.common.private import private_dir
+from vinemake.common.spec import Location, Workflow
+from vinemake.language.evaluate import evaluate
+from vinemake.language.grammar import grammar_text
+from vinemake.language.statements import (
     Annotation,
     Assign,
     BadAssign,

@@ -7,8 +7,8 @@ locate them. The names and keys come from vinemake/keywords.py.
 
 from __future__ import annotations
 
-from vinemake import keywords
-from vinemake.units import parse_count, parse_duration_s, parse_size_mb
+from vinemake.language import keywords
+from vinemake.language.units import parse_count, parse_duration_s, parse_size_mb
 
 __all__ = ["AnnotationError", "RESOURCE_VALUES", "read_annotation"]
 

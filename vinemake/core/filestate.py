@@ -25,8 +25,8 @@ from collections.abc import Iterable, Mapping
 
 import xxhash
 
-from vinemake.errors import InputError
-from vinemake.keys import source_key, tree_key
+from vinemake.common.errors import InputError
+from vinemake.core.keys import source_key, tree_key
 
 __all__ = ["FileState", "hash_file", "CHUNK", "snapshot_digest", "write_snapshot",
            "snapshot_matches"]

@@ -14,7 +14,7 @@ import fcntl
 import os
 from collections.abc import Iterator, MutableMapping
 
-from vinemake.errors import VinemakeError
+from vinemake.common.errors import VinemakeError
 
 __all__ = ["workflow_lock", "Busy", "HELD_ENV"]
 

@@ -26,15 +26,15 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from urllib.parse import quote
 
-from vinemake.errors import VinefileError
-from vinemake.executor import Executor
-from vinemake.graph import norm, read_line
-from vinemake.journal import Journal
-from vinemake.keys import Keys
-from vinemake.plan import RESTORE, RUN, Plan
-from vinemake.spec import Category, Resources, RuleSpec
-from vinemake.store import Store
-from vinemake.task import LibrarySpec, Task, TaskFile, TaskResult
+from vinemake.common.errors import VinefileError
+from vinemake.common.spec import Category, Resources, RuleSpec
+from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
+from vinemake.core.executor import Executor
+from vinemake.core.graph import norm, read_line
+from vinemake.core.journal import Journal
+from vinemake.core.keys import Keys
+from vinemake.core.plan import RESTORE, RUN, Plan
+from vinemake.core.store import Store
 
 __all__ = ["EngineOptions", "Outcome", "Engine", "effective_resources", "too_big",
            "failed_dir_name", "stays_remote"]

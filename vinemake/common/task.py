@@ -1,13 +1,13 @@
 """Plain data between engine, manager and worker: Task, TaskFile, TaskResult, Measured.
 
-This module is imported by the worker side, so it imports nothing but `vinemake.spec`.
+This module is imported by the worker side, so it imports nothing but `vinemake.common.spec`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vinemake.spec import Resources
+from vinemake.common.spec import Resources
 
 __all__ = ["TaskFile", "LibrarySpec", "Task", "Measured", "TaskResult", "STATUSES"]
 

@@ -18,20 +18,20 @@ from collections.abc import Iterable
 import click
 
 from vinemake import __version__
-from vinemake.errors import InputError, VinefileError, VinemakeError
-from vinemake.graph import EXPORT_FORMATS, BuildGraph
-from vinemake.listing import summary
-from vinemake.lock import workflow_lock
-from vinemake.options import (
+from vinemake.common.errors import InputError, VinefileError, VinemakeError
+from vinemake.common.spec import Resources, Workflow
+from vinemake.core.graph import EXPORT_FORMATS, BuildGraph
+from vinemake.core.lock import workflow_lock
+from vinemake.core.statedir import StateDir
+from vinemake.face.listing import summary
+from vinemake.face.options import (
     BATCH_TYPES,
     CLEAN_MODES,
     GC_MODES,
     PLACEMENTS,
     RunOptions,
-    state_dir,
 )
-from vinemake.spec import Resources, Workflow
-from vinemake.units import parse_duration_s, parse_size_mb
+from vinemake.language.units import parse_duration_s, parse_size_mb
 
 __all__ = ["main", "command", "DEFAULT_FILES"]
 
@@ -191,7 +191,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
         click.echo(graph.export(graph_format), nl=False)
     else:
         entry = _entry("clean" if clean else "run")
-        with workflow_lock(state_dir(options.root)):
+        with workflow_lock(StateDir(options.root).path):
             code = entry(workflow, graph, options)
         ctx.exit(code)
 
@@ -270,17 +270,17 @@ def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
     """The workflow, from the parsed-rules cache when it still holds (--check, -n, --graph
     and --clean read it but write nothing)."""
     # Imported here: a rerun with nothing to do never loads lark, nor one read from the cache.
-    from vinemake.rulecache import read_workflow
+    from vinemake.language.rulecache import read_workflow
 
-    parsed = read_workflow(path, state_dir(options.root), write=write)
+    parsed = read_workflow(path, StateDir(options.root).path, write=write)
     if options.explain:
         click.echo(f"vinemake explain: {parsed.note}", err=True)
     return parsed.workflow
 
 
 def _entry(name: str):
-    """vinemake.run's `name` function, imported only when a workflow really runs."""
-    return getattr(importlib.import_module("vinemake.run"), name)
+    """vinemake.face.run's `name` function, imported only when a workflow really runs."""
+    return getattr(importlib.import_module("vinemake.face.run"), name)
 
 
 if __name__ == "__main__":  # pragma: no cover

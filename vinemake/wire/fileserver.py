@@ -2,7 +2,7 @@
 
 A file travels as FileHead(key, size), DATA frames, FileEnd(hash): the receiver hashes what it
 got (xxh3_128) and checks it against the sender's hash and, when the manager knows it, against the
-hash the producing worker recorded. The frames and messages themselves live in vinemake.protocol.
+hash the producing worker recorded. The frames and messages themselves live in wire/protocol.py.
 
 Cut-through forwarding: a worker still receiving a file can already serve it. `recv_file` reports
 its progress to a `Growing`; a server handed a Growing sends FileHead as soon as the size is
@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import xxhash
 
-from vinemake.protocol import (
+from vinemake.wire.protocol import (
     CHUNK,
     DATA,
     HANDSHAKE_TIMEOUT_S,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable, Mapping
 
-from vinemake.graph import BuildGraph
-from vinemake.spec import Resources, RuleSpec
+from vinemake.common.spec import Resources, RuleSpec
+from vinemake.core.graph import BuildGraph
 
 __all__ = ["summary", "dry_run_text"]
 

@@ -28,9 +28,9 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from vinemake.errors import InputError, VinefileError, VinefileErrors
-from vinemake.spec import FileRef, Location, RuleSpec, Workflow
-from vinemake.suggest import did_you_mean
+from vinemake.common.errors import InputError, VinefileError, VinefileErrors
+from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.common.suggest import did_you_mean
 
 __all__ = ["BuildGraph", "EXPORT_FORMATS", "norm"]
 

@@ -1,0 +1,84 @@
+"""The state directory: the one owner of every path under a workflow's `.vinemake/`.
+
+Everything vinemake keeps about a workflow lives here, and nothing else names these paths:
+
+    .vinemake/
+      journal     the append-only record of every state change (journal.py)
+      filestate   the memo of source hashes by stat (filestate.py)
+      uptodate    the no-op fast path's snapshot of the last complete run
+      rules       the parsed-rules cache (language/rulecache.py)
+      cache/      the store of finished outputs, unless --cache-dir names a shared one
+      failed/     each failed rule's outputs and INFO record
+      manager/    the manager's scratch space (files on their way to or from workers)
+      worker/     the local worker's cache, kept between runs for `@cache forever`
+      lock        the flock that lets one run or clean at a time work here
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+__all__ = ["StateDir", "NAME", "RULES"]
+
+NAME = ".vinemake"
+RULES = "rules"  # the parsed-rules cache reads it relative to the state directory it is given
+
+
+@dataclass(frozen=True)
+class StateDir:
+    """The paths of one workflow's state directory (`root` is the workflow directory)."""
+
+    root: str
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.root, NAME)
+
+    def _sub(self, name: str) -> str:
+        return os.path.join(self.root, NAME, name)
+
+    @property
+    def journal(self) -> str:
+        return self._sub("journal")
+
+    @property
+    def filestate(self) -> str:
+        return self._sub("filestate")
+
+    @property
+    def uptodate(self) -> str:
+        return self._sub("uptodate")
+
+    @property
+    def rules(self) -> str:
+        return self._sub(RULES)
+
+    @property
+    def cache(self) -> str:
+        return self._sub("cache")
+
+    @property
+    def failed(self) -> str:
+        return self._sub("failed")
+
+    @property
+    def manager(self) -> str:
+        return self._sub("manager")
+
+    @property
+    def worker(self) -> str:
+        return self._sub("worker")
+
+    @property
+    def lock(self) -> str:
+        return self._sub("lock")
+
+    def store_path(self, cache_dir: str | None) -> str:
+        """The store this workflow uses: a shared --cache-dir, else its own `cache/`."""
+        return os.path.abspath(cache_dir) if cache_dir else self.cache
+
+    def records(self) -> tuple[str, ...]:
+        """What `--clean all` removes besides the outputs: everything but the lock."""
+        return (self.failed, self.cache, self.manager, self.worker, self.journal,
+                self.filestate, self.uptodate, self.rules)
