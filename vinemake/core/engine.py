@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 import shutil
 import stat as stat_module
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from urllib.parse import quote
 
 from vinemake.common.errors import VinefileError
+from vinemake.common.names import quoted
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
 from vinemake.core.executor import Executor
@@ -124,14 +123,9 @@ def stays_remote(rules: Sequence[RuleSpec], dependents: Sequence[Sequence[int]],
 
 
 def failed_dir_name(name: str) -> str:
-    """A rule's directory name under .vinemake/failed/ (a target path may hold slashes)."""
-    if _NOTHING_TO_QUOTE.match(name):
-        return name  # the common case, and quote() costs more than a small task's dispatch
-    return quote(name, safe=_SAFE)
-
-
-_SAFE = " .,_-+=@"
-_NOTHING_TO_QUOTE = re.compile(r"[A-Za-z0-9~ .,_+=@-]*\Z")  # quote()'s own safe set and _SAFE
+    """A rule's directory name under .vinemake/failed/: one component (a target path may hold
+    slashes) that fits any filesystem however long the name."""
+    return quoted(name)
 
 
 @dataclass

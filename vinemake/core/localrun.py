@@ -20,6 +20,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from vinemake.common.names import flat
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult
 
@@ -134,7 +135,7 @@ class LocalRunner:
             if out.path is None or not os.path.lexists(out.path) or task.failed_dir is None:
                 continue
             os.makedirs(task.failed_dir, exist_ok=True)
-            dest = os.path.join(task.failed_dir, out.sandbox.replace("/", "_"))
+            dest = os.path.join(task.failed_dir, flat(out.sandbox))
             if os.path.isdir(dest) and not os.path.islink(dest):
                 shutil.rmtree(dest)
             os.replace(out.path, dest)

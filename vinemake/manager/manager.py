@@ -43,6 +43,7 @@ import time
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.names import flat
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskResult
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
@@ -390,7 +391,7 @@ class Manager:
                 self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
             self.recovery.rerun_ended(task, r)
             return
-        failed = [(os.path.join(task.failed_dir, name), key, path)
+        failed = [(os.path.join(task.failed_dir, flat(name)), key, path)
                   for name, key, path in outcome.failed] if task.failed_dir else []
         if outcome.failed and not failed:
             self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))
