@@ -47,5 +47,8 @@ trap cleanup EXIT
 log "ruff"
 python3 -m ruff check vinemake tests bench
 
+log "vulture (dead code; reviewed exceptions in tests/vulture_allowlist.py)"
+python3 -m vulture vinemake tests/vulture_allowlist.py --min-confidence 60
+
 log "pytest"
 python3 -m pytest -q -p no:cacheprovider "$@"

@@ -68,7 +68,7 @@ def test_workers_still_starting_are_not_submitted_again():
 
 def test_connected_workers_no_longer_count_as_starting():
     # 3 submitted, 3 connected and busy: 2 more waiting tasks need 2 more workers
-    demand = Demand(waiting=(ONE,) * 2, connected_workers=3, running_tasks=3)
+    demand = Demand(waiting=(ONE,) * 2, connected_workers=3)
     assert plan_workers(demand, [job("7", 3)], OPTS, 100) == [ArrayRequest(2, ONE)]
 
 
@@ -232,7 +232,7 @@ def test_status_is_queried_at_most_every_30_seconds():
     provider.scale(Demand(waiting=(ONE,) * 2))
     for _ in range(95):  # 95 s of once-a-second calls
         clock.advance(1)
-        provider.scale(Demand(running_tasks=2, connected_workers=2))
+        provider.scale(Demand(connected_workers=2))
     # not at once (job 42 was just submitted): at 30, 60 and 90 s
     assert runner.programs() == ["sbatch", "squeue", "squeue", "squeue"]
     assert runner.calls[1] == ["squeue", "--noheader", "--array",
@@ -254,7 +254,7 @@ def test_a_worker_killed_by_slurm_is_replaced():
     runner.responders["sbatch"] = CommandResult(0, "43\n")
     clock.advance(30)
     # the manager re-queued the lost worker's task
-    provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+    provider.scale(Demand(waiting=(ONE,), connected_workers=1))
     assert runner.programs() == ["sbatch", "squeue", "sbatch"]
     assert "#SBATCH --array=1-1\n" in runner.scripts[1]
     assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
@@ -263,11 +263,11 @@ def test_a_worker_killed_by_slurm_is_replaced():
 def test_a_worker_that_hangs_up_is_replaced_without_waiting_for_a_poll():
     provider, runner, clock, _ = make()
     provider.scale(Demand(waiting=(ONE,) * 2))
-    provider.scale(Demand(running_tasks=2, connected_workers=2))
+    provider.scale(Demand(connected_workers=2))
     runner.responders["sbatch"] = CommandResult(0, "43\n")
     clock.advance(1)
     # one worker's job was killed; the manager re-queued its task
-    provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+    provider.scale(Demand(waiting=(ONE,), connected_workers=1))
     assert runner.programs() == ["sbatch", "sbatch"]
     assert [(j.job_id, j.alive) for j in provider.jobs] == [("42", 1), ("43", 1)]
 
@@ -279,7 +279,7 @@ def test_the_managers_join_and_leave_counts_catch_workers_between_two_calls():
     provider.scale(Demand(waiting=(ONE,), workers_joined=1, workers_left=1))
     assert runner.programs() == ["sbatch", "sbatch"]
     clock.advance(30)
-    provider.scale(Demand(running_tasks=1, connected_workers=1, workers_joined=2,
+    provider.scale(Demand(connected_workers=1, workers_joined=2,
                           workers_left=1))
     assert messages == [], "a worker did connect: no 'ended before connecting' warning"
 
@@ -387,12 +387,6 @@ def test_long_pending_workers_are_reported_once():
     assert messages == ["SLURM job 42: 2 workers still waiting after 300 s (Resources)"]
 
 
-def test_done_demand_submits_nothing():
-    provider, runner, _, _ = make()
-    provider.scale(Demand(waiting=(ONE,), done=True))
-    assert runner.calls == []
-
-
 def test_squeue_parse_counts_array_tasks_and_ignores_ending_ones():
     from vinemake.backends.slurm import Slurm
 
@@ -455,7 +449,7 @@ def test_a_worker_that_came_and_went_while_the_thread_was_busy_still_counts():
     provider.start(ADDR, OPTS)
     provider.scale(Demand(waiting=(ONE,)))
     assert first.wait(10)
-    provider.scale(Demand(running_tasks=1, connected_workers=1))  # never seen by the thread
+    provider.scale(Demand(connected_workers=1))  # never seen by the thread
     provider.scale(Demand(waiting=(ONE,), connected_workers=0))  # that worker was killed
     release.set()
     assert second.wait(10), "no replacement was submitted"

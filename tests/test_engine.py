@@ -16,7 +16,7 @@ from vinemake.core.engine import (
     too_big,
 )
 from vinemake.core.graph import BuildGraph
-from vinemake.core.reporter import FakeReporter
+from vinemake.core.reporter import FakeReporter, summary_line
 from vinemake.core.statedir import StateDir
 from vinemake.face.run import prepare, source_sizes
 
@@ -406,3 +406,14 @@ def test_files_kept_remote_by_option_are_forgotten_too(root):
     a = key_of(root, rules, "a")
     _, ex, _ = run_once(root, rules, options=EngineOptions(remote=frozenset({0})))
     assert ex.forgotten == [([a], ["a", "b", "c"])]  # when c, its last reader, is done
+
+
+def test_an_output_the_store_cannot_keep_is_still_built_and_the_summary_says_so(root):
+    # The cache is an optimisation: a full or read-only store never fails the run, but the
+    # user hears that those outputs will be rebuilt rather than restored next time.
+    os.makedirs(os.path.join(root, ".vinemake"))
+    with open(os.path.join(root, ".vinemake", "cache"), "w") as f:
+        f.write("a file where the store's directory should be\n")
+    outcome, _, _ = run_once(root, [rule(0, ["a"], ["in.txt"], "make a")])
+    assert (outcome.ran, outcome.exit_code, outcome.uncached) == (("a",), 0, 1)
+    assert summary_line(outcome).endswith("; 1 output could not be kept in the cache store")

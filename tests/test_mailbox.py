@@ -74,11 +74,8 @@ def test_wait_reports_a_crash_of_the_loop_and_a_failure_of_the_provider():
     assert mb.close() is False  # a crashed loop is closed already
 
 
-def test_lost_files_are_reported_once_and_close_wakes_the_engine():
+def test_close_wakes_the_engine():
     mb = Mailbox()
-    mb.lost({"out-a"})
-    mb.lost({"out-b"})
-    assert (mb.take_lost(), mb.take_lost()) == ({"out-a", "out-b"}, set())
     closer = threading.Thread(target=mb.close)
     closer.start()
     assert mb.wait(None) == []  # returns: closed, nothing to hand over

@@ -165,13 +165,11 @@ def test_lookup_order_local_category_global_environ():
             "out:\nL=local\n\techo $(L) $(C) $(G) $(E)\n")
     r = rule(text, {"E": "environ", "G": "env-G"})
     assert r.command == "echo local category global environ"
-    assert r.variables == (("L", "local"),)
 
 
 def test_rule_local_assignment_applies_to_that_rule_only():
     wf = parse("A=top\nx:\n@A=mine\nB=$(A)!\n\techo $(A) $(B)\ny:\n\techo $(A)\n")
     assert wf.rules[0].command == "echo mine mine!"
-    assert wf.rules[0].variables == (("A", "mine"), ("B", "mine!"))
     assert wf.rules[1].command == "echo top"
 
 
@@ -419,11 +417,10 @@ def test_plain_rule_errors_are_the_general_form_errors(text):
 def test_fast_rulespec_equals_one_made_by_its_constructor():
     from dataclasses import fields
 
-    from vinemake.common.spec import RuleSpec
-    from vinemake.language.evaluate import new_rulespec
+    from vinemake.common.spec import RuleSpec, new_rulespec
     values = {"id": 3, "targets": refs("a"), "sources": refs("b"), "command": "cp b a",
               "location": Location("V", 1, 1), "command_location": Location("V", 2, 2),
-              "env": (("A", "1"),), "variables": (("B", "2"),), "category": "big",
+              "env": (("A", "1"),), "category": "big",
               "resources": Resources(cores=2), "retries": 4, "temp": True,
               "cache_forever": True, "library": "ml", "library_slots": 2, "call": "f",
               "local": True, "subworkflow": True, "batch_options": "-q x"}
@@ -437,14 +434,14 @@ def test_fast_rulespec_equals_one_made_by_its_constructor():
 
 
 def test_fast_location_equals_one_made_by_its_constructor():
-    from vinemake.language.evaluate import new_location
+    from vinemake.common.spec import new_location
     made = new_location("V", 3, 4)
     assert made == Location("V", 3, 4) and hash(made) == hash(Location("V", 3, 4))
     assert (str(made), repr(made)) == ("V:3:4", "Location(path='V', line=3, col=4)")
 
 
 def test_fast_fileref_equals_one_made_by_its_constructor():
-    from vinemake.language.evaluate import new_fileref
+    from vinemake.common.spec import new_fileref
     made = new_fileref("a/b.txt")
     assert made == FileRef("a/b.txt", "a/b.txt") and hash(made) == hash(FileRef("a/b.txt",
                                                                                  "a/b.txt"))

@@ -146,7 +146,7 @@ def test_a_scancelled_worker_is_replaced(cluster, listener, stub):
         while f"{job}_1" in squeue(provider.names) and time.monotonic() < end:
             time.sleep(0.2)
         # the manager lost that worker and re-queued its task
-        provider.scale(Demand(waiting=(ONE,), running_tasks=1, connected_workers=1))
+        provider.scale(Demand(waiting=(ONE,), connected_workers=1))
         assert len(provider.submitted) == 2
         _, hello = accept_hello(listener)
         assert hello.endswith(f"--name slurm-{provider.submitted[1]}_1")

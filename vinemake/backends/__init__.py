@@ -40,10 +40,8 @@ class Demand:
     """
 
     waiting: tuple[Resources, ...] = ()
-    running_tasks: int = 0
     connected_workers: int = 0
     idle_workers: int = 0
-    done: bool = False
     workers_joined: int = 0
     workers_left: int = 0
     waiting_batch_options: tuple[str, ...] = ()

@@ -517,7 +517,7 @@ class BatchWorkers:
     def step(self, demand: Demand) -> None:
         """Poll if due, then submit what `plan_workers` asks for, unless backing off."""
         with self._lock:
-            if self._closed or demand.done or self.manager is None or self._error is not None:
+            if self._closed or self.manager is None or self._error is not None:
                 return
             with self._wake:
                 gone, self._gone = self._gone, 0

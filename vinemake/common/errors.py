@@ -4,7 +4,6 @@
      ├── InputError               the user's input is wrong: exit 2, located when possible
      │    └── VinefileError       a located error in a Vinefile (path:line:col + caret)
      │         └── VinefileErrors several at once (every syntax error, every missing source)
-     ├── CommandFailed            a user's command failed: exit 1
      └── InfrastructureError      a worker, transfer or batch system failed: exit 1
 """
 
@@ -12,7 +11,7 @@ from __future__ import annotations
 
 from vinemake.common.spec import Location
 
-__all__ = ["VinemakeError", "InputError", "VinefileError", "VinefileErrors", "CommandFailed",
+__all__ = ["VinemakeError", "InputError", "VinefileError", "VinefileErrors",
            "InfrastructureError", "format_located", "EXIT_INPUT", "EXIT_FAILED"]
 
 EXIT_FAILED = 1
@@ -50,10 +49,6 @@ class VinefileErrors(VinefileError):
         super().__init__(first.location, first.message, first.line_text)
         self.errors = tuple(errors)
         self.args = ("\n".join([*(str(e) for e in errors), *([untold] if untold else [])]),)
-
-
-class CommandFailed(VinemakeError):
-    """A user's command exited non-zero, was killed, or did not make its outputs."""
 
 
 class InfrastructureError(VinemakeError):

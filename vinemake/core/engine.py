@@ -38,7 +38,6 @@ from vinemake.core.store import Store
 __all__ = ["EngineOptions", "Outcome", "Engine", "effective_resources", "too_big",
            "failed_dir_name", "stays_remote"]
 
-RETRYABLE_ALWAYS = ("lost", "error")
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
 
 
@@ -64,6 +63,7 @@ class Outcome:
     not_run: int = 0  # waiting on a failed rule, or never submitted after one
     stopped: int = 0  # the exit code of a stop request (130, 143), 0 if none
     wall_time_s: float = 0.0
+    uncached: int = 0  # outputs the cache store could not keep (the run is still good)
 
     @property
     def exit_code(self) -> int:
@@ -168,7 +168,7 @@ class Engine:
         self.sizes = dict(sizes or {})
         self.clock = clock
         self.stop_code = 0
-        self.store_failures = 0
+        self.uncached = 0
         self.libraries = {r.library: r for r in rules if r.library}
         self._paths: dict[str, str] = {}
 
@@ -228,7 +228,7 @@ class Engine:
                           len(self.plan.order) - len(to_run) - len(st.restored),
                           tuple(st.failed),
                           len(to_run) - len(st.ran) - len(st.failed),
-                          self.stop_code, self.clock() - start)
+                          self.stop_code, self.clock() - start, self.uncached)
         self.reporter.summary(outcome)
         return outcome
 
@@ -368,7 +368,7 @@ class Engine:
                 try:
                     self.store.insert(key, self.path(path), lstat)
                 except OSError:
-                    self.store_failures += 1  # the cache is an optimisation: carry on
+                    self.uncached += 1  # the cache is an optimisation: carry on, say so
             # The journal keeps what a stat of the path says (the plan compares it so).
             stat = _followed(self.path(path), lstat)
             recorded.append((path, key, stat.st_size, stat.st_mtime_ns))

@@ -76,6 +76,8 @@ def summary_line(outcome) -> str:
     text = f"vinemake: {', '.join(parts)} in {outcome.wall_time_s:.1f} s"
     if outcome.stopped:
         text += " (interrupted)"
+    if outcome.uncached:
+        text += f"; {_n(outcome.uncached, 'output')} could not be kept in the cache store"
     if not outcome.ran and not outcome.restored and not outcome.failed and not outcome.stopped:
         text = f"vinemake: nothing to do, {_n(outcome.skipped, 'rule')} up to date"
     return text

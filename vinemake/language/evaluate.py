@@ -18,11 +18,21 @@ raw text of each line part and where it starts. This module gives them meaning:
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.common.spec import (
+    RULESPEC_SHARES_ITS_DICT,
+    Category,
+    FileRef,
+    Location,
+    Resources,
+    RuleSpec,
+    Workflow,
+    new_fileref,
+    new_location,
+    new_rulespec,
+)
 from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
 from vinemake.language.expand import ExpandError, expand, scan_words, split_files, split_words
@@ -330,7 +340,7 @@ class _Evaluator:
             id=len(self.rules), targets=targets, sources=sources, command=command,
             location=Location(path, head.line, head.col),
             command_location=Location(path, cmd_at.line, cmd_at.col + _lead(cmd_at.raw)),
-            variables=tuple(local.items()), category=category)
+            category=category)
         resources = values.pop("resources", None)
         extra = (_Extra(resources, overrides, exported, batch_options)
                  if resources or overrides or exported or batch_options is not None else None)
@@ -367,7 +377,7 @@ class _Evaluator:
             values["local"] = True
         exported = (tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
                     if self.exports else ())
-        if exported or not _EARLY_RULESPEC:
+        if exported or not RULESPEC_SHARES_ITS_DICT:
             self.late.append((len(self.rules), values,
                               _Extra(None, _NO_OVERRIDES, exported, None) if exported else None))
             self.rules.append(None)
@@ -376,9 +386,7 @@ class _Evaluator:
         if early is None:
             early = self.early[self.current] = []
         early.append(values)
-        spec = _new(RuleSpec)
-        _setattr(spec, "__dict__", values)  # see new_rulespec
-        self.rules.append(spec)
+        self.rules.append(new_rulespec(values, complete=False))
 
     def _plain_files(self, words: list[str]) -> tuple[FileRef, ...]:
         get = self.refs.get
@@ -540,62 +548,6 @@ def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> Rul
     values["resources"] = resources
     values["batch_options"] = batch_options
     return new_rulespec(values)
-
-
-# RuleSpec(**values) sets each of its 19 fields through object.__setattr__ (it is frozen):
-# that was a third of the evaluation of a plain rule. Giving it `values` as its __dict__
-# makes an equal object, as long as RuleSpec stays a plain frozen dataclass without
-# __post_init__: a field left out reads its default, which dataclasses keep on the class.
-_FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
-                   if f.default_factory is not dataclasses.MISSING)
-_new = object.__new__
-_setattr = object.__setattr__
-_FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
-# A rule made before the end of the file gets its resources (the one field with a factory)
-# with its env and batch options.
-_EARLY_RULESPEC = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
-
-
-def new_rulespec(values: dict) -> RuleSpec:
-    """RuleSpec(**values); `values` becomes its attributes: the caller must not use it again."""
-    if not _FAST_RULESPEC:
-        return RuleSpec(**values)
-    for name, factory in _FACTORIES:
-        if name not in values:
-            values[name] = factory()
-    spec = _new(RuleSpec)
-    _setattr(spec, "__dict__", values)
-    return spec
-
-
-_FAST_FILEREF = ([f.name for f in dataclasses.fields(FileRef)] == ["path", "sandbox"]
-                 and not hasattr(FileRef, "__post_init__"))
-
-
-def new_fileref(path: str) -> FileRef:
-    """FileRef(path, path), without the generated __init__ (as new_location)."""
-    if not _FAST_FILEREF:
-        return FileRef(path, path)
-    ref = _new(FileRef)
-    _setattr(ref, "path", path)
-    _setattr(ref, "sandbox", path)
-    return ref
-
-
-_FAST_LOCATION = ([f.name for f in dataclasses.fields(Location)] == ["path", "line", "col"]
-                  and not hasattr(Location, "__post_init__"))
-
-
-def new_location(path: str, line: int, col: int) -> Location:
-    """Location(path, line, col), without the generated __init__'s call and global lookups:
-    two per rule were an eighth of the evaluation of a plain rule."""
-    if not _FAST_LOCATION:
-        return Location(path, line, col)
-    location = _new(Location)
-    _setattr(location, "path", path)
-    _setattr(location, "line", line)
-    _setattr(location, "col", col)
-    return location
 
 
 def _with_workflow_file(sources: tuple[FileRef, ...], command: str) -> tuple[FileRef, ...]:

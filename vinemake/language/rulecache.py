@@ -43,9 +43,17 @@ import xxhash
 
 from vinemake import __version__
 from vinemake.common.private import private_dir
-from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.common.spec import (
+    Category,
+    FileRef,
+    Resources,
+    RuleSpec,
+    Workflow,
+    new_fileref,
+    new_location,
+    new_rulespec,
+)
 from vinemake.core.statedir import RULES
-from vinemake.language.evaluate import new_fileref
 from vinemake.language.grammar import grammar_path
 
 __all__ = ["Entry", "Parsed", "read_workflow", "stale", "code_digest", "CACHE_FILE"]
@@ -323,31 +331,16 @@ def _decode(records: Iterator, path: str) -> Workflow | None:
         ref = refs.__getitem__
         rules = []
         append = rules.append
-        new, setattr_ = object.__new__, object.__setattr__
-        # As evaluate.new_rulespec and new_location do, inlined: a third of the time. A
-        # RuleSpec or Location with __slots__ would fail here, and a failure is a miss (and
-        # the round-trip tests would say so).
         rid = 0
         while rid < count:
             rows = next(records)
             for number, targets, sources, command, line, col, cmd_line, cmd_col in rows:
-                # Attributes set one by one: a Location's dict then shares its keys with
-                # every other Location's (half the size of a dict of its own).
-                at = new(Location)
-                setattr_(at, "path", path)
-                setattr_(at, "line", line)
-                setattr_(at, "col", col)
-                cmd_at = new(Location)
-                setattr_(cmd_at, "path", path)
-                setattr_(cmd_at, "line", cmd_line)
-                setattr_(cmd_at, "col", cmd_col)
                 values = {"id": rid, "targets": tuple(map(ref, targets)),
                           "sources": tuple(map(ref, sources)), "command": command,
-                          "location": at, "command_location": cmd_at}
+                          "location": new_location(path, line, col),
+                          "command_location": new_location(path, cmd_line, cmd_col)}
                 values.update(bases[number])
-                spec = new(RuleSpec)
-                setattr_(spec, "__dict__", values)
-                append(spec)
+                append(new_rulespec(values))
                 rid += 1
             if not rows:
                 return None

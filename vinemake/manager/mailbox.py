@@ -32,7 +32,7 @@ INBOX_WAKE = 256  # submitted tasks that wake the loop even before wait()
 
 
 class Mailbox:
-    """Tasks, posted callables and forgotten keys in; results and lost files out."""
+    """Tasks, posted callables and forgotten keys in; results out."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -41,7 +41,6 @@ class Mailbox:
         self._events: list[Callable[[], object]] = []  # from other threads, run on the loop
         self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
         self._results: list[TaskResult] = []
-        self._lost_keys: set[str] = set()
         self._largest: Resources | None = None
         self._woken = False
         self.closed = False
@@ -90,11 +89,6 @@ class Mailbox:
         with self._lock:
             return self._largest
 
-    def take_lost(self) -> set[str]:
-        with self._lock:
-            out, self._lost_keys = self._lost_keys, set()
-            return out
-
     def close(self) -> bool:
         """Stop the loop and wake whoever waits; False if it was closed already."""
         with self._lock:
@@ -133,11 +127,6 @@ class Mailbox:
         with self._lock:
             self._results.extend(results)
             self._results_ready.notify_all()
-
-    def lost(self, keys: set[str]) -> None:
-        """Files lost for good, for the engine's next lost_files()."""
-        with self._lock:
-            self._lost_keys |= keys
 
     def set_largest(self, largest: Resources | None) -> None:
         with self._lock:

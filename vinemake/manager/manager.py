@@ -10,7 +10,7 @@ short-lived thread each, so a client that connects and says nothing cannot stall
 
 This module is the loop that ties the manager's parts together; each concern has its own:
 
-    mailbox     what crosses threads: tasks in, results and lost files out, the wake-up
+    mailbox     what crosses threads: tasks in, results out, the wake-up
     connections reading and writing the worker sockets, flushed once per turn
     joining     the handshake of a newcomer, off the loop
     workers     the record of one connected worker: its resources, tasks, cache
@@ -25,8 +25,8 @@ Lost workers: a worker whose connection ends has its running tasks re-queued (up
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
 a queued task needs an intermediate that existed only there (kept on workers, no path on this
 host), the manager re-runs the task that made it, silently, and the consumer waits for it. A
-lost file no known task makes fails its consumers (status "error") and is reported by
-`lost_files()`.
+lost file no known task makes fails its consumers (status "error", naming the file) and is
+logged.
 """
 
 from __future__ import annotations
@@ -79,6 +79,12 @@ __all__ = ["Manager"]
 log = logging.getLogger("vinemake.manager")
 
 
+def _lost_for_good(keys: set[str]) -> None:
+    """Files lost with their workers that nothing can make again: their consumers fail."""
+    if keys:
+        log.warning("lost for good with their workers: %s", ", ".join(sorted(keys)))
+
+
 class Manager:
     """Implements `vinemake.core.executor.Executor` over TCP workers."""
 
@@ -125,8 +131,7 @@ class Manager:
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
         self.queue: collections.deque[Task] = collections.deque()
-        self.recovery = Recovery(self.replicas, self.queue, config.max_retries,
-                                 self.mailbox.lost)
+        self.recovery = Recovery(self.replicas, self.queue, config.max_retries, _lost_for_good)
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
         self.sel = selectors.DefaultSelector()
@@ -192,17 +197,6 @@ class Manager:
     def largest_worker(self) -> Resources | None:
         return self.mailbox.largest()
 
-    def lost_files(self) -> set[str]:
-        """Output keys lost since the last call that the manager cannot re-create itself.
-
-        A remote-only output lost with its worker is normally re-created by the manager: it
-        re-runs the task that made it (silently, the engine saw that task succeed) as soon as
-        a queued task needs it. This reports only what that could not cover: a file no task
-        seen by this manager made, or whose re-run failed. The engine should re-run those
-        producers itself (or fail their consumers).
-        """
-        return self.mailbox.take_lost()
-
     def close(self) -> None:
         if not self.mailbox.close():
             return
@@ -261,7 +255,7 @@ class Manager:
         try:
             self.provider.scale(Demand(
                 waiting=tuple(t.resources for t in waiting),
-                running_tasks=self.running_total, connected_workers=len(self.workers),
+                connected_workers=len(self.workers),
                 idle_workers=idle, workers_joined=self.workers_joined,
                 workers_left=self.workers_left,
                 waiting_batch_options=batch_options if any(batch_options) else ()))

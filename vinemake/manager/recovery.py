@@ -6,7 +6,7 @@ it is reported lost. A file kept only on workers that is lost with its last hold
 again when a queued task needs it: the task that made it runs again, silently (the engine saw
 it succeed already, so its result is the manager's own business). A lost file no known task
 makes, or whose re-run failed, is lost for good: tasks that need it fail, and the engine hears
-of it through `on_lost` (the manager's `lost_files()`).
+of it through `on_lost` (the manager logs them; the failed tasks name them).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ class Recovery:
 
         The re-run is the manager's own business: its result is not reported to the engine,
         which already saw that task succeed. Only a file no known task makes is reported,
-        by lost_files().
+        through on_lost.
         """
         producer = self.replicas.producers.get(key)
         if producer is None:

@@ -85,6 +85,6 @@ class StopSignals:
                     return b
 
 
-def _nothing(signum, frame) -> None:
+def _nothing(_signum, _frame) -> None:
     """The work is done by the wakeup descriptor; a handler is still needed, for
     SIG_DFL would end the process and SIG_IGN would never reach the descriptor."""
