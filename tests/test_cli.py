@@ -13,9 +13,11 @@ import pytest
 from click.testing import CliRunner
 
 from vinemake import __version__
+from vinemake.backends import ProviderOptions
 from vinemake.common.spec import Resources
 from vinemake.face.cli import command
 from vinemake.face.options import RunOptions
+from vinemake.manager.config import ManagerConfig
 
 VINEFILE = """\
 CATEGORY=align
@@ -220,9 +222,11 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
     assert seen["rules"] == 3 and seen["ids"] == (0,)
     assert seen["options"] == RunOptions(
         vinefile=str(project / "Vinefile"), root=str(project), targets=("a.txt",),
-        batch_type="slurm", max_local=4, keep_going=True, retries=2, port=9123,
-        peer_transfers=False, worker_timeout_s=300.0,
-        worker_resources=Resources(cores=2.0, memory_mb=4000))
+        batch_type="slurm", keep_going=True, retries=2,
+        manager=ManagerConfig(host="0.0.0.0", port=9123, peer_transfers=False, max_tasks=4),
+        workers=ProviderOptions(worker_timeout_s=300.0,
+                                worker_resources=Resources(cores=2.0, memory_mb=4000)))
+    assert seen["options"].max_local == 4
 
 
 def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):

@@ -6,7 +6,6 @@ pilot jobs, by hand) and scales them to the work waiting. It never runs a rule i
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import re
 from dataclasses import dataclass, field
@@ -93,6 +92,8 @@ def options_tag(batch_options: str) -> str:
     """The name suffix of workers submitted with `batch_options` ("" for none)."""
     if not batch_options:
         return ""
+    import hashlib  # here: the command line imports this module, and rarely needs a tag
+
     return _TAG + hashlib.sha256(batch_options.encode()).hexdigest()[:10]
 
 

@@ -18,20 +18,16 @@ from collections.abc import Iterable
 import click
 
 from vinemake import __version__
+from vinemake.backends import ProviderOptions
 from vinemake.common.errors import InputError, VinefileError, VinemakeError
 from vinemake.common.spec import Resources, Workflow
 from vinemake.core.graph import EXPORT_FORMATS, BuildGraph
 from vinemake.core.lock import workflow_lock
 from vinemake.core.statedir import StateDir
 from vinemake.face.listing import summary
-from vinemake.face.options import (
-    BATCH_TYPES,
-    CLEAN_MODES,
-    GC_MODES,
-    PLACEMENTS,
-    RunOptions,
-)
+from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, RunOptions
 from vinemake.language.units import parse_duration_s, parse_size_mb
+from vinemake.manager.config import PLACEMENTS, ManagerConfig
 
 __all__ = ["main", "command", "DEFAULT_FILES"]
 
@@ -250,20 +246,27 @@ def find_vinefile(given: str | None, isfile=os.path.isfile) -> str:
 
 
 def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict) -> RunOptions:
-    """RunOptions from the parsed command line."""
-    return RunOptions(
-        vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
-        batch_type=run["batch_type"], max_local=run["max_local"], keep_going=run["keep_going"],
-        retries=run["retries"], explain=run["explain"], cache_dir=run["cache_dir"],
-        gc=run["gc"], keep_intermediates_remote=run["keep_intermediates_remote"],
+    """RunOptions from the parsed command line: each option is read here once, into the
+    record of the component that uses it."""
+    local = run["batch_type"] == "local"
+    manager = ManagerConfig(
+        host=run["manager_host"] or ("127.0.0.1" if local else "0.0.0.0"),
         port=run["port"], port_file=run["port_file"], password_file=run["password_file"],
         ssl=run["ssl"], ssl_cert=run["ssl_cert"], ssl_key=run["ssl_key"],
-        manager_host=run["manager_host"], placement=run["placement"],
-        transfer_limit=run["transfer_limit"], peer_transfers=not run["no_peer_transfers"],
-        max_workers=run["max_workers"], min_workers=run["min_workers"],
-        worker_timeout_s=run["worker_timeout"], batch_options=run["batch_options"],
+        placement=run["placement"], transfer_limit=run["transfer_limit"],
+        peer_transfers=not run["no_peer_transfers"], max_tasks=run["max_local"])
+    workers = ProviderOptions(
+        min_workers=run["min_workers"], max_workers=run["max_workers"] or 0,
+        worker_timeout_s=run["worker_timeout"] or ProviderOptions.worker_timeout_s,
+        batch_options=run["batch_options"],
         worker_resources=Resources(cores=run["cores"], memory_mb=run["memory"],
                                    disk_mb=run["disk"], gpus=run["gpus"]))
+    return RunOptions(
+        vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
+        batch_type=run["batch_type"], keep_going=run["keep_going"], retries=run["retries"],
+        explain=run["explain"], cache_dir=run["cache_dir"], gc=run["gc"],
+        keep_intermediates_remote=run["keep_intermediates_remote"], manager=manager,
+        workers=workers)
 
 
 def _parse(path: str, options: RunOptions, write: bool) -> Workflow:

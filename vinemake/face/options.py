@@ -1,17 +1,22 @@
-"""RunOptions: everything the command line says about how to run a workflow, as plain data."""
+"""RunOptions: everything the command line says about how to run a workflow, as plain data.
+
+One object goes down: the manager's part is a ManagerConfig and the workers' part a
+ProviderOptions, built once by the command line and handed on as they are, so no option is
+copied field by field from one record to the next.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vinemake.common.spec import Resources
+from vinemake.backends import BACKENDS, ProviderOptions
+from vinemake.manager.config import ManagerConfig
 
-__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES", "PLACEMENTS"]
+__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES"]
 
-BATCH_TYPES = ("local", "workers", "slurm", "pbs", "sge", "condor")
+BATCH_TYPES = tuple(BACKENDS)  # -T: one name per worker provider
 CLEAN_MODES = ("all", "outputs", "intermediates", "cache")
 GC_MODES = ("none", "ref_cnt")
-PLACEMENTS = ("locality", "random")
 
 
 @dataclass(frozen=True)
@@ -20,6 +25,7 @@ class RunOptions:
 
     `vinefile` and `root` are absolute; `targets` are the files asked for (empty: all of the
     workflow's outputs). None means "not given": the component that reads it picks its default.
+    `manager.max_tasks` is -j: it caps LOCAL rules on this machine as well as tasks on workers.
     """
 
     vinefile: str = "Vinefile"
@@ -27,7 +33,6 @@ class RunOptions:
     targets: tuple[str, ...] = ()
     # Where and how much to run.
     batch_type: str = "local"
-    max_local: int | None = None
     keep_going: bool = False
     retries: int | None = None
     explain: bool = False
@@ -36,21 +41,11 @@ class RunOptions:
     cache_dir: str | None = None
     gc: str = "none"
     keep_intermediates_remote: bool = False
-    # The manager: where workers connect and how they are let in.
-    port: int = 0  # 0: any free port
-    port_file: str | None = None
-    password_file: str | None = None
-    ssl: bool = False
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-    manager_host: str | None = None
-    # Scheduling and transfers.
-    placement: str = "locality"
-    transfer_limit: int = 3
-    peer_transfers: bool = True
-    # Workers.
-    max_workers: int | None = None
-    min_workers: int = 0
-    worker_timeout_s: float | None = None
-    batch_options: str = ""
-    worker_resources: Resources = field(default_factory=Resources)  # --cores/--memory/...
+    # The manager (where workers connect, who may join, how work is placed) and the workers.
+    manager: ManagerConfig = field(default_factory=ManagerConfig)
+    workers: ProviderOptions = field(default_factory=ProviderOptions)
+
+    @property
+    def max_local(self) -> int | None:
+        """-j: rules run at once on this machine (and tasks on workers)."""
+        return self.manager.max_tasks

@@ -12,7 +12,7 @@ import signal
 import stat
 import sys
 from collections.abc import Set
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
@@ -362,26 +362,12 @@ class _NoExecutor:
 
 
 def _start_manager(options, root: str):
-    from vinemake.backends import ProviderOptions, get_provider
-    from vinemake.manager.config import ManagerConfig
+    from vinemake.backends import get_provider
     from vinemake.manager.manager import Manager
 
-    config = ManagerConfig(
-        host=options.manager_host or ("127.0.0.1" if options.batch_type == "local"
-                                      else "0.0.0.0"),
-        port=options.port, port_file=options.port_file, password_file=options.password_file,
-        ssl=options.ssl, ssl_cert=options.ssl_cert, ssl_key=options.ssl_key,
-        placement=options.placement, transfer_limit=options.transfer_limit,
-        peer_transfers=options.peer_transfers,
-        keep_intermediates_remote=options.keep_intermediates_remote,
-        max_tasks=options.max_local, workdir=StateDir(root).manager,
-        worker_timeout_s=options.worker_timeout_s or 60.0)
-    provider_options = ProviderOptions(
-        min_workers=options.min_workers, max_workers=options.max_workers or 0,
-        worker_timeout_s=options.worker_timeout_s or 60.0,
-        batch_options=options.batch_options, worker_resources=options.worker_resources)
+    config = replace(options.manager, workdir=StateDir(root).manager)
     try:
-        return Manager.start(config, get_provider(options.batch_type), provider_options)
+        return Manager.start(config, get_provider(options.batch_type), options.workers)
     except OSError as e:
         raise InfrastructureError(f"cannot start the manager: {e}") from e
 

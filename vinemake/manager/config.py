@@ -19,9 +19,8 @@ class ManagerConfig:
     `max_tasks` is the -j cap on tasks running at once over all workers (None: no cap).
     `max_retries` is how many times a task lost with its worker (or whose input no source
     could give) is re-queued before the engine sees status "lost" (or "error"). `workdir` is
-    the manager's scratch dir (transfer log, temporaries). `keep_intermediates_remote` is
-    carried for the engine, which then gives intermediates no path; `worker_timeout_s` is for
-    worker providers. With `ssl`, outputs come back pushed by workers over TLS.
+    the manager's scratch dir (transfer log, temporaries). With `ssl`, outputs come back
+    pushed by workers over TLS. `placement` is one of PLACEMENTS, the one list of them.
     """
 
     host: str = "127.0.0.1"
@@ -34,10 +33,8 @@ class ManagerConfig:
     placement: str = "locality"
     transfer_limit: int = 3
     peer_transfers: bool = True
-    keep_intermediates_remote: bool = False
     max_tasks: int | None = None
     workdir: str = ".vinemake/manager"
-    worker_timeout_s: float = 60.0
     max_retries: int = 3
     seed: int | None = None  # for --placement random, so comparisons are repeatable
     # Tasks per core a worker on this host may hold beyond what fits, started by the worker
