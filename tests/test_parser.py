@@ -147,9 +147,26 @@ def test_backslash_dollar_gives_the_shell_a_dollar():
     assert r.command == "for f in *; do echo $f \"$HOME\" '$1' $PWD; done"
 
 
-def test_other_backslashes_reach_the_shell_as_written():
-    assert rule("out:\n\ttr -d '\\n' < a | sed \"s/\\\"//\" > out\n").command == \
-        "tr -d '\\n' < a | sed \"s/\\\"//\" > out"
+# What cctools makeflow 9.9 submitted for each command (read from its log on this machine).
+@pytest.mark.parametrize(("text", "command"), [
+    ("out:\n\techo \\\\\\$ > a.txt\n", "echo \\$ > a.txt"),
+    ("out:\n\techo \"\\'q\\'\" > b.txt\n", "echo \"'q'\" > b.txt"),
+    ('out:\n\techo "{\\\\"k\\\\": 1}" > out.txt\n', 'echo "{\\"k\\": 1}" > out.txt'),
+    ("out:\n\tprintf 'a\\nb\\n' | tr '\\n' ' ' > o\n", "printf 'anbn' | tr 'n' ' ' > o"),
+    ("out:\n\tprintf '%s|' a\\ b \"a\\ b\" 'a\\ b' > o\n", "printf '%s|' a b \"a b\" 'a b' > o"),
+    ('out:\n\tprintf "%s|" "a\\"b" x\\"y > o\n', 'printf "%s|" "a"b" x"y > o'),
+    # Inside double quotes Makeflow's control escapes are the characters themselves.
+    ("out:\n\tprintf '%s|' '\\t' \"\\t\" > o\n", "printf '%s|' 't' \"\t\" > o"),
+    # A value: one backslash removed when it is read, another where it is used outside
+    # quotes (Makeflow reads an inserted value again as command text), none inside quotes.
+    ("A = a\\\\\\\\b\nout:\n\tprintf '%s|' $(A) \"$(A)\" > o\n",
+     "printf '%s|' a\\b \"a\\\\b\" > o"),
+    ("C = 'p\\\\q'\nout:\n\tprintf '%s|' $(C) \"$(C)\" > o\n",
+     "printf '%s|' 'pq' \"'p\\q'\" > o"),
+    ("B = x\\ty\nout:\n\tprintf '%s|' \"$(B)\" > o\n", "printf '%s|' \"x\ty\" > o"),
+])
+def test_backslashes_as_makeflow_reads_them(text, command):
+    assert rule(text).command == command
 
 
 def test_backslash_dollar_in_file_list_is_a_plain_dollar():
@@ -186,12 +203,26 @@ def test_environ_defaults_to_the_process_environment(monkeypatch):
 # ---- export, categories, resources ------------------------------------------------------
 
 def test_export_forms_and_value_in_force_at_each_rule():
-    text = ("A=1\nexport A B=2\nexport HOME\na:\n\tx\nA=3\nb:\n@B=local\n\tx\n")
+    text = ("A=1\nexport A\nexport B=2\nexport HOME\na:\n\tx\nA=3\nb:\n@B=local\n\tx\n")
     wf = parse(text, {"HOME": "/home/u"})
     assert wf.rules[0].env == (("A", "1"), ("B", "2"), ("CATEGORY", "default"),
                                ("HOME", "/home/u"))
     assert wf.rules[1].env == (("A", "3"), ("B", "local"), ("CATEGORY", "default"),
                                ("HOME", "/home/u"))
+
+
+# As cctools makeflow 9.9 reads them (the environment its commands saw, on this machine).
+@pytest.mark.parametrize(("line", "env"), [
+    ("export HELLO=hello makeflow", {"HELLO": "hello makeflow"}),
+    ("export E = e1 e2", {"E": "e1 e2"}),
+    ("export G= g1 \"g 2\" H=h", {"G": 'g1 "g 2" H=h'}),
+    ("F=f0\nexport F+=f1", {"F": "f0 f1"}),
+    ("B=b\nexport B C", {"B": "b", "C": "c-from-env"}),
+    ("export Q = \\$HOME a\\\\b", {"Q": "$HOME a\\b"}),
+])
+def test_export_forms_as_makeflow_reads_them(line, env):
+    r = rule(line + "\nout:\n\tx\n", {"C": "c-from-env"})
+    assert dict(r.env) == {**env, "CATEGORY": "default"}
 
 
 def test_export_of_a_name_set_nowhere_is_left_out():

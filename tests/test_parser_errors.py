@@ -120,9 +120,14 @@ CASES = [
      "Vinefile:1:8: export: '1A' is not a variable name\nexport 1A\n       ^"),
     ("LOCAL without a command", "out:\n\tLOCAL\n",
      "Vinefile:2:2: LOCAL needs a command after it\n\tLOCAL\n\t^"),
-    ("bad resource value in an export", "export A MEMORY=lots\n",
-     "Vinefile:1:10: bad MEMORY value 'lots': expected a size like 512MB or 2GB (a bare number "
-     "is MB)\nexport A MEMORY=lots\n         ^"),
+    ("bad resource value in an export", "export MEMORY=lots\n",
+     "Vinefile:1:15: bad MEMORY value 'lots': expected a size like 512MB or 2GB (a bare number "
+     "is MB)\nexport MEMORY=lots\n              ^"),
+    ("export of names and an assignment", "export A B=2\n",
+     "Vinefile:1:10: export NAME=value exports one name: the rest of the line is its value\n"
+     "export A B=2\n         ^"),
+    ("export assignment to a non-name", "export 1A=2\n",
+     "Vinefile:1:8: export: '1A' is not a variable name\nexport 1A=2\n       ^"),
     ("empty category in an export", "export CATEGORY=\n",
      "Vinefile:1:8: a category name is one word, got ''\nexport CATEGORY=\n       ^"),
     ("category name with a blank", "CATEGORY=a b\n",

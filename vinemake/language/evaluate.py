@@ -18,6 +18,7 @@ raw text of each line part and where it starts. This module gives them meaning:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -35,7 +36,16 @@ from vinemake.common.spec import (
 )
 from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
-from vinemake.language.expand import ExpandError, expand, scan_words, split_files, split_words
+from vinemake.language.expand import (
+    COMMAND,
+    VALUE,
+    WORDS,
+    ExpandError,
+    expand,
+    scan_words,
+    split_files,
+    split_words,
+)
 from vinemake.language.statements import (
     Annotation,
     Assign,
@@ -55,6 +65,10 @@ __all__ = ["evaluate"]
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME", "mpi_processes": "MPI_PROCESSES"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
+# `export NAME=value`: the name and the operator; and the first two words of any export line.
+_EXPORT_ASSIGN = re.compile(r"([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*\+?=")
+_EXPORT_WORDS = re.compile(r"([ \t]*)([^ \t=]*)[ \t]*()")
+_QUOTED = re.compile(r"""'[^']*'|"(?:[^"\\]|\\.)*"|\\.""", re.S)
 _NO_OVERRIDES: dict = {}  # shared, never changed
 
 
@@ -147,9 +161,9 @@ class _Evaluator:
 
         return lookup
 
-    def expand(self, text: Text, lookup) -> str:
+    def expand(self, text: Text, lookup, mode: str = WORDS) -> str:
         try:
-            return expand(text.raw, lookup)
+            return expand(text.raw, lookup, mode)
         except ExpandError as e:
             raise self.source.error_at(text, e.offset, e.message) from None
 
@@ -158,12 +172,19 @@ class _Evaluator:
         head = stmt.head.raw
         op = "+=" if head.endswith("+=") else "="
         name = head[: -len(op)].strip().lstrip("@")
-        value = self.expand(stmt.value, lookup).strip() if stmt.value else ""
+        value = self._value_text(stmt.value, lookup)
         if op == "+=":
             old = lookup(name)
             if old:
                 value = f"{old} {value}" if value else old
         return name, op, value
+
+    def _value_text(self, text: Text | None, lookup) -> str:
+        """An assignment's value: from its first non-blank character to the end of the line
+        or a comment, without its trailing blanks (Makeflow keeps them; nobody sees them)."""
+        if text is None:
+            return ""
+        return self.expand(_shift(text, _lead(text.raw)), lookup, VALUE).rstrip(" \t")
 
     # ---- statements --------------------------------------------------------------------
     def run(self, statements: Iterable) -> Workflow:
@@ -240,23 +261,37 @@ class _Evaluator:
                                                  "(use '=' or '+=')")
 
     def export(self, stmt: Export) -> None:
-        if stmt.args is None:
+        """`export NAME=value` (the rest of the line is the value, as in Makeflow; also
+        `NAME = value`, `NAME+=value`) or `export NAME...`."""
+        args = stmt.args
+        if args is None:
             raise self.source.error_at(stmt.keyword, 0, "export needs at least one NAME or "
                                                         "NAME=value")
-        text = self.expand(stmt.args, self.lookup_top)
         names = list(self.exports)
-        for word, offset in scan_words(text):
-            name, eq, value = word.partition("=")
-            where = offset if text == stmt.args.raw else _lead(stmt.args.raw)
-            if not _is_name(name):
-                raise self.source.error_at(stmt.args, where,
-                                           f"export: {name!r} is not a variable name")
-            if eq:
-                at = _shift(stmt.args, where)
-                self._set_top(name, value, at)
-            if name not in names:
-                names.append(name)
-        self.exports = tuple(names)
+        if "=" in _QUOTED.sub("", args.raw):
+            m = _EXPORT_ASSIGN.match(args.raw)
+            if m is None:
+                first = _EXPORT_WORDS.match(args.raw)
+                if not _is_name(first.group(2)):
+                    raise self.source.error_at(args, first.start(2), "export: "
+                                               f"{first.group(2)!r} is not a variable name")
+                raise self.source.error_at(args, first.start(3), "export NAME=value exports "
+                                           "one name: the rest of the line is its value")
+            value = _shift(args, m.end())
+            assign = Assign(_shift(args, m.start(2))._replace(raw=args.raw[m.start(2):m.end()]),
+                            value if value.raw.strip() else None)
+            name, _, value = self._value(assign, self.lookup_top)
+            self._set_top(name, value, assign)
+            names.append(name)
+        else:
+            text = self.expand(args, self.lookup_top)
+            for word, offset in scan_words(text):
+                if not _is_name(word):
+                    where = offset if text == args.raw else _lead(args.raw)
+                    raise self.source.error_at(args, where,
+                                               f"export: {word!r} is not a variable name")
+                names.append(word)
+        self.exports = tuple(dict.fromkeys(names))
 
     def directive(self, stmt: Directive) -> None:
         word = stmt.word.raw
@@ -323,7 +358,7 @@ class _Evaluator:
         # Without rule-local assignments the rule sees exactly the top-level scope.
         lookup = (self._rule_lookup(local, category) if local or category != self.current
                   else self.lookup_top)
-        command = self.expand(stmt.command, lookup).strip()
+        command = self.expand(stmt.command, lookup, COMMAND).strip()
         if lookup("BATCH_LOCAL") not in _NOT_LOCAL:
             fields["local"] = True
         if command.startswith(keywords.COMMAND_PREFIXES) or not command or "call" in fields:

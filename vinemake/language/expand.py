@@ -1,19 +1,22 @@
 """Variable expansion and quote-aware word splitting of Vinefile text (no I/O, no lark).
 
-Expansion rules (LANGUAGE.md §1):
+Expansion rules (LANGUAGE.md §1), as cctools makeflow's lexer reads text:
 - `$NAME`, `$(NAME)`, `${NAME}` are replaced eagerly by the value found through `lookup`;
   the inserted text is not expanded again (the value was expanded when it was assigned).
 - Inside single quotes nothing expands; inside double quotes `$` expands. Quotes are kept:
-  commands and values reach /bin/sh as written.
+  commands and values reach /bin/sh with their quotes.
 - `\\` + newline (a continued line) becomes one space, swallowing the blanks around it.
-- `\\$` becomes `$`, everywhere (also inside quotes): vinemake does not expand it, /bin/sh
-  receives a plain `$`. This is what cctools makeflow does (its lexer reads `\\c` as `c` in
-  commands, values and quoted text), and what makes the Makeflow idiom work: `echo \\$HOME`
-  prints the home directory of the machine the command runs on, and `for f in *; do cat
-  \\$f; done` loops in the shell. To give /bin/sh a `$` it must not expand, quote it for the
-  shell as usual: `'$HOME'` (single quotes also stop vinemake's expansion). Every other
-  backslash reaches /bin/sh as written (cctools drops them all, which turns `tr '\\n'` into
-  `tr 'n'`: not copied). In a file list backslash escapes are removed like quotes.
+- In commands and values (mode COMMAND, VALUE) a backslash escapes the next character and is
+  removed, whatever that character is and inside quotes too, as Makeflow's lexer does:
+  `\\$` is a `$` vinemake does not expand (so /bin/sh expands it where the command runs),
+  `\\\\` one backslash, `\\"` a quote character that does not end a quoted string. So
+  `echo "{\\\\"k\\\\": 1}"` gives /bin/sh `echo "{\\"k\\": 1}"`, which prints
+  `{"k": 1}`. Inside double quotes, and in a value outside quotes, `\\n \\t \\r \\a
+  \\b \\f \\v` are the control characters (Makeflow's escapes).
+- In a command, a value inserted outside quotes is read once more the same way (its
+  backslashes and quotes, not its `$`): Makeflow reads it again as command text.
+- In file lists, directives and annotations (mode WORDS) backslashes are kept for the word
+  splitting that follows (split_words removes them as /bin/sh would); `\\$` is `$`.
 - `$$` is an error (Make's escape for `$` is not Makeflow's); so are Make's automatic
   variables `$@ $< $^`, which the compatible subset does not have. A `$` followed by anything
   else (`$1`, `$?`, a blank) is left alone for the shell.
@@ -48,8 +51,14 @@ class ExpandError(Exception):
 Lookup = Callable[[str], "str | None"]
 
 
-def expand(raw: str, lookup: Lookup) -> str:
-    """Expand variables in `raw` and join continued lines; quotes and escapes are kept."""
+WORDS, VALUE, COMMAND = "words", "value", "command"
+# Makeflow's escapes for control characters (inside double quotes, and in values).
+_CONTROL = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def expand(raw: str, lookup: Lookup, mode: str = WORDS) -> str:
+    """Expand variables in `raw` and join continued lines; quotes are kept, backslashes as
+    `mode` says (WORDS, VALUE or COMMAND: see the module's docstring)."""
     if _SPECIAL.search(raw) is None:
         return raw
     out: list[str] = []
@@ -63,11 +72,10 @@ def expand(raw: str, lookup: Lookup) -> str:
         i = m.start()
         out.append(raw[pos:i])
         ch = raw[i]
-        if quote == "'":
-            # Inside single quotes only the closing quote, `\$` and a continued line matter.
-            if ch == "\\" and raw.startswith(("\n", "$"), i + 1):
-                pos = _escape(raw, i, out)
-                continue
+        if ch == "\\":
+            pos = _escape(raw, i, out, mode, quote)
+        elif quote == "'":
+            # Inside single quotes only the closing quote and escapes matter.
             if ch == "'":
                 quote = ""
             out.append(ch)
@@ -79,26 +87,53 @@ def expand(raw: str, lookup: Lookup) -> str:
                 quote = ""
             out.append(ch)
             pos = i + 1
-        elif ch == "\\":
-            pos = _escape(raw, i, out)
+        elif mode == _REREAD:
+            out.append(ch)  # an inserted value's `$` is not expanded again
+            pos = i + 1
         else:
+            start = len(out)
             pos = _variable(raw, i, lookup, out)
+            if mode == COMMAND and not quote and len(out) > start:
+                out[start:] = [unescape("".join(out[start:]))]
     return "".join(out)
 
 
-def _escape(raw: str, i: int, out: list[str]) -> int:
-    """Copy the escape at raw[i] to `out`: `\\$` is `$`, a continued line one space."""
+def unescape(text: str) -> str:
+    """Read `text` as Makeflow reads a command, without expanding anything: each escaping
+    backslash removed (Makeflow's control escapes inside double quotes), quotes kept."""
+    return expand(text, _no_variables, _REREAD) if "\\" in text else text
+
+
+_REREAD = "reread"  # COMMAND, for text already expanded
+
+
+def _no_variables(name: str) -> None:
+    return None
+
+
+def _escape(raw: str, i: int, out: list[str], mode: str, quote: str) -> int:
+    """Copy the escape at raw[i] to `out`; return the offset after it."""
     nxt = raw[i + 1: i + 2]
-    if nxt == "$":
-        out.append("$")
-        return i + 2
     if nxt == "\n":
         _join_lines(out)
         j = i + 2
         while j < len(raw) and raw[j] in " \t":
             j += 1
         return j
-    out.append(raw[i: i + 2])
+    if nxt == "$":
+        out.append("$")
+        return i + 2
+    if quote == "'" and nxt == "'":
+        # A single-quoted string ends at its quote, backslash or not (as the grammar reads it).
+        out.append("\\")
+        return i + 1
+    if mode == WORDS or not nxt:
+        out.append(raw[i: i + 2])
+        return i + 2
+    if nxt in _CONTROL and (quote == '"' or (mode == VALUE and not quote)):
+        out.append(_CONTROL[nxt])
+    else:
+        out.append(nxt)
     return i + 2
 
 
