@@ -299,3 +299,21 @@ def test_a_run_with_several_syntax_errors_reports_them_all_and_writes_nothing(pr
     assert err.count("Vinefile:") == 2
     assert "Vinefile:3:4: expected ':'" in err and "Vinefile:5:5: unbalanced quote" in err
     assert snapshot(project) == before  # no .vinemake, nothing run
+
+
+def test_twenty_errors_on_a_ten_megabyte_line_print_little_and_fit_in_memory(tmp_path):
+    missing = " ".join(f"m{i:02}" for i in range(20))
+    (tmp_path / "Vinefile").write_text(f"out: {missing} # {'x' * 10_000_000}\n\ttouch out\n")
+    with open(tmp_path / "stderr", "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "vinemake", "--check"], cwd=tmp_path,
+                                stdout=subprocess.DEVNULL, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+    text = (tmp_path / "stderr").read_text()
+    assert os.waitstatus_to_exitcode(status) == 2
+    assert text.count("does not exist and no rule makes it") == 20
+    assert text.startswith(f"Vinefile:1:6: source 'm00' does not exist and no rule makes it\n"
+                           f"out: {missing} # {'x' * 113}...\n     ^\n")
+    assert len(text) < 20 * 500
+    # Quoting the line in full, read anew for each error, made 20 copies of 10 MB, each three
+    # times (the line, the caret's padding, the message): 1.2 GB. Now the line is read once.
+    assert usage.ru_maxrss * 1024 < 120_000_000

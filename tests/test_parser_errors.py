@@ -220,3 +220,14 @@ def test_the_parse_resumes_only_where_a_statement_surely_starts(text, lines):
         parse_text(text, "Vinefile", environ={})
     errors = getattr(info.value, "errors", (info.value,))
     assert [e.location.line for e in errors] == lines
+
+
+def test_an_error_quotes_at_most_two_hundred_characters_of_a_long_line():
+    names = " ".join(f"n{i:03}" for i in range(100))
+    text = f"out: {names} missing\n\tx\n"
+    error = VinefileError(Location("Vinefile", 1, text.index("missing") + 1), "gone",
+                          text.split("\n")[0])
+    # The 200 characters around the column: here the end of the line.
+    assert str(error) == f"Vinefile:1:506: gone\n...{names[-192:]} missing\n{' ' * 196}^"
+    first = VinefileError(Location("Vinefile", 1, 6), "gone", text.split("\n")[0])
+    assert str(first) == f"Vinefile:1:6: gone\nout: {names[:195]}...\n     ^"

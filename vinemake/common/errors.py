@@ -55,12 +55,27 @@ class InfrastructureError(VinemakeError):
     """Something vinemake depends on failed: a worker, a transfer, a batch system."""
 
 
+# The most characters of a line an error quotes: a generated workflow's line may be megabytes
+# long, and twenty errors on it must not print it twenty times.
+MAX_QUOTED = 200
+_CUT = "..."
+
+
 def format_located(location: Location, message: str, line_text: str | None) -> str:
-    """`path:line:col: message`, then the line and a caret under the column (ninja-style)."""
+    """`path:line:col: message`, then the line and a caret under the column (ninja-style);
+    of a long line, only the MAX_QUOTED characters around the column, cuts marked '...'."""
     head = f"{location}: {message}"
     if line_text is None:
         return head
     line_text = line_text.rstrip("\n")
+    col = max(location.col - 1, 0)
+    if len(line_text) > MAX_QUOTED:
+        start = max(0, min(col - MAX_QUOTED // 2, len(line_text) - MAX_QUOTED))
+        end = start + MAX_QUOTED
+        shown = line_text[start:end]
+        lead = _CUT if start else ""
+        line_text = lead + shown + (_CUT if end < len(line_text) else "")
+        col = col - start + len(lead)
     # Tabs are kept so the caret lines up under the same characters in a terminal.
-    pad = "".join("\t" if ch == "\t" else " " for ch in line_text[: max(location.col - 1, 0)])
+    pad = "".join("\t" if ch == "\t" else " " for ch in line_text[:col])
     return f"{head}\n{line_text}\n{pad}^"

@@ -203,10 +203,15 @@ class _Locator:
 
     def __init__(self, root: str):
         self.root = root
+        # Errors on one line share its text: a generated line may be megabytes long.
+        self.lines: dict[tuple[str, int], str | None] = {}
 
     def error(self, rule: RuleSpec, message: str, name: str | None = None) -> VinefileError:
         location = rule.location
-        text = read_line(location, self.root)
+        where = (location.path, location.line)
+        if where not in self.lines:
+            self.lines[where] = read_line(location, self.root)
+        text = self.lines[where]
         if text is not None and name is not None:
             col = _column_of(text, name)
             if col is not None:
