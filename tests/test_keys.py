@@ -90,3 +90,17 @@ def test_unknown_library_and_unknown_input_are_input_errors():
         compute_keys([rule(1, ["s"], [], "f", call="nope")], {})
     with pytest.raises(InputError, match="rule 'x' reads 'q', which is neither a source"):
         compute_keys([rule(0, ["x"], ["q"], "c")], {})
+
+
+def test_a_directory_output_hash_and_a_source_directory_key_are_one_digest(tmp_path):
+    # One way to hash a tree: what a worker reports for a directory output is the digest
+    # that names the same directory as a source.
+    from vinemake.common.hashing import hash_tree
+    from vinemake.core.filestate import FileState
+
+    (tmp_path / "d" / "sub").mkdir(parents=True)
+    (tmp_path / "d" / "a.txt").write_text("a\n")
+    (tmp_path / "d" / "sub" / "b.txt").write_text("bb\n")
+    size, digest = hash_tree(str(tmp_path / "d"))
+    assert size == 5 and digest.startswith("dir-")
+    assert FileState(None).key(str(tmp_path / "d")) == "file-xxh3_128-" + digest[4:]

@@ -10,16 +10,17 @@ import time
 
 import pytest
 
+from vinemake.common.hashing import hash_file
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskFile
-from vinemake.wire.fileserver import hash_file
 from vinemake.wire.protocol import ProtocolError
 from vinemake.worker import monitor as monitor_module
 from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.monitor import Monitor, Sample, exceeded
 from vinemake.worker.runner import Fetch, Runner, Slots, Source
-from vinemake.worker.sandbox import SandboxError, check_name, link_in, remove_tree
+from vinemake.worker.sandbox import SandboxError, check_name, link_in
 
 
 @pytest.mark.parametrize("name, why", [
@@ -50,7 +51,7 @@ def test_inputs_are_hard_linked_with_subdirectories_and_directories_recursively(
     link_in(str(tmp_path / "d"), str(box), "data")
     assert os.stat(box / "in/deep/f").st_ino == os.stat(tmp_path / "f").st_ino
     assert os.stat(box / "data/e/g").st_ino == os.stat(tmp_path / "d/e/g").st_ino
-    remove_tree(str(box))
+    remove_path(str(box))
     assert not box.exists()
     assert (tmp_path / "d" / "e" / "g").read_text() == "y"
 

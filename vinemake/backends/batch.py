@@ -39,6 +39,7 @@ from typing import Protocol
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, options_tag
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 
 __all__ = [
@@ -510,7 +511,7 @@ class BatchWorkers:
                     self.log(f"could not cancel {self.system.name} jobs "
                              f"{' '.join(self.submitted)}: {_last_line(result.stderr)}")
             if self._scripts:
-                shutil.rmtree(self._scripts, ignore_errors=True)
+                remove_path(self._scripts)
 
     # -- the work
 

@@ -11,11 +11,11 @@ edited or replaced since then is the user's, and is kept with a note.
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 from typing import TextIO
 
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Workflow
 from vinemake.core.graph import BuildGraph, norm
 from vinemake.core.journal import FileRecord, Journal
@@ -71,7 +71,7 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
     plan = decide(options.clean, made, protected, outputs, disk)
     journal.open()
     for path in plan.paths:
-        _remove(os.path.join(root, path))
+        remove_path(os.path.join(root, path))
         journal.removed(path)
         out.write(f"removed {path}\n")
     journal.close()
@@ -82,7 +82,7 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
         store.remove(key)
     if plan.state:
         for path in state.records():
-            _remove(path)
+            remove_path(path)
         _rmdir_if_empty(state.path)
     return 0
 
@@ -95,11 +95,6 @@ def _stat(path: str) -> tuple[int, int] | None:
     return st.st_size, st.st_mtime_ns
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    elif os.path.lexists(path):
-        os.unlink(path)
 
 
 def _rmdir_if_empty(path: str) -> None:

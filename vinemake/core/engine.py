@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import stat as stat_module
 import time
 from collections import deque
@@ -26,6 +25,7 @@ from dataclasses import dataclass, field
 
 from vinemake.common.errors import VinefileError
 from vinemake.common.names import quoted
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
 from vinemake.core.executor import Executor
@@ -444,11 +444,7 @@ class Engine:
             rec = self.journal.state.files.get(p)
             if st.refs[p] or rec is None or rec.collected:
                 continue
-            full = self.path(p)
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, ignore_errors=True)
-            elif os.path.lexists(full):
-                os.unlink(full)
+            remove_path(self.path(p))
             if self.store is not None and not self.options.shared_store:
                 self.store.remove(rec.key)  # else the store's link keeps the bytes alive
             self.journal.collected(p)

@@ -26,22 +26,10 @@ from collections.abc import Iterable, Mapping
 import xxhash
 
 from vinemake.common.errors import InputError
-from vinemake.core.keys import source_key, tree_key
+from vinemake.common.hashing import hash_file, source_key, tree_key
 
-__all__ = ["FileState", "hash_file", "CHUNK", "snapshot_digest", "write_snapshot",
+__all__ = ["FileState", "snapshot_digest", "write_snapshot",
            "snapshot_matches"]
-
-CHUNK = 1 << 20  # 1 MiB reads: large enough to amortise syscalls, small enough for the cache
-
-
-def hash_file(path: str) -> str:
-    """xxh3_128 hex digest of a file's content."""
-    h = xxhash.xxh3_128()
-    with open(path, "rb", buffering=0) as f:
-        while chunk := f.read(CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
 MEMO_HEADER = "vinemake-filestate 2\n"
@@ -86,7 +74,7 @@ class FileState:
         if known is not None and known[0] == sig:
             return known[1]
         self.reads += 1
-        key = source_key(hash_file(path))
+        key = source_key(hash_file(path)[1])
         self.memo[path] = (sig, key)
         self.dirty = True
         return key

@@ -19,69 +19,21 @@ MEMORY/DISK/WALL_TIME variables in the environment) are left out.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
-import xxhash
-
 from vinemake.common.errors import InputError
+from vinemake.common.hashing import ALGORITHM, digest, encode, source_key, tree_key
 from vinemake.common.spec import Resources, RuleSpec
 from vinemake.core.graph import norm
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
            "output_key", "Keys", "compute_keys"]
 
-ALGORITHM = "xxh3_128"
 # Environment variables that are limits, not inputs (see the module docstring).
 LIMIT_VARIABLES = frozenset({"MEMORY", "DISK", "WALL_TIME"})
 
-Field = str | bytes | int | float | None | tuple
-
-
-def encode(*fields: Field) -> bytes:
-    """An unambiguous byte string for nested fields: each one tagged and length-prefixed."""
-    parts: list[str] = []
-    _encode_into(parts, fields)
-    return "".join(parts).encode("utf-8", "surrogateescape")
-
-
-def _encode_into(parts: list[str], value: Field) -> None:
-    # Netstring-like in str form: the tag and the length (in characters) before each value.
-    kind = type(value)
-    if kind is str:
-        parts.append(f"S{len(value)}:")  # type: ignore[arg-type]
-        parts.append(value)  # type: ignore[arg-type]
-    elif kind is tuple:
-        parts.append(f"T{len(value)}:")  # type: ignore[arg-type]
-        for item in value:  # type: ignore[union-attr]
-            _encode_into(parts, item)
-    elif value is None:
-        parts.append("N")
-    elif kind is bytes:
-        text = value.decode("latin-1")  # type: ignore[union-attr]
-        parts.append(f"B{len(text)}:")
-        parts.append(text)
-    else:
-        text = repr(value)
-        parts.append(f"I{len(text)}:")
-        parts.append(text)
-
-
-def digest(data: bytes) -> str:
-    return xxhash.xxh3_128_hexdigest(data)
-
-
 _EMPTY = digest(b"")
-
-
-def source_key(content_hex: str) -> str:
-    """The key of a source file from the xxh3_128 hex digest of its content."""
-    return f"file-{ALGORITHM}-{content_hex}"
-
-
-def tree_key(entries: Iterable[tuple[str, str]]) -> str:
-    """The key of a source directory from its (relative name, key) entries, in any order."""
-    return f"file-{ALGORITHM}-{digest(encode('tree', tuple(sorted(entries))))}"
 
 
 def output_key(rule_key: str, name: str) -> str:

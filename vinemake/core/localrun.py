@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import queue
 import shlex
-import shutil
 import subprocess
 import sys
 import threading
@@ -21,6 +20,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from vinemake.common.names import flat
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult
 
@@ -137,5 +137,5 @@ class LocalRunner:
             os.makedirs(task.failed_dir, exist_ok=True)
             dest = os.path.join(task.failed_dir, flat(out.sandbox))
             if os.path.isdir(dest) and not os.path.islink(dest):
-                shutil.rmtree(dest)
+                remove_path(dest)
             os.replace(out.path, dest)

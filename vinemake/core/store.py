@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import stat
 import time
 import uuid
 
 from vinemake.common.linking import NO_LINK, link_or_copy_tree
+from vinemake.common.paths import remove_path
 
 __all__ = ["Store"]
 
@@ -114,7 +114,7 @@ class Store:
                 raise FileExistsError(errno.EEXIST, "stored already", entry)
             os.rename(tmp, entry)
         finally:
-            _remove(tmp)
+            remove_path(tmp)
 
     def _valid(self, entry: str) -> bool:
         stamp = _read_stamp(entry)
@@ -137,21 +137,21 @@ class Store:
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
         link_or_copy_tree(entry, tmp)
         if os.path.isdir(dest) and not os.path.islink(dest):
-            shutil.rmtree(dest)
+            remove_path(dest)
         os.replace(tmp, dest)
         if os.path.lexists(tmp):  # dest was a link to the entry already: rename did nothing
-            _remove(tmp)
+            remove_path(tmp)
         return True
 
     def remove(self, key: str) -> None:
         self._drop(self._entry(key))
 
     def _drop(self, entry: str) -> None:
-        _remove(entry + ".stamp")
-        _remove(entry)
+        remove_path(entry + ".stamp")
+        remove_path(entry)
 
     def clear(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        remove_path(self.root)
 
 
 _XATTR = "user.vinemake"
@@ -179,11 +179,3 @@ def _read_stamp(entry: str) -> str | None:
         return None
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 
 import xxhash
 
+from vinemake.common.paths import remove_path
 from vinemake.common.task import TaskResult
 from vinemake.manager.transfers import MANAGER, TransferLog, install, install_bytes
 from vinemake.wire.fileserver import fetch
@@ -204,7 +204,4 @@ class _Awaited:
 
 def _remove(tmp: str) -> None:
     for leftover in (tmp, tmp + ".tar"):
-        if os.path.isdir(leftover):
-            shutil.rmtree(leftover, ignore_errors=True)
-        elif os.path.lexists(leftover):
-            os.unlink(leftover)
+        remove_path(leftover)

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Iterable, Mapping
 
 from vinemake.common.linking import link_or_copy
+from vinemake.common.paths import remove_path
 
 __all__ = ["MANAGER", "choose_sources", "TransferLog", "install", "install_bytes"]
 
@@ -109,13 +110,10 @@ def install(src: str, target: str, move: bool = False) -> None:
         else:
             link_or_copy(src, tmp)
         if os.path.isdir(tmp) and os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
+            remove_path(target)
         os.rename(tmp, target)
     except BaseException:
-        if os.path.isdir(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
-        elif os.path.lexists(tmp):
-            os.unlink(tmp)
+        remove_path(tmp)
         raise
 
 
@@ -133,7 +131,7 @@ def install_bytes(data: bytes, target: str) -> None:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         if os.path.isdir(target) and not os.path.islink(target):
-            shutil.rmtree(target)
+            remove_path(target)
         os.rename(tmp, target)
     except BaseException:
         if os.path.lexists(tmp):

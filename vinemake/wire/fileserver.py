@@ -17,13 +17,13 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import stat
 import tarfile
 import threading
 from collections.abc import Callable
 
 import xxhash
 
+from vinemake.common.hashing import hash_tree
 from vinemake.wire.protocol import (
     CHUNK,
     DATA,
@@ -45,49 +45,6 @@ from vinemake.wire.protocol import (
     tune,
     welcome_for,
 )
-
-
-def hash_file(path: str) -> tuple[int, str]:
-    """(size, xxh3_128 hex) of a file, read in CHUNK-sized pieces."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        return _hash_fd(fd, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-
-
-def _hash_fd(fd: int, size_hint: int) -> tuple[int, str]:
-    # Plain reads of the size first: a buffered file object and a 1 MiB read cost more than
-    # hashing the small file most tasks write.
-    h = xxhash.xxh3_128()
-    size = 0
-    want = min(size_hint + 1, CHUNK)
-    while chunk := os.read(fd, want):
-        h.update(chunk)
-        size += len(chunk)
-        want = CHUNK
-    return size, h.hexdigest()
-
-
-def hash_tree(path: str) -> tuple[int, str]:
-    """(bytes, hash) of a file, or of a directory as its sorted (name, size, hash) list."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISDIR(st.st_mode):
-            return _hash_fd(fd, st.st_size)
-    finally:
-        os.close(fd)
-    h = xxhash.xxh3_128()
-    total = 0
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for name in sorted(files):
-            full = os.path.join(root, name)
-            size, digest = hash_file(full)
-            total += size
-            h.update(f"{os.path.relpath(full, path)}\0{size}\0{digest}\n".encode())
-    return total, "dir-" + h.hexdigest()
 
 
 class _FrameWriter:

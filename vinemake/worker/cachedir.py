@@ -12,7 +12,8 @@ import os
 import threading
 from dataclasses import dataclass
 
-from vinemake.worker.sandbox import check_key, remove_tree
+from vinemake.common.paths import remove_path
+from vinemake.worker.sandbox import check_key
 
 __all__ = ["Entry", "CacheDir"]
 
@@ -73,7 +74,7 @@ class CacheDir:
         if old is not None and old.path != dest:
             self.remove(key)
         if os.path.isdir(dest):
-            remove_tree(dest)
+            remove_path(dest)
         os.rename(src, dest)
         entry = Entry(key, dest, size, digest, forever)
         if forever:
@@ -90,6 +91,6 @@ class CacheDir:
             entry = self._entries.pop(key, None)
         if entry is None:
             return
-        remove_tree(entry.path)
+        remove_path(entry.path)
         if entry.forever:
-            remove_tree(entry.path + ".meta")
+            remove_path(entry.path + ".meta")

@@ -32,7 +32,6 @@ import itertools
 import json
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import threading
@@ -40,6 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from vinemake.common.paths import remove_path
 from vinemake.common.task import LibrarySpec, Task
 
 __all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "kill_session",
@@ -435,7 +435,7 @@ class LibraryInstance:
     def _start(self) -> None:
         if self._process is not None:
             self._process.stop(0)
-        shutil.rmtree(self.dir, ignore_errors=True)  # a fresh start gets a fresh directory
+        remove_path(self.dir)  # a fresh start gets a fresh directory
         os.makedirs(self.dir)
         self.prepare(self.dir)
         self.starts += 1

@@ -31,9 +31,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vinemake.common.hashing import hash_tree as tree_hash
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult
-from vinemake.wire.fileserver import hash_tree as tree_hash
 from vinemake.wire.protocol import Outcome, ProtocolError
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
@@ -43,7 +44,6 @@ from vinemake.worker.sandbox import (
     check_key,
     check_name,
     link_in,
-    remove_tree,
     tree_size,
 )
 
@@ -279,11 +279,11 @@ class Runner:
             with os.scandir(sandbox) as it:
                 for entry in it:
                     if entry.is_dir(follow_symlinks=False):
-                        remove_tree(entry.path)
+                        remove_path(entry.path)
                     else:
                         os.unlink(entry.path)
         except OSError:
-            remove_tree(sandbox)
+            remove_path(sandbox)
             return
         with self._locks_lock:
             self._spare.append(sandbox)
@@ -446,7 +446,7 @@ class Runner:
                 try:
                     size, digest = self.fetcher(source, f.key, tmp, f.hash)
                 except (ProtocolError, OSError, EOFError) as e:
-                    remove_tree(tmp)
+                    remove_path(tmp)
                     errors.append(f"{source.label}: {e}")
                     self.on_transfer(f.key, source.label, 0, start, time.time(), False, "",
                                      str(e))

@@ -12,7 +12,7 @@ import shutil
 
 from vinemake.common.linking import link_or_copy
 
-__all__ = ["SandboxError", "check_name", "check_key", "link_in", "tree_size", "remove_tree"]
+__all__ = ["SandboxError", "check_name", "check_key", "link_in", "tree_size"]
 
 
 class SandboxError(Exception):
@@ -79,35 +79,3 @@ def tree_size(path: str) -> int:
         except OSError:
             continue
     return total
-
-
-def remove_tree(path: str) -> None:
-    """Remove a file or directory tree if it exists.
-
-    Sandboxes are usually empty or flat once outputs moved out, and shutil.rmtree's careful
-    descent costs more than running a small task; so flat directories go the short way.
-    """
-    try:
-        os.rmdir(path)
-        return
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        os.unlink(path)
-        return
-    except OSError:
-        pass
-    if os.path.islink(path):
-        os.unlink(path)
-        return
-    nested = False
-    with os.scandir(path) as it:
-        for entry in it:
-            if entry.is_dir(follow_symlinks=False):
-                nested = True
-            else:
-                os.unlink(entry.path)
-    if nested:
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        os.rmdir(path)

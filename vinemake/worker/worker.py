@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import shutil
 import signal
 import socket
 import ssl
@@ -27,6 +26,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.wire.protocol import (
@@ -153,7 +153,7 @@ class Worker:
         # by a killed command) is running now: the monitor has stopped, kill it too.
         self.monitor.kill_all("the worker is exiting")
         self.files.close()
-        shutil.rmtree(self.run_dir, ignore_errors=True)
+        remove_path(self.run_dir)
 
     def _connect_with_backoff(self) -> Connection | None:
         delay = 0.1
@@ -503,4 +503,4 @@ def _remove_stale_runs(workdir: str) -> None:
     for name in names:
         pid = name.removeprefix("run-")
         if name.startswith("run-") and pid.isdigit() and not psutil.pid_exists(int(pid)):
-            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+            remove_path(os.path.join(workdir, name))
