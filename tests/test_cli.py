@@ -317,3 +317,18 @@ def test_twenty_errors_on_a_ten_megabyte_line_print_little_and_fit_in_memory(tmp
     # Quoting the line in full, read anew for each error, made 20 copies of 10 MB, each three
     # times (the line, the caret's padding, the message): 1.2 GB. Now the line is read once.
     assert usage.ru_maxrss * 1024 < 120_000_000
+
+
+@pytest.mark.parametrize(("vinefile", "expected"), [
+    ("o o:\n\ttouch o\n",
+     "Vinefile:1:3: 'o' is a target of this rule twice\no o:\n  ^\n"),
+    ("x .vinemake/journal:\n\ttouch x .vinemake/journal\n",
+     "Vinefile:1:3: target '.vinemake/journal' is inside .vinemake/, where vinemake keeps its "
+     "own state: a rule's outputs must be elsewhere\nx .vinemake/journal:\n  ^\n"),
+])
+def test_check_reports_targets_no_run_could_make(tmp_path, monkeypatch, vinefile, expected):
+    (tmp_path / "Vinefile").write_text(vinefile)
+    monkeypatch.chdir(tmp_path)
+    result = invoke("--check")
+    assert (result.exit_code, stderr(result)) == (2, expected)
+    assert sorted(os.listdir(tmp_path)) == ["Vinefile"]

@@ -397,3 +397,24 @@ def test_dry_run_text_shows_every_resource_a_rule_asks_for():
                     "Vinefile", environ={})
     text = dry_run_text(BuildGraph.build(wf, "."))
     assert "cores=2 wall=60s mpi_processes=8" in text
+
+
+def test_a_target_listed_twice_in_one_rule_is_reported_at_the_second(tmp_path):
+    assert error(tmp_path, "o o:\n\ttouch o\n") == (
+        "Vinefile:1:3: 'o' is a target of this rule twice\n"
+        "o o:\n"
+        "  ^")
+    assert error(tmp_path, "a o ./o: \n\ttouch a o\n") == (
+        "Vinefile:1:5: 'o' is a target of this rule twice\n"
+        "a o ./o: \n"
+        "    ^")
+
+
+@pytest.mark.parametrize("target", [".vinemake/journal", ".vinemake", "./.vinemake/x/y"])
+def test_a_target_inside_the_state_directory_is_refused(tmp_path, target):
+    text = f"ok: \n\ttrue\nout {target}:\n\tdate > {target}\n"
+    assert error(tmp_path, text) == (
+        f"Vinefile:3:5: target '{target}' is inside .vinemake/, where vinemake keeps its own "
+        "state: a rule's outputs must be elsewhere\n"
+        f"out {target}:\n"
+        "    ^")

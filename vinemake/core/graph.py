@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors
 from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
 from vinemake.common.suggest import did_you_mean
+from vinemake.core.statedir import NAME as STATE_DIR_NAME
 
 __all__ = ["BuildGraph", "EXPORT_FORMATS", "norm"]
 
@@ -206,23 +207,26 @@ class _Locator:
         # Errors on one line share its text: a generated line may be megabytes long.
         self.lines: dict[tuple[str, int], str | None] = {}
 
-    def error(self, rule: RuleSpec, message: str, name: str | None = None) -> VinefileError:
+    def error(self, rule: RuleSpec, message: str, name: str | None = None,
+              occurrence: int = 1) -> VinefileError:
         location = rule.location
         where = (location.path, location.line)
         if where not in self.lines:
             self.lines[where] = read_line(location, self.root)
         text = self.lines[where]
         if text is not None and name is not None:
-            col = _column_of(text, name)
+            col = _column_of(text, name, occurrence)
             if col is not None:
                 location = Location(location.path, location.line, col)
         return VinefileError(location, message, text)
 
 
-def _column_of(line: str, name: str) -> int | None:
-    """The 1-based column where `name` appears as a whole word in `line`, if it does."""
-    m = re.search(r"(?<![^\s:>\"'])" + re.escape(name) + r"(?![^\s:\"'-])", line)
-    return m.start() + 1 if m else None
+def _column_of(line: str, name: str, occurrence: int = 1) -> int | None:
+    """The 1-based column where `name` appears as a whole word in `line` for the
+    `occurrence`th time (or the first, if it appears fewer times), if it does."""
+    found = [m.start() + 1 for m in itertools.islice(re.finditer(
+        r"(?<![^\s:>\"'])" + re.escape(name) + r"(?![^\s:\"'-])", line), occurrence)]
+    return found[-1] if found else None
 
 
 def _unsafe(name: str) -> str | None:
@@ -242,6 +246,10 @@ def _check_ref(rule: RuleSpec, ref: FileRef, is_target: bool, where: _Locator) -
         if why is not None:
             raise where.error(rule, f"target {ref.path!r} {why}: a rule's outputs must be "
                                     "inside the workflow directory", ref.path)
+        if norm(ref.path).split("/", 1)[0] == STATE_DIR_NAME:
+            raise where.error(rule, f"target {ref.path!r} is inside {STATE_DIR_NAME}/, where "
+                                    "vinemake keeps its own state: a rule's outputs must be "
+                                    "elsewhere", ref.path)
     why = _unsafe(ref.sandbox)
     if why is not None:
         shown = ref.path if ref.sandbox == ref.path else f"{ref.path}->{ref.sandbox}"
@@ -258,11 +266,15 @@ def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
         renamed = False
         for ref in rule.targets:
             path = ref.path
-            if "/" in path or ".." in path or "\0" in path or ref.sandbox != path:
+            if "/" in path or "." in path[:1] or "\0" in path or ref.sandbox != path:
                 _check_ref(rule, ref, True, where)
                 renamed = renamed or ref.sandbox != path
                 path = norm(path)
+            known = len(producer)
             other = producer.setdefault(path, rid)
+            if other == rid and len(producer) == known:
+                raise where.error(rule, f"'{path}' is a target of this rule twice", ref.path,
+                                  occurrence=2)
             if other != rid:
                 first = rules[other].location.line
                 raise where.error(rule, f"{path} is made by two rules: line {first} and line "
