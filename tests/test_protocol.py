@@ -72,7 +72,7 @@ def test_tasks_and_outcomes_survive_the_wire():
     assert p.task_from_wire(p.decode(p.encode(p.Run(p.task_to_wire(task)))[5:]).task) == task
     result = TaskResult(task_id=7, status="ok", exit_code=0, measured=Measured(memory_mb=3.5),
                         worker="w1", outputs=(("out-1", 4),))
-    outcome = p.Outcome(result, outputs=(("out-1", 4, "h", "/c/out-1"),))
+    outcome = p.TaskOutcome(result, outputs=(("out-1", 4, "h", "/c/out-1"),))
     wire = p.decode(p.encode(p.Done([p.outcome_to_wire(outcome)]))[5:])
     assert p.outcome_from_wire(wire.outcomes[0]) == outcome
 

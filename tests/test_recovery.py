@@ -10,11 +10,11 @@ from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskFile, TaskResult
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 
 
-def worker(wid="w1") -> Worker:
-    return Worker.joined(wid, None, "127.0.0.1", 9000, False,
+def worker(wid="w1") -> ConnectedWorker:
+    return ConnectedWorker.joined(wid, None, "127.0.0.1", 9000, False,
                          Resources(cores=4, memory_mb=1000, disk_mb=1000, gpus=0))
 
 

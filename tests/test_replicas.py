@@ -8,11 +8,11 @@ from vinemake.common.spec import Resources
 from vinemake.common.task import LibrarySpec, Task, TaskFile
 from vinemake.manager.placement import Cached
 from vinemake.manager.replicas import Replicas
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 
 
-def worker(wid="w1", cores=2, memory=1000, disk=1000, same_host=False) -> Worker:
-    w = Worker.joined(wid, None, "127.0.0.1", 9000, same_host,
+def worker(wid="w1", cores=2, memory=1000, disk=1000, same_host=False) -> ConnectedWorker:
+    w = ConnectedWorker.joined(wid, None, "127.0.0.1", 9000, same_host,
                       Resources(cores=cores, memory_mb=memory, disk_mb=disk, gpus=0))
     return w
 
@@ -166,7 +166,7 @@ def test_the_view_counts_files_on_their_way_as_taking_cache_space():
 
 
 def test_waiting_tasks_start_within_the_j_cap_the_worker_was_told():
-    w = Worker.joined("w1", None, "127.0.0.1", 9000, True,
+    w = ConnectedWorker.joined("w1", None, "127.0.0.1", 9000, True,
                       Resources(cores=4, memory_mb=1000, disk_mb=1000, gpus=0), max_tasks=1)
     first, second = task(1), task(2)
     w.start(first, Resources(cores=1, memory_mb=0, disk_mb=0, gpus=0))

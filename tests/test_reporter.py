@@ -3,7 +3,7 @@
 import io
 import time
 
-from vinemake.core.engine import Outcome
+from vinemake.core.engine import RunOutcome
 from vinemake.core.reporter import PlainReporter, TtyReporter, make_reporter, summary_line
 
 
@@ -16,11 +16,11 @@ class Clock:
 
 
 def test_summary_lines():
-    assert summary_line(Outcome(skipped=1)) == "vinemake: nothing to do, 1 rule up to date"
-    assert summary_line(Outcome(ran=("a", "b"), restored=("c",), skipped=4, failed=("b",),
+    assert summary_line(RunOutcome(skipped=1)) == "vinemake: nothing to do, 1 rule up to date"
+    assert summary_line(RunOutcome(ran=("a", "b"), restored=("c",), skipped=4, failed=("b",),
                                 not_run=2, wall_time_s=1.25)) == (
         "vinemake: ran 2, restored 1, up to date 4, failed 1 (b), not run 2 in 1.2 s")
-    assert summary_line(Outcome(ran=("a",), stopped=130)).endswith("in 0.0 s (interrupted)")
+    assert summary_line(RunOutcome(ran=("a",), stopped=130)).endswith("in 0.0 s (interrupted)")
 
 
 def test_plain_reporter_writes_timestamped_lines():
@@ -32,7 +32,7 @@ def test_plain_reporter_writes_timestamped_lines():
     rep.finished("x", None)
     assert out.getvalue().count("\n") == 1  # "start" waits for the next tick
     rep.failed("x", "exit code 3", ".vinemake/failed/x")
-    rep.summary(Outcome(failed=("x",)))
+    rep.summary(RunOutcome(failed=("x",)))
     assert out.getvalue().splitlines() == [
         "03:04:05 1 rule to run, 0 to restore, 0 up to date",
         "03:04:05 start   x",

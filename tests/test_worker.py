@@ -19,7 +19,7 @@ from vinemake.worker import monitor as monitor_module
 from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.monitor import Monitor, Sample, exceeded
-from vinemake.worker.runner import Fetch, Runner, Slots, Source
+from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
 from vinemake.worker.sandbox import SandboxError, check_name, link_in
 
 
@@ -216,7 +216,7 @@ def test_the_monitor_kills_a_disk_hog(runner):
 
 
 def test_a_failed_fetch_is_retried_from_the_next_source(runner):
-    f = Fetch("file-in", "", (Source("h", 1, "bad"), Source("h", 2, "good")))
+    f = Fetch("file-in", "", (FileSource("h", 1, "bad"), FileSource("h", 2, "good")))
     o = runner.run(make_task("cat in > out", inputs=[("file-in", "in", None)],
                              outputs=[("out-1", "out", None)]), (f,))
     assert o.result.status == "ok"
@@ -226,7 +226,7 @@ def test_a_failed_fetch_is_retried_from_the_next_source(runner):
 
 
 def test_an_input_no_source_can_give_is_an_error(runner):
-    f = Fetch("file-in", "", (Source("h", 1, "bad"),))
+    f = Fetch("file-in", "", (FileSource("h", 1, "bad"),))
     o = runner.run(make_task(":", inputs=[("file-in", "in", None)]), (f,))
     assert o.result.status == "error"
     assert o.result.reason == ("cannot set up the sandbox: cannot fetch file-in: "

@@ -35,7 +35,7 @@ from vinemake.core.keys import Keys
 from vinemake.core.plan import RESTORE, RUN, Plan
 from vinemake.core.store import Store
 
-__all__ = ["EngineOptions", "Outcome", "Engine", "effective_resources", "too_big",
+__all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources", "too_big",
            "failed_dir_name", "stays_remote"]
 
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
@@ -53,7 +53,7 @@ class EngineOptions:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class RunOutcome:
     """What a run did, by rule name, and the exit code it implies."""
 
     ran: tuple[str, ...] = ()
@@ -193,7 +193,7 @@ class Engine:
 
     # -- the loop ---------------------------------------------------------------------------
 
-    def run(self) -> Outcome:
+    def run(self) -> RunOutcome:
         """Restore what the store holds, then run the rest until done, failed or stopped."""
         start = self.clock()
         to_run = set(self.plan.ids(RUN))
@@ -224,7 +224,7 @@ class Engine:
             self.journal.tick()
             self.reporter.tick()
         self.journal.sync()
-        outcome = Outcome(tuple(st.ran), tuple(st.restored),
+        outcome = RunOutcome(tuple(st.ran), tuple(st.restored),
                           len(self.plan.order) - len(to_run) - len(st.restored),
                           tuple(st.failed),
                           len(to_run) - len(st.ran) - len(st.failed),

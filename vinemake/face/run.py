@@ -175,10 +175,10 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
     if rules is None:
         return False
-    from vinemake.core.engine import Outcome
+    from vinemake.core.engine import RunOutcome
     from vinemake.core.reporter import summary_line
 
-    (out or sys.stderr).write(summary_line(Outcome(skipped=rules)) + "\n")
+    (out or sys.stderr).write(summary_line(RunOutcome(skipped=rules)) + "\n")
     return True
 
 

@@ -54,7 +54,7 @@ from vinemake.language.statements import (
     Export,
     PlainRule,
     Rule,
-    Source,
+    SourceText,
     Text,
 )
 from vinemake.language.units import parse_size_mb
@@ -113,7 +113,7 @@ class _Recorded(dict):
 class _Evaluator:
     """Walks the statements in order, keeping Makeflow's variable scopes."""
 
-    def __init__(self, source: Source, environ: Mapping[str, str],
+    def __init__(self, source: SourceText, environ: Mapping[str, str],
                  read: dict[str, str | None] | None = None):
         self.source = source
         self.path = source.path
@@ -626,7 +626,7 @@ def _is_name(text: str) -> bool:
     return text.isidentifier() and text.isascii()
 
 
-def evaluate(statements: Iterable, source: Source, environ: Mapping[str, str],
+def evaluate(statements: Iterable, source: SourceText, environ: Mapping[str, str],
              read: dict[str, str | None] | None = None) -> Workflow:
     """Give the parsed statements their meaning, in file order. A list is consumed (emptied).
 

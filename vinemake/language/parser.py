@@ -31,7 +31,7 @@ from vinemake.language.statements import (
     Export,
     PlainRule,
     Rule,
-    Source,
+    SourceText,
     Text,
 )
 
@@ -177,7 +177,7 @@ def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | N
         environ = os.environ
     if "\r" in text:
         text = text.replace("\r\n", "\n")
-    source = Source(path, text)
+    source = SourceText(path, text)
     body = text if text.endswith("\n") else text + "\n"
     # A big Vinefile makes millions of small objects that all live until the end: the
     # cyclic garbage collector would rescan them over and over, for nothing.
@@ -221,7 +221,7 @@ def parse_bytes(data: bytes, path: str, environ: Mapping[str, str] | None = None
 MAX_SYNTAX_ERRORS = 20
 
 
-def _syntax_errors(first: UnexpectedInput, source: Source, body: str) -> VinefileError:
+def _syntax_errors(first: UnexpectedInput, source: SourceText, body: str) -> VinefileError:
     """The first syntax error and those after it, so a Vinefile's typos come out together.
 
     After each error the parse resumes at a line that can only start a statement (see
@@ -239,7 +239,7 @@ def _syntax_errors(first: UnexpectedInput, source: Source, body: str) -> Vinefil
             _lark().parse(rest)
             break
         except UnexpectedInput as e:
-            error = _syntax_error(e, Source(source.path, rest))
+            error = _syntax_error(e, SourceText(source.path, rest))
             if error.location.line <= errors[-1].location.line:
                 break  # no further on (the end of the file, say): nothing new to tell
             errors.append(error)
@@ -270,7 +270,7 @@ def _next_statement(body: str, after_line: int) -> int | None:
         offset += len(line) + 1
     return None
 
-def _syntax_error(e: UnexpectedInput, source: Source) -> VinefileError:
+def _syntax_error(e: UnexpectedInput, source: SourceText) -> VinefileError:
     text = source.text
     pos = min(e.pos_in_stream or 0, len(text))
     start = text.rfind("\n", 0, pos) + 1

@@ -8,7 +8,7 @@ from vinemake.common.errors import VinefileError
 from vinemake.common.spec import Location
 
 __all__ = ["Text", "Assign", "BadAssign", "Export", "Directive", "Annotation", "Rule",
-           "PlainRule", "Source"]
+           "PlainRule", "SourceText"]
 
 
 class Text(NamedTuple):
@@ -88,7 +88,7 @@ class PlainRule(NamedTuple):
                     (), Text(self.command, self.line + 1, self.command_col))
 
 
-class Source:
+class SourceText:
     """The Vinefile being read: its name and text, to locate errors."""
 
     def __init__(self, path: str, text: str):

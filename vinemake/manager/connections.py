@@ -14,7 +14,7 @@ import selectors
 import ssl
 from collections.abc import Callable, Mapping
 
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.protocol import MSG, ProtocolError, decode, encode
 
 __all__ = ["Connections"]
@@ -25,29 +25,29 @@ log = logging.getLogger("vinemake.manager")
 class Connections:
     """Reads and writes on every worker's socket (the manager's loop thread only)."""
 
-    def __init__(self, sel: selectors.BaseSelector, workers: Mapping[str, Worker],
-                 handle: Callable[[Worker, object], None],
-                 lose: Callable[[Worker, str], None]):
+    def __init__(self, sel: selectors.BaseSelector, workers: Mapping[str, ConnectedWorker],
+                 handle: Callable[[ConnectedWorker, object], None],
+                 lose: Callable[[ConnectedWorker, str], None]):
         self.sel = sel
         self.workers = workers  # live ones: a record not in here was lost
         self.handle = handle  # one decoded message from a worker
         self.lose = lose  # the connection to a worker broke (why)
-        self._dirty: list[Worker] = []
+        self._dirty: list[ConnectedWorker] = []
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
 
-    def add(self, w: Worker) -> None:
+    def add(self, w: ConnectedWorker) -> None:
         w.sock.setblocking(False)
         self.sel.register(w.sock, selectors.EVENT_READ, w)
 
-    def close(self, w: Worker) -> None:
+    def close(self, w: ConnectedWorker) -> None:
         try:
             self.sel.unregister(w.sock)
         except (KeyError, ValueError):
             pass
         w.sock.close()
 
-    def read(self, w: Worker) -> None:
+    def read(self, w: ConnectedWorker) -> None:
         try:
             # Into a buffer kept for the loop: recv(1 MiB) would map and unmap a fresh 1 MiB
             # object on every read, most of the manager's CPU per small message.
@@ -79,7 +79,7 @@ class Connections:
             log.warning("closing connection to worker %s: %s", w.id, e)
             self.lose(w, str(e))
 
-    def send(self, w: Worker, msg) -> None:
+    def send(self, w: ConnectedWorker, msg) -> None:
         """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
         if not w.outbuf:
             self._dirty.append(w)
@@ -90,7 +90,7 @@ class Connections:
         for w in dirty:
             self.flush(w)
 
-    def flush(self, w: Worker) -> None:
+    def flush(self, w: ConnectedWorker) -> None:
         if self.workers.get(w.id) is not w:
             return
         try:

@@ -19,7 +19,7 @@ from vinemake.common.task import Task
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.transfers import MANAGER, choose_sources
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 
 __all__ = ["LARGE_FILE_BYTES", "FetchPlanner"]
 
@@ -29,8 +29,9 @@ LARGE_FILE_BYTES = 8_000_000
 class FetchPlanner:
     """Plans the fetches of a Run message from the manager's ledger (loop thread only)."""
 
-    def __init__(self, replicas: Replicas, recovery: Recovery, workers: Mapping[str, Worker],
-                 manager_source: list, transfer_limit: int, peer_transfers: bool):
+    def __init__(self, replicas: Replicas, recovery: Recovery,
+                 workers: Mapping[str, ConnectedWorker], manager_source: list,
+                 transfer_limit: int, peer_transfers: bool):
         self.replicas = replicas
         self.recovery = recovery
         self.workers = workers  # the manager's connected workers, by id
@@ -38,7 +39,7 @@ class FetchPlanner:
         self.limit = transfer_limit
         self.peers = peer_transfers
 
-    def plan(self, task: Task, w: Worker) -> list | None:
+    def plan(self, task: Task, w: ConnectedWorker) -> list | None:
         """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
         files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
         r = self.replicas

@@ -56,7 +56,7 @@ from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.scheduler import Scheduler
 from vinemake.manager.transfers import MANAGER, TransferLog
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.fileserver import FileServer
 from vinemake.wire.protocol import (
     PUSH_FAILED,
@@ -126,7 +126,7 @@ class Manager:
         post = self.mailbox.post
 
         # Loop thread only.
-        self.workers: dict[str, Worker] = {}
+        self.workers: dict[str, ConnectedWorker] = {}
         self.replicas = Replicas()
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
@@ -222,7 +222,7 @@ class Manager:
                         self._drain_wake()
                     elif mask & selectors.EVENT_WRITE:
                         self.conns.flush(key.data)
-                    if mask & selectors.EVENT_READ and isinstance(key.data, Worker):
+                    if mask & selectors.EVENT_READ and isinstance(key.data, ConnectedWorker):
                         self.conns.read(key.data)
                 if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
@@ -313,8 +313,9 @@ class Manager:
 
     def _adopt(self, n: Newcomer) -> None:
         wid = unique_name(n.hello.name or n.addr, self.workers, self._names)
-        w = Worker.joined(wid, n.sock, n.addr, n.file_port, n.hello.host_id == self.host_id,
-                          n.resources, self.config.max_tasks)
+        w = ConnectedWorker.joined(wid, n.sock, n.addr, n.file_port,
+                                   n.hello.host_id == self.host_id, n.resources,
+                                   self.config.max_tasks)
         try:
             n.sock.sendall(encode(welcome_for(n.hello, self.secret, worker_id=wid,
                                               same_host=w.same_host,
@@ -341,7 +342,7 @@ class Manager:
 
     # ------------------------------------------------------------ messages from workers
 
-    def _handle(self, w: Worker, msg) -> None:
+    def _handle(self, w: ConnectedWorker, msg) -> None:
         if isinstance(msg, Done):
             for d in msg.outcomes:
                 self._finished(w, outcome_from_wire(d))
@@ -355,7 +356,7 @@ class Manager:
 
     # ------------------------------------------------------------ results
 
-    def _transferred(self, w: Worker, t: Transferred) -> None:
+    def _transferred(self, w: ConnectedWorker, t: Transferred) -> None:
         if t.source == PUSH_FAILED:
             self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
             return
@@ -366,7 +367,7 @@ class Manager:
             return
         self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 
-    def _finished(self, w: Worker, outcome) -> None:
+    def _finished(self, w: ConnectedWorker, outcome) -> None:
         r = outcome.result
         task = w.running.pop(r.task_id, None)
         if task is None:
@@ -447,7 +448,7 @@ class Manager:
 
     # ------------------------------------------------------------ losing a worker
 
-    def _lose(self, w: Worker, why: str) -> None:
+    def _lose(self, w: ConnectedWorker, why: str) -> None:
         if self.workers.get(w.id) is not w:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 
 from vinemake.common.task import Task, TaskResult
 from vinemake.manager.replicas import Replicas
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 
 __all__ = ["Recovery"]
 
@@ -50,7 +50,7 @@ class Recovery:
 
     # ------------------------------------------------------------ lost tasks
 
-    def worker_lost(self, w: Worker, why: str) -> list[TaskResult]:
+    def worker_lost(self, w: ConnectedWorker, why: str) -> list[TaskResult]:
         """`w` is gone with its copies and tasks: the results of tasks lost for good."""
         lost = self.replicas.worker_lost(w)
         results = []
@@ -71,7 +71,7 @@ class Recovery:
             self.on_lost(lost)
         return results
 
-    def unreachable(self, task: Task, unfetched, workers: Mapping[str, Worker]) -> bool:
+    def unreachable(self, task: Task, unfetched, workers: Mapping[str, ConnectedWorker]) -> bool:
         """An input could not be fetched from any source offered: those copies count as
         gone (a peer's network may be down before its loss shows), and the task is queued
         again, as for a lost worker. False once it has been retried enough: report it."""

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping
 
 from vinemake.common.task import Task
 from vinemake.manager.placement import Cached, blend_rate
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 
 __all__ = ["Replicas"]
 
@@ -39,7 +39,7 @@ class Replicas:
 
     # ------------------------------------------------------------ copies on workers
 
-    def add(self, w: Worker, key: str, digest: str, forever: bool = False) -> None:
+    def add(self, w: ConnectedWorker, key: str, digest: str, forever: bool = False) -> None:
         """`w` holds a copy of `key` now."""
         self.unrecoverable.discard(key)
         if key not in w.cached:  # its cache holds it: that disk is taken (placement)
@@ -53,7 +53,7 @@ class Replicas:
         if digest:
             self.hashes[key] = digest
 
-    def forget(self, w: Worker, key: str) -> None:
+    def forget(self, w: ConnectedWorker, key: str) -> None:
         """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
         w.holds.discard(key)
         w.forever.discard(key)
@@ -72,7 +72,7 @@ class Replicas:
         del self.holders[key]
         return True
 
-    def worker_lost(self, w: Worker) -> set[str]:
+    def worker_lost(self, w: ConnectedWorker) -> set[str]:
         """`w` is gone with its copies: the files kept on workers that went with it, which
         no known task makes again."""
         for key in list(w.charged):
@@ -83,7 +83,7 @@ class Replicas:
                 lost.add(key)
         return lost
 
-    def cache_of(self, w: Worker) -> list[Cached]:
+    def cache_of(self, w: ConnectedWorker) -> list[Cached]:
         """`w`'s cache, oldest first, with where else each file can come from."""
         out = []
         for key, size in w.cached.items():
@@ -95,21 +95,21 @@ class Replicas:
 
     # ------------------------------------------------------------ copies on their way
 
-    def charge(self, w: Worker, key: str, label: str) -> None:
+    def charge(self, w: ConnectedWorker, key: str, label: str) -> None:
         """A copy of `key` goes to `w` from the source `label`."""
         if key not in w.charged:
             self.inflight[label] += 1
             self.moving[key] += 1
             w.charged[key] = label
 
-    def uncharge(self, w: Worker, key: str) -> None:
+    def uncharge(self, w: ConnectedWorker, key: str) -> None:
         """The copy of `key` on its way to `w` arrived or failed: its source is free."""
         label = w.charged.pop(key, None)
         if label is not None:
             self.inflight[label] -= 1
             self.moving[key] -= 1
 
-    def arrived(self, w: Worker, key: str, size: int, digest: str, seconds: float) -> None:
+    def arrived(self, w: ConnectedWorker, key: str, size: int, digest: str, seconds: float) -> None:
         """A transfer of `key` to `w` ended well after `seconds`."""
         self.uncharge(w, key)
         self.rate = blend_rate(self.rate, size, seconds)
@@ -120,7 +120,7 @@ class Replicas:
         return {k for k, n in self.moving.items() if n > 0}
 
     @staticmethod
-    def receivers(key: str, asking: str, workers: Mapping[str, Worker]) -> list[str]:
+    def receivers(key: str, asking: str, workers: Mapping[str, ConnectedWorker]) -> list[str]:
         """Workers whose copy of `key` is on its way: they forward it as it arrives."""
         return [wid for wid, w in workers.items() if key in w.charged and wid != asking]
 
@@ -138,7 +138,7 @@ class Replicas:
                     if f.path is not None:
                         paths[f.key] = f.path
 
-    def made(self, w: Worker, task: Task, outputs) -> set[str]:
+    def made(self, w: ConnectedWorker, task: Task, outputs) -> set[str]:
         """`task` ended on `w` with `outputs` ((key, size, hash, path) each): the keys a
         worker on this host already renamed to their paths (not in its cache)."""
         placed = set()

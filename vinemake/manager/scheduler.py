@@ -34,7 +34,7 @@ from vinemake.manager.placement import (
 )
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
-from vinemake.manager.workers import Worker
+from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.protocol import Run, task_to_wire
 
 __all__ = ["Scheduler", "LOCALITY_WAIT_S"]
@@ -52,9 +52,9 @@ class Scheduler:
     """Places queued tasks on workers and sends them (the manager's loop thread only)."""
 
     def __init__(self, config: ManagerConfig, queue: collections.deque,
-                 workers: Mapping[str, Worker], replicas: Replicas, recovery: Recovery,
+                 workers: Mapping[str, ConnectedWorker], replicas: Replicas, recovery: Recovery,
                  fetches: FetchPlanner, delivering: Mapping[int, list[str]],
-                 send: Callable[[Worker, object], None],
+                 send: Callable[[ConnectedWorker, object], None],
                  report: Callable[[list[TaskResult]], None],
                  drop: Callable[[str, list[str]], None]):
         self.config = config
@@ -73,14 +73,14 @@ class Scheduler:
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
 
-    def release(self, w: Worker, task: Task) -> None:
+    def release(self, w: ConnectedWorker, task: Task) -> None:
         """`task` (already out of `w.running`) ended: what it took is free again."""
         self.running_total -= 1
         w.release(task)
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
             self.replicas.uncharge(w, f.key)
 
-    def worker_lost(self, w: Worker) -> None:
+    def worker_lost(self, w: ConnectedWorker) -> None:
         """`w` is gone: its tasks run no more (Recovery queues them again)."""
         self.running_total -= len(w.running)
 
@@ -198,7 +198,7 @@ class Scheduler:
             return False
         return self._dispatch(task, self.workers[wid], need(lib.resources))
 
-    def _dispatch(self, task: Task, w: Worker, want: Resources) -> bool:
+    def _dispatch(self, task: Task, w: ConnectedWorker, want: Resources) -> bool:
         fetches = self.fetches.plan(task, w)
         if fetches is None:
             return False
@@ -258,7 +258,7 @@ class Scheduler:
                 keep.update(f.key for f in t.library.inputs)
         return keep
 
-    def _evict(self, w: Worker, keys, task: Task) -> None:
+    def _evict(self, w: ConnectedWorker, keys, task: Task) -> None:
         """Drop `keys` from `w`'s cache (freeing its disk in our accounting) for `task`."""
         log.info("dropping %d file(s), %.1f MB, from the cache of %s to make room for %s",
                  len(keys), sum(w.cached.get(k, 0) for k in keys) / MB, w.id, task.name)

@@ -18,13 +18,13 @@ from vinemake.common.task import Task
 from vinemake.manager.placement import MB, WorkerView
 from vinemake.wire.protocol import FrameReader
 
-__all__ = ["Worker", "want"]
+__all__ = ["ConnectedWorker", "want"]
 
 _NOTHING = Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0)
 
 
 @dataclass
-class Worker:
+class ConnectedWorker:
     """One connected worker as the manager sees it (loop thread only)."""
 
     id: str
@@ -52,8 +52,8 @@ class Worker:
     max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
 
     @classmethod
-    def joined(cls, wid: str, sock: socket.socket, addr: str, file_port: int,
-               same_host: bool, resources: Resources, max_tasks: int | None = None) -> Worker:
+    def joined(cls, wid: str, sock: socket.socket, addr: str, file_port: int, same_host: bool,
+               resources: Resources, max_tasks: int | None = None) -> ConnectedWorker:
         """A newcomer, all of its resources free."""
         return cls(id=wid, sock=sock, addr=addr, file_port=file_port, same_host=same_host,
                    total=resources,

@@ -312,7 +312,7 @@ def _file_from_wire(v: list) -> TaskFile:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class TaskOutcome:
     """What a worker reports for one task: the TaskResult plus where its files are.
 
     outputs: (key, size, content hash, path in the worker's cache) for each output made.
@@ -328,7 +328,7 @@ class Outcome:
     inline: tuple[tuple[str, bytes], ...] = ()
 
 
-def outcome_to_wire(o: Outcome) -> dict:
+def outcome_to_wire(o: TaskOutcome) -> dict:
     r = o.result
     return {"id": r.task_id, "status": r.status, "exit_code": r.exit_code, "reason": r.reason,
             "stderr": r.stderr_tail, "measured": r.measured.__dict__, "worker": r.worker,
@@ -336,7 +336,7 @@ def outcome_to_wire(o: Outcome) -> dict:
             "inline": [[k, base64.b64encode(data).decode()] for k, data in o.inline]}
 
 
-def outcome_from_wire(d: dict) -> Outcome:
+def outcome_from_wire(d: dict) -> TaskOutcome:
     try:
         outputs = tuple((str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"])
         result = TaskResult(
@@ -350,7 +350,7 @@ def outcome_from_wire(d: dict) -> Outcome:
                        for k, data in d.get("inline", ()))
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
-    return Outcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched,
+    return TaskOutcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched,
                    inline=inline)
 
 

@@ -35,7 +35,7 @@ from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult
-from vinemake.wire.protocol import Outcome, ProtocolError
+from vinemake.wire.protocol import ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
 from vinemake.worker.monitor import Monitor
@@ -47,14 +47,14 @@ from vinemake.worker.sandbox import (
     tree_size,
 )
 
-__all__ = ["Source", "Fetch", "Runner", "Slots", "TAIL_BYTES"]
+__all__ = ["FileSource", "Fetch", "Runner", "Slots", "TAIL_BYTES"]
 
 TAIL_BYTES = 2048
 INLINE_MAX = 4096  # bytes: outputs up to this size go back inside the Done message
 
 
 @dataclass(frozen=True)
-class Source:
+class FileSource:
     """Where a file can be fetched from: a peer's or the manager's file server."""
 
     host: str
@@ -69,11 +69,11 @@ class Fetch:
 
     key: str
     hash: str
-    sources: tuple[Source, ...]
+    sources: tuple[FileSource, ...]
 
 
 # (source, key, dest path, expected hash) -> (size, hash); raises on failure
-Fetcher = Callable[[Source, str, str, str], tuple[int, str]]
+Fetcher = Callable[[FileSource, str, str, str], tuple[int, str]]
 # (key, source label, size, start, end, ok, hash, reason)
 TransferListener = Callable[..., None]
 
@@ -208,12 +208,12 @@ class Runner:
 
     # ------------------------------------------------------------ one task
 
-    def run(self, task: Task, fetches: tuple[Fetch, ...] = ()) -> Outcome:
+    def run(self, task: Task, fetches: tuple[Fetch, ...] = ()) -> TaskOutcome:
         """Run `task` and wait for its outcome."""
-        got: list[Outcome] = []
+        got: list[TaskOutcome] = []
         over = threading.Event()
 
-        def done(outcome: Outcome) -> None:
+        def done(outcome: TaskOutcome) -> None:
             got.append(outcome)
             over.set()
 
@@ -221,7 +221,7 @@ class Runner:
         over.wait()
         return got[0]
 
-    def start(self, task: Task, fetches: tuple[Fetch, ...], done: Callable[[Outcome], None],
+    def start(self, task: Task, fetches: tuple[Fetch, ...], done: Callable[[TaskOutcome], None],
               exited: Callable[[], None] | None = None):
         """Set up and start `task`; `done(outcome)` is called once, now or when it ends.
 
@@ -293,7 +293,7 @@ class Runner:
             check_name(f.sandbox)
             check_key(f.key)
 
-    def _spawn(self, task: Task, sandbox: str, done: Callable[[Outcome], None],
+    def _spawn(self, task: Task, sandbox: str, done: Callable[[TaskOutcome], None],
                exited: Callable[[], None] | None) -> None:
         # Wall time counts from before the spawn: a short command may be over by the time
         # the spawn returns, and cores = CPU / wall would come out absurdly high.
@@ -364,7 +364,7 @@ class Runner:
         return r.status, r.exit_code, r.reason, r.stderr_tail, measured
 
     def _collect(self, task, sandbox, status, code, reason, tail, measured,
-                 err_path: str | None = None) -> Outcome:
+                 err_path: str | None = None) -> TaskOutcome:
         hashed = []
         if status == "ok":
             missing = []
@@ -418,7 +418,7 @@ class Runner:
                             stderr_tail=tail, measured=measured or Measured(),
                             worker=self.worker_name,
                             outputs=tuple((k, s) for k, s, _, _ in outputs))
-        return Outcome(result=result, outputs=outputs, failed=failed)
+        return TaskOutcome(result=result, outputs=outputs, failed=failed)
 
     # ------------------------------------------------------------ inputs
 
@@ -466,7 +466,7 @@ class _Started:
     sandbox: str
     proc: subprocess.Popen | None
     watch: object
-    done: Callable[[Outcome], None]
+    done: Callable[[TaskOutcome], None]
 
 
 # --- starting a shell -------------------------------------------------------------------------

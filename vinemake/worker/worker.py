@@ -53,7 +53,7 @@ from vinemake.wire.protocol import (
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.monitor import Monitor
-from vinemake.worker.runner import Fetch, Runner, Slots, Source
+from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
 
 # How long a peer asking for a file this worker neither holds nor receives yet waits for it:
 # the manager names a worker as a source as soon as it has sent it the task that fetches the
@@ -266,7 +266,7 @@ class Worker:
     def _start_task(self, msg: Run) -> None:
         task = task_from_wire(msg.task)
         try:
-            fetches = tuple(Fetch(key, digest, tuple(Source(h, int(p), label, bool(tls))
+            fetches = tuple(Fetch(key, digest, tuple(FileSource(h, int(p), label, bool(tls))
                                                      for h, p, label, tls in sources))
                             for key, digest, sources in msg.fetch)
         except (TypeError, ValueError) as e:
@@ -451,7 +451,7 @@ class Worker:
             # woken by a new arrival; the short poll covers a finished one entering the cache
             self.arrivals.wait(min(left, 0.05))
 
-    def _fetch(self, source: Source, key: str, dest: str, expected: str) -> tuple[int, str]:
+    def _fetch(self, source: FileSource, key: str, dest: str, expected: str) -> tuple[int, str]:
         """Fetch one file, which peers may fetch from here while it arrives."""
         tls = self.ssl_context if source.tls else None
         growing = self.arrivals.start(key)
