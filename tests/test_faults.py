@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -50,3 +51,72 @@ def test_fitted_names_keep_a_readable_head_and_differ_by_a_hash():
     head = quoted("数" * 60).rsplit("-", 1)[0]
     assert head.startswith("%E6%95%B0") and len(head) % 3 == 0  # no escape cut in half
     assert flat("sub/x.txt") == "sub_x.txt"
+
+
+# -- 2: LOCAL commands die with vinemake, and write their outputs under a temporary name --------
+
+def wait_for(predicate, what: str, limit_s: float = 30.0) -> None:
+    """Poll until `predicate()` holds (a wait for an event, not a timing assertion)."""
+    deadline = time.monotonic() + limit_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def lines(path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def test_a_local_command_orphaned_by_kill_9_never_writes_into_the_next_run(tmp_path):
+    """The issue's reproduction, made deterministic: the command waits for `go`, which is
+    created only once the rerun's own command is running beside the orphan."""
+    root, marks, go = tmp_path / "wf", tmp_path / "pids", tmp_path / "go"
+    root.mkdir()
+    (root / "src").write_text("src\n")
+    (root / "Vinefile").write_text(
+        f"out: src\n\tLOCAL echo begin > out; echo \\$\\$ >> {marks}; "
+        f"while [ ! -e {go} ]; do sleep 0.02; done; cat src >> out; echo end >> out\n")
+    first = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(lines(marks)) == 1, "the first run's command to start")
+    assert not (root / "out").exists()  # half-written, but not at the target path
+    first.kill()
+    first.wait()
+    orphan = int(lines(marks)[0])
+    wait_for(lambda: not alive(orphan), "the orphaned command to die with vinemake")
+    second = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(lines(marks)) == 2, "the rerun's command to start")
+    go.touch()
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert (root / "out").read_text() == "begin\nsrc\nend\n"
+    assert os.listdir(root / ".vinemake" / "local") == []  # the killed run's shadow swept
+    assert vinemake(root).stderr == "vinemake: nothing to do, 1 rule up to date\n"
+
+
+def test_local_outputs_appear_only_when_the_command_succeeds_and_side_files_stay(tmp_path):
+    (tmp_path / "in.txt").write_text("x\n")
+    (tmp_path / "Vinefile").write_text(
+        "sub/out.txt: in.txt\n\tLOCAL mkdir -p sub; cat in.txt > sub/out.txt; echo log > "
+        "side.log; ls > listing\n\n"
+        "bad.txt: in.txt\n\tLOCAL echo half > bad.txt; exit 1\n")
+    proc = vinemake(tmp_path, "-k")
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert (tmp_path / "sub" / "out.txt").read_text() == "x\n"
+    assert (tmp_path / "side.log").read_text() == "log\n"  # undeclared: where it would be
+    assert (tmp_path / "listing").read_text().split() == \
+        ["Vinefile", "in.txt", "listing", "side.log", "sub"]
+    assert not (tmp_path / "bad.txt").exists()
+    assert (tmp_path / ".vinemake" / "failed" / "bad.txt" / "bad.txt").read_text() == "half\n"
+    assert os.listdir(tmp_path / ".vinemake" / "local") == []

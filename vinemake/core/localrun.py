@@ -1,15 +1,23 @@
 """LOCAL rules and MAKEFLOW sub-workflows: run on the manager's host, in the workflow directory.
 
 Makeflow runs these on the submitting machine (`LOCAL cmd`, `BATCH_LOCAL=1`, `MAKEFLOW file`),
-typically because they need the shared filesystem or the user's own tools. They run in the
-workflow directory itself, not in a sandbox, so `local->remote` renames do not apply. They sit
-behind the same Executor interface as the manager; a small thread pool starts them with
-`subprocess` (never a fork of this process). Outputs stay atomic as far as the outside world
-sees: a failed run's declared outputs are moved to the failed directory, never left in place.
+typically because they need the shared filesystem or the user's own tools. A LOCAL command
+runs in a shadow of the workflow directory (shadow.py: every file there, its outputs left out),
+so `local->remote` renames do not apply and its outputs are renamed into place only when it
+exits 0: nothing half-written is ever at a target path. A sub-workflow runs in the workflow
+directory itself (it is a vinemake, atomic on its own). They sit behind the same Executor
+interface as the manager; a small thread pool starts them with `subprocess`.
+
+A command must not outlive vinemake: one orphaned by a kill -9 would keep writing while the
+next run starts. Each runs in a session of its own (so cancelling kills its whole group) and
+asks the kernel for SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG), which
+covers kill -9. That needs a few lines of code in the child before exec, so these few commands
+are started with fork rather than vfork.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import shlex
@@ -23,6 +31,8 @@ from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult
+from vinemake.core.shadow import Shadow
+from vinemake.core.statedir import StateDir
 
 __all__ = ["LocalRunner", "subworkflow_argv"]
 
@@ -37,8 +47,10 @@ def subworkflow_argv(command: str) -> list[str]:
 class LocalRunner:
     """Runs tasks on this host with up to `slots` at once, in `root`."""
 
-    def __init__(self, root: str, slots: int | None = None):
+    def __init__(self, root: str, slots: int | None = None, scratch: str | None = None):
         self.root = root
+        self.scratch = scratch or StateDir(root).local  # where the shadows go
+        _sweep(self.scratch)
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
                                        thread_name_prefix="vinemake-local")
         self.results: queue.Queue[TaskResult] = queue.Queue()
@@ -99,43 +111,106 @@ class LocalRunner:
             return TaskResult(task.id, "error", reason="cancelled")
         if self.withdrawn:
             return TaskResult(task.id, "withdrawn", reason="not started: an earlier rule failed")
+        if task.id in self.subworkflows:
+            return self._finish(task, *self._start(task, subworkflow_argv(task.command),
+                                                   self.root), None)
+        shadow = Shadow(self.root, os.path.join(
+            self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}"), _outputs(task, self.root))
+        try:
+            shadow.build()
+            return self._finish(task, *self._start(task, ["/bin/sh", "-c", task.command],
+                                                   shadow.path), shadow)
+        finally:
+            shadow.remove()
+
+    def _start(self, task: Task, argv: list[str], cwd: str) -> tuple[subprocess.Popen, float]:
         env = dict(os.environ)
         env.update(task.env)
-        argv = subworkflow_argv(task.command) if task.id in self.subworkflows \
-            else ["/bin/sh", "-c", task.command]
-        t0 = time.monotonic()
-        proc = subprocess.Popen(argv, cwd=self.root, env=env, stdin=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, start_new_session=True)
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, start_new_session=True,
+                                preexec_fn=_die_with_parent(os.getpid()))
         with self.lock:
             self.procs[task.id] = proc
+        return proc, time.monotonic()
+
+    def _finish(self, task: Task, proc: subprocess.Popen, t0: float,
+                shadow: Shadow | None) -> TaskResult:
         _, err = proc.communicate()
         with self.lock:
             self.procs.pop(task.id, None)
         measured = Measured(wall_time_s=time.monotonic() - t0)
         tail = err[-STDERR_TAIL:].decode("utf-8", "replace")
+        made = {o.key: shadow.made(rel) if shadow else o.path
+                for o, rel in zip(task.outputs, _outputs(task, self.root), strict=True)}
+        if shadow is not None:
+            shadow.return_side_files()
         if proc.returncode != 0:
-            self._keep_failed(task)
+            self._keep_failed(task, made)
             status = "signaled" if proc.returncode < 0 else "failed"
             return TaskResult(task.id, status, proc.returncode, stderr_tail=tail,
                               measured=measured, worker="local")
         missing = [o.sandbox for o in task.outputs
-                   if o.path is not None and not os.path.lexists(o.path)]
+                   if o.path is not None and not os.path.lexists(made[o.key])]
         if missing:
-            self._keep_failed(task)
+            self._keep_failed(task, made)
             return TaskResult(task.id, "missing_output", 0,
                               reason=f"declared output '{missing[0]}' was not created",
                               stderr_tail=tail, measured=measured, worker="local")
+        if shadow is not None:
+            for rel in _outputs(task, self.root):
+                shadow.place(rel)
         sizes = tuple((o.key, os.path.getsize(o.path) if o.path else 0) for o in task.outputs)
         return TaskResult(task.id, "ok", 0, stderr_tail=tail, measured=measured,
                           worker="local", outputs=sizes)
 
-    def _keep_failed(self, task: Task) -> None:
+    def _keep_failed(self, task: Task, made: dict[str, str]) -> None:
         """Move whatever declared outputs exist out of the way, into the failed directory."""
         for out in task.outputs:
-            if out.path is None or not os.path.lexists(out.path) or task.failed_dir is None:
+            src = made[out.key]
+            if out.path is None or not os.path.lexists(src) or task.failed_dir is None:
                 continue
             os.makedirs(task.failed_dir, exist_ok=True)
             dest = os.path.join(task.failed_dir, flat(out.sandbox))
             if os.path.isdir(dest) and not os.path.islink(dest):
                 remove_path(dest)
-            os.replace(out.path, dest)
+            os.replace(src, dest)
+
+
+def _sweep(scratch: str) -> None:
+    """Remove shadows left by a vinemake that was killed (named `<pid>.<task>.<attempt>`).
+
+    A sub-workflow's vinemake shares the directory with its parent's running shadows: only
+    those of processes that no longer exist go."""
+    try:
+        names = os.listdir(scratch)
+    except FileNotFoundError:
+        return
+    for name in names:
+        pid = name.split(".", 1)[0]
+        if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+            remove_path(os.path.join(scratch, name))
+
+
+def _outputs(task: Task, root: str) -> list[str]:
+    """Each output's path relative to the workflow directory, in the task's order."""
+    return [os.path.relpath(o.path, root) if o.path else o.sandbox for o in task.outputs]
+
+
+_PR_SET_PDEATHSIG = 1
+_SIGKILL = 9
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: the session alone (cancel_all) must do
+    _prctl = None
+
+
+def _die_with_parent(parent: int):
+    """The child's last step before exec: SIGKILL when vinemake dies, even by kill -9."""
+    if _prctl is None:
+        return None
+
+    def arm() -> None:
+        _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # vinemake died before the request was in place
+            os._exit(137)
+    return arm

@@ -11,6 +11,7 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
       failed/     each failed rule's outputs and INFO record
       manager/    the manager's scratch space (files on their way to or from workers)
       worker/     the local worker's cache, kept between runs for `@cache forever`
+      local/      LOCAL commands' shadow directories while they run (core/shadow.py)
       lock        the flock that lets one run or clean at a time work here
 """
 
@@ -71,6 +72,10 @@ class StateDir:
         return self._sub("worker")
 
     @property
+    def local(self) -> str:
+        return self._sub("local")
+
+    @property
     def lock(self) -> str:
         return self._sub("lock")
 
@@ -80,5 +85,5 @@ class StateDir:
 
     def records(self) -> tuple[str, ...]:
         """What `--clean all` removes besides the outputs: everything but the lock."""
-        return (self.failed, self.cache, self.manager, self.worker, self.journal,
+        return (self.failed, self.cache, self.manager, self.worker, self.local, self.journal,
                 self.filestate, self.uptodate, self.rules)
