@@ -59,7 +59,7 @@ from vinemake.language.statements import (
 )
 from vinemake.language.units import parse_size_mb
 
-__all__ = ["evaluate"]
+__all__ = ["evaluate", "rule_env"]
 
 
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
@@ -564,7 +564,7 @@ class _Evaluator:
     def _category_defaults(category: Category) -> tuple[dict, Resources, tuple]:
         """What most rules of a category share: one Resources and one env, not one per rule."""
         res = {f: getattr(category.resources, f) for f in _ENV_OF_FIELD}
-        return res, category.resources, _env({}, category.name, res)
+        return res, category.resources, rule_env({}, category.name, res)
 
 
 def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> RuleSpec:
@@ -574,9 +574,9 @@ def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> Rul
     if extra.overrides or extra.resources:
         res = {**res, **extra.overrides, **(extra.resources or {})}
         resources = Resources(**res)
-        env = _env(extra.exported, category.name, res)
+        env = rule_env(extra.exported, category.name, res)
     elif extra.exported:
-        env = _env(extra.exported, category.name, res)
+        env = rule_env(extra.exported, category.name, res)
     if extra.batch_options is not None:
         batch_options = extra.batch_options
     values["env"] = env
@@ -593,7 +593,7 @@ def _with_workflow_file(sources: tuple[FileRef, ...], command: str) -> tuple[Fil
     return (*sources, FileRef(words[0], words[0]))
 
 
-def _env(exported, category: str, res: dict) -> tuple[tuple[str, str], ...]:
+def rule_env(exported, category: str, res: dict) -> tuple[tuple[str, str], ...]:
     """A rule's environment: exported names, CATEGORY, and the resources set for it."""
     env = dict(exported)
     env["CATEGORY"] = category
