@@ -9,6 +9,7 @@ user can cause gets a `vinemake: ` prefix. The exit status is the error's `exit_
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gc
 import importlib
 import os
@@ -26,6 +27,7 @@ from vinemake.core.lock import workflow_lock
 from vinemake.core.statedir import StateDir
 from vinemake.face.listing import summary
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, RunOptions
+from vinemake.language.jxinput import jx_input
 from vinemake.language.units import parse_duration_s, parse_size_mb
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 
@@ -106,6 +108,13 @@ Examples:
               default=None, metavar="[all|outputs|intermediates|cache]",
               help="Remove what the workflow made (never a source). Default: all.")
 @click.option("-C", "directory", metavar="DIR", help="Change to DIR before doing anything.")
+# JX workflows (docs/jx.md); a file named *.jx or *.json is one without a flag.
+@click.option("--jx", is_flag=True, help="Read the workflow as JX (JSON with expressions).")
+@click.option("--json", "plain_json", is_flag=True, help="Read the workflow as plain JSON.")
+@click.option("--jx-args", multiple=True, metavar="FILE", help="Names for a JX workflow: the "
+              "object in FILE (repeatable).")
+@click.option("--jx-define", multiple=True, metavar="NAME=EXPR", help="Set NAME for a JX "
+              "workflow, over its define (repeatable).")
 @click.version_option(__version__, "--version", prog_name="vinemake",
                       message="%(prog)s %(version)s")
 # Running.
@@ -168,7 +177,9 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
     if directory is not None:
         _chdir(directory)
     path = find_vinefile(vinefile)
-    options = make_options(path, targets, clean, run)
+    jx = jx_input(path, run.pop("jx"), run.pop("plain_json"), run.pop("jx_args"),
+                  run.pop("jx_define"))
+    options = dataclasses.replace(make_options(path, targets, clean, run), jx=jx)
     ctx = click.get_current_context()
     if not (check or dry_run or graph_format or clean):
         # A rerun with nothing changed is decided from a stat snapshot, before parsing.
@@ -273,6 +284,12 @@ def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
     """The workflow, from the parsed-rules cache when it still holds (--check, -n, --graph
     and --clean read it but write nothing)."""
     # Imported here: a rerun with nothing to do never loads lark, nor one read from the cache.
+    if options.jx is not None:
+        from vinemake.language.jxworkflow import read_jx
+
+        if options.explain:
+            click.echo("vinemake explain: read the JX workflow (JX is not cached)", err=True)
+        return read_jx(path, options.jx, root=options.root)
     from vinemake.language.rulecache import read_workflow
 
     parsed = read_workflow(path, StateDir(options.root).path, write=write)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vinemake.backends import BACKENDS, ProviderOptions
+from vinemake.language.jxinput import JxInput
 from vinemake.manager.config import ManagerConfig
 
 __all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES"]
@@ -44,6 +45,8 @@ class RunOptions:
     # The manager (where workers connect, who may join, how work is placed) and the workers.
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     workers: ProviderOptions = field(default_factory=ProviderOptions)
+    # A JX or JSON workflow: how to read it (None: a Vinefile).
+    jx: JxInput | None = None
 
     @property
     def max_local(self) -> int | None:

@@ -160,6 +160,11 @@ def _digest(options) -> str | None:
         return None
     shaping = repr((options.vinefile, options.root, options.targets, options.gc,
                     options.cache_dir, options.keep_intermediates_remote))
+    if options.jx is not None:
+        context = options.jx.fingerprint(text)
+        if context is None:
+            return None
+        shaping += context
     return snapshot_digest(text, os.environ, shaping)
 
 

@@ -208,10 +208,13 @@ def _syntax_error(e: UnexpectedInput, source: Source, text: str) -> VinefileErro
     assert isinstance(e, UnexpectedToken)
     token = e.token
     expected = set(e.expected)
+    if e.interactive_parser is not None:
+        # What the parser really accepts here: LALR states merge their lookaheads.
+        expected = set(e.interactive_parser.accepts()) or expected
     if token.type == "$END":
         line, col = _end(text)
         return source.error(line, col, f"unexpected end of file: expected {_expected(expected)}")
-    found = repr(str(token)) if token.type not in ("STRING",) else "a string"
+    found = f"string {token}" if token.type == "STRING" else repr(str(token))
     return source.error(token.line, token.column,
                         f"unexpected {found}: expected {_expected(expected)}")
 

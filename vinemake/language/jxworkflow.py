@@ -37,14 +37,14 @@ from vinemake.common.suggest import did_you_mean
 from vinemake.language.annotations import RESOURCE_VALUES
 from vinemake.language.evaluate import rule_env
 from vinemake.language.jx import Evaluator, Lazy, Scope
+from vinemake.language.jxinput import JxInput
 from vinemake.language.jxparse import parse_jx
-from vinemake.language.jxsyntax import Array, At, Const, Node, Object
+from vinemake.language.jxsyntax import Array, At, Const, Node, Object, start
 from vinemake.language.jxvalues import JxError, brief, kind, show, where
 from vinemake.language.statements import Source
 
-__all__ = ["read_jx", "parse_jx_workflow", "jx_context", "JX_SUFFIXES"]
+__all__ = ["read_jx", "parse_jx_workflow", "jx_context"]
 
-JX_SUFFIXES = (".jx", ".json")
 _TOP = ("rules", "define", "environment", "categories", "default_category")
 _RULE = ("command", "workflow", "args", "inputs", "outputs", "local_job", "category",
          "resources", "environment", "allocation")
@@ -100,12 +100,12 @@ def _evaluate(text: str, path: str, names: Mapping, root: str, shown: str | None
         raise source.error(*e.at, e.message) from None
 
 
-def read_jx(path: str, plain: bool = False, args_files: Iterable[str] = (),
-            defines: Iterable[str] = (), environ: Mapping[str, str] | None = None,
+def read_jx(path: str, how: JxInput | None = None, environ: Mapping[str, str] | None = None,
             root: str = ".") -> Workflow:
-    """The workflow in the JX file at `path` (plain JSON if `plain`)."""
-    context = {} if plain else jx_context(args_files, defines, root)
-    return parse_jx_workflow(_read_text(path, ""), path, plain, context, environ, root)
+    """The workflow in the JX file at `path`, read as `how` says (default: JX, no context)."""
+    how = how or JxInput()
+    context = {} if how.plain else jx_context(how.args_files, how.defines, root)
+    return parse_jx_workflow(_read_text(path, ""), path, how.plain, context, environ, root)
 
 
 def parse_jx_workflow(text: str, path: str, plain: bool = False, context: Mapping | None = None,
@@ -157,8 +157,8 @@ def _check_plain(node: Node) -> None:
                                            "(for expressions, use --jx)")
             _check_plain(pair.value)
         return
-    raise JxError(node.at, "a --json workflow is plain JSON, this is an expression (for "
-                           "expressions, use --jx)")
+    raise JxError(start(node), "a --json workflow is plain JSON, this is an expression "
+                               "(for expressions, use --jx)")
 
 
 class _Reader:

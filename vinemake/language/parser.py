@@ -1,10 +1,10 @@
 """Read a Vinefile into a Workflow: the Lark grammar, syntax errors, then evaluation.
 
-This is the only module that imports lark. The grammar (grammar/vinefile.lark) describes
-lines; a transformer applied during the LALR parse turns each line into a plain statement
-(language/statements.py), so no parse tree is ever built; language/evaluate.py then gives
-the statements their meaning in file order. Lark's errors are translated into located messages
-in the user's words.
+This and jxparse.py (JX) are the parser modules, the only ones that import lark. The grammar
+(grammar/vinefile.lark) describes lines; a transformer applied during the LALR parse turns each
+line into a plain statement (language/statements.py), so no parse tree is ever built;
+language/evaluate.py then gives the statements their meaning in file order. Lark's errors are
+translated into located messages in the user's words.
 """
 
 from __future__ import annotations
