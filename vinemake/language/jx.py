@@ -45,7 +45,7 @@ from vinemake.language.jxvalues import (
     show,
     to_text,
 )
-from vinemake.language.statements import Source
+from vinemake.language.statements import SourceText
 
 __all__ = ["Scope", "Lazy", "Evaluator", "evaluate"]
 
@@ -306,7 +306,7 @@ class Evaluator:
     def document(self, text: str, path: str):
         """The value of the JX document `text` read from `path` (for fetch()), evaluated in
         an empty context; its errors are located in it."""
-        source = Source(path, text)
+        source = SourceText(path, text)
         node = parse_jx(text, path)
         try:
             return Evaluator(self.root).eval(node, Scope({}))

@@ -2,7 +2,7 @@
 
 This and parser.py are the language's parser modules, the only ones that import lark: the
 JX front end is its own module because it shares nothing with the Vinefile's line grammar
-but the way errors are shown (statements.Source: `path:line:col: message`, the line, a
+but the way errors are shown (statements.SourceText: `path:line:col: message`, the line, a
 caret). A transformer applied during the LALR parse makes the nodes, so no parse tree is
 built. Lark's errors are put in the user's words: what was found, and what could come there.
 """
@@ -33,7 +33,7 @@ from vinemake.language.jxsyntax import (
     Unary,
     start,
 )
-from vinemake.language.statements import Source
+from vinemake.language.statements import SourceText
 
 __all__ = ["parse_jx", "decode_string"]
 
@@ -152,13 +152,13 @@ def _lark() -> Lark:
                 transformer=_Nodes(), maybe_placeholders=True)
 
 
-def parse_jx(text: str, path: str, source: Source | None = None) -> Node:
+def parse_jx(text: str, path: str, source: SourceText | None = None) -> Node:
     """The expression in `text`; a syntax error raises VinefileError located in `path`
     (shown with the lines of `source` if given, else of `text`)."""
     try:
         return _lark().parse(text)
     except UnexpectedInput as e:
-        raise _syntax_error(e, source or Source(path, text), text) from None
+        raise _syntax_error(e, source or SourceText(path, text), text) from None
 
 
 # ---- syntax errors in the user's words -------------------------------------------------
@@ -192,7 +192,7 @@ def _expected(expected: set[str]) -> str:
     return " or ".join(words) if len(words) <= 2 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
-def _syntax_error(e: UnexpectedInput, source: Source, text: str) -> VinefileError:
+def _syntax_error(e: UnexpectedInput, source: SourceText, text: str) -> VinefileError:
     if isinstance(e, UnexpectedCharacters):
         ch = text[e.pos_in_stream]
         if ch == '"':

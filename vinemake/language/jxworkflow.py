@@ -41,7 +41,7 @@ from vinemake.language.jxinput import JxInput
 from vinemake.language.jxparse import parse_jx
 from vinemake.language.jxsyntax import Array, At, Const, Node, Object, start
 from vinemake.language.jxvalues import JxError, brief, kind, show, where
-from vinemake.language.statements import Source
+from vinemake.language.statements import SourceText
 
 __all__ = ["read_jx", "parse_jx_workflow", "jx_context"]
 
@@ -79,7 +79,7 @@ def jx_context(args_files: Iterable[str] = (), defines: Iterable[str] = (),
         if kind(value) != "object":
             raise VinefileError(Location(path, *where(value, (1, 1))),
                                 f"--jx-args needs an object of names, got {kind(value)} "
-                                f"{brief(value)}", Source(path, text).line_text(1))
+                                f"{brief(value)}", SourceText(path, text).line_text(1))
         names.update(value)
     for define in defines:
         name, eq, expression = define.partition("=")
@@ -92,7 +92,7 @@ def jx_context(args_files: Iterable[str] = (), defines: Iterable[str] = (),
 
 
 def _evaluate(text: str, path: str, names: Mapping, root: str, shown: str | None = None):
-    source = Source(path, shown if shown is not None else text)
+    source = SourceText(path, shown if shown is not None else text)
     try:
         node = parse_jx(text, path, source)
         return Evaluator(root).eval(node, Scope(dict(names)))
@@ -111,7 +111,7 @@ def read_jx(path: str, how: JxInput | None = None, environ: Mapping[str, str] | 
 def parse_jx_workflow(text: str, path: str, plain: bool = False, context: Mapping | None = None,
                       environ: Mapping[str, str] | None = None, root: str = ".") -> Workflow:
     """The workflow in JX `text`; errors raise VinefileError located in `path`."""
-    source = Source(path, text)
+    source = SourceText(path, text)
     node = parse_jx(text, path, source)
     try:
         if plain:
