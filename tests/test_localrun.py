@@ -3,6 +3,7 @@
 import os
 import time
 
+from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskFile
 from vinemake.core.localrun import LocalRunner
 
@@ -71,3 +72,14 @@ def test_withdrawn_tasks_that_have_not_started_come_back_without_running(tmp_pat
     runner.close()
     assert (results[1].status, results[2].status) == ("ok", "withdrawn")
     assert (tmp_path / "one").exists() and not (tmp_path / "two").exists()
+
+
+def test_a_local_rule_gets_thread_variables_for_its_cores(tmp_path):
+    runner = LocalRunner(str(tmp_path), 2)
+    runner.submit(Task(id=1, rule_key="rule-1", name="r1", resources=Resources(cores=2),
+                       command="echo $CORES $OMP_NUM_THREADS $MKL_NUM_THREADS > x",
+                       outputs=(TaskFile("out-x", "x", str(tmp_path / "x")),)))
+    result = wait_all(runner, 1)[1]
+    runner.close()
+    assert result.ok
+    assert (tmp_path / "x").read_text() == "2 2 2\n"

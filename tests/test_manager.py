@@ -1015,3 +1015,30 @@ def test_wait_exit_returns_as_the_process_exits_and_reaps_it():
         slow.kill()
     assert wait_exit(slow, 10) is True and slow.returncode == -signal.SIGKILL
     assert wait_exit(slow, 10) is True  # already reaped: no pidfd, nothing to wait for
+
+
+THREADS = "env | grep -E '^(CORES|[A-Z]+_NUM_THREADS)=' | sort > threads.txt"
+
+
+def test_thread_variables_are_the_cores_a_task_holds_unless_the_rule_sets_them(cluster,
+                                                                               tmp_path):
+    c = cluster()
+    c.worker("w1", cores=4)
+    runs = {1: Resources(cores=3), 2: Resources(), 3: Resources(cores=0.5)}
+    results = c.run(*(task(i, THREADS, resources=r,
+                           outputs=[(f"out-{i}", "threads.txt", str(tmp_path / f"{i}.txt"))])
+                      for i, r in runs.items()),
+                    task(4, THREADS, resources=Resources(cores=2),
+                         env=(("OMP_NUM_THREADS", "7"),),
+                         outputs=[("out-4", "threads.txt", str(tmp_path / "4.txt"))]))
+    assert [r.status for r in results] == ["ok"] * 4
+
+    def threads(n, omp=None):
+        return "".join(f"{name}={omp if name == 'OMP_NUM_THREADS' and omp else n}\n"
+                       for name in ("CORES", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                                    "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                    "VECLIB_NUM_THREADS"))
+    assert (tmp_path / "1.txt").read_text() == threads(3)
+    assert (tmp_path / "2.txt").read_text() == threads(1)
+    assert (tmp_path / "3.txt").read_text() == threads(1)
+    assert (tmp_path / "4.txt").read_text() == threads(2, omp=7)

@@ -5,11 +5,13 @@ This module is imported by the worker side, so it imports nothing but `vinemake.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from vinemake.common.spec import Resources
 
-__all__ = ["TaskFile", "LibrarySpec", "Task", "Measured", "TaskResult", "STATUSES"]
+__all__ = ["TaskFile", "LibrarySpec", "Task", "Measured", "TaskResult", "STATUSES",
+           "THREAD_VARIABLES", "command_env"]
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,27 @@ class Task:
     # The rule's BATCH_OPTIONS (its own, else its category's) when workers are batch jobs:
     # the task runs only on a worker submitted with exactly these options.
     batch_options: str = ""
+
+
+# What TaskVine's worker sets to the cores a task holds (Makeflow sets CORES and
+# OMP_NUM_THREADS): numeric libraries then start as many threads as the task may use, not
+# one per core of the machine.
+THREAD_VARIABLES = ("CORES", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_NUM_THREADS",
+                    "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+
+
+def command_env(task: Task) -> tuple[tuple[str, str], ...]:
+    """What a task's command gets on top of the environment it runs in: THREAD_VARIABLES set
+    to the whole cores the task holds (1 when it names none, at least 1), then the rule's
+    own environment, which wins (an `export OMP_NUM_THREADS=...` is the user's choice)."""
+    return _command_env(task.resources.cores, task.env)
+
+
+@functools.lru_cache(maxsize=256)
+def _command_env(cores: float | None, env: tuple[tuple[str, str], ...]):
+    threads = str(max(1, int(cores))) if cores else "1"
+    own = dict(env)
+    return (*((name, threads) for name in THREAD_VARIABLES if name not in own), *env)
 
 
 # What a TaskResult.status may be. Only "ok" means the outputs are in place.

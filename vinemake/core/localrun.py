@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
-from vinemake.common.task import Measured, Task, TaskResult
+from vinemake.common.task import Measured, Task, TaskResult, command_env
 from vinemake.core.shadow import Shadow
 from vinemake.core.statedir import StateDir
 
@@ -125,7 +125,7 @@ class LocalRunner:
 
     def _start(self, task: Task, argv: list[str], cwd: str) -> tuple[subprocess.Popen, float]:
         env = dict(os.environ)
-        env.update(task.env)
+        env.update(command_env(task))
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=_die_with_parent(os.getpid()))

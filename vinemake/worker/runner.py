@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
-from vinemake.common.task import Measured, Task, TaskResult
+from vinemake.common.task import Measured, Task, TaskResult, command_env
 from vinemake.wire.protocol import ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
@@ -298,7 +298,7 @@ class Runner:
         # Wall time counts from before the spawn: a short command may be over by the time
         # the spawn returns, and cores = CPU / wall would come out absurdly high.
         spawned = time.monotonic()
-        pid, proc = spawn_shell(task.command, sandbox, task.env, self._base_env,
+        pid, proc = spawn_shell(task.command, sandbox, command_env(task), self._base_env,
                                 _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
         self.watches[task.id] = watch
