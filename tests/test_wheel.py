@@ -19,6 +19,11 @@ assert grammar.is_file(), grammar
 wf = parse_text("@temp\\nout: in->x\\n\\tcat x > out\\n", environ={})
 print(vinemake.__file__)
 print(wf.rules[0].targets[0].path, wf.rules[0].sources[0].sandbox, wf.rules[0].temp)
+from vinemake.language.jxworkflow import parse_jx_workflow
+assert (importlib.resources.files("vinemake") / "grammar" / "jx.lark").is_file()
+jx = parse_jx_workflow('{"rules": [{"command": "echo " + n, "outputs": ["o" + n]} '
+                       'for n in range(2)]}', "w.jx", environ={})
+print(" ".join(r.command for r in jx.rules))
 """
 
 
@@ -55,6 +60,7 @@ def test_installed_wheel_parses_outside_the_repository(tmp_path):
     elsewhere.mkdir()
     probe = run(str(python), "-I", "-c", PROBE, cwd=elsewhere)
     assert probe.returncode == 0, probe.stderr
-    location, result = probe.stdout.splitlines()
+    location, result, jx = probe.stdout.splitlines()
     assert location.startswith(str(venv)), location
     assert result == "out x True"
+    assert jx == "echo 0 echo 1"
