@@ -111,8 +111,8 @@ def test_a_command_runs_in_its_sandbox_and_outputs_move_into_the_cache(runner, t
                   inputs=[("file-src", "in/src.txt", str(tmp_path / "src.txt"))],
                   outputs=[("out-1", "out.txt", None)], env=(("GREETING", "hi"),))
     o = runner.run(t)
-    # what a successful command says on stderr is not reported: only a failure's report shows it
-    assert (o.result.status, o.result.exit_code, o.result.stderr_tail) == ("ok", 0, "")
+    # a successful command's stderr is reported too: every rule's last stderr is kept
+    assert (o.result.status, o.result.exit_code, o.result.stderr_tail) == ("ok", 0, "oops\n")
     (key, size, digest, path), = o.outputs
     assert (key, size) == ("out-1", 7)
     assert open(path).read() == "abc\nhi\n"

@@ -11,6 +11,9 @@ attempt too); then the rule is failed: journal, INFO record, reporter. Its depen
 become ready. Without `-k` nothing new is submitted after a failure, but running tasks are
 reaped so their work is kept. A stop request (SIGINT/SIGTERM) cancels running tasks and leaves
 the journal synced.
+
+The run's record (core/events.py) gets the engine's events: each rule's plan, submit, end and
+restore; the executors emit the starts (a command really began) and what workers do.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from vinemake.common.names import quoted
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
+from vinemake.core.events import NO_EVENTS, EventLog
 from vinemake.core.executor import Executor
 from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
@@ -64,6 +68,7 @@ class RunOutcome:
     stopped: int = 0  # the exit code of a stop request (130, 143), 0 if none
     wall_time_s: float = 0.0
     uncached: int = 0  # outputs the cache store could not keep (the run is still good)
+    withdrawn: int = 0  # of not_run: submitted, then taken back before it started
 
     @property
     def exit_code(self) -> int:
@@ -141,6 +146,7 @@ class _State:
     ran: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    withdrawn: int = 0
     local_running: set[int] = field(default_factory=set)
     blocked: bool = False  # a failure without -k: submit nothing new
 
@@ -155,7 +161,8 @@ class Engine:
                  local: Executor | None = None,
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
                  sizes: Mapping[str, int] | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 events: EventLog = NO_EVENTS):
         self.rules = rules
         self.deps, self.dependents = deps, dependents
         self.keys, self.plan = keys, plan
@@ -167,6 +174,9 @@ class Engine:
         self.resources_of = resources_of or (lambda r: r.resources)
         self.sizes = dict(sizes or {})
         self.clock = clock
+        self.events = events
+        self.hosts: dict[str, str] = {}  # worker -> host, from the record's worker_join events
+        events.subscribe(self._note_worker)
         self.stop_code = 0
         self.uncached = 0
         self.libraries = {r.library: r for r in rules if r.library}
@@ -198,6 +208,7 @@ class Engine:
         start = self.clock()
         to_run = set(self.plan.ids(RUN))
         st = _State(pending={})
+        self._emit_plan()
         self.reporter.start(total=len(to_run), skipped=len(self.plan.order) - len(to_run),
                             restoring=len(self.plan.ids(RESTORE)))
         for rid in self.plan.ids(RESTORE):
@@ -222,13 +233,15 @@ class Engine:
             for result in self._wait(st):
                 self._reap(st, result)
             self.journal.tick()
+            self.events.tick()
             self.reporter.tick()
         self.journal.sync()
         outcome = RunOutcome(tuple(st.ran), tuple(st.restored),
                           len(self.plan.order) - len(to_run) - len(st.restored),
                           tuple(st.failed),
                           len(to_run) - len(st.ran) - len(st.failed),
-                          self.stop_code, self.clock() - start, self.uncached)
+                          self.stop_code, self.clock() - start, self.uncached,
+                          st.withdrawn)
         self.reporter.summary(outcome)
         return outcome
 
@@ -273,6 +286,7 @@ class Engine:
         if attempt == 1:
             self.journal.started(task.rule_key, rule.name)
         st.running.add(rid)
+        self.events.emit("submit", rule=rid, attempt=attempt)
         self.reporter.started(rule.name)
         if self.local is not None and (rule.local or rule.subworkflow):
             st.local_running.add(rid)
@@ -321,16 +335,20 @@ class Engine:
         rule = self.rules[rid]
         if result.status == "withdrawn":
             # Not "interrupted" next time: it never started.
+            st.withdrawn += 1
+            self._end(st, rid, result)
             self.journal.withdrawn(self.keys.rules[rid].key, rule.name)
             self.reporter.withdrawn(rule.name)  # counted as not run
             return
         if result.ok:
             placed, problem = self._placed_outputs(rid)
             if problem is None:
+                self._end(st, rid, result)
                 self._done(st, rid, result, placed)
                 return
             result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
+        self._end(st, rid, result)
         allowed = 1 + (rule.retries if rule.retries is not None else self.options.retries)
         if st.attempts[rid] < allowed and not self.stop_code:
             self.reporter.retrying(rule.name, st.attempts[rid], _describe(result))
@@ -418,8 +436,52 @@ class Engine:
             placed.append((path, key, stat.st_size, stat.st_mtime_ns))
             self.sizes[path] = stat.st_size
         self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed)
+        self.events.emit("restore", rule=rid, outputs=[p for p, _, _, _ in placed])
         self.reporter.restored(rule.name)
         return True
+
+    # -- the run's record --------------------------------------------------------------------
+
+    def _note_worker(self, ev: dict) -> None:
+        if ev["ev"] == "worker_join":
+            self.hosts[ev.get("worker", "")] = ev.get("host", "")
+
+    def _emit_plan(self) -> None:
+        """One `plan` event per rule: what it is, what it will do and why."""
+        emit = self.events.emit
+        for rid in self.plan.order:
+            rule = self.rules[rid]
+            rk = self.keys.rules[rid]
+            reason = self.plan.reasons[rid]
+            inputs = [norm(f.path) for f in rule.sources]
+            files = {p: self.keys.files.get(p, "") for p in inputs}
+            files.update((path, key) for path, _, key in rk.outputs)
+            emit("plan", rule=rid, label=rule.name, key=rk.key, action=reason.action,
+                 reason=reason.text, category=rule.category, inputs=inputs,
+                 outputs=[path for path, _, _ in rk.outputs], files=files,
+                 resources=dataclasses.asdict(self.resources_of(rule)),
+                 kind="call" if rule.call else "local" if rule.local or rule.subworkflow
+                 else "command", command=rule.command, location=str(rule.location))
+
+    def _end(self, st: _State, rid: int, result: TaskResult) -> None:
+        """The `end` event of one attempt of `rid`, and its stderr tail kept."""
+        rule = self.rules[rid]
+        status = _END_STATUS.get(result.status, "failed")
+        code = result.exit_code
+        m = result.measured
+        self.events.keep_stderr(failed_dir_name(rule.name), result.stderr_tail)
+        fields = {}
+        if status == "failed":
+            fields = {"info": os.path.join(self._failed_dir(rule), "INFO"),
+                      "stderr": _last_lines(result.stderr_tail, STDERR_LINES)}
+        self.events.emit(
+            "end", rule=rid, status=status, attempt=st.attempts.get(rid, 1),
+            worker=result.worker or None, host=self.hosts.get(result.worker, result.worker)
+            or None, exit=code if code is not None and code >= 0 else None,
+            signal=-code if code is not None and code < 0 else None,
+            wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
+            mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb, bytes_read=None, bytes_written=None,
+            message="" if result.ok else _describe(result), **fields)
 
     # -- garbage collection (-g ref_cnt) ----------------------------------------------------
 
@@ -489,6 +551,14 @@ class Engine:
                     dead.append(p)
         if dead:
             self.executor.forget([self.keys.files[p] for p in dead])
+
+
+_END_STATUS = {"ok": "ok", "withdrawn": "withdrawn", "lost": "lost"}
+STDERR_LINES = 20  # of a failed rule's stderr, in its end event and on the terminal
+
+
+def _last_lines(text: str, n: int) -> str:
+    return "\n".join(text.rstrip("\n").splitlines()[-n:])
 
 
 def _describe(result: TaskResult) -> str:

@@ -21,6 +21,7 @@ import ctypes
 import os
 import queue
 import shlex
+import socket
 import subprocess
 import sys
 import threading
@@ -37,6 +38,7 @@ from vinemake.core.statedir import StateDir
 __all__ = ["LocalRunner", "subworkflow_argv"]
 
 STDERR_TAIL = 4096
+_HOST = socket.gethostname()
 
 
 def subworkflow_argv(command: str) -> list[str]:
@@ -47,10 +49,12 @@ def subworkflow_argv(command: str) -> list[str]:
 class LocalRunner:
     """Runs tasks on this host with up to `slots` at once, in `root`."""
 
-    def __init__(self, root: str, slots: int | None = None, scratch: str | None = None):
+    def __init__(self, root: str, slots: int | None = None, scratch: str | None = None,
+                 events=None):
         self.root = root
         self.scratch = scratch or StateDir(root).local  # where the shadows go
         _sweep(self.scratch)
+        self.events = events  # the run's record: each command's start
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
                                        thread_name_prefix="vinemake-local")
         self.results: queue.Queue[TaskResult] = queue.Queue()
@@ -126,6 +130,9 @@ class LocalRunner:
     def _start(self, task: Task, argv: list[str], cwd: str) -> tuple[subprocess.Popen, float]:
         env = dict(os.environ)
         env.update(command_env(task))
+        if self.events is not None:
+            self.events.emit("start", rule=task.id, worker="local", host=_HOST,
+                             attempt=task.attempt)
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True,
                                 preexec_fn=_die_with_parent(os.getpid()))

@@ -12,6 +12,8 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
       manager/    the manager's scratch space (files on their way to or from workers)
       worker/     the local worker's cache, kept between runs for `@cache forever`
       local/      LOCAL commands' shadow directories while they run (core/shadow.py)
+      runs/       one folder per run (the last RUNS_KEPT): events.jsonl, the record every
+                  view of a run reads (core/events.py), and stderr/, each rule's stderr tail
       lock        the flock that lets one run or clean at a time work here
 """
 
@@ -20,10 +22,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["StateDir", "NAME", "RULES"]
+__all__ = ["StateDir", "NAME", "RULES", "RUNS_KEPT"]
 
 NAME = ".vinemake"
 RULES = "rules"  # the parsed-rules cache reads it relative to the state directory it is given
+RUNS_KEPT = 20  # runs/ keeps the newest this many
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,21 @@ class StateDir:
     def lock(self) -> str:
         return self._sub("lock")
 
+    @property
+    def runs(self) -> str:
+        return self._sub("runs")
+
+    def run(self, run_id: str) -> str:
+        """The folder of one run's record."""
+        return os.path.join(self.runs, run_id)
+
+    def events(self, run_id: str) -> str:
+        return os.path.join(self.runs, run_id, "events.jsonl")
+
+    def stderr(self, run_id: str, rule_dir: str = "") -> str:
+        """Where a run keeps each rule's stderr tail (`rule_dir`: failed_dir_name(label))."""
+        return os.path.join(self.runs, run_id, "stderr", rule_dir)
+
     def store_path(self, cache_dir: str | None) -> str:
         """The store this workflow uses: a shared --cache-dir, else its own `cache/`."""
         return os.path.abspath(cache_dir) if cache_dir else self.cache
@@ -86,4 +104,4 @@ class StateDir:
     def records(self) -> tuple[str, ...]:
         """What `--clean all` removes besides the outputs: everything but the lock."""
         return (self.failed, self.cache, self.manager, self.worker, self.local, self.journal,
-                self.filestate, self.uptodate, self.rules)
+                self.filestate, self.uptodate, self.rules, self.runs)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import stat
 import sys
+import time
 from collections.abc import Set
 from dataclasses import dataclass, replace
 from typing import TextIO
@@ -18,6 +20,7 @@ from typing import TextIO
 from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.errors import InfrastructureError, InputError
 from vinemake.common.spec import Resources, Workflow
+from vinemake.core.events import EventLog, start_run
 from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
 from vinemake.core.graph import BuildGraph, norm
 from vinemake.core.journal import Journal
@@ -247,16 +250,43 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
-    # On a first build the manager (and with it the worker's interpreter) starts before keys,
-    # journal and plan, so the worker's start-up runs on another core meanwhile. Not on a
-    # rebuild: when its plan runs no remote rule, a worker started for nothing costs more
-    # than the overlap saves.
-    executor = _start_manager(options, root) if _first_build(workflow, options) else None
+    events = _record(workflow, options)
+    code, counts, outcome = None, {}, "failed"
     try:
-        return _run(workflow, graph, options, digest, executor)
+        # On a first build the manager (and with it the worker's interpreter) starts before
+        # keys, journal and plan, so the worker's start-up runs on another core meanwhile.
+        # Not on a rebuild: when its plan runs no remote rule, a worker started for nothing
+        # costs more than the overlap saves.
+        executor = (_start_manager(options, root, events) if _first_build(workflow, options)
+                    else None)
+        try:
+            result = _run(workflow, graph, options, digest, executor, events)
+        finally:
+            if executor is not None:
+                executor.close()
+        code = result.exit_code
+        counts = {"ran": len(result.ran), "restored": len(result.restored),
+                  "skipped": result.skipped, "failed": len(result.failed),
+                  "withdrawn": result.withdrawn}
+        outcome = "interrupted" if result.stopped else "failed" if code else "ok"
+        return code
+    except KeyboardInterrupt:
+        outcome = "interrupted"
+        raise
     finally:
-        if executor is not None:
-            executor.close()
+        events.emit("run_end", outcome=outcome, exit=code, counts=counts,
+                    duration_s=round(time.time() - events.started, 3))
+        events.close()
+
+
+def _record(workflow: Workflow, options) -> EventLog:
+    """This run's record in the state directory, opened with its `run_start` event."""
+    events = start_run(options.root)
+    events.emit("run_start", t=events.started, run=events.run_id,
+                vinefile=options.vinefile, root=os.path.abspath(options.root),
+                argv=sys.argv[1:], batch_type=options.batch_type, rules=len(workflow.rules),
+                pid=os.getpid(), host=socket.gethostname())
+    return events
 
 
 def _first_build(workflow: Workflow, options) -> bool:
@@ -267,7 +297,8 @@ def _first_build(workflow: Workflow, options) -> bool:
     return any(not (rule.local or rule.subworkflow) for rule in workflow.rules)
 
 
-def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early) -> int:
+def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early,
+         events: EventLog):
     from vinemake.core.engine import Engine, EngineOptions
     from vinemake.core.localrun import LocalRunner
     from vinemake.core.reporter import make_reporter
@@ -290,14 +321,14 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     if not needs_manager:
         executor = _NoExecutor()  # (an early manager, if any, is closed by run())
     else:
-        executor = early if early is not None else _start_manager(options, root)
-    local = LocalRunner(root, options.max_local)
+        executor = early if early is not None else _start_manager(options, root, events)
+    local = LocalRunner(root, options.max_local, events=events)
     sizes = source_sizes(prep, root)
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
                     reporter=reporter, root=root, state_dir=StateDir(root).path,
                     options=engine_options, local=local, resources_of=prep.resources_of,
-                    sizes=sizes)
+                    sizes=sizes, events=events)
     old = _install_signals(engine)
     try:
         outcome = engine.run()
@@ -310,7 +341,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     prep.files.save()
     if outcome.exit_code == 0:
         _remember(prep, options, digest)
-    return outcome.exit_code
+    return outcome
 
 
 def source_sizes(prep: Prepared, root: str) -> dict[str, int]:
@@ -366,13 +397,14 @@ class _NoExecutor:
         pass
 
 
-def _start_manager(options, root: str):
+def _start_manager(options, root: str, events: EventLog):
     from vinemake.backends import get_provider
     from vinemake.manager.manager import Manager
 
     config = replace(options.manager, workdir=StateDir(root).manager)
     try:
-        return Manager.start(config, get_provider(options.batch_type), options.workers)
+        return Manager.start(config, get_provider(options.batch_type), options.workers,
+                             events)
     except OSError as e:
         raise InfrastructureError(f"cannot start the manager: {e}") from e
 

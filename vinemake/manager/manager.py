@@ -21,6 +21,10 @@ This module is the loop that ties the manager's parts together; each concern has
     delivery    putting a finished task's outputs at their paths on this host
     placement   pure decisions: which worker, what to drop (transfers: which source)
 
+Events: what happens here that the run's record (vinemake.core.events) keeps is emitted to
+`events` (anything with `emit(kind, **fields)`; thread-safe): workers joining and leaving,
+commands starting on a worker (the worker's Started message), transfers.
+
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
 a queued task needs an intermediate that existed only there (kept on workers, no path on this
@@ -65,6 +69,7 @@ from vinemake.wire.protocol import (
     Kill,
     ProtocolError,
     Push,
+    Started,
     Transferred,
     encode,
     host_id,
@@ -90,20 +95,23 @@ class Manager:
 
     @classmethod
     def start(cls, config: ManagerConfig, provider: WorkerProvider | None = None,
-              provider_options: ProviderOptions | None = None) -> Manager:
+              provider_options: ProviderOptions | None = None, events=None) -> Manager:
         """Listen, then ask `provider` (if any) to start workers that connect here."""
-        m = cls(config, provider)
+        m = cls(config, provider, events)
         if provider is not None:
             provider.start(ManagerAddress(m.host, m.port, config.password_file, config.ssl),
                            provider_options or ProviderOptions())
         return m
 
-    def __init__(self, config: ManagerConfig, provider: WorkerProvider | None = None):
+    def __init__(self, config: ManagerConfig, provider: WorkerProvider | None = None,
+                 events=None):
         if config.placement not in PLACEMENTS:
             raise InfrastructureError(f"unknown placement {config.placement!r} "
                                       f"(choose from {', '.join(PLACEMENTS)})")
         self.config = config
         self.provider = provider
+        self.events = events if events is not None else _NoEvents()
+        self._started: set[int] = set()  # task ids whose start was emitted, until they end
         self.secret = read_secret(config.password_file)
         self.ssl_context: ssl.SSLContext | None = None
         if config.ssl:
@@ -111,7 +119,7 @@ class Manager:
                 raise InfrastructureError("--ssl needs a certificate and a key")
             self.ssl_context = server_context(config.ssl_cert, config.ssl_key)
         os.makedirs(config.workdir, exist_ok=True)
-        self.transfer_log = TransferLog(config.transfer_log)
+        self.transfer_log = TransferLog(config.transfer_log, self._transfer_event)
         self.host_id = host_id()
 
         self._listener = socket.create_server((config.host, config.port))
@@ -336,6 +344,9 @@ class Manager:
         self._update_largest()
         log.info("worker %s joined from %s (%s)", wid, n.addr,
                  "same host" if w.same_host else "remote")
+        r = n.resources
+        self.events.emit("worker_join", worker=wid, host=n.addr, cores=r.cores,
+                         memory_mb=r.memory_mb, disk_mb=r.disk_mb)
 
     def _update_largest(self) -> None:
         self.mailbox.set_largest(largest(w.total for w in self.workers.values()))
@@ -346,6 +357,8 @@ class Manager:
         if isinstance(msg, Done):
             for d in msg.outcomes:
                 self._finished(w, outcome_from_wire(d))
+        elif isinstance(msg, Started):
+            self._began(w, msg)
         elif isinstance(msg, Transferred):
             self._transferred(w, msg)
         else:
@@ -355,6 +368,27 @@ class Manager:
         return self.replicas.paths.get(key)
 
     # ------------------------------------------------------------ results
+
+    def _began(self, w: ConnectedWorker, msg: Started) -> None:
+        """Commands began on `w`: the start events (not for silent re-runs: the engine saw
+        those tasks end already)."""
+        for tid, t in msg.tasks:
+            task = w.running.get(tid)
+            if task is None or tid in self.recovery.silent or self.recovery.was_cancelled(tid):
+                continue
+            self._started.add(tid)
+            self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
+                             attempt=task.attempt)
+
+    def _transfer_event(self, source: str, dest: str, key: str, size: int, start: float,
+                        end: float, ok: bool) -> None:
+        """Every transfer the log records, as an event (any thread: deliveries have theirs)."""
+        kind = MANAGER if source == MANAGER else "worker" if dest == MANAGER else "peer"
+        self.events.emit("transfer", t=end, file=self.replicas.paths.get(key) or key, key=key,
+                         size=size, source=kind,
+                         from_worker=None if source == MANAGER else source,
+                         to_worker=None if dest == MANAGER else dest, start=start, end=end,
+                         ok=ok)
 
     def _transferred(self, w: ConnectedWorker, t: Transferred) -> None:
         if t.source == PUSH_FAILED:
@@ -372,6 +406,7 @@ class Manager:
         task = w.running.pop(r.task_id, None)
         if task is None:
             return
+        self._started.discard(task.id)
         self.scheduler.release(w, task)
         if self.recovery.was_cancelled(task.id):
             return
@@ -457,7 +492,26 @@ class Manager:
         self.delivery.worker_lost(w.id)
         self.conns.close(w)
         self.scheduler.worker_lost(w)
+        started = [t for t in w.running.values() if t.id in self._started]
         results = self.recovery.worker_lost(w, why)
+        self._ended_with(w, started, {r.task_id for r in results}, why)
+        self.events.emit("worker_leave", worker=w.id, reason=why)
         w.running.clear()
         self.mailbox.report(results)
 
+
+    def _ended_with(self, w: ConnectedWorker, started: list[Task], reported: set[int],
+                    why: str) -> None:
+        """Tasks that began on a lost worker and run again elsewhere: their attempt there
+        ended (the engine, which never hears of it, emits the end of the ones it is told)."""
+        for task in started:
+            self._started.discard(task.id)
+            if task.id not in reported:
+                self.events.emit("end", rule=task.id, status="lost", attempt=task.attempt,
+                                 worker=w.id, host=w.addr, exit=None, signal=None,
+                                 message=f"lost with worker {w.id}: {why}")
+
+
+class _NoEvents:
+    def emit(self, kind: str, /, **fields) -> None:
+        pass

@@ -67,7 +67,8 @@ class TransferLog:
 
     HEADER = "source\tdest\tkey\tbytes\tstart\tend\tok\n"
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, listener=None):
+        self.listener = listener  # called with each record's fields too (the run's events)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         self._f = open(path, "a", buffering=1)
         self._lock = threading.Lock()
@@ -79,6 +80,8 @@ class TransferLog:
         with self._lock:
             self._f.write(f"{source}\t{dest}\t{key}\t{size}\t{start:.6f}\t{end:.6f}\t"
                           f"{'ok' if ok else 'failed'}\n")
+        if self.listener is not None:
+            self.listener(source, dest, key, size, start, end, ok)
 
     def close(self) -> None:
         with self._lock:

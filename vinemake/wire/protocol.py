@@ -51,7 +51,8 @@ from vinemake.common.task import LibrarySpec, Measured, Task, TaskFile, TaskResu
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".
 # 2: Welcome.max_tasks (the -j cap a worker applies itself).
-VERSION = 2
+# 3: Started (a worker says when each command really began).
+VERSION = 3
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -128,6 +129,13 @@ class Done:
     """Outcomes of finished tasks, batched when several finish together."""
 
     outcomes: list
+
+
+@_message
+class Started:
+    """Commands that began on a worker: [[task id, unix time], ...], batched like Done."""
+
+    tasks: list
 
 
 @_message

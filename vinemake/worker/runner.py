@@ -185,7 +185,8 @@ class Runner:
     def __init__(self, cache: CacheDir, monitor: Monitor, fetcher: Fetcher, run_dir: str,
                  worker_name: str, same_host: bool = False,
                  libraries: LibraryPool | None = None,
-                 on_transfer: TransferListener = lambda *a: None):
+                 on_transfer: TransferListener = lambda *a: None,
+                 on_start: Callable[[int, float], None] = lambda task_id, t: None):
         self.cache = cache
         self.monitor = monitor
         self.fetcher = fetcher
@@ -193,6 +194,7 @@ class Runner:
         self.libraries = libraries
         self.worker_name = worker_name
         self.on_transfer = on_transfer
+        self.on_start = on_start  # (task id, unix time) as its command or call begins
         self.sandbox_root = os.path.join(run_dir, "sandbox")
         self.tmp_dir = os.path.join(run_dir, "tmp")
         os.makedirs(self.sandbox_root, exist_ok=True)
@@ -298,6 +300,7 @@ class Runner:
         # Wall time counts from before the spawn: a short command may be over by the time
         # the spawn returns, and cores = CPU / wall would come out absurdly high.
         spawned = time.monotonic()
+        self.on_start(task.id, time.time())
         pid, proc = spawn_shell(task.command, sandbox, command_env(task), self._base_env,
                                 _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
@@ -328,8 +331,8 @@ class Runner:
             status, reason = "failed", f"exit code {code}"
         else:
             status, reason = "ok", ""
-        # Only a failure's report shows what the command said on stderr: read it for those.
-        tail = "" if status == "ok" else _tail(_err_path(sandbox))
+        # Every rule's last stderr is kept (`vinemake log`), not only a failure's.
+        tail = _tail(_err_path(sandbox))
         try:
             outcome = self._collect(task, sandbox, status, code, reason, tail, measured,
                                     err_path=_err_path(sandbox))
@@ -354,6 +357,7 @@ class Runner:
                 self._link_input(f.key, f.path, directory, f.sandbox)
 
         instance = self.libraries.get(lib, prepare)
+        self.on_start(task.id, time.time())
         r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
                           env=task.env)
         wall = time.monotonic() - start
@@ -641,6 +645,8 @@ def _tail(path: str) -> str:
         return ""
     try:
         size = os.fstat(fd).st_size
+        if not size:
+            return ""
         return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
     finally:
         os.close(fd)

@@ -39,6 +39,7 @@ from vinemake.wire.protocol import (
     Push,
     Run,
     Shutdown,
+    Started,
     Transferred,
     client_context,
     client_handshake,
@@ -102,6 +103,7 @@ class Worker:
         self.files = FileServer("0.0.0.0", self._resolve, self.secret, None,
                                 on_error=lambda r: log.warning("%s", r))
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._starts: queue.SimpleQueue = queue.SimpleQueue()  # [task id, time], to say
         self._sending = threading.Lock()
         self._running = 0  # tasks accepted and not yet reported (waiting or running)
         self._running_lock = threading.Lock()
@@ -189,7 +191,7 @@ class Worker:
                 self.files.slots = threading.BoundedSemaphore(max(1, welcome.transfer_limit))
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
-                                     self._on_transfer)
+                                     self._on_transfer, self._on_start)
                 self._last_activity = time.monotonic()
                 return conn
             if time.monotonic() + delay > deadline:
@@ -225,11 +227,12 @@ class Worker:
         finally:
             self._conn = None
             self._close_line()
-            while True:  # outcomes held for this session are nobody's now (see _ended)
-                try:
-                    self._outbox.get_nowait()
-                except queue.Empty:
-                    break
+            for box in (self._outbox, self._starts):  # held for this session: nobody's now
+                while True:  # (see _ended)
+                    try:
+                        box.get_nowait()
+                    except queue.Empty:
+                        break
             # That manager re-queues whatever ran here and forgets what this worker held.
             for _ in self.slots.clear():
                 with self._running_lock:
@@ -360,9 +363,15 @@ class Worker:
             self._held_since = now
         return now - self._held_since < HOLD_S
 
+    def _on_start(self, task_id: int, t: float) -> None:
+        """A command (or call) began: tell the manager, with held outcomes when they wait."""
+        self._starts.put([task_id, t])
+        if not self._hold():
+            self._drain_outbox()
+
     def _tick(self) -> float | None:
-        """On the monitor's thread: send held outcomes once they are due."""
-        if self._outbox.empty():
+        """On the monitor's thread: send held outcomes (and starts) once they are due."""
+        if self._outbox.empty() and self._starts.empty():
             return None
         if self._hold():
             return HOLD_S
@@ -410,26 +419,23 @@ class Worker:
         """
         while self._sending.acquire(blocking=False):
             try:
-                batch = []
-                while len(batch) < 500:  # keeps a Done frame far below MAX_FRAME
-                    try:
-                        batch.append(self._outbox.get_nowait())
-                    except queue.Empty:
-                        break
+                starts = _take(self._starts, 2000)  # first: a start precedes its own end
+                batch = _take(self._outbox, 500)  # keeps a Done frame far below MAX_FRAME
                 self._held_since = None
-                if batch:
-                    self._send(Done(batch))
+                msgs = ([Started(starts)] if starts else []) + ([Done(batch)] if batch else [])
+                if msgs:
+                    self._send(*msgs)
             finally:
                 self._sending.release()
-            if self._outbox.empty():
+            if self._outbox.empty() and self._starts.empty():
                 return
 
-    def _send(self, msg) -> None:
+    def _send(self, *msgs) -> None:
         conn = self._conn
         if conn is None:
             return  # the manager is gone; it re-queues what this worker was running
         try:
-            conn.send(msg)
+            conn.send(*msgs)
         except OSError as e:
             log.info("cannot send to manager: %s", e)
 
@@ -482,6 +488,17 @@ class Worker:
     def _on_transfer(self, key, source, size, start, end, ok, digest, reason) -> None:
         self._send(Transferred(key=key, source=source, size=size, start=start, end=end, ok=ok,
                                hash=digest, reason=reason))
+
+
+def _take(box: queue.SimpleQueue, most: int) -> list:
+    """Up to `most` items waiting in `box`, without blocking."""
+    got = []
+    while len(got) < most:
+        try:
+            got.append(box.get_nowait())
+        except queue.Empty:
+            break
+    return got
 
 
 def _hang_up(conn: Connection) -> None:

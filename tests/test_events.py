@@ -1,0 +1,262 @@
+"""The run-event record: the writer, its readers, and real runs whose records must add up."""
+
+import collections
+import os
+import subprocess
+import sys
+import time
+
+from vinemake.core.events import EventLog, read_events, run_id_for, runs, start_run
+from vinemake.core.statedir import RUNS_KEPT, StateDir
+
+# -------------------------------------------------------------------------- writer, readers
+
+
+class Clock:
+    def __init__(self, now=1000.0):
+        self.now = now
+
+    def __call__(self):
+        return self.now
+
+
+def test_events_are_json_lines_flushed_each_second_and_at_close(tmp_path):
+    clock = Clock()
+    log = EventLog(str(tmp_path / "events.jsonl"), clock=clock)
+    log.emit("plan", rule=1, kind="command")
+    assert read_events(tmp_path / "events.jsonl") == []  # buffered
+    clock.now += 1.0
+    log.tick()
+    assert read_events(tmp_path / "events.jsonl") == [
+        {"t": 1000.0, "ev": "plan", "rule": 1, "kind": "command"}]
+    log.emit("start", t=999.5, rule=1)  # an event that brings its own time keeps it
+    log.close()
+    assert read_events(tmp_path / "events.jsonl")[-1] == {"t": 999.5, "ev": "start", "rule": 1}
+
+
+def test_a_reader_skips_a_truncated_last_line_and_keeps_unknown_kinds(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"t": 1, "ev": "run_start"}\n{"t": 2, "ev": "someday", "x": 1}\n'
+                    '[1, 2]\n{"t": 3, "ev": "end", "rul')
+    assert read_events(path) == [{"t": 1, "ev": "run_start"}, {"t": 2, "ev": "someday", "x": 1}]
+    assert read_events(tmp_path / "nothing.jsonl") == []
+
+
+def test_listeners_see_every_event_as_it_is_emitted():
+    log = EventLog()
+    seen = []
+    log.subscribe(seen.append)
+    log.emit("worker_join", worker="w1", host="h")
+    assert [e["ev"] for e in seen] == ["worker_join"] and log.kept == seen
+
+
+def test_run_ids_sort_by_start_and_only_the_last_runs_are_kept(tmp_path):
+    assert run_id_for(0.0, 42) == "19700101T000000-42"
+    state = StateDir(str(tmp_path))
+    for i in range(RUNS_KEPT + 3):
+        os.makedirs(state.run(run_id_for(1e9 + i, 7)))
+        open(state.events(run_id_for(1e9 + i, 7)), "w").close()
+    log = start_run(str(tmp_path), clock=lambda: 2e9)
+    log.close()
+    kept = runs(str(tmp_path))
+    assert len(kept) == RUNS_KEPT and kept[-1] == log.run_id == run_id_for(2e9, os.getpid())
+    assert kept[0] == run_id_for(1e9 + 4, 7)
+    assert runs(state.path) == kept  # the state directory itself names the same runs
+    again = start_run(str(tmp_path), clock=lambda: 2e9)  # same second, same process
+    assert again.run_id == log.run_id + "-2"
+    again.close()
+
+
+def test_keep_stderr_writes_the_end_of_a_rules_stderr_and_nothing_for_none(tmp_path):
+    log = EventLog(str(tmp_path / "e"), str(tmp_path / "stderr"))
+    log.keep_stderr("a.txt", "x" * 10000 + "the end\n")
+    log.keep_stderr("quiet", "")
+    assert os.listdir(tmp_path / "stderr") == ["a.txt"]
+    assert (tmp_path / "stderr" / "a.txt").read_text().endswith("the end\n")
+    assert len((tmp_path / "stderr" / "a.txt").read_text()) == 8192
+
+
+# -------------------------------------------------------------------------- real runs
+
+CHAIN = """\
+a.txt: in.txt
+\ttr a-z A-Z < in.txt > a.txt; echo made a >&2
+
+b.txt: a.txt
+\tcat a.txt a.txt > b.txt
+
+c.txt: in.txt
+\twc -c < in.txt > c.txt
+
+d.txt: b.txt c.txt
+\tLOCAL cat b.txt c.txt > d.txt
+"""
+
+
+def vinemake(root, *args, check=True):
+    proc = subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def last_run(root) -> list[dict]:
+    return read_events(StateDir(str(root)).events(runs(str(root))[-1]))
+
+
+def by_kind(events) -> dict[str, list[dict]]:
+    out = collections.defaultdict(list)
+    for e in events:
+        out[e["ev"]].append(e)
+    return out
+
+
+def check_consistent(events) -> dict[str, list[dict]]:
+    """What every record must satisfy: run_start first, run_end last, one plan per rule, and
+    for each rule that ran one submit, start and end per attempt, in that order."""
+    assert events[0]["ev"] == "run_start" and events[-1]["ev"] == "run_end"
+    k = by_kind(events)
+    plans = {e["rule"]: e for e in k["plan"]}
+    assert len(plans) == len(k["plan"])
+    for kind in ("submit", "start", "end"):
+        assert {e["rule"] for e in k[kind]} <= set(plans)
+    for rid in {e["rule"] for e in k["submit"]}:
+        submits = [e for e in k["submit"] if e["rule"] == rid]
+        starts = [e for e in k["start"] if e["rule"] == rid]
+        ends = [e for e in k["end"] if e["rule"] == rid]
+        assert len(submits) == len(ends)
+        for s, e in zip(starts, ends, strict=False):  # an attempt may end unstarted
+            assert submits[0]["t"] <= s["t"] + 0.05 and s["t"] <= e["t"]
+    counts = k["run_end"][0]["counts"]
+    ok = {e["rule"] for e in k["end"] if e["status"] == "ok"}
+    assert counts["ran"] == len(ok)
+    assert counts["restored"] == len(k["restore"])
+    assert counts["failed"] == len({e["rule"] for e in k["end"] if e["status"] == "failed"})
+    assert counts["skipped"] == sum(1 for p in plans.values() if p["action"] == "skip")
+    return k
+
+
+def summary(proc) -> str:
+    return proc.stderr.splitlines()[-1]
+
+
+def test_a_real_run_records_every_rule_once_and_its_counts_equal_the_summary(tmp_path):
+    (tmp_path / "in.txt").write_text("hello\n")
+    (tmp_path / "Vinefile").write_text(CHAIN)
+    proc = vinemake(tmp_path)
+    events = last_run(tmp_path)
+    k = check_consistent(events)
+    start = k["run_start"][0]
+    assert (start["run"], start["rules"], start["batch_type"]) == (runs(tmp_path)[-1], 4, "local")
+    assert summary(proc).startswith("vinemake: ran 4, restored 0, up to date 0 in ")
+    assert k["run_end"][0]["counts"] == {"ran": 4, "restored": 0, "skipped": 0, "failed": 0,
+                                        "withdrawn": 0}
+    assert (k["run_end"][0]["outcome"], k["run_end"][0]["exit"]) == ("ok", 0)
+    plans = {e["label"]: e for e in k["plan"]}
+    assert plans["d.txt"]["inputs"] == ["b.txt", "c.txt"] and plans["d.txt"]["kind"] == "local"
+    assert plans["a.txt"]["reason"] == "never built" and plans["a.txt"]["kind"] == "command"
+    assert plans["a.txt"]["command"].startswith("tr a-z A-Z")
+    assert len(k["start"]) == len(k["end"]) == 4
+    ends = {e["rule"]: e for e in k["end"]}
+    assert all(e["status"] == "ok" and e["exit"] == 0 and e["wall_s"] >= 0 for e in ends.values())
+    assert [e["worker"] for e in k["worker_join"]] == ["local"]
+    a = plans["a.txt"]["rule"]
+    assert ends[a]["mem_peak_mb"] > 0 and ends[a]["worker"] == "local"
+    # every rule's stderr is kept, not only a failure's
+    stderr = StateDir(str(tmp_path)).stderr(runs(tmp_path)[-1], "a.txt")
+    assert open(stderr).read() == "made a\n"
+
+
+def test_restored_rules_are_recorded_as_restored_and_counted_so(tmp_path):
+    (tmp_path / "in.txt").write_text("hello\n")
+    (tmp_path / "Vinefile").write_text(CHAIN)
+    vinemake(tmp_path)
+    os.unlink(tmp_path / "b.txt")
+    os.unlink(tmp_path / "d.txt")
+    proc = vinemake(tmp_path)
+    k = check_consistent(last_run(tmp_path))
+    labels = {e["rule"]: e["label"] for e in k["plan"]}
+    assert sorted(labels[e["rule"]] for e in k["restore"]) == ["b.txt", "d.txt"]
+    assert k["start"] == [] and k["end"] == []
+    assert summary(proc).startswith("vinemake: ran 0, restored 2, up to date 2 in ")
+    assert len(runs(tmp_path)) == 2
+
+
+def test_a_failed_rule_ends_failed_with_its_stderr_and_the_run_ends_failed(tmp_path):
+    (tmp_path / "Vinefile").write_text("x.txt:\n\techo no such luck >&2; exit 3\n\n"
+                                       "y.txt:\n\tsleep 0.2; touch y.txt\n")
+    proc = vinemake(tmp_path, "-k", check=False)
+    assert proc.returncode == 1
+    k = check_consistent(last_run(tmp_path))
+    failed = [e for e in k["end"] if e["status"] == "failed"]
+    assert len(failed) == 1
+    assert (failed[0]["exit"], failed[0]["signal"], failed[0]["stderr"]) == (3, None,
+                                                                              "no such luck")
+    assert failed[0]["message"] == "exit code 3"
+    assert failed[0]["info"] == str(tmp_path / ".vinemake" / "failed" / "x.txt" / "INFO")
+    assert k["run_end"][0]["outcome"] == "failed" and k["run_end"][0]["exit"] == 1
+
+
+def test_a_run_stopped_by_sigterm_leaves_a_readable_record(tmp_path):
+    (tmp_path / "Vinefile").write_text("x.txt:\n\tsleep 30; touch x.txt\n")
+    proc = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=tmp_path,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(e["ev"] == "start" for e in _events_so_far(tmp_path)):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.1)
+    proc.terminate()
+    assert proc.wait(60) == 143
+    k = by_kind(last_run(tmp_path))
+    assert k["run_end"][0]["outcome"] == "interrupted"
+
+
+def _events_so_far(root) -> list[dict]:
+    ids = runs(str(root))
+    return read_events(StateDir(str(root)).events(ids[-1])) if ids else []
+
+
+WORKER = "import sys; from vinemake.worker.cli import main; sys.exit(main())"
+
+
+def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_path):
+    (tmp_path / "Vinefile").write_text("".join(
+        f"@resources cores=1\no{i}.txt:\n\tsleep 1; echo {i} > o{i}.txt\n\n"
+        for i in range(4)))
+    port_file = tmp_path / "port"
+    run = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "workers",
+                            "--port-file", str(port_file)], cwd=tmp_path,
+                           stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 60
+        while not port_file.exists():
+            assert time.monotonic() < deadline and run.poll() is None
+            time.sleep(0.05)
+        port = port_file.read_text().strip()
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, "127.0.0.1", port,
+                                     "--cores", "1", "--name", name, "--timeout", "30",
+                                     "--as-remote",
+                                     "--workdir", str(tmp_path / name)],
+                                    stderr=subprocess.DEVNULL)
+                   for name in ("alpha", "beta")]
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    finally:
+        for p in [run, *workers]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    k = check_consistent(last_run(tmp_path))
+    assert sorted(e["worker"] for e in k["worker_join"]) == ["alpha", "beta"]
+    assert len(k["start"]) == 4 and {e["worker"] for e in k["start"]} == {"alpha", "beta"}
+    ends = {e["rule"]: e for e in k["end"]}
+    assert all(ends[e["rule"]]["worker"] == e["worker"] for e in k["start"])
+    # one core each: on a worker, a command starts only once the one before it ended
+    for name in ("alpha", "beta"):
+        spans = sorted((e["t"], ends[e["rule"]]["t"]) for e in k["start"] if e["worker"] == name)
+        assert all(b[0] >= a[0] + 0.9 for a, b in zip(spans, spans[1:], strict=False))
+    # no rule starts before a worker joined: a start is a command really beginning
+    first_join = min(e["t"] for e in k["worker_join"])
+    assert min(e["t"] for e in k["start"]) >= first_join

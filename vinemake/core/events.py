@@ -1,0 +1,172 @@
+"""The run-event record: every event of a run, once, as data (DESIGN.md §3b).
+
+One run writes `.vinemake/runs/<run-id>/events.jsonl`, one JSON object per line,
+`{"t": <unix time>, "ev": "<kind>", ...}`, and each rule's stderr tail under `stderr/`. The
+terminal display, --trace, `vinemake log`, `vinemake history`, the report and the status page
+all read these events; none of them measures anything itself. Kinds and fields are listed in
+docs/observing.md; readers ignore kinds and fields they do not know, and a truncated last line
+(a killed run).
+
+Writes are buffered and flushed at least every second (emit or tick) and at close, so a run
+that is killed leaves a readable prefix. emit() may be called from any thread (the manager's
+loop emits worker, start and transfer events); listeners run on the emitting thread and must
+only take note, never write to the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+
+from vinemake.core.statedir import NAME, RUNS_KEPT, StateDir
+
+__all__ = ["EventLog", "NO_EVENTS", "start_run", "read_events", "runs", "run_id_for",
+           "STDERR_TAIL_BYTES"]
+
+FLUSH_S = 1.0
+STDERR_TAIL_BYTES = 8192  # what is kept of each rule's stderr: its end
+_ENCODER = json.JSONEncoder(separators=(",", ":"), default=str)
+
+Listener = Callable[[dict], None]
+
+
+class EventLog:
+    """Appends events to one run's events.jsonl (`path`), or keeps them in `kept` (path None).
+
+    `stderr_dir` is where keep_stderr() writes each rule's tail; None keeps none.
+    """
+
+    def __init__(self, path: str | None = None, stderr_dir: str | None = None,
+                 clock: Callable[[], float] = time.time, run_id: str = ""):
+        self.path = path
+        self.run_id = run_id
+        self.stderr_dir = stderr_dir
+        self.clock = clock
+        self.started = clock()
+        self.kept: list[dict] = []
+        self._listeners: list[Listener] = []
+        self._lock = threading.Lock()
+        self._buffer: list[str] = []
+        self._flushed = clock()
+        self._file = open(path, "a", encoding="utf-8") if path else None
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(event)` for every event emitted from now on."""
+        self._listeners.append(listener)
+
+    def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
+        """Record one event of `kind` at time `t` (now, unless the event came with its own)."""
+        ev = {"t": self.clock() if t is None else t, "ev": kind, **fields}
+        if self._file is None:
+            self.kept.append(ev)
+        else:
+            line = _ENCODER.encode(ev) + "\n"
+            with self._lock:
+                self._buffer.append(line)
+            if ev["t"] - self._flushed >= FLUSH_S:
+                self.flush()
+        for listener in self._listeners:
+            listener(ev)
+
+    def tick(self) -> None:
+        """Flush if the last flush is a second old (the engine calls this every pass)."""
+        if self._buffer and self.clock() - self._flushed >= FLUSH_S:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flushed = self.clock()
+            if not self._buffer or self._file is None:
+                return
+            self._file.write("".join(self._buffer))
+            self._buffer.clear()
+            self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def keep_stderr(self, rule_dir: str, text: str) -> None:
+        """Keep the end of a rule's stderr as its last one (nothing is written for none)."""
+        if self.stderr_dir is None or not text:
+            return
+        os.makedirs(self.stderr_dir, exist_ok=True)
+        with open(os.path.join(self.stderr_dir, rule_dir), "w", encoding="utf-8") as f:
+            f.write(text[-STDERR_TAIL_BYTES:])
+
+
+class _NoEvents(EventLog):
+    """Records nothing (a run without a state directory, most unit tests)."""
+
+    def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
+        pass
+
+    def subscribe(self, listener: Listener) -> None:
+        pass
+
+
+NO_EVENTS = _NoEvents()
+
+
+def run_id_for(now: float, pid: int) -> str:
+    """`YYYYmmddTHHMMSS-pid` of a UTC start time: run-ids sort by start."""
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{pid}"
+
+
+def start_run(root: str, clock: Callable[[], float] = time.time) -> EventLog:
+    """A new run's record under `root`'s state directory; the oldest beyond RUNS_KEPT go."""
+    state = StateDir(root)
+    base = run_id_for(clock(), os.getpid())
+    run_id, n = base, 1
+    while os.path.exists(state.run(run_id)):  # a second run in the same second, same process
+        n += 1
+        run_id = f"{base}-{n}"
+    os.makedirs(state.run(run_id))
+    log = EventLog(state.events(run_id), state.stderr(run_id), clock, run_id)
+    for old in runs(root)[:-RUNS_KEPT]:
+        shutil.rmtree(state.run(old), ignore_errors=True)
+    return log
+
+
+def runs(root: str) -> list[str]:
+    """The run-ids recorded under the workflow directory `root` (or its `.vinemake`), oldest
+    first: the last is the newest."""
+    state = _state(root)
+    try:
+        names = os.listdir(state.runs)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return sorted(n for n in names if os.path.isfile(state.events(n)))
+
+
+def _state(root: str) -> StateDir:
+    root = os.path.abspath(root)
+    if os.path.basename(root) == NAME:
+        root = os.path.dirname(root)  # given the state directory itself
+    return StateDir(root)
+
+
+def read_events(path: str) -> list[dict]:
+    """Every event in an events.jsonl; a line that is not a whole JSON object (the last one
+    of a run that was killed mid-write) is skipped."""
+    out = []
+    try:
+        f = open(path, encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        return out
+    with f:
+        for line in f:
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(ev, dict) and "ev" in ev:
+                out.append(ev)
+    return out
