@@ -332,3 +332,19 @@ def test_check_reports_targets_no_run_could_make(tmp_path, monkeypatch, vinefile
     result = invoke("--check")
     assert (result.exit_code, stderr(result)) == (2, expected)
     assert sorted(os.listdir(tmp_path)) == ["Vinefile"]
+
+
+def test_a_subworkflow_loop_is_reported_at_check_with_its_chain(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Vinefile").write_text("out:\n\tMAKEFLOW Vinefile\n")
+    result = invoke("--check")
+    assert (result.exit_code, stderr(result)) == (2, (
+        "Vinefile:2:2: sub-workflow loop: Vinefile runs Vinefile\n\tMAKEFLOW Vinefile\n\t^\n"))
+    (tmp_path / "Vinefile").write_text("top:\n\tMAKEFLOW a.vf\n")
+    (tmp_path / "a.vf").write_text("a:\n\tMAKEFLOW b.vf\n")
+    (tmp_path / "b.vf").write_text("# b\nb:\n\tLOCAL MAKEFLOW a.vf x\n")
+    result = invoke()
+    assert (result.exit_code, stderr(result)) == (2, (
+        "b.vf:3:2: sub-workflow loop: a.vf runs b.vf runs a.vf\n"
+        "\tLOCAL MAKEFLOW a.vf x\n\t^\n"))
+    assert not any((tmp_path / made).exists() for made in ("top", "a", "b", "x"))

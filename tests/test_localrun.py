@@ -83,3 +83,19 @@ def test_a_local_rule_gets_thread_variables_for_its_cores(tmp_path):
     runner.close()
     assert result.ok
     assert (tmp_path / "x").read_text() == "2 2 2\n"
+
+
+def test_a_subworkflow_that_would_run_a_file_of_its_chain_is_not_started(tmp_path,
+                                                                         monkeypatch):
+    (tmp_path / "sub.vf").write_text("x:\n\ttouch x\n")
+    monkeypatch.setenv("VINEMAKE_WORKFLOW_CHAIN", str(tmp_path / "sub.vf"))
+    runner = LocalRunner(str(tmp_path), 2, workflow_file="Vinefile")
+    runner.submit_subworkflow(task(1, "sub.vf", ["x"], str(tmp_path)))
+    runner.submit_subworkflow(task(2, "./Vinefile", [], str(tmp_path)))
+    results = wait_all(runner, 2)
+    runner.close()
+    assert [(r.status, r.exit_code, r.stderr_tail) for r in results.values()] == [
+        ("failed", 2, "vinemake: sub-workflow loop: sub.vf runs Vinefile runs sub.vf: "
+                      "not started\n"),
+        ("failed", 2, "vinemake: sub-workflow loop: Vinefile runs Vinefile: not started\n")]
+    assert not (tmp_path / "x").exists()

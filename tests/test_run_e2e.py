@@ -343,3 +343,16 @@ def test_a_temp_output_read_by_a_local_rule_reaches_it_and_a_rerun_does_nothing(
     assert (root / "out.txt").read_text().strip() == "4"
     os.unlink(root / ".vinemake" / "uptodate")  # past the snapshot: the plan itself decides
     assert vinemake(root).stderr == "vinemake: nothing to do, 2 rules up to date\n"
+
+
+def test_a_made_subworkflow_that_runs_its_parent_stops_one_level_down(tmp_path):
+    # sub.vf does not exist before the run, so only the child can see the loop: it refuses
+    # to start, naming the chain, and the parent's rule fails.
+    (tmp_path / "Vinefile").write_text(
+        "sub.vf:\n\tprintf 'again:\\\\n\\\\tMAKEFLOW Vinefile\\\\n' > sub.vf\n"
+        "out: sub.vf\n\tMAKEFLOW sub.vf\n")
+    proc = vinemake(tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    info = (tmp_path / ".vinemake" / "failed" / "out" / "INFO").read_text()
+    assert ("sub.vf:2:2: sub-workflow loop: Vinefile runs sub.vf runs Vinefile\n"
+            "\tMAKEFLOW Vinefile\n\t^\n") in info

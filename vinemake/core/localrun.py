@@ -32,6 +32,7 @@ from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult, command_env
+from vinemake.core import subworkflows
 from vinemake.core.shadow import Shadow
 from vinemake.core.statedir import StateDir
 
@@ -50,8 +51,10 @@ class LocalRunner:
     """Runs tasks on this host with up to `slots` at once, in `root`."""
 
     def __init__(self, root: str, slots: int | None = None, scratch: str | None = None,
-                 events=None):
+                 events=None, workflow_file: str = "Vinefile"):
         self.root = root
+        # The workflow running, relative to `root`: a sub-workflow must not run it again.
+        self.workflow_file = os.path.join(root, workflow_file)
         self.scratch = scratch or StateDir(root).local  # where the shadows go
         _sweep(self.scratch)
         self.events = events  # the run's record: each command's start
@@ -116,8 +119,7 @@ class LocalRunner:
         if self.withdrawn:
             return TaskResult(task.id, "withdrawn", reason="not started: an earlier rule failed")
         if task.id in self.subworkflows:
-            return self._finish(task, *self._start(task, subworkflow_argv(task.command),
-                                                   self.root), None)
+            return self._subworkflow(task)
         shadow = Shadow(self.root, os.path.join(
             self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}"), _outputs(task, self.root))
         try:
@@ -127,9 +129,21 @@ class LocalRunner:
         finally:
             shadow.remove()
 
-    def _start(self, task: Task, argv: list[str], cwd: str) -> tuple[subprocess.Popen, float]:
+    def _subworkflow(self, task: Task) -> TaskResult:
+        files = subworkflows.chain(self.workflow_file, os.environ)
+        circle = subworkflows.loop(files, task.command, self.root)
+        if circle is not None:  # refused before it starts: it would start this rule again
+            return TaskResult(task.id, "failed", 2, worker="local", stderr_tail=(
+                f"vinemake: sub-workflow loop: {circle}: not started\n"))
+        extra = {subworkflows.CHAIN_VARIABLE: os.pathsep.join(files)}
+        return self._finish(task, *self._start(task, subworkflow_argv(task.command),
+                                               self.root, extra), None)
+
+    def _start(self, task: Task, argv: list[str], cwd: str,
+               extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, float]:
         env = dict(os.environ)
         env.update(command_env(task))
+        env.update(extra or {})
         if self.events is not None:
             self.events.emit("start", rule=task.id, worker="local", host=_HOST,
                              attempt=task.attempt)

@@ -28,6 +28,7 @@ from vinemake.core.statedir import StateDir
 from vinemake.face.listing import summary
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, RunOptions
 from vinemake.language.jxinput import jx_input
+from vinemake.language.nesting import check_subworkflows
 from vinemake.language.units import parse_duration_s, parse_size_mb
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 
@@ -188,6 +189,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, directory, *
     with _collector_paused():
         workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
         graph = BuildGraph.build(workflow, options.root)
+        check_subworkflows(workflow, options.vinefile, options.root, os.environ)
         if targets:
             graph = graph.select(targets)
     if check:

@@ -322,7 +322,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
         executor = _NoExecutor()  # (an early manager, if any, is closed by run())
     else:
         executor = early if early is not None else _start_manager(options, root, events)
-    local = LocalRunner(root, options.max_local, events=events)
+    local = LocalRunner(root, options.max_local, events=events,
+                        workflow_file=options.vinefile)
     sizes = source_sizes(prep, root)
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
