@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on a fresh Debian machine, then run all of it.
 # Usage: bash tests/run.sh [pytest args...]   (needs root for apt-get, SLURM and ip netns)
+# Inside an activated virtual environment it installs there; outside one it makes .venv here
+# first (Debian's Python refuses pip installs outside a venv: externally-managed-environment).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,7 +24,22 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
-log "pip install -e .[test]"
+if [ -z "${VIRTUAL_ENV:-}" ]; then
+  if [ ! -x .venv/bin/python3 ]; then
+    log "python3 -m venv .venv (no virtual environment is active)"
+    if ! python3 -m venv .venv 2>/dev/null; then
+      rm -rf .venv
+      export DEBIAN_FRONTEND=noninteractive
+      apt-get update -qq
+      apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      python3 -m venv .venv
+    fi
+  fi
+  # shellcheck disable=SC1091
+  . .venv/bin/activate
+fi
+
+log "pip install -e .[test] (into $VIRTUAL_ENV)"
 python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 if [ -f tests/editor/package.json ]; then
@@ -36,13 +53,21 @@ if [ -f tests/editor/package.json ]; then
   export VSCE="$vsce_dir/node_modules/.bin/vsce"
 fi
 
-slurm_started=0
-if [ -x tests/cluster/slurm-up.sh ]; then
-  log "starting the test SLURM cluster"
-  if bash tests/cluster/slurm-up.sh; then slurm_started=1; fi
-fi
-cleanup() { [ "$slurm_started" = 1 ] && bash tests/cluster/slurm-down.sh || true; }
+# slurm-down.sh stops only what slurm-up.sh recorded (munged included), so it runs on every
+# way out, also after a start that failed half-way.
+cleanup() { bash tests/cluster/slurm-down.sh >/dev/null 2>&1 || true; }
 trap cleanup EXIT
+log "starting the test SLURM cluster"
+if ! bash tests/cluster/slurm-up.sh; then
+  if [ "${CI:-}" = true ]; then
+    echo "tests/run.sh: the test SLURM cluster did not start (above); under CI that fails the run" >&2
+    exit 1
+  fi
+  echo "" >&2
+  echo "################################################################################" >&2
+  echo "## tests/run.sh: SLURM did NOT start: the slurm and pbs tests will be SKIPPED  ##" >&2
+  echo "################################################################################" >&2
+fi
 
 log "ruff"
 python3 -m ruff check vinemake tests bench

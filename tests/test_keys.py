@@ -104,3 +104,24 @@ def test_a_directory_output_hash_and_a_source_directory_key_are_one_digest(tmp_p
     size, digest = hash_tree(str(tmp_path / "d"))
     assert size == 5 and digest.startswith("dir-")
     assert FileState(None).key(str(tmp_path / "d")) == "file-xxh3_128-" + digest[4:]
+
+
+@pytest.mark.parametrize("respaced", ["cp  a   b", "cp\ta b", "  cp a b ", "cp a b\t"])
+def test_re_spacing_a_command_between_its_words_keeps_its_key(respaced):
+    assert key_of_command(respaced) == key_of_command("cp a b")
+
+
+@pytest.mark.parametrize("command, other", [
+    ('echo "a  b"', 'echo "a b"'),           # inside double quotes, spaces are data
+    ("echo 'a  b'", "echo 'a b'"),           # and inside single quotes
+    ("echo a\\  b", "echo a\\ b"),           # an escaped blank is a character of the word
+    ("true\n  false", "true false"),         # a newline separates commands
+])
+def test_spaces_the_shell_keeps_are_part_of_the_key(command, other):
+    assert key_of_command(command) != key_of_command(other)
+
+
+def key_of_command(command: str) -> str:
+    spec = RuleSpec(id=0, targets=(FileRef("o", "o"),), sources=(), command=command,
+                    location=Location("Vinefile", 1, 1))
+    return rule_key(spec, {}).key

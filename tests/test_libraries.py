@@ -444,3 +444,27 @@ def test_when_the_library_exits_what_it_left_running_is_killed(pool, tmp_path, s
     assert gone(background)
     assert library.call("touch", ["y"], str(sandbox)).ok
     assert library.starts == 2
+
+
+def test_the_library_example_runs_from_an_unactivated_virtual_environment(tmp_path):
+    # `python3 -m vinemake.library` in a Vinefile means vinemake's own interpreter, even
+    # when the user runs vinemake by its absolute path without activating its venv (PATH
+    # then names a python3 that lacks vinemake, or none at all: here, none).
+    import subprocess
+
+    example = tmp_path / "library"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "..", "examples", "library"),
+                    example, ignore=shutil.ignore_patterns(".vinemake", "count.*"))
+    vinemake = os.path.join(os.path.dirname(sys.executable), "vinemake")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PATH")}
+    bin_dir = tmp_path / "bin"  # the system's commands, but no python at all
+    bin_dir.mkdir()
+    for name in os.listdir("/usr/bin"):
+        if not name.startswith("python"):
+            os.symlink(os.path.join("/usr/bin", name), bin_dir / name)
+    env["PATH"] = str(bin_dir)
+    done = subprocess.run([vinemake], cwd=example, env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in example.glob("count.*")) == [
+        "count.a.txt", "count.b.txt", "count.c.txt"]

@@ -27,6 +27,19 @@ print(" ".join(r.command for r in jx.rules))
 """
 
 
+def _dependency_dirs() -> list[str]:
+    """The directories this interpreter imports vinemake's dependencies from."""
+    import importlib
+
+    dirs = []
+    for name in ("lark", "networkx", "psutil", "xxhash", "click"):
+        module = importlib.import_module(name)
+        where = str(Path(module.__file__).resolve().parent.parent)
+        if where not in dirs:
+            dirs.append(where)
+    return dirs
+
+
 def run(*args, cwd):
     return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=300)
 
@@ -45,15 +58,20 @@ def test_installed_wheel_parses_outside_the_repository(tmp_path):
     assert built.returncode == 0, built.stderr
     wheel, = (tmp_path / "dist").glob("vinemake-*.whl")
 
-    # --system-site-packages provides lark and friends without the network; the venv's own
-    # site-packages come first, so the import below finds the installed wheel.
+    # The dependencies come from where this interpreter finds them (a .pth file naming their
+    # directories), without the network: --system-site-packages would give the *base*
+    # interpreter's, which lack them when the tests themselves run inside a virtual
+    # environment. The venv's own site-packages come first, so the import below finds the
+    # installed wheel, never the repository.
     venv = tmp_path / "venv"
-    made = run(sys.executable, "-m", "venv", "--without-pip", "--system-site-packages",
-               str(venv), cwd=tmp_path)
+    made = run(sys.executable, "-m", "venv", "--without-pip", str(venv), cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    installed = run(str(python), "-m", "pip", "install", "--no-deps", "--no-index",
-                    str(wheel), cwd=tmp_path)
+    site = run(str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+               cwd=tmp_path).stdout.strip()
+    Path(site, "dependencies.pth").write_text("\n".join(_dependency_dirs()) + "\n")
+    installed = run(sys.executable, "-m", "pip", "install", "--no-deps", "--no-index",
+                    "--target", site, str(wheel), cwd=tmp_path)
     assert installed.returncode == 0, installed.stderr
 
     elsewhere = tmp_path / "elsewhere"

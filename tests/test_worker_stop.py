@@ -288,15 +288,16 @@ def test_a_command_killed_by_the_sigterm_that_stops_its_worker_is_run_again(clus
     # job: the command dies of SIGTERM too, maybe before the worker hears its own. That is
     # the worker's end, not the rule's failure: the task must run again elsewhere.
     c = cluster()
-    first = c.worker("w1", cores=1)
+    # A grace far longer than the test's pause, so where the pause lands cannot matter.
+    first = c.worker("w1", 1, 1000, 1000, "--stop-grace", "60")
     marker = tmp_path / "ran-once"
     pidfile = tmp_path / "pid"
     c.m.submit(task(1, f"if [ -e {marker} ]; then exit 0; fi; touch {marker}; "
                        f"echo $$ > {pidfile}.tmp; mv {pidfile}.tmp {pidfile}; sleep 1000"))
     wait_for(pidfile.exists, "the command to start")
     os.killpg(int(pidfile.read_text()), signal.SIGTERM)  # the command first, as often happens
-    # ...and the worker's own signal a moment later, well inside STOPPING_GRACE_S (1 s):
-    # without the grace the command's death would be reported in that moment.
+    # ...and the worker's own signal a moment later, inside the grace: without the grace
+    # the command's death would be reported in that moment.
     time.sleep(0.3)
     assert stop(first) == 143, c.log("w1")
     c.worker("w2", cores=1)

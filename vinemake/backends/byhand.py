@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
+from vinemake.backends.batch import reachable_host
 
 __all__ = ["ByHandWorkers"]
 
@@ -15,10 +15,11 @@ class ByHandWorkers:
         self.out = out or sys.stderr
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
-        extra = (" --password FILE" if manager.password_file else "") + \
+        extra = (f" --password {manager.password_file}" if manager.password_file else "") + \
                 (" --ssl" if manager.ssl else "")
-        # Listening on every interface: name this machine, which workers can reach.
-        host = socket.getfqdn() if manager.host in ("", "0.0.0.0", "::") else manager.host
+        # Listening on every interface: name this machine as workers elsewhere can reach it
+        # (never "localhost", which getfqdn() answers on many hosts with a real name).
+        host = reachable_host(manager.host)
         print(f"vinemake: waiting for workers; start them with:\n"
               f"    vinemake-worker {host} {manager.port}{extra}", file=self.out)
 

@@ -28,6 +28,7 @@ from vinemake.common.spec import Resources, RuleSpec
 from vinemake.core.graph import norm
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
+           "shell_words",
            "output_key", "Keys", "compute_keys"]
 
 # Environment variables that are limits, not inputs (see the module docstring).
@@ -57,6 +58,37 @@ class RuleKey:
     outputs: tuple[tuple[str, str, str], ...]
 
 
+def shell_words(command: str) -> str:
+    """`command` as the shell reads its words: runs of blanks outside quotes are one space,
+    and none lead or trail, so re-spacing a command (`cp  a b`, a tab) reruns nothing.
+
+    Quoted text and backslash-escaped characters are kept exactly; a newline is kept too,
+    as it separates commands. Commands without extra blanks come back unchanged (fast path).
+    """
+    if "  " not in command and "\t" not in command and command == command.strip(" "):
+        return command
+    out: list[str] = []
+    quote = ""
+    escaped = blank = False
+    for ch in command.strip(" \t"):
+        if escaped:
+            escaped = False
+        elif ch == "\\" and quote != "'":
+            escaped = True
+        elif quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        elif ch in " \t":
+            blank = True
+            continue
+        if blank:
+            out.append(" ")
+            blank = False
+        out.append(ch)
+    return "".join(out)
+
+
 def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | None = None,
              resources: Resources | None = None) -> RuleKey:
     """The key of `rule` given the keys of its inputs (by path) and of the library it calls."""
@@ -64,7 +96,7 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) else ""
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     parts = (
-        ("command", digest(rule.command.encode("utf-8", "surrogateescape"))),
+        ("command", digest(shell_words(rule.command).encode("utf-8", "surrogateescape"))),
         ("environment", _env_digest(rule.env)),
         ("resources", _resources_digest(res.cores, res.gpus)),
         ("library", digest(library_key.encode()) if library_key else _EMPTY),

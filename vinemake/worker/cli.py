@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--as-remote", action="store_true",
                    help="act as if on another host: never link the manager's files "
                         "(tests and benchmarks of transfers on one machine)")
+    p.add_argument("--stop-grace", type=float, default=None, metavar="S",
+                   help="how long a command killed by SIGTERM waits for this worker's own stop "
+                        "signal before it counts as the rule's failure (default: 1 s)")
     p.add_argument("--debug", action="store_true", help="log what the worker does")
     return p.parse_args(argv)
 
@@ -73,7 +76,8 @@ def _serve(args: argparse.Namespace, signals: StopSignals) -> int:
             host=args.host, port=args.port, workdir=os.path.abspath(workdir),
             resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
             timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name,
-            as_remote=args.as_remote, idle_exit=not args.no_idle_exit)
+            as_remote=args.as_remote, idle_exit=not args.no_idle_exit,
+            **({} if args.stop_grace is None else {"stop_grace_s": args.stop_grace}))
         worker = Worker(opts)
         return signals.serve(worker.run, worker.stop)
     except VinemakeError as e:

@@ -34,6 +34,7 @@ import os
 import shlex
 import signal
 import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -192,13 +193,23 @@ class _Pending:
         self.done.set()
 
 
+def _interpreter_first(path: str) -> str:
+    """PATH with this worker's interpreter's directory first, so that `python3 -m
+    vinemake.library` finds vinemake even when vinemake was started by its absolute path
+    from a virtual environment nobody activated. A PATH the rule exports still wins."""
+    own = os.path.dirname(sys.executable)
+    parts = [p for p in path.split(os.pathsep) if p and p != own]
+    return os.pathsep.join([own, *parts])
+
+
 class _Process:
     """One running library process: writes requests, and a reader thread matches responses."""
 
     def __init__(self, spec: LibrarySpec, workdir: str, log_path: str):
         self.name = spec.name
         self.log_path = log_path
-        env = {**os.environ, **dict(spec.env), "VINEMAKE_LIBRARY": spec.name,
+        env = {**os.environ, "PATH": _interpreter_first(os.environ.get("PATH", "")),
+               **dict(spec.env), "VINEMAKE_LIBRARY": spec.name,
                "VINEMAKE_LIBRARY_PROTOCOL": str(PROTOCOL_VERSION)}
         with open(log_path, "ab") as log:
             # A session of its own, so stopping the instance stops whatever it started.

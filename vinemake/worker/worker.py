@@ -85,6 +85,7 @@ class WorkerOptions:
     name: str = ""
     as_remote: bool = False
     idle_exit: bool = True
+    stop_grace_s: float = STOPPING_GRACE_S
 
 
 class Worker:
@@ -409,7 +410,7 @@ class Worker:
         r = outcome.result
         if r.status != "signaled" or r.exit_code != -signal.SIGTERM:
             return False
-        return self._stop.wait(STOPPING_GRACE_S)
+        return self._stop.wait(self.opts.stop_grace_s)
 
     def _drain_outbox(self) -> None:
         """Send every outcome waiting, in one message; whoever finds the outbox free does it.
