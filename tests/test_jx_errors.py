@@ -126,6 +126,14 @@ def test_jx_errors_are_located(what, text, expected):
     assert e.value.exit_code == EXIT_INPUT
 
 
+def test_keys_far_from_any_known_key_are_ignored_as_makeflow_ignores_them():
+    workflow = parse_jx_workflow(
+        '{"comment": ["what this does"], "author": "me", "rules": [{"command": "x", '
+        '"comment": "a note", "owner": "me", "outputs": [{"dag_name": "a", "comment": "b"}]}]}',
+        "w.jx", environ={})
+    assert [(r.command, r.targets[0].path) for r in workflow.rules] == [("x", "a")]
+
+
 def test_plain_json_refuses_expressions():
     with pytest.raises(VinefileError) as e:
         parse_jx_workflow('{"rules": [{"command": "echo " + 1}]}', "w.json", plain=True)

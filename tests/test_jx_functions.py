@@ -139,6 +139,7 @@ FUNCTIONS = [
     ('select([{"n": 1, "t": "a"}, {"n": 2, "t": "b"}], n > 1 and t == "b")',
      [{"n": 2, "t": "b"}]),
     ('project([{"n": 1}, {"n": 2}], n * base)', [10, 20]),
+    ('let({"a": 1, "b": base}, a + b)', 11), ('let({"base": 2}, [base, A])', [2, "x"]),
 ]
 
 
@@ -236,6 +237,8 @@ FUNCTION_ERRORS = [
     ('select([{"a": 1}], a)', "1:20: select: the condition must be a boolean, got integer 1"),
     ("project([{}])", "1:1: project: takes 2 arguments (an array of objects, an expression), "
                       "got 1"),
+    ("let([1], 2)", "1:5: let: argument 1 must be an object of names, got array [1]"),
+    ('let({"a": 1})', "1:1: let: takes 2 arguments (an object of names, an expression), got 1"),
     ("nosuch(1)", "1:1: unknown function 'nosuch'"),
     ("lenn([1])", "1:1: unknown function 'lenn' (did you mean 'len'?)"),
 ]

@@ -121,6 +121,35 @@ def test_a_define_uses_another_and_the_command_line_sets_one(tmp_path):
     assert (tmp_path / "out.txt").read_text() == "hello you\n"
 
 
+def test_an_older_style_workflow_with_let_comments_and_a_context_file(tmp_path):
+    # The shape of cctools' makeflow/example: let() bindings, "comment" keys, names from a
+    # --jx-args context file.
+    (tmp_path / "context.jx").write_text('{"TOOL": "/bin/echo", "ANGLES": range(90, 361, 90),}')
+    (tmp_path / "example.jx").write_text("""let({"SOURCE": "picture.txt"}, {
+        "comment": ["Make a picture, four turns of it, then one montage."],
+        "environment": {"SHOW": "/bin/cat"},
+        "rules": [
+            {"command": "$SHOW " + join([format("turn.%d.txt", a) for a in ANGLES])
+                        + " > montage.txt",
+             "outputs": ["montage.txt"],
+             "inputs": [format("turn.%d.txt", a) for a in ANGLES]},
+            {"command": format("%s turned %d > turn.%d.txt", TOOL, a, a),
+             "outputs": [format("turn.%d.txt", a)], "inputs": [SOURCE]} for a in ANGLES,
+            let({"WORDS": "a picture"}, {
+                "command": TOOL + " " + WORDS + " > " + SOURCE,
+                "outputs": [SOURCE],
+                "comment": "local_job runs it on this machine",
+                "local_job": true})
+        ]
+    })""")
+    first = vinemake(tmp_path, "--jx", "example.jx", "--jx-args", "context.jx")
+    assert len(started(first)) == 6
+    assert (tmp_path / "montage.txt").read_text() == \
+        "turned 90\nturned 180\nturned 270\nturned 360\n"
+    assert vinemake(tmp_path, "--jx", "example.jx", "--jx-args", "context.jx").stderr == \
+        "vinemake: nothing to do, 6 rules up to date\n"
+
+
 def test_plain_json_by_name_and_by_flag(tmp_path):
     (tmp_path / "wf.json").write_text(HELLO)
     vinemake(tmp_path, "wf.json")

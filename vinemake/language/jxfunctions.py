@@ -1,10 +1,11 @@
 """JX's built-in functions, with the argument types and results cctools gives them.
 
 range, format, join, ceil, floor, basename, dirname, listdir, escape, len, fetch, schema,
-like, keys, values, items, template, select (also called where) and project. Each is called
-as `f(a, b)` or, the first argument before a dot, `a.f(b)`. select, where and project get
-their second argument unevaluated: it is evaluated once per object of the array, with the
-object's keys as names.
+like, keys, values, items, template, select (also called where) and project, and let from
+older JX. Each is called as `f(a, b)` or, the first argument before a dot, `a.f(b)`. select,
+where and project get their second argument unevaluated: it is evaluated once per object of
+the array, with the object's keys as names; let evaluates its second argument once, with the
+keys of its first as names.
 
 Where vinemake differs from cctools on purpose (docs/jx.md lists these): listdir() returns
 the names sorted (readdir's order is whatever the file system keeps); keys(), values() and
@@ -337,6 +338,19 @@ def _select(call: CallSite):
     return _over_objects(call, keep)
 
 
+def _let(call: CallSite):
+    """let(object, expression): the expression with the object's keys as names (older JX's
+    local bindings, still in cctools' example workflows)."""
+    if len(call.args) != 2 or any(item.clauses for item in call.args):
+        raise call.error(f"takes 2 arguments (an object of names, an expression), got "
+                         f"{len(call.args)}")
+    bindings = call.evaluator.eval(call.args[0].value, call.scope)
+    if kind(bindings) != "object":
+        raise call.error(f"argument 1 must be an object of names, got {kind(bindings)} "
+                         f"{brief(bindings)}", 0)
+    return call.evaluator.eval(call.args[1].value, call.scope.child(bindings))
+
+
 def _project(call: CallSite):
     return _over_objects(call, lambda result, item, value, expression: result.append(value))
 
@@ -362,4 +376,5 @@ FUNCTIONS: dict[str, Function] = {
     "select": Function(_select, deferred=True),
     "where": Function(_select, deferred=True),
     "project": Function(_project, deferred=True),
+    "let": Function(_let, deferred=True),
 }

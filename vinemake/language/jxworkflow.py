@@ -19,9 +19,9 @@ one before); a null value passes the submitting environment's value, as `export 
 With CATEGORY and the resource variables it is the rule's env exactly as a Vinefile gives it,
 so the two languages make the same rule keys.
 
-Makeflow ignores keys it does not know; vinemake reports them (with "did you mean"), as it
-reports a misspelt Vinefile directive: a misspelt `ouputs` would otherwise run a rule
-without its outputs.
+Makeflow ignores keys it does not know, and workflows use that for "comment" keys and notes
+of their own; vinemake ignores them too, except a key near a known one, which it reports
+with "did you mean": a misspelt `ouputs` would otherwise run a rule without its outputs.
 """
 
 from __future__ import annotations
@@ -279,7 +279,7 @@ class _Reader:
 
     def _resources(self, spec) -> dict:
         res = _need(spec, "resources", "object", {})
-        _known_keys(res, _RESOURCES, "\"resources\"")
+        _known_keys(res, _RESOURCES, "\"resources\"", strict=True)  # as Makeflow: an error
         fields = {}
         for key, value in res.items():
             var = _RESOURCES[key]
@@ -331,11 +331,14 @@ def _need(obj, key: str, want: str, default=_MISSING):
     return value
 
 
-def _known_keys(obj, known: Iterable[str], what: str) -> None:
+def _known_keys(obj, known: Iterable[str], what: str, strict: bool = False) -> None:
+    """An unknown key near a known one is a typo, an error; any other is ignored, as Makeflow
+    ignores it (workflows carry "comment" keys and notes of their own), unless `strict`."""
     for key in obj:
-        if key not in known:
+        if key not in known and key != "comment":
             hint = did_you_mean(key, known)
-            raise JxError(_key_at(obj, key), f"unknown key \"{key}\" in {what}{hint}")
+            if hint or strict:
+                raise JxError(_key_at(obj, key), f"unknown key \"{key}\" in {what}{hint}")
 
 
 def _key_at(obj, key: str) -> At:
