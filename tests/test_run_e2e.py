@@ -356,3 +356,21 @@ def test_a_made_subworkflow_that_runs_its_parent_stops_one_level_down(tmp_path):
     info = (tmp_path / ".vinemake" / "failed" / "out" / "INFO").read_text()
     assert ("sub.vf:2:2: sub-workflow loop: Vinefile runs sub.vf runs Vinefile\n"
             "\tMAKEFLOW Vinefile\n\t^\n") in info
+
+
+@pytest.mark.parametrize("targets", ["mydir mydir/1.txt", "mydir/1.txt mydir",
+                                     "mydir/1.txt mydir mydir/sub mydir/sub/2.txt",
+                                     # outputs that go through the worker's cache, as remote
+                                     # workers' do, instead of being renamed into place
+                                     "@cache forever\nmydir mydir/1.txt"])
+def test_a_directory_and_files_inside_it_are_targets_of_one_rule(tmp_path, targets):
+    (tmp_path / "Vinefile").write_text(
+        f"{targets}:\n\tmkdir -p mydir/sub && echo hi > mydir/1.txt && echo 2 > mydir/sub/2.txt\n"
+        "list.txt: mydir\n\tfind mydir | sort > list.txt\n"
+        "one.txt: mydir/1.txt\n\tcp mydir/1.txt one.txt\n")
+    vinemake(tmp_path)
+    assert (tmp_path / "list.txt").read_text() == \
+        "mydir\nmydir/1.txt\nmydir/sub\nmydir/sub/2.txt\n"
+    assert (tmp_path / "one.txt").read_text() == "hi\n"
+    assert sorted(os.listdir(tmp_path / "mydir")) == ["1.txt", "sub"]
+    assert started(vinemake(tmp_path)) == []

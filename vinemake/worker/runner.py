@@ -23,6 +23,7 @@ import ctypes
 import dataclasses
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -389,7 +390,14 @@ class Runner:
         outputs = []
         inline = []
         place = self.same_host and not task.cache_forever
-        for f, src, size, digest in hashed:
+        # `d d/x`, in either order: d/x goes out as a copy made before anything moves, and
+        # stays inside d. (A copy, not a link: installing one inode over itself is a no-op
+        # rename that would leave the installer's temporary name behind.)
+        copies = {i: _copy(src, f"{sandbox}/.vinemake-output.{i}")
+                  for i, (f, src, *_) in enumerate(hashed)
+                  if _inside_another(f.sandbox, task.outputs)}
+        for i, (f, src, size, digest) in enumerate(hashed):
+            src = copies.get(i, src)
             # On the manager's host the output goes straight to its path: the manager then
             # links and renames nothing. The path in the outcome says it is there.
             if place and f.path is not None and _place(src, f.path):
@@ -625,6 +633,20 @@ def spawn_shell(command: str, cwd: str, env: tuple[tuple[str, str], ...], base_e
 def _err_path(sandbox: str) -> str:
     # Beside the sandbox, not in it (it is not the task's disk); kept for the next task.
     return sandbox + ".err"
+
+
+def _inside_another(name: str, outputs) -> bool:
+    """Whether the output `name` lies inside another output of the same task."""
+    return any(name.startswith(other.sandbox.rstrip("/") + "/") for other in outputs)
+
+
+def _copy(src: str, dest: str) -> str:
+    """`dest`, a copy of the file or tree `src` (links copied as links)."""
+    if os.path.isdir(src) and not os.path.islink(src):
+        shutil.copytree(src, dest, symlinks=True)
+    else:
+        shutil.copy2(src, dest, follow_symlinks=False)
+    return dest
 
 
 def _place(src: str, target: str) -> bool:
