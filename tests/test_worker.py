@@ -334,9 +334,8 @@ def wait_until(predicate, timeout=10.0):
 def test_while_tasks_queue_the_monitor_finishes_reaped_tasks_together(monkeypatch):
     monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)  # only the count lets them go
     monkeypatch.setattr(monitor_module, "DEFER_MAX", 3)
-    monitor = Monitor(interval=0.05, delay=10.0)
     queueing = [True]
-    monitor.defer = lambda: queueing[0]
+    monitor = Monitor(interval=0.05, delay=10.0, defer=lambda: queueing[0])
     events = []
     try:
         for name in ("a", "b"):
@@ -361,8 +360,7 @@ def test_a_task_finished_later_measures_the_time_its_command_ran(tmp_path, monke
     # Finished two seconds late, for a command that takes milliseconds: the margins on both
     # sides are wide enough that no scheduling delay can move the result across them.
     monkeypatch.setattr(monitor_module, "DEFER_S", 2.0)
-    monitor = Monitor(interval=0.05, delay=10.0)
-    monitor.defer = lambda: True
+    monitor = Monitor(interval=0.05, delay=10.0, defer=lambda: True)
     r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
                Fetcher({}), str(tmp_path / "run"), "w1", same_host=True)
     try:
@@ -377,8 +375,7 @@ def test_a_task_finished_later_measures_the_time_its_command_ran(tmp_path, monke
 def test_a_command_reaped_but_not_yet_finished_is_never_signalled(monkeypatch):
     # Its pid may already name another process: a cancel that comes meanwhile is a no-op.
     monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)
-    monitor = Monitor(interval=0.05, delay=10.0)
-    monitor.defer = lambda: True
+    monitor = Monitor(interval=0.05, delay=10.0, defer=lambda: True)
     events = []
     killed = []
     monkeypatch.setattr(monitor_module.os, "killpg", lambda pid, sig: killed.append(pid))

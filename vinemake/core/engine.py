@@ -32,7 +32,7 @@ from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
 from vinemake.core.events import NO_EVENTS, EventLog
-from vinemake.core.executor import Executor
+from vinemake.core.executor import Executor, LocalExecutor
 from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
 from vinemake.core.keys import Keys
@@ -158,7 +158,7 @@ class Engine:
                  dependents: Sequence[Sequence[int]], keys: Keys, plan: Plan, *,
                  executor: Executor, journal: Journal, store: Store | None, reporter,
                  root: str, state_dir: str, options: EngineOptions = EngineOptions(),
-                 local: Executor | None = None,
+                 local: LocalExecutor | None = None,
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
                  sizes: Mapping[str, int] | None = None,
                  clock: Callable[[], float] = time.monotonic,
@@ -290,7 +290,7 @@ class Engine:
         self.reporter.started(rule.name)
         if self.local is not None and (rule.local or rule.subworkflow):
             st.local_running.add(rid)
-            if rule.subworkflow and hasattr(self.local, "submit_subworkflow"):
+            if rule.subworkflow:
                 self.local.submit_subworkflow(task)
             else:
                 self.local.submit(task)

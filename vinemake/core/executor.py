@@ -8,7 +8,7 @@ from typing import Protocol
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskResult
 
-__all__ = ["Executor"]
+__all__ = ["Executor", "LocalExecutor"]
 
 
 class Executor(Protocol):
@@ -38,3 +38,12 @@ class Executor(Protocol):
     def largest_worker(self) -> Resources | None: ...
 
     def close(self) -> None: ...
+
+
+class LocalExecutor(Executor, Protocol):
+    """Runs LOCAL rules and MAKEFLOW sub-workflows on this host, in the workflow directory.
+
+    submit_subworkflow() runs a sub-workflow's task as a nested vinemake instead of a command.
+    """
+
+    def submit_subworkflow(self, task: Task) -> None: ...

@@ -344,12 +344,18 @@ class FileServer:
         self._secret = secret
         self._ssl = ssl_context
         self._on_error = on_error
-        self.slots = threading.BoundedSemaphore(max(1, limit))
+        self.set_limit(limit)
         self._listener = socket.create_server((host, 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
         threading.Thread(target=self._accept_loop, name="file-server", daemon=True).start()
 
+
+    def set_limit(self, limit: int) -> None:
+        """Serve at most `limit` transfers at once from now on (a worker learns the
+        manager's --transfer-limit when it joins). Transfers already going keep their slot
+        of the old limit."""
+        self.slots = threading.BoundedSemaphore(max(1, limit))
     def _accept_loop(self) -> None:
         while not self._closed:
             try:

@@ -92,7 +92,9 @@ class Watch:
 class Monitor:
     """Samples registered Watches every `interval` seconds after `delay`; reaps their exits."""
 
-    def __init__(self, interval: float = 0.25, delay: float = 0.1):
+    def __init__(self, interval: float = 0.25, delay: float = 0.1,
+                 tick: Callable[[], float | None] | None = None,
+                 defer: Callable[[], bool] | None = None):
         self.interval = interval
         self.delay = delay
         self._watches: dict[int, Watch] = {}
@@ -105,9 +107,9 @@ class Monitor:
         self._epoll.register(self._wake_r, select.EPOLLIN)
         # Called on the monitor's thread after each batch of exits: seconds until it wants
         # to be called again, or None.
-        self.tick: Callable[[], float | None] | None = None
+        self.tick = tick
         # Asked after commands are reaped: may their on_exit wait (see the module's doc)?
-        self.defer: Callable[[], bool] | None = None
+        self.defer = defer
         self.finishing = False  # True while on_exits run back to back (tick() comes next)
         self._thread = threading.Thread(target=self._loop, name="monitor", daemon=True)
         self._thread.start()

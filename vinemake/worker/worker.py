@@ -97,7 +97,6 @@ class Worker:
         self.run_dir = os.path.join(opts.workdir, f"run-{os.getpid()}")
         _remove_stale_runs(opts.workdir)
         self.cache = CacheDir(self.run_dir, os.path.join(opts.workdir, "forever"))
-        self.monitor = Monitor()
         self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"))
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="task")
         self.arrivals = Arrivals()  # files being received, forwarded to peers as they land
@@ -111,10 +110,7 @@ class Worker:
         self.slots = Slots(opts.resources)
         self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
-        self.monitor.tick = self._tick
-        # Finishing a task may wait a moment (monitor.py) while, as for holding outcomes,
-        # enough tasks queue here that nothing needs its result to go on.
-        self.monitor.defer = lambda: self.slots.waiting() > self._hold_above
+        self.monitor = Monitor(tick=self._tick, defer=self._may_defer)
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._conn: Connection | None = None  # the session's, for sending
@@ -122,6 +118,11 @@ class Worker:
         self.runner: Runner | None = None
         self.exit_status = 0
         self._manager_files = 0  # the manager's file server port, for uploads it asks for
+
+    def _may_defer(self) -> bool:
+        """Finishing a task may wait a moment (monitor.py) while, as for holding outcomes,
+        enough tasks queue here that nothing needs its result to go on."""
+        return self.slots.waiting() > self._hold_above
 
     # ------------------------------------------------------------ life cycle
 
@@ -189,7 +190,7 @@ class Worker:
                 self.name = welcome.worker_id or self.name
                 self._manager_files = welcome.file_port
                 self.slots.max_tasks = welcome.max_tasks
-                self.files.slots = threading.BoundedSemaphore(max(1, welcome.transfer_limit))
+                self.files.set_limit(welcome.transfer_limit)
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
                                      self._on_transfer, self._on_start)
