@@ -8,6 +8,7 @@ import pytest
 from vinemake.common.errors import InputError
 from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
 from vinemake.common.task import Measured, TaskResult
+from vinemake.core.collection import Collection
 from vinemake.core.engine import (
     Engine,
     EngineOptions,
@@ -262,7 +263,7 @@ def test_outputs_are_stored_and_restored_without_running(root):
 
 def test_gc_deletes_intermediates_after_last_consumer_but_not_outputs(root):
     outcome, _, _ = run_once(root, diamond(), options=EngineOptions(
-        gc=True, protected=frozenset({"d", "in.txt"})))
+        gc=Collection("ref_cnt"), protected=frozenset({"d", "in.txt"})))
     assert not any(os.path.exists(os.path.join(root, n)) for n in "abc")
     assert os.path.exists(os.path.join(root, "d")) and os.path.exists(os.path.join(root,
                                                                                    "in.txt"))

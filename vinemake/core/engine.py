@@ -31,6 +31,7 @@ from vinemake.common.names import quoted
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
+from vinemake.core.collection import Collection
 from vinemake.core.events import NO_EVENTS, EventLog
 from vinemake.core.executor import Executor, LocalExecutor
 from vinemake.core.graph import norm, read_line
@@ -49,7 +50,7 @@ WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay
 class EngineOptions:
     retries: int = 0  # extra attempts for every rule without its own @retries
     keep_going: bool = False
-    gc: bool = False  # -g ref_cnt
+    gc: Collection = Collection()  # -g, -G, --gc-size
     protected: frozenset[str] = frozenset()  # MAKEFLOW_INPUTS/OUTPUTS: never collected
     shared_store: bool = False  # --cache-dir: collected files stay in it
     remote: frozenset[int] = frozenset()  # rules whose outputs stay on workers besides @temp
@@ -142,6 +143,8 @@ class _State:
     ready: deque[int] = field(default_factory=deque)
     running: set[int] = field(default_factory=set)
     refs: dict[str, int] = field(default_factory=dict)
+    collectible: dict[str, None] = field(default_factory=dict)  # -g: in the order they became so
+    alive: int = 0  # files this run made (or restored) and has not collected
     remote_refs: dict[str, int] = field(default_factory=dict)  # path -> consumers still to run
     ran: list[str] = field(default_factory=list)
     restored: list[str] = field(default_factory=list)
@@ -162,7 +165,8 @@ class Engine:
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
                  sizes: Mapping[str, int] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 events: EventLog = NO_EVENTS):
+                 events: EventLog = NO_EVENTS,
+                 free_bytes: Callable[[], int] | None = None):
         self.rules = rules
         self.deps, self.dependents = deps, dependents
         self.keys, self.plan = keys, plan
@@ -177,6 +181,7 @@ class Engine:
         self.events = events
         self.hosts: dict[str, str] = {}  # worker -> host, from the record's worker_join events
         events.subscribe(self._note_worker)
+        self.free_bytes = free_bytes or self._free_bytes
         self.stop_code = 0
         self.uncached = 0
         self.libraries = {r.library: r for r in rules if r.library}
@@ -216,9 +221,10 @@ class Engine:
                 to_run.add(rid)
             else:
                 st.restored.append(self.rules[rid].name)
+                st.alive += len(self.keys.rules[rid].outputs)
         st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run) for rid in to_run}
         st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
-        if self.options.gc:
+        if self.options.gc.on:
             st.refs = self._reference_counts(to_run)
         st.remote_refs = self._remote_reference_counts(to_run)
         checked = self._check_sizes(to_run)
@@ -235,6 +241,8 @@ class Engine:
             self.journal.tick()
             self.events.tick()
             self.reporter.tick()
+        if st.collectible and not (st.failed or self.stop_code):
+            self._delete(st, len(st.collectible))  # as Makeflow's last collection
         self.journal.sync()
         outcome = RunOutcome(tuple(st.ran), tuple(st.restored),
                           len(self.plan.order) - len(to_run) - len(st.restored),
@@ -395,13 +403,14 @@ class Engine:
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, recorded,
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))
         st.ran.append(rule.name)
+        st.alive += len(recorded)
         self.reporter.finished(rule.name, result)
         for d in self.dependents[rid]:
             if d in st.pending:
                 st.pending[d] -= 1
                 if not st.pending[d]:
                     st.ready.append(d)
-        if self.options.gc:
+        if self.options.gc.on:
             self._collect(st, rule)
         if st.remote_refs:
             self._forget_dead(st, rule)
@@ -483,7 +492,7 @@ class Engine:
             mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb, bytes_read=None, bytes_written=None,
             message="" if result.ok else _describe(result), **fields)
 
-    # -- garbage collection (-g ref_cnt) ----------------------------------------------------
+    # -- garbage collection (-g, see core/collection.py) ------------------------------------
 
     def _reference_counts(self, to_run: set[int]) -> dict[str, int]:
         """For each made file read by a rule that will run: how many such rules read it."""
@@ -497,20 +506,37 @@ class Engine:
         return refs
 
     def _collect(self, st: _State, rule: RuleSpec) -> None:
-        """Delete intermediates whose last consumer this rule was."""
+        """Note the intermediates whose last consumer this rule was, then delete as many of
+        the collectible files as the -g policy says."""
         for f in rule.sources:
             p = norm(f.path)
             if p not in st.refs:
                 continue
             st.refs[p] -= 1
             rec = self.journal.state.files.get(p)
-            if st.refs[p] or rec is None or rec.collected:
-                continue
+            if not st.refs[p] and rec is not None and not rec.collected:
+                st.collectible[p] = None
+        self._delete(st, self.options.gc.how_many(len(st.collectible), st.alive,
+                                                  self.free_bytes))
+
+    def _delete(self, st: _State, n: int) -> None:
+        """Delete the `n` files that became collectible first."""
+        for p in list(st.collectible)[:n]:
+            del st.collectible[p]
+            rec = self.journal.state.files[p]
             remove_path(self.path(p))
             if self.store is not None and not self.options.shared_store:
                 self.store.remove(rec.key)  # else the store's link keeps the bytes alive
             self.journal.collected(p)
+            st.alive -= 1
 
+    def _free_bytes(self) -> int:
+        """Space left on the disk holding the workflow (-g on_demand watches it)."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError:
+            return 1 << 62  # unknown, as Makeflow takes it: not low
+        return st.f_bavail * st.f_frsize
 
     # -- files that stay on workers -------------------------------------------------------
 

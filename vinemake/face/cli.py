@@ -22,11 +22,19 @@ from vinemake import __version__
 from vinemake.backends import ProviderOptions
 from vinemake.common.errors import InputError, VinefileError, VinemakeError
 from vinemake.common.spec import Resources, Workflow
+from vinemake.core.collection import GC_MODES, Collection
 from vinemake.core.graph import EXPORT_FORMATS, BuildGraph
 from vinemake.core.lock import workflow_lock
 from vinemake.core.statedir import StateDir
+from vinemake.face import debuglog
 from vinemake.face.listing import summary
-from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, GC_MODES, RunOptions
+from vinemake.face.makeflow import (
+    BATCH_ALIASES,
+    OTHER_BATCH_TYPES,
+    makeflow_args,
+    refusing_options,
+)
+from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
 from vinemake.language.jxinput import jx_input
 from vinemake.language.nesting import check_subworkflows
 from vinemake.language.units import parse_duration_s, parse_size_mb
@@ -40,6 +48,9 @@ EXIT_INTERRUPTED = 130
 
 class _Command(click.Command):
     """A click command that turns VinemakeError and Ctrl-C into a message and an exit code."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, makeflow_args(args))
 
     def invoke(self, ctx: click.Context):
         try:
@@ -60,6 +71,29 @@ class _CleanMode(click.Choice):
         if value not in self.choices:
             self.fail(f"{value!r} is not one of {', '.join(self.choices)} (to clean a named "
                       f"Vinefile, write: vinemake --clean=all {value})", param, ctx)
+        return value
+
+
+class _BatchType(click.Choice):
+    """-T: vinemake's provider names, Makeflow's names for them, and why Makeflow's others
+    are refused."""
+
+    def convert(self, value, param, ctx):
+        if value in OTHER_BATCH_TYPES:
+            self.fail(f"{value!r}: {OTHER_BATCH_TYPES[value]} (choose from "
+                      f"{', '.join(BATCH_TYPES)}; wq and vine mean workers, torque means pbs)",
+                      param, ctx)
+        value = super().convert(value, param, ctx)
+        return BATCH_ALIASES.get(value, value)
+
+
+class _Subsystem(click.Choice):
+    """-d: Makeflow's debug subsystems that name a part of vinemake."""
+
+    def convert(self, value, param, ctx):
+        if value not in self.choices:
+            self.fail(f"{value!r}: vinemake has no debug output for it (choose from "
+                      f"{', '.join(self.choices)})", param, ctx)
         return value
 
 
@@ -108,7 +142,10 @@ Examples:
 @click.option("--clean", type=_CleanMode(CLEAN_MODES), is_flag=False, flag_value="all",
               default=None, metavar="[all|outputs|intermediates|cache]",
               help="Remove what the workflow made (never a source). Default: all.")
+@click.option("-c", "clean_all", is_flag=True, help="Makeflow's --clean: all (-cMODE: MODE).")
 @click.option("-C", "directory", metavar="DIR", help="Change to DIR before doing anything.")
+@click.option("-X", "--change-directory", "--chdir", "change_dir", metavar="DIR",
+              help="Read the Vinefile here, then run it in DIR (Makeflow's -X).")
 # JX workflows (docs/jx.md); a file named *.jx or *.json is one without a flag.
 @click.option("--jx", is_flag=True, help="Read the workflow as JX (JSON with expressions).")
 @click.option("--json", "plain_json", is_flag=True, help="Read the workflow as plain JSON.")
@@ -116,34 +153,52 @@ Examples:
               "object in FILE (repeatable).")
 @click.option("--jx-define", multiple=True, metavar="NAME=EXPR", help="Set NAME for a JX "
               "workflow, over its define (repeatable).")
-@click.version_option(__version__, "--version", prog_name="vinemake",
+@click.version_option(__version__, "-v", "--version", prog_name="vinemake",
                       message="%(prog)s %(version)s")
 # Running.
-@click.option("-T", "--batch-type", type=click.Choice(BATCH_TYPES), default="local",
-              show_default=True, help="How workers start: this machine, by hand, or as pilot "
-              "jobs of a batch system.")
+@click.option("-T", "--batch-type", type=_BatchType(BATCH_TYPES + tuple(BATCH_ALIASES)),
+              default="local", show_default=True, help="How workers start: this machine, by "
+              "hand (wq, vine: Makeflow's names), or as pilot jobs of a batch system.")
 @click.option("-j", "--max-local", type=click.IntRange(min=1), metavar="N",
-              help="Run at most N rules at once on this machine.")
+              help="Run at most N rules at once on this machine (and on workers, unless -J).")
+@click.option("-J", "--max-remote", type=click.IntRange(min=1), metavar="N",
+              help="Run at most N tasks at once on workers (with -T local: as -j).")
 @click.option("-k", "--keep-going", is_flag=True, help="After a rule fails, keep running "
               "the rules that do not need its outputs.")
-@click.option("-r", "--retries", type=click.IntRange(min=0), metavar="N",
+@click.option("-r", "--retries", "--retry-count", type=click.IntRange(min=0), metavar="N",
               help="Retry a failed rule up to N times (a rule's @retries wins).")
+@click.option("-R", "--retry", is_flag=True, help="Retry a failed rule up to 100 times.")
 @click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")
 @click.option("--cache-dir", metavar="DIR", help="Shared cache store to restore outputs from "
               "and save them to.")
 @click.option("-g", "--gc", type=click.Choice(GC_MODES), default="none", show_default=True,
-              help="Delete intermediate files as soon as no rule needs them (ref_cnt).")
+              help="Delete intermediate files no rule needs any more: as soon as they can go "
+              "(ref_cnt, all), or while more than -G files exist (on_demand).")
+@click.option("-G", "--gc-count", type=click.IntRange(min=0), metavar="N",
+              help="ref_cnt: delete at most N files at a time; on_demand: start when more "
+              "than N made files exist (default 16).")
+@click.option("--gc-size", callback=_size, metavar="SIZE", help="on_demand: also start when "
+              "the disk has SIZE or less free (default 10MB).")
+@click.option("--shared-fs", multiple=True, metavar="DIR", help="Absolute paths under DIR "
+              "are seen by every worker: read in place, never transferred.")
+@click.option("-f", "--summary-log", "summary_file", metavar="FILE",
+              help="Write a summary of the run to FILE when it ends.")
+@click.option("-d", "--debug", "debug", multiple=True,
+              type=_Subsystem(tuple(debuglog.SUBSYSTEMS)), metavar="SUBSYSTEM",
+              help="Log what a part of vinemake does: all, makeflow, wq, vine, batch.")
+@click.option("-o", "--debug-file", metavar="FILE",
+              help="Write -d's messages and warnings to FILE (:stderr, :stdout).")
 @click.option("--keep-intermediates-remote", is_flag=True, help="Leave intermediates on the "
               "workers instead of copying them back.")
 # The manager.
 @click.option("-p", "--port", type=click.IntRange(0, 65535), default=0, metavar="N",
               help="Port workers connect to (default: any free port).")
-@click.option("--port-file", metavar="FILE", help="Write the port chosen to FILE.")
+@click.option("-Z", "--port-file", metavar="FILE", help="Write the port chosen to FILE.")
 @click.option("--password", "password_file", metavar="FILE", help="Workers must prove they "
               "know the secret in FILE.")
 @click.option("--ssl", is_flag=True, help="Encrypt connections with TLS.")
-@click.option("--ssl-cert", metavar="FILE", help="TLS certificate for --ssl.")
-@click.option("--ssl-key", metavar="FILE", help="TLS private key for --ssl.")
+@click.option("--ssl-cert", metavar="FILE", help="TLS certificate (with --ssl-key: --ssl).")
+@click.option("--ssl-key", metavar="FILE", help="TLS private key (with --ssl-cert: --ssl).")
 @click.option("--manager-host", metavar="HOST", help="Name workers use to reach this "
               "machine (default: its host name).")
 @click.option("--placement", type=click.Choice(PLACEMENTS), default="locality",
@@ -160,24 +215,34 @@ Examples:
               help="Workers to keep even when idle.")
 @click.option("--worker-timeout", callback=_duration, metavar="TIME",
               help="Let an idle worker go after TIME (90, 30s, 5m).")
-@click.option("--batch-options", default="", metavar="TEXT",
+@click.option("-B", "--batch-options", default="", metavar="TEXT",
               help="Extra options for the batch system's submit command.")
-@click.option("--cores", type=click.FloatRange(min=0, min_open=True), metavar="N",
-              help="Cores the local worker offers (default: all).")
-@click.option("--memory", callback=_size, metavar="SIZE",
+@click.option("--cores", "--local-cores", type=click.FloatRange(min=0, min_open=True),
+              metavar="N", help="Cores the local worker offers (default: all).")
+@click.option("--memory", "--local-memory", callback=_size, metavar="SIZE",
               help="Memory the local worker offers (MB, or 4GB, ...).")
-@click.option("--disk", callback=_size, metavar="SIZE",
+@click.option("--disk", "--local-disk", callback=_size, metavar="SIZE",
               help="Disk the local worker offers (MB, or 20GB, ...).")
 @click.option("--gpus", type=click.IntRange(min=0), metavar="N",
               help="GPUs the local worker offers.")
-def command(vinefile, targets, check, dry_run, graph_format, clean, directory, **run) -> None:
+# Makeflow's own: accepted, because what they ask for is what vinemake always does.
+@click.option("--sandbox", is_flag=True, hidden=True, expose_value=False)
+@click.option("-A", "--disable-afs-check", is_flag=True, hidden=True, expose_value=False)
+def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, directory,
+            change_dir, debug, debug_file, **run) -> None:
+    clean = clean or ("all" if clean_all else None)
     modes = [name for name, on in (("--check", check), ("--dry-run", dry_run),
                                    ("--graph", graph_format), ("--clean", clean)) if on]
     if len(modes) > 1:
         raise click.UsageError(f"{' and '.join(modes)} cannot be combined")
     if directory is not None:
-        _chdir(directory)
+        _chdir(directory, "-C")
     path = find_vinefile(vinefile)
+    if change_dir is not None:
+        # Makeflow's -X: the workflow is read from where it was named, and run over there.
+        path = os.path.abspath(path)
+        _chdir(change_dir, "-X")
+    debuglog.configure(debug, debug_file)
     jx = jx_input(path, run.pop("jx"), run.pop("plain_json"), run.pop("jx_args"),
                   run.pop("jx_define"))
     options = dataclasses.replace(make_options(path, targets, clean, run), jx=jx)
@@ -234,11 +299,15 @@ def _collector_paused():
             gc.enable()
 
 
-def _chdir(directory: str) -> None:
+def _chdir(directory: str, flag: str) -> None:
     try:
         os.chdir(directory)
     except OSError as e:
-        raise InputError(f"-C {directory}: {e.strerror}") from None
+        hint = ""
+        if flag == "-C" and ":" in directory:
+            hint = (" (Makeflow's -C names a catalog server, which vinemake has no use for; "
+                    "here -C changes directory, as make's)")
+        raise InputError(f"{flag} {directory}: {e.strerror}{hint}") from None
 
 
 def find_vinefile(given: str | None, isfile=os.path.isfile) -> str:
@@ -262,24 +331,49 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
     """RunOptions from the parsed command line: each option is read here once, into the
     record of the component that uses it."""
     local = run["batch_type"] == "local"
+    max_local, max_tasks = _task_caps(local, run["max_local"], run["max_remote"])
     manager = ManagerConfig(
         host=run["manager_host"] or ("127.0.0.1" if local else "0.0.0.0"),
         port=run["port"], port_file=run["port_file"], password_file=run["password_file"],
-        ssl=run["ssl"], ssl_cert=run["ssl_cert"], ssl_key=run["ssl_key"],
+        # Makeflow encrypts whenever it is given a key and a certificate.
+        ssl=run["ssl"] or bool(run["ssl_cert"] and run["ssl_key"]),
+        ssl_cert=run["ssl_cert"], ssl_key=run["ssl_key"],
         placement=run["placement"], transfer_limit=run["transfer_limit"],
-        peer_transfers=not run["no_peer_transfers"], max_tasks=run["max_local"])
+        peer_transfers=not run["no_peer_transfers"], max_tasks=max_tasks)
     workers = ProviderOptions(
         min_workers=run["min_workers"], max_workers=run["max_workers"] or 0,
         worker_timeout_s=run["worker_timeout"] or ProviderOptions.worker_timeout_s,
         batch_options=run["batch_options"],
         worker_resources=Resources(cores=run["cores"], memory_mb=run["memory"],
                                    disk_mb=run["disk"], gpus=run["gpus"]))
+    retries = run["retries"] if run["retries"] is not None else (100 if run["retry"] else None)
+    gc_size = None if run["gc_size"] is None else int(run["gc_size"] * 1_000_000)
     return RunOptions(
         vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
-        batch_type=run["batch_type"], keep_going=run["keep_going"], retries=run["retries"],
-        explain=run["explain"], cache_dir=run["cache_dir"], gc=run["gc"],
-        keep_intermediates_remote=run["keep_intermediates_remote"], manager=manager,
-        workers=workers)
+        batch_type=run["batch_type"], max_local=max_local, keep_going=run["keep_going"],
+        retries=retries, explain=run["explain"], cache_dir=run["cache_dir"],
+        gc=Collection(run["gc"], run["gc_count"], gc_size),
+        keep_intermediates_remote=run["keep_intermediates_remote"],
+        shared_fs=_shared_dirs(run["shared_fs"]), summary_file=run["summary_file"],
+        manager=manager, workers=workers)
+
+
+def _task_caps(local: bool, j: int | None, remote: int | None) -> tuple[int | None, int | None]:
+    """(-j for this machine, the cap on tasks on workers). With -T local the two are one
+    machine, so either flag means both and the smaller wins, as in Makeflow; otherwise -J caps
+    the workers and -j, when -J is not given, caps them too."""
+    if local:
+        given = [n for n in (j, remote) if n is not None]
+        both = min(given) if given else None
+        return both, both
+    return j, remote if remote is not None else j
+
+
+def _shared_dirs(dirs: Iterable[str]) -> tuple[str, ...]:
+    for d in dirs:
+        if not os.path.isabs(d):
+            raise InputError(f"--shared-fs {d}: must be an absolute path")
+    return tuple(os.path.normpath(d) for d in dirs)
 
 
 def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
@@ -303,6 +397,9 @@ def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
 def _entry(name: str):
     """vinemake.face.run's `name` function, imported only when a workflow really runs."""
     return getattr(importlib.import_module("vinemake.face.run"), name)
+
+
+command.params.extend(refusing_options())
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,14 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vinemake.backends import BACKENDS, ProviderOptions
+from vinemake.core.collection import Collection
 from vinemake.language.jxinput import JxInput
 from vinemake.manager.config import ManagerConfig
 
-__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES", "GC_MODES"]
+__all__ = ["RunOptions", "BATCH_TYPES", "CLEAN_MODES"]
 
 BATCH_TYPES = tuple(BACKENDS)  # -T: one name per worker provider
 CLEAN_MODES = ("all", "outputs", "intermediates", "cache")
-GC_MODES = ("none", "ref_cnt")
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class RunOptions:
 
     `vinefile` and `root` are absolute; `targets` are the files asked for (empty: all of the
     workflow's outputs). None means "not given": the component that reads it picks its default.
-    `manager.max_tasks` is -j: it caps LOCAL rules on this machine as well as tasks on workers.
+    `max_local` caps LOCAL rules on this machine, `manager.max_tasks` tasks on workers.
     """
 
     vinefile: str = "Vinefile"
@@ -34,21 +34,20 @@ class RunOptions:
     targets: tuple[str, ...] = ()
     # Where and how much to run.
     batch_type: str = "local"
+    max_local: int | None = None  # -j: LOCAL rules at once on this machine
     keep_going: bool = False
     retries: int | None = None
     explain: bool = False
     clean: str | None = None  # one of CLEAN_MODES when --clean was given
     # Caching and storage.
     cache_dir: str | None = None
-    gc: str = "none"
+    gc: Collection = Collection()  # -g, -G, --gc-size
     keep_intermediates_remote: bool = False
+    shared_fs: tuple[str, ...] = ()  # --shared-fs: absolute dirs every worker sees
+    summary_file: str | None = None  # -f
     # The manager (where workers connect, who may join, how work is placed) and the workers.
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     workers: ProviderOptions = field(default_factory=ProviderOptions)
     # A JX or JSON workflow: how to read it (None: a Vinefile).
     jx: JxInput | None = None
 
-    @property
-    def max_local(self) -> int | None:
-        """-j: rules run at once on this machine (and tasks on workers)."""
-        return self.manager.max_tasks

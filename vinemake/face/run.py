@@ -175,9 +175,10 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     """Before parsing: has nothing changed since the last run that finished cleanly?
 
     If so, print what a full no-op run prints and return True: the CLI exits 0 without
-    parsing. Never with --explain (its point is the reasons) or --clean.
+    parsing. Never with --explain (its point is the reasons), --clean or -f (a summary needs
+    the counts of a real run).
     """
-    if options.explain or options.clean:
+    if options.explain or options.clean or options.summary_file:
         return False
     digest = _digest(options)
     rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
@@ -311,7 +312,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     reporter = make_reporter(sys.stderr)
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
-                                   options.gc == "ref_cnt", protected,
+                                   options.gc, protected,
                                    options.cache_dir is not None, remote,
                                    batch_options=options.batch_type in BATCH_SYSTEMS)
     _forget_snapshot(root)
@@ -342,7 +343,21 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     prep.files.save()
     if outcome.exit_code == 0:
         _remember(prep, options, digest)
+    if options.summary_file:
+        _summarize(workflow, prep, options, outcome)
     return outcome
+
+
+def _summarize(workflow: Workflow, prep: Prepared, options, outcome) -> None:
+    """-f FILE: the run's summary, in Makeflow's layout."""
+    import time
+
+    from vinemake.face.summary import output_sizes, summary_text, write_summary
+
+    commands = {rule.name: rule.command for rule in workflow.rules}
+    text = summary_text(sys.argv, outcome, len(prep.plan.order), options.vinefile, time.time(),
+                        commands, output_sizes(options.root, prep.graph.outputs()))
+    write_summary(options.summary_file, text)
 
 
 def source_sizes(prep: Prepared, root: str) -> dict[str, int]:
