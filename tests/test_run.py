@@ -16,8 +16,8 @@ def calls(monkeypatch):
     seen: list = []
     start, prepare = run._start_manager, run.prepare
 
-    def start_manager(options, root):
-        manager = start(options, root)
+    def start_manager(options, root, *rest):
+        manager = start(options, root, *rest)
         seen.append(("manager", manager))
         return manager
 
