@@ -99,3 +99,22 @@ def test_a_subworkflow_that_would_run_a_file_of_its_chain_is_not_started(tmp_pat
                       "not started\n"),
         ("failed", 2, "vinemake: sub-workflow loop: Vinefile runs Vinefile: not started\n")]
     assert not (tmp_path / "x").exists()
+
+
+def test_a_command_started_as_the_run_is_cancelled_is_stopped_too(tmp_path):
+    # cancel_all() between a task's "cancelled?" check and its command's registration must
+    # not leave that command running for nobody.
+    runner = LocalRunner(str(tmp_path))
+    try:
+        runner.cancelled = False
+        proc, _ = runner._start(task(1, "sleep 30", [], str(tmp_path)), ["sleep", "30"],
+                                str(tmp_path))
+        runner.cancel_all()
+        assert proc.wait(timeout=10) == -15
+        with runner.lock:  # as cancel_all() left it, a later start sees it at once
+            runner.procs.clear()
+        late, _ = runner._start(task(2, "sleep 30", [], str(tmp_path)), ["sleep", "30"],
+                                str(tmp_path))
+        assert late.wait(timeout=10) == -15
+    finally:
+        runner.close()

@@ -223,6 +223,7 @@ def test_a_failed_fetch_is_retried_from_the_next_source(runner):
     assert open(o.outputs[0][3]).read() == "hello\n"
     assert [(a[0], a[1], a[5]) for a in runner.transfers] == [("file-in", "bad", False),
                                                               ("file-in", "good", True)]
+    assert runner._key_locks == {}  # a key's lock goes with its last fetch: no growth
 
 
 def test_an_input_no_source_can_give_is_an_error(runner):
@@ -232,6 +233,7 @@ def test_an_input_no_source_can_give_is_an_error(runner):
     assert o.result.reason == ("cannot set up the sandbox: cannot fetch file-in: "
                                "bad: corrupt transfer")
     assert o.unfetched == (("file-in", ("bad",)),)  # the manager drops that copy, retries
+    assert runner._key_locks == {}
 
 
 def test_forever_entries_are_found_again_by_a_new_cache(tmp_path):

@@ -61,6 +61,9 @@ class LocalRunner:
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
                                        thread_name_prefix="vinemake-local")
         self.results: queue.Queue[TaskResult] = queue.Queue()
+        # `procs` and `cancelled` are read and written under `lock` (the engine's thread
+        # cancels, the pool's threads start): a command started as the run is cancelled is
+        # either seen by cancel_all() or sees `cancelled` itself, never neither.
         self.procs: dict[int, subprocess.Popen] = {}
         self.lock = threading.Lock()
         self.cancelled = False
@@ -88,14 +91,11 @@ class LocalRunner:
                 return got
 
     def cancel_all(self) -> None:
-        self.cancelled = True
         with self.lock:
+            self.cancelled = True
             procs = list(self.procs.values())
         for p in procs:
-            try:
-                os.killpg(p.pid, 15)
-            except ProcessLookupError:
-                pass
+            _stop(p)
 
     def withdraw(self) -> None:
         self.withdrawn = True
@@ -152,6 +152,9 @@ class LocalRunner:
                                 preexec_fn=_die_with_parent(os.getpid()))
         with self.lock:
             self.procs[task.id] = proc
+            cancelled = self.cancelled
+        if cancelled:  # cancel_all() ran between the check in _execute and the registration
+            _stop(proc)
         return proc, time.monotonic()
 
     def _finish(self, task: Task, proc: subprocess.Popen, t0: float,
@@ -235,3 +238,11 @@ def _die_with_parent(parent: int):
         if os.getppid() != parent:  # vinemake died before the request was in place
             os._exit(137)
     return arm
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    """SIGTERM to a LOCAL command's whole session (it leads its own)."""
+    try:
+        os.killpg(proc.pid, 15)
+    except ProcessLookupError:
+        pass

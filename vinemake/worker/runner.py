@@ -203,9 +203,13 @@ class Runner:
         # A worker that reconnects builds a new Runner over the same run directory: number
         # past the sandboxes of its earlier sessions rather than trip over them.
         self._counter = itertools.count(_next_free(self.sandbox_root))
-        self._key_locks: dict[str, threading.Lock] = {}
+        # Threads: `_key_locks` (key -> [lock, users]) and `watches` are shared by the task
+        # threads, the monitor's thread (which finishes commands) and the worker's session
+        # thread (which kills them): each is read and written under `_locks_lock` only.
+        # A key's lock lives while some thread fetches or waits for that key.
+        self._key_locks: dict[str, list] = {}
         self._spare: list[str] = []
-        self.watches: dict[int, object] = {}  # task id -> Watch, while its command runs
+        self._watches: dict[int, object] = {}  # task id -> Watch, while its command runs
         self._base_env = dict(os.environb)  # bytes: subprocess need not encode it per task
         self._locks_lock = threading.Lock()
 
@@ -305,7 +309,8 @@ class Runner:
         pid, proc = spawn_shell(task.command, sandbox, command_env(task), self._base_env,
                                 _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
-        self.watches[task.id] = watch
+        with self._locks_lock:
+            self._watches[task.id] = watch
         ran = _Started(task, sandbox, proc, watch, done)
         self.monitor.reap(watch, lambda code, usage: self._finish(ran, code, usage),
                           exited)
@@ -313,7 +318,8 @@ class Runner:
     def _finish(self, ran: _Started, code: int, usage) -> None:
         """The command of `ran` exited: collect its outputs, report (monitor's thread)."""
         task, sandbox, watch = ran.task, ran.sandbox, ran.watch
-        self.watches.pop(task.id, None)
+        with self._locks_lock:
+            self._watches.pop(task.id, None)
         # When the monitor reaped it: finishing may come a few milliseconds later.
         end = watch.ended if watch.ended is not None else time.monotonic()
         if ran.proc is not None:
@@ -447,27 +453,43 @@ class Runner:
         """Get `f` into the cache unless it is there; one fetch per key at a time."""
         check_key(f.key)
         with self._locks_lock:
-            lock = self._key_locks.setdefault(f.key, threading.Lock())
-        with lock:
-            if self.cache.get(f.key) is not None:
-                return
-            errors = []
-            for source in f.sources:
-                tmp = os.path.join(self.tmp_dir, f"{f.key}.{next(self._counter)}")
-                start = time.time()
-                try:
-                    size, digest = self.fetcher(source, f.key, tmp, f.hash)
-                except (ProtocolError, OSError, EOFError) as e:
-                    remove_path(tmp)
-                    errors.append(f"{source.label}: {e}")
-                    self.on_transfer(f.key, source.label, 0, start, time.time(), False, "",
-                                     str(e))
-                    continue
-                self.cache.insert(tmp, f.key, size, digest)
-                self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
-                return
-            raise FetchFailed(f.key, tuple(source.label for source in f.sources),
-                              f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
+            entry = self._key_locks.setdefault(f.key, [threading.Lock(), 0])
+            entry[1] += 1
+        try:
+            with entry[0]:
+                self._fetch_once(f)
+        finally:
+            with self._locks_lock:
+                entry[1] -= 1
+                if not entry[1]:
+                    del self._key_locks[f.key]
+
+    def watch_of(self, task_id: int):
+        """The Watch of `task_id`'s command while it runs, else None (any thread)."""
+        with self._locks_lock:
+            return self._watches.get(task_id)
+
+    def _fetch_once(self, f: Fetch) -> None:
+        """Fetch `f` from its first source that works, unless the cache has it already."""
+        if self.cache.get(f.key) is not None:
+            return
+        errors = []
+        for source in f.sources:
+            tmp = os.path.join(self.tmp_dir, f"{f.key}.{next(self._counter)}")
+            start = time.time()
+            try:
+                size, digest = self.fetcher(source, f.key, tmp, f.hash)
+            except (ProtocolError, OSError, EOFError) as e:
+                remove_path(tmp)
+                errors.append(f"{source.label}: {e}")
+                self.on_transfer(f.key, source.label, 0, start, time.time(), False, "",
+                                 str(e))
+                continue
+            self.cache.insert(tmp, f.key, size, digest)
+            self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
+            return
+        raise FetchFailed(f.key, tuple(source.label for source in f.sources),
+                          f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
 
 
 @dataclass

@@ -318,7 +318,7 @@ class Worker:
         # nobody (or write outputs for a manager that is gone): kill it too. (The session
         # drops _conn before killing, and this looks after the start is watched.)
         if self._session_over(runner):
-            watch = runner.watches.get(task.id)
+            watch = runner.watch_of(task.id)
             if watch is not None:
                 self.monitor.kill(watch, "the manager went away")
 
@@ -387,7 +387,7 @@ class Worker:
 
     def _kill(self, task_id: int) -> None:
         """The manager cancelled a task: kill it if it runs, forget it if it waits."""
-        watch = self.runner.watches.get(task_id) if self.runner else None
+        watch = self.runner.watch_of(task_id) if self.runner else None
         if watch is not None:
             self.monitor.kill(watch, "cancelled by the manager")
             return
