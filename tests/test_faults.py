@@ -120,3 +120,52 @@ def test_local_outputs_appear_only_when_the_command_succeeds_and_side_files_stay
     assert not (tmp_path / "bad.txt").exists()
     assert (tmp_path / ".vinemake" / "failed" / "bad.txt" / "bad.txt").read_text() == "half\n"
     assert os.listdir(tmp_path / ".vinemake" / "local") == []
+
+
+# -- 6 and 4: early cutoff by content, hand-edited outputs kept ---------------------------------
+
+MID = "mid.txt:\n\tdate +%s%N > mid.txt\n\nfinal.txt: mid.txt\n\tcp mid.txt final.txt\n"
+
+
+def ran(proc) -> list[str]:
+    return sorted(line.split()[-1] for line in proc.stderr.splitlines() if " start " in line)
+
+
+def test_a_rerun_with_new_bytes_reruns_what_reads_them_and_keeps_the_edit(tmp_path):
+    (tmp_path / "Vinefile").write_text(MID)
+    assert ran(vinemake(tmp_path)) == ["final.txt", "mid.txt"]
+    made = (tmp_path / "mid.txt").read_text()
+    (tmp_path / "mid.txt").write_text("edited by hand\n")
+    proc = vinemake(tmp_path, "--cache-dir", str(tmp_path / "nostore"))  # nothing to restore
+    assert ran(proc) == ["final.txt", "mid.txt"]
+    assert (tmp_path / "final.txt").read_text() == (tmp_path / "mid.txt").read_text() != made
+    kept = tmp_path / ".vinemake" / "edited" / "mid.txt"
+    assert kept.read_text() == "edited by hand\n"
+    assert ("vinemake: mid.txt was changed since vinemake made it: the changed copy is kept "
+            f"as {kept}\n") in proc.stderr
+    assert vinemake(tmp_path, "--cache-dir", str(tmp_path / "nostore")).stderr == \
+        "vinemake: nothing to do, 2 rules up to date\n"
+
+
+def test_a_touched_output_with_the_same_bytes_is_up_to_date(tmp_path):
+    (tmp_path / "Vinefile").write_text(MID)
+    vinemake(tmp_path)
+    st = os.stat(tmp_path / "mid.txt")
+    os.utime(tmp_path / "mid.txt", ns=(st.st_atime_ns, st.st_mtime_ns + 5 * 10**9))
+    proc = vinemake(tmp_path)
+    assert ran(proc) == [] and proc.returncode == 0
+    assert not (tmp_path / ".vinemake" / "edited").exists()
+    assert vinemake(tmp_path).stderr == "vinemake: nothing to do, 2 rules up to date\n"
+
+
+def test_an_edited_output_the_store_still_holds_is_restored_and_nothing_reruns(tmp_path):
+    store = tmp_path / "store"
+    (tmp_path / "Vinefile").write_text(MID)
+    vinemake(tmp_path, "--cache-dir", str(store))
+    made = (tmp_path / "mid.txt").read_text()
+    os.unlink(tmp_path / "mid.txt")  # edited the way editors save: a new file, not in place
+    (tmp_path / "mid.txt").write_text("edited by hand\n")
+    proc = vinemake(tmp_path, "--cache-dir", str(store))
+    assert ran(proc) == []
+    assert (tmp_path / "mid.txt").read_text() == made == (tmp_path / "final.txt").read_text()
+    assert (tmp_path / ".vinemake" / "edited" / "mid.txt").read_text() == "edited by hand\n"

@@ -3,6 +3,7 @@
 import os
 import time
 
+from vinemake.common.hashing import hash_file
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskFile
 from vinemake.core.localrun import LocalRunner
@@ -27,7 +28,7 @@ def test_runs_in_the_workflow_directory_with_env(tmp_path):
     runner.submit(task(1, 'echo "$GREETING" > x', ["x"], str(tmp_path), (("GREETING", "hi"),)))
     result = wait_all(runner, 1)[1]
     runner.close()
-    assert result.ok and result.outputs == (("out-x", 3),)
+    assert result.ok and result.outputs == (("out-x", 3, hash_file(str(tmp_path / "x"))[1]),)
     assert (tmp_path / "x").read_text() == "hi\n"
 
 

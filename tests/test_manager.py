@@ -18,6 +18,7 @@ from conftest import require, require_tool
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
 from vinemake.backends.local import LocalWorkers, wait_exit, worker_command
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.hashing import hash_file
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskFile
 from vinemake.manager.config import ManagerConfig
@@ -119,7 +120,8 @@ def test_tasks_run_end_to_end_and_outputs_land_at_their_paths(cluster, tmp_path)
     r, = c.run(task(1, "tr a-z A-Z < in.txt > up.txt",
                     inputs=[("file-in", "in.txt", str(tmp_path / "in.txt"), 6)],
                     outputs=[("out-up", "up.txt", str(target))]))
-    assert (r.status, r.worker, r.outputs) == ("ok", "w1", (("out-up", 6),))
+    assert (r.status, r.worker, r.outputs) == \
+        ("ok", "w1", (("out-up", 6, hash_file(str(target))[1]),))
     assert target.read_text() == "HELLO\n"
     assert os.listdir(target.parent) == ["up.txt"]  # no temporary left beside it
     assert c.m.largest_worker() == Resources(cores=2, memory_mb=1000, disk_mb=1000, gpus=0)

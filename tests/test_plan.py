@@ -129,3 +129,22 @@ def test_temp_outputs_are_made_only_for_a_consumer_that_runs():
     p = plan(specs, dict(SRC), [], {}, stored)
     assert texts(p) == {0: (SKIP, "temporary outputs not needed (never built)"),
                         1: (RESTORE, "restored from cache (never built)")}
+
+
+def test_a_reader_of_bytes_that_changed_since_it_ran_runs_again():
+    """A producer run again with the same key made other bytes, and vinemake stopped before
+    their reader ran: the reader's record of what it read says it is stale."""
+    keys = compute_keys(CHAIN, SRC)
+    x = keys.rules[0]
+    y = keys.rules[1]
+    def done(rk, name, outs, seen):
+        return json.dumps({"ev": "done", "rule": rk.key, "name": name, "parts": rk.parts,
+                           "inputs": rk.inputs, "outputs": outs, "seen": seen})
+    lines = [done(x, "x", [["x", x.outputs[0][2], 1, 100, "old"]], []),
+             done(y, "y", [["y", y.outputs[0][2], 1, 101]], [["x", "old"]])]
+    disk = {"x": (1, 100), "y": (1, 101)}
+    assert texts(plan(CHAIN[:2], SRC, lines, disk))[1] == (SKIP, "outputs current")
+    lines.append(done(x, "x", [["x", x.outputs[0][2], 1, 100, "new"]], []))
+    assert texts(plan(CHAIN[:2], SRC, lines, disk)) == {
+        0: (SKIP, "outputs current"),
+        1: (RUN, "input 'x' has other bytes than when it last ran")}

@@ -71,7 +71,7 @@ def test_tasks_and_outcomes_survive_the_wire():
                 cache_forever=True, failed_dir="/f", attempt=2)
     assert p.task_from_wire(p.decode(p.encode(p.Run(p.task_to_wire(task)))[5:]).task) == task
     result = TaskResult(task_id=7, status="ok", exit_code=0, measured=Measured(memory_mb=3.5),
-                        worker="w1", outputs=(("out-1", 4),))
+                        worker="w1", outputs=(("out-1", 4, "h"),))
     outcome = p.TaskOutcome(result, outputs=(("out-1", 4, "h", "/c/out-1"),))
     wire = p.decode(p.encode(p.Done([p.outcome_to_wire(outcome)]))[5:])
     assert p.outcome_from_wire(wire.outcomes[0]) == outcome

@@ -119,7 +119,8 @@ class TaskResult:
     stderr_tail: str = ""
     measured: Measured = field(default_factory=Measured)
     worker: str = ""
-    outputs: tuple[tuple[str, int], ...] = ()  # (output key, size in bytes) when status == "ok"
+    # (output key, size in bytes, content hash) of each output when status == "ok"
+    outputs: tuple[tuple[str, int, str], ...] = ()
 
     @property
     def ok(self) -> bool:

@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from vinemake.common.errors import VinefileError
+from vinemake.common.hashing import hash_tree
 from vinemake.common.names import quoted
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
@@ -152,6 +153,9 @@ class _State:
     withdrawn: int = 0
     local_running: set[int] = field(default_factory=set)
     blocked: bool = False  # a failure without -k: submit nothing new
+    to_run: set[int] = field(default_factory=set)  # grows when early cutoff does not hold
+    finished: set[int] = field(default_factory=set)  # ran or restored this run
+    counted: bool = False  # `pending` holds every rule of to_run
 
 
 class Engine:
@@ -211,19 +215,20 @@ class Engine:
     def run(self) -> RunOutcome:
         """Restore what the store holds, then run the rest until done, failed or stopped."""
         start = self.clock()
-        to_run = set(self.plan.ids(RUN))
-        st = _State(pending={})
+        st = _State(pending={}, to_run=set(self.plan.ids(RUN)))
+        to_run = st.to_run
         self._emit_plan()
         self.reporter.start(total=len(to_run), skipped=len(self.plan.order) - len(to_run),
                             restoring=len(self.plan.ids(RESTORE)))
         for rid in self.plan.ids(RESTORE):
-            if not self._restore(rid):
+            if not self._restore(st, rid):
                 to_run.add(rid)
             else:
                 st.restored.append(self.rules[rid].name)
                 st.alive += len(self.keys.rules[rid].outputs)
         st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run) for rid in to_run}
         st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
+        st.counted = True
         if self.options.gc.on:
             st.refs = self._reference_counts(to_run)
         st.remote_refs = self._remote_reference_counts(to_run)
@@ -389,24 +394,29 @@ class Engine:
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
         recorded = []
+        reported = {o[0]: o[2] for o in result.outputs if len(o) > 2}
         for path, key, lstat in placed:
+            full = self.path(path)
+            content = reported.get(key) or hash_tree(full)[1]
             if self.store is not None:
                 try:
-                    self.store.insert(key, self.path(path), lstat)
+                    self._store(key, full, lstat, content)
                 except OSError:
                     self.uncached += 1  # the cache is an optimisation: carry on, say so
             # The journal keeps what a stat of the path says (the plan compares it so).
-            stat = _followed(self.path(path), lstat)
-            recorded.append((path, key, stat.st_size, stat.st_mtime_ns))
+            stat = _followed(full, lstat)
+            recorded.append((path, key, stat.st_size, stat.st_mtime_ns, content))
             self.sizes[path] = stat.st_size
         m = result.measured
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, recorded,
-                          (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s))
+                          (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s), self._seen(rk))
+        self._cutoff(st, rid, recorded)
+        st.finished.add(rid)
         st.ran.append(rule.name)
         st.alive += len(recorded)
         self.reporter.finished(rule.name, result)
         for d in self.dependents[rid]:
-            if d in st.pending:
+            if d in st.pending and st.pending[d] > 0:
                 st.pending[d] -= 1
                 if not st.pending[d]:
                     st.ready.append(d)
@@ -433,21 +443,74 @@ class Engine:
             if self.local is not None:
                 self.local.withdraw()
 
-    def _restore(self, rid: int) -> bool:
+    def _restore(self, st: _State, rid: int) -> bool:
         """Put every output of `rid` in place from the store; False if any is missing."""
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
         placed = []
         for path, _, key in rk.outputs:
-            if self.store is None or not self.store.restore(key, self.path(path)):
+            full = self.path(path)
+            if self.store is None or not self.store.restore(key, full):
                 return False
-            stat = _followed(self.path(path), os.lstat(self.path(path)))
-            placed.append((path, key, stat.st_size, stat.st_mtime_ns))
+            stat = _followed(full, os.lstat(full))
+            content = self.store.content(key) or hash_tree(full)[1]
+            placed.append((path, key, stat.st_size, stat.st_mtime_ns, content))
             self.sizes[path] = stat.st_size
-        self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed)
-        self.events.emit("restore", rule=rid, outputs=[p for p, _, _, _ in placed])
+        self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed,
+                          seen=self._seen(rk))
+        self._cutoff(st, rid, placed)
+        st.finished.add(rid)
+        self.events.emit("restore", rule=rid, outputs=[p for p, *_ in placed])
         self.reporter.restored(rule.name)
         return True
+
+    def _store(self, key: str, full: str, lstat: os.stat_result, content: str) -> None:
+        """Keep the output in the store; an entry of this key with other bytes (a command
+        that is not deterministic ran again) is replaced, so a restore gives what is here."""
+        if self.store.insert(key, full, lstat, content):
+            return
+        if self.store.content(key) not in ("", content):
+            self.store.remove(key)
+            self.store.insert(key, full, lstat, content)
+
+    # -- early cutoff -----------------------------------------------------------------------
+
+    def _seen(self, rk) -> tuple[tuple[str, str], ...]:
+        """The content hash of each made input, as the rule reads it now."""
+        files = self.journal.state.files
+        return tuple((p, files[p].content) for p, _ in rk.inputs if p in files)
+
+    def _cutoff(self, st: _State, rid: int, placed: list) -> None:
+        """Run each up-to-date reader of `rid`'s outputs that last read other bytes.
+
+        Keys name provenance, so a rule run again with the same key (its output was edited
+        or lost) keeps its readers' keys: what tells them apart is the content. Equal bytes
+        leave the readers alone (early cutoff); other bytes make them run.
+        """
+        now = {path: content for path, _, _, _, content in placed}
+        for d in self.dependents[rid]:
+            if d in st.to_run or d not in self.plan.reasons:
+                continue
+            rec = self.journal.state.done.get(self.keys.rules[d].key)
+            if rec is None:
+                continue
+            changed = [p for p, c in rec.seen if p in now and now[p] != c]
+            if changed:
+                self._promote(st, d)
+
+    def _promote(self, st: _State, rid: int) -> None:
+        st.to_run.add(rid)
+        if not st.counted:
+            return  # still restoring: the count taken next includes it
+        st.pending[rid] = sum(1 for d in self.deps[rid]
+                              if d in st.to_run and d not in st.finished)
+        if not st.pending[rid]:
+            st.ready.append(rid)
+        for e in self.dependents[rid]:  # readers already waiting now wait for it too
+            if e in st.pending and e not in st.finished and e not in st.running:
+                if not st.pending[e] and e in st.ready:
+                    st.ready.remove(e)
+                st.pending[e] += 1
 
     # -- the run's record --------------------------------------------------------------------
 

@@ -5,7 +5,9 @@ It is the truth for resume after a crash, for `--clean` (what this workflow crea
 
     started    rule began running
     done       rule finished (ran or restored): its parts, inputs and outputs with their
-               keys and the (size, mtime_ns) each output had when it was put in place
+               keys, the (size, mtime_ns) each output had when it was put in place and its
+               content hash, and the content hash of each made input it read (`seen`)
+    restat     an output's stat moved but its bytes did not (touched): its new stat
     failed     rule's command failed
     withdrawn  rule was submitted, then taken back before it started (a failure without -k)
     collected  an intermediate was deleted by garbage collection (it was made; it is gone)
@@ -21,6 +23,7 @@ the wrong rule. When the log holds far more lines than live records it is rewrit
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -45,6 +48,7 @@ class FileRecord:
     mtime_ns: int
     rule: str
     collected: bool = False
+    content: str = ""  # hash of the bytes put in place ("" if not known)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +61,7 @@ class RuleRecord:
     parts: object = ()  # "name=digest ..." as written, or (name, digest) pairs: see part_map()
     inputs: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()
+    seen: tuple[tuple[str, str], ...] = ()  # (made input, its content hash when this ran)
 
 
 def part_map(record: RuleRecord) -> dict[str, str]:
@@ -108,9 +113,11 @@ def _apply(state: JournalState, ev: dict) -> None:
         # parts and inputs stay as parsed: only the reason of a stale rule reads them.
         state.done[key] = RuleRecord(key, ev["name"], ev.get("how", "ran"),
                                      ev.get("parts", ()), ev.get("inputs", ()),
-                                     tuple(o[0] for o in outputs))
-        for path, okey, size, mtime in outputs:
-            state.files[path] = FileRecord(okey, int(size), int(mtime), key)
+                                     tuple(o[0] for o in outputs),
+                                     tuple(map(tuple, ev.get("seen", ()))))
+        for out in outputs:
+            state.files[out[0]] = FileRecord(out[1], int(out[2]), int(out[3]), key, False,
+                                             out[4] if len(out) > 4 else "")
         if not outputs:
             state.by_name[ev["name"]] = key
         state.incomplete.discard(key)
@@ -123,7 +130,12 @@ def _apply(state: JournalState, ev: dict) -> None:
     elif kind == "collected":
         rec = state.files.get(ev["path"])
         if rec is not None:
-            state.files[ev["path"]] = FileRecord(rec.key, rec.size, rec.mtime_ns, rec.rule, True)
+            state.files[ev["path"]] = dataclasses.replace(rec, collected=True)
+    elif kind == "restat":
+        rec = state.files.get(ev["path"])
+        if rec is not None:
+            state.files[ev["path"]] = dataclasses.replace(rec, size=int(ev["size"]),
+                                                      mtime_ns=int(ev["mtime"]))
     elif kind == "removed":
         state.files.pop(ev["path"], None)
 
@@ -135,10 +147,12 @@ def _events(state: JournalState) -> Iterable[dict]:
         rec = state.done.get(key)
         if rec is None:
             continue
-        outs = [[p, state.files[p].key, state.files[p].size, state.files[p].mtime_ns]
+        outs = [[p, state.files[p].key, state.files[p].size, state.files[p].mtime_ns,
+                 state.files[p].content]
                 for p in rec.outputs if p in state.files and state.files[p].rule == key]
         yield {"ev": "done", "rule": key, "name": rec.name, "how": rec.how,
-               "parts": rec.parts, "inputs": rec.inputs, "outputs": outs}
+               "parts": rec.parts, "inputs": rec.inputs, "outputs": outs,
+               "seen": rec.seen}
     for path, frec in state.files.items():
         if frec.collected:
             yield {"ev": "collected", "path": path}
@@ -193,8 +207,10 @@ class Journal:
     def started(self, key: str, name: str) -> None:
         self.record({"ev": "started", "rule": key, "name": name})
 
-    def done(self, key: str, name: str, how: str, parts, inputs, outputs, measured=()) -> None:
-        """`outputs` are (path, key, size, mtime_ns) of each file put in place.
+    def done(self, key: str, name: str, how: str, parts, inputs, outputs, measured=(),
+             seen=()) -> None:
+        """`outputs` are (path, key, size, mtime_ns, content hash) of each file put in place;
+        `seen` (path, content hash) of each made input the rule read.
 
         `parts` are written as one string, `name=digest ...`: a third cheaper to read back
         than a list of pairs, and every later run reads every line.
@@ -203,7 +219,7 @@ class Journal:
             parts = " ".join(f"{n}={d}" for n, d in parts)
         self.record({"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
                      "inputs": inputs, "outputs": [list(o) for o in outputs],
-                     "measured": list(measured)})
+                     "measured": list(measured), "seen": [list(s) for s in seen]})
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,
@@ -214,6 +230,10 @@ class Journal:
 
     def collected(self, path: str) -> None:
         self.record({"ev": "collected", "path": path})
+
+    def restat(self, path: str, size: int, mtime_ns: int) -> None:
+        """`path` was touched: same bytes, new stat."""
+        self.record({"ev": "restat", "path": path, "size": size, "mtime": mtime_ns})
 
     def removed(self, path: str) -> None:
         self.record({"ev": "removed", "path": path})

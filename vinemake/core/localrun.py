@@ -28,6 +28,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
@@ -183,7 +184,8 @@ class LocalRunner:
         if shadow is not None:
             for rel in _outputs(task, self.root):
                 shadow.place(rel)
-        sizes = tuple((o.key, os.path.getsize(o.path) if o.path else 0) for o in task.outputs)
+        sizes = tuple((o.key, *hash_tree(o.path)) if o.path else (o.key, 0, "")
+                      for o in task.outputs)
         return TaskResult(task.id, "ok", 0, stderr_tail=tail, measured=measured,
                           worker="local", outputs=sizes)
 

@@ -3,11 +3,14 @@
 Pure: it reads plain data (keys computed now, the journal's state, the stat of each target,
 which output keys the store holds) and does no I/O.
 
-A rule is *current* when the journal has a completion with the key computed now and each of
-its outputs on this host is at its path with the (size, mtime_ns) recorded when it was put
-there. A stale rule whose outputs are all in the store is restored instead of run. Outputs
-that never reach this host (`@temp`) or were garbage-collected are not needed unless a rule
-that runs reads them: a backward pass in reverse topological order makes their producers run.
+A rule is *current* when the journal has a completion with the key computed now, each made
+input it read still has the bytes it read then (keys name provenance: a producer run again
+with the same key may have made other bytes), and each of its outputs on this host is at its
+path with the (size, mtime_ns) recorded when it was put there (a touched output whose bytes
+did not change was given its new stat before planning: edits.py). A stale rule whose outputs
+are all in the store is restored instead of run. Outputs that never reach this host (`@temp`)
+or were garbage-collected are not needed unless a rule that runs reads them: a backward pass in
+reverse topological order makes their producers run.
 """
 
 from __future__ import annotations
@@ -84,6 +87,10 @@ def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat]) -
     if key.key not in journal.done:
         first = key.outputs[0][0] if key.outputs else None
         return _what_changed(rule, journal.previous(rule.name, first), journal)
+    for path, content in journal.done[key.key].seen:
+        now = journal.files.get(path)
+        if now is not None and now.content != content:
+            return f"input '{path}' has other bytes than when it last ran"
     if rule.temp:
         return None
     for path, _, okey in key.outputs:

@@ -14,6 +14,7 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
       local/      LOCAL commands' shadow directories while they run (core/shadow.py)
       runs/       one folder per run (the last RUNS_KEPT): events.jsonl, the record every
                   view of a run reads (core/events.py), and stderr/, each rule's stderr tail
+      edited/     outputs changed by hand, kept before vinemake made them again (edits.py)
       lock        the flock that lets one run or clean at a time work here
 """
 
@@ -73,6 +74,10 @@ class StateDir:
     @property
     def worker(self) -> str:
         return self._sub("worker")
+
+    @property
+    def edited(self) -> str:
+        return self._sub("edited")
 
     @property
     def local(self) -> str:

@@ -1,7 +1,7 @@
 """The cache store: finished outputs kept by output key, restored instead of recomputed.
 
 Layout: `<root>/<2 hex>/<key>`, the file or directory, hard-linked or copied from the output,
-with a stamp (`size mtime_ns` of the entry when stored) in its `user.vinemake` extended
+with a stamp (`size mtime_ns content-hash` of the entry when stored) in its `user.vinemake` extended
 attribute, or in `<key>.stamp` where the filesystem has no user xattrs. The xattr is there for
 speed: creating a file costs ~0.5 ms on this kind of machine, setting an xattr ~4 µs.
 
@@ -53,17 +53,24 @@ class Store:
         """Which of `keys` are stored."""
         return {k for k in keys if self.has(k)}
 
-    def insert(self, key: str, path: str, lstat: os.stat_result | None = None) -> bool:
+    def insert(self, key: str, path: str, lstat: os.stat_result | None = None,
+               content: str = "") -> bool:
         """Keep the file or directory at `path` under `key`. False if already stored.
 
-        `lstat`: the caller's fresh `os.lstat(path)`, which spares taking it again."""
+        `lstat`: the caller's fresh `os.lstat(path)`, which spares taking it again;
+        `content`: the hash of its bytes, if known (content() gives it back)."""
         entry = self._entry(key)
-        if self._place(path, entry, lstat):
+        if self._place(path, entry, lstat, content):
             return True
         if not self._abandoned(entry):
             return False
         self._drop(entry)
-        return self._place(path, entry)
+        return self._place(path, entry, None, content)
+
+    def content(self, key: str) -> str:
+        """The content hash stored with `key`'s entry ("" if none or not known)."""
+        fields = (_read_stamp(self._entry(key)) or "").split()
+        return fields[2] if len(fields) > 2 else ""
 
     def _abandoned(self, entry: str) -> bool:
         """An entry left without a stamp by a writer that died between link and stamp.
@@ -78,7 +85,8 @@ class Store:
         except FileNotFoundError:
             return False
 
-    def _place(self, path: str, entry: str, lstat: os.stat_result | None = None) -> bool:
+    def _place(self, path: str, entry: str, lstat: os.stat_result | None = None,
+               content: str = "") -> bool:
         parent = os.path.dirname(entry)
         if parent not in self.made_dirs:
             os.makedirs(parent, exist_ok=True)
@@ -103,7 +111,7 @@ class Store:
             raise
         # A hard link is the same inode: its stat is the one in hand. A copy has its own.
         st = lstat if linked else os.lstat(entry)
-        _write_stamp(entry, f"{st.st_size} {st.st_mtime_ns}")
+        _write_stamp(entry, f"{st.st_size} {st.st_mtime_ns} {content}".rstrip())
         return True
 
     def _build_then_rename(self, path: str, entry: str) -> None:
@@ -119,7 +127,7 @@ class Store:
     def _valid(self, entry: str) -> bool:
         stamp = _read_stamp(entry)
         try:
-            size, mtime = (int(x) for x in stamp.split())  # type: ignore[union-attr]
+            size, mtime = (int(x) for x in stamp.split()[:2])  # type: ignore[union-attr]
             st = os.lstat(entry)
         except (AttributeError, OSError, ValueError):
             return False

@@ -20,6 +20,7 @@ from typing import TextIO
 from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.errors import InfrastructureError, InputError
 from vinemake.common.spec import Resources, Workflow
+from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
 from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
 from vinemake.core.graph import BuildGraph, norm
@@ -74,6 +75,7 @@ class Prepared:
     store: Store
     plan: Plan
     resources_of: object
+    edited: frozenset[str] = frozenset()  # outputs changed by hand since vinemake made them
 
 
 def remote_rules(workflow: Workflow, graph: BuildGraph) -> frozenset[int]:
@@ -132,6 +134,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     ids = [rid for rid in graph.order() if not rules[rid].library]
     consumed = graph.consumed
     built = journal.state.done
+    made = journal.state.files
     plan_rules = {}
     disk = {}
     for rid in ids:
@@ -142,13 +145,13 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
         plan_rules[rid] = PlanRule(rid, rule.name, rk,
                                    stays_remote(rules, graph.dependents, rid, remote), producers,
                                    any(p in consumed for p, _, _ in rk.outputs))
-        if rk.key not in built:
-            continue  # never built as it is now: the plan does not look at its outputs
         for path, _, _ in rk.outputs:
-            st = files.stat(os.path.join(root, path))
-            disk[path] = (st.st_size, st.st_mtime_ns) if st else None
+            if rk.key in built or path in made:  # else nothing of ours can be there
+                st = files.stat(os.path.join(root, path))
+                disk[path] = (st.st_size, st.st_mtime_ns) if st else None
+    edited = settle(journal, disk, root)
     plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
-    return Prepared(graph, files, keys, journal, store, plan, resources_of)
+    return Prepared(graph, files, keys, journal, store, plan, resources_of, edited)
 
 
 def snapshot_file(root: str) -> str:
@@ -319,6 +322,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
     prep.journal.open()
+    keep(_replaced(prep), root, StateDir(root).edited, sys.stderr)
     if not needs_manager:
         executor = _NoExecutor()  # (an early manager, if any, is closed by run())
     else:
@@ -358,6 +362,13 @@ def _summarize(workflow: Workflow, prep: Prepared, options, outcome) -> None:
     text = summary_text(sys.argv, outcome, len(prep.plan.order), options.vinefile, time.time(),
                         commands, output_sizes(options.root, prep.graph.outputs()))
     write_summary(options.summary_file, text)
+
+
+def _replaced(prep: Prepared) -> list[str]:
+    """The outputs edited by hand that this run will make again or restore."""
+    producer, reasons = prep.graph.producer, prep.plan.reasons
+    return [p for p in prep.edited
+            if p in producer and producer[p] in reasons and reasons[producer[p]].action != SKIP]
 
 
 def source_sizes(prep: Prepared, root: str) -> dict[str, int]:

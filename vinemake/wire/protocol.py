@@ -350,7 +350,7 @@ def outcome_from_wire(d: dict) -> TaskOutcome:
         result = TaskResult(
             task_id=d["id"], status=d["status"], exit_code=d["exit_code"], reason=d["reason"],
             stderr_tail=d["stderr"], measured=Measured(**d["measured"]), worker=d["worker"],
-            outputs=tuple((k, s) for k, s, _, _ in outputs))
+            outputs=tuple((k, s, h) for k, s, h, _ in outputs))
         failed = tuple((str(n), str(k), str(p)) for n, k, p in d["failed"])
         unfetched = tuple((str(k), tuple(str(s) for s in sources))
                           for k, sources in d.get("unfetched", ()))

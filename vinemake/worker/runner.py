@@ -435,7 +435,7 @@ class Runner:
         result = TaskResult(task_id=task.id, status=status, exit_code=code, reason=reason,
                             stderr_tail=tail, measured=measured or Measured(),
                             worker=self.worker_name,
-                            outputs=tuple((k, s) for k, s, _, _ in outputs))
+                            outputs=tuple((k, s, h) for k, s, h, _ in outputs))
         return TaskOutcome(result=result, outputs=outputs, failed=failed)
 
     # ------------------------------------------------------------ inputs
