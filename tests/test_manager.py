@@ -434,6 +434,8 @@ def test_garbage_on_the_managers_port_closes_only_that_connection(cluster, tmp_p
 
 
 def test_tls_with_a_self_signed_certificate(cluster, tmp_path):
+    from vinemake.wire import protocol as p
+
     openssl = require_tool("openssl")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -458,10 +460,10 @@ def test_tls_with_a_self_signed_certificate(cluster, tmp_path):
     assert (tmp_path / "failed" / "h").read_text() == "half\n"
     with socket.create_connection((c.m.host, c.m.port), timeout=10) as s:
         s.sendall(struct.pack(">IB", 9, 0) + b"{not tls!")  # plain bytes to a TLS port
-        try:
-            assert s.recv(100) == b""
-        except ConnectionResetError:
-            pass  # closed on us, abruptly
+        conn = p.Connection(s)
+        assert conn.recv(p.Refuse).reason == "the manager speaks TLS: add --ssl"
+        with pytest.raises((EOFError, ConnectionResetError)):
+            conn.recv()  # then closed on us
     r, = c.run(task(2, "true"))
     assert r.ok
 
@@ -632,14 +634,29 @@ def test_cancel_all_kills_running_tasks_and_reports_nothing(cluster, tmp_path):
     assert (len(c.m.queue), c.m.wait(0.2)) == (0, [])
 
 
-def test_a_worker_leaves_when_no_manager_answers_within_its_timeout(tmp_path):
+def test_a_worker_that_never_reaches_its_manager_says_why_and_fails(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]  # closed again: nobody listens there
     worker = subprocess.run([sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
                              str(port), "--timeout", "1", "--workdir", str(tmp_path / "w")],
                             capture_output=True, text=True, timeout=60)
-    assert worker.returncode == 0
+    # each reason once, however many retries
+    assert (worker.returncode, worker.stderr) == (1, (
+        f"vinemake-worker: cannot reach manager 127.0.0.1:{port}: connection refused, "
+        "retrying\n"
+        f"vinemake-worker: gave up: could not reach manager 127.0.0.1:{port} in 1 s\n"))
     assert os.listdir(tmp_path / "w") == ["forever"]
+
+
+def test_a_worker_with_a_host_that_does_not_exist_says_so(tmp_path):
+    worker = subprocess.run([sys.executable, "-m", "vinemake.worker.cli", "no-such-host.invalid",
+                             "9", "--timeout", "1", "--workdir", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=60)
+    assert worker.returncode == 1
+    assert worker.stderr.startswith("vinemake-worker: cannot reach manager "
+                                    "no-such-host.invalid:9: ")
+    assert worker.stderr.endswith(", retrying\nvinemake-worker: gave up: could not reach "
+                                  "manager no-such-host.invalid:9 in 1 s\n")
 
 
 def test_an_idle_worker_leaves_after_its_timeout(cluster, tmp_path):
@@ -789,8 +806,9 @@ def test_a_copy_no_one_can_fetch_is_forgotten_and_the_task_retried(cluster, tmp_
         dead_port = s.getsockname()[1]  # closed again: fetching from it fails at once
     liar = p.connect(c.m.host, c.m.port)
     p.client_handshake(liar, p.new_hello("worker", name="liar", resources={"cores": 0},
-                                         file_port=dead_port, cached=[["out-x", 5, "h"]]), None)
-    wait_for(lambda: "liar" in c.m.workers, "the unreachable holder to join")
+                                         file_port=dead_port), None)
+    liar.send(p.Cached([["out-x", 5, "h"]]))
+    wait_for(lambda: "out-x" in c.m.replicas.holders, "the unreachable holder to join")
     c.worker("w1")
     r, = c.run(task(1, "cat x", inputs=[("out-x", "x", None, 5)]))
     # tried from the unreachable copy, which was then forgotten; nothing else can make it

@@ -48,6 +48,18 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives():
     (b'{"t": "Get"}', "garbled message: missing fields in Get"),
     (b"[1, 2]", "garbled message: not a JSON object"),
     (b"\xff\xfe", "garbled message: not JSON"),
+    (b"[" * 100_000, "garbled message: nested too deeply"),
+    (b'{"t": "Hello", "version": 3, "role": "worker", "nonce": "n", "resources": '
+     b'{"cores": "many"}}', "garbled message: Hello.resources.cores must be a number, not "
+                            "below zero"),
+    (b'{"t": "FileHead", "key": "k", "size": NaN}', "garbled message: not JSON"),
+    (b'{"t": "Kill", "task_ids": [1, true]}', "garbled message: Kill.task_ids[1] must be an "
+                                               "integer from -9223372036854775808 to "
+                                               "9223372036854775807"),
+    (b'{"t": "Run", "task": {}, "fetch": []}', "garbled message: Run.task lacks attempt, "
+     "cache_forever, category, command, env, failed_dir, id, inputs, library, name, outputs, "
+     "resources, rule_key"),
+    (b'{"t": "Drop", "keys": [["deep"]]}', "garbled message: Drop.keys[0] must be a string"),
 ])
 def test_garbled_messages_are_protocol_errors(payload, error):
     with pytest.raises(p.ProtocolError) as e:

@@ -63,7 +63,9 @@ class LocalWorkers:
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         workdir = os.path.abspath(dict(options.extra).get("workdir", ".vinemake/worker"))
-        self._command = worker_command(manager, options, workdir) + ["--no-idle-exit"]
+        # Quiet: vinemake started it, and its lines would cross vinemake's status line.
+        self._command = worker_command(manager, options, workdir) + ["--no-idle-exit",
+                                                                      "--quiet"]
         self._spawn()
 
     def scale(self, demand: Demand) -> None:

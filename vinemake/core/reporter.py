@@ -24,6 +24,7 @@ class Reporter(Protocol):
     def retrying(self, name: str, attempt: int, why: str) -> None: ...
     def failed(self, name: str, why: str, where: str) -> None: ...
     def withdrawn(self, name: str) -> None: ...  # started() earlier, but never ran
+    def note(self, text: str) -> None: ...  # news from the manager: a worker joined, left
     def tick(self) -> None: ...
     def summary(self, outcome) -> None: ...
 
@@ -54,6 +55,9 @@ class FakeReporter:
 
     def withdrawn(self, name):
         self.events.append(("withdrawn", name))
+
+    def note(self, text):
+        self.events.append(("note", text))
 
     def tick(self):
         pass
@@ -142,6 +146,10 @@ class PlainReporter:
     def withdrawn(self, name):
         pass  # the summary counts them among "not run"
 
+    def note(self, text):
+        self._line(text)
+        self.tick()
+
     def tick(self):
         if self.pending:
             self.out.write("".join(self.pending))
@@ -185,6 +193,10 @@ class TtyReporter:
         self.n.running -= 1
         self.n.failed += 1
         self.out.write(f"\r\x1b[KFAILED {name}: {why} (see {where}/INFO)\n")
+        self._draw(force=True)
+
+    def note(self, text):
+        self.out.write(f"\r\x1b[Kvinemake: {text}\n")
         self._draw(force=True)
 
     def status(self) -> str:

@@ -256,18 +256,21 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     digest = _digest(options)
     events = _record(workflow, options)
     code, counts, outcome = None, {}, "failed"
+    from vinemake.face.notices import noticing
+
     try:
         # On a first build the manager (and with it the worker's interpreter) starts before
         # keys, journal and plan, so the worker's start-up runs on another core meanwhile.
         # Not on a rebuild: when its plan runs no remote rule, a worker started for nothing
         # costs more than the overlap saves.
-        executor = (_start_manager(options, root, events) if _first_build(workflow, options)
-                    else None)
-        try:
-            result = _run(workflow, graph, options, digest, executor, events)
-        finally:
-            if executor is not None:
-                executor.close()
+        with noticing(joins=options.batch_type != "local") as notices:
+            executor = (_start_manager(options, root, events)
+                        if _first_build(workflow, options) else None)
+            try:
+                result = _run(workflow, graph, options, digest, executor, events, notices)
+            finally:
+                if executor is not None:
+                    executor.close()
         code = result.exit_code
         counts = {"ran": len(result.ran), "restored": len(result.restored),
                   "skipped": result.skipped, "failed": len(result.failed),
@@ -302,17 +305,18 @@ def _first_build(workflow: Workflow, options) -> bool:
 
 
 def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early,
-         events: EventLog):
+         events: EventLog, notices):
     from vinemake.core.engine import Engine, EngineOptions
     from vinemake.core.localrun import LocalRunner
     from vinemake.core.reporter import make_reporter
+    from vinemake.face.notices import Reporting
 
     root = options.root
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
     prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
     if options.explain:
         explain(prep, workflow, sys.stderr)
-    reporter = make_reporter(sys.stderr)
+    reporter = Reporting(make_reporter(sys.stderr), notices)
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc, protected,

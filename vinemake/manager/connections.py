@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import selectors
 import ssl
+import time
 from collections.abc import Callable, Mapping
 
 from vinemake.manager.workers import ConnectedWorker
@@ -64,6 +65,7 @@ class Connections:
         if not data:
             self.lose(w, "connection closed")
             return
+        w.heard = time.monotonic()
         try:
             for kind, payload in w.reader.feed(data):
                 if kind != MSG:

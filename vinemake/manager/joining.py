@@ -2,7 +2,8 @@
 
 A handshake blocks (authentication, maybe TLS), so each runs in a short-lived thread of its
 own, and a client that connects and says nothing cannot stall the manager's loop; the loop
-then adopts the newcomer (`Manager._adopt`) under a name no live worker has.
+then adopts the newcomer (`Manager._adopt`) under a name no live worker has. How many
+handshakes may wait, and for how long, is the gate's (vinemake.wire.gate).
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 from vinemake.common.spec import Resources
+from vinemake.wire.gate import Pass
 from vinemake.wire.protocol import (
     Connection,
     Hello,
     ProtocolError,
     Refuse,
+    check_tls,
     resources_from_wire,
     server_handshake,
     tune,
@@ -38,18 +41,20 @@ class Newcomer:
     addr: str
     hello: Hello
     resources: Resources
-    cached: list  # [(key, size, hash)] of its `@cache forever` files
     file_port: int
 
 
 def handshake(sock: socket.socket, addr: str, secret: bytes | None,
-              ssl_context: ssl.SSLContext | None) -> Newcomer | None:
-    """Authenticate a client that connected (blocking); None when it is refused (logged)."""
+              ssl_context: ssl.SSLContext | None, admitted: Pass) -> Newcomer | None:
+    """Authenticate a client that connected (blocking, within the gate's deadline); None when
+    it is refused (logged)."""
     conn = None
+    newcomer = None
+    why = ""
     try:
         sock.setblocking(True)
-        sock.settimeout(10.0)
         tune(sock)
+        check_tls(sock, ssl_context)
         if ssl_context is not None:
             sock = ssl_context.wrap_socket(sock, server_side=True)
         conn = Connection(sock)
@@ -57,20 +62,20 @@ def handshake(sock: socket.socket, addr: str, secret: bytes | None,
         if hello.role != "worker":
             conn.send(Refuse(f"this is a manager; role {hello.role!r} is not served here"))
             raise ProtocolError(f"unexpected role {hello.role!r}")
-        resources = resources_from_wire(hello.resources)
-        cached = [(str(k), int(size), str(h)) for k, size, h in hello.cached]
-        file_port = int(hello.file_port)
-    except (TypeError, ValueError) as e:
-        log.warning("refused connection from %s: garbled hello: %s", addr, e)
-        conn.close()
-        return None
+        newcomer = Newcomer(sock, addr, hello, resources_from_wire(hello.resources),
+                            hello.file_port)
     except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
-        log.warning("refused connection from %s: %s", addr, e)
+        why = str(e) or type(e).__name__
+    finally:
+        admitted.done()  # before the socket is closed: the gate may cut it until then
+    if newcomer is None:
+        if admitted.expired:
+            why = "the handshake took longer than its time limit"
+        log.warning("refused connection from %s: %s", addr, why)
         if conn is not None:
             conn.close()  # its buffered reader holds the socket open otherwise
         sock.close()
-        return None
-    return Newcomer(sock, addr, hello, resources, cached, file_port)
+    return newcomer
 
 
 def unique_name(base: str, taken: Container[str], counts: collections.Counter) -> str:

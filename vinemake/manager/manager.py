@@ -62,10 +62,13 @@ from vinemake.manager.scheduler import Scheduler
 from vinemake.manager.transfers import MANAGER, TransferLog
 from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.fileserver import FileServer
+from vinemake.wire.gate import Gate
 from vinemake.wire.protocol import (
     PUSH_FAILED,
+    Cached,
     Done,
     Drop,
+    Heartbeat,
     Kill,
     ProtocolError,
     Push,
@@ -150,9 +153,13 @@ class Manager:
             limit=config.transfer_limit,
             request_push=(lambda wid, key: post(lambda: self._ask_push(wid, key)))
             if self.ssl_context is not None else None)
+        self.gate = Gate(config.handshake_timeout_s, config.max_handshakes,
+                         config.max_handshakes_per_host)
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
                                 config.transfer_limit, lambda r: log.warning("%s", r),
-                                accept=self.delivery.accept, on_stored=self.delivery.stored)
+                                accept=self.delivery.accept, on_stored=self.delivery.stored,
+                                gate=Gate(config.handshake_timeout_s, config.max_handshakes,
+                                          config.max_handshakes_per_host))
         fetches = FetchPlanner(
             self.replicas, self.recovery, self.workers,
             [self.host, self.files.port, MANAGER, self.ssl_context is not None],
@@ -213,12 +220,13 @@ class Manager:
             self.provider.close()
         self.delivery.close()
         self.files.close()
+        self.gate.close()
         self.transfer_log.close()
 
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
-        next_scale = 0.0
+        next_scale = next_beat = 0.0
         mailbox = self.mailbox
         timeout = SUBMIT_LATENCY_S
         try:
@@ -238,6 +246,9 @@ class Manager:
                 self.conns.flush_all()
                 timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
+                if self.config.heartbeat_s and now >= next_beat:
+                    next_beat = now + self.config.heartbeat_s
+                    self._heartbeat(now)
                 if self.provider is not None and now >= next_scale:
                     next_scale = now + 1.0
                     self._scale()
@@ -248,6 +259,16 @@ class Manager:
             for w in list(self.workers.values()):
                 w.sock.close()
             self._listener.close()
+
+    def _heartbeat(self, now: float) -> None:
+        """Tell every worker we are here; lose the ones silent too long (stopped, hung)."""
+        for w in list(self.workers.values()):
+            if self.config.silence_s and now - w.heard > self.config.silence_s:
+                self._lose(w, f"silent for {now - w.heard:.0f} s (no heartbeat; stopped or "
+                              "hung?)")
+            else:
+                self.conns.send(w, Heartbeat())
+        self.conns.flush_all()
 
     def _drain_wake(self) -> None:
         tasks, events = self.mailbox.drain()
@@ -311,11 +332,17 @@ class Manager:
             except OSError as e:
                 log.warning("accept failed: %s", e)
                 return
-            threading.Thread(target=self._handshake, args=(sock, addr[0]), daemon=True).start()
+            admitted = self.gate.admit(sock, addr[0])
+            if admitted is None:
+                log.debug("too many handshakes waiting: closed a connection from %s", addr[0])
+                sock.close()
+                continue
+            threading.Thread(target=self._handshake, args=(sock, addr[0], admitted),
+                             name="handshake", daemon=True).start()
 
-    def _handshake(self, sock: socket.socket, addr: str) -> None:
+    def _handshake(self, sock: socket.socket, addr: str, admitted) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
-        newcomer = handshake(sock, addr, self.secret, self.ssl_context)
+        newcomer = handshake(sock, addr, self.secret, self.ssl_context, admitted)
         if newcomer is not None:
             self.mailbox.post(lambda: self._adopt(newcomer))
 
@@ -329,22 +356,23 @@ class Manager:
                                               same_host=w.same_host,
                                               transfer_limit=self.config.transfer_limit,
                                               file_port=self.files.port,
-                                              max_tasks=self.config.max_tasks or 0)))
+                                              max_tasks=self.config.max_tasks or 0,
+                                              heartbeat_s=self.config.heartbeat_s,
+                                              silence_s=self.config.silence_s)))
         except OSError as e:
             log.warning("worker %s left during its welcome: %s", wid, e)
             n.sock.close()
             return
         self.workers[wid] = w
         w.sizes = self.replicas.sizes
-        for key, size, digest in n.cached:  # what outlives a worker is `@cache forever`
-            self.replicas.sizes[key] = size
-            self.replicas.add(w, key, digest, forever=True)
+        w.heard = time.monotonic()
         self.conns.add(w)
         self.workers_joined += 1
         self._update_largest()
-        log.info("worker %s joined from %s (%s)", wid, n.addr,
-                 "same host" if w.same_host else "remote")
         r = n.resources
+        log.info("worker %s joined from %s (%s): %g cores, %s MB memory, %s MB disk", wid,
+                 n.addr, "same host" if w.same_host else "remote", r.cores or 0,
+                 r.memory_mb or 0, r.disk_mb or 0)
         self.events.emit("worker_join", worker=wid, host=n.addr, cores=r.cores,
                          memory_mb=r.memory_mb, disk_mb=r.disk_mb)
 
@@ -361,6 +389,12 @@ class Manager:
             self._began(w, msg)
         elif isinstance(msg, Transferred):
             self._transferred(w, msg)
+        elif isinstance(msg, Heartbeat):
+            pass  # its bytes renewed w.heard
+        elif isinstance(msg, Cached):
+            for key, size, digest in msg.entries:  # what outlives a worker: `@cache forever`
+                self.replicas.sizes[key] = size
+                self.replicas.add(w, key, digest, forever=True)
         else:
             raise ProtocolError(f"unexpected {msg.TYPE} from a worker")
 
@@ -488,7 +522,7 @@ class Manager:
             return  # already lost (a namesake may have joined since)
         del self.workers[w.id]
         self.workers_left += 1
-        log.warning("lost worker %s: %s", w.id, why)
+        log.warning("worker %s left: %s", w.id, why)
         self.delivery.worker_lost(w.id)
         self.conns.close(w)
         self.scheduler.worker_lost(w)

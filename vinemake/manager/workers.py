@@ -50,6 +50,7 @@ class ConnectedWorker:
     waiting: collections.deque = field(default_factory=collections.deque)
     waiting_ids: set = field(default_factory=set)
     max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
+    heard: float = 0.0  # time.monotonic() of the last bytes from it (heartbeats count)
 
     @classmethod
     def joined(cls, wid: str, sock: socket.socket, addr: str, file_port: int, same_host: bool,

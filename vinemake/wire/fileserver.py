@@ -24,6 +24,7 @@ from collections.abc import Callable
 import xxhash
 
 from vinemake.common.hashing import hash_tree
+from vinemake.wire.gate import Gate, Pass
 from vinemake.wire.protocol import (
     CHUNK,
     DATA,
@@ -37,6 +38,7 @@ from vinemake.wire.protocol import (
     Put,
     Refuse,
     Stored,
+    check_tls,
     client_handshake,
     connect,
     decode,
@@ -335,7 +337,8 @@ class FileServer:
                  ssl_context: ssl.SSLContext | None = None, limit: int = 3,
                  on_error: Callable[[str], None] = lambda reason: None,
                  accept: Callable[[str], tuple[str, str] | None] | None = None,
-                 on_stored: Callable[[str, int, str | None], None] = lambda *a: None):
+                 on_stored: Callable[[str, int, str | None], None] = lambda *a: None,
+                 gate: Gate | None = None):
         # accept(key) -> (destination path, expected hash) for an upload this side awaits;
         # on_stored(key, size, error) hears how it went (error None when it arrived intact).
         self._accept = accept
@@ -345,6 +348,7 @@ class FileServer:
         self._ssl = ssl_context
         self._on_error = on_error
         self.set_limit(limit)
+        self._gate = gate or Gate(HANDSHAKE_TIMEOUT_S)
         self._listener = socket.create_server((host, 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
@@ -359,21 +363,29 @@ class FileServer:
     def _accept_loop(self) -> None:
         while not self._closed:
             try:
-                sock, _ = self._listener.accept()
+                sock, addr = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
+            admitted = self._gate.admit(sock, addr[0])
+            if admitted is None:  # too many handshakes waiting: the peer retries
+                sock.close()
+                continue
+            threading.Thread(target=self._serve, args=(sock, admitted), daemon=True).start()
 
-    def _serve(self, sock: socket.socket) -> None:
+    def _serve(self, sock: socket.socket, admitted: Pass) -> None:
         conn = None
         try:
-            sock.settimeout(HANDSHAKE_TIMEOUT_S)
-            tune(sock)
-            if self._ssl is not None:
-                sock = self._ssl.wrap_socket(sock, server_side=True)
-            conn = Connection(sock)
-            hello = server_handshake(conn, self._secret)
-            conn.send(welcome_for(hello, self._secret))
+            try:
+                sock.settimeout(HANDSHAKE_TIMEOUT_S)
+                tune(sock)
+                check_tls(sock, self._ssl)
+                if self._ssl is not None:
+                    sock = self._ssl.wrap_socket(sock, server_side=True)
+                conn = Connection(sock)
+                hello = server_handshake(conn, self._secret)
+                conn.send(welcome_for(hello, self._secret))
+            finally:
+                admitted.done()
             sock.settimeout(120.0)
             while True:
                 try:
@@ -422,6 +434,7 @@ class FileServer:
     def close(self) -> None:
         self._closed = True
         self._listener.close()
+        self._gate.close()
 
 
 def push(host: str, port: int, key: str, path: str, secret: bytes | None,

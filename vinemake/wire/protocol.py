@@ -37,27 +37,33 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import os
 import socket
 import ssl
 import struct
 import threading
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, field, fields
 
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.spec import Resources
-from vinemake.common.task import LibrarySpec, Measured, Task, TaskFile, TaskResult
+from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile, TaskResult
 
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".
 # 2: Welcome.max_tasks (the -j cap a worker applies itself).
 # 3: Started (a worker says when each command really began).
-VERSION = 3
+# 4: Heartbeat and Welcome.heartbeat_s/silence_s; Cached (the forever cache) after Hello.
+VERSION = 4
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
+# Before a peer has proven it knows the secret it may send only handshake messages, each at
+# most this long (a Hello is a few hundred bytes): what an unknown peer can make us hold.
+MAX_HANDSHAKE_FRAME = 64 * 1024
 CHUNK = 1024 * 1024
-HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_TIMEOUT_S = 10.0  # the whole handshake, however slowly the peer sends
 
 
 class ProtocolError(InfrastructureError):
@@ -69,16 +75,141 @@ class ProtocolError(InfrastructureError):
 _TYPES: dict[str, type] = {}
 
 
-def _message(cls):
-    """Register a frozen dataclass as a message type named after the class."""
-    cls = dataclass(frozen=True)(cls)
-    cls.TYPE = cls.__name__
-    cls.FIELDS = frozenset(f.name for f in fields(cls))
-    _TYPES[cls.__name__] = cls
-    return cls
+def _message(**schema):
+    """Register a frozen dataclass as a message type named after the class; `schema` names
+    the check of every field (decode refuses a message whose fields do not pass)."""
+
+    def register(cls):
+        cls = dataclass(frozen=True)(cls)
+        cls.TYPE = cls.__name__
+        cls.FIELDS = frozenset(f.name for f in fields(cls))
+        cls.REQUIRED = frozenset(f.name for f in fields(cls)
+                                 if f.default is MISSING and f.default_factory is MISSING)
+        assert cls.FIELDS == schema.keys(), f"{cls.__name__}: a schema for every field"
+        cls.SCHEMA = schema
+        _TYPES[cls.__name__] = cls
+        return cls
+
+    return register
 
 
-@_message
+# ---------------------------------------------------------------- schemas
+# A schema is a check: check(value, where) returns nothing or raises ProtocolError. The wire
+# carries only the shapes below, so nesting is as deep as they are, never deeper.
+
+Check = Callable[[object, str], None]
+_INT64 = 2 ** 63
+
+
+def _bad(where: str, what: str) -> ProtocolError:
+    return ProtocolError(f"garbled message: {where} {what}")
+
+
+def _int(lo: int = -_INT64, hi: int = _INT64 - 1) -> Check:
+    def check(v, where):
+        if type(v) is not int or not lo <= v <= hi:
+            raise _bad(where, f"must be an integer from {lo} to {hi}")
+    return check
+
+
+def _number(v, where) -> None:
+    """A finite number, not below zero (sizes, times, resources)."""
+    if type(v) not in (int, float) or not 0 <= v < math.inf:
+        raise _bad(where, "must be a number, not below zero")
+
+
+def _time(v, where) -> None:
+    if type(v) not in (int, float) or not math.isfinite(v):
+        raise _bad(where, "must be a number")
+
+
+def _str(v, where) -> None:
+    if type(v) is not str:
+        raise _bad(where, "must be a string")
+
+
+def _bool(v, where) -> None:
+    if type(v) is not bool:
+        raise _bad(where, "must be true or false")
+
+
+def _one_of(*values: str) -> Check:
+    def check(v, where):
+        if v not in values or type(v) is not str:
+            raise _bad(where, f"must be one of {', '.join(values)}")
+    return check
+
+
+def _or_null(inner: Check) -> Check:
+    def check(v, where):
+        if v is not None:
+            inner(v, where)
+    return check
+
+
+def _list(item: Check) -> Check:
+    def check(v, where):
+        if type(v) is not list:
+            raise _bad(where, "must be a list")
+        for i, x in enumerate(v):
+            item(x, f"{where}[{i}]")
+    return check
+
+
+def _tuple(*items: Check) -> Check:
+    """A list of exactly these items, in order."""
+    def check(v, where):
+        if type(v) is not list or len(v) != len(items):
+            raise _bad(where, f"must be a list of {len(items)} items")
+        for i, (x, item) in enumerate(zip(v, items, strict=True)):
+            item(x, f"{where}[{i}]")
+    return check
+
+
+def _object(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
+    """A JSON object with every `required` key, maybe `optional` ones, and nothing else."""
+    known = {**required, **(optional or {})}
+
+    def check(v, where):
+        if type(v) is not dict:
+            raise _bad(where, "must be an object")
+        missing = required.keys() - v.keys()
+        if missing:
+            raise _bad(where, f"lacks {', '.join(sorted(missing))}")
+        for k, x in v.items():
+            if k not in known:
+                raise _bad(where, f"has an unknown field {str(k)[:40]!r}")
+            known[k](x, f"{where}.{k}")
+    return check
+
+
+_PORT = _int(0, 65535)
+_COUNT = _int(0)
+_RESOURCES = _object({}, {name: _or_null(_number) for name in Resources.__dataclass_fields__})
+_FILE = _tuple(_str, _str, _or_null(_str), _COUNT)  # key, sandbox name, path, size
+_ENV = _list(_tuple(_str, _str))
+_LIBRARY = _object({"name": _str, "key": _str, "command": _str, "inputs": _list(_FILE),
+                    "resources": _RESOURCES, "slots": _int(1), "env": _ENV})
+_TASK = _object({
+    "id": _int(), "rule_key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
+    "outputs": _list(_FILE), "env": _ENV, "resources": _RESOURCES, "category": _str,
+    "library": _or_null(_LIBRARY), "cache_forever": _bool, "failed_dir": _or_null(_str),
+    "attempt": _int(1)})
+_SOURCE = _tuple(_str, _PORT, _str, _bool)  # host, port, label, tls
+_OUTCOME = _object({
+    "id": _int(), "status": _one_of(*STATUSES), "exit_code": _or_null(_int()),
+    "reason": _str, "stderr": _str,
+    "measured": _object({name: _number for name in Measured.__dataclass_fields__}),
+    "worker": _str,
+    "outputs": _list(_tuple(_str, _COUNT, _str, _str)),  # key, size, hash, cache path
+    "failed": _list(_tuple(_str, _str, _str)),  # sandbox name, key, cache path
+    "unfetched": _list(_tuple(_str, _list(_str))),  # key, sources tried
+    "inline": _list(_tuple(_str, _str))})  # key, base64 bytes
+_CACHED = _list(_tuple(_str, _COUNT, _str))  # key, size, hash
+
+
+@_message(version=_int(), role=_str, nonce=_str, name=_str, resources=_RESOURCES,
+          host_id=_str, file_port=_PORT)
 class Hello:
     version: int
     role: str  # "worker" (control connection) or "fetch" (asks for files)
@@ -87,21 +218,21 @@ class Hello:
     resources: dict = field(default_factory=dict)
     host_id: str = ""
     file_port: int = 0
-    cached: list = field(default_factory=list)  # [[key, size, hash], ...] kept across restarts
 
 
-@_message
+@_message(version=_int(), nonce=_str)
 class Challenge:
     version: int
     nonce: str
 
 
-@_message
+@_message(proof=_str)
 class Auth:
     proof: str = ""
 
 
-@_message
+@_message(proof=_str, worker_id=_str, same_host=_bool, transfer_limit=_int(1),
+          file_port=_PORT, max_tasks=_COUNT, heartbeat_s=_number, silence_s=_number)
 class Welcome:
     proof: str = ""
     worker_id: str = ""
@@ -109,36 +240,54 @@ class Welcome:
     transfer_limit: int = 3
     file_port: int = 0  # the manager's file server, where Push uploads go
     max_tasks: int = 0  # tasks (commands and calls) the worker may run at once (-j); 0: no cap
+    # Each side sends a Heartbeat every heartbeat_s; either takes silence_s without a word
+    # from the other for a peer that is gone (stopped, hung, cut off); 0: never.
+    heartbeat_s: float = 0.0
+    silence_s: float = 0.0
 
 
-@_message
+@_message(reason=_str)
 class Refuse:
     reason: str
 
 
-@_message
+@_message(entries=_CACHED)
+class Cached:
+    """Worker → manager, first after the handshake: its `@cache forever` files, kept across
+    restarts (after, not in Hello: what a peer may send before it is authenticated is small)."""
+
+    entries: list
+
+
+@_message()
+class Heartbeat:
+    """Either way, when nothing else was sent for a while: "I am still here"."""
+
+
+@_message(task=_TASK, fetch=_list(_tuple(_str, _str, _list(_SOURCE))))
 class Run:
-    """Run one task. `fetch` lists inputs to get first: [key, host, port, hash] each."""
+    """Run one task. `fetch` lists inputs to get first: [key, hash, [source, ...]] each."""
 
     task: dict
     fetch: list = field(default_factory=list)
 
 
-@_message
+@_message(outcomes=_list(_OUTCOME))
 class Done:
     """Outcomes of finished tasks, batched when several finish together."""
 
     outcomes: list
 
 
-@_message
+@_message(tasks=_list(_tuple(_int(), _time)))
 class Started:
     """Commands that began on a worker: [[task id, unix time], ...], batched like Done."""
 
     tasks: list
 
 
-@_message
+@_message(key=_str, source=_str, size=_COUNT, start=_time, end=_time, ok=_bool, hash=_str,
+          reason=_str)
 class Transferred:
     """A worker fetched (or failed to fetch) one file: the manager logs it and frees the source."""
 
@@ -152,29 +301,29 @@ class Transferred:
     reason: str = ""
 
 
-@_message
+@_message(keys=_list(_str))
 class Drop:
     keys: list
 
 
-@_message
+@_message(task_ids=_list(_int()))
 class Kill:
     """Kill these running tasks: their results are no longer wanted."""
 
     task_ids: list
 
 
-@_message
+@_message(reason=_str)
 class Shutdown:
     reason: str = ""
 
 
-@_message
+@_message(key=_str)
 class Get:
     key: str
 
 
-@_message
+@_message(key=_str)
 class Push:
     """Manager → worker: upload `key` to the manager's file server (over TLS, when the worker
     has no certificate to serve it encrypted itself)."""
@@ -186,7 +335,7 @@ class Push:
 PUSH_FAILED = "push"
 
 
-@_message
+@_message(key=_str)
 class Put:
     """Uploader → file server: may I send `key`? The server echoes Put (go ahead) or Refuses;
     the file follows, answered by Stored."""
@@ -194,26 +343,30 @@ class Put:
     key: str
 
 
-@_message
+@_message(key=_str)
 class Stored:
     key: str
 
 
-@_message
+@_message(key=_str, size=_int(-1))
 class FileHead:
     key: str
-    size: int
+    size: int  # -1: a directory, sent as a tar stream
 
 
-@_message
+@_message(hash=_str)
 class FileEnd:
     hash: str
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")  # Python's decoder would take NaN and Infinity
 
 
 # Built once: json.dumps/loads with options build an encoder per call, and loads of bytes
 # first sniffs their encoding (the wire is always UTF-8).
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
-_DECODER = json.JSONDecoder()
+_DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
 def encode(msg) -> bytes:
@@ -225,11 +378,14 @@ def encode(msg) -> bytes:
 
 
 def decode(payload: bytes):
-    """A MSG frame's payload back into its message; ProtocolError if it is not one."""
+    """A MSG frame's payload back into its message; ProtocolError if it is not one, or if
+    any field does not pass its schema."""
     try:
         body = _DECODER.decode(payload.decode())
     except ValueError:
         raise ProtocolError("garbled message: not JSON") from None
+    except RecursionError:  # e.g. 100,000 `[`: no message nests more than a few levels
+        raise ProtocolError("garbled message: nested too deeply") from None
     if not isinstance(body, dict):
         raise ProtocolError("garbled message: not a JSON object")
     cls = _TYPES.get(body.pop("t", None)) if isinstance(body.get("t"), str) else None
@@ -237,10 +393,11 @@ def decode(payload: bytes):
         raise ProtocolError("garbled message: unknown message type")
     if not body.keys() <= cls.FIELDS:
         raise ProtocolError(f"garbled message: unknown fields in {cls.TYPE}")
-    try:
-        return cls(**body)
-    except TypeError:
-        raise ProtocolError(f"garbled message: missing fields in {cls.TYPE}") from None
+    if not cls.REQUIRED <= body.keys():
+        raise ProtocolError(f"garbled message: missing fields in {cls.TYPE}")
+    for name, value in body.items():
+        cls.SCHEMA[name](value, f"{cls.TYPE}.{name}")
+    return cls(**body)
 
 
 class FrameReader:
@@ -266,9 +423,9 @@ class FrameReader:
         return frames
 
 
-def _check_header(length: int, kind: int) -> None:
-    if length > MAX_FRAME:
-        raise ProtocolError(f"oversized frame: {length} bytes (limit {MAX_FRAME})")
+def _check_header(length: int, kind: int, limit: int = MAX_FRAME) -> None:
+    if length > limit:
+        raise ProtocolError(f"oversized frame: {length} bytes (limit {limit})")
     if kind not in (MSG, DATA):
         raise ProtocolError(f"garbled frame: unknown kind {kind}")
 
@@ -388,27 +545,38 @@ class Connection:
         with self._send_lock:
             self.sock.sendall(data)
 
+    def try_send(self, *msgs) -> bool:
+        """send(), unless another thread is sending (then the peer hears from us anyway)."""
+        if not self._send_lock.acquire(blocking=False):
+            return False
+        try:
+            self.sock.sendall(b"".join(encode(m) for m in msgs))
+        finally:
+            self._send_lock.release()
+        return True
+
     def send_raw(self, data: bytes) -> None:
         with self._send_lock:
             self.sock.sendall(data)
 
-    def recv_frame(self) -> tuple[int, bytes]:
-        """The next frame; EOFError when the other side closed cleanly between frames."""
+    def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
+        """The next frame, at most `limit` bytes long; EOFError when the other side closed
+        cleanly between frames."""
         head = self._rfile.read(HEADER.size)
         if not head:
             raise EOFError("connection closed")
         if len(head) < HEADER.size:
             raise ProtocolError("connection closed inside a frame header")
         length, kind = HEADER.unpack(head)
-        _check_header(length, kind)
+        _check_header(length, kind, limit)
         payload = self._rfile.read(length)
         if len(payload) < length:
             raise ProtocolError("connection closed inside a frame")
         return kind, payload
 
-    def recv(self, *expect: type):
+    def recv(self, *expect: type, limit: int = MAX_FRAME):
         """The next message, which must be one of `expect` (if given); Refuse raises."""
-        kind, payload = self.recv_frame()
+        kind, payload = self.recv_frame(limit)
         if kind != MSG:
             raise ProtocolError("unexpected data frame")
         msg = decode(payload)
@@ -435,6 +603,24 @@ def tune(sock: socket.socket) -> None:
                        ("TCP_USER_TIMEOUT", 15000)):
         if hasattr(socket, opt):
             sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+
+
+def check_tls(sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
+    """Before a server wraps a new connection: does the client speak TLS exactly when this
+    side does? If not, say so in a plain Refuse it can read (a TLS client's library reports
+    our plain bytes as a bad record) and raise ProtocolError. A TLS connection opens with a
+    handshake record, first byte 0x16; a frame starting so would be over 369 MB."""
+    first = sock.recv(1, socket.MSG_PEEK)
+    if not first:
+        raise EOFError("connection closed before the handshake")
+    tls = first == b"\x16"
+    if tls == (ssl_context is not None):
+        return
+    if tls:
+        sock.sendall(encode(Refuse("this side does not speak TLS: remove --ssl")))
+        raise ProtocolError("the client speaks TLS (its --ssl), this side does not")
+    sock.sendall(encode(Refuse("the manager speaks TLS: add --ssl")))
+    raise ProtocolError("the client does not speak TLS (no --ssl), this side does")
 
 
 def connect(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
@@ -488,12 +674,12 @@ def client_handshake(conn: Connection, hello: Hello, secret: bytes | None,
                      welcome: Welcome | None = None) -> Welcome:
     """Say hello, prove the secret, check the server's proof; the server's Welcome."""
     conn.send(hello)
-    ch = conn.recv(Challenge)
+    ch = conn.recv(Challenge, limit=MAX_HANDSHAKE_FRAME)
     if ch.version != hello.version:
         raise ProtocolError(f"version mismatch: server speaks {ch.version}, "
                             f"this side speaks {hello.version}")
     conn.send(Auth(_proof(secret, "client", ch.nonce)))
-    got = conn.recv(Welcome)
+    got = conn.recv(Welcome, limit=MAX_HANDSHAKE_FRAME)
     if secret is not None and not hmac.compare_digest(got.proof,
                                                       _proof(secret, "server", hello.nonce)):
         raise ProtocolError("authentication failed: the server does not know the secret")
@@ -501,15 +687,23 @@ def client_handshake(conn: Connection, hello: Hello, secret: bytes | None,
 
 
 def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
-    """Check the client's version and proof; the caller then sends `welcome_for(hello)`."""
-    hello = conn.recv(Hello)
-    if hello.version != VERSION:
-        reason = f"version mismatch: server speaks {VERSION}, client speaks {hello.version}"
+    """Check the client's version and proof; the caller then sends `welcome_for(hello)`.
+
+    Every message before the proof is at most MAX_HANDSHAKE_FRAME bytes; the caller bounds
+    the time (see vinemake.wire.gate)."""
+    kind, payload = conn.recv_frame(MAX_HANDSHAKE_FRAME)
+    version = _version_in(payload) if kind == MSG else VERSION
+    if version != VERSION:
+        # before the schema: another release's Hello has other fields
+        reason = f"version mismatch: server speaks {VERSION}, client speaks {version}"
         conn.send(Refuse(reason))
         raise ProtocolError(reason)
+    hello = decode(payload) if kind == MSG else None
+    if not isinstance(hello, Hello):
+        raise ProtocolError("unexpected " + (hello.TYPE if hello else "data frame"))
     nonce = _nonce()
     conn.send(Challenge(VERSION, nonce))
-    auth = conn.recv(Auth)
+    auth = conn.recv(Auth, limit=MAX_HANDSHAKE_FRAME)
     if secret is not None:
         if not auth.proof:
             reason = "authentication failed: no proof of the secret (missing --password?)"
@@ -521,6 +715,15 @@ def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
             conn.send(Refuse(reason))
             raise ProtocolError(reason)
     return hello
+
+
+def _version_in(payload: bytes) -> object:
+    """The version a Hello of any release names (VERSION if it names none: decode judges)."""
+    try:
+        body = _DECODER.decode(payload.decode())
+    except (ValueError, RecursionError):
+        return VERSION
+    return body.get("version", VERSION) if isinstance(body, dict) else VERSION
 
 
 def welcome_for(hello: Hello, secret: bytes | None, **kw) -> Welcome:

@@ -41,6 +41,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stop-grace", type=float, default=None, metavar="S",
                    help="how long a command killed by SIGTERM waits for this worker's own stop "
                         "signal before it counts as the rule's failure (default: 1 s)")
+    p.add_argument("--quiet", action="store_true",
+                   help="print only errors, not connecting and disconnecting (vinemake's own "
+                        "local worker: its lines would cross the status line)")
     p.add_argument("--debug", action="store_true", help="log what the worker does")
     return p.parse_args(argv)
 
@@ -68,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
 def _serve(args: argparse.Namespace, signals: StopSignals) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="vinemake-worker: %(message)s")
+    if not (args.debug or args.quiet):  # one line as it connects, leaves, retries
+        logging.getLogger("vinemake.worker").setLevel(logging.INFO)
     from vinemake.worker.worker import Worker, WorkerOptions
 
     workdir = args.workdir or os.path.join(tempfile.gettempdir(), f"vinemake-worker-{os.getuid()}")

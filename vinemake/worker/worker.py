@@ -31,9 +31,11 @@ from vinemake.common.spec import Resources
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.wire.protocol import (
     PUSH_FAILED,
+    Cached,
     Connection,
     Done,
     Drop,
+    Heartbeat,
     Kill,
     ProtocolError,
     Push,
@@ -117,6 +119,10 @@ class Worker:
         self._line: Connection | None = None  # the manager connection open now, for stop()
         self.runner: Runner | None = None
         self.exit_status = 0
+        self._served = False  # reached a manager once: giving up later is no failure
+        # (heartbeat_s, silence_s) the manager asked for; when its last message came
+        self._beat = (0.0, 0.0)
+        self._heard = time.monotonic()
         self._manager_files = 0  # the manager's file server port, for uploads it asks for
 
     def _may_defer(self) -> bool:
@@ -129,6 +135,7 @@ class Worker:
     def run(self) -> int:
         """Serve managers until idle for timeout_s or stopped; the process exit status."""
         threading.Thread(target=self._idle_watch, name="idle", daemon=True).start()
+        threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True).start()
         try:
             while not self._stop.is_set():
                 conn = self._connect_with_backoff()
@@ -160,8 +167,15 @@ class Worker:
         remove_path(self.run_dir)
 
     def _connect_with_backoff(self) -> Connection | None:
+        """A connection to the manager, handshake done; None when stopped or giving up.
+
+        Each new reason it cannot connect is printed once ("..., retrying"); a reason no retry
+        can cure (refused, TLS on one side only) ends the worker with status 1, and so does
+        giving up after --timeout without ever having reached the manager."""
         delay = 0.1
         deadline = time.monotonic() + self.opts.timeout_s
+        where = f"{self.opts.host}:{self.opts.port}"
+        said = ""
         while not self._stop.is_set():
             try:
                 conn = self._open_line(connect(self.opts.host, self.opts.port,
@@ -172,19 +186,24 @@ class Worker:
                     "worker", name=self.name, resources=resources_to_wire(self.opts.resources),
                     host_id=host_id() + (f"/remote-{os.getpid()}" if self.opts.as_remote
                                          else ""),
-                    file_port=self.files.port,
-                    cached=[[e.key, e.size, e.hash] for e in self.cache.entries()]), self.secret)
-            except ProtocolError as e:
+                    file_port=self.files.port), self.secret)
+                conn.send(Cached([[e.key, e.size, e.hash] for e in self.cache.entries()]))
+            except (ProtocolError, ssl.SSLError) as e:
                 self._close_line()
                 if self._stop.is_set():
                     return None  # stop() cut the handshake short
-                # Wrong secret or version: retrying cannot help.
-                log.error("manager %s:%s: %s", self.opts.host, self.opts.port, e)
-                self.exit_status = 1
-                return None
+                if not isinstance(e, ProtocolError) and not _tls_mismatch(e):
+                    said = self._retrying(where, _why(e), said)
+                else:
+                    # Wrong secret or version, TLS on one side only: retrying cannot help.
+                    log.error("manager %s: %s", where, e if isinstance(e, ProtocolError) else
+                              f"TLS handshake failed ({e.reason or e}): the manager does "
+                              "not speak TLS? remove --ssl")
+                    self.exit_status = 1
+                    return None
             except (OSError, EOFError) as e:  # EOFError: it hung up mid-handshake (busy?)
                 self._close_line()
-                log.info("cannot reach manager %s:%s: %s", self.opts.host, self.opts.port, e)
+                said = self._retrying(where, _why(e), said)
             else:
                 conn.sock.settimeout(None)
                 self.name = welcome.worker_id or self.name
@@ -194,21 +213,40 @@ class Worker:
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
                                      self._on_transfer, self._on_start)
-                self._last_activity = time.monotonic()
+                self._beat = (welcome.heartbeat_s, welcome.silence_s)
+                self._last_activity = self._heard = time.monotonic()
+                self._served = True
+                log.info("connected to manager %s as %s", where, self.name)
                 return conn
             if time.monotonic() + delay > deadline:
-                log.info("manager unreachable for %.0f s: exiting", self.opts.timeout_s)
+                if self._served:
+                    log.info("manager %s unreachable for %.0f s: exiting", where,
+                             self.opts.timeout_s)
+                else:
+                    log.error("gave up: could not reach manager %s in %.0f s", where,
+                              self.opts.timeout_s)
+                    self.exit_status = 1
                 return None
             self._stop.wait(delay)
             delay = min(delay * 2, 5.0)
         return None
+
+    @staticmethod
+    def _retrying(where: str, why: str, said: str) -> str:
+        """Say why the manager cannot be reached, once per reason; the reason said."""
+        if why != said:
+            log.warning("cannot reach manager %s: %s, retrying", where, why)
+        return why
 
     def _session(self, conn: Connection) -> None:
         self._conn = conn
         try:
             while True:
                 msg = conn.recv()
-                self._last_activity = time.monotonic()
+                self._heard = time.monotonic()
+                if isinstance(msg, Heartbeat):
+                    continue
+                self._last_activity = self._heard
                 if isinstance(msg, Run):
                     self._start_task(msg)
                 elif isinstance(msg, Kill):
@@ -256,6 +294,25 @@ class Worker:
         line, self._line = self._line, None
         if line is not None:
             line.close()
+
+    def _heartbeats(self) -> None:
+        """Tell the manager we are here; hang up on a manager silent too long (stopped, hung,
+        cut off), so the session ends and the worker reconnects (or gives up)."""
+        while not self._stop.wait(self._beat[0] or 0.5):
+            every, silence = self._beat
+            conn = self._conn
+            if conn is None or not every:
+                continue
+            quiet = time.monotonic() - self._heard
+            if silence and quiet > silence:
+                log.warning("the manager has been silent for %.0f s: reconnecting", quiet)
+                self._heard = time.monotonic()
+                _hang_up(conn)
+                continue
+            try:
+                conn.try_send(Heartbeat())
+            except OSError:
+                pass  # the session's reader hears of it
 
     def _idle_watch(self) -> None:
         """Leave when nothing happened for timeout_s and nothing runs."""
@@ -511,6 +568,20 @@ def _hang_up(conn: Connection) -> None:
         socket.socket.shutdown(conn.sock, socket.SHUT_RDWR)
     except OSError:
         pass
+
+
+def _why(e: BaseException) -> str:
+    """`connection refused`, `Name or service not known`: why a connection failed."""
+    if isinstance(e, EOFError):
+        return "the manager closed the connection during the handshake"
+    text = getattr(e, "strerror", None) or str(e) or type(e).__name__
+    return text[0].lower() + text[1:] if text[:2].istitle() else text
+
+
+def _tls_mismatch(e: ssl.SSLError) -> bool:
+    """Did a TLS handshake fail because the other side sent plain bytes (no TLS there)?
+    An early end of file is not that: a network or a busy manager, worth a retry."""
+    return not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
 
 
 def _remove_stale_runs(workdir: str) -> None:
