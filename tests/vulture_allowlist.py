@@ -20,12 +20,6 @@ _.annotation  # parser.py: Lark
 _.HEADER_AND_COMMAND  # parser.py: Lark (a terminal callback)
 _.forgotten  # Manager: dead intermediates dropped from workers, ever (tests check the count)
 _.starts  # LibraryInstance: process starts, 1 unless it died (tests check restarts)
-_._const  # language/jx.py: the evaluator dispatches on the node's class name (_ + name)
-_._array  # jx.py: dispatched by node class
-_._object  # jx.py: dispatched by node class
-_._unary  # jx.py: dispatched by node class
-_._binary  # jx.py: dispatched by node class
-_._lookup  # jx.py: dispatched by node class
 _.true  # language/jxparse.py: Lark's transformer calls methods named after grammar rules
 _.false  # jxparse.py: Lark
 _.null  # jxparse.py: Lark
@@ -35,3 +29,4 @@ _.comprehension  # jxparse.py: Lark
 _.binary  # jxparse.py: Lark
 _.unary  # jxparse.py: Lark
 _.slice  # jxparse.py: Lark
+_.method  # jxparse.py: Lark

@@ -33,7 +33,6 @@ from vinemake.language.jxsyntax import (
     Object,
     Slice,
     Unary,
-    start,
 )
 from vinemake.language.jxvalues import (
     JxDict,
@@ -109,16 +108,14 @@ class Evaluator:
         self._defining: list[str] = []
 
     def eval(self, node: Node, scope: Scope):
-        method = getattr(self, "_" + type(node).__name__.lower())
+        if type(node) is Const:
+            return node.value
         try:
-            return method(node, scope)
+            return _METHODS[type(node)](self, node, scope)
         except RecursionError:
             raise JxError(node.at, "expression nested too deeply") from None
 
     # ---- values ------------------------------------------------------------------------
-    def _const(self, node: Const, scope: Scope):
-        return node.value
-
     def _name(self, node: Name, scope: Scope):
         found, value = scope.find(node.name)
         if not found:
@@ -139,22 +136,19 @@ class Evaluator:
             self._defining.pop()
 
     def _array(self, node: Array, scope: Scope) -> JxList:
-        values, where = self.items(node.items, scope)
-        return JxList(values, node.at, where)
+        return JxList(self.items(node.items, scope), node.at, node)
 
-    def items(self, items: tuple[Item, ...], scope: Scope) -> tuple[list, list]:
-        """The values of a list's items (comprehensions expanded), and where each was written."""
+    def items(self, items: tuple[Item, ...], scope: Scope) -> list:
+        """The values of a list's items, comprehensions expanded."""
         values: list = []
-        where: list[At] = []
         for item in items:
             if not item.clauses:
                 values.append(self.eval(item.value, scope))
-                where.append(item.at)
                 continue
+            value = item.value
             for inner in self._clauses(item.clauses, scope):
-                values.append(self.eval(item.value, inner))
-                where.append(item.at)
-        return values, where
+                values.append(self.eval(value, inner))
+        return values
 
     def _clauses(self, clauses, scope: Scope):
         """Each scope the comprehension clauses make, left to right (nested loops)."""
@@ -178,17 +172,17 @@ class Evaluator:
                 yield inner
 
     def _object(self, node: Object, scope: Scope) -> JxDict:
-        result = JxDict(at=node.at)
+        result = JxDict(at=node.at, node=node)
         for pair in node.pairs:
             scopes = self._clauses(pair.clauses, scope) if pair.clauses else (scope,)
+            key_node, value_node = pair.key, pair.value
             for inner in scopes:
-                key = self.eval(pair.key, inner)
-                if kind(key) != "string":
-                    raise JxError(pair.key.at, f"an object's key must be a string, got "
+                key = key_node.value if type(key_node) is Const else self.eval(key_node, inner)
+                if type(key) is not str:
+                    raise JxError(key_node.at, f"an object's key must be a string, got "
                                                f"{kind(key)} {brief(key)}")
-                result[key] = self.eval(pair.value, inner)
-                result.key_at[key] = pair.at
-                result.value_at[key] = start(pair.value)
+                result[key] = (value_node.value if type(value_node) is Const
+                               else self.eval(value_node, inner))
         return result
 
     # ---- operators ---------------------------------------------------------------------
@@ -205,7 +199,8 @@ class Evaluator:
 
     def _binary(self, node: Binary, scope: Scope):
         op = _BOOLEAN_OPS.get(node.op)
-        left = self.eval(node.left, scope)
+        left = node.left
+        left = left.value if type(left) is Const else self.eval(left, scope)
         if op is not None:
             # Stops at the first operand that decides, as cctools does.
             if kind(left) == "boolean" and left == (op == "or"):
@@ -214,11 +209,19 @@ class Evaluator:
             if kind(left) != "boolean" or kind(right) != "boolean":
                 raise self._mismatch(node, left, right, "booleans")
             return right
-        right = self.eval(node.right, scope)
+        right = node.right
+        right = right.value if type(right) is Const else self.eval(right, scope)
         return self.operate(node, left, right)
 
     def operate(self, node: Binary, left, right):
         op = node.op
+        if op == "+":
+            # The usual cases, building names and commands: "out." + name, "out." + 3.
+            tl, tr = type(left), type(right)
+            if tl is str and (tr is str or tr is int):
+                return left + (right if tr is str else str(right))
+            if tl is int and tr is str:
+                return str(left) + right
         kl, kr = kind(left), kind(right)
         numbers = kl in ("integer", "float") and kr in ("integer", "float")
         if op == "==":
@@ -321,11 +324,15 @@ class Evaluator:
         call = jxfunctions.CallSite(node.name, node.at, node.args, scope, self)
         if function.deferred:
             return function.run(call)
-        values, where = self.items(node.args, scope)
-        call.arg_at = tuple(where)
-        return function.run(call, *values)
+        return function.run(call, *self.items(node.args, scope))
 
 
 def evaluate(node: Node, names: Mapping | None = None, root: str = "."):
     """The value of `node` in a context of `names` (values, or Lazy defines)."""
     return Evaluator(root).eval(node, Scope(dict(names or {})))
+
+
+# What evaluates each kind of node (Const is answered before the lookup).
+_METHODS = {Name: Evaluator._name, Array: Evaluator._array, Object: Evaluator._object,
+            Unary: Evaluator._unary, Binary: Evaluator._binary, Lookup: Evaluator._lookup,
+            Call: Evaluator._call}

@@ -37,7 +37,7 @@ MAX_RANGE = 10_000_000  # a typo like range(10000000000) fails instead of eating
 class CallSite:
     """What a built-in sees besides its argument values: where it is called and from what."""
 
-    __slots__ = ("name", "at", "args", "scope", "evaluator", "arg_at")
+    __slots__ = ("name", "at", "args", "scope", "evaluator")
 
     def __init__(self, name: str, at: At, args: tuple[Item, ...], scope, evaluator):
         self.name = name
@@ -45,11 +45,13 @@ class CallSite:
         self.args = args
         self.scope = scope
         self.evaluator = evaluator
-        self.arg_at: tuple[At, ...] = tuple(item.at for item in args)
 
     def error(self, message: str, arg: int | None = None) -> JxError:
-        at = self.arg_at[arg] if arg is not None and arg < len(self.arg_at) else self.at
-        return JxError(at, f"{self.name}: {message}")
+        """An error at argument `arg` (0-based) if it was written out, else at the call."""
+        args = self.args
+        written = arg is not None and arg < len(args) and not any(
+            item.clauses for item in args[:arg + 1])
+        return JxError(args[arg].at if written else self.at, f"{self.name}: {message}")
 
     def count(self, values: tuple, low: int, high: int) -> None:
         n = len(values)
@@ -308,7 +310,7 @@ def _over_objects(call: CallSite, body: Callable):
         raise call.error(f"takes 2 arguments (an array of objects, an expression), got "
                          f"{len(call.args)}")
     evaluator, scope = call.evaluator, call.scope
-    values, _ = evaluator.items(call.args[:1], scope)
+    values = evaluator.items(call.args[:1], scope)
     if len(values) != 1 or kind(values[0]) != "array":
         got = values[0] if len(values) == 1 else JxList(values)
         raise call.error(f"argument 1 must be an array of objects, got {kind(got)} "
@@ -323,7 +325,6 @@ def _over_objects(call: CallSite, body: Callable):
                              f"{kind(item)} {brief(item)}", 0)
         value = evaluator.eval(expression.value, scope.child(item))
         body(result, item, value, expression)
-    result.item_at = [call.at] * len(result)
     return result
 
 

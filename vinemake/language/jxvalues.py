@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from vinemake.language.jxsyntax import At
+from vinemake.language.jxsyntax import At, Const, start
 
 __all__ = ["JxError", "JxList", "JxDict", "kind", "show", "brief", "to_text", "equal", "where",
            "NULL_AT"]
@@ -28,26 +28,53 @@ class JxError(Exception):
 
 
 class JxList(list):
-    """An array with where it and each of its items were written."""
+    """An array, with where it was written and the Array node it was made from (if any), to
+    find where an item was written when an error needs it."""
 
-    __slots__ = ("at", "item_at")
+    __slots__ = ("at", "node")
 
-    def __init__(self, items=(), at: At = NULL_AT, item_at=None):
+    def __init__(self, items=(), at: At = NULL_AT, node=None):
         super().__init__(items)
         self.at = at
-        self.item_at = item_at if item_at is not None else [at] * len(self)
+        self.node = node
+
+    def item_position(self, i: int) -> At:
+        node = self.node
+        # Item i of the node made item i of the array unless a comprehension made several.
+        if node is not None and i < len(node.items) and not any(
+                item.clauses for item in node.items[:i + 1]):
+            return node.items[i].at
+        return where(self[i], self.at) if i < len(self) else self.at
 
 
 class JxDict(dict):
-    """An object with where it, each key and each value were written."""
+    """An object, with where it was written and the Object node it was made from (if any), to
+    find where a key or its value was written when asked."""
 
-    __slots__ = ("at", "key_at", "value_at")
+    __slots__ = ("at", "node")
 
-    def __init__(self, items=(), at: At = NULL_AT):
+    def __init__(self, items=(), at: At = NULL_AT, node=None):
         super().__init__(items)
         self.at = at
-        self.key_at: dict[str, At] = {}
-        self.value_at: dict[str, At] = {}
+        self.node = node
+
+    def _pair(self, key: str):
+        node = self.node
+        if node is None:
+            return None
+        for pair in node.pairs:
+            if type(pair.key) is Const and pair.key.value == key:
+                return pair
+        # A computed key: the first pair whose key is not written out.
+        return next((p for p in node.pairs if type(p.key) is not Const), None)
+
+    def key_position(self, key: str) -> At:
+        pair = self._pair(key)
+        return pair.at if pair is not None else self.at
+
+    def value_position(self, key: str) -> At:
+        pair = self._pair(key)
+        return start(pair.value) if pair is not None else where(self.get(key), self.at)
 
 
 def where(value, fallback: At) -> At:

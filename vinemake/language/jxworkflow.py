@@ -32,7 +32,17 @@ import shlex
 from collections.abc import Iterable, Mapping
 
 from vinemake.common.errors import InputError, VinefileError
-from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
+from vinemake.common.spec import (
+    Category,
+    FileRef,
+    Location,
+    Resources,
+    RuleSpec,
+    Workflow,
+    new_fileref,
+    new_location,
+    new_rulespec,
+)
 from vinemake.common.suggest import did_you_mean
 from vinemake.language.annotations import RESOURCE_VALUES
 from vinemake.language.evaluate import rule_env
@@ -40,7 +50,7 @@ from vinemake.language.jx import Evaluator, Lazy, Scope
 from vinemake.language.jxinput import JxInput
 from vinemake.language.jxparse import parse_jx
 from vinemake.language.jxsyntax import Array, At, Const, Node, Object, start
-from vinemake.language.jxvalues import JxError, brief, kind, show, where
+from vinemake.language.jxvalues import JxDict, JxError, JxList, brief, kind, show, where
 from vinemake.language.statements import SourceText
 
 __all__ = ["read_jx", "parse_jx_workflow", "jx_context"]
@@ -167,6 +177,8 @@ class _Reader:
     def __init__(self, path: str, environ: Mapping[str, str]):
         self.path = path
         self.environ = environ
+        self.shared: dict[tuple, tuple[Resources, tuple]] = {}
+        self.refs: dict[str, FileRef] = {}
 
     def workflow(self, doc) -> Workflow:
         if kind(doc) != "object":
@@ -192,7 +204,7 @@ class _Reader:
         self.merged = {name: {**base, **res} for name, (res, _) in self.category_specs.items()}
         self.merged.setdefault(default, dict(base))
         self.default = default
-        specs = [self._rule(i, rule, where_item(rules, i)) for i, rule in enumerate(rules)]
+        specs = [self._rule(i, rule, rules) for i, rule in enumerate(rules)]
         used = {default, *(rule.category for rule in specs)}
         names = [default, *[n for n in self.category_specs if n != default],
                  *sorted(used - set(self.category_specs) - {default})]
@@ -200,10 +212,10 @@ class _Reader:
             path=self.path, rules=tuple(specs),
             categories=tuple(Category(n, _resources(self.merged.get(n, base))) for n in names))
 
-    def _rule(self, index: int, rule, at: At) -> RuleSpec:
+    def _rule(self, index: int, rule, rules) -> RuleSpec:
         if kind(rule) != "object":
-            raise JxError(at, f"a rule is an object with a \"command\", got {kind(rule)} "
-                              f"{brief(rule)}")
+            raise JxError(_item_at(rules, index), f"a rule is an object with a \"command\", "
+                                                  f"got {kind(rule)} {brief(rule)}")
         _known_keys(rule, _RULE, "a rule")
         command = _need(rule, "command", "string", None)
         workflow = _need(rule, "workflow", "string", None)
@@ -226,23 +238,39 @@ class _Reader:
         local = _need(rule, "local_job", "boolean", False)
         category = _need(rule, "category", "string", self.default)
         self._allocation(rule)
-        res = {**self.merged.get(category, self.merged[self.default]), **self._resources(rule)}
-        env_names = {**self.env, **self.category_specs.get(category, ({}, {}))[1],
-                     **self._environment(rule)}
+        res = self.merged.get(category, self.merged[self.default])
+        if "resources" in rule:
+            res = {**res, **self._resources(rule)}
+        env_names = {**self.env, **self.category_specs.get(category, ({}, {}))[1]}
+        if "environment" in rule:
+            env_names.update(self._environment(rule))
         exported = []
         for name, value in env_names.items():
             if value is None:
                 value = self.environ.get(name)
             if value is not None:
                 exported.append((name, value))
-        full = {f: res.get(f) for f in _RESOURCE_FIELDS}
+        resources, env = self._shared(category, res, tuple(exported))
         command_at = _value_at(rule, "command" if workflow is None else "workflow")
-        return RuleSpec(
-            id=index, targets=targets, sources=sources, command=command.strip(),
-            location=Location(self.path, *rule.at),
-            command_location=Location(self.path, *command_at),
-            env=rule_env(exported, category, full), category=category,
-            resources=_resources(res), local=bool(local), subworkflow=workflow is not None)
+        values = {"id": index, "targets": targets, "sources": sources,
+                  "command": command.strip(), "location": new_location(self.path, *rule.at),
+                  "command_location": new_location(self.path, *command_at), "env": env,
+                  "category": category, "resources": resources}
+        if local:
+            values["local"] = True
+        if workflow is not None:
+            values["subworkflow"] = True
+        return new_rulespec(values)
+
+    def _shared(self, category: str, res: dict, exported: tuple) -> tuple[Resources, tuple]:
+        """A rule's Resources and env: made once for all the rules that have the same (most
+        rules of a category do), as the Vinefile reader shares them."""
+        key = (category, tuple(sorted(res.items())), exported)
+        shared = self.shared.get(key)
+        if shared is None:
+            full = {f: res.get(f) for f in _RESOURCE_FIELDS}
+            shared = self.shared[key] = (Resources(**full), rule_env(exported, category, full))
+        return shared
 
     def _subworkflow(self, rule, workflow: str) -> str:
         """The command that runs a sub-workflow: vinemake on its file, its args as defines."""
@@ -259,22 +287,29 @@ class _Reader:
         files = _need(rule, key, "array", ())
         out = []
         for i, entry in enumerate(files):
-            at = where_item(files, i)
-            if kind(entry) == "string":
+            if type(entry) is str:
                 path, sandbox = entry, entry
             elif kind(entry) == "object":
                 _known_keys(entry, ("dag_name", "task_name"), "a file")
                 if "dag_name" not in entry:
-                    raise JxError(at, "a file given as an object needs \"dag_name\" (its name "
-                                      "here) and may have \"task_name\" (its name in the task)")
+                    raise JxError(_item_at(files, i), "a file given as an object needs "
+                                  "\"dag_name\" (its name here) and may have \"task_name\" (its "
+                                  "name in the task)")
                 path = _need(entry, "dag_name", "string")
                 sandbox = _need(entry, "task_name", "string", path)
             else:
-                raise JxError(at, f"a file is a string or an object with \"dag_name\", got "
-                                  f"{kind(entry)} {brief(entry)}")
+                raise JxError(_item_at(files, i), f"a file is a string or an object with "
+                                                  f"\"dag_name\", got {kind(entry)} "
+                                                  f"{brief(entry)}")
             if not path or not sandbox:
-                raise JxError(at, "empty file name")
-            out.append(FileRef(path, sandbox))
+                raise JxError(_item_at(files, i), "empty file name")
+            if path != sandbox:
+                out.append(FileRef(path, sandbox))
+                continue
+            ref = self.refs.get(path)
+            if ref is None:  # shared: a workflow names most files twice
+                ref = self.refs[path] = new_fileref(path)
+            out.append(ref)
         return tuple(out)
 
     def _resources(self, spec) -> dict:
@@ -342,18 +377,18 @@ def _known_keys(obj, known: Iterable[str], what: str, strict: bool = False) -> N
 
 
 def _key_at(obj, key: str) -> At:
-    return getattr(obj, "key_at", {}).get(key) or where(obj, (1, 1))
+    """Where `key` of `obj` was written (as near as is known)."""
+    return obj.key_position(key) if type(obj) is JxDict else where(obj, (1, 1))
 
 
 def _value_at(obj, key: str) -> At:
-    return getattr(obj, "value_at", {}).get(key) or where(obj, (1, 1))
+    """Where the value of `key` of `obj` was written (as near as is known)."""
+    return obj.value_position(key) if type(obj) is JxDict else where(obj, (1, 1))
 
 
-def where_item(items, i: int) -> At:
-    item_at = getattr(items, "item_at", None)
-    if item_at is not None and i < len(item_at):
-        return item_at[i]
-    return where(items[i], where(items, (1, 1)))
+def _item_at(items, i: int) -> At:
+    """Where item `i` of the array `items` was written (as near as is known)."""
+    return items.item_position(i) if type(items) is JxList else where(items[i], (1, 1))
 
 
 def _resources(fields: Mapping) -> Resources:
