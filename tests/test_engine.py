@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from vinemake.common.amounts import excess
 from vinemake.common.errors import InputError
 from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
 from vinemake.common.task import Measured, TaskResult
@@ -14,7 +15,6 @@ from vinemake.core.engine import (
     EngineOptions,
     effective_resources,
     failed_dir_name,
-    too_big,
 )
 from vinemake.core.graph import BuildGraph
 from vinemake.core.reporter import FakeReporter, summary_line
@@ -248,7 +248,7 @@ def test_a_rule_too_big_for_any_worker_is_refused_by_name(root):
                               "offers 2")
     assert ex.submitted == [] and ex.cancelled
     assert err.value.exit_code == 2
-    assert too_big(Resources(memory_mb=10), Resources(memory_mb=5)) == \
+    assert excess(Resources(memory_mb=10), Resources(memory_mb=5)) == \
         "needs memory 10 MB but the largest worker offers 5 MB"
 
 

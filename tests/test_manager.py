@@ -193,11 +193,12 @@ def test_tasks_sent_ahead_wait_on_the_worker_until_resources_free(cluster, tmp_p
     wait_for(lambda: (tmp_path / "started.2").exists(), "the worker to start task 2")
     c.collect(tasks[0])
     wait_for(lambda: [t.id for t in w.waiting] == [3, 4], "task 4 to be sent ahead")
-    assert w.free[:2] == [0.0, 200]  # tasks 1 and 2 charged
+    assert w.free.amounts()[:2] == (0.0, 200)  # tasks 1 and 2 charged
     for g in gates[1:]:
         g.touch()
     assert {r.status for r in c.collect(*tasks)} == {"ok"}
-    assert (w.free, c.m.running_total, list(w.waiting)) == ([2.0, 1000, 1000, 0], 0, [])
+    assert (w.free.amounts(), c.m.running_total, list(w.waiting)) == ((2.0, 1000, 1000, 0), 0,
+                                                                       [])
 
 
 def test_results_of_tasks_sent_ahead_come_back_together(cluster, tmp_path, monkeypatch):
@@ -250,7 +251,7 @@ def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
     c.m.cancel_all()
     wait_for(lambda: c.m.running_total == 0, "the worker to report both tasks")
     assert (list(tmp_path.glob("s.*")), c.m.wait(0.2)) == ([tmp_path / "s.0"], [])
-    assert c.m.workers["w1"].free[0] == 1.0
+    assert c.m.workers["w1"].free.cores == 1.0
 
 
 def exclusive(tmp_path, i, gate=None):
@@ -697,7 +698,7 @@ def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_pa
     wait_for(lambda: (tmp_path / "plain").exists(), "the plain task to run")
     # two slots busy, the third call waits; the library holds 2 of 3 cores, plain the third
     assert (c.m.running_total, [t.id for t in c.m.queue]) == (3, [2])
-    assert c.m.workers["w1"].free[0] == 0
+    assert c.m.workers["w1"].free.cores == 0
     gate.touch()
     assert [r.status for r in c.collect(*calls, plain)] == ["ok"] * 4
 

@@ -128,10 +128,10 @@ def test_tasks_sent_beyond_what_fits_wait_uncharged_and_start_in_order_as_room_f
     first, second = task(1, cores=2), task(2, cores=1)
     w.start(first, Resources(cores=2, memory_mb=0, disk_mb=0, gpus=0))
     w.queue(second)
-    assert (w.free[0], list(w.waiting), w.view().free.cores) == (0, [second], 0)
+    assert (w.free.cores, list(w.waiting), w.view().free.cores) == (0, [second], 0)
     del w.running[first.id]
     w.release(first)
-    assert (w.free[0], list(w.waiting), w.waiting_ids) == (1, [], set())
+    assert (w.free.cores, list(w.waiting), w.waiting_ids) == (1, [], set())
 
 
 def test_a_cancelled_task_that_never_started_frees_nothing():
@@ -141,7 +141,7 @@ def test_a_cancelled_task_that_never_started_frees_nothing():
     w.queue(queued)
     del w.running[queued.id]
     w.release(queued)
-    assert (w.free[0], list(w.waiting)) == (0, [])
+    assert (w.free.cores, list(w.waiting)) == (0, [])
 
 
 def test_a_function_call_is_charged_to_its_library_instance_not_to_itself():
@@ -149,10 +149,10 @@ def test_a_function_call_is_charged_to_its_library_instance_not_to_itself():
     lib = LibrarySpec("lib", "lib-k", "serve", resources=Resources(cores=2), slots=2)
     call = task(1, library=lib)
     w.start(call, Resources(cores=2, memory_mb=0, disk_mb=0, gpus=0))  # the instance starts
-    assert (w.libs, w.free[0]) == ({"lib-k": 1}, 2)
+    assert (w.libs, w.free.cores) == ({"lib-k": 1}, 2)
     del w.running[call.id]
     w.release(call)
-    assert (w.libs, w.free[0]) == ({"lib-k": 0}, 2)  # the instance keeps its cores
+    assert (w.libs, w.free.cores) == ({"lib-k": 0}, 2)  # the instance keeps its cores
 
 
 def test_the_view_counts_files_on_their_way_as_taking_cache_space():
@@ -172,7 +172,7 @@ def test_waiting_tasks_start_within_the_j_cap_the_worker_was_told():
     w.start(first, Resources(cores=1, memory_mb=0, disk_mb=0, gpus=0))
     w.queue(second)
     w.promote()  # three cores free, but one task at a time
-    assert (list(w.waiting), w.free[0]) == ([second], 3)
+    assert (list(w.waiting), w.free.cores) == ([second], 3)
     del w.running[first.id]
     w.release(first)
-    assert (list(w.waiting), w.free[0]) == ([], 3)
+    assert (list(w.waiting), w.free.cores) == ([], 3)

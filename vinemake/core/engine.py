@@ -26,6 +26,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
+from vinemake.common.amounts import excess
 from vinemake.common.errors import VinefileError
 from vinemake.common.hashing import hash_tree
 from vinemake.common.names import quoted
@@ -41,7 +42,7 @@ from vinemake.core.keys import Keys
 from vinemake.core.plan import RESTORE, RUN, Plan
 from vinemake.core.store import Store
 
-__all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources", "too_big",
+__all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources",
            "failed_dir_name", "stays_remote"]
 
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
@@ -101,19 +102,6 @@ def effective_resources(rule: RuleSpec, categories: Mapping[str, Category]) -> R
 
 
 _RESOURCE_FIELDS = tuple(f.name for f in dataclasses.fields(Resources))
-
-
-_UNITS = (("cores", "cores", ""), ("memory_mb", "memory", " MB"), ("disk_mb", "disk", " MB"),
-          ("gpus", "gpus", ""))
-
-
-def too_big(need: Resources, largest: Resources) -> str | None:
-    """What `need` asks beyond `largest`, as text, or None if it fits."""
-    for attr, word, unit in _UNITS:
-        want, have = getattr(need, attr), getattr(largest, attr)
-        if want is not None and have is not None and want > have:
-            return f"needs {word} {want:g}{unit} but the largest worker offers {have:g}{unit}"
-    return None
 
 
 def stays_remote(rules: Sequence[RuleSpec], dependents: Sequence[Sequence[int]], rid: int,
@@ -281,7 +269,7 @@ class Engine:
             rule = self.rules[rid]
             if rule.local or rule.subworkflow:
                 continue
-            problem = too_big(self.resources_of(rule), largest)
+            problem = excess(self.resources_of(rule), largest)
             if problem:
                 self._cancel()
                 self.journal.sync()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import ALGORITHM, digest, encode, source_key, tree_key
@@ -29,7 +30,7 @@ from vinemake.core.graph import norm
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
            "shell_words",
-           "output_key", "Keys", "compute_keys"]
+           "output_key", "Output", "Keys", "compute_keys"]
 
 # Environment variables that are limits, not inputs (see the module docstring).
 LIMIT_VARIABLES = frozenset({"MEMORY", "DISK", "WALL_TIME"})
@@ -44,6 +45,15 @@ def output_key(rule_key: str, name: str) -> str:
     return f"out-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
 
 
+class Output(NamedTuple):
+    """One output of a rule: its path in the workflow, its name in the sandbox, its key.
+    (The same three as a TaskFile's path, sandbox and key, named so order cannot matter.)"""
+
+    path: str
+    sandbox: str
+    key: str
+
+
 @dataclass(frozen=True)
 class RuleKey:
     """A rule's key and what went into it, so a plan can say *which* part changed.
@@ -55,7 +65,7 @@ class RuleKey:
     key: str
     parts: tuple[tuple[str, str], ...]
     inputs: tuple[tuple[str, str], ...]
-    outputs: tuple[tuple[str, str, str], ...]
+    outputs: tuple[Output, ...]
 
 
 def shell_words(command: str) -> str:
@@ -119,7 +129,8 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     text.append(f"{len(names)}:")
     text.extend(f"{len(n)}:{n}" for n in names)
     key = f"rule-{ALGORITHM}-{digest(''.join(text).encode('utf-8', 'surrogateescape'))}"
-    outputs = tuple((norm(f.path), f.sandbox, output_key(key, f.sandbox)) for f in rule.targets)
+    outputs = tuple(Output(norm(f.path), f.sandbox, output_key(key, f.sandbox))
+                    for f in rule.targets)
     return RuleKey(key, parts, inputs, outputs)
 
 

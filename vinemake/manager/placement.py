@@ -24,6 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass
 
 from vinemake.backends import options_tag, worker_options_tag
+from vinemake.common.amounts import fits as amounts_fit
+from vinemake.common.amounts import held_by, offered_by
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task
 
@@ -60,16 +62,12 @@ class Cached:
 
 
 def need(r: Resources) -> Resources:
-    """A task's declared resources with the defaults filled in (1 core, 0 of the rest)."""
-    return Resources(cores=1.0 if r.cores is None else r.cores, memory_mb=r.memory_mb or 0,
-                     disk_mb=r.disk_mb or 0, gpus=r.gpus or 0)
+    """A task's declared resources with the defaults filled in (common/amounts.py's rule)."""
+    return Resources(*held_by(r))
 
 
 def fits(want: Resources, free: Resources) -> bool:
-    return ((want.cores or 0) <= (free.cores or 0) + 1e-9
-            and (want.memory_mb or 0) <= (free.memory_mb or 0)
-            and (want.disk_mb or 0) <= (free.disk_mb or 0)
-            and (want.gpus or 0) <= (free.gpus or 0))
+    return amounts_fit(offered_by(want), offered_by(free))
 
 
 def cache_fits(task: Task, want: Resources, w: WorkerView,

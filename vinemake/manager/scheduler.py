@@ -100,7 +100,7 @@ class Scheduler:
         while self.queue and attempts < 32 and looked < 1000:
             if cap is not None and self.running_total >= cap:
                 break
-            most_free = max(w.free[0] for w in self.workers.values())
+            most_free = max(w.free.cores for w in self.workers.values())
             if most_free < 1e-9 and self.queue[0].library is None:
                 break
             task = self.queue.popleft()

@@ -13,12 +13,13 @@ import selectors
 import socket
 from dataclasses import dataclass, field
 
+from vinemake.common.amounts import Pool, held_by, offered_by
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task
 from vinemake.manager.placement import MB, WorkerView
 from vinemake.wire.protocol import FrameReader
 
-__all__ = ["ConnectedWorker", "want"]
+__all__ = ["ConnectedWorker"]
 
 _NOTHING = Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0)
 
@@ -33,7 +34,7 @@ class ConnectedWorker:
     file_port: int
     same_host: bool
     total: Resources
-    free: list  # [cores, memory_mb, disk_mb, gpus]
+    free: Pool  # what running tasks do not hold
     reader: FrameReader = field(default_factory=FrameReader)
     outbuf: bytearray = field(default_factory=bytearray)
     running: dict = field(default_factory=dict)  # task id -> Task
@@ -58,14 +59,13 @@ class ConnectedWorker:
         """A newcomer, all of its resources free."""
         return cls(id=wid, sock=sock, addr=addr, file_port=file_port, same_host=same_host,
                    total=resources,
-                   free=[resources.cores or 0, resources.memory_mb or 0,
-                         resources.disk_mb or 0, resources.gpus or 0],
+                   free=Pool(offered_by(resources)),
                    max_tasks=max_tasks)
 
     def view(self) -> WorkerView:
         if self.waiting:  # tasks wait there already: a new one would wait behind them
             return WorkerView(self.id, _NOTHING, len(self.running))
-        c, m, d, g = self.free
+        c, m, d, g = self.free.amounts()
         cached, incoming = self.cache_bytes, frozenset()
         if self.charged:  # files on their way here take their space already
             incoming = frozenset(self.charged)
@@ -77,11 +77,7 @@ class ConnectedWorker:
         """`task` was sent to run now, taking `amount` (its own or its library's, or none)."""
         if task.library is not None:
             self.libs[task.library.key] = self.libs.get(task.library.key, 0) + 1
-        free = self.free
-        free[0] -= amount.cores
-        free[1] -= amount.memory_mb
-        free[2] -= amount.disk_mb
-        free[3] -= amount.gpus
+        self.free.take(offered_by(amount))  # every field set: need()'s, or zeros
         self.running[task.id] = task
 
     def queue(self, task: Task) -> None:
@@ -98,30 +94,19 @@ class ConnectedWorker:
         elif task.library is not None:  # the instance keeps the library's resources
             self.libs[task.library.key] -= 1
         else:
-            free = self.free
-            for i, amount in enumerate(want(task.resources)):
-                free[i] += amount
+            self.free.give(held_by(task.resources))
         if self.waiting:
             self.promote()
 
     def promote(self) -> None:
         """The worker starts its waiting tasks in order as they fit: charge them likewise."""
-        free = self.free
         cap = self.max_tasks
         while self.waiting:
-            amounts = want(self.waiting[0].resources)
+            amounts = held_by(self.waiting[0].resources)
             # as the worker's Slots decide: in order, within resources and -j, or alone
             started = len(self.running) - len(self.waiting)
-            if started and ((cap is not None and started >= cap) or any(
-                    amount > have + 1e-9 for amount, have in zip(amounts, free, strict=True))):
+            if started and ((cap is not None and started >= cap) or not self.free.fits(amounts)):
                 return
             task = self.waiting.popleft()
             self.waiting_ids.discard(task.id)
-            for i, amount in enumerate(amounts):
-                free[i] -= amount
-
-
-def want(r: Resources) -> tuple:
-    """`placement.need(r)` as (cores, memory_mb, disk_mb, gpus), without building Resources
-    (this runs twice per task)."""
-    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)
+            self.free.take(amounts)

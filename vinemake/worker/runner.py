@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vinemake.common.amounts import NOTHING, Amounts, Pool, held_by, offered_by
 from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
@@ -93,8 +94,7 @@ class Slots:
     """
 
     def __init__(self, total: Resources, max_tasks: int = 0):
-        self._free = [total.cores or 0.0, total.memory_mb or 0, total.disk_mb or 0,
-                      total.gpus or 0]
+        self._free = Pool(offered_by(total))
         self._queue: collections.deque = collections.deque()  # (task, payload)
         self._running = 0  # commands and calls
         self.max_tasks = max_tasks
@@ -149,27 +149,19 @@ class Slots:
             return True
         if self.max_tasks and self._running >= self.max_tasks:
             return False
-        c, m, d, g = _need(task)
-        free = self._free
-        return (c <= free[0] + 1e-9 and m <= free[1] + 1e-9 and d <= free[2] + 1e-9
-                and g <= free[3] + 1e-9)
+        return self._free.fits(_need(task))
 
     def _charge(self, task: Task, sign: int) -> None:
-        c, m, d, g = _need(task)
-        free = self._free
-        free[0] -= sign * c
-        free[1] -= sign * m
-        free[2] -= sign * d
-        free[3] -= sign * g
+        if sign > 0:
+            self._free.take(_need(task))
+        else:
+            self._free.give(_need(task))
         self._running += sign
 
 
-def _need(task: Task) -> tuple[float, float, float, float]:
+def _need(task: Task) -> Amounts:
     """What a task holds while it runs, as the manager counts it (a call: nothing here)."""
-    if task.library is not None:
-        return 0.0, 0.0, 0.0, 0.0
-    r = task.resources
-    return (1.0 if r.cores is None else r.cores, r.memory_mb or 0, r.disk_mb or 0, r.gpus or 0)
+    return NOTHING if task.library is not None else held_by(task.resources)
 
 
 class FetchFailed(ProtocolError):
