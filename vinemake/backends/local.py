@@ -101,8 +101,7 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
     """Wait up to `timeout` seconds for `proc` to exit (and reap it); False if it did not.
 
     On its pidfd, woken the moment it exits: Popen.wait(timeout) polls with sleeps that
-    double up to 50 ms, which overshot a worker's ~20 ms exit by as much again at the end
-    of every run.
+    double as they go, which overshoots a worker's quick exit at the end of every run.
     """
     try:
         fd = os.pidfd_open(proc.pid)

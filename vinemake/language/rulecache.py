@@ -20,9 +20,9 @@ the rule rows 4096 at a time). Anything that does not read back cleanly (another
 checksum mismatch, a record of the wrong shape) is a miss and is overwritten.
 
 marshal, not pickle: it builds only plain values (no code runs while loading), and a pickle
-of 100k RuleSpecs loaded no faster than parsing them (0.76 s against 0.81 s). The records
-are flat tables (file names, Resources, rule shapes, one row per rule) turned back into
-RuleSpecs here: 0.27 s for the same 100k. Loading it still trusts the entry as much as the
+of RuleSpecs loaded no faster than parsing them. The records are flat tables (file names,
+Resources, rule shapes, one row per rule) turned back into RuleSpecs here, several times
+faster (figures in docs/performance.md). Loading it still trusts the entry as much as the
 Vinefile, so the cache is used only when the state dir is the user's own and nobody else can
 write it (the check the grammar cache uses); with a group-writable .vinemake (umask 002) it
 is off.
@@ -200,7 +200,7 @@ def _well_formed(entry: Entry) -> bool:
 
 def _records(view: memoryview, at: int) -> Iterator:
     """The records from offset `at` on: each its length (8 bytes, little-endian), then its
-    marshal bytes (marshal.loads of a slice: marshal.load from a stream is 10x slower)."""
+    marshal bytes (marshal.loads of a slice: marshal.load from a stream is much slower)."""
     while at < len(view):
         size = int.from_bytes(view[at: at + 8], "little")
         at += 8

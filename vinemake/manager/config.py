@@ -38,9 +38,9 @@ class ManagerConfig:
     max_retries: int = 3
     seed: int | None = None  # for --placement random, so comparisons are repeatable
     # Tasks per core a worker on this host may hold beyond what fits, started by the worker
-    # as soon as a slot frees (0: none). See Scheduler._queue_ahead. 16 rather than 4: Runs
-    # then leave and Done outcomes come back in bigger batches (10k null rules on 2 cores:
-    # the manager's CPU per task 143 -> 112 us, the run ~0.6 s shorter; 32 is no better).
+    # as soon as a slot frees (0: none). See Scheduler._queue_ahead. Deep enough that Runs
+    # leave and Done outcomes come back in batches, which costs the manager less CPU per task
+    # (measured in docs/performance.md; deeper was no better).
     worker_queue: int = 16
     handshake_timeout_s: float = 10.0
     max_handshakes: int = 64

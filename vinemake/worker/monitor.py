@@ -7,14 +7,14 @@ when thousands of tiny tasks go through a worker. Each task leads its own proces
 
 The same thread reaps the commands: it waits on a pidfd per command (epoll) and hands each
 exit to the watch's `on_exit`. A thread blocked in `wait4` per running command cost a thread
-hand-off per task, which for a 1 ms command was a good part of the worker's CPU. Where pidfds
+hand-off per task, which for a short command was a good part of the worker's CPU. Where pidfds
 are missing (Linux before 5.3), a small thread per command waits instead.
 
 A reaped command's `on_gone` (its slot goes to the next task) runs at once; its `on_exit`
 (collect the outputs, report) may wait a few milliseconds while the owner says tasks queue
 (`defer`), and then several run back to back. Between the commands that ran meanwhile the
-CPU caches are cold, and finishing tasks one by one cost this thread ~15% more CPU per task;
-a task waiting in the queue makes the delay free.
+CPU caches are cold, and finishing tasks one by one cost this thread measurably more CPU per
+task (docs/performance.md); a task waiting in the queue makes the delay free.
 """
 
 from __future__ import annotations

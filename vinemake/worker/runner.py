@@ -11,8 +11,8 @@ the cache does not have it, so no byte is copied.
 A command is started with glibc's `posix_spawn` (vfork, then exec; through ctypes, because
 Python's `os.posix_spawn` cannot set the working directory) and is not waited for by a
 thread: the monitor reaps it and calls back, and the task finishes on the monitor's thread.
-`subprocess.Popen` costs about 160 µs of the worker's CPU per command against ~70 µs, most of
-it Python code around the same vfork; it remains the fallback where glibc lacks
+`subprocess.Popen` costs about twice the worker's CPU per command (docs/performance.md),
+most of it Python code around the same vfork; it remains the fallback where glibc lacks
 `posix_spawn_file_actions_addchdir_np` (before 2.29).
 """
 
