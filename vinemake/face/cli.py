@@ -293,7 +293,8 @@ def _collector_paused():
     finally:
         # What was read lives until the process ends: freeze it, or the first allocation
         # after enabling runs a collection over all of it (a noticeable pause for large
-        # workflows: docs/performance.md), and the engine's would rescan a million RuleSpecs each time it looks for cycles.
+        # workflows: docs/performance.md), and the engine's would rescan a million RuleSpecs
+        # each time it looks for cycles.
         gc.freeze()
         if was_enabled:
             gc.enable()
