@@ -231,3 +231,17 @@ def test_a_workflow_built_in_one_language_is_up_to_date_in_the_other(tmp_path, o
     first, second = ("Vinefile", "wf.jx") if order == "vinefile first" else ("wf.jx", "Vinefile")
     assert started(vinemake(tmp_path, first)) == ["a.txt", "b.txt"]
     assert started(vinemake(tmp_path, second)) == []
+
+
+def test_conflicting_language_flags_are_refused_with_exit_2(tmp_path):
+    (tmp_path / "wf.jx").write_text(HELLO)
+    both = vinemake(tmp_path, "--jx", "--json", "wf.jx", check=False)
+    assert (both.returncode, both.stderr) == (
+        2, "vinemake: --jx and --json cannot be combined (--jx reads JSON too)\n")
+    args = vinemake(tmp_path, "--json", "--jx-args", "a.jx", "wf.jx", check=False)
+    assert (args.returncode, args.stderr) == (
+        2, "vinemake: --jx-args and --jx-define need --jx (a --json workflow is plain JSON)\n")
+    define = vinemake(tmp_path, "wf.jx", "--jx-define", "N", check=False)
+    assert (define.returncode, define.stderr) == (
+        2, "vinemake: --jx-define N: expected NAME=EXPRESSION\n")
+    assert not (tmp_path / "output.txt").exists()

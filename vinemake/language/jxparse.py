@@ -10,6 +10,7 @@ built. Lark's errors are put in the user's words: what was found, and what could
 from __future__ import annotations
 
 import functools
+import os
 import re
 
 from lark import Lark, Token, Transformer
@@ -33,6 +34,7 @@ from vinemake.language.jxsyntax import (
     Unary,
     start,
 )
+from vinemake.language.parser import grammar_cache
 from vinemake.language.statements import SourceText
 
 __all__ = ["parse_jx", "decode_string"]
@@ -148,8 +150,12 @@ class _Nodes(Transformer):
 
 @functools.lru_cache(maxsize=1)
 def _lark() -> Lark:
+    # The grammar's analysis is kept beside the Vinefile grammar's, on the same terms.
+    vinefile_cache = grammar_cache(os.environ)
+    cache = os.path.join(os.path.dirname(vinefile_cache), "jx.lark-cache") \
+        if vinefile_cache else False
     return Lark(grammar_text("jx.lark"), parser="lalr", lexer="contextual",
-                transformer=_Nodes(), maybe_placeholders=True)
+                transformer=_Nodes(), maybe_placeholders=True, cache=cache)
 
 
 def parse_jx(text: str, path: str, source: SourceText | None = None) -> Node:
