@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
+from vinemake.common import batching
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskResult
@@ -24,10 +25,10 @@ __all__ = ["Mailbox", "SUBMIT_LATENCY_S"]
 # The longest a submitted task waits for the loop when the engine does not call wait().
 SUBMIT_LATENCY_S = 0.05
 # While tasks still wait in the manager's queue, the engine is not what keeps workers busy:
-# results are handed over in batches (at most this late, or this many) instead of waking the
-# engine's thread for each one, which cost more CPU than the rest of a null task's handling.
-RESULT_HOLD_S = 0.01
-RESULT_BATCH = 64
+# results are handed over in batches (common/batching.py) instead of waking the engine's
+# thread for each one, which cost more CPU than the rest of a null task's handling.
+RESULT_HOLD_S = batching.HAND_OVER_WAIT_S
+RESULT_BATCH = batching.HAND_OVER_MAX
 INBOX_WAKE = 256  # submitted tasks that wake the loop even before wait()
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import psutil
 
+from vinemake.common import batching
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured
 from vinemake.worker.sandbox import tree_size
@@ -38,8 +39,9 @@ __all__ = ["Sample", "exceeded", "Monitor", "Watch"]
 
 log = logging.getLogger("vinemake.worker")
 
-DEFER_S = 0.008  # longest a reaped task waits to be finished with others
-DEFER_MAX = 32  # most finished together
+# Finishing reaped tasks together: common/batching.py has the policy.
+DEFER_S = batching.FINISH_WAIT_S  # longest a reaped task waits to be finished with others
+DEFER_MAX = batching.FINISH_MAX  # most finished together
 
 # on_exit(exit code as subprocess gives it, resource usage from wait4 or None)
 ExitListener = Callable[[int, object], None]

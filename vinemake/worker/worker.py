@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from vinemake.common import batching
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
@@ -65,10 +66,10 @@ ARRIVAL_WAIT_S = 5.0
 # How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
 STOPPING_GRACE_S = 1.0
 # While more than two tasks per core wait here (the manager sends tasks ahead), outcomes are
-# held back and leave together: this long at most, or this many. Two per core left waiting
-# when they leave keep the slots busy while the manager answers with more.
-HOLD_S = 0.005
-HOLD_MAX = 32
+# held back and leave together (common/batching.py). Two per core left waiting when they
+# leave keep the slots busy while the manager answers with more.
+HOLD_S = batching.SEND_WAIT_S
+HOLD_MAX = batching.SEND_MAX
 
 __all__ = ["WorkerOptions", "Worker"]
 
