@@ -30,3 +30,7 @@ _.binary  # jxparse.py: Lark
 _.unary  # jxparse.py: Lark
 _.slice  # jxparse.py: Lark
 _.method  # jxparse.py: Lark
+_.daemon_threads  # face/statuspage.py: ThreadingHTTPServer reads it (request threads die with the run)
+server_version  # statuspage.py: BaseHTTPRequestHandler sends it as the Server header
+_.do_GET  # statuspage.py: http.server calls do_<METHOD>
+_.log_message  # statuspage.py: http.server calls it for every request (silenced)

@@ -16,6 +16,7 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
                   view of a run reads (core/events.py), and stderr/, each rule's stderr tail
       edited/     outputs changed by hand, kept before vinemake made them again (edits.py)
       lock        the flock that lets one run or clean at a time work here
+      status      where the running run's live status page listens (face/statuspage.py)
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class StateDir:
     def stderr(self, run_id: str, rule_dir: str = "") -> str:
         """Where a run keeps each rule's stderr tail (`rule_dir`: failed_dir_name(label))."""
         return os.path.join(self.runs, run_id, "stderr", rule_dir)
+
+    @property
+    def status(self) -> str:
+        return self._sub("status")
 
     def store_path(self, cache_dir: str | None) -> str:
         """The store this workflow uses: a shared --cache-dir, else its own `cache/`."""

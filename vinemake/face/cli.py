@@ -13,6 +13,7 @@ import dataclasses
 import gc
 import importlib
 import os
+import shutil
 import sys
 from collections.abc import Iterable
 
@@ -125,6 +126,11 @@ Examples:
   vinemake -T slurm --max-workers 50 Vinefile
   vinemake -T workers -p 9123     wait for: vinemake-worker HOST 9123
   vinemake --clean                remove what the workflow made
+
+\b
+Subcommands (each has its own --help):
+  vinemake report [-o FILE]       an HTML page of the last run: timeline, resources, transfers
+  vinemake status [DIR]           what the run going on in DIR is doing
 """
 
 
@@ -228,6 +234,13 @@ Examples:
 # Makeflow's own: accepted, because what they ask for is what vinemake always does.
 @click.option("--sandbox", is_flag=True, hidden=True, expose_value=False)
 @click.option("-A", "--disable-afs-check", is_flag=True, hidden=True, expose_value=False)
+# Watching.
+@click.option("--report", "report_file", metavar="FILE", help="Write the run's HTML report "
+              "to FILE when it ends (as `vinemake report -o FILE`).")
+@click.option("--status-port", type=click.IntRange(0, 65535), metavar="N", help="Serve a "
+              "live status page of the run on port N (0: any free port).")
+@click.option("--status-host", default="127.0.0.1", show_default=True, metavar="HOST",
+              help="Address the status page listens on.")
 def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, directory,
             change_dir, debug, debug_file, **run) -> None:
     clean = clean or ("all" if clean_all else None)
@@ -270,9 +283,59 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
         ctx.exit(code)
 
 
-def main() -> None:
+REPORT_HELP = """Write one self-contained HTML page of a run (the newest, unless --run names
+another): summary, timeline of every task on every worker slot, declared against measured
+resources, workers, transfers, provenance and failed rules. It is made from the events the run
+recorded, so it works for a run that was killed too, and opens with no network.
+"""
+
+
+@click.command(cls=_Command, help=REPORT_HELP,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-o", "--output", default="report.html", show_default=True, metavar="FILE",
+              help="Where to write the page.")
+@click.option("--run", "run_id", metavar="RUN", help="The run-id of an earlier run.")
+@click.option("-C", "directory", metavar="DIR", help="The workflow directory (default: here).")
+def report_command(output, run_id, directory) -> None:
+    from vinemake.face.report import write_report
+
+    output = os.path.abspath(output)  # -o is relative to where the command was typed
+    if directory is not None:
+        _chdir(directory)
+    view = write_report(os.getcwd(), output, run_id)
+    click.echo(f"vinemake: report of run {view['run']['id']} written to {output}", err=True)
+
+
+STATUS_HELP = """Print what the run going on in DIR (default: here) is doing: rules done,
+running and waiting, workers with their resources and cache, transfers. It asks the run's
+status page (--status-port); without one, it shows the newest run's recorded events.
+"""
+
+
+@click.command(cls=_Command, help=STATUS_HELP,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("directory", required=False, default=".", metavar="[DIR]")
+@click.option("--password", "password_file", metavar="FILE", help="The run's --password file.")
+def status_command(directory, password_file) -> None:
+    from vinemake.face.status import show_status
+
+    width = shutil.get_terminal_size().columns
+    click.echo(show_status(directory, password_file, width), nl=False)
+
+
+# `vinemake NAME ...` runs a subcommand; anything else is `vinemake [VINEFILE] [TARGETS]` (a
+# Vinefile named like a subcommand is still run as ./NAME).
+SUBCOMMANDS = {"report": report_command, "status": status_command}
+
+
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    command.main(prog_name="vinemake")
+    args = sys.argv[1:] if argv is None else argv
+    sub = SUBCOMMANDS.get(args[0]) if args else None
+    if sub is not None:
+        sub.main(args[1:], prog_name=f"vinemake {args[0]}")
+    else:
+        command.main(args, prog_name="vinemake")
 
 
 # --- the steps ------------------------------------------------------------------------------
@@ -356,7 +419,9 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         gc=Collection(run["gc"], run["gc_count"], gc_size),
         keep_intermediates_remote=run["keep_intermediates_remote"],
         shared_fs=_shared_dirs(run["shared_fs"]), summary_file=run["summary_file"],
-        manager=manager, workers=workers)
+        manager=manager, workers=workers,
+        report=os.path.abspath(run["report_file"]) if run["report_file"] else None,
+        status_port=run["status_port"], status_host=run["status_host"])
 
 
 def _task_caps(local: bool, j: int | None, remote: int | None) -> tuple[int | None, int | None]:

@@ -50,4 +50,8 @@ class RunOptions:
     workers: ProviderOptions = field(default_factory=ProviderOptions)
     # A JX or JSON workflow: how to read it (None: a Vinefile).
     jx: JxInput | None = None
+    # Watching: the HTML report written at the end, the live status page.
+    report: str | None = None
+    status_port: int | None = None
+    status_host: str = "127.0.0.1"
 

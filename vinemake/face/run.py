@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
-from vinemake.common.errors import InfrastructureError, InputError
+from vinemake.common.errors import InfrastructureError, InputError, VinemakeError
 from vinemake.common.spec import Resources, Workflow
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
@@ -254,7 +254,11 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
-    events = _record(workflow, options)
+    if options.report or options.status_port is not None:
+        from vinemake.face.report import plotly_js
+
+        plotly_js()  # a page that cannot be made is said before the run, not after it
+    events, page = _record(workflow, options)
     code, counts, outcome = None, {}, "failed"
     from vinemake.face.notices import noticing
 
@@ -284,16 +288,52 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
         events.emit("run_end", outcome=outcome, exit=code, counts=counts,
                     duration_s=round(time.time() - events.started, 3))
         events.close()
+        if page is not None:
+            page.close()
+        if options.report:
+            _write_report(options, events.run_id)
 
 
-def _record(workflow: Workflow, options) -> EventLog:
-    """This run's record in the state directory, opened with its `run_start` event."""
+def _record(workflow: Workflow, options) -> tuple[EventLog, object | None]:
+    """This run's record in the state directory, opened with its `run_start` event, and its
+    live status page when --status-port asks for one (it sees every event)."""
     events = start_run(options.root)
+    page = _status_page(options, events)
     events.emit("run_start", t=events.started, run=events.run_id,
                 vinefile=options.vinefile, root=os.path.abspath(options.root),
                 argv=sys.argv[1:], batch_type=options.batch_type, rules=len(workflow.rules),
                 pid=os.getpid(), host=socket.gethostname())
-    return events
+    return events, page
+
+
+def _status_page(options, events: EventLog):
+    """--status-port: a StatusServer of this run's events, or None."""
+    if options.status_port is None:
+        return None
+    from vinemake.face.statuspage import StatusServer
+    from vinemake.wire.protocol import read_secret
+
+    seen: list[dict] = []
+    events.subscribe(seen.append)
+    try:
+        return StatusServer(lambda: seen, options.status_host, options.status_port,
+                            read_secret(options.manager.password_file),
+                            record=StateDir(options.root).status,
+                            run_id=events.run_id).start()
+    except OSError as e:
+        raise InputError(f"--status-port {options.status_port}: cannot listen on "
+                         f"{options.status_host}: {e.strerror}") from None
+
+
+def _write_report(options, run_id: str) -> None:
+    """--report FILE: the run's page, written after its last event; a failure to write it is
+    said, and the run's own exit status stands."""
+    from vinemake.face.report import write_report
+
+    try:
+        write_report(options.root, options.report, run_id)
+    except VinemakeError as e:
+        sys.stderr.write(f"vinemake: {e}\n")
 
 
 def _first_build(workflow: Workflow, options) -> bool:

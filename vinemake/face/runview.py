@@ -1,0 +1,477 @@
+"""What a run's recorded events show: the data of the HTML report, the live page and `status`.
+
+`run_view(events)` is pure: it turns the event record of one run (docs/EVENTS format, read by
+core/events.py) into plain JSON-ready data — a summary, timeline bars packed into worker slots,
+declared against measured resources, workers, transfers, provenance, failures, and what is
+running or waiting now. It measures nothing; a field missing from an event is shown as unknown
+and an unknown kind of event is ignored, so a report can be made from an older or a killed run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+
+__all__ = ["run_view", "suggest", "human_bytes"]
+
+# The timeline's kinds (TaskVine's figure of a mixed workflow) by a plan's kind of rule; the
+# others are "transfer" and "restore".
+_TASK_KIND = {"command": "command", "local": "command", "call": "function call",
+              "library": "library start"}
+# A transfer of more inputs than this per rule is summarized: the page stays small.
+MAX_FILES = 20
+RESTORE_LANE = "manager"
+
+
+def run_view(events: Iterable[Mapping], now: float | None = None) -> dict:
+    """The report's data for one run's `events`.
+
+    Rules are columns (`rules["label"][i]`); a bar's `rule` is such a row, or None.
+
+    `now` (the live page's clock) closes the bars of tasks still running; without it they end
+    at the last recorded event, as after a run that was killed.
+    """
+    acc = _Accumulated()
+    for ev in events:
+        handler = _HANDLERS.get(ev.get("ev"))
+        if handler is not None:
+            _time(acc, ev)
+            handler(acc, ev)
+    t0 = acc.start_t if acc.start_t is not None else (acc.first_t or 0.0)
+    end_t = acc.last_t if now is None else max(now, acc.last_t or now)
+    rules = _rules(acc)
+    bars, lanes = _timeline(acc, t0, end_t, {rid: i for i, rid in enumerate(rules["id"])})
+    return {
+        "run": _run(acc, t0, end_t, live=now is not None),
+        "summary": _summary(acc, t0, end_t, live=now is not None),
+        "rules": rules,
+        "lanes": lanes,
+        "bars": bars,
+        "categories": _categories(rules),
+        "workers": _workers(acc, t0),
+        "transfers": _transfers(acc),
+        "failures": _failures(acc),
+        "running": [_now_row(acc, rid, t0, "start") for rid in sorted(acc.running)],
+        "waiting": [_now_row(acc, rid, t0, "submit") for rid in sorted(acc.waiting)],
+    }
+
+
+class _Accumulated:
+    """Everything read from the events, as it was recorded (one pass)."""
+
+    def __init__(self):
+        self.start: Mapping = {}
+        self.end: Mapping | None = None
+        self.start_t: float | None = None
+        self.first_t: float | None = None
+        self.last_t: float | None = None
+        self.plans: dict[int, Mapping] = {}
+        self.submitted: dict[int, float] = {}
+        self.started: dict[int, Mapping] = {}  # the attempt running now, by rule
+        self.tasks: list[tuple[Mapping, Mapping]] = []  # (start, end) of every attempt
+        self.last_end: dict[int, Mapping] = {}
+        self.restores: list[Mapping] = []
+        self.transfers: list[Mapping] = []
+        self.libraries: list[Mapping] = []
+        self.workers: dict[str, dict] = {}
+        self.cache: dict[str, list] = defaultdict(list)
+        self.running: set[int] = set()
+        self.waiting: set[int] = set()
+
+
+def _time(acc: _Accumulated, ev: Mapping) -> None:
+    t = ev.get("t")
+    if isinstance(t, (int, float)):
+        if acc.first_t is None:
+            acc.first_t = t
+        acc.last_t = t if acc.last_t is None else max(acc.last_t, t)
+
+
+def _on_run_start(acc, ev):
+    acc.start, acc.start_t = ev, ev.get("t")
+
+
+def _on_run_end(acc, ev):
+    acc.end = ev
+
+
+def _on_plan(acc, ev):
+    if "rule" in ev:
+        acc.plans[ev["rule"]] = ev
+
+
+def _on_submit(acc, ev):
+    rid = ev.get("rule")
+    acc.submitted[rid] = ev.get("t")
+    if rid not in acc.running:
+        acc.waiting.add(rid)
+
+
+def _on_start(acc, ev):
+    rid = ev.get("rule")
+    acc.started[rid] = ev
+    acc.running.add(rid)
+    acc.waiting.discard(rid)
+
+
+def _on_end(acc, ev):
+    rid = ev.get("rule")
+    start = acc.started.pop(rid, None)
+    if start is not None:
+        acc.tasks.append((start, ev))
+    acc.last_end[rid] = ev
+    acc.running.discard(rid)
+    acc.waiting.discard(rid)
+
+
+def _on_restore(acc, ev):
+    acc.restores.append(ev)
+
+
+def _on_transfer(acc, ev):
+    acc.transfers.append(ev)
+
+
+def _on_library(acc, ev):
+    acc.libraries.append(ev)
+
+
+def _on_worker_join(acc, ev):
+    w = acc.workers.setdefault(ev.get("worker"), {})
+    w.update(host=ev.get("host"), cores=ev.get("cores"), memory_mb=ev.get("memory_mb"),
+             disk_mb=ev.get("disk_mb"), joined=ev.get("t"))
+
+
+def _on_worker_leave(acc, ev):
+    w = acc.workers.setdefault(ev.get("worker"), {})
+    w.update(left=ev.get("t"), reason=ev.get("reason"))
+
+
+def _on_cache(acc, ev):
+    acc.cache[ev.get("worker")].append((ev.get("t"), ev.get("bytes")))
+
+
+_HANDLERS = {"run_start": _on_run_start, "run_end": _on_run_end, "plan": _on_plan,
+             "submit": _on_submit, "start": _on_start, "end": _on_end, "restore": _on_restore,
+             "transfer": _on_transfer, "library_start": _on_library,
+             "worker_join": _on_worker_join, "worker_leave": _on_worker_leave,
+             "cache": _on_cache}
+
+
+# --- the parts of the view ----------------------------------------------------------------
+
+
+def _rel(t, t0: float) -> float | None:
+    return None if not isinstance(t, (int, float)) else round(t - t0, 3)
+
+
+def _label(acc: _Accumulated, rid) -> str:
+    plan = acc.plans.get(rid)
+    return plan.get("label", f"rule {rid}") if plan else f"rule {rid}"
+
+
+def _run(acc: _Accumulated, t0: float, end_t, live: bool) -> dict:
+    s = acc.start
+    return {"id": s.get("run"), "vinefile": s.get("vinefile"), "root": s.get("root"),
+            "host": s.get("host"), "batch_type": s.get("batch_type"), "argv": s.get("argv"),
+            "start": t0, "end": end_t, "live": live and acc.end is None}
+
+
+def _counts(acc: _Accumulated) -> dict:
+    """The run's own counts when it recorded them, else counted from what was recorded."""
+    if acc.end and isinstance(acc.end.get("counts"), Mapping):
+        return dict(acc.end["counts"])
+    final = defaultdict(int)
+    for ev in acc.last_end.values():
+        final[ev.get("status")] += 1
+    return {"ran": final["ok"], "restored": len({r.get("rule") for r in acc.restores}),
+            "skipped": sum(1 for p in acc.plans.values() if p.get("action") == "skip"),
+            "failed": final["failed"], "withdrawn": final["withdrawn"]}
+
+
+def _summary(acc: _Accumulated, t0: float, end_t, live: bool) -> dict:
+    if acc.end is not None:
+        outcome, duration = acc.end.get("outcome"), acc.end.get("duration_s")
+    else:  # still going, or killed before it could record its end
+        outcome, duration = ("running" if live else "unfinished"), None
+    if duration is None and end_t is not None:
+        duration = round(end_t - t0, 3)
+    moved = _bytes_by_source(acc.transfers)
+    return {
+        "outcome": outcome, "exit": acc.end.get("exit") if acc.end else None,
+        "duration_s": duration, "counts": _counts(acc),
+        "planned": _planned(acc), "tasks": len(acc.tasks),
+        "cpu_s": round(sum(_num(e.get("cpu_s")) for _, e in acc.tasks), 3),
+        "bytes_moved": sum(b for src, b in moved.items() if src != "cache"),
+        "bytes_by_source": moved,
+        "cache_hits": {"restored": len(acc.restores),
+                       "worker_cache": sum(1 for t in acc.transfers
+                                           if t.get("source") == "cache")},
+        "workers": len(acc.workers),
+        "running": len(acc.running), "waiting": len(acc.waiting),
+    }
+
+
+def _planned(acc: _Accumulated) -> dict:
+    planned = defaultdict(int)
+    for p in acc.plans.values():
+        planned[p.get("action", "run")] += 1
+    return dict(planned)
+
+
+def _num(x) -> float:
+    return x if isinstance(x, (int, float)) else 0.0
+
+
+def _bytes_by_source(transfers: Iterable[Mapping]) -> dict:
+    by = defaultdict(int)
+    for t in transfers:
+        by[t.get("source") or "unknown"] += int(_num(t.get("size")))
+    return dict(by)
+
+
+# --- the timeline -------------------------------------------------------------------------
+
+
+def _timeline(acc: _Accumulated, t0: float, end_t, row: Mapping) -> tuple[dict, list]:
+    """Bars in columns (lane, start, end, kind, rule row, status, label) and the lane names.
+
+    Each worker's bars are packed into slots, first fit by start time: a slot is a lane, so
+    the figure shows how full each worker was, as TaskVine's does.
+    """
+    by_worker: dict[str, list] = defaultdict(list)
+    for start, end in acc.tasks:
+        _add(by_worker, start.get("worker"), start.get("t"), end.get("t"),
+             _TASK_KIND.get(_plan_kind(acc, start.get("rule")), "command"),
+             row.get(start.get("rule")), end.get("status"), "")
+    for rid, start in acc.started.items():
+        _add(by_worker, start.get("worker"), start.get("t"), end_t,
+             _TASK_KIND.get(_plan_kind(acc, rid), "command"), row.get(rid), "running", "")
+    for lib in acc.libraries:
+        _add(by_worker, lib.get("worker"), lib.get("start", lib.get("t")),
+             lib.get("end", lib.get("t")), "library start", None, "ok",
+             str(lib.get("library", "")))
+    for tr in acc.transfers:
+        _add(by_worker, tr.get("to_worker"), tr.get("start", tr.get("t")),
+             tr.get("end", tr.get("t")), "transfer", None, tr.get("source") or "",
+             f"{tr.get('file', '')} ({human_bytes(tr.get('size'))} from {_source(tr)})")
+    for rs in acc.restores:
+        _add(by_worker, RESTORE_LANE, rs.get("t"), rs.get("t"), "restore",
+             row.get(rs.get("rule")), "ok", "")
+    columns = {name: [] for name in ("lane", "start", "end", "kind", "rule", "status", "label")}
+    lanes: list[str] = []
+    for worker in _worker_order(acc, by_worker):
+        slots: list[float] = []  # the end of the last bar in each slot
+        first_lane = len(lanes)
+        for start, end, kind, rid, status, label in sorted(by_worker[worker],
+                                                           key=lambda b: (b[0], b[1])):
+            slot = next((i for i, free in enumerate(slots) if free <= start), len(slots))
+            if slot == len(slots):
+                slots.append(end)
+                lanes.append(f"{worker} #{slot + 1}")
+            slots[slot] = end
+            for name, value in zip(columns, (first_lane + slot, _rel(start, t0),
+                                             _rel(end, t0), kind, rid, status, label),
+                                   strict=True):
+                columns[name].append(value)
+    return columns, lanes
+
+
+def _plan_kind(acc: _Accumulated, rid) -> str:
+    plan = acc.plans.get(rid)
+    return plan.get("kind", "command") if plan else "command"
+
+
+def _add(by_worker, worker, start, end, kind, rid, status, label) -> None:
+    if not isinstance(start, (int, float)):
+        return
+    end = end if isinstance(end, (int, float)) and end >= start else start
+    by_worker[str(worker) if worker is not None else RESTORE_LANE].append(
+        (start, end, kind, rid, status, label))
+
+
+def _worker_order(acc: _Accumulated, by_worker) -> list[str]:
+    """Workers in the order they joined; the manager's own lane (restores) first."""
+    joined = {str(w): info.get("joined") or 0 for w, info in acc.workers.items()}
+    return sorted(by_worker, key=lambda w: (w != RESTORE_LANE, joined.get(w, math.inf), w))
+
+
+def _source(tr: Mapping) -> str:
+    src = tr.get("source") or "?"
+    return f"{src} {tr['from_worker']}" if src == "peer" and tr.get("from_worker") else src
+
+
+def human_bytes(n) -> str:
+    """`1.5 MB`: decimal units, as the page shows them."""
+    if n is None:
+        return "-"
+    n = _num(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""  # pragma: no cover
+
+
+# --- rules and resources ------------------------------------------------------------------
+
+DECLARED = ("cores", "memory_mb", "disk_mb", "wall_time_s")
+_MEASURED = (("cores", None, 2), ("cpu_s", "cpu_s", 3), ("memory_mb", "mem_peak_mb", 1),
+             ("disk_mb", "disk_mb", 1), ("wall_time_s", "wall_s", 3))
+_RULE_COLUMNS = ("id", "label", "category", "kind", "action", "reason", "key", "inputs",
+                 "outputs", "input_keys", "output_keys", "status", "worker", "attempt",
+                 "command", "location")
+
+
+def _rules(acc: _Accumulated) -> dict:
+    """Every planned rule, in columns (a 10,000-rule page stays small): what it is, what it
+    declared, and what its last run measured (None where it did not run)."""
+    cols: dict = {name: [] for name in _RULE_COLUMNS}
+    declared: dict = {name: [] for name in DECLARED}
+    measured: dict = {name: [] for name, _, _ in _MEASURED}
+    for rid, plan in acc.plans.items():
+        end = acc.last_end.get(rid) or {}
+        for name, value in (
+                ("id", rid), ("label", plan.get("label", f"rule {rid}")),
+                ("category", plan.get("category")), ("kind", plan.get("kind")),
+                ("action", plan.get("action")), ("reason", plan.get("reason")),
+                ("key", plan.get("key")), ("inputs", _capped(plan.get("inputs"))),
+                ("outputs", list(plan.get("outputs") or ())),
+                ("input_keys", _keys_of(plan, "inputs")),
+                ("output_keys", _keys_of(plan, "outputs")),
+                ("status", end.get("status")), ("worker", end.get("worker")),
+                ("attempt", end.get("attempt")), ("command", _short(plan.get("command"))),
+                ("location", plan.get("location"))):
+            cols[name].append(value)
+        res = plan.get("resources") or {}
+        for name in DECLARED:
+            declared[name].append(res.get(name))
+        for name, value in _measured(end).items():
+            measured[name].append(value)
+    cols["declared"], cols["measured"] = declared, measured
+    return cols
+
+
+def _keys_of(plan: Mapping, paths: str) -> list | None:
+    """The keys of a rule's inputs or outputs (its plan's `files`, by path), in file order."""
+    keys = plan.get("files")
+    if not isinstance(keys, Mapping):
+        return None
+    return [keys.get(p) for p in _capped(plan.get(paths))]
+
+
+def _short(text, most: int = 300):
+    """A command as the page shows it: long ones are cut (the Vinefile has them whole)."""
+    if not isinstance(text, str) or len(text) <= most:
+        return text
+    return text[:most] + " ..."
+
+
+def _capped(paths) -> list:
+    paths = list(paths or ())
+    if len(paths) <= MAX_FILES:
+        return paths
+    return paths[:MAX_FILES] + [f"... and {len(paths) - MAX_FILES} more"]
+
+
+def _measured(end: Mapping) -> dict:
+    wall, cpu = end.get("wall_s"), end.get("cpu_s")
+    out = {"cores": cpu / wall if isinstance(cpu, (int, float)) and wall else None}
+    for name, field, digits in _MEASURED:
+        value = out[name] if field is None else end.get(field)
+        out[name] = round(value, digits) if isinstance(value, (int, float)) else None
+    return out
+
+
+def _categories(rules: Mapping) -> list[dict]:
+    """Per category: the largest declared and measured of each resource, and what to ask for."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, category in enumerate(rules["category"]):
+        groups[category or "default"].append(i)
+    out = []
+    for name in sorted(groups):
+        rows = groups[name]
+        ran = [i for i in rows if rules["status"][i] is not None]
+        declared = {k: _most(rules["declared"][k][i] for i in rows) for k in DECLARED}
+        measured = {k: _most(rules["measured"][k][i] for i in ran) for k in DECLARED}
+        out.append({"name": name, "rules": len(rows), "ran": len(ran),
+                    "declared": declared, "measured": measured, "suggest": suggest(measured)})
+    return out
+
+
+def _most(values) -> float | None:
+    known = [v for v in values if isinstance(v, (int, float))]
+    return max(known) if known else None
+
+
+def suggest(measured: Mapping) -> dict:
+    """What to declare next time from the largest measured use: whole cores, and a margin
+    above the peaks (a quarter for memory and disk, half for wall time: a rerun on other
+    inputs or a busier node varies more in time than in size)."""
+    def up(value, factor):
+        return None if value is None else max(1, math.ceil(value * factor))
+
+    return {"cores": up(measured.get("cores"), 1.0),
+            "memory_mb": up(measured.get("memory_mb"), 1.25),
+            "disk_mb": up(measured.get("disk_mb"), 1.25),
+            "wall_time_s": up(measured.get("wall_time_s"), 1.5)}
+
+
+# --- workers, transfers, provenance, failures, now ------------------------------------------
+
+
+def _workers(acc: _Accumulated, t0: float) -> list[dict]:
+    tasks: dict[str, int] = defaultdict(int)
+    busy: dict[str, float] = defaultdict(float)
+    for start, end in acc.tasks:
+        worker = str(start.get("worker"))
+        tasks[worker] += 1
+        busy[worker] += max(0.0, _num(end.get("t")) - _num(start.get("t")))
+    running = defaultdict(int)
+    for start in acc.started.values():
+        running[str(start.get("worker"))] += 1
+    names = {str(w) for w in acc.workers} | set(tasks) | {str(w) for w in acc.cache}
+    rows = []
+    for name in names:
+        info = acc.workers.get(name, {})
+        series = acc.cache.get(name, [])
+        rows.append({"id": name, "host": info.get("host"), "cores": info.get("cores"),
+                     "memory_mb": info.get("memory_mb"), "disk_mb": info.get("disk_mb"),
+                     "joined": _rel(info.get("joined"), t0), "left": _rel(info.get("left"), t0),
+                     "reason": info.get("reason"), "tasks": tasks[name],
+                     "busy_s": round(busy[name], 3), "running": running[name],
+                     "cache_bytes": series[-1][1] if series else None,
+                     "cache": [[_rel(t, t0), b] for t, b in series]})
+    rows.sort(key=lambda w: (w["joined"] is None, w["joined"] or 0, w["id"]))
+    return rows
+
+
+def _transfers(acc: _Accumulated) -> dict:
+    per_worker: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+    for tr in acc.transfers:
+        per_worker[str(tr.get("to_worker"))][tr.get("source") or "unknown"] += \
+            int(_num(tr.get("size")))
+    return {"count": len(acc.transfers), "by_source": _bytes_by_source(acc.transfers),
+            "per_worker": {w: dict(by) for w, by in sorted(per_worker.items())}}
+
+
+def _failures(acc: _Accumulated) -> list[dict]:
+    rows = []
+    for rid, end in sorted(acc.last_end.items(), key=lambda kv: str(kv[0])):
+        if end.get("status") != "failed":
+            continue
+        plan = acc.plans.get(rid, {})
+        rows.append({"rule": rid, "label": _label(acc, rid), "command": plan.get("command"),
+                     "location": plan.get("location"), "worker": end.get("worker"),
+                     "host": end.get("host"), "exit": end.get("exit"),
+                     "signal": end.get("signal"), "attempt": end.get("attempt"),
+                     "message": end.get("message"), "stderr": end.get("stderr") or ""})
+    return rows
+
+
+def _now_row(acc: _Accumulated, rid, t0: float, since: str) -> dict:
+    ev = acc.started.get(rid, {}) if since == "start" else {}
+    t = ev.get("t") if since == "start" else acc.submitted.get(rid)
+    return {"rule": rid, "label": _label(acc, rid), "worker": ev.get("worker"),
+            "since": _rel(t, t0)}
