@@ -110,6 +110,18 @@ CASES = [
     ("a define that is not an object", '{"define": [1], "rules": []}',
      'w.jx:1:12: "define" must be an object of names\n{"define": [1], "rules": []}\n'
      "           ^"),
+    ("a NUL in a command", '{"rules": [{"command": "a\\u0000b"}]}',
+     'w.jx:1:24: a command cannot hold a NUL character\n{"rules": [{"command": "a\\u0000b"}]}\n'
+     "                       ^"),
+    ("a NUL in a file name", '{"rules": [{"command": "x", "outputs": ["a\\u0000"]}]}',
+     'w.jx:1:41: a file name cannot hold a NUL character\n'
+     '{"rules": [{"command": "x", "outputs": ["a\\u0000"]}]}\n'
+     "                                        ^"),
+    ("error() stops with its message",
+     '{"rules": [{"command": "x" + n} for n in [1, 2] if n < 2 or error("too many: " + n)]}',
+     'w.jx:1:61: error: too many: 2\n'
+     '{"rules": [{"command": "x" + n} for n in [1, 2] if n < 2 or error("too many: " + n)]}\n'
+     "                                                            ^"),
     ("an error inside a comprehension",
      '{"rules": [{"command": "x" + i, "outputs": ["o" + i]} for i in range(3, "9")]}',
      'w.jx:1:73: range: argument 2 must be integer, got string "9"\n'

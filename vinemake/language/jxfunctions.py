@@ -1,11 +1,11 @@
 """JX's built-in functions, with the argument types and results cctools gives them.
 
 range, format, join, ceil, floor, basename, dirname, listdir, escape, len, fetch, schema,
-like, keys, values, items, template, select (also called where) and project, and let from
-older JX. Each is called as `f(a, b)` or, the first argument before a dot, `a.f(b)`. select,
-where and project get their second argument unevaluated: it is evaluated once per object of
-the array, with the object's keys as names; let evaluates its second argument once, with the
-keys of its first as names.
+like, keys, values, items, template, select (also called where) and project; error, which
+stops the evaluation with its message; and let from older JX. Each is called as `f(a, b)`
+or, the first argument before a dot, `a.f(b)`. select, where and project get their second
+argument unevaluated: it is evaluated once per object of the array, with the object's keys
+as names; let evaluates its second argument once, with the keys of its first as names.
 
 Where vinemake differs from cctools on purpose (docs/jx.md lists these): listdir() returns
 the names sorted (readdir's order is whatever the file system keeps); keys(), values() and
@@ -356,6 +356,12 @@ def _project(call: CallSite):
     return _over_objects(call, lambda result, item, value, expression: result.append(value))
 
 
+def _error(call: CallSite, *args):
+    """error(value): stops the evaluation with value as the message (cctools' error())."""
+    call.count(args, 1, 1)
+    raise JxError(call.at, f"error: {args[0] if kind(args[0]) == 'string' else show(args[0])}")
+
+
 FUNCTIONS: dict[str, Function] = {
     "range": Function(_range),
     "format": Function(_format),
@@ -378,4 +384,5 @@ FUNCTIONS: dict[str, Function] = {
     "where": Function(_select, deferred=True),
     "project": Function(_project, deferred=True),
     "let": Function(_let, deferred=True),
+    "error": Function(_error),
 }

@@ -232,6 +232,8 @@ class _Reader:
                 sources = (*sources, FileRef(workflow, workflow))
         elif not command.strip():
             raise JxError(_value_at(rule, "command"), "empty command")
+        elif "\0" in command:
+            raise JxError(_value_at(rule, "command"), "a command cannot hold a NUL character")
         elif "args" in rule:
             raise JxError(_key_at(rule, "args"), "\"args\" goes with \"workflow\", not "
                                                  "\"command\"")
@@ -303,6 +305,8 @@ class _Reader:
                                                   f"{brief(entry)}")
             if not path or not sandbox:
                 raise JxError(_item_at(files, i), "empty file name")
+            if "\0" in path or "\0" in sandbox:
+                raise JxError(_item_at(files, i), "a file name cannot hold a NUL character")
             if path != sandbox:
                 out.append(FileRef(path, sandbox))
                 continue
@@ -335,6 +339,9 @@ class _Reader:
         for name, value in env.items():
             if not name or "=" in name or "\0" in name:
                 raise JxError(_key_at(env, name), f"bad environment variable name {show(name)}")
+            if kind(value) == "string" and "\0" in value:
+                raise JxError(_value_at(env, name), f"environment variable {name} cannot hold "
+                                                    "a NUL character")
             if kind(value) not in ("string", "null"):
                 raise JxError(_value_at(env, name), f"environment variable {name} must be a "
                                                     f"string (or null to pass this one's), got "
