@@ -85,7 +85,8 @@ def test_the_worked_example_runs_as_the_page_says(book):
     assert vinemake(book, "-n", "book.jx").stdout.count("wc -w <") == 3
     assert vinemake(book, "--graph", "dot", "book.jx").stdout.startswith("digraph")
     first = vinemake(book, "book.jx")
-    assert first.stderr.splitlines()[-1].startswith("vinemake: ran 4, restored 0, up to date 0")
+    assert any(line.startswith("vinemake: ran 4, restored 0, up to date 0")
+               for line in first.stderr.splitlines()), first.stderr
     assert (book / "total.txt").read_text() == "15\n"
     assert (book / "counts" / "methods.txt").read_text() == "5\n"
     assert vinemake(book, "book.jx").stderr == "vinemake: nothing to do, 4 rules up to date\n"
