@@ -236,7 +236,7 @@ class Worker:
     def _retrying(where: str, why: str, said: str) -> str:
         """Say why the manager cannot be reached, once per reason; the reason said."""
         if why != said:
-            log.warning("cannot reach manager %s: %s, retrying", where, why)
+            log.info("cannot reach manager %s: %s, retrying", where, why)
         return why
 
     def _session(self, conn: Connection) -> None:
