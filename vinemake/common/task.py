@@ -63,6 +63,9 @@ class Task:
     # The rule's BATCH_OPTIONS (its own, else its category's) when workers are batch jobs:
     # the task runs only on a worker submitted with exactly these options.
     batch_options: str = ""
+    # Its failure ends the run (no -k, no attempt left): whoever sees it fail first (the
+    # worker, the manager) starts nothing more, without waiting for the engine to say so.
+    stops_run: bool = False
 
 
 # What TaskVine's worker sets to the cores a task holds (Makeflow sets CORES and

@@ -312,7 +312,12 @@ class Engine:
             failed_dir=self._failed_dir(rule),
             attempt=attempt,
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
-            batch_options=rule.batch_options if self.options.batch_options else "")
+            batch_options=rule.batch_options if self.options.batch_options else "",
+            stops_run=not self.options.keep_going and attempt >= self._attempts(rule))
+
+    def _attempts(self, rule: RuleSpec) -> int:
+        """How many times `rule` may run before it fails for good (1 + its retries)."""
+        return 1 + (rule.retries if rule.retries is not None else self.options.retries)
 
     def _inputs(self, rule: RuleSpec) -> tuple[TaskFile, ...]:
         files = self.keys.files
@@ -350,7 +355,7 @@ class Engine:
             result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
         self._end(st, rid, result)
-        allowed = 1 + (rule.retries if rule.retries is not None else self.options.retries)
+        allowed = self._attempts(rule)
         if st.attempts[rid] < allowed and not self.stop_code:
             self.reporter.retrying(rule.name, st.attempts[rid], _describe(result))
             st.ready.append(rid)

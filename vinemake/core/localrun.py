@@ -110,9 +110,13 @@ class LocalRunner:
 
     def _run(self, task: Task) -> None:
         try:
-            self.results.put(self._execute(task))
+            result = self._execute(task)
         except Exception as e:  # noqa: BLE001 - reported as the task's infrastructure error
-            self.results.put(TaskResult(task.id, "error", reason=f"{type(e).__name__}: {e}"))
+            result = TaskResult(task.id, "error", reason=f"{type(e).__name__}: {e}")
+        if task.stops_run and result.status not in ("ok", "withdrawn"):
+            # The run ends: set before this thread can take the next task, so none starts.
+            self.withdrawn = True
+        self.results.put(result)
 
     def _execute(self, task: Task) -> TaskResult:
         if self.cancelled:

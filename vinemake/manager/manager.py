@@ -444,6 +444,8 @@ class Manager:
         self.scheduler.release(w, task)
         if self.recovery.was_cancelled(task.id):
             return
+        if task.stops_run and r.status not in ("ok", "withdrawn"):
+            self._withdraw()  # before this turn's scheduling pass places another task
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
                                                            self.workers):
             return

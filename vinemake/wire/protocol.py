@@ -55,7 +55,8 @@ from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile
 # 2: Welcome.max_tasks (the -j cap a worker applies itself).
 # 3: Started (a worker says when each command really began).
 # 4: Heartbeat and Welcome.heartbeat_s/silence_s; Cached (the forever cache) after Hello.
-VERSION = 4
+# 5: Task.stops_run (a worker starts nothing more after such a task failed).
+VERSION = 5
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -194,7 +195,7 @@ _TASK = _object({
     "id": _int(), "rule_key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
     "outputs": _list(_FILE), "env": _ENV, "resources": _RESOURCES, "category": _str,
     "library": _or_null(_LIBRARY), "cache_forever": _bool, "failed_dir": _or_null(_str),
-    "attempt": _int(1)})
+    "attempt": _int(1), "stops_run": _bool})
 _SOURCE = _tuple(_str, _PORT, _str, _bool)  # host, port, label, tls
 _OUTCOME = _object({
     "id": _int(), "status": _one_of(*STATUSES), "exit_code": _or_null(_int()),
@@ -444,7 +445,7 @@ def task_to_wire(task: Task) -> dict:
             "inputs": [_file_to_wire(f) for f in lib.inputs],
             "resources": lib.resources.__dict__, "slots": lib.slots, "env": lib.env},
         "cache_forever": task.cache_forever, "failed_dir": task.failed_dir,
-        "attempt": task.attempt,
+        "attempt": task.attempt, "stops_run": task.stops_run,
     }
 
 
@@ -462,7 +463,8 @@ def task_from_wire(d: dict) -> Task:
                 inputs=tuple(_file_from_wire(f) for f in lib["inputs"]),
                 resources=Resources(**lib["resources"]), slots=lib["slots"],
                 env=tuple((str(k), str(v)) for k, v in lib["env"])),
-            cache_forever=d["cache_forever"], failed_dir=d["failed_dir"], attempt=d["attempt"])
+            cache_forever=d["cache_forever"], failed_dir=d["failed_dir"], attempt=d["attempt"],
+            stops_run=d["stops_run"])
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"garbled task: {e!s:.80}") from None
 

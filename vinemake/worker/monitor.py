@@ -83,6 +83,7 @@ class Watch:
     _fd: int = -1  # its pidfd, while registered
     reaped: bool = False  # its pid may belong to another process now: never signal it
     ended: float | None = None  # monotonic time it was reaped
+    code: int | None = None  # its exit status once reaped (-signal if killed)
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
@@ -207,7 +208,7 @@ class Monitor:
         """Reap `w`'s exited command (marked reaped already), give its slot back at once:
         (exit code, resource usage)."""
         code, usage = _wait(w.pid, 0)
-        w.ended = time.monotonic()
+        w.ended, w.code = time.monotonic(), code
         if w.on_gone is not None:
             try:
                 w.on_gone()

@@ -121,6 +121,8 @@ class Worker:
         self.runner: Runner | None = None
         self.exit_status = 0
         self._served = False  # reached a manager once: giving up later is no failure
+        # A task whose failure ends the run failed in this session: start nothing more.
+        self._run_over = False
         # (heartbeat_s, silence_s) the manager asked for; when its last message came
         self._beat = (0.0, 0.0)
         self._heard = time.monotonic()
@@ -215,6 +217,7 @@ class Worker:
                                      self.name, welcome.same_host, self.libraries,
                                      self._on_transfer, self._on_start)
                 self._beat = (welcome.heartbeat_s, welcome.silence_s)
+                self._run_over = False
                 self._last_activity = self._heard = time.monotonic()
                 self._served = True
                 log.info("connected to manager %s as %s", where, self.name)
@@ -336,6 +339,10 @@ class Worker:
             raise ProtocolError(f"garbled fetch list: {e}") from None
         with self._running_lock:
             self._running += 1
+        if self._run_over:  # sent before the manager heard of the failure
+            self._ended(task, self.runner._result(
+                task, "withdrawn", reason="not started: an earlier rule failed"), freed=True)
+            return
         # A call runs inside its library's instance, which holds the resources: not queued.
         if task.library is not None:
             self.slots.call_started()
@@ -358,6 +365,9 @@ class Worker:
 
         def exited() -> None:  # the command is gone: its slot goes to the next task now
             freed.append(True)
+            watch = runner.watch_of(task.id)
+            if task.stops_run and watch is not None and (watch.code or watch.reason):
+                self._withdraw_waiting()  # the run ends: not one more task starts here
             self._free_slot(task)
 
         def done(outcome) -> None:
@@ -397,6 +407,8 @@ class Worker:
         with self._running_lock:
             self._running -= 1
         self._last_activity = time.monotonic()
+        if task.stops_run and outcome.result.status not in ("ok", "withdrawn"):
+            self._withdraw_waiting()
         if not freed:
             self._free_slot(task)
         if runner is not None and self._session_over(runner):
@@ -410,6 +422,17 @@ class Worker:
         # In a batch of tasks the monitor finishes together, the last one's tick sends all.
         if not self.monitor.finishing and not self._hold():
             self._drain_outbox()
+
+    def _withdraw_waiting(self) -> None:
+        """A task whose failure ends the run failed: every task waiting here is reported
+        withdrawn (never started), before its slot can start one of them, and so is every
+        task the manager sent before it heard of the failure."""
+        self._run_over = True
+        for task, (runner, _) in self.slots.clear():
+            with self._running_lock:
+                self._running -= 1
+            self._outbox.put(outcome_to_wire(runner._result(
+                task, "withdrawn", reason="not started: an earlier rule failed")))
 
     def _hold(self) -> bool:
         """Should outcomes wait to leave together? Only while tasks queue here: the manager
