@@ -107,6 +107,26 @@ PAIRS = {
             for i in range(3) for j in range(3) if (i + j) % 2 == 0
         ]}""",
     ),
+    # The shape of cctools' makeflow/benchmark/master.jx: define after the rules, templates,
+    # two for clauses in one comprehension, a comprehension in the inputs.
+    "define after the rules, templates and two for clauses": (
+        "".join(f"perf{p}-{x}.dat: input.txt\n{T}echo scale={x} > perf{p}-{x}.dat\n"
+                for x in (10, 100) for p in ("", "_r"))
+        + "".join(f"perf{p}.dat: perf{p}-10.dat perf{p}-100.dat\n"
+                  f"{T}cat perf{p}-10.dat perf{p}-100.dat > perf{p}.dat\n" for p in ("", "_r")),
+        """{
+            "rules": [
+                {"command": template("echo scale={x} > perf{p}-{x}.dat"),
+                 "inputs": ["input.txt"], "outputs": [template("perf{p}-{x}.dat")]}
+                for x in SCALES for p in modes,
+                {"command": "cat " + join([template("perf{p}-{x}.dat") for x in SCALES])
+                            + template(" > perf{p}.dat"),
+                 "inputs": [template("perf{p}-{x}.dat") for x in SCALES],
+                 "outputs": [template("perf{p}.dat")]} for p in modes
+            ],
+            "define": {"SCALES": [10, 100], "modes": ["", "_r"]}
+        }""",
+    ),
 }
 
 
