@@ -28,9 +28,10 @@ def test_modes_pick_outputs_or_intermediates():
 
 
 def test_sources_and_changed_files_are_kept_with_a_reason():
-    c = decide("all", MADE, {"mid"}, {"out"}, dict(DISK, out=(5, 99)))
+    c = decide("all", MADE, {"mid"}, {"out"}, dict(DISK, out=(5, 99)), {"out": ""})
     assert c.paths == ()
-    assert c.kept == (("mid", "it is a source now"), ("out", "it changed since vinemake made it"))
+    assert c.kept == (("mid", "it is a source now"),
+                      ("out", "its content changed since vinemake made it"))
 
 
 def rule(rid, targets, sources, command):

@@ -169,3 +169,39 @@ def test_an_edited_output_the_store_still_holds_is_restored_and_nothing_reruns(t
     assert ran(proc) == []
     assert (tmp_path / "mid.txt").read_text() == made == (tmp_path / "final.txt").read_text()
     assert (tmp_path / ".vinemake" / "edited" / "mid.txt").read_text() == "edited by hand\n"
+
+
+# -- 3: --clean never deletes what it did not make ---------------------------------------------
+
+WHOLE = "whole:\n\tmkdir whole; echo w > whole/w.txt; echo v > whole/v.txt\n\nsingle.txt:\n" \
+        "\techo s > single.txt\n"
+
+
+@pytest.mark.parametrize("mode", ["all", "outputs"])
+def test_clean_keeps_and_names_a_file_edited_inside_a_directory_output(tmp_path, mode):
+    (tmp_path / "Vinefile").write_text(WHOLE)
+    assert vinemake(tmp_path).returncode == 0
+    with open(tmp_path / "whole" / "w.txt", "a") as f:
+        f.write("edit\n")
+    proc = vinemake(tmp_path, f"--clean={mode}")
+    no_traceback(proc)
+    assert (tmp_path / "whole" / "w.txt").read_text() == "w\nedit\n"
+    assert "kept whole: its content changed since vinemake made it (whole/w.txt)\n" \
+        in proc.stderr
+    assert not (tmp_path / "single.txt").exists()
+
+
+def test_clean_of_one_vinefile_leaves_another_s_outputs_in_the_same_directory(tmp_path):
+    (tmp_path / "a.vf").write_text("a.txt:\n\techo a > a.txt\n")
+    (tmp_path / "b.vf").write_text("b.txt:\n\techo b > b.txt\n")
+    assert vinemake(tmp_path, "a.vf").returncode == 0
+    assert vinemake(tmp_path, "b.vf").returncode == 0
+    proc = vinemake(tmp_path, "--clean=all", "a.vf")
+    no_traceback(proc)
+    assert proc.stderr.startswith("removed a.txt\n")
+    assert not (tmp_path / "a.txt").exists()
+    assert (tmp_path / "b.txt").read_text() == "b\n"
+    assert vinemake(tmp_path, "b.vf").stderr == "vinemake: nothing to do, 1 rule up to date\n"
+    assert vinemake(tmp_path, "--clean=all", "b.vf").stderr == "removed b.txt\n"
+    assert not (tmp_path / "b.txt").exists()
+    assert os.listdir(tmp_path / ".vinemake") == ["lock"]  # the last workflow's state went

@@ -30,13 +30,18 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["RuleRecord", "FileRecord", "JournalState", "replay", "Journal", "SYNC_INTERVAL_S",
-           "part_map"]
+__all__ = ["workflow_name", "RuleRecord", "FileRecord", "JournalState", "replay", "Journal",
+           "SYNC_INTERVAL_S", "part_map"]
 
 SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
 # Built once: json.dumps with options builds an encoder per call (a line per event).
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def workflow_name(path: str, root: str) -> str:
+    """How records name the workflow file that made them: relative to its directory."""
+    return os.path.relpath(path, root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,7 @@ class FileRecord:
     rule: str
     collected: bool = False
     content: str = ""  # hash of the bytes put in place ("" if not known)
+    workflow: str = ""  # the workflow file that made it, relative to its directory
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +68,7 @@ class RuleRecord:
     inputs: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()
     seen: tuple[tuple[str, str], ...] = ()  # (made input, its content hash when this ran)
+    workflow: str = ""  # the workflow file it belongs to ("" in journals older than that)
 
 
 def part_map(record: RuleRecord) -> dict[str, str]:
@@ -114,10 +121,10 @@ def _apply(state: JournalState, ev: dict) -> None:
         state.done[key] = RuleRecord(key, ev["name"], ev.get("how", "ran"),
                                      ev.get("parts", ()), ev.get("inputs", ()),
                                      tuple(o[0] for o in outputs),
-                                     tuple(map(tuple, ev.get("seen", ()))))
+                                     tuple(map(tuple, ev.get("seen", ()))), ev.get("wf", ""))
         for out in outputs:
             state.files[out[0]] = FileRecord(out[1], int(out[2]), int(out[3]), key, False,
-                                             out[4] if len(out) > 4 else "")
+                                             out[4] if len(out) > 4 else "", ev.get("wf", ""))
         if not outputs:
             state.by_name[ev["name"]] = key
         state.incomplete.discard(key)
@@ -152,7 +159,7 @@ def _events(state: JournalState) -> Iterable[dict]:
                 for p in rec.outputs if p in state.files and state.files[p].rule == key]
         yield {"ev": "done", "rule": key, "name": rec.name, "how": rec.how,
                "parts": rec.parts, "inputs": rec.inputs, "outputs": outs,
-               "seen": rec.seen}
+               "seen": rec.seen, "wf": rec.workflow}
     for path, frec in state.files.items():
         if frec.collected:
             yield {"ev": "collected", "path": path}
@@ -165,8 +172,10 @@ def _events(state: JournalState) -> Iterable[dict]:
 class Journal:
     """The journal file of one workflow: read once at open, then appended to."""
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, path: str, clock: Callable[[], float] = time.monotonic,
+                 workflow: str = ""):
         self.path = path
+        self.workflow = workflow  # written into each `done`: two Vinefiles may share a directory
         self.clock = clock
         self.buffer: list[str] = []
         self.file = None
@@ -219,7 +228,8 @@ class Journal:
             parts = " ".join(f"{n}={d}" for n, d in parts)
         self.record({"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
                      "inputs": inputs, "outputs": [list(o) for o in outputs],
-                     "measured": list(measured), "seen": [list(s) for s in seen]})
+                     "measured": list(measured), "seen": [list(s) for s in seen],
+                     "wf": self.workflow})
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,

@@ -24,7 +24,7 @@ from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
 from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
 from vinemake.core.graph import BuildGraph, norm
-from vinemake.core.journal import Journal
+from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.core.statedir import StateDir
@@ -129,7 +129,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     in_graph = set(graph.rule_ids)
     libs = [r for r in rules if r.library and r.id not in in_graph]
     keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members)
-    journal = Journal(StateDir(root).journal)
+    journal = Journal(StateDir(root).journal, workflow=workflow_name(workflow.path, root))
     store = store_for(root, cache_dir)
     ids = [rid for rid in graph.order() if not rules[rid].library]
     consumed = graph.consumed
