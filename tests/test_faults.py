@@ -205,3 +205,91 @@ def test_clean_of_one_vinefile_leaves_another_s_outputs_in_the_same_directory(tm
     assert vinemake(tmp_path, "--clean=all", "b.vf").stderr == "removed b.txt\n"
     assert not (tmp_path / "b.txt").exists()
     assert os.listdir(tmp_path / ".vinemake") == ["lock"]  # the last workflow's state went
+
+
+# -- 1: a shared store is emptied only by `vinemake cache prune`, never under a running workflow
+
+SHARED = "a.txt: in.txt\n\tcat in.txt in.txt > a.txt\n\nb.txt: a.txt\n\tcat a.txt a.txt > b.txt\n"
+
+
+def workflow(path, text=SHARED):
+    path.mkdir()
+    (path / "in.txt").write_text("x\n")
+    (path / "Vinefile").write_text(text)
+    return path
+
+
+def test_a_clean_in_one_workflow_never_empties_a_shared_store(tmp_path):
+    store = str(tmp_path / "store")
+    a, b = workflow(tmp_path / "a"), workflow(tmp_path / "b")
+    assert ran(vinemake(a, "--cache-dir", store)) == ["a.txt", "b.txt"]
+    first = vinemake(b, "--cache-dir", store)
+    assert ran(first) == [] and "vinemake: ran 0, restored 2, up to date 0" in first.stderr
+    proc = vinemake(b, "--clean", "--cache-dir", store)
+    assert proc.stderr == (f"removed a.txt\nremoved b.txt\nkept the entries of the shared store "
+                           f"{store}: other workflows may restore from it (evict with: vinemake "
+                           f"cache prune)\n")
+    os.unlink(a / "b.txt")
+    assert ran(vinemake(a, "--cache-dir", store)) == []  # restored, not recomputed
+    assert (a / "b.txt").read_text() == "x\n" * 4
+
+
+def test_prune_evicts_by_age_and_size_but_never_what_a_running_workflow_holds(tmp_path):
+    store, go = str(tmp_path / "store"), tmp_path / "go"
+    a = workflow(tmp_path / "a")
+    vinemake(a, "--cache-dir", store)
+    keep = vinemake(tmp_path, "cache", "prune", "--cache-dir", store, "--older-than", "30d")
+    assert keep.returncode == 0
+    assert keep.stderr == (f"vinemake cache prune: removed 0 entries (0.0 MB) from {store}; "
+                           "kept 2 (0.0 MB), 0 of them held by running workflows\n")
+    # b restores a.txt and b.txt, then waits in a LOCAL rule while the store is pruned.
+    b = workflow(tmp_path / "b", SHARED + f"c.txt: b.txt\n\tLOCAL while [ ! -e {go} ]; do "
+                                          "sleep 0.02; done; cp b.txt c.txt\n")
+    run = subprocess.Popen([sys.executable, "-m", "vinemake", "--cache-dir", store], cwd=b,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (b / "b.txt").exists(), "b's restore")
+    held = vinemake(tmp_path, "cache", "prune", "--cache-dir", store, "--max-size", "0")
+    assert held.stderr.endswith("kept 2 (0.0 MB), 2 of them held by running workflows\n")
+    go.touch()
+    assert run.wait(timeout=60) == 0, run.communicate()[1]
+    gone = vinemake(tmp_path, "cache", "prune", "--cache-dir", store, "--max-size", "0")
+    assert gone.stderr.startswith("vinemake cache prune: removed 3 entries")
+    assert os.listdir(os.path.join(store, "leases")) == []
+
+
+def test_bad_prune_options_are_usage_errors(tmp_path):
+    proc = vinemake(tmp_path, "cache", "prune")
+    assert proc.returncode == 2
+    assert proc.stderr.endswith("Error: say what to remove: --older-than TIME, --max-size SIZE "
+                                "or both\n")
+    proc = vinemake(tmp_path, "cache", "prune", "--max-size", "lots")
+    assert proc.returncode == 2 and "Invalid value for '--max-size': not a size" in proc.stderr
+
+
+def test_concurrent_writers_and_a_pruner_share_one_store(tmp_path):
+    """Four workflows fill and restore from one store at once while it is pruned to nothing
+    over and over: every output is right, and a rerun of each is correct too."""
+    store = str(tmp_path / "store")
+    text = "".join(f"o{i}.txt: in.txt\n\tcat in.txt > o{i}.txt; echo {i} >> o{i}.txt\n\n"
+                   for i in range(12))
+    roots = [workflow(tmp_path / f"w{n}", text) for n in range(4)]
+    runs = [subprocess.Popen([sys.executable, "-m", "vinemake", "--cache-dir", store], cwd=r,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            for r in roots]
+    prunes = 0
+    while any(p.poll() is None for p in runs):
+        proc = vinemake(tmp_path, "cache", "prune", "--cache-dir", store, "--max-size", "0")
+        assert proc.returncode == 0, proc.stderr
+        prunes += 1
+    assert [p.wait() for p in runs] == [0, 0, 0, 0], [p.stderr.read() for p in runs]
+    assert prunes >= 1
+    for r in roots:
+        for i in range(12):
+            os.unlink(r / f"o{i}.txt")
+    reruns = [subprocess.Popen([sys.executable, "-m", "vinemake", "--cache-dir", store], cwd=r,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+              for r in roots]
+    assert [p.wait(timeout=120) for p in reruns] == [0, 0, 0, 0]
+    for r in roots:
+        assert [(r / f"o{i}.txt").read_text() for i in range(12)] == \
+            [f"x\n{i}\n" for i in range(12)]

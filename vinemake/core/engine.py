@@ -441,6 +441,8 @@ class Engine:
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
         placed = []
+        if self.store is not None:
+            self.store.hold(key for _, _, key in rk.outputs)
         for path, _, key in rk.outputs:
             full = self.path(path)
             if self.store is None or not self.store.restore(key, full):

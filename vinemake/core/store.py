@@ -12,6 +12,9 @@ provenance, so two racing writers store the same bytes; the first link wins and 
 
 A hard link shares its inode with the output, so an output edited in place silently changes
 the stored bytes: the stamp catches that (size or mtime moved) and the entry is discarded.
+
+Nothing but `vinemake cache prune` (prune.py) evicts entries; a run holds the entries it
+restores in a lease (lease.py) so a prune never takes one from under it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import uuid
 
 from vinemake.common.linking import NO_LINK, link_or_copy_tree
 from vinemake.common.paths import remove_path
+from vinemake.core.lease import Lease
 
 __all__ = ["Store"]
 
@@ -37,6 +41,14 @@ class Store:
         self.root = root
         self._prefix = os.path.join(root, "")
         self.made_dirs: set[str] = set()
+        self.lease = Lease(root)
+
+    def hold(self, keys) -> None:
+        """Keep `keys` from being pruned until release() (or this process ends)."""
+        self.lease.hold(keys)
+
+    def release(self) -> None:
+        self.lease.release()
 
     def shard(self, key: str) -> str:
         """The directory that holds `key`'s entry (one of up to 256)."""
@@ -144,6 +156,7 @@ class Store:
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
         link_or_copy_tree(entry, tmp)
+        _touch(entry)
         if os.path.isdir(dest) and not os.path.islink(dest):
             remove_path(dest)
         os.replace(tmp, dest)
@@ -160,6 +173,16 @@ class Store:
 
     def clear(self) -> None:
         remove_path(self.root)
+
+
+def _touch(entry: str) -> None:
+    """Mark the entry used now (its ctime, which prune reads), keeping the mtime its stamp
+    holds; another user's entry stays as it is."""
+    try:
+        st = os.lstat(entry)
+        os.utime(entry, ns=(time.time_ns(), st.st_mtime_ns), follow_symlinks=False)
+    except OSError:
+        pass
 
 
 _XATTR = "user.vinemake"

@@ -28,6 +28,7 @@ from vinemake.core.graph import EXPORT_FORMATS, BuildGraph
 from vinemake.core.lock import workflow_lock
 from vinemake.core.statedir import StateDir
 from vinemake.face import debuglog
+from vinemake.face.cachecmd import cache
 from vinemake.face.listing import summary
 from vinemake.face.makeflow import (
     BATCH_ALIASES,
@@ -325,7 +326,7 @@ def status_command(directory, password_file) -> None:
 
 # `vinemake NAME ...` runs a subcommand; anything else is `vinemake [VINEFILE] [TARGETS]` (a
 # Vinefile named like a subcommand is still run as ./NAME).
-SUBCOMMANDS = {"report": report_command, "status": status_command}
+SUBCOMMANDS = {"report": report_command, "status": status_command, "cache": cache}
 
 
 def main(argv: list[str] | None = None) -> None:

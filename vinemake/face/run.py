@@ -387,6 +387,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
         local.close()
         executor.close()
         prep.journal.close()
+        prep.store.release()  # what it restored may be pruned now
     prep.files.refresh()  # the sandboxes' hard links moved the sources' ctime
     prep.files.save()
     if outcome.exit_code == 0:

@@ -1,0 +1,50 @@
+"""`vinemake cache ...`: commands on a cache store itself (today: `prune`)."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from vinemake.core.prune import prune
+from vinemake.core.statedir import StateDir
+from vinemake.language.units import parse_duration_s, parse_size_mb
+
+__all__ = ["cache"]
+
+
+def _duration(ctx, param, value):
+    try:
+        return None if value is None else parse_duration_s(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def _size(ctx, param, value):
+    try:
+        return None if value is None else parse_size_mb(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cache() -> None:
+    """Commands on a cache store (a workflow's own, or a shared --cache-dir)."""
+
+
+@cache.command("prune")
+@click.option("--cache-dir", metavar="DIR", help="The store to prune (default: this "
+              "directory's workflow store, .vinemake/cache).")
+@click.option("--older-than", callback=_duration, metavar="TIME",
+              help="Remove entries not stored or restored for TIME (30d, 12h, 90m).")
+@click.option("--max-size", callback=_size, metavar="SIZE",
+              help="Then remove the oldest entries until the store holds at most SIZE (50GB).")
+def prune_command(cache_dir, older_than, max_size) -> None:
+    """Evict entries from a store; never one a running workflow holds."""
+    if older_than is None and max_size is None:
+        raise click.UsageError("say what to remove: --older-than TIME, --max-size SIZE or both")
+    root = os.path.abspath(cache_dir) if cache_dir else StateDir(os.getcwd()).cache
+    if cache_dir and not os.path.isdir(root):
+        raise click.BadParameter(f"{cache_dir}: no such directory", param_hint="--cache-dir")
+    result = prune(root, older_than, None if max_size is None else max_size * 1_000_000)
+    click.echo(result.line(root), err=True)
