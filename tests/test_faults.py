@@ -270,6 +270,7 @@ def test_concurrent_writers_and_a_pruner_share_one_store(tmp_path):
     """Four workflows fill and restore from one store at once while it is pruned to nothing
     over and over: every output is right, and a rerun of each is correct too."""
     store = str(tmp_path / "store")
+    os.mkdir(store)
     text = "".join(f"o{i}.txt: in.txt\n\tcat in.txt > o{i}.txt; echo {i} >> o{i}.txt\n\n"
                    for i in range(12))
     roots = [workflow(tmp_path / f"w{n}", text) for n in range(4)]
