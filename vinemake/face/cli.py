@@ -320,7 +320,8 @@ status page (--status-port); without one, it shows the newest run's recorded eve
 def status_command(directory, password_file) -> None:
     from vinemake.face.status import show_status
 
-    width = shutil.get_terminal_size().columns
+    # Cut to a terminal's width; a pipe or a file gets whole lines.
+    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else sys.maxsize
     click.echo(show_status(directory, password_file, width), nl=False)
 
 

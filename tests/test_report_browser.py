@@ -1,0 +1,182 @@
+"""The report and the live status page in a real browser (headless Chromium), of real runs.
+
+Each test runs vinemake with real worker processes, loads the page as a person would, and
+checks that no script error is logged, that the timeline holds one bar per task that ran,
+that the counts on the page are the run's, and that a screenshot is not blank.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from chromium import Browser
+from test_report import _started
+
+from vinemake.core.events import read_events, runs
+from vinemake.core.statedir import StateDir
+
+pytestmark = pytest.mark.slow
+
+WORKER = "import sys; from vinemake.worker.cli import main; sys.exit(main())"
+WORKFLOW = """\
+src.dat:
+\tseq 1 20000 > src.dat
+@resources cores=1
+left.txt: src.dat
+\thead -n 100 src.dat > left.txt
+@resources cores=1
+right.txt: src.dat
+\ttail -n 100 src.dat > right.txt
+@resources cores=1
+both.txt: left.txt right.txt
+\tcat left.txt right.txt > both.txt
+@resources cores=1
+broken.txt: src.dat
+\techo "no space left" >&2; exit 4
+"""
+CARDS = ("ran", "restored", "skipped", "failed")
+
+
+def wait_until(condition, what: str, proc=None, timeout: float = 120):
+    """Poll `condition` (a thing that happens, not a time) until true; fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert proc is None or proc.poll() is None, f"vinemake ended before {what}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s"
+        time.sleep(0.05)
+    return value
+
+
+def summary_counts(stderr: str) -> dict:
+    """The counts of the run's summary line (`vinemake: ran 3, restored 0, ...`)."""
+    line = next(x for x in stderr.splitlines() if x.startswith("vinemake: ran "))
+    found = dict(re.findall(r"(ran|restored|up to date|failed) (\d+)", line))
+    return {"ran": found["ran"], "restored": found["restored"], "skipped": found["up to date"],
+            "failed": found.get("failed", "0")}
+
+
+def page_counts(browser: Browser) -> dict:
+    return {c: browser.evaluate(f"document.getElementById('count-{c}').textContent")
+            for c in CARDS}
+
+
+def check_screenshot(browser: Browser, path) -> None:
+    png = browser.screenshot(path)
+    assert png.startswith(b"\x89PNG") and browser.colours(png) > 50, path
+
+
+def test_the_report_of_a_run_on_two_workers_in_a_browser(tmp_path):
+    (tmp_path / "Vinefile").write_text(WORKFLOW)
+    port_file = tmp_path / "port"
+    run = subprocess.Popen([sys.executable, "-m", "vinemake", "-k", "-T", "workers",
+                            "--port-file", str(port_file)], cwd=tmp_path,
+                           stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        wait_until(port_file.exists, "port file", run)
+        port = port_file.read_text().strip()
+        workers = [subprocess.Popen([sys.executable, "-c", WORKER, "127.0.0.1", port,
+                                     "--cores", "2", "--name", name, "--timeout", "60",
+                                     "--as-remote", "--workdir", str(tmp_path / name)],
+                                    stderr=subprocess.DEVNULL)
+                   for name in ("alpha", "beta")]
+        _, err = run.communicate(timeout=300)
+    finally:
+        for p in [run, *workers]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    assert run.returncode == 1, err
+    got = subprocess.run([sys.executable, "-m", "vinemake", "report", "-o", "r.html"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert got.returncode == 0, got.stderr
+    events = read_events(StateDir(str(tmp_path)).events(runs(str(tmp_path))[-1]))
+    ends = [e for e in events if e["ev"] == "end" and e["status"] in ("ok", "failed")]
+    transfers = [e for e in events if e["ev"] == "transfer"]
+    assert transfers  # --as-remote: every input travels
+
+    with Browser(tmp_path / "profile") as browser:
+        browser.open((tmp_path / "r.html").as_uri())
+        browser.wait_for("document.body.dataset.rendered")
+        assert browser.errors == []
+        bars = json.loads(browser.evaluate("document.getElementById('timeline').dataset.bars"))
+        assert bars.get("command", 0) + bars.get("failed", 0) == len(ends)
+        assert bars.get("failed") == 1
+        assert bars.get("transfer") == len(transfers)
+        assert page_counts(browser) == summary_counts(err)
+        lanes = browser.evaluate("document.getElementById('timeline')._fullLayout"
+                                 ".yaxis.ticktext")
+        ran_on = {e["worker"] for e in events if e["ev"] == "start"}
+        assert {lane.split(" #")[0] for lane in lanes} == ran_on | {"manager"}
+        assert browser.evaluate("document.querySelector('#failures pre:not(.command)')"
+                                ".textContent") == "no space left"
+        assert browser.evaluate("document.querySelectorAll('#provenance-table tbody tr')"
+                                ".length") == 5
+        check_screenshot(browser, tmp_path / "report.png")
+
+
+def test_the_live_page_of_a_run_going_on_in_a_browser(tmp_path):
+    release = tmp_path / "RELEASE"
+    (tmp_path / "secret").write_text("open sesame\n")
+    (tmp_path / "Vinefile").write_text(
+        "a.txt:\n\techo a > a.txt\n"
+        "b.txt: a.txt\n\tcat a.txt > b.txt\n"
+        f"hold.txt: b.txt\n\twhile [ ! -e {release} ]; do sleep 0.05; done; touch hold.txt\n"
+        "after.txt: hold.txt\n\ttouch after.txt\n")
+    run = subprocess.Popen([sys.executable, "-m", "vinemake", "--status-port", "0",
+                            "--password", "secret"], cwd=tmp_path,
+                           stderr=subprocess.PIPE, text=True)
+    record = tmp_path / ".vinemake" / "status"
+    try:
+        wait_until(lambda: _started(tmp_path, "hold.txt"), "start of hold.txt", run)
+        where = json.loads(wait_until(record.exists, "status record", run) and
+                           record.read_text())
+        url = f"http://127.0.0.1:{where['port']}/"
+        auth = {"Authorization": "Basic " + base64.b64encode(b"me:open sesame").decode()}
+        wait_until(lambda: _json(url, auth)["summary"]["running"] == 1, "hold.txt running",
+                   run)
+
+        with Browser(tmp_path / "profile") as browser:
+            browser.open(url, headers=auth)
+            browser.wait_for("document.body.dataset.rendered")
+            assert browser.errors == []
+            assert page_counts(browser) == {"ran": "2", "restored": "0", "skipped": "0",
+                                            "failed": "0"}
+            assert browser.evaluate("document.getElementById('count-running').textContent") \
+                == "1"
+            assert browser.evaluate("document.querySelector('#running tbody td')"
+                                    ".textContent") == "hold.txt"
+            bars = json.loads(browser.evaluate(
+                "document.getElementById('timeline').dataset.bars"))
+            assert bars == {"command": 3}  # a.txt, b.txt, and hold.txt still running
+            check_screenshot(browser, tmp_path / "live.png")
+
+        status = subprocess.run([sys.executable, "-m", "vinemake", "status", str(tmp_path),
+                                 "--password", str(tmp_path / "secret")],
+                                capture_output=True, text=True, timeout=60)
+        assert status.returncode == 0, status.stderr
+        lines = status.stdout.splitlines()
+        assert lines[1] == "rules: ran 2, restored 0, up to date 0, failed 0, withdrawn 0; " \
+                           "running 1, waiting 0"
+        assert lines[lines.index("running 1:") + 2].startswith("  hold.txt  local  ")
+        release.touch()
+        _, err = run.communicate(timeout=120)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    assert run.returncode == 0, err
+    assert not record.exists()  # the page stopped with the run
+
+
+def _json(url: str, headers: dict) -> dict:
+    request = urllib.request.Request(url + "status.json", headers=headers)
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.load(r)
