@@ -28,11 +28,13 @@ class Connections:
 
     def __init__(self, sel: selectors.BaseSelector, workers: Mapping[str, ConnectedWorker],
                  handle: Callable[[ConnectedWorker, object], None],
-                 lose: Callable[[ConnectedWorker, str], None]):
+                 lose: Callable[[ConnectedWorker, str], None],
+                 clock: Callable[[], float] = time.monotonic):
         self.sel = sel
         self.workers = workers  # live ones: a record not in here was lost
         self.handle = handle  # one decoded message from a worker
         self.lose = lose  # the connection to a worker broke (why)
+        self.clock = clock  # when a worker was last heard from (heartbeats)
         self._dirty: list[ConnectedWorker] = []
         self._rbuf = bytearray(1 << 20)
         self._rview = memoryview(self._rbuf)
@@ -65,7 +67,7 @@ class Connections:
         if not data:
             self.lose(w, "connection closed")
             return
-        w.heard = time.monotonic()
+        w.heard = self.clock()
         try:
             for kind, payload in w.reader.feed(data):
                 if kind != MSG:

@@ -62,9 +62,14 @@ class Delivery:
     def __init__(self, workdir: str, secret: bytes | None, log: TransferLog,
                  report: Callable[[list[TaskResult]], None],
                  drop: Callable[[str, list[str]], None], threads: int = 8, limit: int = 3,
-                 request_push: Callable[[str, str], None] | None = None):
+                 request_push: Callable[[str, str], None] | None = None,
+                 fetch_file: Callable = fetch, clock: Callable[[], float] = time.time):
         # request_push(worker id, key): ask that worker to upload key (set when TLS is on).
         self.request_push = request_push
+        # fetch_file(host, port, key, dest, secret, ssl, hash) -> (size, hash): the wire's
+        # fetch; clock: the transfer log's times.
+        self.fetch_file = fetch_file
+        self.clock = clock
         self._awaited: dict[str, _Awaited] = {}
         self.limit = limit  # transfers at once from any one worker, as for peers
         self._sources: dict[str, threading.BoundedSemaphore] = {}
@@ -84,7 +89,7 @@ class Delivery:
         """
         data = dict(inline)
         rest = []
-        now = time.time()
+        now = self.clock()
         for f, entry in wanted:
             key, size, digest, _path = entry
             if key not in data:
@@ -138,14 +143,14 @@ class Delivery:
         waiting = _Awaited(origin.id, tmp, item.hash)
         with self._sources_lock:
             self._awaited[item.key] = waiting
-        start = time.time()
+        start = self.clock()
         assert self.request_push is not None
         self.request_push(origin.id, item.key)
         waiting.done.wait(PUSH_TIMEOUT_S)
         with self._sources_lock:
             self._awaited.pop(item.key, None)
         error = waiting.error if waiting.done.is_set() else "timed out"
-        self.log.record(origin.id, MANAGER, item.key, waiting.size, start, time.time(),
+        self.log.record(origin.id, MANAGER, item.key, waiting.size, start, self.clock(),
                         error is None)
         if error is not None:
             _remove(tmp)
@@ -175,15 +180,15 @@ class Delivery:
 
     def _fetch_now(self, origin: Origin, item: Install) -> None:
         tmp = os.path.join(self.workdir, f".recv-{item.key}-{threading.get_ident()}")
-        start = time.time()
+        start = self.clock()
         try:
-            size, _ = fetch(origin.host, origin.file_port, item.key, tmp, self.secret, None,
-                            item.hash)
+            size, _ = self.fetch_file(origin.host, origin.file_port, item.key, tmp, self.secret,
+                                      None, item.hash)
         except BaseException:
             _remove(tmp)
-            self.log.record(origin.id, MANAGER, item.key, 0, start, time.time(), False)
+            self.log.record(origin.id, MANAGER, item.key, 0, start, self.clock(), False)
             raise
-        self.log.record(origin.id, MANAGER, item.key, size, start, time.time())
+        self.log.record(origin.id, MANAGER, item.key, size, start, self.clock())
         install(tmp, item.target, move=True)
 
 

@@ -56,7 +56,8 @@ class Scheduler:
                  fetches: FetchPlanner, delivering: Mapping[int, list[str]],
                  send: Callable[[ConnectedWorker, object], None],
                  report: Callable[[list[TaskResult]], None],
-                 drop: Callable[[str, list[str]], None]):
+                 drop: Callable[[str, list[str]], None],
+                 clock: Callable[[], float] = time.monotonic):
         self.config = config
         self.queue = queue  # the manager's: tasks waiting for a worker, in order
         self.workers = workers
@@ -67,6 +68,7 @@ class Scheduler:
         self.send = send
         self.report = report
         self.drop = drop  # tell a worker to drop files from its cache
+        self.clock = clock
         self.rng = random.Random(config.seed) if config.placement == "random" else None
         self.running_total = 0  # tasks sent and not ended (waiting in a worker included)
         self.evicted = 0  # cache entries dropped to make room for a task, ever
@@ -160,12 +162,12 @@ class Scheduler:
         if best is None or best == wid or not fits(need(task.resources), self.workers[best].total):
             self._first_tried.pop(task.id, None)
             return False
-        first = self._first_tried.setdefault(task.id, time.monotonic())
+        first = self._first_tried.setdefault(task.id, self.clock())
         there = next(v for v in views if v.id == wid)
         r = self.replicas
         limit = locality_wait_s(missing_bytes(task, there, r.holders, r.sizes), r.rate,
                                 LOCALITY_WAIT_S)
-        if time.monotonic() - first < limit:
+        if self.clock() - first < limit:
             return True
         del self._first_tried[task.id]
         return False

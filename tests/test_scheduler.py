@@ -1,0 +1,193 @@
+"""The scheduler and the fetch planner without sockets or processes: the manager's real ledger
+(Replicas, Recovery, FetchPlanner, ConnectedWorker records), a fake clock, and lists that
+record what would be sent."""
+
+from __future__ import annotations
+
+import collections
+
+from vinemake.common.spec import Resources
+from vinemake.common.task import Task, TaskFile
+from vinemake.manager.config import ManagerConfig
+from vinemake.manager.fetches import LARGE_FILE_BYTES, FetchPlanner
+from vinemake.manager.recovery import Recovery
+from vinemake.manager.replicas import Replicas
+from vinemake.manager.scheduler import LOCALITY_WAIT_S, Scheduler
+from vinemake.manager.transfers import MANAGER
+from vinemake.manager.workers import ConnectedWorker
+
+MANAGER_SOURCE = ["manager-host", 7000, MANAGER, False]
+
+
+class Bench:
+    """One scheduler over workers that exist only as the manager's records of them."""
+
+    def __init__(self, worker_queue=0, transfer_limit=3, **config):
+        self.now = 100.0
+        self.queue: collections.deque[Task] = collections.deque()
+        self.workers: dict[str, ConnectedWorker] = {}
+        self.replicas = Replicas()
+        self.lost: list = []
+        self.recovery = Recovery(self.replicas, self.queue, 3, self.lost.append)
+        self.fetches = FetchPlanner(self.replicas, self.recovery, self.workers, MANAGER_SOURCE,
+                                    transfer_limit, True)
+        self.sent: list[tuple[str, object]] = []
+        self.reported: list = []
+        self.scheduler = Scheduler(
+            ManagerConfig(worker_queue=worker_queue, transfer_limit=transfer_limit, **config),
+            self.queue, self.workers, self.replicas, self.recovery, self.fetches, {},
+            lambda w, msg: self.sent.append((w.id, msg)), self.reported.extend,
+            lambda wid, keys: None, clock=lambda: self.now)
+
+    def worker(self, wid, cores=1, same_host=False):
+        self.workers[wid] = ConnectedWorker.joined(
+            wid, None, f"10.0.0.{len(self.workers) + 2}", 9000, same_host,
+            Resources(cores=cores, memory_mb=1000, disk_mb=10_000, gpus=0))
+        return self.workers[wid]
+
+    def submit(self, *tasks):
+        self.queue.extend(tasks)
+        self.scheduler.schedule()
+
+    def placed(self):
+        """(worker, task id, [(key, [source labels])]) of each Run sent, in order."""
+        return [(wid, msg.task["id"], [(k, [s[2] for s in sources])
+                                       for k, _h, sources in msg.fetch])
+                for wid, msg in self.sent]
+
+    def end(self, wid, tid):
+        w = self.workers[wid]
+        task = w.running.pop(tid)
+        self.scheduler.release(w, task)
+        self.scheduler.schedule()
+
+
+def task(tid, cores=1, inputs=(), outputs=()):
+    return Task(id=tid, rule_key=f"rule-{tid}", name=f"t{tid}", command="true",
+                resources=Resources(cores=cores),
+                inputs=tuple(TaskFile(k, k, path, size) for k, path, size in inputs),
+                outputs=tuple(TaskFile(k, k, path) for k, path in outputs))
+
+
+def made_on(bench, wid, key, size=1000):
+    """`key`, kept on the workers (no path here), was made on `wid`."""
+    producer = task(900 + len(bench.replicas.producers), outputs=[(key, None)])
+    bench.replicas.made(bench.workers[wid], producer, [(key, size, "h-" + key, None)])
+
+
+# ---------------------------------------------------------------- resources and order
+
+
+def test_tasks_start_as_cores_free_up_in_queue_order():
+    b = Bench()
+    b.worker("w1", cores=1)
+    b.submit(task(1), task(2), task(3))
+    assert [tid for _, tid, _ in b.placed()] == [1]
+    b.end("w1", 1)
+    b.end("w1", 2)
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3]
+
+
+def test_a_task_too_big_for_now_does_not_hold_back_smaller_ones():
+    b = Bench()
+    b.worker("w1", cores=2)
+    b.submit(task(1), task(2, cores=2), task(3))
+    assert [tid for _, tid, _ in b.placed()] == [1, 3]  # 2 waits for both cores
+    b.end("w1", 1)
+    b.end("w1", 3)
+    assert [tid for _, tid, _ in b.placed()] == [1, 3, 2]
+
+
+def test_the_j_cap_holds_over_all_workers():
+    b = Bench(max_tasks=2)
+    b.worker("w1", cores=4)
+    b.worker("w2", cores=4)
+    b.submit(*(task(i) for i in range(1, 6)))
+    assert len(b.sent) == 2 and b.scheduler.running_total == 2
+
+
+def test_a_same_host_worker_gets_tasks_ahead_to_start_as_slots_free():
+    b = Bench(worker_queue=2)
+    w = b.worker("w1", cores=1, same_host=True)
+    b.submit(*(task(i) for i in range(1, 5)))
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3]  # one running, two waiting there
+    assert [t.id for t in w.waiting] == [2, 3] and b.scheduler.running_total == 3
+
+
+# ---------------------------------------------------------------- locality, with a clock
+
+
+def test_a_task_waits_for_the_busy_holder_of_its_input_then_runs_elsewhere():
+    b = Bench()
+    b.worker("w1", cores=1)
+    b.worker("w2", cores=1)
+    made_on(b, "w1", "out-mid")
+    b.submit(task(1))  # takes w1's only core
+    reader = task(2, inputs=[("out-mid", None, 1000)])
+    b.submit(reader)
+    assert [tid for _, tid, _ in b.placed()] == [1]  # waits for w1, though w2 is free
+    b.now += LOCALITY_WAIT_S / 2
+    b.scheduler.schedule()
+    assert len(b.sent) == 1
+    b.now += LOCALITY_WAIT_S
+    b.scheduler.schedule()
+    assert b.placed()[1] == ("w2", 2, [("out-mid", ["w1"])])  # copied from its holder
+
+
+def test_a_task_goes_to_the_worker_holding_its_input_when_it_is_free():
+    b = Bench()
+    b.worker("w1", cores=1)
+    b.worker("w2", cores=1)
+    made_on(b, "w2", "out-mid", size=50_000_000)
+    b.submit(task(1, inputs=[("out-mid", None, 50_000_000)]))
+    assert b.placed() == [("w2", 1, [])]  # nothing to fetch
+
+
+# ---------------------------------------------------------------- fetch planning
+
+
+def test_a_peer_is_asked_before_the_manager_and_the_manager_is_the_last_resort(tmp_path):
+    b = Bench()
+    b.worker("w1")
+    w2 = b.worker("w2")
+    source = tmp_path / "in.txt"
+    source.write_text("x")
+    b.replicas.add(b.workers["w1"], "file-in", "h")
+    plan = b.fetches.plan(task(1, inputs=[("file-in", str(source), 1)]), w2)
+    assert [[s[2] for s in sources] for _, _, sources in plan] == [["w1", MANAGER]]
+
+
+def test_a_source_serving_its_limit_makes_the_task_wait():
+    b = Bench(transfer_limit=1)
+    b.worker("w1")
+    w2, w3 = b.worker("w2"), b.worker("w3")
+    made_on(b, "w1", "out-mid")
+    reader = task(1, inputs=[("out-mid", None, 1000)])
+    first = b.fetches.plan(reader, w2)
+    assert first == [["out-mid", "h-out-mid", [["10.0.0.2", 9000, "w1", False]]]]
+    b.replicas.charge(w2, "out-mid", "w1")  # the scheduler charges the transfer it sends
+    assert b.fetches.plan(reader, w3) is None  # w1 serves its one copy: wait
+
+
+def test_a_large_file_is_forwarded_by_a_worker_still_receiving_it():
+    b = Bench()
+    b.worker("w1")
+    w2, w3 = b.worker("w2"), b.worker("w3")
+    made_on(b, "w1", "out-big", size=LARGE_FILE_BYTES)
+    reader = task(1, inputs=[("out-big", None, LARGE_FILE_BYTES)])
+    assert [s[2] for s in b.fetches.plan(reader, w2)[0][2]] == ["w1"]
+    b.replicas.charge(w2, "out-big", "w1")
+    # w1 sends a large file to one worker at a time: w2, still receiving it, is w3's first
+    # source (cut-through), w1 the one to fall back on
+    assert [s[2] for s in b.fetches.plan(reader, w3)[0][2]] == ["w2", "w1"]
+
+
+def test_a_lost_intermediate_is_made_again_before_its_reader_runs():
+    b = Bench()
+    b.worker("w1")
+    w2 = b.worker("w2")
+    made_on(b, "w1", "out-mid")
+    lost = b.recovery.worker_lost(b.workers.pop("w1"), "gone")
+    assert lost == []
+    assert b.fetches.plan(task(1, inputs=[("out-mid", None, 1000)]), w2) is None
+    assert [t.outputs[0].key for t in b.queue] == ["out-mid"]  # its producer, queued again
