@@ -294,3 +294,50 @@ def test_concurrent_writers_and_a_pruner_share_one_store(tmp_path):
     for r in roots:
         assert [(r / f"o{i}.txt").read_text() for i in range(12)] == \
             [f"x\n{i}\n" for i in range(12)]
+
+
+# -- 5: a target under a symbolic link that leads out of the workflow directory ----------------
+
+@pytest.mark.parametrize("local", ["", "LOCAL "], ids=["remote", "local"])
+def test_a_target_under_a_link_leading_outside_is_refused_before_anything_runs(tmp_path, local):
+    root, outside = tmp_path / "wf", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    os.symlink(outside, root / "lnk")
+    (root / "Vinefile").write_text(f"ok.txt:\n\techo ok > ok.txt\n\nlnk/x:\n\t{local}echo x > x\n")
+    proc = vinemake(root)
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        f"Vinefile:4:1: target 'lnk/x' is outside the workflow directory: its real path is "
+        f"{outside}/x (a symbolic link on the way leads out)\n")
+    assert os.listdir(outside) == [] and not (root / "ok.txt").exists()
+
+
+def test_a_link_made_during_the_run_is_refused_for_the_rules_after_it(tmp_path):
+    root, outside = tmp_path / "wf", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "Vinefile").write_text(f"made:\n\tln -s {outside} made\n\n"
+                                   "made/x: made\n\tLOCAL echo x > made/x\n")
+    proc = vinemake(root)
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert os.listdir(outside) == []
+    info = (root / ".vinemake" / "failed" / quoted("made/x") / "INFO").read_text()
+    assert f"reason: target 'made/x' is outside the workflow directory: its real path is " \
+           f"{outside}/x" in info
+
+
+def test_clean_never_removes_a_target_whose_real_path_is_outside(tmp_path):
+    root, outside = tmp_path / "wf", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    (root / "Vinefile").write_text("d/x:\n\tmkdir -p d; echo x > d/x\n")
+    assert vinemake(root).returncode == 0
+    os.rename(root / "d", outside / "d")
+    os.symlink(outside / "d", root / "d")
+    proc = vinemake(root, "--clean")
+    assert (outside / "d" / "x").read_text() == "x\n"
+    assert f"kept d/x: target 'd/x' is outside the workflow directory: its real path is " \
+           f"{outside}/d/x" in proc.stderr

@@ -22,6 +22,7 @@ from typing import TextIO
 from vinemake.common.hashing import hash_tree
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Workflow
+from vinemake.core.confine import Confinement
 from vinemake.core.graph import BuildGraph, norm
 from vinemake.core.journal import FileRecord, Journal, workflow_name
 from vinemake.core.statedir import StateDir
@@ -42,11 +43,13 @@ class Cleaning:
 
 def decide(mode: str, made: Mapping[str, FileRecord], protected: Set[str],
            outputs: Set[str], disk: Mapping[str, tuple[int, int] | None],
-           changed: Mapping[str, str] = {}) -> Cleaning:  # noqa: B006 - read only
+           changed: Mapping[str, str] = {},  # noqa: B006 - read only
+           outside: Mapping[str, str] = {}) -> Cleaning:  # noqa: B006 - read only
     """Pure: the files of `made` that `mode` covers, minus sources and changed files.
 
     `changed`: the made files whose bytes are not what vinemake put there, each with a note
-    (the files inside a directory that look edited)."""
+    (the files inside a directory that look edited); `outside`: those whose real path left
+    the workflow directory, with why."""
     paths, keys, kept = [], [], []
     for path, rec in sorted(made.items()):
         final = path in outputs
@@ -60,6 +63,9 @@ def decide(mode: str, made: Mapping[str, FileRecord], protected: Set[str],
             continue
         stat = disk.get(path)
         if stat is None or rec.collected:
+            continue
+        if path in outside:
+            kept.append((path, outside[path]))
             continue
         if path in changed:
             kept.append((path, f"its content changed since vinemake made it{changed[path]}"))
@@ -79,9 +85,13 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
     protected = set(graph.sources) | {norm(p) for p in workflow.inputs or ()}
     outputs = set(graph.outputs()) | (set(made) - set(graph.producer) - set(graph.consumed))
     disk = {p: _stat(os.path.join(root, p)) for p in made}
-    changed = {p: _changes(os.path.join(root, p), made[p], disk[p]) for p in made}
+    confine = Confinement(root)
+    outside = {p: why for p in made
+               if (why := confine.problem(p, os.path.join(root, p))) is not None}
+    changed = {p: _changes(os.path.join(root, p), made[p], disk[p]) for p in made
+               if p not in outside}
     plan = decide(options.clean, made, protected, outputs, disk,
-                  {p: note for p, note in changed.items() if note is not None})
+                  {p: note for p, note in changed.items() if note is not None}, outside)
     journal.open()
     for path in plan.paths:
         remove_path(os.path.join(root, path))

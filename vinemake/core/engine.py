@@ -34,6 +34,7 @@ from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
 from vinemake.core.collection import Collection
+from vinemake.core.confine import Confinement
 from vinemake.core.events import NO_EVENTS, EventLog
 from vinemake.core.executor import Executor, LocalExecutor
 from vinemake.core.graph import norm, read_line
@@ -178,6 +179,7 @@ class Engine:
         self.uncached = 0
         self.libraries = {r.library: r for r in rules if r.library}
         self._paths: dict[str, str] = {}
+        self.confine = Confinement(root)
 
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
@@ -286,6 +288,10 @@ class Engine:
         task = self.task(rid, attempt)
         if attempt == 1:
             self.journal.started(task.rule_key, rule.name)
+        problem = self._outside(rid)
+        if problem is not None:  # a link made during the run leads a target out: refuse it
+            self._failed(st, rid, TaskResult(rid, "error", reason=problem))
+            return
         st.running.add(rid)
         self.events.emit("submit", rule=rid, attempt=attempt)
         self.reporter.started(rule.name)
@@ -441,6 +447,8 @@ class Engine:
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
         placed = []
+        if self._outside(rid) is not None:
+            return False  # run instead, and refused then
         if self.store is not None:
             self.store.hold(key for _, _, key in rk.outputs)
         for path, _, key in rk.outputs:
@@ -458,6 +466,16 @@ class Engine:
         self.events.emit("restore", rule=rid, outputs=[p for p, *_ in placed])
         self.reporter.restored(rule.name)
         return True
+
+    def _outside(self, rid: int) -> str | None:
+        """Why a target of `rid` would be written outside the workflow directory, if so."""
+        if self.stays_remote(rid):
+            return None
+        for path, _, _ in self.keys.rules[rid].outputs:
+            problem = self.confine.problem(path, self.path(path))
+            if problem is not None:
+                return problem
+        return None
 
     def _store(self, key: str, full: str, lstat: os.stat_result, content: str) -> None:
         """Keep the output in the store; an entry of this key with other bytes (a command

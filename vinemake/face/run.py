@@ -18,12 +18,13 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
-from vinemake.common.errors import InfrastructureError, InputError, VinemakeError
+from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
 from vinemake.common.spec import Resources, Workflow
+from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
 from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
-from vinemake.core.graph import BuildGraph, norm
+from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
@@ -149,9 +150,21 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
             if rk.key in built or path in made:  # else nothing of ours can be there
                 st = files.stat(os.path.join(root, path))
                 disk[path] = (st.st_size, st.st_mtime_ns) if st else None
+    _confined(rules, ids, keys, root)
     edited = settle(journal, disk, root)
     plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited)
+
+
+def _confined(rules, ids, keys: Keys, root: str) -> None:
+    """Refuse, before anything runs, a target under a link that leads out of `root`."""
+    confine = Confinement(root)
+    for rid in ids:
+        for path, _, _ in keys.rules[rid].outputs:
+            problem = confine.problem(path, os.path.join(root, path))
+            if problem is not None:
+                rule = rules[rid]
+                raise VinefileError(rule.location, problem, read_line(rule.location, root))
 
 
 def snapshot_file(root: str) -> str:
