@@ -245,3 +245,43 @@ def test_conflicting_language_flags_are_refused_with_exit_2(tmp_path):
     assert (define.returncode, define.stderr) == (
         2, "vinemake: --jx-define N: expected NAME=EXPRESSION\n")
     assert not (tmp_path / "output.txt").exists()
+
+
+def test_environments_reach_a_rule_without_outputs(tmp_path):
+    # The shape of cctools' makeflow/test/jx/env.jx: a last rule that only checks.
+    (tmp_path / "env.jx").write_text("""{
+        "environment": {"A": "a", "B": "b"},
+        "rules": [
+            {"command": "echo $A > A", "outputs": ["A"]},
+            {"command": "echo $B > B", "outputs": ["B"], "environment": {"B": "x"}},
+            {"inputs": ["A", "B"], "command": "[ \\"$A\\" = $(cat A) ] && [ x = $(cat B) ]"}
+        ]
+    }""")
+    vinemake(tmp_path, "--jx", "env.jx")
+    assert (tmp_path / "B").read_text() == "x\n"
+    (tmp_path / "bad.jx").write_text((tmp_path / "env.jx").read_text().replace('"x"', '"y"'))
+    assert vinemake(tmp_path, "--jx", "bad.jx", check=False).returncode == 1
+
+
+def test_files_in_the_older_path_and_execution_path_form(tmp_path):
+    (tmp_path / "files.jx").write_text("""{"rules": [
+        {"command": "echo A > A", "outputs": ["A"]},
+        {"command": "cat in > out && echo B >> out", "inputs": [{"path": "A",
+         "execution_path": "in"}], "outputs": [{"path": "B", "execution_path": "out"}]}
+    ]}""")
+    vinemake(tmp_path, "files.jx")
+    assert (tmp_path / "B").read_text() == "A\nB\n"
+
+
+def test_ten_nested_workflows_then_clean(tmp_path):
+    # The shape of cctools' TR_makeflow_050_sub_workflow_jx_for.sh.
+    (tmp_path / "nested.jx").write_text("""{"rules": [
+        {"workflow": "nested2.jx", "args": {"nested_var": n}, "outputs": ["output." + n]}
+        for n in range(10)]}""")
+    (tmp_path / "nested2.jx").write_text("""{"rules": [
+        {"command": format("echo %d > output.%d", nested_var, nested_var),
+         "outputs": ["output." + nested_var]}]}""")
+    vinemake(tmp_path, "--jx", "nested.jx")
+    assert (tmp_path / "output.9").read_text() == "9\n"
+    vinemake(tmp_path, "--jx", "nested.jx", "--clean=all")
+    assert not any((tmp_path / f"output.{n}").exists() for n in range(10))

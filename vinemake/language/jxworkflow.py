@@ -59,6 +59,7 @@ _TOP = ("rules", "define", "environment", "categories", "default_category")
 _RULE = ("command", "workflow", "args", "inputs", "outputs", "local_job", "category",
          "resources", "environment", "allocation")
 _CATEGORY = ("resources", "environment", "allocation")
+_FILE = ("dag_name", "task_name", "path", "execution_path")
 _ALLOCATIONS = ("auto", "first", "max", "error")  # accepted; vinemake allocates what is asked
 _RESOURCES = {"cores": "CORES", "memory": "MEMORY", "disk": "DISK", "gpus": "GPUS",
               "wall-time": "WALL_TIME", "wall_time": "WALL_TIME",
@@ -292,13 +293,16 @@ class _Reader:
             if type(entry) is str:
                 path, sandbox = entry, entry
             elif kind(entry) == "object":
-                _known_keys(entry, ("dag_name", "task_name"), "a file")
-                if "dag_name" not in entry:
+                _known_keys(entry, _FILE, "a file")
+                # Older Makeflows wrote "path" and "execution_path".
+                name, remote = ("path", "execution_path") if "path" in entry \
+                    else ("dag_name", "task_name")
+                if name not in entry:
                     raise JxError(_item_at(files, i), "a file given as an object needs "
                                   "\"dag_name\" (its name here) and may have \"task_name\" (its "
                                   "name in the task)")
-                path = _need(entry, "dag_name", "string")
-                sandbox = _need(entry, "task_name", "string", path)
+                path = _need(entry, name, "string")
+                sandbox = _need(entry, remote, "string", path)
             else:
                 raise JxError(_item_at(files, i), f"a file is a string or an object with "
                                                   f"\"dag_name\", got {kind(entry)} "
