@@ -18,7 +18,6 @@ from vinemake.core.engine import (
 )
 from vinemake.core.graph import BuildGraph
 from vinemake.core.reporter import FakeReporter, summary_line
-from vinemake.core.statedir import StateDir
 from vinemake.face.run import prepare, source_sizes
 
 
@@ -114,7 +113,7 @@ def run_once(root, rules, executor=None, options=None, reporter=None):
     prep.journal.open()
     engine = Engine(wf.rules, graph.deps, graph.dependents, prep.keys, prep.plan,
                     executor=executor, journal=prep.journal, store=prep.store,
-                    reporter=reporter, root=root, state_dir=StateDir(root).path,
+                    reporter=reporter, root=root,
                     options=options or EngineOptions())
     executor.engine = engine
     try:

@@ -51,8 +51,9 @@ class LocalWorkers:
     The worker never leaves for being idle (a long LOCAL rule would otherwise starve the
     workflow); if the manager dies it gives up reconnecting after the worker timeout.
 
-    The worker's workdir is taken from the `workdir` entry of ProviderOptions.extra, else
-    `.vinemake/worker`, so `@cache forever` entries survive between runs of the workflow.
+    The worker's workdir is the `workdir` entry of ProviderOptions.extra (the workflow's
+    state directory gives it: `.vinemake/worker`), so `@cache forever` entries survive
+    between runs of the workflow.
     """
 
     def __init__(self) -> None:
@@ -62,7 +63,10 @@ class LocalWorkers:
         self._command: list[str] = []
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
-        workdir = os.path.abspath(dict(options.extra).get("workdir", ".vinemake/worker"))
+        workdir = dict(options.extra).get("workdir")
+        if workdir is None:
+            raise InfrastructureError("the local worker needs a workdir (ProviderOptions.extra)")
+        workdir = os.path.abspath(workdir)
         # Quiet: vinemake started it, and its lines would cross vinemake's status line.
         self._command = worker_command(manager, options, workdir) + ["--no-idle-exit",
                                                                       "--quiet"]

@@ -41,6 +41,7 @@ from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
 from vinemake.core.keys import Keys
 from vinemake.core.plan import RESTORE, RUN, Plan
+from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 
 __all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources",
@@ -153,7 +154,7 @@ class Engine:
     def __init__(self, rules: Sequence[RuleSpec], deps: Sequence[Sequence[int]],
                  dependents: Sequence[Sequence[int]], keys: Keys, plan: Plan, *,
                  executor: Executor, journal: Journal, store: Store | None, reporter,
-                 root: str, state_dir: str, options: EngineOptions = EngineOptions(),
+                 root: str, options: EngineOptions = EngineOptions(),
                  local: LocalExecutor | None = None,
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
                  sizes: Mapping[str, int] | None = None,
@@ -165,8 +166,8 @@ class Engine:
         self.keys, self.plan = keys, plan
         self.executor, self.local = executor, local
         self.journal, self.store, self.reporter = journal, store, reporter
-        self.root, self.state_dir = root, state_dir
-        self._failed_root = os.path.join(state_dir, "failed", "")
+        self.root = root
+        self._failed_root = os.path.join(StateDir(root).failed, "")
         self.options = options
         self.resources_of = resources_of or (lambda r: r.resources)
         self.sizes = dict(sizes or {})

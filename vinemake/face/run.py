@@ -389,7 +389,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     sizes = source_sizes(prep, root)
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
-                    reporter=reporter, root=root, state_dir=StateDir(root).path,
+                    reporter=reporter, root=root,
                     options=engine_options, local=local, resources_of=prep.resources_of,
                     sizes=sizes, events=events)
     old = _install_signals(engine)
@@ -486,10 +486,13 @@ def _start_manager(options, root: str, events: EventLog):
     from vinemake.backends import get_provider
     from vinemake.manager.manager import Manager
 
-    config = replace(options.manager, workdir=StateDir(root).manager)
+    state = StateDir(root)
+    config = replace(options.manager, workdir=state.manager)
+    workers = options.workers
+    if options.batch_type == "local" and "workdir" not in dict(workers.extra):
+        workers = replace(workers, extra=(*workers.extra, ("workdir", state.worker)))
     try:
-        return Manager.start(config, get_provider(options.batch_type), options.workers,
-                             events)
+        return Manager.start(config, get_provider(options.batch_type), workers, events)
     except OSError as e:
         raise InfrastructureError(f"cannot start the manager: {e}") from e
 

@@ -34,7 +34,7 @@ class ManagerConfig:
     transfer_limit: int = 3
     peer_transfers: bool = True
     max_tasks: int | None = None
-    workdir: str = ".vinemake/manager"
+    workdir: str = ".vinemake/manager"  # the face passes its StateDir's; this is for tests
     max_retries: int = 3
     seed: int | None = None  # for --placement random, so comparisons are repeatable
     # Tasks per core a worker on this host may hold beyond what fits, started by the worker
