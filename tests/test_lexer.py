@@ -109,6 +109,13 @@ def test_rule_targets_sources_colon_and_rename():
         (Operator, "->"), (Name.Other, "t")]
 
 
+def test_url_sources_with_and_without_a_rename():
+    assert lex("c: https://h.org:8080/w.txt?v=1->w.txt file:///d/x.csv in\n") == [
+        (Name.Function, "c"), (Punctuation, ":"),
+        (String.Other, "https://h.org:8080/w.txt?v=1"), (Operator, "->"), (Name.Other, "w.txt"),
+        (String.Other, "file:///d/x.csv"), (Name.Other, "in")]
+
+
 def test_rule_header_continued_over_lines():
     assert lex("a \\\n  b : \\\n  c\n") == [
         (Name.Function, "a"), (Punctuation.Continuation, "\\\n"), (Name.Function, "b"),
@@ -195,6 +202,7 @@ SCOPE_TOKENS = {
     "entity.name.function.target": Name.Function,
     "punctuation.separator.rule": Punctuation,
     "variable.parameter.source": Name.Other,
+    "markup.underline.link.url": String.Other,
     "keyword.operator.rename": Operator,
     "keyword.control.prefix": Keyword,
 }

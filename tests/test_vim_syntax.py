@@ -69,6 +69,7 @@ SCOPE_GROUPS = {
     "punctuation.separator.rule": {"vinefileColon"},
     "meta.rule.sources": {"vinefileSources"},
     "variable.parameter.source": {"vinefileSource"},
+    "markup.underline.link.url": {"vinefileUrl"},
     "keyword.operator.rename": {"vinefileRename"},
     "meta.command": {"vinefileCommand"},
     "keyword.control.prefix": {"vinefilePrefix"},

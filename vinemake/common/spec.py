@@ -18,6 +18,20 @@ class Location:
         return f"{self.path}:{self.line}:{self.col}"
 
 
+URL_SCHEMES = ("http://", "https://", "file://")
+
+
+def is_url(path: str) -> bool:
+    """Is this file name a URL source (fetched by the workers that read it)?"""
+    return path.startswith(URL_SCHEMES)
+
+
+def url_basename(url: str) -> str:
+    """The last segment of a URL's path, its query and fragment left out ("" if none)."""
+    rest = url.split("://", 1)[-1].split("?", 1)[0].split("#", 1)[0]
+    return rest.rsplit("/", 1)[-1] if "/" in rest else ""
+
+
 @dataclass(frozen=True)
 class FileRef:
     """A file named in a rule: `path` in the workflow directory, `sandbox` inside the task.

@@ -21,13 +21,15 @@ class TaskFile:
     `key` is its Merkle cache name (`file-…`, `out-…`), `sandbox` its name inside the task's
     sandbox, `path` its absolute path on the manager's host: where an input comes from, or
     where an output must end up. `path` is None for an output that stays on the workers
-    (`@temp`, `--keep-intermediates-remote`). `size` is in bytes when known (inputs).
+    (`@temp`, `--keep-intermediates-remote`) and for a URL source. `size` is in bytes when
+    known (inputs).
     """
 
     key: str
     sandbox: str
     path: str | None = None
     size: int = 0
+    url: str = ""  # a URL source: the workers fetch it from there (or from a peer)
 
 
 @dataclass(frozen=True)

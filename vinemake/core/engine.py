@@ -31,7 +31,7 @@ from vinemake.common.errors import VinefileError
 from vinemake.common.hashing import hash_tree
 from vinemake.common.names import quoted
 from vinemake.common.paths import remove_path
-from vinemake.common.spec import Category, Resources, RuleSpec
+from vinemake.common.spec import Category, Resources, RuleSpec, is_url
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
 from vinemake.core.collection import Collection
 from vinemake.core.confine import Confinement
@@ -328,8 +328,9 @@ class Engine:
 
     def _inputs(self, rule: RuleSpec) -> tuple[TaskFile, ...]:
         files = self.keys.files
-        return tuple(TaskFile(files[norm(f.path)], f.sandbox, self.path(norm(f.path)),
-                              self.sizes.get(norm(f.path), 0)) for f in rule.sources)
+        return tuple(TaskFile(files[f.path], f.sandbox, None, 0, f.path) if is_url(f.path)
+                     else TaskFile(files[norm(f.path)], f.sandbox, self.path(norm(f.path)),
+                                   self.sizes.get(norm(f.path), 0)) for f in rule.sources)
 
     def _library(self, rule: RuleSpec) -> LibrarySpec | None:
         if not rule.call:

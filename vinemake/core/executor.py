@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from vinemake.common.spec import Resources
@@ -23,6 +23,8 @@ class Executor(Protocol):
     withdraw() drops every submitted task that has not started (a rule failed and -k is off:
     make's "stop starting jobs"); each comes back from wait() as status "withdrawn", while
     running ones finish and report as usual.
+    content_hashes() are the content hashes of the files (by key) workers made or fetched,
+    once the executor is closed (the URL memo records those of URL sources).
     """
 
     def submit(self, task: Task) -> None: ...
@@ -39,6 +41,7 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def content_hashes(self) -> Mapping[str, str]: ...
 
 class LocalExecutor(Executor, Protocol):
     """Runs LOCAL rules and MAKEFLOW sub-workflows on this host, in the workflow directory.

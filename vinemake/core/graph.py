@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors
-from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
+from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow, is_url
 from vinemake.common.suggest import did_you_mean
 from vinemake.core.statedir import NAME as STATE_DIR_NAME
 
@@ -42,7 +42,8 @@ _NONE: tuple[int, ...] = ()
 def norm(path: str) -> str:
     """The one spelling of a path used as a key: `./a//b/` → `a/b`."""
     # Only a path with a slash can have another spelling: keeps the common case cheap.
-    return posixpath.normpath(path) if "/" in path else path
+    # A URL source is named as written.
+    return posixpath.normpath(path) if "/" in path and not is_url(path) else path
 
 
 def read_line(location: Location, root: str) -> str | None:
@@ -382,7 +383,7 @@ def _resolve(rules, producer):
         for ref in sources:
             path = ref.path
             rid = get(path)
-            if rid is None and "/" in path:
+            if rid is None and "/" in path and not is_url(path):
                 path = posixpath.normpath(path)
                 if path not in producer:
                     path = _made_ancestor(path, producer) or path
@@ -423,8 +424,8 @@ MISSING_REPORTED = 20
 
 def _check_sources(rules, sources, producer, root, exists, listdir, where) -> None:
     """Every source must exist; each missing one is an error where it is first read."""
-    missing = {p for p in sources if not exists(p if os.path.isabs(p) else
-                                                os.path.join(root, p))}
+    missing = {p for p in sources if not is_url(p) and not exists(
+        p if os.path.isabs(p) else os.path.join(root, p))}
     if not missing:
         return
     total = len(missing)

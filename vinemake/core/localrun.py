@@ -32,10 +32,11 @@ from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
-from vinemake.common.task import Measured, Task, TaskResult, command_env
+from vinemake.common.task import Measured, Task, TaskFile, TaskResult, command_env
 from vinemake.core import subworkflows
 from vinemake.core.shadow import Shadow
 from vinemake.core.statedir import StateDir
+from vinemake.wire.urlfetch import UrlFetchError, fetch_url
 
 __all__ = ["LocalRunner", "subworkflow_argv"]
 
@@ -111,6 +112,8 @@ class LocalRunner:
     def _run(self, task: Task) -> None:
         try:
             result = self._execute(task)
+        except UrlFetchError as e:
+            result = TaskResult(task.id, "error", reason=f"cannot fetch {e}")
         except Exception as e:  # noqa: BLE001 - reported as the task's infrastructure error
             result = TaskResult(task.id, "error", reason=f"{type(e).__name__}: {e}")
         if task.stops_run and result.status not in ("ok", "withdrawn"):
@@ -129,6 +132,9 @@ class LocalRunner:
             self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}"), _outputs(task, self.root))
         try:
             shadow.build()
+            for f in task.inputs:
+                if f.url:
+                    _fetch(f, shadow)
             return self._finish(task, *self._start(task, ["/bin/sh", "-c", task.command],
                                                    shadow.path), shadow)
         finally:
@@ -219,6 +225,17 @@ def _sweep(scratch: str) -> None:
         pid = name.split(".", 1)[0]
         if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
             remove_path(os.path.join(scratch, name))
+
+
+def _fetch(f: TaskFile, shadow: Shadow) -> None:
+    """A URL source of a LOCAL rule, fetched into its shadow under its name: the rule runs
+    here, not on a worker, and the document never reaches the workflow directory."""
+    if "/" in f.sandbox:
+        raise UrlFetchError(f"{f.url}: a LOCAL rule reads a URL under a plain name, not "
+                            f"'{f.sandbox}'")
+    path = shadow.provide(f.sandbox)
+    fetch_url(f.url, path + ".fetching")
+    os.rename(path + ".fetching", path)
 
 
 def _outputs(task: Task, root: str) -> list[str]:

@@ -47,6 +47,15 @@ class Shadow:
                 os.symlink(self._at(self.root, entry), self._at(self.path, entry))
                 self.linked.add(entry)
 
+    def provide(self, name: str) -> str:
+        """Where a file the command reads goes that is not in the workflow directory (a URL
+        source, by its plain name): it hides an entry of that name and never leaves here."""
+        path = self._at(self.path, name)
+        if name in self.linked:
+            os.unlink(path)
+        self.linked.add(name)
+        return path
+
     def made(self, out: str) -> str:
         """Where the command left output `out`."""
         return self._at(self.path, out)

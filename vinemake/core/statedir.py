@@ -5,6 +5,7 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
     .vinemake/
       journal     the append-only record of every state change (journal.py)
       filestate   the memo of source hashes by stat (filestate.py)
+      urls        what the servers of URL sources said, and what was fetched (urls.py)
       uptodate    the no-op fast path's snapshot of the last complete run
       rules       the parsed-rules cache (language/rulecache.py)
       cache/      the store of finished outputs, unless --cache-dir names a shared one
@@ -51,6 +52,10 @@ class StateDir:
     @property
     def filestate(self) -> str:
         return self._sub("filestate")
+
+    @property
+    def urls(self) -> str:
+        return self._sub("urls")
 
     @property
     def uptodate(self) -> str:
@@ -114,4 +119,4 @@ class StateDir:
     def records(self) -> tuple[str, ...]:
         """What `--clean all` removes besides the outputs: everything but the lock."""
         return (self.failed, self.cache, self.manager, self.worker, self.local, self.journal,
-                self.filestate, self.uptodate, self.rules, self.runs)
+                self.filestate, self.urls, self.uptodate, self.rules, self.runs)

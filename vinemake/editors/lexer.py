@@ -16,6 +16,7 @@ Token choices (tests/test_lexer.py pins them):
     `$X` `$(X)` `${X}`  String.Interpol       `\\$` and other escapes  String.Escape
     line continuation   Punctuation.Continuation
     rule targets        Name.Function         rule sources  Name.Other
+    a URL source        String.Other
     `:`                 Punctuation           `->`          Operator
     `.MAKEFLOW` `.SIZE` Keyword.Reserved      their words   Name.Constant (modes Keyword.Constant)
     `@annotation`       Name.Decorator        its keys      Name.Attribute
@@ -49,6 +50,8 @@ _NOTHING = bygroups()
 # A file name in a list: anything but blanks, `:`, quotes, `#`, `\`, the `->` arrow, and a `$`
 # that starts an expansion (a `$` before no name is a literal `$`).
 _FILE = r"(?:[^\s:\"'$#\\-]|-(?!>)|\$(?![A-Za-z_({$]))+"
+# A URL source, up to a blank or its `->` rename (grammar/vinefile.lark's _URLREST).
+_URL = r"\b(?:https?|file)://[^\s#\"'\\]*?(?=->|\s|$)"
 
 
 def _words(words) -> str:
@@ -171,6 +174,7 @@ class VinefileLexer(RegexLexer):
             include("blanks"),
             include("expansion"),
             (r"->", Operator),
+            (_URL, String.Other),
             (_FILE, Name.Other),
         ],
         "makeflow-directive": [

@@ -178,6 +178,8 @@ Subcommands (each has its own --help):
 @click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")
 @click.option("--cache-dir", metavar="DIR", help="Shared cache store to restore outputs from "
               "and save them to.")
+@click.option("--offline", is_flag=True, help="Key URL sources as the last run recorded "
+              "them, without asking their servers.")
 @click.option("-g", "--gc", type=click.Choice(GC_MODES), default="none", show_default=True,
               help="Delete intermediate files no rule needs any more: as soon as they can go "
               "(ref_cnt, all), or while more than -G files exist (on_demand).")
@@ -417,7 +419,7 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
     return RunOptions(
         vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
         batch_type=run["batch_type"], max_local=max_local, keep_going=run["keep_going"],
-        retries=retries, explain=run["explain"], cache_dir=run["cache_dir"],
+        retries=retries, explain=run["explain"], cache_dir=run["cache_dir"], offline=run["offline"],
         gc=Collection(run["gc"], run["gc_count"], gc_size),
         keep_intermediates_remote=run["keep_intermediates_remote"],
         shared_fs=_shared_dirs(run["shared_fs"]), summary_file=run["summary_file"],

@@ -41,6 +41,7 @@ class RunOptions:
     clean: str | None = None  # one of CLEAN_MODES when --clean was given
     # Caching and storage.
     cache_dir: str | None = None
+    offline: bool = False  # key URL sources as recorded, without asking their servers
     gc: Collection = Collection()  # -g, -G, --gc-size
     keep_intermediates_remote: bool = False
     shared_fs: tuple[str, ...] = ()  # --shared-fs: absolute dirs every worker sees

@@ -19,7 +19,7 @@ from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
-from vinemake.common.spec import Resources, Workflow
+from vinemake.common.spec import Resources, Workflow, is_url
 from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
@@ -30,6 +30,7 @@ from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
+from vinemake.core.urls import UrlMemo
 from vinemake.face.listing import dry_run_text
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
@@ -77,6 +78,7 @@ class Prepared:
     plan: Plan
     resources_of: object
     edited: frozenset[str] = frozenset()  # outputs changed by hand since vinemake made them
+    urls: UrlMemo | None = None
 
 
 def remote_rules(workflow: Workflow, graph: BuildGraph) -> frozenset[int]:
@@ -98,11 +100,12 @@ def remote_rules(workflow: Workflow, graph: BuildGraph) -> frozenset[int]:
 
 def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
             cache_dir: str | None = None, remote: frozenset[int] = frozenset(),
-            save: bool = True) -> Prepared:
+            save: bool = True, offline: bool = False) -> Prepared:
     """Hash sources, compute every key, read the journal and decide each rule.
 
     `remote` rules are planned like `@temp` ones: their outputs never reach this host.
     `save=False` (for -n) leaves the hash memo unwritten: a dry run writes nothing.
+    URL sources are checked with their servers (`offline`: keyed as recorded).
     """
     from vinemake.core.engine import effective_resources, stays_remote
 
@@ -111,9 +114,12 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     rules = workflow.rules
     categories = {c.name: c for c in workflow.categories}
     files = FileState(StateDir(root).filestate)
-    source_keys = {p: files.key(os.path.join(root, p)) for p in graph.sources}
+    urls = UrlMemo(StateDir(root).urls)
+    source_keys = {p: urls.key(p, offline) if is_url(p) else files.key(os.path.join(root, p))
+                   for p in graph.sources}
     if save:
         files.save()
+        urls.save()
 
     # Asked for each rule by the keys, and by the engine again; most rules share their
     # category and their own (often empty) resources, so the merge is made once per pair.
@@ -153,7 +159,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     _confined(rules, ids, keys, root)
     edited = settle(journal, disk, root)
     plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
-    return Prepared(graph, files, keys, journal, store, plan, resources_of, edited)
+    return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
 
 
 def _confined(rules, ids, keys: Keys, root: str) -> None:
@@ -242,7 +248,7 @@ def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None =
     out = out or sys.stdout
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
     prep = prepare(workflow, graph, options.root, options.targets, options.cache_dir, remote,
-                   save=False)
+                   save=False, offline=options.offline)
     reasons = prep.plan.reasons
     shown = [rid for rid in prep.plan.order if reasons[rid].action != SKIP or options.explain]
     out.write(dry_run_text(graph, shown,
@@ -366,7 +372,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
 
     root = options.root
     remote = remote_rules(workflow, graph) if options.keep_intermediates_remote else frozenset()
-    prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote)
+    prep = prepare(workflow, graph, root, options.targets, options.cache_dir, remote,
+                   offline=options.offline)
     if options.explain:
         explain(prep, workflow, sys.stderr)
     reporter = Reporting(make_reporter(sys.stderr), notices)
@@ -401,6 +408,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
         executor.close()
         prep.journal.close()
         prep.store.release()  # what it restored may be pruned now
+        _record_fetches(prep, executor)
     prep.files.refresh()  # the sandboxes' hard links moved the sources' ctime
     prep.files.save()
     if outcome.exit_code == 0:
@@ -427,6 +435,15 @@ def _replaced(prep: Prepared) -> list[str]:
     producer, reasons = prep.graph.producer, prep.plan.reasons
     return [p for p in prep.edited
             if p in producer and producer[p] in reasons and reasons[producer[p]].action != SKIP]
+
+
+def _record_fetches(prep: Prepared, executor) -> None:
+    """The content hash of each URL source a worker fetched this run, into the URL memo."""
+    hashes = executor.content_hashes()
+    for path in prep.graph.sources:
+        if is_url(path):
+            prep.urls.fetched(path, hashes.get(prep.keys.files[path], ""))
+    prep.urls.save()
 
 
 def source_sizes(prep: Prepared, root: str) -> dict[str, int]:
@@ -477,6 +494,9 @@ class _NoExecutor:
 
     def largest_worker(self):
         return None
+
+    def content_hashes(self):
+        return {}
 
     def close(self):
         pass

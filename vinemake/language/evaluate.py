@@ -30,9 +30,11 @@ from vinemake.common.spec import (
     Resources,
     RuleSpec,
     Workflow,
+    is_url,
     new_fileref,
     new_location,
     new_rulespec,
+    url_basename,
 )
 from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
@@ -346,6 +348,12 @@ class _Evaluator:
         fields = self._annotations(stmt.annotations) if stmt.annotations else {}
         targets = self._files(stmt.targets)
         sources = self._files(stmt.sources)
+        if stmt.sources is not None and any(is_url(f.path) for f in sources):
+            sources = self._urls(sources, stmt.sources)
+        if targets and any(is_url(t.path) for t in targets):
+            raise self.source.error_at(stmt.targets, _lead(stmt.targets.raw),
+                                       "a URL can only be a source: a rule's targets are "
+                                       "files it makes")
         if targets and fields.get("library"):
             raise self.source.error_at(stmt.targets, 0, "a @library rule has no targets: "
                                                         "it defines a library, it makes no files")
@@ -485,6 +493,30 @@ class _Evaluator:
             ref = refs.get(path)
             if ref is None:
                 ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
+            out.append(ref)
+        return tuple(out)
+
+    def _urls(self, sources: tuple[FileRef, ...], at: Text) -> tuple[FileRef, ...]:
+        """URL sources keep their URL as path; without `->name` the sandbox name is the
+        last segment of the URL's path."""
+        out = []
+        for ref in sources:
+            if not is_url(ref.path):
+                out.append(ref)
+                continue
+            offset = max(at.raw.find(ref.path), 0)
+            if ref.path.startswith("file://") and not ref.path.startswith("file:///"):
+                raise self.source.error_at(at, offset, f"{ref.path}: a file:// URL needs an "
+                                           "absolute path (file:///path/to/file)")
+            if len(ref.path.split("://", 1)[1].split("/", 1)[0]) == 0 and \
+                    not ref.path.startswith("file://"):
+                raise self.source.error_at(at, offset, f"{ref.path}: a URL needs a host")
+            if ref.sandbox == ref.path:
+                name = url_basename(ref.path)
+                if not name:
+                    raise self.source.error_at(at, offset, f"{ref.path}: give the document a "
+                                               f"name inside the task: '{ref.path}->NAME'")
+                ref = FileRef(ref.path, name)
             out.append(ref)
         return tuple(out)
 

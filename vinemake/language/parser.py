@@ -45,7 +45,9 @@ def _text(token: Token) -> Text:
 # The pieces of the HEADER and COMMAND terminals, to take them apart again. These mirror
 # _FILETEXT and _TEXT in the grammar (the fuzz tests check the two agree).
 _QUOTED = r"""'(?:[^'\n]|\\\n)*'|"(?:[^"\\\n]|\\[\s\S])*"|\\[\s\S]"""
-_FILETEXT = rf"""[^\n#"'\\:]*(?:(?:{_QUOTED})[^\n#"'\\:]*)*"""
+_URLREST = r"""(?:(?<=http)|(?<=https)|(?<=file))://[^\s#"'\\]*"""
+_FILEPLAIN = rf"""[^\n#"'\\:]*(?:{_URLREST}[^\n#"'\\:]*)*"""
+_FILETEXT = rf"""{_FILEPLAIN}(?:(?:{_QUOTED}){_FILEPLAIN})*"""
 _HEADER = re.compile(rf"({_FILETEXT}):({_FILETEXT})[ \t]*(?:#[^\n]*)?\n(?:[ \t]*(?:#[^\n]*)?\n)*")
 _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
 # A header and command line with nothing to expand, unquote, join or strip a comment from:

@@ -9,6 +9,10 @@ w2 → …), and every worker has the file about one file-time after the first s
 source splitting its link k ways would slow each of its receivers, and everyone downstream,
 k-fold. A lost intermediate with no source left is made again (`Recovery.recreate`) and the
 task waits for it.
+
+A URL source is fetched from its server by the first worker that needs it; while that copy
+is on its way the others wait, then take it from a peer (the server is the last resort), so
+the server sends it once per cluster. A large one is forwarded as it arrives, as above.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.transfers import MANAGER, choose_sources
 from vinemake.manager.workers import ConnectedWorker
+from vinemake.wire.protocol import URL
 
 __all__ = ["LARGE_FILE_BYTES", "FetchPlanner"]
 
@@ -54,6 +59,12 @@ class FetchPlanner:
                 # already on its way there: the worker waits for that transfer
                 fetches.append([f.key, r.hashes.get(f.key, ""), [self.source(label)]])
                 continue
+            if f.url:
+                sources = self._url_sources(f, w)
+                if sources is None:
+                    return None
+                fetches.append([f.key, r.hashes.get(f.key, ""), sources])
+                continue
             path = None if f.key in r.remote_only else f.path or r.paths.get(f.key)
             holders = r.holders.get(f.key, ())
             big = r.size_of(f.key, f.size, path) >= LARGE_FILE_BYTES
@@ -70,6 +81,20 @@ class FetchPlanner:
             fetches.append([f.key, r.hashes.get(f.key, ""),
                             [self.source(label) for label in order]])
         return fetches
+
+    def _url_sources(self, f, w: ConnectedWorker) -> list | None:
+        """Peers holding (or receiving) the URL source, its server last; None: wait."""
+        r = self.replicas
+        holders = r.holders.get(f.key, ())
+        if not self.peers or not (holders or r.moving[f.key]):
+            return [[f.url, 0, URL, False]]
+        pipelined = r.size_of(f.key, f.size, None) >= LARGE_FILE_BYTES
+        order = choose_sources(holders, r.inflight, 1 if pipelined else self.limit, False,
+                               True, r.moving[f.key],
+                               r.receivers(f.key, w.id, self.workers) if pipelined else ())
+        if not order:
+            return None  # a peer will hold it soon, or every holder is busy
+        return [self.source(label) for label in order] + [[f.url, 0, URL, False]]
 
     def source(self, label: str) -> list:
         if label == MANAGER:

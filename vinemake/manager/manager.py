@@ -65,6 +65,7 @@ from vinemake.wire.fileserver import FileServer
 from vinemake.wire.gate import Gate
 from vinemake.wire.protocol import (
     PUSH_FAILED,
+    URL,
     Cached,
     Done,
     Drop,
@@ -211,6 +212,10 @@ class Manager:
 
     def largest_worker(self) -> Resources | None:
         return self.mailbox.largest()
+
+    def content_hashes(self) -> dict[str, str]:
+        """Content hashes of the files workers made or fetched (read once closed)."""
+        return self.replicas.hashes
 
     def close(self) -> None:
         if not self.mailbox.close():
@@ -430,8 +435,9 @@ class Manager:
             return
         self.transfer_log.record(t.source, w.id, t.key, t.size, t.start, t.end, t.ok)
         if not t.ok:
-            log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
-                        t.reason)
+            if t.source != URL:  # a URL's failure is its rule's, reported with it
+                log.warning("transfer of %s from %s to %s failed: %s", t.key, t.source, w.id,
+                            t.reason)
             return
         self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 

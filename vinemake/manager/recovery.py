@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from vinemake.common.task import Task, TaskResult
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import ConnectedWorker
+from vinemake.wire.protocol import URL
 
 __all__ = ["Recovery"]
 
@@ -74,7 +75,10 @@ class Recovery:
     def unreachable(self, task: Task, unfetched, workers: Mapping[str, ConnectedWorker]) -> bool:
         """An input could not be fetched from any source offered: those copies count as
         gone (a peer's network may be down before its loss shows), and the task is queued
-        again, as for a lost worker. False once it has been retried enough: report it."""
+        again, as for a lost worker. False once it has been retried enough, or when only a
+        URL's own server was tried (its fetch was retried already): report it."""
+        if all(label == URL for _, sources in unfetched for label in sources):
+            return False
         for key, sources in unfetched:
             for label in sources:
                 holder = workers.get(label)

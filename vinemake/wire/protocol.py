@@ -56,7 +56,8 @@ from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile
 # 3: Started (a worker says when each command really began).
 # 4: Heartbeat and Welcome.heartbeat_s/silence_s; Cached (the forever cache) after Hello.
 # 5: Task.stops_run (a worker starts nothing more after such a task failed).
-VERSION = 5
+# 6: a task file may carry a URL (a fifth field) that the worker fetches itself.
+VERSION = 6
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -334,6 +335,9 @@ class Push:
 
 # Transferred.source of a worker's report that it could not Push a file.
 PUSH_FAILED = "push"
+# A fetch source (and Transferred.source) that is a URL source's own server: its host field
+# holds the URL.
+URL = "url"
 
 
 @_message(key=_str)
@@ -470,10 +474,15 @@ def task_from_wire(d: dict) -> Task:
 
 
 def _file_to_wire(f: TaskFile) -> list:
+    if f.url:
+        return [f.key, f.sandbox, f.path, f.size, f.url]
     return [f.key, f.sandbox, f.path, f.size]
 
 
 def _file_from_wire(v: list) -> TaskFile:
+    if len(v) == 5:
+        key, sandbox, path, size, url = v
+        return TaskFile(key=key, sandbox=sandbox, path=path, size=size, url=str(url))
     key, sandbox, path, size = v
     return TaskFile(key=key, sandbox=sandbox, path=path, size=size)
 

@@ -37,7 +37,7 @@ from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskResult, command_env
-from vinemake.wire.protocol import ProtocolError, TaskOutcome
+from vinemake.wire.protocol import URL, ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
 from vinemake.worker.monitor import Monitor
@@ -232,7 +232,8 @@ class Runner:
         try:
             self._check_names(task)
             for f in fetches:
-                self._ensure(f)
+                # A URL document read by a `@cache forever` rule is kept as its outputs are.
+                self._ensure(f, task.cache_forever and f.key.startswith("url-"))
         except FetchFailed as e:
             outcome = self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
                                    measured=Measured(wall_time_s=time.monotonic() - start))
@@ -441,7 +442,7 @@ class Runner:
         else:
             raise SandboxError(f"input {name} ({key}) is not on this worker")
 
-    def _ensure(self, f: Fetch) -> None:
+    def _ensure(self, f: Fetch, forever: bool = False) -> None:
         """Get `f` into the cache unless it is there; one fetch per key at a time."""
         check_key(f.key)
         with self._locks_lock:
@@ -449,7 +450,7 @@ class Runner:
             entry[1] += 1
         try:
             with entry[0]:
-                self._fetch_once(f)
+                self._fetch_once(f, forever)
         finally:
             with self._locks_lock:
                 entry[1] -= 1
@@ -461,7 +462,7 @@ class Runner:
         with self._locks_lock:
             return self._watches.get(task_id)
 
-    def _fetch_once(self, f: Fetch) -> None:
+    def _fetch_once(self, f: Fetch, forever: bool) -> None:
         """Fetch `f` from its first source that works, unless the cache has it already."""
         if self.cache.get(f.key) is not None:
             return
@@ -473,15 +474,17 @@ class Runner:
                 size, digest = self.fetcher(source, f.key, tmp, f.hash)
             except (ProtocolError, OSError, EOFError) as e:
                 remove_path(tmp)
-                errors.append(f"{source.label}: {e}")
+                # A URL's error names the URL already.
+                errors.append(str(e) if source.label == URL else f"{source.label}: {e}")
                 self.on_transfer(f.key, source.label, 0, start, time.time(), False, "",
                                  str(e))
                 continue
-            self.cache.insert(tmp, f.key, size, digest)
+            self.cache.insert(tmp, f.key, size, digest, forever)
             self.on_transfer(f.key, source.label, size, start, time.time(), True, digest, "")
             return
+        what = "" if f.sources and f.sources[-1].label == URL else f"{f.key}: "
         raise FetchFailed(f.key, tuple(source.label for source in f.sources),
-                          f"cannot fetch {f.key}: " + ("; ".join(errors) or "no source"))
+                          f"cannot fetch {what}" + ("; ".join(errors) or "no source"))
 
 
 @dataclass

@@ -32,6 +32,7 @@ from vinemake.common.spec import Resources
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.wire.protocol import (
     PUSH_FAILED,
+    URL,
     Cached,
     Connection,
     Done,
@@ -54,6 +55,7 @@ from vinemake.wire.protocol import (
     resources_to_wire,
     task_from_wire,
 )
+from vinemake.wire.urlfetch import UrlFetchError, fetch_url
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.monitor import Monitor
@@ -545,8 +547,14 @@ class Worker:
         tls = self.ssl_context if source.tls else None
         growing = self.arrivals.start(key)
         try:
-            result = fetch(source.host, source.port, key, dest, self.secret, tls, expected,
-                           growing)
+            if source.label == URL:  # a URL source, from its own server
+                result = fetch_url(source.host, dest, growing, stop=self._stop)
+                if expected and result[1] != expected:
+                    raise UrlFetchError(f"{source.host}: the document changed during the run "
+                                        f"(content hash {result[1]}, not {expected})")
+            else:
+                result = fetch(source.host, source.port, key, dest, self.secret, tls,
+                               expected, growing)
         except BaseException as e:
             self.arrivals.end(growing, False, str(e) or type(e).__name__)
             raise

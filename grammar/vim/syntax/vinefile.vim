@@ -25,11 +25,13 @@ syn cluster vinefileText contains=vinefileComment,vinefileString,vinefileVariabl
 syn match vinefileRename /->/ contained
 syn match vinefileTarget /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
 syn match vinefileSource /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
+" A URL source (`https://host:port/path`), up to a blank or its `->` rename.
+syn match vinefileUrl /\<\%(https\=\|file\):\/\/[^ \t#"'\\]\{-}\ze\%(->\|\s\|$\)/ contained
 syn region vinefileTargets start=/^[^ \t#:]\@=/ end=/\ze:\|\\\@<!$/
       \ contains=@vinefileText,vinefileRename,vinefileTarget
 syn match vinefileColon /:/ nextgroup=vinefileSources
 syn region vinefileSources start=/\ze./ end=/\\\@<!$/ contained
-      \ contains=@vinefileText,vinefileRename,vinefileSource
+      \ contains=@vinefileText,vinefileRename,vinefileSource,vinefileUrl
 
 " ---- command lines ----
 syn keyword vinefilePrefix contained LOCAL MAKEFLOW
@@ -133,6 +135,7 @@ hi def link vinefileAnnotationKey Type
 hi def link vinefileLibraryName Function
 hi def link vinefileTarget Function
 hi def link vinefileSource Normal
+hi def link vinefileUrl Underlined
 hi def link vinefileColon Delimiter
 hi def link vinefileRename Operator
 hi def link vinefilePrefix Statement
