@@ -56,7 +56,7 @@ from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile
 # 3: Started (a worker says when each command really began).
 # 4: Heartbeat and Welcome.heartbeat_s/silence_s; Cached (the forever cache) after Hello.
 # 5: Task.stops_run (a worker starts nothing more after such a task failed).
-# 6: a task file may carry a URL (a fifth field) that the worker fetches itself.
+# 6: a task file carries a URL (its fifth field, "" for none) the worker fetches itself.
 VERSION = 6
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
@@ -188,7 +188,7 @@ def _object(required: dict[str, Check], optional: dict[str, Check] | None = None
 _PORT = _int(0, 65535)
 _COUNT = _int(0)
 _RESOURCES = _object({}, {name: _or_null(_number) for name in Resources.__dataclass_fields__})
-_FILE = _tuple(_str, _str, _or_null(_str), _COUNT)  # key, sandbox name, path, size
+_FILE = _tuple(_str, _str, _or_null(_str), _COUNT, _str)  # key, sandbox, path, size, URL
 _ENV = _list(_tuple(_str, _str))
 _LIBRARY = _object({"name": _str, "key": _str, "command": _str, "inputs": _list(_FILE),
                     "resources": _RESOURCES, "slots": _int(1), "env": _ENV})
@@ -474,17 +474,12 @@ def task_from_wire(d: dict) -> Task:
 
 
 def _file_to_wire(f: TaskFile) -> list:
-    if f.url:
-        return [f.key, f.sandbox, f.path, f.size, f.url]
-    return [f.key, f.sandbox, f.path, f.size]
+    return [f.key, f.sandbox, f.path, f.size, f.url]
 
 
 def _file_from_wire(v: list) -> TaskFile:
-    if len(v) == 5:
-        key, sandbox, path, size, url = v
-        return TaskFile(key=key, sandbox=sandbox, path=path, size=size, url=str(url))
-    key, sandbox, path, size = v
-    return TaskFile(key=key, sandbox=sandbox, path=path, size=size)
+    key, sandbox, path, size, url = v
+    return TaskFile(key=key, sandbox=sandbox, path=path, size=size, url=url)
 
 
 @dataclass(frozen=True)
