@@ -146,6 +146,13 @@ def test_keys_far_from_any_known_key_are_ignored_as_makeflow_ignores_them():
     assert [(r.command, r.targets[0].path) for r in workflow.rules] == [("x", "a")]
 
 
+def test_a_workflow_nested_beyond_reason_is_an_error_not_a_crash():
+    deep = '{"rules": [' + "[" * 5000 + "]" * 5000 + "]}"
+    for plain in (True, False):
+        with pytest.raises(VinefileError, match="nested too deeply"):
+            parse_jx_workflow(deep, "w.json", plain=plain, environ={})
+
+
 def test_plain_json_refuses_expressions():
     with pytest.raises(VinefileError) as e:
         parse_jx_workflow('{"rules": [{"command": "echo " + 1}]}', "w.json", plain=True)

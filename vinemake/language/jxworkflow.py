@@ -88,9 +88,9 @@ def jx_context(args_files: Iterable[str] = (), defines: Iterable[str] = (),
         text = _read_text(path, "--jx-args ")
         value = _evaluate(text, path, names, root)
         if kind(value) != "object":
-            raise VinefileError(Location(path, *where(value, (1, 1))),
-                                f"--jx-args needs an object of names, got {kind(value)} "
-                                f"{brief(value)}", SourceText(path, text).line_text(1))
+            raise SourceText(path, text).error(*where(value, (1, 1)), f"--jx-args needs an "
+                                               f"object of names, got {kind(value)} "
+                                               f"{brief(value)}")
         names.update(value)
     for define in defines:
         name, eq, expression = define.partition("=")
@@ -135,6 +135,8 @@ def parse_jx_workflow(text: str, path: str, plain: bool = False, context: Mappin
         return _Reader(path, os.environ if environ is None else environ).workflow(document)
     except JxError as e:
         raise source.error(*e.at, e.message) from None
+    except RecursionError:
+        raise source.error(1, 1, "the workflow is nested too deeply") from None
 
 
 def _defines(document: Object) -> dict:
@@ -187,7 +189,7 @@ class _Reader:
                                               f"{kind(doc)} {brief(doc)}")
         _known_keys(doc, _TOP, "a workflow")
         if "rules" not in doc:
-            raise JxError(doc.at, "a workflow needs \"rules\" (an array of rules)")
+            raise JxError(where(doc, (1, 1)), "a workflow needs \"rules\" (an array of rules)")
         rules = _need(doc, "rules", "array")
         default = _need(doc, "default_category", "string", "default")
         self.env = self._environment(doc)
@@ -224,7 +226,8 @@ class _Reader:
             raise JxError(_key_at(rule, "workflow"), "a rule has a \"command\" or a "
                                                      "\"workflow\", not both")
         if command is None and workflow is None:
-            raise JxError(rule.at, "a rule needs a \"command\" (or a \"workflow\" to run)")
+            raise JxError(where(rule, (1, 1)), "a rule needs a \"command\" (or a \"workflow\" "
+                                               "to run)")
         sources = self._files(rule, "inputs")
         targets = self._files(rule, "outputs")
         if workflow is not None:
@@ -256,7 +259,8 @@ class _Reader:
         resources, env = self._shared(category, res, tuple(exported))
         command_at = _value_at(rule, "command" if workflow is None else "workflow")
         values = {"id": index, "targets": targets, "sources": sources,
-                  "command": command.strip(), "location": new_location(self.path, *rule.at),
+                  "command": command.strip(),
+                  "location": new_location(self.path, *where(rule, (1, 1))),
                   "command_location": new_location(self.path, *command_at), "env": env,
                   "category": category, "resources": resources}
         if local:
