@@ -43,19 +43,29 @@ PAIRS = {
     "categories and their resources": (
         "MEMORY=100\n"
         f"small.txt:\n{T}echo small > small.txt\n"
-        "CATEGORY=big\nCORES=2\nMEMORY=2000\nDISK=500\nGPUS=1\nWALL_TIME=60\n"
+        "CATEGORY=big\nCORES=2\nMEMORY=2000\nDISK=500\nGPUS=1\nWALL_TIME=60\nMPI_PROCESSES=2\n"
         f"big.1:\n{T}echo 1 > big.1\nbig.2:\n{T}echo 2 > big.2\n",
         """{
             "categories": {
                 "default": {"resources": {"memory": 100}},
                 "big": {"resources": {"cores": 2, "memory": 2000, "disk": 500, "gpus": 1,
-                                      "wall-time": 60}}
+                                      "wall-time": 60, "mpi-processes": 2}}
             },
             "rules": [
                 {"command": "echo small > small.txt", "outputs": ["small.txt"]},
                 {"command": "echo " + i + " > big." + i, "outputs": ["big." + i],
                  "category": "big"} for i in range(1, 3)
             ]
+        }""",
+    ),
+    "a default category named by the workflow": (
+        f"CATEGORY=align\nCORES=4\nMEMORY=1GB\na.bam: input.txt\n{T}cp input.txt a.bam\n"
+        f"b.bam: input.txt\n{T}cp input.txt b.bam\n",
+        """{
+            "default_category": "align",
+            "categories": {"align": {"resources": {"cores": 4, "memory": "1GB"}}},
+            "rules": [{"command": "cp input.txt " + s + ".bam", "inputs": ["input.txt"],
+                       "outputs": [s + ".bam"]} for s in ["a", "b"]]
         }""",
     ),
     "a rule's own resources": (
