@@ -243,11 +243,23 @@ def test_target_with_dotdot(tmp_path):
         "   ^")
 
 
-def test_absolute_source_needs_a_sandbox_name(tmp_path):
-    assert error(tmp_path, "out: /etc/hostname\n\tx\n") == (
-        "Vinefile:1:6: sandbox name '/etc/hostname' is absolute: give the file a plain name "
-        "inside the task, e.g. '/etc/hostname->hostname'\n"
-        "out: /etc/hostname\n"
+def test_absolute_and_dotdot_sources_are_read_as_written(tmp_path):
+    # Issue 14 item 4: refused before ("sandbox name '/etc/hostname' is absolute"); Makeflow
+    # runs them, and so does vinemake (core/outside.py).
+    from vinemake.language.parser import parse_text
+
+    (tmp_path / "wf").mkdir()
+    (tmp_path / "shared.txt").write_text("")
+    wf = parse_text("out: /etc/hostname ../shared.txt\n\tx\n", "Vinefile")
+    graph = BuildGraph.build(wf, str(tmp_path / "wf"))
+    assert graph.sources == {"/etc/hostname", "../shared.txt"}
+
+
+def test_an_absolute_source_renamed_into_the_sandbox_is_still_checked(tmp_path):
+    assert error(tmp_path, "out: /etc/hosts->/hosts\n\tx\n") == (
+        "Vinefile:1:6: sandbox name '/hosts' is absolute: give the file a plain name "
+        "inside the task, e.g. '/etc/hosts->hosts'\n"
+        "out: /etc/hosts->/hosts\n"
         "     ^")
 
 

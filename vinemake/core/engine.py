@@ -40,6 +40,7 @@ from vinemake.core.executor import Executor, LocalExecutor
 from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
 from vinemake.core.keys import Keys
+from vinemake.core.outside import arrange
 from vinemake.core.plan import RESTORE, RUN, Plan
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
@@ -309,11 +310,16 @@ class Engine:
         """The Task for rule `rid`: absolute paths, keys, resources, library."""
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
+        inputs = self._inputs(rule)
+        outputs = tuple(TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
+                        for path, sandbox, key in rk.outputs)
+        command = rule.command
+        if not (rule.local or rule.subworkflow or rule.call) and \
+                any(f.sandbox[:1] == "/" or ".." in f.sandbox for f in inputs):
+            inputs, outputs, command = arrange(inputs, outputs, command, self.root)
         return Task(
-            id=rid, rule_key=rk.key, name=rule.name, command=rule.command,
-            inputs=self._inputs(rule), outputs=tuple(
-                TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
-                for path, sandbox, key in rk.outputs),
+            id=rid, rule_key=rk.key, name=rule.name, command=command,
+            inputs=inputs, outputs=outputs,
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
             failed_dir=self._failed_dir(rule),

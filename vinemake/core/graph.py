@@ -25,12 +25,13 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors
 from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow, is_url
 from vinemake.common.suggest import did_you_mean
+from vinemake.core.outside import unseen_by_workers
 from vinemake.core.statedir import NAME as STATE_DIR_NAME
 
 __all__ = ["BuildGraph", "EXPORT_FORMATS", "norm"]
@@ -189,6 +190,25 @@ class BuildGraph:
                 g.nodes[(kind, name)]["producer"] = self.producer.get(name)
         return g
 
+    def check_workers_see(self, shared: Sequence[str]) -> None:
+        """For workers that may be anywhere (-T workers): each absolute source of a rule that
+        runs on one must be under a `--shared-fs` directory, as Makeflow requires on Work
+        Queue and TaskVine (core/outside.py); a located error for the first that is not."""
+        rules = self.workflow.rules
+        for rid in self.rule_ids:
+            rule = rules[rid]
+            if rule.local or rule.subworkflow:
+                continue
+            unseen = unseen_by_workers([s.path for s in rule.sources if s.sandbox[:1] == "/"],
+                                       shared)
+            if unseen:
+                path = unseen[0]
+                raise _Locator(self.root).error(
+                    rule, f"source '{path}' is read in place, and workers started by hand may "
+                          "not have it: give --shared-fs DIR for a directory every worker "
+                          f"sees, or send it into the task as '{path}->"
+                          f"{posixpath.basename(path) or 'name'}'", path)
+
     def export(self, fmt: str) -> str:
         """The graph as `dot`, `mermaid` or `json` text."""
         writer = {"dot": _dot, "mermaid": _mermaid, "json": _json}.get(fmt)
@@ -283,7 +303,9 @@ def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
         for ref in rule.sources:
             sandbox = ref.sandbox
             if sandbox[:1] == "/" or ".." in sandbox or "\0" in sandbox:
-                _check_ref(rule, ref, False, where)
+                # A source outside the workflow directory, as written: see core/outside.py.
+                if sandbox != ref.path or "\0" in sandbox:
+                    _check_ref(rule, ref, False, where)
             if sandbox != ref.path:
                 renamed = True
         if renamed:  # only `local->remote` names can clash inside one sandbox

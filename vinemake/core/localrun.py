@@ -34,6 +34,7 @@ from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, Task, TaskFile, TaskResult, command_env
 from vinemake.core import subworkflows
+from vinemake.core.outside import climbing_links
 from vinemake.core.shadow import Shadow
 from vinemake.core.statedir import StateDir
 from vinemake.wire.urlfetch import UrlFetchError, fetch_url
@@ -128,10 +129,18 @@ class LocalRunner:
             return TaskResult(task.id, "withdrawn", reason="not started: an earlier rule failed")
         if task.id in self.subworkflows:
             return self._subworkflow(task)
-        shadow = Shadow(self.root, os.path.join(
-            self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}"), _outputs(task, self.root))
+        top = os.path.join(self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}")
+        # `../x` sources are reached from a directory as deep as they climb (core/outside.py).
+        cwd, links = climbing_links(task.inputs, self.root)
+        shadow = Shadow(self.root, os.path.join(top, cwd) if cwd else top,
+                        _outputs(task, self.root))
         try:
             shadow.build()
+            for name, target in links:
+                link = os.path.join(top, name)
+                if not os.path.lexists(link):
+                    os.makedirs(os.path.dirname(link), exist_ok=True)
+                    os.symlink(target, link)
             for f in task.inputs:
                 if f.url:
                     _fetch(f, shadow)
@@ -139,6 +148,8 @@ class LocalRunner:
                                                    shadow.path), shadow)
         finally:
             shadow.remove()
+            if cwd:
+                remove_path(top)
 
     def _subworkflow(self, task: Task) -> TaskResult:
         files = subworkflows.chain(self.workflow_file, os.environ)

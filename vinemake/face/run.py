@@ -270,6 +270,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
     root = options.root
     if options.cache_dir:
         _check_cache_dir(options.cache_dir)
+    if options.batch_type == "workers":
+        graph.check_workers_see(options.shared_fs)
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
     digest = _digest(options)
