@@ -16,14 +16,17 @@ from vinemake.common.errors import InputError
 
 __all__ = ["SUBSYSTEMS", "configure"]
 
-# Makeflow subsystem -> vinemake logger. wq/vine are Work Queue's and TaskVine's manager
-# sides, which vinemake's manager is; batch is how workers are started.
+# Makeflow subsystem -> vinemake's loggers. wq/vine are Work Queue's and TaskVine's manager
+# sides, which vinemake's manager is; batch is how workers are started. Each part's own
+# logger is turned on (not "vinemake" itself, whose level a run sets for its notices).
+_PARTS = ("vinemake.manager", "vinemake.backends", "vinemake.worker", "vinemake.core",
+          "vinemake.face")
 SUBSYSTEMS = {
-    "all": "vinemake",
-    "makeflow": "vinemake",
-    "wq": "vinemake.manager",
-    "vine": "vinemake.manager",
-    "batch": "vinemake.backends",
+    "all": _PARTS,
+    "makeflow": _PARTS,
+    "wq": ("vinemake.manager",),
+    "vine": ("vinemake.manager",),
+    "batch": ("vinemake.backends",),
 }
 
 FORMAT = "%(asctime)s vinemake[%(process)d] %(name)s: %(message)s"
@@ -49,4 +52,5 @@ def configure(subsystems: Iterable[str], file: str | None) -> None:
     root.propagate = False  # not printed twice by Python's last-resort handler
     root.setLevel(logging.WARNING)
     for name in subsystems:
-        logging.getLogger(SUBSYSTEMS[name]).setLevel(logging.DEBUG)
+        for logger in SUBSYSTEMS[name]:
+            logging.getLogger(logger).setLevel(logging.DEBUG)
