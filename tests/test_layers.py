@@ -113,3 +113,15 @@ def test_the_check_catches_an_import_going_up(tmp_path):
     bad.write_text("def f():\n    from vinemake.core.engine import Engine\n")
     assert not all(_allowed("worker", t) for _, t in _imports(bad))
     assert all(_allowed("face", t) for _, t in _imports(bad))
+
+
+def test_only_the_language_parser_modules_import_lark():
+    # DESIGN.md: parser.py (Vinefiles) and jxparse.py (JX) are the only lark users.
+    users = set()
+    for path in [*_modules(), *PACKAGE.glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "lark" or n.startswith("lark.") for n in names):
+                users.add(str(path.relative_to(PACKAGE)))
+    assert users == {"language/parser.py", "language/jxparse.py"}
