@@ -203,6 +203,11 @@ def test_which_files_are_jx():
         jx_input("wf", plain=True, args_files=["a.jx"])
 
 
+def test_a_byte_order_mark_and_windows_line_ends_are_read(tmp_path):
+    (tmp_path / "w.json").write_bytes(b'\xef\xbb\xbf{"rules": [\r\n{"command": "x"}]}\r\n')
+    assert read_jx(str(tmp_path / "w.json")).rules[0].location.line == 2
+
+
 def test_a_workflow_that_is_not_utf8_is_a_located_error(tmp_path):
     (tmp_path / "w.jx").write_bytes(b'{"rules": ["\xff"]}')
     with pytest.raises(VinefileError, match=r"w.jx:1:1: not a text file"):

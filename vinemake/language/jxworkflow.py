@@ -77,7 +77,8 @@ def _read_text(path: str, what: str) -> str:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise VinefileError(Location(path, 1, 1), f"not a text file: {e.reason}") from None
-    return text.replace("\r\n", "\n")
+    # JSON written by some Windows tools starts with a byte-order mark.
+    return text.removeprefix("\ufeff").replace("\r\n", "\n")
 
 
 def jx_context(args_files: Iterable[str] = (), defines: Iterable[str] = (),
