@@ -19,6 +19,7 @@ def test_every_annotation():
         "resources": {"cores": 1.5, "memory_mb": 512, "disk_mb": 2147, "gpus": 2,
                       "wall_time_s": 7200.0}}
     assert read("retries", "0") == {"retries": 0}
+    assert read("retries", "100") == {"retries": 100}  # the bound itself
     assert read("temp") == {"temp": True}
     assert read("cache", "forever") == {"cache_forever": True}
     assert read("library", "ml slots=4") == {"library": "ml", "library_slots": 4}

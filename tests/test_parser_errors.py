@@ -94,6 +94,20 @@ CASES = [
      "@resources wall_time=3w\n           ^"),
     ("bad retries", "@retries x\nout:\n\tx\n",
      "Vinefile:1:10: @retries needs one whole number, like @retries 3\n@retries x\n         ^"),
+    ("retries beyond the bound", "@retries 99999999999999999999999\nout:\n\tx\n",
+     "Vinefile:1:10: @retries 99999999999999999999... is more than 100, the most a rule may "
+     "retry\n@retries 99999999999999999999999\n         ^"),
+    ("retries just beyond the bound", "@retries 0101\nout:\n\tx\n",
+     "Vinefile:1:10: @retries 0101 is more than 100, the most a rule may retry\n"
+     "@retries 0101\n         ^"),
+    ("a command longer than sh -c takes", "out:\n\techo " + "x" * 131_067 + "\n",
+     "Vinefile:2:2: the command is 131072 bytes long; a command may be at most 131071 bytes "
+     "(Linux's limit on the one argument of sh -c): put a long one in a script\n"
+     "\techo " + "x" * 194 + "...\n\t^"),  # a long line is shown cut
+    ("a command made long by a variable", "X = " + "é" * 70_000 + "\nout:\n\techo $(X)\n",
+     "Vinefile:3:2: the command is 140005 bytes long; a command may be at most 131071 bytes "
+     "(Linux's limit on the one argument of sh -c): put a long one in a script\n"
+     "\techo $(X)\n\t^"),
     ("bad cache", "@cache never\nout:\n\tx\n",
      "Vinefile:1:8: @cache takes one word: @cache forever\n@cache never\n       ^"),
     ("bad library slots", "@library ml slots=0\n: m.py\n\tx\n",

@@ -30,6 +30,7 @@ from vinemake.core.statedir import StateDir
 from vinemake.face import debuglog
 from vinemake.face.cachecmd import cache
 from vinemake.face.listing import summary
+from vinemake.language.annotations import MAX_RETRIES
 from vinemake.face.makeflow import (
     BATCH_ALIASES,
     OTHER_BATCH_TYPES,
@@ -172,7 +173,8 @@ Subcommands (each has its own --help):
               help="Run at most N tasks at once on workers (with -T local: as -j).")
 @click.option("-k", "--keep-going", is_flag=True, help="After a rule fails, keep running "
               "the rules that do not need its outputs.")
-@click.option("-r", "--retries", "--retry-count", type=click.IntRange(min=0), metavar="N",
+@click.option("-r", "--retries", "--retry-count", type=click.IntRange(0, MAX_RETRIES),
+              metavar="N",
               help="Retry a failed rule up to N times (a rule's @retries wins).")
 @click.option("-R", "--retry", is_flag=True, help="Retry a failed rule up to 100 times.")
 @click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")

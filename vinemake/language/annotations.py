@@ -77,12 +77,23 @@ def _resources(words: list[tuple[str, int]], fields: dict) -> None:
             raise AnnotationError(offset, f"bad {key} value {value!r}: "
                                   f"expected {good}") from None
 
+# More attempts than anyone waits for: a bigger number is a typo, or a rule that fails for
+# good retried until the run is killed.
+MAX_RETRIES = 100
+
+
 def _retries(words: list[tuple[str, int]], fields: dict) -> None:
     if len(words) != 1 or not words[0][0].isdigit():
         offset = words[0][1] if words else None
         raise AnnotationError(offset, "@retries needs one whole number, like "
                               "@retries 3")
-    fields["retries"] = int(words[0][0])
+    text, offset = words[0]
+    digits = text.lstrip("0") or "0"
+    if len(digits) > 3 or int(digits) > MAX_RETRIES:  # never int() of a thousand digits
+        raise AnnotationError(offset, f"@retries {text[:20]}{'...' if len(text) > 20 else ''}"
+                                      f" is more than {MAX_RETRIES}, the most a rule may "
+                                      "retry")
+    fields["retries"] = int(digits)
 
 def _temp(words: list[tuple[str, int]], fields: dict) -> None:
     if words:

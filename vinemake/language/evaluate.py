@@ -67,6 +67,18 @@ __all__ = ["evaluate", "rule_env"]
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME", "mpi_processes": "MPI_PROCESSES"}
 _NOT_LOCAL = (None, "", "0", "false", "no")
+# A command runs as the one argument of `sh -c`, and Linux refuses any single argument
+# longer than 32 pages (MAX_ARG_STRLEN, 131072 bytes with its terminating NUL).
+MAX_COMMAND_BYTES = 131071
+
+
+def command_too_long(command: str) -> str | None:
+    """Why `command` cannot run, if it is too long to (cheap for the usual short one)."""
+    if len(command) <= MAX_COMMAND_BYTES // 4 or len(command.encode()) <= MAX_COMMAND_BYTES:
+        return None
+    return (f"the command is {len(command.encode())} bytes long; a command may be at most "
+            f"{MAX_COMMAND_BYTES} bytes (Linux's limit on the one argument of sh -c): put a "
+            "long one in a script")
 # `export NAME=value`: the name and the operator; and the first two words of any export line.
 _EXPORT_ASSIGN = re.compile(r"([ \t]*)([A-Za-z_][A-Za-z0-9_]*)[ \t]*\+?=")
 _EXPORT_WORDS = re.compile(r"([ \t]*)([^ \t=]*)[ \t]*()")
@@ -373,6 +385,9 @@ class _Evaluator:
             command = self._prefix(command, stmt.command, fields)
             if fields.get("subworkflow"):
                 sources = _with_workflow_file(sources, command)
+        too_long = command_too_long(command)
+        if too_long:
+            raise self.source.error_at(stmt.command, _lead(stmt.command.raw), too_long)
         exported = (tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
                     if self.exports else ())
         head = stmt.targets or stmt.colon
@@ -395,7 +410,8 @@ class _Evaluator:
         targets_text, sources_text, command, line, col, command_col = stmt
         command = command.strip()
         if (not command or command.startswith(keywords.COMMAND_PREFIXES)
-                or "->" in targets_text or "->" in sources_text):
+                or "->" in targets_text or "->" in sources_text
+                or len(command) > MAX_COMMAND_BYTES // 4):
             self.rule(stmt.rule())
             return
         # File lists of one name, most of them, without a call: ref(), a cached FileRef.

@@ -45,7 +45,7 @@ from vinemake.common.spec import (
 )
 from vinemake.common.suggest import did_you_mean
 from vinemake.language.annotations import RESOURCE_VALUES
-from vinemake.language.evaluate import rule_env
+from vinemake.language.evaluate import command_too_long, rule_env
 from vinemake.language.jx import Evaluator, Lazy, Scope
 from vinemake.language.jxinput import JxInput
 from vinemake.language.jxparse import parse_jx
@@ -239,6 +239,8 @@ class _Reader:
             raise JxError(_value_at(rule, "command"), "empty command")
         elif "\0" in command:
             raise JxError(_value_at(rule, "command"), "a command cannot hold a NUL character")
+        elif command_too_long(command):
+            raise JxError(_value_at(rule, "command"), command_too_long(command))
         elif "args" in rule:
             raise JxError(_key_at(rule, "args"), "\"args\" goes with \"workflow\", not "
                                                  "\"command\"")
