@@ -30,7 +30,6 @@ from vinemake.core.statedir import StateDir
 from vinemake.face import debuglog
 from vinemake.face.cachecmd import cache
 from vinemake.face.listing import summary
-from vinemake.language.annotations import MAX_RETRIES
 from vinemake.face.makeflow import (
     BATCH_ALIASES,
     OTHER_BATCH_TYPES,
@@ -38,6 +37,7 @@ from vinemake.face.makeflow import (
     refusing_options,
 )
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
+from vinemake.language.annotations import MAX_RETRIES
 from vinemake.language.jxinput import jx_input
 from vinemake.language.nesting import check_subworkflows
 from vinemake.language.units import parse_duration_s, parse_size_mb
