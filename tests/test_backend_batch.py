@@ -331,11 +331,22 @@ def test_a_request_no_node_can_satisfy_stops_the_run():
     assert re.fullmatch(r"  command: sbatch --parsable /\S+/workers-1\.sh", second)
 
 
-def test_missing_sbatch_is_retried_with_a_clear_message():
-    provider, _, _, messages = make({"sbatch": CommandResult(127, "", "sbatch: command not found")})
+def test_a_failing_sbatch_is_retried_with_a_clear_message():
+    provider, _, _, messages = make({"sbatch": CommandResult(1, "", "sbatch: error: busy")})
     provider.scale(Demand(waiting=(ONE,)))
-    assert messages == ["sbatch failed (exit 127): sbatch: command not found; "
+    assert messages == ["sbatch failed (exit 1): sbatch: error: busy; "
                         "retrying in 5 s (attempt 2)"]
+
+
+def test_a_missing_sbatch_ends_the_run_at_once():
+    provider, _, _, messages = make({"sbatch": CommandResult(127, "", "sbatch: command not found",
+                                                             missing=True)})
+    with pytest.raises(InfrastructureError) as raised:
+        provider.scale(Demand(waiting=(ONE,)))
+    assert str(raised.value) == (
+        "sbatch: command not found: the batch system's submit command is not installed here "
+        "(or not on PATH), so no worker can ever start; install it, or choose another -T")
+    assert messages == []
 
 
 def test_close_cancels_every_job_once():
@@ -482,3 +493,24 @@ def test_condor_tags_the_worker_name_and_writes_one_option_per_line():
     text = Condor().submit_script(launch)
     assert 'arguments = "h 1 --name condor-$(Cluster).$(Process)@bo-0123456789"\n' in text
     assert text.endswith("JobBatchName = vm-ab12-1\n+A = 1\n+B = 2\nqueue 1\n")
+
+
+@pytest.mark.parametrize("batch", ["condor", "slurm", "pbs", "sge"])
+def test_a_run_whose_submit_command_is_not_installed_ends_with_the_reason(tmp_path, batch):
+    """A real `vinemake -T BATCH` on a PATH without the batch system's programs."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "Vinefile").write_text("out:\n\techo hi > out\n")
+    r = subprocess.run([sys.executable, "-m", "vinemake", "-T", batch], cwd=tmp_path,
+                       env={**os.environ, "PATH": str(tmp_path / "empty")},
+                       capture_output=True, text=True, timeout=120)
+    program = {"condor": "condor_submit", "slurm": "sbatch", "pbs": "qsub", "sge": "qsub"}[batch]
+    assert r.returncode == 1
+    assert r.stderr.splitlines()[-1] == (
+        f"vinemake: {program}: command not found: the batch system's submit command is not "
+        "installed here (or not on PATH), so no worker can ever start; install it, or choose "
+        "another -T")
+    assert not (tmp_path / "out").exists()

@@ -116,6 +116,7 @@ class CommandResult:
     returncode: int
     stdout: str = ""
     stderr: str = ""
+    missing: bool = False  # the program is not installed (not on PATH): no retry brings it
 
 
 # ---------------------------------------------------------------- interfaces
@@ -192,7 +193,9 @@ class SubprocessRunner:
             done = subprocess.run(list(argv), capture_output=True, text=True,
                                   stdin=subprocess.DEVNULL, timeout=self.timeout_s)
         except FileNotFoundError:
-            return CommandResult(127, "", f"{argv[0]}: command not found")
+            return CommandResult(127, "", f"{argv[0]}: command not found", missing=True)
+        except PermissionError:
+            return CommandResult(126, "", f"{argv[0]}: permission denied", missing=True)
         except subprocess.TimeoutExpired:
             return CommandResult(124, "", f"{argv[0]} did not answer within {self.timeout_s:g} s")
         return CommandResult(done.returncode, done.stdout, done.stderr)
@@ -567,6 +570,10 @@ class BatchWorkers:
     def _submit_failed(self, argv: Sequence[str], result: CommandResult) -> None:
         why = _last_line(result.stderr or result.stdout)
         program = os.path.basename(argv[0])
+        if result.missing:
+            raise InfrastructureError(
+                f"{why}: the batch system's submit command is not installed here (or not on "
+                f"PATH), so no worker can ever start; install it, or choose another -T")
         if self.system.permanent_error(result.stderr + result.stdout):
             raise InfrastructureError(
                 f"{program} refused the worker jobs and retrying cannot help: {why}\n"
