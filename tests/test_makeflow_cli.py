@@ -416,3 +416,16 @@ def test_T_wq_waits_for_workers_started_by_hand(tmp_path, name):
                 proc.kill()
                 proc.wait()
     assert (tmp_path / "out").read_text() == "HELLO\n"
+
+
+def test_zero_length_error_fails_a_rule_that_leaves_an_empty_output(tmp_path):
+    (tmp_path / "Vinefile").write_text("e.txt:\n\ttouch e.txt\nf.txt:\n\techo x > f.txt\n")
+    proc = vinemake(tmp_path, "-z", "-k", check=False)
+    assert proc.returncode == 1
+    assert (f"FAILED  e.txt: missing output: output 'e.txt' is empty (-z: an empty output is "
+            f"a failure) (see {tmp_path}/.vinemake/failed/e.txt/INFO)") in proc.stderr
+    assert not (tmp_path / "e.txt").exists()  # set aside, not left at its path
+    assert (tmp_path / ".vinemake" / "failed" / "e.txt" / "e.txt").read_text() == ""
+    assert (tmp_path / "f.txt").read_text() == "x\n"
+    # Without -z an empty output is an output, as in Makeflow.
+    assert vinemake(tmp_path).returncode == 0 and (tmp_path / "e.txt").exists()

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from vinemake.common.amounts import excess
 from vinemake.common.errors import VinefileError
 from vinemake.common.hashing import hash_tree
-from vinemake.common.names import quoted
+from vinemake.common.names import flat, quoted
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec, is_url
 from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
@@ -60,6 +60,7 @@ class EngineOptions:
     shared_store: bool = False  # --cache-dir: collected files stay in it
     remote: frozenset[int] = frozenset()  # rules whose outputs stay on workers besides @temp
     batch_options: bool = False  # workers are batch jobs: tasks carry their BATCH_OPTIONS
+    zero_length_error: bool = False  # -z: an empty output file fails its rule, as Makeflow's
 
 
 @dataclass(frozen=True)
@@ -366,6 +367,8 @@ class Engine:
                 self._end(st, rid, result)
                 self._done(st, rid, result, placed)
                 return
+            if self.options.zero_length_error:
+                self._set_aside(rule)  # what did come back is not this rule's output
             result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
         self._end(st, rid, result)
@@ -394,6 +397,9 @@ class Engine:
             if stat_module.S_ISLNK(lstat.st_mode) and not os.path.exists(self.path(path)):
                 return placed, (f"output '{path}' is a symbolic link to nothing at its path "
                                 f"({os.readlink(self.path(path))})")
+            if self.options.zero_length_error and lstat.st_size == 0 and \
+                    stat_module.S_ISREG(lstat.st_mode):
+                return placed, f"output '{path}' is empty (-z: an empty output is a failure)"
             placed.append((path, key, lstat))
         return placed, None
 
@@ -431,6 +437,16 @@ class Engine:
             self._collect(st, rule)
         if st.remote_refs:
             self._forget_dead(st, rule)
+
+    def _set_aside(self, rule: RuleSpec) -> None:
+        """Move the outputs an "ok" run left at their paths into the rule's failed directory
+        (-z): nothing a failed rule made stays at a target path."""
+        where = self._failed_dir(rule)
+        for path, sandbox, _ in self.keys.rules[rule.id].outputs:
+            full = self.path(path)
+            if os.path.lexists(full):
+                os.makedirs(where, exist_ok=True)
+                os.replace(full, os.path.join(where, flat(sandbox)))
 
     def _failed(self, st: _State, rid: int, result: TaskResult) -> None:
         rule = self.rules[rid]

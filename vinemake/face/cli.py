@@ -177,6 +177,8 @@ Subcommands (each has its own --help):
               metavar="N",
               help="Retry a failed rule up to N times (a rule's @retries wins).")
 @click.option("-R", "--retry", is_flag=True, help="Retry a failed rule up to 100 times.")
+@click.option("-z", "--zero-length-error", is_flag=True, help="An empty output file fails its "
+              "rule.")
 @click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")
 @click.option("--cache-dir", metavar="DIR", help="Shared cache store to restore outputs from "
               "and save them to.")
@@ -425,6 +427,7 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         gc=Collection(run["gc"], run["gc_count"], gc_size),
         keep_intermediates_remote=run["keep_intermediates_remote"],
         shared_fs=_shared_dirs(run["shared_fs"]), summary_file=run["summary_file"],
+        zero_length_error=run["zero_length_error"],
         manager=manager, workers=workers,
         report=os.path.abspath(run["report_file"]) if run["report_file"] else None,
         status_port=run["status_port"], status_host=run["status_host"])

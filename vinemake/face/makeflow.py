@@ -76,8 +76,6 @@ REFUSED: tuple[Refusal, ...] = (
     Refusal(("--tickets",), "vinemake has no Chirp tickets"),
     Refusal(("-O", "--show-output"), "deprecated in Makeflow, and without a meaning here",
             "none"),
-    Refusal(("-z", "--zero-length-error"),
-            "vinemake does not judge an output by its size; test it in the command", "none"),
     Refusal(("--argv",), "write the options on the command line"),
     Refusal(("--debug-rotate-max",), "the -o debug file is not rotated"),
     Refusal(("--verbose",), "vinemake shows its progress on stderr already", "none"),

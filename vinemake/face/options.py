@@ -46,6 +46,7 @@ class RunOptions:
     keep_intermediates_remote: bool = False
     shared_fs: tuple[str, ...] = ()  # --shared-fs: absolute dirs every worker sees
     summary_file: str | None = None  # -f
+    zero_length_error: bool = False  # -z
     # The manager (where workers connect, who may join, how work is placed) and the workers.
     manager: ManagerConfig = field(default_factory=ManagerConfig)
     workers: ProviderOptions = field(default_factory=ProviderOptions)

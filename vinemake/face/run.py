@@ -383,7 +383,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc, protected,
                                    options.cache_dir is not None, remote,
-                                   batch_options=options.batch_type in BATCH_SYSTEMS)
+                                   batch_options=options.batch_type in BATCH_SYSTEMS,
+                                   zero_length_error=options.zero_length_error)
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
