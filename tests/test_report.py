@@ -34,19 +34,19 @@ def vinemake(root, *args, timeout=120):
 def page_data(path) -> dict:
     """The view a report page carries (the JSON the template's DATA holds)."""
     html = path.read_text(encoding="utf-8")
-    data = re.search(r"let DATA = (.*);\n", html).group(1)
-    return json.loads(data)
+    data = re.search(r'<script type="application/json" id="data">(.*?)</script>', html)
+    return json.loads(data.group(1))
 
 
 def test_render_fills_the_marks_and_no_text_can_end_the_script():
-    template = "<head><!--PLOTLY--></head><script>const LIVE = /*LIVE*/false; " \
-               "let DATA = /*DATA*/null;</script>"
+    template = "<head><!--PLOTLY--></head><script>const LIVE = /*LIVE*/false;</script>" \
+               '<script type="application/json">/*DATA*/null</script>'
     view = {"label": "</script><script>alert(1)</script> <!--PLOTLY-->"}
     html = render(view, "var s = '</script>';", template)
     assert html == (
-        "<head><script>var s = '<\\/script>';</script></head><script>const LIVE = false; "
-        'let DATA = {"label":"\\u003c/script>\\u003cscript>alert(1)\\u003c/script> '
-        '\\u003c!--PLOTLY-->"};</script>')
+        "<head><script>var s = '<\\/script>';</script></head><script>const LIVE = false;"
+        '</script><script type="application/json">{"label":"\\u003c/script>\\u003cscript>'
+        'alert(1)\\u003c/script> \\u003c!--PLOTLY-->"}</script>')
     assert "const LIVE = true;" in render(None, "", template, live=True)
 
 
