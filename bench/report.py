@@ -65,7 +65,8 @@ def main() -> None:
     print(f"vinemake report: {vinemake(root, 'report', '-o', page):.2f} s, "
           f"{os.path.getsize(page) / 1e6:.2f} MB")
     for i in range(args.opens):
-        with tempfile.TemporaryDirectory() as profile, Browser(profile) as browser:
+        with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile, \
+                Browser(profile) as browser:
             print(f"open {i + 1}, first visit:  {open_page(browser, page)}")
             print(f"open {i + 1}, second visit: {open_page(browser, page)}")
     print(f"load average {os.getloadavg()[0]:.1f}")

@@ -102,12 +102,14 @@ def test_rules_are_columns_with_declared_and_measured_resources():
     assert rules["input_keys"] == [None, None, None, None]
 
 
-def test_per_file_keys_recorded_with_the_plan_are_kept_in_file_order():
+def test_per_file_keys_recorded_with_the_plan_are_kept_in_file_order_once():
     events = [START, plan(0, "x", inputs=["s1", "s2"], outputs=["x", "y"],
-                          files={"s2": "K2", "s1": "K1", "x": "KX", "y": "KY"})]
+                          files={"s2": "K2", "s1": "K1", "x": "KX", "y": "KY"}),
+              plan(1, "z", inputs=["x", "s1"], outputs=["z"],
+                   files={"x": "KX", "s1": "K1", "z": "KZ"})]
     rules = run_view(events)["rules"]
-    assert rules["input_keys"] == [["K1", "K2"]]
-    assert rules["output_keys"] == [["KX", "KY"]]
+    assert rules["input_keys"] == [["K1", "K2"], [None, "K1"]]  # x: in its producer's row
+    assert rules["output_keys"] == [["KX", "KY"], ["KZ"]]
 
 
 def test_a_rule_with_many_inputs_is_summarized():
@@ -198,3 +200,13 @@ def test_transfers_by_source_and_per_worker():
     t = run_view(finished_run())["transfers"]
     assert t == {"count": 2, "by_source": {"manager": 300, "cache": 200},
                  "per_worker": {"w1": {"manager": 300, "cache": 200}}}
+
+
+def test_a_bar_ends_when_its_command_did_not_when_the_manager_heard_of_it():
+    events = [START, plan(0, "a"), plan(1, "b"),
+              *task(0, "w1", 1.0, 5.0, wall_s=0.5),  # reported 3.5 s after it ended
+              *task(1, "w1", 2.0, 5.0, wall_s=0.25)]
+    view = run_view(events)
+    assert view["lanes"] == ["w1 #1"]  # one after the other: one slot
+    assert view["bars"]["end"] == [1.5, 2.25]
+    assert view["workers"][0]["busy_s"] == 0.75

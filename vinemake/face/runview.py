@@ -242,7 +242,7 @@ def _timeline(acc: _Accumulated, t0: float, end_t, row: Mapping) -> tuple[dict, 
     """
     by_worker: dict[str, list] = defaultdict(list)
     for start, end in acc.tasks:
-        _add(by_worker, start.get("worker"), start.get("t"), end.get("t"),
+        _add(by_worker, start.get("worker"), start.get("t"), _ended(start, end),
              _TASK_KIND.get(_plan_kind(acc, start.get("rule")), "command"),
              row.get(start.get("rule")), end.get("status"), "")
     for rid, start in acc.started.items():
@@ -276,6 +276,16 @@ def _timeline(acc: _Accumulated, t0: float, end_t, row: Mapping) -> tuple[dict, 
                                    strict=True):
                 columns[name].append(value)
     return columns, lanes
+
+
+def _ended(start: Mapping, end: Mapping):
+    """When a task's command ended: its start plus the wall time the worker measured, when
+    known (the `end` event is when the manager heard of it, which can be later: a worker
+    reports finished commands in batches)."""
+    t, wall = end.get("t"), end.get("wall_s")
+    if isinstance(wall, (int, float)) and isinstance(start.get("t"), (int, float)):
+        return min(t, start["t"] + wall) if isinstance(t, (int, float)) else start["t"] + wall
+    return t
 
 
 def _plan_kind(acc: _Accumulated, rid) -> str:
@@ -328,6 +338,7 @@ def _rules(acc: _Accumulated) -> dict:
     """Every planned rule, in columns (a 10,000-rule page stays small): what it is, what it
     declared, and what its last run measured (None where it did not run)."""
     cols: dict = {name: [] for name in _RULE_COLUMNS}
+    made = {out for plan in acc.plans.values() for out in plan.get("outputs") or ()}
     declared: dict = {name: [] for name in DECLARED}
     measured: dict = {name: [] for name, _, _ in _MEASURED}
     for rid, plan in acc.plans.items():
@@ -338,7 +349,7 @@ def _rules(acc: _Accumulated) -> dict:
                 ("action", plan.get("action")), ("reason", plan.get("reason")),
                 ("key", plan.get("key")), ("inputs", _capped(plan.get("inputs"))),
                 ("outputs", list(plan.get("outputs") or ())),
-                ("input_keys", _keys_of(plan, "inputs")),
+                ("input_keys", _keys_of(plan, "inputs", made)),
                 ("output_keys", _keys_of(plan, "outputs")),
                 ("status", end.get("status")), ("worker", end.get("worker")),
                 ("attempt", end.get("attempt")), ("command", _short(plan.get("command"))),
@@ -353,12 +364,13 @@ def _rules(acc: _Accumulated) -> dict:
     return cols
 
 
-def _keys_of(plan: Mapping, paths: str) -> list | None:
-    """The keys of a rule's inputs or outputs (its plan's `files`, by path), in file order."""
+def _keys_of(plan: Mapping, paths: str, made=frozenset()) -> list | None:
+    """The keys of a rule's inputs or outputs (its plan's `files`, by path), in file order;
+    None for a file in `made`: its producer's row has its key (the page looks it up there)."""
     keys = plan.get("files")
     if not isinstance(keys, Mapping):
         return None
-    return [keys.get(p) for p in _capped(plan.get(paths))]
+    return [None if p in made else keys.get(p) for p in _capped(plan.get(paths))]
 
 
 def _short(text, most: int = 300):
@@ -427,7 +439,7 @@ def _workers(acc: _Accumulated, t0: float) -> list[dict]:
     for start, end in acc.tasks:
         worker = str(start.get("worker"))
         tasks[worker] += 1
-        busy[worker] += max(0.0, _num(end.get("t")) - _num(start.get("t")))
+        busy[worker] += max(0.0, _num(_ended(start, end)) - _num(start.get("t")))
     running = defaultdict(int)
     for start in acc.started.values():
         running[str(start.get("worker"))] += 1
