@@ -429,3 +429,36 @@ def test_zero_length_error_fails_a_rule_that_leaves_an_empty_output(tmp_path):
     assert (tmp_path / "f.txt").read_text() == "x\n"
     # Without -z an empty output is an output, as in Makeflow.
     assert vinemake(tmp_path).returncode == 0 and (tmp_path / "e.txt").exists()
+
+
+def test_argv_file_holds_the_options_and_the_workflow(tmp_path):
+    (tmp_path / "flow.mf").write_text("e.txt:\n\ttouch e.txt\nf.txt:\n\techo x > f.txt\n")
+    (tmp_path / "args.json").write_text(
+        '{"MAKEFLOW": "flow.mf", "zero-length-error": null, "keep-going": null, '
+        '"summary-log": "sum.txt", "shared-fs": ["/data", "/opt"]}')
+    proc = vinemake(tmp_path, "--argv", "args.json", check=False)
+    assert proc.returncode == 1  # -z failed e.txt; -k still made f.txt
+    assert (tmp_path / "f.txt").read_text() == "x\n" and not (tmp_path / "e.txt").exists()
+    assert "Failed tasks:\t\t 1/2" in (tmp_path / "sum.txt").read_text()
+
+
+def test_argv_values_become_option_values(seen, tmp_path):
+    (tmp_path / "a.json").write_text('{"max-remote": 3, "batch-type": "wq", "retry": null}')
+    o = options_of(seen, "--argv=a.json")
+    assert (o.batch_type, o.manager.max_tasks, o.retries) == ("workers", 3, 100)
+
+
+@pytest.mark.parametrize("text,message", [
+    (None, "--argv missing.json: No such file or directory"),
+    ("[1]", "--argv missing.json: must hold a JSON object of options"),
+    ('{"gc": {"a": 1}}', "--argv missing.json: the value of 'gc' must be a string, a number, "
+                         "a boolean, null or a list of them"),
+    ('{"keep-going": true}', "Option '--keep-going' does not take a value."),
+])
+def test_a_bad_argv_file_is_exit_2(tmp_path, monkeypatch, text, message):
+    monkeypatch.chdir(tmp_path)
+    if text is not None:
+        (tmp_path / "missing.json").write_text(text)
+    result = invoke("--argv", "missing.json")
+    assert result.exit_code == 2
+    assert result.output.endswith(f"Error: {message}\n")

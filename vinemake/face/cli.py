@@ -238,6 +238,8 @@ Subcommands (each has its own --help):
               help="Disk the local worker offers (MB, or 20GB, ...).")
 @click.option("--gpus", type=click.IntRange(min=0), metavar="N",
               help="GPUs the local worker offers.")
+@click.option("--argv", metavar="FILE", expose_value=False, help="Take options from the JSON "
+              "object in FILE (Makeflow's --argv: long names, null for a flag).")
 # Makeflow's own: accepted, because what they ask for is what vinemake always does.
 @click.option("--sandbox", is_flag=True, hidden=True, expose_value=False)
 @click.option("-A", "--disable-afs-check", is_flag=True, hidden=True, expose_value=False)

@@ -9,12 +9,13 @@ docs/makeflow.md is the table of both, for users.
 
 from __future__ import annotations
 
+import json
 from typing import NamedTuple
 
 import click
 
 __all__ = ["BATCH_ALIASES", "OTHER_BATCH_TYPES", "REFUSED", "Refusal", "refusing_options",
-           "makeflow_args"]
+           "makeflow_args", "argv_file"]
 
 # -T names Makeflow uses for a provider vinemake has under another name.
 BATCH_ALIASES = {"wq": "workers", "vine": "workers", "torque": "pbs"}
@@ -76,7 +77,6 @@ REFUSED: tuple[Refusal, ...] = (
     Refusal(("--tickets",), "vinemake has no Chirp tickets"),
     Refusal(("-O", "--show-output"), "deprecated in Makeflow, and without a meaning here",
             "none"),
-    Refusal(("--argv",), "write the options on the command line"),
     Refusal(("--debug-rotate-max",), "the -o debug file is not rotated"),
     Refusal(("--verbose",), "vinemake shows its progress on stderr already", "none"),
     Refusal(("--log-verbose",), "the journal's format is vinemake's own", "none"),
@@ -184,6 +184,54 @@ _CLEAN_ATTACHED = {f"-c{mode}": f"--clean={mode}"
 
 
 def makeflow_args(args: list[str]) -> list[str]:
-    """The command line with Makeflow's `-cMODE` (getopt's attached optional value) spelled
-    `--clean=MODE`; a bare `-c` is a flag of its own, so `-c Makeflow` cleans Makeflow."""
-    return [_CLEAN_ATTACHED.get(a, a) for a in args]
+    """The command line with Makeflow's own spellings made plain: `-cMODE` (getopt's attached
+    optional value) is `--clean=MODE` (a bare `-c` is a flag of its own, so `-c Makeflow`
+    cleans Makeflow), and `--argv FILE` is the options FILE holds, in its place."""
+    out: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            return out + args[i:]
+        if a == "--argv" or a.startswith("--argv="):
+            if a == "--argv":
+                if i + 1 == len(args):
+                    raise click.UsageError("Option '--argv' requires an argument.")
+                i += 1
+                a = "--argv=" + args[i]
+            out += argv_file(a[len("--argv="):])
+        else:
+            out.append(_CLEAN_ATTACHED.get(a, a))
+        i += 1
+    return out
+
+
+def argv_file(path: str) -> list[str]:
+    """Makeflow's `--argv FILE`: a JSON object of long option names and their values (null
+    for a flag, a list for an option given several times); its "MAKEFLOW" names the workflow."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            options = json.load(f)
+    except OSError as e:
+        raise click.UsageError(f"--argv {path}: {e.strerror}") from None
+    except ValueError as e:
+        raise click.UsageError(f"--argv {path}: not JSON: {e}") from None
+    if not isinstance(options, dict):
+        raise click.UsageError(f"--argv {path}: must hold a JSON object of options")
+    args: list[str] = []
+    workflow = options.pop("MAKEFLOW", None)
+    for name, value in options.items():
+        for one in value if isinstance(value, list) else [value]:
+            if one is None:
+                args.append(f"--{name}")
+            elif isinstance(one, (bool, int, float, str)):
+                text = ("true" if one else "false") if isinstance(one, bool) else str(one)
+                args.append(f"--{name}={text}")
+            else:
+                raise click.UsageError(f"--argv {path}: the value of {name!r} must be a "
+                                       "string, a number, a boolean, null or a list of them")
+    if workflow is not None:
+        if not isinstance(workflow, str):
+            raise click.UsageError(f"--argv {path}: MAKEFLOW must be a file name")
+        args.append(workflow)
+    return args
