@@ -341,3 +341,32 @@ def test_clean_never_removes_a_target_whose_real_path_is_outside(tmp_path):
     assert (outside / "d" / "x").read_text() == "x\n"
     assert f"kept d/x: target 'd/x' is outside the workflow directory: its real path is " \
            f"{outside}/d/x" in proc.stderr
+
+
+# -- 7: the state directory deleted during a run -------------------------------------------------
+
+def test_deleting_the_state_directory_mid_run_ends_the_run_clearly(tmp_path):
+    """(That the lock survives the deletion is tests/test_lock.py's: this run stops within
+    half a second of it, so a second run here would race its end.)"""
+    root, go, marks = tmp_path / "wf", tmp_path / "go", tmp_path / "marks"
+    root.mkdir()
+    (root / "Vinefile").write_text(
+        f"remote.txt:\n\techo r > remote.txt; echo r >> {marks}; "
+        f"while [ ! -e {go} ]; do sleep 0.02; done\n\n"
+        f"local.txt:\n\tLOCAL echo l > local.txt; echo l >> {marks}; "
+        f"while [ ! -e {go} ]; do sleep 0.02; done\n")
+    first = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(lines(marks)) == 2, "both commands to start")
+    subprocess.run(["rm", "-rf", str(root / ".vinemake")], check=True)
+    out, err = first.communicate(timeout=60)
+    assert first.returncode == 1
+    assert err.endswith(f"vinemake: the state directory {root}/.vinemake was deleted during "
+                        f"the run, and with it the record of what was built: stopped (run "
+                        f"vinemake again; it remakes what it can no longer vouch for)\n")
+    assert "Traceback" not in out + err
+    go.touch()
+    third = vinemake(root)
+    no_traceback(third)
+    assert third.returncode == 0, third.stderr
+    assert (root / "remote.txt").read_text() == "r\n" and (root / "local.txt").read_text() == "l\n"

@@ -1,6 +1,7 @@
 """One vinemake per workflow directory: the flock, its message, sub-workflows, kill -9."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def test_a_sub_workflow_runs_under_its_parent_s_lock(tmp_path):
     state = str(tmp_path / ".vinemake")
     env: dict[str, str] = {}
     with workflow_lock(state, env):
-        assert env[HELD_ENV] == str(tmp_path / ".vinemake" / "lock")
+        assert env[HELD_ENV] == str(tmp_path)
         child_env = dict(env)  # what a MAKEFLOW rule's vinemake inherits
         with workflow_lock(state, child_env):
             pass
@@ -80,3 +81,16 @@ def test_a_second_run_and_a_clean_during_a_run_are_refused_and_the_run_completes
         if first.poll() is None:
             first.kill()
     assert (tmp_path / "slow.txt").read_text() == "done\n"
+
+
+def test_deleting_the_state_directory_leaves_the_lock_held(tmp_path):
+    state = tmp_path / ".vinemake"
+    with workflow_lock(str(state), {}):
+        shutil.rmtree(state)
+        with pytest.raises(Busy) as err:
+            with workflow_lock(str(state), {}):
+                pass
+        assert str(err.value).startswith(f"another vinemake (pid {os.getpid()}) is running in "
+                                         f"{tmp_path}; ")
+    with workflow_lock(str(state), {}):
+        pass

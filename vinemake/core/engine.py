@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 
 from vinemake.common.amounts import excess
-from vinemake.common.errors import VinefileError
+from vinemake.common.errors import InfrastructureError, VinefileError
 from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat, quoted
 from vinemake.common.paths import remove_path
@@ -48,6 +48,7 @@ from vinemake.core.store import Store
 __all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources",
            "failed_dir_name", "stays_remote"]
 
+STATE_LOOK_S = 0.5  # how often the loop checks that its state directory is still there
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
 
 
@@ -226,10 +227,15 @@ class Engine:
             st.refs = self._reference_counts(to_run)
         st.remote_refs = self._remote_reference_counts(to_run)
         checked = self._check_sizes(to_run)
+        state = _identity(self.state_dir)
+        next_look = start
         while (st.ready and not st.blocked) or st.running:
             if self.stop_code:
                 self._cancel()
                 break
+            if self.clock() >= next_look:
+                next_look = self.clock() + STATE_LOOK_S
+                self._state_kept(state)
             if not checked:
                 checked = self._check_sizes(to_run)
             while st.ready and not st.blocked:
@@ -239,6 +245,7 @@ class Engine:
             self.journal.tick()
             self.events.tick()
             self.reporter.tick()
+        self._state_kept(state)
         if st.collectible and not (st.failed or self.stop_code):
             self._delete(st, len(st.collectible))  # as Makeflow's last collection
         self.journal.sync()
@@ -250,6 +257,18 @@ class Engine:
                           st.withdrawn)
         self.reporter.summary(outcome)
         return outcome
+
+    def _state_kept(self, identity: tuple[int, int] | None) -> None:
+        """Stop the run if its state directory was deleted (or replaced) under it: the
+        journal it appends to is gone, so nothing it does now would be remembered."""
+        if identity is None or _identity(self.state_dir) == identity:
+            return
+        self._cancel()
+        self.journal.sync()
+        raise InfrastructureError(
+            f"the state directory {self.state_dir} was deleted during the run, and with it "
+            f"the record of what was built: stopped (run vinemake again; it remakes what it "
+            f"can no longer vouch for)")
 
     def _wait(self, st: _State) -> list[TaskResult]:
         if self.local is None or not st.local_running:
@@ -685,6 +704,14 @@ STDERR_LINES = 20  # of a failed rule's stderr, in its end event and on the term
 
 def _last_lines(text: str, n: int) -> str:
     return "\n".join(text.rstrip("\n").splitlines()[-n:])
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _describe(result: TaskResult) -> str:

@@ -1,10 +1,15 @@
-"""One run or clean at a time per workflow directory: an flock on `.vinemake/lock`.
+"""One run or clean at a time per workflow directory: an flock on the directory itself.
 
 Two vinemakes in one directory would interleave their journal lines, each compact the
 journal under the other, and race to place the same outputs. The lock is flock(2), so the
 kernel drops it when its holder dies however it dies (kill -9 included): there is never a
-stale lock to remove by hand. A `MAKEFLOW` sub-workflow runs as a child vinemake in the same
-directory; it finds the lock's path in its environment and runs under its parent's lock.
+stale lock to remove by hand. It is taken on the workflow directory itself, not on a file in
+`.vinemake/`: deleting the state directory during a run (`rm -rf .vinemake`) would take such a
+file with it, and a second vinemake would start beside the first. The directory cannot go
+while the run is in it. The holder's pid is found in /proc/locks (the kernel's own list), and
+is also written to `.vinemake/lock` for systems without it. A `MAKEFLOW` sub-workflow runs
+as a child vinemake in the same directory; it finds the lock in its environment and runs
+under its parent's lock.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from vinemake.common.errors import VinemakeError
 
 __all__ = ["workflow_lock", "Busy", "HELD_ENV"]
 
-HELD_ENV = "VINEMAKE_HELD_LOCK"  # the lock a parent vinemake holds for its sub-workflows
+HELD_ENV = "VINEMAKE_HELD_LOCK"  # the directory a parent vinemake holds for its sub-workflows
 
 
 class Busy(VinemakeError):
@@ -28,22 +33,23 @@ class Busy(VinemakeError):
 @contextlib.contextmanager
 def workflow_lock(state_dir: str, environ: MutableMapping[str, str] = os.environ
                   ) -> Iterator[None]:
-    """Hold the directory's lock for the block; Busy at once if another vinemake holds it."""
-    path = os.path.abspath(os.path.join(state_dir, "lock"))
-    if environ.get(HELD_ENV) == path:
+    """Hold the directory's lock for the block; Busy at once if another vinemake holds it.
+
+    `state_dir` is the workflow's `.vinemake`; the lock is on the directory holding it."""
+    state_dir = os.path.abspath(state_dir)
+    root = os.path.dirname(state_dir)
+    if environ.get(HELD_ENV) == root:
         yield  # a sub-workflow of the run holding it
         return
-    os.makedirs(state_dir, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     before = environ.get(HELD_ENV)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise Busy(_busy_message(fd, os.path.dirname(os.path.dirname(path)))) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        environ[HELD_ENV] = path
+            raise Busy(_busy_message(fd, root, state_dir)) from None
+        _note_pid(state_dir)
+        environ[HELD_ENV] = root
         yield
     finally:
         if before is None:
@@ -53,8 +59,34 @@ def workflow_lock(state_dir: str, environ: MutableMapping[str, str] = os.environ
         os.close(fd)  # closing the last descriptor releases the flock
 
 
-def _busy_message(fd: int, root: str) -> str:
-    pid = os.pread(fd, 32, 0).decode(errors="replace").strip()
+def _note_pid(state_dir: str) -> None:
+    """Where systems without /proc/locks find the holder (best effort: it is only a name)."""
+    with contextlib.suppress(OSError):
+        os.makedirs(state_dir, exist_ok=True)
+        with open(os.path.join(state_dir, "lock"), "w") as f:
+            f.write(f"{os.getpid()}\n")
+
+
+def _holder(fd: int, state_dir: str) -> str:
+    st = os.fstat(fd)
+    dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as f:
+            for line in f:
+                fields = line.split()
+                if "FLOCK" in fields and dev in fields:
+                    return fields[fields.index(dev) - 1]
+    except OSError:
+        pass
+    try:
+        with open(os.path.join(state_dir, "lock")) as f:
+            return f.read(32).strip()
+    except OSError:
+        return ""
+
+
+def _busy_message(fd: int, root: str, state_dir: str) -> str:
+    pid = _holder(fd, state_dir)
     who = f" (pid {pid})" if pid.isdigit() else ""
     return (f"another vinemake{who} is running in {root}; wait for it to finish or stop it "
             f"(its lock goes with it, even after kill -9)")
