@@ -10,15 +10,15 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
 import click
 import pytest
 from click.testing import CliRunner
+from test_outside_sources import run_with_a_worker
+from test_run_e2e import vinemake
 
 from vinemake.core.collection import Collection
 from vinemake.face import makeflow
@@ -50,7 +50,6 @@ verbose-jobnames keep-wrapper-stdout mpi-cores mpi-memory tlq file-status file-s
 chdir verbose wq-fast-abort wq-keepalive-timeout wq-keepalive-interval wq-schedule
 preferred-connection archive-read-only archive-write-only mpi-task-working-dir
 """.split()
-WORKER = [sys.executable, "-c", "from vinemake.worker.cli import main; main()"]
 JX_FLAGS = ("--json", "--jx", "--jx-args", "--jx-define", "--jx-context")
 
 
@@ -58,12 +57,6 @@ def invoke(*args: str):
     return CliRunner().invoke(command, list(args), prog_name="vinemake", catch_exceptions=False)
 
 
-def vinemake(root, *args, check=True, timeout=120):
-    proc = subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def usage_error(message: str) -> str:
@@ -384,37 +377,12 @@ def test_chdir_x_reads_the_workflow_here_and_runs_it_there(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def wait_for_port(path: Path, proc: subprocess.Popen, timeout: float = 60.0) -> int:
-    """Readiness, not timing: poll until the manager has written its port."""
-    deadline = time.monotonic() + timeout
-    while not (path.exists() and path.read_text().strip()):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"manager did not start: {proc.communicate()}")
-        time.sleep(0.05)
-    return int(path.read_text())
-
-
 @pytest.mark.parametrize("name", ["wq", "vine"])
 def test_T_wq_waits_for_workers_started_by_hand(tmp_path, name):
     (tmp_path / "Vinefile").write_text("out: in\n\ttr a-z A-Z < in > out\n")
     (tmp_path / "in").write_text("hello\n")
-    manager = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", name, "-Z", "port"],
-                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True)
-    worker = None
-    try:
-        port = wait_for_port(tmp_path / "port", manager)
-        worker = subprocess.Popen([*WORKER, "127.0.0.1",
-                                   str(port), "--cores", "1", "--workdir",
-                                   str(tmp_path / "w"), "--timeout", "60"],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        _, err = manager.communicate(timeout=120)
-        assert manager.returncode == 0, err
-    finally:
-        for proc in (manager, worker):
-            if proc is not None and proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    proc = run_with_a_worker(tmp_path, "-T", name)
+    assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out").read_text() == "HELLO\n"
 
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from test_run_e2e import vinemake
 
 from vinemake.common.task import TaskFile
 from vinemake.core.outside import arrange, climb, climbing_links, command_dir, unseen_by_workers
@@ -20,12 +21,6 @@ from vinemake.core.outside import arrange, climb, climbing_links, command_dir, u
 WORKER = [sys.executable, "-c", "from vinemake.worker.cli import main; main()"]
 
 
-def vinemake(root, *args, check=True, timeout=120):
-    proc = subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 @pytest.fixture
@@ -92,7 +87,7 @@ def test_outside_targets_stay_refused(tmp_path, target, why):
 
 
 def run_with_a_worker(wf: Path, *flags: str) -> subprocess.CompletedProcess:
-    """vinemake -T wq FLAGS with one real vinemake-worker connected over TCP."""
+    """vinemake -T wq FLAGS (a later -T wins) with one real vinemake-worker over TCP."""
     port_file = wf / "port"
     port_file.unlink(missing_ok=True)
     manager = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "wq", "-Z",
