@@ -101,6 +101,8 @@ def test_the_report_of_a_run_on_two_workers_in_a_browser(tmp_path):
     ends = [e for e in events if e["ev"] == "end" and e["status"] in ("ok", "failed")]
     transfers = [e for e in events if e["ev"] == "transfer"]
     assert transfers  # --as-remote: every input travels
+    cached = {e["worker"] for e in events if e["ev"] == "cache"}
+    assert cached  # the workers hold what they were sent and made
 
     with Browser(tmp_path / "profile") as browser:
         browser.open((tmp_path / "r.html").as_uri())
@@ -119,6 +121,8 @@ def test_the_report_of_a_run_on_two_workers_in_a_browser(tmp_path):
                                 ".textContent") == "no space left"
         assert browser.evaluate("document.querySelectorAll('#provenance-table tbody tr')"
                                 ".length") == 5
+        assert browser.evaluate("document.getElementById('cache-plot').data"
+                                ".map(t => t.name).sort()") == sorted(cached)
         check_screenshot(browser, tmp_path / "report.png")
 
 

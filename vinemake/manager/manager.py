@@ -116,6 +116,8 @@ class Manager:
         self.provider = provider
         self.events = events if events is not None else _NoEvents()
         self._started: set[int] = set()  # task ids whose start was emitted, until they end
+        self._caches_seen = -1  # the replicas' epoch when cache sizes were last recorded
+        self._cache_bytes: dict[str, int] = {}  # worker id -> the size last recorded
         self.secret = read_secret(config.password_file)
         self.ssl_context: ssl.SSLContext | None = None
         if config.ssl:
@@ -248,6 +250,8 @@ class Manager:
                 if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
                 self.scheduler.schedule()
+                if self.replicas.epoch != self._caches_seen:
+                    self._record_caches()
                 self.conns.flush_all()
                 timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
@@ -418,6 +422,15 @@ class Manager:
             self._started.add(tid)
             self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
                              attempt=task.attempt)
+
+    def _record_caches(self) -> None:
+        """A `cache` event for each worker whose cache size changed (once per loop pass, not
+        per file: the report draws cache bytes over time from them)."""
+        self._caches_seen = self.replicas.epoch
+        for w in self.workers.values():
+            if self._cache_bytes.get(w.id) != w.cache_bytes:
+                self._cache_bytes[w.id] = w.cache_bytes
+                self.events.emit("cache", worker=w.id, bytes=w.cache_bytes)
 
     def _transfer_event(self, source: str, dest: str, key: str, size: int, start: float,
                         end: float, ok: bool) -> None:
