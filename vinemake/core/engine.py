@@ -171,6 +171,7 @@ class Engine:
         self.journal, self.store, self.reporter = journal, store, reporter
         self.root = root
         self._failed_root = os.path.join(StateDir(root).failed, "")
+        self.state_path = StateDir(root).path
         self.options = options
         self.resources_of = resources_of or (lambda r: r.resources)
         self.sizes = dict(sizes or {})
@@ -227,7 +228,7 @@ class Engine:
             st.refs = self._reference_counts(to_run)
         st.remote_refs = self._remote_reference_counts(to_run)
         checked = self._check_sizes(to_run)
-        state = _identity(self.state_dir)
+        state = _identity(self.state_path)
         next_look = start
         while (st.ready and not st.blocked) or st.running:
             if self.stop_code:
@@ -261,12 +262,12 @@ class Engine:
     def _state_kept(self, identity: tuple[int, int] | None) -> None:
         """Stop the run if its state directory was deleted (or replaced) under it: the
         journal it appends to is gone, so nothing it does now would be remembered."""
-        if identity is None or _identity(self.state_dir) == identity:
+        if identity is None or _identity(self.state_path) == identity:
             return
         self._cancel()
         self.journal.sync()
         raise InfrastructureError(
-            f"the state directory {self.state_dir} was deleted during the run, and with it "
+            f"the state directory {self.state_path} was deleted during the run, and with it "
             f"the record of what was built: stopped (run vinemake again; it remakes what it "
             f"can no longer vouch for)")
 
