@@ -27,6 +27,7 @@ class Documents:
         self.slow: dict[str, float] = {}  # path -> seconds between the headers and the body
         self.bare: set[str] = set()  # paths served without any validator
         self.directory = directory
+        self.fallback = None  # path -> bytes, for any path not served otherwise
         self.requests: collections.Counter = collections.Counter()  # (method, path) -> n
         self.sent = 0  # body bytes sent, all paths
         self.lock = threading.Lock()
@@ -51,7 +52,7 @@ class Documents:
             if os.path.isfile(full):
                 with open(full, "rb") as f:
                     return f.read()
-        return None
+        return self.fallback(path) if self.fallback is not None else None
 
 
 def handler_for(documents: Documents):

@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pygments.token import Keyword, Name
+from pygments.token import Keyword, Name, String
 from test_tmgrammar import node, run_tmgrammar  # noqa: F401  (node is a fixture)
 from test_vim_syntax import required_groups, vim_dump
 
@@ -30,7 +30,7 @@ DOT_WORDS = {d.lstrip(".") for d in keywords.DOT_DIRECTIVES}
 ALL_WORDS = (DOT_WORDS | set(keywords.MAKEFLOW_DIRECTIVES) | set(keywords.ALLOCATION_MODES)
              | set(keywords.ANNOTATIONS) | {k for ks in keywords.ANNOTATIONS.values() for k in ks}
              | set(keywords.COMMAND_PREFIXES) | set(keywords.SPECIAL_VARIABLES)
-             | {keywords.EXPORT})
+             | {keywords.EXPORT} | set(keywords.URL_SCHEMES))
 # The Lark terminals for the kinds of line the editor grammars tell apart.
 LINE_TERMINALS = {"HEADER", "COMMAND", "ASSIGN", "BAD_ASSIGN", "EXPORT", "DIRECTIVE",
                   "ANNOTATION", "VALUE", "ARGUMENTS"}
@@ -46,6 +46,7 @@ PYGMENTS_TOKEN = {
     "keyword.control.prefix.vinefile": Keyword,
     "keyword.other.export.vinefile": Keyword.Declaration,
     "keyword.control.directive.vinefile": Keyword.Reserved,
+    "markup.underline.link.url.vinefile": String.Other,
 }
 
 
@@ -68,6 +69,8 @@ def keyword_lines() -> list[tuple[str, str, str]]:
     lines += [(f"\t{p} x", p, "keyword.control.prefix.vinefile")
               for p in keywords.COMMAND_PREFIXES]
     lines.append((f"{keywords.EXPORT} X", keywords.EXPORT, "keyword.other.export.vinefile"))
+    lines += [(f"x: {s}://h/y", s, "markup.underline.link.url.vinefile")
+              for s in keywords.URL_SCHEMES]
     return lines
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from docserver import Documents, serve
 from test_docs import VALID
 
 from vinemake.language.parser import parse_text
@@ -47,12 +49,35 @@ def _workflows() -> list:
     return found
 
 
+@pytest.fixture(scope="module")
+def web():
+    """A real HTTP server on 127.0.0.1 standing in for every web host the workflows name: a
+    path is served from tests/workflow_inputs/files/ by its last segment, else as its own
+    name and a newline (as _lay_out makes a missing source)."""
+    documents = Documents()
+
+    def body(path: str) -> bytes:
+        given = INPUTS / "files" / path.rsplit("/", 1)[-1]
+        return given.read_bytes() if given.is_file() else f"{path}\n".encode()
+
+    documents.fallback = body
+    server, base = serve(documents)
+    yield base
+    server.shutdown()
+    server.server_close()
+
+
+def _offline(text: str, base: str) -> str:
+    """The workflow with each http(s) URL's host replaced by the local stand-in."""
+    return re.sub(r"\bhttps?://[^/\s]+", base, text)
+
+
 def _missing_sources(text: str, environ: dict[str, str]) -> list[str]:
     """The sources of the workflow `text` that no rule makes (a directory's with its '/')."""
     workflow = parse_text(text, "Vinefile", environ)
     made = {t.path.rstrip("/") for r in workflow.rules for t in r.targets}
     return sorted({s.path for r in workflow.rules for s in r.sources
-                   if s.path.rstrip("/") not in made})
+                   if s.path.rstrip("/") not in made and "://" not in s.path})
 
 
 def _lay_out(root: Path, text: str, environ: dict[str, str]) -> None:
@@ -77,15 +102,16 @@ def _vinemake(root: Path, environ: dict[str, str]) -> subprocess.CompletedProces
 
 
 @pytest.mark.parametrize(("name", "source", "error", "environ"), _workflows())
-def test_the_workflow_runs_and_a_second_run_does_nothing(tmp_path, name, source, error,
+def test_the_workflow_runs_and_a_second_run_does_nothing(tmp_path, web, name, source, error,
                                                          environ):
     root = tmp_path / "wf"
     if isinstance(source, Path):  # an example directory carries its own inputs
         shutil.copytree(source, root)
+        (root / "Vinefile").write_text(_offline((root / "Vinefile").read_text(), web))
     else:
         root.mkdir()
         if error is None:
-            _lay_out(root, source, environ)
+            _lay_out(root, _offline(source, web), environ)
         else:
             (root / "Vinefile").write_text(source)
     first = _vinemake(root, environ)

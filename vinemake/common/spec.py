@@ -85,6 +85,7 @@ class RuleSpec:
     local: bool = False
     subworkflow: bool = False
     batch_options: str = ""
+    mini: bool = False  # `@mini`: made on each worker that reads its outputs, never moved
 
     @property
     def name(self) -> str:

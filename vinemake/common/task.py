@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from vinemake.common.spec import Resources
 
-__all__ = ["TaskFile", "LibrarySpec", "Task", "Measured", "TaskResult", "STATUSES",
+__all__ = ["TaskFile", "LibrarySpec", "MiniTask", "Task", "Measured", "TaskResult", "STATUSES",
            "THREAD_VARIABLES", "command_env"]
 
 
@@ -46,6 +46,19 @@ class LibrarySpec:
 
 
 @dataclass(frozen=True)
+class MiniTask:
+    """A `@mini` rule a task needs the outputs of: the worker that runs the task makes them
+    first, unless its cache has them already, and they never leave that worker."""
+
+    key: str  # the rule key
+    name: str
+    command: str
+    inputs: tuple[TaskFile, ...] = ()
+    outputs: tuple[TaskFile, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Task:
     """One rule to run once, as the manager sees it. `id` is the rule id."""
 
@@ -68,6 +81,8 @@ class Task:
     # Its failure ends the run (no -k, no attempt left): whoever sees it fail first (the
     # worker, the manager) starts nothing more, without waiting for the engine to say so.
     stops_run: bool = False
+    # The `@mini` rules whose outputs it reads, those they read first (in the order to run).
+    minis: tuple[MiniTask, ...] = ()
 
 
 # What TaskVine's worker sets to the cores a task holds (Makeflow sets CORES and

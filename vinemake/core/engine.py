@@ -32,7 +32,7 @@ from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat, quoted
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, Resources, RuleSpec, is_url
-from vinemake.common.task import LibrarySpec, Task, TaskFile, TaskResult
+from vinemake.common.task import LibrarySpec, MiniTask, Task, TaskFile, TaskResult
 from vinemake.core.collection import Collection
 from vinemake.core.confine import Confinement
 from vinemake.core.events import NO_EVENTS, EventLog
@@ -117,7 +117,7 @@ def stays_remote(rules: Sequence[RuleSpec], dependents: Sequence[Sequence[int]],
     sub-workflow reads one of them: those run in the workflow directory, not on a worker.
     """
     rule = rules[rid]
-    if not (rule.temp or rid in remote):
+    if not (rule.temp or rule.mini or rid in remote):
         return False
     return not any(rules[d].local or rules[d].subworkflow for d in dependents[rid])
 
@@ -184,6 +184,8 @@ class Engine:
         self.stop_code = 0
         self.uncached = 0
         self.libraries = {r.library: r for r in rules if r.library}
+        # Rules that read a `@mini` rule's outputs (their tasks carry it).
+        self._reads_minis = {d for r in rules if r.mini for d in dependents[r.id]}
         self._paths: dict[str, str] = {}
         self.confine = Confinement(root)
 
@@ -307,6 +309,11 @@ class Engine:
 
     def _submit(self, st: _State, rid: int) -> None:
         rule = self.rules[rid]
+        if rule.mini and self.stays_remote(rid):
+            # Nothing to run here: each worker that runs a reader makes its outputs first
+            # (Task.minis). Its readers may go.
+            self._done(st, rid, TaskResult(rid, "ok", 0, worker="(each reader's worker)"), [])
+            return
         attempt = st.attempts.get(rid, 0) + 1
         st.attempts[rid] = attempt
         task = self.task(rid, attempt)
@@ -348,7 +355,25 @@ class Engine:
             attempt=attempt,
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
             batch_options=rule.batch_options if self.options.batch_options else "",
-            stops_run=not self.options.keep_going and attempt >= self._attempts(rule))
+            stops_run=not self.options.keep_going and attempt >= self._attempts(rule),
+            minis=self._minis(rid) if rid in self._reads_minis else ())
+
+    def _minis(self, rid: int) -> tuple[MiniTask, ...]:
+        """The `@mini` rules whose outputs `rid` reads, each after the minis it reads."""
+        found: dict[int, MiniTask] = {}
+
+        def visit(r: int) -> None:
+            for d in self.deps[r]:
+                if d in found or not (self.rules[d].mini and self.stays_remote(d)):
+                    continue
+                visit(d)
+                rule, rk = self.rules[d], self.keys.rules[d]
+                found[d] = MiniTask(rk.key, rule.name, rule.command, self._inputs(rule),
+                                    tuple(TaskFile(key, sandbox) for _, sandbox, key in rk.outputs),
+                                    rule.env)
+
+        visit(rid)
+        return tuple(found.values())
 
     def _attempts(self, rule: RuleSpec) -> int:
         """How many times `rule` may run before it fails for good (1 + its retries)."""

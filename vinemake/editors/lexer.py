@@ -51,7 +51,7 @@ _NOTHING = bygroups()
 # that starts an expansion (a `$` before no name is a literal `$`).
 _FILE = r"(?:[^\s:\"'$#\\-]|-(?!>)|\$(?![A-Za-z_({$]))+"
 # A URL source, up to a blank or its `->` rename (grammar/vinefile.lark's _URLREST).
-_URL = r"\b(?:https?|file)://[^\s#\"'\\]*?(?=->|\s|$)"
+_URL = r"\b(?:" + "|".join(keywords.URL_SCHEMES) + r")://[^\s#\"'\\]*?(?=->|\s|$)"
 
 
 def _words(words) -> str:

@@ -128,5 +128,11 @@ def _call(words: list[tuple[str, int]], fields: dict) -> None:
     fields["call"] = words[0][0]
 
 
+def _mini(words: list[tuple[str, int]], fields: dict) -> None:
+    if words:
+        raise AnnotationError(words[0][1], "@mini takes no arguments")
+    fields["mini"] = True
+
+
 _READERS = {"resources": _resources, "retries": _retries, "temp": _temp, "cache": _cache,
-            "library": _library, "call": _call}
+            "library": _library, "call": _call, "mini": _mini}

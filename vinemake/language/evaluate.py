@@ -388,6 +388,8 @@ class _Evaluator:
         too_long = command_too_long(command)
         if too_long:
             raise self.source.error_at(stmt.command, _lead(stmt.command.raw), too_long)
+        if fields.get("mini"):
+            self._check_mini(stmt, targets, fields)
         exported = (tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
                     if self.exports else ())
         head = stmt.targets or stmt.colon
@@ -511,6 +513,18 @@ class _Evaluator:
                 ref = refs[path] = FileRef(path, path)  # shared: big workflows name files twice
             out.append(ref)
         return tuple(out)
+
+    def _check_mini(self, stmt: Rule, targets: tuple[FileRef, ...], fields: dict) -> None:
+        """A `@mini` rule makes files on the workers that read them, from a plain command."""
+        if not targets:
+            raise self.source.error_at(stmt.colon, 0, "a @mini rule makes files: give it "
+                                                      "targets")
+        kind = next((what for field, what in (("local", "LOCAL"), ("subworkflow", "MAKEFLOW"),
+                                               ("call", "@call"), ("library", "@library"))
+                     if fields.get(field)), None)
+        if kind is not None:
+            raise self.source.error_at(stmt.targets, 0, f"a @mini rule runs on the workers "
+                                       f"that read its outputs: it cannot be {kind}")
 
     def _urls(self, sources: tuple[FileRef, ...], at: Text) -> tuple[FileRef, ...]:
         """URL sources keep their URL as path; without `->name` the sandbox name is the

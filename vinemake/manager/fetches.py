@@ -8,7 +8,8 @@ whatever transfer_limit allows, and a worker still receiving it is a source too
 w2 → …), and every worker has the file about one file-time after the first started, where a
 source splitting its link k ways would slow each of its receivers, and everyone downstream,
 k-fold. A lost intermediate with no source left is made again (`Recovery.recreate`) and the
-task waits for it.
+task waits for it. The outputs of a task's `@mini` rules are never fetched: the worker makes
+them from the minis' own inputs, which are fetched like the task's.
 
 A URL source is fetched from its server by the first worker that needs it; while that copy
 is on its way the others wait, then take it from a peer (the server is the last resort), so
@@ -47,9 +48,15 @@ class FetchPlanner:
     def plan(self, task: Task, w: ConnectedWorker) -> list | None:
         """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
         files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
+        made_there: set[str] = set()
+        if task.minis:  # their outputs are made on `w` from their inputs, never moved
+            made_there = {o.key for m in task.minis for o in m.outputs}
+            files = (*(f for m in task.minis for f in m.inputs), *files)
         r = self.replicas
         fetches = []
         for f in files:
+            if f.key in made_there:
+                continue
             # An output kept on workers (@temp) has a path that names no file on this host.
             on_disk = f.path is not None and f.key not in r.remote_only
             if f.key in w.holds or (w.same_host and on_disk):

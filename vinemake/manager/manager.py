@@ -64,6 +64,7 @@ from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.fileserver import FileServer
 from vinemake.wire.gate import Gate
 from vinemake.wire.protocol import (
+    MINI,
     PUSH_FAILED,
     URL,
     Cached,
@@ -445,6 +446,10 @@ class Manager:
     def _transferred(self, w: ConnectedWorker, t: Transferred) -> None:
         if t.source == PUSH_FAILED:
             self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
+            return
+        if t.source == MINI:  # made there for a `@mini` rule: held, never to be moved
+            self.replicas.sizes[t.key] = t.size
+            self.replicas.add(w, t.key, t.hash)
             return
         self.transfer_log.record(t.source, w.id, t.key, t.size, t.start, t.end, t.ok)
         if not t.ok:

@@ -137,6 +137,10 @@ class Replicas:
                 for f in t.library.inputs:
                     if f.path is not None:
                         paths[f.key] = f.path
+            for m in t.minis:
+                for f in m.inputs:
+                    if f.path is not None:
+                        paths[f.key] = f.path
 
     def made(self, w: ConnectedWorker, task: Task, outputs) -> set[str]:
         """`task` ended on `w` with `outputs` ((key, size, hash, path) each): the keys a

@@ -48,7 +48,15 @@ from dataclasses import MISSING, dataclass, field, fields
 
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.spec import Resources
-from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile, TaskResult
+from vinemake.common.task import (
+    STATUSES,
+    LibrarySpec,
+    Measured,
+    MiniTask,
+    Task,
+    TaskFile,
+    TaskResult,
+)
 
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".
@@ -57,7 +65,8 @@ from vinemake.common.task import STATUSES, LibrarySpec, Measured, Task, TaskFile
 # 4: Heartbeat and Welcome.heartbeat_s/silence_s; Cached (the forever cache) after Hello.
 # 5: Task.stops_run (a worker starts nothing more after such a task failed).
 # 6: a task file carries a URL (its fifth field, "" for none) the worker fetches itself.
-VERSION = 6
+# 7: Task.minis (the `@mini` rules a worker runs first, where their outputs are missing).
+VERSION = 7
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -192,11 +201,13 @@ _FILE = _tuple(_str, _str, _or_null(_str), _COUNT, _str)  # key, sandbox, path, 
 _ENV = _list(_tuple(_str, _str))
 _LIBRARY = _object({"name": _str, "key": _str, "command": _str, "inputs": _list(_FILE),
                     "resources": _RESOURCES, "slots": _int(1), "env": _ENV})
+_MINI = _object({"key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
+                 "outputs": _list(_FILE), "env": _ENV})
 _TASK = _object({
     "id": _int(), "rule_key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
     "outputs": _list(_FILE), "env": _ENV, "resources": _RESOURCES, "category": _str,
     "library": _or_null(_LIBRARY), "cache_forever": _bool, "failed_dir": _or_null(_str),
-    "attempt": _int(1), "stops_run": _bool})
+    "attempt": _int(1), "stops_run": _bool, "minis": _list(_MINI)})
 _SOURCE = _tuple(_str, _PORT, _str, _bool)  # host, port, label, tls
 _OUTCOME = _object({
     "id": _int(), "status": _one_of(*STATUSES), "exit_code": _or_null(_int()),
@@ -338,6 +349,8 @@ PUSH_FAILED = "push"
 # A fetch source (and Transferred.source) that is a URL source's own server: its host field
 # holds the URL.
 URL = "url"
+# Transferred.source of a file a worker made itself for a `@mini` rule (nothing moved).
+MINI = "mini"
 
 
 @_message(key=_str)
@@ -450,6 +463,10 @@ def task_to_wire(task: Task) -> dict:
             "resources": lib.resources.__dict__, "slots": lib.slots, "env": lib.env},
         "cache_forever": task.cache_forever, "failed_dir": task.failed_dir,
         "attempt": task.attempt, "stops_run": task.stops_run,
+        "minis": [{"key": m.key, "name": m.name, "command": m.command,
+                   "inputs": [_file_to_wire(f) for f in m.inputs],
+                   "outputs": [_file_to_wire(f) for f in m.outputs], "env": m.env}
+                  for m in task.minis],
     }
 
 
@@ -468,7 +485,12 @@ def task_from_wire(d: dict) -> Task:
                 resources=Resources(**lib["resources"]), slots=lib["slots"],
                 env=tuple((str(k), str(v)) for k, v in lib["env"])),
             cache_forever=d["cache_forever"], failed_dir=d["failed_dir"], attempt=d["attempt"],
-            stops_run=d["stops_run"])
+            stops_run=d["stops_run"], minis=tuple(
+                MiniTask(key=m["key"], name=m["name"], command=m["command"],
+                         inputs=tuple(_file_from_wire(f) for f in m["inputs"]),
+                         outputs=tuple(_file_from_wire(f) for f in m["outputs"]),
+                         env=tuple((str(k), str(v)) for k, v in m["env"]))
+                for m in d["minis"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"garbled task: {e!s:.80}") from None
 

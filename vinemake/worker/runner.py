@@ -19,6 +19,7 @@ most of it Python code around the same vfork; it remains the fallback where glib
 from __future__ import annotations
 
 import collections
+import contextlib
 import ctypes
 import dataclasses
 import itertools
@@ -36,8 +37,8 @@ from vinemake.common.amounts import NOTHING, Amounts, Pool, held_by, offered_by
 from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
-from vinemake.common.task import Measured, Task, TaskResult, command_env
-from vinemake.wire.protocol import URL, ProtocolError, TaskOutcome
+from vinemake.common.task import Measured, MiniTask, Task, TaskResult, command_env
+from vinemake.wire.protocol import MINI, URL, ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool, split_call
 from vinemake.worker.monitor import Monitor
@@ -164,6 +165,14 @@ def _need(task: Task) -> Amounts:
     return NOTHING if task.library is not None else held_by(task.resources)
 
 
+class MiniFailed(Exception):
+    """A `@mini` rule's command failed (or made less than it declared) on this worker."""
+
+    def __init__(self, code: int, message: str, tail: str):
+        super().__init__(message)
+        self.code, self.tail = code, tail
+
+
 class FetchFailed(ProtocolError):
     """No source could give an input; the manager decides what to try next."""
 
@@ -234,6 +243,12 @@ class Runner:
             for f in fetches:
                 # A URL document read by a `@cache forever` rule is kept as its outputs are.
                 self._ensure(f, task.cache_forever and f.key.startswith("url-"))
+            if task.minis:
+                self._make_minis(task)
+        except MiniFailed as e:
+            done(self._result(task, "failed", e.code, str(e), e.tail,
+                              Measured(wall_time_s=time.monotonic() - start)))
+            return
         except FetchFailed as e:
             outcome = self._result(task, "error", reason=f"cannot set up the sandbox: {e}",
                                    measured=Measured(wall_time_s=time.monotonic() - start))
@@ -445,17 +460,59 @@ class Runner:
     def _ensure(self, f: Fetch, forever: bool = False) -> None:
         """Get `f` into the cache unless it is there; one fetch per key at a time."""
         check_key(f.key)
+        with self._one_at_a_time(f.key):
+            self._fetch_once(f, forever)
+
+    @contextlib.contextmanager
+    def _one_at_a_time(self, key: str):
+        """Hold the lock of `key`: one fetch of a file, or one run of a mini, at a time."""
         with self._locks_lock:
-            entry = self._key_locks.setdefault(f.key, [threading.Lock(), 0])
+            entry = self._key_locks.setdefault(key, [threading.Lock(), 0])
             entry[1] += 1
         try:
             with entry[0]:
-                self._fetch_once(f, forever)
+                yield
         finally:
             with self._locks_lock:
                 entry[1] -= 1
                 if not entry[1]:
-                    del self._key_locks[f.key]
+                    del self._key_locks[key]
+
+    # ------------------------------------------------------------ `@mini` rules
+
+    def _make_minis(self, task: Task) -> None:
+        """Make the outputs of `task`'s `@mini` rules that this worker's cache lacks, in
+        order, each once however many tasks here need it at the same moment."""
+        for mini in task.minis:
+            with self._one_at_a_time(mini.key):
+                if all(self.cache.get(o.key) is not None for o in mini.outputs):
+                    continue
+                self._run_mini(mini)
+
+    def _run_mini(self, mini: MiniTask) -> None:
+        sandbox = self._take_sandbox()
+        try:
+            for f in mini.inputs:
+                self._link_input(f.key, f.path, sandbox, f.sandbox)
+            start = time.time()
+            done = subprocess.run(["/bin/sh", "-c", mini.command], cwd=sandbox,
+                                  env={**os.environ, **dict(mini.env)},
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, start_new_session=True)
+            if done.returncode != 0:
+                tail = done.stderr[-TAIL_BYTES:].decode("utf-8", "replace")
+                raise MiniFailed(done.returncode, f"@mini rule '{mini.name}' failed with "
+                                 f"exit code {done.returncode}", tail)
+            for o in mini.outputs:
+                src = os.path.join(sandbox, o.sandbox)
+                if not os.path.lexists(src):
+                    raise MiniFailed(0, f"@mini rule '{mini.name}' did not make {o.sandbox}",
+                                     done.stderr[-TAIL_BYTES:].decode("utf-8", "replace"))
+                size, digest = tree_hash(src)
+                self.cache.insert(src, o.key, size, digest)
+                self.on_transfer(o.key, MINI, size, start, time.time(), True, digest, "")
+        finally:
+            self._give_back(sandbox)
 
     def watch_of(self, task_id: int):
         """The Watch of `task_id`'s command while it runs, else None (any thread)."""

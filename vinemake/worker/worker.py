@@ -356,7 +356,7 @@ class Worker:
         """Start a task: here if that cannot block, else on the pool; not once stopping."""
         if self._stop.is_set():
             return
-        if fetches or task.library is not None:
+        if fetches or task.library is not None or task.minis:
             self.pool.submit(self._run_task, runner, task, fetches)
         else:
             self._run_task(runner, task, fetches)

@@ -26,7 +26,7 @@ syn match vinefileRename /->/ contained
 syn match vinefileTarget /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
 syn match vinefileSource /\%([^ \t:"'$#\\-]\|-\%(>\)\@!\|\$\%([A-Za-z_({$]\)\@!\)\+/ contained
 " A URL source (`https://host:port/path`), up to a blank or its `->` rename.
-syn match vinefileUrl /\<\%(https\=\|file\):\/\/[^ \t#"'\\]\{-}\ze\%(->\|\s\|$\)/ contained
+syn match vinefileUrl /\<\%(http\|https\|file\):\/\/[^ \t#"'\\]\{-}\ze\%(->\|\s\|$\)/ contained
 syn region vinefileTargets start=/^[^ \t#:]\@=/ end=/\ze:\|\\\@<!$/
       \ contains=@vinefileText,vinefileRename,vinefileTarget
 syn match vinefileColon /:/ nextgroup=vinefileSources
@@ -89,6 +89,8 @@ syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@resourc
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@retries\>/
       \ end=/\\\@<!$/ contains=@vinefileAnnotationArgs
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@temp\>/
+      \ end=/\\\@<!$/ contains=@vinefileAnnotationArgs
+syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@mini\>/
       \ end=/\\\@<!$/ contains=@vinefileAnnotationArgs
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@cache\>/
       \ end=/\\\@<!$/ contains=vinefileCacheKey,@vinefileAnnotationArgs
