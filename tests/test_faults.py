@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 
 import pytest
+from conftest import require
 
 from vinemake.common.names import MAX_NAME, fit, flat, quoted
+from vinemake.core.journal import Journal
 
 
 def vinemake(root, *args, timeout=60, **kw):
@@ -370,3 +373,83 @@ def test_deleting_the_state_directory_mid_run_ends_the_run_clearly(tmp_path):
     no_traceback(third)
     assert third.returncode == 0, third.stderr
     assert (root / "remote.txt").read_text() == "r\n" and (root / "local.txt").read_text() == "l\n"
+
+
+# -- 13: a full disk while vinemake writes its own state ------------------------------------------
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A 1 MB tmpfs: a filesystem that really fills (root only)."""
+    require(os.geteuid() == 0, "root, to mount a tmpfs")
+    fs = tmp_path / "fs"
+    fs.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(fs)], check=True)
+    try:
+        yield fs
+    finally:
+        subprocess.run(["umount", "-l", str(fs)], check=True)
+
+
+def journal_lines(root) -> list[dict]:
+    with open(root / ".vinemake" / "journal") as f:
+        return [json.loads(line) for line in f]  # every line whole: none torn
+
+
+def test_a_disk_filled_by_a_rule_ends_the_run_with_one_clear_message(tmp_path, full_disk):
+    small = tmp_path / "small"  # outside the full disk: it decides what the rule writes
+    (full_disk / "Vinefile").write_text(
+        "a.txt:\n\techo a > a.txt\n\n"
+        f"big.bin: a.txt\n\tLOCAL if [ -e {small} ]; then echo b > big.bin; else "
+        "head -c 2000000 /dev/zero > big.bin; fi\n")
+    proc = vinemake(full_disk)
+    no_traceback(proc)
+    assert proc.returncode == 1
+    # Which write meets the full disk first (the rule's stderr kept, its INFO record, the
+    # journal) depends on the order of small writes; the message is the same but for it.
+    last = proc.stderr.splitlines()[-1]
+    assert last.startswith("vinemake: cannot go on: ")
+    assert last.endswith("No space left on device (free some space and run again)")
+    journal_lines(full_disk)
+    os.unlink(full_disk / ".vinemake" / "failed" / "big.bin" / "big.bin")
+    small.touch()
+    again = vinemake(full_disk)
+    assert again.returncode == 0, again.stderr
+    assert ran(again) == ["big.bin"]
+    assert (full_disk / "big.bin").read_text() == "b\n"
+    journal_lines(full_disk)
+
+
+def test_a_disk_full_before_the_run_is_one_clear_message_and_nothing_torn(tmp_path, full_disk):
+    (full_disk / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    assert vinemake(full_disk).returncode == 0
+    (full_disk / "Vinefile").write_text("a.txt:\n\techo A > a.txt\n")
+    pad = full_disk / "pad"
+    subprocess.run(["sh", "-c", f"head -c 2000000 /dev/zero > {pad}"], check=False)
+    proc = vinemake(full_disk)
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("vinemake: cannot go on: ")
+    assert proc.stderr.endswith(" No space left on device (free some space and run again)\n")
+    journal_lines(full_disk)
+    os.unlink(pad)
+    again = vinemake(full_disk)
+    assert again.returncode == 0, again.stderr
+    assert (full_disk / "a.txt").read_text() == "A\n"
+    assert vinemake(full_disk).stderr == "vinemake: nothing to do, 1 rule up to date\n"
+
+
+def test_a_journal_append_on_a_full_disk_leaves_no_torn_line(full_disk):
+    path = full_disk / "journal"
+    journal = Journal(str(path))
+    journal.open()
+    journal.started("rule-1", "a")
+    journal.sync()
+    before = path.read_bytes()
+    subprocess.run(["sh", "-c", f"head -c 2000000 /dev/zero > {full_disk / 'pad'}"],
+                   check=False)
+    for i in range(2000):  # more than the page left free, if any
+        journal.started(f"rule-{i}", "x" * 100)
+    with pytest.raises(OSError) as err:
+        journal.close()
+    assert (err.value.strerror, err.value.filename) == ("No space left on device", str(path))
+    assert path.read_bytes() == before

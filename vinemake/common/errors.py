@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from vinemake.common.spec import Location
 
-__all__ = ["VinemakeError", "InputError", "VinefileError", "VinefileErrors",
+__all__ = ["describe_os_error", "VinemakeError", "InputError", "VinefileError", "VinefileErrors",
            "InfrastructureError", "format_located", "EXIT_INPUT", "EXIT_FAILED"]
 
 EXIT_FAILED = 1
@@ -79,3 +79,15 @@ def format_located(location: Location, message: str, line_text: str | None) -> s
     # Tabs are kept so the caret lines up under the same characters in a terminal.
     pad = "".join("\t" if ch == "\t" else " " for ch in line_text[:col])
     return f"{head}\n{line_text}\n{pad}^"
+
+
+def describe_os_error(e: OSError) -> str:
+    """One line for an OSError that reached the command line (a full disk, a directory
+    taken away): what failed, on which file, and what to do when the answer is plain."""
+    import errno
+
+    where = f"{e.filename}: " if e.filename else ""
+    text = f"cannot go on: {where}{e.strerror or e}"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        text += " (free some space and run again)"
+    return text

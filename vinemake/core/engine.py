@@ -499,9 +499,13 @@ class Engine:
         key = self.keys.rules[rid].key
         self.journal.failed(key, rule.name, result.status, result.exit_code)
         where = self._failed_dir(rule)
-        os.makedirs(where, exist_ok=True)
-        with open(os.path.join(where, "INFO"), "w", encoding="utf-8") as f:
-            f.write(info_record(rule, result))
+        info = os.path.join(where, "INFO")
+        try:
+            os.makedirs(where, exist_ok=True)
+            with open(info, "w", encoding="utf-8") as f:
+                f.write(info_record(rule, result))
+        except OSError as e:  # a full disk: the run ends, saying which file it could not write
+            raise OSError(e.errno, e.strerror, info) from None
         st.failed.append(rule.name)
         self.reporter.failed(rule.name, _describe(result), where)
         if not self.options.keep_going:

@@ -196,16 +196,20 @@ class Journal:
         if st.lines > 1000 and st.lines > 1.5 * live + sum(r.collected for r in
                                                               st.files.values()):
             self._compact()
-        self.file = open(self.path, "a", encoding="utf-8", errors="surrogateescape")
+        self.file = open(self.path, "ab", buffering=0)
         self.sync()
 
     def _compact(self) -> None:
         tmp = f"{self.path}.{os.getpid()}.tmp"
-        with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
-            for ev in _events(self.state):
-                f.write(_ENCODER.encode(ev) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
+                for ev in _events(self.state):
+                    f.write(_ENCODER.encode(ev) + "\n")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError:
+            os.unlink(tmp)  # the old journal stays, whole
+            raise
         os.replace(tmp, self.path)
 
     def record(self, ev: dict) -> None:
@@ -260,9 +264,19 @@ class Journal:
             self.last_write = now
 
     def _write(self) -> None:
-        self.file.write("\n".join(self.buffer) + "\n")
+        """Append the buffer whole, or not at all: a write that fails (a full disk) is cut
+        off again, so no torn line is followed by more lines, and the error names the file."""
+        data = ("\n".join(self.buffer) + "\n").encode("utf-8", "surrogateescape")
+        fd = self.file.fileno()
+        size = os.fstat(fd).st_size
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except OSError as e:
+            os.ftruncate(fd, size)
+            raise OSError(e.errno, e.strerror, self.path) from None
         self.buffer.clear()
-        self.file.flush()
 
     def sync(self) -> None:
         """Write the buffer and fsync."""
@@ -270,11 +284,16 @@ class Journal:
             return
         if self.buffer:
             self._write()
-        os.fsync(self.file.fileno())
+        try:
+            os.fsync(self.file.fileno())
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, self.path) from None
         self.last_sync = self.last_write = self.clock()
 
     def close(self) -> None:
-        self.sync()
-        if self.file is not None:
-            self.file.close()
-            self.file = None
+        try:
+            self.sync()
+        finally:
+            if self.file is not None:
+                self.file.close()
+                self.file = None

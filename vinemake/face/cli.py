@@ -21,7 +21,13 @@ import click
 
 from vinemake import __version__
 from vinemake.backends import ProviderOptions
-from vinemake.common.errors import InputError, VinefileError, VinemakeError
+from vinemake.common.errors import (
+    EXIT_FAILED,
+    InputError,
+    VinefileError,
+    VinemakeError,
+    describe_os_error,
+)
 from vinemake.common.spec import Resources, Workflow
 from vinemake.core.collection import GC_MODES, Collection
 from vinemake.core.graph import EXPORT_FORMATS, BuildGraph
@@ -50,7 +56,8 @@ EXIT_INTERRUPTED = 130
 
 
 class _Command(click.Command):
-    """A click command that turns VinemakeError and Ctrl-C into a message and an exit code."""
+    """A click command that turns VinemakeError, Ctrl-C and an OSError (vinemake's own
+    writes failing: a full disk) into a message and an exit code, never a traceback."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return super().parse_args(ctx, makeflow_args(args))
@@ -65,6 +72,9 @@ class _Command(click.Command):
         except KeyboardInterrupt:
             click.echo("vinemake: interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as e:  # vinemake's own state or files: a full disk, say (issue 15)
+            click.echo(f"vinemake: {describe_os_error(e)}", err=True)
+            ctx.exit(EXIT_FAILED)
 
 
 class _CleanMode(click.Choice):
