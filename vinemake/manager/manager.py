@@ -89,6 +89,25 @@ __all__ = ["Manager"]
 log = logging.getLogger("vinemake.manager")
 
 
+def _tls(config: ManagerConfig) -> ssl.SSLContext | None:
+    """The server side of TLS when --ssl is on (certificate and key required)."""
+    if not config.ssl:
+        return None
+    if not (config.ssl_cert and config.ssl_key):
+        raise InfrastructureError("--ssl needs a certificate and a key")
+    return server_context(config.ssl_cert, config.ssl_key)
+
+
+def _gate(config: ManagerConfig) -> Gate:
+    """The bounds on peers that have not authenticated yet (one gate per listening port)."""
+    return Gate(config.handshake_timeout_s, config.max_handshakes,
+                config.max_handshakes_per_host)
+
+
+def _log_refusal(reason: str) -> None:
+    log.warning("%s", reason)
+
+
 def _lost_for_good(keys: set[str]) -> None:
     """Files lost with their workers that nothing can make again: their consumers fail."""
     if keys:
@@ -120,27 +139,14 @@ class Manager:
         self._caches_seen = -1  # the replicas' epoch when cache sizes were last recorded
         self._cache_bytes: dict[str, int] = {}  # worker id -> the size last recorded
         self.secret = read_secret(config.password_file)
-        self.ssl_context: ssl.SSLContext | None = None
-        if config.ssl:
-            if not (config.ssl_cert and config.ssl_key):
-                raise InfrastructureError("--ssl needs a certificate and a key")
-            self.ssl_context = server_context(config.ssl_cert, config.ssl_key)
+        self.ssl_context = _tls(config)
         os.makedirs(config.workdir, exist_ok=True)
         self.transfer_log = TransferLog(config.transfer_log, self._transfer_event)
         self.host_id = host_id()
-
-        self._listener = socket.create_server((config.host, config.port))
-        self._listener.setblocking(False)
-        self.host, self.port = config.host, self._listener.getsockname()[1]
-        if config.port_file:
-            with open(config.port_file + ".tmp", "w") as f:
-                f.write(f"{self.port}\n")
-            os.replace(config.port_file + ".tmp", config.port_file)
-
+        self._listen(config)
         self.mailbox = Mailbox()  # all that crosses threads
-        post = self.mailbox.post
 
-        # Loop thread only.
+        # The loop thread's own state: nothing else touches it (others post to the mailbox).
         self.workers: dict[str, ConnectedWorker] = {}
         self.replicas = Replicas()
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
@@ -153,17 +159,13 @@ class Manager:
         self.conns = Connections(self.sel, self.workers, self._handle, self._lose)
         self.delivery = Delivery(
             config.workdir, self.secret, self.transfer_log, self._delivered,
-            lambda wid, keys: post(lambda: self._drop(wid, keys)),
-            limit=config.transfer_limit,
-            request_push=(lambda wid, key: post(lambda: self._ask_push(wid, key)))
-            if self.ssl_context is not None else None)
-        self.gate = Gate(config.handshake_timeout_s, config.max_handshakes,
-                         config.max_handshakes_per_host)
+            self._drop_from_delivery, limit=config.transfer_limit,
+            request_push=self._push_from_delivery if self.ssl_context is not None else None)
+        self.gate = _gate(config)
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
-                                config.transfer_limit, lambda r: log.warning("%s", r),
+                                config.transfer_limit, _log_refusal,
                                 accept=self.delivery.accept, on_stored=self.delivery.stored,
-                                gate=Gate(config.handshake_timeout_s, config.max_handshakes,
-                                          config.max_handshakes_per_host))
+                                gate=_gate(config))
         fetches = FetchPlanner(
             self.replicas, self.recovery, self.workers,
             [self.host, self.files.port, MANAGER, self.ssl_context is not None],
@@ -177,6 +179,24 @@ class Manager:
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
         self.mailbox.loop = self._thread
         self._thread.start()
+
+    def _listen(self, config: ManagerConfig) -> None:
+        """Open the port workers connect to, and name it in the port file if asked."""
+        self._listener = socket.create_server((config.host, config.port))
+        self._listener.setblocking(False)
+        self.host, self.port = config.host, self._listener.getsockname()[1]
+        if config.port_file:
+            with open(config.port_file + ".tmp", "w") as f:
+                f.write(f"{self.port}\n")
+            os.replace(config.port_file + ".tmp", config.port_file)
+
+    def _drop_from_delivery(self, wid: str, keys: list[str]) -> None:
+        """Delivery's threads: a worker may forget files kept only for delivery (loop's job)."""
+        self.mailbox.post(lambda: self._drop(wid, keys))
+
+    def _push_from_delivery(self, wid: str, key: str) -> None:
+        """Delivery's threads, with TLS: ask a worker to upload `key` (loop's job)."""
+        self.mailbox.post(lambda: self._ask_push(wid, key))
 
     @property
     def running_total(self) -> int:
