@@ -116,6 +116,10 @@ def _command_env(cores: float | None, env: tuple[tuple[str, str], ...]):
 #   withdrawn         never started: the engine withdrew it (an earlier rule failed, no -k)
 STATUSES = ("ok", "failed", "signaled", "missing_output", "resource_exceeded", "lost", "error",
             "withdrawn")
+# The rule's own failures: its command ran and did wrong. Only these end a run at once
+# (fail fast, no -k); `lost` and `error` are retried by the manager first, and an `error`
+# that still reaches the engine on a last attempt stops the run through the engine.
+COMMAND_FAILURES = frozenset({"failed", "signaled", "missing_output", "resource_exceeded"})
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,14 @@ from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
-from vinemake.common.task import Measured, Task, TaskFile, TaskResult, command_env
+from vinemake.common.task import (
+    COMMAND_FAILURES,
+    Measured,
+    Task,
+    TaskFile,
+    TaskResult,
+    command_env,
+)
 from vinemake.core import subworkflows
 from vinemake.core.outside import climbing_links
 from vinemake.core.shadow import Shadow
@@ -117,7 +124,7 @@ class LocalRunner:
             result = TaskResult(task.id, "error", reason=f"cannot fetch {e}")
         except Exception as e:  # noqa: BLE001 - reported as the task's infrastructure error
             result = TaskResult(task.id, "error", reason=f"{type(e).__name__}: {e}")
-        if task.stops_run and result.status not in ("ok", "withdrawn"):
+        if task.stops_run and result.status in COMMAND_FAILURES:
             # The run ends: set before this thread can take the next task, so none starts.
             self.withdrawn = True
         self.results.put(result)

@@ -49,7 +49,7 @@ from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerPro
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.names import flat
 from vinemake.common.spec import Resources
-from vinemake.common.task import Task, TaskResult
+from vinemake.common.task import COMMAND_FAILURES, Task, TaskResult
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Install, Origin
@@ -488,11 +488,11 @@ class Manager:
         self.scheduler.release(w, task)
         if self.recovery.was_cancelled(task.id):
             return
-        if task.stops_run and r.status not in ("ok", "withdrawn"):
-            self._withdraw()  # before this turn's scheduling pass places another task
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
                                                            self.workers):
-            return
+            return  # queued again: an input's source was unreachable, not the rule's fault
+        if task.stops_run and r.status in COMMAND_FAILURES:
+            self._withdraw()  # before this turn's scheduling pass places another task
         placed = self.replicas.made(w, task, outcome.outputs)
         wanted = [(f, entry) for f in task.outputs if f.path is not None
                   for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]

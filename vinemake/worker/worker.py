@@ -29,6 +29,7 @@ import psutil
 from vinemake.common import batching
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
+from vinemake.common.task import COMMAND_FAILURES
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.wire.protocol import (
     PUSH_FAILED,
@@ -409,7 +410,7 @@ class Worker:
         with self._running_lock:
             self._running -= 1
         self._last_activity = time.monotonic()
-        if task.stops_run and outcome.result.status not in ("ok", "withdrawn"):
+        if task.stops_run and outcome.result.status in COMMAND_FAILURES:
             self._withdraw_waiting()
         if not freed:
             self._free_slot(task)
