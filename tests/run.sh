@@ -18,6 +18,7 @@ command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm  >/dev/null || need_apt+=(npm)
 command -v openssl >/dev/null || need_apt+=(openssl)
 command -v chromium >/dev/null || need_apt+=(chromium)  # the report and status page tests
+command -v tmux >/dev/null || need_apt+=(tmux)  # terminal tests read a real screen
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

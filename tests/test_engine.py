@@ -16,6 +16,7 @@ from vinemake.core.engine import (
     effective_resources,
     failed_dir_name,
 )
+from vinemake.core.events import EventLog
 from vinemake.core.graph import BuildGraph
 from vinemake.core.reporter import FakeReporter, summary_line
 from vinemake.face.run import prepare, source_sizes
@@ -110,11 +111,13 @@ def run_once(root, rules, executor=None, options=None, reporter=None):
     prep = prepare(wf, graph, root)
     executor = executor or FakeExecutor()
     reporter = reporter or FakeReporter()
+    events = EventLog()  # kept in memory; the reporter hears every event, as in a run
+    events.subscribe(reporter.event)
     prep.journal.open()
     engine = Engine(wf.rules, graph.deps, graph.dependents, prep.keys, prep.plan,
                     executor=executor, journal=prep.journal, store=prep.store,
                     reporter=reporter, root=root,
-                    options=options or EngineOptions())
+                    options=options or EngineOptions(), events=events)
     executor.engine = engine
     try:
         outcome = engine.run()

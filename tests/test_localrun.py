@@ -43,7 +43,7 @@ def test_failure_moves_outputs_aside_and_keeps_stderr(tmp_path):
     assert not (tmp_path / "x").exists()
     assert (tmp_path / ".vinemake" / "failed" / "r1" / "x").read_text() == "half\n"
     assert results[2].status == "missing_output"
-    assert results[2].reason == "declared output 'y' was not created"
+    assert results[2].reason == "missing output: y"
 
 
 def test_cancel_all_kills_running_commands(tmp_path):

@@ -21,6 +21,7 @@ both with fakes below for tests.
 from __future__ import annotations
 
 import atexit
+import logging
 import math
 import os
 import random
@@ -399,7 +400,8 @@ def _last_line(text: str) -> str:
 
 
 def _say(message: str) -> None:
-    print(f"vinemake: {message}", file=sys.stderr, flush=True)
+    # Through logging: a run routes it to its reporter, above the live status line.
+    logging.getLogger("vinemake.backends").warning("%s", message)
 
 
 # ---------------------------------------------------------------- the provider

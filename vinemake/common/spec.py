@@ -89,12 +89,12 @@ class RuleSpec:
 
     @property
     def name(self) -> str:
-        """A short human name: the first target, else the command's first word."""
+        """A short human name: the first target, else where the rule is (`Vinefile:20`)."""
         if self.targets:
             return self.targets[0].path
         if self.library:
             return f"library:{self.library}"
-        return f"rule@{self.location.line}"
+        return f"{self.location.path.rsplit('/', 1)[-1]}:{self.location.line}"
 
 
 @dataclass(frozen=True)

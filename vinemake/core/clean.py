@@ -102,8 +102,14 @@ def clean_workflow(workflow: Workflow, graph: BuildGraph, options, out: TextIO) 
         out.write(f"kept {path}: {why}\n")
     if options.cache_dir is None:
         store = Store(state.cache)
+        held = [key for key in plan.keys if store.has(key)]
         for key in plan.keys:
             store.remove(key)
+        if held:
+            out.write(f"removed {len(held)} cache "
+                      f"{'entry' if len(held) == 1 else 'entries'}\n")
+        elif options.clean == "cache":  # say so, rather than print nothing at all
+            out.write("vinemake: the cache holds nothing this workflow made\n")
     elif plan.keys:
         out.write(f"kept the entries of the shared store {options.cache_dir}: other "
                   f"workflows may restore from it (evict with: vinemake cache prune)\n")

@@ -216,8 +216,6 @@ class Engine:
         st = _State(pending={}, to_run=set(self.plan.ids(RUN)))
         to_run = st.to_run
         self._emit_plan()
-        self.reporter.start(total=len(to_run), skipped=len(self.plan.order) - len(to_run),
-                            restoring=len(self.plan.ids(RESTORE)))
         for rid in self.plan.ids(RESTORE):
             if not self._restore(st, rid):
                 to_run.add(rid)
@@ -325,7 +323,6 @@ class Engine:
             return
         st.running.add(rid)
         self.events.emit("submit", rule=rid, attempt=attempt)
-        self.reporter.started(rule.name)
         if self.local is not None and (rule.local or rule.subworkflow):
             st.local_running.add(rid)
             if rule.subworkflow:
@@ -402,10 +399,9 @@ class Engine:
         rule = self.rules[rid]
         if result.status == "withdrawn":
             # Not "interrupted" next time: it never started.
-            st.withdrawn += 1
+            st.withdrawn += 1  # counted as not run
             self._end(st, rid, result)
             self.journal.withdrawn(self.keys.rules[rid].key, rule.name)
-            self.reporter.withdrawn(rule.name)  # counted as not run
             return
         if result.ok:
             placed, problem = self._placed_outputs(rid)
@@ -417,10 +413,10 @@ class Engine:
                 self._set_aside(rule)  # what did come back is not this rule's output
             result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
-        self._end(st, rid, result)
         allowed = self._attempts(rule)
-        if st.attempts[rid] < allowed and not self.stop_code:
-            self.reporter.retrying(rule.name, st.attempts[rid], _describe(result))
+        retrying = st.attempts[rid] < allowed and not self.stop_code
+        self._end(st, rid, result, retrying)
+        if retrying:
             st.ready.append(rid)
             return
         self._failed(st, rid, result)
@@ -473,7 +469,6 @@ class Engine:
         st.finished.add(rid)
         st.ran.append(rule.name)
         st.alive += len(recorded)
-        self.reporter.finished(rule.name, result)
         for d in self.dependents[rid]:
             if d in st.pending and st.pending[d] > 0:
                 st.pending[d] -= 1
@@ -507,7 +502,6 @@ class Engine:
         except OSError as e:  # a full disk: the run ends, saying which file it could not write
             raise OSError(e.errno, e.strerror, info) from None
         st.failed.append(rule.name)
-        self.reporter.failed(rule.name, _describe(result), where)
         if not self.options.keep_going:
             # As make does without -k: start nothing more. Everything ready was submitted at
             # once, so what has not started is taken back; what runs finishes.
@@ -538,7 +532,6 @@ class Engine:
         self._cutoff(st, rid, placed)
         st.finished.add(rid)
         self.events.emit("restore", rule=rid, outputs=[p for p, *_ in placed])
-        self.reporter.restored(rule.name)
         return True
 
     def _outside(self, rid: int) -> str | None:
@@ -622,15 +615,16 @@ class Engine:
                  kind="call" if rule.call else "local" if rule.local or rule.subworkflow
                  else "command", command=rule.command, location=str(rule.location))
 
-    def _end(self, st: _State, rid: int, result: TaskResult) -> None:
-        """The `end` event of one attempt of `rid`, and its stderr tail kept."""
+    def _end(self, st: _State, rid: int, result: TaskResult, retrying: bool = False) -> None:
+        """The `end` event of one attempt of `rid` (`retrying`: another follows), and its
+        stderr tail kept."""
         rule = self.rules[rid]
         status = _END_STATUS.get(result.status, "failed")
         code = result.exit_code
         m = result.measured
         self.events.keep_stderr(failed_dir_name(rule.name), result.stderr_tail)
         fields = {}
-        if status == "failed":
+        if status != "ok" and status != "withdrawn" and not retrying:
             fields = {"info": os.path.join(self._failed_dir(rule), "INFO"),
                       "stderr": _last_lines(result.stderr_tail, STDERR_LINES)}
         self.events.emit(
@@ -640,7 +634,7 @@ class Engine:
             signal=-code if code is not None and code < 0 else None,
             wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
             mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb, bytes_read=None, bytes_written=None,
-            message="" if result.ok else _describe(result), **fields)
+            message="" if result.ok else _describe(result), retrying=retrying, **fields)
 
     # -- garbage collection (-g, see core/collection.py) ------------------------------------
 
@@ -746,12 +740,18 @@ def _identity(path: str) -> tuple[int, int] | None:
 
 
 def _describe(result: TaskResult) -> str:
+    """How an attempt ended, in a few words: `exit code 3`, `missing output: out.txt`."""
+    reason = result.reason
     if result.status == "failed":
-        return f"exit code {result.exit_code}"
+        code = f"exit code {result.exit_code}" if result.exit_code is not None else "failed"
+        # a library call's reason says what went wrong ("no function named 'f'")
+        return f"{code}: {reason}" if reason and not reason.startswith("exit code") else code
     if result.status == "signaled" and result.exit_code is not None:
         return f"killed by signal {-result.exit_code}"
     text = result.status.replace("_", " ")
-    return f"{text}: {result.reason}" if result.reason else text
+    if reason.startswith(text):  # the reason says it already: "missing output: x"
+        return reason
+    return f"{text}: {reason}" if reason else text
 
 
 def info_record(rule: RuleSpec, result: TaskResult) -> str:

@@ -462,7 +462,9 @@ def _check_sources(rules, sources, producer, root, exists, listdir, where) -> No
                 continue
             parent = posixpath.dirname(path)
             on_disk = [posixpath.join(parent, n) for n in listdir(os.path.join(root, parent))]
-            hint = did_you_mean(path, itertools.chain(producer, on_disk))
+            own = {norm(t.path) for t in rule.targets}  # never "did you mean" its own output
+            hint = did_you_mean(path, (p for p in itertools.chain(producer, on_disk)
+                                       if p not in own))
             errors.append(where.error(rule, f"source '{path}' does not exist and no rule "
                                             f"makes it{hint}", ref.path))
     if total == 1:

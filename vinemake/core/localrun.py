@@ -207,7 +207,7 @@ class LocalRunner:
         if missing:
             self._keep_failed(task, made)
             return TaskResult(task.id, "missing_output", 0,
-                              reason=f"declared output '{missing[0]}' was not created",
+                              reason="missing output: " + ", ".join(missing),
                               stderr_tail=tail, measured=measured, worker="local")
         if shadow is not None:
             for rel in _outputs(task, self.root):

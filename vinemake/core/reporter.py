@@ -1,72 +1,37 @@
-"""Progress and summary: what the user sees while a workflow runs. The engine never prints.
+"""What the user sees while a workflow runs, read from the run's events. The engine never prints.
 
-`TtyReporter` keeps one live status line (done, running, waiting, failed, cached, ETA) on a
-terminal; `PlainReporter` writes timestamped lines for logs and pipes; `FakeReporter` records
-events for tests. `make_reporter` picks by whether the stream is a terminal.
+Reporters are listeners of the run's record (core/events.py): `event()` takes note of each
+event on whatever thread emitted it (the manager's loop emits starts) and writes nothing;
+`tick()`, on the engine's thread, writes what is due. The manager's and the backends' news
+(face/notices.py) comes through `note()` on the engine's thread, so nothing writes across the
+live line.
+
+`TtyReporter` keeps one live status line (done, running, waiting, failed, workers, transfers
+in flight, ETA) that never exceeds the terminal's width; `PlainReporter` writes timestamped
+lines for logs and pipes: each rule's start (when its command really began, and where, when
+there is more than one worker) and its end with its wall time. Both print a failed rule's
+command, where it ran, how it ended, the end of its stderr and its INFO file. `FakeReporter`
+records what it was told, for tests.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Protocol, TextIO
 
 __all__ = ["Reporter", "FakeReporter", "PlainReporter", "TtyReporter", "make_reporter",
-           "summary_line"]
+           "summary_line", "failure_text"]
 
 
 class Reporter(Protocol):
-    def start(self, total: int, skipped: int, restoring: int) -> None: ...
-    def started(self, name: str) -> None: ...
-    def finished(self, name: str, result) -> None: ...
-    def restored(self, name: str) -> None: ...
-    def retrying(self, name: str, attempt: int, why: str) -> None: ...
-    def failed(self, name: str, why: str, where: str) -> None: ...
-    def withdrawn(self, name: str) -> None: ...  # started() earlier, but never ran
+    def event(self, ev: dict) -> None: ...  # any thread; writes nothing
     def note(self, text: str) -> None: ...  # news from the manager: a worker joined, left
-    def tick(self) -> None: ...
+    def tick(self) -> None: ...  # the engine's thread: write what is due
     def summary(self, outcome) -> None: ...
-
-
-class FakeReporter:
-    """Records every event as a tuple, for tests."""
-
-    def __init__(self):
-        self.events: list[tuple] = []
-
-    def start(self, total, skipped, restoring):
-        self.events.append(("start", total, skipped, restoring))
-
-    def started(self, name):
-        self.events.append(("started", name))
-
-    def finished(self, name, result):
-        self.events.append(("finished", name))
-
-    def restored(self, name):
-        self.events.append(("restored", name))
-
-    def retrying(self, name, attempt, why):
-        self.events.append(("retrying", name, attempt, why))
-
-    def failed(self, name, why, where):
-        self.events.append(("failed", name, why))
-
-    def withdrawn(self, name):
-        self.events.append(("withdrawn", name))
-
-    def note(self, text):
-        self.events.append(("note", text))
-
-    def tick(self):
-        pass
-
-    def summary(self, outcome):
-        self.events.append(("summary", outcome.exit_code))
-
-    def names(self, kind: str) -> list[str]:
-        return [e[1] for e in self.events if e[0] == kind]
 
 
 def summary_line(outcome) -> str:
@@ -87,142 +52,317 @@ def summary_line(outcome) -> str:
     return text
 
 
-class _Counts:
-    """Counters both real reporters keep."""
+def failure_text(label: str, ev: dict, plan: dict | None) -> list[str]:
+    """The lines that explain a failed rule: as make, ninja and Snakemake show it."""
+    lines = [f"FAILED  {label}: {ev.get('message') or ev.get('status')}"]
+    if plan is not None and plan.get("command"):
+        lines.append(f"  command: {plan['command']}")
+    where = _where(ev)
+    if where:
+        lines.append(f"  ran on:  {where}")
+    stderr = (ev.get("stderr") or "").rstrip("\n")
+    if stderr:
+        lines.append("  stderr (last lines):")
+        lines += [f"    {line}" for line in stderr.splitlines()]
+    if ev.get("info"):
+        lines.append(f"  see {_relative(ev['info'])}")
+    return lines
 
-    def __init__(self, clock: Callable[[], float]):
-        self.clock = clock
-        self.t0 = clock()
-        self.total = self.done = self.running = self.failed = self.cached = 0
 
-    def eta(self) -> str:
-        if not self.done or self.done >= self.total:
-            return "?"
-        per = (self.clock() - self.t0) / self.done
-        return f"{per * (self.total - self.done):.0f}s"
+def _where(ev: dict) -> str:
+    worker, host = ev.get("worker"), ev.get("host")
+    if not worker:
+        return ""
+    if worker == "local" and not host:
+        return "this host"
+    return f"worker {worker} ({host})" if host and host != worker else f"worker {worker}"
+
+
+def _relative(path: str) -> str:
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else path
+
+
+class _Run:
+    """What both reporters know of the run so far, from its events (thread-safe enough: the
+    manager's loop only adds starts and workers, each one assignment)."""
+
+    def __init__(self):
+        self.plans: dict[int, dict] = {}
+        self.actions = {"run": 0, "restore": 0, "skip": 0}
+        self.total = self.done = self.failed = 0
+        self.running: dict[int, str] = {}  # rule -> worker, between start and end
+        self.workers: set[str] = set()  # connected now
+        self.workers_seen: set[str] = set()
+        self.batch_type = "local"
+        self.headed = False
+        self.first_start: float | None = None
+
+    def label(self, rid) -> str:
+        plan = self.plans.get(rid)
+        return plan["label"] if plan else f"rule {rid}"
+
+    def take(self, ev: dict) -> None:
+        kind = ev["ev"]
+        if kind == "plan":
+            self.plans[ev["rule"]] = ev
+            self.actions[ev.get("action", "run")] = self.actions.get(ev.get("action"), 0) + 1
+            if ev.get("action") == "run":
+                self.total += 1
+        elif kind == "submit":
+            plan = self.plans.get(ev["rule"])
+            if plan is not None and plan.get("action") == "restore" and ev.get("attempt") == 1:
+                self.total += 1  # its outputs were not in the cache after all: it runs
+        elif kind == "start":
+            self.running[ev["rule"]] = ev.get("worker", "")
+            if self.first_start is None:
+                self.first_start = ev["t"]
+        elif kind == "end":
+            self.running.pop(ev["rule"], None)
+            if ev.get("retrying") or "retrying" not in ev:
+                return  # another attempt follows
+            status = ev.get("status")
+            if status == "ok":
+                self.done += 1
+            elif status == "withdrawn":
+                self.total -= 1  # it will not run: neither running nor waiting
+            else:
+                self.failed += 1
+        elif kind == "worker_join":
+            self.workers.add(ev.get("worker", ""))
+            self.workers_seen.add(ev.get("worker", ""))
+        elif kind == "worker_leave":
+            self.workers.discard(ev.get("worker", ""))
+        elif kind == "run_start":
+            self.batch_type = ev.get("batch_type", "local")
+
+    def heading(self) -> str | None:
+        """`3 rules to run, 1 to restore, 5 up to date`: the plan, counted as the summary."""
+        run, restore = self.actions.get("run", 0), self.actions.get("restore", 0)
+        if not (run or restore):
+            return None
+        return (f"{_n(run, 'rule')} to run, {restore} to restore, "
+                f"{self.actions.get('skip', 0)} up to date")
+
+
+class _Lines:
+    """Lines waiting for the next tick (any thread adds, the engine's thread writes)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+
+    def add(self, text: str) -> None:
+        with self._lock:
+            self._lines.append(text)
+
+    def take(self) -> list[str]:
+        with self._lock:
+            out, self._lines = self._lines, []
+        return out
 
 
 class PlainReporter:
-    """Timestamped lines for logs, pipes and CI: one as each rule starts (as make echoes each
-    command), one per failure or retry, and the summary. Lines are flushed by tick(), once per
-    pass of the engine's loop, not one write per line: at 10k rules that write was a tenth of
-    the manager process's time.
+    """Timestamped lines for logs, pipes and CI: a rule's start as its command really begins
+    (as make echoes each command), its end with its wall time, failures in full, the summary.
+    Lines are written by tick(), once per pass of the engine's loop, not one write per line:
+    at 10k rules that write was a tenth of the manager process's time.
     """
 
     def __init__(self, out: TextIO, clock: Callable[[], float] = time.time):
         self.out = out
         self.clock = clock
-        self.second = -1
-        self.stamp = ""
-        self.pending: list[str] = []
+        self.run = _Run()
+        self.lines = _Lines()
+        self._second = -1
+        self._stamp = ""
 
-    def _line(self, text: str) -> None:
-        now = int(self.clock())
-        if now != self.second:
-            self.second, self.stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
-        self.pending.append(f"{self.stamp} {text}\n")
+    def _line(self, text: str, t: float | None = None) -> None:
+        now = int(self.clock() if t is None else t)
+        if now != self._second:  # (a race between threads costs a wrong stamp, no more)
+            self._second, self._stamp = now, time.strftime("%H:%M:%S", time.localtime(now))
+        self.lines.add(f"{self._stamp} {text}")
 
-    def start(self, total, skipped, restoring):
-        if total or restoring:
-            self._line(f"{_n(total, 'rule')} to run, {restoring} to restore, {skipped} up to date")
-            self.tick()
+    def event(self, ev: dict) -> None:
+        run = self.run
+        run.take(ev)
+        kind = ev["ev"]
+        if not run.headed and kind not in ("plan", "run_start", "worker_join"):
+            run.headed = True  # the plan is whole once the first rule is acted on
+            heading = run.heading()
+            if heading:
+                self._line(heading)
+        if kind == "start":
+            where = f" on {ev.get('worker')}" if len(run.workers_seen) > 1 else ""
+            self._line(f"start   {run.label(ev['rule'])}{where}", ev["t"])
+        elif kind == "restore":
+            self._line(f"cached  {run.label(ev['rule'])}", ev["t"])
+        elif kind == "end":
+            self._ended(ev)
 
-    def started(self, name):
-        self._line(f"start   {name}")
+    def _ended(self, ev: dict) -> None:
+        label = self.run.label(ev["rule"])
+        status = ev.get("status")
+        if status == "ok":
+            self._line(f"done    {label} ({_seconds(ev.get('wall_s'))})", ev["t"])
+        elif ev.get("retrying") or "retrying" not in ev:
+            self._line(f"retry   {label} after attempt {ev.get('attempt')}: "
+                       f"{ev.get('message')}", ev["t"])
+        elif status != "withdrawn":
+            first, *rest = failure_text(label, ev, self.run.plans.get(ev["rule"]))
+            self._line(first, ev["t"])
+            for line in rest:
+                self.lines.add(line)
 
-    def finished(self, name, result):
-        pass
-
-    def restored(self, name):
-        self._line(f"cached  {name}")
-
-    def retrying(self, name, attempt, why):
-        self._line(f"retry   {name} after attempt {attempt}: {why}")
-
-    def failed(self, name, why, where):
-        self._line(f"FAILED  {name}: {why} (see {where}/INFO)")
-        self.tick()
-
-    def withdrawn(self, name):
-        pass  # the summary counts them among "not run"
-
-    def note(self, text):
+    def note(self, text: str) -> None:
         self._line(text)
-        self.tick()
 
-    def tick(self):
-        if self.pending:
-            self.out.write("".join(self.pending))
-            self.pending.clear()
+    def tick(self) -> None:
+        lines = self.lines.take()
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
             self.out.flush()
 
-    def summary(self, outcome):
-        self.pending.append(summary_line(outcome) + "\n")
+    def summary(self, outcome) -> None:
+        self.lines.add(summary_line(outcome))
         self.tick()
 
 
 class TtyReporter:
-    """One live status line, redrawn at most a few times a second; failures stay above it."""
+    """One live status line, redrawn at most five times a second and cut to the terminal's
+    width (a line that wraps cannot be redrawn in place: it piles up); failures and messages
+    are written above it."""
 
-    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, out: TextIO, clock: Callable[[], float] = time.monotonic,
+                 width: Callable[[], int] | None = None,
+                 transfers: Callable[[], int] = lambda: 0):
         self.out = out
-        self.n = _Counts(clock)
+        self.clock = clock
+        self.width = width or (lambda: _terminal_width(out))
+        self.transfers = transfers  # in flight now (the manager's count)
+        self.run = _Run()
+        self.lines = _Lines()
+        self.t0 = clock()
         self.last_draw = 0.0
+        self.over = False  # after the summary: messages only, no live line
 
-    def start(self, total, skipped, restoring):
-        self.n.total = total
+    def event(self, ev: dict) -> None:
+        self.run.take(ev)
+        if ev["ev"] == "end" and ev.get("retrying") is False and ev.get("status") not in (
+                "ok", "withdrawn"):
+            for line in failure_text(self.run.label(ev["rule"]), ev,
+                                     self.run.plans.get(ev["rule"])):
+                self.lines.add(line)
 
-    def started(self, name):
-        self.n.running += 1
-
-    def finished(self, name, result):
-        self.n.running -= 1
-        self.n.done += 1
-
-    def restored(self, name):
-        self.n.cached += 1
-
-    def retrying(self, name, attempt, why):
-        self.n.running -= 1
-
-    def withdrawn(self, name):
-        self.n.running -= 1
-        self.n.total -= 1  # it will not run: neither running nor waiting
-
-    def failed(self, name, why, where):
-        self.n.running -= 1
-        self.n.failed += 1
-        self.out.write(f"\r\x1b[KFAILED {name}: {why} (see {where}/INFO)\n")
-        self._draw(force=True)
-
-    def note(self, text):
-        self.out.write(f"\r\x1b[Kvinemake: {text}\n")
-        self._draw(force=True)
+    def note(self, text: str) -> None:
+        self.lines.add(f"vinemake: {text}")
 
     def status(self) -> str:
-        n = self.n
-        waiting = n.total - n.done - n.running - n.failed
-        return (f"[{n.done}/{n.total}] running {n.running}, waiting {max(waiting, 0)}, "
-                f"failed {n.failed}, cached {n.cached}, ETA {n.eta()}")
+        r = self.run
+        running = len(r.running)
+        waiting = max(r.total - r.done - r.failed - running, 0)
+        long = [f"[{r.done}/{r.total}]", f"running {running},", f"waiting {waiting},",
+                f"failed {r.failed},", f"workers {len(r.workers)},",
+                f"transfers {self.transfers()},", f"ETA {self.eta()}"]
+        text = " ".join(long)
+        width = max(self.width() - 1, 10)  # the last column would wrap on some terminals
+        if len(text) <= width:
+            return text
+        short = [f"[{r.done}/{r.total}]", f"run {running}", f"wait {waiting}"]
+        short += [f"fail {r.failed}"] if r.failed else []
+        short += [f"wk {len(r.workers)}"]
+        short += [f"xfer {self.transfers()}"] if self.transfers() else []
+        short += [f"eta {self.eta()}"]
+        return " ".join(short)[:width]
 
-    def tick(self):
-        self._draw()
+    def eta(self) -> str:
+        r = self.run
+        if not r.done or r.done >= r.total:
+            return "?"
+        per = (self.clock() - self.t0) / r.done
+        return f"{per * (r.total - r.done - r.failed):.0f}s"
 
-    def _draw(self, force: bool = False):
-        now = self.n.clock()
-        if force or now - self.last_draw >= 0.2:
+    def tick(self) -> None:
+        lines = self.lines.take()
+        if lines:  # above the live line; a long one may wrap: it is not redrawn
+            self.out.write("".join(f"\r\x1b[K{line}\n" for line in lines))
+            self._draw(force=True)
+        else:
+            self._draw()
+
+    def _draw(self, force: bool = False) -> None:
+        now = self.clock()
+        if self.over:
+            self.out.flush()
+        elif force or now - self.last_draw >= 0.2:
             self.last_draw = now
             self.out.write("\r\x1b[K" + self.status())
             self.out.flush()
 
-    def summary(self, outcome):
+    def summary(self, outcome) -> None:
+        lines = self.lines.take()
+        self.out.write("".join(f"\r\x1b[K{line}\n" for line in lines))
         self.out.write("\r\x1b[K" + summary_line(outcome) + "\n")
         self.out.flush()
+        self.over = True
 
 
-def make_reporter(out: TextIO | None = None) -> Reporter:
+class FakeReporter:
+    """Records what it is told, as tuples, for tests."""
+
+    def __init__(self):
+        self.events: list[tuple] = []
+        self.run = _Run()
+
+    def event(self, ev: dict) -> None:
+        self.run.take(ev)
+        kind = ev["ev"]
+        label = self.run.label(ev.get("rule"))
+        if kind == "start":
+            self.events.append(("started", label))
+        elif kind == "restore":
+            self.events.append(("restored", label))
+        elif kind == "end":
+            status = ev.get("status")
+            if ev.get("retrying"):
+                self.events.append(("retrying", label, ev.get("attempt"), ev.get("message")))
+            elif status == "ok":
+                self.events.append(("finished", label))
+            elif status == "withdrawn":
+                self.events.append(("withdrawn", label))
+            else:
+                self.events.append(("failed", label, ev.get("message")))
+
+    def note(self, text: str) -> None:
+        self.events.append(("note", text))
+
+    def tick(self) -> None:
+        pass
+
+    def summary(self, outcome) -> None:
+        self.events.append(("summary", outcome.exit_code))
+
+    def names(self, kind: str) -> list[str]:
+        return [e[1] for e in self.events if e[0] == kind]
+
+
+def make_reporter(out: TextIO | None = None, transfers: Callable[[], int] = lambda: 0
+                  ) -> Reporter:
     out = out if out is not None else sys.stderr
-    return TtyReporter(out) if out.isatty() else PlainReporter(out)
+    return TtyReporter(out, transfers=transfers) if out.isatty() else PlainReporter(out)
+
+
+def _terminal_width(out: TextIO) -> int:
+    try:
+        return os.get_terminal_size(out.fileno()).columns or 80
+    except (OSError, ValueError, AttributeError):
+        return 80
+
+
+def _seconds(s) -> str:
+    if s is None:
+        return "?"
+    return f"{s:.1f} s" if s < 60 else f"{int(s // 60)} min {s % 60:.0f} s"
 
 
 def _n(count: int, noun: str) -> str:

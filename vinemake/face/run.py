@@ -28,6 +28,7 @@ from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
+from vinemake.core.reporter import make_reporter
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 from vinemake.core.urls import UrlMemo
@@ -253,8 +254,14 @@ def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None =
     shown = [rid for rid in prep.plan.order if reasons[rid].action != SKIP or options.explain]
     out.write(dry_run_text(graph, shown,
                            {rid: f"{reasons[rid].action}, {reasons[rid].text}" for rid in shown}))
-    if not prep.plan.ids(RUN) and not prep.plan.ids(RESTORE) and not options.explain:
+    n_run, n_restore = len(prep.plan.ids(RUN)), len(prep.plan.ids(RESTORE))
+    if not n_run and not n_restore:
         out.write("vinemake: nothing to do\n")
+    else:  # on stderr, as a run's summary: what -n prints on stdout stays a shell script
+        out.flush()
+        skip = len(prep.plan.order) - n_run - n_restore
+        sys.stderr.write(f"vinemake: would run {n_run}, restore {n_restore}, "
+                         f"up to date {skip}\n")
     return 0
 
 
@@ -279,7 +286,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
         from vinemake.face.report import plotly_js
 
         plotly_js()  # a page that cannot be made is said before the run, not after it
-    events, page = _record(workflow, options)
+    reporter = make_reporter(sys.stderr)
+    events, page = _record(workflow, options, reporter)
     code, counts, outcome = None, {}, "failed"
     from vinemake.face.notices import noticing
 
@@ -292,7 +300,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
             executor = (_start_manager(options, root, events)
                         if _first_build(workflow, options) else None)
             try:
-                result = _run(workflow, graph, options, digest, executor, events, notices)
+                result = _run(workflow, graph, options, digest, executor, events, notices,
+                              reporter)
             finally:
                 if executor is not None:
                     executor.close()
@@ -315,10 +324,12 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
             _write_report(options, events.run_id)
 
 
-def _record(workflow: Workflow, options) -> tuple[EventLog, object | None]:
+def _record(workflow: Workflow, options, reporter) -> tuple[EventLog, object | None]:
     """This run's record in the state directory, opened with its `run_start` event, and its
-    live status page when --status-port asks for one (it sees every event)."""
+    live status page when --status-port asks for one (it sees every event, as the reporter
+    does)."""
     events = start_run(options.root)
+    events.subscribe(reporter.event)
     page = _status_page(options, events)
     events.emit("run_start", t=events.started, run=events.run_id,
                 vinefile=options.vinefile, root=os.path.abspath(options.root),
@@ -366,10 +377,9 @@ def _first_build(workflow: Workflow, options) -> bool:
 
 
 def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early,
-         events: EventLog, notices):
+         events: EventLog, notices, reporter):
     from vinemake.core.engine import Engine, EngineOptions
     from vinemake.core.localrun import LocalRunner
-    from vinemake.core.reporter import make_reporter
     from vinemake.face.notices import Reporting
 
     root = options.root
@@ -378,7 +388,9 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
                    offline=options.offline)
     if options.explain:
         explain(prep, workflow, sys.stderr)
-    reporter = Reporting(make_reporter(sys.stderr), notices)
+    # the status line's transfers in flight: the manager's count, once there is a manager
+    reporter.transfers = lambda: getattr(executor, "transfers_in_flight", 0)
+    reporter = Reporting(reporter, notices)
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc, protected,

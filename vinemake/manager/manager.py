@@ -153,6 +153,7 @@ class Manager:
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
         self.queue: collections.deque[Task] = collections.deque()
         self.recovery = Recovery(self.replicas, self.queue, config.max_retries, _lost_for_good)
+        self.transfers_in_flight = 0  # for the status line, read from other threads
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
         self._names = collections.Counter()
         self.sel = selectors.DefaultSelector()
@@ -274,6 +275,7 @@ class Manager:
                 if self.replicas.epoch != self._caches_seen:
                     self._record_caches()
                 self.conns.flush_all()
+                self.transfers_in_flight = sum(self.replicas.inflight.values())
                 timeout = mailbox.publish(bool(self.queue))
                 now = time.monotonic()
                 if self.config.heartbeat_s and now >= next_beat:

@@ -396,7 +396,7 @@ class Runner:
                         raise  # a link to nothing: not missing, but not an output either
                     missing.append(f.sandbox)
             if missing:
-                status, reason = "missing_output", "missing output: " + ", ".join(missing)
+                status, reason = "missing_output", missing_reason(task, sandbox, missing)
                 tail = _tail(err_path) if err_path else tail
         if status != "ok":
             failed = self._keep_failed(task, sandbox)
@@ -702,6 +702,21 @@ def spawn_shell(command: str, cwd: str, env: tuple[tuple[str, str], ...], base_e
     finally:
         os.close(err)
     return proc.pid, proc
+
+
+def missing_reason(task: Task, sandbox: str, missing: list[str]) -> str:
+    """`missing output: out.txt (wrote ou.txt instead?)`: what the command did write, beside
+    its inputs, is usually the misspelt output."""
+    known = {f.sandbox.split("/", 1)[0] for f in (*task.inputs, *task.outputs)}
+    try:
+        wrote = sorted(n for n in os.listdir(sandbox) if n not in known)
+    except OSError:
+        wrote = []
+    text = "missing output: " + ", ".join(missing)
+    if wrote:
+        more = f" and {len(wrote) - 3} more" if len(wrote) > 3 else ""
+        text += f" (wrote {', '.join(wrote[:3])}{more} instead?)"
+    return text
 
 
 def _err_path(sandbox: str) -> str:
