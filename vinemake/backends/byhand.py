@@ -11,6 +11,7 @@ __all__ = ["ByHandWorkers"]
 
 
 class ByHandWorkers:
+    owns_workers = False  # their owners start them, and they outlive the run
     def __init__(self, out=None) -> None:
         self.out = out or sys.stderr
 

@@ -7,7 +7,6 @@ import os
 import select
 import subprocess
 import sys
-import threading
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
@@ -91,12 +90,7 @@ class LocalWorkers:
         self._spawn()
 
     def _spawn(self) -> None:
-        # Its complaints go through this process's logging (a run's reporter), never
-        # straight to the terminal, where they would write across the live status line.
-        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        threading.Thread(target=_relay, args=(self.proc.stderr,), name="worker-stderr",
-                         daemon=True).start()
+        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL)
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -128,12 +122,3 @@ def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:
     if exited:
         proc.wait()
     return exited
-
-
-def _relay(stream) -> None:
-    """Each line the local worker writes to its stderr, as a warning of ours."""
-    with stream:
-        for line in stream:
-            text = line.decode("utf-8", "replace").rstrip()
-            if text:
-                log.warning("worker: %s", text)

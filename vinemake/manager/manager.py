@@ -74,6 +74,7 @@ from vinemake.wire.protocol import (
     Kill,
     ProtocolError,
     Push,
+    Shutdown,
     Started,
     Transferred,
     encode,
@@ -288,7 +289,16 @@ class Manager:
             log.exception("manager loop crashed")
             mailbox.crash(f"{type(e).__name__}: {e}")
         finally:
+            # Workers this run started leave with it, quietly; one started by hand stays,
+            # to serve the next manager (it says it is looking for one).
+            bye = encode(Shutdown("the workflow is done")) if getattr(
+                self.provider, "owns_workers", True) and self.provider is not None else b""
             for w in list(self.workers.values()):
+                if bye:
+                    try:
+                        w.sock.send(bye)
+                    except OSError:
+                        pass
                 w.sock.close()
             self._listener.close()
 
