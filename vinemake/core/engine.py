@@ -170,7 +170,6 @@ class Engine:
         self.executor, self.local = executor, local
         self.journal, self.store, self.reporter = journal, store, reporter
         self.root = root
-        self.state_dir = StateDir(root).path
         self._failed_root = os.path.join(StateDir(root).failed, "")
         self.state_path = StateDir(root).path
         self.options = options
