@@ -25,6 +25,7 @@ import psutil
 import pytest
 from conftest import require_tool
 
+from vinemake.common.spec import Resources
 from vinemake.wire import protocol as p
 
 VINEFILE = "out.txt:\n\techo hi > out.txt\n"
@@ -367,3 +368,40 @@ def test_a_worker_and_manager_disagreeing_on_tls_fail_with_the_reason(run, certi
             "does not") in lines
     assert any(line.startswith("worker w2 joined from 127.0.0.1 (same host): 1 cores")
                for line in lines)
+
+
+# ---------------------------------------------------------------- rules too big for every worker
+
+def test_a_rule_bigger_than_every_worker_fails_after_its_wait(cluster, tmp_path):
+    from test_manager import task
+
+    c = cluster(too_big_wait_s=1.0)
+    c.worker("w1", cores=1)
+    big, small = c.run(task(1, "true", resources=Resources(cores=4)), task(2, "true"))
+    assert (big.status, big.reason) == ("error", "needs cores 4 but the largest worker offers 1; "
+                                                 "waited 1 s for a bigger worker to join")
+    assert (small.status, small.worker) == ("ok", "w1")
+
+
+def test_a_rule_too_big_waits_for_a_bigger_worker_that_joins(cluster, tmp_path):
+    from test_manager import task
+
+    c = cluster(too_big_wait_s=600.0)
+    c.worker("w1", cores=1)
+    c.m.submit(task(1, "true", resources=Resources(cores=2)))
+    wait_for(lambda: c.m._too_big, "the rule to be seen too big")
+    c.worker("w2", cores=2)
+    r, = c.collect(task(1, "true"))
+    assert (r.status, r.worker) == ("ok", "w2")
+
+
+def test_with_a_local_worker_a_rule_too_big_stops_the_run_before_anything_starts(tmp_path):
+    (tmp_path / "Vinefile").write_text(
+        f"small:\n\ttouch {tmp_path}/ran.small; touch small\n\n"
+        "@resources cores=512\nbig:\n\ttouch big\n")
+    r = subprocess.run([sys.executable, "-m", "vinemake", "-k", "--cores", "2"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.splitlines()[-3:] == [
+        "Vinefile:5:1: rule 'big' needs cores 512 but the largest worker offers 2", "big:", "^"]
+    assert not (tmp_path / "ran.small").exists()

@@ -124,7 +124,9 @@ def test_tasks_run_end_to_end_and_outputs_land_at_their_paths(cluster, tmp_path)
         ("ok", "w1", (("out-up", 6, hash_file(str(target))[1]),))
     assert target.read_text() == "HELLO\n"
     assert os.listdir(target.parent) == ["up.txt"]  # no temporary left beside it
-    assert c.m.largest_worker() == Resources(cores=2, memory_mb=1000, disk_mb=1000, gpus=0)
+    # bigger workers may join later: no size is final (a rule too big waits, see
+    # test_a_rule_bigger_than_every_worker_fails_after_its_wait)
+    assert c.m.largest_worker() is None
 
 
 def test_an_output_is_replaced_atomically(tmp_path):

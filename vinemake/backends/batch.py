@@ -416,6 +416,9 @@ class BatchWorkers:
     """
 
     system_class: Callable[[], BatchSystem] | None = None  # what a subclass speaks
+    # It submits workers shaped to the rules that wait: a rule bigger than every worker now
+    # connected waits for one (a request no node can satisfy is refused by the system).
+    sizes_workers = True
 
     def __init__(self, runner: CommandRunner | None = None, clock: Clock | None = None, *,
                  system: BatchSystem | None = None, log: Callable[[str], None] = _say,

@@ -10,6 +10,8 @@ import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.machine import machine_resources
+from vinemake.common.spec import Resources
 
 __all__ = ["LocalWorkers", "worker_command", "MAX_RESTARTS"]
 
@@ -61,16 +63,23 @@ class LocalWorkers:
         self.restarts = 0
         self._joined_before = 0  # workers that had joined when this one was started
         self._command: list[str] = []
+        self._offer: Resources | None = None
 
     def start(self, manager: ManagerAddress, options: ProviderOptions) -> None:
         workdir = dict(options.extra).get("workdir")
         if workdir is None:
             raise InfrastructureError("the local worker needs a workdir (ProviderOptions.extra)")
         workdir = os.path.abspath(workdir)
+        r = options.worker_resources
+        self._offer = machine_resources(workdir, r.cores, r.memory_mb, r.disk_mb, r.gpus or 0)
         # Quiet: vinemake started it, and its lines would cross vinemake's status line.
         self._command = worker_command(manager, options, workdir) + ["--no-idle-exit",
                                                                       "--quiet"]
         self._spawn()
+
+    def promised(self) -> Resources | None:
+        """What its one worker will offer, known before it joins (None before start())."""
+        return self._offer
 
     def scale(self, demand: Demand) -> None:
         """One worker with the whole machine is the most this backend offers; one that died

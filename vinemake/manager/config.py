@@ -47,6 +47,9 @@ class ManagerConfig:
     max_handshakes_per_host: int = 16
     heartbeat_s: float = 5.0
     silence_s: float = 60.0
+    # A rule bigger than every connected worker fails after waiting this long for a bigger
+    # one to join (not with a provider that sizes workers to the rules: batch systems).
+    too_big_wait_s: float = 60.0
 
     @property
     def transfer_log(self) -> str:

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 
 from vinemake.common import batching
 from vinemake.common.errors import InfrastructureError
-from vinemake.common.spec import Resources
 from vinemake.common.task import Task, TaskResult
 
 __all__ = ["Mailbox", "SUBMIT_LATENCY_S"]
@@ -42,7 +41,6 @@ class Mailbox:
         self._events: list[Callable[[], object]] = []  # from other threads, run on the loop
         self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
         self._results: list[TaskResult] = []
-        self._largest: Resources | None = None
         self._woken = False
         self.closed = False
         self._crash = ""
@@ -86,10 +84,6 @@ class Mailbox:
             self._dead.extend(keys)
             return first and bool(self._dead)
 
-    def largest(self) -> Resources | None:
-        with self._lock:
-            return self._largest
-
     def close(self) -> bool:
         """Stop the loop and wake whoever waits; False if it was closed already."""
         with self._lock:
@@ -128,10 +122,6 @@ class Mailbox:
         with self._lock:
             self._results.extend(results)
             self._results_ready.notify_all()
-
-    def set_largest(self, largest: Resources | None) -> None:
-        with self._lock:
-            self._largest = largest
 
     def fail(self, error: InfrastructureError) -> None:
         """Workers can never start: the engine hears it from wait()."""

@@ -46,6 +46,7 @@ import threading
 import time
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
+from vinemake.common.amounts import excess
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.names import flat
 from vinemake.common.spec import Resources
@@ -156,6 +157,7 @@ class Manager:
         self.recovery = Recovery(self.replicas, self.queue, config.max_retries, _lost_for_good)
         self.transfers_in_flight = 0  # for the status line, read from other threads
         self.workers_joined = self.workers_left = 0  # ever, for providers (Demand)
+        self._too_big: dict[int, float] = {}  # queued task id -> since when no worker fits it
         self._names = collections.Counter()
         self.sel = selectors.DefaultSelector()
         self.conns = Connections(self.sel, self.workers, self._handle, self._lose)
@@ -236,7 +238,11 @@ class Manager:
             self.mailbox.post(self._forget_dead)
 
     def largest_worker(self) -> Resources | None:
-        return self.mailbox.largest()
+        """What the provider's workers will offer, if it knows before they join (-T local);
+        else None: workers of any size may join later (a rule too big for all that have
+        joined waits `too_big_wait_s`, then fails: see _fail_too_big)."""
+        promised = getattr(self.provider, "promised", None)
+        return promised() if promised is not None else None
 
     def content_hashes(self) -> dict[str, str]:
         """Content hashes of the files workers made or fetched (read once closed)."""
@@ -282,9 +288,12 @@ class Manager:
                 if self.config.heartbeat_s and now >= next_beat:
                     next_beat = now + self.config.heartbeat_s
                     self._heartbeat(now)
-                if self.provider is not None and now >= next_scale:
+                if now >= next_scale:
                     next_scale = now + 1.0
-                    self._scale()
+                    if self.provider is not None:
+                        self._scale()
+                    if not getattr(self.provider, "sizes_workers", False):
+                        self._fail_too_big(now)
         except Exception as e:  # a bug: say so to the engine instead of leaving it waiting
             log.exception("manager loop crashed")
             mailbox.crash(f"{type(e).__name__}: {e}")
@@ -311,6 +320,36 @@ class Manager:
             else:
                 self.conns.send(w, Heartbeat())
         self.conns.flush_all()
+
+    def _fail_too_big(self, now: float) -> None:
+        """Fail each queued task bigger than every connected worker once it has waited
+        too_big_wait_s for a bigger one (without workers, nothing to compare: all wait)."""
+        big = largest(w.total for w in self.workers.values())
+        if big is None or not self.queue:
+            self._too_big.clear()
+            return
+        problems: dict[Resources, str | None] = {}  # one check per shape, not per task
+        failed = []
+        for task in self.queue:
+            problem = problems.get(task.resources, "")
+            if problem == "":
+                problem = problems[task.resources] = excess(task.resources, big)
+            if problem is None or task.id in self.recovery.silent:
+                self._too_big.pop(task.id, None)
+                continue
+            since = self._too_big.setdefault(task.id, now)
+            if now - since >= self.config.too_big_wait_s:
+                failed.append(TaskResult(task.id, "error", reason=(
+                    f"{problem}; waited {self.config.too_big_wait_s:g} s for a bigger worker "
+                    "to join")))
+        if failed:
+            gone = {r.task_id for r in failed}
+            kept = [t for t in self.queue if t.id not in gone]
+            self.queue.clear()
+            self.queue.extend(kept)
+            for tid in gone:
+                del self._too_big[tid]
+            self.mailbox.report(failed)
 
     def _drain_wake(self) -> None:
         tasks, events = self.mailbox.drain()
@@ -410,16 +449,12 @@ class Manager:
         w.heard = time.monotonic()
         self.conns.add(w)
         self.workers_joined += 1
-        self._update_largest()
         r = n.resources
         log.info("worker %s joined from %s (%s): %g cores, %s MB memory, %s MB disk", wid,
                  n.addr, "same host" if w.same_host else "remote", r.cores or 0,
                  r.memory_mb or 0, r.disk_mb or 0)
         self.events.emit("worker_join", worker=wid, host=n.addr, cores=r.cores,
                          memory_mb=r.memory_mb, disk_mb=r.disk_mb)
-
-    def _update_largest(self) -> None:
-        self.mailbox.set_largest(largest(w.total for w in self.workers.values()))
 
     # ------------------------------------------------------------ messages from workers
 

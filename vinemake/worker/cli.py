@@ -8,10 +8,8 @@ import os
 import sys
 import tempfile
 
-import psutil
-
 from vinemake.common.errors import VinemakeError
-from vinemake.common.spec import Resources
+from vinemake.common.machine import machine_resources
 from vinemake.worker.stopping import StopSignals
 
 __all__ = ["main", "parse_args", "machine_resources"]
@@ -46,18 +44,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "local worker: its lines would cross the status line)")
     p.add_argument("--debug", action="store_true", help="log what the worker does")
     return p.parse_args(argv)
-
-
-def machine_resources(workdir: str, cores: float | None = None, memory_mb: int | None = None,
-                      disk_mb: int | None = None, gpus: int = 0) -> Resources:
-    """What this machine offers, each overridable."""
-    os.makedirs(workdir, exist_ok=True)
-    return Resources(
-        cores=cores if cores is not None else float(psutil.cpu_count() or 1),
-        memory_mb=memory_mb if memory_mb is not None
-        else psutil.virtual_memory().total // 1_000_000,
-        disk_mb=disk_mb if disk_mb is not None else psutil.disk_usage(workdir).free // 1_000_000,
-        gpus=gpus)
 
 
 def main(argv: list[str] | None = None) -> int:
