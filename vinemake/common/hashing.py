@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 import xxhash
 
@@ -95,9 +95,10 @@ def _hash_fd(fd: int, size_hint: int) -> tuple[int, str]:
     return size, h.hexdigest()
 
 
-def hash_tree(path: str) -> tuple[int, str]:
+def hash_tree(path: str, skip: Collection[str] = ()) -> tuple[int, str]:
     """(bytes, hash) of a file, or of a directory: "dir-" and the digest whose source key
-    (`file-xxh3_128-...`) a directory with the same files gets as a source."""
+    (`file-xxh3_128-...`) a directory with the same files gets as a source. `skip` names
+    paths inside the directory (relative to it) to leave out, files or whole directories."""
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         st = os.fstat(fd)
@@ -108,10 +109,16 @@ def hash_tree(path: str) -> tuple[int, str]:
     entries = []
     total = 0
     for root, dirs, files in os.walk(path):
+        if skip:
+            dirs[:] = [d for d in dirs if os.path.relpath(os.path.join(root, d), path)
+                       not in skip]
         dirs.sort()
         for name in sorted(files):
             full = os.path.join(root, name)
+            relative = os.path.relpath(full, path)
+            if relative in skip:
+                continue
             size, content = hash_file(full)
             total += size
-            entries.append((os.path.relpath(full, path), source_key(content)))
+            entries.append((relative, source_key(content)))
     return total, "dir-" + tree_digest(entries)

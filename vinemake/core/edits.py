@@ -10,7 +10,7 @@ about a changed output; it never silently overwrites a user's edit. A run with `
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import TextIO
 
 from vinemake.common.hashing import hash_tree
@@ -22,17 +22,20 @@ __all__ = ["settle", "keep"]
 Stat = tuple[int, int] | None
 
 
-def settle(journal: Journal, disk: Mapping[str, Stat], root: str) -> frozenset[str]:
+def settle(journal: Journal, disk: Mapping[str, Stat], root: str,
+           made_inside: Callable[[str], Collection[str]] = lambda path: ()) -> frozenset[str]:
     """Give each touched output its new stat in the journal; the outputs edited by hand.
 
-    `disk` is the (size, mtime_ns) now of outputs the journal has a record of."""
+    `disk` is the (size, mtime_ns) now of outputs the journal has a record of.
+    `made_inside(path)` names what other rules make inside a directory output (relative to
+    it): those files arrived after it was made, and are no edit of it."""
     edited = set()
     for path, now in disk.items():
         rec = journal.state.files.get(path)
         if now is None or rec is None or rec.collected or now == (rec.size, rec.mtime_ns):
             continue
         try:
-            content = hash_tree(os.path.join(root, path))[1]
+            content = hash_tree(os.path.join(root, path), made_inside(path))[1]
         except OSError:
             content = ""
         if rec.content and content == rec.content:

@@ -128,6 +128,14 @@ class BuildGraph:
             return [norm(p) for p in self.workflow.outputs]
         return self.terminal_outputs()
 
+    def made_inside(self, directory: str) -> tuple[str, ...]:
+        """What rules other than its own make inside the made directory `directory`,
+        relative to it (`mydir mydir/1.txt:` then `mydir/3.txt: mydir/1.txt`: 3.txt)."""
+        owner = self.producer.get(directory)
+        prefix = directory.rstrip("/") + "/"
+        return tuple(path[len(prefix):] for path, rid in self.producer.items()
+                     if rid != owner and path.startswith(prefix))
+
     def files(self) -> set[str]:
         """Every file the graph names: made files and sources."""
         return set(self.producer) | self.sources

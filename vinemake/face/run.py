@@ -158,7 +158,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
                 st = files.stat(os.path.join(root, path))
                 disk[path] = (st.st_size, st.st_mtime_ns) if st else None
     _confined(rules, ids, keys, root)
-    edited = settle(journal, disk, root)
+    edited = settle(journal, disk, root, graph.made_inside)
     plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
 
