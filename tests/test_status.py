@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
 import pytest
 from test_runview import T0, finished_run, plan
 
+from vinemake.core.events import runs
 from vinemake.face.runview import run_view
 from vinemake.face.status import status_text
 from vinemake.face.statuspage import StatusServer
@@ -111,3 +115,61 @@ def test_status_text_counts_what_it_leaves_out():
         [{"t": T0 + 1.0, "ev": "submit", "rule": i} for i in range(25)]
     lines = status_text(run_view(events, now=T0 + 2)).splitlines()
     assert "  ... and 5 more" in lines
+
+
+def vinemake(root, *args):
+    return subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_status_port_in_use_stops_the_run_before_it_records_anything(tmp_path):
+    (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        got = vinemake(tmp_path, "--status-port", str(port))
+    assert got.returncode == 2
+    assert got.stderr == f"vinemake: --status-port {port}: cannot listen on 127.0.0.1: " \
+                         "Address already in use\n"
+    assert not (tmp_path / "a.txt").exists() and runs(str(tmp_path)) == []
+
+
+def test_status_with_no_run_serving_shows_the_last_run_recorded(tmp_path):
+    (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    assert vinemake(tmp_path).returncode == 0
+    # a record left by a run killed with -9: its pid is gone
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    (tmp_path / ".vinemake" / "status").write_text(
+        json.dumps({"host": "127.0.0.1", "port": 9, "pid": int(dead), "run": "x"}))
+    got = vinemake(tmp_path, "status")
+    assert got.returncode == 0, got.stderr
+    lines = got.stdout.splitlines()
+    assert lines[0] == "(no run serves its status here; the last run recorded)"
+    assert lines[1].startswith(f"run {runs(str(tmp_path))[-1]} of {tmp_path}/Vinefile on ")
+    assert lines[1].endswith(": ok, " + lines[1].rsplit(", ", 1)[1])
+    assert lines[2] == "rules: ran 1, restored 0, up to date 0, failed 0, withdrawn 0; " \
+                       "running 0, waiting 0"
+
+
+def test_status_where_nothing_ran_says_so(tmp_path):
+    got = vinemake(tmp_path, "status", str(tmp_path))
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == f"vinemake: no run recorded in {tmp_path}/.vinemake/runs " \
+                         "(run the workflow first)\n"
+
+
+def test_status_of_a_page_that_needs_a_password_without_it(tmp_path):
+    server = StatusServer(lambda: [], secret=b"s3cret",
+                          record=str(tmp_path / ".vinemake" / "status"))
+    (tmp_path / ".vinemake").mkdir()
+    server.start("r1")
+    try:
+        got = vinemake(tmp_path, "status")
+    finally:
+        server.close()
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == "vinemake: this run's status page needs its password " \
+                         "(vinemake status --password FILE)\n"
+    assert not (tmp_path / ".vinemake" / "status").exists()

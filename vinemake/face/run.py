@@ -328,9 +328,13 @@ def _record(workflow: Workflow, options, reporter) -> tuple[EventLog, object | N
     """This run's record in the state directory, opened with its `run_start` event, and its
     live status page when --status-port asks for one (it sees every event, as the reporter
     does)."""
+    seen: list[dict] = []
+    page = _status_page(options, seen)  # first: a port in use stops the run before its record
     events = start_run(options.root)
     events.subscribe(reporter.event)
-    page = _status_page(options, events)
+    if page is not None:
+        events.subscribe(seen.append)
+        page.start(events.run_id)
     events.emit("run_start", t=events.started, run=events.run_id,
                 vinefile=options.vinefile, root=os.path.abspath(options.root),
                 argv=sys.argv[1:], batch_type=options.batch_type, rules=len(workflow.rules),
@@ -338,20 +342,17 @@ def _record(workflow: Workflow, options, reporter) -> tuple[EventLog, object | N
     return events, page
 
 
-def _status_page(options, events: EventLog):
-    """--status-port: a StatusServer of this run's events, or None."""
+def _status_page(options, seen: list[dict]):
+    """--status-port: a StatusServer of the events in `seen`, listening, or None."""
     if options.status_port is None:
         return None
     from vinemake.face.statuspage import StatusServer
     from vinemake.wire.protocol import read_secret
 
-    seen: list[dict] = []
-    events.subscribe(seen.append)
+    secret = read_secret(options.manager.password_file)
     try:
-        return StatusServer(lambda: seen, options.status_host, options.status_port,
-                            read_secret(options.manager.password_file),
-                            record=StateDir(options.root).status,
-                            run_id=events.run_id).start()
+        return StatusServer(lambda: seen, options.status_host, options.status_port, secret,
+                            record=StateDir(options.root).status)
     except OSError as e:
         raise InputError(f"--status-port {options.status_port}: cannot listen on "
                          f"{options.status_host}: {e.strerror}") from None

@@ -42,10 +42,9 @@ class StatusServer:
 
     def __init__(self, events: Callable[[], list], host: str = "127.0.0.1", port: int = 0,
                  secret: bytes | None = None, clock: Callable[[], float] = time.time,
-                 record: str | None = None, run_id: str = ""):
+                 record: str | None = None):
         self.events = events
         self.record = record  # where start() says where it listens, for `vinemake status`
-        self.run_id = run_id
         self.secret = secret
         self.clock = clock
         self._page = page(None, live=True).encode("utf-8")
@@ -62,14 +61,15 @@ class StatusServer:
         host, port = self._http.server_address[:2]
         return str(host), int(port)
 
-    def start(self) -> StatusServer:
+    def start(self, run_id: str = "") -> StatusServer:
+        """Serve from now on; the record names the run `run_id`."""
         self._thread.start()
         if self.record:
             host, port = self.address
             tmp = f"{self.record}.tmp{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump({"host": host, "port": port, "pid": os.getpid(),
-                           "run": self.run_id}, f)
+                           "run": run_id}, f)
             os.replace(tmp, self.record)
         return self
 
