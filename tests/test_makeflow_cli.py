@@ -325,7 +325,7 @@ def test_c_cleans_and_c_mode_cleans_that_part(tmp_path):
     vinemake(tmp_path)
     # As makeflow -c Makeflow: -c takes no separate value, the next word is the workflow.
     proc = vinemake(tmp_path, "-c", "Vinefile")
-    assert sorted(proc.stderr.splitlines()) == ["removed mid", "removed out"]
+    assert {"removed mid", "removed out"} <= set(proc.stderr.splitlines())
     assert sorted(os.listdir(tmp_path)) == [".vinemake", "Vinefile"]  # .vinemake/lock
 
 
@@ -390,8 +390,8 @@ def test_zero_length_error_fails_a_rule_that_leaves_an_empty_output(tmp_path):
     (tmp_path / "Vinefile").write_text("e.txt:\n\ttouch e.txt\nf.txt:\n\techo x > f.txt\n")
     proc = vinemake(tmp_path, "-z", "-k", check=False)
     assert proc.returncode == 1
-    assert (f"FAILED  e.txt: missing output: output 'e.txt' is empty (-z: an empty output is "
-            f"a failure) (see {tmp_path}/.vinemake/failed/e.txt/INFO)") in proc.stderr
+    assert ("FAILED  e.txt: missing output: output 'e.txt' is empty (-z: an empty output is "
+            "a failure)\n") in proc.stderr
     assert not (tmp_path / "e.txt").exists()  # set aside, not left at its path
     assert (tmp_path / ".vinemake" / "failed" / "e.txt" / "e.txt").read_text() == ""
     assert (tmp_path / "f.txt").read_text() == "x\n"
