@@ -38,8 +38,8 @@ def test_failure_moves_outputs_aside_and_keeps_stderr(tmp_path):
     runner.submit(task(2, "true", ["y"], str(tmp_path)))
     results = wait_all(runner, 2)
     runner.close()
-    assert (results[1].status, results[1].exit_code, results[1].stderr_tail) == \
-        ("failed", 4, "bad\n")
+    assert (results[1].status, results[1].exit_code, results[1].reason,
+            results[1].stderr_tail) == ("failed", 4, "exit code 4", "bad\n")
     assert not (tmp_path / "x").exists()
     assert (tmp_path / ".vinemake" / "failed" / "r1" / "x").read_text() == "half\n"
     assert results[2].status == "missing_output"
@@ -55,7 +55,8 @@ def test_cancel_all_kills_running_commands(tmp_path):
     runner.cancel_all()
     result = wait_all(runner, 1)[1]
     runner.close()
-    assert result.status == "signaled" and result.exit_code == -15
+    assert (result.status, result.exit_code, result.reason) == \
+        ("signaled", -15, "killed by signal 15")
 
 
 def test_withdrawn_tasks_that_have_not_started_come_back_without_running(tmp_path):

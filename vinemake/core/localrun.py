@@ -199,8 +199,11 @@ class LocalRunner:
             shadow.return_side_files()
         if proc.returncode != 0:
             self._keep_failed(task, made)
-            status = "signaled" if proc.returncode < 0 else "failed"
-            return TaskResult(task.id, status, proc.returncode, stderr_tail=tail,
+            code = proc.returncode
+            # The same status and reason a worker gives, so INFO records read alike.
+            status, reason = ("signaled", f"killed by signal {-code}") if code < 0 else \
+                ("failed", f"exit code {code}")
+            return TaskResult(task.id, status, code, reason=reason, stderr_tail=tail,
                               measured=measured, worker="local")
         missing = [o.sandbox for o in task.outputs
                    if o.path is not None and not os.path.lexists(made[o.key])]

@@ -1,0 +1,45 @@
+"""Issue 15's chaos benchmark, short: each family of bench/chaos.py with a fixed seed and a few
+trials, real vinemake and vinemake-worker processes; every trial must come out right.
+
+Left out until their fixes land (docs/reliability.md lists them, with whose item each is):
+R4's memory spike (item 18), R5's edit inside a directory output (items 4, 6) and in-place
+edits beside a shared --cache-dir (a restored output shares its inode with the store), R8's deleted state directory (item 7) and full disks (item 13). R2 here kills workers
+with -9 only: a stopped worker is lost after 60 s of silence, too long for CI
+(tests/test_hostile_peers.py covers it with a short silence).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import require_tool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
+import chaosfamilies as f  # noqa: E402
+from chaoskit import run_family  # noqa: E402
+
+SEED = 15
+# family: (scenario with the variants that must pass, trials)
+CASES = {
+    "R1": (f.r1_kill_vinemake, 2),
+    "R2": (f.r2_workers(modes=("kill",)), 1),
+    "R3": (f.r3_mutated, 10),
+    "R4": (f.r4_resources(modes=("fail", "local-fail", "memory", "disk", "time")), 4),
+    "R5": (f.r5_clean(edits=("mid", "final", "link", "user-file", "none"), stores=(False,)), 2),
+    "R5-store": (f.r5_clean(edits=("link", "user-file", "none"), stores=(True,)), 1),
+    "R6": (f.r6_hostile(modes=("deep", "bad-hello", "garbage", "oversized", "wrong-secret",
+                               "plain-to-tls", "tls-to-plain", "joined-deep")), 3),
+    "R7": (f.r7_escape(), 5),
+    "R8": (f.r8_state(modes=("concurrent",)), 2),
+}
+
+
+@pytest.mark.parametrize("family", list(CASES))
+def test_every_trial_of_a_chaos_family_comes_out_right(family):
+    if family == "R6":
+        require_tool("openssl")
+    scenario, trials = CASES[family]
+    tally = run_family(family, family, scenario, trials, SEED, timeout=90)
+    assert (tally.trials, tally.correct, tally.notes) == (trials, trials, [])
