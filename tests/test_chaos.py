@@ -2,9 +2,10 @@
 trials, real vinemake and vinemake-worker processes; every trial must come out right.
 
 Left out until their fixes land (docs/reliability.md lists them, with whose item each is):
-R4's memory spike (item 18), R5's edit inside a directory output (items 4, 6) and in-place
-edits beside a shared --cache-dir (a restored output shares its inode with the store), R8's deleted state directory (item 7) and full disks (item 13). R2 here kills workers
-with -9 only: a stopped worker is lost after 60 s of silence, too long for CI
+R4's memory spike (item 18); R5's edit inside a directory output (items 4, 6) and in-place
+edits beside a shared --cache-dir (a restored output shares its inode with the store); R8's
+deleted state directory (item 7) and full disks (item 13). R2 here kills workers with -9
+only: a stopped worker is lost after 60 s of silence, too long for CI
 (tests/test_hostile_peers.py covers it with a short silence).
 """
 
