@@ -453,3 +453,33 @@ def test_a_journal_append_on_a_full_disk_leaves_no_torn_line(full_disk):
         journal.close()
     assert (err.value.strerror, err.value.filename) == ("No space left on device", str(path))
     assert path.read_bytes() == before
+
+
+def test_directories_made_in_a_shared_store_are_as_writable_as_the_store(tmp_path):
+    store = tmp_path / "store"
+    store.mkdir()
+    os.chmod(store, 0o2775)  # a group's store: setgid, group-writable
+    old = os.umask(0o022)
+    try:
+        a = workflow(tmp_path / "a")
+        assert vinemake(a, "--cache-dir", str(store)).returncode == 0
+        os.unlink(a / "b.txt")
+        run = subprocess.Popen([sys.executable, "-m", "vinemake", "--cache-dir", str(store)],
+                               cwd=a, stderr=subprocess.PIPE, text=True)
+        assert run.wait(timeout=60) == 0, run.stderr.read()
+    finally:
+        os.umask(old)
+    made = [d for d in os.listdir(store) if (store / d).is_dir()]
+    assert "leases" in made and len(made) >= 3
+    assert {oct((store / d).stat().st_mode & 0o7777) for d in made} == {"0o2775"}
+
+
+def test_a_store_this_user_cannot_lease_in_is_not_restored_from_but_the_rule_runs(tmp_path):
+    store = tmp_path / "store"
+    a = workflow(tmp_path / "a")
+    vinemake(a, "--cache-dir", str(store))
+    (store / "leases").write_text("not a directory")  # (none yet: nothing was restored)  # root ignores modes: break it so
+    os.unlink(a / "b.txt")
+    proc = vinemake(a, "--cache-dir", str(store))
+    no_traceback(proc)
+    assert proc.returncode == 0 and ran(proc) == ["b.txt"]

@@ -517,7 +517,10 @@ class Engine:
         if self._outside(rid) is not None:
             return False  # run instead, and refused then
         if self.store is not None:
-            self.store.hold(key for _, _, key in rk.outputs)
+            try:
+                self.store.hold(key for _, _, key in rk.outputs)
+            except OSError:
+                return False  # a store this user cannot lease in: run the rule instead
         for path, _, key in rk.outputs:
             full = self.path(path)
             if self.store is None or not self.store.restore(key, full):

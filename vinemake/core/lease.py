@@ -20,10 +20,25 @@ import socket
 import uuid
 from collections.abc import Iterable, Iterator
 
-__all__ = ["Lease", "store_lock", "held_keys", "LEASES", "LOCK"]
+__all__ = ["Lease", "store_lock", "held_keys", "make_shared_dir", "LEASES", "LOCK"]
 
 LEASES = "leases"
 LOCK = ".lock"
+
+
+def make_shared_dir(root: str, path: str) -> None:
+    """Make `path` inside the store at `root`, as writable as the store itself is.
+
+    Users share a store through a directory they can all write (group-writable, say); the
+    directories vinemake makes inside it must be just as writable, whatever this user's umask.
+    """
+    if os.path.isdir(path):
+        return
+    os.makedirs(path, exist_ok=True)
+    mode = os.stat(root).st_mode & 0o7777
+    if mode & 0o022:
+        with contextlib.suppress(OSError):
+            os.chmod(path, mode)
 
 
 @contextlib.contextmanager
@@ -63,7 +78,7 @@ class Lease:
 
     def _open(self) -> None:
         folder = os.path.join(self.root, LEASES)
-        os.makedirs(folder, exist_ok=True)
+        make_shared_dir(self.root, folder)
         # Locked under a name prune ignores, then renamed: prune never sees it unlocked.
         tmp = os.path.join(folder, f".new-{uuid.uuid4().hex}")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)

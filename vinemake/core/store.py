@@ -27,7 +27,7 @@ import uuid
 
 from vinemake.common.linking import NO_LINK, link_or_copy_tree
 from vinemake.common.paths import remove_path
-from vinemake.core.lease import Lease
+from vinemake.core.lease import Lease, make_shared_dir
 
 __all__ = ["Store"]
 
@@ -101,7 +101,7 @@ class Store:
                content: str = "") -> bool:
         parent = os.path.dirname(entry)
         if parent not in self.made_dirs:
-            os.makedirs(parent, exist_ok=True)
+            make_shared_dir(self.root, parent)
             self.made_dirs.add(parent)
         linked = False
         try:

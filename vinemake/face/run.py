@@ -404,7 +404,9 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     prep.journal.open()
     keep(_replaced(prep), root, StateDir(root).edited, sys.stderr)
     if not needs_manager:
-        executor = _NoExecutor()  # (an early manager, if any, is closed by run())
+        # (an early manager, if any, is closed by run()). A restore that fails (the entry
+        # was pruned or damaged meanwhile) runs its rule: then a manager is started.
+        executor = _NoExecutor(lambda: _start_manager(options, root, events))
     else:
         executor = early if early is not None else _start_manager(options, root, events)
     local = LocalRunner(root, options.max_local, events=events,
@@ -491,31 +493,42 @@ def _check_cache_dir(path: str) -> None:
 
 
 class _NoExecutor:
-    """Stands in for the manager when every rule to run is LOCAL (or nothing runs)."""
+    """Stands in for the manager when every rule to run is LOCAL (or nothing runs), and
+    starts one with `start` if a remote rule turns out to need it after all."""
+
+    def __init__(self, start):
+        self.start = start
+        self.real = None
 
     def submit(self, task):
-        raise AssertionError("no manager was started")
+        if self.real is None:
+            self.real = self.start()
+        self.real.submit(task)
 
     def wait(self, timeout=None):
-        return []
+        return self.real.wait(timeout) if self.real is not None else []
 
     def cancel_all(self):
-        pass
+        if self.real is not None:
+            self.real.cancel_all()
 
     def withdraw(self):
-        pass
+        if self.real is not None:
+            self.real.withdraw()
 
     def forget(self, keys):
-        pass
+        if self.real is not None:
+            self.real.forget(keys)
 
     def largest_worker(self):
-        return None
+        return self.real.largest_worker() if self.real is not None else None
 
     def content_hashes(self):
-        return {}
+        return self.real.content_hashes() if self.real is not None else {}
 
     def close(self):
-        pass
+        if self.real is not None:
+            self.real.close()
 
 
 def _start_manager(options, root: str, events: EventLog):
