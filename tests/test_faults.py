@@ -478,7 +478,8 @@ def test_a_store_this_user_cannot_lease_in_is_not_restored_from_but_the_rule_run
     store = tmp_path / "store"
     a = workflow(tmp_path / "a")
     vinemake(a, "--cache-dir", str(store))
-    (store / "leases").write_text("not a directory")  # (none yet: nothing was restored)  # root ignores modes: break it so
+    # Root ignores modes, so the store is broken another way (no lease was made yet).
+    (store / "leases").write_text("not a directory")
     os.unlink(a / "b.txt")
     proc = vinemake(a, "--cache-dir", str(store))
     no_traceback(proc)
