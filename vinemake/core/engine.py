@@ -636,6 +636,7 @@ class Engine:
             signal=-code if code is not None and code < 0 else None,
             wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
             mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb, bytes_read=None, bytes_written=None,
+            input_bytes=sum(self.sizes.get(norm(f.path), 0) for f in rule.sources),
             message="" if result.ok else _describe(result), retrying=retrying, **fields)
 
     # -- garbage collection (-g, see core/collection.py) ------------------------------------

@@ -94,9 +94,7 @@ class _Run:
         self.running: dict[int, str] = {}  # rule -> worker, between start and end
         self.workers: set[str] = set()  # connected now
         self.workers_seen: set[str] = set()
-        self.batch_type = "local"
         self.headed = False
-        self.first_start: float | None = None
 
     def label(self, rid) -> str:
         plan = self.plans.get(rid)
@@ -115,8 +113,6 @@ class _Run:
                 self.total += 1  # its outputs were not in the cache after all: it runs
         elif kind == "start":
             self.running[ev["rule"]] = ev.get("worker", "")
-            if self.first_start is None:
-                self.first_start = ev["t"]
         elif kind == "end":
             self.running.pop(ev["rule"], None)
             if ev.get("retrying") or "retrying" not in ev:
@@ -133,8 +129,6 @@ class _Run:
             self.workers_seen.add(ev.get("worker", ""))
         elif kind == "worker_leave":
             self.workers.discard(ev.get("worker", ""))
-        elif kind == "run_start":
-            self.batch_type = ev.get("batch_type", "local")
 
     def heading(self) -> str | None:
         """`3 rules to run, 1 to restore, 5 up to date`: the plan, counted as the summary."""

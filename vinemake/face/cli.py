@@ -143,6 +143,8 @@ Examples:
 Subcommands (each has its own --help):
   vinemake report [-o FILE]       an HTML page of the last run: timeline, resources, transfers
   vinemake status [DIR]           what the run going on in DIR is doing
+  vinemake log RULE|FILE          a rule's last run: command, worker, times, resources, stderr
+  vinemake history                the runs recorded here: start, duration, outcome, counts
 """
 
 
@@ -256,6 +258,8 @@ Subcommands (each has its own --help):
 # Watching.
 @click.option("--report", "report_file", metavar="FILE", help="Write the run's HTML report "
               "to FILE when it ends (as `vinemake report -o FILE`).")
+@click.option("--trace", "trace_file", metavar="FILE", help="Write one tab-separated row "
+              "per rule to FILE when the run ends: status, worker, times, resources, inputs.")
 @click.option("--status-port", type=click.IntRange(0, 65535), metavar="N", help="Serve a "
               "live status page of the run on port N (0: any free port).")
 @click.option("--status-host", default="127.0.0.1", show_default=True, metavar="HOST",
@@ -320,7 +324,7 @@ def report_command(output, run_id, directory) -> None:
 
     output = os.path.abspath(output)  # -o is relative to where the command was typed
     if directory is not None:
-        _chdir(directory)
+        _chdir(directory, "-C")
     view = write_report(os.getcwd(), output, run_id)
     click.echo(f"vinemake: report of run {view['run']['id']} written to {output}", err=True)
 
@@ -343,9 +347,46 @@ def status_command(directory, password_file) -> None:
     click.echo(show_status(directory, password_file, width), nl=False)
 
 
+LOG_HELP = """Show the last run of RULE (a target it makes, or `Vinefile:LINE` for a rule without
+targets): its command, why it ran, the worker, when it started and ended, how it ended, what it
+measured against what it declared, where its inputs came from, and its stderr. Read from the
+runs recorded in .vinemake/runs (the last 20).
+"""
+
+
+@click.command(cls=_Command, help=LOG_HELP,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.argument("rule", metavar="RULE|FILE")
+@click.option("-C", "directory", metavar="DIR", help="The workflow directory (default: here).")
+def log_command(rule, directory) -> None:
+    from vinemake.face.rulelog import show_log
+
+    if directory is not None:
+        _chdir(directory, "-C")
+    click.echo(show_log(os.getcwd(), rule), nl=False)
+
+
+HISTORY_HELP = """List the runs recorded for the workflow (the last 20): when each started, how
+long it took, its outcome, how many rules ran, were restored, were up to date and failed, and
+the command line.
+"""
+
+
+@click.command(cls=_Command, help=HISTORY_HELP,
+               context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("-C", "directory", metavar="DIR", help="The workflow directory (default: here).")
+def history_command(directory) -> None:
+    from vinemake.face.history import show_history
+
+    if directory is not None:
+        _chdir(directory, "-C")
+    click.echo(show_history(os.getcwd()), nl=False)
+
+
 # `vinemake NAME ...` runs a subcommand; anything else is `vinemake [VINEFILE] [TARGETS]` (a
 # Vinefile named like a subcommand is still run as ./NAME).
-SUBCOMMANDS = {"report": report_command, "status": status_command, "cache": cache}
+SUBCOMMANDS = {"report": report_command, "status": status_command, "cache": cache,
+               "log": log_command, "history": history_command}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -442,6 +483,7 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         zero_length_error=run["zero_length_error"],
         manager=manager, workers=workers,
         report=os.path.abspath(run["report_file"]) if run["report_file"] else None,
+        trace=os.path.abspath(run["trace_file"]) if run["trace_file"] else None,
         status_port=run["status_port"], status_host=run["status_host"])
 
 

@@ -54,6 +54,7 @@ class RunOptions:
     jx: JxInput | None = None
     # Watching: the HTML report written at the end, the live status page.
     report: str | None = None
+    trace: str | None = None  # --trace FILE: a row per rule, written when the run ends
     status_port: int | None = None
     status_host: str = "127.0.0.1"
 

@@ -322,6 +322,8 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
             page.close()
         if options.report:
             _write_report(options, events.run_id)
+        if options.trace:
+            _write_trace(options, events.run_id)
 
 
 def _record(workflow: Workflow, options, reporter) -> tuple[EventLog, object | None]:
@@ -356,6 +358,18 @@ def _status_page(options, seen: list[dict]):
     except OSError as e:
         raise InputError(f"--status-port {options.status_port}: cannot listen on "
                          f"{options.status_host}: {e.strerror}") from None
+
+
+def _write_trace(options, run_id: str) -> None:
+    """--trace FILE: a row per rule, from the run's record; a failure to write it is said,
+    and the run's own exit status stands."""
+    from vinemake.core.events import read_events
+    from vinemake.face.trace import write_trace
+
+    try:
+        write_trace(options.trace, read_events(StateDir(options.root).events(run_id)))
+    except OSError as e:
+        sys.stderr.write(f"vinemake: --trace {options.trace}: {e.strerror}\n")
 
 
 def _write_report(options, run_id: str) -> None:

@@ -1,0 +1,141 @@
+"""`vinemake log RULE|FILE`: a rule's last run, from the recorded runs, newest first.
+
+It shows the rule's command, why it ran (`--explain`'s reason), where and when, how it ended,
+what it measured against what it declared, where its inputs came from, and its stderr (the
+end of it, kept for every rule). A rule up to date in the newest runs is looked up in older
+ones, back to the last run that did something with it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from vinemake.common.errors import InputError
+from vinemake.common.suggest import did_you_mean
+from vinemake.core.engine import failed_dir_name
+from vinemake.core.events import read_events, runs
+from vinemake.core.graph import norm
+from vinemake.core.statedir import StateDir
+from vinemake.face.trace import rule_rows, stamp
+
+__all__ = ["show_log", "log_text", "find_rule"]
+
+_DID = ("ran", "failed", "restored", "withdrawn", "interrupted")
+
+
+def find_rule(rows: list[dict], name: str) -> dict | None:
+    """The row whose rule is `name`: its label, one of its outputs, or `Vinefile:LINE`."""
+    for row in rows:
+        plan = row["plan"]
+        if name == plan.get("label") or name in (plan.get("outputs") or ()):
+            return row
+    return None
+
+
+def show_log(root: str, name: str) -> str:
+    """The text `vinemake log NAME` prints for the workflow in `root`."""
+    root = os.path.abspath(root)
+    ids = runs(root)
+    if not ids:
+        raise InputError("no run recorded here yet")
+    state = StateDir(root)
+    wanted = _as_path(root, name)
+    newest_rows: list[dict] = []
+    up_to_date_since = None
+    for run_id in reversed(ids):
+        rows = rule_rows(read_events(state.events(run_id)))
+        newest_rows = newest_rows or rows
+        row = find_rule(rows, wanted) or find_rule(rows, name)
+        if row is None:
+            continue
+        if row["status"] in _DID:
+            tail = _read(state.stderr(run_id, failed_dir_name(row["label"])))
+            return log_text(run_id, row, tail, up_to_date_since)
+        up_to_date_since = up_to_date_since or run_id
+    known = [r["label"] for r in newest_rows]
+    if up_to_date_since:
+        raise InputError(f"'{name}' was up to date in every run recorded (the oldest kept "
+                         f"is {ids[0]})")
+    raise InputError(f"no rule '{name}' in the runs recorded here{did_you_mean(name, known)}")
+
+
+def _as_path(root: str, name: str) -> str:
+    """`./out.txt`, `/abs/wf/out.txt` as the workflow names it: `out.txt`."""
+    full = os.path.abspath(name)
+    if full.startswith(root + os.sep):
+        return norm(os.path.relpath(full, root))
+    return name
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def log_text(run_id: str, row: Mapping, stderr: str, up_to_date_since: str | None) -> str:
+    """What is known of one rule's run, as `vinemake log` prints it."""
+    plan, end = row["plan"], row["end_event"]
+    lines = [f"rule:      {row['label']} ({plan.get('location', '-')})",
+             f"run:       {run_id}: {row['status']}"
+             + (f", up to date since run {up_to_date_since}" if up_to_date_since else ""),
+             f"why:       {plan.get('action', '-')}, {plan.get('reason', '-')}",
+             f"command:   {plan.get('command', '-')}"]
+    if row["status"] == "restored":
+        lines.append("           (restored from the cache: not run)")
+        return "\n".join(lines) + "\n"
+    where = row["worker"] or "-"
+    if row["host"] and row["host"] != row["worker"]:
+        where += f" ({row['host']})"
+    lines += [f"worker:    {where}, attempt {row['attempt'] or '-'}",
+              f"submitted: {stamp(row['submit'])}",
+              f"started:   {stamp(row['start'])}",
+              f"ended:     {stamp(row['end'])}"]
+    how = end.get("message") or ("exit code 0" if end.get("status") == "ok" else "-")
+    lines.append(f"outcome:   {how}")
+    lines += _resources(plan.get("resources") or {}, end)
+    if row["input_bytes"] is not None:
+        lines.append(f"inputs:    {_bytes(row['input_bytes'])}: "
+                     f"{_bytes(row['from_manager'])} from the manager, "
+                     f"{_bytes(row['from_peer'])} from peers, "
+                     f"{_bytes(row['from_cache'])} already there")
+    if stderr:
+        lines.append("stderr:")
+        lines += [f"  {line}" for line in stderr.rstrip("\n").splitlines()]
+    else:
+        lines.append("stderr:    (empty)")
+    if end.get("info"):
+        lines.append(f"info:      {end['info']}")
+    return "\n".join(lines) + "\n"
+
+
+def _resources(declared: Mapping, end: Mapping) -> list[str]:
+    wall, cpu = end.get("wall_s"), end.get("cpu_s")
+    cores = round(cpu / wall, 2) if wall and cpu is not None else None
+    rows = [("cores", declared.get("cores"), cores, ""),
+            ("memory", declared.get("memory_mb"), end.get("mem_peak_mb"), " MB"),
+            ("disk", declared.get("disk_mb"), end.get("disk_mb"), " MB"),
+            ("wall time", declared.get("wall_time_s"), wall, " s")]
+    out = ["resources: declared   measured"]
+    for name, want, got, unit in rows:
+        out.append(f"  {name:<9} {_num(want, unit):<10} {_num(got, unit)}")
+    return out
+
+
+def _num(x, unit: str) -> str:
+    if x is None:
+        return "-"
+    return f"{x:g}{unit}"
+
+
+def _bytes(n) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:g} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
