@@ -468,3 +468,22 @@ def test_the_library_example_runs_from_an_unactivated_virtual_environment(tmp_pa
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in example.glob("count.*")) == [
         "count.a.txt", "count.b.txt", "count.c.txt"]
+
+
+def test_each_start_of_an_instance_is_told_once_when_it_is_ready(tmp_path, module, sandbox):
+    told = []
+    pool = LibraryPool(str(tmp_path / "libraries"), cancel_grace=0.5,
+                       on_ready=lambda *start: told.append(start))
+    try:
+        library = pool.get(spec(f"{sys.executable} -m vinemake.library lib.py", slots=2),
+                           copier(module))
+        assert library.call("double", ["in.txt", "out"], str(sandbox)).ok
+        assert library.call("double", ["in.txt", "out2"], str(sandbox)).ok
+        ((name, started, ready),) = told  # the second call found it running
+        assert name == "m" and started <= ready
+        os.killpg(library.pid, signal.SIGKILL)  # the instance dies: the next call restarts it
+        wait_until(lambda: library.pid is None)
+        assert library.call("double", ["in.txt", "out3"], str(sandbox)).ok
+        assert len(told) == 2 and told[1][1] >= ready
+    finally:
+        pool.close(grace=0.5)

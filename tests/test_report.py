@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from vinemake.core.events import read_events, runs
 from vinemake.core.statedir import StateDir
@@ -139,3 +141,20 @@ def test_a_vinefile_is_still_run_with_its_targets(tmp_path):
     got = vinemake(tmp_path, "Vinefile", "report")
     assert got.returncode == 0, got.stderr
     assert (tmp_path / "report").read_text() == "r\n"
+
+
+def test_a_library_run_shows_its_start_and_its_function_calls(tmp_path):
+    example = tmp_path / "library"
+    shutil.copytree(Path(__file__).parent.parent / "examples" / "library", example,
+                    ignore=shutil.ignore_patterns(".vinemake", "count.*", "total.txt"))
+    assert vinemake(example).returncode == 0
+    events = read_events(StateDir(str(example)).events(runs(str(example))[-1]))
+    (started,) = [e for e in events if e["ev"] == "library_start"]
+    assert (started["library"], started["worker"]) == ("words", "local")
+    assert started["start"] < started["end"]  # model.py sleeps a second as it is imported
+    assert vinemake(example, "report").returncode == 0
+    bars = page_data(example / "report.html")["bars"]
+    assert sorted(bars["kind"]) == ["command", "function call", "function call",
+                                    "function call", "library start"]
+    (i,) = [i for i, k in enumerate(bars["kind"]) if k == "library start"]
+    assert bars["label"][i] == "words"

@@ -73,6 +73,7 @@ from vinemake.wire.protocol import (
     Drop,
     Heartbeat,
     Kill,
+    LibraryStarted,
     ProtocolError,
     Push,
     Shutdown,
@@ -466,6 +467,9 @@ class Manager:
             self._began(w, msg)
         elif isinstance(msg, Transferred):
             self._transferred(w, msg)
+        elif isinstance(msg, LibraryStarted):
+            self.events.emit("library_start", t=msg.end, library=msg.library, worker=w.id,
+                             start=msg.start, end=msg.end)
         elif isinstance(msg, Heartbeat):
             pass  # its bytes renewed w.heard
         elif isinstance(msg, Cached):

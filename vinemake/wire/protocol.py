@@ -66,7 +66,8 @@ from vinemake.common.task import (
 # 5: Task.stops_run (a worker starts nothing more after such a task failed).
 # 6: a task file carries a URL (its fifth field, "" for none) the worker fetches itself.
 # 7: Task.minis (the `@mini` rules a worker runs first, where their outputs are missing).
-VERSION = 7
+# 8: LibraryStarted (a worker says when a library instance started and was ready).
+VERSION = 8
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -297,6 +298,15 @@ class Started:
     """Commands that began on a worker: [[task id, unix time], ...], batched like Done."""
 
     tasks: list
+
+
+@_message(library=_str, start=_time, end=_time)
+class LibraryStarted:
+    """A library instance on a worker was started at `start` and ready to serve at `end`."""
+
+    library: str
+    start: float
+    end: float
 
 
 @_message(key=_str, source=_str, size=_COUNT, start=_time, end=_time, ok=_bool, hash=_str,

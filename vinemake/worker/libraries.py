@@ -36,6 +36,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -217,6 +218,9 @@ class _Process:
                 ["/bin/sh", "-c", spec.command], cwd=workdir, env=env, stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=log, start_new_session=True)
         self.ready = threading.Event()
+        self.spawned_at = time.time()
+        self.ready_at: float | None = None  # when it said it was ready
+        self.announced = False  # its start was reported (LibraryInstance.on_ready)
         self.ended: CallResult | None = None  # why it ended, once it has
         self.pending: dict[int, tuple[str, _Pending]] = {}
         self.started = False  # it said it was ready
@@ -327,6 +331,7 @@ class _Process:
                 return self._broken(f"speaks protocol {message.get('protocol')!r}, "
                                     f"not {PROTOCOL_VERSION}")
             self.started = True
+            self.ready_at = time.time()
             self.ready.set()
             return True
         call_id = message.get("id")
@@ -374,8 +379,10 @@ class LibraryInstance:
     """One library on this worker, started when its first call comes, restarted after a death."""
 
     def __init__(self, spec: LibrarySpec, root_dir: str, prepare: Callable[[str], None],
-                 start_timeout: float, cancel_grace: float):
+                 start_timeout: float, cancel_grace: float,
+                 on_ready: Callable[[str, float, float], None] | None = None):
         self.spec = spec
+        self.on_ready = on_ready  # (name, started, ready) once per process that became ready
         self.prepare = prepare
         base = "".join(c if c.isalnum() or c in "-_." else "_" for c in spec.name)
         self.dir = os.path.join(root_dir, f"{base}-{spec.key[-16:]}")
@@ -441,7 +448,16 @@ class LibraryInstance:
             process = self._process
         assert process is not None
         process.wait_ready(self.start_timeout)
+        self._announce(process)
         return process
+
+    def _announce(self, process: _Process) -> None:
+        with self._lock:
+            if process.announced or process.ready_at is None:
+                return
+            process.announced = True
+        if self.on_ready is not None:
+            self.on_ready(self.spec.name, process.spawned_at, process.ready_at)
 
     def _start(self) -> None:
         if self._process is not None:
@@ -463,8 +479,10 @@ class LibraryPool:
     """The libraries on one worker, by key."""
 
     def __init__(self, root_dir: str, *, start_timeout: float = 120.0,
-                 cancel_grace: float = 2.0):
+                 cancel_grace: float = 2.0,
+                 on_ready: Callable[[str, float, float], None] | None = None):
         self.root_dir = root_dir
+        self.on_ready = on_ready  # told (name, started, ready) when an instance is ready
         self.start_timeout = start_timeout
         self.cancel_grace = cancel_grace
         self._instances: dict[str, LibraryInstance] = {}
@@ -477,7 +495,7 @@ class LibraryPool:
             instance = self._instances.get(spec.key)
             if instance is None:
                 instance = LibraryInstance(spec, self.root_dir, prepare, self.start_timeout,
-                                           self.cancel_grace)
+                                           self.cancel_grace, self.on_ready)
                 self._instances[spec.key] = instance
             return instance
 

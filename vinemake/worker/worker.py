@@ -40,6 +40,7 @@ from vinemake.wire.protocol import (
     Drop,
     Heartbeat,
     Kill,
+    LibraryStarted,
     ProtocolError,
     Push,
     Run,
@@ -103,7 +104,8 @@ class Worker:
         self.run_dir = os.path.join(opts.workdir, f"run-{os.getpid()}")
         _remove_stale_runs(opts.workdir)
         self.cache = CacheDir(self.run_dir, os.path.join(opts.workdir, "forever"))
-        self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"))
+        self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"),
+                                     on_ready=self._library_ready)
         self.pool = ThreadPoolExecutor(max_workers=64, thread_name_prefix="task")
         self.arrivals = Arrivals()  # files being received, forwarded to peers as they land
         self.files = FileServer("0.0.0.0", self._resolve, self.secret, None,
@@ -515,6 +517,10 @@ class Worker:
                 self._sending.release()
             if self._outbox.empty() and self._starts.empty():
                 return
+
+    def _library_ready(self, name: str, started: float, ready: float) -> None:
+        """A library instance started here: the manager records it (rare: sent at once)."""
+        self._send(LibraryStarted(name, started, ready))
 
     def _send(self, *msgs) -> None:
         conn = self._conn
