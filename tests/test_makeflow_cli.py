@@ -430,3 +430,36 @@ def test_a_bad_argv_file_is_exit_2(tmp_path, monkeypatch, text, message):
     result = invoke("--argv", "missing.json")
     assert result.exit_code == 2
     assert result.output.endswith(f"Error: {message}\n")
+
+
+def test_makeflows_environment_variables(seen, monkeypatch):
+    monkeypatch.setenv("BATCH_OPTIONS", "-q long")
+    monkeypatch.setenv("MAKEFLOW_BATCH_QUEUE_TYPE", "wq")
+    monkeypatch.setenv("MAKEFLOW_MAX_REMOTE_JOBS", "4")
+    monkeypatch.setenv("MAKEFLOW_MAX_LOCAL_JOBS", "3")
+    o = options_of(seen)
+    assert (o.batch_type, o.workers.batch_options, o.max_local, o.manager.max_tasks) == \
+        ("workers", "-q long", 3, 4)
+    # A flag wins over -T's and -B's variable; -j/-J and theirs: the smaller.
+    o = options_of(seen, "-T", "slurm", "-B", "-p x", "-J", "9", "-j", "2")
+    assert (o.batch_type, o.workers.batch_options, o.max_local, o.manager.max_tasks) == \
+        ("slurm", "-p x", 2, 4)
+
+
+@pytest.mark.parametrize("name,value,message", [
+    ("MAKEFLOW_MAX_REMOTE_JOBS", "lots", "vinemake: MAKEFLOW_MAX_REMOTE_JOBS=lots: not a whole "
+                                        "number\n"),
+    ("MAKEFLOW_MAX_LOCAL_JOBS", "0", "vinemake: MAKEFLOW_MAX_LOCAL_JOBS=0: must be 1 or more\n"),
+])
+def test_a_bad_job_count_variable_is_exit_2(seen, monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    result = invoke()
+    assert (result.exit_code, result.output) == (2, message)
+
+
+def test_a_batch_type_variable_vinemake_has_not_is_refused(seen, monkeypatch):
+    monkeypatch.setenv("MAKEFLOW_BATCH_QUEUE_TYPE", "moab")
+    result = invoke()
+    assert result.exit_code == 2
+    assert "Error: Invalid value for '-T' / '--batch-type': 'moab': vinemake has no moab " \
+           "backend" in result.output

@@ -15,7 +15,7 @@ import importlib
 import os
 import shutil
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 import click
 
@@ -177,7 +177,8 @@ Subcommands (each has its own --help):
                       message="%(prog)s %(version)s")
 # Running.
 @click.option("-T", "--batch-type", type=_BatchType(BATCH_TYPES + tuple(BATCH_ALIASES)),
-              default="local", show_default=True, help="How workers start: this machine, by "
+              default="local", show_default=True, envvar="MAKEFLOW_BATCH_QUEUE_TYPE",
+              help="How workers start: this machine, by "
               "hand (wq, vine: Makeflow's names), or as pilot jobs of a batch system.")
 @click.option("-j", "--max-local", type=click.IntRange(min=1), metavar="N",
               help="Run at most N rules at once on this machine (and on workers, unless -J).")
@@ -240,7 +241,7 @@ Subcommands (each has its own --help):
               help="Workers to keep even when idle.")
 @click.option("--worker-timeout", callback=_duration, metavar="TIME",
               help="Let an idle worker go after TIME (90, 30s, 5m).")
-@click.option("-B", "--batch-options", default="", metavar="TEXT",
+@click.option("-B", "--batch-options", default="", metavar="TEXT", envvar="BATCH_OPTIONS",
               help="Extra options for the batch system's submit command.")
 @click.option("--cores", "--local-cores", type=click.FloatRange(min=0, min_open=True),
               metavar="N", help="Cores the local worker offers (default: all).")
@@ -452,11 +453,14 @@ def find_vinefile(given: str | None, isfile=os.path.isfile) -> str:
     raise InputError(f"no Vinefile or Makeflow in {os.getcwd()} (name one: vinemake FILE)")
 
 
-def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict) -> RunOptions:
+def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict,
+                 environ: Mapping[str, str] = os.environ) -> RunOptions:
     """RunOptions from the parsed command line: each option is read here once, into the
     record of the component that uses it."""
     local = run["batch_type"] == "local"
-    max_local, max_tasks = _task_caps(local, run["max_local"], run["max_remote"])
+    max_local, max_tasks = _task_caps(
+        local, _capped(run["max_local"], environ, "MAKEFLOW_MAX_LOCAL_JOBS"),
+        _capped(run["max_remote"], environ, "MAKEFLOW_MAX_REMOTE_JOBS"))
     manager = ManagerConfig(
         host=run["manager_host"] or ("127.0.0.1" if local else "0.0.0.0"),
         port=run["port"], port_file=run["port_file"], password_file=run["password_file"],
@@ -485,6 +489,21 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         report=os.path.abspath(run["report_file"]) if run["report_file"] else None,
         trace=os.path.abspath(run["trace_file"]) if run["trace_file"] else None,
         status_port=run["status_port"], status_host=run["status_host"])
+
+
+def _capped(given: int | None, environ: Mapping[str, str], name: str) -> int | None:
+    """-j/-J with Makeflow's MAKEFLOW_MAX_LOCAL_JOBS/MAKEFLOW_MAX_REMOTE_JOBS: the smaller of
+    the two when both are set, as its man page says."""
+    text = environ.get(name)
+    if not text:
+        return given
+    try:
+        value = int(text)
+    except ValueError:
+        raise InputError(f"{name}={text}: not a whole number") from None
+    if value < 1:
+        raise InputError(f"{name}={text}: must be 1 or more")
+    return value if given is None else min(given, value)
 
 
 def _task_caps(local: bool, j: int | None, remote: int | None) -> tuple[int | None, int | None]:
