@@ -487,3 +487,20 @@ def test_each_start_of_an_instance_is_told_once_when_it_is_ready(tmp_path, modul
         assert len(told) == 2 and told[1][1] >= ready
     finally:
         pool.close(grace=0.5)
+
+
+def test_a_library_starts_with_the_thread_counts_of_its_cores(pool, tmp_path, sandbox):
+    # Numeric libraries size their thread pools when they are imported: at the start.
+    (tmp_path / "threads.py").write_text(
+        "import os\n"
+        "AT_START = [os.environ.get(n) for n in ('CORES', 'OMP_NUM_THREADS', "
+        "'OPENBLAS_NUM_THREADS', 'MKL_NUM_THREADS')]\n"
+        "def threads(out):\n"
+        "    open(out, 'w').write(' '.join(AT_START))\n")
+    library = pool.get(LibrarySpec(name="t", key="rule-xxh3_128-0123", slots=1,
+                                   command=f"{sys.executable} -m vinemake.library threads.py",
+                                   resources=Resources(cores=3),
+                                   env=(("MKL_NUM_THREADS", "1"),)),
+                       copier(tmp_path / "threads.py"))
+    assert library.call("threads", ["out"], str(sandbox)).ok
+    assert (sandbox / "out").read_text() == "3 3 3 1"

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from vinemake.common.spec import Resources
 
 __all__ = ["TaskFile", "LibrarySpec", "MiniTask", "Task", "Measured", "TaskResult", "STATUSES",
-           "THREAD_VARIABLES", "command_env"]
+           "THREAD_VARIABLES", "command_env", "with_threads"]
 
 
 @dataclass(frozen=True)
@@ -96,11 +96,13 @@ def command_env(task: Task) -> tuple[tuple[str, str], ...]:
     """What a task's command gets on top of the environment it runs in: THREAD_VARIABLES set
     to the whole cores the task holds (1 when it names none, at least 1), then the rule's
     own environment, which wins (an `export OMP_NUM_THREADS=...` is the user's choice)."""
-    return _command_env(task.resources.cores, task.env)
+    return with_threads(task.resources.cores, task.env)
 
 
 @functools.lru_cache(maxsize=256)
-def _command_env(cores: float | None, env: tuple[tuple[str, str], ...]):
+def with_threads(cores: float | None,
+                 env: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+    """THREAD_VARIABLES for `cores` (see command_env), then `env`, which wins."""
     threads = str(max(1, int(cores))) if cores else "1"
     own = dict(env)
     return (*((name, threads) for name in THREAD_VARIABLES if name not in own), *env)

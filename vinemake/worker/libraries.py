@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vinemake.common.paths import remove_path
-from vinemake.common.task import LibrarySpec, Task
+from vinemake.common.task import LibrarySpec, Task, with_threads
 
 __all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "kill_session",
            "PROTOCOL_VERSION"]
@@ -210,7 +210,9 @@ class _Process:
         self.name = spec.name
         self.log_path = log_path
         env = {**os.environ, "PATH": _interpreter_first(os.environ.get("PATH", "")),
-               **dict(spec.env), "VINEMAKE_LIBRARY": spec.name,
+               # Threads as for a command: the library sizes its pools when it starts.
+               **dict(with_threads(spec.resources.cores, spec.env)),
+               "VINEMAKE_LIBRARY": spec.name,
                "VINEMAKE_LIBRARY_PROTOCOL": str(PROTOCOL_VERSION)}
         with open(log_path, "ab") as log:
             # A session of its own, so stopping the instance stops whatever it started.
