@@ -121,6 +121,12 @@ def test_the_report_of_a_run_on_two_workers_in_a_browser(tmp_path):
                                 ".textContent") == "no space left"
         assert browser.evaluate("document.querySelectorAll('#provenance-table tbody tr')"
                                 ".length") == 5
+        # hovering a command's bar names its rule, its command and its files
+        browser.evaluate("Plotly.Fx.hover('timeline', [{curveNumber: 0, pointNumber: 0}])")
+        hovered = browser.wait_for("document.querySelector('#timeline .hovertext')"
+                                   "?.textContent")
+        assert re.match(r"(src\.dat|left\.txt|right\.txt|both\.txt) \(command, ok\)", hovered)
+        assert "inputs: " in hovered and "declared: " in hovered
         assert browser.evaluate("document.getElementById('cache-plot').data"
                                 ".map(t => t.name).sort()") == sorted(cached)
         check_screenshot(browser, tmp_path / "report.png")

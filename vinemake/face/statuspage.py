@@ -48,7 +48,7 @@ class StatusServer:
         self.secret = secret
         self.clock = clock
         self._page = page(None, live=True).encode("utf-8")
-        self._view: tuple[float, int, bytes] | None = None  # built at, from n events, JSON
+        self._view: tuple[float, bytes] | None = None  # when it was built, its JSON
         self._lock = threading.Lock()
         self._http = ThreadingHTTPServer((host, port), _Handler)
         self._http.daemon_threads = True
@@ -85,15 +85,13 @@ class StatusServer:
         return self._page
 
     def view_json(self) -> bytes:
-        """The view now; rebuilt when events arrived, at most every REBUILD_S."""
+        """The view now, rebuilt at most every REBUILD_S (however many pages ask)."""
         with self._lock:
-            events = list(self.events())
             now = self.clock()
-            if self._view is None or (len(events) != self._view[1]
-                                      and now - self._view[0] >= REBUILD_S):
-                data = json.dumps(run_view(events, now=now), separators=(",", ":"))
-                self._view = (now, len(events), data.encode("utf-8"))
-            return self._view[2]
+            if self._view is None or now - self._view[0] >= REBUILD_S:
+                view = run_view(list(self.events()), now=now)
+                self._view = (now, json.dumps(view, separators=(",", ":")).encode("utf-8"))
+            return self._view[1]
 
     def allowed(self, authorization: str | None) -> bool:
         """Whether a request with this Authorization header may see the page."""
