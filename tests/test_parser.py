@@ -329,6 +329,18 @@ def test_local_and_makeflow_prefixes_and_batch_local():
     assert (c.local, c.command) == (True, "touch c")
 
 
+# Makeflow's string_istrue: "true" and "yes" in any case, or a number above 0.
+@pytest.mark.parametrize(("value", "local"), [
+    ("1", True), ("TRUE", True), ("yes", True), ("Yes", True), ("2x", True), (" 3", True),
+    ("0", False), ("FALSE", False), ("no", False), ("on", False), ("-1", False), ("x", False),
+    ('""', False),
+])
+def test_batch_local_is_true_as_makeflow_reads_it(value, local):
+    top = parse(f"BATCH_LOCAL={value}\nout:\n\ttouch out\n").rules[0]
+    own = parse(f"out:\n@BATCH_LOCAL={value}\n\ttouch out\n").rules[0]
+    assert (top.local, own.local) == (local, local)
+
+
 def test_sub_workflow_file_is_a_source_even_when_not_listed():
     wf = parse("a.out: in\n\tMAKEFLOW sub.vf subdir\nb.out: sub.vf\n\tMAKEFLOW sub.vf\n")
     assert wf.rules[0].sources == refs("in", "sub.vf")

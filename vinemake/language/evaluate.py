@@ -66,7 +66,8 @@ __all__ = ["evaluate", "rule_env"]
 
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
                  "wall_time_s": "WALL_TIME", "mpi_processes": "MPI_PROCESSES"}
-_NOT_LOCAL = (None, "", "0", "false", "no")
+# A true value as Makeflow reads BATCH_LOCAL: "true" or "yes" in any case, or a number > 0.
+_LEADING_NUMBER = re.compile(r"[ \t\n\r\f\v]*([+-]?\d+)")
 # A command runs as the one argument of `sh -c`, and Linux refuses any single argument
 # longer than 32 pages (MAX_ARG_STRLEN, 131072 bytes with its terminating NUL).
 MAX_COMMAND_BYTES = 131071
@@ -379,7 +380,7 @@ class _Evaluator:
         lookup = (self._rule_lookup(local, category) if local or category != self.current
                   else self.lookup_top)
         command = self.expand(stmt.command, lookup, COMMAND).strip()
-        if lookup("BATCH_LOCAL") not in _NOT_LOCAL:
+        if _is_true(lookup("BATCH_LOCAL")):
             fields["local"] = True
         if command.startswith(keywords.COMMAND_PREFIXES) or not command or "call" in fields:
             command = self._prefix(command, stmt.command, fields)
@@ -433,7 +434,7 @@ class _Evaluator:
             "command_location": new_location(path, line + 1, command_col),
             "category": self.current}
         if self.batch_local is None:
-            self.batch_local = self.lookup_top("BATCH_LOCAL") not in _NOT_LOCAL
+            self.batch_local = _is_true(self.lookup_top("BATCH_LOCAL"))
         if self.batch_local:
             values["local"] = True
         exported = (tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
@@ -682,6 +683,16 @@ def _after_word(at: Text) -> Text:
     while end < len(at.raw) and at.raw[end] not in " \t":
         end += 1
     return Text(at.raw[end:], at.line, at.col + end)
+
+
+def _is_true(value: str | None) -> bool:
+    """Makeflow's string_istrue: "true", "yes" (any case), or text starting with a number > 0."""
+    if not value:
+        return False
+    if value.lower() in ("true", "yes"):
+        return True
+    number = _LEADING_NUMBER.match(value)
+    return number is not None and int(number.group(1)) > 0
 
 
 def _is_name(text: str) -> bool:
