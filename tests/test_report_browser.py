@@ -108,6 +108,9 @@ def test_the_report_of_a_run_on_two_workers_in_a_browser(tmp_path):
         browser.open((tmp_path / "r.html").as_uri())
         browser.wait_for("document.body.dataset.rendered")
         assert browser.errors == []
+        asked = {e["params"]["request"]["url"].split(":")[0] for e in browser.events
+                 if e["method"] == "Network.requestWillBeSent"}
+        assert "file" in asked and asked <= {"file", "data"}  # no network: all is inside it
         bars = json.loads(browser.evaluate("document.getElementById('timeline').dataset.bars"))
         assert bars.get("command", 0) + bars.get("failed", 0) == len(ends)
         assert bars.get("failed") == 1
