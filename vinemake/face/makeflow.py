@@ -14,6 +14,8 @@ from typing import NamedTuple
 
 import click
 
+from vinemake.face.options import CLEAN_MODES
+
 __all__ = ["BATCH_ALIASES", "OTHER_BATCH_TYPES", "REFUSED", "Refusal", "refusing_options",
            "makeflow_args", "argv_file"]
 
@@ -179,8 +181,7 @@ def refusing_options() -> list[click.Option]:
     return options
 
 
-_CLEAN_ATTACHED = {f"-c{mode}": f"--clean={mode}"
-                   for mode in ("all", "outputs", "intermediates", "cache")}
+_CLEAN_ATTACHED = {f"-c{mode}": f"--clean={mode}" for mode in CLEAN_MODES}
 
 
 def makeflow_args(args: list[str]) -> list[str]:
