@@ -132,6 +132,14 @@ def test_three_reference_forms_and_eager_expansion():
     assert r.command == "echo 9 12 9"
 
 
+def test_append_changes_the_global_value_even_inside_a_category():
+    # As cctools makeflow 9.9 reads it (tests/makeflow_compat/syntax-category-append).
+    wf = parse("A=x\nCATEGORY=c\nA+=y\nB=own\nB+=more\nb:\n\techo $(A) $(B)\n"
+               "l:\n@B+=local\n\techo $(B)\nCATEGORY=default\nd:\n\techo $(A) $(B)\n")
+    assert [r.command for r in wf.rules] == ["echo x y own", "echo more local",
+                                              "echo x y more"]
+
+
 def test_append_to_undefined_variable():
     assert rule("A+=x\nout:\n\techo $(A)\n").command == "echo x"
 

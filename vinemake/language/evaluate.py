@@ -182,14 +182,22 @@ class _Evaluator:
         except ExpandError as e:
             raise self.source.error_at(text, e.offset, e.message) from None
 
-    def _value(self, stmt: Assign, lookup) -> tuple[str, str, str]:
-        """(name, operator, expanded value) of an assignment; `+=` appends with one space."""
+    def _value(self, stmt: Assign, lookup,
+               local: dict[str, str] | None = None) -> tuple[str, str, str]:
+        """(name, operator, expanded value) of an assignment; `+=` appends with one space.
+
+        As in Makeflow, `+=` appends to the rule's own value (`local`, for a rule-local
+        assignment) or else to the global one, never to a category's."""
         head = stmt.head.raw
         op = "+=" if head.endswith("+=") else "="
         name = head[: -len(op)].strip().lstrip("@")
         value = self._value_text(stmt.value, lookup)
         if op == "+=":
-            old = lookup(name)
+            old = (local or {}).get(name)
+            if old is None:
+                old = self.globals.get(name)
+            if old is None:
+                old = self.environ.get(name)
             if old:
                 value = f"{old} {value}" if value else old
         return name, op, value
@@ -215,10 +223,13 @@ class _Evaluator:
         return self.finish()
 
     def assign(self, stmt: Assign) -> None:
-        name, _, value = self._value(stmt, self.lookup_top)
-        self._set_top(name, value, stmt)
+        name, op, value = self._value(stmt, self.lookup_top)
+        self._set_top(name, value, stmt, op == "+=")
 
-    def _set_top(self, name: str, value: str, stmt: Assign | Text) -> None:
+    def _set_top(self, name: str, value: str, stmt: Assign | Text,
+                 to_global: bool = False) -> None:
+        """Set `name` in the current category (globally in `default`, or when `to_global`:
+        Makeflow's top-level `+=` changes the global variable, in any category)."""
         self.batch_local = None
         if name == "CATEGORY":
             self._switch_category(self._category_name(value, stmt))
@@ -236,7 +247,7 @@ class _Evaluator:
             self.inputs = value
         elif name == "MAKEFLOW_OUTPUTS":
             self.outputs = value
-        if self.current == "default":
+        if self.current == "default" or to_global:
             self.globals[name] = value
         else:
             self.category_vars[self.current][name] = value
@@ -295,8 +306,8 @@ class _Evaluator:
             value = _shift(args, m.end())
             assign = Assign(_shift(args, m.start(2))._replace(raw=args.raw[m.start(2):m.end()]),
                             value if value.raw.strip() else None)
-            name, _, value = self._value(assign, self.lookup_top)
-            self._set_top(name, value, assign)
+            name, op, value = self._value(assign, self.lookup_top)
+            self._set_top(name, value, assign, op == "+=")
             names.append(name)
         else:
             text = self.expand(args, self.lookup_top)
@@ -476,7 +487,7 @@ class _Evaluator:
                     self.settings.setdefault(category, {})["mode"] = value
                     continue
             else:
-                name, _, value = self._value(item, lookup)
+                name, _, value = self._value(item, lookup, local)
                 at = item
             if name == "CATEGORY":
                 category = self._category_name(value, at)
