@@ -34,7 +34,7 @@ def test_bare_sizes_are_megabytes_and_durations_seconds():
 
 @pytest.mark.parametrize(("name", "args", "offset", "message"), [
     ("nope", "", None, "unknown annotation '@nope' (expected one of @resources, @retries, "
-                       "@temp, @cache, @library, @call, @mini)"),
+                       "@temp, @cache, @library, @call, @mini, @environment)"),
     ("resources", "", None, "@resources needs key=value pairs (cores, memory, disk, gpus, "
                             "wall_time)"),
     ("resources", "cores", 0, "bad cores value '': expected a number of cores"),

@@ -57,8 +57,8 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives():
                                                "integer from -9223372036854775808 to "
                                                "9223372036854775807"),
     (b'{"t": "Run", "task": {}, "fetch": []}', "garbled message: Run.task lacks attempt, "
-     "cache_forever, category, command, env, failed_dir, id, inputs, library, minis, name, "
-     "outputs, resources, rule_key, stops_run"),
+     "cache_forever, category, command, env, environment, failed_dir, id, inputs, library, "
+     "minis, name, outputs, resources, rule_key, stops_run"),
     (b'{"t": "Drop", "keys": [["deep"]]}', "garbled message: Drop.keys[0] must be a string"),
 ])
 def test_garbled_messages_are_protocol_errors(payload, error):

@@ -68,7 +68,7 @@ SCOPE_GROUPS = {
     "entity.name.function.target": {"vinefileTarget"},
     "punctuation.separator.rule": {"vinefileColon"},
     "meta.rule.sources": {"vinefileSources"},
-    "variable.parameter.source": {"vinefileSource"},
+    "variable.parameter.source": {"vinefileSource", "vinefileEnvironmentFile"},
     "markup.underline.link.url": {"vinefileUrl"},
     "keyword.operator.rename": {"vinefileRename"},
     "meta.command": {"vinefileCommand"},

@@ -86,6 +86,9 @@ class RuleSpec:
     subworkflow: bool = False
     batch_options: str = ""
     mini: bool = False  # `@mini`: made on each worker that reads its outputs, never moved
+    # `@environment FILE` (or --environment): the packed environment it runs in, also one of
+    # its sources.
+    environment: str | None = None
 
     @property
     def name(self) -> str:

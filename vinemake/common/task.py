@@ -43,6 +43,7 @@ class LibrarySpec:
     resources: Resources = field(default_factory=Resources)
     slots: int = 1
     env: tuple[tuple[str, str], ...] = ()
+    environment: str = ""  # the key of the packed environment it starts in, "" for none
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,8 @@ class Task:
     stops_run: bool = False
     # The `@mini` rules whose outputs it reads, those they read first (in the order to run).
     minis: tuple[MiniTask, ...] = ()
+    # The key of the packed environment it runs in (one of its inputs), "" for none.
+    environment: str = ""
 
 
 # What TaskVine's worker sets to the cores a task holds (Makeflow sets CORES and

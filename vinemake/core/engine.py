@@ -352,7 +352,8 @@ class Engine:
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
             batch_options=rule.batch_options if self.options.batch_options else "",
             stops_run=not self.options.keep_going and attempt >= self._attempts(rule),
-            minis=self._minis(rid) if rid in self._reads_minis else ())
+            minis=self._minis(rid) if rid in self._reads_minis else (),
+            environment=self.keys.files[norm(rule.environment)] if rule.environment else "")
 
     def _minis(self, rid: int) -> tuple[MiniTask, ...]:
         """The `@mini` rules whose outputs `rid` reads, each after the minis it reads."""
@@ -387,7 +388,8 @@ class Engine:
         lib = self.libraries[rule.call]
         return LibrarySpec(lib.library, self.keys.rules[lib.id].key, lib.command,
                            self._inputs(lib), self.resources_of(lib), lib.library_slots or 1,
-                           lib.env)
+                           lib.env, self.keys.files[norm(lib.environment)] if lib.environment
+                           else "")
 
     def _reap(self, st: _State, result: TaskResult) -> None:
         rid = result.task_id

@@ -20,6 +20,7 @@ Token choices (tests/test_lexer.py pins them):
     `:`                 Punctuation           `->`          Operator
     `.MAKEFLOW` `.SIZE` Keyword.Reserved      their words   Name.Constant (modes Keyword.Constant)
     `@annotation`       Name.Decorator        its keys      Name.Attribute
+    `@environment FILE` FILE as a source (Name.Other)
     `export`            Keyword.Declaration   LOCAL/MAKEFLOW command prefix  Keyword
 """
 
@@ -58,6 +59,11 @@ def _words(words) -> str:
     return "(" + "|".join(words) + r")\b"
 
 
+# Annotations whose first word is a name: (its pattern, its token).
+_FIRST_WORD = {"library": (_NAME, Name.Namespace), "call": (_NAME, Name.Namespace),
+               "environment": (_FILE, Name.Other)}
+
+
 def _annotation_states() -> dict[str, list]:
     """One state per annotation: its own keys are attributes, any other `key=` is an Error."""
     states: dict[str, list] = {}
@@ -67,10 +73,12 @@ def _annotation_states() -> dict[str, list]:
             rules.append((r"\b" + _words(keys), Name.Attribute))
         rules.append(include("annotation-arguments"))
         states[f"annotation-{name}"] = rules
-        if name in ("library", "call"):
-            # The first word names the library: the `-name` state takes it, then the arguments.
+        if name in _FIRST_WORD:
+            # The first word names the library (or the environment's file): the `-name` state
+            # takes it, then the arguments.
+            word, token = _FIRST_WORD[name]
             states[f"annotation-{name}-name"] = [
-                (r"([ \t]+)(" + _NAME + ")", bygroups(Whitespace, Name.Namespace),
+                (r"([ \t]+)(" + word + ")", bygroups(Whitespace, token),
                  ("#pop", f"annotation-{name}")),
             ]
     return states
@@ -79,7 +87,7 @@ def _annotation_states() -> dict[str, list]:
 def _annotation_rules() -> list:
     rules: list = []
     for name in keywords.ANNOTATIONS:
-        then = f"annotation-{name}-name" if name in ("library", "call") else f"annotation-{name}"
+        then = f"annotation-{name}-name" if name in _FIRST_WORD else f"annotation-{name}"
         rules.append((r"^(@)(" + name + r")\b", bygroups(Name.Decorator, Name.Decorator), then))
     rules.append((r"^@" + _NAME, Error, "value"))
     return rules

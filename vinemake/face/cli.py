@@ -44,6 +44,7 @@ from vinemake.face.makeflow import (
 )
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
 from vinemake.language.annotations import MAX_RETRIES
+from vinemake.language.environment import with_environment
 from vinemake.language.jxinput import jx_input
 from vinemake.language.nesting import check_subworkflows
 from vinemake.language.units import parse_duration_s, parse_size_mb
@@ -195,6 +196,8 @@ Subcommands (each has its own --help):
 @click.option("--explain", is_flag=True, help="Say why each rule runs or is skipped.")
 @click.option("--cache-dir", metavar="DIR", help="Shared cache store to restore outputs from "
               "and save them to.")
+@click.option("--environment", metavar="FILE", help="Run every rule (but LOCAL ones) in this "
+              "packed environment (conda-pack, venv-pack, poncho) unless it names its own.")
 @click.option("--offline", is_flag=True, help="Key URL sources as the last run recorded "
               "them, without asking their servers.")
 @click.option("-g", "--gc", type=click.Choice(GC_MODES), default="none", show_default=True,
@@ -290,6 +293,8 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
             ctx.exit(0)
     with _collector_paused():
         workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
+        if options.environment:
+            workflow = with_environment(workflow, options.environment)
         graph = BuildGraph.build(workflow, options.root)
         check_subworkflows(workflow, options.vinefile, options.root, os.environ)
         if targets:
@@ -481,6 +486,7 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
         batch_type=run["batch_type"], max_local=max_local, keep_going=run["keep_going"],
         retries=retries, explain=run["explain"], cache_dir=run["cache_dir"], offline=run["offline"],
+        environment=run["environment"],
         gc=Collection(run["gc"], run["gc_count"], gc_size),
         keep_intermediates_remote=run["keep_intermediates_remote"],
         shared_fs=_shared_dirs(run["shared_fs"]), summary_file=run["summary_file"],

@@ -42,6 +42,7 @@ class RunOptions:
     # Caching and storage.
     cache_dir: str | None = None
     offline: bool = False  # key URL sources as recorded, without asking their servers
+    environment: str | None = None  # --environment: the packed environment of every rule
     gc: Collection = Collection()  # -g, -G, --gc-size
     keep_intermediates_remote: bool = False
     shared_fs: tuple[str, ...] = ()  # --shared-fs: absolute dirs every worker sees

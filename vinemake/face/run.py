@@ -185,7 +185,7 @@ def _digest(options) -> str | None:
     except OSError:
         return None
     shaping = repr((options.vinefile, options.root, options.targets, options.gc,
-                    options.cache_dir, options.keep_intermediates_remote))
+                    options.cache_dir, options.keep_intermediates_remote, options.environment))
     if options.jx is not None:
         context = options.jx.fingerprint(text)
         if context is None:

@@ -134,5 +134,13 @@ def _mini(words: list[tuple[str, int]], fields: dict) -> None:
     fields["mini"] = True
 
 
+def _environment(words: list[tuple[str, int]], fields: dict) -> None:
+    if len(words) != 1:
+        offset = words[1][1] if len(words) > 1 else None
+        raise AnnotationError(offset, "@environment needs one packed environment FILE, like "
+                              "@environment env.tar.gz")
+    fields["environment"] = words[0][0]
+
+
 _READERS = {"resources": _resources, "retries": _retries, "temp": _temp, "cache": _cache,
-            "library": _library, "call": _call, "mini": _mini}
+            "library": _library, "call": _call, "mini": _mini, "environment": _environment}

@@ -38,6 +38,7 @@ from vinemake.common.spec import (
 )
 from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
+from vinemake.language.environment import with_source
 from vinemake.language.expand import (
     COMMAND,
     VALUE,
@@ -402,6 +403,12 @@ class _Evaluator:
             raise self.source.error_at(stmt.command, _lead(stmt.command.raw), too_long)
         if fields.get("mini"):
             self._check_mini(stmt, targets, fields)
+        if fields.get("environment"):
+            if fields.get("local") or fields.get("subworkflow"):
+                note = next(a for a in stmt.annotations if a.word.raw == "@environment")
+                raise self.source.error_at(note.word, 0, "an @environment rule "
+                                           "runs on a worker: it cannot be LOCAL or MAKEFLOW")
+            sources = with_source(sources, fields["environment"])
         exported = (tuple((n, v) for n in self.exports if (v := lookup(n)) is not None)
                     if self.exports else ())
         head = stmt.targets or stmt.colon

@@ -16,6 +16,7 @@ ANNOTATIONS = {
     "library": ("slots",),
     "call": (),
     "mini": (),
+    "environment": (),
 }
 # Command prefixes.
 COMMAND_PREFIXES = ("LOCAL", "MAKEFLOW")

@@ -67,7 +67,8 @@ from vinemake.common.task import (
 # 6: a task file carries a URL (its fifth field, "" for none) the worker fetches itself.
 # 7: Task.minis (the `@mini` rules a worker runs first, where their outputs are missing).
 # 8: LibraryStarted (a worker says when a library instance started and was ready).
-VERSION = 8
+# 9: Task.environment and LibrarySpec.environment (the packed environment to run in).
+VERSION = 9
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -201,14 +202,16 @@ _RESOURCES = _object({}, {name: _or_null(_number) for name in Resources.__datacl
 _FILE = _tuple(_str, _str, _or_null(_str), _COUNT, _str)  # key, sandbox, path, size, URL
 _ENV = _list(_tuple(_str, _str))
 _LIBRARY = _object({"name": _str, "key": _str, "command": _str, "inputs": _list(_FILE),
-                    "resources": _RESOURCES, "slots": _int(1), "env": _ENV})
+                    "resources": _RESOURCES, "slots": _int(1), "env": _ENV,
+                    "environment": _str})
 _MINI = _object({"key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
                  "outputs": _list(_FILE), "env": _ENV})
 _TASK = _object({
     "id": _int(), "rule_key": _str, "name": _str, "command": _str, "inputs": _list(_FILE),
     "outputs": _list(_FILE), "env": _ENV, "resources": _RESOURCES, "category": _str,
     "library": _or_null(_LIBRARY), "cache_forever": _bool, "failed_dir": _or_null(_str),
-    "attempt": _int(1), "stops_run": _bool, "minis": _list(_MINI)})
+    "attempt": _int(1), "stops_run": _bool, "minis": _list(_MINI),
+    "environment": _str})
 _SOURCE = _tuple(_str, _PORT, _str, _bool)  # host, port, label, tls
 _OUTCOME = _object({
     "id": _int(), "status": _one_of(*STATUSES), "exit_code": _or_null(_int()),
@@ -470,13 +473,15 @@ def task_to_wire(task: Task) -> dict:
         "library": None if lib is None else {
             "name": lib.name, "key": lib.key, "command": lib.command,
             "inputs": [_file_to_wire(f) for f in lib.inputs],
-            "resources": lib.resources.__dict__, "slots": lib.slots, "env": lib.env},
+            "resources": lib.resources.__dict__, "slots": lib.slots, "env": lib.env,
+            "environment": lib.environment},
         "cache_forever": task.cache_forever, "failed_dir": task.failed_dir,
         "attempt": task.attempt, "stops_run": task.stops_run,
         "minis": [{"key": m.key, "name": m.name, "command": m.command,
                    "inputs": [_file_to_wire(f) for f in m.inputs],
                    "outputs": [_file_to_wire(f) for f in m.outputs], "env": m.env}
                   for m in task.minis],
+        "environment": task.environment,
     }
 
 
@@ -493,14 +498,15 @@ def task_from_wire(d: dict) -> Task:
                 name=lib["name"], key=lib["key"], command=lib["command"],
                 inputs=tuple(_file_from_wire(f) for f in lib["inputs"]),
                 resources=Resources(**lib["resources"]), slots=lib["slots"],
-                env=tuple((str(k), str(v)) for k, v in lib["env"])),
+                env=tuple((str(k), str(v)) for k, v in lib["env"]),
+                environment=lib["environment"]),
             cache_forever=d["cache_forever"], failed_dir=d["failed_dir"], attempt=d["attempt"],
             stops_run=d["stops_run"], minis=tuple(
                 MiniTask(key=m["key"], name=m["name"], command=m["command"],
                          inputs=tuple(_file_from_wire(f) for f in m["inputs"]),
                          outputs=tuple(_file_from_wire(f) for f in m["outputs"]),
                          env=tuple((str(k), str(v)) for k, v in m["env"]))
-                for m in d["minis"]))
+                for m in d["minis"]), environment=d["environment"])
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"garbled task: {e!s:.80}") from None
 

@@ -203,12 +203,21 @@ def _interpreter_first(path: str) -> str:
     return os.pathsep.join([own, *parts])
 
 
+def library_path() -> tuple[tuple[str, str], ...]:
+    """PYTHONPATH for a library started by another interpreter (its environment's): where
+    vinemake itself is, so `python3 -m vinemake.library` still finds it."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    rest = os.environ.get("PYTHONPATH", "")
+    return (("PYTHONPATH", here + (os.pathsep + rest if rest else "")),)
+
+
 class _Process:
     """One running library process: writes requests, and a reader thread matches responses."""
 
     def __init__(self, spec: LibrarySpec, workdir: str, log_path: str):
         self.name = spec.name
         self.log_path = log_path
+        # Its environment's PATH (in spec.env) wins over vinemake's interpreter.
         env = {**os.environ, "PATH": _interpreter_first(os.environ.get("PATH", "")),
                # Threads as for a command: the library sizes its pools when it starts.
                **dict(with_threads(spec.resources.cores, spec.env)),

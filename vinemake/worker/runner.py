@@ -40,7 +40,14 @@ from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, MiniTask, Task, TaskResult, command_env
 from vinemake.wire.protocol import MINI, URL, ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
-from vinemake.worker.libraries import LibraryPool, split_call
+from vinemake.worker.environments import (
+    EnvironmentError_,
+    activation,
+    environment_key,
+    fix_up,
+    unpack,
+)
+from vinemake.worker.libraries import LibraryPool, library_path, split_call
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.sandbox import (
     SandboxError,
@@ -245,6 +252,8 @@ class Runner:
                 self._ensure(f, task.cache_forever and f.key.startswith("url-"))
             if task.minis:
                 self._make_minis(task)
+            activated = (self._environment(task.environment, task.inputs)
+                         if task.environment else ())
         except MiniFailed as e:
             done(self._result(task, "failed", e.code, str(e), e.tail,
                               Measured(wall_time_s=time.monotonic() - start)))
@@ -267,7 +276,7 @@ class Runner:
                     os.makedirs(os.path.dirname(os.path.join(sandbox, f.sandbox)),
                                 exist_ok=True)
             if task.library is None:
-                self._spawn(task, sandbox, done, exited)
+                self._spawn(task, sandbox, done, exited, activated)
                 return
             status, code, reason, tail, measured = self._call(task, sandbox)
             outcome = self._collect(task, sandbox, status, code, reason, tail, measured)
@@ -309,12 +318,13 @@ class Runner:
             check_key(f.key)
 
     def _spawn(self, task: Task, sandbox: str, done: Callable[[TaskOutcome], None],
-               exited: Callable[[], None] | None) -> None:
+               exited: Callable[[], None] | None, activated: tuple = ()) -> None:
         # Wall time counts from before the spawn: a short command may be over by the time
         # the spawn returns, and cores = CPU / wall would come out absurdly high.
         spawned = time.monotonic()
         self.on_start(task.id, time.time())
-        pid, proc = spawn_shell(task.command, sandbox, command_env(task), self._base_env,
+        env = (*activated, *command_env(task)) if activated else command_env(task)
+        pid, proc = spawn_shell(task.command, sandbox, env, self._base_env,
                                 _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
         with self._locks_lock:
@@ -371,6 +381,9 @@ class Runner:
             for f in lib.inputs:
                 self._link_input(f.key, f.path, directory, f.sandbox)
 
+        if lib.environment:  # it starts inside its environment: heavy imports come from it
+            lib = dataclasses.replace(lib, env=(*self._environment(lib.environment, lib.inputs),
+                                                *library_path(), *lib.env))
         instance = self.libraries.get(lib, prepare)
         self.on_start(task.id, time.time())
         r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
@@ -477,6 +490,37 @@ class Runner:
                 entry[1] -= 1
                 if not entry[1]:
                     del self._key_locks[key]
+
+    # ------------------------------------------------------------ packed environments
+
+    def _environment(self, tarball_key: str, inputs) -> tuple[tuple[str, str], ...]:
+        """Unpack the environment `tarball_key` (one of `inputs`) here unless it is already
+        (once per worker, whatever the workflow); the variables that activate it."""
+        key = environment_key(tarball_key)
+        with self._one_at_a_time(key):
+            entry = self.cache.get(key)
+            if entry is None:
+                entry = self._unpack(tarball_key, inputs, key)
+        return activation(entry.path)
+
+    def _unpack(self, tarball_key: str, inputs, key: str):
+        tarball = self.cache.get(tarball_key)
+        path = tarball.path if tarball is not None else next(
+            (f.path for f in inputs if f.key == tarball_key and f.path), None)
+        if path is None or not os.path.exists(path):
+            raise SandboxError(f"the environment {tarball_key} is not on this worker")
+        start = time.time()
+        tmp = self.cache.path_for(key, forever=True) + ".unpacking"
+        remove_path(tmp)
+        size = unpack(path, tmp)
+        entry = self.cache.insert(tmp, key, size, "", forever=True)
+        try:
+            fix_up(entry.path)
+        except EnvironmentError_:
+            self.cache.remove(key)
+            raise
+        self.on_transfer(key, MINI, size, start, time.time(), True, "", "")
+        return entry
 
     # ------------------------------------------------------------ `@mini` rules
 

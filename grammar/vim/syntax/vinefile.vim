@@ -92,6 +92,9 @@ syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@temp\>/
       \ end=/\\\@<!$/ contains=@vinefileAnnotationArgs
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@mini\>/
       \ end=/\\\@<!$/ contains=@vinefileAnnotationArgs
+syn match vinefileEnvironmentFile /\%(^@environment\s\+\)\@<=\%([^ \t:"'$#\\-]\|-\%(>\)\@!\)\+/ contained
+syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@environment\>/
+      \ end=/\\\@<!$/ contains=vinefileEnvironmentFile,@vinefileAnnotationArgs
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@cache\>/
       \ end=/\\\@<!$/ contains=vinefileCacheKey,@vinefileAnnotationArgs
 syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@library\>/
@@ -137,6 +140,7 @@ hi def link vinefileAnnotationKey Type
 hi def link vinefileLibraryName Function
 hi def link vinefileTarget Function
 hi def link vinefileSource Normal
+hi def link vinefileEnvironmentFile Normal
 hi def link vinefileUrl Underlined
 hi def link vinefileColon Delimiter
 hi def link vinefileRename Operator

@@ -1,0 +1,188 @@
+"""Packed environments end to end: a real venv-pack tarball built here, real workers.
+
+The environment holds a small pure-Python package from PyPI that this host does not have
+(pyjokes): a rule in the environment imports it, a rule outside cannot. Unpacks are counted
+from the workers' caches, transfers from the manager's log.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import require
+from test_urls import start_workers, started, stop, vinemake
+
+PACKAGE = "pyjokes"
+IMPORT = (f'python3 -c "import {PACKAGE}, os; '
+          f'print({PACKAGE}.__name__, os.environ[\'VIRTUAL_ENV\'])"')
+
+
+def _venv_pack() -> list[str]:
+    tool = shutil.which("venv-pack")
+    if tool is None:
+        try:
+            import venv_pack  # noqa: F401
+        except ImportError:
+            require(False, "venv-pack (pip install venv-pack2)")
+        return [sys.executable, "-m", "venv_pack"]
+    return [tool]
+
+
+@pytest.fixture(scope="module")
+def packed(tmp_path_factory) -> dict[str, Path]:
+    """Two environment tarballs: `env` with the package, `env2` the same plus a marker file."""
+    base = tmp_path_factory.mktemp("envs")
+    host_has = subprocess.run([sys.executable, "-c", f"import {PACKAGE}"], capture_output=True)
+    assert host_has.returncode != 0, f"this host has {PACKAGE}: pick another package"
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    got = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", PACKAGE],
+                         capture_output=True, text=True)
+    require(got.returncode == 0, f"pip install {PACKAGE} from PyPI ({got.stderr[-300:]})")
+    pack = _venv_pack()
+    out = {}
+    for name in ("env", "env2"):
+        if name == "env2":
+            (venv / "marker.txt").write_text("a changed environment\n")
+        target = base / f"{name}.tar.gz"
+        subprocess.run([*pack, "-p", str(venv), "-o", str(target), "-q"], check=True)
+        out[name] = target
+    return out
+
+
+def workflow(root: Path, packed, vinefile: str, env: str = "env") -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.copy(packed[env], root / "env.tar.gz")
+    (root / "Vinefile").write_text(vinefile)
+    return root
+
+
+TWO_RULES = (f"@environment env.tar.gz\nin.txt:\n\t{IMPORT} > in.txt\n\n"
+             f"@environment env.tar.gz\nagain.txt: in.txt\n\t{IMPORT} > again.txt\n\n"
+             f"host.txt:\n\tpython3 -c 'import {PACKAGE}' 2>/dev/null && echo has > host.txt"
+             " || echo lacks > host.txt\n")
+
+
+def unpacked(workdir: Path) -> list[Path]:
+    """The environments unpacked in a worker's cache (not their .meta records)."""
+    return sorted(p for p in workdir.glob("forever/env-*") if not p.name.endswith(".meta"))
+
+
+def test_a_rule_runs_in_its_environment_and_the_host_lacks_the_package(packed, tmp_path):
+    root = workflow(tmp_path / "wf", packed, TWO_RULES)
+    run = vinemake(root)
+    assert started(run) == ["again.txt", "host.txt", "in.txt"]
+    name, prefix = (root / "in.txt").read_text().split()
+    assert name == PACKAGE
+    assert (root / "host.txt").read_text() == "lacks\n"
+    # unpacked once, into the local worker's cache, and both rules ran in that copy
+    assert [p.name for p in unpacked(root / ".vinemake" / "worker")] == [Path(prefix).name]
+    assert (root / "again.txt").read_text() == (root / "in.txt").read_text()
+    assert started(vinemake(root)) == []
+
+
+def test_changing_the_environment_reruns_its_rules_and_nothing_else(packed, tmp_path):
+    root = workflow(tmp_path / "wf", packed, TWO_RULES)
+    vinemake(root)
+    shutil.copy(packed["env2"], root / "env.tar.gz")
+    run = vinemake(root, "--explain")
+    assert started(run) == ["again.txt", "in.txt"]
+    assert "vinemake explain: run in.txt: input 'env.tar.gz' changed\n" in run.stderr
+    assert len(unpacked(root / ".vinemake" / "worker")) == 2  # old and new, each kept
+
+
+def test_environment_on_the_command_line_covers_every_rule_but_local_ones(packed, tmp_path):
+    root = workflow(tmp_path / "wf", packed, (
+        f"a.txt:\n\t{IMPORT} > a.txt\n"
+        f"b.txt: a.txt\n\tLOCAL python3 -c 'import {PACKAGE}' 2>/dev/null && echo has > b.txt"
+        " || echo lacks > b.txt\n"))
+    run = vinemake(root, "--environment", "env.tar.gz")
+    assert started(run) == ["a.txt", "b.txt"]
+    assert (root / "a.txt").read_text().split()[0] == PACKAGE
+    assert (root / "b.txt").read_text() == "lacks\n"
+    assert started(vinemake(root, "--environment", "env.tar.gz")) == []
+    # without it, the rules are other rules: they run again, outside it
+    bare = vinemake(root, "-k", check=False)
+    assert started(bare) == ["a.txt"]
+    assert bare.returncode == 1
+
+
+def test_a_library_starts_inside_its_environment(packed, tmp_path):
+    root = workflow(tmp_path / "wf", packed, (
+        "@environment env.tar.gz\n@library jokes\n: jokes.py\n"
+        "\tpython3 -m vinemake.library jokes.py\n\n"
+        "@call jokes\nout.txt:\n\twhere out.txt\n"))
+    (root / "jokes.py").write_text(
+        f"import sys\nimport {PACKAGE}  # from the environment, imported once\n\n\n"
+        "def where(out):\n    with open(out, 'w') as f:\n"
+        f"        f.write({PACKAGE}.__name__ + ' ' + sys.prefix + '\\n')\n")
+    run = vinemake(root)
+    assert started(run) == ["out.txt"]
+    name, prefix = (root / "out.txt").read_text().split()
+    assert name == PACKAGE and Path(prefix).name.startswith("env-")
+
+
+def test_a_broken_tarball_fails_its_rules_with_the_reason(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    (root / "env.tar.gz").write_bytes(b"not a tarball")
+    (root / "Vinefile").write_text("@environment env.tar.gz\nout:\n\ttouch out\n")
+    run = vinemake(root, check=False)
+    assert run.returncode == 1
+    assert "FAILED  out: error: cannot set up the sandbox: cannot unpack the environment: " \
+           in run.stderr
+
+
+@pytest.mark.parametrize("vinefile, message", [
+    ("@environment\nout:\n\ttouch out\n",
+     "Vinefile:1:1: @environment needs one packed environment FILE, like "
+     "@environment env.tar.gz"),
+    ("@environment a.tar.gz b.tar.gz\nout:\n\ttouch out\n",
+     "Vinefile:1:23: @environment needs one packed environment FILE, like "
+     "@environment env.tar.gz"),
+    ("@environment env.tar.gz\nout:\n\tLOCAL touch out\n",
+     "Vinefile:1:1: an @environment rule runs on a worker: it cannot be LOCAL or MAKEFLOW"),
+    ("@environment nope.tar.gz\nout:\n\ttouch out\n",
+     "Vinefile:2:1: source 'nope.tar.gz' does not exist and no rule makes it (did you mean "
+     "'env.tar.gz'?)"),
+])
+def test_bad_environments_are_located_errors(tmp_path, vinefile, message):
+    root = tmp_path / "wf"
+    root.mkdir()
+    with tarfile.open(root / "env.tar.gz", "w:gz"):
+        pass
+    (root / "Vinefile").write_text(vinefile)
+    run = vinemake(root, check=False)
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[0] == message
+
+
+def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_path):
+    n = 3
+    rules = "".join(f"@environment env.tar.gz\n@resources cores=1\nout.{i}:\n"
+                    f"\tsleep 1; {IMPORT} > out.{i}\n" for i in range(3 * n))
+    root = workflow(tmp_path / "wf", packed, rules)
+    port_file = tmp_path / "port"
+    manager = subprocess.Popen(
+        [sys.executable, "-m", "vinemake", "-T", "workers", "-p", "0", "--port-file",
+         str(port_file)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = start_workers(port_file, n, tmp_path)
+    try:
+        _, err = manager.communicate(timeout=180)
+    finally:
+        stop(workers)
+    assert manager.returncode == 0, err
+    assert all((root / f"out.{i}").read_text().startswith(PACKAGE) for i in range(3 * n))
+    size = (root / "env.tar.gz").stat().st_size
+    log = next(root.glob(".vinemake/**/transfers.tsv")).read_text().splitlines()[1:]
+    copies = [line.split("\t") for line in log if int(line.split("\t")[3]) == size]
+    dests = [c[1] for c in copies]
+    assert len(dests) == len(set(dests)) >= 2  # once per worker that ran a rule
+    assert [c[0] for c in copies].count("manager") == 1  # the rest from peers
+    for i in range(n):
+        assert len(unpacked(tmp_path / f"w{i}")) == (1 if f"w{i}" in dests else 0)
