@@ -23,6 +23,7 @@ from vinemake.common.hashing import hash_tree
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Workflow
 from vinemake.core.confine import Confinement
+from vinemake.core.filestate import output_stat
 from vinemake.core.graph import BuildGraph, norm
 from vinemake.core.journal import FileRecord, Journal, workflow_name
 from vinemake.core.statedir import StateDir
@@ -155,7 +156,7 @@ def _stat(path: str) -> tuple[int, int] | None:
         st = os.stat(path)
     except OSError:
         return None
-    return st.st_size, st.st_mtime_ns
+    return output_stat(path, st)
 
 
 

@@ -37,6 +37,7 @@ from vinemake.core.collection import Collection
 from vinemake.core.confine import Confinement
 from vinemake.core.events import NO_EVENTS, EventLog
 from vinemake.core.executor import Executor, LocalExecutor
+from vinemake.core.filestate import output_stat
 from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
 from vinemake.core.keys import Keys
@@ -461,7 +462,7 @@ class Engine:
                     self.uncached += 1  # the cache is an optimisation: carry on, say so
             # The journal keeps what a stat of the path says (the plan compares it so).
             stat = _followed(full, lstat)
-            recorded.append((path, key, stat.st_size, stat.st_mtime_ns, content))
+            recorded.append((path, key, *output_stat(full, stat), content))
             self.sizes[path] = stat.st_size
         m = result.measured
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, recorded,
@@ -529,7 +530,7 @@ class Engine:
                 return False
             stat = _followed(full, os.lstat(full))
             content = self.store.content(key) or hash_tree(full)[1]
-            placed.append((path, key, stat.st_size, stat.st_mtime_ns, content))
+            placed.append((path, key, *output_stat(full, stat), content))
             self.sizes[path] = stat.st_size
         self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed,
                           seen=self._seen(rk))

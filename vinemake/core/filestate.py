@@ -28,8 +28,31 @@ import xxhash
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import hash_file, source_key, tree_key
 
-__all__ = ["FileState", "snapshot_digest", "write_snapshot",
+__all__ = ["output_stat", "FileState", "snapshot_digest", "write_snapshot",
            "snapshot_matches"]
+
+def output_stat(path: str, st: os.stat_result) -> tuple[int, int]:
+    """The (size, mtime_ns) the journal keeps for an output, given its stat.
+
+    A file's own. A directory's stat does not move when a file inside is edited in place, so
+    a directory output is judged by what is inside: the newest mtime of it and everything in
+    it, and its bytes as a negative size, -(1 + total), which no plain stat can match (the
+    up-to-date snapshot stats paths plainly, so a directory output never takes its fast path).
+    """
+    if not statmod.S_ISDIR(st.st_mode):
+        return st.st_size, st.st_mtime_ns
+    total, newest = 0, st.st_mtime_ns
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                inner = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue
+            newest = max(newest, inner.st_mtime_ns)
+            if not statmod.S_ISDIR(inner.st_mode):
+                total += inner.st_size
+    return -1 - total, newest
+
 
 Signature = tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
 MEMO_HEADER = "vinemake-filestate 2\n"

@@ -11,7 +11,8 @@ directories are built under a temporary name and renamed. Entries of one key com
 provenance, so two racing writers store the same bytes; the first link wins and stamps it.
 
 A hard link shares its inode with the output, so an output edited in place silently changes
-the stored bytes: the stamp catches that (size or mtime moved) and the entry is discarded.
+the stored bytes: the stamp catches that (size or mtime moved; for a directory, of anything
+inside, since its files are links too) and the entry is discarded.
 
 Nothing but `vinemake cache prune` (prune.py) evicts entries; a run holds the entries it
 restores in a lease (lease.py) so a prune never takes one from under it.
@@ -27,6 +28,7 @@ import uuid
 
 from vinemake.common.linking import NO_LINK, link_or_copy_tree
 from vinemake.common.paths import remove_path
+from vinemake.core.filestate import output_stat
 from vinemake.core.lease import Lease, make_shared_dir
 
 __all__ = ["Store"]
@@ -123,7 +125,8 @@ class Store:
             raise
         # A hard link is the same inode: its stat is the one in hand. A copy has its own.
         st = lstat if linked else os.lstat(entry)
-        _write_stamp(entry, f"{st.st_size} {st.st_mtime_ns} {content}".rstrip())
+        size, mtime = output_stat(entry, st)  # a directory: what is inside (its files are links)
+        _write_stamp(entry, f"{size} {mtime} {content}".rstrip())
         return True
 
     def _build_then_rename(self, path: str, entry: str) -> None:
@@ -143,7 +146,7 @@ class Store:
             st = os.lstat(entry)
         except (AttributeError, OSError, ValueError):
             return False
-        if (st.st_size, st.st_mtime_ns) != (size, mtime):
+        if output_stat(entry, st) != (size, mtime):
             self._drop(entry)  # edited in place through a link
             return False
         return True

@@ -23,7 +23,13 @@ from vinemake.common.spec import Resources, Workflow, is_url
 from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
-from vinemake.core.filestate import FileState, snapshot_digest, snapshot_matches, write_snapshot
+from vinemake.core.filestate import (
+    FileState,
+    output_stat,
+    snapshot_digest,
+    snapshot_matches,
+    write_snapshot,
+)
 from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
@@ -156,7 +162,7 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
         for path, _, _ in rk.outputs:
             if rk.key in built or path in made:  # else nothing of ours can be there
                 st = files.stat(os.path.join(root, path))
-                disk[path] = (st.st_size, st.st_mtime_ns) if st else None
+                disk[path] = output_stat(os.path.join(root, path), st) if st else None
     _confined(rules, ids, keys, root)
     edited = settle(journal, disk, root, graph.made_inside)
     plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
