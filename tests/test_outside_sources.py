@@ -183,3 +183,21 @@ def test_climbing_links_for_a_local_rules_shadow():
 def test_unseen_by_workers_is_what_no_shared_dir_holds():
     assert unseen_by_workers(["/data/a", "/datab/c", "/home/x", "../y"], ["/data", "/home/"]) \
         == ["/datab/c"]
+
+
+def test_a_variable_naming_an_absolute_program_is_a_source(tmp_path):
+    tool = tmp_path / "bin" / "shout"
+    tool.parent.mkdir()
+    tool.write_text("#!/bin/sh\ntr a-z A-Z < \"$1\"\n")
+    tool.chmod(0o755)
+    wf = tmp_path / "wf"
+    wf.mkdir()
+    (wf / "in.txt").write_text("hi\n")
+    (wf / "Vinefile").write_text(f"SHOUT={tool}\nout.txt: $(SHOUT) in.txt\n"
+                                 "\t$(SHOUT) in.txt > out.txt\n")
+    vinemake(wf)
+    assert (wf / "out.txt").read_text() == "HI\n"
+    tool.write_text("#!/bin/sh\ncat \"$1\" \"$1\"\n")  # a new version of the program reruns
+    proc = vinemake(wf, "--explain")
+    assert f"vinemake explain: run out.txt: input '{tool}' changed" in proc.stderr
+    assert (wf / "out.txt").read_text() == "hi\nhi\n"
