@@ -257,6 +257,24 @@ def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_pa
     for name in ("alpha", "beta"):
         spans = sorted((e["t"], ends[e["rule"]]["t"]) for e in k["start"] if e["worker"] == name)
         assert all(b[0] >= a[0] + 0.9 for a, b in zip(spans, spans[1:], strict=False))
+    # the log names the worker of each start, there being two
+    labels = {e["rule"]: e["label"] for e in k["plan"]}
+    logged = sorted(line[9:] for line in err.splitlines() if line[9:].startswith("start "))
+    assert logged == sorted(f"start   {labels[e['rule']]} on {e['worker']}" for e in k["start"])
     # no rule starts before a worker joined: a start is a command really beginning
     first_join = min(e["t"] for e in k["worker_join"])
     assert min(e["t"] for e in k["start"]) >= first_join
+
+
+def test_a_command_sampled_while_it_runs_records_the_bytes_it_wrote(tmp_path):
+    # Sampled as it runs: a process still alive at a sample is counted (one that came and
+    # went between samples is not, and a command too short for any sample records null).
+    (tmp_path / "Vinefile").write_text(
+        "big:\n\tpython3 -c \"import time; open('big', 'wb').write(b'x' * 3000000); "
+        "time.sleep(0.8)\"\n\nsmall:\n\ttouch small\n")
+    vinemake(tmp_path)
+    k = check_consistent(last_run(tmp_path))
+    labels = {e["rule"]: e["label"] for e in k["plan"]}
+    ends = {labels[e["rule"]]: e for e in k["end"]}
+    assert ends["big"]["bytes_written"] >= 3000000 and ends["big"]["bytes_read"] > 0
+    assert ends["small"]["bytes_written"] is None

@@ -63,7 +63,7 @@ def test_plain_lines_say_when_each_command_really_began_and_how_long_it_took():
         "03:04:07 start   x", "03:04:08 done    x (1.0 s)", "03:04:08 start   y"]
 
 
-def test_plain_start_names_the_worker_once_there_is_more_than_one():
+def test_plain_start_names_the_worker_unless_it_is_the_one_local_worker():
     out = io.StringIO()
     rep = PlainReporter(out, Clock(T0))
     feed(rep, plan(0, "x"), plan(1, "y"),
@@ -73,7 +73,7 @@ def test_plain_start_names_the_worker_once_there_is_more_than_one():
          {"t": T0, "ev": "start", "rule": 1, "worker": "w2"})
     rep.tick()
     assert [line[9:] for line in out.getvalue().splitlines()][1:] == [
-        "start   x", "start   y on w2"]
+        "start   x on w1", "start   y on w2"]
 
 
 def test_a_failure_shows_its_command_where_it_ran_how_it_ended_its_stderr_and_info():
@@ -88,7 +88,7 @@ def test_a_failure_shows_its_command_where_it_ran_how_it_ended_its_stderr_and_in
     rep.summary(RunOutcome(failed=("out.txt",)))
     assert [line[9:] if line[:2].isdigit() else line for line in out.getvalue().splitlines()] \
         == ["1 rule to run, 0 to restore, 0 up to date",
-            "start   out.txt",
+            "start   out.txt on w1",
             "retry   out.txt after attempt 1: exit code 1",
             "FAILED  out.txt: exit code 1",
             "  command: python3 count.py in.txt > out.txt",

@@ -135,6 +135,11 @@ class Measured:
     memory_mb: float = 0.0
     disk_mb: float = 0.0
     wall_time_s: float = 0.0
+    # Bytes the command's processes read and wrote (through system calls, page cache or
+    # not), as last sampled; unknown when the monitor took no sample (a command too short).
+    bytes_read: float = 0.0
+    bytes_written: float = 0.0
+    samples: float = 0.0  # how many times the monitor sampled the command
 
 
 @dataclass(frozen=True)

@@ -638,7 +638,9 @@ class Engine:
             or None, exit=code if code is not None and code >= 0 else None,
             signal=-code if code is not None and code < 0 else None,
             wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
-            mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb, bytes_read=None, bytes_written=None,
+            mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb,
+            bytes_read=m.bytes_read if m.samples else None,
+            bytes_written=m.bytes_written if m.samples else None,
             input_bytes=sum(self.sizes.get(norm(f.path), 0) for f in rule.sources),
             message="" if result.ok else _describe(result), retrying=retrying, **fields)
 

@@ -8,8 +8,8 @@ live line.
 
 `TtyReporter` keeps one live status line (done, running, waiting, failed, workers, transfers
 in flight, ETA) that never exceeds the terminal's width; `PlainReporter` writes timestamped
-lines for logs and pipes: each rule's start (when its command really began, and where, when
-there is more than one worker) and its end with its wall time. Both print a failed rule's
+lines for logs and pipes: each rule's start (when its command really began, and on which
+worker, unless -T local's only one) and its end with its wall time. Both print a failed rule's
 command, where it ran, how it ended, the end of its stderr and its INFO file. `FakeReporter`
 records what it was told, for tests.
 """
@@ -187,7 +187,9 @@ class PlainReporter:
             if heading:
                 self._line(heading)
         if kind == "start":
-            where = f" on {ev.get('worker')}" if len(run.workers_seen) > 1 else ""
+            # where, unless it is the one worker of -T local (or a LOCAL rule)
+            worker = ev.get("worker")
+            where = f" on {worker}" if worker != "local" or len(run.workers_seen) > 1 else ""
             self._line(f"start   {run.label(ev['rule'])}{where}", ev["t"])
         elif kind == "restore":
             self._line(f"cached  {run.label(ev['rule'])}", ev["t"])

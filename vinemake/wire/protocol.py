@@ -68,7 +68,8 @@ from vinemake.common.task import (
 # 7: Task.minis (the `@mini` rules a worker runs first, where their outputs are missing).
 # 8: LibraryStarted (a worker says when a library instance started and was ready).
 # 9: Task.environment and LibrarySpec.environment (the packed environment to run in).
-VERSION = 9
+# 10: Measured.bytes_read, bytes_written and samples (what a command read and wrote).
+VERSION = 10
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024

@@ -84,12 +84,17 @@ class Watch:
     reaped: bool = False  # its pid may belong to another process now: never signal it
     ended: float | None = None  # monotonic time it was reaped
     code: int | None = None  # its exit status once reaped (-signal if killed)
+    io: dict = field(default_factory=dict)  # pid -> (bytes read, written) when last sampled
+    samples: int = 0
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
         return Measured(cores=round(self.cpu_s / wall, 3) if wall > 0 else 0.0,
                         memory_mb=round(self.peak_memory_mb, 1),
-                        disk_mb=round(self.peak_disk_mb, 3), wall_time_s=round(wall, 4))
+                        disk_mb=round(self.peak_disk_mb, 3), wall_time_s=round(wall, 4),
+                        bytes_read=sum(r for r, _ in self.io.values()),
+                        bytes_written=sum(w for _, w in self.io.values()),
+                        samples=self.samples)
 
 
 class Monitor:
@@ -285,11 +290,14 @@ class Monitor:
         except psutil.Error:
             return
         rss = cpu = 0.0
+        w.samples += 1
         for p in procs:
             try:
                 rss += p.memory_info().rss
                 t = p.cpu_times()
                 cpu += t.user + t.system + t.children_user + t.children_system
+                io = p.io_counters()
+                w.io[p.pid] = (io.read_chars, io.write_chars)
             except psutil.Error:
                 continue
         disk = tree_size(w.sandbox) / 1e6 if w.limits.disk_mb is not None else 0.0
