@@ -324,3 +324,33 @@ def test_the_urls_example_runs_against_a_local_server(docs, tmp_path):
     assert started(vinemake(root)) == ["counts.txt", "top10.txt"]
     assert (root / "top10.txt").read_text().split()[:2] == ["2", "alice"]
     assert started(vinemake(root)) == []
+
+
+# ------------------------------------------------------------------ JX
+
+
+def test_a_jx_workflow_reads_a_url_input_like_a_vinefile(docs, tmp_path):
+    docs.docs["/words.txt"] = b"b\na\nb\n"
+    root = tmp_path / "wf"
+    root.mkdir()
+    (root / "flow.jx").write_text(
+        '{"rules": [{"command": "sort w.txt | uniq -c > counts.txt", "outputs": ["counts.txt"],'
+        f' "inputs": [{{"dag_name": "{docs.base}/words.txt", "task_name": "w.txt"}}]}},'
+        ' {"command": "cp words.txt copy.txt", "outputs": ["copy.txt"],'
+        f' "inputs": ["{docs.base}/words.txt"]}}]}}\n')
+    assert started(vinemake(root, "flow.jx")) == ["copy.txt", "counts.txt"]
+    assert (root / "counts.txt").read_text().split() == ["1", "a", "2", "b"]
+    assert (root / "copy.txt").read_text() == "b\na\nb\n"
+    assert docs.count("GET", "/words.txt") == 1
+    assert started(vinemake(root, "flow.jx")) == []
+
+
+def test_a_url_output_in_jx_is_a_located_error(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    (root / "flow.jx").write_text(
+        '{"rules": [{"command": "true", "outputs": ["http://h/x"], "inputs": []}]}\n')
+    run = vinemake(root, "flow.jx", check=False)
+    assert run.returncode == 2
+    assert run.stderr.splitlines()[0] == ("flow.jx:1:44: a URL can only be an input: a rule's "
+                                          "outputs are files it makes")

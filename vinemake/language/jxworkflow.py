@@ -39,9 +39,11 @@ from vinemake.common.spec import (
     Resources,
     RuleSpec,
     Workflow,
+    is_url,
     new_fileref,
     new_location,
     new_rulespec,
+    url_basename,
 )
 from vinemake.common.suggest import did_you_mean
 from vinemake.language.annotations import RESOURCE_VALUES
@@ -318,6 +320,8 @@ class _Reader:
                 raise JxError(_item_at(files, i), "empty file name")
             if "\0" in path or "\0" in sandbox:
                 raise JxError(_item_at(files, i), "a file name cannot hold a NUL character")
+            if is_url(path):
+                sandbox = self._url_name(files, i, key, path, sandbox)
             if path != sandbox:
                 out.append(FileRef(path, sandbox))
                 continue
@@ -326,6 +330,20 @@ class _Reader:
                 ref = self.refs[path] = new_fileref(path)
             out.append(ref)
         return tuple(out)
+
+    @staticmethod
+    def _url_name(files, i: int, key: str, url: str, sandbox: str) -> str:
+        """A URL input's name in the task: given, else the last segment of its path."""
+        if key == "outputs":
+            raise JxError(_item_at(files, i), "a URL can only be an input: a rule's outputs "
+                                              "are files it makes")
+        if sandbox != url:
+            return sandbox
+        name = url_basename(url)
+        if not name:
+            raise JxError(_item_at(files, i), f"{url}: give the document a name in the task "
+                                              f"with {{\"dag_name\": ..., \"task_name\": NAME}}")
+        return name
 
     def _resources(self, spec) -> dict:
         res = _need(spec, "resources", "object", {})
