@@ -499,3 +499,16 @@ def test_a_file_edited_inside_a_directory_output_is_kept_and_the_directory_remad
     assert (kept / "w.txt").read_text() == "w\nedit\n"
     assert (tmp_path / "whole" / "w.txt").read_text() == "w\n"
     assert vinemake(tmp_path).stderr == "vinemake: nothing to do, 2 rules up to date\n"
+
+
+def test_an_edit_in_place_in_one_workflow_never_reaches_another_sharing_its_store(tmp_path):
+    store = str(tmp_path / "store")
+    a, b = workflow(tmp_path / "a"), workflow(tmp_path / "b")
+    vinemake(a, "--cache-dir", store)
+    assert ran(vinemake(b, "--cache-dir", store)) == []  # restored
+    with open(a / "b.txt", "a") as f:  # in place: the same inode as a's store entry
+        f.write("edit\n")
+    assert (b / "b.txt").read_text() == "x\n" * 4
+    proc = vinemake(a, "--cache-dir", store)
+    assert ran(proc) == ["b.txt"]  # the store's entry went with the edit: made again
+    assert (a / "b.txt").read_text() == (b / "b.txt").read_text() == "x\n" * 4

@@ -6,7 +6,7 @@ import errno
 import os
 import shutil
 
-__all__ = ["link_or_copy", "link_or_copy_tree", "NO_LINK"]
+__all__ = ["link_or_copy", "link_or_copy_tree", "copy_tree", "NO_LINK"]
 
 # Refusals that mean "this file system (or pair of them) cannot link here", not a real error:
 # across devices, link counts at their limit, links not permitted or not supported.
@@ -32,3 +32,11 @@ def link_or_copy_tree(src: str, dst: str) -> None:
         shutil.copytree(src, dst, symlinks=True, copy_function=link_or_copy)
     else:
         link_or_copy(src, dst, follow_symlinks=False)
+
+
+def copy_tree(src: str, dst: str) -> None:
+    """Copy (never link) a file, a symlink (kept as one) or a whole directory tree, with times."""
+    if os.path.isdir(src) and not os.path.islink(src):
+        shutil.copytree(src, dst, symlinks=True)
+    else:
+        shutil.copy2(src, dst, follow_symlinks=False)

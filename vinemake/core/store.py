@@ -26,7 +26,7 @@ import stat
 import time
 import uuid
 
-from vinemake.common.linking import NO_LINK, link_or_copy_tree
+from vinemake.common.linking import NO_LINK, copy_tree, link_or_copy_tree
 from vinemake.common.paths import remove_path
 from vinemake.core.filestate import output_stat
 from vinemake.core.lease import Lease, make_shared_dir
@@ -39,8 +39,11 @@ ABANDONED_S = 60.0
 class Store:
     """A directory of key-named entries (`.vinemake/cache`, or a shared `--cache-dir`)."""
 
-    def __init__(self, root: str):
+    def __init__(self, root: str, shared: bool = False):
         self.root = root
+        # A shared store restores by copy: a hard link would give two workflows one inode, and
+        # an edit in place in one would change the other's output.
+        self.shared = shared
         self._prefix = os.path.join(root, "")
         self.made_dirs: set[str] = set()
         self.lease = Lease(root)
@@ -158,7 +161,7 @@ class Store:
             return False
         os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
         tmp = f"{dest}.vinemake-{uuid.uuid4().hex[:8]}"
-        link_or_copy_tree(entry, tmp)
+        (copy_tree if self.shared else link_or_copy_tree)(entry, tmp)
         _touch(entry)
         if os.path.isdir(dest) and not os.path.islink(dest):
             remove_path(dest)

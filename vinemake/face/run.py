@@ -44,7 +44,7 @@ __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "s
 
 
 def store_for(root: str, cache_dir: str | None) -> Store:
-    return Store(StateDir(root).store_path(cache_dir))
+    return Store(StateDir(root).store_path(cache_dir), shared=cache_dir is not None)
 
 
 class _StoreView(Set):
