@@ -175,9 +175,10 @@ def test_unknown_kinds_and_missing_fields_are_tolerated():
     events = [{"t": T0, "ev": "something_new", "x": 1}, {"ev": "plan", "rule": 0},
               {"t": T0 + 1, "ev": "start", "rule": 0},
               {"t": T0 + 2, "ev": "end", "rule": 0, "status": "ok"},
-              {"t": T0 + 3, "ev": "transfer"}, {"no": "kind"}]
+              {"t": T0 + 3, "ev": "transfer"}, {"no": "kind"},
+              {"t": T0 + 4, "ev": "start", "worker": "w"}, {"ev": "end", "rule": "x"}]
     view = run_view(events)
-    assert view["summary"]["counts"]["ran"] == 1
+    assert view["summary"]["counts"]["ran"] == 1 and view["running"] == []
     assert view["rules"]["label"] == ["rule 0"]
     assert view["lanes"] == ["manager #1"]
     assert view["bars"]["kind"] == ["command", "transfer"]

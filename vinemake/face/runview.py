@@ -19,7 +19,7 @@ __all__ = ["run_view", "suggest", "human_bytes"]
 # others are "transfer" and "restore".
 _TASK_KIND = {"command": "command", "local": "command", "call": "function call",
               "library": "library start"}
-# A transfer of more inputs than this per rule is summarized: the page stays small.
+# A rule's list of files longer than this is cut, the rest counted: the page stays small.
 MAX_FILES = 20
 RESTORE_LANE = "manager"
 
@@ -34,10 +34,12 @@ def run_view(events: Iterable[Mapping], now: float | None = None) -> dict:
     """
     acc = _Accumulated()
     for ev in events:
-        handler = _HANDLERS.get(ev.get("ev"))
-        if handler is not None:
-            _time(acc, ev)
-            handler(acc, ev)
+        kind = ev.get("ev")
+        handler = _HANDLERS.get(kind)
+        if handler is None or (kind in _OF_A_RULE and not isinstance(ev.get("rule"), int)):
+            continue  # a kind this reader does not know, or a rule's event naming none
+        _time(acc, ev)
+        handler(acc, ev)
     t0 = acc.start_t if acc.start_t is not None else (acc.first_t or 0.0)
     end_t = acc.last_t if now is None else max(now, acc.last_t or now)
     rules = _rules(acc)
@@ -97,8 +99,7 @@ def _on_run_end(acc, ev):
 
 
 def _on_plan(acc, ev):
-    if "rule" in ev:
-        acc.plans[ev["rule"]] = ev
+    acc.plans[ev["rule"]] = ev
 
 
 def _on_submit(acc, ev):
@@ -157,6 +158,7 @@ _HANDLERS = {"run_start": _on_run_start, "run_end": _on_run_end, "plan": _on_pla
              "transfer": _on_transfer, "library_start": _on_library,
              "worker_join": _on_worker_join, "worker_leave": _on_worker_leave,
              "cache": _on_cache}
+_OF_A_RULE = frozenset({"plan", "submit", "start", "end", "restore"})
 
 
 # --- the parts of the view ----------------------------------------------------------------
