@@ -35,7 +35,7 @@ from vinemake.manager.placement import (
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
 from vinemake.manager.workers import ConnectedWorker
-from vinemake.wire.protocol import Run, task_to_wire
+from vinemake.wire.protocol import ENVIRONMENT, Run, task_to_wire
 
 __all__ = ["Scheduler", "LOCALITY_WAIT_S"]
 
@@ -248,8 +248,9 @@ class Scheduler:
                             len(self.workers))
 
     def needed(self) -> set[str]:
-        """Keys no worker may drop now: inputs of waiting and running tasks, files on their
-        way (their source may be any holder) and files awaiting delivery."""
+        """Keys no worker may drop now: inputs of waiting and running tasks (with what their
+        workers make of them: `@mini` outputs, unpacked environments), files on their way
+        (their source may be any holder) and files awaiting delivery."""
         keep = self.replicas.moving_keys()
         for keys in self.delivering.values():
             keep.update(keys)
@@ -258,6 +259,12 @@ class Scheduler:
             keep.update(f.key for f in t.inputs)
             if t.library is not None:
                 keep.update(f.key for f in t.library.inputs)
+                if t.library.environment:
+                    keep.add(ENVIRONMENT + t.library.environment)
+            if t.environment:
+                keep.add(ENVIRONMENT + t.environment)
+            for m in t.minis:
+                keep.update(f.key for f in (*m.inputs, *m.outputs))
         return keep
 
     def _evict(self, w: ConnectedWorker, keys, task: Task) -> None:

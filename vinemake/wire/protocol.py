@@ -363,8 +363,10 @@ PUSH_FAILED = "push"
 # A fetch source (and Transferred.source) that is a URL source's own server: its host field
 # holds the URL.
 URL = "url"
-# Transferred.source of a file a worker made itself for a `@mini` rule (nothing moved).
+# Transferred.source of a file a worker made itself (nothing moved): a `@mini` rule's output,
+# or an unpacked environment, whose key is ENVIRONMENT + the key of its tarball.
 MINI = "mini"
+ENVIRONMENT = "env-"
 
 
 @_message(key=_str)

@@ -20,11 +20,11 @@ import subprocess
 import tarfile
 
 from vinemake.common.paths import remove_path
+from vinemake.wire.protocol import ENVIRONMENT
 from vinemake.worker.sandbox import SandboxError, tree_size
 
 __all__ = ["EnvironmentError_", "environment_key", "unpack", "activation"]
 
-PREFIX = "env-"
 FIXUP = "bin/conda-unpack"
 
 
@@ -34,7 +34,7 @@ class EnvironmentError_(SandboxError):  # noqa: N801 (the builtin's name is take
 
 def environment_key(tarball_key: str) -> str:
     """The cache key of the unpacked form of the tarball `tarball_key`."""
-    return PREFIX + tarball_key
+    return ENVIRONMENT + tarball_key
 
 
 def unpack(tarball: str, dest: str) -> int:
