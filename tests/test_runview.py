@@ -198,9 +198,13 @@ def test_workers_tasks_busy_time_and_cache_over_time():
 
 
 def test_transfers_by_source_and_per_worker():
-    t = run_view(finished_run())["transfers"]
-    assert t == {"count": 2, "by_source": {"manager": 300, "cache": 200},
-                 "per_worker": {"w1": {"manager": 300, "cache": 200}}}
+    back = {"t": T0 + 4.5, "ev": "transfer", "file": "b.txt", "key": "k1", "size": 50,
+            "source": "worker", "from_worker": "w1", "to_worker": None, "start": T0 + 4.0,
+            "end": T0 + 4.5}
+    t = run_view(finished_run() + [back])["transfers"]
+    assert t == {"count": 3, "by_source": {"manager": 300, "cache": 200, "worker": 50},
+                 "per_worker": {"manager": {"worker": 50},
+                                "w1": {"manager": 300, "cache": 200}}}
 
 
 def test_a_bar_ends_when_its_command_did_not_when_the_manager_heard_of_it():

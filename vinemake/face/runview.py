@@ -464,8 +464,9 @@ def _workers(acc: _Accumulated, t0: float) -> list[dict]:
 def _transfers(acc: _Accumulated) -> dict:
     per_worker: dict[str, dict] = defaultdict(lambda: defaultdict(int))
     for tr in acc.transfers:
-        per_worker[str(tr.get("to_worker"))][tr.get("source") or "unknown"] += \
-            int(_num(tr.get("size")))
+        to = tr.get("to_worker")  # none: an output on its way back to the manager
+        per_worker[RESTORE_LANE if to is None else str(to)][tr.get("source") or "unknown"] \
+            += int(_num(tr.get("size")))
     return {"count": len(acc.transfers), "by_source": _bytes_by_source(acc.transfers),
             "per_worker": {w: dict(by) for w, by in sorted(per_worker.items())}}
 
