@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import psutil
-from chaoskit import VINEMAKE, WORKER, Trial, read, snapshot, wait_until
+from chaoskit import VINEMAKE, WORKER, Trial, read, session_gone, snapshot, wait_until
 
 from vinemake.common.names import quoted
 from vinemake.wire import protocol as p
@@ -81,6 +81,8 @@ def r1_kill_vinemake(rng, t: Trial) -> Result:
         time.sleep(moment)
         proc.send_signal(signal.SIGKILL)
         t.wait(proc)
+        if not wait_until(lambda sid=proc.pid: session_gone(sid), 20):
+            return {"hang"}, f"after kill at {moments}: a process of the killed run outlived it"
         for name, got in snapshot(t.wf, R1_TARGETS).items():
             if got is not None and got != R1_EXPECTED[name]:
                 return {"half"}, f"after kill at {moments}: {name} = {got[:80]!r}"

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 KINDS = ("wrong", "half", "traceback", "hang", "outside")
 TRACEBACK = "Traceback (most recent call last)"
 VINEMAKE = [sys.executable, "-m", "vinemake"]
@@ -163,10 +165,10 @@ class Trial:
         return done
 
     def end_processes(self) -> None:
-        """Kill every process of the trial still running (workers waiting for more work)."""
+        """Kill every process of the trial's sessions still running (workers waiting for more
+        work, and anything that outlived a killed leader)."""
         for proc, _, _ in self._procs:
-            if proc.poll() is None:
-                kill_session(proc)
+            kill_session(proc)
 
     def kinds(self) -> set[str]:
         """The harness's own findings once the scenario is done (every process ended first)."""
@@ -195,6 +197,17 @@ def kill_session(proc: subprocess.Popen) -> None:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         pass
+
+
+def session_gone(sid: int) -> bool:
+    """No live process is left in session `sid` (a zombie awaiting its reaper is dead)."""
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if os.getsid(proc.pid) == sid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return False
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            pass
+    return True
 
 
 def wait_until(condition: Callable[[], object], limit_s: float, step: float = 0.02) -> bool:

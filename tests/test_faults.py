@@ -107,6 +107,27 @@ def test_a_local_command_orphaned_by_kill_9_never_writes_into_the_next_run(tmp_p
     assert vinemake(root).stderr == "vinemake: nothing to do, 1 rule up to date\n"
 
 
+def test_the_local_worker_and_its_command_die_with_a_killed_vinemake(tmp_path):
+    """Found by bench/chaos.py (R1): the -T local worker outlived a kill -9 of vinemake by a
+    minute, retrying a manager that was gone, its command still running and its run directory
+    made again under .vinemake/ after the user had removed the workflow."""
+    root, marks = tmp_path / "wf", tmp_path / "pids"
+    root.mkdir()
+    (root / "Vinefile").write_text(f"out:\n\techo \\$\\$ >> {marks}; sleep 600; echo x > out\n")
+    run = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(lines(marks)) == 1, "the command to start on the local worker")
+    workers = [int(p) for p in subprocess.run(["pgrep", "-P", str(run.pid)], text=True,
+                                              capture_output=True).stdout.split()]
+    assert len(workers) == 1
+    run.kill()
+    run.wait()
+    command = int(lines(marks)[0])
+    wait_for(lambda: not alive(workers[0]) and not alive(command),
+             "the worker and its command to die with vinemake")
+    assert os.listdir(root / ".vinemake" / "worker") == ["forever"]  # its run-PID dir gone
+
+
 def test_local_outputs_appear_only_when_the_command_succeeds_and_side_files_stay(tmp_path):
     (tmp_path / "in.txt").write_text("x\n")
     (tmp_path / "Vinefile").write_text(

@@ -5,11 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import select
+import signal
 import subprocess
 import sys
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.lifeline import die_with_parent
 from vinemake.common.machine import machine_resources
 from vinemake.common.spec import Resources
 
@@ -99,7 +101,10 @@ class LocalWorkers:
         self._spawn()
 
     def _spawn(self) -> None:
-        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL)
+        # SIGTERM when vinemake dies (even by kill -9): the worker then stops its commands and
+        # removes its run directory, instead of retrying a manager that is gone for a minute.
+        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL,
+                                     preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM))
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -10,17 +10,15 @@ interface as the manager; a small thread pool starts them with `subprocess`.
 
 A command must not outlive vinemake: one orphaned by a kill -9 would keep writing while the
 next run starts. Each runs in a session of its own (so cancelling kills its whole group) and
-asks the kernel for SIGKILL when the thread that started it dies (PR_SET_PDEATHSIG), which
-covers kill -9. That needs a few lines of code in the child before exec, so these few commands
-are started with fork rather than vfork.
+gets SIGKILL when vinemake dies (common/lifeline.py).
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import queue
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -29,6 +27,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from vinemake.common.hashing import hash_tree
+from vinemake.common.lifeline import die_with_parent
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
@@ -178,7 +177,7 @@ class LocalRunner:
                              attempt=task.attempt)
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, start_new_session=True,
-                                preexec_fn=_die_with_parent(os.getpid()))
+                                preexec_fn=die_with_parent(os.getpid(), signal.SIGKILL))
         with self.lock:
             self.procs[task.id] = proc
             cancelled = self.cancelled
@@ -262,26 +261,6 @@ def _fetch(f: TaskFile, shadow: Shadow) -> None:
 def _outputs(task: Task, root: str) -> list[str]:
     """Each output's path relative to the workflow directory, in the task's order."""
     return [os.path.relpath(o.path, root) if o.path else o.sandbox for o in task.outputs]
-
-
-_PR_SET_PDEATHSIG = 1
-_SIGKILL = 9
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl
-except (OSError, AttributeError):  # not Linux: the session alone (cancel_all) must do
-    _prctl = None
-
-
-def _die_with_parent(parent: int):
-    """The child's last step before exec: SIGKILL when vinemake dies, even by kill -9."""
-    if _prctl is None:
-        return None
-
-    def arm() -> None:
-        _prctl(_PR_SET_PDEATHSIG, _SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # vinemake died before the request was in place
-            os._exit(137)
-    return arm
 
 
 def _stop(proc: subprocess.Popen) -> None:
