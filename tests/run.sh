@@ -20,6 +20,7 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 command -v chromium >/dev/null || need_apt+=(chromium)  # the report and status page tests
 command -v tmux >/dev/null || need_apt+=(tmux)  # terminal tests read a real screen
 command -v cc   >/dev/null || need_apt+=(gcc)  # the docs' C examples run for real (test_workflows_run)
+[ -x /usr/bin/convert ] || need_apt+=(imagemagick)  # a documented example names /usr/bin/convert
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 from docserver import Documents, serve
 from test_docs import VALID
 
@@ -80,10 +81,22 @@ def _missing_sources(text: str, environ: dict[str, str]) -> list[str]:
                    if s.path.rstrip("/") not in made and "://" not in s.path})
 
 
+def _ups(name: str) -> int:
+    """How many directories above the workflow `name` reaches (`../../x`: 2)."""
+    parts = os.path.normpath(name).split("/")
+    return next((i for i, part in enumerate(parts) if part != ".."), len(parts))
+
+
 def _lay_out(root: Path, text: str, environ: dict[str, str]) -> None:
+    """Write the workflow and its missing sources; never anything outside the test's own
+    directory: an absolute source must exist on this machine already (a system tool)."""
     (root / "Vinefile").write_text(text)
     for name in _missing_sources(text, environ):
-        given = INPUTS / "files" / name.rstrip("/")
+        if os.path.isabs(name):
+            require(os.path.exists(name), f"{name}, an absolute source of a documented example")
+            continue
+        inside = os.path.normpath(name).split("/")[_ups(name):]
+        given = INPUTS.joinpath("files", *inside)
         path = root / name.rstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         if given.is_dir():
@@ -104,12 +117,15 @@ def _vinemake(root: Path, environ: dict[str, str]) -> subprocess.CompletedProces
 @pytest.mark.parametrize(("name", "source", "error", "environ"), _workflows())
 def test_the_workflow_runs_and_a_second_run_does_nothing(tmp_path, web, name, source, error,
                                                          environ):
-    root = tmp_path / "wf"
+    ups = 0 if isinstance(source, Path) or error is not None else max(
+        (_ups(n) for n in _missing_sources(source, environ) if not os.path.isabs(n)),
+        default=0)
+    root = tmp_path.joinpath(*["up"] * ups, "wf")  # `../..` sources stay in tmp_path
     if isinstance(source, Path):  # an example directory carries its own inputs
         shutil.copytree(source, root)
         (root / "Vinefile").write_text(_offline((root / "Vinefile").read_text(), web))
     else:
-        root.mkdir()
+        root.mkdir(parents=True)
         if error is None:
             _lay_out(root, _offline(source, web), environ)
         else:
