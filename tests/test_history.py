@@ -55,3 +55,10 @@ def test_a_run_killed_without_its_end_shows_as_killed(tmp_path):
 def test_a_line_of_a_record_missing_its_start_says_what_it_can():
     assert run_line("x", []) == ("x", "-", "-", "killed", "-", "-", "-", "-", "-")
     assert len(HEAD) == 9
+
+
+def test_a_workflow_file_named_history_still_runs_as_dot_slash_history(tmp_path):
+    (tmp_path / "history").write_text("a:\n\ttouch a\n")
+    proc = vinemake(tmp_path, "./history")
+    assert proc.returncode == 0 and (tmp_path / "a").exists()
+    assert vinemake(tmp_path, "history").stdout.splitlines()[1].split()[-1] == "./history"

@@ -183,3 +183,17 @@ def test_restored_files_count_the_same_in_the_first_line_and_the_summary(tmp_pat
     lines = vinemake(tmp_path).stderr.splitlines()
     assert lines[0][9:] == "0 rules to run, 1 to restore, 2 up to date"
     assert lines[-1].startswith("vinemake: ran 0, restored 1, up to date 2 in ")
+
+
+def test_a_library_that_cannot_start_shows_the_end_of_its_log(tmp_path):
+    (tmp_path / "words.py").write_text("import nosuchmodule\n\n\ndef count_words(a, b):\n"
+                                       "    pass\n")
+    (tmp_path / "in.txt").write_text("a b\n")
+    (tmp_path / "Vinefile").write_text(LIBRARY.replace("count_wrds", "count_words"))
+    proc = vinemake(tmp_path)
+    lines = proc.stderr.splitlines()
+    failed = next(i for i, line in enumerate(lines) if "FAILED  out.txt:" in line)
+    block = lines[failed:]
+    assert "  stderr (last lines):" in block
+    assert "    ModuleNotFoundError: No module named 'nosuchmodule'" in block
+    assert block[-2] == "  see .vinemake/failed/out.txt/INFO"
