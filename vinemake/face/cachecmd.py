@@ -8,23 +8,9 @@ import click
 
 from vinemake.core.prune import prune
 from vinemake.core.statedir import StateDir
-from vinemake.language.units import parse_duration_s, parse_size_mb
+from vinemake.face.params import duration_s, size_mb
 
 __all__ = ["cache"]
-
-
-def _duration(ctx, param, value):
-    try:
-        return None if value is None else parse_duration_s(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def _size(ctx, param, value):
-    try:
-        return None if value is None else parse_size_mb(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -35,9 +21,9 @@ def cache() -> None:
 @cache.command("prune")
 @click.option("--cache-dir", metavar="DIR", help="The store to prune (default: this "
               "directory's workflow store, .vinemake/cache).")
-@click.option("--older-than", callback=_duration, metavar="TIME",
+@click.option("--older-than", callback=duration_s, metavar="TIME",
               help="Remove entries not stored or restored for TIME (30d, 12h, 90m).")
-@click.option("--max-size", callback=_size, metavar="SIZE",
+@click.option("--max-size", callback=size_mb, metavar="SIZE",
               help="Then remove the oldest entries until the store holds at most SIZE (50GB).")
 def prune_command(cache_dir, older_than, max_size) -> None:
     """Evict entries from a store; never one a running workflow holds."""

@@ -43,11 +43,11 @@ from vinemake.face.makeflow import (
     refusing_options,
 )
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
+from vinemake.face.params import duration_s, size_mb
 from vinemake.language.annotations import MAX_RETRIES
 from vinemake.language.environment import with_environment
 from vinemake.language.jxinput import jx_input
 from vinemake.language.nesting import check_subworkflows
-from vinemake.language.units import parse_duration_s, parse_size_mb
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 
 __all__ = ["main", "command", "DEFAULT_FILES"]
@@ -109,20 +109,6 @@ class _Subsystem(click.Choice):
             self.fail(f"{value!r}: vinemake has no debug output for it (choose from "
                       f"{', '.join(self.choices)})", param, ctx)
         return value
-
-
-def _size(ctx, param, value):
-    try:
-        return None if value is None else parse_size_mb(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
-
-
-def _duration(ctx, param, value):
-    try:
-        return None if value is None else parse_duration_s(value)
-    except ValueError as e:
-        raise click.BadParameter(str(e)) from None
 
 
 HELP = """Run the workflow in VINEFILE (default ./Vinefile, else ./Makeflow).
@@ -206,7 +192,7 @@ Subcommands (each has its own --help):
 @click.option("-G", "--gc-count", type=click.IntRange(min=0), metavar="N",
               help="ref_cnt: delete at most N files at a time; on_demand: start when more "
               "than N made files exist (default 16).")
-@click.option("--gc-size", callback=_size, metavar="SIZE", help="on_demand: also start when "
+@click.option("--gc-size", callback=size_mb, metavar="SIZE", help="on_demand: also start when "
               "the disk has SIZE or less free (default 10MB).")
 @click.option("--shared-fs", multiple=True, metavar="DIR", help="Absolute paths under DIR "
               "are seen by every worker: read in place, never transferred.")
@@ -242,15 +228,15 @@ Subcommands (each has its own --help):
               help="Most workers to submit at once.")
 @click.option("--min-workers", type=click.IntRange(min=0), default=0, metavar="N",
               help="Workers to keep even when idle.")
-@click.option("--worker-timeout", callback=_duration, metavar="TIME",
+@click.option("--worker-timeout", callback=duration_s, metavar="TIME",
               help="Let an idle worker go after TIME (90, 30s, 5m).")
 @click.option("-B", "--batch-options", default="", metavar="TEXT", envvar="BATCH_OPTIONS",
               help="Extra options for the batch system's submit command.")
 @click.option("--cores", "--local-cores", type=click.FloatRange(min=0, min_open=True),
               metavar="N", help="Cores the local worker offers (default: all).")
-@click.option("--memory", "--local-memory", callback=_size, metavar="SIZE",
+@click.option("--memory", "--local-memory", callback=size_mb, metavar="SIZE",
               help="Memory the local worker offers (MB, or 4GB, ...).")
-@click.option("--disk", "--local-disk", callback=_size, metavar="SIZE",
+@click.option("--disk", "--local-disk", callback=size_mb, metavar="SIZE",
               help="Disk the local worker offers (MB, or 20GB, ...).")
 @click.option("--gpus", type=click.IntRange(min=0), metavar="N",
               help="GPUs the local worker offers.")
