@@ -637,6 +637,14 @@ def test_cancel_all_kills_running_tasks_and_reports_nothing(cluster, tmp_path):
     assert (len(c.m.queue), c.m.wait(0.2)) == (0, [])
 
 
+def after_memory_line(stderr: str) -> str:
+    """What a worker said after its first line, which names its memory limits (this
+    machine's: tests/test_memory_limits.py checks it)."""
+    first, rest = stderr.split("\n", 1)
+    assert first.startswith("vinemake-worker: memory limits: ")
+    return rest
+
+
 def test_a_worker_that_never_reaches_its_manager_says_why_and_fails(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as s:
         port = s.getsockname()[1]  # closed again: nobody listens there
@@ -644,7 +652,7 @@ def test_a_worker_that_never_reaches_its_manager_says_why_and_fails(tmp_path):
                              str(port), "--timeout", "1", "--workdir", str(tmp_path / "w")],
                             capture_output=True, text=True, timeout=60)
     # each reason once, however many retries
-    assert (worker.returncode, worker.stderr) == (1, (
+    assert (worker.returncode, after_memory_line(worker.stderr)) == (1, (
         f"vinemake-worker: cannot reach manager 127.0.0.1:{port}: connection refused, "
         "retrying\n"
         f"vinemake-worker: gave up: could not reach manager 127.0.0.1:{port} in 1 s\n"))
@@ -656,7 +664,7 @@ def test_a_worker_with_a_host_that_does_not_exist_says_so(tmp_path):
                              "9", "--timeout", "1", "--workdir", str(tmp_path / "w")],
                             capture_output=True, text=True, timeout=60)
     assert worker.returncode == 1
-    assert worker.stderr.startswith("vinemake-worker: cannot reach manager "
+    assert after_memory_line(worker.stderr).startswith("vinemake-worker: cannot reach manager "
                                     "no-such-host.invalid:9: ")
     assert worker.stderr.endswith(", retrying\nvinemake-worker: gave up: could not reach "
                                   "manager no-such-host.invalid:9 in 1 s\n")

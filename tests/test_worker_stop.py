@@ -197,7 +197,7 @@ def test_sigterm_while_blocked_mid_frame(tmp_path, after_handshake):
     log = open(tmp_path / "w.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
                              str(manager.port), "--workdir", str(workdir), "--cores", "1",
-                             "--timeout", "60"], stdout=log, stderr=subprocess.STDOUT)
+                             "--timeout", "60", "--quiet"], stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for(manager.sent.is_set, "the manager to send half a frame")
         if after_handshake:

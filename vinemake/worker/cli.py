@@ -10,6 +10,7 @@ import tempfile
 
 from vinemake.common.errors import VinemakeError
 from vinemake.common.machine import machine_resources
+from vinemake.worker.memlimit import METHODS
 from vinemake.worker.stopping import StopSignals
 
 __all__ = ["main", "parse_args", "machine_resources"]
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--quiet", action="store_true",
                    help="print only errors, not connecting and disconnecting (vinemake's own "
                         "local worker: its lines would cross the status line)")
+    p.add_argument("--memory-limits", choices=METHODS, default="auto",
+                   help="how a rule's declared memory is enforced: a cgroup per task (cgroup), "
+                        "RLIMIT_DATA (rlimit), samples only (sampling); auto: the first this "
+                        "machine allows")
     p.add_argument("--debug", action="store_true", help="log what the worker does")
     return p.parse_args(argv)
 
@@ -68,6 +73,7 @@ def _serve(args: argparse.Namespace, signals: StopSignals) -> int:
             resources=machine_resources(workdir, args.cores, args.memory, args.disk, args.gpus),
             timeout_s=args.timeout, password_file=args.password, ssl=args.ssl, name=args.name,
             as_remote=args.as_remote, idle_exit=not args.no_idle_exit,
+            memory_limits=args.memory_limits,
             **({} if args.stop_grace is None else {"stop_grace_s": args.stop_grace}))
         worker = Worker(opts)
         return signals.serve(worker.run, worker.stop)

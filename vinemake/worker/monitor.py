@@ -33,6 +33,7 @@ import psutil
 from vinemake.common import batching
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured
+from vinemake.worker.memlimit import Limit, MemoryLimits
 from vinemake.worker.sandbox import tree_size
 
 __all__ = ["Sample", "exceeded", "Monitor", "Watch"]
@@ -86,6 +87,7 @@ class Watch:
     code: int | None = None  # its exit status once reaped (-signal if killed)
     io: dict = field(default_factory=dict)  # pid -> (bytes read, written) when last sampled
     samples: int = 0
+    memory_limit: Limit | None = None  # what the kernel holds it to (memlimit.py), if anything
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
@@ -102,7 +104,11 @@ class Monitor:
 
     def __init__(self, interval: float = 0.25, delay: float = 0.1,
                  tick: Callable[[], float | None] | None = None,
-                 defer: Callable[[], bool] | None = None):
+                 defer: Callable[[], bool] | None = None,
+                 memory: MemoryLimits | None = None):
+        # Samples catch a task growing slowly; `memory` holds it to its declared memory at
+        # every allocation, where the kernel lets us (memlimit.py).
+        self.memory = memory or MemoryLimits("sampling")
         self.interval = interval
         self.delay = delay
         self._watches: dict[int, Watch] = {}
@@ -167,6 +173,7 @@ class Monitor:
             pass
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout)
+        self.memory.close()
 
     # ------------------------------------------------------------ reaping
 

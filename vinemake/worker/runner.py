@@ -324,9 +324,12 @@ class Runner:
         spawned = time.monotonic()
         self.on_start(task.id, time.time())
         env = (*activated, *command_env(task)) if activated else command_env(task)
-        pid, proc = spawn_shell(task.command, sandbox, env, self._base_env,
-                                _err_path(sandbox))
+        memory = self.monitor.memory
+        limit = memory.start(task.resources.memory_mb)
+        pid, proc = spawn_shell(memory.command(limit, task.command), sandbox, env,
+                                self._base_env, _err_path(sandbox))
         watch = self.monitor.watch(pid, task.resources, sandbox, start=spawned)
+        watch.memory_limit = limit
         with self._locks_lock:
             self._watches[task.id] = watch
         ran = _Started(task, sandbox, proc, watch, done)
@@ -348,12 +351,17 @@ class Runner:
             watch.cpu_s = max(watch.cpu_s, usage.ru_utime + usage.ru_stime)
             watch.peak_memory_mb = max(watch.peak_memory_mb, usage.ru_maxrss / 1000)
         measured = watch.measured(end)
+        limited = self.monitor.memory.end(watch.memory_limit, code)
+        if limited is not None and watch.memory_limit.cgroup is not None:
+            watch.reason = watch.reason or limited  # the kernel stopped it at its limit
         if watch.reason is not None:
             status, reason = "resource_exceeded", watch.reason
         elif code < 0:
             status, reason = "signaled", f"killed by signal {-code}"
         elif code > 0:
             status, reason = "failed", f"exit code {code}"
+            if limited is not None:  # RLIMIT_DATA: an allocation failed, or something else
+                reason += f" ({limited})"
         else:
             status, reason = "ok", ""
         # Every rule's last stderr is kept (`vinemake log`), not only a failure's.

@@ -60,6 +60,7 @@ from vinemake.wire.protocol import (
 from vinemake.wire.urlfetch import UrlFetchError, fetch_url
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.libraries import LibraryPool
+from vinemake.worker.memlimit import MemoryLimits
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
 
@@ -93,6 +94,7 @@ class WorkerOptions:
     as_remote: bool = False
     idle_exit: bool = True
     stop_grace_s: float = STOPPING_GRACE_S
+    memory_limits: str = "auto"  # how a task's declared memory is enforced (memlimit.py)
 
 
 class Worker:
@@ -118,7 +120,9 @@ class Worker:
         self.slots = Slots(opts.resources)
         self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
-        self.monitor = Monitor(tick=self._tick, defer=self._may_defer)
+        memory = MemoryLimits(opts.memory_limits)
+        log.info("%s", memory.describe())
+        self.monitor = Monitor(tick=self._tick, defer=self._may_defer, memory=memory)
         self._last_activity = time.monotonic()
         self._stop = threading.Event()
         self._conn: Connection | None = None  # the session's, for sending
