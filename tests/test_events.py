@@ -221,12 +221,13 @@ WORKER = "import sys; from vinemake.worker.cli import main; sys.exit(main())"
 
 
 def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_path):
+    (tmp_path / "data.bin").write_bytes(b"x" * 200000)
     (tmp_path / "Vinefile").write_text("".join(
-        f"@resources cores=1\no{i}.txt:\n\tsleep 1; echo {i} > o{i}.txt\n\n"
+        f"@resources cores=1\no{i}.txt: data.bin\n\tsleep 2; wc -c < data.bin > o{i}.txt\n\n"
         for i in range(4)))
     port_file = tmp_path / "port"
     run = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "workers",
-                            "--port-file", str(port_file)], cwd=tmp_path,
+                            "--port-file", str(port_file), "--trace", "trace.tsv"], cwd=tmp_path,
                            stderr=subprocess.PIPE, text=True)
     workers = []
     try:
@@ -264,6 +265,24 @@ def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_pa
     # no rule starts before a worker joined: a start is a command really beginning
     first_join = min(e["t"] for e in k["worker_join"])
     assert min(e["t"] for e in k["start"]) >= first_join
+    # the input reached each worker once, from the manager or the other worker; --trace
+    # says which rule received it and where from
+    got = [e for e in k["transfer"] if e["key"] == plans_files(k)["data.bin"]]
+    assert sorted(e["to_worker"] for e in got) == ["alpha", "beta"]
+    assert all(e["size"] == 200000 and e["source"] in ("manager", "peer") for e in got)
+    from vinemake.face.trace import COLUMNS
+    rows = [dict(zip(COLUMNS, line.split("\t"), strict=True))
+            for line in (tmp_path / "trace.tsv").read_text().splitlines()[1:]]
+    assert sorted(r["status"] for r in rows) == ["ran"] * 4
+    assert all(r["input_bytes"] == "200000" for r in rows)
+    received = sorted(int(r["from_manager"]) + int(r["from_peer"]) for r in rows)
+    assert received == [0, 0, 200000, 200000]  # the first rule on each worker received it
+    assert all(int(r["from_cache"]) == 200000 - int(r["from_manager"]) - int(r["from_peer"])
+               for r in rows)
+
+
+def plans_files(k) -> dict:
+    return {p: key for e in k["plan"] for p, key in e["files"].items()}
 
 
 def test_a_command_sampled_while_it_runs_records_the_bytes_it_wrote(tmp_path):
