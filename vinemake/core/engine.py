@@ -319,7 +319,9 @@ class Engine:
             self.journal.started(task.rule_key, rule.name)
         problem = self._outside(rid)
         if problem is not None:  # a link made during the run leads a target out: refuse it
-            self._failed(st, rid, TaskResult(rid, "error", reason=problem))
+            refused = TaskResult(rid, "error", reason=problem)
+            self._end(st, rid, refused)
+            self._failed(st, rid, refused)
             return
         st.running.add(rid)
         self.events.emit("submit", rule=rid, attempt=attempt)
