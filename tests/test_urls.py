@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -30,7 +31,9 @@ def vinemake(root, *args, check=True, timeout=120):
 
 
 def started(proc) -> list[str]:
-    return sorted(line.split()[-1] for line in proc.stderr.splitlines() if " start " in line)
+    """The rules a run started, from its progress lines (`HH:MM:SS start   NAME [on W]`)."""
+    return sorted(m.group(1) for m in re.finditer(r"^\d\d:\d\d:\d\d start +(\S+)",
+                                                  proc.stderr, re.M))
 
 
 @pytest.fixture
@@ -354,3 +357,29 @@ def test_a_url_output_in_jx_is_a_located_error(tmp_path):
     assert run.returncode == 2
     assert run.stderr.splitlines()[0] == ("flow.jx:1:44: a URL can only be an input: a rule's "
                                           "outputs are files it makes")
+
+
+def test_a_url_read_by_a_cache_forever_rule_stays_on_the_worker_for_the_next_workflow(
+        docs, tmp_path):
+    import socket
+
+    docs.docs["/ref.txt"] = b"reference\n"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    worker = subprocess.Popen(
+        [shutil.which("vinemake-worker") or "vinemake-worker", "127.0.0.1", str(port),
+         "--cores", "1", "--memory", "500", "--disk", "2000", "--timeout", "60",
+         "--workdir", str(tmp_path / "w"), "--name", "w", "--as-remote"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for name in ("one", "two"):
+            root = project(tmp_path / name, f"@cache forever\n{name}.txt: {docs.base}/ref.txt\n"
+                                            f"\tcp ref.txt {name}.txt\n")
+            run = vinemake(root, "-T", "workers", "-p", str(port))
+            assert started(run) == [f"{name}.txt"]
+            assert (root / f"{name}.txt").read_text() == "reference\n"
+    finally:
+        stop([worker])
+    assert docs.count("GET", "/ref.txt") == 1  # the second workflow's worker had it already
+    assert docs.count("HEAD", "/ref.txt") == 2
