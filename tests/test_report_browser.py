@@ -189,7 +189,8 @@ def test_the_live_page_of_a_run_going_on_in_a_browser(tmp_path):
                                 capture_output=True, text=True, timeout=60)
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()
-        assert lines[1] == "rules: ran 2, restored 0, up to date 0, failed 0, withdrawn 0; " \
+        assert lines[0] == f"live page: {url}"
+        assert lines[2] == "rules: ran 2, restored 0, up to date 0, failed 0, withdrawn 0; " \
                            "running 1, waiting 0"
         assert lines[lines.index("running 1:") + 2].startswith("  hold.txt  local  ")
         release.touch()

@@ -1,9 +1,9 @@
 """`vinemake status [DIR]`: what the run going on in DIR is doing, printed like `vine_status`.
 
 The run's status page (statuspage.py) records where it listens in the state directory; this
-asks it for status.json and prints it. When no run there serves a page (none is going on, or
-it was started without --status-port), the newest run's recorded events are shown instead,
-and the first line says so. `status_text` is pure.
+asks it for status.json and prints it under the page's address. When no run there serves a
+page (none is going on, or it was started without --status-port), the newest run's recorded
+events are shown instead, and the first line says so. `status_text` is pure.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from vinemake.core.statedir import StateDir
 from vinemake.face.runview import human_bytes, run_view
 from vinemake.wire.protocol import read_secret
 
-__all__ = ["show_status", "status_text", "find_page", "MAX_ROWS"]
+__all__ = ["show_status", "status_text", "find_page", "page_url", "fetch", "MAX_ROWS"]
 
 MAX_ROWS = 20  # rows of each list; the rest is counted
 
@@ -36,9 +36,14 @@ def find_page(root: str) -> dict | None:
     return where
 
 
-def fetch(where: dict, secret: bytes | None, timeout: float = 10.0) -> dict:
-    """The view the status page at `where` serves now."""
-    request = urllib.request.Request(f"http://{_host(where['host'])}:{where['port']}/status.json")
+def page_url(where: dict) -> str:
+    """The address of the status page recorded as `where`."""
+    return f"http://{_host(where['host'])}:{where['port']}/"
+
+
+def fetch(url: str, secret: bytes | None, timeout: float = 10.0) -> dict:
+    """The view the status page at `url` serves now."""
+    request = urllib.request.Request(url + "status.json")
     if secret is not None:
         request.add_header("Authorization",
                            "Basic " + base64.b64encode(b"vinemake:" + secret).decode())
@@ -62,10 +67,13 @@ def show_status(root: str, password_file: str | None = None, width: int = 100) -
     """The text `vinemake status` prints for the workflow in `root`."""
     where = find_page(root)
     if where is not None:
+        url = page_url(where)
         try:
-            return status_text(fetch(where, read_secret(password_file)), width)
+            view = fetch(url, read_secret(password_file))
         except OSError:
             pass  # the run ended between reading the record and asking
+        else:
+            return f"live page: {url}\n" + status_text(view, width)
     recorded = runs(root)
     if not recorded:
         raise InputError(f"no run recorded in {StateDir(root).runs} (run the workflow first)")
