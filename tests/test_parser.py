@@ -474,7 +474,8 @@ def test_fast_rulespec_equals_one_made_by_its_constructor():
               "env": (("A", "1"),), "category": "big",
               "resources": Resources(cores=2), "retries": 4, "temp": True,
               "cache_forever": True, "library": "ml", "library_slots": 2, "call": "f",
-              "local": True, "subworkflow": True, "batch_options": "-q x", "mini": True}
+              "local": True, "subworkflow": True, "batch_options": "-q x", "mini": True,
+              "environment": "env.tar.gz"}
     assert set(values) == {f.name for f in fields(RuleSpec)}
     few = {k: values[k] for k in ("id", "targets", "sources", "command", "location")}
     for given in (values, few):

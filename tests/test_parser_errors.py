@@ -82,7 +82,7 @@ CASES = [
      "above\nout: in\n       ^"),
     ("unknown annotation", "@foo\nout:\n\tx\n",
      "Vinefile:1:1: unknown annotation '@foo' (expected one of @resources, @retries, @temp, "
-     "@cache, @library, @call, @mini)\n@foo\n^"),
+     "@cache, @library, @call, @mini, @environment)\n@foo\n^"),
     ("unknown annotation key", "@resources cores=4 memry=2GB\nout:\n\tx\n",
      "Vinefile:1:20: unknown key 'memry' for @resources (expected cores, memory, disk, gpus, "
      "wall_time)\n@resources cores=4 memry=2GB\n                   ^"),

@@ -63,8 +63,8 @@ CACHE_FILE = RULES
 # The modules a parse runs through (a test checks importing the parser loads no other).
 PARSING_MODULES = ("__init__", "common/__init__", "common/errors", "common/private",
                    "common/spec", "core/__init__", "core/statedir", "language/__init__",
-                   "language/annotations", "language/evaluate", "language/expand",
-                   "language/grammar", "language/keywords", "language/parser",
+                   "language/annotations", "language/environment", "language/evaluate",
+                   "language/expand", "language/grammar", "language/keywords", "language/parser",
                    "language/rulecache", "language/statements", "language/units")
 
 
