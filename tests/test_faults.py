@@ -533,3 +533,21 @@ def test_an_edit_in_place_in_one_workflow_never_reaches_another_sharing_its_stor
     proc = vinemake(a, "--cache-dir", store)
     assert ran(proc) == ["b.txt"]  # the store's entry went with the edit: made again
     assert (a / "b.txt").read_text() == (b / "b.txt").read_text() == "x\n" * 4
+
+
+def test_a_rule_waits_for_a_reader_that_other_bytes_upstream_may_make_run(tmp_path):
+    """a is edited by hand and c's command changed: b (up to date by key) runs again once a
+    comes out with other bytes, and c, which reads b, must wait for that, not start at once."""
+    (tmp_path / "Vinefile").write_text(
+        "a.txt:\n\tdate +%s%N > a.txt\n\nb.txt: a.txt\n\tcp a.txt b.txt\n\n"
+        "c.txt: b.txt\n\tcp b.txt c.txt\n")
+    vinemake(tmp_path)
+    (tmp_path / "a.txt").write_text("edited\n")
+    (tmp_path / "Vinefile").write_text(
+        "a.txt:\n\tdate +%s%N > a.txt\n\nb.txt: a.txt\n\tcp a.txt b.txt\n\n"
+        "c.txt: b.txt\n\tcp b.txt c.txt; true\n")
+    proc = vinemake(tmp_path, "--cache-dir", str(tmp_path / "nostore"))
+    assert proc.returncode == 0, proc.stderr
+    assert ran(proc) == ["a.txt", "b.txt", "c.txt"]
+    assert (tmp_path / "c.txt").read_text() == (tmp_path / "b.txt").read_text() == \
+        (tmp_path / "a.txt").read_text()

@@ -150,6 +150,9 @@ class _State:
     to_run: set[int] = field(default_factory=set)  # grows when early cutoff does not hold
     finished: set[int] = field(default_factory=set)  # ran or restored this run
     counted: bool = False  # `pending` holds every rule of to_run
+    # Up-to-date rules that may yet have to run (early cutoff not known to hold): for each,
+    # how many of its inputs' producers are still to finish or be settled. Readers wait.
+    unsure: dict[int, int] = field(default_factory=dict)
 
 
 class Engine:
@@ -222,7 +225,10 @@ class Engine:
             else:
                 st.restored.append(self.rules[rid].name)
                 st.alive += len(self.keys.rules[rid].outputs)
-        st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run) for rid in to_run}
+        st.unsure = self._unsure(to_run)
+        unsure = st.unsure
+        st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run or d in unsure)
+                      for rid in to_run}
         st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
         st.counted = True
         if self.options.gc.on:
@@ -471,6 +477,7 @@ class Engine:
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s), self._seen(rk))
         self._cutoff(st, rid, recorded)
         st.finished.add(rid)
+        self._settle(st, rid)
         st.ran.append(rule.name)
         st.alive += len(recorded)
         for d in self.dependents[rid]:
@@ -589,15 +596,53 @@ class Engine:
         st.to_run.add(rid)
         if not st.counted:
             return  # still restoring: the count taken next includes it
+        counted_by_readers = st.unsure.pop(rid, None) is not None
         st.pending[rid] = sum(1 for d in self.deps[rid]
-                              if d in st.to_run and d not in st.finished)
+                              if (d in st.to_run and d not in st.finished) or d in st.unsure)
         if not st.pending[rid]:
             st.ready.append(rid)
+        if counted_by_readers:
+            return  # its readers wait for it already
         for e in self.dependents[rid]:  # readers already waiting now wait for it too
             if e in st.pending and e not in st.finished and e not in st.running:
                 if not st.pending[e] and e in st.ready:
                     st.ready.remove(e)
                 st.pending[e] += 1
+
+    def _unsure(self, to_run: Set[int]) -> dict[int, int]:
+        """The up-to-date rules whose inputs a rule run again with its old key may remake
+        with other bytes (directly, or through other such rules), each with how many of its
+        inputs' producers must settle first. A rule with a new key makes new keys downstream,
+        so only these can be promoted (_cutoff) once the run has started."""
+        done = self.journal.state.done
+        again = {r for r in to_run if self.keys.rules[r].key in done}
+        unsure: dict[int, int] = {}
+        if not again:
+            return unsure
+        for rid in self.plan.order:
+            if rid in to_run:
+                continue
+            n = sum(1 for d in self.deps[rid] if d in again or d in unsure)
+            if n:
+                unsure[rid] = n
+        return unsure
+
+    def _settle(self, st: _State, rid: int) -> None:
+        """`rid` finished or settled: its unsure readers have one producer less to wait for;
+        one with none left stays up to date, and releases its own readers."""
+        for m in self.dependents[rid]:
+            if m not in st.unsure:
+                continue
+            st.unsure[m] -= 1
+            if st.unsure[m]:
+                continue
+            del st.unsure[m]
+            for e in self.dependents[m]:
+                if e in st.pending and st.pending[e] > 0:
+                    st.pending[e] -= 1
+                    if not st.pending[e]:
+                        st.ready.append(e)
+            self._settle(st, m)
 
     # -- the run's record --------------------------------------------------------------------
 
