@@ -186,3 +186,31 @@ def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_
     assert [c[0] for c in copies].count("manager") == 1  # the rest from peers
     for i in range(n):
         assert len(unpacked(tmp_path / f"w{i}")) == (1 if f"w{i}" in dests else 0)
+
+
+def conda_shaped(path: Path, count: Path) -> None:
+    """A tarball laid out as conda-pack makes one: a `bin/conda-unpack` fix-up step (here a
+    script that marks the prefix fixed and counts its runs) and a program on `bin/`."""
+    src = path.parent / "conda-src"
+    (src / "bin").mkdir(parents=True)
+    (src / "conda-meta").mkdir()
+    (src / "bin" / "conda-unpack").write_text(
+        f"#!/bin/sh\necho fixed > \"$(dirname \"$0\")/../fixed\"\necho run >> {count}\n")
+    (src / "bin" / "hello").write_text("#!/bin/sh\necho hello from conda\n")
+    for script in ("conda-unpack", "hello"):
+        (src / "bin" / script).chmod(0o755)
+    with tarfile.open(path, "w:gz") as tar:
+        tar.add(src, arcname=".")
+
+
+def test_a_conda_pack_is_fixed_up_once_and_activated_with_conda_prefix(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    count = tmp_path / "fixups"
+    conda_shaped(root / "env.tar.gz", count)
+    (root / "Vinefile").write_text("".join(
+        f"@environment env.tar.gz\nout.{i}:\n"
+        f"\thello > out.{i} && cat \"\\$CONDA_PREFIX/fixed\" >> out.{i}\n" for i in range(3)))
+    assert started(vinemake(root)) == ["out.0", "out.1", "out.2"]
+    assert {(root / f"out.{i}").read_text() for i in range(3)} == {"hello from conda\nfixed\n"}
+    assert count.read_text() == "run\n"
