@@ -12,6 +12,7 @@ import urllib.request
 
 import pytest
 from test_runview import T0, finished_run, plan
+from test_terminal import Tmux
 
 from vinemake.core.events import runs
 from vinemake.face.runview import run_view
@@ -173,3 +174,19 @@ def test_status_of_a_page_that_needs_a_password_without_it(tmp_path):
     assert got.stderr == "vinemake: this run's status page needs its password " \
                          "(vinemake status --password FILE)\n"
     assert not (tmp_path / ".vinemake" / "status").exists()
+
+
+@pytest.mark.parametrize("cols", [40, 120])
+def test_status_on_a_terminal_fits_its_width(tmp_path, cols):
+    (tmp_path / "Vinefile").write_text("a-rule-with-a-long-name-to-cut.txt:\n"
+                                       "\techo a > a-rule-with-a-long-name-to-cut.txt\n")
+    assert vinemake(tmp_path).returncode == 0
+    piped = vinemake(tmp_path, "status").stdout.splitlines()  # a pipe gets whole lines
+    screen = Tmux(tmp_path, cols)
+    try:
+        screen.start(tmp_path, "status")
+        shown = screen.finished()
+    finally:
+        screen.close()
+    assert shown == [line if len(line) <= cols else line[:cols - 3] + "..." for line in piped]
+    assert any(len(line) > 40 for line in piped)  # so the 40 columns cut something

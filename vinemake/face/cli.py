@@ -13,7 +13,6 @@ import dataclasses
 import gc
 import importlib
 import os
-import shutil
 import sys
 from collections.abc import Iterable, Mapping
 
@@ -335,7 +334,8 @@ def status_command(directory, password_file) -> None:
     from vinemake.face.status import show_status
 
     # Cut to a terminal's width; a pipe or a file gets whole lines.
-    width = shutil.get_terminal_size().columns if sys.stdout.isatty() else sys.maxsize
+    width = os.get_terminal_size(sys.stdout.fileno()).columns if sys.stdout.isatty() \
+        else sys.maxsize
     click.echo(show_status(directory, password_file, width), nl=False)
 
 

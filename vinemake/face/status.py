@@ -64,7 +64,7 @@ def _host(host: str) -> str:
 
 
 def show_status(root: str, password_file: str | None = None, width: int = 100) -> str:
-    """The text `vinemake status` prints for the workflow in `root`."""
+    """The text `vinemake status` prints for the workflow in `root`, no line over `width`."""
     where = find_page(root)
     if where is not None:
         url = page_url(where)
@@ -73,12 +73,12 @@ def show_status(root: str, password_file: str | None = None, width: int = 100) -
         except OSError:
             pass  # the run ended between reading the record and asking
         else:
-            return f"live page: {url}\n" + status_text(view, width)
+            return _cut(f"live page: {url}", width) + "\n" + status_text(view, width)
     recorded = runs(root)
     if not recorded:
         raise InputError(f"no run recorded in {StateDir(root).runs} (run the workflow first)")
     view = run_view(read_events(StateDir(root).events(recorded[-1])))
-    return ("(no run serves its status here; the last run recorded)\n"
+    return (_cut("(no run serves its status here; the last run recorded)", width) + "\n"
             + status_text(view, width))
 
 
