@@ -297,3 +297,17 @@ def test_a_command_sampled_while_it_runs_records_the_bytes_it_wrote(tmp_path):
     ends = {labels[e["rule"]]: e for e in k["end"]}
     assert ends["big"]["bytes_written"] >= 3000000 and ends["big"]["bytes_read"] > 0
     assert ends["small"]["bytes_written"] is None
+
+
+def test_a_function_call_starts_once_its_library_is_ready_not_when_it_is_sent(tmp_path):
+    (tmp_path / "slow.py").write_text("import time\ntime.sleep(1.5)\n\n\n"
+                                      "def make(name):\n    open(name, 'w').write('made')\n")
+    (tmp_path / "Vinefile").write_text("@library slow\n: slow.py\n"
+                                       "\tpython3 -m vinemake.library slow.py\n\n"
+                                       "@call slow\nout.txt:\n\tmake out.txt\n")
+    vinemake(tmp_path)
+    k = check_consistent(last_run(tmp_path))
+    (ready,) = k["library_start"]
+    (start,) = k["start"]
+    assert ready["end"] - ready["start"] >= 1.5
+    assert start["t"] >= ready["end"]

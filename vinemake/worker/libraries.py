@@ -418,8 +418,12 @@ class LibraryInstance:
 
     def call(self, function: str, args: list[str], cwd: str, timeout: float | None = None,
              env: tuple[tuple[str, str], ...] = (), output: str | None = None,
-             wait_for_slot: bool = True) -> CallResult:
+             wait_for_slot: bool = True,
+             on_begin: Callable[[], None] | None = None) -> CallResult:
         """Run FUNCTION(*args) in the library with cwd as its working directory.
+
+        `on_begin()` is called as the call really begins: a slot is free and the library is
+        ready (it may have had to start first), not before.
 
         `output` names a file for the call's stdout and stderr (the Python library program
         honours it; others may not); a failed call's stderr_tail then starts with its tail.
@@ -438,6 +442,8 @@ class LibraryInstance:
                 return CallResult("error", None, f"library {self.spec.name} is shut down")
             if output is not None:
                 output = os.path.abspath(output)
+            if on_begin is not None:
+                on_begin()
             result = process.call(function, args, os.path.abspath(cwd), env, output, timeout,
                                   self.cancel_grace)
             return result if output is None else with_output(result, read_tail(output))

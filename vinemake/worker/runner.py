@@ -393,8 +393,8 @@ class Runner:
             lib = dataclasses.replace(lib, env=(*self._environment(lib.environment, lib.inputs),
                                                 *library_path(), *lib.env))
         instance = self.libraries.get(lib, prepare)
-        self.on_start(task.id, time.time())
         r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
+                          on_begin=lambda: self.on_start(task.id, time.time()),
                           env=task.env)
         wall = time.monotonic() - start
         # The library reports its call's child (wait4); the sandbox holds what the call wrote.
