@@ -269,9 +269,9 @@ def _r4_rule(rng, mode: str, target: str) -> tuple[str, str, str]:
             "resource_exceeded", "wall time:")
 
 
-def _r4_too_big(rng, t: Trial, target: str) -> Result:
+def _r4_too_big(rng, t: Trial, mode: str, target: str) -> Result:
     """More cores than this machine's worker offers: exit 2 naming the rule, nothing run."""
-    cores = rng.choice([64, 1000, 10**6])
+    cores = rng.choice([64, 1000] if mode == "too-big" else [10**6, 123456789])
     (t.wf / "Vinefile").write_text(f"ok.txt:\n\techo ok > ok.txt\n@resources cores={cores}\n"
                                    f"{target}:\n\techo x > {target}\n")
     done = t.vinemake("-k")
@@ -280,17 +280,18 @@ def _r4_too_big(rng, t: Trial, target: str) -> Result:
         why.append(f"exit {done.code}: {done.err[-200:]!r}")
     if os.path.lexists(t.wf / "ok.txt") or os.path.lexists(t.wf / target):
         why.append("a rule ran")
-    return ({"wrong"} if why else set()), f"too-big cores={cores}: {'; '.join(why)}"
+    return ({"wrong"} if why else set()), f"{mode} cores={cores}: {'; '.join(why)}"
 
 
-def r4_resources(modes=("fail", "local-fail", "memory", "spike", "disk", "time", "too-big")):
+def r4_resources(modes=("fail", "local-fail", "memory", "spike", "disk", "time", "too-big",
+                        "too-big-huge")):
     def scenario(rng, t: Trial) -> Result:
         """A failing or over-limit rule beside a good one under -k: exit 1, the right status and
         reason in its INFO record, nothing at its target path, the good one made (a rule bigger
         than any worker: exit 2 before anything runs)."""
         mode, target = rng.choice(modes), rng.choice(R4_NAMES)
-        if mode == "too-big":
-            return _r4_too_big(rng, t, target)
+        if mode.startswith("too-big"):
+            return _r4_too_big(rng, t, mode, target)
         rule, status, reason = _r4_rule(rng, mode, target)
         (t.wf / "Vinefile").write_text("ok.txt:\n\techo ok > ok.txt\n" + rule)
         done = t.vinemake("-k")
