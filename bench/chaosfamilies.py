@@ -31,6 +31,20 @@ Result = tuple[set[str], str]
 LOCATED = re.compile(r"^\S[^\n]*?:\d+:\d+: ", re.M)
 
 
+class Variants:
+    """A family's variants: drawn at random, or (`in_turn`, for CI) each in turn."""
+
+    def __init__(self, names, in_turn: bool = False):
+        self.names, self.in_turn, self._next = tuple(names), in_turn, 0
+
+    def pick(self, rng):
+        if not self.in_turn:
+            return rng.choice(self.names)
+        name = self.names[self._next % len(self.names)]
+        self._next += 1
+        return name
+
+
 def ran_nothing(err: str) -> bool:
     return bool(re.search(r"vinemake: ran 0, ", err)) or "nothing to do" in err
 
@@ -124,7 +138,9 @@ def worker(t: Trial, port: int, name: str, *extra: str) -> subprocess.Popen:
                     "--timeout", "120", *extra])
 
 
-def r2_workers(modes=("kill", "stop")):
+def r2_workers(modes=("kill", "stop"), in_turn=False):
+    modes = Variants(modes, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
         """Two workers; one is killed -9 or stopped mid-run: the run finishes, outputs right."""
         (t.wf / "Vinefile").write_text(R2_VINEFILE)
@@ -132,7 +148,7 @@ def r2_workers(modes=("kill", "stop")):
         if port is None:
             return {"wrong"}, "the manager never listened"
         workers = [worker(t, port, f"w{i}") for i in range(2)]
-        mode, victim = rng.choice(modes), rng.randrange(2)
+        mode, victim = modes.pick(rng), rng.randrange(2)
         time.sleep(rng.uniform(0.3, 2.5))
         os.kill(workers[victim].pid, signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
         done = t.wait(manager, timeout=60 + 90 if mode == "stop" else None)
@@ -284,12 +300,14 @@ def _r4_too_big(rng, t: Trial, mode: str, target: str) -> Result:
 
 
 def r4_resources(modes=("fail", "local-fail", "memory", "spike", "disk", "time", "too-big",
-                        "too-big-huge")):
+                        "too-big-huge"), in_turn=False):
+    modes = Variants(modes, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
         """A failing or over-limit rule beside a good one under -k: exit 1, the right status and
         reason in its INFO record, nothing at its target path, the good one made (a rule bigger
         than any worker: exit 2 before anything runs)."""
-        mode, target = rng.choice(modes), rng.choice(R4_NAMES)
+        mode, target = modes.pick(rng), rng.choice(R4_NAMES)
         if mode.startswith("too-big"):
             return _r4_too_big(rng, t, mode, target)
         rule, status, reason = _r4_rule(rng, mode, target)
@@ -331,9 +349,11 @@ R5_CLEAN = ("all", "outputs", "intermediates", "cache")
 R5_EDITS = ("mid", "final", "inside", "link", "user-file", "none")
 
 
-def r5_clean(edits=R5_EDITS, stores=(True, False)):
+def r5_clean(edits=R5_EDITS, stores=(True, False), in_turn=False):
+    edits = Variants(edits, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
-        return _r5_clean(rng, t, rng.choice(edits), rng.choice(stores))
+        return _r5_clean(rng, t, edits.pick(rng), rng.choice(stores))
     return scenario
 
 
@@ -517,11 +537,13 @@ def _tls_files(t: Trial) -> list[str]:
     return ["--ssl", "--ssl-cert", str(crt), "--ssl-key", str(key)]
 
 
-def r6_hostile(modes=R6_ATTACKS):
+def r6_hostile(modes=R6_ATTACKS, in_turn=False):
+    modes = Variants(modes, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
         """Attacks on a real manager (with a password, TLS half the time), then a real worker:
         the run finishes right, the manager's threads and memory stay bounded."""
-        attack = rng.choice(modes)
+        attack = modes.pick(rng)
         tls = attack == "plain-to-tls" or (attack != "tls-to-plain" and rng.random() < 0.5)
         pw = t.scratch / "pw"
         pw.write_text(SECRET + "\n")
@@ -571,11 +593,13 @@ R7_MODES = ("dotdot-target", "absolute-target", "link-parent", "link-made", "com
             "local-dotdot", "dotdot-source")
 
 
-def r7_escape(modes=R7_MODES):
+def r7_escape(modes=R7_MODES, in_turn=False):
+    modes = Variants(modes, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
         """Targets and commands that try to write outside the workflow directory: refused or
         kept inside; the sentinel tree beside it is hashed before and after."""
-        mode = rng.choice(modes)
+        mode = modes.pick(rng)
         out = t.outside
         good = "ok.txt:\n\techo ok > ok.txt\n"
         expect, ok_made = {"dotdot-target": 2, "absolute-target": 2, "link-parent": 2,
@@ -710,10 +734,12 @@ def _r8_full(rng, t: Trial, state: bool) -> Result:
         subprocess.run(["umount", "-l", str(disk)], capture_output=True)
 
 
-def r8_state(modes=R8_MODES):
+def r8_state(modes=R8_MODES, in_turn=False):
+    modes = Variants(modes, in_turn)
+
     def scenario(rng, t: Trial) -> Result:
         """Two runs at once, .vinemake deleted mid-run, a full disk under a rule or the state."""
-        mode = rng.choice(modes)
+        mode = modes.pick(rng)
         if mode == "concurrent":
             return _r8_concurrent(rng, t)
         if mode == "delete-state":
