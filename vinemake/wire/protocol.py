@@ -108,92 +108,116 @@ def _message(**schema):
 
 
 # ---------------------------------------------------------------- schemas
-# A schema is a check: check(value, where) returns nothing or raises ProtocolError. The wire
-# carries only the shapes below, so nesting is as deep as they are, never deeper.
+# A schema is a check: check(value) returns nothing or raises _Bad. The wire carries only the
+# shapes below, so nesting is as deep as they are, never deeper. Every message a manager reads
+# passes through here, so the valid path builds no text: where a bad value sits is put
+# together only as _Bad passes back up through the containers.
 
-Check = Callable[[object, str], None]
+Check = Callable[[object], None]
 _INT64 = 2 ** 63
 
 
-def _bad(where: str, what: str) -> ProtocolError:
-    return ProtocolError(f"garbled message: {where} {what}")
+class _Bad(Exception):
+    """A value that fails its check; `path` is filled in (innermost first) on the way out."""
+
+    def __init__(self, what: str):
+        super().__init__(what)
+        self.what = what
+        self.path: list[str] = []
 
 
 def _int(lo: int = -_INT64, hi: int = _INT64 - 1) -> Check:
-    def check(v, where):
+    def check(v):
         if type(v) is not int or not lo <= v <= hi:
-            raise _bad(where, f"must be an integer from {lo} to {hi}")
+            raise _Bad(f"must be an integer from {lo} to {hi}")
     return check
 
 
-def _number(v, where) -> None:
+def _number(v) -> None:
     """A finite number, not below zero (sizes, times, resources)."""
     if type(v) not in (int, float) or not 0 <= v < math.inf:
-        raise _bad(where, "must be a number, not below zero")
+        raise _Bad("must be a number, not below zero")
 
 
-def _time(v, where) -> None:
+def _time(v) -> None:
     if type(v) not in (int, float) or not math.isfinite(v):
-        raise _bad(where, "must be a number")
+        raise _Bad("must be a number")
 
 
-def _str(v, where) -> None:
+def _str(v) -> None:
     if type(v) is not str:
-        raise _bad(where, "must be a string")
+        raise _Bad("must be a string")
 
 
-def _bool(v, where) -> None:
+def _bool(v) -> None:
     if type(v) is not bool:
-        raise _bad(where, "must be true or false")
+        raise _Bad("must be true or false")
 
 
 def _one_of(*values: str) -> Check:
-    def check(v, where):
-        if v not in values or type(v) is not str:
-            raise _bad(where, f"must be one of {', '.join(values)}")
+    def check(v):
+        if type(v) is not str or v not in values:
+            raise _Bad(f"must be one of {', '.join(values)}")
     return check
 
 
 def _or_null(inner: Check) -> Check:
-    def check(v, where):
+    def check(v):
         if v is not None:
-            inner(v, where)
+            inner(v)
     return check
 
 
 def _list(item: Check) -> Check:
-    def check(v, where):
+    def check(v):
         if type(v) is not list:
-            raise _bad(where, "must be a list")
-        for i, x in enumerate(v):
-            item(x, f"{where}[{i}]")
+            raise _Bad("must be a list")
+        i = 0
+        try:
+            for i, x in enumerate(v):  # noqa: B007 - i names the bad item
+                item(x)
+        except _Bad as e:
+            e.path.append(f"[{i}]")
+            raise
     return check
 
 
 def _tuple(*items: Check) -> Check:
     """A list of exactly these items, in order."""
-    def check(v, where):
-        if type(v) is not list or len(v) != len(items):
-            raise _bad(where, f"must be a list of {len(items)} items")
-        for i, (x, item) in enumerate(zip(v, items, strict=True)):
-            item(x, f"{where}[{i}]")
+    n = len(items)
+
+    def check(v):
+        if type(v) is not list or len(v) != n:
+            raise _Bad(f"must be a list of {n} items")
+        i = 0
+        try:
+            for i, item in enumerate(items):  # noqa: B007 - i names the bad item
+                item(v[i])
+        except _Bad as e:
+            e.path.append(f"[{i}]")
+            raise
     return check
 
 
 def _object(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
     """A JSON object with every `required` key, maybe `optional` ones, and nothing else."""
     known = {**required, **(optional or {})}
+    must = frozenset(required)
 
-    def check(v, where):
+    def check(v):
         if type(v) is not dict:
-            raise _bad(where, "must be an object")
-        missing = required.keys() - v.keys()
-        if missing:
-            raise _bad(where, f"lacks {', '.join(sorted(missing))}")
-        for k, x in v.items():
-            if k not in known:
-                raise _bad(where, f"has an unknown field {str(k)[:40]!r}")
-            known[k](x, f"{where}.{k}")
+            raise _Bad("must be an object")
+        if not must <= v.keys():
+            raise _Bad(f"lacks {', '.join(sorted(must - v.keys()))}")
+        k = ""
+        try:
+            for k, x in v.items():
+                known[k](x)
+        except KeyError:
+            raise _Bad(f"has an unknown field {str(k)[:40]!r}") from None
+        except _Bad as e:
+            e.path.append(f".{k}")
+            raise
     return check
 
 
@@ -429,8 +453,13 @@ def decode(payload: bytes):
         raise ProtocolError(f"garbled message: unknown fields in {cls.TYPE}")
     if not cls.REQUIRED <= body.keys():
         raise ProtocolError(f"garbled message: missing fields in {cls.TYPE}")
-    for name, value in body.items():
-        cls.SCHEMA[name](value, f"{cls.TYPE}.{name}")
+    name = ""
+    try:
+        for name, value in body.items():
+            cls.SCHEMA[name](value)
+    except _Bad as e:
+        where = "".join(reversed(e.path))
+        raise ProtocolError(f"garbled message: {cls.TYPE}.{name}{where} {e.what}") from None
     return cls(**body)
 
 
