@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -126,6 +127,35 @@ def test_the_local_worker_and_its_command_die_with_a_killed_vinemake(tmp_path):
     wait_for(lambda: not alive(workers[0]) and not alive(command),
              "the worker and its command to die with vinemake")
     assert os.listdir(root / ".vinemake" / "worker") == ["forever"]  # its run-PID dir gone
+
+
+def test_what_a_local_command_started_is_killed_before_the_next_run_starts(tmp_path):
+    """The parent-death signal kills the command's shell; what the shell started in the
+    background survives it, and the next run kills it before running anything."""
+    root, marks, go, late = tmp_path / "wf", tmp_path / "pids", tmp_path / "go", tmp_path / "late"
+    root.mkdir()
+    (root / "Vinefile").write_text(
+        f"out:\n\tLOCAL (while [ ! -e {go} ]; do sleep 0.02; done; echo late >> {late}) & "
+        f"echo \\$! >> {marks}; wait; echo done > out\n")
+    first = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(lines(marks)) == 1, "the background command to start")
+    first.kill()
+    first.wait()
+    background = int(lines(marks)[0])
+    assert alive(background)  # an orphan now
+    second = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: not alive(background), "the next run to kill the orphan")
+    finally:
+        if alive(background):  # the test failed: leave nothing behind
+            os.kill(background, signal.SIGKILL)
+        go.touch()
+    _, err = second.communicate(timeout=60)
+    assert second.returncode == 0, err
+    assert (root / "out").read_text() == "done\n"
+    assert late.read_text() == "late\n"  # the rerun's own command; the orphan never wrote
 
 
 def test_local_outputs_appear_only_when_the_command_succeeds_and_side_files_stay(tmp_path):

@@ -15,6 +15,7 @@ gets SIGKILL when vinemake dies (common/lifeline.py).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import shlex
@@ -45,7 +46,9 @@ from vinemake.core.shadow import Shadow
 from vinemake.core.statedir import StateDir
 from vinemake.wire.urlfetch import UrlFetchError, fetch_url
 
-__all__ = ["LocalRunner", "subworkflow_argv"]
+__all__ = ["LocalRunner", "subworkflow_argv", "RUN_ENV"]
+
+RUN_ENV = "VINEMAKE_LOCAL_RUN"  # in every LOCAL command's environment: the run's token
 
 STDERR_TAIL = 4096
 _HOST = socket.gethostname()
@@ -65,6 +68,7 @@ class LocalRunner:
         # The workflow running, relative to `root`: a sub-workflow must not run it again.
         self.workflow_file = os.path.join(root, workflow_file)
         self.scratch = scratch or StateDir(root).local  # where the shadows go
+        self.token = f"{os.getpid()}-{time.time_ns()}"  # names this run's shadows and commands
         _sweep(self.scratch)
         self.events = events  # the run's record: each command's start
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
@@ -135,7 +139,7 @@ class LocalRunner:
             return TaskResult(task.id, "withdrawn", reason="not started: an earlier rule failed")
         if task.id in self.subworkflows:
             return self._subworkflow(task)
-        top = os.path.join(self.scratch, f"{os.getpid()}.{task.id}.{task.attempt}")
+        top = os.path.join(self.scratch, f"{self.token}.{task.id}.{task.attempt}")
         # `../x` sources are reached from a directory as deep as they climb (core/outside.py).
         cwd, links = climbing_links(task.inputs, self.root)
         shadow = Shadow(self.root, os.path.join(top, cwd) if cwd else top,
@@ -172,6 +176,7 @@ class LocalRunner:
         env = dict(os.environ)
         env.update(command_env(task))
         env.update(extra or {})
+        env[RUN_ENV] = self.token  # what finds its leftovers if vinemake is killed
         if self.events is not None:
             self.events.emit("start", rule=task.id, worker="local", host=_HOST,
                              attempt=task.attempt)
@@ -233,18 +238,43 @@ class LocalRunner:
 
 
 def _sweep(scratch: str) -> None:
-    """Remove shadows left by a vinemake that was killed (named `<pid>.<task>.<attempt>`).
+    """Clear up after a vinemake that was killed: its shadows (named `<pid>-<start>.<task>.
+    <attempt>`), and the processes its LOCAL commands left running.
 
-    A sub-workflow's vinemake shares the directory with its parent's running shadows: only
-    those of processes that no longer exist go."""
+    The parent-death signal kills each command's own process, not what that process started
+    (`cmd &`, a pipeline's other members): those carry the run's token in their environment,
+    and are killed here, before anything of the new run starts. A sub-workflow's vinemake
+    shares the directory with its parent's running shadows: only those of processes that no
+    longer exist go."""
     try:
         names = os.listdir(scratch)
     except FileNotFoundError:
         return
+    dead = set()
     for name in names:
-        pid = name.split(".", 1)[0]
+        token = name.split(".", 1)[0]
+        pid = token.split("-", 1)[0]
         if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+            dead.add(token)
             remove_path(os.path.join(scratch, name))
+    if dead:
+        _kill_leftovers(dead)
+
+
+def _kill_leftovers(tokens: set[str]) -> None:
+    """SIGKILL every process of ours whose environment names one of `tokens`."""
+    marks = {f"{RUN_ENV}={t}".encode() for t in tokens}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                env = f.read().split(b"\0")
+        except OSError:
+            continue  # gone, or another user's
+        if marks.intersection(env):
+            with contextlib.suppress(OSError):
+                os.kill(int(entry), signal.SIGKILL)
 
 
 def _fetch(f: TaskFile, shadow: Shadow) -> None:
