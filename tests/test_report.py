@@ -158,3 +158,13 @@ def test_a_library_run_shows_its_start_and_its_function_calls(tmp_path):
                                     "function call", "library start"]
     (i,) = [i for i, k in enumerate(bars["kind"]) if k == "library start"]
     assert bars["label"][i] == "words"
+
+
+def test_report_to_a_place_it_cannot_write_says_so_and_writes_nothing(tmp_path):
+    (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    assert vinemake(tmp_path).returncode == 0
+    got = vinemake(tmp_path, "report", "-o", "no/such/dir/r.html")
+    assert (got.returncode, got.stdout) == (2, "")
+    assert got.stderr == f"vinemake: cannot write the report {tmp_path}/no/such/dir/r.html: " \
+                         "No such file or directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".vinemake", "Vinefile", "a.txt"]

@@ -8,6 +8,7 @@ live status page (statuspage.py) serves the same page, which then polls for its 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -76,5 +77,7 @@ def write_report(root: str, out: str, run_id: str | None = None) -> dict:
             f.write(html)
         os.replace(tmp, out)
     except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)  # a disk that filled up keeps no half page
         raise InputError(f"cannot write the report {out}: {e.strerror}") from None
     return view
