@@ -1,10 +1,11 @@
 """What a run's recorded events show: the data of the HTML report, the live page and `status`.
 
-`run_view(events)` is pure: it turns the event record of one run (docs/EVENTS format, read by
-core/events.py) into plain JSON-ready data — a summary, timeline bars packed into worker slots,
-declared against measured resources, workers, transfers, provenance, failures, and what is
-running or waiting now. It measures nothing; a field missing from an event is shown as unknown
-and an unknown kind of event is ignored, so a report can be made from an older or a killed run.
+`run_view(events)` is pure: it turns the event record of one run (core/events.py; its kinds
+are listed in docs/observing.md) into plain JSON-ready data — a summary, timeline bars packed
+into worker slots, rules with their keys (the page draws provenance from them) and declared
+against measured resources, workers, transfers, failures, and what is running or waiting now.
+It measures nothing; a field missing from an event is shown as unknown and an unknown kind of
+event is ignored, so a report can be made from an older or a killed run.
 """
 
 from __future__ import annotations
@@ -432,7 +433,7 @@ def suggest(measured: Mapping) -> dict:
             "wall_time_s": up(measured.get("wall_time_s"), 1.5)}
 
 
-# --- workers, transfers, provenance, failures, now ------------------------------------------
+# --- workers, transfers, failures, now ------------------------------------------------------
 
 
 def _workers(acc: _Accumulated, t0: float) -> list[dict]:
