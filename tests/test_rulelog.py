@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+import time
 
 
 def vinemake(root, *args):
@@ -68,3 +69,20 @@ def test_a_rule_without_targets_is_looked_up_by_file_and_line(tmp_path):
     vinemake(tmp_path)
     out = vinemake(tmp_path, "log", "Vinefile:4").stdout.splitlines()
     assert out[0] == "rule:      Vinefile:4 (Vinefile:4:1)" and out[-1] == "  checked"
+
+
+def test_log_of_a_rule_of_the_run_going_on_says_it_runs(tmp_path):
+    (tmp_path / "Vinefile").write_text("slow:\n\tsleep 20; touch slow\n\n"
+                                       "later: slow\n\tcp slow later\n")
+    proc = subprocess.Popen([sys.executable, "-m", "vinemake"], cwd=tmp_path,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while "running" not in (out := vinemake(tmp_path, "log", "slow").stdout):
+            assert time.monotonic() < deadline, out
+            time.sleep(0.2)
+        assert out.splitlines()[1].endswith(": running")
+        assert vinemake(tmp_path, "log", "later").stdout.splitlines()[1].endswith(": waiting")
+    finally:
+        proc.terminate()
+        proc.wait(60)

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from vinemake.core.events import read_events, runs
 from vinemake.core.statedir import StateDir
 
-__all__ = ["history_text", "run_line", "show_history"]
+__all__ = ["history_text", "run_line", "show_history", "going_on"]
 
 HEAD = ("RUN", "STARTED", "DURATION", "OUTCOME", "RAN", "RESTORED", "UP TO DATE", "FAILED",
         "COMMAND")
@@ -60,6 +60,13 @@ def show_history(root: str) -> str:
         return "vinemake: no run recorded here yet\n"
     state = StateDir(os.path.abspath(root))
     return history_text([run_line(i, read_events(state.events(i)), _alive) for i in ids])
+
+
+def going_on(events: list[Mapping]) -> bool:
+    """Is the run of these events going on now (no end recorded, its process alive here)?"""
+    start = next((e for e in events if e.get("ev") == "run_start"), None)
+    return (start is not None and not any(e.get("ev") == "run_end" for e in events)
+            and _alive(start.get("pid")))
 
 
 def _alive(pid) -> bool:

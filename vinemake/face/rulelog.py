@@ -17,6 +17,7 @@ from vinemake.core.engine import failed_dir_name
 from vinemake.core.events import read_events, runs
 from vinemake.core.graph import norm
 from vinemake.core.statedir import StateDir
+from vinemake.face.history import going_on
 from vinemake.face.trace import rule_rows, stamp
 
 __all__ = ["show_log", "log_text", "find_rule"]
@@ -44,12 +45,16 @@ def show_log(root: str, name: str) -> str:
     newest_rows: list[dict] = []
     up_to_date_since = None
     for run_id in reversed(ids):
-        rows = rule_rows(read_events(state.events(run_id)))
+        events = read_events(state.events(run_id))
+        rows = rule_rows(events)
         newest_rows = newest_rows or rows
         row = find_rule(rows, wanted) or find_rule(rows, name)
         if row is None:
             continue
-        if row["status"] in _DID:
+        live = going_on(events)
+        if live and row["status"] in ("interrupted", "not run"):  # this run goes on now
+            row["status"] = "running" if row["start"] is not None else "waiting"
+        if row["status"] in _DID or (live and row["status"] != "up to date"):
             tail = _read(state.stderr(run_id, failed_dir_name(row["label"])))
             return log_text(run_id, row, tail, up_to_date_since)
         up_to_date_since = up_to_date_since or run_id
