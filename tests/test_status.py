@@ -16,7 +16,7 @@ from test_terminal import Tmux
 
 from vinemake.core.events import runs
 from vinemake.face.runview import run_view
-from vinemake.face.status import status_text
+from vinemake.face.status import fetch, page_url, status_text
 from vinemake.face.statuspage import StatusServer
 
 
@@ -190,3 +190,21 @@ def test_status_on_a_terminal_fits_its_width(tmp_path, cols):
         screen.close()
     assert shown == [line if len(line) <= cols else line[:cols - 3] + "..." for line in piped]
     assert any(len(line) > 40 for line in piped)  # so the 40 columns cut something
+
+
+def test_the_page_listens_on_ipv6_when_the_host_is_an_ipv6_address():
+    server = StatusServer(lambda: [], host="::1").start()
+    try:
+        host, port = server.address
+        assert host == "::1"
+        url = page_url({"host": host, "port": port})
+        assert url == f"http://[::1]:{port}/"
+        assert fetch(url, None)["summary"]["outcome"] == "running"
+    finally:
+        server.close()
+
+
+def test_a_page_on_every_interface_is_asked_on_this_machine():
+    assert page_url({"host": "0.0.0.0", "port": 8080}) == "http://127.0.0.1:8080/"
+    assert page_url({"host": "::", "port": 8080}) == "http://[::1]:8080/"
+    assert page_url({"host": "example.org", "port": 1}) == "http://example.org:1/"

@@ -58,8 +58,10 @@ def fetch(url: str, secret: bytes | None, timeout: float = 10.0) -> dict:
 
 
 def _host(host: str) -> str:
-    if host in ("0.0.0.0", ""):
+    if host in ("0.0.0.0", ""):  # every interface: this machine's is one of them
         return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
     return f"[{host}]" if ":" in host else host
 
 

@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import json
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -50,7 +51,8 @@ class StatusServer:
         self._page = page(None, live=True).encode("utf-8")
         self._view: tuple[float, bytes] | None = None  # when it was built, its JSON
         self._lock = threading.Lock()
-        self._http = ThreadingHTTPServer((host, port), _Handler)
+        server = _IPv6Server if ":" in host else ThreadingHTTPServer
+        self._http = server((host, port), _Handler)
         self._http.daemon_threads = True
         self._http.status = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(target=self._http.serve_forever, name="status page",
@@ -104,6 +106,10 @@ class StatusServer:
         except ValueError:
             return False
         return hmac.compare_digest(given, self.secret)
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6  # --status-host ::1, or :: for every interface
 
 
 class _Handler(BaseHTTPRequestHandler):
