@@ -18,9 +18,12 @@ import urllib.request
 import pytest
 from chromium import Browser
 from test_report import _started
+from test_runview import T0, finished_run, task
 
 from vinemake.core.events import read_events, runs
 from vinemake.core.statedir import StateDir
+from vinemake.face.report import page
+from vinemake.face.runview import run_view
 
 pytestmark = pytest.mark.slow
 
@@ -207,3 +210,22 @@ def _json(url: str, headers: dict) -> dict:
     request = urllib.request.Request(url + "status.json", headers=headers)
     with urllib.request.urlopen(request, timeout=30) as r:
         return json.load(r)
+
+
+def test_failed_and_lost_attempts_are_drawn_apart_from_their_kind(tmp_path):
+    # The events of a run whose worker w2 went away while it ran a.txt (written by hand in
+    # the recorded format: which worker is lost is not for a test to arrange).
+    lost = [{"t": T0 + 0.5, "ev": "start", "rule": 0, "worker": "w2", "attempt": 1},
+            {"t": T0 + 0.9, "ev": "end", "rule": 0, "status": "lost", "attempt": 1,
+             "worker": "w2", "exit": None, "wall_s": None}]
+    failed = task(3, "w1", 4.2, 4.6, status="failed")
+    events = finished_run()[:-1] + lost + failed
+    (tmp_path / "r.html").write_text(page(run_view(events)), encoding="utf-8")
+    with Browser(tmp_path / "profile") as browser:
+        browser.open((tmp_path / "r.html").as_uri())
+        browser.wait_for("document.body.dataset.rendered")
+        assert browser.errors == []
+        assert timeline_bars(browser) == {"command": 1, "function call": 1, "transfer": 2,
+                                          "restore": 1, "failed": 1, "lost": 1}
+        assert browser.evaluate("document.getElementById('outcome').textContent") == \
+            "unfinished"  # no run_end: the record stops there
