@@ -1,5 +1,5 @@
-"""URL sources on the emulated cluster: the document's server is a host of its own, workers in
-other hosts fetch it, and the server's own log counts what it sent.
+"""URL sources, `@mini` rules and packed environments on the emulated cluster: workers in hosts
+of their own, the document's server in another, byte counters on every link.
 
 Run under `flock /work/cluster.lock` (network namespaces are a machine-wide resource).
 """
@@ -78,3 +78,51 @@ def test_workers_in_other_hosts_fetch_a_url_once_from_its_host(make_cluster, tmp
     copies = [t for t in d.transfers(wf) if t.size == len(data)]
     assert [t.source for t in copies].count("url") == 1
     assert {t.source for t in copies} <= workers | {"url"}
+
+
+def test_a_mini_and_an_environment_on_workers_in_other_hosts(make_cluster, tmp_path):
+    """An archive unpacked by a `@mini` rule and a packed environment, on 3 hosts: each goes
+    over the manager's link once, and each worker unpacks each once."""
+    import tarfile
+
+    n = 3
+    cluster = make_cluster(n, "200mbit")
+    wf = tmp_path / "wf"
+    src = tmp_path / "src"
+    (src / "ref").mkdir(parents=True)
+    (src / "ref" / "data.bin").write_bytes(os.urandom(2_000_000))
+    (src / "env" / "bin").mkdir(parents=True)
+    (src / "env" / "conda-meta").mkdir()
+    (src / "env" / "bin" / "tool").write_text("#!/bin/sh\ncksum < \"$1\"\n")
+    (src / "env" / "bin" / "tool").chmod(0o755)
+    wf.mkdir()
+    with tarfile.open(wf / "ref.tar.gz", "w:gz") as tar:
+        tar.add(src / "ref", arcname="ref")
+    with tarfile.open(wf / "env.tar.gz", "w:gz") as tar:
+        tar.add(src / "env", arcname=".")
+    (wf / "Vinefile").write_text("@mini\nref: ref.tar.gz\n\ttar xzf ref.tar.gz\n" + "".join(
+        f"@environment env.tar.gz\n@resources cores=1\nsum.{i}: ref\n"
+        f"\tsleep 1; tool ref/data.bin > sum.{i}\n" for i in range(2 * n)))
+    d = netns.Deployment(cluster, tmp_path / "run")
+    try:
+        d.start_manager(wf)
+        for i in range(n):
+            d.start_worker(i)
+        assert d.wait_manager(180) == 0, d.manager_output()
+    finally:
+        d.close()
+    expected = subprocess.run(["cksum"], input=(src / "ref" / "data.bin").read_bytes(),
+                              capture_output=True).stdout.decode()
+    assert {(wf / f"sum.{i}").read_text() for i in range(2 * n)} == {expected}
+    log = d.transfers(wf)
+    sizes = {(wf / name).stat().st_size for name in ("ref.tar.gz", "env.tar.gz")}
+    assert {t.size for t in log if t.size > 1000} <= sizes  # the unpacked tree never moved
+    for name in ("ref.tar.gz", "env.tar.gz"):
+        size = (wf / name).stat().st_size
+        copies = [t for t in log if t.size == size]
+        assert [t.source for t in copies].count("manager") == 1, copies
+        assert len({t.dest for t in copies}) == len(copies)
+    for i in range(n):
+        envs = [p for p in (tmp_path / "run" / f"w{i}" / "forever").glob("env-*")
+                if not p.name.endswith(".meta")]
+        assert len(envs) <= 1
