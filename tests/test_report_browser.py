@@ -219,13 +219,18 @@ def test_failed_and_lost_attempts_are_drawn_apart_from_their_kind(tmp_path):
             {"t": T0 + 0.9, "ev": "end", "rule": 0, "status": "lost", "attempt": 1,
              "worker": "w2", "exit": None, "wall_s": None}]
     failed = task(3, "w1", 4.2, 4.6, status="failed")
-    events = finished_run()[:-1] + lost + failed
+    broken = {"t": T0 + 4.8, "ev": "transfer", "file": "d.txt", "key": "k3", "size": 9,
+              "source": "worker", "from_worker": "w1", "to_worker": None, "start": T0 + 4.7,
+              "end": T0 + 4.8, "ok": False}
+    events = finished_run()[:-1] + lost + failed + [broken]
     (tmp_path / "r.html").write_text(page(run_view(events)), encoding="utf-8")
     with Browser(tmp_path / "profile") as browser:
         browser.open((tmp_path / "r.html").as_uri())
         browser.wait_for("document.body.dataset.rendered")
         assert browser.errors == []
         assert timeline_bars(browser) == {"command": 1, "function call": 1, "transfer": 2,
-                                          "restore": 1, "failed": 1, "lost": 1}
+                                          "restore": 1, "failed": 2, "lost": 1}
+        assert browser.evaluate("document.querySelector('#transfers .note').textContent") \
+            == "2 transfers, 500 B in all; 1 failed (red in the timeline)"
         assert browser.evaluate("document.getElementById('outcome').textContent") == \
             "unfinished"  # no run_end: the record stops there

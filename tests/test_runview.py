@@ -201,8 +201,13 @@ def test_transfers_by_source_and_per_worker():
     back = {"t": T0 + 4.5, "ev": "transfer", "file": "b.txt", "key": "k1", "size": 50,
             "source": "worker", "from_worker": "w1", "to_worker": None, "start": T0 + 4.0,
             "end": T0 + 4.5}
-    t = run_view(finished_run() + [back])["transfers"]
-    assert t == {"count": 3, "by_source": {"manager": 300, "cache": 200, "worker": 50},
+    broken = {**back, "t": T0 + 4.6, "file": "c.txt", "size": 70, "ok": False}
+    view = run_view(finished_run() + [back, broken])
+    t = view["transfers"]
+    assert view["summary"]["bytes_moved"] == 350  # a failed transfer moved nothing
+    assert view["bars"]["status"].count("failed") == 1  # but it is drawn, as failed
+    assert t == {"count": 3, "failed": 1,
+                 "by_source": {"manager": 300, "cache": 200, "worker": 50},
                  "per_worker": {"manager": {"worker": 50},
                                 "w1": {"manager": 300, "cache": 200}}}
 

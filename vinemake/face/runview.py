@@ -76,6 +76,7 @@ class _Accumulated:
         self.last_end: dict[int, Mapping] = {}
         self.restores: list[Mapping] = []
         self.transfers: list[Mapping] = []
+        self.failed_transfers: list[Mapping] = []
         self.libraries: list[Mapping] = []
         self.workers: dict[str, dict] = {}
         self.cache: dict[str, list] = defaultdict(list)
@@ -132,7 +133,8 @@ def _on_restore(acc, ev):
 
 
 def _on_transfer(acc, ev):
-    acc.transfers.append(ev)
+    # a transfer that failed moved nothing: drawn (as failed), not counted
+    (acc.failed_transfers if ev.get("ok") is False else acc.transfers).append(ev)
 
 
 def _on_library(acc, ev):
@@ -255,9 +257,10 @@ def _timeline(acc: _Accumulated, t0: float, end_t, row: Mapping) -> tuple[dict, 
         _add(by_worker, lib.get("worker"), lib.get("start", lib.get("t")),
              lib.get("end", lib.get("t")), "library start", None, "ok",
              str(lib.get("library", "")))
-    for tr in acc.transfers:
+    for tr in acc.transfers + acc.failed_transfers:
         _add(by_worker, tr.get("to_worker"), tr.get("start", tr.get("t")),
-             tr.get("end", tr.get("t")), "transfer", None, tr.get("source") or "",
+             tr.get("end", tr.get("t")), "transfer", None,
+             "failed" if tr.get("ok") is False else tr.get("source") or "",
              f"{tr.get('file', '')} ({human_bytes(tr.get('size'))} from {_source(tr)})")
     for rs in acc.restores:
         _add(by_worker, RESTORE_LANE, rs.get("t"), rs.get("t"), "restore",
@@ -468,7 +471,8 @@ def _transfers(acc: _Accumulated) -> dict:
         to = tr.get("to_worker")  # none: an output on its way back to the manager
         per_worker[RESTORE_LANE if to is None else str(to)][tr.get("source") or "unknown"] \
             += int(_num(tr.get("size")))
-    return {"count": len(acc.transfers), "by_source": _bytes_by_source(acc.transfers),
+    return {"count": len(acc.transfers), "failed": len(acc.failed_transfers),
+            "by_source": _bytes_by_source(acc.transfers),
             "per_worker": {w: dict(by) for w, by in sorted(per_worker.items())}}
 
 
