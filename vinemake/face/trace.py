@@ -102,8 +102,8 @@ def _inputs(plan: Mapping, worker, start, end: Mapping, transfers, claimed: set)
             if id(tr) in claimed or tr.get("end", tr["t"]) > start["t"] + 1.0:
                 continue
             claimed.add(id(tr))  # the first rule there to read it received it
-            source = "manager" if tr.get("source") == "manager" else "peer"
-            got[source] += tr.get("size") or 0
+            if tr.get("source") in ("manager", "peer"):  # (a URL or @mini: not received)
+                got[tr["source"]] += tr.get("size") or 0
     total = end.get("input_bytes")
     cache = None if total is None else max(total - got["manager"] - got["peer"], 0)
     return {"input_bytes": total, "from_manager": got["manager"], "from_peer": got["peer"],

@@ -506,11 +506,15 @@ class Manager:
 
     def _transfer_event(self, source: str, dest: str, key: str, size: int, start: float,
                         end: float, ok: bool) -> None:
-        """Every transfer the log records, as an event (any thread: deliveries have theirs)."""
-        kind = MANAGER if source == MANAGER else "worker" if dest == MANAGER else "peer"
+        """Every transfer the log records, as an event (any thread: deliveries have theirs).
+
+        `source`: the manager, a URL the worker fetched itself, a `@mini` rule that made the
+        file on the worker, another worker (a peer), or, for an output coming back, the worker.
+        """
+        own = source in (MANAGER, URL, MINI)
+        kind = source if own else "worker" if dest == MANAGER else "peer"
         self.events.emit("transfer", t=end, file=self.replicas.paths.get(key) or key, key=key,
-                         size=size, source=kind,
-                         from_worker=None if source == MANAGER else source,
+                         size=size, source=kind, from_worker=None if own else source,
                          to_worker=None if dest == MANAGER else dest, start=start, end=end,
                          ok=ok)
 
