@@ -581,3 +581,12 @@ def test_a_rule_waits_for_a_reader_that_other_bytes_upstream_may_make_run(tmp_pa
     assert ran(proc) == ["a.txt", "b.txt", "c.txt"]
     assert (tmp_path / "c.txt").read_text() == (tmp_path / "b.txt").read_text() == \
         (tmp_path / "a.txt").read_text()
+
+
+def test_a_store_prune_cannot_lock_is_one_line_and_exit_1(tmp_path):
+    store = tmp_path / "store"
+    (store / ".lock").mkdir(parents=True)  # root ignores modes: break the store so
+    proc = vinemake(tmp_path, "cache", "prune", "--cache-dir", str(store), "--max-size", "0")
+    no_traceback(proc)
+    assert proc.returncode == 1
+    assert proc.stderr == f"Error: cannot go on: {store}/.lock: Is a directory\n"

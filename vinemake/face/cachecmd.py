@@ -6,6 +6,7 @@ import os
 
 import click
 
+from vinemake.common.errors import describe_os_error
 from vinemake.core.prune import prune
 from vinemake.core.statedir import StateDir
 from vinemake.face.params import duration_s, size_mb
@@ -32,5 +33,8 @@ def prune_command(cache_dir, older_than, max_size) -> None:
     root = os.path.abspath(cache_dir) if cache_dir else StateDir(os.getcwd()).cache
     if cache_dir and not os.path.isdir(root):
         raise click.BadParameter(f"{cache_dir}: no such directory", param_hint="--cache-dir")
-    result = prune(root, older_than, None if max_size is None else max_size * 1_000_000)
+    try:
+        result = prune(root, older_than, None if max_size is None else max_size * 1_000_000)
+    except OSError as e:  # a store this user cannot write, a full disk: one line, exit 1
+        raise click.ClickException(describe_os_error(e)) from None
     click.echo(result.line(root), err=True)
