@@ -208,3 +208,23 @@ def test_a_page_on_every_interface_is_asked_on_this_machine():
     assert page_url({"host": "0.0.0.0", "port": 8080}) == "http://127.0.0.1:8080/"
     assert page_url({"host": "::", "port": 8080}) == "http://[::1]:8080/"
     assert page_url({"host": "example.org", "port": 1}) == "http://example.org:1/"
+
+
+def test_a_view_is_rebuilt_every_second_and_less_often_when_building_takes_long():
+    events = list(finished_run())
+    times = iter([T0 + 10.0, T0 + 10.1,  # built in 0.1 s: good for a second
+                  T0 + 10.5,             # asked again: the same view
+                  T0 + 11.2, T0 + 12.2,  # rebuilt, in 1 s: good for 5 s
+                  T0 + 16.0,             # the same
+                  T0 + 17.3, T0 + 17.4])  # rebuilt
+    server = StatusServer(lambda: events, clock=lambda: next(times))
+    try:
+        first = server.view_json()
+        events.append({"t": T0 + 10.4, "ev": "worker_join", "worker": "w9"})
+        assert server.view_json() is first
+        second = server.view_json()
+        assert second != first and b'"w9"' in second
+        assert server.view_json() is second
+        assert server.view_json() != second
+    finally:
+        server.close()
