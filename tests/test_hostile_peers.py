@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -235,7 +236,10 @@ def test_what_unauthenticated_peers_hold_is_bounded(run):
 
 
 def _closed(s: socket.socket) -> bool:
-    """Has the manager closed `s` (it sends nothing before the handshake's end)?"""
+    """Has the manager closed `s` (it sends nothing before the handshake's end)? Never
+    blocks (a socket with a timeout would wait for data even with MSG_DONTWAIT)."""
+    if not select.select([s], [], [], 0)[0]:
+        return False
     try:
         return s.recv(1, socket.MSG_DONTWAIT | socket.MSG_PEEK) == b""
     except BlockingIOError:
@@ -405,3 +409,15 @@ def test_with_a_local_worker_a_rule_too_big_stops_the_run_before_anything_starts
     assert r.stderr.splitlines()[-3:] == [
         "Vinefile:5:1: rule 'big' needs cores 512 but the largest worker offers 2", "big:", "^"]
     assert not (tmp_path / "ran.small").exists()
+
+
+def test_the_managers_file_server_holds_unauthenticated_peers_to_the_same_gate(cluster):
+    c = cluster(password_file=None)
+    held = [socket.create_connection(("127.0.0.1", c.m.files.port), timeout=60)
+            for _ in range(40)]
+    # 16 from this address may wait in their handshake; the rest are closed at once
+    wait_for(lambda: sum(map(_closed, held)) == 40 - 16, "connections over the cap to close")
+    assert c.m.files._gate.waiting == 16
+    for s in held:
+        s.close()
+    wait_for(lambda: c.m.files._gate.waiting == 0, "the handshakes to end")
