@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from test_urls import start_workers, started, stop, vinemake
+from test_urls import run_with_workers, started, vinemake
 
 PACKAGE = "pyjokes"
 IMPORT = (f'python3 -c "import {PACKAGE}, os; '
@@ -167,16 +167,8 @@ def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_
     rules = "".join(f"@environment env.tar.gz\n@resources cores=1\nout.{i}:\n"
                     f"\tsleep 1; {IMPORT} > out.{i}\n" for i in range(3 * n))
     root = workflow(tmp_path / "wf", packed, rules)
-    port_file = tmp_path / "port"
-    manager = subprocess.Popen(
-        [sys.executable, "-m", "vinemake", "-T", "workers", "-p", "0", "--port-file",
-         str(port_file)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = start_workers(port_file, n, tmp_path)
-    try:
-        _, err = manager.communicate(timeout=180)
-    finally:
-        stop(workers)
-    assert manager.returncode == 0, err
+    code, err = run_with_workers(root, n, tmp_path)
+    assert code == 0, err
     assert all((root / f"out.{i}").read_text().startswith(PACKAGE) for i in range(3 * n))
     size = (root / "env.tar.gz").stat().st_size
     log = next(root.glob(".vinemake/**/transfers.tsv")).read_text().splitlines()[1:]

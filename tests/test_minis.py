@@ -7,13 +7,11 @@ transferred" are counted.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import tarfile
 from pathlib import Path
 
 import pytest
-from test_urls import start_workers, started, stop, vinemake
+from test_urls import run_with_workers, started, vinemake
 
 
 def archive(root: Path, files: dict[str, str]) -> None:
@@ -103,16 +101,8 @@ def test_three_workers_each_unpack_once_and_the_unpacked_tree_never_moves(tmp_pa
     marks = tmp_path / "marks"
     n = 3
     root = mini_workflow(tmp_path / "wf", marks, 3 * n, sleep=1)
-    port_file = tmp_path / "port"
-    manager = subprocess.Popen(
-        [sys.executable, "-m", "vinemake", "-T", "workers", "-p", "0", "--port-file",
-         str(port_file)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = start_workers(port_file, n, tmp_path)
-    try:
-        _, err = manager.communicate(timeout=120)
-    finally:
-        stop(workers)
-    assert manager.returncode == 0, err
+    code, err = run_with_workers(root, n, tmp_path)
+    assert code == 0, err
     assert all((root / f"out.{i}").read_text() == "alpha\nbeta\n" for i in range(3 * n))
     ran_in = [line.split("/run-")[0] for line in marks.read_text().splitlines()]
     assert len(ran_in) == len(set(ran_in)) <= n  # at most once per worker

@@ -18,16 +18,9 @@ from pathlib import Path
 
 import pytest
 from docserver import Documents, serve
+from test_run_e2e import vinemake
 
 from vinemake.core.urls import UrlMemo, Validators, check_url, url_key
-
-
-def vinemake(root, *args, check=True, timeout=120):
-    proc = subprocess.run([sys.executable, "-m", "vinemake", *args], cwd=root,
-                          capture_output=True, text=True, timeout=timeout)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
-    return proc
 
 
 def started(proc) -> list[str]:
@@ -272,6 +265,21 @@ def start_workers(port_file: Path, n: int, tmp_path: Path, **kw) -> list[subproc
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
 
 
+def run_with_workers(root: Path, n: int, tmp_path: Path, timeout: float = 180):
+    """`vinemake -T workers` in `root` with n real workers started by hand on this host (as
+    if on others: they copy every input): (exit status, stderr)."""
+    port_file = tmp_path / "port"
+    manager = subprocess.Popen(
+        [sys.executable, "-m", "vinemake", "-T", "workers", "-p", "0", "--port-file",
+         str(port_file)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers = start_workers(port_file, n, tmp_path)
+    try:
+        _, err = manager.communicate(timeout=timeout)
+    finally:
+        stop(workers)
+    return manager.returncode, err
+
+
 def stop(workers: list[subprocess.Popen]) -> None:
     for w in workers:
         if w.poll() is None:
@@ -292,16 +300,8 @@ def test_many_workers_reading_one_url_make_the_server_send_it_once(docs, tmp_pat
                     f"\tsleep 1; cksum < data.bin > sum.{i}; hostname >/dev/null\n"
                     for i in range(n * 2))
     root = project(tmp_path / "wf", rules)
-    port_file = tmp_path / "port"
-    manager = subprocess.Popen(
-        [sys.executable, "-m", "vinemake", "-T", "workers", "-p", "0", "--port-file",
-         str(port_file)], cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    workers = start_workers(port_file, n, tmp_path)
-    try:
-        _, err = manager.communicate(timeout=120)
-    finally:
-        stop(workers)
-    assert manager.returncode == 0, err
+    code, err = run_with_workers(root, n, tmp_path)
+    assert code == 0, err
     expected = subprocess.run(["cksum"], input=data, capture_output=True).stdout.decode()
     assert {(root / f"sum.{i}").read_text() for i in range(n * 2)} == {expected}
     assert docs.count("GET", "/data.bin") == 1

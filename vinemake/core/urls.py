@@ -23,7 +23,7 @@ import json
 import os
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import xxhash
@@ -31,7 +31,7 @@ import xxhash
 from vinemake.common.errors import InputError
 from vinemake.core.keys import ALGORITHM, digest, encode
 
-__all__ = ["Validators", "check_url", "url_key", "UrlMemo", "url_keys", "CHECK_TIMEOUT_S"]
+__all__ = ["Validators", "check_url", "url_key", "UrlMemo", "CHECK_TIMEOUT_S"]
 
 CHECK_TIMEOUT_S = 30.0
 _READ = 1 << 20
@@ -156,10 +156,6 @@ class UrlMemo:
             entry["hash"] = content_hash
             self.dirty = True
 
-    def content_hash(self, url: str) -> str:
-        entry = self.entries.get(url)
-        return entry["hash"] if entry else ""
-
     def save(self) -> None:
         if not self.dirty or not self.path:
             return
@@ -189,8 +185,3 @@ def _load(path: str) -> dict[str, dict]:
             continue  # a damaged line: that URL is checked afresh
     return entries
 
-
-def url_keys(urls: Mapping[str, None] | list[str], memo: UrlMemo,
-             offline: bool = False) -> dict[str, str]:
-    """Keys of the URL sources of a run, each checked once."""
-    return {url: memo.key(url, offline) for url in urls}
