@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import TextIO
 
 from vinemake.common.hashing import hash_tree
@@ -44,8 +45,8 @@ class Cleaning:
 
 def decide(mode: str, made: Mapping[str, FileRecord], protected: Set[str],
            outputs: Set[str], disk: Mapping[str, tuple[int, int] | None],
-           changed: Mapping[str, str] = {},  # noqa: B006 - read only
-           outside: Mapping[str, str] = {}) -> Cleaning:  # noqa: B006 - read only
+           changed: Mapping[str, str] = MappingProxyType({}),
+           outside: Mapping[str, str] = MappingProxyType({})) -> Cleaning:
     """Pure: the files of `made` that `mode` covers, minus sources and changed files.
 
     `changed`: the made files whose bytes are not what vinemake put there, each with a note
