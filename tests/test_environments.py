@@ -112,6 +112,26 @@ def test_environment_on_the_command_line_covers_every_rule_but_local_ones(packed
     assert bare.returncode == 1
 
 
+def test_a_category_runs_in_its_environment_and_a_rule_may_name_its_own(packed, tmp_path):
+    root = workflow(tmp_path / "wf", packed, (
+        "CATEGORY=ml\nENVIRONMENT=env.tar.gz\n"
+        f"a.txt:\n\t{IMPORT} > a.txt\n"
+        f"b.txt:\nENVIRONMENT=other.tar.gz\n\t{IMPORT} > b.txt\n"
+        "CATEGORY=plain\n"
+        f"c.txt:\n\tpython3 -c 'import {PACKAGE}' 2>/dev/null && echo has > c.txt"
+        " || echo lacks > c.txt\n"))
+    shutil.copy(packed["env2"], root / "other.tar.gz")
+    assert started(vinemake(root)) == ["a.txt", "b.txt", "c.txt"]
+    assert (root / "a.txt").read_text().split()[0] == PACKAGE
+    assert (root / "c.txt").read_text() == "lacks\n"
+    a_env = (root / "a.txt").read_text().split()[1]
+    b_env = (root / "b.txt").read_text().split()[1]
+    assert a_env != b_env  # two environments, each unpacked once
+    assert len(unpacked(root / ".vinemake" / "worker")) == 2
+    shutil.copy(packed["env"], root / "other.tar.gz")
+    assert started(vinemake(root)) == ["b.txt"]
+
+
 def test_a_library_starts_inside_its_environment(packed, tmp_path):
     root = workflow(tmp_path / "wf", packed, (
         "@environment env.tar.gz\n@library jokes\n: jokes.py\n"
@@ -147,6 +167,8 @@ def test_a_broken_tarball_fails_its_rules_with_the_reason(tmp_path):
      "@environment env.tar.gz"),
     ("@environment env.tar.gz\nout:\n\tLOCAL touch out\n",
      "Vinefile:1:1: an @environment rule runs on a worker: it cannot be LOCAL or MAKEFLOW"),
+    ("ENVIRONMENT=a.tar.gz b.tar.gz\nout:\n\ttouch out\n",
+     "Vinefile:1:13: ENVIRONMENT is one packed environment FILE, got 'a.tar.gz b.tar.gz'"),
     ("@environment nope.tar.gz\nout:\n\ttouch out\n",
      "Vinefile:2:1: source 'nope.tar.gz' does not exist and no rule makes it (did you mean "
      "'env.tar.gz'?)"),

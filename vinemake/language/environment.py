@@ -1,4 +1,5 @@
-"""Packed environments (`@environment FILE`, `--environment FILE`): a rule's sources gain FILE.
+"""Packed environments (`@environment FILE`, `ENVIRONMENT=FILE`, `--environment FILE`): a
+rule's sources gain FILE.
 
 The environment's tarball is an input of every rule that runs in it, so it reaches each worker
 like any input, its content hash is part of each such rule's key (changing it reruns those
@@ -8,10 +9,11 @@ rules and nothing else), and a rule that makes it comes first.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping, Sequence
 
-from vinemake.common.spec import FileRef, Workflow
+from vinemake.common.spec import FileRef, RuleSpec, Workflow
 
-__all__ = ["with_source", "with_environment"]
+__all__ = ["with_source", "with_environment", "in_environments"]
 
 
 def with_source(sources: tuple[FileRef, ...], path: str) -> tuple[FileRef, ...]:
@@ -24,9 +26,20 @@ def with_source(sources: tuple[FileRef, ...], path: str) -> tuple[FileRef, ...]:
 def with_environment(workflow: Workflow, path: str) -> Workflow:
     """`--environment FILE`: every rule that runs on a worker and names no environment of its
     own runs in FILE (LOCAL rules and sub-workflows run on this host, as they are)."""
-    rules = tuple(
-        rule if rule.environment or rule.local or rule.subworkflow or rule.library
-        else dataclasses.replace(rule, environment=path,
-                                 sources=with_source(rule.sources, path))
-        for rule in workflow.rules)
-    return dataclasses.replace(workflow, rules=rules)
+    return dataclasses.replace(workflow, rules=in_environments(workflow.rules,
+                                                               lambda category: path))
+
+
+def in_environments(rules: Sequence[RuleSpec], environment_of) -> tuple[RuleSpec, ...]:
+    """Each rule that names no environment of its own in its category's (`environment_of`:
+    a mapping or a function of the category name; "" for none). LOCAL rules and sub-workflows
+    run on this host as they are; a function call runs inside its library's environment."""
+    get = environment_of.get if isinstance(environment_of, Mapping) else environment_of
+    out = []
+    for rule in rules:
+        path = None if (rule.environment or rule.local or rule.subworkflow or rule.call) \
+            else get(rule.category)
+        out.append(dataclasses.replace(rule, environment=path,
+                                       sources=with_source(rule.sources, path))
+                   if path else rule)
+    return tuple(out)

@@ -38,7 +38,7 @@ from vinemake.common.spec import (
 )
 from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES, AnnotationError, read_annotation
-from vinemake.language.environment import with_source
+from vinemake.language.environment import in_environments, with_source
 from vinemake.language.expand import (
     COMMAND,
     VALUE,
@@ -244,6 +244,8 @@ class _Evaluator:
                 value = _number_text(parsed)
         elif name == "BATCH_OPTIONS":
             self.settings[self.current]["batch_options"] = value
+        elif name == "ENVIRONMENT":
+            self.settings[self.current]["environment"] = self._environment(value, stmt)
         elif name == "MAKEFLOW_INPUTS":
             self.inputs = value
         elif name == "MAKEFLOW_OUTPUTS":
@@ -403,6 +405,8 @@ class _Evaluator:
             raise self.source.error_at(stmt.command, _lead(stmt.command.raw), too_long)
         if fields.get("mini"):
             self._check_mini(stmt, targets, fields)
+        if "ENVIRONMENT" in local and "environment" not in fields and local["ENVIRONMENT"]:
+            fields["environment"] = local["ENVIRONMENT"]  # a rule-local ENVIRONMENT=FILE
         if fields.get("environment"):
             if fields.get("local") or fields.get("subworkflow"):
                 note = next(a for a in stmt.annotations if a.word.raw == "@environment")
@@ -533,6 +537,15 @@ class _Evaluator:
             out.append(ref)
         return tuple(out)
 
+    def _environment(self, value: str, at: Assign | Text) -> str:
+        """A category's ENVIRONMENT: one packed environment FILE, or none."""
+        words = split_words(value)
+        if len(words) > 1:
+            text = at if isinstance(at, Text) else (at.value or at.head)
+            raise self.source.error_at(text, _lead(text.raw), f"ENVIRONMENT is one packed "
+                                       f"environment FILE, got {value!r}")
+        return words[0] if words else ""
+
     def _check_mini(self, stmt: Rule, targets: tuple[FileRef, ...], fields: dict) -> None:
         """A `@mini` rule makes files on the workers that read them, from a plain command."""
         if not targets:
@@ -631,6 +644,10 @@ class _Evaluator:
                 rules[index] = _finish_rule(values, extra, categories[name], shared[name])
         used = {"default", *self.early, *(values["category"] for _, values, _ in self.late)}
         rules = tuple(rules)
+        environments = {name: settings.get("environment", self.settings["default"].get(
+            "environment", "")) for name, settings in self.settings.items()}
+        if any(environments.values()):
+            rules = in_environments(rules, environments)
         return Workflow(
             path=self.source.path,
             rules=rules,

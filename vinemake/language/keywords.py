@@ -23,7 +23,7 @@ COMMAND_PREFIXES = ("LOCAL", "MAKEFLOW")
 # Variables with meaning to vinemake.
 RESOURCE_VARIABLES = ("CORES", "MEMORY", "DISK", "GPUS", "WALL_TIME")
 SPECIAL_VARIABLES = ("CATEGORY", "MAKEFLOW_INPUTS", "MAKEFLOW_OUTPUTS", "BATCH_OPTIONS",
-                     "BATCH_LOCAL") + RESOURCE_VARIABLES
+                     "BATCH_LOCAL", "ENVIRONMENT") + RESOURCE_VARIABLES
 # Schemes of a URL source (`https://host/words.txt`), as common/spec.py's URL_SCHEMES.
 URL_SCHEMES = ("http", "https", "file")
 # The `export` statement.

@@ -45,7 +45,7 @@ syn region vinefileValue start=/\ze./ end=/\\\@<!$/ contained contains=@vinefile
 syn match vinefileAssignOp /+\?=/ contained skipwhite nextgroup=vinefileValue
 syn match vinefileAssignName /^@\?\h\w*\ze\s*+\?=/ skipwhite nextgroup=vinefileAssignOp
 syn match vinefileSpecialVar
-      \ /^@\?\%(CATEGORY\|MAKEFLOW_INPUTS\|MAKEFLOW_OUTPUTS\|BATCH_OPTIONS\|BATCH_LOCAL\|CORES\|MEMORY\|DISK\|GPUS\|WALL_TIME\)\ze\s*+\?=/
+      \ /^@\?\%(CATEGORY\|MAKEFLOW_INPUTS\|MAKEFLOW_OUTPUTS\|BATCH_OPTIONS\|BATCH_LOCAL\|ENVIRONMENT\|CORES\|MEMORY\|DISK\|GPUS\|WALL_TIME\)\ze\s*+\?=/
       \ skipwhite nextgroup=vinefileAssignOp
 " Operators Makeflow does not have, and a value with no name.
 syn match vinefileAssignError /^@\?\h\w*\s*[-?:!]=/ skipwhite nextgroup=vinefileValue
@@ -104,7 +104,7 @@ syn region vinefileAnnotationLine matchgroup=vinefileAnnotation start=/^@call\>/
 " `@NAME=value` is a rule-local assignment, not an annotation: defined after, so it wins.
 syn match vinefileAssignName /^@\h\w*\ze\s*+\?=/ skipwhite nextgroup=vinefileAssignOp
 syn match vinefileSpecialVar
-      \ /^@\%(CATEGORY\|MAKEFLOW_INPUTS\|MAKEFLOW_OUTPUTS\|BATCH_OPTIONS\|BATCH_LOCAL\|CORES\|MEMORY\|DISK\|GPUS\|WALL_TIME\)\ze\s*+\?=/
+      \ /^@\%(CATEGORY\|MAKEFLOW_INPUTS\|MAKEFLOW_OUTPUTS\|BATCH_OPTIONS\|BATCH_LOCAL\|ENVIRONMENT\|CORES\|MEMORY\|DISK\|GPUS\|WALL_TIME\)\ze\s*+\?=/
       \ skipwhite nextgroup=vinefileAssignOp
 
 " ---- comments: `#` outside quotes, to the end of the line ----
