@@ -46,9 +46,13 @@ def test_a_spike_over_the_declared_memory_fails_every_time(cluster):
     failed = [r for r in results[:6] if not r.ok]
     assert len(failed) == 6  # was 1 in 6 with samples alone
     if method.startswith("a cgroup per task"):
-        assert {(r.status, r.exit_code) for r in failed} == {("resource_exceeded", 137)}
-        assert all(re.fullmatch(r"memory: over the declared 50 MB \(its cgroup's limit stopped "
-                                r"it at \d+ MB\)", r.reason) for r in failed)
+        # the OOM killer picks python (sh then exits 137) or the shell itself (-9)
+        assert {r.status for r in failed} == {"resource_exceeded"}
+        assert {r.exit_code for r in failed} <= {137, -9}
+        # (a sample may catch a slower spike first: then the monitor's own words)
+        assert all(re.fullmatch(r"memory: (over the declared 50 MB \(its cgroup's limit "
+                                r"stopped it at \d+ MB\)|used \d+ MB, declared 50 MB)",
+                                r.reason) for r in failed), [r.reason for r in failed]
     else:
         assert method.startswith("RLIMIT_DATA per process")
         assert {(r.status, r.reason) for r in failed} == {("failed", (
