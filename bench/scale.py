@@ -145,20 +145,30 @@ def profile(spec: str, workdir: str) -> None:
 
 
 def memory(spec: str, workdir: str) -> None:
+    """What is held when the plan is made and the listing starts (the -n peak), by line."""
     import io
     import tracemalloc
 
+    from vinemake.face import run as face_run
+
     d, argv = _in_process(spec, workdir)
     os.chdir(d)
+    snaps = []
+    listing = face_run.dry_run_text
+
+    def snapshot_then_list(*a, **kw):
+        snaps.append(tracemalloc.take_snapshot())
+        return listing(*a, **kw)
+
+    face_run.dry_run_text = snapshot_then_list
     out = sys.stdout
     sys.stdout = io.StringIO()
     tracemalloc.start()
     _invoke(argv)
-    snap = tracemalloc.take_snapshot()
     peak = tracemalloc.get_traced_memory()[1]
     sys.stdout = out
-    print(f"peak traced {peak / 2**20:.0f} MB; held at the end, by line:")
-    for stat in snap.statistics("lineno")[:25]:
+    print(f"peak traced {peak / 2**20:.0f} MB; held when the listing starts, by line:")
+    for stat in snaps[0].statistics("lineno")[:25] if snaps else ():
         print(f"  {stat.size / 2**20:8.1f} MB {stat.count:>9} blocks  {stat.traceback[0]}")
 
 

@@ -54,12 +54,13 @@ class Output(NamedTuple):
     key: str
 
 
-@dataclass(frozen=True)
-class RuleKey:
+class RuleKey(NamedTuple):
     """A rule's key and what went into it, so a plan can say *which* part changed.
 
     `parts` are (name, digest) for command, env, resources, library and kind; `inputs` are
     (path, key) of every input, sorted by path; `outputs` are (path, sandbox, key).
+    (A NamedTuple: one is kept per rule, and a tuple is made and held for less than an
+    object with a dict; docs/performance.md.)
     """
 
     key: str
@@ -105,32 +106,41 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     res = resources if resources is not None else rule.resources
     kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) else ""
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
-    parts = (
-        ("command", digest(shell_words(rule.command).encode("utf-8", "surrogateescape"))),
-        ("environment", _env_digest(rule.env)),
-        ("resources", _resources_digest(res.cores, res.gpus)),
-        ("library", digest(library_key.encode()) if library_key else _EMPTY),
-        ("kind", digest(kind.encode()) if kind else _EMPTY),
-    )
+    # The (name, digest) pairs other rules share are made once and shared.
+    command = ("command", digest(shell_words(rule.command).encode("utf-8", "surrogateescape")))
+    env = _env_part(rule.env)
+    resources_part = _resources_part(res.cores, res.gpus)
+    library = _library_part(library_key) if library_key else _NO_LIBRARY
+    kind_part = _kind_part(kind) if kind else _NO_KIND
+    parts = (command, env, resources_part, library, kind_part)
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
-    # (Rules without inputs are common enough to skip sorting and zipping for them.)
-    text = [parts[0][1], parts[1][1], parts[2][1], parts[3][1], parts[4][1]]
+    head = command[1] + env[1] + resources_part[1] + library[1] + kind_part[1]
+    sources = rule.sources
     inputs: tuple[tuple[str, str], ...] = ()
-    if rule.sources:
-        paths = [norm(f.path) for f in rule.sources]
-        sandboxed = sorted((f.sandbox, input_keys[p]) for f, p in zip(rule.sources, paths,
-                                                                     strict=True))
-        text.append(f"{len(sandboxed)}:")
-        text.extend(f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed)
-        inputs = tuple(sorted((p, input_keys[p]) for p in paths))
+    if not sources:  # common enough to skip sorting and zipping
+        text = head + "0:"
+    elif len(sources) == 1:
+        f = sources[0]
+        path = norm(f.path)
+        k = input_keys[path]
+        text = f"{head}1:{len(f.sandbox)}:{f.sandbox}{len(k)}:{k}"
+        inputs = ((path, k),)
     else:
-        text.append("0:")
-    names = sorted(f.sandbox for f in rule.targets)
-    text.append(f"{len(names)}:")
-    text.extend(f"{len(n)}:{n}" for n in names)
-    key = f"rule-{ALGORITHM}-{digest(''.join(text).encode('utf-8', 'surrogateescape'))}"
-    outputs = tuple(Output(norm(f.path), f.sandbox, output_key(key, f.sandbox))
-                    for f in rule.targets)
+        pairs = [(norm(f.path), f.sandbox) for f in sources]
+        sandboxed = sorted([(sb, input_keys[p]) for p, sb in pairs])
+        text = f"{head}{len(sandboxed)}:" + "".join(
+            [f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed])
+        inputs = tuple(sorted([(p, input_keys[p]) for p, _ in pairs]))
+    targets = rule.targets
+    if len(targets) == 1:
+        name = targets[0].sandbox
+        text = f"{text}1:{len(name)}:{name}"
+    else:
+        names = sorted([f.sandbox for f in targets])
+        text = f"{text}{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
+    key = f"rule-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
+    outputs = tuple([Output(norm(f.path), f.sandbox, output_key(key, f.sandbox))
+                     for f in targets])
     return RuleKey(key, parts, inputs, outputs)
 
 
@@ -140,16 +150,30 @@ def _kind(rule: RuleSpec) -> str:
                                                         else "")
 
 
+_NO_LIBRARY = ("library", _EMPTY)
+_NO_KIND = ("kind", _EMPTY)
+
+
 @functools.lru_cache(maxsize=4096)
-def _env_digest(env: tuple[tuple[str, str], ...]) -> str:
+def _env_part(env: tuple[tuple[str, str], ...]) -> tuple[str, str]:
     # Most rules of a category share one env tuple: hash it once.
     kept = tuple((k, v) for k, v in env if k not in LIMIT_VARIABLES)
-    return digest(encode(kept)) if kept else _EMPTY
+    return ("environment", digest(encode(kept)) if kept else _EMPTY)
 
 
 @functools.lru_cache(maxsize=256)
-def _resources_digest(cores, gpus) -> str:
-    return digest(f"{cores!r} {gpus!r}".encode())
+def _resources_part(cores, gpus) -> tuple[str, str]:
+    return ("resources", digest(f"{cores!r} {gpus!r}".encode()))
+
+
+@functools.lru_cache(maxsize=256)
+def _library_part(library_key: str) -> tuple[str, str]:
+    return ("library", digest(library_key.encode()))
+
+
+@functools.lru_cache(maxsize=256)
+def _kind_part(kind: str) -> tuple[str, str]:
+    return ("kind", digest(kind.encode()))
 
 
 @dataclass(frozen=True)

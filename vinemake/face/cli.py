@@ -8,9 +8,7 @@ user can cause gets a `vinemake: ` prefix. The exit status is the error's `exit_
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import importlib
 import os
 import sys
@@ -20,6 +18,7 @@ import click
 
 from vinemake import __version__
 from vinemake.backends import ProviderOptions
+from vinemake.common.collector import collector_paused
 from vinemake.common.errors import (
     EXIT_FAILED,
     InputError,
@@ -276,7 +275,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
         # A rerun with nothing changed is decided from a stat snapshot, before parsing.
         if _entry("nothing_to_do")(options):
             ctx.exit(0)
-    with _collector_paused():
+    with collector_paused():
         workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
         if options.environment:
             workflow = with_environment(workflow, options.environment)
@@ -392,28 +391,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 # --- the steps ------------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _collector_paused():
-    """No cyclic garbage collection while reading the workflow.
-
-    Parsing and graph building allocate millions of objects and free almost none, so each
-    generation-2 collection rescans everything built so far for nothing: at 1M rules that
-    was over half of BuildGraph.build's time. Nothing here makes reference cycles.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        # What was read lives until the process ends: freeze it, or the first allocation
-        # after enabling runs a collection over all of it (a noticeable pause for large
-        # workflows: docs/performance.md), and the engine's would rescan a million RuleSpecs
-        # each time it looks for cycles.
-        gc.freeze()
-        if was_enabled:
-            gc.enable()
 
 
 def _chdir(directory: str, flag: str) -> None:

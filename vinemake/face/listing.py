@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import shlex
 from collections.abc import Iterable, Mapping
+from typing import TextIO
 
 from vinemake.common.spec import Resources, RuleSpec
 from vinemake.core.graph import BuildGraph
+from vinemake.core.plan import Reason
 
-__all__ = ["summary", "dry_run_text"]
+__all__ = ["summary", "dry_run_text", "write_dry_run"]
 
 
 def _count(n: int, word: str) -> str:
@@ -46,36 +49,52 @@ def _files(refs) -> str:
                     else f"{shlex.quote(r.path)}->{shlex.quote(r.sandbox)}" for r in refs)
 
 
-def dry_run_text(graph: BuildGraph, rids: Iterable[int] | None = None,
-                 reasons: Mapping[int, str] | None = None) -> str:
+def dry_run_text(graph: BuildGraph, rids: Iterable[int] | None = None) -> str:
     """Each rule's command in a valid order, its files and resources as `#` comments.
 
-    `rids` (default: every rule, in graph order) picks the rules; `reasons` adds why each runs.
+    `rids` (default: every rule, in graph order) picks the rules.
     """
+    out = io.StringIO()
+    write_dry_run(out, graph, rids)
+    return out.getvalue()
+
+
+def write_dry_run(out: TextIO, graph: BuildGraph, rids: Iterable[int] | None = None,
+                  reasons: Mapping[int, Reason] | None = None) -> None:
+    """Write dry_run_text to `out` a few thousand rules at a time (at a million rules the
+    whole text is hundreds of MB); `reasons` adds why each rule runs."""
     rules = graph.workflow.rules
     categories = {c.name: c.resources for c in graph.workflow.categories}
-    out: list[str] = []
+    described: dict[tuple[Resources, str], str] = {}  # most rules share both
+    out_lines: list[str] = []
+    add = out_lines.append
     for rid in graph.order() if rids is None else rids:
         rule = rules[rid]
-        notes = [f"category {rule.category}"]
-        resources = _resources(rule, categories.get(rule.category))
-        if resources:
-            notes.append(resources)
+        pair = (rule.resources, rule.category)
+        about = described.get(pair)
+        if about is None:
+            notes = [f"category {rule.category}"]
+            resources = _resources(rule, categories.get(rule.category))
+            if resources:
+                notes.append(resources)
+            about = described[pair] = "; ".join(notes)
         if rule.local:
-            notes.append("local")
+            about += "; local"
         kind = ""
         if rule.library:
             kind = f"library {rule.library}: "
         elif rule.call:
             kind = f"call {rule.call}: "
-        out.append(f"# {kind}{rule.name} (line {rule.location.line}; {'; '.join(notes)})")
+        add(f"# {kind}{rule.name} (line {rule.location.line}; {about})\n")
         if reasons and rid in reasons:
-            out.append(f"#   why: {reasons[rid]}")
+            reason = reasons[rid]
+            add(f"#   why: {reason.action}, {reason.text}\n")
         if rule.sources:
-            out.append(f"#   in:  {_files(rule.sources)}")
+            add(f"#   in:  {_files(rule.sources)}\n")
         if rule.targets:
-            out.append(f"#   out: {_files(rule.targets)}")
-        out.append(rule.command)
-    return "".join(line + "\n" for line in out)
-
-
+            add(f"#   out: {_files(rule.targets)}\n")
+        add(rule.command + "\n")
+        if len(out_lines) >= 16384:
+            out.write("".join(out_lines))
+            out_lines.clear()
+    out.write("".join(out_lines))

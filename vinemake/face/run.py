@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
+from vinemake.common.collector import collector_paused
 from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
 from vinemake.common.spec import Resources, Workflow, is_url
 from vinemake.core.confine import Confinement
@@ -38,7 +39,7 @@ from vinemake.core.reporter import make_reporter
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 from vinemake.core.urls import UrlMemo
-from vinemake.face.listing import dry_run_text
+from vinemake.face.listing import write_dry_run
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
@@ -114,6 +115,11 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     `save=False` (for -n) leaves the hash memo unwritten: a dry run writes nothing.
     URL sources are checked with their servers (`offline`: keyed as recorded).
     """
+    with collector_paused():  # keys and plan: a few objects per rule, no cycles
+        return _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline)
+
+
+def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -> Prepared:
     from vinemake.core.engine import effective_resources, stays_remote
 
     if targets:
@@ -151,10 +157,13 @@ def prepare(workflow: Workflow, graph: BuildGraph, root: str, targets=(),
     made = journal.state.files
     plan_rules = {}
     disk = {}
+    producer = graph.producer
     for rid in ids:
         rule = rules[rid]
-        producers = tuple((norm(s.path), graph.producer[norm(s.path)]) for s in rule.sources
-                          if norm(s.path) in graph.producer) if rule.sources else ()
+        producers = ()
+        if rule.sources:
+            paths = [norm(s.path) for s in rule.sources]
+            producers = tuple([(p, producer[p]) for p in paths if p in producer])
         rk = keys.rules[rid]
         plan_rules[rid] = PlanRule(rid, rule.name, rk,
                                    stays_remote(rules, graph.dependents, rid, remote), producers,
@@ -174,6 +183,8 @@ def _confined(rules, ids, keys: Keys, root: str) -> None:
     confine = Confinement(root)
     for rid in ids:
         for path, _, _ in keys.rules[rid].outputs:
+            if "/" not in path:
+                continue  # its parent is the workflow directory itself
             problem = confine.problem(path, os.path.join(root, path))
             if problem is not None:
                 rule = rules[rid]
@@ -258,8 +269,7 @@ def dry_run(workflow: Workflow, graph: BuildGraph, options, out: TextIO | None =
                    save=False, offline=options.offline)
     reasons = prep.plan.reasons
     shown = [rid for rid in prep.plan.order if reasons[rid].action != SKIP or options.explain]
-    out.write(dry_run_text(graph, shown,
-                           {rid: f"{reasons[rid].action}, {reasons[rid].text}" for rid in shown}))
+    write_dry_run(out, graph, shown, reasons)
     n_run, n_restore = len(prep.plan.ids(RUN)), len(prep.plan.ids(RESTORE))
     if not n_run and not n_restore:
         out.write("vinemake: nothing to do\n")
