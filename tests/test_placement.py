@@ -12,7 +12,7 @@ from dataclasses import replace
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
 from vinemake.backends.local import worker_command
 from vinemake.common.spec import Resources
-from vinemake.common.task import Task, TaskFile
+from vinemake.common.task import MiniTask, Task, TaskFile
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.manager import Manager
 from vinemake.manager.placement import (
@@ -77,6 +77,34 @@ def test_the_worker_holding_most_input_bytes_wins():
     replicas = {"k1": {"a"}, "k2": {"b"}, "k3": {"b"}}
     t = task(inputs=[("k1", 500), ("k2", 300), ("k3", 300)])
     assert place(t, workers, replicas) == "b"
+
+
+def _mini_reader(other_input: int) -> Task:
+    """A task reading a mini's output `ref` (made from `ref.tgz`, 1 MB) and `big`."""
+    mini = MiniTask("rule-m", "ref", "tar xzf ref.tgz", (TaskFile("ref.tgz", "ref.tgz", None,
+                                                                  1_000_000),),
+                    (TaskFile("ref", "ref"),))
+    return replace(task(inputs=[("ref", 0), ("big", other_input)]), minis=(mini,))
+
+
+def test_a_mini_output_weighs_what_making_it_again_costs_not_its_size():
+    workers = [worker("a"), worker("b")]
+    # a holds the 5 GB unpacked tree, made in 2 s from a 1 MB archive; b holds a 50 MB input
+    replicas = {"ref": {"a"}, "big": {"b"}}
+    sizes = {"ref": 5_000_000_000}
+    quick = {"ref": 2.0}
+    assert place(_mini_reader(50_000_000), workers, replicas, sizes=sizes, remake_s=quick,
+                 rate=10_000_000) == "b"  # remaking (1 MB + 2 s x 10 MB/s) beats moving 50 MB
+    slow = {"ref": 60.0}
+    assert place(_mini_reader(50_000_000), workers, replicas, sizes=sizes, remake_s=slow,
+                 rate=10_000_000) == "a"  # a minute of unpacking is worth 600 MB here
+
+
+def test_a_worker_holding_a_minis_inputs_is_worth_their_bytes():
+    workers = [worker("a"), worker("b")]
+    replicas = {"ref.tgz": {"a"}, "big": {"b"}}
+    assert place(_mini_reader(500_000), workers, replicas) == "a"
+    assert place(_mini_reader(2_000_000), workers, replicas) == "b"
 
 
 def test_locality_never_overrides_fit():

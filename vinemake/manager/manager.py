@@ -65,6 +65,7 @@ from vinemake.manager.workers import ConnectedWorker
 from vinemake.wire.fileserver import FileServer
 from vinemake.wire.gate import Gate
 from vinemake.wire.protocol import (
+    ENVIRONMENT,
     MINI,
     PUSH_FAILED,
     URL,
@@ -522,9 +523,11 @@ class Manager:
         if t.source == PUSH_FAILED:
             self.delivery.stored(t.key, 0, t.reason or "the worker could not push it")
             return
-        if t.source == MINI:  # made there for a `@mini` rule: held, never to be moved
+        if t.source == MINI:  # made there (a `@mini` output, an environment): never to move
             self.replicas.sizes[t.key] = t.size
             self.replicas.add(w, t.key, t.hash)
+            if not t.key.startswith(ENVIRONMENT):
+                self.replicas.remake_s[t.key] = t.end - t.start
             return
         self.transfer_log.record(t.source, w.id, t.key, t.size, t.start, t.end, t.ok)
         if not t.ok:

@@ -84,7 +84,8 @@ def cache_fits(task: Task, want: Resources, w: WorkerView,
 
 def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],
           rng: _random.Random | None = None,
-          sizes: Mapping[str, int] | None = None, room_first: bool = True) -> str | None:
+          sizes: Mapping[str, int] | None = None, room_first: bool = True,
+          remake_s: Mapping[str, float] | None = None, rate: float | None = None) -> str | None:
     """The id of the worker to run `task`, or None if none has room now.
 
     `replicas` maps a file key to the ids of the workers holding it; `sizes` gives the bytes
@@ -96,6 +97,11 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     inputs than any fitting one is kept out only by its cache: the manager first tries to
     make room there (`make_room`), rather than copy the inputs elsewhere, and calls again
     with room_first=False if it cannot.
+
+    A `@mini` rule's outputs (task.minis) can be made on any worker: holding them is worth
+    what making them again would cost, the transfer of the mini's inputs plus its measured
+    run time (`remake_s`, by output key) at the transfer `rate`; a worker without them is
+    worth the bytes of the mini's inputs it holds.
     """
     want = need(task.resources)
     sizes = sizes or {}
@@ -112,6 +118,8 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     if len(fitting) == 1 and not room_first:
         return fitting[0].id
     held = _held(task, usable if room_first else fitting, replicas, sizes)
+    if task.minis:
+        _held_minis(held, task, replicas, sizes, remake_s or {}, rate or DEFAULT_RATE_BPS)
     best = min(fitting, key=lambda w: (-held[w.id], w.running, w.id))
     if room_first and max(held.values()) > held[best.id]:
         return None
@@ -128,6 +136,24 @@ def _held(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
             if wid in held:
                 held[wid] += size
     return held
+
+
+def _held_minis(held: dict[str, int], task: Task, replicas: Mapping[str, Iterable[str]],
+                sizes: Mapping[str, int], remake_s: Mapping[str, float], rate: float) -> None:
+    """Add what each worker holds of the task's `@mini` rules (see `place`)."""
+    for m in task.minis:
+        inputs = {f.key: max(f.size, sizes.get(f.key, 0), 1) for f in m.inputs}
+        outputs = [o.key for o in m.outputs]
+        cost = sum(inputs.values()) + int(remake_s.get(outputs[0], 0.0) * rate) if outputs \
+            else 0
+        for wid in held:
+            if outputs and all(wid in replicas.get(k, ()) for k in outputs):
+                held[wid] += cost
+            else:
+                held[wid] += sum(s for k, s in inputs.items() if wid in replicas.get(k, ()))
+            # _held counted the outputs as plain inputs: they are weighed here instead
+            held[wid] -= sum(max(sizes.get(k, 0), 1) for k in outputs
+                             if wid in replicas.get(k, ()))
 
 
 def holder(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iterable[str]],

@@ -35,6 +35,7 @@ class Replicas:
         self.inflight: collections.Counter = collections.Counter()  # source -> copies sent
         self.moving: collections.Counter = collections.Counter()  # key -> copies in flight
         self.rate: float | None = None  # bytes/s of completed transfers, a moving average
+        self.remake_s: dict[str, float] = {}  # a `@mini` output -> how long making it took
         self.epoch = 0  # bumped whenever some worker's cache changes
 
     # ------------------------------------------------------------ copies on workers

@@ -176,7 +176,8 @@ class Scheduler:
         if task.library is not None:
             return self._try_dispatch_call(task)
         views = [w.view() for w in self.workers.values()]
-        wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes)
+        wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes,
+                    remake_s=self.replicas.remake_s, rate=self.replicas.rate)
         if wid is None:
             return False
         if (self.rng is None and self.replicas.remote_only
