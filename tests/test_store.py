@@ -103,3 +103,12 @@ def test_symlink_output_gets_a_stamp_file(tmp_path):
     assert os.path.exists(store._entry(KEY) + ".stamp")  # symlinks take no user xattrs
     assert store.restore(KEY, str(tmp_path / "back"))
     assert os.readlink(tmp_path / "back") == "target"
+
+
+def test_prune_counts_a_held_entry_once_when_both_limits_would_remove_it():
+    from vinemake.core.prune import Entry, choose
+
+    old = [Entry("a", 10, 100.0), Entry("b", 10, 100.0), Entry("c", 10, 100.0)]
+    victims, held = choose(old, {"a", "b"}, older_than_s=50, max_bytes=0)
+    assert [e.key for e in victims] == ["c"]
+    assert held == 2

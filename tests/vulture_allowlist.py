@@ -34,3 +34,5 @@ _.daemon_threads  # face/statuspage.py: ThreadingHTTPServer reads it (request th
 server_version  # statuspage.py: BaseHTTPRequestHandler sends it as the Server header
 _.do_GET  # statuspage.py: http.server calls do_<METHOD>
 _.log_message  # statuspage.py: http.server calls it for every request (silenced)
+_.prune_command  # face/cachecmd.py: click registers it as `vinemake cache prune`
+_.address_family  # face/statuspage.py: socketserver reads it to open an IPv6 socket

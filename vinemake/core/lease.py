@@ -99,17 +99,16 @@ class Lease:
         self.held.clear()
 
 
-def held_keys(root: str) -> tuple[set[str], int]:
-    """The keys live leases hold, and how many dead runs' leases were removed.
+def held_keys(root: str) -> set[str]:
+    """The keys live leases hold; dead runs' leases are removed.
 
     Call it under the exclusive store_lock."""
     folder = os.path.join(root, LEASES)
     try:
         names = [n for n in os.listdir(folder) if not n.startswith(".")]
     except FileNotFoundError:
-        return set(), 0
+        return set()
     held: set[str] = set()
-    dead = 0
     for name in names:
         path = os.path.join(folder, name)
         try:
@@ -125,8 +124,7 @@ def held_keys(root: str) -> tuple[set[str], int]:
                 continue
             with contextlib.suppress(OSError):
                 os.unlink(path)
-            dead += 1
         finally:
             os.close(fd)
     held.discard("")
-    return held, dead
+    return held

@@ -38,7 +38,6 @@ class Pruned:
     kept: int = 0
     kept_bytes: int = 0
     held: int = 0  # kept because a running workflow holds them (and would have gone)
-    dead_leases: int = 0
 
     def line(self, root: str) -> str:
         return (f"vinemake cache prune: removed {self.removed} entries ({_mb(self.removed_bytes)})"
@@ -54,12 +53,13 @@ def choose(entries: Iterable[Entry], held: Set[str], older_than_s: float | None,
            max_bytes: int | None) -> tuple[list[Entry], int]:
     """Pure: the entries to remove, oldest first, and how many held ones would have gone."""
     by_age = sorted(entries, key=lambda e: -e.age_s)
-    victims, blocked = [], 0
-    keep = []
+    victims: list[Entry] = []
+    keep: list[Entry] = []
+    blocked: set[str] = set()  # a held entry both limits would remove counts once
     for e in by_age:
         if older_than_s is not None and e.age_s > older_than_s:
             if e.key in held:
-                blocked += 1
+                blocked.add(e.key)
                 keep.append(e)
             else:
                 victims.append(e)
@@ -71,12 +71,12 @@ def choose(entries: Iterable[Entry], held: Set[str], older_than_s: float | None,
             if total <= max_bytes:
                 break
             if e.key in held:
-                blocked += 1
+                blocked.add(e.key)
                 continue
             victims.append(e)
             keep.remove(e)
             total -= e.size
-    return victims, blocked
+    return victims, len(blocked)
 
 
 def prune(root: str, older_than_s: float | None, max_bytes: int | None,
@@ -87,7 +87,7 @@ def prune(root: str, older_than_s: float | None, max_bytes: int | None,
     now = time.time() if now is None else now
     store = Store(root)
     with store_lock(root, exclusive=True):
-        held, dead = held_keys(root)
+        held = held_keys(root)
         entries = list(_entries(root, now))
         victims, blocked = choose(entries, held, older_than_s, max_bytes)
         for e in victims:
@@ -95,7 +95,7 @@ def prune(root: str, older_than_s: float | None, max_bytes: int | None,
     gone = {e.key for e in victims}
     kept = [e for e in entries if e.key not in gone]
     return Pruned(len(victims), sum(e.size for e in victims), len(kept),
-                  sum(e.size for e in kept), blocked, dead)
+                  sum(e.size for e in kept), blocked)
 
 
 def _entries(root: str, now: float) -> Iterable[Entry]:

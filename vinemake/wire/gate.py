@@ -52,7 +52,6 @@ class Gate:
         self._deadlines: list[tuple[float, int, Pass]] = []
         self._order = itertools.count()
         self._closed = False
-        self.turned_away = 0  # connections closed at once for being over a cap, ever
         self._watchdog = threading.Thread(target=self._watch, name="handshake-deadlines",
                                           daemon=True)
         self._watchdog.start()
@@ -68,7 +67,6 @@ class Gate:
         it: the peer sees the connection end, and a worker then retries later)."""
         with self._lock:
             if self._open >= self.total or self._by_host[host] >= self.per_host:
-                self.turned_away += 1
                 return None
             p = Pass(self, host, sock)
             self._open += 1
