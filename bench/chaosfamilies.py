@@ -116,7 +116,7 @@ def r1_kill_vinemake(rng, t: Trial) -> Result:
 # -- R2: kill -9 and SIGSTOP of workers ---------------------------------------------------------
 
 R2_RULES = 8
-R2_VINEFILE = "".join(f"o{i}.txt:\n\tsleep 0.4; echo {i} > o{i}.txt\n" for i in range(R2_RULES)) \
+R2_VINEFILE = "".join(f"o{i}.txt:\n\tsleep 0.6; echo {i} > o{i}.txt\n" for i in range(R2_RULES)) \
     + "all.txt: " + " ".join(f"o{i}.txt" for i in range(R2_RULES)) \
     + "\n\tcat " + " ".join(f"o{i}.txt" for i in range(R2_RULES)) + " > all.txt\n"
 R2_EXPECTED = "".join(f"{i}\n" for i in range(R2_RULES)).encode()
@@ -138,6 +138,14 @@ def worker(t: Trial, port: int, name: str, *extra: str) -> subprocess.Popen:
                     "--timeout", "120", *extra])
 
 
+def _running_command(pid: int) -> bool:
+    """Is worker `pid` running a command (a `sleep` below it)?"""
+    try:
+        return any(c.name() == "sleep" for c in psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return False
+
+
 def r2_workers(modes=("kill", "stop"), in_turn=False):
     modes = Variants(modes, in_turn)
 
@@ -149,10 +157,12 @@ def r2_workers(modes=("kill", "stop"), in_turn=False):
             return {"wrong"}, "the manager never listened"
         workers = [worker(t, port, f"w{i}") for i in range(2)]
         mode, victim = modes.pick(rng), rng.randrange(2)
-        time.sleep(rng.uniform(0.3, 2.5))
+        time.sleep(rng.uniform(0.2, 1.5))
+        # Struck while running a command, so its task must be lost and run elsewhere.
+        busy = wait_until(lambda: _running_command(workers[victim].pid), 10)
         os.kill(workers[victim].pid, signal.SIGKILL if mode == "kill" else signal.SIGSTOP)
         done = t.wait(manager, timeout=60 + 90 if mode == "stop" else None)
-        note = f"{mode} of w{victim}"
+        note = f"{mode} of w{victim}{' mid-command' if busy else ''}"
         if done.code != 0:
             return {"wrong"}, f"{note}: exit {done.code}: {done.err[-300:]}"
         if read(t.wf / "all.txt") != R2_EXPECTED:

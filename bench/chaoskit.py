@@ -174,7 +174,8 @@ class Trial:
         """The harness's own findings once the scenario is done (every process ended first)."""
         self.end_processes()
         found = set()
-        texts = [p.read_text(errors="replace") for p in sorted(self.logs.iterdir())]
+        logs = sorted(self.logs.iterdir()) if self.logs.is_dir() else []
+        texts = [p.read_text(errors="replace") for p in logs]
         for text in texts:
             if TRACEBACK in text:
                 found.add("traceback")
