@@ -15,7 +15,7 @@ from collections.abc import Collection, Iterable
 import xxhash
 
 __all__ = ["ALGORITHM", "CHUNK", "encode", "digest", "source_key", "tree_digest", "tree_key",
-           "hash_file", "hash_tree"]
+           "hash_file", "hash_tree", "streaming"]
 
 ALGORITHM = "xxh3_128"
 CHUNK = 1 << 20  # reads of 1 MiB: large enough to amortise syscalls, small enough for the cache
@@ -54,6 +54,12 @@ def _encode_into(parts: list[str], value: Field) -> None:
 
 def digest(data: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(data)
+
+
+def streaming():
+    """A content hash fed piece by piece (`update`, `hexdigest`): bytes that arrive over the
+    network (a URL document) hash as the same bytes in a file would."""
+    return xxhash.xxh3_128()
 
 
 def source_key(content_hex: str) -> str:

@@ -26,10 +26,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-import xxhash
-
 from vinemake.common.errors import InputError
-from vinemake.core.keys import ALGORITHM, digest, encode
+from vinemake.common.hashing import ALGORITHM, digest, encode, streaming
 
 __all__ = ["Validators", "check_url", "url_key", "UrlMemo", "CHECK_TIMEOUT_S"]
 
@@ -92,7 +90,7 @@ def _conditional_get(url: str, known: Validators | None, timeout: float) -> Vali
             got = _validators(r.headers)
             if got.etag or got.last_modified or got.length:
                 return got
-            h = xxhash.xxh3_128()
+            h = streaming()
             while chunk := r.read(_READ):
                 h.update(chunk)
             return Validators(content=h.hexdigest())

@@ -17,8 +17,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-import xxhash
-
+from vinemake.common.hashing import streaming
 from vinemake.wire.protocol import ProtocolError
 
 __all__ = ["UrlFetchError", "fetch_url", "ATTEMPTS", "TIMEOUT_S"]
@@ -73,7 +72,7 @@ def _fetch_once(url: str, dest: str, progress, timeout_s: float) -> tuple[int, s
     with response:
         length = response.headers.get("Content-Length") if hasattr(response, "headers") else None
         size = int(length) if length and length.isdigit() else None
-        h = xxhash.xxh3_128()
+        h = streaming()
         got = 0
         try:
             with open(dest, "wb", buffering=0) as f:
