@@ -583,6 +583,19 @@ def test_a_rule_waits_for_a_reader_that_other_bytes_upstream_may_make_run(tmp_pa
         (tmp_path / "a.txt").read_text()
 
 
+def test_prune_refuses_a_directory_that_is_not_a_store_and_removes_nothing(tmp_path):
+    project = tmp_path / "project"
+    (project / "db").mkdir(parents=True)
+    (project / "db" / "dbdump.sql").write_text("precious\n")  # its shard would be 'db'
+    proc = vinemake(tmp_path, "cache", "prune", "--cache-dir", str(project), "--max-size", "0")
+    no_traceback(proc)
+    assert proc.returncode == 2
+    assert proc.stderr.endswith(f"Error: Invalid value for --cache-dir: {project} is not a "
+                                "vinemake store (it holds 'db/dbdump.sql')\n")
+    assert (project / "db" / "dbdump.sql").read_text() == "precious\n"
+    assert sorted(os.listdir(project)) == ["db"]  # not even a lock file left behind
+
+
 def test_a_store_prune_cannot_lock_is_one_line_and_exit_1(tmp_path):
     store = tmp_path / "store"
     (store / ".lock").mkdir(parents=True)  # root ignores modes: break the store so

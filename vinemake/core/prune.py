@@ -11,6 +11,7 @@ that died mid-insert (`.tmp-*` older than a minute) go too.
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
@@ -19,7 +20,12 @@ from vinemake.common.paths import remove_path
 from vinemake.core.lease import LEASES, LOCK, held_keys, store_lock
 from vinemake.core.store import ABANDONED_S, Store
 
-__all__ = ["Entry", "Pruned", "choose", "prune"]
+__all__ = ["Entry", "Pruned", "choose", "prune", "foreign"]
+
+SHARD = re.compile(r"[0-9a-f]{2}")  # Store.shard's folders
+# What a shard holds: entries named by key (kind-algorithm-digest, in the folder of the
+# digest's first two digits), their stamps, and copies being stored.
+ENTRY = re.compile(r"[a-z]+-[a-z0-9_]+-(?P<shard>[0-9a-f]{2})[0-9a-f]{14,}(\.stamp)?|\.tmp-\w+")
 
 
 @dataclass(frozen=True)
@@ -79,6 +85,23 @@ def choose(entries: Iterable[Entry], held: Set[str], older_than_s: float | None,
     return victims, len(blocked)
 
 
+def foreign(root: str) -> str | None:
+    """The first path in `root` that no store holds (a store holds its shards of key-named
+    entries, its leases and its lock), or None: pruning anything else would delete files
+    that are not entries."""
+    for name in sorted(os.listdir(root)):
+        if name in (LEASES, LOCK):
+            continue
+        folder = os.path.join(root, name)
+        if not SHARD.fullmatch(name) or not os.path.isdir(folder):
+            return name
+        for entry in sorted(os.listdir(folder)):
+            shape = ENTRY.fullmatch(entry)
+            if shape is None or shape["shard"] not in (None, name):
+                return f"{name}/{entry}"
+    return None
+
+
 def prune(root: str, older_than_s: float | None, max_bytes: int | None,
           now: float | None = None) -> Pruned:
     """Evict from the store at `root`; see the module docstring."""
@@ -101,7 +124,7 @@ def prune(root: str, older_than_s: float | None, max_bytes: int | None,
 def _entries(root: str, now: float) -> Iterable[Entry]:
     for shard in sorted(os.listdir(root)):
         folder = os.path.join(root, shard)
-        if shard in (LEASES, LOCK) or not os.path.isdir(folder):
+        if not SHARD.fullmatch(shard) or not os.path.isdir(folder):
             continue
         for name in os.listdir(folder):
             path = os.path.join(folder, name)

@@ -177,9 +177,6 @@ class Store:
         remove_path(entry + ".stamp")
         remove_path(entry)
 
-    def clear(self) -> None:
-        remove_path(self.root)
-
 
 def _touch(entry: str) -> None:
     """Mark the entry used now (its ctime, which prune reads), keeping the mtime its stamp

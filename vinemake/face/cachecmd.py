@@ -7,7 +7,7 @@ import os
 import click
 
 from vinemake.common.errors import describe_os_error
-from vinemake.core.prune import prune
+from vinemake.core.prune import foreign, prune
 from vinemake.core.statedir import StateDir
 from vinemake.face.params import duration_s, size_mb
 
@@ -33,6 +33,10 @@ def prune_command(cache_dir, older_than, max_size) -> None:
     root = os.path.abspath(cache_dir) if cache_dir else StateDir(os.getcwd()).cache
     if cache_dir and not os.path.isdir(root):
         raise click.BadParameter(f"{cache_dir}: no such directory", param_hint="--cache-dir")
+    stranger = foreign(root) if os.path.isdir(root) else None
+    if stranger is not None:  # pruning it would delete files that are not entries
+        raise click.BadParameter(f"{cache_dir or root} is not a vinemake store (it holds "
+                                 f"'{stranger}')", param_hint="--cache-dir")
     try:
         result = prune(root, older_than, None if max_size is None else max_size * 1_000_000)
     except OSError as e:  # a store this user cannot write, a full disk: one line, exit 1
