@@ -24,23 +24,15 @@ from pathlib import Path
 
 import psutil
 import pytest
+import test_manager
 from conftest import require_tool
+from test_manager import wait_for
 
 from vinemake.common.spec import Resources
 from vinemake.wire import protocol as p
 
 VINEFILE = "out.txt:\n\techo hi > out.txt\n"
 SECRET = "s3cret"
-
-
-def wait_for(condition, what: str, timeout: float = 60.0):
-    """Poll until condition() is truthy: readiness, never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
 
 
 class Run:
@@ -111,6 +103,9 @@ def run(tmp_path):
     yield make
     for r in made:
         r.close()
+
+
+cluster = test_manager.cluster  # the fixture: a manager here, real worker processes
 
 
 def frame(payload: bytes) -> bytes:
@@ -250,28 +245,9 @@ def _closed(s: socket.socket) -> bool:
 
 # ---------------------------------------------------------------- hung workers and managers
 
-@pytest.fixture
-def cluster(tmp_path):
-    from test_manager import Cluster
-
-    made = []
-
-    def make(**config):
-        c = Cluster(tmp_path, **config)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        for proc in c.procs.values():
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-        c.close()
-
-
 def test_a_stopped_worker_is_lost_its_task_rerun_and_its_sole_intermediate_remade(cluster,
                                                                                     tmp_path):
-    from test_manager import task
+    task = test_manager.task
 
     c = cluster(heartbeat_s=0.2, silence_s=2.0)
     c.worker("w1")
@@ -285,14 +261,16 @@ def test_a_stopped_worker_is_lost_its_task_rerun_and_its_sole_intermediate_remad
     c.m.submit(hung)
     wait_for(lambda: list(tmp_path.glob("pid.*")), "the task to start on w1")
     os.kill(c.procs["w1"].pid, signal.SIGSTOP)  # alive, connected, silent
-    c.worker("w2")
-    (tmp_path / "gate").touch()
-    r, = c.collect(hung)
+    try:
+        c.worker("w2")
+        (tmp_path / "gate").touch()
+        r, = c.collect(hung)
+    finally:
+        os.kill(c.procs["w1"].pid, signal.SIGCONT)  # it wakes up, finds itself dropped
+
     assert (r.status, r.worker) == ("ok", "w2")
     assert (tmp_path / "out").read_text() == "mid\n"
     assert len(list(tmp_path.glob("made.*"))) == 2  # the intermediate was made again on w2
-    assert "w1" not in c.m.workers
-    os.kill(c.procs["w1"].pid, signal.SIGCONT)  # it wakes up, finds itself dropped, rejoins
     wait_for(lambda: "w1" in c.m.workers, "w1 to join again")
     assert c.log("w1").count(f"vinemake-worker: connected to manager 127.0.0.1:{c.m.port} "
                              "as w1\n") == 2
@@ -377,7 +355,7 @@ def test_a_worker_and_manager_disagreeing_on_tls_fail_with_the_reason(run, certi
 # ---------------------------------------------------------------- rules too big for every worker
 
 def test_a_rule_bigger_than_every_worker_fails_after_its_wait(cluster, tmp_path):
-    from test_manager import task
+    task = test_manager.task
 
     c = cluster(too_big_wait_s=1.0)
     c.worker("w1", cores=1)
@@ -388,7 +366,7 @@ def test_a_rule_bigger_than_every_worker_fails_after_its_wait(cluster, tmp_path)
 
 
 def test_a_rule_too_big_waits_for_a_bigger_worker_that_joins(cluster, tmp_path):
-    from test_manager import task
+    task = test_manager.task
 
     c = cluster(too_big_wait_s=600.0)
     c.worker("w1", cores=1)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from test_manager import Cluster, task
+import test_manager
+from test_manager import task
 
 from vinemake.common.spec import Resources
 from vinemake.worker.memlimit import MemoryLimits
@@ -17,18 +17,7 @@ SPIKE = "python3 -c \"b = b'x' * 150_000_000\""
 UNDER = "python3 -c \"b = b'x' * 5_000_000\""
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    made = []
-
-    def make(**config):
-        c = Cluster(tmp_path, **config)
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
+cluster = test_manager.cluster  # the fixture: a manager here, real worker processes
 
 
 def method_of(log: str) -> str:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from cluster import netns
 from conftest import require, require_tool
+from test_manager import after_memory_line
 
 pytestmark = pytest.mark.netns
 
@@ -124,11 +125,13 @@ def test_a_worker_without_the_password_is_refused_and_the_manager_carries_on(dep
     intruder = d.start_worker(0, password_file=wrong)
     assert intruder.wait(timeout=60) != 0
     manager = f"vinemake-worker: manager {d.cluster.root_addr}:{d.port}"
-    assert d.worker_output(0) == f"{manager}: refused: authentication failed: wrong secret\n"
+    assert after_memory_line(d.worker_output(0)) == \
+        f"{manager}: refused: authentication failed: wrong secret\n"
     anonymous = d.start_worker(0, password_file=None)
     assert anonymous.wait(timeout=60) != 0
-    assert d.worker_output(0) == (f"{manager}: refused: authentication failed: no proof of the "
-                                  "secret (missing --password?)\n")
+    assert after_memory_line(d.worker_output(0)) == (
+        f"{manager}: refused: authentication failed: no proof of the secret (missing "
+        "--password?)\n")
     assert d.manager.poll() is None
     assert not (wf / "out.txt").exists()
 
