@@ -18,6 +18,7 @@ from vinemake.core.events import read_events, runs
 from vinemake.core.graph import norm
 from vinemake.core.statedir import StateDir
 from vinemake.face.history import going_on
+from vinemake.face.runview import human_bytes
 from vinemake.face.trace import rule_rows, stamp
 
 __all__ = ["show_log", "log_text", "find_rule"]
@@ -103,10 +104,10 @@ def log_text(run_id: str, row: Mapping, stderr: str, up_to_date_since: str | Non
     lines.append(f"outcome:   {how}")
     lines += _resources(plan.get("resources") or {}, end)
     if row["input_bytes"] is not None:
-        lines.append(f"inputs:    {_bytes(row['input_bytes'])}: "
-                     f"{_bytes(row['from_manager'])} from the manager, "
-                     f"{_bytes(row['from_peer'])} from peers, "
-                     f"{_bytes(row['from_cache'])} already there")
+        lines.append(f"inputs:    {human_bytes(row['input_bytes'])}: "
+                     f"{human_bytes(row['from_manager'])} from the manager, "
+                     f"{human_bytes(row['from_peer'])} from peers, "
+                     f"{human_bytes(row['from_cache'])} already there")
     if stderr:
         lines.append("stderr:")
         lines += [f"  {line}" for line in stderr.rstrip("\n").splitlines()]
@@ -136,11 +137,3 @@ def _num(x, unit: str) -> str:
     return f"{x:g}{unit}"
 
 
-def _bytes(n) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:g} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n} B"
