@@ -86,6 +86,14 @@ def test_a_writable_v1_memory_cgroup_is_used_and_cleaned_up(tmp_path):
     assert m.start(None) is None
 
 
+def test_a_killed_workers_cgroup_is_removed_by_the_next_worker(tmp_path):
+    root, proc = fake_cgroups(tmp_path, "4:memory:/job")
+    dead = tmp_path / "memory" / "job" / "vinemake-worker-999999999"  # no such pid
+    (dead / "t3").mkdir(parents=True)
+    MemoryLimits("auto", root, proc, environ={})
+    assert not dead.exists()
+
+
 def test_inside_slurm_the_job_cgroup_is_named(tmp_path):
     root, proc = fake_cgroups(tmp_path, "4:memory:/job")
     m = MemoryLimits("auto", root, proc, environ={"SLURM_JOB_ID": "7"})

@@ -152,6 +152,7 @@ class MemoryLimits:
         if mine is None:
             return "no cgroup v1 memory controller"
         parent = os.path.join(root, mine.lstrip("/"))
+        _remove_stale(parent)
         base = os.path.join(parent, f"vinemake-worker-{os.getpid()}")
         try:
             os.mkdir(base)
@@ -170,6 +171,32 @@ class MemoryLimits:
         _remove(probe)
         self.base = base
         return ""
+
+
+def _remove_stale(parent: str) -> None:
+    """Remove the cgroups of workers that were killed (kill -9 skips their cleanup)."""
+    try:
+        names = os.listdir(parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name.removeprefix("vinemake-worker-")
+        if name.startswith("vinemake-worker-") and pid.isdigit() and not _alive(int(pid)):
+            base = os.path.join(parent, name)
+            for child in os.listdir(base) if os.path.isdir(base) else ():
+                if os.path.isdir(os.path.join(base, child)):
+                    _remove(os.path.join(base, child))
+            _remove(base)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _set_limit(path: str, limit: int) -> None:
