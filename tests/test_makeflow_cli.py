@@ -352,6 +352,16 @@ def test_summary_log_names_the_failed_command(tmp_path):
                          "Output files:", "\tb\t-", "\tc\t2 B"]
 
 
+def test_a_summary_log_it_cannot_write_is_said_and_the_runs_exit_status_stands(tmp_path):
+    (tmp_path / "Vinefile").write_text("out:\n\techo hi > out\n")
+    proc = vinemake(tmp_path, "-f", "no/such/dir/summary.txt", "--trace", "t.tsv", check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.endswith("vinemake: -f no/such/dir/summary.txt: No such file or "
+                                "directory\n")
+    assert (tmp_path / "out").read_text() == "hi\n"
+    assert (tmp_path / "t.tsv").read_text().count("\n") == 2  # as --trace and --report do
+
+
 def test_debug_output_goes_to_the_debug_file(tmp_path):
     (tmp_path / "Vinefile").write_text("out:\n\techo hi > out\n")
     proc = vinemake(tmp_path, "-d", "wq", "-o", "debug.log")

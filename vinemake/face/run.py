@@ -467,7 +467,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
 
 
 def _summarize(workflow: Workflow, prep: Prepared, options, outcome) -> None:
-    """-f FILE: the run's summary, in Makeflow's layout."""
+    """-f FILE: the run's summary, in Makeflow's layout; a failure to write it is said, and
+    the run's own exit status stands (as for --trace and --report)."""
     import time
 
     from vinemake.face.summary import output_sizes, summary_text, write_summary
@@ -475,7 +476,10 @@ def _summarize(workflow: Workflow, prep: Prepared, options, outcome) -> None:
     commands = {rule.name: rule.command for rule in workflow.rules}
     text = summary_text(sys.argv, outcome, len(prep.plan.order), options.vinefile, time.time(),
                         commands, output_sizes(options.root, prep.graph.outputs()))
-    write_summary(options.summary_file, text)
+    try:
+        write_summary(options.summary_file, text)
+    except OSError as e:
+        sys.stderr.write(f"vinemake: -f {options.summary_file}: {e.strerror}\n")
 
 
 def _replaced(prep: Prepared) -> list[str]:

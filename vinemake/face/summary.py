@@ -6,8 +6,6 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 
-from vinemake.common.errors import InputError
-
 __all__ = ["summary_text", "write_summary", "human_size", "output_sizes"]
 
 
@@ -53,11 +51,8 @@ def summary_text(argv: Sequence[str], outcome, total: int, vinefile: str,
 
 
 def write_summary(path: str, text: str) -> None:
-    try:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text)
-    except OSError as e:
-        raise InputError(f"-f {path}: {e.strerror}") from None
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def output_sizes(root: str, outputs: Sequence[str]) -> list[tuple[str, int | None]]:
