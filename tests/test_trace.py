@@ -66,3 +66,18 @@ def test_a_real_run_writes_its_trace(tmp_path):
         ("a.txt", "ran", "0", "local"), ("b.txt", "failed", "4", "local")]
     assert rows[0]["input_bytes"] == "6" and rows[1]["input_bytes"] == "6"
     assert all(r["start"] != "-" and r["end"] >= r["start"] for r in rows)
+
+
+def test_a_run_with_nothing_to_do_still_writes_the_trace_and_report_asked_for(tmp_path):
+    (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    first = subprocess.run([sys.executable, "-m", "vinemake"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    proc = subprocess.run([sys.executable, "-m", "vinemake", "--trace", "trace.tsv",
+                           "--report", "report.html"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    rows = [dict(zip(COLUMNS, line.split("\t"), strict=True))
+            for line in (tmp_path / "trace.tsv").read_text().splitlines()[1:]]
+    assert [(r["label"], r["status"]) for r in rows] == [("a.txt", "up to date")]
+    assert (tmp_path / "report.html").stat().st_size > 0

@@ -215,10 +215,11 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     """Before parsing: has nothing changed since the last run that finished cleanly?
 
     If so, print what a full no-op run prints and return True: the CLI exits 0 without
-    parsing. Never with --explain (its point is the reasons), --clean or -f (a summary needs
-    the counts of a real run).
+    parsing. Never with --explain (its point is the reasons), --clean, or -f, --trace and
+    --report (each is written from the counts or the record of a real run).
     """
-    if options.explain or options.clean or options.summary_file:
+    if options.explain or options.clean or options.summary_file or options.trace \
+            or options.report:
         return False
     digest = _digest(options)
     rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
