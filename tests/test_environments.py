@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import require
-from test_urls import run_with_workers, started, vinemake
+from test_urls import barrier, run_with_workers, started, vinemake
 
 PACKAGE = "pyjokes"
 IMPORT = (f'python3 -c "import {PACKAGE}, os; '
@@ -187,7 +187,8 @@ def test_bad_environments_are_located_errors(tmp_path, vinefile, message):
 def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_path):
     n = 3
     rules = "".join(f"@environment env.tar.gz\n@resources cores=1\nout.{i}:\n"
-                    f"\tsleep 1; {IMPORT} > out.{i}\n" for i in range(3 * n))
+                    f"\t{barrier(tmp_path / 'started', n)}{IMPORT} > out.{i}\n"
+                    for i in range(3 * n))
     root = workflow(tmp_path / "wf", packed, rules)
     code, err = run_with_workers(root, n, tmp_path)
     assert code == 0, err
@@ -196,10 +197,10 @@ def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_
     log = next(root.glob(".vinemake/**/transfers.tsv")).read_text().splitlines()[1:]
     copies = [line.split("\t") for line in log if int(line.split("\t")[3]) == size]
     dests = [c[1] for c in copies]
-    assert len(dests) == len(set(dests)) >= 2  # once per worker that ran a rule
+    assert len(dests) == len(set(dests)) == n  # once to each worker
     assert [c[0] for c in copies].count("manager") == 1  # the rest from peers
     for i in range(n):
-        assert len(unpacked(tmp_path / f"w{i}")) == (1 if f"w{i}" in dests else 0)
+        assert len(unpacked(tmp_path / f"w{i}")) == 1
 
 
 def conda_shaped(path: Path, count: Path) -> None:

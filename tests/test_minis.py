@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_urls import run_with_workers, started, vinemake
+from test_urls import barrier, run_with_workers, started, vinemake
 
 
 def archive(root: Path, files: dict[str, str]) -> None:
@@ -23,11 +23,11 @@ def archive(root: Path, files: dict[str, str]) -> None:
         tar.add(src / "ref", arcname="ref")
 
 
-def mini_workflow(root: Path, marks: Path, n: int, sleep: float = 0) -> Path:
+def mini_workflow(root: Path, marks: Path, n: int, wait: str = "") -> Path:
     root.mkdir(parents=True, exist_ok=True)
     archive(root, {"a.txt": "alpha\n", "sub/b.txt": "beta\n"})
     rules = [f"@mini\nref: ref.tar.gz\n\ttar xzf ref.tar.gz && pwd >> {marks}\n"]
-    rules += [f"@resources cores=1\nout.{i}: ref\n\tsleep {sleep}; cat ref/a.txt ref/sub/b.txt "
+    rules += [f"@resources cores=1\nout.{i}: ref\n\t{wait}cat ref/a.txt ref/sub/b.txt "
               f"> out.{i}\n" for i in range(n)]
     (root / "Vinefile").write_text("\n".join(rules))
     return root
@@ -100,14 +100,13 @@ def test_bad_mini_rules_are_located_errors(tmp_path, vinefile, message):
 def test_three_workers_each_unpack_once_and_the_unpacked_tree_never_moves(tmp_path):
     marks = tmp_path / "marks"
     n = 3
-    root = mini_workflow(tmp_path / "wf", marks, 3 * n, sleep=1)
+    root = mini_workflow(tmp_path / "wf", marks, 3 * n, barrier(tmp_path / "started", n))
     code, err = run_with_workers(root, n, tmp_path)
     assert code == 0, err
     assert all((root / f"out.{i}").read_text() == "alpha\nbeta\n" for i in range(3 * n))
     ran_in = [line.split("/run-")[0] for line in marks.read_text().splitlines()]
-    assert len(ran_in) == len(set(ran_in)) <= n  # at most once per worker
-    used = {w for w in ran_in}
-    assert len(used) >= 2, ran_in
+    assert len(ran_in) == len(set(ran_in)) == n  # once on each worker
+    used = set(ran_in)
     log = next(root.glob(".vinemake/**/transfers.tsv")).read_text().splitlines()[1:]
     moved = [line.split("\t") for line in log]
     tarball = (root / "ref.tar.gz").stat().st_size

@@ -265,6 +265,14 @@ def start_workers(port_file: Path, n: int, tmp_path: Path, **kw) -> list[subproc
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
 
 
+def barrier(directory: Path, n: int) -> str:
+    """A command prefix that holds each task until n tasks have reached it: with one-core
+    workers, the first n tasks then run on n different workers, however late each joined."""
+    directory.mkdir(parents=True, exist_ok=True)
+    return (f"mktemp {directory}/task.XXXXXX >/dev/null; timeout 120 sh -c "
+            f"'until [ \"$(ls {directory} | wc -l)\" -ge {n} ]; do sleep 0.1; done'; ")
+
+
 def run_with_workers(root: Path, n: int, tmp_path: Path, timeout: float = 180):
     """`vinemake -T workers` in `root` with n real workers started by hand on this host (as
     if on others: they copy every input): (exit status, stderr)."""
