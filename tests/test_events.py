@@ -42,6 +42,32 @@ def test_a_reader_skips_a_truncated_last_line_and_keeps_unknown_kinds(tmp_path):
     assert read_events(tmp_path / "nothing.jsonl") == []
 
 
+def test_a_reader_skips_events_whose_time_or_kind_is_not_one(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"t": "x", "ev": "run_start"}\n{"t": 1, "ev": 5}\n{"ev": "end"}\n'
+                    '{"t": 2, "ev": "end", "rule": 0}\n')
+    assert read_events(path) == [{"t": 2, "ev": "end", "rule": 0}]
+
+
+def test_only_run_ids_are_runs_and_a_damaged_record_gives_no_traceback(tmp_path):
+    (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
+    subprocess.run([sys.executable, "-m", "vinemake"], cwd=tmp_path, check=True,
+                   capture_output=True, timeout=120)
+    real, = runs(str(tmp_path))
+    junk = StateDir(str(tmp_path)).run("zzz-junk")
+    os.makedirs(junk)
+    with open(os.path.join(junk, "events.jsonl"), "w") as f:
+        f.write('{"t": "x", "ev": "run_start"}\n')
+    with open(StateDir(str(tmp_path)).events(real), "a") as f:
+        f.write('{"t": "later", "ev": "run_end", "exit": 0}\n')
+    assert runs(str(tmp_path)) == [real]
+    for command in ("history", "status", "report"):
+        proc = subprocess.run([sys.executable, "-m", "vinemake", command], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert "zzz-junk" not in proc.stderr and real in proc.stderr  # the report's run
+
+
 def test_listeners_see_every_event_as_it_is_emitted():
     log = EventLog()
     seen = []

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -119,6 +120,11 @@ class _NoEvents(EventLog):
 NO_EVENTS = _NoEvents()
 
 
+# What run_id_for and start_run name a run (a second run in the same second adds `-n`);
+# anything else under runs/ is not a run of vinemake's.
+RUN_ID = re.compile(r"\d{8}T\d{6}-\d+(-\d+)?")
+
+
 def run_id_for(now: float, pid: int) -> str:
     """`YYYYmmddTHHMMSS-pid` of a UTC start time: run-ids sort by start."""
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{pid}"
@@ -147,7 +153,12 @@ def runs(root: str) -> list[str]:
         names = os.listdir(state.runs)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(n for n in names if os.path.isfile(state.events(n)))
+    return sorted(n for n in names if RUN_ID.fullmatch(n) and os.path.isfile(state.events(n)))
+
+
+def _a_time(t) -> bool:
+    """Every reader does arithmetic on `t`: an event without a real one cannot be placed."""
+    return isinstance(t, (int, float)) and not isinstance(t, bool)
 
 
 def _state(root: str) -> StateDir:
@@ -159,7 +170,8 @@ def _state(root: str) -> StateDir:
 
 def read_events(path: str) -> list[dict]:
     """Every event in an events.jsonl; a line that is not a whole JSON object (the last one
-    of a run that was killed mid-write) is skipped."""
+    of a run that was killed mid-write), or whose kind is not a string or time not a number,
+    is skipped."""
     out = []
     try:
         f = open(path, encoding="utf-8", errors="replace")
@@ -171,6 +183,6 @@ def read_events(path: str) -> list[dict]:
                 ev = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(ev, dict) and "ev" in ev:
+            if isinstance(ev, dict) and isinstance(ev.get("ev"), str) and _a_time(ev.get("t")):
                 out.append(ev)
     return out
