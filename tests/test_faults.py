@@ -318,6 +318,10 @@ def test_bad_prune_options_are_usage_errors(tmp_path):
                                 "or both\n")
     proc = vinemake(tmp_path, "cache", "prune", "--max-size", "lots")
     assert proc.returncode == 2 and "Invalid value for '--max-size': not a size" in proc.stderr
+    proc = vinemake(tmp_path, "cache", "prune", "--older-than", "1x")
+    assert proc.returncode == 2 and proc.stderr.endswith(
+        "Error: Invalid value for '--older-than': not a duration: '1x' (use a number with s, "
+        "m, h or d)\n")
 
 
 def test_concurrent_writers_and_a_pruner_share_one_store(tmp_path):

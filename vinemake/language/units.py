@@ -27,7 +27,7 @@ def parse_size_mb(text: str) -> int:
 
 def parse_duration_s(text: str) -> float:
     """`90` → 90, `30m` → 1800, `2h` → 7200. ValueError if malformed."""
-    return _with_unit(text, _DURATION_UNITS, "a duration", " (use a number with s, m or h)")
+    return _with_unit(text, _DURATION_UNITS, "a duration", " (use a number with s, m, h or d)")
 
 
 def parse_count(text: str) -> float:
