@@ -36,6 +36,7 @@ __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey",
 LIMIT_VARIABLES = frozenset({"MEMORY", "DISK", "WALL_TIME"})
 
 _EMPTY = digest(b"")
+_tuple_new = tuple.__new__
 
 
 def output_key(rule_key: str, name: str) -> str:
@@ -139,9 +140,10 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
         names = sorted([f.sandbox for f in targets])
         text = f"{text}{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
     key = f"rule-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
-    outputs = tuple([Output(norm(f.path), f.sandbox, output_key(key, f.sandbox))
+    # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per output.
+    outputs = tuple([_tuple_new(Output, (norm(f.path), f.sandbox, output_key(key, f.sandbox)))
                      for f in targets])
-    return RuleKey(key, parts, inputs, outputs)
+    return _tuple_new(RuleKey, (key, parts, inputs, outputs))
 
 
 def _kind(rule: RuleSpec) -> str:
@@ -207,10 +209,11 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
                 raise InputError(f"{rule.location}: rule '{rule.name}' calls library "
                                  f"'{rule.call}', which no rule defines")
             lib_key = key_rule(lib).key
-        missing = [f.path for f in rule.sources if not _known(norm(f.path))]
-        if missing:
-            raise InputError(f"{rule.location}: rule '{rule.name}' reads '{missing[0]}', "
-                             f"which is neither a source nor made by an earlier rule")
+        for f in rule.sources:
+            path = norm(f.path)
+            if path not in files and not _known(path):
+                raise InputError(f"{rule.location}: rule '{rule.name}' reads '{f.path}', "
+                                 f"which is neither a source nor made by an earlier rule")
         res = resources_of(rule) if resources_of else rule.resources
         rk = rule_key(rule, files, lib_key, res)
         for path, _, key in rk.outputs:
