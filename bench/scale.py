@@ -4,6 +4,7 @@
     python bench/scale.py --rules 100k --repeat 3  # smaller, medians of interleaved runs
     python bench/scale.py --profile n:100k         # cProfile of `vinemake -n` at 100k
     python bench/scale.py --memory n:100k          # tracemalloc: top lines by bytes held
+    python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
 
 Rule i makes `o<i>` from two outputs of earlier rules picked at random (seeded, so every run
 and every tool reads the same graph); the first two read the sources `s0` and `s1`. Each case
@@ -172,6 +173,110 @@ def memory(spec: str, workdir: str) -> None:
         print(f"  {stat.size / 2**20:8.1f} MB {stat.count:>9} blocks  {stat.traceback[0]}")
 
 
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _traced_mb() -> float:
+    import tracemalloc
+
+    return tracemalloc.get_traced_memory()[0] / 2**20
+
+
+def manager_memory(spec: str, workdir: str) -> None:
+    """Memory a real manager (in this process) holds per connected worker and per queued task.
+
+    `spec` is WORKERS:TASKS, each two counts (`10,50:0,200k`): the cost per item is the
+    difference between the two measurements over the difference between the counts, so what
+    a manager holds anyway cancels out. Workers are real `vinemake-worker` processes over TCP
+    on 127.0.0.1 (their own memory is theirs, not the manager's); tasks are queued on a
+    manager with no worker, so every one stays queued.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+    import tracemalloc
+
+    from vinemake.backends import ManagerAddress, ProviderOptions
+    from vinemake.backends.local import worker_command
+    from vinemake.common.spec import Resources
+    from vinemake.common.task import Task, TaskFile
+    from vinemake.manager.config import ManagerConfig
+    from vinemake.manager.manager import Manager
+
+    workers, tasks = ([parse_size(x) for x in part.split(",")] for part in spec.split(":"))
+    tmp = tempfile.mkdtemp(dir=workdir if os.path.isdir(workdir) else None)
+    tracemalloc.start()
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}")
+
+    def until(cond, what, timeout=600.0):
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise SystemExit(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+    try:
+        seen = []
+        for m_tasks in tasks:
+            m = Manager.start(ManagerConfig(workdir=os.path.join(tmp, f"q{m_tasks}")))
+            built = _traced_mb()
+            made = [Task(i, f"rule-{i:032x}", f"o{i}", f"cat a{i} b{i} > o{i}",
+                         (TaskFile(f"out-{2 * i:032x}", f"a{i}", f"/w/a{i}", 10),
+                          TaskFile(f"out-{2 * i + 1:032x}", f"b{i}", f"/w/b{i}", 10)),
+                         (TaskFile(f"out-{i:032x}", f"o{i}", f"/w/o{i}"),))
+                    for i in range(m_tasks)]
+            before = (_traced_mb(), _rss_mb())
+            task_mb = before[0] - built
+            for t in made:
+                m.submit(t)
+            until(lambda m=m, n=m_tasks: (m.wait(0.05), len(m.queue))[1] >= n, "the queue")
+            seen.append((m_tasks, _traced_mb() - before[0], _rss_mb() - before[1]))
+            if m_tasks:
+                print(f"one Task of a two-input, one-output rule (what the engine builds): "
+                      f"{task_mb * 2**20 / m_tasks:.0f} B traced")
+            m.close()
+            del made
+        (n0, t0, r0), (n1, t1, r1) = seen
+        print(f"queued task (manager's own, beyond the Task object): "
+              f"{(t1 - t0) * 2**20 / (n1 - n0):.0f} B traced, "
+              f"{(r1 - r0) * 2**20 / (n1 - n0):.0f} B RSS ({n0:,} vs {n1:,} tasks)")
+        m = Manager.start(ManagerConfig(workdir=os.path.join(tmp, "w")))
+        addr = ManagerAddress(m.host, m.port, None, False)
+        opts = ProviderOptions(worker_resources=Resources(cores=1, memory_mb=1000,
+                                                          disk_mb=1000), worker_timeout_s=60)
+        procs = []
+        seen = []
+        for n in workers:
+            while len(procs) < n:
+                name = f"w{len(procs)}"
+                procs.append(subprocess.Popen(
+                    worker_command(addr, opts, os.path.join(tmp, name), name),
+                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+            until(lambda n=n: len(m.workers) >= n, f"{n} workers to join")
+            time.sleep(2)  # a heartbeat each way, so every connection's buffers exist
+            seen.append((n, _traced_mb(), _rss_mb(), threading_count()))
+        (n0, t0, r0, h0), (n1, t1, r1, h1) = seen
+        print(f"worker connection: {(t1 - t0) * 2**20 / (n1 - n0):.0f} B traced, "
+              f"{(r1 - r0) * 2**20 / (n1 - n0):.0f} B RSS, "
+              f"{(h1 - h0) / (n1 - n0):.2f} threads ({n0} vs {n1} workers)")
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        m.close()
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def threading_count() -> int:
+    import threading
+
+    return threading.active_count()
+
+
 def parse_size(text: str) -> int:
     text = text.strip().lower()
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
@@ -188,12 +293,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--workdir", default=os.path.join(peers.CACHE, "scale"))
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
+    p.add_argument("--manager", metavar="W0,W1:T0,T1",
+                   help="manager memory per worker connection and per queued task")
     args = p.parse_args(argv)
     peers.byte_compile_vinemake()
     if args.profile:
         profile(args.profile, args.workdir)
     elif args.memory:
         memory(args.memory, args.workdir)
+    elif args.manager:
+        manager_memory(args.manager, args.workdir)
     else:
         run(args)
 
