@@ -3,6 +3,8 @@
     python bench/scale.py                          # 1M rules: -n, --check, make -n
     python bench/scale.py --rules 100k --repeat 3  # smaller, medians of interleaved runs
     python bench/scale.py --profile n:100k         # cProfile of `vinemake -n` at 100k
+    python bench/scale.py --baseline /tmp/old      # also -n from another checkout (its parent
+                                                   # directory of vinemake/), in the same run
     python bench/scale.py --memory n:100k          # tracemalloc: top lines by bytes held
     python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
 
@@ -87,10 +89,16 @@ def run(args) -> None:
     cases = args.cases.split(",")
     got: dict[str, list[peers.Measurement]] = {c: [] for c in cases}
     loads = []
+    if args.baseline:
+        got["baseline -n"] = []
     for _ in range(args.repeat):
-        for case in cases:  # interleaved: each round runs every case once
+        for case in got:  # interleaved: each round runs every case once
             loads.append(os.getloadavg()[0])
-            got[case].append(peers.measure(argv_of(case, make), d, timeout=args.timeout))
+            env = None
+            if case == "baseline -n":
+                case, env = "vinemake -n", dict(os.environ, PYTHONPATH=args.baseline)
+            got["baseline -n" if env else case].append(
+                peers.measure(argv_of(case, make), d, timeout=args.timeout, env=env))
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
           f"{os.cpu_count()} cores, load average {min(loads):.1f}-{max(loads):.1f}, "
           f"median of {args.repeat}")
@@ -291,6 +299,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--workdir", default=os.path.join(peers.CACHE, "scale"))
+    p.add_argument("--baseline", metavar="DIR", help="a checkout to run `-n` from as well")
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
