@@ -459,3 +459,23 @@ def test_a_command_inherits_no_descriptor_of_the_worker(runner, tmp_path):
     assert o.result.ok
     fds = set(open(runner.cache.get("out-f").path).read().split())
     assert {"0", "1", "2"} <= fds and str(leak) not in fds
+
+
+def test_a_small_command_is_not_charged_the_workers_own_memory(runner):
+    # A vfork'd command's ru_maxrss starts at its parent's peak: this test process holds far
+    # more than `true` ever will, and that must not be reported as the command's.
+    import resource
+
+    own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1000
+    ballast = bytearray(200_000_000)  # the worker's peak, well above any small command's
+    small = runner.run(make_task("true"))
+    del ballast
+    assert small.result.ok and small.result.measured.memory_mb < min(own_mb, 100) / 2
+
+
+def test_a_command_bigger_than_the_worker_is_charged_its_own_peak(runner):
+    import sys
+
+    big = runner.run(make_task(f"{sys.executable} -c 'x = bytearray(400_000_000); x[::4096] = "
+                               f"b\"1\" * len(x[::4096])'"))
+    assert big.result.ok and big.result.measured.memory_mb > 350

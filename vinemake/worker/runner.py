@@ -24,6 +24,7 @@ import ctypes
 import dataclasses
 import itertools
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -349,7 +350,7 @@ class Runner:
         # short for the monitor to have sampled them.
         if usage is not None:
             watch.cpu_s = max(watch.cpu_s, usage.ru_utime + usage.ru_stime)
-            watch.peak_memory_mb = max(watch.peak_memory_mb, usage.ru_maxrss / 1000)
+            watch.peak_memory_mb = max(watch.peak_memory_mb, _command_peak_mb(usage))
         measured = watch.measured(end)
         limited = self.monitor.memory.end(watch.memory_limit, code)
         if limited is not None and watch.memory_limit.cgroup is not None:
@@ -594,6 +595,17 @@ class Runner:
         what = "" if f.sources and f.sources[-1].label == URL else f"{f.key}: "
         raise FetchFailed(f.key, tuple(source.label for source in f.sources),
                           f"cannot fetch {what}" + ("; ".join(errors) or "no source"))
+
+
+def _command_peak_mb(usage) -> float:
+    """The command's own peak RSS from its rusage, or 0 when that says nothing.
+
+    A command started by vfork (posix_spawn, and Popen here) carries this worker's peak RSS
+    in its own ru_maxrss: Linux keeps the larger of the two across exec. So only a peak
+    above the worker's own is the command's; below it, the monitor's samples speak.
+    """
+    own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return usage.ru_maxrss / 1000 if usage.ru_maxrss > own_kb else 0.0
 
 
 @dataclass
