@@ -8,6 +8,7 @@ import time
 
 from vinemake.core.events import EventLog, read_events, run_id_for, runs, start_run
 from vinemake.core.statedir import RUNS_KEPT, StateDir
+from vinemake.face.runview import run_view
 
 # -------------------------------------------------------------------------- writer, readers
 
@@ -247,11 +248,14 @@ def _events_so_far(root) -> list[dict]:
 WORKER = "import sys; from vinemake.worker.cli import main; sys.exit(main())"
 
 
-def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_path):
-    (tmp_path / "data.bin").write_bytes(b"x" * 200000)
-    (tmp_path / "Vinefile").write_text("".join(
-        f"@resources cores=1\no{i}.txt: data.bin\n\tsleep 2; wc -c < data.bin > o{i}.txt\n\n"
+def run_on_alpha_and_beta(root, sleep) -> str:
+    """Four one-core rules reading data.bin, run by two workers started by hand (`--trace
+    trace.tsv`); its stderr."""
+    (root / "data.bin").write_bytes(b"x" * 200000)
+    (root / "Vinefile").write_text("".join(
+        f"@resources cores=1\no{i}.txt: data.bin\n\tsleep {sleep}; wc -c < data.bin > o{i}.txt\n\n"
         for i in range(4)))
+    tmp_path = root
     port_file = tmp_path / "port"
     run = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "workers",
                             "--port-file", str(port_file), "--trace", "trace.tsv"], cwd=tmp_path,
@@ -276,6 +280,11 @@ def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_pa
             if p.poll() is None:
                 p.kill()
                 p.wait()
+    return err
+
+
+def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_path):
+    err = run_on_alpha_and_beta(tmp_path, sleep=2)
     k = check_consistent(last_run(tmp_path))
     assert sorted(e["worker"] for e in k["worker_join"]) == ["alpha", "beta"]
     assert len(k["start"]) == 4 and {e["worker"] for e in k["start"]} == {"alpha", "beta"}
@@ -306,6 +315,25 @@ def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_pa
     assert received == [0, 0, 200000, 200000]  # the first rule on each worker received it
     assert all(int(r["from_cache"]) == 200000 - int(r["from_manager"]) - int(r["from_peer"])
                for r in rows)
+
+
+def test_each_transfer_to_a_worker_is_recorded_started_before_it_ended(tmp_path):
+    run_on_alpha_and_beta(tmp_path, sleep=1)
+    events = last_run(tmp_path)
+    k = check_consistent(events)
+    data = plans_files(k)["data.bin"]
+    started = {(e["key"], e["to_worker"]): i for i, e in enumerate(events)
+               if e["ev"] == "transfer_start"}
+    ended = {(e["key"], e["to_worker"]): i for i, e in enumerate(events)
+             if e["ev"] == "transfer" and e["to_worker"] is not None}
+    assert sorted(ended) == [(data, "alpha"), (data, "beta")]
+    assert sorted(started) == sorted(ended)  # one start per copy, however many rules read it
+    assert all(started[copy] < ended[copy] for copy in ended)
+    for e in (e for e in events if e["ev"] == "transfer_start"):
+        assert (e["file"], e["size"], e["start"]) == (str(tmp_path / "data.bin"), 200000, e["t"])
+        assert (e["source"], e["from_worker"]) in (
+            ("manager", None), ("peer", "beta" if e["to_worker"] == "alpha" else "alpha"))
+    assert run_view(events)["in_flight"] == []
 
 
 def plans_files(k) -> dict:

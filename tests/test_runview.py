@@ -220,3 +220,39 @@ def test_a_bar_ends_when_its_command_did_not_when_the_manager_heard_of_it():
     assert view["lanes"] == ["w1 #1"]  # one after the other: one slot
     assert view["bars"]["end"] == [1.5, 2.25]
     assert view["workers"][0]["busy_s"] == 0.75
+
+
+def copy_start(key, to, start, source="manager", from_worker=None, size=4000):
+    return {"t": T0 + start, "ev": "transfer_start", "file": f"{key}.dat", "key": key,
+            "size": size, "source": source, "from_worker": from_worker, "to_worker": to,
+            "start": T0 + start}
+
+
+def copy_end(key, to, end, ok=True):
+    return {"t": T0 + end, "ev": "transfer", "file": f"{key}.dat", "key": key, "size": 4000,
+            "source": "manager", "from_worker": None, "to_worker": to, "start": T0 + 1.0,
+            "end": T0 + end, "ok": ok}
+
+
+def test_a_transfer_is_in_flight_from_its_start_until_its_transfer_to_that_worker():
+    events = [START, JOIN, copy_start("s", "w1", 1.0), copy_start("s", "w2", 1.5),
+              copy_start("p", "w2", 2.0, source="peer", from_worker="w1", size=None),
+              copy_start("u", "w1", 2.5), copy_start("x", "w1", 2.6),
+              copy_end("s", "w1", 3.0), copy_end("u", "w1", 3.1, ok=False)]
+    view = run_view(events, now=T0 + 6.0)
+    assert view["in_flight"] == [
+        {"file": "s.dat", "from": "manager", "to": "w2", "size": 4000, "since": 1.5},
+        {"file": "p.dat", "from": "peer w1", "to": "w2", "size": None, "since": 2.0},
+        {"file": "x.dat", "from": "manager", "to": "w1", "size": 4000, "since": 2.6}]
+    assert view["summary"]["in_flight"] == 3
+    # a worker that left receives nothing more
+    gone = {"t": T0 + 6.5, "ev": "worker_leave", "worker": "w2", "reason": "killed"}
+    assert [m["file"] for m in run_view(events + [gone])["in_flight"]] == ["x.dat"]
+
+
+def test_no_transfer_is_in_flight_once_every_one_ended_or_the_run_did():
+    assert run_view(finished_run())["in_flight"] == []
+    started = [copy_start("s", "w1", 1.0)]
+    assert run_view([START, *started, copy_end("s", "w1", 2.0)], now=T0 + 3)["in_flight"] == []
+    ended = finished_run()[:-1] + started + finished_run()[-1:]
+    assert run_view(ended)["in_flight"] == [] and run_view(ended)["summary"]["in_flight"] == 0

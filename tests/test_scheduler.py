@@ -33,11 +33,14 @@ class Bench:
                                     transfer_limit, True)
         self.sent: list[tuple[str, object]] = []
         self.reported: list = []
+        self.fetching: list = []  # (worker, task id, keys) of the copies newly ordered
         self.scheduler = Scheduler(
             ManagerConfig(worker_queue=worker_queue, transfer_limit=transfer_limit, **config),
             self.queue, self.workers, self.replicas, self.recovery, self.fetches, {},
             lambda w, msg: self.sent.append((w.id, msg)), self.reported.extend,
-            lambda wid, keys: None, clock=lambda: self.now)
+            lambda wid, keys: None, clock=lambda: self.now,
+            fetching=lambda w, t, fetches: self.fetching.append(
+                (w.id, t.id, [key for key, _, _ in fetches])))
 
     def worker(self, wid, cores=1, same_host=False):
         self.workers[wid] = ConnectedWorker.joined(
@@ -155,6 +158,19 @@ def test_a_peer_is_asked_before_the_manager_and_the_manager_is_the_last_resort(t
     b.replicas.add(b.workers["w1"], "file-in", "h")
     plan = b.fetches.plan(task(1, inputs=[("file-in", str(source), 1)]), w2)
     assert [[s[2] for s in sources] for _, _, sources in plan] == [["w1", MANAGER]]
+
+
+def test_the_manager_is_told_of_each_copy_ordered_once_not_again_for_a_later_reader(
+        tmp_path):
+    b = Bench()
+    b.worker("w1", cores=2)
+    source = tmp_path / "in.txt"
+    source.write_text("x")
+    readers = [task(i, inputs=[("file-in", str(source), 1)]) for i in (1, 2)]
+    b.submit(*readers)
+    # the second reader waits for the copy the first ordered: both list it, one copy started
+    assert b.placed() == [("w1", 1, [("file-in", [MANAGER])]), ("w1", 2, [("file-in", [MANAGER])])]
+    assert b.fetching == [("w1", 1, ["file-in"]), ("w1", 2, [])]
 
 
 def test_a_source_serving_its_limit_makes_the_task_wait():

@@ -88,14 +88,18 @@ def test_status_text_of_a_finished_run():
         "  w1      h     2      1.0 GB  5.0 GB  2      0        500 B\n"
         "running 0\n"
         "waiting 0\n"
-        "transfers 2: 500 B (cache 200 B, manager 300 B)\n")
+        "transfers 2: 500 B (cache 200 B, manager 300 B)\n"
+        "in flight 0\n")
 
 
 def test_status_text_of_a_live_run_says_for_how_long_and_fits_the_width():
     events = [finished_run()[0], plan(0, "a-rule-with-a-rather-long-name.txt"), plan(1, "b"),
               {"t": T0 + 1.0, "ev": "submit", "rule": 0},
               {"t": T0 + 1.0, "ev": "submit", "rule": 1},
-              {"t": T0 + 2.0, "ev": "start", "rule": 0, "worker": "w1", "attempt": 1}]
+              {"t": T0 + 2.0, "ev": "start", "rule": 0, "worker": "w1", "attempt": 1},
+              {"t": T0 + 3.0, "ev": "transfer_start", "file": "in.dat", "key": "i",
+               "size": 2_500_000, "source": "peer", "from_worker": "w2", "to_worker": "w1",
+               "start": T0 + 3.0}]
     text = status_text(run_view(events, now=T0 + 6.5), width=40)
     assert text.splitlines() == [
         "run 20270115T080000-7 of /w/Vinefile ...",
@@ -108,6 +112,9 @@ def test_status_text_of_a_live_run_says_for_how_long_and_fits_the_width():
         "  RULE  WAITING",
         "  b     5.5 s",
         "transfers 0: 0 B",
+        "in flight 1:",
+        "  FILE    FROM     TO  SIZE    FOR",
+        "  in.dat  peer w2  w1  2.5 MB  3.5 s",
     ]
 
 

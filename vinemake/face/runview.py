@@ -3,7 +3,9 @@
 `run_view(events)` is pure: it turns the event record of one run (core/events.py; its kinds
 are listed in docs/observing.md) into plain JSON-ready data — a summary, timeline bars packed
 into worker slots, rules with their keys (the page draws provenance from them) and declared
-against measured resources, workers, transfers, failures, and what is running or waiting now.
+against measured resources, workers, transfers, failures, and what is running, waiting or
+being copied now (a transfer is in flight from its `transfer_start` until the `transfer` of the
+same file to the same worker).
 It measures nothing; a field missing from an event is shown as unknown and an unknown kind of
 event is ignored, so a report can be made from an older or a killed run.
 """
@@ -57,6 +59,7 @@ def run_view(events: Iterable[Mapping], now: float | None = None) -> dict:
         "failures": _failures(acc),
         "running": [_now_row(acc, rid, t0, "start") for rid in sorted(acc.running)],
         "waiting": [_now_row(acc, rid, t0, "submit") for rid in sorted(acc.waiting)],
+        "in_flight": _in_flight(acc, t0),
     }
 
 
@@ -77,6 +80,7 @@ class _Accumulated:
         self.restores: list[Mapping] = []
         self.transfers: list[Mapping] = []
         self.failed_transfers: list[Mapping] = []
+        self.moving: dict[tuple, Mapping] = {}  # (key, to_worker) -> its transfer_start
         self.libraries: list[Mapping] = []
         self.workers: dict[str, dict] = {}
         self.cache: dict[str, list] = defaultdict(list)
@@ -132,9 +136,14 @@ def _on_restore(acc, ev):
     acc.restores.append(ev)
 
 
+def _on_transfer_start(acc, ev):
+    acc.moving[(ev.get("key"), ev.get("to_worker"))] = ev
+
+
 def _on_transfer(acc, ev):
     # a transfer that failed moved nothing: drawn (as failed), not counted
     (acc.failed_transfers if ev.get("ok") is False else acc.transfers).append(ev)
+    acc.moving.pop((ev.get("key"), ev.get("to_worker")), None)
 
 
 def _on_library(acc, ev):
@@ -150,6 +159,8 @@ def _on_worker_join(acc, ev):
 def _on_worker_leave(acc, ev):
     w = acc.workers.setdefault(ev.get("worker"), {})
     w.update(left=ev.get("t"), reason=ev.get("reason"))
+    for copy in [c for c in acc.moving if c[1] == ev.get("worker")]:
+        del acc.moving[copy]  # it will never arrive
 
 
 def _on_cache(acc, ev):
@@ -158,7 +169,8 @@ def _on_cache(acc, ev):
 
 _HANDLERS = {"run_start": _on_run_start, "run_end": _on_run_end, "plan": _on_plan,
              "submit": _on_submit, "start": _on_start, "end": _on_end, "restore": _on_restore,
-             "transfer": _on_transfer, "library_start": _on_library,
+             "transfer_start": _on_transfer_start, "transfer": _on_transfer,
+             "library_start": _on_library,
              "worker_join": _on_worker_join, "worker_leave": _on_worker_leave,
              "cache": _on_cache}
 _OF_A_RULE = frozenset({"plan", "submit", "start", "end", "restore"})
@@ -215,6 +227,7 @@ def _summary(acc: _Accumulated, t0: float, end_t, live: bool) -> dict:
                                            if t.get("source") == "cache")},
         "workers": len(acc.workers),
         "running": len(acc.running), "waiting": len(acc.waiting),
+        "in_flight": len(_moving(acc)),
     }
 
 
@@ -495,3 +508,16 @@ def _now_row(acc: _Accumulated, rid, t0: float, since: str) -> dict:
     t = ev.get("t") if since == "start" else acc.submitted.get(rid)
     return {"rule": rid, "label": _label(acc, rid), "worker": ev.get("worker"),
             "since": _rel(t, t0)}
+
+
+def _moving(acc: _Accumulated) -> list[Mapping]:
+    """The transfers started and not ended; none once the run ended."""
+    return [] if acc.end is not None else list(acc.moving.values())
+
+
+def _in_flight(acc: _Accumulated, t0: float) -> list[dict]:
+    rows = [{"file": tr.get("file") or tr.get("key"), "from": _source(tr),
+             "to": tr.get("to_worker"), "size": tr.get("size"),
+             "since": _rel(tr.get("start", tr.get("t")), t0)} for tr in _moving(acc)]
+    rows.sort(key=lambda r: (r["since"] is None, r["since"] or 0, str(r["file"])))
+    return rows

@@ -1,6 +1,7 @@
 """`vinemake status [DIR]`: what the run going on in DIR is doing, printed like `vine_status`.
 
-The run's status page (statuspage.py) records where it listens in the state directory; this
+It lists the workers, the rules running and waiting, and the transfers in flight. The run's
+status page (statuspage.py) records where it listens in the state directory; this
 asks it for status.json and prints it under the page's address. When no run there serves a
 page (none is going on, or it was started without --status-port), the newest run's recorded
 events are shown instead, and the first line says so. `status_text` is pure.
@@ -113,6 +114,10 @@ def status_text(view: dict, width: int = 100) -> str:
     lines.append(f"transfers {t['count']}: {human_bytes(total)}" + (" (" + ", ".join(
         f"{src} {human_bytes(n)}" for src, n in sorted(t["by_source"].items())) + ")"
         if t["by_source"] else ""))
+    lines += _table(f"in flight {len(view['in_flight'])}", ("FILE", "FROM", "TO", "SIZE", "FOR"),
+                    [(m["file"], m["from"], m["to"] or "", human_bytes(m["size"]),
+                      _secs(now - m["since"] if m["since"] is not None else None))
+                     for m in view["in_flight"]])
     return "".join(_cut(line, width) + "\n" for line in lines)
 
 

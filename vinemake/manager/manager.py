@@ -178,7 +178,8 @@ class Manager:
             config.transfer_limit, config.peer_transfers)
         self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
                                    self.recovery, fetches, self.delivering, self.conns.send,
-                                   self.mailbox.report, self._drop)
+                                   self.mailbox.report, self._drop,
+                                   fetching=self._transfers_started)
 
         self.sel.register(self._listener, selectors.EVENT_READ, "listen")
         self.sel.register(self.mailbox.wake_r, selectors.EVENT_READ, "wake")
@@ -505,6 +506,24 @@ class Manager:
                 self._cache_bytes[w.id] = w.cache_bytes
                 self.events.emit("cache", worker=w.id, bytes=w.cache_bytes)
 
+    def _file(self, key: str) -> str:
+        """What the events call the file of `key`: its path here, else its key."""
+        return self.replicas.paths.get(key) or key
+
+    def _transfers_started(self, w: ConnectedWorker, task: Task, fetches: list) -> None:
+        """A `transfer_start` for each copy just ordered to `w` (its `transfer` ends it)."""
+        if not fetches:
+            return
+        now = time.time()
+        declared = {f.key: f.size for f in task.inputs}
+        for key, _, sources in fetches:
+            label = sources[0][2]
+            own = label in (MANAGER, URL)
+            self.events.emit("transfer_start", t=now, file=self._file(key), key=key,
+                             size=self.replicas.sizes.get(key, declared.get(key)),
+                             source=label if own else "peer",
+                             from_worker=None if own else label, to_worker=w.id, start=now)
+
     def _transfer_event(self, source: str, dest: str, key: str, size: int, start: float,
                         end: float, ok: bool) -> None:
         """Every transfer the log records, as an event (any thread: deliveries have theirs).
@@ -514,7 +533,7 @@ class Manager:
         """
         own = source in (MANAGER, URL, MINI)
         kind = source if own else "worker" if dest == MANAGER else "peer"
-        self.events.emit("transfer", t=end, file=self.replicas.paths.get(key) or key, key=key,
+        self.events.emit("transfer", t=end, file=self._file(key), key=key,
                          size=size, source=kind, from_worker=None if own else source,
                          to_worker=None if dest == MANAGER else dest, start=start, end=end,
                          ok=ok)

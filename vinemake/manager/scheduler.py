@@ -57,7 +57,8 @@ class Scheduler:
                  send: Callable[[ConnectedWorker, object], None],
                  report: Callable[[list[TaskResult]], None],
                  drop: Callable[[str, list[str]], None],
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic,
+                 fetching: Callable[[ConnectedWorker, Task, list], None] | None = None):
         self.config = config
         self.queue = queue  # the manager's: tasks waiting for a worker, in order
         self.workers = workers
@@ -69,6 +70,8 @@ class Scheduler:
         self.report = report
         self.drop = drop  # tell a worker to drop files from its cache
         self.clock = clock
+        # told of the copies newly ordered for each task sent (the manager records them)
+        self.fetching = fetching
         self.rng = random.Random(config.seed) if config.placement == "random" else None
         self.running_total = 0  # tasks sent and not ended (waiting in a worker included)
         self.evicted = 0  # cache entries dropped to make room for a task, ever
@@ -207,9 +210,13 @@ class Scheduler:
             return False
         w.start(task, want)
         self.running_total += 1
+        # a file already on its way to `w` (for another task) is not a new copy
+        new = [f for f in fetches if f[0] not in w.charged]
         for key, _, sources in fetches:
             self.replicas.charge(w, key, sources[0][2])
         self.send(w, Run(task_to_wire(task), fetches))
+        if self.fetching is not None:
+            self.fetching(w, task, new)
         return True
 
     # ------------------------------------------------------------ making room in caches
