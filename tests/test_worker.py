@@ -116,7 +116,9 @@ def test_a_command_runs_in_its_sandbox_and_outputs_move_into_the_cache(runner, t
     (key, size, digest, path), = o.outputs
     assert (key, size) == ("out-1", 7)
     assert open(path).read() == "abc\nhi\n"
-    assert o.result.measured.memory_mb > 0  # from the kernel: too quick to be sampled
+    # too quick to be sampled, and the kernel's figure for a vfork'd command is the worker's
+    # own peak: not charged to the command (test_a_small_command_is_not_charged_...)
+    assert o.result.measured.memory_mb < 50
     assert hash_file(path) == (7, digest)
     assert runner.cache.get("out-1").path == path
     for box in os.listdir(runner.sandbox_root):  # emptied, kept for the next task
