@@ -73,6 +73,26 @@ def unpacked(workdir: Path) -> list[Path]:
     return sorted(p for p in workdir.glob("forever/env-*") if not p.name.endswith(".meta"))
 
 
+def test_the_venv_packs_activate_script_is_sourced_for_rules_and_libraries(packed, tmp_path):
+    # venv-pack's bin/activate exports VIRTUAL_ENV_PROMPT, which vinemake itself never sets,
+    # and its prompt (PS1), which is not kept.
+    root = workflow(tmp_path / "wf", packed, (
+        "@environment env.tar.gz\nout.txt:\n"
+        "\techo \"\\$VIRTUAL_ENV_PROMPT \\$VIRTUAL_ENV \\$(printenv PS1 || echo no prompt)\""
+        " > out.txt\n\n"
+        "@environment env.tar.gz\n@library lib\n: lib.py\n"
+        "\tpython3 -m vinemake.library lib.py\n\n"
+        "@call lib\nlib.txt:\n\twhere lib.txt\n"))
+    (root / "lib.py").write_text(
+        "import os\n\n\ndef where(out):\n    with open(out, 'w') as f:\n"
+        "        f.write(os.environ['VIRTUAL_ENV_PROMPT'] + '\\n')\n")
+    assert started(vinemake(root)) == ["lib.txt", "out.txt"]
+    prompt, prefix, rest = (root / "out.txt").read_text().split(" ", 2)
+    assert prompt == Path(prefix).name and prompt.startswith("env-")
+    assert rest == "no prompt\n"
+    assert (root / "lib.txt").read_text() == prompt + "\n"
+
+
 def test_a_rule_runs_in_its_environment_and_the_host_lacks_the_package(packed, tmp_path):
     root = workflow(tmp_path / "wf", packed, TWO_RULES)
     run = vinemake(root)
@@ -203,12 +223,17 @@ def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_
         assert len(unpacked(tmp_path / f"w{i}")) == 1
 
 
-def conda_shaped(path: Path, count: Path) -> None:
+def conda_shaped(path: Path, count: Path, hooks: dict[str, str] | None = None) -> None:
     """A tarball laid out as conda-pack makes one: a `bin/conda-unpack` fix-up step (here a
-    script that marks the prefix fixed and counts its runs) and a program on `bin/`."""
+    script that marks the prefix fixed and counts its runs), a program on `bin/`, and
+    `hooks` (name -> text) in `etc/conda/activate.d`."""
     src = path.parent / "conda-src"
     (src / "bin").mkdir(parents=True)
     (src / "conda-meta").mkdir()
+    if hooks is not None:
+        (src / "etc" / "conda" / "activate.d").mkdir(parents=True)
+        for name, text in hooks.items():
+            (src / "etc" / "conda" / "activate.d" / name).write_text(text)
     (src / "bin" / "conda-unpack").write_text(
         f"#!/bin/sh\necho fixed > \"$(dirname \"$0\")/../fixed\"\necho run >> {count}\n")
     (src / "bin" / "hello").write_text("#!/bin/sh\necho hello from conda\n")
@@ -229,3 +254,56 @@ def test_a_conda_pack_is_fixed_up_once_and_activated_with_conda_prefix(tmp_path)
     assert started(vinemake(root)) == ["out.0", "out.1", "out.2"]
     assert {(root / f"out.{i}").read_text() for i in range(3)} == {"hello from conda\nfixed\n"}
     assert count.read_text() == "run\n"
+
+
+def test_a_conda_packs_activate_hooks_are_sourced_once_in_name_order(tmp_path):
+    root = tmp_path / "wf"
+    root.mkdir()
+    sourced = tmp_path / "sourced"
+    conda_shaped(root / "env.tar.gz", tmp_path / "fixups", hooks={
+        "20-second.sh": f'export SECOND="$FIRST then second"\necho 20 >> {sourced}\n',
+        "10-first.sh": 'echo "hooks talk on stdout"\nexport FIRST="first in $CONDA_PREFIX"\n',
+        "notes.txt": "export NOT_A_HOOK=1\n"})
+    (root / "Vinefile").write_text("".join(
+        f"@environment env.tar.gz\nout.{i}:\n"
+        f"\techo \"\\$SECOND \\${{NOT_A_HOOK-unset}}\" > out.{i}\n" for i in range(3)))
+    assert started(vinemake(root)) == ["out.0", "out.1", "out.2"]
+    prefix = next(iter(unpacked(root / ".vinemake" / "worker")))
+    assert {(root / f"out.{i}").read_text() for i in range(3)} == {
+        f"first in {prefix} then second unset\n"}
+    assert sourced.read_text() == "20\n"  # once for the three rules
+
+
+@pytest.mark.parametrize("hook, message", [
+    ("if then\n", "sourcing etc/conda/activate.d/bad.sh failed with exit code 2: "
+     "sh: 1: etc/conda/activate.d/bad.sh: Syntax error: \"then\" unexpected"),
+    ("echo no licence >&2\nreturn 3\n",
+     "sourcing etc/conda/activate.d/bad.sh failed with exit code 3: no licence"),
+    ("exit 0\n", "sourcing etc/conda/activate.d/bad.sh exited the shell instead of returning"),
+])
+def test_a_broken_activation_script_fails_its_rules_naming_the_script(tmp_path, hook, message):
+    root = tmp_path / "wf"
+    root.mkdir()
+    conda_shaped(root / "env.tar.gz", tmp_path / "fixups", hooks={"bad.sh": hook})
+    (root / "Vinefile").write_text("@environment env.tar.gz\nout:\n\ttouch out\n")
+    run = vinemake(root, check=False)
+    assert run.returncode == 1
+    assert ("FAILED  out: error: cannot set up the sandbox: cannot activate the environment: "
+            + message + "\n") in run.stderr
+    assert not (root / "out").exists()
+
+
+def test_a_venv_tarred_as_it_is_fails_naming_its_activate_script(tmp_path):
+    # venv's own bin/activate names the directory it was made in: not relocatable.
+    venv = tmp_path / "plain"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    root = tmp_path / "wf"
+    root.mkdir()
+    with tarfile.open(root / "env.tar.gz", "w:gz") as tar:
+        tar.add(venv, arcname=".")
+    (root / "Vinefile").write_text("@environment env.tar.gz\nout:\n\ttouch out\n")
+    run = vinemake(root, check=False)
+    assert run.returncode == 1
+    assert ("FAILED  out: error: cannot set up the sandbox: cannot activate the environment: "
+            f"bin/activate sets VIRTUAL_ENV to {venv}, not to where the environment is: it is "
+            "not relocatable (pack it with venv-pack or conda-pack)\n") in run.stderr

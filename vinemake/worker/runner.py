@@ -43,7 +43,7 @@ from vinemake.wire.protocol import MINI, URL, ProtocolError, TaskOutcome
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.environments import (
     EnvironmentError_,
-    activation,
+    activate,
     environment_key,
     fix_up,
     unpack,
@@ -219,6 +219,9 @@ class Runner:
         self._key_locks: dict[str, list] = {}
         self._spare: list[str] = []
         self._watches: dict[int, object] = {}  # task id -> Watch, while its command runs
+        # Unpacked environment's path -> its activated variables (each written under the
+        # environment's key lock).
+        self._activated: dict[str, tuple[tuple[str, str], ...]] = {}
         self._base_env = dict(os.environb)  # bytes: subprocess need not encode it per task
         self._locks_lock = threading.Lock()
 
@@ -504,13 +507,17 @@ class Runner:
 
     def _environment(self, tarball_key: str, inputs) -> tuple[tuple[str, str], ...]:
         """Unpack the environment `tarball_key` (one of `inputs`) here unless it is already
-        (once per worker, whatever the workflow); the variables that activate it."""
+        (once per worker, whatever the workflow); the variables that activate it, found by
+        sourcing its activation scripts once (a failure is not kept: the next task retries)."""
         key = environment_key(tarball_key)
         with self._one_at_a_time(key):
             entry = self.cache.get(key)
             if entry is None:
                 entry = self._unpack(tarball_key, inputs, key)
-        return activation(entry.path)
+            found = self._activated.get(entry.path)
+            if found is None:
+                found = self._activated[entry.path] = activate(entry.path)
+        return found
 
     def _unpack(self, tarball_key: str, inputs, key: str):
         tarball = self.cache.get(tarball_key)
