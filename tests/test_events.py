@@ -317,7 +317,8 @@ def test_starts_name_the_worker_that_ran_each_rule_of_two_started_by_hand(tmp_pa
                for r in rows)
 
 
-def test_each_transfer_to_a_worker_is_recorded_started_before_it_ended(tmp_path):
+def test_each_copy_to_a_worker_is_recorded_started_before_it_ended_and_later_readers_hit(
+        tmp_path):
     run_on_alpha_and_beta(tmp_path, sleep=1)
     events = last_run(tmp_path)
     k = check_consistent(events)
@@ -334,6 +335,10 @@ def test_each_transfer_to_a_worker_is_recorded_started_before_it_ended(tmp_path)
         assert (e["source"], e["from_worker"]) in (
             ("manager", None), ("peer", "beta" if e["to_worker"] == "alpha" else "alpha"))
     assert run_view(events)["in_flight"] == []
+    # after its copy, every rule on a worker found data.bin in its cache: a hit each
+    hits = [e.get("cached") for e in k["start"]]
+    assert sorted(map(str, hits)) == sorted(["None"] * 2 + [str([data])] * 2)
+    assert run_view(events)["summary"]["cache_hits"] == {"restored": 0, "worker_cache": 2}
 
 
 def plans_files(k) -> dict:

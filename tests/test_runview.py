@@ -250,6 +250,19 @@ def test_a_transfer_is_in_flight_from_its_start_until_its_transfer_to_that_worke
     assert [m["file"] for m in run_view(events + [gone])["in_flight"]] == ["x.dat"]
 
 
+def test_inputs_found_in_a_workers_cache_are_cache_hits_beside_restored_outputs():
+    events = finished_run()
+    start = next(i for i, e in enumerate(events) if e["ev"] == "start" and e["rule"] == 1)
+    events[start] = {**events[start], "cached": ["k0", "s"]}
+    retry = [{**events[start], "t": T0 + 4.2, "cached": ["s"]},
+             {"t": T0 + 4.3, "ev": "start", "rule": 0, "worker": "w1", "cached": "bad"}]
+    hits = run_view(events[:-1] + retry + events[-1:])["summary"]["cache_hits"]
+    # each attempt's inputs count, and a transfer recorded as from the cache
+    assert hits == {"restored": 1, "worker_cache": 4}
+    assert run_view(finished_run())["summary"]["cache_hits"] == {"restored": 1,
+                                                                 "worker_cache": 1}
+
+
 def test_no_transfer_is_in_flight_once_every_one_ended_or_the_run_did():
     assert run_view(finished_run())["in_flight"] == []
     started = [copy_start("s", "w1", 1.0)]

@@ -33,14 +33,14 @@ class Bench:
                                     transfer_limit, True)
         self.sent: list[tuple[str, object]] = []
         self.reported: list = []
-        self.fetching: list = []  # (worker, task id, keys) of the copies newly ordered
+        self.fetching: list = []  # (worker, task id, keys ordered, keys in its cache)
         self.scheduler = Scheduler(
             ManagerConfig(worker_queue=worker_queue, transfer_limit=transfer_limit, **config),
             self.queue, self.workers, self.replicas, self.recovery, self.fetches, {},
             lambda w, msg: self.sent.append((w.id, msg)), self.reported.extend,
             lambda wid, keys: None, clock=lambda: self.now,
-            fetching=lambda w, t, fetches: self.fetching.append(
-                (w.id, t.id, [key for key, _, _ in fetches])))
+            fetching=lambda w, t, fetches, cached: self.fetching.append(
+                (w.id, t.id, [key for key, _, _ in fetches], cached)))
 
     def worker(self, wid, cores=1, same_host=False):
         self.workers[wid] = ConnectedWorker.joined(
@@ -170,7 +170,34 @@ def test_the_manager_is_told_of_each_copy_ordered_once_not_again_for_a_later_rea
     b.submit(*readers)
     # the second reader waits for the copy the first ordered: both list it, one copy started
     assert b.placed() == [("w1", 1, [("file-in", [MANAGER])]), ("w1", 2, [("file-in", [MANAGER])])]
-    assert b.fetching == [("w1", 1, ["file-in"]), ("w1", 2, [])]
+    assert b.fetching == [("w1", 1, ["file-in"], []), ("w1", 2, [], [])]
+
+
+def test_inputs_a_worker_holds_already_are_its_cache_hits_and_nothing_is_fetched(tmp_path):
+    b = Bench()
+    w1 = b.worker("w1", cores=2)
+    source = tmp_path / "in.txt"
+    source.write_text("x")
+    made_on(b, "w1", "out-mid")
+    b.replicas.add(w1, "file-in", "h")
+    b.submit(task(1, inputs=[("file-in", str(source), 1), ("out-mid", None, 1000)]),
+             task(2, inputs=[("file-new", str(source), 1), ("out-mid", None, 1000)]))
+    assert b.placed() == [("w1", 1, []), ("w1", 2, [("file-new", [MANAGER])])]
+    assert b.fetching == [("w1", 1, [], ["file-in", "out-mid"]),
+                          ("w1", 2, ["file-new"], ["out-mid"])]
+
+
+def test_a_task_sent_ahead_to_wait_on_its_worker_has_its_cache_hits_told_too(tmp_path):
+    b = Bench(worker_queue=2)
+    w1 = b.worker("w1", cores=1, same_host=True)
+    source = tmp_path / "in.txt"
+    source.write_text("x")
+    b.replicas.add(w1, "file-in", "h")
+    b.submit(*(task(i, inputs=[("file-in", str(source), 1), ("file-here", str(source), 1)])
+               for i in (1, 2)))
+    assert [tid for _, tid, _ in b.placed()] == [1, 2] and len(w1.waiting) == 1
+    # a file on this host's disk is linked, not a hit
+    assert b.fetching == [("w1", 1, [], ["file-in"]), ("w1", 2, [], ["file-in"])]
 
 
 def test_a_source_serving_its_limit_makes_the_task_wait():

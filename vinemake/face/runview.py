@@ -80,6 +80,7 @@ class _Accumulated:
         self.restores: list[Mapping] = []
         self.transfers: list[Mapping] = []
         self.failed_transfers: list[Mapping] = []
+        self.cached_inputs = 0  # inputs found in their worker's cache, over all attempts
         self.moving: dict[tuple, Mapping] = {}  # (key, to_worker) -> its transfer_start
         self.libraries: list[Mapping] = []
         self.workers: dict[str, dict] = {}
@@ -118,6 +119,8 @@ def _on_submit(acc, ev):
 def _on_start(acc, ev):
     rid = ev.get("rule")
     acc.started[rid] = ev
+    cached = ev.get("cached")
+    acc.cached_inputs += len(cached) if isinstance(cached, list) else 0
     acc.running.add(rid)
     acc.waiting.discard(rid)
 
@@ -223,8 +226,8 @@ def _summary(acc: _Accumulated, t0: float, end_t, live: bool) -> dict:
         "bytes_moved": sum(b for src, b in moved.items() if src != "cache"),
         "bytes_by_source": moved,
         "cache_hits": {"restored": len(acc.restores),
-                       "worker_cache": sum(1 for t in acc.transfers
-                                           if t.get("source") == "cache")},
+                       "worker_cache": acc.cached_inputs + sum(
+                           1 for t in acc.transfers if t.get("source") == "cache")},
         "workers": len(acc.workers),
         "running": len(acc.running), "waiting": len(acc.waiting),
         "in_flight": len(_moving(acc)),

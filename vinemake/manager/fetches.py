@@ -45,9 +45,14 @@ class FetchPlanner:
         self.limit = transfer_limit
         self.peers = peer_transfers
 
-    def plan(self, task: Task, w: ConnectedWorker) -> list | None:
-        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait."""
+    def plan(self, task: Task, w: ConnectedWorker, cached: list | None = None) -> list | None:
+        """[key, hash, [[host, port, label, tls], ...]] for inputs `w` lacks; None: wait.
+
+        The keys of the task's own inputs (not its library's) that `w` holds already, its
+        cache hits, are appended to `cached`.
+        """
         files = task.inputs if task.library is None else (*task.library.inputs, *task.inputs)
+        library = {f.key for f in task.library.inputs} if task.library is not None else ()
         made_there: set[str] = set()
         if task.minis:  # their outputs are made on `w` from their inputs, never moved
             made_there = {o.key for m in task.minis for o in m.outputs}
@@ -59,7 +64,11 @@ class FetchPlanner:
                 continue
             # An output kept on workers (@temp) has a path that names no file on this host.
             on_disk = f.path is not None and f.key not in r.remote_only
-            if f.key in w.holds or (w.same_host and on_disk):
+            if f.key in w.holds:
+                if cached is not None and f.key not in library:
+                    cached.append(f.key)
+                continue
+            if w.same_host and on_disk:
                 continue
             label = w.charged.get(f.key)
             if label is not None and (label == MANAGER or label in self.workers):

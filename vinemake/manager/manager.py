@@ -23,7 +23,8 @@ This module is the loop that ties the manager's parts together; each concern has
 
 Events: what happens here that the run's record (vinemake.core.events) keeps is emitted to
 `events` (anything with `emit(kind, **fields)`; thread-safe): workers joining and leaving,
-commands starting on a worker (the worker's Started message), transfers.
+commands starting on a worker (the worker's Started message, with the inputs the worker had
+in its cache already), transfers ordered and ended.
 
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
@@ -140,6 +141,7 @@ class Manager:
         self.provider = provider
         self.events = events if events is not None else _NoEvents()
         self._started: set[int] = set()  # task ids whose start was emitted, until they end
+        self._cached: dict[int, list[str]] = {}  # task id -> its inputs its worker held, sent
         self._caches_seen = -1  # the replicas' epoch when cache sizes were last recorded
         self._cache_bytes: dict[str, int] = {}  # worker id -> the size last recorded
         self.secret = read_secret(config.password_file)
@@ -179,7 +181,7 @@ class Manager:
         self.scheduler = Scheduler(config, self.queue, self.workers, self.replicas,
                                    self.recovery, fetches, self.delivering, self.conns.send,
                                    self.mailbox.report, self._drop,
-                                   fetching=self._transfers_started)
+                                   fetching=self._sent)
 
         self.sel.register(self._listener, selectors.EVENT_READ, "listen")
         self.sel.register(self.mailbox.wake_r, selectors.EVENT_READ, "wake")
@@ -491,11 +493,13 @@ class Manager:
         those tasks end already)."""
         for tid, t in msg.tasks:
             task = w.running.get(tid)
+            cached = self._cached.pop(tid, None)
             if task is None or tid in self.recovery.silent or self.recovery.was_cancelled(tid):
                 continue
             self._started.add(tid)
+            extra = {"cached": cached} if cached else {}
             self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
-                             attempt=task.attempt)
+                             attempt=task.attempt, **extra)
 
     def _record_caches(self) -> None:
         """A `cache` event for each worker whose cache size changed (once per loop pass, not
@@ -510,8 +514,13 @@ class Manager:
         """What the events call the file of `key`: its path here, else its key."""
         return self.replicas.paths.get(key) or key
 
-    def _transfers_started(self, w: ConnectedWorker, task: Task, fetches: list) -> None:
-        """A `transfer_start` for each copy just ordered to `w` (its `transfer` ends it)."""
+    def _sent(self, w: ConnectedWorker, task: Task, fetches: list, cached: list) -> None:
+        """`task` went to `w`: a `transfer_start` for each copy just ordered there (its
+        `transfer` ends it); the inputs `w` held already go with the task's start event."""
+        if cached:
+            self._cached[task.id] = cached
+        else:
+            self._cached.pop(task.id, None)
         if not fetches:
             return
         now = time.time()
@@ -562,6 +571,7 @@ class Manager:
         if task is None:
             return
         self._started.discard(task.id)
+        self._cached.pop(task.id, None)
         self.scheduler.release(w, task)
         if self.recovery.was_cancelled(task.id):
             return
@@ -650,6 +660,8 @@ class Manager:
         self.conns.close(w)
         self.scheduler.worker_lost(w)
         started = [t for t in w.running.values() if t.id in self._started]
+        for tid in w.running:
+            self._cached.pop(tid, None)
         results = self.recovery.worker_lost(w, why)
         self._ended_with(w, started, {r.task_id for r in results}, why)
         self.events.emit("worker_leave", worker=w.id, reason=why)

@@ -58,7 +58,7 @@ class Scheduler:
                  report: Callable[[list[TaskResult]], None],
                  drop: Callable[[str, list[str]], None],
                  clock: Callable[[], float] = time.monotonic,
-                 fetching: Callable[[ConnectedWorker, Task, list], None] | None = None):
+                 fetching: Callable[[ConnectedWorker, Task, list, list], None] | None = None):
         self.config = config
         self.queue = queue  # the manager's: tasks waiting for a worker, in order
         self.workers = workers
@@ -70,7 +70,8 @@ class Scheduler:
         self.report = report
         self.drop = drop  # tell a worker to drop files from its cache
         self.clock = clock
-        # told of the copies newly ordered for each task sent (the manager records them)
+        # told of each task sent: the copies newly ordered for it, and the keys of its inputs
+        # found in the worker's cache (the manager records them)
         self.fetching = fetching
         self.rng = random.Random(config.seed) if config.placement == "random" else None
         self.running_total = 0  # tasks sent and not ended (waiting in a worker included)
@@ -150,14 +151,17 @@ class Scheduler:
                 continue
             while self.queue and len(w.waiting) < depth:
                 task = self.queue[0]
+                cached: list[str] = []
                 if (task.library is not None or task.batch_options or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)
-                        or self.fetches.plan(task, w) != []):
+                        or self.fetches.plan(task, w, cached) != []):
                     return
                 self.queue.popleft()
                 w.queue(task)
                 self.running_total += 1
                 self.send(w, Run(task_to_wire(task), []))
+                if self.fetching is not None:
+                    self.fetching(w, task, [], cached)
 
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
         """Should `task` wait for the busy worker that holds its intermediates? For a while."""
@@ -205,7 +209,8 @@ class Scheduler:
         return self._dispatch(task, self.workers[wid], need(lib.resources))
 
     def _dispatch(self, task: Task, w: ConnectedWorker, want: Resources) -> bool:
-        fetches = self.fetches.plan(task, w)
+        cached: list[str] = []
+        fetches = self.fetches.plan(task, w, cached)
         if fetches is None:
             return False
         w.start(task, want)
@@ -216,7 +221,7 @@ class Scheduler:
             self.replicas.charge(w, key, sources[0][2])
         self.send(w, Run(task_to_wire(task), fetches))
         if self.fetching is not None:
-            self.fetching(w, task, new)
+            self.fetching(w, task, new, cached)
         return True
 
     # ------------------------------------------------------------ making room in caches
