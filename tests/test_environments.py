@@ -237,6 +237,8 @@ def conda_shaped(path: Path, count: Path, hooks: dict[str, str] | None = None) -
     (src / "bin" / "conda-unpack").write_text(
         f"#!/bin/sh\necho fixed > \"$(dirname \"$0\")/../fixed\"\necho run >> {count}\n")
     (src / "bin" / "hello").write_text("#!/bin/sh\necho hello from conda\n")
+    # conda-pack's own activate is for bash, zsh and ksh (typeset): vinemake leaves it alone.
+    (src / "bin" / "activate").write_text("typeset _flavor\nexport FROM_BIN_ACTIVATE=1\n")
     for script in ("conda-unpack", "hello"):
         (src / "bin" / script).chmod(0o755)
     with tarfile.open(path, "w:gz") as tar:
@@ -266,11 +268,12 @@ def test_a_conda_packs_activate_hooks_are_sourced_once_in_name_order(tmp_path):
         "notes.txt": "export NOT_A_HOOK=1\n"})
     (root / "Vinefile").write_text("".join(
         f"@environment env.tar.gz\nout.{i}:\n"
-        f"\techo \"\\$SECOND \\${{NOT_A_HOOK-unset}}\" > out.{i}\n" for i in range(3)))
+        f"\techo \"\\$SECOND \\${{NOT_A_HOOK-unset}} \\${{FROM_BIN_ACTIVATE-unset}}\""
+        f" > out.{i}\n" for i in range(3)))
     assert started(vinemake(root)) == ["out.0", "out.1", "out.2"]
     prefix = next(iter(unpacked(root / ".vinemake" / "worker")))
     assert {(root / f"out.{i}").read_text() for i in range(3)} == {
-        f"first in {prefix} then second unset\n"}
+        f"first in {prefix} then second unset unset\n"}
     assert sourced.read_text() == "20\n"  # once for the three rules
 
 
