@@ -1,6 +1,6 @@
 """The chaos benchmark: real vinemake runs against faults, hostile peers and bad input (issue 15).
 
-    python3 bench/chaos.py                    # every family, full trial counts (about 30 min)
+    python3 bench/chaos.py                    # every family, full trial counts (about 15 min)
     python3 bench/chaos.py --quick            # every family, a few trials each (a few minutes)
     python3 bench/chaos.py --only R1,R4 --trials 20 --seed 7
     python3 bench/chaos.py --keep             # keep failed trials' directories for a post-mortem
