@@ -7,6 +7,8 @@
                                                    # directory of vinemake/), in the same run
     python bench/scale.py --memory n:100k          # tracemalloc: top lines by bytes held
     python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
+    python bench/scale.py --throughput 8,100 --tasks 5000   # null tasks/s on W local workers,
+                                                   # and Makeflow -T wq with W work_queue_workers
 
 Rule i makes `o<i>` from two outputs of earlier rules picked at random (seeded, so every run
 and every tool reads the same graph); the first two read the sources `s0` and `s1`. Each case
@@ -285,6 +287,92 @@ def threading_count() -> int:
     return threading.active_count()
 
 
+def _null_flow(d: str, tasks: int) -> None:
+    os.makedirs(d, exist_ok=True)
+    text = "".join(f"t.{i}:\n\t: > t.{i}\n" for i in range(tasks))
+    for name in ("Vinefile", "Makeflow"):
+        with open(os.path.join(d, name), "w") as f:
+            f.write(text)
+
+
+def _with_workers(argv: list[str], d: str, port_file: str, worker_argv, workers: int,
+                  timeout: float):
+    """Run a manager (argv, measured with wait4) while `workers` local workers serve it."""
+    import signal
+    import subprocess
+
+    start = time.perf_counter()
+    manager = subprocess.Popen(argv, cwd=d, stdout=subprocess.DEVNULL,
+                               stderr=open(os.path.join(d, "manager.log"), "w"))
+    while not os.path.exists(port_file) or not open(port_file).read().strip():
+        if manager.poll() is not None or time.perf_counter() - start > 60:
+            raise SystemExit(f"{argv[0]} did not write its port: see {d}/manager.log")
+        time.sleep(0.02)
+    port = int(open(port_file).read().split()[0])
+    procs = [subprocess.Popen(worker_argv(port, i), cwd=d, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, start_new_session=True)
+             for i in range(workers)]
+    try:
+        _, status, usage = os.wait4(manager.pid, 0)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in procs:
+            p.wait()
+    return (time.perf_counter() - start, usage.ru_utime + usage.ru_stime,
+            os.waitstatus_to_exitcode(status))
+
+
+def throughput(spec: str, tasks: int, workdir: str, timeout: float) -> None:
+    """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W workers.
+
+    Rate = (N - 1) / (wall of N tasks - wall of one task): start-up and the workers' joining
+    cancel out. Manager CPU per task is the manager process's CPU (parsing and planning
+    included) over N, from wait4; the workers are not its children.
+    """
+    import shutil
+
+    makeflow = shutil.which("makeflow")
+    wq_worker = shutil.which("work_queue_worker")
+    if makeflow is None or wq_worker is None:
+        makeflow = peers.find_makeflow()
+        wq_worker = shutil.which("work_queue_worker")
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}, {tasks} null tasks")
+    print(f"{'tool':10} {'workers':>7} {'wall N':>8} {'wall 1':>8} {'tasks/s':>8} "
+          f"{'mgr cpu/task':>13}")
+    for workers in (int(w) for w in spec.split(",")):
+        for tool in ("vinemake", "makeflow"):
+            walls = {}
+            for n in (1, tasks):
+                d = os.path.join(workdir, f"tp-{tool}-{workers}-{n}")
+                shutil.rmtree(d, ignore_errors=True)
+                _null_flow(d, n)
+                port_file = os.path.join(d, "port")
+                if tool == "vinemake":
+                    argv = [*peers.vinemake_command(), "-T", "workers", "--port-file",
+                            port_file, "Vinefile"]
+
+                    def worker(port, i, d=d):
+                        return [sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
+                                str(port), "--cores", "1", "--workdir",
+                                os.path.join(d, f"w{i}"), "--name", f"w{i}", "--timeout", "60"]
+                else:
+                    argv = [makeflow, "-T", "wq", "-p", "0", "-Z", port_file, "Makeflow"]
+
+                    def worker(port, i, d=d):
+                        os.makedirs(os.path.join(d, f"w{i}"), exist_ok=True)
+                        return [wq_worker, "--cores", "1", "-s", os.path.join(d, f"w{i}"),
+                                "-t", "60", "127.0.0.1", str(port)]
+                walls[n] = _with_workers(argv, d, port_file, worker, workers, timeout)
+            (w1, _, c1), (wn, cpu, cn) = walls[1], walls[tasks]
+            rate = (tasks - 1) / max(wn - w1, 1e-9)
+            ok = "" if c1 == 0 and cn == 0 else f"  exit {c1}/{cn}"
+            print(f"{tool:10} {workers:>7} {wn:8.2f} {w1:8.2f} {rate:8.0f} "
+                  f"{cpu / tasks * 1e6:11.0f} µs{ok}", flush=True)
+
+
 def parse_size(text: str) -> int:
     text = text.strip().lower()
     scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
@@ -300,6 +388,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--workdir", default=os.path.join(peers.CACHE, "scale"))
     p.add_argument("--baseline", metavar="DIR", help="a checkout to run `-n` from as well")
+    p.add_argument("--throughput", metavar="W1,W2", help="null tasks/s on W local workers")
+    p.add_argument("--tasks", type=parse_size, default=5000, help="for --throughput")
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
@@ -312,6 +402,8 @@ def main(argv: list[str] | None = None) -> None:
         memory(args.memory, args.workdir)
     elif args.manager:
         manager_memory(args.manager, args.workdir)
+    elif args.throughput:
+        throughput(args.throughput, args.tasks, args.workdir, args.timeout)
     else:
         run(args)
 
