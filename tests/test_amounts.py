@@ -31,3 +31,5 @@ def test_excess_names_the_first_amount_beyond_and_ignores_unknowns():
         "needs cores 8 but the largest worker offers 4"
     assert excess(Resources(disk_mb=10), Resources(cores=4)) is None  # disk unknown
     assert excess(Resources(cores=4), Resources(cores=4)) is None
+    assert excess(Resources(cores=123456789), Resources(cores=2.5)) == \
+        "needs cores 123456789 but the largest worker offers 2.5"

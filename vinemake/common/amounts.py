@@ -52,8 +52,14 @@ def excess(want: Resources, have: Resources) -> str | None:
     for name, unit in _UNITS.items():
         w, h = getattr(want, name), getattr(have, name)
         if w is not None and h is not None and w > h + EPSILON:
-            return f"needs {_WORDS[name]} {w:g}{unit} but the largest worker offers {h:g}{unit}"
+            return (f"needs {_WORDS[name]} {_number(w)}{unit} but the largest worker offers "
+                    f"{_number(h)}{unit}")
     return None
+
+
+def _number(value: float) -> str:
+    """A count as written: whole numbers in full (123456789, never 1.23457e+08)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 class Pool:
