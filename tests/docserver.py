@@ -1,5 +1,5 @@
-"""A real HTTP server for URL sources in tests and benchmarks: documents that change, fail, or
-come slowly, and a count of every request.
+"""A real HTTP server for URL sources in tests and benchmarks: documents that change, fail,
+come slowly or only when the test lets them, and a count of every request.
 
 In a test it runs on a thread (`serve`); inside a network namespace, or for a benchmark, it
 runs as its own process (`python3 tests/docserver.py DIR --port-file F --log F`), serving the
@@ -25,6 +25,7 @@ class Documents:
         self.docs: dict[str, bytes] = {}
         self.errors: dict[str, int] = {}  # path -> HTTP status it always answers
         self.slow: dict[str, float] = {}  # path -> seconds between the headers and the body
+        self.held: dict[str, threading.Event] = {}  # path -> set when its body may go
         self.bare: set[str] = set()  # paths served without any validator
         self.directory = directory
         self.fallback = None  # path -> bytes, for any path not served otherwise
@@ -92,6 +93,10 @@ def handler_for(documents: Documents):
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if send_body:
+                held = documents.held.get(path)
+                if held is not None:
+                    self.wfile.flush()
+                    held.wait()
                 delay = documents.slow.get(path)
                 if delay:
                     self.wfile.flush()

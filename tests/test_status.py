@@ -7,16 +7,20 @@ import json
 import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
 import urllib.request
 
 import pytest
+from docserver import Documents, serve
 from test_runview import T0, finished_run, plan
 from test_terminal import Tmux
 
-from vinemake.core.events import runs
+from vinemake.core.events import read_events, runs
+from vinemake.core.statedir import StateDir
 from vinemake.face.runview import run_view
-from vinemake.face.status import fetch, page_url, status_text
+from vinemake.face.status import fetch, find_page, page_url, status_text
 from vinemake.face.statuspage import StatusServer
 
 
@@ -235,3 +239,64 @@ def test_a_view_is_rebuilt_every_second_and_less_often_when_building_takes_long(
         assert server.view_json() != second
     finally:
         server.close()
+
+
+WORKER = "import sys; from vinemake.worker.cli import main; sys.exit(main())"
+
+
+def test_a_url_copy_a_worker_is_receiving_is_shown_in_flight_until_it_arrives(tmp_path):
+    docs = Documents()
+    docs.docs["/words.txt"] = b"one\ntwo\nthree\n"
+    docs.held["/words.txt"] = threading.Event()
+    server, base = serve(docs)
+    (tmp_path / "Vinefile").write_text(f"out.txt: {base}/words.txt->in\n\twc -l < in > out.txt\n")
+    port_file = tmp_path / "port"
+    run = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "workers", "--port-file",
+                            str(port_file), "--status-port", "0"], cwd=tmp_path,
+                           stderr=subprocess.PIPE, text=True)
+    worker = None
+    try:
+        wait_for(port_file.exists, run)
+        worker = subprocess.Popen([sys.executable, "-c", WORKER, "127.0.0.1",
+                                   port_file.read_text().strip(), "--name", "alpha",
+                                   "--timeout", "30", "--as-remote",
+                                   "--workdir", str(tmp_path / "alpha")],
+                                  stderr=subprocess.DEVNULL)
+        url = page_url(wait_for(lambda: find_page(str(tmp_path)), run))
+        # the worker asked for the document; the server holds its body back
+        moving = wait_for(lambda: fetch(url, None)["in_flight"], run)
+        # its size is known once it arrived
+        assert [(m["from"], m["to"], m["size"]) for m in moving] == [("url", "alpha", None)]
+        assert moving[0]["file"].startswith(f"{base}/words.txt")
+        status = subprocess.run([sys.executable, "-m", "vinemake", "status", str(tmp_path)],
+                                capture_output=True, text=True, timeout=60)
+        lines = status.stdout.splitlines()
+        shown = lines[lines.index("in flight 1:") + 1:]
+        assert shown[0].split() == ["FILE", "FROM", "TO", "SIZE", "FOR"]
+        assert shown[1].split()[1:4] == ["url", "alpha", "-"]
+        docs.held["/words.txt"].set()
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+    finally:
+        docs.held["/words.txt"].set()
+        server.shutdown()
+        for p in (run, worker):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait()
+    assert (tmp_path / "out.txt").read_text().strip() == "3"
+    events = read_events(StateDir(str(tmp_path)).events(runs(str(tmp_path))[-1]))
+    copies = [(e["ev"], e["source"]) for e in events
+              if e["ev"] in ("transfer_start", "transfer") and e["to_worker"] == "alpha"]
+    assert copies == [("transfer_start", "url"), ("transfer", "url")]
+    assert run_view(events)["in_flight"] == []
+
+
+def wait_for(condition, run, seconds=60.0):
+    """What `condition()` returns once it is true, while `run` goes on."""
+    deadline = time.monotonic() + seconds
+    while not (found := condition()):
+        assert run.poll() is None, run.communicate()[1]
+        assert time.monotonic() < deadline, "waited too long"
+        time.sleep(0.05)
+    return found

@@ -524,11 +524,13 @@ class Manager:
         if not fetches:
             return
         now = time.time()
-        declared = {f.key: f.size for f in task.inputs}
+        declared = {f.key: f.size or None for f in task.inputs}  # 0: not known (a URL's)
+        named = {f.key: f.url for f in task.inputs if f.url}  # a URL's key names no file
         for key, _, sources in fetches:
             label = sources[0][2]
             own = label in (MANAGER, URL)
-            self.events.emit("transfer_start", t=now, file=self._file(key), key=key,
+            self.events.emit("transfer_start", t=now, file=named.get(key) or self._file(key),
+                             key=key,
                              size=self.replicas.sizes.get(key, declared.get(key)),
                              source=label if own else "peer",
                              from_worker=None if own else label, to_worker=w.id, start=now)
