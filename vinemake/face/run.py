@@ -44,6 +44,9 @@ from vinemake.face.listing import write_dry_run
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
 
+_tuple_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, called per rule
+
+
 def store_for(root: str, cache_dir: str | None) -> Store:
     return Store(StateDir(root).store_path(cache_dir), shared=cache_dir is not None)
 
@@ -165,11 +168,16 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
             paths = [norm(s.path) for s in rule.sources]
             producers = tuple([(p, producer[p]) for p in paths if p in producer])
         rk = keys.rules[rid]
-        plan_rules[rid] = PlanRule(rid, rule.name, rk,
-                                   stays_remote(rules, graph.dependents, rid, remote), producers,
-                                   any(p in consumed for p, _, _ in rk.outputs))
-        for path, _, _ in rk.outputs:
-            if rk.key in built or path in made:  # else nothing of ours can be there
+        outputs = rk.outputs
+        # (Only a temporary or remote rule's outputs can stay remote: asked only for those.)
+        remote_only = bool(rule.temp or rule.mini or rid in remote) \
+            and stays_remote(rules, graph.dependents, rid, remote)
+        read = outputs[0][0] in consumed if len(outputs) == 1 else \
+            any(p in consumed for p, _, _ in outputs)
+        plan_rules[rid] = _tuple_new(PlanRule, (rid, rule.name, rk, remote_only, producers, read))
+        was_built = rk.key in built
+        for path, _, _ in outputs:
+            if was_built or path in made:  # else nothing of ours can be there
                 st = files.stat(os.path.join(root, path))
                 disk[path] = output_stat(os.path.join(root, path), st) if st else None
     _confined(rules, ids, keys, root)
