@@ -234,3 +234,22 @@ def test_failed_and_lost_attempts_are_drawn_apart_from_their_kind(tmp_path):
             == "2 transfers, 500 B in all; 1 failed (red in the timeline)"
         assert browser.evaluate("document.getElementById('outcome').textContent") == \
             "unfinished"  # no run_end: the record stops there
+
+
+def test_copies_in_flight_and_inputs_found_in_a_workers_cache_are_on_the_page(tmp_path):
+    events = finished_run()[:-1]  # still going: no run_end
+    start = next(i for i, e in enumerate(events) if e["ev"] == "start" and e["rule"] == 1)
+    events[start] = {**events[start], "cached": ["k0", "s"]}
+    events.append({"t": T0 + 4.0, "ev": "transfer_start", "file": "big.dat", "key": "b",
+                   "size": 2_500_000, "source": "peer", "from_worker": "w1",
+                   "to_worker": "w2", "start": T0 + 4.0})
+    (tmp_path / "r.html").write_text(page(run_view(events, now=T0 + 6.5)), encoding="utf-8")
+    with Browser(tmp_path / "profile") as browser:
+        browser.open((tmp_path / "r.html").as_uri())
+        browser.wait_for("document.body.dataset.rendered")
+        assert browser.errors == []
+        assert browser.evaluate("[...document.querySelectorAll('#in-flight tbody td')]"
+                                ".map(td => td.textContent).join('|')") == \
+            "big.dat|peer w1|w2|2.5 MB|2.50 s"
+        assert browser.evaluate("document.getElementById('cache-hits').textContent") == \
+            "1 restored, 3 on workers"
