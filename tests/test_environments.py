@@ -89,7 +89,9 @@ def test_the_venv_packs_activate_script_is_sourced_for_rules_and_libraries(packe
     assert started(vinemake(root)) == ["lib.txt", "out.txt"]
     prompt, prefix, rest = (root / "out.txt").read_text().split(" ", 2)
     assert prompt == Path(prefix).name and prompt.startswith("env-")
-    assert rest == "no prompt\n"
+    # the pack's prompt is not kept (a PS1 vinemake itself was started with may pass through,
+    # as under an activated venv)
+    assert prompt not in rest
     assert (root / "lib.txt").read_text() == prompt + "\n"
 
 
