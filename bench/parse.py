@@ -25,6 +25,7 @@ from collections.abc import Iterator
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402  (a sibling module, found through the path set just above)
+from peers import parse_size  # noqa: E402
 
 SHAPES = ("chain", "fanout", "fanin")
 QUICK_SIZES = (10_000,)
@@ -247,12 +248,6 @@ def profile(spec: str, workdir: str) -> None:
     BuildGraph.build(parse_file("Vinefile"), ".")
     prof.disable()
     pstats.Stats(prof).sort_stats("tottime").print_stats(20)
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(float(text.rstrip("km")) * scale)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -141,3 +141,10 @@ def _which(name: str) -> str:
     if path is None:
         raise PeerMissing(f"{name} is not installed and could not be installed")
     return path
+
+
+def parse_size(text: str) -> int:
+    """A rule or task count as benchmarks take it: 10k, 1M, 2000."""
+    text = text.strip().lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
+    return int(float(text.rstrip("km")) * scale)

@@ -30,6 +30,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import peers  # noqa: E402  (a sibling module, found through the path set just above)
+from peers import parse_size  # noqa: E402
 
 SEED = 18
 
@@ -371,12 +372,6 @@ def throughput(spec: str, tasks: int, workdir: str, timeout: float) -> None:
             ok = "" if c1 == 0 and cn == 0 else f"  exit {c1}/{cn}"
             print(f"{tool:10} {workers:>7} {wn:8.2f} {w1:8.2f} {rate:8.0f} "
                   f"{cpu / tasks * 1e6:11.0f} µs{ok}", flush=True)
-
-
-def parse_size(text: str) -> int:
-    text = text.strip().lower()
-    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1:], 1)
-    return int(float(text.rstrip("km")) * scale)
 
 
 def main(argv: list[str] | None = None) -> None:
