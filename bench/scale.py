@@ -6,6 +6,9 @@
     python bench/scale.py --baseline /tmp/old      # also -n from another checkout (its parent
                                                    # directory of vinemake/), in the same run
     python bench/scale.py --memory n:100k          # tracemalloc: top lines by bytes held
+    python bench/scale.py --first-task             # a first build until its first command
+                                                   # starts: planning time and memory
+    python bench/scale.py --noop                   # a no-op rerun against make -q
     python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
     python bench/scale.py --throughput 8,100 --tasks 5000   # null tasks/s on W local workers,
                                                    # and Makeflow -T wq with W work_queue_workers
@@ -115,6 +118,115 @@ def run(args) -> None:
             rc, rr = f"{cpu / ref[1]:.2f}x", f"{rss / ref[2]:.2f}x"
         print(f"{case:18} {wall:8.2f} {cpu:8.2f} {rss:8.0f} {rc:>9} {rr:>9}"
               f"{'' if ok else '  FAILED'}", flush=True)
+
+
+def first_task(args) -> None:
+    """A real first build (the local worker) timed from launch to its first command's start.
+
+    The start is the first `start` event of the run's record (its own time stamp, so the
+    record's one-second flush does not count); vinemake is stopped as soon as it is seen.
+    CPU and peak RSS are vinemake's own process when the event is read (up to a flush later).
+    """
+    import glob
+    import shutil
+    import signal
+    import subprocess
+
+    d = prepare(args.workdir, args.rules)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
+          f"{os.cpu_count()} cores, first build until the first command starts")
+    print(f"{'run':>4} {'to 1st start s':>15} {'cpu s':>8} {'RSS MB':>8}  load")
+    for i in range(args.repeat):
+        root = os.path.join(args.workdir, f"first-{args.rules}")
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        for name in ("Vinefile", "s0", "s1"):
+            os.link(os.path.join(d, name), os.path.join(root, name))
+        load = os.getloadavg()[0]
+        start = time.time()
+        proc = subprocess.Popen([*peers.vinemake_command(), "Vinefile"], cwd=root,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        first = None
+        while first is None and proc.poll() is None and time.time() - start < args.timeout:
+            time.sleep(0.1)
+            for path in glob.glob(os.path.join(root, ".vinemake", "runs", "*", "events.jsonl")):
+                with open(path, "rb") as f:
+                    first = next((_event_time(line) for line in f if b'"ev":"start"' in line),
+                                 None)
+        cpu, rss = _proc_usage(proc.pid)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+        got = f"{first - start:15.2f}" if first else f"{f'none, exit {proc.returncode}':>15}"
+        print(f"{i + 1:>4} {got} {cpu:8.2f} {rss:8.0f}  {load:.1f}", flush=True)
+
+
+def _event_time(line: bytes) -> float:
+    import json
+
+    return json.loads(line)["t"]
+
+
+def _proc_usage(pid: int) -> tuple[float, float]:
+    """(CPU seconds, peak RSS MB) of a running process, from /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        with open(f"/proc/{pid}/status") as f:
+            hwm = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+    except (OSError, StopIteration):
+        return float("nan"), float("nan")
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks, hwm / 1024
+
+
+def noop(args) -> None:
+    """A no-op rerun: vinemake against `make -q`, over the same up-to-date files.
+
+    Every output is created (in rule order, so make sees each newer than what it reads) and
+    vinemake's journal seeded as a finished run leaves it (bench/dispatch.py's seed_built, in
+    a child). Then: vinemake's first rerun goes down the full path (parse, keys, journal,
+    plan: all skipped) and leaves the up-to-date snapshot; the second is what every later
+    no-op rerun costs (the snapshot: a stat of every source and output, as make -q stats
+    them); `make -q` last. Both tools read the same directory.
+    """
+    import subprocess
+
+    d = prepare(args.workdir, args.rules)
+    root = os.path.join(args.workdir, f"noop-{args.rules}")
+    marker = os.path.join(root, ".seeded")
+    if not os.path.exists(marker):
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)
+        os.makedirs(root)
+        for name in ("Vinefile", "Makefile", "Makefile.rules", "s0", "s1"):
+            os.link(os.path.join(d, name), os.path.join(root, name))
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--rules", str(args.rules),
+                        "--seed", root], check=True)
+        open(marker, "w").close()
+    else:  # the full path again: without the snapshot a previous round left
+        for state in ("uptodate", "rules"):
+            path = os.path.join(root, ".vinemake", state)
+            if os.path.exists(path):
+                os.remove(path)
+    make = peers.find_make()
+    load = os.getloadavg()[0]
+    rows = {"vinemake, full path": peers.measure([*peers.vinemake_command(), "Vinefile"],
+                                                 root, args.timeout),
+            "vinemake": peers.measure([*peers.vinemake_command(), "Vinefile"], root,
+                                      args.timeout),
+            "make -q": peers.measure([make, "-q"], root, args.timeout)}
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
+          f"{os.cpu_count()} cores, no-op rerun, load average {load:.1f}-"
+          f"{os.getloadavg()[0]:.1f}")
+    ref = rows["make -q"]
+    for case, m in rows.items():
+        print(f"{case:20} {m.wall_s:8.2f} s  cpu {m.cpu_s:7.2f} s  rss {m.peak_rss_mb:7.0f} MB"
+              f"  {m.cpu_s / ref.cpu_s:5.2f}x make -q cpu{'' if m.ok else '  FAILED'}",
+              flush=True)
 
 
 def _median(ms: list[peers.Measurement]) -> tuple[float, float, float, bool]:
@@ -387,9 +499,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--tasks", type=parse_size, default=5000, help="for --throughput")
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
+    p.add_argument("--first-task", action="store_true",
+                   help="a first build's time to its first command started")
+    p.add_argument("--noop", action="store_true", help="a no-op rerun against make -q")
+    p.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
                    help="manager memory per worker connection and per queued task")
     args = p.parse_args(argv)
+    if args.seed:
+        from dispatch import seed_built
+
+        seed_built(args.seed, list(edges(args.rules)))
+        return
     peers.byte_compile_vinemake()
     if args.profile:
         profile(args.profile, args.workdir)
@@ -397,6 +518,10 @@ def main(argv: list[str] | None = None) -> None:
         memory(args.memory, args.workdir)
     elif args.manager:
         manager_memory(args.manager, args.workdir)
+    elif args.first_task:
+        first_task(args)
+    elif args.noop:
+        noop(args)
     elif args.throughput:
         throughput(args.throughput, args.tasks, args.workdir, args.timeout)
     else:
