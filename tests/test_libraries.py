@@ -162,9 +162,10 @@ def module(tmp_path):
     return path
 
 
-@pytest.fixture
-def python_library(pool, module):
-    command = f"{sys.executable} -m vinemake.library lib.py"
+@pytest.fixture(params=["", "--mode direct "], ids=["fork", "direct"])
+def python_library(pool, module, request):
+    """The Python library program, in each of its modes: what the pool sees is the same."""
+    command = f"{sys.executable} -m vinemake.library {request.param}lib.py"
     return pool.get(spec(command, slots=2, env=(("EXTRA", "+env"),)), copier(module))
 
 
@@ -397,7 +398,8 @@ def test_get_returns_one_instance_per_key(pool, module):
 def test_close_stops_every_instance(pool, python_library, sandbox):
     assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
     session = session_members(python_library.pid)
-    assert len(session) == 2  # /bin/sh -c and the library program
+    # /bin/sh -c and the library program, and in direct mode the slot that served the call
+    assert len(session) == (3 if "--mode direct" in python_library.spec.command else 2)
     pool.close(grace=DEADLINE)
     assert python_library.pid is None
     wait_until(lambda: all(gone(pid) for pid in session))

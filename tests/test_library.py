@@ -70,6 +70,12 @@ def grow(mb):
     block = bytearray(int(mb) * 1000 * 1000)  # zero-filled: every page is touched
     return len(block)
 
+def die(how):
+    # The process running the call ends without the call returning.
+    if how == "kill":
+        os.kill(os.getpid(), 9)
+    os._exit(int(how))
+
 def close_stdout():
     sys.stdout.close()  # flushing it afterwards raises: the child must exit all the same
 
@@ -79,6 +85,7 @@ def _private():
 
 
 LIBRARY = [sys.executable, "-m", "vinemake.library", "lib.py"]
+DIRECT = [sys.executable, "-m", "vinemake.library", "--mode", "direct", "lib.py"]
 # The same program on a kernel without pidfd_open (before Linux 5.3, as on older clusters).
 LIBRARY_WITHOUT_PIDFD = [
     sys.executable, "-c",
@@ -86,12 +93,18 @@ LIBRARY_WITHOUT_PIDFD = [
     "run_name='__main__')", "lib.py"]
 
 
-@pytest.fixture
+DIRECT_WITHOUT_PIDFD = [*LIBRARY_WITHOUT_PIDFD[:-1], "--mode", "direct", "lib.py"]
+
+
+@pytest.fixture(params=[LIBRARY, DIRECT], ids=["fork", "direct"])
 def library(tmp_path, request):
-    """A running `python3 -m vinemake.library lib.py`; yields a small client."""
+    """A running `python3 -m vinemake.library [--mode direct] lib.py`; yields a small client.
+
+    Every test runs in both modes unless it names the program itself: the protocol and what
+    a call's outcome says do not depend on the mode."""
     (tmp_path / "lib.py").write_text(MODULE)
     log = open(tmp_path / "log", "wb")
-    argv = getattr(request, "param", LIBRARY)
+    argv = request.param
     proc = subprocess.Popen(argv, cwd=tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=log)
     client = Client(proc)
@@ -141,7 +154,7 @@ class Client:
 def test_ready_message_lists_public_functions(library):
     assert library.receive() == {
         "ready": True, "protocol": 1,
-        "functions": ["close_stdout", "env", "fail", "grow", "hang", "huge", "leave", "meet",
+        "functions": ["close_stdout", "die", "env", "fail", "grow", "hang", "huge", "leave", "meet",
                       "remember", "write"]}
 
 
@@ -169,6 +182,7 @@ def test_output_of_a_call_goes_to_the_file_it_names(library, tmp_path):
     assert (tmp_path / "log").read_text() == "import-time print goes to the log\n"
 
 
+@pytest.mark.parametrize("library", [LIBRARY], indirect=True, ids=["fork"])
 def test_module_is_imported_once_and_calls_do_not_share_state(library, tmp_path):
     library.receive()
     for i in range(5):
@@ -179,11 +193,22 @@ def test_module_is_imported_once_and_calls_do_not_share_state(library, tmp_path)
     assert (tmp_path / "imports").read_text() == "x"
 
 
+@pytest.mark.parametrize("library", [DIRECT], indirect=True, ids=["direct"])
+def test_in_direct_mode_a_slot_keeps_its_state_from_call_to_call(library, tmp_path):
+    library.receive()
+    for i in range(3):
+        assert library.call(i, "remember", str(i), f"state{i}", cwd=str(tmp_path))["status"] \
+            == "ok"
+    # One call at a time: one slot served them all, and its globals stayed.
+    assert (tmp_path / "state2").read_text() == "0,1,2"
+    assert (tmp_path / "imports").read_text() == "x"
+
+
 def test_unknown_function_is_an_error_naming_what_exists(library, tmp_path):
     library.receive()
     assert library.call(7, "_private", cwd=str(tmp_path)) == {
         "id": 7, "status": "error",
-        "error": "no function named '_private' in this library (it has: close_stdout, env, "
+        "error": "no function named '_private' in this library (it has: close_stdout, die, env, "
                  "fail, grow, hang, huge, leave, meet, remember, write)"}
 
 
@@ -226,10 +251,40 @@ def test_env_of_the_request_reaches_the_function(library, tmp_path):
     library.receive()
     library.call(1, "env", "GREETING", "out", cwd=str(tmp_path), env={"GREETING": "hi"})
     assert (tmp_path / "out").read_text() == "hi"
+    # and only that call: a direct-mode slot puts its environment back
+    library.call(2, "env", "GREETING", "out2", cwd=str(tmp_path))
+    assert (tmp_path / "out2").read_text() == "unset"
 
 
-@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
-                         ids=["pidfd", "no-pidfd"])
+def test_a_call_s_output_file_is_its_own(library, tmp_path):
+    library.receive()
+    library.call(1, "write", "x", "y", cwd=str(tmp_path), output=str(tmp_path / "call.out"))
+    library.call(2, "write", "x", "y", cwd=str(tmp_path))
+    library.proc.stdin.close()
+    assert library.proc.wait(DEADLINE) == 0
+    assert (tmp_path / "call.out").read_text() == "a print inside a call goes to the log too\n"
+    assert (tmp_path / "log").read_text() == (
+        "import-time print goes to the log\na print inside a call goes to the log too\n")
+
+
+@pytest.mark.parametrize("how, error", [
+    ("kill", "the call was killed by signal 9 (SIGKILL)"),
+    ("3", "the call's process exited with status 3"),
+    ("0", "the call's process exited with status 0 before it returned")])
+@pytest.mark.parametrize("library", [DIRECT, DIRECT_WITHOUT_PIDFD], indirect=True,
+                         ids=["direct", "direct-no-pidfd"])
+def test_a_call_that_ends_its_slot_fails_and_a_new_slot_serves_the_next(library, tmp_path,
+                                                                       how, error):
+    library.receive()
+    assert library.call(1, "die", how, cwd=str(tmp_path)) == {
+        "id": 1, "status": "error", "error": error}
+    assert library.call(2, "write", "after", "ok", cwd=str(tmp_path)) == {
+        "id": 2, "status": "ok"}
+
+
+@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD, DIRECT,
+                                     DIRECT_WITHOUT_PIDFD], indirect=True,
+                         ids=["pidfd", "no-pidfd", "direct", "direct-no-pidfd"])
 def test_calls_run_concurrently(library, tmp_path):
     library.receive()
     library.send(id=1, function="meet", args=["a", "b"], cwd=str(tmp_path))
@@ -238,8 +293,9 @@ def test_calls_run_concurrently(library, tmp_path):
     assert answers == [{"id": 1, "status": "ok"}, {"id": 2, "status": "ok"}]
 
 
-@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
-                         ids=["pidfd", "no-pidfd"])
+@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD, DIRECT,
+                                     DIRECT_WITHOUT_PIDFD], indirect=True,
+                         ids=["pidfd", "no-pidfd", "direct", "direct-no-pidfd"])
 def test_every_call_s_response_reports_its_child_s_usage(library, tmp_path):
     library.receive()  # ready
     assert library.call(1, "write", "small", "x", cwd=str(tmp_path))["status"] == "ok"
@@ -277,10 +333,13 @@ def test_failing_import_exits_1_with_the_traceback(tmp_path):
     assert run.stderr.endswith("ZeroDivisionError: division by zero\n")
 
 
-def test_usage(tmp_path):
-    run = subprocess.run([sys.executable, "-m", "vinemake.library"], capture_output=True,
-                         text=True, timeout=DEADLINE)
-    assert (run.returncode, run.stderr) == (2, "usage: python3 -m vinemake.library FILE.py\n")
+@pytest.mark.parametrize("args", [[], ["--mode", "direct"], ["--mode", "spawn", "lib.py"],
+                                  ["--direct", "lib.py"], ["a.py", "b.py"]])
+def test_usage(tmp_path, args):
+    run = subprocess.run([sys.executable, "-m", "vinemake.library", *args], capture_output=True,
+                         text=True, timeout=DEADLINE, cwd=tmp_path)
+    assert (run.returncode, run.stdout, run.stderr) == (
+        2, "", "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py\n")
 
 
 def test_parse_request():

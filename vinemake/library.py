@@ -1,4 +1,4 @@
-"""The Python library program: `python3 -m vinemake.library FILE.py` serves calls to FILE.py.
+"""The Python library program: `python3 -m vinemake.library [--mode M] FILE.py` serves FILE.py.
 
 Why it works this way (the protocol itself is in docs/libraries.md):
 
@@ -17,6 +17,13 @@ Why it works this way (the protocol itself is in docs/libraries.md):
 - Requests arrive on stdin and responses leave on stdout, but the user's code must never touch
   that channel: at start the channel is moved to private descriptors, fd 0 becomes /dev/null
   and fd 1 is pointed at stderr, which the worker keeps as the library's log.
+- `--mode direct` (TaskVine's "direct" execution) trades that isolation for speed: a fork of
+  a Python process costs milliseconds of CPU (its page tables, then a copy of every page the
+  child writes), many times a trivial call. Each call then runs inside a long-lived *slot*
+  process, forked from this one once and reused call after call, so globals a call changes
+  stay for the next call that slot serves. A slot is forked when a call finds none idle (so
+  there are as many as calls were ever in flight at once) and again after one dies or is
+  cancelled, always from this untouched process.
 """
 
 from __future__ import annotations
@@ -34,10 +41,12 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-__all__ = ["PROTOCOL_VERSION", "Request", "parse_request", "response", "load_module",
+__all__ = ["PROTOCOL_VERSION", "MODES", "Request", "parse_request", "response", "load_module",
            "functions_of", "main"]
 
 PROTOCOL_VERSION = 1
+MODES = ("fork", "direct")  # a child per call, or calls run in reused slot processes
+USAGE = "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py"
 _READ_CHUNK = 65536
 
 
@@ -126,9 +135,7 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
         function(*request.args)
         code = 0
     except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
-        # Drop this frame: the user's traceback starts at their function.
-        text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
-        _write_all(report_fd, text.encode(errors="replace"))
+        _write_all(report_fd, _traceback_of(exc).encode(errors="replace"))
     finally:
         # Whatever happens, the child must never return into the server's loop.
         try:
@@ -136,6 +143,13 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _traceback_of(exc: BaseException) -> str:
+    """The traceback of what a call raised, starting at the user's function (our frame left
+    out)."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -215,7 +229,7 @@ class _Server:
             return
         if request.cancel:
             if request.id in self.running:
-                _kill_call(self.running[request.id].pid)
+                self._cancel(request.id)
             return
         function = self.functions.get(request.function)
         if function is None:
@@ -223,9 +237,12 @@ class _Server:
             self.send(response(request.id, f"no function named {request.function!r} in this "
                                            f"library (it has: {known})"))
             return
-        self._start(function, request)
+        self._start(function, request, line)
 
-    def _start(self, function: Any, request: Request) -> None:
+    def _cancel(self, call_id: int) -> None:
+        _kill_call(self.running[call_id].pid)
+
+    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()  # or the child would print the parent's buffered text again
@@ -282,6 +299,198 @@ class _Server:
             os.waitpid(run.pid, 0)
 
 
+# ------------------------------------------------------------------ direct mode
+
+
+def _run_here(function: Any, request: Request) -> str | None:
+    """In a slot: run one call in this process; the error text, or None when it returned.
+
+    What the call changes that would reach the next call unasked is put back: the working
+    directory is set by every call, the environment and fds 1 and 2 are restored here.
+    """
+    saved_env = {name: os.environ.get(name) for name, _ in request.env}
+    saved_fds = None
+    try:
+        if request.output is not None:
+            _flush_std()
+            saved_fds = (os.dup(1), os.dup(2))
+            fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            os.dup2(fd, 1)
+            os.dup2(fd, 2)
+            os.close(fd)
+        os.chdir(request.cwd)
+        os.environ.update(dict(request.env))
+        function(*request.args)
+        return None
+    except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
+        return _traceback_of(exc)
+    finally:
+        _flush_std()
+        if saved_fds is not None:
+            for fd, saved in zip((1, 2), saved_fds, strict=True):
+                os.dup2(saved, fd)
+                os.close(saved)
+        for name, value in saved_env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _flush_std() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass  # closed or broken by a call: reopened after it (_reopen_std)
+
+
+def _reopen_std() -> None:
+    """A call that closed sys.stdout or sys.stderr must not break the next call's prints."""
+    if sys.stdout.closed:
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 - lives as long as the slot
+    if sys.stderr.closed:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+def _cpu_and_peak() -> tuple[float, int]:
+    """CPU seconds of this process and the children it waited for; the larger peak RSS."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime,
+            max(me.ru_maxrss, kids.ru_maxrss))
+
+
+def _serve_slot(functions: dict[str, Any], requests: int, responses: int) -> None:
+    """A slot's loop: one request line in, the call run here, its response line out, until
+    the parent closes the requests pipe. Never returns."""
+    code = 0
+    try:
+        with os.fdopen(requests, "rb") as lines:
+            for line in lines:
+                request = parse_request(line)
+                before, _ = _cpu_and_peak()
+                error = _run_here(functions[request.function], request)
+                after, peak = _cpu_and_peak()
+                # ru_maxrss is this slot's peak so far: the call's own cannot be told apart.
+                usage = resource.struct_rusage((after - before, 0.0, peak) + (0,) * 13)
+                _write_all(responses, response(request.id, error, usage))
+                _reopen_std()
+    except BaseException:  # noqa: B036 - a slot must never return into the server loop
+        code = 1
+    finally:
+        os._exit(code)
+
+
+@dataclass
+class _Slot:
+    """A slot process seen from the server: its pipes, and the call it runs (None: idle)."""
+
+    pid: int
+    pidfd: int | None
+    requests: int  # our end: request lines to the slot
+    responses: int  # our end: response lines from the slot
+    buffer: bytearray
+    call: int | None = None
+    gone: bool = False  # it exited while idle: no more calls go to it
+
+
+class _DirectServer(_Server):
+    """Calls go to idle slots (a new one forked when none is); responses are passed on."""
+
+    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
+        super().__init__(functions, chan_in, chan_out)
+        self.slots: list[_Slot] = []
+
+    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
+        while True:
+            slot = next((s for s in self.slots if s.call is None and not s.gone), None) \
+                or self._new_slot()
+            try:
+                _write_all(slot.requests, line.rstrip(b"\n") + b"\n")
+            except BrokenPipeError:
+                slot.gone = True  # it exited while idle; its pidfd (or pipe's end) says so
+                continue
+            slot.call = request.id
+            self.running[request.id] = slot  # type: ignore[assignment]
+            return
+
+    def _cancel(self, call_id: int) -> None:
+        _kill_call(self.running[call_id].pid)  # its pidfd (or pipe's end) then answers
+
+    def _new_slot(self) -> _Slot:
+        to_slot, requests = os.pipe()
+        responses, from_slot = os.pipe()
+        _flush_std()  # or the slot would print the parent's buffered text again
+        pid = os.fork()
+        if pid == 0:
+            _own_group(0)
+            for fd in (requests, responses, self.chan_in, self.chan_out,
+                       *(fd for s in self.slots for fd in (s.requests, s.responses, s.pidfd)
+                         if fd is not None)):
+                os.close(fd)
+            _serve_slot(self.functions, to_slot, from_slot)
+        _own_group(pid)
+        os.close(to_slot)
+        os.close(from_slot)
+        slot = _Slot(pid, _pidfd(pid), requests, responses, bytearray())
+        self.slots.append(slot)
+        self.selector.register(responses, selectors.EVENT_READ,
+                               lambda fd: self._on_responses(slot))
+        if slot.pidfd is not None:
+            self.selector.register(slot.pidfd, selectors.EVENT_READ,
+                                   lambda fd: self._on_slot_exit(slot))
+        return slot
+
+    def _on_responses(self, slot: _Slot) -> bool:
+        data = os.read(slot.responses, _READ_CHUNK)
+        self._take(slot, data)
+        if not data and slot.pidfd is None:
+            self._on_slot_exit(slot)
+        elif not data:
+            self.selector.unregister(slot.responses)
+        return True
+
+    def _take(self, slot: _Slot, data: bytes) -> None:
+        """Pass on each whole response line; the slot is idle again after its line."""
+        slot.buffer += data
+        while (end := slot.buffer.find(b"\n")) >= 0:
+            line = bytes(slot.buffer[:end + 1])
+            del slot.buffer[:end + 1]
+            if slot.call is not None:
+                self.running.pop(slot.call, None)
+                slot.call = None
+            self.send(line)
+
+    def _on_slot_exit(self, slot: _Slot) -> bool:
+        # What the slot wrote before it exited is passed on first: its last call may have
+        # been answered (a thread it left behind may end it, or a cancel come too late).
+        _, status, _ = os.wait4(slot.pid, 0)
+        os.set_blocking(slot.responses, False)
+        try:
+            while data := os.read(slot.responses, _READ_CHUNK):
+                self._take(slot, data)
+        except BlockingIOError:
+            pass
+        for fd in (slot.pidfd, slot.responses):
+            if fd is not None:
+                if fd in self.selector.get_map():
+                    self.selector.unregister(fd)
+                os.close(fd)
+        os.close(slot.requests)
+        self.slots.remove(slot)
+        if slot.call is not None:
+            self.running.pop(slot.call, None)
+            self.send(response(slot.call, _exit_error(status, b"") or
+                               "the call's process exited with status 0 before it returned"))
+        return True
+
+    def _stop(self) -> None:
+        for slot in self.slots:
+            _kill_call(slot.pid)
+            os.waitpid(slot.pid, 0)
+
+
 def _own_group(pid: int) -> None:
     """Make the call's child the leader of its own process group (done by both sides of fork)."""
     try:
@@ -317,10 +526,14 @@ def _private_channel() -> tuple[int, int]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Import FILE.py, then serve calls until the pool closes the channel."""
+    """Import FILE.py, then serve calls (in forked children, or in slots with --mode direct)
+    until the pool closes the channel."""
     argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1:
-        print("usage: python3 -m vinemake.library FILE.py", file=sys.stderr)
+    mode = "fork"
+    if len(argv) == 3 and argv[0] == "--mode" and argv[1] in MODES:
+        mode, argv = argv[1], argv[2:]
+    if len(argv) != 1 or argv[0].startswith("-"):
+        print(USAGE, file=sys.stderr)
         return 2
     chan_in, chan_out = _private_channel()
     try:
@@ -332,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     # Keep the collector away from what the import made, so a forked call does not touch (and
     # so copy) every page of it.
     gc.freeze()
-    _Server(functions_of(module), chan_in, chan_out).serve()
+    server = _DirectServer if mode == "direct" else _Server
+    server(functions_of(module), chan_in, chan_out).serve()
     return 0
 
 
