@@ -355,3 +355,12 @@ def test_a_subworkflow_loop_is_reported_at_check_with_its_chain(tmp_path, monkey
         "b.vf:3:2: sub-workflow loop: a.vf runs b.vf runs a.vf\n"
         "\tLOCAL MAKEFLOW a.vf x\n\t^\n"))
     assert not any((tmp_path / made).exists() for made in ("top", "a", "b", "x"))
+
+
+def test_a_port_file_that_cannot_be_written_is_named_not_its_temporary(project):
+    result = subprocess.run([sys.executable, "-m", "vinemake", "-Z", str(project / "no" / "port")],
+                            capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr == (f"vinemake: cannot start the manager: cannot write the port file "
+                             f"{project / 'no' / 'port'}: No such file or directory\n")
+    assert not (project / "a.txt").exists()

@@ -586,7 +586,7 @@ def _start_manager(options, root: str, events: EventLog):
     try:
         return Manager.start(config, get_provider(options.batch_type), workers, events)
     except OSError as e:
-        raise InfrastructureError(f"cannot start the manager: {e}") from e
+        raise InfrastructureError(f"cannot start the manager: {e.strerror or e}") from e
 
 
 _STOP_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}

@@ -195,9 +195,17 @@ class Manager:
         self._listener.setblocking(False)
         self.host, self.port = config.host, self._listener.getsockname()[1]
         if config.port_file:
-            with open(config.port_file + ".tmp", "w") as f:
+            self._write_port_file(config.port_file)
+
+    def _write_port_file(self, path: str) -> None:
+        """Name the port in `path` whole or not at all; an error names `path`, not the temporary."""
+        try:
+            with open(path + ".tmp", "w") as f:
                 f.write(f"{self.port}\n")
-            os.replace(config.port_file + ".tmp", config.port_file)
+            os.replace(path + ".tmp", path)
+        except OSError as e:
+            self._listener.close()
+            raise OSError(e.errno, f"cannot write the port file {path}: {e.strerror}") from None
 
     def _drop_from_delivery(self, wid: str, keys: list[str]) -> None:
         """Delivery's threads: a worker may forget files kept only for delivery (loop's job)."""
