@@ -222,8 +222,11 @@ def test_what_unauthenticated_peers_hold_is_bounded(run):
     r.worker("w1")
     assert r.finish() == 0
     lines = r.notices()
-    assert lines.count("refused connection from 127.0.0.1: the handshake took longer than "
-                       "its time limit") >= 16
+    # said once, and the rest counted (a flood of the same refusal is not a screenful)
+    timeout = "refused connection from 127.0.0.1: the handshake took longer than its time limit"
+    said = [line for line in lines if line.removeprefix("vinemake: ").startswith(timeout)]
+    held = sum(int(line.split("(")[1].split()[0]) for line in said if "(" in line)
+    assert len(said) <= 3 and len(said) + held >= 16
     assert lines.count("refused connection from 127.0.0.1: oversized frame: 16777216 bytes "
                        "(limit 65536)") >= 1
     for s in [dribbler, *big, *holders]:

@@ -12,7 +12,9 @@ import collections
 import logging
 import socket
 import ssl
-from collections.abc import Container, Iterable
+import threading
+import time
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from vinemake.common.spec import Resources
@@ -28,7 +30,7 @@ from vinemake.wire.protocol import (
     tune,
 )
 
-__all__ = ["Newcomer", "handshake", "unique_name", "largest"]
+__all__ = ["Newcomer", "Refusals", "handshake", "unique_name", "largest"]
 
 log = logging.getLogger("vinemake.manager")
 
@@ -44,10 +46,50 @@ class Newcomer:
     file_port: int
 
 
+class Refusals:
+    """Which refused connections are worth a line: a port scan or a misconfigured client
+    retrying would otherwise fill the terminal with the same sentence.
+
+    The first refusal of each (address, reason) is said; the same again within `quiet_s` is
+    only counted, and the count rides on its next line or on `flush` at the manager's end.
+    Called from the handshake threads, hence the lock."""
+
+    def __init__(self, quiet_s: float = 10.0, clock: Callable[[], float] = time.monotonic):
+        self.quiet_s, self.clock = quiet_s, clock
+        self._last: dict[tuple[str, str], float] = {}
+        self._held: collections.Counter = collections.Counter()
+        self._lock = threading.Lock()
+
+    def note(self, addr: str, why: str) -> str | None:
+        """The line to log for this refusal, or None when it is only counted."""
+        key, now = (addr, why), self.clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.quiet_s:
+                self._held[key] += 1
+                return None
+            self._last[key] = now
+            return _refusal_line(key, self._held.pop(key, 0))
+
+    def flush(self) -> list[str]:
+        """Lines for the refusals counted and not said yet."""
+        with self._lock:
+            held, self._held = self._held, collections.Counter()
+        return [_refusal_line(key, n, since=False) for key, n in sorted(held.items())]
+
+
+def _refusal_line(key: tuple[str, str], held: int, since: bool = True) -> str:
+    line = f"refused connection from {key[0]}: {key[1]}"
+    if held:
+        line += f" ({held} more like it{' since' if since else ''} not shown)"
+    return line
+
+
 def handshake(sock: socket.socket, addr: str, secret: bytes | None,
-              ssl_context: ssl.SSLContext | None, admitted: Pass) -> Newcomer | None:
+              ssl_context: ssl.SSLContext | None, admitted: Pass,
+              refusals: Refusals) -> Newcomer | None:
     """Authenticate a client that connected (blocking, within the gate's deadline); None when
-    it is refused (logged)."""
+    it is refused (logged as `refusals` decides)."""
     conn = None
     newcomer = None
     why = ""
@@ -71,7 +113,9 @@ def handshake(sock: socket.socket, addr: str, secret: bytes | None,
     if newcomer is None:
         if admitted.expired:
             why = "the handshake took longer than its time limit"
-        log.warning("refused connection from %s: %s", addr, why)
+        line = refusals.note(addr, why)
+        if line is not None:
+            log.warning("%s", line)
         if conn is not None:
             conn.close()  # its buffered reader holds the socket open otherwise
         sock.close()

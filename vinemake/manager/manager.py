@@ -56,7 +56,7 @@ from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Install, Origin
 from vinemake.manager.fetches import FetchPlanner
-from vinemake.manager.joining import Newcomer, handshake, largest, unique_name
+from vinemake.manager.joining import Newcomer, Refusals, handshake, largest, unique_name
 from vinemake.manager.mailbox import SUBMIT_LATENCY_S, Mailbox
 from vinemake.manager.recovery import Recovery
 from vinemake.manager.replicas import Replicas
@@ -170,6 +170,7 @@ class Manager:
             self._drop_from_delivery, limit=config.transfer_limit,
             request_push=self._push_from_delivery if self.ssl_context is not None else None)
         self.gate = _gate(config)
+        self.refusals = Refusals()
         self.files = FileServer(config.host, self._serve_path, self.secret, self.ssl_context,
                                 config.transfer_limit, _log_refusal,
                                 accept=self.delivery.accept, on_stored=self.delivery.stored,
@@ -270,6 +271,8 @@ class Manager:
         self.delivery.close()
         self.files.close()
         self.gate.close()
+        for line in self.refusals.flush():
+            log.warning("%s", line)
         self.transfer_log.close()
 
     # ------------------------------------------------------------ the loop
@@ -436,7 +439,8 @@ class Manager:
 
     def _handshake(self, sock: socket.socket, addr: str, admitted) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
-        newcomer = handshake(sock, addr, self.secret, self.ssl_context, admitted)
+        newcomer = handshake(sock, addr, self.secret, self.ssl_context, admitted,
+                             self.refusals)
         if newcomer is not None:
             self.mailbox.post(lambda: self._adopt(newcomer))
 
