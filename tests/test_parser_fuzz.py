@@ -177,3 +177,46 @@ def test_assignment_terminals_match_what_they_would_without_their_lookaheads(tex
     for name, plain_pattern in PLAIN_ASSIGN.items():
         found, plain = re.match(terminals[name], text), re.match(plain_pattern, text)
         assert (found and found.group()) == (plain and plain.group()), name
+
+
+# ---- reading plain rules in one pass against the whole file through Lark ------------------
+
+# Statements: plain rules, rules that look almost like one, every other kind of statement,
+# and a few lines that are wrong where they stand.
+HEADERS = ["o1: a b", "o2:a", ": a", ".x: a", "export: a", "x/y: ./a", "o: a", "o3 : a -> b",
+           "o4: 'a b'", "o5: a \\\n  b", "o6: http://h/a", "o7: $X", "o8: a # c", "a b:"]
+COMMANDS = ["\tcat a b > o1", "\tcat a", "  echo x=1: y", "\tLOCAL cat a", "\tcat '$X'",
+            "\techo $X", "\tcat a # c", " cat a \\\n b"]
+STATEMENTS = ([f"{h}\n{c}\n" for h in HEADERS for c in COMMANDS[:3]]
+              + [f"{h}\n{c}\n" for h in HEADERS[:2] for c in COMMANDS[3:]]
+              + ["@temp\no1: a\n\tcat a\n", "@retries 2\no9: a\n\tcat a\n",
+                 "o1: a\nX=2\n\tcat a\n", "o2: a\nCATEGORY=d\n\tcat\n", "X=1\n", "X+=y\n",
+                 "Z = a \\\n b\n", "CATEGORY=c\n", "CORES=2\n", "BATCH_LOCAL=1\n",
+                 "export X\n", "export Y=2\n", ".MAKEFLOW CORES 2\n", ".SIZE a 1\n", "\n",
+                 "# comment\n", "  # note\n\n", "\t\n",
+                 # wrong where they stand
+                 "export a: b\n\tcat\n", "@o: a\n\tcat\n", "o=1: a\n\tcat\n",
+                 "o1 := a\n\tcat\n", " o: a\n", "\tcat a\n", "@temp\n", "o: a\n"])
+
+
+@FUZZ
+@given(st.lists(st.sampled_from(STATEMENTS), max_size=30).map("".join))
+def test_plain_rules_read_in_one_pass_as_lark_reads_the_whole_file(text):
+    from lark.exceptions import UnexpectedInput
+
+    from vinemake.common.errors import VinemakeError
+    from vinemake.language.evaluate import evaluate
+    from vinemake.language.parser import _lark, _read
+    from vinemake.language.statements import SourceText
+
+    environ = {"X": "0", "HOME": "/home/u"}
+    source = SourceText("Vinefile", text)
+    outcomes = []
+    for read in (lambda: _read(text, source, environ, None),
+                 lambda: evaluate(_lark().parse(text), source, environ)):
+        try:
+            outcomes.append(read())
+        except (UnexpectedInput, VinemakeError):
+            outcomes.append(None)
+    one_pass, whole = outcomes
+    assert one_pass == whole

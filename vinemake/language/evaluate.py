@@ -62,7 +62,7 @@ from vinemake.language.statements import (
 )
 from vinemake.language.units import parse_size_mb
 
-__all__ = ["evaluate", "rule_env"]
+__all__ = ["evaluate", "rule_env", "StatementEvaluator"]
 
 
 _ENV_OF_FIELD = {"cores": "CORES", "memory_mb": "MEMORY", "disk_mb": "DISK", "gpus": "GPUS",
@@ -126,7 +126,7 @@ class _Recorded(dict):
         return default if value is None else value
 
 
-class _Evaluator:
+class StatementEvaluator:
     """Walks the statements in order, keeping Makeflow's variable scopes."""
 
     def __init__(self, source: SourceText, environ: Mapping[str, str],
@@ -154,6 +154,8 @@ class _Evaluator:
         self.refs: dict[str, FileRef] = {}
         # Whether BATCH_LOCAL is on at the top level; None once an assignment may change it.
         self.batch_local: bool | None = None
+        self.handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
+                         Directive: self.directive, Rule: self.rule, PlainRule: self.plain_rule}
 
     # ---- lookup ------------------------------------------------------------------------
     def lookup_top(self, name: str) -> str | None:
@@ -212,16 +214,19 @@ class _Evaluator:
 
     # ---- statements --------------------------------------------------------------------
     def run(self, statements: Iterable) -> Workflow:
-        handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
-                    Directive: self.directive, Rule: self.rule, PlainRule: self.plain_rule}
         # Statements are dropped as soon as they are evaluated: on a million-rule file the
         # raw text of every line would otherwise stay alive next to the rules made from it.
         pending = statements if isinstance(statements, list) else list(statements)
         pending.reverse()
+        handlers = self.handlers
         while pending:
             stmt = pending.pop()
             handlers[type(stmt)](stmt)
         return self.finish()
+
+    def statement(self, stmt) -> None:
+        """Evaluate the next statement of the file."""
+        self.handlers[type(stmt)](stmt)
 
     def assign(self, stmt: Assign) -> None:
         name, op, value = self._value(stmt, self.lookup_top)
@@ -431,14 +436,20 @@ class _Evaluator:
         self.rules.append(None)
 
     def plain_rule(self, stmt: PlainRule) -> None:
-        """A rule with nothing to expand: what `rule` does, minus everything that cannot apply."""
-        targets_text, sources_text, command, line, col, command_col = stmt
-        command = command.strip()
-        if (not command or command.startswith(keywords.COMMAND_PREFIXES)
+        self.plain(*stmt)
+
+    def plain(self, targets_text: str, sources_text: str, command: str, line: int, col: int,
+              command_col: int) -> None:
+        """The PlainRule of these fields: what `rule` does, minus everything that cannot apply.
+        """
+        stripped = command.strip()
+        if (not stripped or stripped.startswith(keywords.COMMAND_PREFIXES)
                 or "->" in targets_text or "->" in sources_text
-                or len(command) > MAX_COMMAND_BYTES // 4):
-            self.rule(stmt.rule())
+                or len(stripped) > MAX_COMMAND_BYTES // 4):
+            self.rule(PlainRule(targets_text, sources_text, command, line, col,
+                                command_col).rule())
             return
+        command = stripped
         # File lists of one name, most of them, without a call: ref(), a cached FileRef.
         ref = self.refs.get
         words = targets_text.split()
@@ -740,4 +751,4 @@ def evaluate(statements: Iterable, source: SourceText, environ: Mapping[str, str
 
     `read`, if given, receives every environment variable looked up, with its value or None.
     """
-    return _Evaluator(source, environ, read).run(statements)
+    return StatementEvaluator(source, environ, read).run(statements)

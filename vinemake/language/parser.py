@@ -18,10 +18,10 @@ from collections.abc import Mapping
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedInput, UnexpectedToken
 
-from vinemake.common.errors import InputError, VinefileError, VinefileErrors
+from vinemake.common.errors import InputError, VinefileError, VinefileErrors, VinemakeError
 from vinemake.common.private import private_dir
 from vinemake.common.spec import Location, Workflow
-from vinemake.language.evaluate import evaluate
+from vinemake.language.evaluate import StatementEvaluator, evaluate
 from vinemake.language.grammar import grammar_text
 from vinemake.language.statements import (
     Annotation,
@@ -55,6 +55,21 @@ _CONTENT = re.compile(rf"""[^\n#"'\\]*(?:(?:{_QUOTED})[^\n#"'\\]*)*""")
 # directly by the command (as in _COMMAND_LINE, it starts with neither a blank nor `#`).
 _PLAIN_RULE = re.compile(
     r"""([^\n#"'\\:$]*):([^\n#"'\\:$]*)\n([ \t]+)([^ \t\n#"'\\$][^\n#"'\\$]*)\n""")
+
+
+# A plain rule where a statement may start, with the blank and comment lines after it: exactly
+# what the lexer takes there as one HEADER_AND_COMMAND token that _PLAIN_RULE matches. No
+# terminal of higher priority can match such a line: an ANNOTATION starts with `@`, EXPORT
+# with `export` and a blank, ASSIGN and BAD_ASSIGN need a `=` (none here), and DIRECTIVE
+# needs a line without `:`. A header line starting with a blank would be a command line.
+_FAST_RULE = (r"""(?![ \t@]|export[ \t])([^\n#"'\\:$=]*):([^\n#"'\\:$=]*)\n"""
+              r"""([ \t]+)([^ \t\n#"'\\$][^\n#"'\\$]*)\n((?:[ \t]*(?:#[^\n]*)?\n)*)""")
+_FAST = re.compile(_FAST_RULE)
+_NEXT_FAST = re.compile("(?m)^" + _FAST_RULE)
+_BLANK_LINES = re.compile(r"(?:[ \t]*(?:#[^\n]*)?\n)*")  # the grammar's leading _NL
+# Segments tried before the rest of the file goes to Lark at once (see _segment).
+_SEGMENT_TRIES = 3
+_DENSE = 16  # fewer plain rules than this between two segments: the rest goes to Lark
 
 
 def _shift(text: Text, offset: int, raw: str) -> Text:
@@ -187,6 +202,13 @@ def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | N
     gc.disable()
     try:
         try:
+            return _read(body, source, environ, read)
+        except (UnexpectedInput, VinemakeError):
+            pass
+        # Read again the way that defines the language (the whole file through Lark, then
+        # evaluated): so every syntax error is told before any error of meaning, all of
+        # them exactly as written in _syntax_errors.
+        try:
             statements = _lark().parse(body)
         except UnexpectedInput as e:
             raise _syntax_errors(e, source, body) from None
@@ -194,6 +216,76 @@ def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | N
     finally:
         if was_enabled:
             gc.enable()
+
+
+def _read(body: str, source: SourceText, environ: Mapping[str, str],
+          read: dict[str, str | None] | None) -> Workflow:
+    """Parse and evaluate `body` as one pass: the plain rules that make up almost all of a big
+    Vinefile are matched here (_FAST) and evaluated at once, and only the text between them
+    goes through Lark. Raises UnexpectedInput or VinemakeError for any error, for the caller
+    to read the file again the defining way.
+
+    The same statements come out as from Lark over the whole file: a piece of text that Lark
+    parses completely ends where a statement ends, so what follows it starts a statement
+    (the lexer's contexts and the LALR state are those of the file's start).
+    """
+    evaluator = StatementEvaluator(source, environ, read)
+    plain, statement = evaluator.plain, evaluator.statement
+    match = _FAST.match
+    end = len(body)
+    pos = _BLANK_LINES.match(body).end()
+    line = body.count("\n", 0, pos) + 1
+    since = _DENSE  # plain rules since the last segment
+    while pos < end:
+        m = match(body, pos)
+        if m is not None:
+            targets, sources, indent, command, blank = m.groups()
+            plain(targets, sources, command, line, 1, len(indent) + 1)
+            line += 2 + blank.count("\n")
+            pos = m.end()
+            since += 1
+            continue
+        stop, statements = _segment(body, pos, since < _DENSE)
+        for stmt in statements:
+            statement(_moved(stmt, line - 1))
+        line += body.count("\n", pos, stop)
+        pos = stop
+        since = 0
+    return evaluator.finish()
+
+
+def _segment(body: str, pos: int, rest: bool) -> tuple[int, list]:
+    """(where they end, the statements) from `pos` up to the start of a later plain rule.
+
+    The text up to the next plain rule may not parse alone (annotations above that rule, or a
+    header waiting for its command): then up to the plain rule after it, a few times, and
+    after that (or when `rest`) the rest of the file.
+    """
+    stop = pos
+    for _ in range(0 if rest else _SEGMENT_TRIES):
+        m = _NEXT_FAST.search(body, stop + 1)
+        if m is None:
+            break
+        stop = m.start()
+        try:
+            return stop, _lark().parse(body[pos:stop])
+        except UnexpectedInput:
+            continue
+    return len(body), _lark().parse(body[pos:])
+
+
+def _moved(item, lines: int):
+    """A statement parsed from a piece of the file, with its line numbers made the file's."""
+    if item is None or not lines:
+        return item
+    kind = type(item)
+    if kind is Text:
+        return Text(item.raw, item.line + lines, item.col)
+    if kind is PlainRule:
+        return item._replace(line=item.line + lines)
+    if kind is tuple:
+        return tuple(_moved(part, lines) for part in item)
+    return kind(*(_moved(part, lines) for part in item))
 
 
 def parse_file(path: str, environ: Mapping[str, str] | None = None) -> Workflow:
