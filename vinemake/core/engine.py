@@ -1,9 +1,11 @@
 """The engine: the one main loop that restores, submits, reaps, journals and releases rules.
 
 It works on integer rule ids with a pending-input counter per rule, so finishing a rule costs
-O(its dependents), never a graph query. It decides nothing about *whether* a rule runs (that
-is the plan) and prints nothing (that is the reporter); every side effect goes through an
-Executor, the Journal, the Store or the Reporter, so tests drive it with fakes.
+O(its dependents), never a graph query. Ready rules are submitted a window at a time (WINDOW),
+refilled as tasks end, so a million ready rules never become a million Tasks at once. It
+decides nothing about *whether* a rule runs (that is the plan) and prints nothing (that is the
+reporter); every side effect goes through an Executor, the Journal, the Store or the Reporter,
+so tests drive it with fakes.
 
 Failure policy, in the order the loop applies it: a result that is not ok is retried while
 attempts remain (`-r N`, `@retries`; a lost worker or an infrastructure error counts as an
@@ -46,10 +48,14 @@ from vinemake.core.plan import RESTORE, RUN, Plan
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 
-__all__ = ["EngineOptions", "RunOutcome", "Engine", "effective_resources",
+__all__ = ["EngineOptions", "RunOutcome", "Engine", "WINDOW", "effective_resources",
            "failed_dir_name", "stays_remote"]
 
 STATE_LOOK_S = 0.5  # how often the loop checks that its state directory is still there
+# Tasks submitted and not ended, at most (or twice the workers' cores, if more): a wide
+# workflow of a million ready rules holds this many Tasks, not a million, and the manager
+# still chooses among more ready tasks than its workers can start at once.
+WINDOW = 10_000
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
 
 
@@ -63,6 +69,7 @@ class EngineOptions:
     remote: frozenset[int] = frozenset()  # rules whose outputs stay on workers besides @temp
     batch_options: bool = False  # workers are batch jobs: tasks carry their BATCH_OPTIONS
     zero_length_error: bool = False  # -z: an empty output file fails its rule, as Makeflow's
+    window: int = WINDOW  # tasks submitted and not ended, at most (see WINDOW)
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,11 @@ class Engine:
         self.clock = clock
         self.events = events
         self.hosts: dict[str, str] = {}  # worker -> host, from the record's worker_join events
+        self.cores: dict[str, float] = {}  # worker -> cores, while it is connected
         events.subscribe(self._note_worker)
+        # What the record says has ended, the journal has on disk already: a rule that ended
+        # before a kill -9 is never run again (core/events.py, core/journal.py).
+        events.before_flush(journal.write)
         self.free_bytes = free_bytes or self._free_bytes
         self.stop_code = 0
         self.uncached = 0
@@ -246,7 +257,8 @@ class Engine:
                 self._state_kept(state)
             if not checked:
                 checked = self._check_sizes(to_run)
-            while st.ready and not st.blocked:
+            window = self._window()
+            while st.ready and not st.blocked and len(st.running) < window:
                 self._submit(st, st.ready.popleft())
             for result in self._wait(st):
                 self._reap(st, result)
@@ -277,6 +289,11 @@ class Engine:
             f"the state directory {self.state_path} was deleted during the run, and with it "
             f"the record of what was built: stopped (run vinemake again; it remakes what it "
             f"can no longer vouch for)")
+
+    def _window(self) -> int:
+        """How many tasks may be submitted and not ended: the option, or twice the cores of
+        the connected workers if that is more, so a big cluster is never starved."""
+        return max(self.options.window, 2 * int(sum(self.cores.values())))
 
     def _wait(self, st: _State) -> list[TaskResult]:
         if self.local is None or not st.local_running:
@@ -416,8 +433,8 @@ class Engine:
         if result.ok:
             placed, problem = self._placed_outputs(rid)
             if problem is None:
+                self._done(st, rid, result, placed)  # journalled before its end is recorded
                 self._end(st, rid, result)
-                self._done(st, rid, result, placed)
                 return
             if self.options.zero_length_error:
                 self._set_aside(rule)  # what did come back is not this rule's output
@@ -514,8 +531,8 @@ class Engine:
             raise OSError(e.errno, e.strerror, info) from None
         st.failed.append(rule.name)
         if not self.options.keep_going:
-            # As make does without -k: start nothing more. Everything ready was submitted at
-            # once, so what has not started is taken back; what runs finishes.
+            # As make does without -k: start nothing more. What was submitted and has not
+            # started is taken back; what runs finishes.
             st.blocked = True
             self.executor.withdraw()
             if self.local is not None:
@@ -647,8 +664,12 @@ class Engine:
     # -- the run's record --------------------------------------------------------------------
 
     def _note_worker(self, ev: dict) -> None:
-        if ev["ev"] == "worker_join":
+        kind = ev["ev"]
+        if kind == "worker_join":
             self.hosts[ev.get("worker", "")] = ev.get("host", "")
+            self.cores[ev.get("worker", "")] = ev.get("cores") or 0
+        elif kind == "worker_leave":
+            self.cores.pop(ev.get("worker", ""), None)
 
     def _emit_plan(self) -> None:
         """One `plan` event per rule: what it is, what it will do and why."""

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import orjson
 
-from vinemake.core.statedir import NAME, RUNS_KEPT, StateDir
+from vinemake.core.statedir import NAME, RUNS_BYTES, RUNS_KEPT, StateDir
 
 __all__ = ["EventLog", "NO_EVENTS", "start_run", "read_events", "runs", "run_id_for",
            "STDERR_TAIL_BYTES"]
@@ -54,6 +54,7 @@ class EventLog:
         self.started = clock()
         self.kept: list[dict] = []
         self._listeners: list[Listener] = []
+        self._before: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._buffer: list[bytes] = []
         self._flushed = clock()
@@ -62,6 +63,11 @@ class EventLog:
     def subscribe(self, listener: Listener) -> None:
         """Call `listener(event)` for every event emitted from now on."""
         self._listeners.append(listener)
+
+    def before_flush(self, write: Callable[[], None]) -> None:
+        """Call `write()` before each flush writes what was emitted until then: the engine
+        writes its journal first, so no event on disk is ahead of the journal."""
+        self._before.append(write)
 
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         """Record one event of `kind` at time `t` (now, unless the event came with its own)."""
@@ -87,8 +93,13 @@ class EventLog:
             self._flushed = self.clock()
             if not self._buffer or self._file is None:
                 return
-            self._file.write(b"".join(self._buffer))
-            self._buffer.clear()
+            lines, self._buffer = self._buffer, []
+            for write in self._before:
+                try:
+                    write()
+                except OSError:
+                    pass  # the journal's own thread meets the same error, and says so
+            self._file.write(b"".join(lines))
             self._file.flush()
 
     def close(self) -> None:
@@ -116,6 +127,9 @@ class _NoEvents(EventLog):
     def subscribe(self, listener: Listener) -> None:
         pass
 
+    def before_flush(self, write: Callable[[], None]) -> None:
+        pass
+
 
 NO_EVENTS = _NoEvents()
 
@@ -140,9 +154,33 @@ def start_run(root: str, clock: Callable[[], float] = time.time) -> EventLog:
         run_id = f"{base}-{n}"
     os.makedirs(state.run(run_id))
     log = EventLog(state.events(run_id), state.stderr(run_id), clock, run_id)
-    for old in runs(root)[:-RUNS_KEPT]:
+    for old in _beyond_keeping(state, runs(root)[:-1]):
         shutil.rmtree(state.run(old), ignore_errors=True)
     return log
+
+
+def _beyond_keeping(state: StateDir, earlier: list[str], kept: int = RUNS_KEPT - 1,
+                    budget: int = RUNS_BYTES) -> list[str]:
+    """The runs before this one to remove: beyond the newest `kept`, and each older than
+    those newer runs whose records hold `budget` bytes already."""
+    total = 0
+    for i in range(len(earlier) - 1, -1, -1):
+        if len(earlier) - i > kept or total >= budget:
+            return earlier[:i + 1]
+        total += _size(state.run(earlier[i]))
+    return []
+
+
+def _size(folder: str) -> int:
+    """Bytes of the files in one run's folder (its record and stderr tails)."""
+    total = 0
+    for where, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(where, name)).st_size
+            except OSError:
+                pass
+    return total
 
 
 def runs(root: str) -> list[str]:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -178,6 +179,9 @@ class Journal:
         self.workflow = workflow  # written into each `done`: two Vinefiles may share a directory
         self.clock = clock
         self.buffer: list[str] = []
+        # record() runs on the engine's thread; write() also on whichever thread flushes the
+        # run's record, which must not get ahead of the journal.
+        self._lock = threading.Lock()
         self.file = None
         self.last_sync = self.last_write = 0.0
         try:
@@ -215,7 +219,9 @@ class Journal:
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
-        self.buffer.append(_ENCODER.encode(ev))
+        line = _ENCODER.encode(ev)
+        with self._lock:
+            self.buffer.append(line)
 
     def started(self, key: str, name: str) -> None:
         self.record({"ev": "started", "rule": key, "name": name})
@@ -260,12 +266,19 @@ class Journal:
         if now - self.last_sync >= SYNC_INTERVAL_S:
             self.sync()
         elif now - self.last_write >= WRITE_INTERVAL_S:
-            self._write()
+            self.write()
             self.last_write = now
+
+    def write(self) -> None:
+        """Append what is buffered to the file (no fsync); from any thread."""
+        with self._lock:
+            if self.buffer and self.file is not None:
+                self._write()
 
     def _write(self) -> None:
         """Append the buffer whole, or not at all: a write that fails (a full disk) is cut
-        off again, so no torn line is followed by more lines, and the error names the file."""
+        off again, so no torn line is followed by more lines, and the error names the file.
+        The caller holds the lock."""
         data = ("\n".join(self.buffer) + "\n").encode("utf-8", "surrogateescape")
         fd = self.file.fileno()
         size = os.fstat(fd).st_size
@@ -282,8 +295,7 @@ class Journal:
         """Write the buffer and fsync."""
         if self.file is None:
             return
-        if self.buffer:
-            self._write()
+        self.write()
         try:
             os.fsync(self.file.fileno())
         except OSError as e:

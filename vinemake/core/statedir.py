@@ -13,8 +13,9 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
       manager/    the manager's scratch space (files on their way to or from workers)
       worker/     the local worker's cache, kept between runs for `@cache forever`
       local/      LOCAL commands' shadow directories while they run (core/shadow.py)
-      runs/       one folder per run (the last RUNS_KEPT): events.jsonl, the record every
-                  view of a run reads (core/events.py), and stderr/, each rule's stderr tail
+      runs/       one folder per run (the last RUNS_KEPT, within RUNS_BYTES): events.jsonl,
+                  the record every view of a run reads (core/events.py), and stderr/, each
+                  rule's stderr tail
       edited/     outputs changed by hand, kept before vinemake made them again (edits.py)
       lock        the flock that lets one run or clean at a time work here
       status      where the running run's live status page listens (face/statuspage.py)
@@ -25,11 +26,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-__all__ = ["StateDir", "NAME", "RULES", "RUNS_KEPT"]
+__all__ = ["StateDir", "NAME", "RULES", "RUNS_KEPT", "RUNS_BYTES"]
 
 NAME = ".vinemake"
 RULES = "rules"  # the parsed-rules cache reads it relative to the state directory it is given
 RUNS_KEPT = 20  # runs/ keeps the newest this many
+# ... and no older run once the runs before it hold this much: a run of a million rules
+# records about a gigabyte, and twenty of those would fill a disk.
+RUNS_BYTES = 2 << 30
 
 
 @dataclass(frozen=True)

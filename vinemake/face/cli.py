@@ -448,6 +448,7 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
     return RunOptions(
         vinefile=os.path.abspath(path), root=os.getcwd(), targets=tuple(targets), clean=clean,
         batch_type=run["batch_type"], max_local=max_local, keep_going=run["keep_going"],
+        window=_capped(None, environ, "VINEMAKE_SUBMIT_WINDOW"),
         retries=retries, explain=run["explain"], cache_dir=run["cache_dir"], offline=run["offline"],
         environment=run["environment"],
         gc=Collection(run["gc"], run["gc_count"], gc_size),

@@ -35,6 +35,7 @@ class RunOptions:
     # Where and how much to run.
     batch_type: str = "local"
     max_local: int | None = None  # -j: LOCAL rules at once on this machine
+    window: int | None = None  # VINEMAKE_SUBMIT_WINDOW: tasks submitted and not ended
     keep_going: bool = False
     retries: int | None = None
     explain: bool = False

@@ -418,7 +418,7 @@ def _first_build(workflow: Workflow, options) -> bool:
 
 def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, early,
          events: EventLog, notices, reporter):
-    from vinemake.core.engine import Engine, EngineOptions
+    from vinemake.core.engine import WINDOW, Engine, EngineOptions
     from vinemake.core.localrun import LocalRunner
     from vinemake.face.notices import Reporting
 
@@ -436,7 +436,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
                                    options.gc, protected,
                                    options.cache_dir is not None, remote,
                                    batch_options=options.batch_type in BATCH_SYSTEMS,
-                                   zero_length_error=options.zero_length_error)
+                                   zero_length_error=options.zero_length_error,
+                                   window=options.window or WINDOW)
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))
