@@ -206,6 +206,22 @@ def test_bad_environments_are_located_errors(tmp_path, vinefile, message):
     assert run.stderr.splitlines()[0] == message
 
 
+@pytest.mark.parametrize("mode", [(), ("-n",)])
+def test_an_environment_option_naming_no_file_is_the_options_error(tmp_path, mode):
+    (tmp_path / "Vinefile").write_text("out:\n\ttouch out\n")
+    run = vinemake(tmp_path, "--environment", "nope.tar.gz", *mode, check=False)
+    assert (run.returncode, run.stderr) == (
+        2, "vinemake: --environment nope.tar.gz: no such file, and no rule makes it\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_environment_a_rule_makes_may_be_named_before_it_exists(tmp_path):
+    (tmp_path / "Vinefile").write_text("env.tar.gz:\n\tLOCAL tar czf env.tar.gz -T /dev/null\n"
+                                       "out:\n\ttouch out\n")
+    run = vinemake(tmp_path, "--environment", "env.tar.gz", "-n")
+    assert run.returncode == 0
+
+
 def test_three_workers_each_get_the_tarball_once_and_unpack_it_once(packed, tmp_path):
     n = 3
     rules = "".join(f"@environment env.tar.gz\n@resources cores=1\nout.{i}:\n"

@@ -278,7 +278,8 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
     with collector_paused():
         workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
         if options.environment:
-            workflow = with_environment(workflow, options.environment)
+            workflow = with_environment(workflow, options.environment, os.path.exists(
+                os.path.join(options.root, options.environment)))
         graph = BuildGraph.build(workflow, options.root)
         check_subworkflows(workflow, options.vinefile, options.root, os.environ)
         if targets:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 
+from vinemake.common.errors import InputError
 from vinemake.common.spec import FileRef, RuleSpec, Workflow
 
 __all__ = ["with_source", "with_environment", "in_environments"]
@@ -23,9 +24,12 @@ def with_source(sources: tuple[FileRef, ...], path: str) -> tuple[FileRef, ...]:
     return (*sources, FileRef(path, path))
 
 
-def with_environment(workflow: Workflow, path: str) -> Workflow:
+def with_environment(workflow: Workflow, path: str, exists: bool = True) -> Workflow:
     """`--environment FILE`: every rule that runs on a worker and names no environment of its
-    own runs in FILE (LOCAL rules and sub-workflows run on this host, as they are)."""
+    own runs in FILE (LOCAL rules and sub-workflows run on this host, as they are). A FILE
+    that does not `exist` must be one a rule makes: the option, not a rule, is then wrong."""
+    if not exists and not any(t.path == path for rule in workflow.rules for t in rule.targets):
+        raise InputError(f"--environment {path}: no such file, and no rule makes it")
     return dataclasses.replace(workflow, rules=in_environments(workflow.rules,
                                                                lambda category: path))
 
