@@ -11,7 +11,9 @@
     python bench/scale.py --noop                   # a no-op rerun against make -q
     python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
     python bench/scale.py --throughput 8,100 --tasks 5000   # null tasks/s on W local workers,
-                                                   # and Makeflow -T wq with W work_queue_workers
+                                                   # and Makeflow -T wq with W work_queue_workers;
+                                                   # manager's and workers' CPU per task
+                                                   # (bench/fleet.py)
 
 Rule i makes `o<i>` from two outputs of earlier rules picked at random (seeded, so every run
 and every tool reads the same graph); the first two read the sources `s0` and `s1`. Each case
@@ -400,90 +402,51 @@ def threading_count() -> int:
     return threading.active_count()
 
 
-def _null_flow(d: str, tasks: int) -> None:
-    os.makedirs(d, exist_ok=True)
-    text = "".join(f"t.{i}:\n\t: > t.{i}\n" for i in range(tasks))
-    for name in ("Vinefile", "Makeflow"):
-        with open(os.path.join(d, name), "w") as f:
-            f.write(text)
-
-
-def _with_workers(argv: list[str], d: str, port_file: str, worker_argv, workers: int,
-                  timeout: float):
-    """Run a manager (argv, measured with wait4) while `workers` local workers serve it."""
-    import signal
+def throughput(spec: str, tasks: int, workdir: str) -> None:
+    """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W local
+    workers of one core each, and where the CPU goes (bench/fleet.py says how)."""
+    import shutil
     import subprocess
 
-    start = time.perf_counter()
-    manager = subprocess.Popen(argv, cwd=d, stdout=subprocess.DEVNULL,
-                               stderr=open(os.path.join(d, "manager.log"), "w"))
-    while not os.path.exists(port_file) or not open(port_file).read().strip():
-        if manager.poll() is not None or time.perf_counter() - start > 60:
-            raise SystemExit(f"{argv[0]} did not write its port: see {d}/manager.log")
-        time.sleep(0.02)
-    port = int(open(port_file).read().split()[0])
-    procs = [subprocess.Popen(worker_argv(port, i), cwd=d, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, start_new_session=True)
-             for i in range(workers)]
-    try:
-        _, status, usage = os.wait4(manager.pid, 0)
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                os.killpg(p.pid, signal.SIGTERM)
-        for p in procs:
-            p.wait()
-    return (time.perf_counter() - start, usage.ru_utime + usage.ru_stime,
-            os.waitstatus_to_exitcode(status))
+    import fleet
 
-
-def throughput(spec: str, tasks: int, workdir: str, timeout: float) -> None:
-    """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W workers.
-
-    Rate = (N - 1) / (wall of N tasks - wall of one task): start-up and the workers' joining
-    cancel out. Manager CPU per task is the manager process's CPU (parsing and planning
-    included) over N, from wait4; the workers are not its children.
-    """
-    import shutil
-
-    makeflow = shutil.which("makeflow")
+    makeflow = shutil.which("makeflow") or peers.find_makeflow()
     wq_worker = shutil.which("work_queue_worker")
-    if makeflow is None or wq_worker is None:
-        makeflow = peers.find_makeflow()
-        wq_worker = shutil.which("work_queue_worker")
+
+    def started(argv_of, workers: int):
+        def start(port: int):
+            return [subprocess.Popen(argv_of(port, i), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                    for i in range(workers)]
+        return start
+
+    def vinemake_worker(port: int, i: int) -> list[str]:
+        return [sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1", str(port),
+                "--cores", "1", "--workdir", os.path.join(workdir, "workers", f"w{i}"),
+                "--name", f"w{i}", "--timeout", "120", "--quiet"]
+
+    def wq(port: int, i: int) -> list[str]:
+        d = os.path.join(workdir, "wq-workers", f"w{i}")
+        os.makedirs(d, exist_ok=True)
+        # reconnect every second (by default its backoff grows to 60 s between managers)
+        return [wq_worker, "--cores", "1", "-s", d, "-t", "120", "-i", "1", "-b", "1",
+                "127.0.0.1", str(port)]
+
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, {tasks} null tasks")
-    print(f"{'tool':10} {'workers':>7} {'wall N':>8} {'wall 1':>8} {'tasks/s':>8} "
-          f"{'mgr cpu/task':>13}")
+    print(fleet.HEADER)
     for workers in (int(w) for w in spec.split(",")):
-        for tool in ("vinemake", "makeflow"):
-            walls = {}
-            for n in (1, tasks):
-                d = os.path.join(workdir, f"tp-{tool}-{workers}-{n}")
-                shutil.rmtree(d, ignore_errors=True)
-                _null_flow(d, n)
-                port_file = os.path.join(d, "port")
-                if tool == "vinemake":
-                    argv = [*peers.vinemake_command(), "-T", "workers", "--port-file",
-                            port_file, "Vinefile"]
-
-                    def worker(port, i, d=d):
-                        return [sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1",
-                                str(port), "--cores", "1", "--workdir",
-                                os.path.join(d, f"w{i}"), "--name", f"w{i}", "--timeout", "60"]
-                else:
-                    argv = [makeflow, "-T", "wq", "-p", "0", "-Z", port_file, "Makeflow"]
-
-                    def worker(port, i, d=d):
-                        os.makedirs(os.path.join(d, f"w{i}"), exist_ok=True)
-                        return [wq_worker, "--cores", "1", "-s", os.path.join(d, f"w{i}"),
-                                "-t", "60", "127.0.0.1", str(port)]
-                walls[n] = _with_workers(argv, d, port_file, worker, workers, timeout)
-            (w1, _, c1), (wn, cpu, cn) = walls[1], walls[tasks]
-            rate = (tasks - 1) / max(wn - w1, 1e-9)
-            ok = "" if c1 == 0 and cn == 0 else f"  exit {c1}/{cn}"
-            print(f"{tool:10} {workers:>7} {wn:8.2f} {w1:8.2f} {rate:8.0f} "
-                  f"{cpu / tasks * 1e6:11.0f} µs{ok}", flush=True)
+        tools = [fleet.Tool("vinemake", lambda d, port: [*peers.vinemake_command(), "-T",
+                                                         "workers", "-p", str(port), "Vinefile"],
+                            started(vinemake_worker, workers), "Vinefile")]
+        if makeflow and wq_worker:
+            tools.append(fleet.Tool("makeflow", lambda d, port: [makeflow, "-T", "wq", "-p",
+                                                                 str(port), "Makeflow"],
+                                    started(wq, workers), "Makeflow"))
+        for tool in tools:
+            print(fleet.measure(tool, workers, tasks, os.path.join(workdir, "throughput"))
+                  .line(), flush=True)
+    print(f"# load average at the end {os.getloadavg()[0]:.1f}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -523,7 +486,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.noop:
         noop(args)
     elif args.throughput:
-        throughput(args.throughput, args.tasks, args.workdir, args.timeout)
+        throughput(args.throughput, args.tasks, args.workdir)
     else:
         run(args)
 

@@ -210,6 +210,15 @@ def test_the_monitor_kills_a_wall_time_overrun(runner):
     assert o.result.measured.wall_time_s < 30
 
 
+def test_an_idle_monitor_sleeps_until_a_task_comes_and_still_holds_it_to_its_limits(
+        runner, monkeypatch):
+    monkeypatch.setattr(monitor_module, "SLEEP_AFTER_S", 0.0)
+    wait_until(lambda: runner.monitor.asleep)  # blocked with no timeout: no wake-ups
+    o = runner.run(make_task("sleep 60", resources=Resources(wall_time_s=0.3)))
+    assert o.result.status == "resource_exceeded"
+    assert o.result.reason.endswith(" s, declared 0.3 s")
+
+
 def test_the_monitor_kills_a_disk_hog(runner):
     o = runner.run(make_task("truncate -s 30000000 big; sleep 60",  # one step: 30 MB at once
                              resources=Resources(disk_mb=10)))

@@ -2,8 +2,9 @@
 
 One thread samples every running task at an interval, and only once a task has lived for
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
-when thousands of tiny tasks go through a worker. Each task leads its own process group
-(cheaper to start than a session), so a kill takes everything it started.
+when thousands of tiny tasks go through a worker. With nothing to watch for a while the
+thread blocks until a task comes, so an idle worker costs no wake-ups. Each task leads its
+own process group (cheaper to start than a session), so a kill takes everything it started.
 
 The same thread reaps the commands: it waits on a pidfd per command (epoll) and hands each
 exit to the watch's `on_exit`. A thread blocked in `wait4` per running command cost a thread
@@ -43,6 +44,11 @@ log = logging.getLogger("vinemake.worker")
 # Finishing reaped tasks together: common/batching.py has the policy.
 DEFER_S = batching.FINISH_WAIT_S  # longest a reaped task waits to be finished with others
 DEFER_MAX = batching.FINISH_MAX  # most finished together
+
+# Idle this long (nothing watched, nothing due), the loop blocks until a task comes: an idle
+# worker's monitor costs no wake-ups. Not at once: a chain of short tasks would pay a wake-up
+# of this thread (watch() writing to its pipe) for every task.
+SLEEP_AFTER_S = 1.0
 
 # on_exit(exit code as subprocess gives it, resource usage from wait4 or None)
 ExitListener = Callable[[int, object], None]
@@ -119,6 +125,9 @@ class Monitor:
         # Wakes the loop for close(); a pidfd registered meanwhile is seen by epoll itself.
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._epoll.register(self._wake_r, select.EPOLLIN)
+        # Set while the loop blocks with no timeout (nothing to sample, nothing due): an idle
+        # worker's monitor then costs no wake-up at all; watch() wakes it.
+        self._asleep = False
         # Called on the monitor's thread after each batch of exits: seconds until it wants
         # to be called again, or None.
         self.tick = tick
@@ -133,7 +142,15 @@ class Monitor:
         w = Watch(pid, limits, sandbox) if start is None else Watch(pid, limits, sandbox, start)
         with self._lock:
             self._watches[pid] = w
+            asleep, self._asleep = self._asleep, False
+        if asleep:  # it blocks with no timeout: it must wake to sample this one
+            self._wake()
         return w
+
+    @property
+    def asleep(self) -> bool:
+        """Is the loop blocked with no timeout (idle: nothing watched for a while)?"""
+        return self._asleep
 
     def reap(self, w: Watch, on_exit: ExitListener,
              on_gone: Callable[[], None] | None = None) -> None:
@@ -167,13 +184,16 @@ class Monitor:
     def close(self, timeout: float = 5.0) -> None:
         """Stop the loop and wait for it: no callback runs (nor starts a task) after this."""
         self._closed = True
+        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+        self.memory.close()
+
+    def _wake(self) -> None:
         try:
             os.write(self._wake_w, b"x")
         except OSError:
             pass
-        if threading.current_thread() is not self._thread:
-            self._thread.join(timeout)
-        self.memory.close()
 
     # ------------------------------------------------------------ reaping
 
@@ -237,7 +257,7 @@ class Monitor:
     # ------------------------------------------------------------ the loop
 
     def _loop(self) -> None:
-        next_sample = time.monotonic() + self.interval
+        next_sample = busy = time.monotonic() + self.interval
         tick_due = None
         later: list = []
         later_due = 0.0
@@ -246,9 +266,18 @@ class Monitor:
                 due = next_sample if tick_due is None else min(next_sample, tick_due)
                 if later:
                     due = min(due, later_due)
-                ended = [self._reap(fd) for fd, _ in
-                         self._epoll.poll(max(0.0, due - time.monotonic()))
-                         if fd != self._wake_r]
+                now = time.monotonic()
+                timeout = max(0.0, due - now)
+                with self._lock:
+                    if self._watches or tick_due is not None or later:
+                        busy = now
+                    elif now - busy > SLEEP_AFTER_S:
+                        self._asleep, timeout = True, -1
+                events = self._epoll.poll(timeout)
+                if self._asleep or any(fd == self._wake_r for fd, _ in events):
+                    self._drain_wake()
+                    next_sample = time.monotonic() + self.delay
+                ended = [self._reap(fd) for fd, _ in events if fd != self._wake_r]
                 ended = [e for e in ended if e is not None]
                 if ended and not later:
                     later_due = time.monotonic() + DEFER_S
@@ -275,6 +304,15 @@ class Monitor:
             self._epoll.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
+
+    def _drain_wake(self) -> None:
+        with self._lock:
+            self._asleep = False
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
     def _may_wait(self, later: list, due: float) -> bool:
         """May these reaped tasks wait to be finished with more (see the module's doc)?"""

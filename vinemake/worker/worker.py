@@ -135,6 +135,7 @@ class Worker:
         # (heartbeat_s, silence_s) the manager asked for; when its last message came
         self._beat = (0.0, 0.0)
         self._heard = time.monotonic()
+        self._beating = threading.Event()  # wakes the heartbeat thread: a session began, stop
         self._manager_files = 0  # the manager's file server port, for uploads it asks for
 
     def _may_defer(self) -> bool:
@@ -162,12 +163,14 @@ class Worker:
         """Make run() return soon, through close(). Any thread, never a signal handler:
         Event.set takes a lock the interrupted thread may hold (see stopping.py)."""
         self._stop.set()
+        self._beating.set()
         line = self._line  # read after the set: _open_line checks _stop after it writes
         if line is not None:
             _hang_up(line)
 
     def close(self) -> None:
         self._stop.set()
+        self._beating.set()
         self.monitor.kill_all("the worker is exiting")
         self.pool.shutdown(wait=True, cancel_futures=True)
         self.libraries.close()
@@ -229,6 +232,7 @@ class Worker:
                 self._run_over = False
                 self._last_activity = self._heard = time.monotonic()
                 self._served = True
+                self._beating.set()
                 log.info("connected to manager %s as %s", where, self.name)
                 return conn
             if time.monotonic() + delay > deadline:
@@ -311,7 +315,12 @@ class Worker:
     def _heartbeats(self) -> None:
         """Tell the manager we are here; hang up on a manager silent too long (stopped, hung,
         cut off), so the session ends and the worker reconnects (or gives up)."""
-        while not self._stop.wait(self._beat[0] or 0.5):
+        while True:
+            # Before the first session nothing is due: woken when it begins (or by stop()).
+            self._beating.wait(self._beat[0] or None)
+            if self._stop.is_set():
+                return
+            self._beating.clear()
             every, silence = self._beat
             conn = self._conn
             if conn is None or not every:
@@ -329,7 +338,10 @@ class Worker:
 
     def _idle_watch(self) -> None:
         """Leave when nothing happened for timeout_s and nothing runs."""
-        while not self._stop.wait(1.0):
+        # Checked when the time could be up at the earliest, not every second: an idle
+        # worker should cost nothing.
+        while not self._stop.wait(max(1.0, self.opts.timeout_s -
+                                      (time.monotonic() - self._last_activity))):
             idle = time.monotonic() - self._last_activity
             if (self.opts.idle_exit and self._running == 0 and idle > self.opts.timeout_s
                     and self._conn is not None):

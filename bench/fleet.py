@@ -1,0 +1,202 @@
+"""Null tasks per second through one manager on W workers that outlive it, and where the CPU goes.
+
+Both benchmarks of many workers (bench/scale.py --throughput on this host, bench/cluster.py's
+throughput in network namespaces) measure vinemake and Makeflow `-T wq` the same way:
+
+1. The W workers start first and settle (their interpreters and imports are not the run's).
+2. On the same port, one after the other: a warm-up manager with one task (every worker joins
+   it), a manager with one task whose only rule sleeps (the workers' CPU while idle and
+   connected is sampled meanwhile), a manager with one null task, and one with N. Workers of
+   both tools outlive a manager and join the next one a moment after it listens.
+3. Tasks per second = (N - 1) / (wall of N - wall of 1): start-up and joining cancel out.
+   Manager CPU per task = (CPU of N - CPU of 1) / (N - 1), from wait4; the workers' CPU per
+   task likewise, from /proc/PID/stat (their reaped commands included), and their idle CPU
+   in ms per second for all W together.
+
+`joined` is when all W connections to the port were established (polled from
+/proc/net/tcp), from the manager's start: how much of a run the joining took.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+__all__ = ["Tool", "Throughput", "measure", "null_flow", "free_port"]
+
+HZ = os.sysconf("SC_CLK_TCK")
+IDLE_S = 3  # the sleeping rule of the idle run; the middle of it is sampled
+
+
+@dataclass(frozen=True)
+class Tool:
+    """How to run one tool: its manager in a workflow directory on a port, and its workers."""
+
+    name: str
+    manager: Callable[[str, int], list[str]]  # (workflow dir, port) -> argv
+    workers: Callable[[int], list[subprocess.Popen]]  # port -> the started worker processes
+    flow_file: str  # "Vinefile" or "Makeflow"
+
+
+@dataclass(frozen=True)
+class Throughput:
+    tool: str
+    workers: int
+    tasks: int
+    wall_1: float
+    wall_n: float
+    rate: float  # tasks per second
+    manager_cpu_us: float  # per task, marginal
+    workers_cpu_us: float  # per task, marginal, all workers and their commands
+    idle_ms_per_s: float  # all workers together, idle and connected
+    joined_s: float  # from the manager's start until all workers were connected (N's run)
+    ok: bool
+
+    def line(self) -> str:
+        ok = "" if self.ok else "  FAILED (see the manager's log)"
+        return (f"{self.tool:10} {self.workers:>7} {self.wall_n:8.2f} {self.wall_1:8.2f} "
+                f"{self.rate:8.0f} {self.manager_cpu_us:9.0f} µs {self.workers_cpu_us:9.0f} µs "
+                f"{self.idle_ms_per_s:8.1f} {self.joined_s:7.2f}{ok}")
+
+
+HEADER = (f"{'tool':10} {'workers':>7} {'wall N':>8} {'wall 1':>8} {'tasks/s':>8} "
+          f"{'mgr cpu/task':>12} {'wkr cpu/task':>12} {'idle ms/s':>9} {'joined':>7}")
+
+
+def null_flow(d: str, name: str, tasks: int, command: str = ": > t.{i}") -> None:
+    """A workflow of `tasks` rules `t.i` (Vinefile and Makeflow read it alike) in `d`."""
+    os.makedirs(d, exist_ok=True)
+    text = "".join(f"t.{i}:\n\t{command.format(i=i)}\n" for i in range(tasks))
+    with open(os.path.join(d, name), "w") as f:
+        f.write(text)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def cpu_s(pids: Sequence[int]) -> float:
+    """User + system CPU of the processes and the children they reaped, from /proc."""
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(v) for v in fields[11:15])
+    return total / HZ
+
+
+def established(port: int) -> int:
+    """Connections to `port` on this namespace's side (the manager's), from /proc/net/tcp."""
+    want = f":{port:04X}"
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as f:
+                next(f)
+                for line in f:
+                    parts = line.split(None, 4)
+                    if parts[1].endswith(want) and parts[3] == "01":
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+def _run(tool: Tool, d: str, port: int, workers: int, pids: list[int],
+         sample_idle: bool = False) -> tuple[float, float, float, float, int]:
+    """One manager run: (wall, manager CPU, workers' CPU, joined, exit status); with
+    `sample_idle`, the workers' CPU is their idle cost in ms/s instead."""
+    log = open(os.path.join(d, "manager.log"), "w")
+    before = cpu_s(pids)
+    start = time.perf_counter()
+    manager = subprocess.Popen(tool.manager(d, port), cwd=d, stdout=log, stderr=log)
+    joined = _wait_joined(manager, port, workers, start)
+    workers_cpu = None
+    if sample_idle:
+        time.sleep(0.5)
+        a, ta = cpu_s(pids), time.perf_counter()
+        time.sleep(IDLE_S / 2)
+        workers_cpu = (cpu_s(pids) - a) / (time.perf_counter() - ta) * 1000
+    _, status, usage = os.wait4(manager.pid, 0)
+    wall = time.perf_counter() - start
+    log.close()
+    if workers_cpu is None:
+        workers_cpu = cpu_s(pids) - before
+    return (wall, usage.ru_utime + usage.ru_stime, workers_cpu, joined,
+            os.waitstatus_to_exitcode(status))
+
+
+def _wait_joined(manager: subprocess.Popen, port: int, workers: int, start: float) -> float:
+    """Poll until all workers are connected (or the manager is done): seconds since start."""
+    while established(port) < workers and not _exited(manager.pid):
+        if time.perf_counter() - start > 120:
+            break
+        time.sleep(0.02)
+    return time.perf_counter() - start
+
+
+def _exited(pid: int) -> bool:
+    """Has `pid` exited? Without reaping it (wait4 measures it afterwards)."""
+    return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+
+
+def _settle(pids: list[int], limit_s: float = 120.0) -> None:
+    """Wait until the freshly started workers stop using CPU (their start-up is over)."""
+    deadline = time.monotonic() + limit_s
+    last = cpu_s(pids)
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = cpu_s(pids)
+        if now - last < 0.05 * len(pids) / 100 + 0.01:
+            return
+        last = now
+
+
+def measure(tool: Tool, workers: int, tasks: int, workdir: str) -> Throughput:
+    """Run `tool` as the module's doc says; the workflow directories stay under `workdir`."""
+    port = free_port()
+    procs = tool.workers(port)
+    pids = [p.pid for p in procs]
+    try:
+        _settle(pids)
+
+        def run(label: str, n: int, **kw):
+            d = os.path.join(workdir, f"{tool.name}-{workers}-{label}")
+            shutil.rmtree(d, ignore_errors=True)
+            null_flow(d, tool.flow_file, n, **({"command": f"sleep {IDLE_S}; : > t.{{i}}"}
+                                                if kw.get("sample_idle") else {}))
+            return _run(tool, d, port, workers, pids, **kw)
+
+        run("warm", 1)
+        idle = run("idle", 1, sample_idle=True)
+        one = run("1", 1)
+        many = run(str(tasks), tasks)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except OSError:
+                    p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+    marginal = max(many[0] - one[0], 1e-9)
+    return Throughput(tool.name, workers, tasks, one[0], many[0], (tasks - 1) / marginal,
+                      (many[1] - one[1]) / (tasks - 1) * 1e6,
+                      (many[2] - one[2]) / (tasks - 1) * 1e6, idle[2], many[3],
+                      idle[4] == 0 and one[4] == 0 and many[4] == 0)
