@@ -22,7 +22,7 @@ SRC = {"a": source_key("a1"), "b": source_key("b1")}
 def plan_rules(specs, keys):
     producer = {t.path: r.id for r in specs for t in r.targets}
     consumed = {producer[s.path] for r in specs for s in r.sources if s.path in producer}
-    return {r.id: PlanRule(r.id, r.name, keys.rules[r.id], r.temp,
+    return {r.id: PlanRule(r.id, r.name, keys.key_of(r.id), keys.outputs_of(r.id), r.temp,
                            tuple((s.path, producer[s.path]) for s in r.sources
                                  if s.path in producer), r.id in consumed)
             for r in specs}
@@ -47,7 +47,7 @@ def built(specs, src, collected=()):
 def plan(specs, src, lines, disk, stored=frozenset()):
     keys = compute_keys(specs, src)
     return make_plan([r.id for r in specs], plan_rules(specs, keys), replay(lines), disk,
-                     stored)
+                     stored, keys.rules.__getitem__)
 
 
 def texts(p):

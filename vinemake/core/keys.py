@@ -20,12 +20,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from vinemake.common.errors import InputError
-from vinemake.common.hashing import ALGORITHM, digest, encode, source_key, tree_key
-from vinemake.common.spec import Resources, RuleSpec
+from vinemake.common.hashing import (
+    ALGORITHM,
+    digest,
+    encode,
+    hex_digest,
+    raw_digest,
+    source_key,
+    tree_key,
+)
+from vinemake.common.spec import FileRef, Resources, RuleSpec
 from vinemake.core.graph import norm
 
 __all__ = ["ALGORITHM", "encode", "digest", "source_key", "tree_key", "RuleKey", "rule_key",
@@ -109,13 +116,9 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     # The (name, digest) pairs other rules share are made once and shared.
     command = ("command", digest(shell_words(rule.command).encode("utf-8", "surrogateescape")))
-    env = _env_part(rule.env)
-    resources_part = _resources_part(res.cores, res.gpus)
-    library = _library_part(library_key) if library_key else _NO_LIBRARY
-    kind_part = _kind_part(kind) if kind else _NO_KIND
-    parts = (command, env, resources_part, library, kind_part)
+    parts = (command, *_rest_parts(rule.env, res.cores, res.gpus, library_key, kind))
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
-    head = command[1] + env[1] + resources_part[1] + library[1] + kind_part[1]
+    head = "".join([part[1] for part in parts])
     sources = rule.sources
     inputs: tuple[tuple[str, str], ...] = ()
     if not sources:  # common enough to skip sorting and zipping
@@ -178,64 +181,247 @@ def _kind_part(kind: str) -> tuple[str, str]:
     return ("kind", digest(kind.encode()))
 
 
-@dataclass(frozen=True)
-class Keys:
-    """Keys for a whole graph: `rules` by rule id, `files` by path (sources and outputs)."""
+_RULE = f"rule-{ALGORITHM}-"
+_OUT = f"out-{ALGORITHM}-"
+_NOT_KEYED, _ONE_OUTPUT, _NAMED = 0, 1, 2  # where a rule's output keys are kept
 
-    rules: Mapping[int, RuleKey]
-    files: Mapping[str, str]
+
+class Keys:
+    """Keys for a whole graph: `rules` by rule id, `files` by path (sources and outputs).
+
+    Held compactly: each rule's digest and its single output's digest as 16 bytes in flat
+    arrays indexed by rule id (a million RuleKeys of tuples and hex strings cost ~1 KB each;
+    docs/performance.md). Hex is made where a key is written or shown: `key_of(rid)` and
+    `outputs_of(rid)` cheaply, `rules[rid]` a whole RuleKey (parts and inputs hashed again).
+    """
+
+    def __init__(self, specs: list, producer: Mapping[str, int], resources_of,
+                 libraries: Mapping[str, RuleSpec]):
+        size = len(specs)
+        self._specs = specs  # RuleSpec by rule id (None where not keyed)
+        self._producer = producer
+        self._resources_of = resources_of
+        self._libraries = libraries
+        self._state = bytearray(size)
+        self._digests = bytearray(16 * size)
+        self._outs = bytearray(16 * size)
+        self._named: dict[str, str] = {}  # sources, several outputs of a rule, derived keys
+        self._cache: dict[int, RuleKey] = {}
+        self.rules: Mapping[int, RuleKey] = _RuleView(self)
+        self.files: Mapping[str, str] = _FileView(self)
+
+    def key_of(self, rid: int) -> str:
+        """The key of rule `rid` (KeyError if it was not keyed)."""
+        if not (rid < len(self._state) and self._state[rid]):
+            raise KeyError(rid)
+        return _RULE + self._digests[16 * rid:16 * rid + 16].hex()
+
+    def outputs_of(self, rid: int) -> tuple[Output, ...]:
+        """(path, sandbox, key) of each output of rule `rid`, without hashing anything."""
+        if not (rid < len(self._state) and self._state[rid]):
+            raise KeyError(rid)
+        targets = self._specs[rid].targets
+        if self._state[rid] == _ONE_OUTPUT:
+            f = targets[0]
+            return (_tuple_new(Output, (norm(f.path), f.sandbox,
+                                        _OUT + self._outs[16 * rid:16 * rid + 16].hex())),)
+        named = self._named
+        return tuple([_tuple_new(Output, (p, f.sandbox, named[p]))
+                      for f in targets for p in (norm(f.path),)])
+
+    def file_key(self, path: str) -> str | None:
+        """The key of the file at the normalised `path`, None if it has none."""
+        rid = self._producer.get(path)
+        if rid is not None and rid < len(self._state) and self._state[rid] == _ONE_OUTPUT:
+            return _OUT + self._outs[16 * rid:16 * rid + 16].hex()
+        return self._named.get(path)
+
+    def _rule_key(self, rid: int) -> RuleKey:
+        rk = self._cache.get(rid)
+        if rk is None:
+            if len(self._cache) >= 4096:  # the engine asks again for the rules in flight
+                self._cache.clear()
+            rule = self._specs[rid]
+            lib = self._libraries.get(rule.call) if rule.call else None
+            res = self._resources_of(rule) if self._resources_of else rule.resources
+            rk = self._cache[rid] = rule_key(rule, self.files,
+                                             self.key_of(lib.id) if lib else None, res)
+        return rk
+
+
+class _RuleView(Mapping):
+    """`Keys.rules`: a RuleKey made on demand for each keyed rule id."""
+
+    def __init__(self, keys: Keys):
+        self._keys = keys
+
+    def __getitem__(self, rid: int) -> RuleKey:
+        state = self._keys._state
+        if not (type(rid) is int and 0 <= rid < len(state) and state[rid]):
+            raise KeyError(rid)
+        return self._keys._rule_key(rid)
+
+    def __contains__(self, rid) -> bool:
+        state = self._keys._state
+        return type(rid) is int and 0 <= rid < len(state) and state[rid] != _NOT_KEYED
+
+    def __iter__(self):
+        return (rid for rid, s in enumerate(self._keys._state) if s)
+
+    def __len__(self) -> int:
+        return len(self._keys._state) - self._keys._state.count(_NOT_KEYED)
+
+
+class _FileView(Mapping):
+    """`Keys.files`: the key of each source and made file by path."""
+
+    def __init__(self, keys: Keys):
+        self._keys = keys
+
+    def __getitem__(self, path: str) -> str:
+        key = self._keys.file_key(path)
+        if key is None:
+            raise KeyError(path)
+        return key
+
+    def __contains__(self, path) -> bool:
+        return self._keys.file_key(path) is not None
+
+    def _single(self):
+        keys = self._keys
+        return (norm(keys._specs[rid].targets[0].path)
+                for rid, s in enumerate(keys._state) if s == _ONE_OUTPUT)
+
+    def __iter__(self):
+        yield from self._keys._named
+        yield from self._single()
+
+    def __len__(self) -> int:
+        return len(self._keys._named) + self._keys._state.count(_ONE_OUTPUT)
 
 
 def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
-                 dir_members: Mapping[str, Sequence[str]] | None = None) -> Keys:
+                 dir_members: Mapping[str, Sequence[str]] | None = None,
+                 producer: Mapping[str, int] | None = None) -> Keys:
     """Keys for every rule in `order` (topological), from the content keys of the sources.
 
     A library rule is keyed when first needed, so its callers may come before it in `order`.
     A path read under a made directory is keyed from that directory's key; a directory that
-    holds made files (`dir_members`) from the keys of those files.
+    holds made files (`dir_members`) from the keys of those files. `producer` (made file →
+    rule id, the graph's) is built from `order` when not given.
     """
-    files: dict[str, str] = dict(source_keys)
-    rules: dict[int, RuleKey] = {}
+    if producer is None:
+        producer = {norm(f.path): r.id for r in order for f in r.targets}
+    specs: list = [None] * (max((r.id for r in order), default=-1) + 1)
+    for r in order:
+        specs[r.id] = r
     libraries = {r.library: r for r in order if r.library}
+    keys = Keys(specs, producer, resources_of, libraries)
+    named = keys._named
+    named.update(source_keys)
+    state, digests, outs = keys._state, keys._digests, keys._outs
+    get_producer, get_named = producer.get, named.get
+    rests: dict = {}  # env, resources, library and kind: shared by most rules
 
-    def key_rule(rule: RuleSpec) -> RuleKey:
-        if rule.id in rules:
-            return rules[rule.id]
+    def lookup(rule: RuleSpec, f: FileRef) -> str:
+        path = f.path
+        if "/" in path:
+            path = norm(path)
+        rid = get_producer(path)
+        if rid is not None and state[rid] == _ONE_OUTPUT:
+            return _OUT + outs[16 * rid:16 * rid + 16].hex()
+        key = get_named(path)
+        if key is None:
+            key = _known(path)
+            if key is None:
+                raise InputError(f"{rule.location}: rule '{rule.name}' reads '{f.path}', "
+                                 f"which is neither a source nor made by an earlier rule")
+        return key
+
+    def _known(path: str) -> str | None:
+        if dir_members and path in dir_members:
+            key = named[path] = tree_key((m, keys.file_key(m)) for m in dir_members[path])
+            return key
+        cut = path.rfind("/")
+        while cut > 0:
+            parent = path[:cut]
+            known = keys.file_key(parent)
+            if known is not None:  # inside a made directory: named by the directory's key
+                key = named[path] = f"out-{ALGORITHM}-{digest(encode(known, path))}"
+                return key
+            cut = parent.rfind("/")
+        return None
+
+    def key_rule(rule: RuleSpec) -> str:
+        rid = rule.id
+        if state[rid]:
+            return _RULE + digests[16 * rid:16 * rid + 16].hex()
         lib_key = None
         if rule.call:
             lib = libraries.get(rule.call)
             if lib is None:
                 raise InputError(f"{rule.location}: rule '{rule.name}' calls library "
                                  f"'{rule.call}', which no rule defines")
-            lib_key = key_rule(lib).key
-        for f in rule.sources:
-            path = norm(f.path)
-            if path not in files and not _known(path):
-                raise InputError(f"{rule.location}: rule '{rule.name}' reads '{f.path}', "
-                                 f"which is neither a source nor made by an earlier rule")
+            lib_key = key_rule(lib)
         res = resources_of(rule) if resources_of else rule.resources
-        rk = rule_key(rule, files, lib_key, res)
-        for path, _, key in rk.outputs:
-            files[path] = key
-        rules[rule.id] = rk
-        return rk
-
-    def _known(path: str) -> bool:
-        if path in files:
-            return True
-        if dir_members and path in dir_members:
-            files[path] = tree_key((m, files[m]) for m in dir_members[path])
-            return True
-        cut = path.rfind("/")
-        while cut > 0:
-            parent = path[:cut]
-            if parent in files:  # inside a made directory: named by the directory's key
-                files[path] = f"out-{ALGORITHM}-{digest(encode(files[parent], path))}"
-                return True
-            cut = parent.rfind("/")
-        return False
+        kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) \
+            else ""
+        shape = (rule.env, res.cores, res.gpus, lib_key, kind)
+        rest = rests.get(shape)
+        if rest is None:
+            rest = rests[shape] = "".join(part[1] for part in _rest_parts(*shape))
+        command = rule.command
+        if "  " in command or "\t" in command or command != command.strip(" "):
+            command = shell_words(command)
+        text = hex_digest(command.encode("utf-8", "surrogateescape")) + rest
+        # The same text as rule_key() writes, without its parts, inputs and outputs tuples.
+        sources = rule.sources
+        if not sources:
+            text += "0:"
+        elif len(sources) == 1:
+            f = sources[0]
+            k = lookup(rule, f)
+            text = f"{text}1:{len(f.sandbox)}:{f.sandbox}{len(k)}:{k}"
+        elif len(sources) == 2:  # the commonest many: sorted by (sandbox, key) by hand
+            a, b = sources
+            sa, ka, sb, kb = a.sandbox, lookup(rule, a), b.sandbox, lookup(rule, b)
+            if sb < sa or (sb == sa and kb < ka):
+                sa, ka, sb, kb = sb, kb, sa, ka
+            text = f"{text}2:{len(sa)}:{sa}{len(ka)}:{ka}{len(sb)}:{sb}{len(kb)}:{kb}"
+        else:
+            sandboxed = sorted([(f.sandbox, lookup(rule, f)) for f in sources])
+            text = f"{text}{len(sandboxed)}:" + "".join(
+                [f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed])
+        targets = rule.targets
+        if len(targets) == 1:
+            name = targets[0].sandbox
+            text = f"{text}1:{len(name)}:{name}"
+        else:
+            names = sorted([f.sandbox for f in targets])
+            text = f"{text}{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
+        raw = raw_digest(text.encode("utf-8", "surrogateescape"))
+        digests[16 * rid:16 * rid + 16] = raw
+        key = _RULE + raw.hex()
+        if len(targets) == 1:
+            name = targets[0].sandbox
+            outs[16 * rid:16 * rid + 16] = raw_digest(
+                f"T2:S{len(key)}:{key}S{len(name)}:{name}".encode("utf-8", "surrogateescape"))
+            state[rid] = _ONE_OUTPUT
+        else:
+            for f in targets:
+                named[norm(f.path)] = output_key(key, f.sandbox)
+            state[rid] = _NAMED
+        return key
 
     for rule in order:
-        key_rule(rule)
-    return Keys(rules, files)
+        if not state[rule.id]:
+            key_rule(rule)
+    return keys
+
+
+def _rest_parts(env, cores, gpus, library_key, kind) -> tuple[tuple[str, str], ...]:
+    """The (name, digest) parts of a rule key after its command's, in their order."""
+    return (_env_part(env), _resources_part(cores, gpus),
+            _library_part(library_key) if library_key else _NO_LIBRARY,
+            _kind_part(kind) if kind else _NO_KIND)

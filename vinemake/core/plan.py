@@ -15,12 +15,12 @@ reverse topological order makes their producers run.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence, Set
+from collections.abc import Callable, Mapping, Sequence, Set
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from vinemake.core.journal import JournalState, part_map
-from vinemake.core.keys import RuleKey
+from vinemake.core.keys import Output, RuleKey
 
 __all__ = ["PlanRule", "Reason", "Plan", "make_plan", "RUN", "SKIP", "RESTORE"]
 
@@ -28,23 +28,30 @@ RUN, SKIP, RESTORE = "run", "skip", "restore"
 
 
 class PlanRule(NamedTuple):
-    """What the plan needs of a rule. `producers` are (input path, producing rule id).
+    """What the plan needs of a rule: its key, its outputs (path, sandbox, key), and
+    `producers`, (input path, producing rule id). The parts and inputs its key was made of
+    are asked for (`full_key`) only to say what changed since a previous build.
 
-    PlanRule and Reason are NamedTuples: one of each is held per rule (a million at scale),
-    and a tuple is made faster and held in less than an object with a dict."""
+    A NamedTuple, made when the plan asks for it: a million are not held at once."""
 
     id: int
     name: str
-    key: RuleKey
+    key: str
+    outputs: tuple[Output, ...]
     temp: bool = False
     producers: tuple[tuple[str, int], ...] = ()
-    consumed: bool = False  # some other rule reads one of its outputs
+    consumed: bool = False  # some other rule reads one of its outputs (asked if temp only)
 
 
 class Reason(NamedTuple):
-    rule: int
+    """What is done with a rule and why. The same Reason is shared by every rule it fits."""
+
     action: str
     text: str
+
+
+_NEVER_BUILT = Reason(RUN, "never built")
+_CURRENT = Reason(SKIP, "outputs current")
 
 
 @dataclass(frozen=True)
@@ -65,37 +72,44 @@ Stat = tuple[int, int] | None  # (size, mtime_ns) of a target, None if absent
 
 
 def make_plan(order: Sequence[int], rules: Mapping[int, PlanRule], journal: JournalState,
-              disk: Mapping[str, Stat], stored: Set[str]) -> Plan:
+              disk: Mapping[str, Stat], stored: Set[str],
+              full_key: Callable[[int], RuleKey]) -> Plan:
     """Decide every rule in `order` (topological, the selected rules only)."""
     reasons: dict[int, Reason] = {}
+    others = 0  # rules that will not run: only their outputs can be missing for a runner
     for rid in order:
         rule = rules[rid]
-        why = staleness(rule, journal, disk)
+        why = staleness(rule, journal, disk, full_key)
         if why is None:
-            reasons[rid] = Reason(rid, SKIP, "outputs current")
+            reason = _CURRENT
         elif _restorable(rule, stored):
-            reasons[rid] = Reason(rid, RESTORE, f"restored from cache ({why})")
-        elif rule.temp and rule.key.outputs and rule.consumed:
-            reasons[rid] = Reason(rid, SKIP, f"temporary outputs not needed ({why})")
+            reason = Reason(RESTORE, f"restored from cache ({why})")
+        elif rule.temp and rule.outputs and rule.consumed:
+            reason = Reason(SKIP, f"temporary outputs not needed ({why})")
         else:
-            reasons[rid] = Reason(rid, RUN, why)
-    _pull_needed_inputs(order, rules, journal, disk, reasons)
+            reason = _NEVER_BUILT if why == "never built" else Reason(RUN, why)
+        others += reason.action != RUN
+        reasons[rid] = reason
+    if others:
+        _pull_needed_inputs(order, rules, journal, disk, reasons)
     return Plan(tuple(order), reasons)
 
 
-def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat]) -> str | None:
+def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat],
+              full_key: Callable[[int], RuleKey]) -> str | None:
     """Why `rule` must be brought up to date, or None if it is current."""
-    key = rule.key
-    if key.key not in journal.done:
-        first = key.outputs[0][0] if key.outputs else None
-        return _what_changed(rule, journal.previous(rule.name, first), journal)
-    for path, content in journal.done[key.key].seen:
+    done = journal.done.get(rule.key) if journal.done else None
+    if done is None:
+        first = rule.outputs[0][0] if rule.outputs else None
+        prev = journal.previous(rule.name, first) if journal.files or journal.by_name else None
+        return _what_changed(rule, prev, journal, full_key)
+    for path, content in done.seen:
         now = journal.files.get(path)
         if now is not None and now.content != content:
             return f"input '{path}' has other bytes than when it last ran"
     if rule.temp:
         return None
-    for path, _, okey in key.outputs:
+    for path, _, okey in rule.outputs:
         rec = journal.files.get(path)
         if rec is None:
             return f"output '{path}' missing"  # removed by --clean
@@ -111,24 +125,26 @@ def staleness(rule: PlanRule, journal: JournalState, disk: Mapping[str, Stat]) -
     return None
 
 
-def _what_changed(rule: PlanRule, prev, journal: JournalState) -> str:
+def _what_changed(rule: PlanRule, prev, journal: JournalState,
+                  full_key: Callable[[int], RuleKey]) -> str:
     if prev is None:
-        if rule.key.key in journal.failed:
+        if rule.key in journal.failed:
             return "failed last time"
-        if rule.key.key in journal.incomplete:
+        if rule.key in journal.incomplete:
             return "interrupted last time"
         return "never built"
+    key = full_key(rule.id)
     before = part_map(prev)
-    for name, value in rule.key.parts:
+    for name, value in key.parts:
         if before.get(name) != value:
             return f"{name} changed"
     old_inputs = dict(prev.inputs)
-    for path, ikey in rule.key.inputs:
+    for path, ikey in key.inputs:
         if path not in old_inputs:
             return f"input '{path}' added"
         if old_inputs[path] != ikey:
             return f"input '{path}' changed"
-    now = {p for p, _ in rule.key.inputs}
+    now = {p for p, _ in key.inputs}
     for path in old_inputs:
         if path not in now:
             return f"input '{path}' removed"
@@ -136,7 +152,7 @@ def _what_changed(rule: PlanRule, prev, journal: JournalState) -> str:
 
 
 def _restorable(rule: PlanRule, stored: Set[str]) -> bool:
-    outs = rule.key.outputs
+    outs = rule.outputs
     return bool(outs) and not rule.temp and all(k in stored for _, _, k in outs)
 
 
@@ -148,7 +164,7 @@ def _available(producer: PlanRule, path: str, reasons: Mapping[int, Reason],
         return not producer.temp
     if producer.temp:
         return False
-    if action == SKIP and producer.key.key not in journal.done:
+    if action == SKIP and producer.key not in journal.done:
         return False  # skipped as "not needed" without ever being built
     rec = journal.files.get(path)
     return rec is not None and not rec.collected
@@ -163,5 +179,4 @@ def _pull_needed_inputs(order, rules, journal, disk, reasons: dict[int, Reason])
             if pid not in reasons or reasons[pid].action == RUN:
                 continue
             if not _available(rules[pid], path, reasons, journal):
-                reasons[pid] = Reason(pid, RUN,
-                                      f"intermediate '{path}' needed by '{rules[rid].name}'")
+                reasons[pid] = Reason(RUN, f"intermediate '{path}' needed by '{rules[rid].name}'")

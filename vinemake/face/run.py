@@ -13,7 +13,7 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Set
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, replace
 from typing import TextIO
 
@@ -62,8 +62,11 @@ class _StoreView(Set):
     def __init__(self, store: Store):
         self.store = store
         self._shards: dict[str, bool] = {}  # shard directory -> exists
+        self._none = not os.path.isdir(store.root)  # nothing stored yet: no key is there
 
     def __contains__(self, key) -> bool:
+        if self._none:
+            return False
         shard = self.store.shard(key)
         exists = self._shards.get(shard)
         if exists is None:
@@ -151,48 +154,77 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
     order = [rules[rid] for rid in graph.order()]
     in_graph = set(graph.rule_ids)
     libs = [r for r in rules if r.library and r.id not in in_graph]
-    keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members)
+    keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members,
+                        graph.producer)
+    del order, in_graph
     journal = Journal(StateDir(root).journal, workflow=workflow_name(workflow.path, root))
     store = store_for(root, cache_dir)
     ids = [rid for rid in graph.order() if not rules[rid].library]
-    consumed = graph.consumed
-    built = journal.state.done
-    made = journal.state.files
-    plan_rules = {}
-    disk = {}
-    producer = graph.producer
-    for rid in ids:
-        rule = rules[rid]
-        producers = ()
-        if rule.sources:
-            paths = [norm(s.path) for s in rule.sources]
-            producers = tuple([(p, producer[p]) for p in paths if p in producer])
-        rk = keys.rules[rid]
-        outputs = rk.outputs
-        # (Only a temporary or remote rule's outputs can stay remote: asked only for those.)
-        remote_only = bool(rule.temp or rule.mini or rid in remote) \
-            and stays_remote(rules, graph.dependents, rid, remote)
-        read = outputs[0][0] in consumed if len(outputs) == 1 else \
-            any(p in consumed for p, _, _ in outputs)
-        plan_rules[rid] = _tuple_new(PlanRule, (rid, rule.name, rk, remote_only, producers, read))
-        was_built = rk.key in built
-        for path, _, _ in outputs:
-            if was_built or path in made:  # else nothing of ours can be there
-                st = files.stat(os.path.join(root, path))
-                disk[path] = output_stat(os.path.join(root, path), st) if st else None
+    disk = _disk(journal.state.files, rules, keys, graph.producer, files, root)
     _confined(rules, ids, keys, root)
     edited = settle(journal, disk, root, graph.made_inside)
-    plan = make_plan(ids, plan_rules, journal.state, disk, _StoreView(store))
+    plan = make_plan(ids, _PlanRules(rules, keys, graph, remote, stays_remote), journal.state,
+                     disk,
+                     _StoreView(store), keys.rules.__getitem__)
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
+
+
+class _PlanRules(Mapping):
+    """Each selected rule's PlanRule, made when the plan asks for it (not held: at a million
+    rules they would cost more than the keys)."""
+
+    def __init__(self, rules, keys: Keys, graph: BuildGraph, remote: frozenset[int],
+                 stays_remote):
+        self.rules, self.keys, self.graph, self.remote = rules, keys, graph, remote
+        self.stays_remote = stays_remote
+
+    def __getitem__(self, rid: int) -> PlanRule:
+        rule = self.rules[rid]
+        outputs = self.keys.outputs_of(rid)
+        producers = ()
+        if rule.sources:
+            producer = self.graph.producer
+            producers = tuple([(p, producer[p]) for p in [norm(s.path) for s in rule.sources]
+                               if p in producer])
+        # (Only a temporary or remote rule's outputs can stay remote: asked only for those,
+        # and whether another rule reads them matters only then.)
+        remote_only = bool(rule.temp or rule.mini or rid in self.remote) \
+            and self.stays_remote(self.rules, self.graph.dependents, rid, self.remote)
+        consumed = remote_only and any(p in self.graph.consumed for p, _, _ in outputs)
+        return _tuple_new(PlanRule, (rid, rule.name, self.keys.key_of(rid), outputs,
+                                     remote_only, producers, consumed))
+
+    def __iter__(self):
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+
+def _disk(made, rules, keys: Keys, producer, files: FileState, root: str) -> dict:
+    """The stat now of each output of a planned rule that the journal says was made here:
+    of no other output can the plan ask (it asks the journal first)."""
+    disk = {}
+    for path in made:
+        rid = producer.get(path)
+        if rid is None or rid not in keys.rules or rules[rid].library:
+            continue
+        full = os.path.join(root, path)
+        st = files.stat(full)
+        disk[path] = output_stat(full, st) if st else None
+    return disk
 
 
 def _confined(rules, ids, keys: Keys, root: str) -> None:
     """Refuse, before anything runs, a target under a link that leads out of `root`."""
     confine = Confinement(root)
     for rid in ids:
-        for path, _, _ in keys.rules[rid].outputs:
+        targets = rules[rid].targets
+        if len(targets) == 1 and "/" not in targets[0].path:
+            continue  # its parent is the workflow directory itself
+        for path, _, _ in keys.outputs_of(rid):
             if "/" not in path:
-                continue  # its parent is the workflow directory itself
+                continue
             problem = confine.problem(path, os.path.join(root, path))
             if problem is not None:
                 rule = rules[rid]
@@ -263,7 +295,7 @@ def _remember(prep: Prepared, options, digest: str | None) -> None:
     files = prep.journal.state.files
     outputs = []
     for rid in prep.plan.order:
-        for path, _, key in prep.keys.rules[rid].outputs:
+        for path, _, key in prep.keys.outputs_of(rid):
             rec = files.get(path)
             if rec is not None and rec.key == key and not rec.collected:
                 outputs.append((os.path.join(root, path), rec.size, rec.mtime_ns))
