@@ -235,7 +235,7 @@ class Engine:
                 to_run.add(rid)
             else:
                 st.restored.append(self.rules[rid].name)
-                st.alive += len(self.keys.rules[rid].outputs)
+                st.alive += len(self.keys.outputs_of(rid))
         st.unsure = self._unsure(to_run)
         unsure = st.unsure
         st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run or d in unsure)
@@ -360,16 +360,15 @@ class Engine:
     def task(self, rid: int, attempt: int = 1) -> Task:
         """The Task for rule `rid`: absolute paths, keys, resources, library."""
         rule = self.rules[rid]
-        rk = self.keys.rules[rid]
         inputs = self._inputs(rule)
         outputs = tuple(TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
-                        for path, sandbox, key in rk.outputs)
+                        for path, sandbox, key in self.keys.outputs_of(rid))
         command = rule.command
         if not (rule.local or rule.subworkflow or rule.call) and \
                 any(f.sandbox[:1] == "/" or ".." in f.sandbox for f in inputs):
             inputs, outputs, command = arrange(inputs, outputs, command, self.root)
         return Task(
-            id=rid, rule_key=rk.key, name=rule.name, command=command,
+            id=rid, rule_key=self.keys.key_of(rid), name=rule.name, command=command,
             inputs=inputs, outputs=outputs,
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
             library=self._library(rule), cache_forever=rule.cache_forever,
@@ -390,9 +389,10 @@ class Engine:
                 if d in found or not (self.rules[d].mini and self.stays_remote(d)):
                     continue
                 visit(d)
-                rule, rk = self.rules[d], self.keys.rules[d]
-                found[d] = MiniTask(rk.key, rule.name, rule.command, self._inputs(rule),
-                                    tuple(TaskFile(key, sandbox) for _, sandbox, key in rk.outputs),
+                rule, outputs = self.rules[d], self.keys.outputs_of(d)
+                found[d] = MiniTask(self.keys.key_of(d), rule.name, rule.command,
+                                    self._inputs(rule),
+                                    tuple(TaskFile(key, sandbox) for _, sandbox, key in outputs),
                                     rule.env)
 
         visit(rid)
@@ -412,7 +412,7 @@ class Engine:
         if not rule.call:
             return None
         lib = self.libraries[rule.call]
-        return LibrarySpec(lib.library, self.keys.rules[lib.id].key, lib.command,
+        return LibrarySpec(lib.library, self.keys.key_of(lib.id), lib.command,
                            self._inputs(lib), self.resources_of(lib), lib.library_slots or 1,
                            lib.env, self.keys.files[norm(lib.environment)] if lib.environment
                            else "")
@@ -428,7 +428,7 @@ class Engine:
             # Not "interrupted" next time: it never started.
             st.withdrawn += 1  # counted as not run
             self._end(st, rid, result)
-            self.journal.withdrawn(self.keys.rules[rid].key, rule.name)
+            self.journal.withdrawn(self.keys.key_of(rid), rule.name)
             return
         if result.ok:
             placed, problem = self._placed_outputs(rid)
@@ -458,7 +458,7 @@ class Engine:
         placed = []
         if self.stays_remote(rid):
             return placed, None
-        for path, _, key in self.keys.rules[rid].outputs:
+        for path, _, key in self.keys.outputs_of(rid):
             try:
                 lstat = os.lstat(self.path(path))
             except OSError:
@@ -511,7 +511,7 @@ class Engine:
         """Move the outputs an "ok" run left at their paths into the rule's failed directory
         (-z): nothing a failed rule made stays at a target path."""
         where = self._failed_dir(rule)
-        for path, sandbox, _ in self.keys.rules[rule.id].outputs:
+        for path, sandbox, _ in self.keys.outputs_of(rule.id):
             full = self.path(path)
             if os.path.lexists(full):
                 os.makedirs(where, exist_ok=True)
@@ -519,7 +519,7 @@ class Engine:
 
     def _failed(self, st: _State, rid: int, result: TaskResult) -> None:
         rule = self.rules[rid]
-        key = self.keys.rules[rid].key
+        key = self.keys.key_of(rid)
         self.journal.failed(key, rule.name, result.status, result.exit_code)
         where = self._failed_dir(rule)
         info = os.path.join(where, "INFO")
@@ -569,7 +569,7 @@ class Engine:
         """Why a target of `rid` would be written outside the workflow directory, if so."""
         if self.stays_remote(rid):
             return None
-        for path, _, _ in self.keys.rules[rid].outputs:
+        for path, _, _ in self.keys.outputs_of(rid):
             problem = self.confine.problem(path, self.path(path))
             if problem is not None:
                 return problem
@@ -602,7 +602,7 @@ class Engine:
         for d in self.dependents[rid]:
             if d in st.to_run or d not in self.plan.reasons:
                 continue
-            rec = self.journal.state.done.get(self.keys.rules[d].key)
+            rec = self.journal.state.done.get(self.keys.key_of(d))
             if rec is None:
                 continue
             changed = [p for p, c in rec.seen if p in now and now[p] != c]
@@ -632,7 +632,7 @@ class Engine:
         inputs' producers must settle first. A rule with a new key makes new keys downstream,
         so only these can be promoted (_cutoff) once the run has started."""
         done = self.journal.state.done
-        again = {r for r in to_run if self.keys.rules[r].key in done}
+        again = {r for r in to_run if self.keys.key_of(r) in done}
         unsure: dict[int, int] = {}
         if not again:
             return unsure
@@ -676,14 +676,14 @@ class Engine:
         emit = self.events.emit
         for rid in self.plan.order:
             rule = self.rules[rid]
-            rk = self.keys.rules[rid]
+            outputs = self.keys.outputs_of(rid)
             reason = self.plan.reasons[rid]
             inputs = [norm(f.path) for f in rule.sources]
-            files = {p: self.keys.files.get(p, "") for p in inputs}
-            files.update((path, key) for path, _, key in rk.outputs)
-            emit("plan", rule=rid, label=rule.name, key=rk.key, action=reason.action,
-                 reason=reason.text, category=rule.category, inputs=inputs,
-                 outputs=[path for path, _, _ in rk.outputs], files=files,
+            files = {p: self.keys.file_key(p) or "" for p in inputs}
+            files.update((path, key) for path, _, key in outputs)
+            emit("plan", rule=rid, label=rule.name, key=self.keys.key_of(rid),
+                 action=reason.action, reason=reason.text, category=rule.category,
+                 inputs=inputs, outputs=[path for path, _, _ in outputs], files=files,
                  resources=dataclasses.asdict(self.resources_of(rule)),
                  kind="call" if rule.call else "local" if rule.local or rule.subworkflow
                  else "command", command=rule.command, location=str(rule.location))
@@ -716,7 +716,7 @@ class Engine:
 
     def _reference_counts(self, to_run: set[int]) -> dict[str, int]:
         """For each made file read by a rule that will run: how many such rules read it."""
-        made = {path for rk in self.keys.rules.values() for path, _, _ in rk.outputs}
+        made = {path for rid in self.keys.rules for path, _, _ in self.keys.outputs_of(rid)}
         refs: dict[str, int] = {}
         for rid in to_run:
             for f in self.rules[rid].sources:
