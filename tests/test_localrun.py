@@ -121,3 +121,21 @@ def test_a_command_started_as_the_run_is_cancelled_is_stopped_too(tmp_path):
         assert late.wait(timeout=10) == -15
     finally:
         runner.close()
+
+
+def test_a_shadow_whose_pid_now_names_another_process_is_swept(tmp_path):
+    """A killed vinemake's pid may be reused by the time the next run starts: the shadow
+    names the process by its pid and its start tick, so another process's pid is no alibi."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    me = LocalRunner(str(tmp_path), scratch=str(tmp_path / "other"))  # a live run's token
+    try:
+        live = scratch / f"{me.token}.t1.1"
+        reused = scratch / f"{os.getpid()}-1-{time.time_ns()}.t2.1"  # our pid, not our start
+        old_style = scratch / f"{os.getpid()}-{time.time_ns()}.t3.1"
+        for shadow in (live, reused, old_style):
+            shadow.mkdir()
+        LocalRunner(str(tmp_path), scratch=str(scratch)).close()
+        assert [p.name for p in scratch.iterdir()] == [live.name]
+    finally:
+        me.close()

@@ -68,7 +68,8 @@ class LocalRunner:
         # The workflow running, relative to `root`: a sub-workflow must not run it again.
         self.workflow_file = os.path.join(root, workflow_file)
         self.scratch = scratch or StateDir(root).local  # where the shadows go
-        self.token = f"{os.getpid()}-{time.time_ns()}"  # names this run's shadows and commands
+        # names this run's shadows and commands; the start tick tells a reused pid apart
+        self.token = f"{os.getpid()}-{_started(os.getpid())}-{time.time_ns()}"
         _sweep(self.scratch)
         self.events = events  # the run's record: each command's start
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
@@ -238,8 +239,8 @@ class LocalRunner:
 
 
 def _sweep(scratch: str) -> None:
-    """Clear up after a vinemake that was killed: its shadows (named `<pid>-<start>.<task>.
-    <attempt>`), and the processes its LOCAL commands left running.
+    """Clear up after a vinemake that was killed: its shadows (named `<pid>-<started>-<ns>.
+    <task>.<attempt>`), and the processes its LOCAL commands left running.
 
     The parent-death signal kills each command's own process, not what that process started
     (`cmd &`, a pipeline's other members): those carry the run's token in their environment,
@@ -253,12 +254,23 @@ def _sweep(scratch: str) -> None:
     dead = set()
     for name in names:
         token = name.split(".", 1)[0]
-        pid = token.split("-", 1)[0]
-        if not pid.isdigit() or not os.path.exists(f"/proc/{pid}"):
+        pid, _, rest = token.partition("-")
+        if not pid.isdigit() or _started(int(pid)) != rest.partition("-")[0]:
             dead.add(token)
             remove_path(os.path.join(scratch, name))
     if dead:
         _kill_leftovers(dead)
+
+
+def _started(pid: int) -> str | None:
+    """When process `pid` started (clock ticks since boot, as text), None if there is none:
+    with the pid, it names one process even after the pid is reused."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat.rpartition(b")")[2].split()[19].decode()  # field 22; the name may hold ") "
 
 
 def _kill_leftovers(tokens: set[str]) -> None:
