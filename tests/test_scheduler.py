@@ -7,7 +7,7 @@ from __future__ import annotations
 import collections
 
 from vinemake.common.spec import Resources
-from vinemake.common.task import Task, TaskFile
+from vinemake.common.task import LibrarySpec, Task, TaskFile
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.fetches import LARGE_FILE_BYTES, FetchPlanner
 from vinemake.manager.recovery import Recovery
@@ -115,6 +115,37 @@ def test_a_same_host_worker_gets_tasks_ahead_to_start_as_slots_free():
     b.submit(*(task(i) for i in range(1, 5)))
     assert [tid for _, tid, _ in b.placed()] == [1, 2, 3]  # one running, two waiting there
     assert [t.id for t in w.waiting] == [2, 3] and b.scheduler.running_total == 3
+
+
+LIB = LibrarySpec(name="lib", key="rule-lib", command="python3 -m vinemake.library lib.py",
+                  resources=Resources(cores=1), slots=2)
+
+
+def call(tid):
+    return Task(id=tid, rule_key=f"rule-{tid}", name=f"c{tid}", command=f"f {tid}",
+                resources=Resources(cores=1), library=LIB)
+
+
+def test_calls_wait_for_a_slot_of_their_library_and_a_command_behind_them_starts():
+    b = Bench()
+    b.worker("w1", cores=2)  # one core for the library's instance, one for a command
+    b.submit(call(1), call(2), call(3), call(4), task(5))
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5]
+    b.end("w1", 2)
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5, 3]
+    b.end("w1", 1)
+    b.end("w1", 3)
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5, 3, 4]
+    assert b.workers["w1"].libs == {"rule-lib": 1}
+
+
+def test_a_command_behind_more_than_64_calls_waiting_for_slots_waits_its_turn():
+    b = Bench()
+    b.worker("w1", cores=2)
+    b.submit(*(call(i) for i in range(1, 68)), task(100))  # 2 run, 65 wait ahead of it
+    assert [tid for _, tid, _ in b.placed()] == [1, 2]
+    b.end("w1", 1)  # 3 starts: 64 calls wait ahead of the command, which is looked at now
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 100]
 
 
 # ---------------------------------------------------------------- locality, with a clock

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from vinemake.common.spec import Resources
-from vinemake.common.task import Task, TaskResult
+from vinemake.common.task import LibrarySpec, Task, TaskResult
 from vinemake.manager.config import ManagerConfig
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.placement import (
@@ -103,7 +103,14 @@ class Scheduler:
             cap += sum(len(w.waiting) for w in self.workers.values())
         skipped = []
         attempts = looked = 0
-        while self.queue and attempts < 32 and looked < 1000:
+        # Libraries with an instance on every worker and every slot busy: a call to one found
+        # so says the same of every call to it behind it in this pass. Calls queue by the
+        # thousand behind a few slots, and this pass runs after every result: a run of 64 such
+        # calls ends it (moving each aside cost the manager more than the call itself), so a
+        # command queued behind them waits its turn, as one beyond the 1000th always did.
+        full: set[str] = set()
+        calls_in_a_row = 0
+        while self.queue and attempts < 32 and looked < 1000 and calls_in_a_row < 64:
             if cap is not None and self.running_total >= cap:
                 break
             most_free = max(w.free.cores for w in self.workers.values())
@@ -117,11 +124,18 @@ class Scheduler:
                     self.report([failure])
                     continue
             cores = 0.0 if task.library is not None else task.resources.cores
+            if task.library is not None and task.library.key in full:
+                skipped.append(task)
+                calls_in_a_row += 1
+                continue
+            calls_in_a_row = 0
             if (1.0 if cores is None else cores) > most_free + 1e-9:
                 skipped.append(task)
             elif not self._try_dispatch(task):
                 skipped.append(task)
                 attempts += 1
+                if task.library is not None and self._library_full(task.library):
+                    full.add(task.library.key)
         self.queue.extendleft(reversed(skipped))
         if attempts and self.queue:
             self._make_room()
@@ -202,11 +216,17 @@ class Scheduler:
             w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
             return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
         views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
+        if not views:  # an instance runs on every worker already, each one full
+            return False
         wid = place(dataclasses.replace(task, resources=lib.resources), views,
                     self.replicas.holders, self.rng, self.replicas.sizes)
         if wid is None:
             return False
         return self._dispatch(task, self.workers[wid], need(lib.resources))
+
+    def _library_full(self, lib: LibrarySpec) -> bool:
+        return all(lib.key in w.libs and w.libs[lib.key] >= lib.slots
+                   for w in self.workers.values())
 
     def _dispatch(self, task: Task, w: ConnectedWorker, want: Resources) -> bool:
         cached: list[str] = []
@@ -235,10 +255,12 @@ class Scheduler:
         state = (self.replicas.epoch, self.running_total, len(self.queue), len(self.workers))
         if state == self._room_tried:
             return
-        keep = self.needed()
-        for i, task in enumerate(list(itertools.islice(self.queue, 32))):
-            if task.library is not None or not task.resources.disk_mb:
-                continue
+        # Only a task that declares disk can want room (and `needed` reads the whole queue,
+        # so a queue of calls waiting for a slot must not pay it on every pass).
+        waiting = [(i, task) for i, task in enumerate(itertools.islice(self.queue, 32))
+                   if task.library is None and task.resources.disk_mb]
+        keep = self.needed() if waiting else set()
+        for i, task in waiting:
             views = [w.view() for w in self.workers.values()]
             caches = {w.id: self.replicas.cache_of(w) for w in self.workers.values() if w.cached}
             choice = make_room(task, views, caches, self.replicas.holders, self.replicas.sizes,
