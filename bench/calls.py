@@ -192,7 +192,7 @@ def trivial(args) -> None:
     print(f"{'mode':7} {'calls/s':>8} {'span':>7} {'wall':>7} {'call wall':>10} "
           f"{'mgr CPU/call':>13} {'worker+lib CPU/call':>20}")
     files = {"lib.py": TRIVIAL}
-    for rep in range(args.repeat):
+    for _ in range(args.repeat):
         for mode in args.modes:
             base = Path(args.workdir) / f"calls-{mode}"
             one = run_local(base.with_name(base.name + "-1"),
