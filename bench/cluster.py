@@ -13,8 +13,10 @@ Three measurements, each compared with its baseline in the same run:
 2. chains: 20 chains of 30 dependent tasks passing 50 MB @temp intermediates; bytes that crossed
    host links and wall time, `--placement locality` vs `random` (target: locality moves at most
    10% of random's bytes).
-3. throughput: null tasks on 8 workers; tasks per second through the manager, from the
-   difference between a large and a one-task run so start-up costs cancel (target: 500/s).
+3. throughput: null tasks on W workers of 4 cores (--workers, 8 by default); tasks per second
+   through the manager, from the difference between a large and a one-task run on workers
+   started first (bench/fleet.py), and the same with Makeflow -T wq and a work_queue_worker in
+   each host; the manager's and the workers' CPU per task (target: 1,000/s).
 
 Each measurement runs on its own emulated cluster (namespace prefix `vmb`, tests/cluster), so a
 host's link counters count exactly that run's bytes.
@@ -35,9 +37,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "cluster"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fleet  # noqa: E402  (bench/fleet.py)
 import netns  # noqa: E402
 
 MB = 1_000_000
+THROUGHPUT_CORES = 4  # per worker in the throughput benchmark
 KEEP = False  # --keep: leave each run's workflow, logs and transfer log for a post-mortem
 
 
@@ -262,13 +267,49 @@ def bench_chains(args) -> dict:
 
 
 def bench_throughput(args) -> dict:
+    """vinemake and Makeflow -T wq on the same hosts, workers started first (bench/fleet.py)."""
     tasks = max(100, round(5000 * args.scale))
-    one = run_on_cluster("1 task", args.workers, "1gbit", {}, null_workflow(1), [], cores=4)
-    many = run_on_cluster(f"{tasks} tasks", args.workers, "1gbit", {}, null_workflow(tasks), [],
-                          cores=4)
-    rate = (tasks - 1) / max(many.wall_s - one.wall_s, 1e-9)
-    return {"tasks": tasks, "workers": args.workers, "one": asdict(one), "many": asdict(many),
-            "tasks_per_s": rate, "target_tasks_per_s": 500}
+    cluster = netns.Cluster.up(args.workers, "1gbit", kind="vmb")
+    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
+    addr = cluster.addr("root")
+
+    def started(argv_of):
+        def start(port: int) -> list[subprocess.Popen]:
+            return [cluster.popen(i, argv_of(port, i), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, start_new_session=True)
+                    for i in range(args.workers)]
+        return start
+
+    def vinemake_worker(port: int, i: int) -> list[str]:
+        return [shutil.which("vinemake-worker") or "vinemake-worker", addr, str(port),
+                "--cores", str(THROUGHPUT_CORES), "--workdir", str(scratch / f"w{i}"),
+                "--timeout", "120", "--name", f"w{i}", "--quiet"]
+
+    def wq_worker(port: int, i: int) -> list[str]:
+        (scratch / f"wq{i}").mkdir(exist_ok=True)
+        # reconnect every second (by default its backoff grows to 60 s between managers)
+        return [shutil.which("work_queue_worker") or "work_queue_worker", "--cores",
+                str(THROUGHPUT_CORES), "-s", str(scratch / f"wq{i}"), "-t", "120", "-i", "1",
+                "-b", "1", addr, str(port)]
+
+    tools = [fleet.Tool("vinemake", lambda d, port: [
+        shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", str(port),
+        "--manager-host", addr, "Vinefile"], started(vinemake_worker), "Vinefile")]
+    if shutil.which("makeflow") and shutil.which("work_queue_worker"):
+        tools.append(fleet.Tool("makeflow", lambda d, port: [
+            "makeflow", "-T", "wq", "-p", str(port), "Makeflow"], started(wq_worker),
+            "Makeflow"))
+    try:
+        measured = {t.name: fleet.measure(t, args.workers, tasks, str(scratch)) for t in tools}
+    finally:
+        cluster.down()
+        if KEEP:
+            print(f"  throughput: kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return {"tasks": tasks, "workers": args.workers, "worker_cores": THROUGHPUT_CORES,
+            **{name: asdict(m) for name, m in measured.items()},
+            "tasks_per_s": measured["vinemake"].rate, "target_tasks_per_s": 1000}
 
 
 BENCHES = {"replication": bench_replication, "chains": bench_chains,
@@ -302,9 +343,12 @@ def report(name: str, r: dict) -> str:
                 f"(worker caches of {r['worker_disk_mb']} MB); re-made "
                 f"{lo['recreated']} / {ra['recreated']} intermediates; "
                 f"sums {'right' if lo['ok'] and ra['ok'] else 'WRONG or run failed'}")
-    return (f"throughput   {r['tasks']} null tasks on {r['workers']} workers: "
-            f"{r['many']['wall_s']:.1f}s vs {r['one']['wall_s']:.1f}s for one task: "
-            f"{r['tasks_per_s']:.0f} tasks/s (target >= 500/s)")
+    lines = [f"throughput   {r['tasks']} null tasks on {r['workers']} workers of "
+             f"{r['worker_cores']} cores (target >= {r['target_tasks_per_s']}/s, "
+             f"Makeflow -T wq alongside):", "             " + fleet.HEADER]
+    lines += ["             " + fleet.Throughput(**r[name]).line()
+              for name in ("vinemake", "makeflow") if name in r]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
