@@ -16,7 +16,7 @@ import pytest
 from conftest import require, require_tool
 
 from vinemake.backends import ManagerAddress, ProviderOptions, options_tag
-from vinemake.backends.local import LocalWorkers, wait_exit, worker_command
+from vinemake.backends.local import LocalWorkers, standby_worker, wait_exit, worker_command
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.hashing import hash_file
 from vinemake.common.spec import Resources
@@ -546,6 +546,40 @@ def test_a_local_worker_that_dies_before_connecting_fails_the_run(tmp_path, monk
             wait_for(lambda: m.wait(0.5), "the failure")
     finally:
         m.close()
+
+
+def test_a_standby_worker_nobody_claims_leaves_at_the_end_of_its_block_writing_nothing(
+        tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with standby_worker() as standby:
+        pass
+    assert standby.wait(30) == 0
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_local_worker_is_the_standby_started_before_with_the_environment_of_now(
+        tmp_path, monkeypatch):
+    later = tmp_path / "later"
+    later.mkdir()
+    monkeypatch.chdir(tmp_path)
+    with standby_worker() as standby:
+        # What changed after the standby started is what a worker started now would see.
+        monkeypatch.setenv("VINEMAKE_TEST_LATE", "set after the standby started")
+        monkeypatch.chdir(later)
+        provider = LocalWorkers()
+        m = local_manager(tmp_path, provider)
+        try:
+            assert provider.proc is standby
+            m.submit(task(1, "echo $VINEMAKE_TEST_LATE > out", outputs=[
+                ("out-1", "out", str(tmp_path / "out1"))]))
+            results = wait_for(lambda: m.wait(0.5), "the task")
+            cwd = os.readlink(f"/proc/{standby.pid}/cwd")
+        finally:
+            m.close()
+    assert [r.status for r in results] == ["ok"]
+    assert (tmp_path / "out1").read_text() == "set after the standby started\n"
+    assert cwd == str(later)
+    assert standby.poll() is not None  # stopped with the manager, as any local worker
 
 
 def test_a_local_worker_is_restarted_at_most_max_restarts_times(tmp_path):

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
@@ -15,7 +19,7 @@ from vinemake.common.lifeline import die_with_parent
 from vinemake.common.machine import machine_resources
 from vinemake.common.spec import Resources
 
-__all__ = ["LocalWorkers", "worker_command", "MAX_RESTARTS"]
+__all__ = ["LocalWorkers", "worker_command", "standby_worker", "MAX_RESTARTS"]
 
 log = logging.getLogger("vinemake.backends")
 
@@ -31,11 +35,14 @@ def _worker_death(code: int, pid: int) -> str:
     return f"the local worker (pid {pid}) exited with status {code}"
 
 
+_WORKER = [sys.executable, "-m", "vinemake.worker.cli"]
+
+
 def worker_command(manager: ManagerAddress, options: ProviderOptions, workdir: str,
                    name: str = "local") -> list[str]:
     """The command line of a worker for `manager`; resources left out are the machine's own."""
     r = options.worker_resources
-    cmd = [sys.executable, "-m", "vinemake.worker.cli", manager.host, str(manager.port),
+    cmd = [*_WORKER, manager.host, str(manager.port),
            "--workdir", workdir, "--name", name,
            "--timeout", f"{options.worker_timeout_s:g}"]
     for flag, value in (("--cores", r.cores), ("--memory", r.memory_mb),
@@ -101,10 +108,7 @@ class LocalWorkers:
         self._spawn()
 
     def _spawn(self) -> None:
-        # SIGTERM when vinemake dies (even by kill -9): the worker then stops its commands and
-        # removes its run directory, instead of retrying a manager that is gone for a minute.
-        self.proc = subprocess.Popen(self._command, stdin=subprocess.DEVNULL,
-                                     preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM))
+        self.proc = _STANDBY.claim(self._command) or _start(self._command)
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -113,6 +117,71 @@ class LocalWorkers:
         if not wait_exit(self.proc, 10):
             self.proc.kill()
             self.proc.wait()
+
+
+def _start(command: list[str], stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    # SIGTERM when vinemake dies (even by kill -9): the worker then stops its commands and
+    # removes its run directory, instead of retrying a manager that is gone for a minute.
+    return subprocess.Popen(command, stdin=stdin,
+                            preexec_fn=die_with_parent(os.getpid(), signal.SIGTERM))
+
+
+class _Standby:
+    """At most one worker interpreter loading ahead of need (worker/standby.py), which the
+    next worker started on this machine becomes instead of a new process."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        if self.proc is None:
+            self.proc = _start([sys.executable, "-m", "vinemake.worker.standby"],
+                               stdin=subprocess.PIPE)
+
+    def claim(self, command: list[str]) -> subprocess.Popen | None:
+        """The standby, told to serve as `command` (as if started now, from here); None
+        when there is none, or it cannot be that command, or it died meanwhile."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return None
+        if command[:len(_WORKER)] != _WORKER or proc.poll() is not None:
+            _release(proc)
+            return None
+        job = {"argv": command[len(_WORKER):], "env": dict(os.environ), "cwd": os.getcwd()}
+        try:
+            proc.stdin.write(json.dumps(job).encode() + b"\n")
+            proc.stdin.close()
+        except OSError:  # it died as it was told
+            _release(proc)
+            return None
+        return proc
+
+    def release(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            _release(proc)
+
+
+def _release(proc: subprocess.Popen) -> None:
+    """An unclaimed standby: its stdin closed, it exits by itself as soon as it has loaded,
+    reaped by a thread meanwhile (the run goes on, or ends, without waiting for it)."""
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    threading.Thread(target=proc.wait, name="standby-reaper", daemon=True).start()
+
+
+_STANDBY = _Standby()
+
+
+@contextlib.contextmanager
+def standby_worker() -> Iterator[subprocess.Popen]:
+    """For the block, a worker interpreter (the process given) loads meanwhile, and the first
+    local worker started in it is that one; unclaimed, it leaves at the end of the block."""
+    _STANDBY.start()
+    try:
+        yield _STANDBY.proc
+    finally:
+        _STANDBY.release()
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:

@@ -13,11 +13,13 @@ import importlib
 import os
 import sys
 from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
 
 import click
 
 from vinemake import __version__
 from vinemake.backends import ProviderOptions
+from vinemake.backends.local import standby_worker
 from vinemake.common.collector import collector_paused
 from vinemake.common.errors import (
     EXIT_FAILED,
@@ -271,30 +273,32 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
                   run.pop("jx_define"))
     options = dataclasses.replace(make_options(path, targets, clean, run), jx=jx)
     ctx = click.get_current_context()
-    if not (check or dry_run or graph_format or clean):
-        # A rerun with nothing changed is decided from a stat snapshot, before parsing.
-        if _entry("nothing_to_do")(options):
-            ctx.exit(0)
-    with collector_paused():
-        workflow = _parse(path, options, write=not (check or dry_run or graph_format or clean))
-        if options.environment:
-            workflow = with_environment(workflow, options.environment, os.path.exists(
-                os.path.join(options.root, options.environment)))
-        graph = BuildGraph.build(workflow, options.root)
-        check_subworkflows(workflow, options.vinefile, options.root, os.environ)
-        if targets:
-            graph = graph.select(targets)
-    if check:
-        click.echo(summary(vinefile or path, graph))
-    elif dry_run:
-        ctx.exit(_entry("dry_run")(workflow, graph, options))
-    elif graph_format:
-        click.echo(graph.export(graph_format), nl=False)
-    else:
-        entry = _entry("clean" if clean else "run")
-        with workflow_lock(StateDir(options.root).path):
-            code = entry(workflow, graph, options)
-        ctx.exit(code)
+    runs = not (check or dry_run or graph_format or clean)
+    # A rerun with nothing changed is decided from a stat snapshot, before parsing.
+    if runs and _entry("nothing_to_do")(options):
+        ctx.exit(0)
+    # The local worker's interpreter loads while the workflow is read and planned.
+    with standby_worker() if runs and options.batch_type == "local" else nullcontext():
+        with collector_paused():
+            workflow = _parse(path, options, write=runs)
+            if options.environment:
+                workflow = with_environment(workflow, options.environment, os.path.exists(
+                    os.path.join(options.root, options.environment)))
+            graph = BuildGraph.build(workflow, options.root)
+            check_subworkflows(workflow, options.vinefile, options.root, os.environ)
+            if targets:
+                graph = graph.select(targets)
+        if check:
+            click.echo(summary(vinefile or path, graph))
+        elif dry_run:
+            ctx.exit(_entry("dry_run")(workflow, graph, options))
+        elif graph_format:
+            click.echo(graph.export(graph_format), nl=False)
+        else:
+            entry = _entry("clean" if clean else "run")
+            with workflow_lock(StateDir(options.root).path):
+                code = entry(workflow, graph, options)
+            ctx.exit(code)
 
 
 REPORT_HELP = """Write one self-contained HTML page of a run (the newest, unless --run names

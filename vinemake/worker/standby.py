@@ -1,0 +1,51 @@
+"""A worker interpreter started before it is needed: it loads first, and learns its job later.
+
+`python -m vinemake.worker.standby` imports the worker's modules, then reads one line from
+stdin: {"argv": [...], "env": {...}, "cwd": "..."}, the command line, environment and
+directory vinemake-worker would have been started with, and serves as that worker. vinemake
+starts one as it begins reading a workflow that may run tasks here, so the worker's start-up
+overlaps parsing and planning instead of following them. End of file instead (no worker was
+needed: a syntax error, nothing to run) exits at once, having written nothing anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+__all__ = ["main"]
+
+
+def _load() -> None:
+    """Import what the worker will need. A failure here is said (and fails) when the worker
+    really starts, by the same imports: a standby nobody claims must print nothing."""
+    try:
+        import vinemake.worker.cli  # noqa: F401
+        import vinemake.worker.worker  # noqa: F401
+    except BaseException:  # noqa: BLE001 (any failure: see above)
+        pass
+
+
+def main() -> int:
+    _load()
+    line = sys.stdin.readline()
+    if not line.strip():
+        return 0
+    job = json.loads(line)
+    # From here on, the process vinemake would have started: its directory, environment,
+    # and stdin on /dev/null.
+    os.chdir(job["cwd"])
+    os.environ.clear()
+    os.environ.update(job["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    from vinemake.worker.cli import main as worker_main
+
+    sys.argv = ["vinemake-worker", *job["argv"]]
+    return worker_main(job["argv"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
