@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -63,6 +61,11 @@ def check_url(url: str, known: Validators | None = None,
     """Ask the server for the validators of `url` (`known`: what the memo holds)."""
     if url.startswith("file://"):
         return _check_file(url)
+    # Imported when a URL is checked: urllib.request (with http.client, ssl and email) is a
+    # large share of vinemake's start-up, and most workflows name no URL.
+    import urllib.error
+    import urllib.request
+
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"),
                                     timeout=timeout) as r:
@@ -79,6 +82,9 @@ def check_url(url: str, known: Validators | None = None,
 
 
 def _conditional_get(url: str, known: Validators | None, timeout: float) -> Validators:
+    import urllib.error
+    import urllib.request
+
     headers = {}
     if known is not None and known.etag:
         headers["If-None-Match"] = known.etag
@@ -103,6 +109,8 @@ def _conditional_get(url: str, known: Validators | None, timeout: float) -> Vali
 
 
 def _check_file(url: str) -> Validators:
+    import urllib.request
+
     path = urllib.request.url2pathname(url[len("file://"):])
     try:
         st = os.stat(path)

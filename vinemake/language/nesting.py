@@ -16,7 +16,6 @@ from vinemake.common.spec import Workflow
 from vinemake.core.graph import read_line
 from vinemake.core.subworkflows import chain, loop
 from vinemake.language.expand import split_words
-from vinemake.language.parser import parse_file
 
 __all__ = ["check_subworkflows"]
 
@@ -30,6 +29,9 @@ def check_subworkflows(workflow: Workflow, path: str, root: str,
 
 
 def _walk(workflow: Workflow, files: tuple[str, ...], root: str, environ, done: set) -> None:
+    # Here, not at the top: a workflow read from the parsed-rules cache never loads lark.
+    from vinemake.language.parser import parse_file
+
     for rule in workflow.rules:
         if not rule.subworkflow:
             continue

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from vinemake.common.hashing import streaming
@@ -56,6 +54,11 @@ class _Retry(Exception):
 
 
 def _fetch_once(url: str, dest: str, progress, timeout_s: float) -> tuple[int, str]:
+    # Imported at the first fetch: urllib.request (http.client, ssl, email) is a large share
+    # of the start-up of vinemake and of every worker, and most workflows name no URL.
+    import urllib.error
+    import urllib.request
+
     try:
         response = urllib.request.urlopen(url, timeout=timeout_s)
     except urllib.error.HTTPError as e:
