@@ -674,6 +674,9 @@ class Engine:
     def _emit_plan(self) -> None:
         """One `plan` event per rule: what it is, what it will do and why."""
         emit = self.events.emit
+        # Rules share a few Resources: each is made a dict once (the events are written
+        # before the first task is sent, and asdict was half of each one's cost).
+        as_dict: dict[Resources, dict] = {}
         for rid in self.plan.order:
             rule = self.rules[rid]
             outputs = self.keys.outputs_of(rid)
@@ -681,10 +684,14 @@ class Engine:
             inputs = [norm(f.path) for f in rule.sources]
             files = {p: self.keys.file_key(p) or "" for p in inputs}
             files.update((path, key) for path, _, key in outputs)
+            resources = self.resources_of(rule)
+            fields = as_dict.get(resources)
+            if fields is None:
+                fields = as_dict[resources] = dataclasses.asdict(resources)
             emit("plan", rule=rid, label=rule.name, key=self.keys.key_of(rid),
                  action=reason.action, reason=reason.text, category=rule.category,
                  inputs=inputs, outputs=[path for path, _, _ in outputs], files=files,
-                 resources=dataclasses.asdict(self.resources_of(rule)),
+                 resources=fields,
                  kind="call" if rule.call else "local" if rule.local or rule.subworkflow
                  else "command", command=rule.command, location=str(rule.location))
 
