@@ -1,8 +1,10 @@
 """Dispatch benchmark: how fast vinemake runs many tiny rules, and how fast it does nothing.
 
-    python bench/dispatch.py                 # 1k and 10k null rules, a 200-rule chain, each
+    python bench/dispatch.py                 # 1k, 2k and 10k null rules, a 200-rule chain, each
                                              # rerun with nothing to do; a 100k no-op rerun
-    python bench/dispatch.py --quick         # 1k null rules and the chain only
+    python bench/dispatch.py --quick         # 1k and 2k null rules and the chain only
+    python bench/dispatch.py --only null1000,null2000,chain200 --tools vinemake,make --repeat 5
+                                             # start-up and latency cases alone
     python bench/dispatch.py --profile null:10000   # cProfile of vinemake's own process
     python bench/dispatch.py --tools vinemake,make --repeat 5 --workdir /dev/shm/d
                                              # first builds 5 times, tools taking turns,
@@ -297,8 +299,11 @@ def main() -> None:
     ap.add_argument("--tools", default="vinemake,make,ninja,snakemake,makeflow,floor")
     ap.add_argument("--profile", metavar="KIND:N")
     ap.add_argument("--repeat", type=int, default=1, metavar="N",
-                    help="first builds of the null-rule cases N times each, tools taking "
+                    help="first builds of each case N times, tools taking "
                          "turns; rows are the median runs")
+    ap.add_argument("--only", metavar="CASES",
+                    help="only these first-build cases, comma-separated: nullN (N rules), "
+                         "chainN (N rules in a chain); --repeat applies to each")
     ap.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--touched", metavar="N", type=int,
                     help="only the full-path no-op rerun of N rules, rules cached vs parsed")
@@ -317,9 +322,15 @@ def main() -> None:
         noop_touched(args.workdir, args.touched, args.timeout)
         return
     tools = args.tools.split(",")
-    for n in (1000,) if args.quick else (1000, 10_000):
+    if args.only:
+        for name in args.only.split(","):
+            kind = name.rstrip("0123456789")
+            rules = {"null": null_rules, "chain": chain_rules}[kind](int(name[len(kind):]))
+            case(args.workdir, name, rules, tools, args.timeout, args.repeat)
+        return
+    for n in (1000, 2000) if args.quick else (1000, 2000, 10_000):
         case(args.workdir, f"null{n}", null_rules(n), tools, args.timeout, args.repeat)
-    case(args.workdir, "chain200", chain_rules(200), tools, args.timeout)
+    case(args.workdir, "chain200", chain_rules(200), tools, args.timeout, args.repeat)
     if not args.quick:
         noop_seeded(args.workdir, 100_000, args.timeout)
     for n in (10_000,) if args.quick else (10_000, 100_000):
