@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import Protocol, TextIO
 
 __all__ = ["Reporter", "FakeReporter", "PlainReporter", "TtyReporter", "make_reporter",
-           "summary_line", "failure_text"]
+           "summary_line", "nothing_to_do_line", "failure_text"]
 
 
 class Reporter(Protocol):
@@ -48,8 +48,13 @@ def summary_line(outcome) -> str:
     if outcome.uncached:
         text += f"; {_n(outcome.uncached, 'output')} could not be kept in the cache store"
     if not outcome.ran and not outcome.restored and not outcome.failed and not outcome.stopped:
-        text = f"vinemake: nothing to do, {_n(outcome.skipped, 'rule')} up to date"
+        text = nothing_to_do_line(outcome.skipped)
     return text
+
+
+def nothing_to_do_line(rules: int) -> str:
+    """`vinemake: nothing to do, 5 rules up to date`: the summary of a run that ran nothing."""
+    return f"vinemake: nothing to do, {_n(rules, 'rule')} up to date"
 
 
 def failure_text(label: str, ev: dict, plan: dict | None) -> list[str]:

@@ -35,7 +35,7 @@ from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
-from vinemake.core.reporter import make_reporter
+from vinemake.core.reporter import make_reporter, nothing_to_do_line
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 from vinemake.core.urls import UrlMemo
@@ -265,10 +265,7 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
     if rules is None:
         return False
-    from vinemake.core.engine import RunOutcome
-    from vinemake.core.reporter import summary_line
-
-    (out or sys.stderr).write(summary_line(RunOutcome(skipped=rules)) + "\n")
+    (out or sys.stderr).write(nothing_to_do_line(rules) + "\n")
     return True
 
 
