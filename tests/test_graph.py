@@ -281,6 +281,28 @@ def test_sandbox_name_with_nul(tmp_path):
                                "e.g. 'o->ox'")
 
 
+def test_a_bad_source_name_is_told_before_a_call_to_no_library(tmp_path):
+    # Sources are checked while they are resolved (the targets were all plain): the first
+    # error is still the one the rules' names give, before any about libraries.
+    text = "a: in\n\tx\n@call nope\nb: a\n\tf\nc: a in->../x\n\tx\n"
+    assert error(tmp_path, text, files=("in",)) == (
+        "Vinefile:6:6: sandbox name '../x' contains a '..' component: give the file a plain "
+        "name inside the task, e.g. 'in->x'\n"
+        "c: a in->../x\n"
+        "     ^")
+
+
+def test_a_source_with_a_nul_in_its_name_is_checked_among_plain_ones(tmp_path):
+    rules = (RuleSpec(0, (FileRef("a", "a"),), (), "x", Location("Vinefile", 1, 1)),
+             RuleSpec(1, (FileRef("b", "b"),), (FileRef("a", "a"), FileRef("i\0", "i\0")),
+                      "x", Location("Vinefile", 2, 1)))
+    with pytest.raises(VinefileError) as info:
+        BuildGraph.build(Workflow("Vinefile", rules), str(tmp_path))
+    assert str(info.value) == ("Vinefile:2:1: sandbox name 'i\\x00' contains a NUL "
+                               "character: give the file a plain name inside the task, "
+                               "e.g. 'i\x00->i'")
+
+
 def test_two_files_with_one_sandbox_name(tmp_path):
     assert error(tmp_path, "out: a->x b->x\n\tx\n", files=("a", "b")) == (
         "Vinefile:1:11: 'a' and 'b' would both be 'x' inside the task\n"

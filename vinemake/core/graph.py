@@ -27,6 +27,7 @@ import posixpath
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import attrgetter, eq
 
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors
 from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow, is_url
@@ -79,11 +80,16 @@ class BuildGraph:
     root: str
     rule_ids: tuple[int, ...]
     deps: list[tuple[int, ...]]
-    dependents: list[tuple[int, ...]]
     producer: dict[str, int]
     sources: set[str]
     dir_members: dict[str, tuple[str, ...]]  # directory source → made files under it
     _order: tuple[int, ...]
+
+    @functools.cached_property
+    def dependents(self) -> list[tuple[int, ...]]:
+        """deps turned around: made when first asked (a dry run of rules that are neither
+        temporary nor remote never asks; at a million rules it is seconds and 60 MB)."""
+        return _invert(self.deps, self.rule_ids)
 
     @classmethod
     def build(cls, workflow: Workflow, root: str,
@@ -92,17 +98,21 @@ class BuildGraph:
         """Resolve and validate `workflow`; VinefileError at the first rule that is wrong."""
         rules = workflow.rules
         where = _Locator(root)
-        producer = _producers(rules, where)
+        producer = _plain_producers(rules)
+        checked = producer is None
+        if checked:
+            producer = _producers(rules, where)
+        deps, sources, dir_members, plain = _resolve(rules, producer)
+        if not (plain or checked):  # a source to check: its error comes first, as always
+            _producers(rules, where)
         calls = _check_libraries(rules, where)
-        deps, sources, dir_members = _resolve(rules, producer)
         _calls_wait_for_library_inputs(calls, deps)
         _check_sources(rules, sources, producer, root, exists, listdir, where)
-        ids = tuple(r.id for r in rules)
-        dependents = _invert(deps, ids)
-        order = _topological(ids, deps, dependents)
+        ids = tuple(map(_id, rules))
+        order = _topological(ids, deps)
         if len(order) < len(ids):
             _raise_cycle(rules, ids, deps, order, where)
-        return cls(workflow, root, ids, deps, dependents, producer, sources, dir_members, order)
+        return cls(workflow, root, ids, deps, producer, sources, dir_members, order)
 
     def order(self) -> list[int]:
         """Rule ids so each comes after the rules it reads from; ties broken by file order."""
@@ -149,17 +159,14 @@ class BuildGraph:
         ids = tuple(sorted(keep))
         rules = self.workflow.rules
         deps = [_NONE] * len(self.deps)
-        dependents = [_NONE] * len(self.dependents)
         for rid in ids:
-            deps[rid] = self.deps[rid]
-            dependents[rid] = tuple(d for d in self.dependents[rid] if d in keep)
+            deps[rid] = self.deps[rid]  # what a kept rule reads is kept too
         producer = {p: rid for p, rid in self.producer.items() if rid in keep}
         read = {norm(s.path) for rid in ids for s in rules[rid].sources}
         sources = {p for p in read if p in self.sources}
         members = {d: m for d, m in self.dir_members.items() if d in read}
         order = tuple(r for r in self._order if r in keep)
-        return BuildGraph(self.workflow, self.root, ids, deps, dependents, producer, sources,
-                          members, order)
+        return BuildGraph(self.workflow, self.root, ids, deps, producer, sources, members, order)
 
     def _makers(self, target: str) -> list[int]:
         """The rules that make `target` (a file, or a directory holding made files)."""
@@ -287,6 +294,30 @@ def _check_ref(rule: RuleSpec, ref: FileRef, is_target: bool, where: _Locator) -
                                 f"name inside the task, e.g. '{ref.path}->{hint}'", shown)
 
 
+_id, _targets, _sources = attrgetter("id"), attrgetter("targets"), attrgetter("sources")
+_path, _sandbox = attrgetter("path"), attrgetter("sandbox")
+
+
+def _plain_producers(rules: tuple[RuleSpec, ...]) -> dict[str, int] | None:
+    """What _producers finds when no target needs a check (none renamed, none with a `/`, a
+    leading `.` or a NUL) and no file is made twice, made in bulk; else None. Sources are
+    left to _resolve, which reads each anyway (in random order: each read is a cache miss)."""
+    targets = list(map(_targets, rules))
+    refs = list(itertools.chain.from_iterable(targets))
+    paths = list(map(_path, refs))
+    if not all(map(eq, map(_sandbox, refs), paths)):
+        return None
+    del refs
+    joined = "\n".join(paths)  # a NL inside a name can only send it the long way
+    if "/" in joined or "\0" in joined or joined[:1] == "." or "\n." in joined:
+        return None
+    del joined
+    made_by = itertools.chain.from_iterable(map(itertools.repeat, map(_id, rules),
+                                                map(len, targets)))
+    producer = dict(zip(paths, made_by, strict=True))
+    return producer if len(producer) == len(paths) else None
+
+
 def _producers(rules: tuple[RuleSpec, ...], where: _Locator) -> dict[str, int]:
     """file → the rule that makes it; checks target and sandbox names on the way."""
     producer: dict[str, int] = {}
@@ -388,16 +419,32 @@ def _reads(read: set[str], producer: dict[str, int], members: dict[str, tuple[st
 
 
 def _resolve(rules, producer):
-    """Each rule's producer rules, the made files read, the sources, and directory sources."""
+    """Each rule's producer rules, the made files read, the sources, directory sources, and
+    whether every source is plain (not renamed, no NUL: nothing for _producers to check)."""
     deps: list[tuple[int, ...]] = [_NONE] * len(rules)
     unmade: dict[str, list[int]] = {}  # read but not made: a source, or a directory of outputs
     get = producer.get
+    plain = True
     for rule in rules:
         sources = rule.sources
-        if not sources:
+        n = len(sources)
+        if not n:
             continue
-        if len(sources) == 1:  # most rules: one input, plainly named
-            path = sources[0].path
+        if n == 2:  # a common shape: two inputs, both made by rules
+            first, second = sources
+            path, other = first.path, second.path
+            if (first.sandbox != path or second.sandbox != other or "\0" in path
+                    or "\0" in other):
+                plain = False
+            a, b = get(path), get(other)
+            if a is not None and b is not None:
+                deps[rule.id] = (a, b) if a < b else (b, a) if b < a else (a,)
+                continue
+        elif n == 1:  # most rules: one input, plainly named
+            ref = sources[0]
+            path = ref.path
+            if ref.sandbox != path or "\0" in path:
+                plain = False
             rid = get(path)
             if rid is not None:
                 deps[rule.id] = (rid,)
@@ -412,6 +459,8 @@ def _resolve(rules, producer):
         found: list[int] = []
         for ref in sources:
             path = ref.path
+            if ref.sandbox != path or "\0" in path:
+                plain = False
             rid = get(path)
             if rid is None and "/" in path and not is_url(path):
                 path = posixpath.normpath(path)
@@ -429,7 +478,7 @@ def _resolve(rules, producer):
         makers = [producer[m] for m in members]
         for rid in unmade.pop(directory):
             deps[rid] = tuple(sorted(set(deps[rid]).union(makers)))
-    return deps, set(unmade), dir_members
+    return deps, set(unmade), dir_members, plain
 
 
 def _directory_members(unmade: dict[str, list[int]], producer: dict[str, int]):
@@ -482,22 +531,24 @@ def _check_sources(rules, sources, producer, root, exists, listdir, where) -> No
 
 
 def _invert(deps: list[tuple[int, ...]], ids: tuple[int, ...]) -> list[tuple[int, ...]]:
-    lists: dict[int, list[int]] = {}
-    for rid in ids:
+    dependents: list = [_NONE] * len(deps)
+    for rid in ids:  # in order, so each list comes out sorted
         for d in deps[rid]:
-            lists.setdefault(d, []).append(rid)
-    dependents = [_NONE] * len(deps)
-    for rid, users in lists.items():
-        dependents[rid] = tuple(users)  # ids were visited in order, so already sorted
-    return dependents
+            users = dependents[d]
+            if users is _NONE:
+                dependents[d] = [rid]
+            else:
+                users.append(rid)
+    return [users if users is _NONE else tuple(users) for users in dependents]
 
 
-def _topological(ids, deps, dependents) -> tuple[int, ...]:
+def _topological(ids, deps) -> tuple[int, ...]:
     """Kahn's algorithm; the ready rule earliest in the file goes first."""
     # When every rule reads only files made above it (how files are usually written, and
     # every generated one), that order is the file order: skip the heap.
     if all(not deps[rid] or deps[rid][-1] < rid for rid in ids):
         return ids
+    dependents = _invert(deps, ids)
     waiting = [0] * len(deps)
     for rid in ids:
         waiting[rid] = len(deps[rid])
