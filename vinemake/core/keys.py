@@ -223,7 +223,8 @@ class Keys:
         targets = self._specs[rid].targets
         if self._state[rid] == _ONE_OUTPUT:
             f = targets[0]
-            return (_tuple_new(Output, (norm(f.path), f.sandbox,
+            path = f.path
+            return (_tuple_new(Output, (norm(path) if "/" in path else path, f.sandbox,
                                         _OUT + self._outs[16 * rid:16 * rid + 16].hex())),)
         named = self._named
         return tuple([_tuple_new(Output, (p, f.sandbox, named[p]))
@@ -323,6 +324,7 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
     state, digests, outs = keys._state, keys._digests, keys._outs
     get_producer, get_named = producer.get, named.get
     rests: dict = {}  # env, resources, library and kind: shared by most rules
+    last: list = [None, None, ""]  # the env, resources and rest of the last plain rule
 
     def lookup(rule: RuleSpec, f: FileRef) -> str:
         path = f.path
@@ -367,10 +369,15 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
         res = resources_of(rule) if resources_of else rule.resources
         kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) \
             else ""
-        shape = (rule.env, res.cores, res.gpus, lib_key, kind)
-        rest = rests.get(shape)
-        if rest is None:
-            rest = rests[shape] = "".join(part[1] for part in _rest_parts(*shape))
+        if rule.env is last[0] and res is last[1] and not lib_key and not kind:
+            rest = last[2]  # as the rule before: no tuple to hash
+        else:
+            shape = (rule.env, res.cores, res.gpus, lib_key, kind)
+            rest = rests.get(shape)
+            if rest is None:
+                rest = rests[shape] = "".join(part[1] for part in _rest_parts(*shape))
+            if not lib_key and not kind:
+                last[:] = (rule.env, res, rest)
         command = rule.command
         if "  " in command or "\t" in command or command != command.strip(" "):
             command = shell_words(command)

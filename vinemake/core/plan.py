@@ -73,8 +73,12 @@ Stat = tuple[int, int] | None  # (size, mtime_ns) of a target, None if absent
 
 def make_plan(order: Sequence[int], rules: Mapping[int, PlanRule], journal: JournalState,
               disk: Mapping[str, Stat], stored: Set[str],
-              full_key: Callable[[int], RuleKey]) -> Plan:
-    """Decide every rule in `order` (topological, the selected rules only)."""
+              full_key: Callable[[int], RuleKey],
+              producers: Callable[[int], Sequence[tuple[str, int]]] | None = None) -> Plan:
+    """Decide every rule in `order` (topological, the selected rules only).
+
+    `producers(rid)`, if given, stands for each PlanRule's own `producers`: asked only of
+    rules that run while another does not."""
     reasons: dict[int, Reason] = {}
     others = 0  # rules that will not run: only their outputs can be missing for a runner
     for rid in order:
@@ -91,7 +95,8 @@ def make_plan(order: Sequence[int], rules: Mapping[int, PlanRule], journal: Jour
         others += reason.action != RUN
         reasons[rid] = reason
     if others:
-        _pull_needed_inputs(order, rules, journal, disk, reasons)
+        _pull_needed_inputs(order, rules, journal, reasons,
+                            producers or (lambda rid: rules[rid].producers))
     return Plan(tuple(order), reasons)
 
 
@@ -170,12 +175,13 @@ def _available(producer: PlanRule, path: str, reasons: Mapping[int, Reason],
     return rec is not None and not rec.collected
 
 
-def _pull_needed_inputs(order, rules, journal, disk, reasons: dict[int, Reason]) -> None:
+def _pull_needed_inputs(order, rules, journal, reasons: dict[int, Reason],
+                        producers: Callable[[int], Sequence[tuple[str, int]]]) -> None:
     """Make producers run when a running rule reads an output that is not on this host."""
     for rid in reversed(order):
         if reasons[rid].action != RUN:
             continue
-        for path, pid in rules[rid].producers:
+        for path, pid in producers(rid):
             if pid not in reasons or reasons[pid].action == RUN:
                 continue
             if not _available(rules[pid], path, reasons, journal):

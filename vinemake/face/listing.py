@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import shlex
 from collections.abc import Iterable, Mapping
 from typing import TextIO
@@ -44,9 +45,24 @@ def _resources(rule: RuleSpec, category: Resources | None) -> str:
     return " ".join(parts)
 
 
+_unsafe = re.compile(r"[^\w@%+=:,./-]", re.ASCII).search  # what shlex.quote leaves bare
+
+
+def _quote(path: str) -> str:
+    return path if path and not _unsafe(path) else shlex.quote(path)
+
+
+def _file(r) -> str:
+    path = r.path
+    if r.sandbox == path:
+        return path if path and not _unsafe(path) else shlex.quote(path)
+    return f"{_quote(path)}->{_quote(r.sandbox)}"
+
+
 def _files(refs) -> str:
-    return " ".join(shlex.quote(r.path) if r.sandbox == r.path
-                    else f"{shlex.quote(r.path)}->{shlex.quote(r.sandbox)}" for r in refs)
+    if len(refs) == 1:  # most rules' outputs: one call fewer
+        return _file(refs[0])
+    return " ".join([_file(r) for r in refs])
 
 
 def dry_run_text(graph: BuildGraph, rids: Iterable[int] | None = None) -> str:
@@ -68,16 +84,22 @@ def write_dry_run(out: TextIO, graph: BuildGraph, rids: Iterable[int] | None = N
     described: dict[tuple[Resources, str], str] = {}  # most rules share both
     out_lines: list[str] = []
     add = out_lines.append
+    last_resources = last_category = last_about = None
     for rid in graph.order() if rids is None else rids:
         rule = rules[rid]
-        pair = (rule.resources, rule.category)
-        about = described.get(pair)
-        if about is None:
-            notes = [f"category {rule.category}"]
-            resources = _resources(rule, categories.get(rule.category))
-            if resources:
-                notes.append(resources)
-            about = described[pair] = "; ".join(notes)
+        # Rules of one category often share one Resources object: hashed only on a change.
+        if rule.resources is last_resources and rule.category is last_category:
+            about = last_about
+        else:
+            pair = (rule.resources, rule.category)
+            about = described.get(pair)
+            if about is None:
+                notes = [f"category {rule.category}"]
+                resources = _resources(rule, categories.get(rule.category))
+                if resources:
+                    notes.append(resources)
+                about = described[pair] = "; ".join(notes)
+            last_resources, last_category, last_about = rule.resources, rule.category, about
         if rule.local:
             about += "; local"
         kind = ""
@@ -86,14 +108,15 @@ def write_dry_run(out: TextIO, graph: BuildGraph, rids: Iterable[int] | None = N
         elif rule.call:
             kind = f"call {rule.call}: "
         add(f"# {kind}{rule.name} (line {rule.location.line}; {about})\n")
-        if reasons and rid in reasons:
-            reason = reasons[rid]
-            add(f"#   why: {reason.action}, {reason.text}\n")
+        if reasons:
+            reason = reasons.get(rid)
+            if reason is not None:
+                add(f"#   why: {reason.action}, {reason.text}\n")
         if rule.sources:
             add(f"#   in:  {_files(rule.sources)}\n")
         if rule.targets:
             add(f"#   out: {_files(rule.targets)}\n")
-        add(rule.command + "\n")
+        add(f"{rule.command}\n")
         if len(out_lines) >= 16384:
             out.write("".join(out_lines))
             out_lines.clear()

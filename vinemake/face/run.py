@@ -143,12 +143,16 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
     # Asked for each rule by the keys, and by the engine again; most rules share their
     # category and their own (often empty) resources, so the merge is made once per pair.
     memo: dict[tuple[str, Resources], Resources] = {}
+    last = [None, None, None]  # the pair last asked for (hashing Resources is not free)
 
     def resources_of(rule):
+        if rule.resources is last[1] and rule.category is last[0]:
+            return last[2]
         pair = (rule.category, rule.resources)
         got = memo.get(pair)
         if got is None:
             got = memo[pair] = effective_resources(rule, categories)
+        last[:] = (rule.category, rule.resources, got)
         return got
 
     order = [rules[rid] for rid in graph.order()]
@@ -163,15 +167,15 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
     disk = _disk(journal.state.files, rules, keys, graph.producer, files, root)
     _confined(rules, ids, keys, root)
     edited = settle(journal, disk, root, graph.made_inside)
-    plan = make_plan(ids, _PlanRules(rules, keys, graph, remote, stays_remote), journal.state,
-                     disk,
-                     _StoreView(store), keys.rules.__getitem__)
+    planned = _PlanRules(rules, keys, graph, remote, stays_remote)
+    plan = make_plan(ids, planned, journal.state, disk, _StoreView(store),
+                     keys.rules.__getitem__, planned.producers)
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
 
 
 class _PlanRules(Mapping):
     """Each selected rule's PlanRule, made when the plan asks for it (not held: at a million
-    rules they would cost more than the keys)."""
+    rules they would cost more than the keys); its producers asked for apart."""
 
     def __init__(self, rules, keys: Keys, graph: BuildGraph, remote: frozenset[int],
                  stays_remote):
@@ -181,18 +185,19 @@ class _PlanRules(Mapping):
     def __getitem__(self, rid: int) -> PlanRule:
         rule = self.rules[rid]
         outputs = self.keys.outputs_of(rid)
-        producers = ()
-        if rule.sources:
-            producer = self.graph.producer
-            producers = tuple([(p, producer[p]) for p in [norm(s.path) for s in rule.sources]
-                               if p in producer])
         # (Only a temporary or remote rule's outputs can stay remote: asked only for those,
         # and whether another rule reads them matters only then.)
         remote_only = bool(rule.temp or rule.mini or rid in self.remote) \
             and self.stays_remote(self.rules, self.graph.dependents, rid, self.remote)
         consumed = remote_only and any(p in self.graph.consumed for p, _, _ in outputs)
         return _tuple_new(PlanRule, (rid, rule.name, self.keys.key_of(rid), outputs,
-                                     remote_only, producers, consumed))
+                                     remote_only, (), consumed))
+
+    def producers(self, rid: int) -> tuple[tuple[str, int], ...]:
+        """(input path, producing rule id) of each input of `rid` that a rule makes."""
+        producer = self.graph.producer
+        return tuple([(p, producer[p]) for p in [norm(s.path) for s in self.rules[rid].sources]
+                      if p in producer])
 
     def __iter__(self):
         return iter(())
