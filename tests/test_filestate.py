@@ -6,7 +6,7 @@ import pytest
 
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import hash_file
-from vinemake.core.filestate import FileState
+from vinemake.core.filestate import FileState, snapshot_digest
 from vinemake.core.keys import source_key
 
 
@@ -155,3 +155,24 @@ def test_a_memo_in_the_old_format_is_ignored(tmp_path):
     fs = FileState(str(memo))
     assert fs.memo == {}
     assert fs.key(str(p)) != "k-old"
+
+
+def test_the_snapshot_digest_reads_the_variables_the_vinefile_names_as_words():
+    text = b"out: in\n\tcp $(NAME) 9LANG x_HOME HOMEx $HOME_DIR\n"
+    environ = {"NAME": "n", "LANG": "C", "HOME": "/h", "HOME_DIR": "/d", "PATH": "/bin",
+               "x": "1", "_": "/usr/bin/env", "N\udcff": "odd"}
+    base = snapshot_digest(text, environ, "")
+    # a variable the Vinefile does not name as a word changes nothing
+    for name in ("HOME", "PATH", "x", "_", "N\udcff"):
+        assert snapshot_digest(text, dict(environ, **{name: "other"}), "") == base, name
+    # one it names does: `$(NAME)`, `9LANG` (findall's word after the digit), `$HOME_DIR`
+    for name in ("NAME", "LANG", "HOME_DIR"):
+        assert snapshot_digest(text, dict(environ, **{name: "other"}), "") != base, name
+
+
+def test_a_name_the_vinefile_holds_many_times_is_found_as_a_word_or_not():
+    many = b"".join(b"o%d: HOMEx\n\tx_HOME 1 > o%d\n" % (i, i) for i in range(1500))
+    assert snapshot_digest(many, {"HOME": "a"}, "") == snapshot_digest(many, {"HOME": "b"}, "")
+    named = many + b"z: \n\techo $HOME\n"
+    assert snapshot_digest(named, {"HOME": "a"}, "") != snapshot_digest(named, {"HOME": "b"},
+                                                                          "")

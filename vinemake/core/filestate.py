@@ -190,9 +190,39 @@ def _words(vinefile: bytes) -> frozenset[str]:
     return frozenset(w.decode() for w in _WORD.findall(vinefile))
 
 
+_WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_DIGITS = frozenset(b"0123456789")
+_FEW = 1000  # occurrences of a name worth checking one by one
+
+
+def _mentions(vinefile: bytes, name: str) -> bool:
+    """Is `name` one of the Vinefile's words (`_WORD.findall`)? Asked per variable of the
+    environment: finding every word of a million-rule Vinefile costs seconds, and most
+    names never occur in it at all."""
+    key = name.encode("utf-8", "surrogateescape")
+    if not _WORD.fullmatch(key):
+        return False
+    count = vinefile.count(key)
+    if count == 0:
+        return False
+    if count > _FEW:
+        return name in _words(vinefile)
+    i = vinefile.find(key)
+    while i >= 0:
+        end = i + len(key)
+        if end == len(vinefile) or vinefile[end] not in _WORD_BYTES:
+            # findall's words skip the digits that open a run of word characters
+            start = i
+            while start > 0 and vinefile[start - 1] in _DIGITS:
+                start -= 1
+            if start == 0 or vinefile[start - 1] not in _WORD_BYTES:
+                return True
+        i = vinefile.find(key, i + 1)
+    return False
+
+
 def snapshot_digest(vinefile: bytes, environ: Mapping[str, str], options: str) -> str:
-    words = _words(vinefile)
-    read = sorted((k, v) for k, v in environ.items() if k in words)
+    read = sorted((k, v) for k, v in environ.items() if _mentions(vinefile, k))
     h = xxhash.xxh3_128()
     for part in (vinefile, repr(read).encode("utf-8", "surrogateescape"), options.encode()):
         h.update(len(part).to_bytes(8, "little"))
