@@ -52,6 +52,10 @@ class Bench:
         self.queue.extend(tasks)
         self.scheduler.schedule()
 
+    def submit_first(self, task):
+        self.queue.appendleft(task)
+        self.scheduler.schedule()
+
     def placed(self):
         """(worker, task id, [(key, [source labels])]) of each Run sent, in order."""
         return [(wid, msg.task["id"], [(k, [s[2] for s in sources])
@@ -115,6 +119,35 @@ def test_a_same_host_worker_gets_tasks_ahead_to_start_as_slots_free():
     b.submit(*(task(i) for i in range(1, 5)))
     assert [tid for _, tid, _ in b.placed()] == [1, 2, 3]  # one running, two waiting there
     assert [t.id for t in w.waiting] == [2, 3] and b.scheduler.running_total == 3
+
+
+def test_a_remote_worker_gets_tasks_ahead_only_once_they_are_known_to_be_short():
+    b = Bench(worker_queue=16)
+    w = b.worker("w1", cores=2)  # on another host
+    b.submit(*(task(i) for i in range(1, 60)))
+    assert [tid for _, tid, _ in b.placed()] == [1, 2]  # how long they take is not known yet
+    b.scheduler.ran(task(1), 0.01)  # 10 ms each: 10 per core make REMOTE_AHEAD_S
+    b.end("w1", 1)
+    assert [tid for _, tid, _ in b.placed()] == list(range(1, 24))
+    assert [t.id for t in w.waiting] == list(range(4, 24))  # 2 cores x 10, behind 2 and 3
+
+
+def test_a_remote_worker_gets_no_tasks_ahead_that_run_long_or_must_fetch_inputs():
+    b = Bench(worker_queue=16)
+    b.worker("w1", cores=1)
+    b.scheduler.ran(task(0), 2.0)  # a category known to run 2 s a task
+    b.submit(task(1), task(2), task(3))
+    assert [tid for _, tid, _ in b.placed()] == [1]
+    b.end("w1", 1)
+    assert [tid for _, tid, _ in b.placed()] == [1, 2]
+    for _ in range(30):  # short now (a running average: it takes a few)
+        b.scheduler.ran(task(0), 0.001)
+    b.submit_first(task(4, inputs=[("k-in", "in.txt", 100)]))  # reads a file from here
+    assert [tid for _, tid, _ in b.placed()] == [1, 2]  # so it is not sent ahead
+    b.end("w1", 2)  # it starts where a core is free; the short one behind it goes ahead
+    assert [(tid, fetched) for _, tid, fetched in b.placed()][2:] == [
+        (4, [("k-in", [MANAGER])]), (3, [])]
+    assert [t.id for t in b.workers["w1"].waiting] == [3]
 
 
 LIB = LibrarySpec(name="lib", key="rule-lib", command="python3 -m vinemake.library lib.py",

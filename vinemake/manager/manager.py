@@ -587,6 +587,8 @@ class Manager:
         self._started.discard(task.id)
         self._cached.pop(task.id, None)
         self.scheduler.release(w, task)
+        if r.ok or r.status in COMMAND_FAILURES:  # its command ran: how long it took
+            self.scheduler.ran(task, r.measured.wall_time_s)
         if self.recovery.was_cancelled(task.id):
             return
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,

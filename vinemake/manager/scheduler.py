@@ -46,6 +46,12 @@ log = logging.getLogger("vinemake.manager")
 # consumed right after they are made, by a task that is quick to wait for. Larger inputs wait
 # up to about their copy time at the observed rate (placement.locality_wait_s).
 LOCALITY_WAIT_S = 1.0
+# A worker on another host gets tasks ahead too, but only as much work per core as this
+# (by its category's observed run time), so that when the queue runs dry no worker is left
+# holding much that another, free sooner, could have run. Short tasks are what it is for: each
+# would otherwise cost a result and a Run round trip with its slot idle.
+REMOTE_AHEAD_S = 0.1
+RUNTIME_WEIGHT = 0.25  # of the latest run in a category's running average of run times
 
 
 class Scheduler:
@@ -78,6 +84,7 @@ class Scheduler:
         self.evicted = 0  # cache entries dropped to make room for a task, ever
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
+        self.runtime: dict[str, float] = {}  # category -> average seconds a command ran
 
     def release(self, w: ConnectedWorker, task: Task) -> None:
         """`task` (already out of `w.running`) ended: what it took is free again."""
@@ -85,6 +92,14 @@ class Scheduler:
         w.release(task)
         for f in task.inputs:  # a transfer that failed never sent "ok": free its source now
             self.replicas.uncharge(w, f.key)
+
+    def ran(self, task: Task, wall_s: float) -> None:
+        """`task`'s command ran `wall_s` seconds: how long its category's tasks take."""
+        if task.library is not None:
+            return
+        old = self.runtime.get(task.category)
+        self.runtime[task.category] = wall_s if old is None else \
+            old + RUNTIME_WEIGHT * (wall_s - old)
 
     def worker_lost(self, w: ConnectedWorker) -> None:
         """`w` is gone: its tasks run no more (Recovery queues them again)."""
@@ -143,31 +158,35 @@ class Scheduler:
             self._queue_ahead()
 
     def _queue_ahead(self) -> None:
-        """Send a few tasks beyond what fits to each worker on this host (they wait there).
+        """Send a few tasks beyond what fits to each worker (they wait there).
 
         A worker then starts the next task the moment one ends, instead of idling while the
         result goes to the manager and the next Run comes back: for millisecond commands that
-        round trip was a third of a slot's time. Only on this host: a remote worker's queue
-        could hold back a task that another worker, free sooner, would run (and only plain
-        commands whose inputs are already there and that declare no disk, which placement
-        checks against the worker's cache, in queue order). Under -j only while this is the
+        round trip was a third of a slot's time. On this host `worker_queue` tasks per core;
+        on another host only tasks known to be short (`_remote_depth`): a remote worker's
+        queue could hold back a task that another worker, free sooner, would run. Only plain
+        commands whose inputs are already there and that declare no disk (which placement
+        checks against the worker's cache), in queue order. Under -j only while this is the
         one worker: it was told the cap and starts no more than that at once, but with
         several workers only the manager can keep the sum under it.
         """
         if self.config.max_tasks is not None and len(self.workers) > 1:
             return
         for w in self.workers.values():
-            if not w.same_host:
-                continue
-            depth = max(1, int(w.total.cores or 1)) * self.config.worker_queue
+            if not self.queue:
+                return
+            cores = max(1, int(w.total.cores or 1))
+            depth = cores * (self.config.worker_queue if w.same_host
+                             else self._remote_depth(self.queue[0]))
             # Refilled once half empty, so that Runs leave (and are read) a few at a time.
-            if len(w.waiting) > depth // 2:
+            if not depth or len(w.waiting) > depth // 2:
                 continue
             while self.queue and len(w.waiting) < depth:
                 task = self.queue[0]
                 cached: list[str] = []
                 if (task.library is not None or task.batch_options or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)
+                        or (not w.same_host and self._remote_depth(task) * cores < depth)
                         or self.fetches.plan(task, w, cached) != []):
                     return
                 self.queue.popleft()
@@ -176,6 +195,14 @@ class Scheduler:
                 self.send(w, Run(task_to_wire(task), []))
                 if self.fetching is not None:
                     self.fetching(w, task, [], cached)
+
+    def _remote_depth(self, task: Task) -> int:
+        """Tasks per core like `task` a worker on another host may hold ahead: as many as run
+        in REMOTE_AHEAD_S by its category's average (none before one has ended)."""
+        took = self.runtime.get(task.category)
+        if took is None:
+            return 0
+        return min(self.config.worker_queue, int(REMOTE_AHEAD_S / max(took, 1e-3)))
 
     def _wait_for_holder(self, task: Task, views, wid: str) -> bool:
         """Should `task` wait for the busy worker that holds its intermediates? For a while."""
