@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: two per rule, 40 bytes each fewer
 class Location:
     """A place in a Vinefile: 1-based line and column."""
 
@@ -32,7 +32,7 @@ def url_basename(url: str) -> str:
     return rest.rsplit("/", 1)[-1] if "/" in rest else ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: one per file, 40 bytes fewer
 class FileRef:
     """A file named in a rule: `path` in the workflow directory, `sandbox` inside the task.
 
@@ -128,11 +128,13 @@ class Workflow:
 
 # -- fast constructors ---------------------------------------------------------------------
 # The parser and the rules cache make one RuleSpec, two Locations and several FileRefs per
-# rule. A frozen dataclass's generated __init__ sets each field through object.__setattr__,
-# which was a third of the evaluation of a plain rule. Giving an instance its __dict__ at once
-# makes an equal object, as long as the class stays a plain frozen dataclass without __slots__
-# or __post_init__ (checked below: otherwise the generated __init__ is used). A field left out
-# reads its default, which dataclasses keep on the class.
+# rule. A frozen dataclass's generated __init__ sets every field through object.__setattr__,
+# which was a third of the evaluation of a plain rule. Setting only the fields that differ
+# from their defaults makes an equal object, as long as the class stays a plain frozen
+# dataclass without __slots__ or __post_init__ (checked below: otherwise the generated
+# __init__ is used); a field left out reads its default, which dataclasses keep on the class.
+# Attributes set one by one (not a dict of its own) keep a RuleSpec's values beside it,
+# sharing their keys with every other RuleSpec: 150 bytes instead of 330 (_prime_keys).
 
 _new = object.__new__
 _setattr = object.__setattr__
@@ -140,29 +142,66 @@ _FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleS
                    if f.default_factory is not dataclasses.MISSING)
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
 # The parser may make a rule before the end of the file and give it its resources (the one
-# field with a factory) later, by filling the dict the RuleSpec shares.
-RULESPEC_SHARES_ITS_DICT = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
+# field with a factory) and category-wide fields later, with set_later.
+RULESPEC_COMPLETED_LATER = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
 _FAST_FILEREF = ([f.name for f in dataclasses.fields(FileRef)] == ["path", "sandbox"]
                  and not hasattr(FileRef, "__post_init__"))
 _FAST_LOCATION = ([f.name for f in dataclasses.fields(Location)] == ["path", "line", "col"]
                   and not hasattr(Location, "__post_init__"))
 
 
-def new_rulespec(values: dict, complete: bool = True) -> RuleSpec:
-    """RuleSpec(**values); `values` becomes its attributes: the caller must not use it again.
+# The fields a parsed rule usually sets, in the order the parser sets them.
+_USUAL_FIELDS = ("id", "targets", "sources", "command", "location", "command_location", "env",
+                 "resources", "category", "batch_options", "local")
 
-    With `complete` False (only where RULESPEC_SHARES_ITS_DICT), fields with a default factory
-    are left for the caller to put into `values` before anyone reads the RuleSpec.
+
+def _prime_keys() -> None:
+    """Make the usual fields the keys every RuleSpec's values share, before any is made.
+
+    CPython (3.11) sizes each new instance's values for the keys its class has seen so far
+    and stops making room for more after a few dozen instances: a rule made with six fields
+    and given its resources later would then get a dict of its own (390 bytes more).
     """
+    for _ in range(64):
+        spec = _new(RuleSpec)
+        for name in _USUAL_FIELDS:
+            _setattr(spec, name, None)
+
+
+if _FAST_RULESPEC:
+    _prime_keys()
+
+
+def new_rulespec(values: dict) -> RuleSpec:
+    """RuleSpec(**values)."""
     if not _FAST_RULESPEC:
         return RuleSpec(**values)
-    if complete:
-        for name, factory in _FACTORIES:
-            if name not in values:
-                values[name] = factory()
+    for name, factory in _FACTORIES:
+        if name not in values:
+            values[name] = factory()
     spec = _new(RuleSpec)
-    _setattr(spec, "__dict__", values)
+    for name, value in values.items():
+        _setattr(spec, name, value)
     return spec
+
+
+def new_plain_rulespec(rid: int, targets: tuple[FileRef, ...], sources: tuple[FileRef, ...],
+                       command: str, location: Location,
+                       command_location: Location) -> RuleSpec:
+    """A RuleSpec of these fields, every other at its default but `resources`, which the
+    caller gives with set_later before anyone reads the rule. Only where
+    RULESPEC_COMPLETED_LATER."""
+    spec = _new(RuleSpec)
+    _setattr(spec, "id", rid)
+    _setattr(spec, "targets", targets)
+    _setattr(spec, "sources", sources)
+    _setattr(spec, "command", command)
+    _setattr(spec, "location", location)
+    _setattr(spec, "command_location", command_location)
+    return spec
+
+
+set_later = _setattr  # set_later(spec, name, value), on a RuleSpec nobody has read yet
 
 
 def new_fileref(path: str) -> FileRef:
@@ -176,10 +215,7 @@ def new_fileref(path: str) -> FileRef:
 
 
 def new_location(path: str, line: int, col: int) -> Location:
-    """Location(path, line, col), without the generated __init__.
-
-    Attributes are set one by one, so every Location's dict shares its keys with every
-    other's (half the size of a dict of its own)."""
+    """Location(path, line, col), without the generated __init__."""
     if not _FAST_LOCATION:
         return Location(path, line, col)
     location = _new(Location)

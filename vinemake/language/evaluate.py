@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from vinemake.common.spec import (
-    RULESPEC_SHARES_ITS_DICT,
+    RULESPEC_COMPLETED_LATER,
     Category,
     FileRef,
     Location,
@@ -33,7 +33,9 @@ from vinemake.common.spec import (
     is_url,
     new_fileref,
     new_location,
+    new_plain_rulespec,
     new_rulespec,
+    set_later,
     url_basename,
 )
 from vinemake.language import keywords
@@ -459,29 +461,34 @@ class StatementEvaluator:
         sources = ((ref(words[0]) or self._new_ref(words[0]),) if len(words) == 1
                    else self._plain_files(words))
         path = self.path
-        values = {
-            "id": len(self.rules), "targets": targets,
-            "sources": sources, "command": command,
-            # Without targets a rule is located at its colon.
-            "location": new_location(path, line, col if targets else col + len(targets_text)),
-            "command_location": new_location(path, line + 1, command_col),
-            "category": self.current}
+        # Without targets a rule is located at its colon.
+        location = new_location(path, line, col if targets else col + len(targets_text))
+        command_location = new_location(path, line + 1, command_col)
         if self.batch_local is None:
             self.batch_local = _is_true(self.lookup_top("BATCH_LOCAL"))
-        if self.batch_local:
-            values["local"] = True
         exported = (tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
                     if self.exports else ())
-        if exported or not RULESPEC_SHARES_ITS_DICT:
+        if exported or not RULESPEC_COMPLETED_LATER:
+            values = {"id": len(self.rules), "targets": targets, "sources": sources,
+                      "command": command, "location": location,
+                      "command_location": command_location, "category": self.current}
+            if self.batch_local:
+                values["local"] = True
             self.late.append((len(self.rules), values,
                               _Extra(None, _NO_OVERRIDES, exported, None) if exported else None))
             self.rules.append(None)
             return
+        rule = new_plain_rulespec(len(self.rules), targets, sources, command, location,
+                                  command_location)
+        if self.current != "default":
+            set_later(rule, "category", self.current)
+        if self.batch_local:
+            set_later(rule, "local", True)
         early = self.early.get(self.current)
         if early is None:
             early = self.early[self.current] = []
-        early.append(values)
-        self.rules.append(new_rulespec(values, complete=False))
+        early.append(rule)
+        self.rules.append(rule)
 
     def _plain_files(self, words: list[str]) -> tuple[FileRef, ...]:
         get = self.refs.get
@@ -642,9 +649,13 @@ class StatementEvaluator:
                          "batch_options": categories[name].batch_options}
                   for name, (_, resources, env) in shared.items()}
         for name, early in self.early.items():
-            fields = common[name]
-            for values in early:
-                values.update(fields)
+            env, resources, batch_options = common[name].values()
+            for rule in early:  # the category's, shared (see plain)
+                set_later(rule, "env", env)
+                set_later(rule, "resources", resources)
+            if batch_options:
+                for rule in early:
+                    set_later(rule, "batch_options", batch_options)
         rules = self.rules
         for index, values, extra in self.late:
             name = values["category"]
