@@ -9,6 +9,8 @@
     python bench/scale.py --first-task             # a first build until its first command
                                                    # starts: planning time and memory
     python bench/scale.py --noop                   # a no-op rerun against make -q
+    python bench/scale.py --phases --rules 100k    # parse and graph (what --check does) one
+                                                   # after the other: CPU and RSS of each
     python bench/scale.py --manager 10,50:0,200k   # manager memory per worker, per queued task
     python bench/scale.py --throughput 8,100 --tasks 5000   # null tasks/s on W local workers,
                                                    # and Makeflow -T wq with W work_queue_workers;
@@ -229,6 +231,58 @@ def noop(args) -> None:
         print(f"{case:20} {m.wall_s:8.2f} s  cpu {m.cpu_s:7.2f} s  rss {m.peak_rss_mb:7.0f} MB"
               f"  {m.cpu_s / ref.cpu_s:5.2f}x make -q cpu{'' if m.ok else '  FAILED'}",
               flush=True)
+
+
+def phases(args) -> None:
+    """Reading the Vinefile and building its graph, each phase's CPU and RSS growth, in a
+    fresh interpreter per run (and one of --baseline's per run, interleaved); the Vinefile
+    is read from memory, with the cyclic collector paused as the command line does."""
+    import json
+    import subprocess
+
+    d = prepare(args.workdir, args.rules)
+    trees = [("vinemake", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+    got: dict[str, list[dict]] = {label: [] for label, _ in trees}
+    loads = []
+    for _ in range(args.repeat):
+        for label, tree in trees:
+            loads.append(os.getloadavg()[0])
+            env = dict(os.environ, PYTHONPATH=tree) if tree else None
+            out = subprocess.run([sys.executable, os.path.abspath(__file__), "--phases-child",
+                                  d], env=env, capture_output=True, text=True, check=True)
+            got[label].append(json.loads(out.stdout))
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
+          f"load average {min(loads):.1f}-{max(loads):.1f}, median of {args.repeat}")
+    print(f"{'tree':9} {'parse s':>8} {'+MB':>6} {'graph s':>8} {'+MB':>6} {'B/rule':>7} "
+          f"{'peak MB':>8}")
+    for label, runs in got.items():
+        m = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        print(f"{label:9} {m['parse_s']:8.2f} {m['parse_mb']:6.0f} {m['graph_s']:8.2f} "
+              f"{m['graph_mb']:6.0f} {m['parse_mb'] * 2**20 / args.rules:7.0f} "
+              f"{m['peak_mb']:8.0f}", flush=True)
+
+
+def _phases_child(d: str) -> None:
+    import json
+    import resource
+
+    from vinemake.common.collector import collector_paused
+    from vinemake.core.graph import BuildGraph
+    from vinemake.language.parser import _lark, parse_bytes
+
+    os.chdir(d)
+    _lark()  # the grammar is loaded before a run reads a Vinefile: not part of the parse
+    with open("Vinefile", "rb") as f:
+        data = f.read()
+    rss0, t0 = _rss_mb(), time.process_time()
+    with collector_paused():
+        workflow = parse_bytes(data, "Vinefile", os.environ)
+        rss1, t1 = _rss_mb(), time.process_time()
+        BuildGraph.build(workflow, d)
+        rss2, t2 = _rss_mb(), time.process_time()
+    print(json.dumps({"parse_s": t1 - t0, "parse_mb": rss1 - rss0, "graph_s": t2 - t1,
+                      "graph_mb": rss2 - rss1,
+                      "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 
 
 def _median(ms: list[peers.Measurement]) -> tuple[float, float, float, bool]:
@@ -466,6 +520,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="a first build's time to its first command started")
     p.add_argument("--noop", action="store_true", help="a no-op rerun against make -q")
     p.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--phases", action="store_true", help="parse and graph: CPU and RSS each")
+    p.add_argument("--phases-child", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
                    help="manager memory per worker connection and per queued task")
     args = p.parse_args(argv)
@@ -474,8 +530,13 @@ def main(argv: list[str] | None = None) -> None:
 
         seed_built(args.seed, list(edges(args.rules)))
         return
+    if args.phases_child:
+        _phases_child(args.phases_child)
+        return
     peers.byte_compile_vinemake()
-    if args.profile:
+    if args.phases:
+        phases(args)
+    elif args.profile:
         profile(args.profile, args.workdir)
     elif args.memory:
         memory(args.memory, args.workdir)
