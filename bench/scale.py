@@ -16,6 +16,8 @@
                                                    # and Makeflow -T wq with W work_queue_workers;
                                                    # manager's and workers' CPU per task
                                                    # (bench/fleet.py)
+    python bench/scale.py --run 1M                 # 1M null rules end to end, SIGKILL at half,
+                                                   # rerun: memory, state sizes (scale_run.py)
 
 Rule i makes `o<i>` from two outputs of earlier rules picked at random (seeded, so every run
 and every tool reads the same graph); the first two read the sources `s0` and `s1`. Each case
@@ -522,6 +524,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--phases", action="store_true", help="parse and graph: CPU and RSS each")
     p.add_argument("--phases-child", metavar="DIR", help=argparse.SUPPRESS)
+    p.add_argument("--run", metavar="SIZE", type=parse_size,
+                   help="SIZE null rules end to end, killed halfway, rerun (scale_run.py)")
+    p.add_argument("--kill-at", type=float, default=0.5,
+                   help="for --run: the share of rules done when vinemake is killed (0: never)")
+    p.add_argument("--window", type=int, help="for --run: VINEMAKE_SUBMIT_WINDOW")
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
                    help="manager memory per worker connection and per queued task")
     args = p.parse_args(argv)
@@ -546,6 +553,10 @@ def main(argv: list[str] | None = None) -> None:
         first_task(args)
     elif args.noop:
         noop(args)
+    elif args.run:
+        from scale_run import run_end_to_end
+
+        run_end_to_end(args.run, args.workdir, args.kill_at, args.window)
     elif args.throughput:
         throughput(args.throughput, args.tasks, args.workdir)
     else:

@@ -219,7 +219,9 @@ class Journal:
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
-        line = _ENCODER.encode(ev)
+        self._append(_ENCODER.encode(ev))
+
+    def _append(self, line: str) -> None:
         with self._lock:
             self.buffer.append(line)
 
@@ -234,12 +236,16 @@ class Journal:
         `parts` are written as one string, `name=digest ...`: a third cheaper to read back
         than a list of pairs, and every later run reads every line.
         """
+        ev = {"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
+              "inputs": inputs, "outputs": [list(o) for o in outputs],
+              "measured": list(measured), "seen": [list(s) for s in seen],
+              "wf": self.workflow}
+        # The state keeps the pairs it was given (the run's keys hold them anyway): the
+        # string would be a quarter of a kilobyte more a rule for the rest of the run.
+        _apply(self.state, ev)
         if not isinstance(parts, str):
-            parts = " ".join(f"{n}={d}" for n, d in parts)
-        self.record({"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
-                     "inputs": inputs, "outputs": [list(o) for o in outputs],
-                     "measured": list(measured), "seen": [list(s) for s in seen],
-                     "wf": self.workflow})
+            ev["parts"] = " ".join(f"{n}={d}" for n, d in parts)
+        self._append(_ENCODER.encode(ev))
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,

@@ -57,11 +57,11 @@ def nothing_to_do_line(rules: int) -> str:
     return f"vinemake: nothing to do, {_n(rules, 'rule')} up to date"
 
 
-def failure_text(label: str, ev: dict, plan: dict | None) -> list[str]:
+def failure_text(label: str, ev: dict, command: str | None) -> list[str]:
     """The lines that explain a failed rule: as make, ninja and Snakemake show it."""
     lines = [f"FAILED  {label}: {ev.get('message') or ev.get('status')}"]
-    if plan is not None and plan.get("command"):
-        lines.append(f"  command: {plan['command']}")
+    if command:
+        lines.append(f"  command: {command}")
     where = _where(ev)
     if where:
         lines.append(f"  ran on:  {where}")
@@ -93,7 +93,9 @@ class _Run:
     manager's loop only adds starts and workers, each one assignment)."""
 
     def __init__(self):
-        self.plans: dict[int, dict] = {}
+        # rule -> (label, action, command) of its plan event: not the event itself, which
+        # is a kilobyte a rule (its files, resources), a gigabyte at a million rules.
+        self.plans: dict[int, tuple[str, str, str | None]] = {}
         self.actions = {"run": 0, "restore": 0, "skip": 0}
         self.total = self.done = self.failed = 0
         self.running: dict[int, str] = {}  # rule -> worker, between start and end
@@ -103,18 +105,23 @@ class _Run:
 
     def label(self, rid) -> str:
         plan = self.plans.get(rid)
-        return plan["label"] if plan else f"rule {rid}"
+        return plan[0] if plan else f"rule {rid}"
+
+    def command(self, rid) -> str | None:
+        plan = self.plans.get(rid)
+        return plan[2] if plan else None
 
     def take(self, ev: dict) -> None:
         kind = ev["ev"]
         if kind == "plan":
-            self.plans[ev["rule"]] = ev
+            self.plans[ev["rule"]] = (ev.get("label", ""), ev.get("action", "run"),
+                                      ev.get("command"))
             self.actions[ev.get("action", "run")] = self.actions.get(ev.get("action"), 0) + 1
             if ev.get("action") == "run":
                 self.total += 1
         elif kind == "submit":
             plan = self.plans.get(ev["rule"])
-            if plan is not None and plan.get("action") == "restore" and ev.get("attempt") == 1:
+            if plan is not None and plan[1] == "restore" and ev.get("attempt") == 1:
                 self.total += 1  # its outputs were not in the cache after all: it runs
         elif kind == "start":
             self.running[ev["rule"]] = ev.get("worker", "")
@@ -210,7 +217,7 @@ class PlainReporter:
             self._line(f"retry   {label} after attempt {ev.get('attempt')}: "
                        f"{ev.get('message')}", ev["t"])
         elif status != "withdrawn":
-            first, *rest = failure_text(label, ev, self.run.plans.get(ev["rule"]))
+            first, *rest = failure_text(label, ev, self.run.command(ev["rule"]))
             self._line(first, ev["t"])
             for line in rest:
                 self.lines.add(line)
@@ -252,7 +259,7 @@ class TtyReporter:
         if ev["ev"] == "end" and ev.get("retrying") is False and ev.get("status") not in (
                 "ok", "withdrawn"):
             for line in failure_text(self.run.label(ev["rule"]), ev,
-                                     self.run.plans.get(ev["rule"])):
+                                     self.run.command(ev["rule"])):
                 self.lines.add(line)
 
     def note(self, text: str) -> None:
