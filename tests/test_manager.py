@@ -645,6 +645,54 @@ def test_function_calls_run_in_a_library_started_once(cluster, tmp_path):
     assert (tmp_path / "imports").read_text() == "imported\n"
 
 
+CALLS = '''
+import os
+
+
+def big(mb, dst):
+    block = bytes(range(256)) * 4096  # 1 MiB
+    with open(dst, "wb") as f:
+        for _ in range(int(mb)):
+            f.write(block)
+
+
+def fail(dst):
+    raise RuntimeError("no " + dst)
+
+
+def die(dst):
+    os.kill(os.getpid(), 9)
+'''
+
+
+@pytest.mark.parametrize("mode", ["fork", "direct"])
+def test_calls_on_a_remote_worker_bring_back_large_results_and_report_failures(
+        cluster, tmp_path, mode):
+    from vinemake.common.task import LibrarySpec
+
+    (tmp_path / "lib.py").write_text(CALLS)
+    c = cluster()
+    c.worker("w1", 1, 1000, 1000, "--as-remote")  # outputs travel back over the wire
+    lib = LibrarySpec(name="m", key=f"lib-{mode}",
+                      command=f"{sys.executable} -m vinemake.library --mode {mode} lib.py",
+                      inputs=(TaskFile("file-calls", "lib.py", str(tmp_path / "lib.py"), 1),),
+                      slots=2)
+
+    def call(i, command):
+        return task(i, command, library=lib, outputs=[(f"out-{i}", "o", str(tmp_path / f"o{i}"))])
+
+    big, failed, died, after = c.run(call(1, "big 12 o"), call(2, "fail o"), call(3, "die o"),
+                                     call(4, "big 1 o"))
+    assert (big.status, after.status) == ("ok", "ok")
+    assert (tmp_path / "o1").read_bytes() == bytes(range(256)) * 4096 * 12
+    assert (tmp_path / "o4").stat().st_size == 1 << 20
+    assert (failed.status, failed.reason) == ("failed", "function fail failed in library m")
+    assert failed.stderr_tail.endswith("RuntimeError: no o\n")
+    assert (died.status, died.reason, died.stderr_tail) == (
+        "failed", "function die failed in library m", "the call was killed by signal 9 (SIGKILL)")
+    assert not any((tmp_path / f"o{i}").exists() for i in (2, 3))
+
+
 def test_directories_travel_to_and_from_a_remote_worker(cluster, tmp_path):
     c = cluster()
     c.worker("w1", 1, 1000, 1000, "--as-remote")
