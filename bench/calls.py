@@ -80,6 +80,11 @@ def library_flow(calls: int, slots: int, mode: str, module: str, function: str,
     return "\n".join(rules)
 
 
+def null_flow(tasks: int) -> str:
+    """The trivial call's work as plain commands, for the manager's CPU per task beside it."""
+    return "\n".join(f"c.{i}:\n\ttouch c.{i}\n" for i in range(tasks))
+
+
 def plain_flow(tasks: int, module: str) -> str:
     """The same work as plain tasks: each starts Python and pays the import itself."""
     return "\n".join(f"@resources cores=1\np.{i}: {module}\n\tpython3 {module} {i} p.{i}\n"
@@ -185,7 +190,8 @@ def run_local(d: Path, vinefile: str, files: dict[str, str], worker_cores: int,
 
 
 def trivial(args) -> None:
-    """1,000 trivial calls on one worker, per mode: calls/s, CPU per call, latency."""
+    """1,000 trivial calls on one worker, per mode: calls/s, CPU per call, latency; and the
+    same work as null commands (`command`), whose manager CPU per task is the floor."""
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls} "
           f"trivial calls, slots={args.slots}, one worker with {args.worker_cores} cores")
@@ -193,13 +199,16 @@ def trivial(args) -> None:
           f"{'mgr CPU/call':>13} {'worker+lib CPU/call':>20}")
     files = {"lib.py": TRIVIAL}
     for _ in range(args.repeat):
-        for mode in args.modes:
+        for mode in [*args.modes, "command"]:
             base = Path(args.workdir) / f"calls-{mode}"
-            one = run_local(base.with_name(base.name + "-1"),
-                            library_flow(1, args.slots, mode, "lib.py", "touch"), files,
-                            args.worker_cores, args.timeout)
-            many = run_local(base, library_flow(args.calls, args.slots, mode, "lib.py", "touch"),
-                             files, args.worker_cores, args.timeout)
+
+            def flow(n: int, mode: str = mode) -> str:
+                return null_flow(n) if mode == "command" else \
+                    library_flow(n, args.slots, mode, "lib.py", "touch")
+
+            one = run_local(base.with_name(base.name + "-1"), flow(1), files, args.worker_cores,
+                            args.timeout)
+            many = run_local(base, flow(args.calls), files, args.worker_cores, args.timeout)
             r = many.rates
             n = max(1, args.calls - 1)
             bad = "" if many.code == 0 and r.tasks == args.calls else \

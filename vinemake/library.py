@@ -191,7 +191,7 @@ class _Server:
         self.functions = functions
         self.chan_in, self.chan_out = chan_in, chan_out
         self.selector = selectors.DefaultSelector()
-        self.running: dict[int, _Running] = {}
+        self.running: dict[int, Any] = {}  # call id -> its _Running (fork) or _Slot (direct)
         self.pending = b""
 
     def send(self, data: bytes) -> None:
@@ -412,7 +412,7 @@ class _DirectServer(_Server):
                 slot.gone = True  # it exited while idle; its pidfd (or pipe's end) says so
                 continue
             slot.call = request.id
-            self.running[request.id] = slot  # type: ignore[assignment]
+            self.running[request.id] = slot
             return
 
     def _cancel(self, call_id: int) -> None:
