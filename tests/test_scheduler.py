@@ -5,6 +5,7 @@ record what would be sent."""
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 from vinemake.common.spec import Resources
 from vinemake.common.task import LibrarySpec, Task, TaskFile
@@ -159,26 +160,32 @@ def call(tid):
                 resources=Resources(cores=1), library=LIB)
 
 
-def test_calls_wait_for_a_slot_of_their_library_and_a_command_behind_them_starts():
+def test_an_instance_is_sent_as_many_calls_again_as_its_slots_and_a_command_gets_past():
     b = Bench()
     b.worker("w1", cores=2)  # one core for the library's instance, one for a command
-    b.submit(call(1), call(2), call(3), call(4), task(5))
-    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5]
+    b.submit(*(call(i) for i in range(1, 7)), task(7))
+    # two run in the slots, two more wait on the worker for one; the command starts too
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 4, 7]
     b.end("w1", 2)
-    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5, 3]
-    b.end("w1", 1)
-    b.end("w1", 3)
-    assert [tid for _, tid, _ in b.placed()] == [1, 2, 5, 3, 4]
-    assert b.workers["w1"].libs == {"rule-lib": 1}
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 4, 7, 5]
+    assert b.workers["w1"].libs == {"rule-lib": 4}
+
+
+def test_calls_ahead_are_at_most_four_beyond_the_slots():
+    b = Bench()
+    b.worker("w1", cores=1)
+    wide = dataclasses.replace(LIB, slots=10)
+    b.submit(*(dataclasses.replace(call(i), library=wide) for i in range(1, 20)))
+    assert len(b.placed()) == 14
 
 
 def test_a_command_behind_more_than_64_calls_waiting_for_slots_waits_its_turn():
     b = Bench()
     b.worker("w1", cores=2)
-    b.submit(*(call(i) for i in range(1, 68)), task(100))  # 2 run, 65 wait ahead of it
-    assert [tid for _, tid, _ in b.placed()] == [1, 2]
-    b.end("w1", 1)  # 3 starts: 64 calls wait ahead of the command, which is looked at now
-    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 100]
+    b.submit(*(call(i) for i in range(1, 70)), task(100))  # 4 sent, 65 wait ahead of it
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 4]
+    b.end("w1", 1)  # 5 is sent: 64 calls wait ahead of the command, which is looked at now
+    assert [tid for _, tid, _ in b.placed()] == [1, 2, 3, 4, 5, 100]
 
 
 # ---------------------------------------------------------------- locality, with a clock

@@ -52,6 +52,17 @@ LOCALITY_WAIT_S = 1.0
 # would otherwise cost a result and a Run round trip with its slot idle.
 REMOTE_AHEAD_S = 0.1
 RUNTIME_WEIGHT = 0.25  # of the latest run in a category's running average of run times
+# The most calls beyond its slots an instance of a library is sent (calls_sent_to): each
+# waits in a thread of the worker's pool.
+CALLS_AHEAD = 4
+
+
+def calls_sent_to(lib: LibrarySpec) -> int:
+    """How many calls to `lib` one instance is sent at once: its slots and as many again (up
+    to 4 more), which wait on the worker for a slot. A call's slot then goes to the next one
+    the moment it frees, instead of after its result reached the manager and the next call
+    came back: for a call of a millisecond that round trip is most of a slot's time."""
+    return lib.slots + min(lib.slots, CALLS_AHEAD)
 
 
 class Scheduler:
@@ -234,11 +245,13 @@ class Scheduler:
         return self._dispatch(task, self.workers[wid], need(task.resources))
 
     def _try_dispatch_call(self, task: Task) -> bool:
-        """A function call goes to a worker whose instance of its library has a free slot;
-        else it starts an instance where the library's resources fit, held from then on."""
+        """A function call goes to a worker whose instance of its library has room for it
+        (calls_sent_to); else it starts an instance where the library's resources fit, held
+        from then on."""
         lib = task.library
         assert lib is not None
-        ready = [w for w in self.workers.values() if w.libs.get(lib.key, lib.slots) < lib.slots]
+        cap = calls_sent_to(lib)
+        ready = [w for w in self.workers.values() if w.libs.get(lib.key, cap) < cap]
         if ready:
             w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
             return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
@@ -252,8 +265,8 @@ class Scheduler:
         return self._dispatch(task, self.workers[wid], need(lib.resources))
 
     def _library_full(self, lib: LibrarySpec) -> bool:
-        return all(lib.key in w.libs and w.libs[lib.key] >= lib.slots
-                   for w in self.workers.values())
+        cap = calls_sent_to(lib)
+        return all(lib.key in w.libs and w.libs[lib.key] >= cap for w in self.workers.values())
 
     def _dispatch(self, task: Task, w: ConnectedWorker, want: Resources) -> bool:
         cached: list[str] = []
