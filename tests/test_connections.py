@@ -9,9 +9,22 @@ import socket
 import pytest
 
 from vinemake.common.spec import Resources
+from vinemake.common.task import Task
 from vinemake.manager.connections import Connections
 from vinemake.manager.workers import ConnectedWorker
-from vinemake.wire.protocol import HEADER, MSG, Drop, FrameReader, Kill, Started, decode, encode
+from vinemake.wire.protocol import (
+    HEADER,
+    MSG,
+    Drop,
+    FrameReader,
+    Kill,
+    Run,
+    Runs,
+    Started,
+    decode,
+    encode,
+    task_to_wire,
+)
 
 
 @pytest.fixture
@@ -49,6 +62,22 @@ def test_messages_queued_in_one_turn_leave_together(pair):
     assert w.outbuf  # nothing sent before the loop's flush
     conns.flush_all()
     assert read_messages(worker_end) == [Kill([1]), Drop(["out-a"])]
+
+
+def test_the_runs_of_one_turn_leave_as_one_message_in_order_with_the_rest(pair):
+    conns, w, worker_end, _, _ = pair
+    runs = [Run(task_to_wire(Task(id=i, rule_key="r", name=f"t{i}", command=":")))
+            for i in (1, 2, 3)]
+    conns.send(w, runs[0])
+    conns.send(w, runs[1])
+    conns.send(w, Kill([2]))  # after the Runs it follows, never before
+    conns.send(w, runs[2])  # alone: a plain Run
+    conns.flush_all()
+    got = read_messages(worker_end)
+    assert [type(m) for m in got] == [Runs, Kill, Run]
+    assert [encode(m) for m in (*got[0].each(), got[1], got[2])] == [encode(m) for m in
+                                                                     (*runs[:2], Kill([2]),
+                                                                      runs[2])]
 
 
 def test_a_message_from_a_worker_is_handled_and_marks_it_heard(pair):

@@ -60,6 +60,10 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives():
      "cache_forever, category, command, env, environment, failed_dir, id, inputs, library, "
      "minis, name, outputs, resources, rule_key, stops_run"),
     (b'{"t": "Drop", "keys": [["deep"]]}', "garbled message: Drop.keys[0] must be a string"),
+    (b'{"t": "Runs", "runs": [[{}, []]]}', "garbled message: Runs.runs[0][0] lacks attempt, "
+     "cache_forever, category, command, env, environment, failed_dir, id, inputs, library, "
+     "minis, name, outputs, resources, rule_key, stops_run"),
+    (b'{"t": "Runs", "runs": [[]]}', "garbled message: Runs.runs[0] must be a list of 2 items"),
 ])
 def test_garbled_messages_are_protocol_errors(payload, error):
     with pytest.raises(p.ProtocolError) as e:

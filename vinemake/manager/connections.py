@@ -2,9 +2,9 @@
 
 Reads land in one buffer kept for the loop, and every frame must be a control message (file
 bytes travel between file servers, never here). Messages to a worker are queued and leave
-once per turn of the loop (`flush_all`), so a burst of Runs goes in one send; a worker whose
-socket cannot take more is watched for writability until its buffer drains. A broken or
-garbled connection loses the worker (`lose`, the manager's).
+once per turn of the loop (`flush_all`), so a burst of Runs goes in one send, as one Runs
+message; a worker whose socket cannot take more is watched for writability until its buffer
+drains. A broken or garbled connection loses the worker (`lose`, the manager's).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 
 from vinemake.manager.workers import ConnectedWorker
-from vinemake.wire.protocol import MSG, ProtocolError, decode, encode
+from vinemake.wire.protocol import MSG, ProtocolError, Run, batch, decode, encode
 
 __all__ = ["Connections"]
 
@@ -84,10 +84,21 @@ class Connections:
             self.lose(w, str(e))
 
     def send(self, w: ConnectedWorker, msg) -> None:
-        """Queue a message; the loop flushes once per turn, so a burst leaves in one send."""
-        if not w.outbuf:
+        """Queue a message; the loop flushes once per turn, so a burst leaves in one send,
+        and the Runs of one turn go as one message (the worker decodes one, not one each)."""
+        if not w.outbuf and not w.runs:
             self._dirty.append(w)
+        if isinstance(msg, Run):
+            w.runs.append(msg)
+            return
+        self._seal(w)  # in order: a Kill or Drop after a Run follows it
         w.outbuf += encode(msg)
+
+    @staticmethod
+    def _seal(w: ConnectedWorker) -> None:
+        if w.runs:
+            w.outbuf += encode(batch(w.runs))
+            w.runs.clear()
 
     def flush_all(self) -> None:
         dirty, self._dirty = self._dirty, []
@@ -97,6 +108,7 @@ class Connections:
     def flush(self, w: ConnectedWorker) -> None:
         if self.workers.get(w.id) is not w:
             return
+        self._seal(w)
         try:
             while w.outbuf:
                 n = w.sock.send(w.outbuf)

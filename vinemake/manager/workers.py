@@ -37,6 +37,7 @@ class ConnectedWorker:
     free: Pool  # what running tasks do not hold
     reader: FrameReader = field(default_factory=FrameReader)
     outbuf: bytearray = field(default_factory=bytearray)
+    runs: list = field(default_factory=list)  # Runs of this turn, sent as one message
     running: dict = field(default_factory=dict)  # task id -> Task
     holds: set = field(default_factory=set)
     charged: dict = field(default_factory=dict)  # key -> source charged for its transfer

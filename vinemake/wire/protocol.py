@@ -69,7 +69,8 @@ from vinemake.common.task import (
 # 8: LibraryStarted (a worker says when a library instance started and was ready).
 # 9: Task.environment and LibrarySpec.environment (the packed environment to run in).
 # 10: Measured.bytes_read, bytes_written and samples (what a command read and wrote).
-VERSION = 10
+# 11: Runs (several tasks for one worker in one message).
+VERSION = 11
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -306,12 +307,31 @@ class Heartbeat:
     """Either way, when nothing else was sent for a while: "I am still here"."""
 
 
-@_message(task=_TASK, fetch=_list(_tuple(_str, _str, _list(_SOURCE))))
+_FETCH = _list(_tuple(_str, _str, _list(_SOURCE)))
+
+
+@_message(task=_TASK, fetch=_FETCH)
 class Run:
     """Run one task. `fetch` lists inputs to get first: [key, hash, [source, ...]] each."""
 
     task: dict
     fetch: list = field(default_factory=list)
+
+
+@_message(runs=_list(_tuple(_TASK, _FETCH)))
+class Runs:
+    """Run several tasks: [[task, fetch], ...], each as one Run says. The manager sends the
+    tasks it gives a worker in one turn together: one message for the worker to read."""
+
+    runs: list
+
+    def each(self) -> list[Run]:
+        return [Run(task, fetch) for task, fetch in self.runs]
+
+
+def batch(runs: list[Run]) -> Run | Runs:
+    """The Runs for one worker as one message: the Run itself when it is alone."""
+    return runs[0] if len(runs) == 1 else Runs([[r.task, r.fetch] for r in runs])
 
 
 @_message(outcomes=_list(_OUTCOME))

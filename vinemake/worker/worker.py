@@ -44,6 +44,7 @@ from vinemake.wire.protocol import (
     ProtocolError,
     Push,
     Run,
+    Runs,
     Shutdown,
     Started,
     Transferred,
@@ -266,6 +267,9 @@ class Worker:
                 self._last_activity = self._heard
                 if isinstance(msg, Run):
                     self._start_task(msg)
+                elif isinstance(msg, Runs):
+                    for run in msg.each():
+                        self._start_task(run)
                 elif isinstance(msg, Kill):
                     for tid in msg.task_ids:
                         self._kill(tid)
