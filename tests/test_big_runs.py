@@ -10,8 +10,9 @@ import time
 
 import psutil
 
-from vinemake.core.events import _beyond_keeping, read_events, runs
+from vinemake.core.events import ENDS_BYTES, _beyond_keeping, read_events, runs
 from vinemake.core.statedir import StateDir
+from vinemake.face.history import history_text, run_line
 
 
 def null_rules(root, n: int, source: str | None = None) -> None:
@@ -114,7 +115,13 @@ def test_kill_9_halfway_then_a_rerun_redoes_only_the_rules_that_were_in_flight(t
     assert again.stderr.splitlines()[-1].startswith(
         f"vinemake: ran {len(rules_of(rerun, 'submit'))}, ")
     assert all((tmp_path / f"t.{i}").exists() for i in range(n))
-    assert os.path.getsize(state.journal) > 0
+    # `vinemake history` reads only the ends of records this size, and says what a whole
+    # read says: the killed run, and the rerun's counts.
+    ids = runs(tmp_path)
+    assert os.path.getsize(state.events(ids[0])) > 2 * ENDS_BYTES
+    listed = vinemake(tmp_path, "history").stdout.splitlines()[1:]
+    assert listed == history_text([run_line(i, record(tmp_path, i)) for i in ids]).splitlines()[1:]
+    assert " killed " in listed[0] and " ok " in listed[1]
 
 
 def test_the_journal_and_the_records_stay_bounded_however_often_the_rules_run_again(tmp_path):

@@ -27,10 +27,11 @@ import orjson
 
 from vinemake.core.statedir import NAME, RUNS_BYTES, RUNS_KEPT, StateDir
 
-__all__ = ["EventLog", "NO_EVENTS", "start_run", "read_events", "runs", "run_id_for",
-           "STDERR_TAIL_BYTES"]
+__all__ = ["EventLog", "NO_EVENTS", "start_run", "read_events", "read_ends", "runs",
+           "run_id_for", "STDERR_TAIL_BYTES"]
 
 FLUSH_S = 1.0
+ENDS_BYTES = 1 << 16  # read_ends: how much of each end of a record it reads
 STDERR_TAIL_BYTES = 8192  # what is kept of each rule's stderr: its end
 # Four events or so per rule, on the engine's and the manager's threads: orjson encodes one
 # several times faster than the json module (see docs/performance.md).
@@ -217,10 +218,37 @@ def read_events(path: str) -> list[dict]:
         return out
     with f:
         for line in f:
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(ev, dict) and isinstance(ev.get("ev"), str) and _a_time(ev.get("t")):
+            ev = _event(line)
+            if ev is not None:
                 out.append(ev)
     return out
+
+
+def read_ends(path: str) -> list[dict]:
+    """The events on the first line and in the last ENDS_BYTES of an events.jsonl: the run's
+    start, and its end or the last thing it did, whatever the size of the record (a run of a
+    million rules records four million events). The whole record when it is that small."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return []
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if size <= 2 * ENDS_BYTES:
+            lines = f.read().splitlines()
+        else:
+            lines = [f.readline()]
+            f.seek(size - ENDS_BYTES)
+            lines += f.read().splitlines()[1:]  # the first is the end of a line cut
+    return [ev for ev in map(_event, lines) if ev is not None]
+
+
+def _event(line: bytes) -> dict | None:
+    """The event on one line, or None for a line that is not one (see read_events)."""
+    try:
+        ev = json.loads(line)
+    except ValueError:
+        return None
+    if isinstance(ev, dict) and isinstance(ev.get("ev"), str) and _a_time(ev.get("t")):
+        return ev
+    return None

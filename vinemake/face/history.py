@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 
-from vinemake.core.events import read_events, runs
+from vinemake.core.events import read_ends, runs
 from vinemake.core.statedir import StateDir
 
 __all__ = ["history_text", "run_line", "show_history", "going_on"]
@@ -59,7 +59,8 @@ def show_history(root: str) -> str:
     if not ids:
         return "vinemake: no run recorded here yet\n"
     state = StateDir(os.path.abspath(root))
-    return history_text([run_line(i, read_events(state.events(i)), _alive) for i in ids])
+    # Only the ends of each record: its start, and its end or its last event.
+    return history_text([run_line(i, read_ends(state.events(i)), _alive) for i in ids])
 
 
 def going_on(events: list[Mapping]) -> bool:
