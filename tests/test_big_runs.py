@@ -122,6 +122,12 @@ def test_kill_9_halfway_then_a_rerun_redoes_only_the_rules_that_were_in_flight(t
     listed = vinemake(tmp_path, "history").stdout.splitlines()[1:]
     assert listed == history_text([run_line(i, record(tmp_path, i)) for i in ids]).splitlines()[1:]
     assert " killed " in listed[0] and " ok " in listed[1]
+    # `vinemake log` parses only the lines of the rule it is asked about, in each record.
+    again_ran, before = min(rules_of(rerun, "submit")), min(finished)
+    assert vinemake(tmp_path, "log", f"t.{again_ran}").stdout.splitlines()[:2] == [
+        f"rule:      t.{again_ran} (Vinefile:{2 * again_ran + 1}:1)", f"run:       {ids[1]}: ran"]
+    assert vinemake(tmp_path, "log", f"t.{before}").stdout.splitlines()[1] == \
+        f"run:       {ids[0]}: ran, up to date since run {ids[1]}"
 
 
 def test_the_journal_and_the_records_stay_bounded_however_often_the_rules_run_again(tmp_path):

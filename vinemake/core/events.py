@@ -207,10 +207,11 @@ def _state(root: str) -> StateDir:
     return StateDir(root)
 
 
-def read_events(path: str) -> list[dict]:
+def read_events(path: str, wanted: Callable[[str], bool] | None = None) -> list[dict]:
     """Every event in an events.jsonl; a line that is not a whole JSON object (the last one
     of a run that was killed mid-write), or whose kind is not a string or time not a number,
-    is skipped."""
+    is skipped. `wanted(line)`, if given, picks the lines worth parsing (a reader looking for
+    one rule in a record of millions)."""
     out = []
     try:
         f = open(path, encoding="utf-8", errors="replace")
@@ -218,6 +219,8 @@ def read_events(path: str) -> list[dict]:
         return out
     with f:
         for line in f:
+            if wanted is not None and not wanted(line):
+                continue
             ev = _event(line)
             if ev is not None:
                 out.append(ev)

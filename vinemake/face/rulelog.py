@@ -8,6 +8,7 @@ ones, back to the last run that did something with it.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 
@@ -43,12 +44,10 @@ def show_log(root: str, name: str) -> str:
         raise InputError("no run recorded here yet")
     state = StateDir(root)
     wanted = _as_path(root, name)
-    newest_rows: list[dict] = []
     up_to_date_since = None
     for run_id in reversed(ids):
-        events = read_events(state.events(run_id))
+        events = read_events(state.events(run_id), _OneRule((wanted, name)))
         rows = rule_rows(events)
-        newest_rows = newest_rows or rows
         row = find_rule(rows, wanted) or find_rule(rows, name)
         if row is None:
             continue
@@ -59,11 +58,40 @@ def show_log(root: str, name: str) -> str:
             tail = _read(state.stderr(run_id, failed_dir_name(row["label"])))
             return log_text(run_id, row, tail, up_to_date_since)
         up_to_date_since = up_to_date_since or run_id
-    known = [r["label"] for r in newest_rows]
+    plans = read_events(state.events(ids[-1]), lambda line: '"ev":"plan"' in line)
+    known = [ev.get("label") for ev in plans]
     if up_to_date_since:
         raise InputError(f"'{name}' was up to date in every run recorded (the oldest kept "
                          f"is {ids[0]})")
     raise InputError(f"no rule '{name}' in the runs recorded here{did_you_mean(name, known)}")
+
+
+class _OneRule:
+    """Picks the lines of a run's record that `vinemake log NAME` reads, without parsing the
+    others (a record of a million rules holds four million): the run's start and end, copies
+    to workers, the plan of the rule called or making one of `names`, and that rule's events
+    after it (every plan is recorded before any rule is submitted)."""
+
+    def __init__(self, names):
+        self.names = set(names)
+        self.quoted = [json.dumps(n, ensure_ascii=False) for n in self.names]
+        self.mine: str | None = None  # `"rule":ID,` once its plan is found
+
+    def __call__(self, line: str) -> bool:
+        if '"ev":"run_' in line or '"ev":"transfer"' in line:
+            return True
+        if self.mine is not None:
+            return self.mine in line
+        if '"ev":"plan"' not in line or not any(q in line for q in self.quoted):
+            return False
+        try:
+            plan = json.loads(line)
+        except ValueError:
+            return False
+        if plan.get("label") in self.names or self.names & set(plan.get("outputs") or ()):
+            self.mine = f'"rule":{plan.get("rule")},'
+            return True
+        return False
 
 
 def _as_path(root: str, name: str) -> str:
