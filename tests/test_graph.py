@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import networkx as nx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vinemake.common.errors import InputError, VinefileError
 from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow
 from vinemake.core.graph import BuildGraph, norm
+from vinemake.language.parser import parse_text
 
 
 def ref(word: str) -> FileRef:
@@ -452,3 +456,45 @@ def test_a_target_inside_the_state_directory_is_refused(tmp_path, target):
         "state: a rule's outputs must be elsewhere\n"
         f"out {target}:\n"
         "    ^")
+
+
+# --- the parser's links ---------------------------------------------------------------------
+
+LINKED_RULES = ["o1: s\n\tc\n", "o2: o1 s\n\tc\n", "o3: o1 o2\n\tc\n", "o4: o9\n\tc\n",
+                "o9: o1\n\tc\n", "o5: o5\n\tc\n", "o6 o6: s\n\tc\n", "o7: ./o1\n\tc\n",
+                "d/o8: s\n\tc\n", "d: s\n\tc\n", "o15: d\n\tc\n", ".v: s\n\tc\n",
+                "o10: o1 o1\n\tc\n", "o11 o12: o2 o3 s\n\tc\n", ": o1\n\tc\n", "X=1\n",
+                "@temp\no13: o1\n\tc\n", "o14: o2 -> x\n\tc\n", "o16: o3\n\tLOCAL c\n",
+                "export X\n", "o17: o2 o1 o3\n\tc\n"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(LINKED_RULES), max_size=12).map("".join))
+def test_the_parsers_links_make_the_graph_it_would_work_out_itself(text):
+    try:
+        workflow = parse_text(text, "Vinefile", environ={})
+    except VinefileError:
+        return
+    try:
+        unlinked = BuildGraph.build(dataclasses.replace(workflow, links=None), "/",
+                                    exists=lambda path: True)
+    except VinefileError:
+        assert workflow.links is None  # a duplicate, a cycle...: no links, the same error
+        return
+    linked = BuildGraph.build(workflow, "/", exists=lambda path: True)
+
+    def view(g: BuildGraph):
+        return (g.rule_ids, g.deps, g.producer, g.sources, g.dir_members, g.order(),
+                g.dependents)
+
+    assert view(linked) == view(unlinked)
+
+
+def test_a_workflow_of_plain_rules_comes_with_its_links():
+    workflow = parse_text("a: s t\n\tc\nb: a s\n\tc\n: b a\n\tc\n", "Vinefile", environ={})
+    assert workflow.links is not None and workflow.links.rules is workflow.rules
+    assert (workflow.links.producer, workflow.links.deps, workflow.links.sources) == (
+        {"a": 0, "b": 1}, [(), (0,), (0, 1)], {"s", "t"})
+    graph = BuildGraph.build(workflow, "/", exists=lambda path: True)
+    assert (graph.deps, graph.dependents, graph.sources) == ([(), (0,), (0, 1)],
+                                                            [(1, 2), (2,), ()], {"s", "t"})

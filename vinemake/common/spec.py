@@ -110,12 +110,31 @@ class Category:
     batch_options: str = ""
 
 
+@dataclass(frozen=True, eq=False)
+class Links:
+    """Who makes and who reads each file of `rules`, as the parser found them while reading
+    (the graph would look every name up again: at a million rules, seconds of cache misses).
+
+    Made only when every name is plain (no `/`, no leading `.`, no NUL, none renamed), no
+    file is made twice, no rule reads its own output and every file is made above where it
+    is read; and only for the very tuple `rules` (a Workflow with other rules has none).
+    `deps[rid]`: the rules whose outputs rule `rid` reads, sorted; `sources`: the files read
+    that no rule makes.
+    """
+
+    rules: tuple[RuleSpec, ...]
+    producer: dict[str, int]
+    deps: list[tuple[int, ...]]
+    sources: frozenset[str]
+
+
 @dataclass(frozen=True)
 class Workflow:
     """A whole parsed Vinefile.
 
     `inputs`/`outputs` are MAKEFLOW_INPUTS/MAKEFLOW_OUTPUTS when the file set them, else None.
-    `sizes` records `.SIZE file size` directives in megabytes.
+    `sizes` records `.SIZE file size` directives in megabytes. `links`, when the parser made
+    them, are for core/graph.py only (see Links).
     """
 
     path: str
@@ -124,6 +143,7 @@ class Workflow:
     inputs: tuple[str, ...] | None = None
     outputs: tuple[str, ...] | None = None
     sizes: tuple[tuple[str, int], ...] = ()
+    links: Links | None = field(default=None, compare=False, repr=False)
 
 
 # -- fast constructors ---------------------------------------------------------------------
@@ -141,13 +161,14 @@ _setattr = object.__setattr__
 _FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
                    if f.default_factory is not dataclasses.MISSING)
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
-# The parser may make a rule before the end of the file and give it its resources (the one
-# field with a factory) and category-wide fields later, with set_later.
-RULESPEC_COMPLETED_LATER = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
 _FAST_FILEREF = ([f.name for f in dataclasses.fields(FileRef)] == ["path", "sandbox"]
                  and not hasattr(FileRef, "__post_init__"))
 _FAST_LOCATION = ([f.name for f in dataclasses.fields(Location)] == ["path", "line", "col"]
                   and not hasattr(Location, "__post_init__"))
+# The parser may make a rule before the end of the file and give it its resources (the one
+# field with a factory) and category-wide fields later, with set_later.
+RULESPEC_COMPLETED_LATER = (_FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
+                            and _FAST_LOCATION)
 
 
 # The fields a parsed rule usually sets, in the order the parser sets them.
@@ -186,11 +207,19 @@ def new_rulespec(values: dict) -> RuleSpec:
 
 
 def new_plain_rulespec(rid: int, targets: tuple[FileRef, ...], sources: tuple[FileRef, ...],
-                       command: str, location: Location,
-                       command_location: Location) -> RuleSpec:
-    """A RuleSpec of these fields, every other at its default but `resources`, which the
-    caller gives with set_later before anyone reads the rule. Only where
-    RULESPEC_COMPLETED_LATER."""
+                       command: str, path: str, line: int, col: int, command_line: int,
+                       command_col: int) -> RuleSpec:
+    """A RuleSpec of these fields (located in `path`), every other at its default but
+    `resources`, which the caller gives with set_later before anyone reads the rule. Only
+    where RULESPEC_COMPLETED_LATER."""
+    location = _new(Location)
+    _setattr(location, "path", path)
+    _setattr(location, "line", line)
+    _setattr(location, "col", col)
+    command_location = _new(Location)
+    _setattr(command_location, "path", path)
+    _setattr(command_location, "line", command_line)
+    _setattr(command_location, "col", command_col)
     spec = _new(RuleSpec)
     _setattr(spec, "id", rid)
     _setattr(spec, "targets", targets)

@@ -98,6 +98,15 @@ class BuildGraph:
         """Resolve and validate `workflow`; VinefileError at the first rule that is wrong."""
         rules = workflow.rules
         where = _Locator(root)
+        links = workflow.links
+        if links is not None and links.rules is rules:
+            # What the parser found, under the conditions that make it what _producers and
+            # _resolve would find (see Links): no name to check, no library, no directory
+            # of made files (no made name has a `/`), every rule after those it reads.
+            sources = set(links.sources)
+            _check_sources(rules, sources, links.producer, root, exists, listdir, where)
+            ids = tuple(map(_id, rules))
+            return cls(workflow, root, ids, links.deps, links.producer, sources, {}, ids)
         producer = _plain_producers(rules)
         checked = producer is None
         if checked:

@@ -26,6 +26,7 @@ from vinemake.common.spec import (
     RULESPEC_COMPLETED_LATER,
     Category,
     FileRef,
+    Links,
     Location,
     Resources,
     RuleSpec,
@@ -154,6 +155,11 @@ class StatementEvaluator:
         self.inputs: str | None = None
         self.outputs: str | None = None
         self.refs: dict[str, FileRef] = {}
+        # The Links (see common/spec.py) while every rule so far allows them, else None:
+        # file → the rule making it, each rule's producers, the files read but not made.
+        self.made: dict[str, int] | None = {}
+        self.deps: list[tuple[int, ...]] = []
+        self.unmade: set[str] = set()
         # Whether BATCH_LOCAL is on at the top level; None once an assignment may change it.
         self.batch_local: bool | None = None
         self.handlers = {Assign: self.assign, BadAssign: self.bad_assign, Export: self.export,
@@ -379,6 +385,7 @@ class StatementEvaluator:
 
     # ---- rules -------------------------------------------------------------------------
     def rule(self, stmt: Rule) -> None:
+        self.made = None  # a rule only `plain` reads: the graph works the links out itself
         fields = self._annotations(stmt.annotations) if stmt.annotations else {}
         targets = self._files(stmt.targets)
         sources = self._files(stmt.sources)
@@ -451,35 +458,34 @@ class StatementEvaluator:
             self.rule(PlainRule(targets_text, sources_text, command, line, col,
                                 command_col).rule())
             return
-        command = stripped
-        # File lists of one name, most of them, without a call: ref(), a cached FileRef.
-        ref = self.refs.get
-        words = targets_text.split()
-        targets = ((ref(words[0]) or self._new_ref(words[0]),) if len(words) == 1
-                   else self._plain_files(words))
+        # File lists of one or two names, most of them, without a call: a cached FileRef.
+        get = self.refs.get
+        made_words = targets_text.split()
+        if len(made_words) == 1:
+            targets = (get(made_words[0]) or self._new_ref(made_words[0]),)
+        else:
+            targets = self._plain_files(made_words)
         words = sources_text.split()
-        sources = ((ref(words[0]) or self._new_ref(words[0]),) if len(words) == 1
-                   else self._plain_files(words))
-        path = self.path
+        n = len(words)
+        if n == 2:
+            first, second = words
+            sources = (get(first) or self._new_ref(first), get(second) or self._new_ref(second))
+        elif n == 1:
+            sources = (get(words[0]) or self._new_ref(words[0]),)
+        else:
+            sources = self._plain_files(words)
+        rid = len(self.rules)
+        if self.made is not None:
+            self._link(rid, made_words, words)
         # Without targets a rule is located at its colon.
-        location = new_location(path, line, col if targets else col + len(targets_text))
-        command_location = new_location(path, line + 1, command_col)
+        col = col if targets else col + len(targets_text)
         if self.batch_local is None:
             self.batch_local = _is_true(self.lookup_top("BATCH_LOCAL"))
-        exported = (tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
-                    if self.exports else ())
-        if exported or not RULESPEC_COMPLETED_LATER:
-            values = {"id": len(self.rules), "targets": targets, "sources": sources,
-                      "command": command, "location": location,
-                      "command_location": command_location, "category": self.current}
-            if self.batch_local:
-                values["local"] = True
-            self.late.append((len(self.rules), values,
-                              _Extra(None, _NO_OVERRIDES, exported, None) if exported else None))
-            self.rules.append(None)
+        if self.exports or not RULESPEC_COMPLETED_LATER:
+            self._late_plain(rid, targets, sources, stripped, line, col, command_col)
             return
-        rule = new_plain_rulespec(len(self.rules), targets, sources, command, location,
-                                  command_location)
+        rule = new_plain_rulespec(rid, targets, sources, stripped, self.path, line, col,
+                                  line + 1, command_col)
         if self.current != "default":
             set_later(rule, "category", self.current)
         if self.batch_local:
@@ -489,6 +495,58 @@ class StatementEvaluator:
             early = self.early[self.current] = []
         early.append(rule)
         self.rules.append(rule)
+
+    def _link(self, rid: int, targets: list[str], sources: list[str]) -> None:
+        """Record who makes and who reads the files of plain rule `rid` (see Links), or give
+        the links up if its names need the graph's own checks."""
+        made = self.made
+        for name in targets:
+            if (made.setdefault(name, rid) is not rid or "/" in name or "\0" in name
+                    or name[:1] == "."):
+                self.made = None
+                return
+        if len(targets) > 1 and len(set(targets)) < len(targets):  # one named twice
+            self.made = None
+            return
+        found = []
+        for name in sources:
+            producer = made.get(name)
+            if producer is None:
+                if "/" in name or "\0" in name:
+                    self.made = None
+                    return
+                self.unmade.add(name)
+            elif producer is rid:  # a rule reading its own output
+                self.made = None
+                return
+            else:
+                found.append(producer)
+        if not found:
+            self.deps.append(())
+        elif len(found) == 1:
+            self.deps.append((found[0],))
+        else:
+            self.deps.append(tuple(sorted(set(found))))
+
+    def _links(self, rules: tuple[RuleSpec, ...]) -> Links | None:
+        made = self.made
+        if made is None or self.late or not self.unmade.isdisjoint(made):
+            return None  # ... or a file read above the rule that makes it
+        return Links(rules, made, self.deps, frozenset(self.unmade))
+
+    def _late_plain(self, rid: int, targets: tuple[FileRef, ...], sources: tuple[FileRef, ...],
+                    command: str, line: int, col: int, command_col: int) -> None:
+        """A plain rule that exports names: made at the end of the file, as `rule` does."""
+        exported = tuple((n, v) for n in self.exports if (v := self.lookup_top(n)) is not None)
+        values = {"id": rid, "targets": targets, "sources": sources, "command": command,
+                  "location": new_location(self.path, line, col),
+                  "command_location": new_location(self.path, line + 1, command_col),
+                  "category": self.current}
+        if self.batch_local:
+            values["local"] = True
+        self.late.append((rid, values,
+                          _Extra(None, _NO_OVERRIDES, exported, None) if exported else None))
+        self.rules.append(None)
 
     def _plain_files(self, words: list[str]) -> tuple[FileRef, ...]:
         get = self.refs.get
@@ -668,8 +726,9 @@ class StatementEvaluator:
         rules = tuple(rules)
         environments = {name: settings.get("environment", self.settings["default"].get(
             "environment", "")) for name, settings in self.settings.items()}
-        if any(environments.values()):
-            rules = in_environments(rules, environments)
+        links = self._links(rules)
+        if any(environments.values()):  # each rule reads its environment too
+            rules, links = in_environments(rules, environments), None
         return Workflow(
             path=self.source.path,
             rules=rules,
@@ -678,6 +737,7 @@ class StatementEvaluator:
             inputs=tuple(split_words(self.inputs)) if self.inputs is not None else None,
             outputs=tuple(split_words(self.outputs)) if self.outputs is not None else None,
             sizes=tuple(self.sizes),
+            links=links,
         )
 
     @staticmethod
