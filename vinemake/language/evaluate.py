@@ -475,8 +475,20 @@ class StatementEvaluator:
         else:
             sources = self._plain_files(words)
         rid = len(self.rules)
-        if self.made is not None:
-            self._link(rid, made_words, words)
+        made = self.made
+        if made is not None:
+            # Inline, the usual one target made by nobody else and two inputs made above.
+            if n == 2 and len(made_words) == 1 and made.setdefault(made_words[0], rid) is rid:
+                name = made_words[0]
+                a, b = made.get(first), made.get(second)
+                if (a is not None and b is not None and a is not rid and b is not rid
+                        and "/" not in name and "\0" not in name and name[:1] != "."):
+                    self.deps.append((a, b) if a < b else (b, a) if b < a else (a,))
+                else:
+                    del made[name]  # and again, the long way
+                    self._link(rid, made_words, words)
+            else:
+                self._link(rid, made_words, words)
         # Without targets a rule is located at its colon.
         col = col if targets else col + len(targets_text)
         if self.batch_local is None:
