@@ -235,23 +235,83 @@ def test_a_forward_is_cut_off_when_the_copy_it_follows_fails(tmp_path):
                       "corrupt transfer of out-1: bytes do not match the sender's hash"]
 
 
-def test_forwarded_chunks_stay_whole_while_the_file_trickles_in(tmp_path):
+def test_forwarded_frames_stay_at_least_a_piece_while_the_file_trickles_in(tmp_path):
     data = os.urandom(2 * fs.CHUNK + 10)
     feed = Feed(tmp_path, "out-1", data)
     client, server = tcp_pair()
     assert feed.g.acquire()  # the reader's reference, as a file server takes one
     sender = threading.Thread(target=fs.send_growing, args=(server, "out-1", feed.g))
     sender.start()
-    for _ in range(0, len(data), 40_000):  # 40 KB at a time: less than a chunk
+    for _ in range(0, len(data), 40_000):  # 40 KB at a time: less than a piece
         feed.land(40_000)
     feed.g.finish(True)
     assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
-    sizes = []
+    sizes, got = [], b""
     while (frame := client.recv_frame())[0] == p.DATA:
         sizes.append(len(frame[1]))
+        got += frame[1]
     sender.join(10)
-    assert sizes == [fs.CHUNK, fs.CHUNK, 10]
+    assert got == data
+    # however the bytes trickled in: no frame but the last under a piece, none over a chunk
+    assert all(fs.PIECE <= size <= fs.CHUNK for size in sizes[:-1]), sizes
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+
+
+def test_a_forward_sends_a_piece_without_waiting_for_a_whole_chunk(tmp_path):
+    data = os.urandom(3 * fs.CHUNK)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        feed.land(fs.PIECE)
+        # one piece is here, far less than a chunk: the next hop gets it now
+        wait_for(lambda: downstream.received == fs.PIECE, "the forwarded piece")
+        feed.land(len(data))
+        feed.g.finish(True)
+        t.join(10)
+    finally:
+        server.close()
+    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
+    assert errors == []
+
+
+def test_a_frame_is_reported_piece_by_piece_as_it_lands(tmp_path):
+    data = os.urandom(fs.CHUNK)
+    client, server = tcp_pair()
+    progress = fs.Growing("out-1")
+    box = {}
+    receiver = threading.Thread(target=lambda: box.update(result=fs.recv_file(
+        client, "out-1", str(tmp_path / "copy"), progress=progress)))
+    receiver.start()
+    server.send(p.FileHead("out-1", len(data)))
+    # one frame of a whole chunk, of which only the first piece has been sent so far
+    server.send_raw(p.HEADER.pack(len(data), p.DATA) + data[:fs.PIECE])
+    wait_for(lambda: progress.received == fs.PIECE, "the first piece to be reported")
+    assert (tmp_path / "copy").read_bytes() == data[:fs.PIECE]
+    server.send_raw(data[fs.PIECE:])
+    server.send(p.FileEnd(xxhash.xxh3_128_hexdigest(data)))
+    receiver.join(10)
+    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
+    assert progress.arrived and progress.hash == xxhash.xxh3_128_hexdigest(data)
+
+
+def test_a_frame_cut_off_inside_its_payload_fails_the_transfer(tmp_path):
+    client, server = tcp_pair()
+    box = {}
+
+    def receive():
+        try:
+            fs.recv_file(client, "out-1", str(tmp_path / "copy"))
+        except p.ProtocolError as e:
+            box["error"] = str(e)
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    server.send(p.FileHead("out-1", fs.CHUNK))
+    server.send_raw(p.HEADER.pack(fs.CHUNK, p.DATA) + bytes(fs.PIECE + 5))
+    server.close()
+    receiver.join(10)
+    assert box == {"error": "connection closed inside a frame"}
 
 
 def test_a_directory_is_forwarded_hop_to_hop_as_it_arrives(tmp_path):

@@ -48,6 +48,12 @@ from vinemake.wire.protocol import (
     welcome_for,
 )
 
+# A received frame is written and reported in pieces of this size, and a file still arriving
+# is forwarded in frames of at least this size: the wire's floor is 64 KiB, and each hop of a
+# cut-through pipeline delays the bytes by one piece (a CHUNK would add its time on the link
+# once per hop).
+PIECE = 256 * 1024
+
 
 class _FrameWriter:
     """A file-like sink that sends what is written as DATA frames of CHUNK bytes."""
@@ -112,24 +118,32 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
     got = 0
     stream = head.size < 0
     path = dest + ".tar" if stream else dest
-    # Unbuffered: a chunk is visible to a forwarding reader as soon as it is written.
+    piece = memoryview(bytearray(PIECE))
+    # Unbuffered: a piece is visible to a forwarding reader as soon as it is written.
     with open(path, "wb", buffering=0) as f:
         if progress is not None:
             progress.begin(head.size, path)
         while stream or got < head.size:
-            kind, payload = conn.recv_frame()
+            kind, length = conn.recv_head()
             if kind != DATA:
                 if stream:
-                    end = decode(payload)
+                    end = decode(conn.recv_payload(length))
                     if not isinstance(end, FileEnd):
                         raise ProtocolError(f"{key}: unexpected {end.TYPE} in a directory")
                     break
                 raise ProtocolError(f"{key}: message inside file data")
-            h.update(payload)
-            f.write(payload)
-            got += len(payload)
-            if progress is not None:
-                progress.advance(len(payload))
+            # A frame lands piece by piece, each hashed and written from one buffer, so a
+            # forwarding reader hears of every PIECE without waiting for the whole frame.
+            while length:
+                view = piece[:min(length, PIECE)]
+                conn.read_into(view)
+                h.update(view)
+                if f.write(view) != len(view):
+                    raise OSError(f"{key}: short write to {path} (disk full?)")
+                got += len(view)
+                length -= len(view)
+                if progress is not None:
+                    progress.advance(len(view))
     if progress is not None:
         progress.all_in(h.hexdigest())
     if not stream:
@@ -228,10 +242,12 @@ class Growing:
             return self.size
 
     def ready(self, offset: int) -> int:
-        """How many bytes from `offset` to send next: a whole CHUNK, or the rest once all is
-        in (0 at the end). Chunks stay whole however the file trickles in."""
+        """How many bytes from `offset` to send next: what has landed, up to a CHUNK, once
+        that is at least PIECE, or the rest once all is in (0 at the end). A frame is never
+        shorter than PIECE however the file trickles in, and each hop holds a byte back
+        only until a PIECE of it has landed."""
         with self._cond:
-            self._wait(lambda: self.received - offset >= CHUNK or self.arrived)
+            self._wait(lambda: self.received - offset >= PIECE or self.arrived)
             return min(CHUNK, self.received - offset)
 
     def fileno(self) -> int:

@@ -5,9 +5,10 @@ This is the only module that knows the wire format. Everything on the wire is a 
     4 bytes big-endian payload length | 1 byte kind | payload
 
 kind MSG carries one message as compact JSON `{"t": TYPE, ...fields}`; kind DATA carries raw
-file bytes (chunks of CHUNK bytes, never less than 64 KiB except the last). A frame longer than
-MAX_FRAME, an unknown kind, bad JSON or an unknown message type is a ProtocolError: whoever reads
-it closes that one connection with the reason logged, and carries on with the others.
+file bytes (chunks of at most CHUNK bytes, never less than 64 KiB except the last). A frame
+longer than MAX_FRAME, an unknown kind, bad JSON or an unknown message type is a ProtocolError:
+whoever reads it closes that one connection with the reason logged, and carries on with the
+others.
 
 A connection starts with a handshake (`client_handshake` / `server_handshake`):
 
@@ -658,6 +659,12 @@ class Connection:
     def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
         """The next frame, at most `limit` bytes long; EOFError when the other side closed
         cleanly between frames."""
+        kind, length = self.recv_head(limit)
+        return kind, self.recv_payload(length)
+
+    def recv_head(self, limit: int = MAX_FRAME) -> tuple[int, int]:
+        """The next frame's kind and payload length; its payload is read next, whole with
+        recv_payload or in pieces with read_into. EOFError as for recv_frame."""
         head = self._rfile.read(HEADER.size)
         if not head:
             raise EOFError("connection closed")
@@ -665,10 +672,23 @@ class Connection:
             raise ProtocolError("connection closed inside a frame header")
         length, kind = HEADER.unpack(head)
         _check_header(length, kind, limit)
+        return kind, length
+
+    def recv_payload(self, length: int) -> bytes:
         payload = self._rfile.read(length)
         if len(payload) < length:
             raise ProtocolError("connection closed inside a frame")
-        return kind, payload
+        return payload
+
+    def read_into(self, view: memoryview) -> None:
+        """Fill `view` with the next bytes of the current frame's payload (no new bytes
+        object: a file's data goes from the socket buffer straight into `view`)."""
+        got = 0
+        while got < len(view):
+            n = self._rfile.readinto(view[got:])
+            if not n:
+                raise ProtocolError("connection closed inside a frame")
+            got += n
 
     def recv(self, *expect: type, limit: int = MAX_FRAME):
         """The next message, which must be one of `expect` (if given); Refuse raises."""
