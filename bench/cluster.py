@@ -3,13 +3,17 @@
     sudo python3 bench/cluster.py            # full sizes (minutes; needs root for ip netns)
     sudo python3 bench/cluster.py --quick    # everything scaled down, about a minute
     sudo python3 bench/cluster.py --only replication --scale 0.25
+    sudo python3 bench/cluster.py --only replication --no-star --repeat 3
 
 Three measurements, each compared with its baseline in the same run:
 
 1. replication: one input needed by tasks on 8 workers behind 200 Mbit/s links, with peer
-   transfers vs `--no-peer-transfers` (target: peers at least 2.5x faster). The transfer log
-   gives the most transfers any one source served at once (a worker forwarding the file while
-   it still receives it counts as a source from the moment its forward starts).
+   transfers vs `--no-peer-transfers` (target: peers at least 2.5x faster), and vs one copy
+   over one link (the same input to a single task on the same cluster: target, peers within
+   1.2x of it). The transfer log gives the most transfers any one source served at once (a
+   worker forwarding the file while it still receives it counts as a source from the moment
+   its forward starts). `--repeat N` alternates the single copy and the peer runs N times and
+   reports medians.
 2. chains: 20 chains of 30 dependent tasks passing 50 MB @temp intermediates; bytes that crossed
    host links and wall time, `--placement locality` vs `random` (target: locality moves at most
    10% of random's bytes).
@@ -215,22 +219,41 @@ def bench_replication(args) -> dict:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     files = {"big.in": data}
 
-    def one(label: str, options: list[str]) -> Run:
+    def one(label: str, options: list[str], tasks: int = args.workers) -> Run:
         barrier = Path(tempfile.mkdtemp(prefix="vinemake-barrier-"))
         try:
             return run_on_cluster(label, args.workers, args.rate, files,
-                                  replication_workflow(args.workers, barrier), options)
+                                  replication_workflow(tasks, barrier), options)
         finally:
             shutil.rmtree(barrier, ignore_errors=True)
 
-    star = one("manager-only", ["--no-peer-transfers"])
-    peers = {limit: one(f"peer, limit {limit}", ["--transfer-limit", str(limit)])
-             for limit in args.transfer_limits}
+    star = None if args.no_star else one("manager-only", ["--no-peer-transfers"])
+    # The baseline of the pipeline: the same input, the same cluster and start-up, one task,
+    # so one copy over one link; runs alternate with the peer runs so drifting load hits both.
+    singles, peers = [], {limit: [] for limit in args.transfer_limits}
+    for _ in range(args.repeat):
+        singles.append(one("single copy", [], tasks=1))
+        for limit in args.transfer_limits:
+            peers[limit].append(one(f"peer, limit {limit}", ["--transfer-limit", str(limit)]))
+    single = _median_run(singles)
+    best = {limit: _median_run(runs) for limit, runs in peers.items()}
     return {"input_mb": size / MB, "workers": args.workers, "rate": args.rate,
-            "manager_only": asdict(star),
-            "peer": {limit: asdict(run) for limit, run in peers.items()},
-            "speedup": {limit: star.wall_s / run.wall_s for limit, run in peers.items()},
-            "target_speedup": 2.5}
+            "repeat": args.repeat,
+            "manager_only": asdict(star) if star else None,
+            "single": asdict(single), "singles": [asdict(r) for r in singles],
+            "peer": {limit: asdict(run) for limit, run in best.items()},
+            "peers": {limit: [asdict(r) for r in runs] for limit, runs in peers.items()},
+            "speedup": {limit: star.wall_s / run.wall_s for limit, run in best.items()}
+            if star else {},
+            "vs_single": {limit: run.wall_s / single.wall_s for limit, run in best.items()},
+            "span_vs_single": {limit: run.big_span_s / single.big_span_s
+                               for limit, run in best.items()},
+            "target_speedup": 2.5, "target_vs_single": 1.2}
+
+
+def _median_run(runs: list[Run]) -> Run:
+    """The run of median wall time (the lower middle one of an even count)."""
+    return sorted(runs, key=lambda r: r.wall_s)[(len(runs) - 1) // 2]
 
 
 def bench_chains(args) -> dict:
@@ -319,18 +342,7 @@ BENCHES = {"replication": bench_replication, "chains": bench_chains,
 def report(name: str, r: dict) -> str:
     """Lines a person reads: the measured ratio next to its target."""
     if name == "replication":
-        s = r["manager_only"]
-        lines = [f"replication  {r['input_mb']:.0f} MB to {r['workers']} workers at {r['rate']}: "
-                 f"manager-only {s['wall_s']:.1f}s ({s['big_copies']} copies in "
-                 f"{s['big_span_s']:.1f}s, root sent {s['root_bytes'] / MB:.0f} MB)"]
-        for limit, p in r["peer"].items():
-            held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
-            lines.append(f"             peer, --transfer-limit {limit}: {p['wall_s']:.1f}s "
-                         f"({p['big_copies']} copies in {p['big_span_s']:.1f}s, root sent "
-                         f"{p['root_bytes'] / MB:.0f} MB, at most {p['peak_per_source']} "
-                         f"transfers per source at once: limit {held}): "
-                         f"{r['speedup'][limit]:.2f}x faster (target >= 2.5x)")
-        return "\n".join(lines)
+        return _report_replication(r)
     if name == "chains":
         lo, ra = r["locality"], r["random"]
         return (f"chains       {r['chains']}x{r['length']} tasks, {r['intermediate_mb']:.0f} MB "
@@ -351,6 +363,30 @@ def report(name: str, r: dict) -> str:
     return "\n".join(lines)
 
 
+def _report_replication(r: dict) -> str:
+    s, one = r["manager_only"], r["single"]
+    of = f" (median of {r['repeat']})" if r["repeat"] > 1 else ""
+    walls = ", ".join(f"{x['wall_s']:.1f}" for x in r["singles"])
+    lines = [f"replication  {r['input_mb']:.0f} MB to {r['workers']} workers at {r['rate']}:"]
+    if s:
+        lines.append(f"             manager-only {s['wall_s']:.1f}s ({s['big_copies']} copies "
+                     f"in {s['big_span_s']:.1f}s, root sent {s['root_bytes'] / MB:.0f} MB)")
+    lines.append(f"             single copy (one task){of}: {one['wall_s']:.1f}s, the copy "
+                 f"{one['big_span_s']:.1f}s (runs: {walls})")
+    for limit, p in r["peer"].items():
+        held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
+        walls = ", ".join(f"{x['wall_s']:.1f}" for x in r["peers"][limit])
+        faster = (f"; {r['speedup'][limit]:.2f}x faster than manager-only (target >= 2.5x)"
+                  if s else "")
+        lines.append(f"             peer, --transfer-limit {limit}{of}: {p['wall_s']:.1f}s "
+                     f"({p['big_copies']} copies in {p['big_span_s']:.1f}s, root sent "
+                     f"{p['root_bytes'] / MB:.0f} MB, at most {p['peak_per_source']} "
+                     f"transfers per source at once: limit {held}; runs: {walls}): "
+                     f"{r['vs_single'][limit]:.2f}x the single copy's wall, copies "
+                     f"{r['span_vs_single'][limit]:.2f}x its copy (target <= 1.2x){faster}")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="same as --scale 0.1")
@@ -365,11 +401,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--transfer-limits", default="3", metavar="N,...",
                    type=lambda text: [int(n) for n in text.split(",")],
                    help="peer replication runs, one per --transfer-limit (default 3)")
+    p.add_argument("--repeat", type=int, default=1, metavar="N",
+                   help="replication: alternate the single-copy and peer runs N times, medians")
+    p.add_argument("--no-star", action="store_true",
+                   help="replication: skip the manager-only (--no-peer-transfers) run")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
     args = p.parse_args(argv)
     global KEEP
     KEEP = args.keep
+    if args.repeat < 1:
+        p.error("--repeat must be at least 1")
     if args.quick:
         args.scale = 0.1
     reason = netns.unavailable_reason()
