@@ -21,6 +21,7 @@ from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.collector import collector_paused
 from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
 from vinemake.common.spec import Resources, Workflow, is_url
+from vinemake.common.trim import give_back_freed
 from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
@@ -44,6 +45,7 @@ from vinemake.face.listing import write_dry_run
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
 
+TRIM_RULES = 10_000  # workflows this large give back what planning freed (common/trim.py)
 _tuple_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, called per rule
 
 
@@ -491,6 +493,8 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
                     reporter=reporter, root=root,
                     options=engine_options, local=local, resources_of=prep.resources_of,
                     sizes=sizes, events=events)
+    if len(workflow.rules) >= TRIM_RULES:
+        give_back_freed()  # what planning freed stays resident otherwise, the whole run long
     old = _install_signals(engine)
     try:
         outcome = engine.run()
