@@ -215,7 +215,7 @@ def test_run_receives_the_options_and_its_exit_code_is_ours(project, monkeypatch
         return 3
 
     monkeypatch.setitem(sys.modules, "vinemake.face.run",
-                        types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
+                        types.SimpleNamespace(run=run))
     result = invoke("-T", "slurm", "-j", "4", "-k", "-r", "2", "--memory", "4GB",
                     "--worker-timeout", "5m", "--no-peer-transfers", "--cores", "2",
                     "--port", "9123", "Vinefile", "a.txt")
@@ -234,7 +234,7 @@ def test_ctrl_c_is_exit_130_without_traceback(project, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setitem(sys.modules, "vinemake.face.run",
-                        types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
+                        types.SimpleNamespace(run=run))
     result = invoke()
     assert (result.exit_code, stderr(result)) == (130, "vinemake: interrupted\n")
 

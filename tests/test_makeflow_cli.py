@@ -171,7 +171,7 @@ def seen(tmp_path, monkeypatch):
         return 0
 
     monkeypatch.setitem(sys.modules, "vinemake.face.run",
-                        types.SimpleNamespace(run=run, nothing_to_do=lambda options: False))
+                        types.SimpleNamespace(run=run))
     return got
 
 

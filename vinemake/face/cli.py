@@ -44,6 +44,7 @@ from vinemake.face.makeflow import (
 )
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
 from vinemake.face.params import duration_s, size_mb
+from vinemake.face.uptodate import nothing_to_do
 from vinemake.language.annotations import MAX_RETRIES
 from vinemake.language.environment import with_environment
 from vinemake.language.jxinput import jx_input
@@ -275,7 +276,7 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
     ctx = click.get_current_context()
     runs = not (check or dry_run or graph_format or clean)
     # A rerun with nothing changed is decided from a stat snapshot, before parsing.
-    if runs and _entry("nothing_to_do")(options):
+    if runs and nothing_to_do(options):
         ctx.exit(0)
     # The local worker's interpreter loads while the workflow is read and planned.
     with standby_worker() if runs and options.batch_type == "local" else nullcontext():

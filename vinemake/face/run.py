@@ -25,22 +25,17 @@ from vinemake.common.trim import give_back_freed
 from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
-from vinemake.core.filestate import (
-    FileState,
-    output_stat,
-    snapshot_digest,
-    snapshot_matches,
-    write_snapshot,
-)
+from vinemake.core.filestate import FileState, output_stat, write_snapshot
 from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
-from vinemake.core.reporter import make_reporter, nothing_to_do_line
+from vinemake.core.reporter import make_reporter
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 from vinemake.core.urls import UrlMemo
 from vinemake.face.listing import write_dry_run
+from vinemake.face.uptodate import digest_of, nothing_to_do, snapshot_file
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
@@ -238,44 +233,6 @@ def _confined(rules, ids, keys: Keys, root: str) -> None:
                 raise VinefileError(rule.location, problem, read_line(rule.location, root))
 
 
-def snapshot_file(root: str) -> str:
-    return StateDir(root).uptodate
-
-
-def _digest(options) -> str | None:
-    try:
-        with open(options.vinefile, "rb") as f:
-            text = f.read()
-    except OSError:
-        return None
-    shaping = repr((options.vinefile, options.root, options.targets, options.gc,
-                    options.cache_dir, options.keep_intermediates_remote, options.environment))
-    if options.jx is not None:
-        context = options.jx.fingerprint(text)
-        if context is None:
-            return None
-        shaping += context
-    return snapshot_digest(text, os.environ, shaping)
-
-
-def nothing_to_do(options, out: TextIO | None = None) -> bool:
-    """Before parsing: has nothing changed since the last run that finished cleanly?
-
-    If so, print what a full no-op run prints and return True: the CLI exits 0 without
-    parsing. Never with --explain (its point is the reasons), --clean, or -f, --trace and
-    --report (each is written from the counts or the record of a real run).
-    """
-    if options.explain or options.clean or options.summary_file or options.trace \
-            or options.report:
-        return False
-    digest = _digest(options)
-    rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
-    if rules is None:
-        return False
-    (out or sys.stderr).write(nothing_to_do_line(rules) + "\n")
-    return True
-
-
 def _forget_snapshot(root: str) -> None:
     try:
         os.unlink(snapshot_file(root))
@@ -342,7 +299,7 @@ def run(workflow: Workflow, graph: BuildGraph, options) -> int:
         graph.check_workers_see(options.shared_fs)
     if nothing_to_do(options):
         return 0  # parsed already, but keys, journal and plan are skipped
-    digest = _digest(options)
+    digest = digest_of(options)
     if options.report or options.status_port is not None:
         from vinemake.face.report import plotly_js
 
