@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -296,10 +297,10 @@ def bench_throughput(args) -> dict:
     scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
     addr = cluster.addr("root")
 
-    def started(argv_of):
+    def started(argv_of, env: dict | None = None):
         def start(port: int) -> list[subprocess.Popen]:
             return [cluster.popen(i, argv_of(port, i), stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL, start_new_session=True)
+                                  stderr=subprocess.DEVNULL, start_new_session=True, env=env)
                     for i in range(args.workers)]
         return start
 
@@ -315,9 +316,15 @@ def bench_throughput(args) -> dict:
                 str(THROUGHPUT_CORES), "-s", str(scratch / f"wq{i}"), "-t", "120", "-i", "1",
                 "-b", "1", addr, str(port)]
 
-    tools = [fleet.Tool("vinemake", lambda d, port: [
-        shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", str(port),
-        "--manager-host", addr, "Vinefile"], started(vinemake_worker), "Vinefile")]
+    def manager(d: str, port: int) -> list[str]:
+        return [shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", str(port),
+                "--manager-host", addr, "Vinefile"]
+
+    tools = [fleet.Tool("vinemake", manager, started(vinemake_worker), "Vinefile")]
+    if args.baseline:
+        env = dict(os.environ, PYTHONPATH=args.baseline)
+        tools.insert(0, fleet.Tool("baseline", manager, started(vinemake_worker, env),
+                                   "Vinefile", env))
     if shutil.which("makeflow") and shutil.which("work_queue_worker"):
         tools.append(fleet.Tool("makeflow", lambda d, port: [
             "makeflow", "-T", "wq", "-p", str(port), "Makeflow"], started(wq_worker),
@@ -359,7 +366,7 @@ def report(name: str, r: dict) -> str:
              f"{r['worker_cores']} cores (target >= {r['target_tasks_per_s']}/s, "
              f"Makeflow -T wq alongside):", "             " + fleet.HEADER]
     lines += ["             " + fleet.Throughput(**r[name]).line()
-              for name in ("vinemake", "makeflow") if name in r]
+              for name in ("baseline", "vinemake", "makeflow") if name in r]
     return "\n".join(lines)
 
 
@@ -405,6 +412,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="replication: alternate the single-copy and peer runs N times, medians")
     p.add_argument("--no-star", action="store_true",
                    help="replication: skip the manager-only (--no-peer-transfers) run")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="throughput: also vinemake from this checkout, in the same run")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
     args = p.parse_args(argv)

@@ -42,6 +42,7 @@ class Tool:
     manager: Callable[[str, int], list[str]]  # (workflow dir, port) -> argv
     workers: Callable[[int], list[subprocess.Popen]]  # port -> the started worker processes
     flow_file: str  # "Vinefile" or "Makeflow"
+    env: dict | None = None  # the manager's environment (None: this one's)
 
 
 @dataclass(frozen=True)
@@ -120,7 +121,8 @@ def _run(tool: Tool, d: str, port: int, workers: int, pids: list[int],
     log = open(os.path.join(d, "manager.log"), "w")
     before = cpu_s(pids)
     start = time.perf_counter()
-    manager = subprocess.Popen(tool.manager(d, port), cwd=d, stdout=log, stderr=log)
+    manager = subprocess.Popen(tool.manager(d, port), cwd=d, stdout=log, stderr=log,
+                               env=tool.env)
     joined = _wait_joined(manager, port, workers, start)
     workers_cpu = None
     if sample_idle:

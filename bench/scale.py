@@ -458,9 +458,10 @@ def threading_count() -> int:
     return threading.active_count()
 
 
-def throughput(spec: str, tasks: int, workdir: str) -> None:
+def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None) -> None:
     """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W local
-    workers of one core each, and where the CPU goes (bench/fleet.py says how)."""
+    workers of one core each, and where the CPU goes (bench/fleet.py says how); with
+    `baseline`, vinemake from that checkout too (manager and workers), in the same run."""
     import shutil
     import subprocess
 
@@ -469,10 +470,13 @@ def throughput(spec: str, tasks: int, workdir: str) -> None:
     makeflow = shutil.which("makeflow") or peers.find_makeflow()
     wq_worker = shutil.which("work_queue_worker")
 
-    def started(argv_of, workers: int):
+    def started(argv_of, workers: int, env: dict | None = None):
         def start(port: int):
+            # not in this checkout: `python -m` would import vinemake from its directory
+            os.makedirs(workdir, exist_ok=True)
             return [subprocess.Popen(argv_of(port, i), stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, start_new_session=True)
+                                     stderr=subprocess.DEVNULL, start_new_session=True,
+                                     env=env, cwd=workdir)
                     for i in range(workers)]
         return start
 
@@ -492,9 +496,14 @@ def throughput(spec: str, tasks: int, workdir: str) -> None:
           f"load average {os.getloadavg()[0]:.1f}, {tasks} null tasks")
     print(fleet.HEADER)
     for workers in (int(w) for w in spec.split(",")):
-        tools = [fleet.Tool("vinemake", lambda d, port: [*peers.vinemake_command(), "-T",
-                                                         "workers", "-p", str(port), "Vinefile"],
-                            started(vinemake_worker, workers), "Vinefile")]
+        def manager(d: str, port: int) -> list[str]:
+            return [*peers.vinemake_command(), "-T", "workers", "-p", str(port), "Vinefile"]
+
+        tools = [fleet.Tool("vinemake", manager, started(vinemake_worker, workers), "Vinefile")]
+        if baseline:
+            env = dict(os.environ, PYTHONPATH=baseline)
+            tools.insert(0, fleet.Tool("baseline", manager,
+                                       started(vinemake_worker, workers, env), "Vinefile", env))
         if makeflow and wq_worker:
             tools.append(fleet.Tool("makeflow", lambda d, port: [makeflow, "-T", "wq", "-p",
                                                                  str(port), "Makeflow"],
@@ -513,7 +522,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--workdir", default=os.path.join(peers.CACHE, "scale"))
-    p.add_argument("--baseline", metavar="DIR", help="a checkout to run `-n` from as well")
+    p.add_argument("--baseline", metavar="DIR",
+                   help="a checkout to run `-n` (or --throughput's vinemake) from as well")
     p.add_argument("--throughput", metavar="W1,W2", help="null tasks/s on W local workers")
     p.add_argument("--tasks", type=parse_size, default=5000, help="for --throughput")
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
@@ -558,7 +568,7 @@ def main(argv: list[str] | None = None) -> None:
 
         run_end_to_end(args.run, args.workdir, args.kill_at, args.window)
     elif args.throughput:
-        throughput(args.throughput, args.tasks, args.workdir)
+        throughput(args.throughput, args.tasks, args.workdir, args.baseline)
     else:
         run(args)
 
