@@ -93,3 +93,31 @@ def test_compaction_keeps_live_records_only(tmp_path):
     st = Journal(str(path)).state
     assert st.files["x"].key == "o1999" and set(st.done) == {"r1999"}
     assert st.failed == {"bad": "b"} and st.incomplete == {"cut"}
+
+
+def test_a_record_made_now_is_written_whole_and_held_without_what_only_later_runs_read(
+        tmp_path):
+    path = tmp_path / "journal"
+    j = Journal(str(path))
+    j.open()
+    j.done("r1", "x", "ran", (("command", "c1"), ("environment", "e1")), (("a", "k"),),
+           [("x", "o1", 3, 100, "h1")], (1.0, 2.0, 0.0, 0.5), (("a", "ha"),))
+    held = j.state.done["r1"]
+    assert (held.parts, held.inputs, held.seen, held.outputs) == ("", (), (), ("x",))
+    assert j.state.files["x"].content == "h1"
+    j.close()
+    again = Journal(str(path)).state.done["r1"]  # what the next run's plan reads
+    assert part_map(again) == {"command": "c1", "environment": "e1"}
+    assert (again.inputs, again.seen) == ([["a", "k"]], (("a", "ha"),))
+
+
+def test_a_journal_holding_records_made_now_is_never_compacted_from_them(tmp_path):
+    path = tmp_path / "journal"
+    path.write_text("\n".join(done_line(f"r{i}", [["x", f"o{i}", 1, i]])
+                              for i in range(2000)) + "\n")
+    j = Journal(str(path))
+    j.done("r2000", "x", "ran", (("command", "c2"),), (), [("x", "o2000", 1, 2000, "h")])
+    j.open()  # 2001 lines for one live record, but the state lacks r2000's parts
+    j.close()
+    st = Journal(str(path)).state
+    assert part_map(st.done["r2000"]) == {"command": "c2"} and st.lines == 2001

@@ -56,6 +56,7 @@ STATE_LOOK_S = 0.5  # how often the loop checks that its state directory is stil
 # workflow of a million ready rules holds this many Tasks, not a million, and the manager
 # still chooses among more ready tasks than its workers can start at once.
 WINDOW = 10_000
+PATHS_KEPT = 1 << 16  # absolute paths memoised, at most (Engine.path)
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
 
 
@@ -213,8 +214,11 @@ class Engine:
 
     def path(self, p: str) -> str:
         # Memoised: each task asks for its paths several times (submit, check, stat, store).
+        # Only for the tasks of late: kept for a million rules it would hold them all.
         full = self._paths.get(p)
         if full is None:
+            if len(self._paths) >= PATHS_KEPT:
+                self._paths.clear()
             full = self._paths[p] = os.path.join(self.root, p)
         return full
 
@@ -488,7 +492,8 @@ class Engine:
             # The journal keeps what a stat of the path says (the plan compares it so).
             stat = _followed(full, lstat)
             recorded.append((path, key, *output_stat(full, stat), content))
-            self.sizes[path] = stat.st_size
+            if self.dependents[rid]:  # its readers' tasks and end events say their sizes
+                self.sizes[path] = stat.st_size
         m = result.measured
         self.journal.done(rk.key, rule.name, "ran", rk.parts, rk.inputs, recorded,
                           (m.cores, m.memory_mb, m.disk_mb, m.wall_time_s), self._seen(rk))
@@ -557,7 +562,8 @@ class Engine:
             stat = _followed(full, os.lstat(full))
             content = self.store.content(key) or hash_tree(full)[1]
             placed.append((path, key, *output_stat(full, stat), content))
-            self.sizes[path] = stat.st_size
+            if self.dependents[rid]:
+                self.sizes[path] = stat.st_size
         self.journal.done(rk.key, rule.name, "restored", rk.parts, rk.inputs, placed,
                           seen=self._seen(rk))
         self._cutoff(st, rid, placed)

@@ -184,6 +184,7 @@ class Journal:
         self._lock = threading.Lock()
         self.file = None
         self.last_sync = self.last_write = 0.0
+        self._light = False  # the state holds records made here without parts (see done())
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 self.state = replay(f)
@@ -197,8 +198,8 @@ class Journal:
         live = len({r.rule for r in st.files.values()} | set(st.by_name.values()))
         # After a run the log holds a `started` and a `done` line per rule: rewriting it to
         # one line per rule halves what every later run reads.
-        if st.lines > 1000 and st.lines > 1.5 * live + sum(r.collected for r in
-                                                              st.files.values()):
+        if not self._light and st.lines > 1000 and \
+                st.lines > 1.5 * live + sum(r.collected for r in st.files.values()):
             self._compact()
         self.file = open(self.path, "ab", buffering=0)
         self.sync()
@@ -236,15 +237,17 @@ class Journal:
         `parts` are written as one string, `name=digest ...`: a third cheaper to read back
         than a list of pairs, and every later run reads every line.
         """
-        ev = {"ev": "done", "rule": key, "name": name, "how": how, "parts": parts,
-              "inputs": inputs, "outputs": [list(o) for o in outputs],
-              "measured": list(measured), "seen": [list(s) for s in seen],
-              "wf": self.workflow}
-        # The state keeps the pairs it was given (the run's keys hold them anyway): the
-        # string would be a quarter of a kilobyte more a rule for the rest of the run.
+        ev = {"ev": "done", "rule": key, "name": name, "how": how, "parts": "",
+              "inputs": (), "outputs": [list(o) for o in outputs], "measured": (),
+              "seen": (), "wf": self.workflow}
+        # The state keeps no parts, inputs or seen of a record made now: they say why a rule
+        # is stale, and what a reader read, to the plans of later runs, which replay the file;
+        # this run never reads them (a third of a kilobyte a rule, for the rest of the run).
         _apply(self.state, ev)
-        if not isinstance(parts, str):
-            ev["parts"] = " ".join(f"{n}={d}" for n, d in parts)
+        self._light = True
+        ev.update(parts=parts if isinstance(parts, str) else
+                  " ".join(f"{n}={d}" for n, d in parts), inputs=inputs,
+                  measured=list(measured), seen=[list(s) for s in seen])
         self._append(_ENCODER.encode(ev))
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
