@@ -25,6 +25,7 @@ from collections.abc import Callable
 
 import orjson
 
+from vinemake.common.paths import tree_bytes
 from vinemake.core.statedir import NAME, RUNS_BYTES, RUNS_KEPT, StateDir
 
 __all__ = ["EventLog", "NO_EVENTS", "start_run", "read_events", "read_ends", "runs",
@@ -168,20 +169,8 @@ def _beyond_keeping(state: StateDir, earlier: list[str], kept: int = RUNS_KEPT -
     for i in range(len(earlier) - 1, -1, -1):
         if len(earlier) - i > kept or total >= budget:
             return earlier[:i + 1]
-        total += _size(state.run(earlier[i]))
+        total += tree_bytes(state.run(earlier[i]))  # its record and stderr tails
     return []
-
-
-def _size(folder: str) -> int:
-    """Bytes of the files in one run's folder (its record and stderr tails)."""
-    total = 0
-    for where, _, names in os.walk(folder):
-        for name in names:
-            try:
-                total += os.lstat(os.path.join(where, name)).st_size
-            except OSError:
-                pass
-    return total
 
 
 def runs(root: str) -> list[str]:

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Set
 from dataclasses import dataclass
 
-from vinemake.common.paths import remove_path
+from vinemake.common.paths import remove_path, tree_bytes
 from vinemake.core.lease import LEASES, LOCK, held_keys, store_lock
 from vinemake.core.store import ABANDONED_S, Store
 
@@ -144,11 +144,4 @@ def _entries(root: str, now: float) -> Iterable[Entry]:
 def _size(path: str, st: os.stat_result) -> int:
     if not os.path.isdir(path) or os.path.islink(path):
         return st.st_size
-    total = 0
-    for d, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.lstat(os.path.join(d, f)).st_size
-            except OSError:
-                pass
-    return total
+    return tree_bytes(path)
