@@ -336,13 +336,13 @@ def memory(spec: str, workdir: str) -> None:
     d, argv = _in_process(spec, workdir)
     os.chdir(d)
     snaps = []
-    listing = face_run.dry_run_text
+    listing = face_run.write_dry_run
 
     def snapshot_then_list(*a, **kw):
         snaps.append(tracemalloc.take_snapshot())
         return listing(*a, **kw)
 
-    face_run.dry_run_text = snapshot_then_list
+    face_run.write_dry_run = snapshot_then_list
     out = sys.stdout
     sys.stdout = io.StringIO()
     tracemalloc.start()

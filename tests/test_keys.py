@@ -125,3 +125,17 @@ def key_of_command(command: str) -> str:
     spec = RuleSpec(id=0, targets=(FileRef("o", "o"),), sources=(), command=command,
                     location=Location("Vinefile", 1, 1))
     return rule_key(spec, {}).key
+
+
+def test_lazy_keys_are_made_when_asked_for_and_are_the_same_keys():
+    rules = [rule(0, ["x"], ["a.txt"], "c1"), rule(1, ["y"], ["x"], "c2"),
+             rule(2, ["z"], ["b.txt"], "c3"), rule(3, ["w"], ["y", "z"], "c4")]
+    eager = compute_keys(rules, SRC)
+    lazy = compute_keys(rules, SRC, lazy=True)
+    assert lazy._state.count(0) == 4  # nothing keyed yet
+    assert lazy.key_of(1) == eager.key_of(1)  # keys rules 0 and 1, in order
+    assert list(lazy._state) == [1, 1, 0, 0]
+    assert lazy.files["w"] == eager.files["w"]
+    assert dict(lazy.rules) == dict(eager.rules) and dict(lazy.files) == dict(eager.files)
+    with pytest.raises(KeyError):
+        lazy.key_of(4)

@@ -193,6 +193,8 @@ class Keys:
     arrays indexed by rule id (a million RuleKeys of tuples and hex strings cost ~1 KB each;
     docs/performance.md). Hex is made where a key is written or shown: `key_of(rid)` and
     `outputs_of(rid)` cheaply, `rules[rid]` a whole RuleKey (parts and inputs hashed again).
+    Made lazily (compute_keys(lazy=True)), a key is computed when first asked for, with the
+    keys of every rule before it in topological order.
     """
 
     def __init__(self, specs: list, producer: Mapping[str, int], resources_of,
@@ -207,18 +209,33 @@ class Keys:
         self._outs = bytearray(16 * size)
         self._named: dict[str, str] = {}  # sources, several outputs of a rule, derived keys
         self._cache: dict[int, RuleKey] = {}
+        self._next: Callable[[int | None], None] | None = None  # keys up to a rule, or all
         self.rules: Mapping[int, RuleKey] = _RuleView(self)
         self.files: Mapping[str, str] = _FileView(self)
 
+    def _keyed(self, rid: int) -> bool:
+        """Has `rid` a key? Made now (with those before it) if it is still to be made."""
+        if rid < len(self._state) and self._state[rid]:
+            return True
+        if self._next is None or not (0 <= rid < len(self._specs)) \
+                or self._specs[rid] is None:
+            return False
+        self._next(rid)
+        return self._state[rid] != _NOT_KEYED
+
+    def _finish(self) -> None:
+        if self._next is not None:
+            self._next(None)
+
     def key_of(self, rid: int) -> str:
-        """The key of rule `rid` (KeyError if it was not keyed)."""
-        if not (rid < len(self._state) and self._state[rid]):
+        """The key of rule `rid` (KeyError if it is not keyed)."""
+        if not self._keyed(rid):
             raise KeyError(rid)
         return _RULE + self._digests[16 * rid:16 * rid + 16].hex()
 
     def outputs_of(self, rid: int) -> tuple[Output, ...]:
         """(path, sandbox, key) of each output of rule `rid`, without hashing anything."""
-        if not (rid < len(self._state) and self._state[rid]):
+        if not self._keyed(rid):
             raise KeyError(rid)
         targets = self._specs[rid].targets
         if self._state[rid] == _ONE_OUTPUT:
@@ -230,12 +247,18 @@ class Keys:
         return tuple([_tuple_new(Output, (p, f.sandbox, named[p]))
                       for f in targets for p in (norm(f.path),)])
 
-    def file_key(self, path: str) -> str | None:
-        """The key of the file at the normalised `path`, None if it has none."""
+    def file_key(self, path: str, advance: bool = True) -> str | None:
+        """The key of the file at the normalised `path`, None if it has none. (`advance`:
+        make the keys it needs; never while keys are being made.)"""
         rid = self._producer.get(path)
-        if rid is not None and rid < len(self._state) and self._state[rid] == _ONE_OUTPUT:
+        if rid is not None and (self._keyed(rid) if advance else rid < len(self._state)) \
+                and self._state[rid] == _ONE_OUTPUT:
             return _OUT + self._outs[16 * rid:16 * rid + 16].hex()
-        return self._named.get(path)
+        key = self._named.get(path)
+        if key is None and advance and self._next is not None:
+            self._finish()  # a path under a made directory is keyed by a rule that reads it
+            key = self._named.get(path)
+        return key
 
     def _rule_key(self, rid: int) -> RuleKey:
         rk = self._cache.get(rid)
@@ -257,19 +280,19 @@ class _RuleView(Mapping):
         self._keys = keys
 
     def __getitem__(self, rid: int) -> RuleKey:
-        state = self._keys._state
-        if not (type(rid) is int and 0 <= rid < len(state) and state[rid]):
+        if not (type(rid) is int and rid >= 0 and self._keys._keyed(rid)):
             raise KeyError(rid)
         return self._keys._rule_key(rid)
 
     def __contains__(self, rid) -> bool:
-        state = self._keys._state
-        return type(rid) is int and 0 <= rid < len(state) and state[rid] != _NOT_KEYED
+        return type(rid) is int and rid >= 0 and self._keys._keyed(rid)
 
     def __iter__(self):
+        self._keys._finish()
         return (rid for rid, s in enumerate(self._keys._state) if s)
 
     def __len__(self) -> int:
+        self._keys._finish()
         return len(self._keys._state) - self._keys._state.count(_NOT_KEYED)
 
 
@@ -294,23 +317,26 @@ class _FileView(Mapping):
                 for rid, s in enumerate(keys._state) if s == _ONE_OUTPUT)
 
     def __iter__(self):
+        self._keys._finish()
         yield from self._keys._named
         yield from self._single()
 
     def __len__(self) -> int:
+        self._keys._finish()
         return len(self._keys._named) + self._keys._state.count(_ONE_OUTPUT)
 
 
 def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
                  resources_of: Callable[[RuleSpec], Resources] | None = None,
                  dir_members: Mapping[str, Sequence[str]] | None = None,
-                 producer: Mapping[str, int] | None = None) -> Keys:
+                 producer: Mapping[str, int] | None = None, lazy: bool = False) -> Keys:
     """Keys for every rule in `order` (topological), from the content keys of the sources.
 
     A library rule is keyed when first needed, so its callers may come before it in `order`.
     A path read under a made directory is keyed from that directory's key; a directory that
     holds made files (`dir_members`) from the keys of those files. `producer` (made file →
-    rule id, the graph's) is built from `order` when not given.
+    rule id, the graph's) is built from `order` when not given. `lazy`: each key is made when
+    first asked for (a reading error is then raised there; the graph has ruled them out).
     """
     if producer is None:
         producer = {norm(f.path): r.id for r in order for f in r.targets}
@@ -343,12 +369,13 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
 
     def _known(path: str) -> str | None:
         if dir_members and path in dir_members:
-            key = named[path] = tree_key((m, keys.file_key(m)) for m in dir_members[path])
+            key = named[path] = tree_key((m, keys.file_key(m, False))
+                                         for m in dir_members[path])
             return key
         cut = path.rfind("/")
         while cut > 0:
             parent = path[:cut]
-            known = keys.file_key(parent)
+            known = keys.file_key(parent, False)
             if known is not None:  # inside a made directory: named by the directory's key
                 key = named[path] = f"out-{ALGORITHM}-{digest(encode(known, path))}"
                 return key
@@ -421,9 +448,25 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
             state[rid] = _NAMED
         return key
 
-    for rule in order:
-        if not state[rule.id]:
-            key_rule(rule)
+    position = [0]  # the next rule of `order` to key
+
+    def key_up_to(rid: int | None) -> None:
+        """Key the rules of `order` until `rid` has a key (None: all of them)."""
+        i, n = position[0], len(order)
+        try:
+            while i < n and (rid is None or not state[rid]):
+                rule = order[i]
+                if not state[rule.id]:
+                    key_rule(rule)
+                i += 1
+        finally:
+            position[0] = i
+        if i == n:
+            keys._next = None
+
+    keys._next = key_up_to
+    if not lazy:
+        key_up_to(None)
     return keys
 
 

@@ -28,7 +28,7 @@ from vinemake.core.events import EventLog, start_run
 from vinemake.core.filestate import FileState, output_stat, write_snapshot
 from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
-from vinemake.core.keys import Keys, compute_keys
+from vinemake.core.keys import Keys, Output, compute_keys
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan, PlanRule, make_plan
 from vinemake.core.reporter import make_reporter
 from vinemake.core.statedir import StateDir
@@ -59,10 +59,10 @@ class _StoreView(Set):
     def __init__(self, store: Store):
         self.store = store
         self._shards: dict[str, bool] = {}  # shard directory -> exists
-        self._none = not os.path.isdir(store.root)  # nothing stored yet: no key is there
+        self.empty = not os.path.isdir(store.root)  # nothing stored yet: no key is there
 
     def __contains__(self, key) -> bool:
-        if self._none:
+        if self.empty:
             return False
         shard = self.store.shard(key)
         exists = self._shards.get(shard)
@@ -156,39 +156,54 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
     in_graph = set(graph.rule_ids)
     libs = [r for r in rules if r.library and r.id not in in_graph]
     keys = compute_keys(order + libs, source_keys, resources_of, graph.dir_members,
-                        graph.producer)
+                        graph.producer, lazy=True)
     del order, in_graph
     journal = Journal(StateDir(root).journal, workflow=workflow_name(workflow.path, root))
     store = store_for(root, cache_dir)
     ids = [rid for rid in graph.order() if not rules[rid].library]
     disk = _disk(journal.state.files, rules, keys, graph.producer, files, root)
-    _confined(rules, ids, keys, root)
+    _confined(rules, ids, root)
     edited = settle(journal, disk, root, graph.made_inside)
-    planned = _PlanRules(rules, keys, graph, remote, stays_remote)
-    plan = make_plan(ids, planned, journal.state, disk, _StoreView(store),
+    stored = _StoreView(store)
+    planned = _PlanRules(rules, keys, graph, remote, stays_remote,
+                         _recorded(journal.state) or not stored.empty)
+    plan = make_plan(ids, planned, journal.state, disk, stored,
                      keys.rules.__getitem__, planned.producers)
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
 
 
+def _recorded(state) -> bool:
+    """Has this workflow's journal any record at all?"""
+    return bool(state.done or state.files or state.failed or state.incomplete
+                or state.by_name)
+
+
 class _PlanRules(Mapping):
     """Each selected rule's PlanRule, made when the plan asks for it (not held: at a million
-    rules they would cost more than the keys); its producers asked for apart."""
+    rules they would cost more than the keys); its producers asked for apart.
+
+    With nothing `recorded` (no journal record, no store) no key can match anything, so
+    none is made for the plan: its keys are "" (a dry run of a first build never keys)."""
 
     def __init__(self, rules, keys: Keys, graph: BuildGraph, remote: frozenset[int],
-                 stays_remote):
+                 stays_remote, recorded: bool):
         self.rules, self.keys, self.graph, self.remote = rules, keys, graph, remote
         self.stays_remote = stays_remote
+        self.recorded = recorded
 
     def __getitem__(self, rid: int) -> PlanRule:
         rule = self.rules[rid]
-        outputs = self.keys.outputs_of(rid)
+        if self.recorded:
+            key, outputs = self.keys.key_of(rid), self.keys.outputs_of(rid)
+        else:
+            key, outputs = "", tuple([_tuple_new(Output, (norm(f.path), f.sandbox, ""))
+                                      for f in rule.targets])
         # (Only a temporary or remote rule's outputs can stay remote: asked only for those,
         # and whether another rule reads them matters only then.)
         remote_only = bool(rule.temp or rule.mini or rid in self.remote) \
             and self.stays_remote(self.rules, self.graph.dependents, rid, self.remote)
         consumed = remote_only and any(p in self.graph.consumed for p, _, _ in outputs)
-        return _tuple_new(PlanRule, (rid, rule.name, self.keys.key_of(rid), outputs,
-                                     remote_only, (), consumed))
+        return _tuple_new(PlanRule, (rid, rule.name, key, outputs, remote_only, (), consumed))
 
     def producers(self, rid: int) -> tuple[tuple[str, int], ...]:
         """(input path, producing rule id) of each input of `rid` that a rule makes."""
@@ -217,16 +232,14 @@ def _disk(made, rules, keys: Keys, producer, files: FileState, root: str) -> dic
     return disk
 
 
-def _confined(rules, ids, keys: Keys, root: str) -> None:
+def _confined(rules, ids, root: str) -> None:
     """Refuse, before anything runs, a target under a link that leads out of `root`."""
     confine = Confinement(root)
     for rid in ids:
-        targets = rules[rid].targets
-        if len(targets) == 1 and "/" not in targets[0].path:
-            continue  # its parent is the workflow directory itself
-        for path, _, _ in keys.outputs_of(rid):
+        for target in rules[rid].targets:
+            path = norm(target.path) if "/" in target.path else target.path
             if "/" not in path:
-                continue
+                continue  # its parent is the workflow directory itself
             problem = confine.problem(path, os.path.join(root, path))
             if problem is not None:
                 rule = rules[rid]
