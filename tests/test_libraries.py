@@ -14,6 +14,7 @@ import pytest
 from vinemake.common.spec import Resources
 from vinemake.common.task import LibrarySpec, Task
 from vinemake.worker.libraries import (
+    CallHandle,
     CallResult,
     LibraryPool,
     describe_exit,
@@ -278,6 +279,39 @@ def test_no_more_calls_in_flight_than_slots(pool, module, sandbox):
     assert library.call("double", ["in.txt", "x"], str(sandbox), wait_for_slot=False).ok
 
 
+def test_a_call_cancelled_while_it_waits_for_a_slot_never_runs(pool, module, sandbox):
+    command = f"{sys.executable} -m vinemake.library lib.py"
+    library = pool.get(spec(command, slots=1), copier(module))
+    holder = threading.Thread(target=lambda: library.call("hold", ["held", "release"],
+                                                          str(sandbox)))
+    holder.start()
+    wait_until((sandbox / "held").exists)
+    handle, results = CallHandle(), []
+    waiter = threading.Thread(target=lambda: results.append(
+        library.call("double", ["in.txt", "out"], str(sandbox), handle=handle)))
+    waiter.start()
+    handle.cancel()
+    (sandbox / "release").touch()
+    holder.join(DEADLINE)
+    waiter.join(DEADLINE)
+    assert results == [CallResult("error", None, "cancelled before it started")]
+    assert not (sandbox / "out").exists()
+
+
+def test_a_running_call_cancelled_is_stopped_and_the_library_serves_on(python_library,
+                                                                       sandbox):
+    handle, results = CallHandle(), []
+    caller = threading.Thread(target=lambda: results.append(python_library.call(
+        "hold", ["held", "never"], str(sandbox), handle=handle)))
+    caller.start()
+    wait_until((sandbox / "held").exists)
+    handle.cancel()
+    caller.join(DEADLINE)
+    assert results == [CallResult("error", None, "function hold was cancelled")]
+    assert python_library.call("double", ["in.txt", "out"], str(sandbox)).ok
+    assert python_library.starts == 1
+
+
 def test_instance_killed_between_calls_is_restarted(python_library, sandbox, tmp_path):
     assert python_library.call("double", ["in.txt", "out1"], str(sandbox)).ok
     os.killpg(python_library.pid, signal.SIGKILL)
@@ -340,7 +374,8 @@ def test_killing_an_instance_stops_its_calls(python_library, sandbox):
     thread = threading.Thread(target=lambda: results.append(
         python_library.call("spawn_and_hang", ["sleep.pid"], str(sandbox))))
     thread.start()
-    wait_until((sandbox / "sleep.pid").exists)
+    pid_file = sandbox / "sleep.pid"
+    wait_until(lambda: pid_file.exists() and pid_file.read_text())  # written, not just made
     os.killpg(python_library.pid, signal.SIGKILL)  # the library, not its calls' groups
     thread.join(DEADLINE)
     assert [r.reason for r in results] == [

@@ -797,6 +797,28 @@ def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_pa
     assert [r.status for r in c.collect(*calls, plain)] == ["ok"] * 4
 
 
+def test_cancel_all_stops_a_running_call_and_one_waiting_on_the_worker_for_a_slot(
+        cluster, tmp_path):
+    from vinemake.common.task import LibrarySpec
+
+    (tmp_path / "lib.py").write_text(GATED)
+    c = cluster()
+    c.worker("w1", cores=2)
+    lib = LibrarySpec(name="m", key="lib-3", command=f"{sys.executable} -m vinemake.library lib.py",
+                      inputs=(TaskFile("file-lib3", "lib.py", str(tmp_path / "lib.py"), 1),),
+                      resources=Resources(cores=1), slots=1)
+    gate = tmp_path / "gate"
+    for i in range(2):  # the second is sent ahead to wait on the worker for the one slot
+        c.m.submit(task(i, f"wait {tmp_path}/call.{i} {gate}", library=lib))
+    wait_for(lambda: (tmp_path / "call.0").exists(), "the first call to run")
+    wait_for(lambda: c.m.running_total == 2, "the second call to be sent")
+    c.m.cancel_all()
+    wait_for(lambda: c.m.running_total == 0, "the worker to report both calls")
+    gate.touch()
+    assert c.m.wait(0.2) == []  # nothing reported to the engine
+    assert not (tmp_path / "call.1").exists()  # withdrawn before it ever ran
+
+
 def test_a_restarted_worker_removes_what_a_killed_one_left(cluster, tmp_path):
     c = cluster()
     old = c.worker("w1")

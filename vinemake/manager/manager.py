@@ -406,8 +406,11 @@ class Manager:
         self.queue.clear()
         for w in self.workers.values():
             # Sent ahead: the worker forgets them, or kills one that started meanwhile; either
-            # way its outcome is dropped, as for cancel_all.
+            # way its outcome is dropped, as for cancel_all. Calls sent ahead wait there for a
+            # slot of their library: those not known to have begun go the same way.
             ahead = [t.id for t in w.waiting]
+            ahead += [t.id for t in w.running.values()
+                      if t.library is not None and t.id not in self._started]
             for tid in ahead:
                 self.recovery.cancel(tid)
             if ahead:

@@ -44,8 +44,8 @@ from typing import Any
 from vinemake.common.paths import remove_path
 from vinemake.common.task import LibrarySpec, Task, with_threads
 
-__all__ = ["CallResult", "LibraryInstance", "LibraryPool", "split_call", "kill_session",
-           "PROTOCOL_VERSION"]
+__all__ = ["CallResult", "CallHandle", "LibraryInstance", "LibraryPool", "split_call",
+           "kill_session", "PROTOCOL_VERSION"]
 
 PROTOCOL_VERSION = 1
 TAIL_CHARS = 4000
@@ -181,16 +181,24 @@ class _StartFailed(Exception):
     """The library process ended, or never said it was ready; args[0] is a CallResult."""
 
 
-class _Pending:
-    """A call waiting for its response."""
+class CallHandle:
+    """One call, from before it has a slot until its response: cancel() stops it from any
+    thread (a call not begun never runs; a running one is cancelled in its library)."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()
+        self.done = threading.Event()  # answered, or cancelled: the caller wakes
+        self.answered = threading.Event()
         self.result: CallResult | None = None
+        self.cancelled = False
 
     def finish(self, result: CallResult) -> None:
         if self.result is None:
             self.result = result
+        self.answered.set()
+        self.done.set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
         self.done.set()
 
 
@@ -233,7 +241,7 @@ class _Process:
         self.ready_at: float | None = None  # when it said it was ready
         self.announced = False  # its start was reported (LibraryInstance.on_ready)
         self.ended: CallResult | None = None  # why it ended, once it has
-        self.pending: dict[int, tuple[str, _Pending]] = {}
+        self.pending: dict[int, tuple[str, CallHandle]] = {}
         self.started = False  # it said it was ready
         # Two locks: a writer blocked on a full pipe must not stop the reader matching responses.
         self.lock = threading.Lock()  # pending and ended
@@ -260,8 +268,7 @@ class _Process:
 
     def call(self, function: str, args: list[str], cwd: str,
              env: tuple[tuple[str, str], ...], output: str | None, timeout: float | None,
-             cancel_grace: float) -> CallResult:
-        pending = _Pending()
+             cancel_grace: float, pending: CallHandle) -> CallResult:
         with self.lock:
             if self.ended is not None:
                 return self.ended
@@ -269,10 +276,12 @@ class _Process:
             self.pending[call_id] = (function, pending)
         self._send(call_request(call_id, function, args, cwd, env, output))
         if not pending.done.wait(timeout):
-            self._cancel(call_id, function, pending, cancel_grace)
+            self._cancel(call_id, function, pending, cancel_grace, "exceeded its wall time")
             return CallResult("resource_exceeded", None,
                               f"function {function} exceeded its wall time of {timeout:g}s")
-        assert pending.result is not None
+        if pending.result is None:  # cancelled while it ran
+            self._cancel(call_id, function, pending, cancel_grace, "was cancelled")
+            return CallResult("error", None, f"function {function} was cancelled")
         return pending.result
 
     def _send(self, line: bytes) -> None:
@@ -283,13 +292,13 @@ class _Process:
             except (OSError, ValueError):
                 pass  # it died: the reader sees the end and fails the pending calls with why
 
-    def _cancel(self, call_id: int, function: str, pending: _Pending, grace: float) -> None:
+    def _cancel(self, call_id: int, function: str, pending: CallHandle, grace: float,
+                why: str) -> None:
         self._send((json.dumps({"id": call_id, "cancel": True}) + "\n").encode())
-        if not pending.done.wait(grace):
+        if not pending.answered.wait(grace):
             # The call may still hold a slot inside the library: only a restart frees it. Wait
             # for the reader to see the end, so the next call starts a new instance.
-            self._broken(f"was stopped: it did not cancel a call to {function} that exceeded "
-                         f"its wall time")
+            self._broken(f"was stopped: it did not cancel a call to {function} that {why}")
             self.kill()
             self.reader.join(grace)
 
@@ -419,17 +428,21 @@ class LibraryInstance:
     def call(self, function: str, args: list[str], cwd: str, timeout: float | None = None,
              env: tuple[tuple[str, str], ...] = (), output: str | None = None,
              wait_for_slot: bool = True,
-             on_begin: Callable[[], None] | None = None) -> CallResult:
+             on_begin: Callable[[], None] | None = None,
+             handle: CallHandle | None = None) -> CallResult:
         """Run FUNCTION(*args) in the library with cwd as its working directory.
 
         `on_begin()` is called as the call really begins: a slot is free and the library is
-        ready (it may have had to start first), not before.
+        ready (it may have had to start first), not before. `handle.cancel()`, from any
+        thread, withdraws the call if it has not begun (status "error", nothing run) and
+        cancels it in the library if it has.
 
         `output` names a file for the call's stdout and stderr (the Python library program
         honours it; others may not); a failed call's stderr_tail then starts with its tail.
         With wait_for_slot=False a call that finds every slot busy returns status "error"
         at once instead of waiting (the manager accounts slots; this catches it overbooking).
         """
+        handle = handle or CallHandle()
         if not self._slots.acquire(blocking=wait_for_slot):
             return CallResult("error", None, f"library {self.spec.name} has all "
                               f"{self.spec.slots} slots busy")
@@ -440,12 +453,14 @@ class LibraryInstance:
                 return failed.args[0]
             if process is None:
                 return CallResult("error", None, f"library {self.spec.name} is shut down")
+            if handle.cancelled:
+                return CallResult("error", None, "cancelled before it started")
             if output is not None:
                 output = os.path.abspath(output)
             if on_begin is not None:
                 on_begin()
             result = process.call(function, args, os.path.abspath(cwd), env, output, timeout,
-                                  self.cancel_grace)
+                                  self.cancel_grace, handle)
             return result if output is None else with_output(result, read_tail(output))
         finally:
             self._slots.release()

@@ -48,7 +48,7 @@ from vinemake.worker.environments import (
     fix_up,
     unpack,
 )
-from vinemake.worker.libraries import LibraryPool, library_path, split_call
+from vinemake.worker.libraries import CallHandle, LibraryPool, library_path, split_call
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.sandbox import (
     SandboxError,
@@ -219,6 +219,8 @@ class Runner:
         self._key_locks: dict[str, list] = {}
         self._spare: list[str] = []
         self._watches: dict[int, object] = {}  # task id -> Watch, while its command runs
+        self._calls: dict[int, CallHandle] = {}  # task id -> its library call, until it ends
+        self.closed = False  # its session ended (close())
         # Unpacked environment's path -> its activated variables (each written under the
         # environment's key lock).
         self._activated: dict[str, tuple[tuple[str, str], ...]] = {}
@@ -403,8 +405,17 @@ class Runner:
             began.append(time.monotonic())
             self.on_start(task.id, time.time())
 
-        r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
-                          on_begin=begin, env=task.env)
+        handle = CallHandle()
+        with self._locks_lock:
+            self._calls[task.id] = handle
+        if self.closed:  # its session ended while it was set up
+            handle.cancel()
+        try:
+            r = instance.call(function, args, cwd=sandbox, timeout=task.resources.wall_time_s,
+                              on_begin=begin, env=task.env, handle=handle)
+        finally:
+            with self._locks_lock:
+                self._calls.pop(task.id, None)
         # From its start, as for a command: not the library's start-up or the wait for a slot
         # (the manager sends calls ahead to wait for one here).
         wall = time.monotonic() - (began[0] if began else start)
@@ -580,6 +591,23 @@ class Runner:
                 self.on_transfer(o.key, MINI, size, start, time.time(), True, digest, "")
         finally:
             self._give_back(sandbox)
+
+    def cancel_call(self, task_id: int) -> bool:
+        """Stop the library call of task_id (withdrawn if it waits for a slot); False when
+        no call of that id is here."""
+        with self._locks_lock:
+            handle = self._calls.get(task_id)
+        if handle is not None:
+            handle.cancel()
+        return handle is not None
+
+    def close(self) -> None:
+        """Its session ended: every call it has stops, and none begins from now on."""
+        self.closed = True
+        with self._locks_lock:
+            handles = list(self._calls.values())
+        for handle in handles:
+            handle.cancel()
 
     def watch_of(self, task_id: int):
         """The Watch of `task_id`'s command while it runs, else None (any thread)."""

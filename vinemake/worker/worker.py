@@ -287,6 +287,8 @@ class Worker:
             (log.info if self._stop.is_set() else log.error)("closing manager connection: %s", e)
         finally:
             self._conn = None
+            if self.runner is not None:
+                self.runner.close()  # its library calls stop, as its commands are killed below
             self._close_line()
             for box in (self._outbox, self._starts):  # held for this session: nobody's now
                 while True:  # (see _ended)
@@ -497,6 +499,8 @@ class Worker:
         if watch is not None:
             self.monitor.kill(watch, "cancelled by the manager")
             return
+        if self.runner is not None and self.runner.cancel_call(task_id):
+            return  # a library call: withdrawn if it waited for a slot, else cancelled there
         pair = self.slots.cancel(task_id)
         if pair is not None:
             task, (runner, _) = pair
