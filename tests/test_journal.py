@@ -108,7 +108,7 @@ def test_a_record_made_now_is_written_whole_and_held_without_what_only_later_run
     j.close()
     again = Journal(str(path)).state.done["r1"]  # what the next run's plan reads
     assert part_map(again) == {"command": "c1", "environment": "e1"}
-    assert (again.inputs, again.seen) == ([["a", "k"]], (("a", "ha"),))
+    assert (again.inputs, again.seen) == ((("a", "k"),), (("a", "ha"),))
 
 
 def test_a_journal_holding_records_made_now_is_never_compacted_from_them(tmp_path):
@@ -121,3 +121,25 @@ def test_a_journal_holding_records_made_now_is_never_compacted_from_them(tmp_pat
     j.close()
     st = Journal(str(path)).state
     assert part_map(st.done["r2000"]) == {"command": "c2"} and st.lines == 2001
+
+
+def test_replayed_records_share_what_they_repeat_and_explain_the_same(tmp_path):
+    rest = "environment=e1 resources=r1 library=l1 kind=k1"
+    lines = [json.dumps({"ev": "done", "rule": f"r{i}", "name": f"t{i}", "how": "ran",
+                         "parts": f"command=c{i} {rest}", "inputs": [["a", f"k{i}"]],
+                         "outputs": [[f"t{i}", f"o{i}", 1, i, "h"]], "wf": "Vinefile"})
+             for i in range(3)]
+    st = replay(lines)
+    one, two = st.done["r1"], st.done["r2"]
+    assert part_map(one) == {"command": "c1", "environment": "e1", "resources": "r1",
+                             "library": "l1", "kind": "k1"}
+    assert one.parts.rest is two.parts.rest and one.workflow is two.workflow
+    assert st.files["t1"].workflow is st.files["t2"].workflow == "Vinefile"
+    assert dict(one.inputs) == {"a": "k1"}
+    path = tmp_path / "journal"  # compaction writes the parts back as they were written
+    path.write_text("\n".join(lines * 500) + "\n")
+    j = Journal(str(path))
+    j.open()
+    j.close()
+    assert sorted(json.loads(line)["parts"] for line in path.read_text().splitlines()) == \
+        [f"command=c{i} {rest}" for i in range(3)]

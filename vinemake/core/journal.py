@@ -30,9 +30,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 __all__ = ["workflow_name", "RuleRecord", "FileRecord", "JournalState", "replay", "Journal",
-           "SYNC_INTERVAL_S", "part_map"]
+           "SYNC_INTERVAL_S", "part_map", "PartsText"]
 
 SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
@@ -65,18 +66,38 @@ class RuleRecord:
     key: str
     name: str
     how: str = "ran"
-    parts: object = ()  # "name=digest ..." as written, or (name, digest) pairs: see part_map()
+    parts: object = ()  # PartsText as read back, or (name, digest) pairs: see part_map()
     inputs: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()
     seen: tuple[tuple[str, str], ...] = ()  # (made input, its content hash when this ran)
     workflow: str = ""  # the workflow file it belongs to ("" in journals older than that)
 
 
+class PartsText(NamedTuple):
+    """A record's parts as read back, `name=digest ...` cut after its first part: the rest
+    (environment, resources, library, kind) is one string shared by every record that has
+    it, so a replayed million records hold the command's digest each and little more."""
+
+    first: str
+    rest: str
+
+    def text(self) -> str:
+        return f"{self.first} {self.rest}" if self.rest else self.first
+
+
 def part_map(record: RuleRecord) -> dict[str, str]:
     """A record's parts as {name: digest}, whichever form they were written in."""
-    if isinstance(record.parts, str):
-        return dict(p.split("=", 1) for p in record.parts.split())
-    return dict(record.parts)  # type: ignore[arg-type]
+    parts = record.parts
+    if isinstance(parts, PartsText):
+        parts = parts.text()
+    if isinstance(parts, str):
+        return dict(p.split("=", 1) for p in parts.split())
+    return dict(parts)  # type: ignore[arg-type]
+
+
+def _written(parts) -> object:
+    """Parts as the journal writes them: one string (or pairs, from old journals)."""
+    return parts.text() if isinstance(parts, PartsText) else parts
 
 
 @dataclass
@@ -89,6 +110,9 @@ class JournalState:
     failed: dict[str, str] = field(default_factory=dict)
     incomplete: set[str] = field(default_factory=set)
     lines: int = 0
+    # One object for each of the few values many records repeat (how, workflow, the parts
+    # after the command's), instead of a copy per record parsed.
+    shared: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     def previous(self, name: str, first_output: str | None) -> RuleRecord | None:
         """The last completion of the rule that makes `first_output` (or is called `name`)."""
@@ -118,14 +142,22 @@ def _apply(state: JournalState, ev: dict) -> None:
         state.incomplete.add(key)
     elif kind == "done":
         outputs = ev.get("outputs", ())
-        # parts and inputs stay as parsed: only the reason of a stale rule reads them.
-        state.done[key] = RuleRecord(key, ev["name"], ev.get("how", "ran"),
-                                     ev.get("parts", ()), ev.get("inputs", ()),
+        shared = state.shared.setdefault
+        wf = shared(ev.get("wf", ""), ev.get("wf", ""))
+        parts = ev.get("parts", ())
+        if isinstance(parts, str) and parts:
+            first, _, rest = parts.partition(" ")
+            parts = PartsText(first, shared(rest, rest))
+        inputs = ev.get("inputs")
+        # parts and inputs are only read for the reason of a stale rule.
+        state.done[key] = RuleRecord(key, ev["name"], shared(ev.get("how", "ran"),
+                                                             ev.get("how", "ran")),
+                                     parts, tuple(map(tuple, inputs)) if inputs else (),
                                      tuple(o[0] for o in outputs),
-                                     tuple(map(tuple, ev.get("seen", ()))), ev.get("wf", ""))
+                                     tuple(map(tuple, ev.get("seen", ()))), wf)
         for out in outputs:
             state.files[out[0]] = FileRecord(out[1], int(out[2]), int(out[3]), key, False,
-                                             out[4] if len(out) > 4 else "", ev.get("wf", ""))
+                                             out[4] if len(out) > 4 else "", wf)
         if not outputs:
             state.by_name[ev["name"]] = key
         state.incomplete.discard(key)
@@ -159,7 +191,7 @@ def _events(state: JournalState) -> Iterable[dict]:
                  state.files[p].content]
                 for p in rec.outputs if p in state.files and state.files[p].rule == key]
         yield {"ev": "done", "rule": key, "name": rec.name, "how": rec.how,
-               "parts": rec.parts, "inputs": rec.inputs, "outputs": outs,
+               "parts": _written(rec.parts), "inputs": rec.inputs, "outputs": outs,
                "seen": rec.seen, "wf": rec.workflow}
     for path, frec in state.files.items():
         if frec.collected:
