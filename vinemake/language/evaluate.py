@@ -447,6 +447,62 @@ class StatementEvaluator:
     def plain_rule(self, stmt: PlainRule) -> None:
         self.plain(*stmt)
 
+    def plain_rules(self, match, body: str, pos: int, line: int) -> tuple[int, int, int]:
+        """Evaluate the plain rules that `match` finds one after the other in `body` from
+        `pos` (line `line`), each as (targets, sources, indent, command, the blank lines
+        after it): (where they stop, its line, how many there were).
+
+        The usual rule of a big workflow (one target, two inputs made above, nothing
+        exported, not local) is made here with all it needs at hand, as `plain` would make
+        it (a million calls and attribute lookups fewer); any other goes to `plain`.
+        """
+        if self.batch_local is None:  # no assignment comes between plain rules
+            self.batch_local = _is_true(self.lookup_top("BATCH_LOCAL"))
+        usual = not self.exports and not self.batch_local and RULESPEC_COMPLETED_LATER
+        refs, rules, path, category = self.refs, self.rules, self.path, self.current
+        get, add_rule, add_deps = refs.get, rules.append, self.deps.append
+        made = self.made if usual else None
+        add_early = None
+        limit, prefixes = MAX_COMMAND_BYTES // 4, keywords.COMMAND_PREFIXES
+        count = 0
+        while True:
+            m = match(body, pos)
+            if m is None:
+                return pos, line, count
+            targets_text, sources_text, indent, command, blank = m.groups()
+            pos = m.end()
+            count += 1
+            command_col = len(indent) + 1
+            if made is not None:
+                stripped = command.strip()
+                names, words = targets_text.split(), sources_text.split()
+                if (len(names) == 1 and len(words) == 2 and stripped
+                        and len(stripped) <= limit and not stripped.startswith(prefixes)
+                        and "->" not in targets_text and "->" not in sources_text):
+                    name, (first, second) = names[0], words
+                    rid = len(rules)
+                    if made.setdefault(name, rid) is rid:
+                        a, b = made.get(first), made.get(second)
+                        if (a is not None and b is not None and a is not rid and b is not rid
+                                and "/" not in name and "\0" not in name and name[:1] != "."):
+                            add_deps((a, b) if a < b else (b, a) if b < a else (a,))
+                            rule = new_plain_rulespec(
+                                rid, (get(name) or self._new_ref(name),),
+                                (get(first), get(second)),  # made above: known
+                                stripped, path, line, 1, line + 1, command_col)
+                            if category != "default":
+                                set_later(rule, "category", category)
+                            if add_early is None:
+                                add_early = self.early.setdefault(category, []).append
+                            add_early(rule)
+                            add_rule(rule)
+                            line += 2 + blank.count("\n")
+                            continue
+                        del made[name]  # and again, the long way
+            self.plain(targets_text, sources_text, command, line, 1, command_col)
+            made = self.made if usual else None
+            line += 2 + blank.count("\n")
+
     def plain(self, targets_text: str, sources_text: str, command: str, line: int, col: int,
               command_col: int) -> None:
         """The PlainRule of these fields: what `rule` does, minus everything that cannot apply.

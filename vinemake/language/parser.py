@@ -230,21 +230,16 @@ def _read(body: str, source: SourceText, environ: Mapping[str, str],
     (the lexer's contexts and the LALR state are those of the file's start).
     """
     evaluator = StatementEvaluator(source, environ, read)
-    plain, statement = evaluator.plain, evaluator.statement
-    match = _FAST.match
+    statement = evaluator.statement
     end = len(body)
     pos = _BLANK_LINES.match(body).end()
     line = body.count("\n", 0, pos) + 1
     since = _DENSE  # plain rules since the last segment
     while pos < end:
-        m = match(body, pos)
-        if m is not None:
-            targets, sources, indent, command, blank = m.groups()
-            plain(targets, sources, command, line, 1, len(indent) + 1)
-            line += 2 + blank.count("\n")
-            pos = m.end()
-            since += 1
-            continue
+        pos, line, count = evaluator.plain_rules(_FAST.match, body, pos, line)
+        since += count
+        if pos >= end:
+            break
         stop, statements = _segment(body, pos, since < _DENSE)
         for stmt in statements:
             statement(_moved(stmt, line - 1))
