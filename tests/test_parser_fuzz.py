@@ -95,8 +95,8 @@ def test_generated_rules_read_back(rules):
     text = ""
     for targets, sources, command, before, after, indent, between, continued in rules:
         source_text = _file_list(sources)
-        if continued and sources:
-            source_text = source_text.replace(" ", " \\\n   ", 1)
+        if continued and len(sources) > 1:  # between two names (in quotes it is one blank)
+            source_text = _file_list(sources[:1]) + " \\\n   " + _file_list(sources[1:])
         before = before if targets else ""  # a line starting with a blank is a command
         text += f"{_file_list(targets)}{before}:{after}{source_text}\n{indent}{command}\n"
         text += between
