@@ -93,9 +93,11 @@ class _Run:
     manager's loop only adds starts and workers, each one assignment)."""
 
     def __init__(self):
-        # rule -> (label, action, command) of its plan event: not the event itself, which
-        # is a kilobyte a rule (its files, resources), a gigabyte at a million rules.
-        self.plans: dict[int, tuple[str, str, str | None]] = {}
+        # By rule id, the label and command of its plan event (strings the rules hold
+        # anyway), not the event, which is a kilobyte a rule: a gigabyte at a million rules.
+        self._labels: list[str | None] = []
+        self._commands: list[str | None] = []
+        self._restores: set[int] = set()  # planned to be restored
         self.actions = {"run": 0, "restore": 0, "skip": 0}
         self.total = self.done = self.failed = 0
         self.running: dict[int, str] = {}  # rule -> worker, between start and end
@@ -103,25 +105,34 @@ class _Run:
         self.workers_seen: set[str] = set()
         self.headed = False
 
+    def _planned(self, rid) -> bool:
+        return isinstance(rid, int) and 0 <= rid < len(self._labels) and \
+            self._labels[rid] is not None
+
     def label(self, rid) -> str:
-        plan = self.plans.get(rid)
-        return plan[0] if plan else f"rule {rid}"
+        return self._labels[rid] if self._planned(rid) else f"rule {rid}"
 
     def command(self, rid) -> str | None:
-        plan = self.plans.get(rid)
-        return plan[2] if plan else None
+        return self._commands[rid] if self._planned(rid) else None
 
     def take(self, ev: dict) -> None:
         kind = ev["ev"]
         if kind == "plan":
-            self.plans[ev["rule"]] = (ev.get("label", ""), ev.get("action", "run"),
-                                      ev.get("command"))
+            rid = ev["rule"]
+            if isinstance(rid, int) and rid >= 0:
+                if rid >= len(self._labels):
+                    grow = rid + 1 - len(self._labels)
+                    self._labels += [None] * grow
+                    self._commands += [None] * grow
+                self._labels[rid] = ev.get("label", "")
+                self._commands[rid] = ev.get("command")
+                if ev.get("action") == "restore":
+                    self._restores.add(rid)
             self.actions[ev.get("action", "run")] = self.actions.get(ev.get("action"), 0) + 1
             if ev.get("action") == "run":
                 self.total += 1
         elif kind == "submit":
-            plan = self.plans.get(ev["rule"])
-            if plan is not None and plan[1] == "restore" and ev.get("attempt") == 1:
+            if ev["rule"] in self._restores and ev.get("attempt") == 1:
                 self.total += 1  # its outputs were not in the cache after all: it runs
         elif kind == "start":
             self.running[ev["rule"]] = ev.get("worker", "")
