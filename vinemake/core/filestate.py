@@ -193,21 +193,19 @@ def _words(vinefile: bytes) -> frozenset[str]:
 _WORD_BYTES = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 _DIGITS = frozenset(b"0123456789")
 _FEW = 1000  # occurrences of a name worth checking one by one
+# (Vinefile digest, name) -> is it one of the Vinefile's words: a run asks three times
+_MENTIONED: dict[tuple[str, str], bool] = {}
 
 
 def _mentions(vinefile: bytes, name: str) -> bool:
     """Is `name` one of the Vinefile's words (`_WORD.findall`)? Asked per variable of the
-    environment: finding every word of a million-rule Vinefile costs seconds, and most
-    names never occur in it at all."""
+    environment: finding every word of a million-rule Vinefile costs seconds and hundreds
+    of MB, and most names never occur in it at all."""
     key = name.encode("utf-8", "surrogateescape")
     if not _WORD.fullmatch(key):
         return False
-    count = vinefile.count(key)
-    if count == 0:
-        return False
-    if count > _FEW:
-        return name in _words(vinefile)
     i = vinefile.find(key)
+    seen = 0
     while i >= 0:
         end = i + len(key)
         if end == len(vinefile) or vinefile[end] not in _WORD_BYTES:
@@ -217,12 +215,25 @@ def _mentions(vinefile: bytes, name: str) -> bool:
                 start -= 1
             if start == 0 or vinefile[start - 1] not in _WORD_BYTES:
                 return True
+        seen += 1
+        if seen > _FEW:
+            return name in _words(vinefile)
         i = vinefile.find(key, i + 1)
     return False
 
 
 def snapshot_digest(vinefile: bytes, environ: Mapping[str, str], options: str) -> str:
-    read = sorted((k, v) for k, v in environ.items() if _mentions(vinefile, k))
+    text = xxhash.xxh3_128_hexdigest(vinefile)
+    if len(_MENTIONED) > 4096:
+        _MENTIONED.clear()
+    read = []
+    for k, v in environ.items():
+        mentioned = _MENTIONED.get((text, k))
+        if mentioned is None:
+            mentioned = _MENTIONED[(text, k)] = _mentions(vinefile, k)
+        if mentioned:
+            read.append((k, v))
+    read.sort()
     h = xxhash.xxh3_128()
     for part in (vinefile, repr(read).encode("utf-8", "surrogateescape"), options.encode()):
         h.update(len(part).to_bytes(8, "little"))
