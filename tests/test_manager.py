@@ -771,15 +771,21 @@ def wait(marker, gate):
 '''
 
 
-def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_path):
+def gated_library(tmp_path, cores: int, slots: int):
+    """A library (fork mode) whose `wait MARKER GATE` calls hold their slot until GATE exists."""
     from vinemake.common.task import LibrarySpec
 
     (tmp_path / "lib.py").write_text(GATED)
+    return LibrarySpec(name="m", key="lib-gated",
+                       command=f"{sys.executable} -m vinemake.library lib.py",
+                       inputs=(TaskFile("file-gated", "lib.py", str(tmp_path / "lib.py"), 1),),
+                       resources=Resources(cores=cores), slots=slots)
+
+
+def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_path):
+    lib = gated_library(tmp_path, cores=2, slots=2)
     c = cluster()
     c.worker("w1", cores=3)
-    lib = LibrarySpec(name="m", key="lib-2", command=f"{sys.executable} -m vinemake.library lib.py",
-                      inputs=(TaskFile("file-lib2", "lib.py", str(tmp_path / "lib.py"), 1),),
-                      resources=Resources(cores=2), slots=2)
     gate = tmp_path / "gate"
     calls = [task(i, f"wait {tmp_path}/call.{i} {gate}", library=lib) for i in range(3)]
     plain = task(9, f"touch {tmp_path}/plain; while [ ! -e {gate} ]; do sleep 0.01; done",
@@ -799,14 +805,9 @@ def test_a_library_holds_its_resources_and_its_slots_bound_calls(cluster, tmp_pa
 
 def test_cancel_all_stops_a_running_call_and_one_waiting_on_the_worker_for_a_slot(
         cluster, tmp_path):
-    from vinemake.common.task import LibrarySpec
-
-    (tmp_path / "lib.py").write_text(GATED)
+    lib = gated_library(tmp_path, cores=1, slots=1)
     c = cluster()
     c.worker("w1", cores=2)
-    lib = LibrarySpec(name="m", key="lib-3", command=f"{sys.executable} -m vinemake.library lib.py",
-                      inputs=(TaskFile("file-lib3", "lib.py", str(tmp_path / "lib.py"), 1),),
-                      resources=Resources(cores=1), slots=1)
     gate = tmp_path / "gate"
     for i in range(2):  # the second is sent ahead to wait on the worker for the one slot
         c.m.submit(task(i, f"wait {tmp_path}/call.{i} {gate}", library=lib))

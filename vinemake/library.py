@@ -125,13 +125,7 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
     code = 1  # until the function has returned
     _own_group(0)
     try:
-        if request.output is not None:
-            fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-        os.chdir(request.cwd)
-        os.environ.update(dict(request.env))
+        _enter(request)
         function(*request.args)
         code = 0
     except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
@@ -145,10 +139,24 @@ def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
             os._exit(code)
 
 
+def _enter(request: Request) -> None:
+    """Set this process up for the call: its output file on fds 1 and 2, its working
+    directory, its environment."""
+    if request.output is not None:
+        fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+    os.chdir(request.cwd)
+    os.environ.update(dict(request.env))
+
+
 def _traceback_of(exc: BaseException) -> str:
-    """The traceback of what a call raised, starting at the user's function (our frame left
-    out)."""
-    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    """The traceback of what a call raised, starting at the user's function (this module's
+    frames left out: an error of ours in setting the call up shows as its last line alone)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
     return "".join(traceback.format_exception(type(exc), exc, tb))
 
 
@@ -314,12 +322,7 @@ def _run_here(function: Any, request: Request) -> str | None:
         if request.output is not None:
             _flush_std()
             saved_fds = (os.dup(1), os.dup(2))
-            fd = os.open(request.output, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-            os.dup2(fd, 1)
-            os.dup2(fd, 2)
-            os.close(fd)
-        os.chdir(request.cwd)
-        os.environ.update(dict(request.env))
+        _enter(request)
         function(*request.args)
         return None
     except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
