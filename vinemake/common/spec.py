@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, slots=True)  # slots: two per rule, 40 bytes each fewer
-class Location:
-    """A place in a Vinefile: 1-based line and column."""
+class Location(NamedTuple):
+    """A place in a Vinefile: 1-based line and column.
+
+    A NamedTuple: two per rule, each made in one call (new_location) where a dataclass
+    takes four."""
 
     path: str
     line: int
@@ -158,17 +161,15 @@ class Workflow:
 
 _new = object.__new__
 _setattr = object.__setattr__
+_tuple_new = tuple.__new__
 _FACTORIES = tuple((f.name, f.default_factory) for f in dataclasses.fields(RuleSpec)
                    if f.default_factory is not dataclasses.MISSING)
 _FAST_RULESPEC = not hasattr(RuleSpec, "__slots__") and not hasattr(RuleSpec, "__post_init__")
 _FAST_FILEREF = ([f.name for f in dataclasses.fields(FileRef)] == ["path", "sandbox"]
                  and not hasattr(FileRef, "__post_init__"))
-_FAST_LOCATION = ([f.name for f in dataclasses.fields(Location)] == ["path", "line", "col"]
-                  and not hasattr(Location, "__post_init__"))
 # The parser may make a rule before the end of the file and give it its resources (the one
 # field with a factory) and category-wide fields later, with set_later.
-RULESPEC_COMPLETED_LATER = (_FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
-                            and _FAST_LOCATION)
+RULESPEC_COMPLETED_LATER = _FAST_RULESPEC and [name for name, _ in _FACTORIES] == ["resources"]
 
 
 # The fields a parsed rule usually sets, in the order the parser sets them.
@@ -212,21 +213,13 @@ def new_plain_rulespec(rid: int, targets: tuple[FileRef, ...], sources: tuple[Fi
     """A RuleSpec of these fields (located in `path`), every other at its default but
     `resources`, which the caller gives with set_later before anyone reads the rule. Only
     where RULESPEC_COMPLETED_LATER."""
-    location = _new(Location)
-    _setattr(location, "path", path)
-    _setattr(location, "line", line)
-    _setattr(location, "col", col)
-    command_location = _new(Location)
-    _setattr(command_location, "path", path)
-    _setattr(command_location, "line", command_line)
-    _setattr(command_location, "col", command_col)
     spec = _new(RuleSpec)
     _setattr(spec, "id", rid)
     _setattr(spec, "targets", targets)
     _setattr(spec, "sources", sources)
     _setattr(spec, "command", command)
-    _setattr(spec, "location", location)
-    _setattr(spec, "command_location", command_location)
+    _setattr(spec, "location", _tuple_new(Location, (path, line, col)))
+    _setattr(spec, "command_location", _tuple_new(Location, (path, command_line, command_col)))
     return spec
 
 
@@ -244,11 +237,5 @@ def new_fileref(path: str) -> FileRef:
 
 
 def new_location(path: str, line: int, col: int) -> Location:
-    """Location(path, line, col), without the generated __init__."""
-    if not _FAST_LOCATION:
-        return Location(path, line, col)
-    location = _new(Location)
-    _setattr(location, "path", path)
-    _setattr(location, "line", line)
-    _setattr(location, "col", col)
-    return location
+    """Location(path, line, col), without the NamedTuple's own __new__ (a Python function)."""
+    return _tuple_new(Location, (path, line, col))

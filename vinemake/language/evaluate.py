@@ -486,9 +486,11 @@ class StatementEvaluator:
                         if (a is not None and b is not None and a is not rid and b is not rid
                                 and "/" not in name and "\0" not in name and name[:1] != "."):
                             add_deps((a, b) if a < b else (b, a) if b < a else (a,))
+                            target = get(name)
+                            if target is None:
+                                target = refs[name] = new_fileref(name)
                             rule = new_plain_rulespec(
-                                rid, (get(name) or self._new_ref(name),),
-                                (get(first), get(second)),  # made above: known
+                                rid, (target,), (get(first), get(second)),  # made above
                                 stripped, path, line, 1, line + 1, command_col)
                             if category != "default":
                                 set_later(rule, "category", category)
@@ -496,7 +498,7 @@ class StatementEvaluator:
                                 add_early = self.early.setdefault(category, []).append
                             add_early(rule)
                             add_rule(rule)
-                            line += 2 + blank.count("\n")
+                            line += 2 + blank.count("\n") if blank else 2
                             continue
                         del made[name]  # and again, the long way
             self.plain(targets_text, sources_text, command, line, 1, command_col)
