@@ -557,6 +557,24 @@ def test_a_standby_worker_nobody_claims_leaves_at_the_end_of_its_block_writing_n
     assert os.listdir(tmp_path) == []
 
 
+def test_a_standby_worker_leaves_ctrl_c_to_vinemake_and_prints_nothing(tmp_path):
+    # The terminal sends Ctrl-C to the whole process group, standby included, while vinemake
+    # parses: vinemake handles it; the standby must neither die with a traceback nor stop.
+    standby = subprocess.Popen([sys.executable, "-m", "vinemake.worker.standby"],
+                               cwd=tmp_path, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def ignores_sigint() -> bool:
+        with open(f"/proc/{standby.pid}/status") as f:
+            ignored = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn"))
+        return bool(ignored & (1 << (signal.SIGINT - 1)))
+
+    wait_for(ignores_sigint, "the standby to ignore SIGINT")
+    standby.send_signal(signal.SIGINT)
+    _, err = standby.communicate(b"", timeout=60)  # end of file: not needed after all
+    assert (standby.returncode, err) == (0, b"")
+    assert os.listdir(tmp_path) == []
+
+
 def test_the_local_worker_is_the_standby_started_before_with_the_environment_of_now(
         tmp_path, monkeypatch):
     later = tmp_path / "later"

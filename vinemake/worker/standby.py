@@ -2,17 +2,24 @@
 
 `python -m vinemake.worker.standby` imports the worker's modules, then reads one line from
 stdin: {"argv": [...], "env": {...}, "cwd": "..."}, the command line, environment and
-directory vinemake-worker would have been started with, and serves as that worker. vinemake
-starts one as it begins reading a workflow that may run tasks here, so the worker's start-up
-overlaps parsing and planning instead of following them. End of file instead (no worker was
-needed: a syntax error, nothing to run) exits at once, having written nothing anywhere.
+directory vinemake-worker would have been started with, and serves as that worker (Ctrl-C,
+ignored until then, is the worker's to handle from there on). vinemake starts one as it
+begins reading a workflow that may run tasks here, so the worker's start-up overlaps parsing
+and planning instead of following them. End of file instead (no worker was needed: a syntax
+error, nothing to run) exits at once, having written nothing anywhere.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import sys
+import signal
+
+# Until claimed, Ctrl-C is vinemake's to handle (the terminal sends it to the standby too): a
+# standby interrupted while loading would print a traceback. Set before anything loads.
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+import json  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
 
 __all__ = ["main"]
 
@@ -41,6 +48,7 @@ def main() -> int:
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # the worker's own, from here
     from vinemake.worker.cli import main as worker_main
 
     sys.argv = ["vinemake-worker", *job["argv"]]
