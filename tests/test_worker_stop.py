@@ -331,3 +331,48 @@ def test_a_task_released_as_its_session_ends_is_killed_not_left_running(tmp_path
         assert sent == []  # its outcome is nobody's: the next manager must not take it
     finally:
         w.close()
+
+
+class _CountedStop:
+    """A stop flag never set, whose waits are recorded and move a fake clock instead."""
+
+    def __init__(self, clock: list[float]):
+        self.clock, self.waits = clock, []
+
+    def is_set(self) -> bool:
+        return False
+
+    def set(self) -> None:
+        pass
+
+    def wait(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.clock[0] += seconds
+        return False
+
+
+@pytest.mark.parametrize("served, waits", [
+    (True, [0.1, 0.2, 0.4, 0.5, 0.5, 0.5]),  # the next manager is joined within 0.5 s
+    (False, [0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0]),  # still looking for its first
+])
+def test_a_worker_that_served_a_manager_looks_for_the_next_every_half_second(
+        tmp_path, monkeypatch, served, waits):
+    from vinemake.worker import worker as worker_module
+
+    with socket.create_server(("127.0.0.1", 0)) as gone:
+        port = gone.getsockname()[1]  # closed: every attempt is refused
+    w = worker_module.Worker(worker_module.WorkerOptions(
+        host="127.0.0.1", port=port, resources=Resources(cores=1), workdir=str(tmp_path / "w"),
+        timeout_s=100.0))
+    clock = [1000.0]
+    stop = _CountedStop(clock)
+    real_stop = w._stop
+    try:
+        monkeypatch.setattr(worker_module.time, "monotonic", lambda: clock[0])
+        w._stop, w._served = stop, served
+        assert w._connect_with_backoff() is None  # gave up after its 100 s
+    finally:
+        monkeypatch.undo()
+        w._stop = real_stop
+        w.close()
+    assert stop.waits[:len(waits)] == waits and max(stop.waits) == waits[-1]

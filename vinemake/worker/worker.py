@@ -69,6 +69,8 @@ from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
 # the manager names a worker as a source as soon as it has sent it the task that fetches the
 # file, so the fetch usually starts a moment after the peer asks.
 ARRIVAL_WAIT_S = 5.0
+# The longest a worker that served a manager waits between attempts to reach the next one.
+REJOIN_S = 0.5
 # How long a task killed by SIGTERM waits to learn whether the worker itself is stopping.
 STOPPING_GRACE_S = 1.0
 # While more than two tasks per core wait here (the manager sends tasks ahead), outcomes are
@@ -246,7 +248,9 @@ class Worker:
                     self.exit_status = 1
                 return None
             self._stop.wait(delay)
-            delay = min(delay * 2, 5.0)
+            # A worker that served a manager waits for the next one (a rerun, a restart) and
+            # joins it within half a second; one still looking for its first backs off more.
+            delay = min(delay * 2, REJOIN_S if self._served else 5.0)
         return None
 
     @staticmethod
