@@ -75,7 +75,7 @@ def test_a_window_that_is_not_a_count_is_refused_before_anything_runs(tmp_path):
 
 
 def test_kill_9_halfway_then_a_rerun_redoes_only_the_rules_that_were_in_flight(tmp_path):
-    n, window = 2000, 50
+    n, window = 3000, 50
     null_rules(tmp_path, n)
     env = dict(os.environ, VINEMAKE_SUBMIT_WINDOW=str(window))
     proc = subprocess.Popen([sys.executable, "-m", "vinemake", "--cores", "1"], cwd=tmp_path,
