@@ -8,13 +8,15 @@ throughput in network namespaces) measure vinemake and Makeflow `-T wq` the same
    it), a manager with one task whose only rule sleeps (the workers' CPU while idle and
    connected is sampled meanwhile), a manager with one null task, and one with N. Workers of
    both tools outlive a manager and join the next one a moment after it listens.
-3. Tasks per second = (N - 1) / (wall of N - wall of 1): start-up and joining cancel out.
+3. Tasks per second = (N - 1) / (wall of N - wall of 1), each wall from the first worker's
+   connection to the manager's exit: start-up cancels out, and the wait for the first worker
+   (on the workers' reconnect schedule) is left out.
    Manager CPU per task = (CPU of N - CPU of 1) / (N - 1), from wait4; the workers' CPU per
    task likewise, from /proc/PID/stat (their reaped commands included), and their idle CPU
    in ms per second for all W together.
 
-`joined` is when all W connections to the port were established (polled from
-/proc/net/tcp), from the manager's start: how much of a run the joining took.
+`joined` is from the first to the last of the W connections to the port (polled from
+/proc/net/tcp every 20 ms): how much of a run the joining took.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def _run(tool: Tool, d: str, port: int, workers: int, pids: list[int],
     start = time.perf_counter()
     manager = subprocess.Popen(tool.manager(d, port), cwd=d, stdout=log, stderr=log,
                                env=tool.env)
-    joined = _wait_joined(manager, port, workers, start)
+    first, joined = _wait_joined(manager, port, workers, start)
     workers_cpu = None
     if sample_idle:
         time.sleep(0.5)
@@ -131,21 +133,28 @@ def _run(tool: Tool, d: str, port: int, workers: int, pids: list[int],
         time.sleep(IDLE_S / 2)
         workers_cpu = (cpu_s(pids) - a) / (time.perf_counter() - ta) * 1000
     _, status, usage = os.wait4(manager.pid, 0)
-    wall = time.perf_counter() - start
+    wall = time.perf_counter() - start - first  # from the first worker's connection
     log.close()
     if workers_cpu is None:
         workers_cpu = cpu_s(pids) - before
-    return (wall, usage.ru_utime + usage.ru_stime, workers_cpu, joined,
+    return (wall, usage.ru_utime + usage.ru_stime, workers_cpu, joined - first,
             os.waitstatus_to_exitcode(status))
 
 
-def _wait_joined(manager: subprocess.Popen, port: int, workers: int, start: float) -> float:
-    """Poll until all workers are connected (or the manager is done): seconds since start."""
-    while established(port) < workers and not _exited(manager.pid):
-        if time.perf_counter() - start > 120:
+def _wait_joined(manager: subprocess.Popen, port: int, workers: int,
+                 start: float) -> tuple[float, float]:
+    """Poll until all workers are connected (or the manager is done): seconds from start to
+    the first connection and to the last."""
+    first = None
+    while not _exited(manager.pid) and time.perf_counter() - start < 120:
+        up = established(port)
+        if up and first is None:
+            first = time.perf_counter() - start
+        if up >= workers:
             break
         time.sleep(0.02)
-    return time.perf_counter() - start
+    now = time.perf_counter() - start
+    return (now if first is None else first), now
 
 
 def _exited(pid: int) -> bool:
