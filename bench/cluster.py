@@ -325,7 +325,7 @@ def bench_throughput(args) -> dict:
         env = dict(os.environ, PYTHONPATH=args.baseline)
         tools.insert(0, fleet.Tool("baseline", manager, started(vinemake_worker, env),
                                    "Vinefile", env))
-    if shutil.which("makeflow") and shutil.which("work_queue_worker"):
+    if "makeflow" in args.tools and shutil.which("makeflow") and shutil.which("work_queue_worker"):
         tools.append(fleet.Tool("makeflow", lambda d, port: [
             "makeflow", "-T", "wq", "-p", str(port), "Makeflow"], started(wq_worker),
             "Makeflow"))
@@ -414,6 +414,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="replication: skip the manager-only (--no-peer-transfers) run")
     p.add_argument("--baseline", metavar="DIR",
                    help="throughput: also vinemake from this checkout, in the same run")
+    p.add_argument("--tools", default="vinemake,makeflow",
+                   help="throughput: makeflow too (-T wq), or vinemake only")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
     args = p.parse_args(argv)
