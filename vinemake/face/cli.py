@@ -44,7 +44,7 @@ from vinemake.face.makeflow import (
 )
 from vinemake.face.options import BATCH_TYPES, CLEAN_MODES, RunOptions
 from vinemake.face.params import duration_s, size_mb
-from vinemake.face.uptodate import nothing_to_do
+from vinemake.face.uptodate import nothing_built, nothing_to_do
 from vinemake.language.annotations import MAX_RETRIES
 from vinemake.language.environment import with_environment
 from vinemake.language.jxinput import jx_input
@@ -278,8 +278,11 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
     # A rerun with nothing changed is decided from a stat snapshot, before parsing.
     if runs and nothing_to_do(options):
         ctx.exit(0)
-    # The local worker's interpreter loads while the workflow is read and planned.
-    with standby_worker() if runs and options.batch_type == "local" else nullcontext():
+    # On a first build the local worker's interpreter loads while the workflow is read and
+    # planned. Not on a rebuild: its plan may run nothing, and a standby started for nothing
+    # cost a full-path no-op rerun more than the overlap saves.
+    standby = runs and options.batch_type == "local" and nothing_built(options)
+    with standby_worker() if standby else nullcontext():
         with collector_paused():
             workflow = _parse(path, options, write=runs)
             if options.environment:

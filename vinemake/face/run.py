@@ -35,7 +35,7 @@ from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 from vinemake.core.urls import UrlMemo
 from vinemake.face.listing import write_dry_run
-from vinemake.face.uptodate import digest_of, nothing_to_do, snapshot_file
+from vinemake.face.uptodate import digest_of, nothing_built, nothing_to_do, snapshot_file
 
 __all__ = ["run", "dry_run", "clean", "nothing_to_do", "prepare", "Prepared", "store_for"]
 
@@ -417,7 +417,7 @@ def _write_report(options, run_id: str) -> None:
 def _first_build(workflow: Workflow, options) -> bool:
     """Nothing was built here and no shared store can restore it: every remote rule asked
     for will run, so a manager will be needed if the workflow has one."""
-    if options.cache_dir or os.path.exists(StateDir(options.root).journal):
+    if not nothing_built(options):
         return False
     return any(not (rule.local or rule.subworkflow) for rule in workflow.rules)
 

@@ -16,7 +16,7 @@ from vinemake.core.filestate import snapshot_digest, snapshot_matches
 from vinemake.core.reporter import nothing_to_do_line
 from vinemake.core.statedir import StateDir
 
-__all__ = ["nothing_to_do", "digest_of", "snapshot_file"]
+__all__ = ["nothing_to_do", "nothing_built", "digest_of", "snapshot_file"]
 
 
 def snapshot_file(root: str) -> str:
@@ -57,3 +57,9 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
         return False
     (out or sys.stderr).write(nothing_to_do_line(rules) + "\n")
     return True
+
+
+def nothing_built(options) -> bool:
+    """A first build, known without parsing: nothing was built here and no shared store can
+    restore anything, so every rule asked for will run."""
+    return not options.cache_dir and not os.path.exists(StateDir(options.root).journal)
