@@ -131,22 +131,32 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
         inputs = ((path, k),)
     else:
         pairs = [(norm(f.path), f.sandbox) for f in sources]
-        sandboxed = sorted([(sb, input_keys[p]) for p, sb in pairs])
-        text = f"{head}{len(sandboxed)}:" + "".join(
-            [f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed])
+        text = head + _sources_text([(sb, input_keys[p]) for p, sb in pairs])
         inputs = tuple(sorted([(p, input_keys[p]) for p, _ in pairs]))
     targets = rule.targets
-    if len(targets) == 1:
-        name = targets[0].sandbox
-        text = f"{text}1:{len(name)}:{name}"
-    else:
-        names = sorted([f.sandbox for f in targets])
-        text = f"{text}{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
+    text += _targets_text(targets)
     key = f"rule-{ALGORITHM}-{digest(text.encode('utf-8', 'surrogateescape'))}"
     # tuple.__new__: a NamedTuple's own __new__ is a Python function, called per output.
     outputs = tuple([_tuple_new(Output, (norm(f.path), f.sandbox, output_key(key, f.sandbox)))
                      for f in targets])
     return _tuple_new(RuleKey, (key, parts, inputs, outputs))
+
+
+def _sources_text(sandboxed: list[tuple[str, str]]) -> str:
+    """A rule's inputs in its key's text: (sandbox name, key) pairs, sorted, as counted
+    netstrings (the one- and two-input cases are written inline where speed counts; they
+    must say the same)."""
+    sandboxed.sort()
+    return f"{len(sandboxed)}:" + "".join([f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed])
+
+
+def _targets_text(targets) -> str:
+    """A rule's outputs in its key's text: their sandbox names, sorted, as counted netstrings."""
+    if len(targets) == 1:
+        name = targets[0].sandbox
+        return f"1:{len(name)}:{name}"
+    names = sorted([f.sandbox for f in targets])
+    return f"{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
 
 
 def _kind(rule: RuleSpec) -> str:
@@ -424,16 +434,9 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
                 sa, ka, sb, kb = sb, kb, sa, ka
             text = f"{text}2:{len(sa)}:{sa}{len(ka)}:{ka}{len(sb)}:{sb}{len(kb)}:{kb}"
         else:
-            sandboxed = sorted([(f.sandbox, lookup(rule, f)) for f in sources])
-            text = f"{text}{len(sandboxed)}:" + "".join(
-                [f"{len(sb)}:{sb}{len(k)}:{k}" for sb, k in sandboxed])
+            text += _sources_text([(f.sandbox, lookup(rule, f)) for f in sources])
         targets = rule.targets
-        if len(targets) == 1:
-            name = targets[0].sandbox
-            text = f"{text}1:{len(name)}:{name}"
-        else:
-            names = sorted([f.sandbox for f in targets])
-            text = f"{text}{len(names)}:" + "".join([f"{len(n)}:{n}" for n in names])
+        text += _targets_text(targets)
         raw = raw_digest(text.encode("utf-8", "surrogateescape"))
         digests[16 * rid:16 * rid + 16] = raw
         key = _RULE + raw.hex()
