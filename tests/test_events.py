@@ -77,6 +77,25 @@ def test_listeners_see_every_event_as_it_is_emitted():
     assert [e["ev"] for e in seen] == ["worker_join"] and log.kept == seen
 
 
+def test_a_late_listener_may_ask_for_the_workers_that_joined_and_left_before_it():
+    """The manager of a first build starts before the engine that listens for its workers:
+    the local worker may have joined already (a failure then said `worker local` without
+    its address)."""
+    log = EventLog()
+    log.emit("worker_join", worker="local", host="127.0.0.1")
+    log.emit("submit", rule=0)
+    log.emit("worker_join", worker="w2", host="10.0.0.2")
+    log.emit("worker_leave", worker="w2")
+    plain, late = [], []
+    log.subscribe(plain.append)
+    log.subscribe(late.append, workers_so_far=True)
+    log.emit("worker_join", worker="w3", host="10.0.0.3")
+    assert [(e["ev"], e["worker"]) for e in plain] == [("worker_join", "w3")]
+    assert [(e["ev"], e["worker"]) for e in late] == [
+        ("worker_join", "local"), ("worker_join", "w2"), ("worker_leave", "w2"),
+        ("worker_join", "w3")]
+
+
 def test_run_ids_sort_by_start_and_only_the_last_runs_are_kept(tmp_path):
     assert run_id_for(0.0, 42) == "19700101T000000-42"
     state = StateDir(str(tmp_path))

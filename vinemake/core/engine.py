@@ -191,7 +191,7 @@ class Engine:
         self.events = events
         self.hosts: dict[str, str] = {}  # worker -> host, from the record's worker_join events
         self.cores: dict[str, float] = {}  # worker -> cores, while it is connected
-        events.subscribe(self._note_worker)
+        events.subscribe(self._note_worker, workers_so_far=True)  # the manager may be older
         # What the record says has ended, the journal has on disk already: a rule that ended
         # before a kill -9 is never run again (core/events.py, core/journal.py).
         events.before_flush(journal.write)

@@ -56,15 +56,23 @@ class EventLog:
         self.started = clock()
         self.kept: list[dict] = []
         self._listeners: list[Listener] = []
+        self._membership: list[dict] = []  # worker_join and worker_leave so far, for replay
         self._before: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         self._buffer: list[bytes] = []
         self._flushed = clock()
         self._file = open(path, "ab") if path else None
 
-    def subscribe(self, listener: Listener) -> None:
-        """Call `listener(event)` for every event emitted from now on."""
+    def subscribe(self, listener: Listener, workers_so_far: bool = False) -> None:
+        """Call `listener(event)` for every event emitted from now on; with `workers_so_far`,
+        first for each worker_join and worker_leave already emitted (a manager started early
+        may have workers before its listener exists; one may come twice: handle it so)."""
         self._listeners.append(listener)
+        if workers_so_far:
+            with self._lock:
+                past = list(self._membership)
+            for ev in past:
+                listener(ev)
 
     def before_flush(self, write: Callable[[], None]) -> None:
         """Call `write()` before each flush writes what was emitted until then: the engine
@@ -74,6 +82,9 @@ class EventLog:
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         """Record one event of `kind` at time `t` (now, unless the event came with its own)."""
         ev = {"t": self.clock() if t is None else t, "ev": kind, **fields}
+        if kind == "worker_join" or kind == "worker_leave":
+            with self._lock:
+                self._membership.append(ev)
         if self._file is None:
             self.kept.append(ev)
         else:
@@ -126,7 +137,7 @@ class _NoEvents(EventLog):
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         pass
 
-    def subscribe(self, listener: Listener) -> None:
+    def subscribe(self, listener: Listener, workers_so_far: bool = False) -> None:
         pass
 
     def before_flush(self, write: Callable[[], None]) -> None:
