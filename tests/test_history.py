@@ -1,11 +1,13 @@
 """`vinemake history`: the runs recorded for a workflow, with their outcomes and counts."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 
+from vinemake.common.process import identity, start_tick
 from vinemake.face.history import HEAD, run_line
 
 
@@ -62,3 +64,20 @@ def test_a_workflow_file_named_history_still_runs_as_dot_slash_history(tmp_path)
     proc = vinemake(tmp_path, "./history")
     assert proc.returncode == 0 and (tmp_path / "a").exists()
     assert vinemake(tmp_path, "history").stdout.splitlines()[1].split()[-1] == "./history"
+
+
+def test_a_killed_run_whose_pid_now_names_another_process_shows_as_killed(tmp_path):
+    (tmp_path / "Vinefile").write_text("a:\n\ttouch a\n")
+    vinemake(tmp_path)
+    [run] = (tmp_path / ".vinemake" / "runs").iterdir()
+    record = run / "events.jsonl"
+    events = [json.loads(line) for line in record.read_text().splitlines()]
+    start = next(e for e in events if e["ev"] == "run_start")
+    assert start["process"].startswith(f"{start['pid']}-")
+    # as if killed -9 (no end), its pid since taken by a process alive now: this one
+    start.update(pid=os.getpid(), process=f"{os.getpid()}-{int(start_tick(os.getpid())) - 1}")
+    record.write_text("".join(json.dumps(e) + "\n" for e in events if e["ev"] != "run_end"))
+    assert " killed " in vinemake(tmp_path, "history").stdout.splitlines()[1]
+    start["process"] = identity()  # the very process: still running
+    record.write_text("".join(json.dumps(e) + "\n" for e in events if e["ev"] != "run_end"))
+    assert " running " in vinemake(tmp_path, "history").stdout.splitlines()[1]

@@ -18,6 +18,7 @@ import psutil
 import pytest
 from test_manager import Cluster, task, wait_for
 
+from vinemake.common.process import identity
 from vinemake.common.spec import Resources
 from vinemake.wire.protocol import (
     Connection,
@@ -47,7 +48,7 @@ def cluster(tmp_path):
 
 
 def run_dir(tmp: Path, name: str, proc: subprocess.Popen) -> Path:
-    return tmp / f"w-{name}" / f"run-{proc.pid}"
+    return tmp / f"w-{name}" / f"run-{identity(proc.pid)}"
 
 
 def group_gone(pgid: int) -> bool:
@@ -206,7 +207,7 @@ def test_sigterm_while_blocked_mid_frame(tmp_path, after_handshake):
         assert (tmp_path / "w.log").read_text() == ""  # a stop is no error, said nothing
         if after_handshake:
             wait_group_gone(int(pidfile.read_text()))
-        assert not (workdir / f"run-{proc.pid}").exists()
+        assert not list(workdir.glob(f"run-{proc.pid}-*"))
     finally:
         if proc.poll() is None:
             proc.kill()

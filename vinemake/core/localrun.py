@@ -31,6 +31,7 @@ from vinemake.common.hashing import hash_tree
 from vinemake.common.lifeline import die_with_parent
 from vinemake.common.names import flat
 from vinemake.common.paths import remove_path
+from vinemake.common.process import identity, still_running
 from vinemake.common.spec import Resources
 from vinemake.common.task import (
     COMMAND_FAILURES,
@@ -69,7 +70,7 @@ class LocalRunner:
         self.workflow_file = os.path.join(root, workflow_file)
         self.scratch = scratch or StateDir(root).local  # where the shadows go
         # names this run's shadows and commands; the start tick tells a reused pid apart
-        self.token = f"{os.getpid()}-{_started(os.getpid())}-{time.time_ns()}"
+        self.token = f"{identity()}-{time.time_ns()}"
         _sweep(self.scratch)
         self.events = events  # the run's record: each command's start
         self.pool = ThreadPoolExecutor(max_workers=slots or os.cpu_count() or 1,
@@ -254,23 +255,12 @@ def _sweep(scratch: str) -> None:
     dead = set()
     for name in names:
         token = name.split(".", 1)[0]
-        pid, _, rest = token.partition("-")
-        if not pid.isdigit() or _started(int(pid)) != rest.partition("-")[0]:
+        pid, tick, ns = (token.split("-") + ["", ""])[:3]
+        if not (tick and ns) or not still_running(f"{pid}-{tick}"):  # "pid-ns": before ticks
             dead.add(token)
             remove_path(os.path.join(scratch, name))
     if dead:
         _kill_leftovers(dead)
-
-
-def _started(pid: int) -> str | None:
-    """When process `pid` started (clock ticks since boot, as text), None if there is none:
-    with the pid, it names one process even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return None
-    return stat.rpartition(b")")[2].split()[19].decode()  # field 22; the name may hold ") "
 
 
 def _kill_leftovers(tokens: set[str]) -> None:

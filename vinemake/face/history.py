@@ -11,6 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 
+from vinemake.common.process import still_running
 from vinemake.core.events import read_ends, runs
 from vinemake.core.statedir import StateDir
 
@@ -20,7 +21,7 @@ HEAD = ("RUN", "STARTED", "DURATION", "OUTCOME", "RAN", "RESTORED", "UP TO DATE"
         "COMMAND")
 
 
-def run_line(run_id: str, events: Iterable[Mapping], alive=lambda pid: False) -> tuple:
+def run_line(run_id: str, events: Iterable[Mapping], alive=lambda start: False) -> tuple:
     """The columns of HEAD for one run's events."""
     start = end = None
     last = None
@@ -34,7 +35,7 @@ def run_line(run_id: str, events: Iterable[Mapping], alive=lambda pid: False) ->
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t0)) if t0 else "-"
     command = " ".join(["vinemake", *start.get("argv", [])]) if start else "-"
     if end is None:
-        outcome = "running" if start and alive(start.get("pid")) else "killed"
+        outcome = "running" if start and alive(start) else "killed"
         counts: Mapping = {}
         duration = (last - t0) if t0 is not None and last is not None else None
     else:
@@ -67,19 +68,13 @@ def going_on(events: list[Mapping]) -> bool:
     """Is the run of these events going on now (no end recorded, its process alive here)?"""
     start = next((e for e in events if e.get("ev") == "run_start"), None)
     return (start is not None and not any(e.get("ev") == "run_end" for e in events)
-            and _alive(start.get("pid")))
+            and _alive(start))
 
 
-def _alive(pid) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _alive(start: Mapping) -> bool:
+    """Is the process that wrote this run_start event still running (its pid not reused)?"""
+    ident = start.get("process")  # records before it name the pid alone
+    return still_running(ident if isinstance(ident, str) else str(start.get("pid")))
 
 
 def _duration(s) -> str:

@@ -20,6 +20,7 @@ from typing import TextIO
 from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.collector import collector_paused
 from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
+from vinemake.common.process import identity
 from vinemake.common.spec import Resources, Workflow, is_url
 from vinemake.common.trim import give_back_freed
 from vinemake.core.confine import Confinement
@@ -371,7 +372,7 @@ def _record(workflow: Workflow, options, reporter) -> tuple[EventLog, object | N
     events.emit("run_start", t=events.started, run=events.run_id,
                 vinefile=options.vinefile, root=os.path.abspath(options.root),
                 argv=sys.argv[1:], batch_type=options.batch_type, rules=len(workflow.rules),
-                pid=os.getpid(), host=socket.gethostname())
+                pid=os.getpid(), process=identity(), host=socket.gethostname())
     return events, page
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import urllib.error
 import urllib.request
 
 from vinemake.common.errors import InputError
+from vinemake.common.process import still_running
 from vinemake.core.events import read_events, runs
 from vinemake.core.statedir import StateDir
 from vinemake.face.runview import human_bytes, run_view
@@ -31,10 +31,10 @@ def find_page(root: str) -> dict | None:
     try:
         with open(StateDir(root).status, encoding="utf-8") as f:
             where = json.load(f)
-        os.kill(where["pid"], 0)  # a record left by a run that was killed -9 is stale
-    except (OSError, ValueError, KeyError, TypeError):
+        ident = where.get("process") or str(where["pid"])  # older records: the pid alone
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
-    return where
+    return where if still_running(str(ident)) else None  # a run killed -9 left it stale
 
 
 def page_url(where: dict) -> str:

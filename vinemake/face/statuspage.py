@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from vinemake.common.process import identity
 from vinemake.face.report import page
 from vinemake.face.runview import run_view
 
@@ -74,7 +75,7 @@ class StatusServer:
             tmp = f"{self.record}.tmp{os.getpid()}"
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump({"host": host, "port": port, "pid": os.getpid(),
-                           "run": run_id}, f)
+                           "process": identity(), "run": run_id}, f)
             os.replace(tmp, self.record)
         return self
 

@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.process import identity, still_running
 
 __all__ = ["MemoryLimits", "Limit", "METHODS"]
 
@@ -153,7 +154,7 @@ class MemoryLimits:
             return "no cgroup v1 memory controller"
         parent = os.path.join(root, mine.lstrip("/"))
         _remove_stale(parent)
-        base = os.path.join(parent, f"vinemake-worker-{os.getpid()}")
+        base = os.path.join(parent, f"vinemake-worker-{identity()}")
         try:
             os.mkdir(base)
         except FileExistsError:
@@ -180,23 +181,13 @@ def _remove_stale(parent: str) -> None:
     except OSError:
         return
     for name in names:
-        pid = name.removeprefix("vinemake-worker-")
-        if name.startswith("vinemake-worker-") and pid.isdigit() and not _alive(int(pid)):
+        if name.startswith("vinemake-worker-") and not still_running(
+                name.removeprefix("vinemake-worker-")):
             base = os.path.join(parent, name)
             for child in os.listdir(base) if os.path.isdir(base) else ():
                 if os.path.isdir(os.path.join(base, child)):
                     _remove(os.path.join(base, child))
             _remove(base)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 def _set_limit(path: str, limit: int) -> None:

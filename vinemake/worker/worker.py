@@ -24,10 +24,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import psutil
-
 from vinemake.common import batching
 from vinemake.common.paths import remove_path
+from vinemake.common.process import identity, still_running
 from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
@@ -106,7 +105,7 @@ class Worker:
         self.name = opts.name or f"{socket.gethostname()}:{os.getpid()}"
         self.secret = read_secret(opts.password_file)
         self.ssl_context: ssl.SSLContext | None = client_context() if opts.ssl else None
-        self.run_dir = os.path.join(opts.workdir, f"run-{os.getpid()}")
+        self.run_dir = os.path.join(opts.workdir, f"run-{identity()}")
         _remove_stale_runs(opts.workdir)
         self.cache = CacheDir(self.run_dir, os.path.join(opts.workdir, "forever"))
         self.libraries = LibraryPool(os.path.join(self.run_dir, "libraries"),
@@ -652,12 +651,11 @@ def _tls_mismatch(e: ssl.SSLError) -> bool:
 
 
 def _remove_stale_runs(workdir: str) -> None:
-    """Remove run directories left by workers that were killed (their pid is gone)."""
+    """Remove run directories left by workers that were killed (their process is gone)."""
     try:
         names = os.listdir(workdir)
     except FileNotFoundError:
         return
     for name in names:
-        pid = name.removeprefix("run-")
-        if name.startswith("run-") and pid.isdigit() and not psutil.pid_exists(int(pid)):
+        if name.startswith("run-") and not still_running(name.removeprefix("run-")):
             remove_path(os.path.join(workdir, name))
