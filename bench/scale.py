@@ -3,11 +3,14 @@
     python bench/scale.py                          # 1M rules: -n, --check, make -n
     python bench/scale.py --rules 100k --repeat 3  # smaller, medians of interleaved runs
     python bench/scale.py --profile n:100k         # cProfile of `vinemake -n` at 100k
+    python bench/scale.py --profile first:100k     # cProfile of a first build until its
+                                                   # first command starts
     python bench/scale.py --baseline /tmp/old      # also -n from another checkout (its parent
                                                    # directory of vinemake/), in the same run
     python bench/scale.py --memory n:100k          # tracemalloc: top lines by bytes held
     python bench/scale.py --first-task             # a first build until its first command
-                                                   # starts: planning time and memory
+                                                   # starts: planning time and memory (and
+                                                   # --baseline's, in the same run)
     python bench/scale.py --noop                   # a no-op rerun against make -q
     python bench/scale.py --phases --rules 100k    # parse and graph (what --check does) one
                                                    # after the other: CPU and RSS of each
@@ -127,46 +130,57 @@ def run(args) -> None:
 
 
 def first_task(args) -> None:
-    """A real first build (the local worker) timed from launch to its first command's start.
+    """A real first build (the local worker) timed from launch to its first command's start,
+    by this checkout and, with --baseline, by that one too (interleaved, in the same run).
 
     The start is the first `start` event of the run's record (its own time stamp, so the
     record's one-second flush does not count); vinemake is stopped as soon as it is seen.
     CPU and peak RSS are vinemake's own process when the event is read (up to a flush later).
     """
+    d = prepare(args.workdir, args.rules)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
+          f"{os.cpu_count()} cores, first build until the first command starts")
+    print(f"{'tree':9} {'run':>4} {'to 1st start s':>15} {'cpu s':>8} {'RSS MB':>8}  load")
+    trees = [("vinemake", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+    for i in range(args.repeat):
+        for label, tree in trees:
+            env = dict(os.environ, PYTHONPATH=tree) if tree else None
+            load = os.getloadavg()[0]
+            first, cpu, rss, code = _first_start(d, args, env)
+            got = f"{first:15.2f}" if first is not None else f"{f'none, exit {code}':>15}"
+            print(f"{label:9} {i + 1:>4} {got} {cpu:8.2f} {rss:8.0f}  {load:.1f}", flush=True)
+
+
+def _first_start(d: str, args, env: dict | None):
+    """(seconds to the first start or None, CPU s, peak RSS MB, exit code) of one first
+    build of the workflow in `d`, in a fresh copy."""
     import glob
     import shutil
     import signal
     import subprocess
 
-    d = prepare(args.workdir, args.rules)
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
-          f"{os.cpu_count()} cores, first build until the first command starts")
-    print(f"{'run':>4} {'to 1st start s':>15} {'cpu s':>8} {'RSS MB':>8}  load")
-    for i in range(args.repeat):
-        root = os.path.join(args.workdir, f"first-{args.rules}")
-        shutil.rmtree(root, ignore_errors=True)
-        os.makedirs(root)
-        for name in ("Vinefile", "s0", "s1"):
-            os.link(os.path.join(d, name), os.path.join(root, name))
-        load = os.getloadavg()[0]
-        start = time.time()
-        proc = subprocess.Popen([*peers.vinemake_command(), "Vinefile"], cwd=root,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        first = None
-        while first is None and proc.poll() is None and time.time() - start < args.timeout:
-            time.sleep(0.1)
-            for path in glob.glob(os.path.join(root, ".vinemake", "runs", "*", "events.jsonl")):
-                with open(path, "rb") as f:
-                    first = next((_event_time(line) for line in f if b'"ev":"start"' in line),
-                                 None)
-        cpu, rss = _proc_usage(proc.pid)
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
-        got = f"{first - start:15.2f}" if first else f"{f'none, exit {proc.returncode}':>15}"
-        print(f"{i + 1:>4} {got} {cpu:8.2f} {rss:8.0f}  {load:.1f}", flush=True)
+    root = os.path.join(args.workdir, f"first-{args.rules}")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    for name in ("Vinefile", "s0", "s1"):
+        os.link(os.path.join(d, name), os.path.join(root, name))
+    start = time.time()
+    proc = subprocess.Popen([*peers.vinemake_command(), "Vinefile"], cwd=root, env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    first = None
+    while first is None and proc.poll() is None and time.time() - start < args.timeout:
+        time.sleep(0.1)
+        for path in glob.glob(os.path.join(root, ".vinemake", "runs", "*", "events.jsonl")):
+            with open(path, "rb") as f:
+                first = next((_event_time(line) for line in f if b'"ev":"start"' in line),
+                             None)
+    cpu, rss = _proc_usage(proc.pid)
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait()
+    shutil.rmtree(root, ignore_errors=True)
+    return (None if first is None else first - start), cpu, rss, proc.returncode
 
 
 def _event_time(line: bytes) -> float:
@@ -309,10 +323,15 @@ def _invoke(argv: list[str]) -> None:
 
 
 def profile(spec: str, workdir: str) -> None:
+    """cProfile of one case in process; `first:SIZE` is a first build, profiled on the main
+    thread until the engine's loop sees the first `start` event (see _until_first_start)."""
     import cProfile
     import io
     import pstats
 
+    if spec.startswith("first:"):
+        _profile_first(spec, workdir)
+        return
     d, argv = _in_process(spec, workdir)
     os.chdir(d)
     prof = cProfile.Profile()
@@ -324,6 +343,62 @@ def profile(spec: str, workdir: str) -> None:
     sys.stdout = out
     pstats.Stats(prof).sort_stats("cumulative").print_stats(40)
     pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+
+
+class _FirstStart(Exception):
+    """Raised in the engine's loop once a command has started: the profile ends there."""
+
+
+def _profile_first(spec: str, workdir: str) -> None:
+    """A first build (local worker) in a fresh copy, in process, until its first command
+    starts: the engine's wait raises once a `start` event was emitted (on the manager's
+    thread), and the run's own cleanup closes the manager and the record."""
+    import cProfile
+    import pstats
+    import shutil
+
+    from vinemake.core import engine as engine_module
+    from vinemake.core.events import EventLog
+
+    size = parse_size(spec.split(":")[1])
+    d = prepare(workdir, size)
+    root = os.path.join(workdir, f"first-{size}")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    for name in ("Vinefile", "s0", "s1"):
+        os.link(os.path.join(d, name), os.path.join(root, name))
+    os.chdir(root)
+    started = []
+    emit, wait = EventLog.emit, engine_module.Engine._wait
+
+    def noting_emit(self, kind, /, t=None, **fields):
+        if kind == "start":
+            started.append(True)
+        emit(self, kind, t, **fields)
+
+    def stopping_wait(self, st):
+        got = wait(self, st)
+        if started:
+            raise _FirstStart
+        return got
+
+    EventLog.emit, engine_module.Engine._wait = noting_emit, stopping_wait
+    prof = cProfile.Profile()
+    t0 = time.process_time()
+    prof.enable()
+    try:
+        _invoke(["Vinefile"])
+    except _FirstStart:
+        pass
+    finally:
+        prof.disable()
+        cpu = time.process_time() - t0
+        os.chdir(workdir)
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"# {size:,} rules, first build to its first start: {cpu:.2f} s of CPU (this "
+          f"process, profiled), load average {os.getloadavg()[0]:.1f}")
+    pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+    pstats.Stats(prof).sort_stats("tottime").print_stats(30)
 
 
 def memory(spec: str, workdir: str) -> None:
@@ -523,10 +598,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     p.add_argument("--workdir", default=os.path.join(peers.CACHE, "scale"))
     p.add_argument("--baseline", metavar="DIR",
-                   help="a checkout to run `-n` (or --throughput's vinemake) from as well")
+                   help="a checkout to run `-n` (or --first-task, or --throughput's "
+                   "vinemake) from as well")
     p.add_argument("--throughput", metavar="W1,W2", help="null tasks/s on W local workers")
     p.add_argument("--tasks", type=parse_size, default=5000, help="for --throughput")
-    p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n or check)")
+    p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n, check or first)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
     p.add_argument("--first-task", action="store_true",
                    help="a first build's time to its first command started")
