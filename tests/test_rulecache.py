@@ -426,6 +426,30 @@ def test_a_rerun_after_touching_a_source_reads_the_rules_from_the_cache(tmp_path
     assert "vinemake explain: skip out.txt: outputs current" in again.stderr.splitlines()
 
 
+def test_later_leaves_the_write_to_its_save(wf):
+    wf("a:\n\ttouch a\n")
+    parsed = read_workflow("Vinefile", ".vinemake", {}, later=True)
+    assert not os.path.exists(os.path.join(".vinemake", CACHE_FILE))
+    parsed.save()
+    assert read().cached
+    assert read_workflow("Vinefile", ".vinemake", {}, later=True).save is None  # a hit
+
+
+def test_a_first_build_writes_the_cache_after_its_run_and_a_rebuild_before(tmp_path):
+    # seen.txt lists the state directory while the run goes on
+    rule = f"seen.txt: in.txt\n\tLOCAL ls {tmp_path / '.vinemake'} > seen.txt\n"
+    (tmp_path / "in.txt").write_text("x\n")
+    (tmp_path / "Vinefile").write_text(rule)
+    vinemake(tmp_path)
+    assert CACHE_FILE not in (tmp_path / "seen.txt").read_text().split()
+    assert (tmp_path / ".vinemake" / CACHE_FILE).exists()
+    (tmp_path / "in.txt").write_text("y\n")
+    (tmp_path / "Vinefile").write_text(rule + "\n")  # edited: parsed, cached before the run
+    again = vinemake(tmp_path, "--explain")
+    assert "vinemake explain: parsed the Vinefile (the Vinefile changed)" in again.stderr
+    assert CACHE_FILE in (tmp_path / "seen.txt").read_text().split()
+
+
 def test_check_and_dry_run_write_no_cache(tmp_path):
     (tmp_path / "Vinefile").write_text("out.txt:\n\tLOCAL touch out.txt\n")
     vinemake(tmp_path, "--check")

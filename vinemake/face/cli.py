@@ -12,7 +12,7 @@ import dataclasses
 import importlib
 import os
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 
 import click
@@ -281,10 +281,13 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
     # On a first build the local worker's interpreter loads while the workflow is read and
     # planned. Not on a rebuild: its plan may run nothing, and a standby started for nothing
     # cost a full-path no-op rerun more than the overlap saves.
-    standby = runs and options.batch_type == "local" and nothing_built(options)
+    first = runs and nothing_built(options)
+    standby = first and options.batch_type == "local"
     with standby_worker() if standby else nullcontext():
         with collector_paused():
-            workflow = _parse(path, options, write=runs)
+            # A first build writes the parsed-rules cache after its run, not before its
+            # first command (a rerun reads it; the run itself does not).
+            workflow, save = _parse(path, options, write=runs, later=first)
             if options.environment:
                 workflow = with_environment(workflow, options.environment, os.path.exists(
                     os.path.join(options.root, options.environment)))
@@ -302,6 +305,8 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
             entry = _entry("clean" if clean else "run")
             with workflow_lock(StateDir(options.root).path):
                 code = entry(workflow, graph, options)
+                if save is not None:
+                    save()
             ctx.exit(code)
 
 
@@ -503,22 +508,24 @@ def _shared_dirs(dirs: Iterable[str]) -> tuple[str, ...]:
     return tuple(os.path.normpath(d) for d in dirs)
 
 
-def _parse(path: str, options: RunOptions, write: bool) -> Workflow:
+def _parse(path: str, options: RunOptions, write: bool,
+           later: bool = False) -> tuple[Workflow, Callable[[], None] | None]:
     """The workflow, from the parsed-rules cache when it still holds (--check, -n, --graph
-    and --clean read it but write nothing)."""
+    and --clean read it but write nothing), and what writes the cache when `later` left
+    that to the caller (else None)."""
     # Imported here: a rerun with nothing to do never loads lark, nor one read from the cache.
     if options.jx is not None:
         from vinemake.language.jxworkflow import read_jx
 
         if options.explain:
             click.echo("vinemake explain: read the JX workflow (JX is not cached)", err=True)
-        return read_jx(path, options.jx, root=options.root)
+        return read_jx(path, options.jx, root=options.root), None
     from vinemake.language.rulecache import read_workflow
 
-    parsed = read_workflow(path, StateDir(options.root).path, write=write)
+    parsed = read_workflow(path, StateDir(options.root).path, write=write, later=later)
     if options.explain:
         click.echo(f"vinemake explain: {parsed.note}", err=True)
-    return parsed.workflow
+    return parsed.workflow, parsed.save
 
 
 def _entry(name: str):

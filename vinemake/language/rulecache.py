@@ -35,7 +35,7 @@ import functools
 import marshal
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -80,11 +80,13 @@ class Entry:
 
 @dataclass(frozen=True)
 class Parsed:
-    """A workflow, whether it came from the cache, and a line for --explain saying so."""
+    """A workflow, whether it came from the cache, and a line for --explain saying so;
+    `save` writes the cache entry when read_workflow was asked to leave that for later."""
 
     workflow: Workflow
     cached: bool
     note: str
+    save: Callable[[], None] | None = None
 
 
 @functools.lru_cache(maxsize=1)
@@ -130,9 +132,10 @@ def stale(entry: Entry | None, now: Entry) -> str | None:
 
 
 def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = None,
-                  write: bool = True) -> Parsed:
+                  write: bool = True, later: bool = False) -> Parsed:
     """The Workflow in the Vinefile at `path`: from the cache in `state` if it still holds,
-    else parsed (and, if `write`, cached). Errors are the parser's."""
+    else parsed (and, if `write`, cached: with `later`, by the Parsed's `save`, so a first
+    build starts its work before writing it). Errors are the parser's."""
     if environ is None:
         environ = os.environ
     try:
@@ -163,9 +166,14 @@ def read_workflow(path: str, state: str, environ: Mapping[str, str] | None = Non
 
     read: dict[str, str | None] = {}
     workflow = parse_bytes(data, path, environ, read)
+    note = f"parsed the Vinefile ({reason})"
     if write and code and private_dir(state, 0o777):  # the usual mode (umask applies)
-        _save(file, dataclasses.replace(now, environ=tuple(sorted(read.items()))), workflow)
-    return Parsed(workflow, False, f"parsed the Vinefile ({reason})")
+        save = functools.partial(_save, file, dataclasses.replace(
+            now, environ=tuple(sorted(read.items()))), workflow)
+        if later:
+            return Parsed(workflow, False, note, save)
+        save()
+    return Parsed(workflow, False, note)
 
 
 _MAGIC = b"vinemake-rules"
