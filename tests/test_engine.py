@@ -11,6 +11,7 @@ from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpe
 from vinemake.common.task import Measured, TaskResult
 from vinemake.core.collection import Collection
 from vinemake.core.engine import (
+    PLAN_AHEAD,
     Engine,
     EngineOptions,
     effective_resources,
@@ -420,3 +421,60 @@ def test_an_output_the_store_cannot_keep_is_still_built_and_the_summary_says_so(
     outcome, _, _ = run_once(root, [rule(0, ["a"], ["in.txt"], "make a")])
     assert (outcome.ran, outcome.exit_code, outcome.uncached) == (("a",), 0, 1)
     assert summary_line(outcome).endswith("; 1 output could not be kept in the cache store")
+
+
+class Recording(FakeReporter):
+    """A FakeReporter that keeps every event as it came, too."""
+
+    def __init__(self):
+        super().__init__()
+        self.record = []
+
+    def event(self, ev):
+        self.record.append(ev)
+        super().event(ev)
+
+
+def chain(n):
+    return [rule(0, ["o0"], ["in.txt"], "make o0")] + [
+        rule(i, [f"o{i}"], [f"o{i - 1}"], f"make o{i}") for i in range(1, n)]
+
+
+def test_plans_come_as_the_run_reaches_each_rule_after_the_counts(root):
+    n = PLAN_AHEAD + 50
+    rec = Recording()
+    outcome, ex, _ = run_once(root, chain(n), reporter=rec)
+    assert outcome.exit_code == 0 and len(ex.submitted) == n
+    kinds = [ev["ev"] for ev in rec.record]
+    assert rec.record[0] == {"t": rec.record[0]["t"], "ev": "planned", "rules": n, "run": n,
+                             "restore": 0, "skip": 0}
+    plans = [(i, ev["rule"]) for i, ev in enumerate(rec.record) if ev["ev"] == "plan"]
+    assert [rid for _, rid in plans] == list(range(n))  # each once, in plan order
+    # the first task went out with its own plan written, not every rule's
+    assert kinds.index("submit") < dict((rid, i) for i, rid in plans)[n - 1]
+    first = {}
+    for i, ev in enumerate(rec.record):
+        first.setdefault(ev.get("rule"), (i, ev["ev"]))
+    assert all(first[rid][1] == "plan" for rid in range(n))
+
+
+def test_the_rules_a_failure_left_unrun_are_planned_at_the_end(root):
+    n = 2 * PLAN_AHEAD + 5  # more than the loop's one pass plans ahead
+    rec = Recording()
+    outcome, ex, _ = run_once(root, chain(n), FakeExecutor({"o0": ["failed"]}), reporter=rec)
+    assert ex.names() == ["o0"] and outcome.not_run == n - 1
+    plans = [ev for ev in rec.record if ev["ev"] == "plan"]
+    assert [(ev["label"], ev["action"], ev["reason"]) for ev in plans] == [
+        (f"o{i}", "run", "never built") for i in range(n)]
+    kinds = [ev["ev"] for ev in rec.record]
+    assert kinds[-(n - PLAN_AHEAD - 1):] == ["plan"] * (n - PLAN_AHEAD - 1)  # after the end
+
+
+def test_a_rebuild_plans_skipped_rules_too(root):
+    run_once(root, chain(3))
+    rec = Recording()
+    outcome, ex, _ = run_once(root, chain(3), reporter=rec)
+    assert ex.names() == [] and outcome.skipped == 3
+    assert [(ev["ev"], ev.get("rule"), ev.get("action")) for ev in rec.record] == [
+        ("planned", None, None), ("plan", 0, "skip"), ("plan", 1, "skip"), ("plan", 2, "skip")]
+    assert rec.run.heading() is None  # nothing to run: no heading

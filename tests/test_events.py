@@ -159,12 +159,20 @@ def by_kind(events) -> dict[str, list[dict]]:
 
 
 def check_consistent(events) -> dict[str, list[dict]]:
-    """What every record must satisfy: run_start first, run_end last, one plan per rule, and
-    for each rule that ran one submit, start and end per attempt, in that order."""
+    """What every record must satisfy: run_start first, run_end last, the plan's counts, one
+    plan per rule (before any other event of it), and for each rule that ran one submit,
+    start and end per attempt, in that order."""
     assert events[0]["ev"] == "run_start" and events[-1]["ev"] == "run_end"
     k = by_kind(events)
     plans = {e["rule"]: e for e in k["plan"]}
-    assert len(plans) == len(k["plan"])
+    assert len(plans) == len(k["plan"]) == k["planned"][0]["rules"]
+    assert {a: k["planned"][0][a] for a in ("run", "restore", "skip")} == {
+        a: sum(1 for p in plans.values() if p["action"] == a) for a in ("run", "restore", "skip")}
+    first = {}
+    for e in events:
+        if "rule" in e:
+            first.setdefault(e["rule"], e["ev"])
+    assert set(first.values()) == {"plan"}
     for kind in ("submit", "start", "end"):
         assert {e["rule"] for e in k[kind]} <= set(plans)
     for rid in {e["rule"] for e in k["submit"]}:

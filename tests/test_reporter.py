@@ -63,6 +63,22 @@ def test_plain_lines_say_when_each_command_really_began_and_how_long_it_took():
         "03:04:07 start   x", "03:04:08 done    x (1.0 s)", "03:04:08 start   y"]
 
 
+def test_the_plans_counts_head_the_run_though_its_plans_come_as_rules_are_reached():
+    out = io.StringIO()
+    rep = PlainReporter(out, Clock(T0))
+    feed(rep, {"t": T0, "ev": "planned", "rules": 4, "run": 3, "restore": 0, "skip": 1},
+         plan(0, "x"), {"t": T0, "ev": "submit", "rule": 0, "attempt": 1},
+         plan(1, "y"), plan(2, "z", "skip"), {"t": T0 + 1, "ev": "start", "rule": 0,
+                                               "worker": "local"})
+    rep.tick()
+    assert out.getvalue().splitlines() == ["03:04:05 3 rules to run, 0 to restore, 1 up to date",
+                                           "03:04:06 start   x"]
+    _, tty_rep = tty(80)
+    feed(tty_rep, {"t": 0, "ev": "planned", "rules": 3, "run": 3, "restore": 0, "skip": 0},
+         plan(0, "x"), {"t": 0, "ev": "start", "rule": 0, "worker": "w"})
+    assert tty_rep.status().startswith("[0/3] running 1, waiting 2, failed 0")
+
+
 def test_plain_start_names_the_worker_unless_it_is_the_one_local_worker():
     out = io.StringIO()
     rep = PlainReporter(out, Clock(T0))

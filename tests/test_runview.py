@@ -159,6 +159,18 @@ def test_a_killed_run_shows_what_was_recorded_and_counts_it_itself():
     assert (failure["label"], failure["exit"], failure["worker"]) == ("a", 3, "w1")
 
 
+def test_a_run_killed_before_it_recorded_every_plan_counts_the_plan_by_its_counts():
+    events = [START, JOIN,
+              {"t": T0 + 0.1, "ev": "planned", "rules": 5, "run": 4, "restore": 0, "skip": 1},
+              plan(0, "a"), {"t": T0 + 0.5, "ev": "submit", "rule": 0}, *task(0, "w1", 1, 2),
+              plan(1, "b")]
+    s = run_view(events)["summary"]
+    assert s["planned"] == {"run": 4, "skip": 1}
+    assert s["counts"] == {"ran": 1, "restored": 0, "skipped": 1, "failed": 0, "withdrawn": 0}
+    damaged = [*events[:2], {**events[2], "run": "four"}, *events[3:]]
+    assert run_view(damaged)["summary"]["planned"] == {"run": 2}  # counted from the plans
+
+
 def test_live_view_runs_bars_up_to_now_and_lists_the_waiting():
     events = [START, plan(0, "a"), plan(1, "b"),
               {"t": T0 + 1.0, "ev": "submit", "rule": 0},

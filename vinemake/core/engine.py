@@ -14,8 +14,12 @@ become ready. Without `-k` nothing new is submitted after a failure, but running
 reaped so their work is kept. A stop request (SIGINT/SIGTERM) cancels running tasks and leaves
 the journal synced.
 
-The run's record (core/events.py) gets the engine's events: each rule's plan, submit, end and
-restore; the executors emit the starts (a command really began) and what workers do.
+The run's record (core/events.py) gets the engine's events: the plan's counts, each rule's
+plan, submit, end and restore; the executors emit the starts (a command really began) and what
+workers do. A rule's plan event is written in plan order before any other event of it, not
+all before the first task: on a first build each names its key, and keys are made in
+topological order as rules are submitted, so the first command does not wait for a million
+keys and plan events (the rest are written as the run goes, and at its end).
 """
 
 from __future__ import annotations
@@ -44,11 +48,11 @@ from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
 from vinemake.core.keys import Keys
 from vinemake.core.outside import arrange
-from vinemake.core.plan import RESTORE, RUN, Plan
+from vinemake.core.plan import RESTORE, RUN, SKIP, Plan
 from vinemake.core.statedir import StateDir
 from vinemake.core.store import Store
 
-__all__ = ["EngineOptions", "RunOutcome", "Engine", "WINDOW", "effective_resources",
+__all__ = ["EngineOptions", "RunOutcome", "Engine", "WINDOW", "PLAN_AHEAD", "effective_resources",
            "failed_dir_name", "stays_remote"]
 
 STATE_LOOK_S = 0.5  # how often the loop checks that its state directory is still there
@@ -58,6 +62,9 @@ STATE_LOOK_S = 0.5  # how often the loop checks that its state directory is stil
 WINDOW = 10_000
 PATHS_KEPT = 1 << 16  # absolute paths memoised, at most (Engine.path)
 WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay responsive
+# Plan events written on each pass of the loop beyond the rules it reached: the record names
+# every rule soon after the first tasks start, and a pass stays short (a few milliseconds).
+PLAN_AHEAD = 1000
 
 
 @dataclass(frozen=True)
@@ -203,6 +210,11 @@ class Engine:
         self._reads_minis = {d for r in rules if r.mini for d in dependents[r.id]}
         self._paths: dict[str, str] = {}
         self.confine = Confinement(root)
+        self._planned = 0  # plan.order[:_planned] have their plan events written
+        self._position: list[int] | None = None  # rule id -> its index in plan.order
+        # A rule's Resources as its plan event's dict, by id (held, so no id is reused):
+        # rules share a few, and hashing a Resources is a Python call.
+        self._as_dict: dict[int, tuple[Resources, dict]] = {}
 
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
@@ -231,9 +243,15 @@ class Engine:
     def run(self) -> RunOutcome:
         """Restore what the store holds, then run the rest until done, failed or stopped."""
         start = self.clock()
+        try:
+            return self._run(start)
+        finally:
+            self._plan_through(None)  # the plan of each rule not acted on: skipped, not run
+
+    def _run(self, start: float) -> RunOutcome:
         st = _State(pending={}, to_run=set(self.plan.ids(RUN)))
         to_run = st.to_run
-        self._emit_plan()
+        self._emit_counts()
         for rid in self.plan.ids(RESTORE):
             if not self._restore(st, rid):
                 to_run.add(rid)
@@ -242,8 +260,13 @@ class Engine:
                 st.alive += len(self.keys.outputs_of(rid))
         st.unsure = self._unsure(to_run)
         unsure = st.unsure
-        st.pending = {rid: sum(1 for d in self.deps[rid] if d in to_run or d in unsure)
-                      for rid in to_run}
+        deps = self.deps
+        if unsure:
+            st.pending = {rid: sum(1 for d in deps[rid] if d in to_run or d in unsure)
+                          for rid in to_run}
+        else:  # (as above, counted in C: a first build has every rule here)
+            counts = to_run.__contains__
+            st.pending = {rid: sum(map(counts, deps[rid])) for rid in to_run}
         st.ready = deque(rid for rid in self.plan.order if rid in to_run and not st.pending[rid])
         st.counted = True
         if self.options.gc.on:
@@ -264,6 +287,7 @@ class Engine:
             window = self._window()
             while st.ready and not st.blocked and len(st.running) < window:
                 self._submit(st, st.ready.popleft())
+            self._plan_ahead()
             for result in self._wait(st):
                 self._reap(st, result)
             self.journal.tick()
@@ -318,12 +342,19 @@ class Engine:
         largest = self.executor.largest_worker()
         if largest is None:
             return False
-        for rid in sorted(to_run):
-            rule = self.rules[rid]
-            if rule.local or rule.subworkflow:
+        fits: dict[int, Resources] = {}  # the Resources found to fit, by id (rules share few)
+        rules = self.rules
+        for rid in range(len(rules)):  # in id order: the first rule that cannot run is named
+            rule = rules[rid]
+            if rid not in to_run or rule.local or rule.subworkflow:
                 continue
-            problem = excess(self.resources_of(rule), largest)
-            if problem:
+            resources = self.resources_of(rule)
+            if id(resources) in fits:
+                continue
+            problem = excess(resources, largest)
+            if not problem:
+                fits[id(resources)] = resources  # held: its id is not reused meanwhile
+            else:
                 self._cancel()
                 self.journal.sync()
                 raise VinefileError(rule.location, f"rule '{rule.name}' {problem}",
@@ -333,6 +364,7 @@ class Engine:
     # -- one rule ---------------------------------------------------------------------------
 
     def _submit(self, st: _State, rid: int) -> None:
+        self._plan_through(rid)
         rule = self.rules[rid]
         if rule.mini and self.stays_remote(rid):
             # Nothing to run here: each worker that runs a reader makes its outputs first
@@ -545,6 +577,7 @@ class Engine:
 
     def _restore(self, st: _State, rid: int) -> bool:
         """Put every output of `rid` in place from the store; False if any is missing."""
+        self._plan_through(rid)
         rule = self.rules[rid]
         rk = self.keys.rules[rid]
         placed = []
@@ -638,8 +671,10 @@ class Engine:
         inputs' producers must settle first. A rule with a new key makes new keys downstream,
         so only these can be promoted (_cutoff) once the run has started."""
         done = self.journal.state.done
-        again = {r for r in to_run if self.keys.key_of(r) in done}
         unsure: dict[int, int] = {}
+        if not done:
+            return unsure  # nothing recorded (a first build): no key need be made for this
+        again = {r for r in to_run if self.keys.key_of(r) in done}
         if not again:
             return unsure
         for rid in self.plan.order:
@@ -677,29 +712,60 @@ class Engine:
         elif kind == "worker_leave":
             self.cores.pop(ev.get("worker", ""), None)
 
-    def _emit_plan(self) -> None:
-        """One `plan` event per rule: what it is, what it will do and why."""
-        emit = self.events.emit
-        # Rules share a few Resources: each is made a dict once (the events are written
-        # before the first task is sent, and asdict was half of each one's cost).
-        as_dict: dict[Resources, dict] = {}
+    def _emit_counts(self) -> None:
+        """The `planned` event: how many rules the plan runs, restores and skips (the plan
+        events themselves come as the run reaches each rule: _plan_through)."""
+        counts = {RUN: 0, RESTORE: 0, SKIP: 0}
+        reasons = self.plan.reasons
         for rid in self.plan.order:
-            rule = self.rules[rid]
-            outputs = self.keys.outputs_of(rid)
-            reason = self.plan.reasons[rid]
-            inputs = [norm(f.path) for f in rule.sources]
-            files = {p: self.keys.file_key(p) or "" for p in inputs}
-            files.update((path, key) for path, _, key in outputs)
-            resources = self.resources_of(rule)
-            fields = as_dict.get(resources)
-            if fields is None:
-                fields = as_dict[resources] = dataclasses.asdict(resources)
-            emit("plan", rule=rid, label=rule.name, key=self.keys.key_of(rid),
-                 action=reason.action, reason=reason.text, category=rule.category,
-                 inputs=inputs, outputs=[path for path, _, _ in outputs], files=files,
-                 resources=fields,
-                 kind="call" if rule.call else "local" if rule.local or rule.subworkflow
-                 else "command", command=rule.command, location=str(rule.location))
+            counts[reasons[rid].action] += 1
+        self.events.emit("planned", rules=len(self.plan.order), **counts)
+
+    def _plan_through(self, rid: int | None) -> None:
+        """Write the plan event of every rule in plan order up to `rid` (None: all) that has
+        none yet: what it is, what it will do and why. Before any other event of `rid`."""
+        order = self.plan.order
+        if self._planned >= len(order):
+            return
+        if rid is None:
+            self._plan_until(len(order))
+            return
+        if self._position is None:
+            self._position = position = [-1] * len(self.rules)
+            for i, r in enumerate(order):
+                position[r] = i
+        self._plan_until(self._position[rid] + 1)
+
+    def _plan_ahead(self) -> None:
+        """A few more plan events beyond the rules reached, on each pass of the loop (before
+        it waits), so the record soon names every rule of a run going on (`vinemake log`)."""
+        self._plan_until(min(self._planned + PLAN_AHEAD, len(self.plan.order)))
+
+    def _plan_until(self, end: int) -> None:
+        order = self.plan.order
+        for i in range(self._planned, end):
+            self._planned = i + 1  # first: an event that cannot be written is not tried again
+            self._emit_plan(order[i])
+
+    def _emit_plan(self, rid: int) -> None:
+        rule = self.rules[rid]
+        outputs = self.keys.outputs_of(rid)
+        reason = self.plan.reasons[rid]
+        inputs = [norm(f.path) for f in rule.sources]
+        file_key = self.keys.file_key
+        files = {p: file_key(p) or "" for p in inputs}
+        files.update((path, key) for path, _, key in outputs)
+        resources = self.resources_of(rule)
+        known = self._as_dict.get(id(resources))
+        if known is None:  # (asdict was half of each event's cost)
+            known = self._as_dict[id(resources)] = (resources, dataclasses.asdict(resources))
+        fields = known[1]
+        self.events.emit(
+            "plan", rule=rid, label=rule.name, key=self.keys.key_of(rid), action=reason.action,
+            reason=reason.text, category=rule.category, inputs=inputs,
+            outputs=[path for path, _, _ in outputs], files=files, resources=fields,
+            kind="call" if rule.call else "local" if rule.local or rule.subworkflow
+            else "command", command=rule.command, location=str(rule.location))
 
     def _end(self, st: _State, rid: int, result: TaskResult, retrying: bool = False) -> None:
         """The `end` event of one attempt of `rid` (`retrying`: another follows), and its
@@ -729,7 +795,9 @@ class Engine:
 
     def _reference_counts(self, to_run: set[int]) -> dict[str, int]:
         """For each made file read by a rule that will run: how many such rules read it."""
-        made = {path for rid in self.keys.rules for path, _, _ in self.keys.outputs_of(rid)}
+        # (from the rules, not their keys: asking for outputs_of would make every key now)
+        rules = self.rules
+        made = {norm(t.path) for rid in self.plan.order for t in rules[rid].targets}
         refs: dict[str, int] = {}
         for rid in to_run:
             for f in self.rules[rid].sources:
@@ -780,8 +848,11 @@ class Engine:
         Workflow outputs and `@cache forever` files are not counted: they are never forgotten.
         """
         refs: dict[str, int] = {}
+        remote = self.options.remote
         for rid in to_run:
             rule = self.rules[rid]
+            if not (rule.temp or rule.mini or rid in remote):
+                continue  # (stays_remote's first test, without a call per rule)
             if rule.cache_forever or not self.stays_remote(rid):
                 continue
             outs = {norm(f.path) for f in rule.targets} - self.options.protected

@@ -99,6 +99,7 @@ class _Run:
         self._commands: list[str | None] = []
         self._restores: set[int] = set()  # planned to be restored
         self.actions = {"run": 0, "restore": 0, "skip": 0}
+        self.counted = False  # the actions came counted (a `planned` event)
         self.total = self.done = self.failed = 0
         self.running: dict[int, str] = {}  # rule -> worker, between start and end
         self.workers: set[str] = set()  # connected now
@@ -128,9 +129,14 @@ class _Run:
                 self._commands[rid] = ev.get("command")
                 if ev.get("action") == "restore":
                     self._restores.add(rid)
-            self.actions[ev.get("action", "run")] = self.actions.get(ev.get("action"), 0) + 1
-            if ev.get("action") == "run":
-                self.total += 1
+            if not self.counted:  # a record without its plan's counts: count the plans
+                self.actions[ev.get("action", "run")] = self.actions.get(ev.get("action"), 0) + 1
+                if ev.get("action") == "run":
+                    self.total += 1
+        elif kind == "planned":
+            self.counted = True
+            self.actions = {a: _count(ev.get(a)) for a in ("run", "restore", "skip")}
+            self.total = self.actions["run"]
         elif kind == "submit":
             if ev["rule"] in self._restores and ev.get("attempt") == 1:
                 self.total += 1  # its outputs were not in the cache after all: it runs
@@ -160,6 +166,10 @@ class _Run:
             return None
         return (f"{_n(run, 'rule')} to run, {restore} to restore, "
                 f"{self.actions.get('skip', 0)} up to date")
+
+
+def _count(n) -> int:
+    return n if isinstance(n, int) and n >= 0 else 0
 
 
 class _Lines:
@@ -204,7 +214,7 @@ class PlainReporter:
         run = self.run
         run.take(ev)
         kind = ev["ev"]
-        if not run.headed and kind not in ("plan", "run_start", "worker_join"):
+        if not run.headed and kind not in ("plan", "planned", "run_start", "worker_join"):
             run.headed = True  # the plan is whole once the first rule is acted on
             heading = run.heading()
             if heading:

@@ -70,7 +70,7 @@ class _OneRule:
     """Picks the lines of a run's record that `vinemake log NAME` reads, without parsing the
     others (a record of a million rules holds four million): the run's start and end, copies
     to workers, the plan of the rule called or making one of `names`, and that rule's events
-    after it (every plan is recorded before any rule is submitted)."""
+    after it (a rule's plan is recorded before any other event of it)."""
 
     def __init__(self, names):
         self.names = set(names)

@@ -438,7 +438,11 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     # the status line's transfers in flight: the manager's count, once there is a manager
     reporter.transfers = lambda: getattr(executor, "transfers_in_flight", 0)
     reporter = Reporting(reporter, notices)
-    protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs()))
+    # Asked for only by -g and by rules whose outputs stay on workers (a set of every
+    # workflow output costs seconds at a million rules, before the first task).
+    protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs())) \
+        if options.gc.on or remote or any(r.temp or r.mini for r in workflow.rules) \
+        else frozenset()
     engine_options = EngineOptions(options.retries or 0, options.keep_going,
                                    options.gc, protected,
                                    options.cache_dir is not None, remote,

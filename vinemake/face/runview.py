@@ -73,6 +73,7 @@ class _Accumulated:
         self.first_t: float | None = None
         self.last_t: float | None = None
         self.plans: dict[int, Mapping] = {}
+        self.counted: Mapping | None = None  # the `planned` event: the plan's counts
         self.submitted: dict[int, float] = {}
         self.started: dict[int, Mapping] = {}  # the attempt running now, by rule
         self.tasks: list[tuple[Mapping, Mapping]] = []  # (start, end) of every attempt
@@ -107,6 +108,10 @@ def _on_run_end(acc, ev):
 
 def _on_plan(acc, ev):
     acc.plans[ev["rule"]] = ev
+
+
+def _on_planned(acc, ev):
+    acc.counted = ev
 
 
 def _on_submit(acc, ev):
@@ -171,6 +176,7 @@ def _on_cache(acc, ev):
 
 
 _HANDLERS = {"run_start": _on_run_start, "run_end": _on_run_end, "plan": _on_plan,
+             "planned": _on_planned,
              "submit": _on_submit, "start": _on_start, "end": _on_end, "restore": _on_restore,
              "transfer_start": _on_transfer_start, "transfer": _on_transfer,
              "library_start": _on_library,
@@ -206,7 +212,7 @@ def _counts(acc: _Accumulated) -> dict:
     for ev in acc.last_end.values():
         final[ev.get("status")] += 1
     return {"ran": final["ok"], "restored": len({r.get("rule") for r in acc.restores}),
-            "skipped": sum(1 for p in acc.plans.values() if p.get("action") == "skip"),
+            "skipped": _planned(acc).get("skip", 0),
             "failed": final["failed"], "withdrawn": final["withdrawn"]}
 
 
@@ -235,6 +241,12 @@ def _summary(acc: _Accumulated, t0: float, end_t, live: bool) -> dict:
 
 
 def _planned(acc: _Accumulated) -> dict:
+    """Rules by action: the plan's own counts (a run records each rule's plan as it reaches
+    it, so a run going on or killed has not recorded them all), else the plans counted."""
+    if acc.counted is not None:
+        got = {a: acc.counted.get(a) for a in ("run", "restore", "skip")}
+        if all(isinstance(n, int) and n >= 0 for n in got.values()):
+            return {a: n for a, n in got.items() if n}
     planned = defaultdict(int)
     for p in acc.plans.values():
         planned[p.get("action", "run")] += 1
