@@ -148,3 +148,32 @@ def test_a_reader_of_bytes_that_changed_since_it_ran_runs_again():
     assert texts(plan(CHAIN[:2], SRC, lines, disk)) == {
         0: (SKIP, "outputs current"),
         1: (RUN, "input 'x' has other bytes than when it last ran")}
+
+
+class Asked(dict):
+    """PlanRules that note which rules were asked for."""
+
+    def __init__(self, *a):
+        super().__init__(*a)
+        self.asked = set()
+
+    def __getitem__(self, rid):
+        self.asked.add(rid)
+        return super().__getitem__(rid)
+
+
+def test_a_first_build_decides_the_rules_that_cannot_be_temporary_without_asking():
+    specs = [rule(0, ["t"], ["a"], "make t", temp=True), rule(1, ["y"], ["t"], "make y"),
+             rule(2, ["u"], ["a"], "make u", temp=True), rule(3, ["x"], ["b"], "make x")]
+    keys = compute_keys(specs, SRC)
+    full = plan_rules(specs, keys)
+    ids = [r.id for r in specs]
+    whole = make_plan(ids, full, replay([]), {}, frozenset(), keys.rules.__getitem__)
+    asked = Asked(full)
+    first = make_plan(ids, asked, replay([]), {}, frozenset(), keys.rules.__getitem__,
+                      lambda rid: full[rid].producers, first_temps={0, 2})
+    assert texts(first) == texts(whole) == {
+        0: (RUN, "intermediate 't' needed by 'y'"), 1: (RUN, "never built"),
+        2: (RUN, "never built"), 3: (RUN, "never built")}
+    assert first.order == whole.order and list(first.reasons) == ids
+    assert asked.asked == {0, 1, 2}  # the temporary ones, and y to name it as t's reader

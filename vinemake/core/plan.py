@@ -74,14 +74,22 @@ Stat = tuple[int, int] | None  # (size, mtime_ns) of a target, None if absent
 def make_plan(order: Sequence[int], rules: Mapping[int, PlanRule], journal: JournalState,
               disk: Mapping[str, Stat], stored: Set[str],
               full_key: Callable[[int], RuleKey],
-              producers: Callable[[int], Sequence[tuple[str, int]]] | None = None) -> Plan:
+              producers: Callable[[int], Sequence[tuple[str, int]]] | None = None,
+              first_temps: Set[int] | None = None) -> Plan:
     """Decide every rule in `order` (topological, the selected rules only).
 
     `producers(rid)`, if given, stands for each PlanRule's own `producers`: asked only of
-    rules that run while another does not."""
-    reasons: dict[int, Reason] = {}
+    rules that run while another does not. `first_temps`, given when nothing is recorded
+    (no journal record, no store), holds the rules that may be temporary: every other rule
+    is never built and runs, decided so without asking `rules` for it (a first build)."""
+    if first_temps is None:
+        reasons: dict[int, Reason] = {}
+        todo: Sequence[int] | Set[int] = order
+    else:
+        reasons = dict.fromkeys(order, _NEVER_BUILT)
+        todo = [rid for rid in first_temps if rid in reasons]
     others = 0  # rules that will not run: only their outputs can be missing for a runner
-    for rid in order:
+    for rid in todo:
         rule = rules[rid]
         why = staleness(rule, journal, disk, full_key)
         if why is None:

@@ -166,10 +166,12 @@ def _prepare(workflow, graph, root, targets, cache_dir, remote, save, offline) -
     _confined(rules, ids, root)
     edited = settle(journal, disk, root, graph.made_inside)
     stored = _StoreView(store)
-    planned = _PlanRules(rules, keys, graph, remote, stays_remote,
-                         _recorded(journal.state) or not stored.empty)
+    recorded = _recorded(journal.state) or not stored.empty
+    planned = _PlanRules(rules, keys, graph, remote, stays_remote, recorded)
+    temps = None if recorded else {rid for rid in ids if rules[rid].temp or rules[rid].mini
+                                   or rid in remote}  # only these may not run at all
     plan = make_plan(ids, planned, journal.state, disk, stored,
-                     keys.rules.__getitem__, planned.producers)
+                     keys.rules.__getitem__, planned.producers, temps)
     return Prepared(graph, files, keys, journal, store, plan, resources_of, edited, urls)
 
 
