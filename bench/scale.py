@@ -11,6 +11,8 @@
     python bench/scale.py --first-task             # a first build until its first command
                                                    # starts: planning time and memory (and
                                                    # --baseline's, in the same run)
+    python bench/scale.py --first-build --rules 100k   # a whole first build (and
+                                                   # --baseline's): wall, CPU, memory
     python bench/scale.py --noop                   # a no-op rerun against make -q
     python bench/scale.py --phases --rules 100k    # parse and graph (what --check does) one
                                                    # after the other: CPU and RSS of each
@@ -149,6 +151,32 @@ def first_task(args) -> None:
             first, cpu, rss, code = _first_start(d, args, env)
             got = f"{first:15.2f}" if first is not None else f"{f'none, exit {code}':>15}"
             print(f"{label:9} {i + 1:>4} {got} {cpu:8.2f} {rss:8.0f}  {load:.1f}", flush=True)
+
+
+def first_build(args) -> None:
+    """A whole first build (the local worker), this checkout's and --baseline's interleaved:
+    wall, CPU and peak RSS of vinemake and everything it waited for (its worker, the
+    commands), so work moved to after the first command is seen if it costs more there."""
+    import shutil
+
+    d = prepare(args.workdir, args.rules)
+    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {args.rules:,} rules, "
+          f"{os.cpu_count()} cores, a whole first build")
+    print(f"{'tree':9} {'run':>4} {'wall s':>8} {'cpu s':>8} {'RSS MB':>8}  load")
+    trees = [("vinemake", None)] + ([("baseline", args.baseline)] if args.baseline else [])
+    root = os.path.join(args.workdir, f"build-{args.rules}")
+    for i in range(args.repeat):
+        for label, tree in trees:
+            shutil.rmtree(root, ignore_errors=True)
+            os.makedirs(root)
+            for name in ("Vinefile", "s0", "s1"):
+                os.link(os.path.join(d, name), os.path.join(root, name))
+            load = os.getloadavg()[0]
+            m = peers.measure([*peers.vinemake_command(), "Vinefile"], root, args.timeout,
+                              env=dict(os.environ, PYTHONPATH=tree) if tree else None)
+            print(f"{label:9} {i + 1:>4} {m.wall_s:8.2f} {m.cpu_s:8.2f} {m.peak_rss_mb:8.0f}  "
+                  f"{load:.1f}{'' if m.ok else '  FAILED'}", flush=True)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def _first_start(d: str, args, env: dict | None):
@@ -379,11 +407,14 @@ def _profile_first(spec: str, workdir: str) -> None:
     def stopping_wait(self, st):
         got = wait(self, st)
         if started:
+            prof.disable()  # what the run does on its way out is not measured
+            cpu.append(time.process_time() - t0)
             raise _FirstStart
         return got
 
     EventLog.emit, engine_module.Engine._wait = noting_emit, stopping_wait
     prof = cProfile.Profile()
+    cpu: list[float] = []
     t0 = time.process_time()
     prof.enable()
     try:
@@ -392,9 +423,11 @@ def _profile_first(spec: str, workdir: str) -> None:
         pass
     finally:
         prof.disable()
-        cpu = time.process_time() - t0
         os.chdir(workdir)
         shutil.rmtree(root, ignore_errors=True)
+    if not cpu:
+        raise SystemExit("the build ended without a command started")
+    cpu = cpu[0]
     print(f"# {size:,} rules, first build to its first start: {cpu:.2f} s of CPU (this "
           f"process, profiled), load average {os.getloadavg()[0]:.1f}")
     pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
@@ -606,6 +639,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
     p.add_argument("--first-task", action="store_true",
                    help="a first build's time to its first command started")
+    p.add_argument("--first-build", action="store_true",
+                   help="a whole first build: wall, CPU (with its worker's) and memory")
     p.add_argument("--noop", action="store_true", help="a no-op rerun against make -q")
     p.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     p.add_argument("--phases", action="store_true", help="parse and graph: CPU and RSS each")
@@ -637,6 +672,8 @@ def main(argv: list[str] | None = None) -> None:
         manager_memory(args.manager, args.workdir)
     elif args.first_task:
         first_task(args)
+    elif args.first_build:
+        first_build(args)
     elif args.noop:
         noop(args)
     elif args.run:
