@@ -216,8 +216,9 @@ def test_a_real_run_records_every_rule_once_and_its_counts_equal_the_summary(tmp
     assert all(e["status"] == "ok" and e["exit"] == 0 and e["wall_s"] >= 0 for e in ends.values())
     assert [e["worker"] for e in k["worker_join"]] == ["local"]
     a = plans["a.txt"]["rule"]
-    # a tiny command's peak may be below what the monitor could see: measured, never negative
-    assert ends[a]["mem_peak_mb"] >= 0 and ends[a]["worker"] == "local"
+    # a tiny command's peak may be below what the monitor could see: unknown then, never 0
+    assert ends[a]["mem_peak_mb"] is None or ends[a]["mem_peak_mb"] > 0
+    assert ends[a]["worker"] == "local"
     # every rule's stderr is kept, not only a failure's
     stderr = StateDir(str(tmp_path)).stderr(runs(tmp_path)[-1], "a.txt")
     assert open(stderr).read() == "made a\n"

@@ -785,7 +785,10 @@ class Engine:
             or None, exit=code if code is not None and code >= 0 else None,
             signal=-code if code is not None and code < 0 else None,
             wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
-            mem_peak_mb=m.memory_mb, disk_mb=m.disk_mb,
+            # What only samples see is unknown, not 0, for a command too short to be sampled
+            # (a peak memory at all is known when the kernel's account was above the worker's).
+            mem_peak_mb=m.memory_mb if m.memory_mb or m.samples else None,
+            disk_mb=m.disk_mb if m.samples else None,
             bytes_read=m.bytes_read if m.samples else None,
             bytes_written=m.bytes_written if m.samples else None,
             input_bytes=sum(self.sizes.get(norm(f.path), 0) for f in rule.sources),
