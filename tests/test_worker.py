@@ -202,6 +202,16 @@ def test_the_monitor_kills_a_memory_hog(runner):
     assert o.result.measured.memory_mb > 100
 
 
+def test_the_monitor_kills_a_memory_hog_the_command_started(runner):
+    # The hog is a grandchild: the shell, then a subshell, then Python; the sample adds up
+    # the whole tree, found in one pass over /proc (proctree.py).
+    hog = f"{sys.executable} -c \"x = bytearray(400_000_000); import time; time.sleep(60)\""
+    o = runner.run(make_task(f"({hog}; true); true", resources=Resources(memory_mb=100)))
+    assert o.result.status == "resource_exceeded"
+    assert o.result.reason.startswith("memory: used ")
+    assert o.result.reason.endswith(" MB, declared 100 MB")
+
+
 def test_the_monitor_kills_a_wall_time_overrun(runner):
     o = runner.run(make_task("sleep 60", resources=Resources(wall_time_s=0.3)))
     assert o.result.status == "resource_exceeded"

@@ -2,7 +2,8 @@
 
 One thread samples every running task at an interval, and only once a task has lived for
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
-when thousands of tiny tasks go through a worker. With nothing to watch for a while the
+when thousands of tiny tasks go through a worker. The processes of every task sampled at one
+tick are found in one pass over /proc (proctree.py). With nothing to watch for a while the
 thread blocks until a task comes, so an idle worker costs no wake-ups. Each task leads its
 own process group (cheaper to start than a session), so a kill takes everything it started.
 
@@ -35,6 +36,7 @@ from vinemake.common import batching
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured
 from vinemake.worker.memlimit import Limit, MemoryLimits
+from vinemake.worker.proctree import Lineage, ProcessTrees
 from vinemake.worker.sandbox import tree_size
 
 __all__ = ["Sample", "exceeded", "Monitor", "Watch"]
@@ -87,6 +89,7 @@ class Watch:
     on_exit: ExitListener | None = None  # called once, on the monitor's thread, when it exits
     on_gone: Callable[[], None] | None = None  # called just before on_exit, see reap()
     _proc: psutil.Process | None = None
+    lineage: Lineage = field(init=False)  # how its tree is found (proctree.py)
     _fd: int = -1  # its pidfd, while registered
     reaped: bool = False  # its pid may belong to another process now: never signal it
     ended: float | None = None  # monotonic time it was reaped
@@ -94,6 +97,9 @@ class Watch:
     io: dict = field(default_factory=dict)  # pid -> (bytes read, written) when last sampled
     samples: int = 0
     memory_limit: Limit | None = None  # what the kernel holds it to (memlimit.py), if anything
+
+    def __post_init__(self) -> None:
+        self.lineage = Lineage.of(self.pid)
 
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
@@ -111,7 +117,8 @@ class Monitor:
     def __init__(self, interval: float = 0.25, delay: float = 0.1,
                  tick: Callable[[], float | None] | None = None,
                  defer: Callable[[], bool] | None = None,
-                 memory: MemoryLimits | None = None):
+                 memory: MemoryLimits | None = None, trees: ProcessTrees | None = None):
+        self.trees = trees or ProcessTrees()
         # Samples catch a task growing slowly; `memory` holds it to its declared memory at
         # every allocation, where the kernel lets us (memlimit.py).
         self.memory = memory or MemoryLimits("sampling")
@@ -292,10 +299,10 @@ class Monitor:
                 if now >= next_sample:
                     next_sample = now + self.interval
                     with self._lock:
-                        watches = list(self._watches.values())
-                    for w in watches:
-                        if now - w.start >= self.delay and w.reason is None:
-                            self._sample(w, now)
+                        due = [w for w in self._watches.values()
+                               if now - w.start >= self.delay and w.reason is None]
+                    if due:
+                        self._sample_all(due, now)
         finally:
             with self._lock:
                 fds, self._by_fd = list(self._by_fd), {}
@@ -327,13 +334,19 @@ class Monitor:
         finally:
             self.finishing = False
 
-    def _sample(self, w: Watch, now: float) -> None:
+    def _sample_all(self, due: list[Watch], now: float) -> None:
+        """Sample these watches, their process trees found in one pass."""
+        trees = self.trees.trees([w.lineage for w in due])
+        for w in due:
+            self._sample(w, now, trees.get(w.pid, ()))
+
+    def _sample(self, w: Watch, now: float, below=()) -> None:
         try:
             if w._proc is None:
                 w._proc = psutil.Process(w.pid)
-            procs = [w._proc, *w._proc.children(recursive=True)]
         except psutil.Error:
             return
+        procs = [w._proc, *self._processes(below)]
         rss = cpu = 0.0
         w.samples += 1
         for p in procs:
@@ -352,6 +365,17 @@ class Monitor:
         reason = exceeded(w.limits, Sample(rss / 1e6, disk, now - w.start))
         if reason is not None:
             self.kill(w, reason)  # (not if a waiting thread reaped it meanwhile)
+
+    @staticmethod
+    def _processes(pids) -> list[psutil.Process]:
+        """psutil's handle on each of these processes that is still there."""
+        procs = []
+        for pid in pids:
+            try:
+                procs.append(psutil.Process(pid))
+            except psutil.Error:
+                continue
+        return procs
 
 
 def _wait(pid: int, options: int):
