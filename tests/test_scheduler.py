@@ -106,6 +106,17 @@ def test_a_task_too_big_for_now_does_not_hold_back_smaller_ones():
     assert [tid for _, tid, _ in b.placed()] == [1, 3, 2]
 
 
+def test_one_pass_spreads_tasks_by_what_each_worker_has_left_after_the_last_one():
+    # A pass makes each worker's view once and again only after a task went there: the
+    # second task must see w1 with one core fewer and the third see both full.
+    b = Bench()
+    b.worker("w1", cores=2)
+    b.worker("w2", cores=1)
+    b.submit(task(1), task(2, cores=2), task(3), task(4), task(5))
+    assert [(wid, tid) for wid, tid, _ in b.placed()] == [("w1", 1), ("w2", 3), ("w1", 4)]
+    assert b.workers["w1"].free.cores == 0 and b.workers["w2"].free.cores == 0
+
+
 def test_the_j_cap_holds_over_all_workers():
     b = Bench(max_tasks=2)
     b.worker("w1", cores=4)

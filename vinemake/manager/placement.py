@@ -105,7 +105,8 @@ def place(task: Task, workers: Iterable[WorkerView], replicas: Mapping[str, Iter
     """
     want = need(task.resources)
     sizes = sizes or {}
-    usable = [w for w in workers if fits(want, w.free)]
+    wanted = offered_by(want)  # once, not once per worker
+    usable = [w for w in workers if amounts_fit(wanted, offered_by(w.free))]
     if task.batch_options:
         tag = options_tag(task.batch_options)
         usable = [w for w in usable if worker_options_tag(w.id) == tag]

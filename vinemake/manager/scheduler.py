@@ -24,6 +24,7 @@ from vinemake.manager.config import ManagerConfig
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.placement import (
     MB,
+    WorkerView,
     fits,
     holder,
     locality_wait_s,
@@ -96,6 +97,7 @@ class Scheduler:
         self._first_tried: dict[int, float] = {}  # task id -> when it first waited
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.runtime: dict[str, float] = {}  # category -> average seconds a command ran
+        self._views: dict[str, WorkerView] | None = None  # a pass's views, see _views_now
 
     def release(self, w: ConnectedWorker, task: Task) -> None:
         """`task` (already out of `w.running`) ended: what it took is free again."""
@@ -127,15 +129,28 @@ class Scheduler:
         cap = self.config.max_tasks
         if cap is not None:  # tasks sent ahead to wait on a worker have not started
             cap += sum(len(w.waiting) for w in self.workers.values())
-        skipped = []
-        attempts = looked = 0
+        skipped: list[Task] = []
         # Libraries with an instance on every worker and every slot busy: a call to one found
         # so says the same of every call to it behind it in this pass. Calls queue by the
         # thousand behind a few slots, and this pass runs after every result: a run of 64 such
         # calls ends it (moving each aside cost the manager more than the call itself), so a
         # command queued behind them waits its turn, as one beyond the 1000th always did.
         full: set[str] = set()
-        calls_in_a_row = 0
+        self._views = {}
+        try:
+            attempts = self._place_queued(cap, skipped, full)
+        finally:
+            self._views = None
+        self.queue.extendleft(reversed(skipped))
+        if attempts and self.queue:
+            self._make_room()
+        if self.queue and self.config.worker_queue:
+            self._queue_ahead()
+
+    def _place_queued(self, cap: int | None, skipped: list, full: set[str]) -> int:
+        """The pass itself (see schedule): tasks that cannot start now go to `skipped`;
+        how many full placement attempts failed."""
+        attempts = looked = calls_in_a_row = 0
         while self.queue and attempts < 32 and looked < 1000 and calls_in_a_row < 64:
             if cap is not None and self.running_total >= cap:
                 break
@@ -162,11 +177,23 @@ class Scheduler:
                 attempts += 1
                 if task.library is not None and self._library_full(task.library):
                     full.add(task.library.key)
-        self.queue.extendleft(reversed(skipped))
-        if attempts and self.queue:
-            self._make_room()
-        if self.queue and self.config.worker_queue:
-            self._queue_ahead()
+        return attempts
+
+    def _views_now(self) -> list[WorkerView]:
+        """What placement sees of every worker. Within a scheduling pass each worker's view
+        is made once, and again only after a task went to that worker (nothing else changes
+        while the pass runs): making every worker's view for every task placed cost the
+        manager CPU in proportion to the number of workers, per task."""
+        cache = self._views
+        if cache is None:
+            return [w.view() for w in self.workers.values()]
+        views = []
+        for wid, w in self.workers.items():
+            v = cache.get(wid)
+            if v is None:
+                v = cache[wid] = w.view()
+            views.append(v)
+        return views
 
     def _queue_ahead(self) -> None:
         """Send a few tasks beyond what fits to each worker (they wait there).
@@ -234,7 +261,7 @@ class Scheduler:
     def _try_dispatch(self, task: Task) -> bool:
         if task.library is not None:
             return self._try_dispatch_call(task)
-        views = [w.view() for w in self.workers.values()]
+        views = self._views_now()
         wid = place(task, views, self.replicas.holders, self.rng, self.replicas.sizes,
                     remake_s=self.replicas.remake_s, rate=self.replicas.rate)
         if wid is None:
@@ -255,7 +282,8 @@ class Scheduler:
         if ready:
             w = min(ready, key=lambda w: (w.libs[lib.key], len(w.running), w.id))
             return self._dispatch(task, w, Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0))
-        views = [w.view() for w in self.workers.values() if lib.key not in w.libs]
+        views = [v for v, w in zip(self._views_now(), self.workers.values(), strict=True)
+                 if lib.key not in w.libs]
         if not views:  # an instance runs on every worker already, each one full
             return False
         wid = place(dataclasses.replace(task, resources=lib.resources), views,
@@ -274,6 +302,8 @@ class Scheduler:
         if fetches is None:
             return False
         w.start(task, want)
+        if self._views is not None:
+            self._views.pop(w.id, None)  # it changed: made again when next asked for
         self.running_total += 1
         # a file already on its way to `w` (for another task) is not a new copy
         new = [f for f in fetches if f[0] not in w.charged]
