@@ -19,6 +19,7 @@ from vinemake.core.engine import (
 )
 from vinemake.core.events import EventLog
 from vinemake.core.graph import BuildGraph
+from vinemake.core.journal import Journal
 from vinemake.core.reporter import FakeReporter, summary_line
 from vinemake.face.run import prepare, source_sizes
 
@@ -106,10 +107,12 @@ def diamond():
             rule(2, ["c"], ["a"], "make c"), rule(3, ["d"], ["b", "c"], "make d")]
 
 
-def run_once(root, rules, executor=None, options=None, reporter=None):
+def run_once(root, rules, executor=None, options=None, reporter=None, preps=None):
     wf = Workflow(os.path.join(root, "Vinefile"), tuple(rules))
     graph = BuildGraph.build(wf, root)
     prep = prepare(wf, graph, root)
+    if preps is not None:
+        preps.append(prep)
     executor = executor or FakeExecutor()
     reporter = reporter or FakeReporter()
     events = EventLog()  # kept in memory; the reporter hears every event, as in a run
@@ -150,6 +153,21 @@ def test_editing_one_command_reruns_it_and_its_dependents(root):
     edited[2] = rule(2, ["c"], ["a"], "make c --again")
     _, ex, _ = run_once(root, edited)
     assert ex.names() == ["c", "d"]
+
+
+def test_a_run_holds_the_records_only_of_the_rules_it_may_yet_promote(root):
+    run_once(root, diamond())
+    with open(os.path.join(root, "b"), "w") as f:
+        f.write("edited by hand\n")  # b runs again with its old key: d may have to follow
+    preps = []
+    outcome, ex, _ = run_once(root, diamond(), preps=preps)
+    assert ex.names() == ["b"] and outcome.skipped == 3  # the same bytes again: d stays
+    keys = preps[0].keys
+    assert set(preps[0].journal.state.done) == {keys.key_of(3)}
+    assert set(preps[0].journal.state.files) == {"a", "b", "c", "d"}
+    assert preps[0].journal.state.files["b"].key == keys.outputs_of(1)[0].key
+    replayed = Journal(os.path.join(root, ".vinemake", "journal")).state  # as the next run
+    assert set(replayed.done) == {keys.key_of(r) for r in range(4)}
 
 
 def test_failure_stops_dependents_writes_info_and_exits_1(root):

@@ -2,6 +2,7 @@
 
 import json
 
+from vinemake.common.packed import pack, unpack
 from vinemake.core.journal import Journal, part_map, replay
 
 
@@ -102,8 +103,8 @@ def test_a_record_made_now_is_written_whole_and_held_without_what_only_later_run
     j.open()
     j.done("r1", "x", "ran", (("command", "c1"), ("environment", "e1")), (("a", "k"),),
            [("x", "o1", 3, 100, "h1")], (1.0, 2.0, 0.0, 0.5), (("a", "ha"),))
-    held = j.state.done["r1"]
-    assert (held.parts, held.inputs, held.seen, held.outputs) == ("", (), (), ("x",))
+    assert "r1" not in j.state.done  # this run reads only its files
+    assert (j.state.files["x"].key, j.state.files["x"].rule) == ("o1", "r1")
     assert j.state.files["x"].content == "h1"
     j.close()
     again = Journal(str(path)).state.done["r1"]  # what the next run's plan reads
@@ -143,3 +144,29 @@ def test_replayed_records_share_what_they_repeat_and_explain_the_same(tmp_path):
     j.close()
     assert sorted(json.loads(line)["parts"] for line in path.read_text().splitlines()) == \
         [f"command=c{i} {rest}" for i in range(3)]
+
+
+def test_keys_and_hashes_are_held_as_digests_and_read_back_as_the_same_text(tmp_path):
+    key, rule = "out-xxh3_128-" + "0f" * 16, "rule-xxh3_128-" + "a1" * 16
+    content = "9" * 32
+    path = tmp_path / "journal"
+    path.write_text(json.dumps({"ev": "done", "rule": rule, "name": "x", "parts": "command=c",
+                                "outputs": [["x", key, 0, 5, content]]}) + "\n")
+    j = Journal(str(path))
+    rec = j.state.files["x"]
+    assert (rec.key, rec.rule, rec.content) == (key, rule, content)
+    assert isinstance(rec.held_key, bytes) and len(rec.held_key) == 17
+    assert isinstance(rec.held_content, bytes) and rec.held_rule is next(iter(j.state.done))
+    j.open()
+    j.done(rule + "0", "y", "ran", "command=c", (), [("y", key, 0, 6, content)])
+    assert isinstance(j.state.files["y"].held_rule, bytes) and j.state.files["y"].rule == \
+        rule + "0"
+    j.close()
+
+
+def test_text_that_is_no_lowercase_digest_is_held_as_it_is():
+    for text in ("", "o1", "out-xxh3_128-" + "0F" * 16, "x" * 40 + "ab" * 16, "g" * 32,
+                 "ab" * 16 + "\n", "ab" * 15):
+        assert pack(text) is text
+    for text in ("ab" * 16, " " + "ab" * 16, "out-xxh3_128-" + "0f" * 16):
+        assert isinstance(pack(text), bytes) and unpack(pack(text)) == text

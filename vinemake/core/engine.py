@@ -260,6 +260,8 @@ class Engine:
                 st.alive += len(self.keys.outputs_of(rid))
         st.unsure = self._unsure(to_run)
         unsure = st.unsure
+        # Only a rule that may yet be promoted (_cutoff) has its last record read again.
+        self.journal.keep_records([self.keys.key_of(rid) for rid in unsure])
         deps = self.deps
         if unsure:
             st.pending = {rid: sum(1 for d in deps[rid] if d in to_run or d in unsure)

@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from vinemake.common.packed import pack, unpack
+
 __all__ = ["workflow_name", "RuleRecord", "FileRecord", "JournalState", "replay", "Journal",
            "SYNC_INTERVAL_S", "part_map", "PartsText"]
 
@@ -48,15 +50,29 @@ def workflow_name(path: str, root: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class FileRecord:
-    """A file this workflow put in place: its key, its stat when placed, and its rule."""
+    """A file this workflow put in place: its key, its stat when placed, and its rule.
 
-    key: str
+    The key, rule and content hash are held packed (common/packed.py): read them by name."""
+
+    held_key: str | bytes
     size: int
     mtime_ns: int
-    rule: str
+    held_rule: str | bytes
     collected: bool = False
-    content: str = ""  # hash of the bytes put in place ("" if not known)
+    held_content: str | bytes = ""  # hash of the bytes put in place ("" if not known)
     workflow: str = ""  # the workflow file that made it, relative to its directory
+
+    @property
+    def key(self) -> str:
+        return unpack(self.held_key)
+
+    @property
+    def rule(self) -> str:
+        return unpack(self.held_rule)
+
+    @property
+    def content(self) -> str:
+        return unpack(self.held_content)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +94,12 @@ class PartsText(NamedTuple):
     (environment, resources, library, kind) is one string shared by every record that has
     it, so a replayed million records hold the command's digest each and little more."""
 
-    first: str
+    first: str | bytes  # packed when it can be (`command=` and a digest: common/packed.py)
     rest: str
 
     def text(self) -> str:
-        return f"{self.first} {self.rest}" if self.rest else self.first
+        first = unpack(self.first)
+        return f"{first} {self.rest}" if self.rest else first
 
 
 def part_map(record: RuleRecord) -> dict[str, str]:
@@ -147,7 +164,7 @@ def _apply(state: JournalState, ev: dict) -> None:
         parts = ev.get("parts", ())
         if isinstance(parts, str) and parts:
             first, _, rest = parts.partition(" ")
-            parts = PartsText(first, shared(rest, rest))
+            parts = PartsText(pack(first), shared(rest, rest))
         inputs = ev.get("inputs")
         # parts and inputs are only read for the reason of a stale rule.
         state.done[key] = RuleRecord(key, ev["name"], shared(ev.get("how", "ran"),
@@ -155,13 +172,7 @@ def _apply(state: JournalState, ev: dict) -> None:
                                      parts, tuple(map(tuple, inputs)) if inputs else (),
                                      tuple(o[0] for o in outputs),
                                      tuple(map(tuple, ev.get("seen", ()))), wf)
-        for out in outputs:
-            state.files[out[0]] = FileRecord(out[1], int(out[2]), int(out[3]), key, False,
-                                             out[4] if len(out) > 4 else "", wf)
-        if not outputs:
-            state.by_name[ev["name"]] = key
-        state.incomplete.discard(key)
-        state.failed.pop(key, None)
+        _apply_files(state, key, ev["name"], outputs, wf)
     elif kind == "failed":
         state.failed[key] = ev["name"]
         state.incomplete.discard(key)
@@ -178,6 +189,21 @@ def _apply(state: JournalState, ev: dict) -> None:
                                                       mtime_ns=int(ev["mtime"]))
     elif kind == "removed":
         state.files.pop(ev["path"], None)
+
+
+def _apply_files(state: JournalState, key: str, name: str, outputs, wf: str,
+                 rule: str | bytes | None = None) -> None:
+    """What a `done` says of its files (and that the rule is neither running nor failed).
+    `rule` is how the files hold their rule's key: by default the key itself, which a
+    replayed record holds too."""
+    held_rule = key if rule is None else rule
+    for out in outputs:
+        state.files[out[0]] = FileRecord(pack(out[1]), int(out[2]), int(out[3]), held_rule,
+                                         False, pack(out[4]) if len(out) > 4 else "", wf)
+    if not outputs:
+        state.by_name[name] = key
+    state.incomplete.discard(key)
+    state.failed.pop(key, None)
 
 
 def _events(state: JournalState) -> Iterable[dict]:
@@ -216,7 +242,7 @@ class Journal:
         self._lock = threading.Lock()
         self.file = None
         self.last_sync = self.last_write = 0.0
-        self._light = False  # the state holds records made here without parts (see done())
+        self._light = False  # the state no longer rebuilds the file (done(), keep_records())
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 self.state = replay(f)
@@ -249,6 +275,14 @@ class Journal:
             raise
         os.replace(tmp, self.path)
 
+    def keep_records(self, keys: Iterable[str]) -> None:
+        """Hold the rule records of `keys` only, for the rest of this run: the engine reads
+        no other once its run has started (a replayed record is most of a kilobyte); later
+        runs replay the file, which keeps them all."""
+        done = self.state.done
+        self.state.done = {k: done[k] for k in keys if k in done}
+        self._light = True  # the state no longer rebuilds the file: never compacted from it
+
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
@@ -269,18 +303,17 @@ class Journal:
         `parts` are written as one string, `name=digest ...`: a third cheaper to read back
         than a list of pairs, and every later run reads every line.
         """
-        ev = {"ev": "done", "rule": key, "name": name, "how": how, "parts": "",
-              "inputs": (), "outputs": [list(o) for o in outputs], "measured": (),
-              "seen": (), "wf": self.workflow}
-        # The state keeps no parts, inputs or seen of a record made now: they say why a rule
-        # is stale, and what a reader read, to the plans of later runs, which replay the file;
-        # this run never reads them (a third of a kilobyte a rule, for the rest of the run).
-        _apply(self.state, ev)
+        # The state keeps no rule record made now, only its files: the record says why a
+        # rule is stale, and what a reader read, to the plans of later runs, which replay
+        # the file; this run reads only the files' keys, stats and hashes (the record was
+        # a third of a kilobyte a rule, for the rest of the run).
+        _apply_files(self.state, key, name, outputs, self.workflow, pack(key))
         self._light = True
-        ev.update(parts=parts if isinstance(parts, str) else
-                  " ".join(f"{n}={d}" for n, d in parts), inputs=inputs,
-                  measured=list(measured), seen=[list(s) for s in seen])
-        self._append(_ENCODER.encode(ev))
+        self._append(_ENCODER.encode({
+            "ev": "done", "rule": key, "name": name, "how": how,
+            "parts": parts if isinstance(parts, str) else " ".join(f"{n}={d}" for n, d in parts),
+            "inputs": inputs, "outputs": [list(o) for o in outputs],
+            "measured": list(measured), "seen": [list(s) for s in seen], "wf": self.workflow}))
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,
