@@ -23,6 +23,8 @@
                                                    # (bench/fleet.py)
     python bench/scale.py --run 1M                 # 1M null rules end to end, SIGKILL at half,
                                                    # rerun: memory, state sizes (scale_run.py)
+    python bench/scale.py --run-memory 30k         # in process: bytes held a rule at the end
+                                                   # of a first run and of a rerun
 
 Rule i makes `o<i>` from two outputs of earlier rules picked at random (seeded, so every run
 and every tool reads the same graph); the first two read the sources `s0` and `s1`. Each case
@@ -650,6 +652,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--kill-at", type=float, default=0.5,
                    help="for --run: the share of rules done when vinemake is killed (0: never)")
     p.add_argument("--window", type=int, help="for --run: VINEMAKE_SUBMIT_WINDOW")
+    p.add_argument("--run-memory", metavar="SIZE", type=parse_size,
+                   help="tracemalloc of SIZE null rules run, and run again after half")
     p.add_argument("--manager", metavar="W0,W1:T0,T1",
                    help="manager memory per worker connection and per queued task")
     args = p.parse_args(argv)
@@ -676,6 +680,10 @@ def main(argv: list[str] | None = None) -> None:
         first_build(args)
     elif args.noop:
         noop(args)
+    elif args.run_memory:
+        from scale_run import held_per_rule
+
+        held_per_rule(args.run_memory, args.workdir)
     elif args.run:
         from scale_run import run_end_to_end
 

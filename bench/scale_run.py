@@ -2,6 +2,8 @@
 
     python bench/scale.py --run 1M              # ~1M null rules, one directory of outputs
     python bench/scale.py --run 100k --kill-at 0.5 --window 10000
+    python bench/scale.py --run-memory 30k      # bytes held per rule run and per record
+                                                # replayed, in process (tracemalloc)
 
 The workflow is N rules `t.<i>: ; : > t.<i>` (no inputs, one empty output each: every rule is
 ready at once, the widest a workflow gets). A fresh directory is run by `vinemake` with its
@@ -30,7 +32,7 @@ from dataclasses import dataclass, field
 import orjson
 import peers
 
-__all__ = ["run_end_to_end"]
+__all__ = ["run_end_to_end", "held_per_rule"]
 
 SAMPLE_S = 0.5
 SIZES_S = 10.0  # sizes under .vinemake/ (the store's walk is the dear one: at the end only)
@@ -48,14 +50,19 @@ class Phase:
     samples: list[tuple[float, float, int, int]] = field(default_factory=list)  # t, MB, j, runs
 
 
-def prepare(workdir: str, n: int) -> str:
+def prepare(workdir: str, n: int, rules: int | None = None) -> str:
+    """A fresh directory whose Vinefile holds the first `rules` (all n by default) of n."""
     d = os.path.join(workdir, f"null-{n}")
     shutil.rmtree(d, ignore_errors=True)
     os.makedirs(d)
+    _write(d, n if rules is None else rules)
+    return d
+
+
+def _write(d: str, n: int) -> None:
     with open(os.path.join(d, "Vinefile"), "w") as f:
         for start in range(0, n, 10_000):
             f.write("".join(f"t.{i}:\n\t: > t.{i}\n" for i in range(start, min(n, start + 10_000))))
-    return d
 
 
 def _rss_mb(pid: int) -> float:
@@ -234,3 +241,57 @@ def run_end_to_end(n: int, workdir: str, kill_at: float, window: int | None) -> 
           f"runs/ {_runs_size(state) / 2**20:.1f} MB ({len(runs)} runs), store "
           f"{store / 2**20:.1f} MB in {files:,} files; load average {os.getloadavg()[0]:.1f}")
     sys.stdout.flush()
+
+
+def held_per_rule(n: int, workdir: str, top: int = 12) -> None:
+    """What a run holds when its last rule has ended (tracemalloc, in this interpreter, the
+    local worker apart): n rules run in a fresh directory, then n rules of which the first
+    half were run before by another vinemake (the rerun's case: n/2 records replayed, n/2
+    rules run). The bytes per rule include planning (the parsed rules, keys, plan)."""
+    import gc
+    import io
+    import tracemalloc
+
+    from scale import _invoke
+
+    from vinemake.core import engine as engine_module
+
+    held: list = []
+    run = engine_module.Engine.run
+
+    def measured_run(self):
+        summary = self.reporter.summary
+
+        def then_summary(outcome):
+            gc.collect()
+            held.append((tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]))
+            return summary(outcome)
+
+        self.reporter.summary = then_summary
+        return run(self)
+
+    engine_module.Engine.run = measured_run
+    here = os.getcwd()
+    for case in ("first run", "rerun"):
+        d = prepare(workdir, n, n // 2 if case == "rerun" else None)
+        if case == "rerun":
+            subprocess.run([*peers.vinemake_command(), "Vinefile"], cwd=d, check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            _write(d, n)
+        os.chdir(d)
+        out, err = sys.stdout, sys.stderr
+        sys.stdout = sys.stderr = io.StringIO()  # the terminal lines are not measured
+        tracemalloc.start()
+        try:
+            _invoke(["Vinefile"])
+        finally:
+            sys.stdout, sys.stderr = out, err
+            tracemalloc.stop()
+            os.chdir(here)
+        snapshot, total = held.pop()
+        print(f"{case}, {n:,} rules: {total / 2**20:.1f} MB held at the end, "
+              f"{total / n:.0f} B a rule; by line:")
+        for stat in snapshot.statistics("lineno")[:top]:
+            print(f"  {stat.size / 2**20:7.2f} MB {stat.size / n:6.0f} B/rule  "
+                  f"{stat.traceback[0]}")
+    print(f"# load average {os.getloadavg()[0]:.1f}")

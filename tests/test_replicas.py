@@ -96,9 +96,21 @@ def test_outputs_a_same_host_worker_renamed_into_place_are_not_in_its_cache():
     t = task(1, outputs=[TaskFile("out-a", "a", "/w/a"), TaskFile("out-b", "b")])
     placed = r.made(w, t, [("out-a", 5, "ha", "/w/a"), ("out-b", 7, "hb", "/cache/out-b")])
     assert placed == {"out-a"}
-    assert (w.cached, r.hashes, r.paths, r.remote_only, r.producers) == (
-        {"out-b": 7}, {"out-a": "ha", "out-b": "hb"}, {"out-a": "/w/a"}, {"out-b"},
-        {"out-b": t})
+    # Where out-a is, the tasks that read it will say (note_inputs).
+    assert (w.cached, dict(r.content_hashes()), r.paths, r.remote_only, r.producers) == (
+        {"out-b": 7}, {"out-a": "ha", "out-b": "hb"}, {}, {"out-b"}, {"out-b": t})
+    r.note_inputs([task(2, TaskFile("out-a", "a", "/w/a"))])
+    assert r.paths == {"out-a": "/w/a"}
+
+
+def test_content_hashes_are_held_packed_and_read_as_the_text_workers_sent():
+    r, w = Replicas(), worker()
+    digest = "0123456789abcdef" * 2
+    r.arrived(w, "k", 1, digest, 1.0)
+    r.arrived(w, "odd", 1, "not hex", 1.0)
+    assert isinstance(r.hashes["k"], bytes) and len(r.hashes["k"]) == 17
+    assert (r.hash_of("k"), r.hash_of("odd"), r.hash_of("none")) == (digest, "not hex", "")
+    assert dict(r.content_hashes()) == {"k": digest, "odd": "not hex"}
 
 
 def test_the_size_of_an_undeclared_input_is_read_once_from_its_path(tmp_path):

@@ -28,7 +28,7 @@ import xxhash
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import hash_file, source_key, tree_key
 
-__all__ = ["output_stat", "FileState", "snapshot_digest", "write_snapshot",
+__all__ = ["output_stat", "stat_or_none", "FileState", "snapshot_digest", "write_snapshot",
            "snapshot_matches"]
 
 def output_stat(path: str, st: os.stat_result) -> tuple[int, int]:
@@ -54,6 +54,14 @@ def output_stat(path: str, st: os.stat_result) -> tuple[int, int]:
     return -1 - total, newest
 
 
+def stat_or_none(path: str) -> os.stat_result | None:
+    """stat of `path` (following links); None if there is nothing there."""
+    try:
+        return os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
 Signature = tuple[int, int, int, int]  # size, mtime_ns, inode, ctime_ns
 MEMO_HEADER = "vinemake-filestate 2\n"
 
@@ -76,13 +84,7 @@ class FileState:
         """lstat-free stat of `path` (following links), once per run; None if absent."""
         if path in self.stats:
             return self.stats[path]
-        try:
-            st: os.stat_result | None = os.stat(path)
-        except FileNotFoundError:
-            st = None
-        except NotADirectoryError:
-            st = None
-        self.stats[path] = st
+        st = self.stats[path] = stat_or_none(path)
         return st
 
     def key(self, path: str) -> str:

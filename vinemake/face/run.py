@@ -26,7 +26,7 @@ from vinemake.common.trim import give_back_freed
 from vinemake.core.confine import Confinement
 from vinemake.core.edits import keep, settle
 from vinemake.core.events import EventLog, start_run
-from vinemake.core.filestate import FileState, output_stat, write_snapshot
+from vinemake.core.filestate import FileState, output_stat, stat_or_none, write_snapshot
 from vinemake.core.graph import BuildGraph, norm, read_line
 from vinemake.core.journal import Journal, workflow_name
 from vinemake.core.keys import Keys, Output, compute_keys
@@ -223,14 +223,15 @@ class _PlanRules(Mapping):
 
 def _disk(made, rules, keys: Keys, producer, files: FileState, root: str) -> dict:
     """The stat now of each output of a planned rule that the journal says was made here:
-    of no other output can the plan ask (it asks the journal first)."""
+    of no other output can the plan ask (it asks the journal first). Not kept in `files`,
+    which holds the sources' stats for the whole run (a stat is 300 bytes; a million)."""
     disk = {}
     for path in made:
         rid = producer.get(path)
         if rid is None or rid not in keys.rules or rules[rid].library:
             continue
         full = os.path.join(root, path)
-        st = files.stat(full)
+        st = files.stats[full] if full in files.stats else stat_or_none(full)
         disk[path] = output_stat(full, st) if st else None
     return disk
 

@@ -73,13 +73,13 @@ class FetchPlanner:
             label = w.charged.get(f.key)
             if label is not None and (label == MANAGER or label in self.workers):
                 # already on its way there: the worker waits for that transfer
-                fetches.append([f.key, r.hashes.get(f.key, ""), [self.source(label)]])
+                fetches.append([f.key, r.hash_of(f.key), [self.source(label)]])
                 continue
             if f.url:
                 sources = self._url_sources(f, w)
                 if sources is None:
                     return None
-                fetches.append([f.key, r.hashes.get(f.key, ""), sources])
+                fetches.append([f.key, r.hash_of(f.key), sources])
                 continue
             path = None if f.key in r.remote_only else f.path or r.paths.get(f.key)
             holders = r.holders.get(f.key, ())
@@ -94,7 +94,7 @@ class FetchPlanner:
                 return None  # every source busy, or the file is lost and being re-made
             if path is not None and MANAGER not in order:
                 order.append(MANAGER)  # last resort if every peer fails
-            fetches.append([f.key, r.hashes.get(f.key, ""),
+            fetches.append([f.key, r.hash_of(f.key),
                             [self.source(label) for label in order]])
         return fetches
 

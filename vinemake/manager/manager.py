@@ -45,6 +45,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Mapping
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.common.amounts import excess
@@ -258,9 +259,9 @@ class Manager:
         promised = getattr(self.provider, "promised", None)
         return promised() if promised is not None else None
 
-    def content_hashes(self) -> dict[str, str]:
+    def content_hashes(self) -> Mapping[str, str]:
         """Content hashes of the files workers made or fetched (read once closed)."""
-        return self.replicas.hashes
+        return self.replicas.content_hashes()
 
     def close(self) -> None:
         if not self.mailbox.close():

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
+from vinemake.common.packed import pack, unpack
 from vinemake.common.task import Task
 from vinemake.manager.placement import Cached, blend_rate
 from vinemake.manager.workers import ConnectedWorker
@@ -26,7 +27,7 @@ class Replicas:
 
     def __init__(self) -> None:
         self.holders: dict[str, set[str]] = {}  # key -> ids of workers holding a copy
-        self.hashes: dict[str, str] = {}
+        self.hashes: dict[str, str | bytes] = {}  # key -> its content hash, packed
         self.sizes: dict[str, int] = {}
         self.paths: dict[str, str] = {}  # key -> its path on the manager's host
         self.remote_only: set[str] = set()  # kept on workers: its path names no file here
@@ -52,7 +53,7 @@ class Replicas:
         w.holds.add(key)
         self.holders.setdefault(key, set()).add(w.id)
         if digest:
-            self.hashes[key] = digest
+            self.hashes[key] = pack(digest)
 
     def forget(self, w: ConnectedWorker, key: str) -> None:
         """`w` no longer holds `key` (its copy is gone or dropped): its disk is free again."""
@@ -152,17 +153,27 @@ class Replicas:
             if w.same_host and any(f.key == key and f.path == path for f in task.outputs):
                 placed.add(key)  # the worker renamed it to its path: it is not in its cache
                 if digest:
-                    self.hashes[key] = digest
+                    self.hashes[key] = pack(digest)
             else:
                 self.add(w, key, digest, task.cache_forever)
-        # kept on workers (and how to make them again) or at a path here
+        # Kept on workers (and how to make them again) or at a path here. Where a file put
+        # in place here is, the tasks that read it say (note_inputs): a million files that
+        # nothing reads would hold their paths for the rest of the run.
         for f in task.outputs:
             if f.path is None:
                 self.remote_only.add(f.key)
                 self.producers[f.key] = task
-            else:
+            elif f.key not in placed:
                 self.paths[f.key] = f.path
         return placed
+
+    def hash_of(self, key: str) -> str:
+        """The content hash of `key` a worker reported ("" if none has)."""
+        return unpack(self.hashes.get(key, ""))
+
+    def content_hashes(self) -> Mapping[str, str]:
+        """Every content hash known, by key (read-only)."""
+        return _Unpacked(self.hashes)
 
     def size_of(self, key: str, declared: int, path: str | None) -> int:
         """Bytes of a file: declared, learnt from an outcome, or (once) from its path here."""
@@ -176,3 +187,19 @@ class Replicas:
                 size = 0
             self.sizes[key] = size
         return size
+
+
+class _Unpacked(Mapping):
+    """A table of packed hashes, read as text."""
+
+    def __init__(self, table: Mapping[str, str | bytes]):
+        self._table = table
+
+    def __getitem__(self, key: str) -> str:
+        return unpack(self._table[key])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table)
+
+    def __len__(self) -> int:
+        return len(self._table)
