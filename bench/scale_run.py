@@ -243,11 +243,12 @@ def run_end_to_end(n: int, workdir: str, kill_at: float, window: int | None) -> 
     sys.stdout.flush()
 
 
-def held_per_rule(n: int, workdir: str, top: int = 12) -> None:
-    """What a run holds when its last rule has ended (tracemalloc, in this interpreter, the
-    local worker apart): n rules run in a fresh directory, then n rules of which the first
-    half were run before by another vinemake (the rerun's case: n/2 records replayed, n/2
-    rules run). The bytes per rule include planning (the parsed rules, keys, plan)."""
+def held_per_rule(n: int, workdir: str, top: int = 10) -> None:
+    """What a run holds (tracemalloc, in this interpreter; the local worker apart) when its
+    engine starts and when its last rule has ended: n rules run in a fresh directory, then n
+    rules of which the first half were run before by another vinemake (a rerun: n/2 records
+    replayed, n/2 rules run). Per rule run: the growth from start to end over the rules run;
+    per record replayed: what the rerun holds at its start more than the first run did."""
     import gc
     import io
     import tracemalloc
@@ -264,16 +265,19 @@ def held_per_rule(n: int, workdir: str, top: int = 12) -> None:
 
         def then_summary(outcome):
             gc.collect()
-            held.append((tracemalloc.take_snapshot(), tracemalloc.get_traced_memory()[0]))
+            held.append((tracemalloc.get_traced_memory()[0], tracemalloc.take_snapshot()))
             return summary(outcome)
 
         self.reporter.summary = then_summary
+        gc.collect()
+        held.append((tracemalloc.get_traced_memory()[0], None))
         return run(self)
 
     engine_module.Engine.run = measured_run
     here = os.getcwd()
-    for case in ("first run", "rerun"):
-        d = prepare(workdir, n, n // 2 if case == "rerun" else None)
+    start = {}
+    for case in ("warm-up", "first run", "rerun"):
+        d = prepare(workdir, n, 100 if case == "warm-up" else n // 2 if case == "rerun" else n)
         if case == "rerun":
             subprocess.run([*peers.vinemake_command(), "Vinefile"], cwd=d, check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -288,9 +292,17 @@ def held_per_rule(n: int, workdir: str, top: int = 12) -> None:
             sys.stdout, sys.stderr = out, err
             tracemalloc.stop()
             os.chdir(here)
-        snapshot, total = held.pop()
-        print(f"{case}, {n:,} rules: {total / 2**20:.1f} MB held at the end, "
-              f"{total / n:.0f} B a rule; by line:")
+        (at_start, _), (at_end, snapshot) = held[-2:]
+        if case == "warm-up":  # every module imported: what follows is the workflow's
+            continue
+        ran = n if case == "first run" else n - n // 2
+        start[case] = at_start
+        print(f"{case}, {n:,} rules, {ran:,} run: {at_start / 2**20:.1f} MB held when the "
+              f"engine starts ({at_start / n:.0f} B a rule), {at_end / 2**20:.1f} MB at the "
+              f"end: {(at_end - at_start) / ran:.0f} B a rule run")
+        if case == "rerun":
+            print(f"  a record replayed: {(at_start - start['first run']) / (n // 2):.0f} B "
+                  f"held when the engine starts")
         for stat in snapshot.statistics("lineno")[:top]:
             print(f"  {stat.size / 2**20:7.2f} MB {stat.size / n:6.0f} B/rule  "
                   f"{stat.traceback[0]}")
