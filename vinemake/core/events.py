@@ -21,7 +21,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import orjson
 
@@ -212,19 +212,23 @@ def read_events(path: str, wanted: Callable[[str], bool] | None = None) -> list[
     of a run that was killed mid-write), or whose kind is not a string or time not a number,
     is skipped. `wanted(line)`, if given, picks the lines worth parsing (a reader looking for
     one rule in a record of millions)."""
-    out = []
+    return list(iter_events(path, wanted))
+
+
+def iter_events(path: str, wanted: Callable[[str], bool] | None = None) -> Iterator[dict]:
+    """read_events() one event at a time: a reader that keeps only what it needs of each
+    (a report of a run of millions of events) never holds them all."""
     try:
         f = open(path, encoding="utf-8", errors="replace")
     except FileNotFoundError:
-        return out
+        return
     with f:
         for line in f:
             if wanted is not None and not wanted(line):
                 continue
             ev = _event(line)
             if ev is not None:
-                out.append(ev)
-    return out
+                yield ev
 
 
 def read_ends(path: str) -> list[dict]:

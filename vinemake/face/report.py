@@ -15,7 +15,7 @@ import re
 from importlib import resources
 
 from vinemake.common.errors import InputError
-from vinemake.core.events import read_events, runs
+from vinemake.core.events import iter_events, runs
 from vinemake.core.statedir import StateDir
 from vinemake.face.runview import run_view
 
@@ -69,7 +69,7 @@ def write_report(root: str, out: str, run_id: str | None = None) -> dict:
     elif run_id not in runs(root):
         raise InputError(f"no run {run_id} recorded in {StateDir(root).runs} "
                          f"(vinemake history lists them)")
-    view = run_view(read_events(StateDir(root).events(run_id)))
+    view = run_view(iter_events(StateDir(root).events(run_id)))
     html = page(view)
     tmp = f"{out}.tmp{os.getpid()}"
     try:

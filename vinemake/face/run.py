@@ -398,11 +398,11 @@ def _status_page(options, seen: list[dict]):
 def _write_trace(options, run_id: str) -> None:
     """--trace FILE: a row per rule, from the run's record; a failure to write it is said,
     and the run's own exit status stands."""
-    from vinemake.core.events import read_events
+    from vinemake.core.events import iter_events
     from vinemake.face.trace import write_trace
 
     try:
-        write_trace(options.trace, read_events(StateDir(options.root).events(run_id)))
+        write_trace(options.trace, iter_events(StateDir(options.root).events(run_id)))
     except OSError as e:
         sys.stderr.write(f"vinemake: --trace {options.trace}: {e.strerror}\n")
 

@@ -16,7 +16,7 @@ import urllib.request
 
 from vinemake.common.errors import InputError
 from vinemake.common.process import still_running
-from vinemake.core.events import read_events, runs
+from vinemake.core.events import iter_events, runs
 from vinemake.core.statedir import StateDir
 from vinemake.face.runview import human_bytes, run_view
 from vinemake.wire.protocol import read_secret
@@ -80,7 +80,7 @@ def show_status(root: str, password_file: str | None = None, width: int = 100) -
     recorded = runs(root)
     if not recorded:
         raise InputError(f"no run recorded in {StateDir(root).runs} (run the workflow first)")
-    view = run_view(read_events(StateDir(root).events(recorded[-1])))
+    view = run_view(iter_events(StateDir(root).events(recorded[-1])))
     return (_cut("(no run serves its status here; the last run recorded)", width) + "\n"
             + status_text(view, width))
 
