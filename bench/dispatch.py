@@ -5,6 +5,9 @@
     python bench/dispatch.py --quick         # 1k and 2k null rules and the chain only
     python bench/dispatch.py --only null1000,null2000,chain200 --tools vinemake,make --repeat 5
                                              # start-up and latency cases alone
+    python bench/dispatch.py --only chain200 --tools vinemake,make --repeat 5 --baseline DIR
+                                             # the same, and vinemake from the sources in DIR
+                                             # (git archive of an older commit) in turn
     python bench/dispatch.py --profile null:10000   # cProfile of vinemake's own process
     python bench/dispatch.py --tools vinemake,make --repeat 5 --workdir /dev/shm/d
                                              # first builds 5 times, tools taking turns,
@@ -42,6 +45,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import peers  # noqa: E402  (a sibling module, found through the path set just above)
 
 SNAKEMAKE_MAX = 1000
+
+# The tree the "baseline" tool runs vinemake from (--baseline DIR).
+BASELINE: list[str] = []
 
 # Runs vinemake's CLI in this process and writes the process's own CPU time (not the
 # worker's: it is a child), then that of its reaped children (the worker and, through it,
@@ -108,9 +114,12 @@ def fresh(base: str, name: str, rules) -> str:
 # --- tools ------------------------------------------------------------------------------------
 
 
-def run_vinemake(root: str, timeout: float):
+def run_vinemake(root: str, timeout: float, tree: str | None = None):
+    """vinemake from this checkout, or (`tree`) from another copy of the sources."""
     cpu_file = os.path.join(root, ".bench-cpu")
     env = dict(os.environ, VINEMAKE_BENCH_CPU=cpu_file)
+    if tree:
+        env["PYTHONPATH"] = tree
     m = peers.measure([sys.executable, "-c", VINEMAKE_WRAPPER], root, timeout, env)
     try:
         with open(cpu_file) as f:
@@ -202,6 +211,9 @@ def case(base: str, name: str, rules, tools, timeout: float, repeat: int = 1):
 def first_build(tool: str, root: str, timeout: float, noop: dict, cpu: dict | None):
     """One first build by `tool` in `root`; with `cpu`, also its no-op rerun (into `noop`)
     and, for vinemake, the CPU breakdown (into `cpu`)."""
+    if tool == "baseline":
+        m, _, _ = run_vinemake(root, timeout, BASELINE[0])
+        return m
     if tool == "vinemake":
         m, run_cpu, children = run_vinemake(root, timeout)
         if cpu is not None:
@@ -304,6 +316,9 @@ def main() -> None:
     ap.add_argument("--only", metavar="CASES",
                     help="only these first-build cases, comma-separated: nullN (N rules), "
                          "chainN (N rules in a chain); --repeat applies to each")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="another copy of vinemake's sources (e.g. from git archive), run as "
+                         "the tool 'baseline' in turn with the others")
     ap.add_argument("--seed", metavar="DIR", help=argparse.SUPPRESS)
     ap.add_argument("--touched", metavar="N", type=int,
                     help="only the full-path no-op rerun of N rules, rules cached vs parsed")
@@ -322,6 +337,12 @@ def main() -> None:
         noop_touched(args.workdir, args.touched, args.timeout)
         return
     tools = args.tools.split(",")
+    if args.baseline:
+        import compileall
+
+        BASELINE.append(os.path.abspath(args.baseline))
+        compileall.compile_dir(os.path.join(BASELINE[0], "vinemake"), quiet=1)
+        tools.insert(0, "baseline")
     if args.only:
         for name in args.only.split(","):
             kind = name.rstrip("0123456789")
