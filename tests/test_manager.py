@@ -9,6 +9,7 @@ import socket
 import struct
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -512,6 +513,22 @@ def local_manager(tmp_path, provider):
     opts = ProviderOptions(worker_resources=Resources(cores=2),
                            extra=(("workdir", str(tmp_path / "w")),))
     return Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")), provider, opts)
+
+
+def test_a_connection_cut_as_the_manager_closes_is_no_refusal_worth_a_line(tmp_path, caplog):
+    # A first build that stops early (a bad target found after the manager started) stops
+    # its local worker as it is joining: the manager said "refused connection from
+    # 127.0.0.1: connection closed before the handshake" after the user's error.
+    m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")))
+
+    def handshaking() -> bool:
+        return any(t.name == "handshake" for t in threading.enumerate())
+
+    with socket.create_connection(("127.0.0.1", m.port)):
+        wait_for(handshaking, "the manager to take the connection into its handshake")
+        m.close()
+    wait_for(lambda: not handshaking(), "the handshake to end")
+    assert [r.getMessage() for r in caplog.records if "refused" in r.getMessage()] == []
 
 
 def test_a_local_worker_killed_mid_run_is_replaced_and_its_tasks_rerun(tmp_path):

@@ -87,9 +87,11 @@ def _refusal_line(key: tuple[str, str], held: int, since: bool = True) -> str:
 
 def handshake(sock: socket.socket, addr: str, secret: bytes | None,
               ssl_context: ssl.SSLContext | None, admitted: Pass,
-              refusals: Refusals) -> Newcomer | None:
+              refusals: Refusals, closing: Callable[[], bool] = lambda: False
+              ) -> Newcomer | None:
     """Authenticate a client that connected (blocking, within the gate's deadline); None when
-    it is refused (logged as `refusals` decides)."""
+    it is refused (logged as `refusals` decides, and not at all once `closing()`: the
+    manager's own end cut it, e.g. its local worker stopped as it was joining)."""
     conn = None
     newcomer = None
     why = ""
@@ -113,7 +115,7 @@ def handshake(sock: socket.socket, addr: str, secret: bytes | None,
     if newcomer is None:
         if admitted.expired:
             why = "the handshake took longer than its time limit"
-        line = refusals.note(addr, why)
+        line = None if closing() else refusals.note(addr, why)
         if line is not None:
             log.warning("%s", line)
         if conn is not None:

@@ -444,7 +444,7 @@ class Manager:
     def _handshake(self, sock: socket.socket, addr: str, admitted) -> None:
         """Authenticate a newcomer off the loop; the loop then adopts it."""
         newcomer = handshake(sock, addr, self.secret, self.ssl_context, admitted,
-                             self.refusals)
+                             self.refusals, lambda: self.mailbox.closed)
         if newcomer is not None:
             self.mailbox.post(lambda: self._adopt(newcomer))
 
