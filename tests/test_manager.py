@@ -593,6 +593,42 @@ def test_a_standby_worker_leaves_ctrl_c_to_vinemake_and_prints_nothing(tmp_path)
     assert os.listdir(tmp_path) == []
 
 
+# A program of its own: forking is declined while another thread runs (pytest's may).
+FORKED_STANDBY = """
+import sys, threading
+from vinemake.backends.local import standby_worker
+from vinemake.worker.standby import forked
+if sys.argv[1] == "thread":
+    threading.Thread(target=sys.stdin.readline, daemon=True).start()
+with standby_worker(forked) as standby:
+    print(type(standby).__name__, standby.pid, flush=True)
+    sys.stdin.readline()
+print(standby.wait(60), flush=True)
+"""
+
+
+def test_a_forked_standby_nobody_claims_ignores_ctrl_c_and_leaves_writing_nothing(tmp_path):
+    program = subprocess.Popen([sys.executable, "-c", FORKED_STANDBY, "alone"], cwd=tmp_path,
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    kind, pid = program.stdout.readline().split()
+    assert kind == "ForkedChild"
+    with open(f"/proc/{pid}/status") as f:
+        ignored = next(int(line.split()[1], 16) for line in f if line.startswith("SigIgn"))
+    assert ignored & (1 << (signal.SIGINT - 1))  # from its first instruction on
+    os.kill(int(pid), signal.SIGINT)
+    out, err = program.communicate("\n", timeout=60)
+    assert (program.returncode, out, err) == (0, "0\n", "")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_standby_is_a_new_interpreter_while_another_thread_runs(tmp_path):
+    program = subprocess.run([sys.executable, "-c", FORKED_STANDBY, "thread"], cwd=tmp_path,
+                             input="\n", capture_output=True, text=True, timeout=60)
+    kind, pid, status = program.stdout.split()
+    assert (program.returncode, kind, status, program.stderr) == (0, "Popen", "0", "")
+
+
 def test_the_local_worker_is_the_standby_started_before_with_the_environment_of_now(
         tmp_path, monkeypatch):
     later = tmp_path / "later"

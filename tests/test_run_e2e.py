@@ -374,3 +374,23 @@ def test_a_directory_and_files_inside_it_are_targets_of_one_rule(tmp_path, targe
     assert (tmp_path / "one.txt").read_text() == "hi\n"
     assert sorted(os.listdir(tmp_path / "mydir")) == ["1.txt", "sub"]
     assert started(vinemake(tmp_path)) == []
+
+
+def test_a_first_build_runs_on_a_worker_forked_from_vinemake_logging_on_its_own(tmp_path):
+    # The standby worker of a first build is a fork of vinemake itself (common/forked.py),
+    # so the command's parent (the worker) has vinemake's command line and vinemake as its
+    # parent; and vinemake's -o debug file gets vinemake's lines only, as with an exec'd one.
+    (tmp_path / "Vinefile").write_text(
+        'who:\n\ttr "\\\\0" " " < /proc/\\$PPID/cmdline > who; echo >> who; '
+        'grep ^PPid: /proc/\\$PPID/status >> who\n')
+    argv = [sys.executable, "-m", "vinemake", "-d", "all", "-o", "debug.log"]
+    run = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    cmdline, ppid = (tmp_path / "who").read_text().splitlines()
+    assert cmdline == " ".join(argv) + " "
+    assert ppid.split() == ["PPid:", str(run.pid)]
+    logged = (tmp_path / "debug.log").read_text().splitlines()
+    assert logged and all(f" vinemake[{run.pid}] vinemake." in line for line in logged)
+    assert "worker local joined from 127.0.0.1 (same host)" in "\n".join(logged)

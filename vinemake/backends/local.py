@@ -11,10 +11,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.forked import fork_child
 from vinemake.common.lifeline import die_with_parent
 from vinemake.common.machine import machine_resources
 from vinemake.common.spec import Resources
@@ -133,10 +134,12 @@ class _Standby:
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> None:
+    def start(self, serve: Callable[[int], int] | None = None) -> None:
         if self.proc is None:
-            self.proc = _start([sys.executable, "-m", "vinemake.worker.standby"],
-                               stdin=subprocess.PIPE)
+            # Ctrl-C ignored until claimed, as the exec'd standby has it (worker/standby.py).
+            forked = serve and fork_child(serve, signal.SIGTERM, (signal.SIGINT,))
+            self.proc = forked or _start([sys.executable, "-m", "vinemake.worker.standby"],
+                                         stdin=subprocess.PIPE)
 
     def claim(self, command: list[str]) -> subprocess.Popen | None:
         """The standby, told to serve as `command` (as if started now, from here); None
@@ -174,10 +177,13 @@ _STANDBY = _Standby()
 
 
 @contextlib.contextmanager
-def standby_worker() -> Iterator[subprocess.Popen]:
+def standby_worker(serve: Callable[[int], int] | None = None) -> Iterator[subprocess.Popen]:
     """For the block, a worker interpreter (the process given) loads meanwhile, and the first
-    local worker started in it is that one; unclaimed, it leaves at the end of the block."""
-    _STANDBY.start()
+    local worker started in it is that one; unclaimed, it leaves at the end of the block.
+
+    With `serve` (worker/standby.py's `forked`, which this layer may not import), the standby
+    is forked from this process when that is safe (common/forked.py), running serve(fd)."""
+    _STANDBY.start(serve)
     try:
         yield _STANDBY.proc
     finally:

@@ -50,6 +50,7 @@ from vinemake.language.environment import with_environment
 from vinemake.language.jxinput import jx_input
 from vinemake.language.nesting import check_subworkflows
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
+from vinemake.worker.standby import forked
 
 __all__ = ["main", "command", "DEFAULT_FILES"]
 
@@ -278,12 +279,13 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
     # A rerun with nothing changed is decided from a stat snapshot, before parsing.
     if runs and nothing_to_do(options):
         ctx.exit(0)
-    # On a first build the local worker's interpreter loads while the workflow is read and
-    # planned. Not on a rebuild: its plan may run nothing, and a standby started for nothing
-    # cost a full-path no-op rerun more than the overlap saves.
+    # On a first build the local worker loads while the workflow is read and planned, in a
+    # fork of this process (no interpreter to start, the modules both use loaded already).
+    # Not on a rebuild: its plan may run nothing, and a standby started for nothing cost a
+    # full-path no-op rerun more than the overlap saves.
     first = runs and nothing_built(options)
     standby = first and options.batch_type == "local"
-    with standby_worker() if standby else nullcontext():
+    with standby_worker(forked) if standby else nullcontext():
         with collector_paused():
             # A first build writes the parsed-rules cache after its run, not before its
             # first command (a rerun reads it; the run itself does not).

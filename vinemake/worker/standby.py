@@ -7,6 +7,10 @@ ignored until then, is the worker's to handle from there on). vinemake starts on
 begins reading a workflow that may run tasks here, so the worker's start-up overlaps parsing
 and planning instead of following them. End of file instead (no worker was needed: a syntax
 error, nothing to run) exits at once, having written nothing anywhere.
+
+`forked(fd)` is the same for a child forked from vinemake itself (backends/local.py), which
+reads its line from `fd` instead: it skips starting an interpreter and the imports the two
+share, and leaves through os._exit, never through the parent's code.
 """
 
 from __future__ import annotations
@@ -14,14 +18,16 @@ from __future__ import annotations
 import signal
 
 # Until claimed, Ctrl-C is vinemake's to handle (the terminal sends it to the standby too): a
-# standby interrupted while loading would print a traceback. Set before anything loads.
-signal.signal(signal.SIGINT, signal.SIG_IGN)
+# standby interrupted while loading would print a traceback. Set before anything loads (only
+# when run: vinemake imports this module for `forked`, and keeps its own Ctrl-C).
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 
-__all__ = ["main"]
+__all__ = ["main", "forked"]
 
 
 def _load() -> None:
@@ -36,7 +42,32 @@ def _load() -> None:
 
 def main() -> int:
     _load()
-    line = sys.stdin.readline()
+    return _serve(sys.stdin.readline())
+
+
+def forked(fd: int) -> int:
+    """In a child forked from vinemake (Ctrl-C ignored, as above): the standby, its line
+    read from `fd`."""
+    _fresh_logging()
+    _load()
+    with os.fdopen(fd, "r") as job:
+        return _serve(job.readline())
+
+
+def _fresh_logging() -> None:
+    """Logging as a new interpreter has it: vinemake's -d/-o handlers stay vinemake's."""
+    import logging
+
+    for logger in [logging.root, *logging.root.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            logger.handlers.clear()
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
+            logger.disabled = False
+    logging.root.setLevel(logging.WARNING)
+
+
+def _serve(line: str) -> int:
     if not line.strip():
         return 0
     job = json.loads(line)
