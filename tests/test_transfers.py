@@ -36,6 +36,29 @@ def test_nothing_half_written_is_left_when_install_fails(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["blocker"]
 
 
+def test_an_empty_output_is_made_in_place_and_replaces_whatever_is_there(tmp_path):
+    install_bytes(b"", str(tmp_path / "new"))
+    (tmp_path / "file").write_text("old")
+    install_bytes(b"", str(tmp_path / "file"))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inside").write_text("x")
+    install_bytes(b"", str(tmp_path / "dir"))
+    install_bytes(b"", str(tmp_path / "deep" / "er"))
+    for name in ("new", "file", "dir", "deep/er"):
+        assert (tmp_path / name).is_file() and (tmp_path / name).read_bytes() == b""
+    assert sorted(os.listdir(tmp_path)) == ["deep", "dir", "file", "new"]  # no temporaries
+
+
+def test_small_output_bytes_replace_a_file_or_a_directory(tmp_path):
+    (tmp_path / "file").write_text("old")
+    install_bytes(b"new", str(tmp_path / "file"))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "inside").write_text("x")
+    install_bytes(b"new", str(tmp_path / "dir"))
+    assert (tmp_path / "file").read_bytes() == (tmp_path / "dir").read_bytes() == b"new"
+    assert sorted(os.listdir(tmp_path)) == ["dir", "file"]
+
+
 def test_the_log_has_a_header_then_a_line_per_transfer_and_tells_its_listener(tmp_path):
     heard = []
     log = TransferLog(str(tmp_path / "log.tsv"), lambda *fields: heard.append(fields))

@@ -331,10 +331,12 @@ def test_a_remote_worker_keeps_outputs_in_its_cache(tmp_path):
                Fetcher({}), str(tmp_path / "run"), "w1", same_host=False)
     target = tmp_path / "placed.txt"
     o = r.run(make_task("echo hi > o", outputs=[("out-p", "o", str(target))]))
+    empty = r.run(make_task(": > e", outputs=[("out-e", "e", str(tmp_path / "e"))]))
     monitor.close()
     (_, _, _, path), = o.outputs
     assert (path, target.exists(), o.inline) == (r.cache.get("out-p").path, False,
                                                 (("out-p", b"hi\n"),))
+    assert empty.inline == (("out-e", b""),) and empty.outputs[0][1] == 0
 
 
 def spawn_true(monitor, events, name):

@@ -121,7 +121,13 @@ def install(src: str, target: str, move: bool = False) -> None:
 
 
 def install_bytes(data: bytes, target: str) -> None:
-    """Write `data` at `target` atomically (a small output that came inside a message)."""
+    """Write `data` at `target` atomically (a small output that came inside a message).
+
+    An empty file where there is nothing yet is made in place: making it is atomic in itself,
+    and a null task's output then costs one new name, not a temporary's and a rename.
+    """
+    if not data and _make_empty(target):
+        return
     parent = os.path.dirname(target) or "."
     tmp = os.path.join(parent, f".{os.path.basename(target)}.vinemake-{os.getpid()}-"
                                f"{next(_tmp_counter)}")
@@ -133,13 +139,25 @@ def install_bytes(data: bytes, target: str) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        if os.path.isdir(target) and not os.path.islink(target):
+        try:
+            os.rename(tmp, target)
+        except IsADirectoryError:  # a directory in the way (a link to one is replaced)
             remove_path(target)
-        os.rename(tmp, target)
+            os.rename(tmp, target)
     except BaseException:
         if os.path.lexists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _make_empty(target: str) -> bool:
+    """Create `target` as an empty file if nothing is there and its directory exists."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+    except OSError:  # something in the way, or no directory: the general path sees to it
+        return False
+    os.close(fd)
+    return True
 
 
 def _fast_link(src: str, tmp: str, target: str) -> bool:

@@ -466,8 +466,11 @@ class Runner:
             # file (connection, handshake) would cost more than the task.
             if (f.path is not None and not self.same_host and size <= INLINE_MAX
                     and not digest.startswith("dir-")):
-                with open(entry.path, "rb") as fh:
-                    inline.append((f.key, fh.read(INLINE_MAX + 1)))
+                data = b""  # an empty output (as hashed) is not opened again
+                if size:
+                    with open(entry.path, "rb") as fh:
+                        data = fh.read(INLINE_MAX + 1)
+                inline.append((f.key, data))
         outcome = self._result(task, "ok", code, reason, tail, measured, outputs=tuple(outputs))
         return dataclasses.replace(outcome, inline=tuple(inline)) if inline else outcome
 
