@@ -36,3 +36,13 @@ _.do_GET  # statuspage.py: http.server calls do_<METHOD>
 _.log_message  # statuspage.py: http.server calls it for every request (silenced)
 _.prune_command  # face/cachecmd.py: click registers it as `vinemake cache prune`
 _.address_family  # face/statuspage.py: socketserver reads it to open an IPv6 socket
+_range  # language/jxfunctions.py: each built-in is found by name, `_<name>` for keywords.JX_FUNCTIONS
+_format  # jxfunctions.py: found by name
+_join  # jxfunctions.py: found by name
+_basename  # jxfunctions.py: found by name
+_dirname  # jxfunctions.py: found by name
+_len  # jxfunctions.py: found by name
+_schema  # jxfunctions.py: found by name
+_like  # jxfunctions.py: found by name
+_values  # jxfunctions.py: found by name
+_items  # jxfunctions.py: found by name

@@ -25,6 +25,7 @@ import urllib.request
 from collections.abc import Callable
 from typing import NamedTuple
 
+from vinemake.language import keywords
 from vinemake.language.jxsyntax import At, Item
 from vinemake.language.jxvalues import JxDict, JxError, JxList, brief, kind, show
 
@@ -362,27 +363,19 @@ def _error(call: CallSite, *args):
     raise JxError(call.at, f"error: {args[0] if kind(args[0]) == 'string' else show(args[0])}")
 
 
-FUNCTIONS: dict[str, Function] = {
-    "range": Function(_range),
-    "format": Function(_format),
-    "join": Function(_join),
-    "ceil": Function(_rounding(math.ceil)),
-    "floor": Function(_rounding(math.floor)),
-    "basename": Function(_basename),
-    "dirname": Function(_dirname),
-    "listdir": Function(_listdir),
-    "escape": Function(_escape),
-    "len": Function(_len),
-    "fetch": Function(_fetch),
-    "schema": Function(_schema),
-    "like": Function(_like),
-    "keys": Function(_keys),
-    "values": Function(_values),
-    "items": Function(_items),
-    "template": Function(_template),
-    "select": Function(_select, deferred=True),
-    "where": Function(_select, deferred=True),
-    "project": Function(_project, deferred=True),
-    "let": Function(_let, deferred=True),
-    "error": Function(_error),
-}
+_ceil = _rounding(math.ceil)
+_floor = _rounding(math.floor)
+_where = _select
+# These get their arguments unevaluated.
+_DEFERRED = (_select, _project, _let)
+
+
+def _built_ins() -> dict[str, Function]:
+    """Each name of keywords.JX_FUNCTIONS (the list the editor grammars share) with the
+    function `_<name>` of this module that implements it."""
+    here = globals()
+    return {name: Function(here["_" + name], here["_" + name] in _DEFERRED)
+            for name in keywords.JX_FUNCTIONS}
+
+
+FUNCTIONS: dict[str, Function] = _built_ins()

@@ -46,6 +46,7 @@ from vinemake.common.spec import (
     url_basename,
 )
 from vinemake.common.suggest import did_you_mean
+from vinemake.language import keywords
 from vinemake.language.annotations import RESOURCE_VALUES
 from vinemake.language.evaluate import command_too_long, rule_env
 from vinemake.language.jx import Evaluator, Lazy, Scope
@@ -57,15 +58,12 @@ from vinemake.language.statements import SourceText
 
 __all__ = ["read_jx", "parse_jx_workflow", "jx_context"]
 
-_TOP = ("rules", "define", "environment", "categories", "default_category")
-_RULE = ("command", "workflow", "args", "inputs", "outputs", "local_job", "category",
-         "resources", "environment", "allocation")
-_CATEGORY = ("resources", "environment", "allocation")
-_FILE = ("dag_name", "task_name", "path", "execution_path")
+_TOP = keywords.JX_WORKFLOW_KEYS
+_RULE = keywords.JX_RULE_KEYS
+_CATEGORY = keywords.JX_CATEGORY_KEYS
+_FILE = keywords.JX_FILE_KEYS
 _ALLOCATIONS = ("auto", "first", "max", "error")  # accepted; vinemake allocates what is asked
-_RESOURCES = {"cores": "CORES", "memory": "MEMORY", "disk": "DISK", "gpus": "GPUS",
-              "wall-time": "WALL_TIME", "wall_time": "WALL_TIME",
-              "mpi-processes": "MPI_PROCESSES", "mpi_processes": "MPI_PROCESSES"}
+_RESOURCES = keywords.JX_RESOURCE_KEYS
 _RESOURCE_FIELDS = [f.name for f in dataclasses.fields(Resources)]
 
 
