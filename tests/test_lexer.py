@@ -18,7 +18,7 @@ from pygments.token import (
     Text,
     Whitespace,
 )
-from test_vim_syntax import assertions
+from test_vim_syntax import assertions, without_language
 
 from vinemake.editors.lexer import VinefileLexer
 
@@ -208,20 +208,20 @@ SCOPE_TOKENS = {
 }
 
 
-def token_for(scope: str):
-    parts = scope.removesuffix(".vinefile").split(".")
+def token_for(scope: str, table: dict = SCOPE_TOKENS):
+    parts = without_language(scope).split(".")
     if parts[0] == "meta":
         return None
     for end in range(len(parts), 0, -1):
-        if ".".join(parts[:end]) in SCOPE_TOKENS:
-            return SCOPE_TOKENS[".".join(parts[:end])]
+        if ".".join(parts[:end]) in table:
+            return table[".".join(parts[:end])]
     raise AssertionError(f"no Pygments token stands for scope {scope!r}: add it to SCOPE_TOKENS")
 
 
-def tokens_excluded_by(scope: str) -> list:
+def tokens_excluded_by(scope: str, table: dict = SCOPE_TOKENS) -> list:
     # Plain Text is what unhighlighted text gets, so no exclusion forbids it.
-    prefix = scope.removesuffix(".vinefile")
-    return [t for key, t in SCOPE_TOKENS.items()
+    prefix = without_language(scope)
+    return [t for key, t in table.items()
             if (key == prefix or key.startswith(prefix + ".")) and t is not Text]
 
 
@@ -232,7 +232,7 @@ def token_per_char(lexer_class, text: str) -> list:
     return kinds
 
 
-def fixture_failures(lexer_class, fixture: Path) -> list[str]:
+def fixture_failures(lexer_class, fixture: Path, table: dict = SCOPE_TOKENS) -> list[str]:
     """Where `lexer_class` contradicts the fixture's assertions (the innermost scope of each)."""
     source, checks = assertions(fixture)
     text = "\n".join(source) + "\n"
@@ -242,8 +242,8 @@ def fixture_failures(lexer_class, fixture: Path) -> list[str]:
         starts.append(starts[-1] + len(line) + 1)
     wrong = []
     for line, first, last, scopes, excluded in checks:
-        wanted = [t for t in map(token_for, scopes) if t is not None][-1:]
-        unwanted = [t for s in excluded for t in tokens_excluded_by(s)]
+        wanted = [t for t in (token_for(s, table) for s in scopes) if t is not None][-1:]
+        unwanted = [t for s in excluded for t in tokens_excluded_by(s, table)]
         for col in range(first, last + 1):
             kind = kinds[starts[line] + col]
             if any(kind not in t for t in wanted) or any(kind in t for t in unwanted):
@@ -258,18 +258,23 @@ def test_tokens_agree_with_the_fixture_assertions(fixture):
     assert fixture_failures(VinefileLexer, fixture) == []
 
 
-def mutants() -> list[tuple[str, int]]:
-    return [(state, i) for state, rules in VinefileLexer.tokens.items() for i in range(len(rules))]
+def lexer_survivors(lexer_class, fixtures: list[Path], valid_texts: list[str],
+                    table: dict) -> list[str]:
+    """Each rule of the lexer dropped in turn: those no fixture assertion needs and whose loss
+    puts no Error token into a valid text."""
+    survivors = []
+    for state, rules in lexer_class.tokens.items():
+        for i in range(len(rules)):
+            tokens = dict(lexer_class.tokens)
+            tokens[state] = rules[:i] + rules[i + 1:]
+            mutant = type("Mutant", (lexer_class,), {"tokens": tokens})
+            killed = any(fixture_failures(mutant, f, table) for f in fixtures) or any(
+                kind in Error for text in valid_texts for kind, _ in mutant().get_tokens(text))
+            if not killed:
+                survivors.append(f"{state}[{i}]: {rules[i]}")
+    return survivors
 
 
 def test_every_lexer_rule_is_needed():
-    survivors = []
-    for state, i in mutants():
-        tokens = dict(VinefileLexer.tokens)
-        tokens[state] = tokens[state][:i] + tokens[state][i + 1:]
-        mutant = type("Mutant", (VinefileLexer,), {"tokens": tokens})
-        killed = any(fixture_failures(mutant, f) for f in SYNTAX + INVALID) or any(
-            kind in Error for path in VALID for kind, _ in mutant().get_tokens(path.read_text()))
-        if not killed:
-            survivors.append(f"{state}[{i}]: {VinefileLexer.tokens[state][i]}")
-    assert survivors == []
+    assert lexer_survivors(VinefileLexer, SYNTAX + INVALID,
+                           [path.read_text() for path in VALID], SCOPE_TOKENS) == []

@@ -73,18 +73,24 @@ def test_extension_grammar_passes_every_fixture(node):
     assert result.stdout.count("run successfuly") == len(VALID + INVALID)
 
 
+def contributed(kind: str, language: str) -> dict:
+    """The extension's one entry of `kind` (languages, grammars) for `language`."""
+    package = json.loads((EXTENSION / "package.json").read_text())
+    (entry,) = [e for e in package["contributes"][kind] if language in (e.get("id"),
+                                                                         e.get("language"))]
+    return entry
+
+
 def test_extension_grammar_is_the_one_source():
     shipped = EXTENSION / "syntaxes" / "vinefile.tmLanguage.json"
     assert shipped.resolve() == GRAMMAR
-    package = json.loads((EXTENSION / "package.json").read_text())
-    (grammar,) = package["contributes"]["grammars"]
+    grammar = contributed("grammars", "vinefile")
     assert (EXTENSION / grammar["path"]).resolve() == GRAMMAR
     assert grammar["scopeName"] == json.loads(GRAMMAR.read_text())["scopeName"]
 
 
 def test_extension_claims_the_vinefile_names_and_hash_comments():
-    package = json.loads((EXTENSION / "package.json").read_text())
-    (language,) = package["contributes"]["languages"]
+    language = contributed("languages", "vinefile")
     assert (language["id"], language["filenames"], language["extensions"]) == (
         "vinefile", ["Vinefile", "Makeflow"], [".vine", ".makeflow"])
     config = json.loads((EXTENSION / language["configuration"]).read_text())
@@ -101,7 +107,10 @@ def test_vsix_packs_the_grammar_itself(tmp_path):
                    cwd=EXTENSION, check=True, capture_output=True, timeout=300)
     with zipfile.ZipFile(vsix) as packed:
         assert packed.read("extension/syntaxes/vinefile.tmLanguage.json") == GRAMMAR.read_bytes()
-        assert "extension/language-configuration.json" in packed.namelist()
+        assert packed.read("extension/syntaxes/jx.tmLanguage.json") == (
+            ROOT / "grammar" / "jx.tmLanguage.json").read_bytes()
+        assert {"extension/language-configuration.json",
+                "extension/jx-language-configuration.json"} <= set(packed.namelist())
 
 
 def test_a_wrong_scope_is_reported(node, tmp_path):
@@ -198,8 +207,11 @@ def test_scope_paths_reach_names_and_captures():
         "captures"] == {}
 
 
-def test_every_rule_and_scope_is_needed_by_some_assertion(node, tmp_path):
-    grammar = json.loads(GRAMMAR.read_text())
+def mutant_survivors(node: str, grammar_path: Path, fixtures: list[Path],
+                     tmp_path: Path) -> tuple[list[str], int]:
+    """Each rule and scope name of the grammar removed in turn, all mutants run against the
+    fixtures' assertions in one node process: the ones no assertion notices, and the count."""
+    grammar = json.loads(grammar_path.read_text())
     paths = rule_paths(grammar) + scope_paths(grammar)
     listing = tmp_path / "mutants.txt"
     names = {}
@@ -208,15 +220,19 @@ def test_every_rule_and_scope_is_needed_by_some_assertion(node, tmp_path):
         mutant.write_text(json.dumps(without(grammar, path)))
         names[str(mutant)] = "/".join(map(str, path))
     # The unmutated grammar goes first: it must fail nothing, or the count below means nothing.
-    listing.write_text("\n".join([str(GRAMMAR), *names]) + "\n")
-    started = time.monotonic()
+    listing.write_text("\n".join([str(grammar_path), *names]) + "\n")
     result = subprocess.run([node, str(EDITOR / "mutants.js"), str(listing),
-                             *map(str, VALID + INVALID)], cwd=EDITOR,
+                             *map(str, fixtures)], cwd=EDITOR,
                             capture_output=True, text=True, timeout=300)
-    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     failures = json.loads(result.stdout)
-    assert failures.pop(str(GRAMMAR)) == 0
-    survivors = [names[m] for m, n in failures.items() if n == 0 or str(n).startswith("error")]
+    assert failures.pop(str(grammar_path)) == 0
+    return [names[m] for m, n in failures.items() if n == 0 or str(n).startswith("error")], len(
+        paths)
+
+
+def test_every_rule_and_scope_is_needed_by_some_assertion(node, tmp_path):
+    started = time.monotonic()
+    survivors, count = mutant_survivors(node, GRAMMAR, VALID + INVALID, tmp_path)
     assert survivors == [], f"rules no assertion needs: {survivors}"
-    print(f"{len(paths)} mutants killed in {elapsed:.1f}s")
+    print(f"{count} mutants killed in {time.monotonic() - started:.1f}s")

@@ -76,17 +76,22 @@ SCOPE_GROUPS = {
 }
 
 
-def required_groups(scope: str) -> set[str]:
-    parts = scope.removesuffix(".vinefile").split(".")
+def without_language(scope: str) -> str:
+    """The scope without its language's last part (`.vinefile`, `.jx`)."""
+    return re.sub(r"\.(?:vinefile|jx)$", "", scope)
+
+
+def required_groups(scope: str, table: dict = SCOPE_GROUPS) -> set[str]:
+    parts = without_language(scope).split(".")
     for end in range(len(parts), 0, -1):
-        if ".".join(parts[:end]) in SCOPE_GROUPS:
-            return SCOPE_GROUPS[".".join(parts[:end])]
+        if ".".join(parts[:end]) in table:
+            return table[".".join(parts[:end])]
     raise AssertionError(f"no Vim group stands for scope {scope!r}: add it to SCOPE_GROUPS")
 
 
-def excluded_groups(scope: str) -> set[str]:
-    prefix = scope.removesuffix(".vinefile")
-    groups = [g for key, g in SCOPE_GROUPS.items() if key == prefix or key.startswith(prefix + ".")]
+def excluded_groups(scope: str, table: dict = SCOPE_GROUPS) -> set[str]:
+    prefix = without_language(scope)
+    groups = [g for key, g in table.items() if key == prefix or key.startswith(prefix + ".")]
     assert groups, f"no Vim group stands for excluded scope {scope!r}"
     return set().union(*groups)
 
@@ -141,22 +146,28 @@ def test_other_files_are_left_alone(tmp_path):
     assert options.split()[0] == "filetype=text"
 
 
-@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_vim_groups_agree_with_the_fixture_assertions(fixture, tmp_path):
+def vim_failures(fixture: Path, name: str, table: dict, tmp_path: Path) -> list[str]:
+    """Where Vim, with the fixture's source opened as file `name`, contradicts its assertions
+    (translated to Vim groups by `table`)."""
     source, checks = assertions(fixture)
     assert checks
-    _, items = vim_dump("\n".join(source), "Vinefile", tmp_path)
+    _, items = vim_dump("\n".join(source), name, tmp_path)
     wrong = []
     for line, first, last, scopes, excluded in checks:
         assert last < len(source[line]), f"assertion past the end of {source[line]!r}"
         for col in range(first, last + 1):
             here = items[line][col]
-            missing = [s for s in scopes if not required_groups(s) & here]
-            unwanted = [s for s in excluded if excluded_groups(s) & here]
+            missing = [s for s in scopes if not required_groups(s, table) & here]
+            unwanted = [s for s in excluded if excluded_groups(s, table) & here]
             if missing or unwanted:
                 wrong.append(f"{line + 1}:{col} {source[line]!r} has {sorted(here)}; "
                              f"missing {missing}, unwanted {unwanted}")
-    assert wrong == []
+    return wrong
+
+
+@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_vim_groups_agree_with_the_fixture_assertions(fixture, tmp_path):
+    assert vim_failures(fixture, "Vinefile", SCOPE_GROUPS, tmp_path) == []
 
 
 def test_assertion_reader():
@@ -191,15 +202,17 @@ def test_statement_reader_keeps_continuations_together():
     assert syntax_statements(text) == [(0, 1), (4, 4)]
 
 
-def test_every_vim_syntax_statement_is_needed(tmp_path):
-    # Each mutant drops one statement; every one must break some assertion of some fixture.
+def vim_survivors(syntax: Path, fixtures: list[Path], name: str, table: dict,
+                  tmp_path: Path) -> list[str]:
+    """Each `syn` statement of `syntax` dropped in turn: those no assertion of the fixtures
+    (opened together as file `name`, checked through `table`) needs."""
     # `syn sync` is left out: on fixtures this short, where Vim starts parsing changes nothing.
     vim = shutil.which("vim")
     require(vim is not None, "vim (apt-get install vim)")
-    text = (PLUGIN / "syntax" / "vinefile.vim").read_text()
+    text = syntax.read_text()
     lines = text.split("\n")
     spans = syntax_statements(text)
-    syntaxes = [str(PLUGIN / "syntax" / "vinefile.vim")]
+    syntaxes = [str(syntax)]
     for n, (first, last) in enumerate(spans):
         mutant = tmp_path / f"mutant{n}.vim"
         mutant.write_text("\n".join(lines[:first] + lines[last + 1:]))
@@ -207,11 +220,11 @@ def test_every_vim_syntax_statement_is_needed(tmp_path):
     # All fixtures in one buffer (a blank line ends whatever a fixture left open), so each
     # mutant is loaded and parsed once: this keeps the whole check to a few seconds of CPU.
     source, checks = [], []
-    for fixture in FIXTURES:
+    for fixture in fixtures:
         lines_of, checks_of = assertions(fixture)
         checks += [(line + len(source), *rest) for line, *rest in checks_of]
         source += lines_of + [""]
-    path = tmp_path / "fixtures.vine"
+    path = tmp_path / name
     path.write_text("\n".join(source))
     # Only the first byte of each assertion is asked about (synstack() costs ~0.1 ms a call):
     # a mutant failing there fails the assertion, and the unmutated file must pass them all.
@@ -233,9 +246,13 @@ def test_every_vim_syntax_statement_is_needed(tmp_path):
         for line, first, last, scopes, excluded in checks:
             for col in range(first, last + 1):
                 here = items[index[(line, col)]]
-                if (any(not required_groups(s) & here for s in scopes)
-                        or any(excluded_groups(s) & here for s in excluded)):
+                if (any(not required_groups(s, table) & here for s in scopes)
+                        or any(excluded_groups(s, table) & here for s in excluded)):
                     broken.add(record["syntax"])
     assert 0 not in broken, "the unmutated syntax fails its own assertions"
-    survivors = [lines[spans[n - 1][0]] for n in range(1, len(syntaxes)) if n not in broken]
-    assert survivors == []
+    return [lines[spans[n - 1][0]] for n in range(1, len(syntaxes)) if n not in broken]
+
+
+def test_every_vim_syntax_statement_is_needed(tmp_path):
+    assert vim_survivors(PLUGIN / "syntax" / "vinefile.vim", FIXTURES, "fixtures.vine",
+                         SCOPE_GROUPS, tmp_path) == []
