@@ -1,4 +1,4 @@
-"""Editor support that runs inside other programs: the Pygments lexer.
+"""Editor support that runs inside other programs: the Pygments lexers (Vinefile, JX).
 
 May import the language's keywords only.
 """

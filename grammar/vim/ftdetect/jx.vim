@@ -1,0 +1,2 @@
+" Makeflow's JX workflows (vinemake): *.jx.
+autocmd BufNewFile,BufRead *.jx setfiletype jx
