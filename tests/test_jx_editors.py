@@ -37,6 +37,8 @@ from pygments.token import (
 from test_editor_keywords import tm_patterns, vim_patterns, words_in_patterns
 from test_jx_docs import fences
 from test_jx_equivalence import PAIRS
+from test_jx_errors import CASES
+from test_jx_functions import DOCUMENTED, FUNCTIONS, SOURCE_BEHAVIOUR
 from test_lexer import fixture_failures, lexer_survivors
 from test_tmgrammar import (  # noqa: F401  (node is a fixture)
     EDITOR,
@@ -61,12 +63,15 @@ LARK = ROOT / "grammar" / "jx.lark"
 VALID = sorted((EDITOR / "syntax").glob("*.jx"))
 INVALID = sorted((EDITOR / "invalid").glob("*.jx"))
 FIXTURES = VALID + INVALID
-# Real workflows: every JX block of the docs and every JX of the equivalence tests.
-WORKFLOWS = [text for text, _ in fences("jx")] + [jx for _, jx in PAIRS.values()]
-# Broken and unfinished input, as it is while being typed.
-BROKEN = ['{"command": "echo', '{"rules": [', '"\\', "}}}]]]", "format(", '"a" : : :', "\\u",
-          "#", "", '"x\\u12"', '{"é": "ü", "ключ": 1}', "[1 for", "a.", "a..b()", "1e", ".e5",
-          '"' + "\\" * 301, "[" * 300 + "]" * 299, '{"a": 1' * 50, "\t\v\f", "\0"]
+# Real JX: every JX block of the docs, every workflow of the equivalence tests, every
+# expression of the function and operator tests (cctools' reference's examples among them).
+REAL_JX = ([text for text, _ in fences("jx")] + [jx for _, jx in PAIRS.values()]
+           + [text for text, _ in DOCUMENTED + SOURCE_BEHAVIOUR + FUNCTIONS])
+# Broken and unfinished input, as it is while being typed, and every mistake of the error tests.
+BROKEN = [case[1] for case in CASES] + [
+    '{"command": "echo', '{"rules": [', '"\\', "}}}]]]", "format(", '"a" : : :', "\\u", "#", "",
+    '"x\\u12"', '{"é": "ü", "ключ": 1}', "[1 for", "a.", "a..b()", "1e", ".e5",
+    '"' + "\\" * 301, "[" * 300 + "]" * 299, '{"a": 1' * 50, "\t\v\f", "\0"]
 
 # TextMate scope (without `.jx`) → the Vim groups that stand for it (longest listed prefix).
 JX_GROUPS = {
@@ -194,8 +199,8 @@ def test_every_jx_rule_and_scope_is_needed_by_some_assertion(node, tmp_path):  #
 
 
 def test_real_workflows_get_no_invalid_scope(node, tmp_path):  # noqa: F811
-    assert len(WORKFLOWS) > 10
-    invalid = [(n, line, token) for n, lines in enumerate(tokenize(node, tmp_path, WORKFLOWS))
+    assert len(REAL_JX) > 100
+    invalid = [(n, line, token) for n, lines in enumerate(tokenize(node, tmp_path, REAL_JX))
                for line, tokens in enumerate(lines) for token in tokens
                if any(scope.startswith("invalid") for scope in token[2:])]
     assert invalid == []
@@ -254,10 +259,10 @@ def test_every_jx_vim_syntax_statement_is_needed(tmp_path):
 
 
 def test_vim_marks_nothing_wrong_in_real_workflows_and_survives_broken_input(tmp_path):
-    text = "\n".join(WORKFLOWS + BROKEN)
+    text = "\n".join(REAL_JX + BROKEN)
     _, items = vim_dump(text, "all.jx", tmp_path)
     lines = text.split("\n")
-    wrong = {(n, lines[n]) for n, line in enumerate(items[:len("\n".join(WORKFLOWS).split("\n"))])
+    wrong = {(n, lines[n]) for n, line in enumerate(items[:len("\n".join(REAL_JX).split("\n"))])
              for here in line if here & {"jxError", "jxCallError"}}
     assert wrong == set()
     assert len(items) >= len(lines)
@@ -320,14 +325,14 @@ def test_jx_tokens_agree_with_the_fixture_assertions(fixture):
 
 
 def test_every_jx_lexer_rule_is_needed():
-    assert lexer_survivors(JxLexer, FIXTURES, WORKFLOWS, JX_TOKENS) == []
+    assert lexer_survivors(JxLexer, FIXTURES, REAL_JX, JX_TOKENS) == []
 
 
 def test_jx_lexer_is_lossless_and_quiet_on_real_workflows_and_survives_broken_input():
-    for text in WORKFLOWS + BROKEN:
+    for text in REAL_JX + BROKEN:
         tokens = list(JxLexer().get_tokens(text))
         assert "".join(v for _, v in tokens).rstrip("\n") == text.rstrip("\n")
-        if text in WORKFLOWS:
+        if text in REAL_JX:
             assert [v for kind, v in tokens if kind in Error] == []
 
 
