@@ -2,8 +2,10 @@
 
 import json
 
+import pytest
+
 from vinemake.common.packed import pack, unpack
-from vinemake.core.journal import Journal, part_map, replay
+from vinemake.core.journal import FileRecord, Journal, part_map, replay
 
 
 def done_line(rule, outputs, name="x"):
@@ -154,14 +156,32 @@ def test_keys_and_hashes_are_held_as_digests_and_read_back_as_the_same_text(tmp_
                                 "outputs": [["x", key, 0, 5, content]]}) + "\n")
     j = Journal(str(path))
     rec = j.state.files["x"]
-    assert (rec.key, rec.rule, rec.content) == (key, rule, content)
-    assert isinstance(rec.held_key, bytes) and len(rec.held_key) == 17
-    assert isinstance(rec.held_content, bytes) and rec.held_rule is next(iter(j.state.done))
+    assert (rec.key, rec.size, rec.mtime_ns, rec.rule, rec.content, rec.workflow) == (
+        key, 0, 5, rule, content, "")
+    assert isinstance(rec._held, bytes) and len(rec._held) == 16 + 3 * 17
     j.open()
-    j.done(rule + "0", "y", "ran", "command=c", (), [("y", key, 0, 6, content)])
-    assert isinstance(j.state.files["y"].held_rule, bytes) and j.state.files["y"].rule == \
-        rule + "0"
+    j.done(rule[:-1] + "b", "y", "ran", "command=c", (), [("y", key, -7, 2**62, "")])
+    j.collected("x")
+    j.restat("y", 3, 4)
+    y = j.state.files["y"]
+    assert (y.key, y.size, y.mtime_ns, y.rule, y.content) == (key, 3, 4, rule[:-1] + "b", "")
+    assert j.state.files["x"] == rec.replaced(collected=True) != rec
     j.close()
+    again = Journal(str(path)).state.files
+    assert (again["x"], again["y"]) == (j.state.files["x"], y)
+
+
+def test_a_file_record_of_other_text_or_stat_is_held_as_it_is():
+    odd = FileRecord("o1", 2**64, 1, "r1", True, "h", "Vinefile")
+    assert (odd.key, odd.size, odd.mtime_ns, odd.rule, odd.collected, odd.content,
+            odd.workflow) == ("o1", 2**64, 1, "r1", True, "h", "Vinefile")
+    assert odd == FileRecord("o1", 2**64, 1, "r1", True, "h", "Vinefile") != \
+        odd.replaced(size=3)
+    assert repr(odd.replaced(size=3)) == (
+        "FileRecord(key='o1', size=3, mtime_ns=1, rule='r1', collected=True, content='h', "
+        "workflow='Vinefile')")
+    with pytest.raises(AttributeError):
+        odd.size = 4
 
 
 def test_text_that_is_no_lowercase_digest_is_held_as_it_is():

@@ -23,9 +23,9 @@ the wrong rule. When the log holds far more lines than live records it is rewrit
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -48,31 +48,91 @@ def workflow_name(path: str, root: str) -> str:
     return os.path.relpath(path, root)
 
 
-@dataclass(frozen=True, slots=True)
+_STAT = struct.Struct("<qq")  # size, mtime_ns
+_DIGEST = 17  # a packed key or hash (common/packed.py)
+
+
 class FileRecord:
     """A file this workflow put in place: its key, its stat when placed, and its rule.
 
-    The key, rule and content hash are held packed (common/packed.py): read them by name."""
+    Immutable. Held as one bytes object when its key, rule and content hash pack (they do
+    when vinemake made them): stat, key, rule, hash, about 100 bytes in all, where objects of
+    each were 300 (a million files in a run, as many again in the journal replayed).
+    """
 
-    held_key: str | bytes
-    size: int
-    mtime_ns: int
-    held_rule: str | bytes
-    collected: bool = False
-    held_content: str | bytes = ""  # hash of the bytes put in place ("" if not known)
-    workflow: str = ""  # the workflow file that made it, relative to its directory
+    __slots__ = ("_held", "collected", "workflow")
+
+    def __init__(self, key: str, size: int, mtime_ns: int, rule: str, collected: bool = False,
+                 content: str = "", workflow: str = ""):
+        k, r, c = pack(key), pack(rule), pack(content) if content else b""
+        if type(k) is bytes and type(r) is bytes and type(c) is bytes:
+            try:
+                held: bytes | tuple = _STAT.pack(size, mtime_ns) + k + r + c
+            except struct.error:  # a stat out of int64's range: kept as it is
+                held = (key, size, mtime_ns, rule, content)
+        else:
+            held = (key, size, mtime_ns, rule, content)
+        object.__setattr__(self, "_held", held)
+        object.__setattr__(self, "collected", collected)
+        object.__setattr__(self, "workflow", workflow)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"FileRecord is immutable: {name}")
+
+    def _fields(self) -> tuple:
+        """(key, size, mtime_ns, rule, content)."""
+        held = self._held
+        if type(held) is tuple:
+            return held
+        size, mtime_ns = _STAT.unpack_from(held)
+        digests = held[16:]
+        return (unpack(digests[:_DIGEST]), size, mtime_ns, unpack(digests[_DIGEST:2 * _DIGEST]),
+                unpack(digests[2 * _DIGEST:]) if len(digests) > 2 * _DIGEST else "")
 
     @property
     def key(self) -> str:
-        return unpack(self.held_key)
+        held = self._held
+        return held[0] if type(held) is tuple else unpack(held[16:16 + _DIGEST])
+
+    @property
+    def size(self) -> int:
+        held = self._held
+        return held[1] if type(held) is tuple else _STAT.unpack_from(held)[0]
+
+    @property
+    def mtime_ns(self) -> int:
+        held = self._held
+        return held[2] if type(held) is tuple else _STAT.unpack_from(held)[1]
 
     @property
     def rule(self) -> str:
-        return unpack(self.held_rule)
+        return self._fields()[3]
 
     @property
     def content(self) -> str:
-        return unpack(self.held_content)
+        return self._fields()[4]
+
+    def replaced(self, **changes) -> FileRecord:
+        """A copy with `changes` (of the constructor's arguments)."""
+        key, size, mtime_ns, rule, content = self._fields()
+        now = {"key": key, "size": size, "mtime_ns": mtime_ns, "rule": rule,
+               "collected": self.collected, "content": content, "workflow": self.workflow}
+        now.update(changes)
+        return FileRecord(**now)
+
+    def _all(self) -> tuple:
+        return (*self._fields(), self.collected, self.workflow)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, FileRecord) and self._all() == other._all()
+
+    def __hash__(self) -> int:
+        return hash(self._all())
+
+    def __repr__(self) -> str:
+        key, size, mtime_ns, rule, content = self._fields()
+        return (f"FileRecord(key={key!r}, size={size}, mtime_ns={mtime_ns}, rule={rule!r}, "
+                f"collected={self.collected}, content={content!r}, workflow={self.workflow!r})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,25 +241,21 @@ def _apply(state: JournalState, ev: dict) -> None:
     elif kind == "collected":
         rec = state.files.get(ev["path"])
         if rec is not None:
-            state.files[ev["path"]] = dataclasses.replace(rec, collected=True)
+            state.files[ev["path"]] = rec.replaced(collected=True)
     elif kind == "restat":
         rec = state.files.get(ev["path"])
         if rec is not None:
-            state.files[ev["path"]] = dataclasses.replace(rec, size=int(ev["size"]),
-                                                      mtime_ns=int(ev["mtime"]))
+            state.files[ev["path"]] = rec.replaced(size=int(ev["size"]),
+                                                   mtime_ns=int(ev["mtime"]))
     elif kind == "removed":
         state.files.pop(ev["path"], None)
 
 
-def _apply_files(state: JournalState, key: str, name: str, outputs, wf: str,
-                 rule: str | bytes | None = None) -> None:
-    """What a `done` says of its files (and that the rule is neither running nor failed).
-    `rule` is how the files hold their rule's key: by default the key itself, which a
-    replayed record holds too."""
-    held_rule = key if rule is None else rule
+def _apply_files(state: JournalState, key: str, name: str, outputs, wf: str) -> None:
+    """What a `done` says of its files (and that the rule is neither running nor failed)."""
     for out in outputs:
-        state.files[out[0]] = FileRecord(pack(out[1]), int(out[2]), int(out[3]), held_rule,
-                                         False, pack(out[4]) if len(out) > 4 else "", wf)
+        state.files[out[0]] = FileRecord(out[1], int(out[2]), int(out[3]), key, False,
+                                         out[4] if len(out) > 4 else "", wf)
     if not outputs:
         state.by_name[name] = key
     state.incomplete.discard(key)
@@ -307,7 +363,7 @@ class Journal:
         # rule is stale, and what a reader read, to the plans of later runs, which replay
         # the file; this run reads only the files' keys, stats and hashes (the record was
         # a third of a kilobyte a rule, for the rest of the run).
-        _apply_files(self.state, key, name, outputs, self.workflow, pack(key))
+        _apply_files(self.state, key, name, outputs, self.workflow)
         self._light = True
         self._append(_ENCODER.encode({
             "ev": "done", "rule": key, "name": name, "how": how,
