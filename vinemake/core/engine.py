@@ -144,6 +144,22 @@ def failed_dir_name(name: str) -> str:
     return quoted(name)
 
 
+class _Marks:
+    """A set of rule ids, a byte each: a million-rule run marks them all, and a set of a
+    million ints holds a table of 32-64 MB."""
+
+    __slots__ = ("_marks",)
+
+    def __init__(self, rules: int):
+        self._marks = bytearray(rules)
+
+    def add(self, rid: int) -> None:
+        self._marks[rid] = 1
+
+    def __contains__(self, rid: int) -> bool:
+        return bool(self._marks[rid])
+
+
 @dataclass
 class _State:
     """The loop's mutable bookkeeping, all indexed by rule id."""
@@ -163,7 +179,7 @@ class _State:
     local_running: set[int] = field(default_factory=set)
     blocked: bool = False  # a failure without -k: submit nothing new
     to_run: set[int] = field(default_factory=set)  # grows when early cutoff does not hold
-    finished: set[int] = field(default_factory=set)  # ran or restored this run
+    finished: _Marks = field(default_factory=lambda: _Marks(0))  # ran or restored this run
     counted: bool = False  # `pending` holds every rule of to_run
     # Up-to-date rules that may yet have to run (early cutoff not known to hold): for each,
     # how many of its inputs' producers are still to finish or be settled. Readers wait.
@@ -249,7 +265,8 @@ class Engine:
             self._plan_through(None)  # the plan of each rule not acted on: skipped, not run
 
     def _run(self, start: float) -> RunOutcome:
-        st = _State(pending={}, to_run=set(self.plan.ids(RUN)))
+        st = _State(pending={}, to_run=set(self.plan.ids(RUN)),
+                    finished=_Marks(len(self.rules)))
         to_run = st.to_run
         self._emit_counts()
         for rid in self.plan.ids(RESTORE):
