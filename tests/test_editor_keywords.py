@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -79,16 +80,24 @@ def test_every_word_of_keywords_py_is_in_the_generated_lines():
     assert words - {"out"} == ALL_WORDS
 
 
-def test_vscode_highlights_every_reserved_word(node, tmp_path):  # noqa: F811
-    text = ['# SYNTAX TEST "source.vinefile" "generated from vinemake/keywords.py"']
-    for line, word, scope in keyword_lines():
-        col = line.index(word)
+def run_word_fixture(node: str, grammar: Path, lines: list[tuple[str, str, str]],  # noqa: F811
+                     column: Callable[[str, str], int], tmp_path: Path) -> str:
+    """vscode-tmgrammar-test's report on `lines` (line, word, scope), each with a caret under
+    its word (at `column(line, word)`); empty when every word has its scope."""
+    scope_name = json.loads(grammar.read_text())["scopeName"]
+    text = [f'# SYNTAX TEST "{scope_name}" "generated from vinemake/language/keywords.py"']
+    for line, word, scope in lines:
+        col = column(line, word)
         marker = "# <- " if col == 0 else "#" + " " * (col - 1) + "^" * len(word) + " "
         text += [line, marker + scope]
-    fixture = tmp_path / "keywords.vine"
+    fixture = tmp_path / "keywords.txt"
     fixture.write_text("\n".join(text) + "\n")
-    result = run_tmgrammar(node, "-g", str(TM_GRAMMAR), str(fixture))
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_tmgrammar(node, "-g", str(grammar), str(fixture))
+    return "" if result.returncode == 0 else result.stdout + result.stderr
+
+
+def test_vscode_highlights_every_reserved_word(node, tmp_path):  # noqa: F811
+    assert run_word_fixture(node, TM_GRAMMAR, keyword_lines(), str.index, tmp_path) == ""
 
 
 def test_vim_highlights_every_reserved_word(tmp_path):

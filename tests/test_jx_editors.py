@@ -34,7 +34,7 @@ from pygments.token import (
     String,
     Whitespace,
 )
-from test_editor_keywords import tm_patterns, vim_patterns, words_in_patterns
+from test_editor_keywords import run_word_fixture, tm_patterns, vim_patterns, words_in_patterns
 from test_jx_docs import fences
 from test_jx_equivalence import PAIRS
 from test_jx_errors import CASES
@@ -223,15 +223,7 @@ def test_an_unfinished_string_runs_to_the_end_and_a_stray_brace_is_no_error(node
 
 
 def test_vscode_highlights_every_jx_word(node, tmp_path):  # noqa: F811
-    text = ['# SYNTAX TEST "source.jx" "generated from vinemake/language/keywords.py"']
-    for line, word, scope in keyword_lines():
-        col = word_at(line, word)
-        marker = "# <- " if col == 0 else "#" + " " * (col - 1) + "^" * len(word) + " "
-        text += [line, marker + scope]
-    fixture = tmp_path / "keywords.jx"
-    fixture.write_text("\n".join(text) + "\n")
-    result = run_tmgrammar(node, "-g", str(GRAMMAR), str(fixture))
-    assert result.returncode == 0, result.stdout + result.stderr
+    assert run_word_fixture(node, GRAMMAR, keyword_lines(), word_at, tmp_path) == ""
 
 
 def test_textmate_grammar_names_no_word_keywords_py_lacks():
