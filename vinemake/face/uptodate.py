@@ -51,8 +51,11 @@ def nothing_to_do(options, out: TextIO | None = None) -> bool:
     if options.explain or options.clean or options.summary_file or options.trace \
             or options.report:
         return False
+    snapshot = snapshot_file(options.root)
+    if not os.path.exists(snapshot):
+        return False  # (a first build: the Vinefile, megabytes at a million rules, unhashed)
     digest = digest_of(options)
-    rules = snapshot_matches(snapshot_file(options.root), digest) if digest else None
+    rules = snapshot_matches(snapshot, digest) if digest else None
     if rules is None:
         return False
     (out or sys.stderr).write(nothing_to_do_line(rules) + "\n")
