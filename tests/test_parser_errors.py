@@ -146,6 +146,23 @@ CASES = [
      "Vinefile:1:8: a category name is one word, got ''\nexport CATEGORY=\n       ^"),
     ("category name with a blank", "CATEGORY=a b\n",
      "Vinefile:1:10: a category name is one word, got 'a b'\nCATEGORY=a b\n         ^"),
+    # An escaped quote, or one a variable brings, leaves a quote open only once expanded.
+    ("category name that is an escaped quote", 'CATEGORY=\\"\n',
+     'Vinefile:1:10: unbalanced quote in \'"\'\nCATEGORY=\\"\n         ^'),
+    ("category from a variable holding a quote", 'Q=\\"\nCATEGORY=$(Q)\n',
+     'Vinefile:2:10: unbalanced quote in \'"\'\nCATEGORY=$(Q)\n         ^'),
+    ("resource value with an open quote", 'CORES=\\"\n',
+     'Vinefile:1:7: unbalanced quote in \'"\'\nCORES=\\"\n      ^'),
+    ("environment with an open quote", 'ENVIRONMENT=\\"\n',
+     'Vinefile:1:13: unbalanced quote in \'"\'\nENVIRONMENT=\\"\n            ^'),
+    ("workflow inputs with an open quote", 'MAKEFLOW_INPUTS=a \\"\n',
+     'Vinefile:1:17: unbalanced quote in \'a "\'\nMAKEFLOW_INPUTS=a \\"\n                ^'),
+    ("workflow outputs with an open quote", 'MAKEFLOW_OUTPUTS=\\"\n',
+     'Vinefile:1:18: unbalanced quote in \'"\'\nMAKEFLOW_OUTPUTS=\\"\n                 ^'),
+    (".SIZE with an open quote", 'Q=\\"\n.SIZE $(Q) 1\n',
+     'Vinefile:2:7: unbalanced quote in \' " 1\'\n.SIZE $(Q) 1\n      ^'),
+    ("sub-workflow named with an open quote", 'Q=\\"\na:\n\tMAKEFLOW $(Q)\n',
+     'Vinefile:3:2: unbalanced quote in \'"\'\n\tMAKEFLOW $(Q)\n\t^'),
 ]
 
 

@@ -152,8 +152,8 @@ class StatementEvaluator:
         self.early: dict[str, list[dict]] = {}
         self.late: list[tuple[int, dict, _Extra | None]] = []
         self.sizes: list[tuple[str, int]] = []
-        self.inputs: str | None = None
-        self.outputs: str | None = None
+        self.inputs: list[str] | None = None
+        self.outputs: list[str] | None = None
         self.refs: dict[str, FileRef] = {}
         # The Links (see common/spec.py) while every rule so far allows them, else None:
         # file → the rule making it, each rule's producers, the files read but not made.
@@ -260,9 +260,9 @@ class StatementEvaluator:
         elif name == "ENVIRONMENT":
             self.settings[self.current]["environment"] = self._environment(value, stmt)
         elif name == "MAKEFLOW_INPUTS":
-            self.inputs = value
+            self.inputs = self._words(value, stmt)
         elif name == "MAKEFLOW_OUTPUTS":
-            self.outputs = value
+            self.outputs = self._words(value, stmt)
         if self.current == "default" or to_global:
             self.globals[name] = value
         else:
@@ -274,8 +274,18 @@ class StatementEvaluator:
         self.category_vars.setdefault(name, {})
         self.settings.setdefault(name, {})
 
+    def _words(self, value: str, at: Assign | Text) -> list[str]:
+        """The words of a value expanded from the text `at`: a quote it leaves open (an
+        escaped quote, or one from a variable) is an error located there."""
+        try:
+            return split_words(value)
+        except ExpandError as e:
+            text = at if isinstance(at, Text) else (at.value or at.head)
+            raise self.source.error_at(text, _lead(text.raw),
+                                       f"{e.message} in {value!r}") from None
+
     def _category_name(self, value: str, stmt: Assign | Text) -> str:
-        words = split_words(value)
+        words = self._words(value, stmt)
         if len(words) != 1:
             at = stmt if isinstance(stmt, Text) else (stmt.value or stmt.head)
             raise self.source.error_at(at, 0, f"a category name is one word, got {value!r}")
@@ -285,7 +295,8 @@ class StatementEvaluator:
         """Parse a resource value; a bad one is an error located at its text."""
         _, parse, good = RESOURCE_VALUES[name]
         try:
-            return parse(" ".join(split_words(value)))
+            words = self._words(value, at)
+            return parse(" ".join(words))
         except ValueError:
             text = at if isinstance(at, Text) else (at.value or at.head)
             raise self.source.error_at(text, _lead(text.raw),
@@ -373,7 +384,8 @@ class StatementEvaluator:
         return what, value, _after_word(at)
 
     def _size(self, stmt: Directive) -> None:
-        words = split_words(self.expand(stmt.args, self.lookup_top)) if stmt.args else []
+        words = self._words(self.expand(stmt.args, self.lookup_top), stmt.args) if stmt.args \
+            else []
         if len(words) != 2:
             raise self.source.error_at(stmt.word, 0, ".SIZE needs a file and a size")
         try:
@@ -413,7 +425,7 @@ class StatementEvaluator:
         if command.startswith(keywords.COMMAND_PREFIXES) or not command or "call" in fields:
             command = self._prefix(command, stmt.command, fields)
             if fields.get("subworkflow"):
-                sources = _with_workflow_file(sources, command)
+                sources = _with_workflow_file(sources, self._words(command, stmt.command))
         too_long = command_too_long(command)
         if too_long:
             raise self.source.error_at(stmt.command, _lead(stmt.command.raw), too_long)
@@ -685,7 +697,7 @@ class StatementEvaluator:
 
     def _environment(self, value: str, at: Assign | Text) -> str:
         """A category's ENVIRONMENT: one packed environment FILE, or none."""
-        words = split_words(value)
+        words = self._words(value, at)
         if len(words) > 1:
             text = at if isinstance(at, Text) else (at.value or at.head)
             raise self.source.error_at(text, _lead(text.raw), f"ENVIRONMENT is one packed "
@@ -740,7 +752,7 @@ class StatementEvaluator:
             first, rest = _first_word(command)
         if not command:
             raise self.source.error_at(at, _lead(at.raw), "empty command line")
-        if fields.get("call") and not split_words(command):
+        if fields.get("call") and not self._words(command, at):
             raise self.source.error_at(at, _lead(at.raw), "@call needs FUNCTION ARG... as "
                                                           "its command")
         return command
@@ -804,8 +816,8 @@ class StatementEvaluator:
             rules=rules,
             categories=tuple(c for n, c in categories.items()
                              if n in used or self.settings[n]),
-            inputs=tuple(split_words(self.inputs)) if self.inputs is not None else None,
-            outputs=tuple(split_words(self.outputs)) if self.outputs is not None else None,
+            inputs=tuple(self.inputs) if self.inputs is not None else None,
+            outputs=tuple(self.outputs) if self.outputs is not None else None,
             sizes=tuple(self.sizes),
             links=links,
         )
@@ -835,9 +847,9 @@ def _finish_rule(values: dict, extra: _Extra, category: Category, shared) -> Rul
     return new_rulespec(values)
 
 
-def _with_workflow_file(sources: tuple[FileRef, ...], command: str) -> tuple[FileRef, ...]:
-    """A sub-workflow's file is an input of its rule, as in cctools, listed or not."""
-    words = split_words(command)
+def _with_workflow_file(sources: tuple[FileRef, ...], words: list[str]) -> tuple[FileRef, ...]:
+    """A sub-workflow's file (the first of its command's `words`) is an input of its rule,
+    as in cctools, listed or not."""
     if not words or any(f.path == words[0] for f in sources):
         return sources
     return (*sources, FileRef(words[0], words[0]))
