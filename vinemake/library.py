@@ -11,6 +11,11 @@ Why it works this way (the protocol itself is in docs/libraries.md):
   state into the next. Each child leads its own process group, so cancelling a call kills what
   it started too. Forking is cheap here: this process holds only the user's module, not a
   manager or a worker. Start-up stays paid once because the child inherits the imported module.
+- Those children are forked ahead ("spares"): each waits on a pipe for the one call it will
+  run, so a call does not wait for its fork, and this process forks while it has nothing else
+  to do. A spare is forked from this process, which never runs a call, so what it holds is the
+  module as imported however long it waited. Spares are forked in batches because after every
+  fork each page this process writes is copied again: a batch pays for its own work once.
 - The parent is single-threaded: one selector loop over the request channel and each running
   child's pidfd and result pipe. No threads means fork never copies a lock some other thread
   holds.
@@ -31,6 +36,7 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
+import marshal
 import os
 import resource
 import selectors
@@ -120,10 +126,36 @@ def functions_of(module: ModuleType) -> dict[str, Any]:
             and getattr(value, "__module__", None) == module.__name__}
 
 
+def _serve_one(functions: dict[str, Any], requests: int, report_fd: int) -> None:
+    """In a spare: wait for the one call this process will run, run it, exit. Never returns.
+
+    The parent checked the request before handing it over; a spare whose pipe closes without
+    one (the library is stopping) just exits.
+    """
+    code = 0
+    try:
+        _own_group(0)
+        data = _read_all(requests)
+        if data:
+            request = Request(*marshal.loads(data))
+            _run_in_child(functions[request.function], request, report_fd)
+    except BaseException:  # noqa: B036 - a spare must never return into the server's loop
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _read_all(fd: int) -> bytes:
+    """Everything written to fd until its writer closes it."""
+    data = b""
+    while chunk := os.read(fd, _READ_CHUNK):
+        data += chunk
+    return data
+
+
 def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
-    """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
+    """In the call's child: run the call in its sandbox, report a traceback on failure, exit."""
     code = 1  # until the function has returned
-    _own_group(0)
     try:
         _enter(request)
         function(*request.args)
@@ -148,7 +180,8 @@ def _enter(request: Request) -> None:
         os.dup2(fd, 2)
         os.close(fd)
     os.chdir(request.cwd)
-    os.environ.update(dict(request.env))
+    if request.env:  # os.environ.update runs Python code a forked child would copy pages for
+        os.environ.update(dict(request.env))
 
 
 def _traceback_of(exc: BaseException) -> str:
@@ -182,6 +215,16 @@ def _exit_error(status: int, report: bytes) -> str | None:
 
 
 @dataclass
+class _Spare:
+    """A child forked ahead of its call, waiting on its request pipe for the one call it runs."""
+
+    pid: int
+    pidfd: int | None
+    requests: int  # our end: the call's request line goes here
+    report_fd: int  # our end: the traceback of a failed call comes back here
+
+
+@dataclass
 class _Running:
     """A call in a forked child: its pid, the pipe its traceback comes on, and what it said."""
 
@@ -193,7 +236,7 @@ class _Running:
 
 
 class _Server:
-    """The selector loop: requests in, children forked, responses out."""
+    """The selector loop: requests in, calls started, responses out. Subclasses start calls."""
 
     def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
         self.functions = functions
@@ -210,7 +253,11 @@ class _Server:
                                "functions": sorted(self.functions)}) + "\n").encode())
         self.selector.register(self.chan_in, selectors.EVENT_READ, self._on_requests)
         while True:
-            for key, _ in self.selector.select():
+            # Work done ahead (a spare forked) waits until nothing else is ready.
+            events = self.selector.select(0 if self._has_idle_work() else None)
+            if not events:
+                self._idle_work()
+            for key, _ in events:
                 # An earlier handler in this batch may have closed this fd (a call's pipe
                 # when its pidfd fired), and a new call may even have reused the number.
                 if self.selector.get_map().get(key.fd) is not key:
@@ -218,6 +265,12 @@ class _Server:
                 if not key.data(key.fileobj):
                     self._stop()
                     return
+
+    def _has_idle_work(self) -> bool:
+        return False
+
+    def _idle_work(self) -> None:
+        pass
 
     def _on_requests(self, fd: int) -> bool:
         data = os.read(fd, _READ_CHUNK)
@@ -237,37 +290,98 @@ class _Server:
             return
         if request.cancel:
             if request.id in self.running:
-                self._cancel(request.id)
+                _kill_call(self.running[request.id].pid)  # its pidfd (or pipe) then answers
             return
-        function = self.functions.get(request.function)
-        if function is None:
+        if request.function not in self.functions:
             known = ", ".join(sorted(self.functions)) or "none"
             self.send(response(request.id, f"no function named {request.function!r} in this "
                                            f"library (it has: {known})"))
             return
-        self._start(function, request, line)
+        self._start(request, line)
 
-    def _cancel(self, call_id: int) -> None:
-        _kill_call(self.running[call_id].pid)
+    def _start(self, request: Request, line: bytes) -> None:
+        raise NotImplementedError
 
-    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
-        read_fd, write_fd = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()  # or the child would print the parent's buffered text again
+    def _stop(self) -> None:
+        raise NotImplementedError
+
+    def _inherited(self) -> list[int]:
+        """The descriptors a new child must close: the channel and every other child's pipes."""
+        return [self.chan_in, self.chan_out]
+
+
+class _ForkServer(_Server):
+    """Fork mode: each call runs in a spare, a child forked from this process that runs one
+    call and exits. Spares are forked ahead, when no request or exit is waiting, as many as
+    calls were ever in flight at once, so a call does not wait for its fork."""
+
+    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
+        super().__init__(functions, chan_in, chan_out)
+        self.spares: list[_Spare] = []
+        self.wanted = 1  # spares to keep: the most calls in flight at once so far
+
+    def _has_idle_work(self) -> bool:
+        # Half gone before a batch, so that a batch is never a single fork.
+        return len(self.spares) <= self.wanted // 2
+
+    def _idle_work(self) -> None:
+        self._fork_spares()
+
+    def _fork_spares(self) -> None:
+        """Fork the missing spares back to back: after each fork every page this process
+        writes is copied again, so its own work is paid once per batch, not once per spare."""
+        while len(self.spares) < self.wanted:
+            self.spares.append(self._fork_spare())
+
+    def _fork_spare(self) -> _Spare:
+        to_spare, requests = os.pipe()
+        report_fd, from_spare = os.pipe()
+        _flush_std()  # or the child would print the parent's buffered text again
         pid = os.fork()
         if pid == 0:
-            os.close(read_fd)
-            os.close(self.chan_in)
-            os.close(self.chan_out)
-            _run_in_child(function, request, write_fd)
+            for fd in (requests, report_fd, *self._inherited()):
+                os.close(fd)
+            _serve_one(self.functions, to_spare, from_spare)
         _own_group(pid)  # here too, so a cancel arriving at once finds the group made
-        os.close(write_fd)
-        run = _Running(request.id, pid, _pidfd(pid), read_fd, bytearray())
+        os.close(to_spare)
+        os.close(from_spare)
+        return _Spare(pid, _pidfd(pid), requests, report_fd)
+
+    def _inherited(self) -> list[int]:
+        return [*super()._inherited(),
+                *(fd for s in self.spares for fd in (s.requests, s.report_fd, s.pidfd)
+                  if fd is not None),
+                *(fd for r in self.running.values() for fd in (r.report_fd, r.pidfd)
+                  if fd is not None)]
+
+    def _start(self, request: Request, line: bytes) -> None:
+        while True:
+            if not self.spares:
+                self._fork_spares()
+            spare = self.spares.pop(0)
+            try:
+                _write_all(spare.requests, marshal.dumps(
+                    (request.id, request.function, request.args, request.cwd, request.env,
+                     request.output)))
+                break
+            except BrokenPipeError:
+                self._discard(spare)  # it died while it waited: the next one takes the call
+            finally:
+                os.close(spare.requests)
+        run = _Running(request.id, spare.pid, spare.pidfd, spare.report_fd, bytearray())
         self.running[request.id] = run
-        self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
+        self.wanted = max(self.wanted, len(self.running))
+        self.selector.register(run.report_fd, selectors.EVENT_READ,
+                               lambda fd: self._on_report(run))
         if run.pidfd is not None:
             self.selector.register(run.pidfd, selectors.EVENT_READ,
                                    lambda fd: self._on_exit(run))
+
+    def _discard(self, spare: _Spare) -> None:
+        os.waitpid(spare.pid, 0)
+        for fd in (spare.report_fd, spare.pidfd):
+            if fd is not None:
+                os.close(fd)
 
     def _on_report(self, run: _Running) -> bool:
         data = os.read(run.report_fd, _READ_CHUNK)
@@ -302,9 +416,12 @@ class _Server:
             pass
 
     def _stop(self) -> None:
+        for spare in self.spares:
+            _kill_call(spare.pid)
         for run in self.running.values():
             _kill_call(run.pid)
-            os.waitpid(run.pid, 0)
+        for pid in [s.pid for s in self.spares] + [r.pid for r in self.running.values()]:
+            os.waitpid(pid, 0)
 
 
 # ------------------------------------------------------------------ direct mode
@@ -405,7 +522,12 @@ class _DirectServer(_Server):
         super().__init__(functions, chan_in, chan_out)
         self.slots: list[_Slot] = []
 
-    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
+    def _inherited(self) -> list[int]:
+        return [*super()._inherited(),
+                *(fd for s in self.slots for fd in (s.requests, s.responses, s.pidfd)
+                  if fd is not None)]
+
+    def _start(self, request: Request, line: bytes) -> None:
         while True:
             slot = next((s for s in self.slots if s.call is None and not s.gone), None) \
                 or self._new_slot()
@@ -418,9 +540,6 @@ class _DirectServer(_Server):
             self.running[request.id] = slot
             return
 
-    def _cancel(self, call_id: int) -> None:
-        _kill_call(self.running[call_id].pid)  # its pidfd (or pipe's end) then answers
-
     def _new_slot(self) -> _Slot:
         to_slot, requests = os.pipe()
         responses, from_slot = os.pipe()
@@ -428,9 +547,7 @@ class _DirectServer(_Server):
         pid = os.fork()
         if pid == 0:
             _own_group(0)
-            for fd in (requests, responses, self.chan_in, self.chan_out,
-                       *(fd for s in self.slots for fd in (s.requests, s.responses, s.pidfd)
-                         if fd is not None)):
+            for fd in (requests, responses, *self._inherited()):
                 os.close(fd)
             _serve_slot(self.functions, to_slot, from_slot)
         _own_group(pid)
@@ -548,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     # Keep the collector away from what the import made, so a forked call does not touch (and
     # so copy) every page of it.
     gc.freeze()
-    server = _DirectServer if mode == "direct" else _Server
+    server = _DirectServer if mode == "direct" else _ForkServer
     server(functions_of(module), chan_in, chan_out).serve()
     return 0
 
