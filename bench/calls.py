@@ -234,7 +234,8 @@ def pool(args) -> None:
     (d / "lib.py").write_text(TRIVIAL)
     print(f"# load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls} "
           f"calls through LibraryPool, no manager, no worker")
-    print(f"{'mode':7} {'slots':>5} {'calls/s':>8} {'pool CPU/call':>14} {'library CPU/call':>17}")
+    print(f"{'mode':7} {'slots':>5} {'calls/s':>8} {'pool CPU/call':>14} {'library CPU/call':>17} "
+          f"{'library page faults/call':>25}")
     try:
         for mode in args.modes:
             for slots in sorted({1, args.slots}):
@@ -246,23 +247,24 @@ def pool(args) -> None:
                                                        gpus=0))
                 libraries = LibraryPool(str(d / f"pool-{mode}-{slots}"))
                 try:
-                    rate, pool_cpu, lib_cpu = _hop(libraries.get(spec, lambda _: None), d,
-                                                   slots, args.calls)
+                    rate, pool_cpu, lib_cpu, lib_faults = _hop(
+                        libraries.get(spec, lambda _: None), d, slots, args.calls)
                 finally:
                     libraries.close()
                 print(f"{mode:7} {slots:5} {rate:8.0f} {pool_cpu * 1e6:12.0f}µs "
-                      f"{lib_cpu * 1e6:15.0f}µs", flush=True)
+                      f"{lib_cpu * 1e6:15.0f}µs {lib_faults:25.0f}", flush=True)
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _hop(instance, d: Path, slots: int, calls: int) -> tuple[float, float, float]:
-    """Calls/s from `slots` threads; this process's CPU and the library's per call."""
+def _hop(instance, d: Path, slots: int, calls: int) -> tuple[float, float, float, float]:
+    """Calls/s from `slots` threads; this process's CPU, the library's CPU and page faults
+    per call (faults do not depend on the machine's load, so they compare runs)."""
     sandboxes = [d / f"sandbox{j}" for j in range(slots)]
     for s in sandboxes:
         s.mkdir(exist_ok=True)
     assert instance.call("touch", ["warm"], str(sandboxes[0])).ok  # starts the library
-    lib_before = _session_cpu(instance.pid)
+    lib_before, faults_before = _session_usage(instance.pid)
 
     def serve(j: int) -> None:
         for i in range(calls // slots):
@@ -277,22 +279,25 @@ def _hop(instance, d: Path, slots: int, calls: int) -> tuple[float, float, float
         t.join()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     n = calls // slots * slots
-    return n / wall, cpu / n, (_session_cpu(instance.pid) - lib_before) / n
+    lib_after, faults_after = _session_usage(instance.pid)
+    return n / wall, cpu / n, (lib_after - lib_before) / n, (faults_after - faults_before) / n
 
 
-def _session_cpu(sid: int) -> float:
-    """CPU seconds of every process in session sid (a library instance: its shell, the
-    library, its slots) and of the children they waited for (a fork-mode call's)."""
-    total = 0
+def _session_usage(sid: int) -> tuple[float, int]:
+    """CPU seconds and minor page faults of every process in session sid (a library instance:
+    its shell, the library, its slots or spares) and of the children they waited for (a
+    fork-mode call's)."""
+    total = faults = 0
     for name in os.listdir("/proc"):
         try:
             with open(f"/proc/{name}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except (OSError, ValueError):
             continue  # not a process, or gone
-        if fields[3] == str(sid):  # utime, stime, cutime, cstime follow at 11..14
+        if fields[3] == str(sid):  # minflt, cminflt at 7, 8; utime, stime, cutime, cstime 11..14
+            faults += int(fields[7]) + int(fields[8])
             total += sum(int(x) for x in fields[11:15])
-    return total / os.sysconf("SC_CLK_TCK")
+    return total / os.sysconf("SC_CLK_TCK"), faults
 
 
 # ------------------------------------------------------------------ emulated cluster

@@ -312,17 +312,17 @@ class _Server:
 
 class _ForkServer(_Server):
     """Fork mode: each call runs in a spare, a child forked from this process that runs one
-    call and exits. Spares are forked ahead, when no request or exit is waiting, as many as
-    calls were ever in flight at once, so a call does not wait for its fork."""
+    call and exits. Spares are forked ahead, when no request or exit is waiting, so a call
+    does not wait for its fork: between one and two times as many as calls were ever in
+    flight at once, a batch forked whenever fewer than that remain."""
 
     def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
         super().__init__(functions, chan_in, chan_out)
         self.spares: list[_Spare] = []
-        self.wanted = 1  # spares to keep: the most calls in flight at once so far
+        self.most = 1  # the most calls in flight at once so far
 
     def _has_idle_work(self) -> bool:
-        # Half gone before a batch, so that a batch is never a single fork.
-        return len(self.spares) <= self.wanted // 2
+        return len(self.spares) < self.most
 
     def _idle_work(self) -> None:
         self._fork_spares()
@@ -330,7 +330,7 @@ class _ForkServer(_Server):
     def _fork_spares(self) -> None:
         """Fork the missing spares back to back: after each fork every page this process
         writes is copied again, so its own work is paid once per batch, not once per spare."""
-        while len(self.spares) < self.wanted:
+        while len(self.spares) < 2 * self.most:
             self.spares.append(self._fork_spare())
 
     def _fork_spare(self) -> _Spare:
@@ -370,7 +370,7 @@ class _ForkServer(_Server):
                 os.close(spare.requests)
         run = _Running(request.id, spare.pid, spare.pidfd, spare.report_fd, bytearray())
         self.running[request.id] = run
-        self.wanted = max(self.wanted, len(self.running))
+        self.most = max(self.most, len(self.running))
         self.selector.register(run.report_fd, selectors.EVENT_READ,
                                lambda fd: self._on_report(run))
         if run.pidfd is not None:
