@@ -4,11 +4,12 @@ time; files really land (atomically) in a temporary directory."""
 from __future__ import annotations
 
 import threading
+import time
 
 import xxhash
 
 from vinemake.common.task import TaskResult
-from vinemake.manager.delivery import Delivery, Install, Origin
+from vinemake.manager.delivery import Delivery, Inline, Install, Origin
 from vinemake.manager.transfers import TransferLog
 from vinemake.wire.protocol import ProtocolError
 
@@ -98,6 +99,45 @@ def test_one_worker_serves_at_most_its_limit_of_transfers_at_once(tmp_path):
     threading.Timer(0.5, gate.set).start()
     d.close()
     assert wire.most == 2 and sorted(r.task_id for r in results) == list(range(6))
+
+
+def test_a_turns_inline_outputs_are_installed_off_the_loop_then_reported_together(tmp_path):
+    from vinemake.common.task import TaskFile
+
+    wire = FakeWire({"out-big": b"big"})
+    d, results, _ = delivery(tmp_path, wire)
+
+    def out(name):
+        return TaskFile(f"out-{name}", name, str(tmp_path / name))
+
+    batch = [
+        Inline(REMOTE, TaskResult(1, "ok"), (("out-a", b"a"),),
+               [(out("a"), ("out-a", 1, h(b"a"), "/c/a"))], []),
+        Inline(REMOTE, TaskResult(2, "ok"), (("out-e", b""),),
+               [(out("e"), ("out-e", 0, h(b""), "/c/e"))], []),
+        Inline(REMOTE, TaskResult(3, "ok"), (("out-x", b"not what was hashed"),),
+               [(out("x"), ("out-x", 19, h(b"other bytes here!!"), "/c/x"))], []),
+        Inline(REMOTE, TaskResult(4, "ok"), (("out-s", b"s"),),
+               [(out("s"), ("out-s", 1, h(b"s"), "/c/s")),
+                (out("big"), ("out-big", 3, h(b"big"), "/c/big"))], []),
+    ]
+    d.deliver_inline(batch)
+    deadline = time.monotonic() + 30
+    while len(results) < 4 and time.monotonic() < deadline:  # reported from the pool
+        time.sleep(0.01)
+    d.close()
+    by_id = {r.task_id: r for r in results}
+    assert sorted(by_id) == [1, 2, 3, 4]
+    assert [by_id[i].status for i in (1, 2, 4)] == ["ok", "ok", "ok"]
+    assert by_id[3].status == "error"
+    assert by_id[3].reason == ("cannot put output in place: corrupt transfer of out-x: "
+                               "inline bytes do not match the recorded hash")
+    assert [(tmp_path / n).read_bytes() for n in ("a", "e", "s", "big")] == [
+        b"a", b"", b"s", b"big"]
+    assert not (tmp_path / "x").exists()
+    logged = (tmp_path / "transfers.tsv").read_text().splitlines()[1:]
+    assert sorted(line.split("\t")[2] for line in logged) == [
+        "out-a", "out-big", "out-e", "out-s"]
 
 
 def test_inline_bytes_are_checked_and_installed_at_once(tmp_path):

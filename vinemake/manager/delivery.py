@@ -5,7 +5,8 @@ atomically (temp name in the target's directory, then rename). A worker on this 
 by hard link from its cache; a remote worker's file server is asked for the bytes, which are
 checked against the content hash the worker recorded. Remote fetches run on a small thread
 pool so the manager's loop never waits on a network copy. Small outputs may come inside the
-task's outcome itself: those are checked and installed at once (`install_inline`).
+task's outcome itself: those are checked and installed on the same pool, all of one turn of
+the loop in one job (`deliver_inline`), so the loop does not wait on creating files either.
 
 With TLS the manager does not fetch from a worker (a worker has no certificate, so its file
 server cannot encrypt): it asks the worker to push the file to the manager's own file server,
@@ -30,7 +31,7 @@ from vinemake.manager.transfers import MANAGER, TransferLog, install, install_by
 from vinemake.wire.fileserver import fetch
 from vinemake.wire.protocol import ProtocolError
 
-__all__ = ["Install", "Origin", "Delivery"]
+__all__ = ["Install", "Origin", "Inline", "Delivery"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class Origin:
     host: str
     file_port: int
     same_host: bool
+
+
+@dataclass(frozen=True)
+class Inline:
+    """A result whose small outputs came inside it: their bytes, and what else it needs."""
+
+    origin: Origin
+    result: TaskResult
+    data: tuple  # (key, bytes) of each output sent along
+    wanted: list  # [(TaskFile, (key, size, hash, cache path))]: outputs to put in place
+    failed: list  # [Install]: a failed task's files kept for its failed_dir
 
 
 class Delivery:
@@ -101,6 +113,32 @@ class Delivery:
             install_bytes(data[key], f.path)
             self.log.record(worker_id, MANAGER, key, size, now, now)
         return rest
+
+    def deliver_inline(self, batch: list[Inline]) -> None:
+        """Install these results' inline outputs on the pool, then report them (those with
+        more to fetch go on as `deliver`)."""
+        self._pool.submit(self._install_batch, batch)
+
+    def _install_batch(self, batch: list[Inline]) -> None:
+        results, more = [], []
+        for item in batch:
+            try:
+                rest = self.install_inline(item.origin.id, item.data, item.wanted)
+            except (OSError, ProtocolError) as e:
+                results.append(dataclasses.replace(
+                    item.result, status="error", reason=f"cannot put output in place: {e}"))
+                continue
+            installs = [Install(f.path, key, digest, path)
+                        for f, (key, _s, digest, path) in rest] + item.failed
+            if installs:
+                more.append((item, installs))
+            else:
+                results.append(item.result)
+        if results:
+            self.report(results)
+        for item, installs in more:  # rare: a small output beside a large one, a failure
+            self._run(item.origin, item.result, installs,
+                      self._link if item.origin.same_host else self._fetch)
 
     def deliver(self, origin: Origin, result: TaskResult, installs: list[Install]) -> None:
         if origin.same_host:

@@ -37,7 +37,6 @@ logged.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import os
 import selectors
@@ -55,7 +54,7 @@ from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES, Task, TaskResult
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.connections import Connections
-from vinemake.manager.delivery import Delivery, Install, Origin
+from vinemake.manager.delivery import Delivery, Inline, Install, Origin
 from vinemake.manager.fetches import FetchPlanner
 from vinemake.manager.joining import Newcomer, Refusals, handshake, largest, unique_name
 from vinemake.manager.mailbox import SUBMIT_LATENCY_S, Mailbox
@@ -157,6 +156,7 @@ class Manager:
         self.workers: dict[str, ConnectedWorker] = {}
         self.replicas = Replicas()
         self.delivering: dict[int, list[str]] = {}  # task id -> keys fetched for delivery
+        self._inline: list[Inline] = []  # results with outputs inside, read this turn
         self.forgotten = 0  # dead intermediates dropped from workers (engine's forget), ever
         self.queue: collections.deque[Task] = collections.deque()
         self.recovery = Recovery(self.replicas, self.queue, config.max_retries, _lost_for_good)
@@ -293,6 +293,9 @@ class Manager:
                         self.conns.flush(key.data)
                     if mask & selectors.EVENT_READ and isinstance(key.data, ConnectedWorker):
                         self.conns.read(key.data)
+                if self._inline:  # one job for all the inline outputs this turn read
+                    self.delivery.deliver_inline(self._inline)
+                    self._inline = []
                 if mailbox.inbox:  # submitted without a wake-up (unlocked peek, then locked)
                     self._drain_wake()
                 self.scheduler.schedule()
@@ -615,20 +618,15 @@ class Manager:
         if not wanted and not failed:
             self.mailbox.report([r])
             return
-        if outcome.inline:
-            try:
-                wanted = self.delivery.install_inline(w.id, outcome.inline, wanted)
-            except (OSError, ProtocolError) as e:
-                self.mailbox.report([dataclasses.replace(
-                    r, status="error", reason=f"cannot put output in place: {e}")])
-                return
-            if not wanted and not failed:
-                self.mailbox.report([r])
-                return
+        origin = Origin(w.id, w.addr, w.file_port, w.same_host)
+        kept = [Install(target, key, "", path) for target, key, path in failed]
+        # not dropped to make room until delivered
+        self.delivering[task.id] = [key for _, (key, *_rest) in wanted] + [i.key for i in kept]
+        if outcome.inline:  # installed off the loop, with the rest of this turn's (_loop)
+            self._inline.append(Inline(origin, r, outcome.inline, wanted, kept))
+            return
         installs = [Install(f.path, key, digest, path) for f, (key, _s, digest, path) in wanted]
-        installs += [Install(target, key, "", path) for target, key, path in failed]
-        self.delivering[task.id] = [i.key for i in installs]  # not dropped to make room
-        self.delivery.deliver(Origin(w.id, w.addr, w.file_port, w.same_host), r, installs)
+        self.delivery.deliver(origin, r, installs + kept)
 
     def _ask_push(self, wid: str, key: str) -> None:
         w = self.workers.get(wid)
