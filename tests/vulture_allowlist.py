@@ -46,3 +46,4 @@ _schema  # jxfunctions.py: found by name
 _like  # jxfunctions.py: found by name
 _values  # jxfunctions.py: found by name
 _items  # jxfunctions.py: found by name
+_.disabled  # worker/standby.py: logging.Logger's own attribute, set to re-enable a logger
