@@ -402,3 +402,28 @@ def test_the_managers_file_server_holds_unauthenticated_peers_to_the_same_gate(c
     for s in held:
         s.close()
     wait_for(lambda: c.m.files._gate.waiting == 0, "the handshakes to end")
+
+
+def test_makeflows_keepalive_flags_lose_a_stopped_worker_after_interval_plus_timeout(run,
+                                                                                   tmp_path):
+    """-u 0.3 -t 1 (Makeflow's keepalive interval and timeout): a worker stopped mid-rule is
+    lost after about 1.3 s of silence, and its rule runs on another worker."""
+    gate = tmp_path / "gate"
+    r = run(False, "-u", "0.3", "-t", "1", vinefile=(
+        f"out.txt:\n\ttouch {tmp_path}/started.\\$\\$; while [ ! -e {gate} ]; do sleep 0.02; done;"
+        " echo hi > out.txt\n"))
+    w1 = r.worker("w1")
+    wait_for(lambda: list(tmp_path.glob("started.*")), "the rule to start on w1")
+    os.kill(w1.pid, signal.SIGSTOP)  # alive, connected, silent
+    try:
+        r.worker("w2")
+        wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2, "the rule to start on w2")
+        gate.touch()
+        assert r.finish() == 0
+    finally:
+        os.kill(w1.pid, signal.SIGCONT)
+    assert (tmp_path / "out.txt").read_text() == "hi\n"
+    left = [line for line in r.notices() if line.startswith("worker w1 left")]
+    assert len(left) == 1, r.notices()
+    assert re.fullmatch(r"worker w1 left: silent for [12] s \(no heartbeat; stopped or hung\?\)",
+                        left[0]), left

@@ -473,3 +473,54 @@ def test_a_batch_type_variable_vinemake_has_not_is_refused(seen, monkeypatch):
     assert result.exit_code == 2
     assert "Error: Invalid value for '-T' / '--batch-type': 'moab': vinemake has no moab " \
            "backend" in result.output
+
+
+# --- heartbeats: -u, -t, --disable-heartbeat -------------------------------------------------
+
+
+def manager_of(tmp_path, monkeypatch, *args: str):
+    """The ManagerConfig a run of `args` would get (the run itself replaced)."""
+    seen = {}
+
+    def run(workflow, graph, options):
+        seen["manager"] = options.manager
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Vinefile").write_text("out:\n\techo hi > out\n")
+    monkeypatch.setitem(sys.modules, "vinemake.face.run", types.SimpleNamespace(run=run))
+    result = invoke(*args)
+    assert result.exit_code == 0, result.output
+    return seen["manager"]
+
+
+@pytest.mark.parametrize("args,beats", [
+    ((), (5.0, 60.0)),
+    (("-u", "120"), (120.0, 175.0)),
+    (("-t", "30"), (5.0, 35.0)),
+    (("--wq-keepalive-interval", "2", "--wq-keepalive-timeout", "8"), (2.0, 10.0)),
+    (("--keepalive-interval=0.5", "--keepalive-timeout=1"), (0.5, 1.5)),
+    (("--disable-heartbeat",), (0.0, 0.0)),
+])
+def test_keepalive_flags_set_the_heartbeat_and_the_silence_that_loses_a_worker(
+        tmp_path, monkeypatch, args, beats):
+    m = manager_of(tmp_path, monkeypatch, *args)
+    assert (m.heartbeat_s, m.silence_s) == beats
+
+
+@pytest.mark.parametrize("args,error", [
+    (("-u", "0"), "Invalid value for '-u' / '--keepalive-interval' / '--wq-keepalive-interval': "
+                  "0.0 is not in the range x>0."),
+    (("-t", "-3"), "Invalid value for '-t' / '--keepalive-timeout' / '--wq-keepalive-timeout': "
+                   "-3.0 is not in the range x>0."),
+    (("--disable-heartbeat", "-t", "3"),
+     "--disable-heartbeat and -t/--keepalive-timeout cannot be combined"),
+    (("-u", "3", "--disable-heartbeat"),
+     "--disable-heartbeat and -u/--keepalive-interval cannot be combined"),
+])
+def test_bad_keepalive_flags_stop_before_anything_runs(tmp_path, monkeypatch, args, error):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "Vinefile").write_text("out:\n\techo hi > out\n")
+    result = invoke(*args)
+    assert (result.exit_code, result.output) == (2, usage_error(error))
+    assert sorted(os.listdir(tmp_path)) == ["Vinefile"]

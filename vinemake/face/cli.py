@@ -56,6 +56,8 @@ __all__ = ["main", "command", "DEFAULT_FILES"]
 
 DEFAULT_FILES = ("Vinefile", "Makeflow")
 EXIT_INTERRUPTED = 130
+# Makeflow's -t: how long past a missed heartbeat a peer is lost (the manager's default silence).
+KEEPALIVE_TIMEOUT_S = ManagerConfig.silence_s - ManagerConfig.heartbeat_s
 
 
 class _Command(click.Command):
@@ -225,6 +227,16 @@ Subcommands (each has its own --help):
               metavar="N", help="Transfers one source serves at once.")
 @click.option("--no-peer-transfers", is_flag=True, help="Send every input from the manager, "
               "never worker to worker.")
+@click.option("-u", "--keepalive-interval", "--wq-keepalive-interval", "keepalive_interval",
+              type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help=f"Heartbeats between the manager and each worker every SECONDS "
+              f"(default {ManagerConfig.heartbeat_s:g}).")
+@click.option("-t", "--keepalive-timeout", "--wq-keepalive-timeout", "keepalive_timeout",
+              type=click.FloatRange(min=0, min_open=True), metavar="SECONDS",
+              help="A worker (or manager) not heard from for SECONDS after a heartbeat was "
+              f"due is lost (default {KEEPALIVE_TIMEOUT_S:g}).")
+@click.option("--disable-heartbeat", is_flag=True, help="No heartbeats: a worker is lost only "
+              "when its connection closes.")
 # Workers.
 @click.option("--max-workers", type=click.IntRange(min=1), metavar="N",
               help="Most workers to submit at once.")
@@ -452,7 +464,8 @@ def make_options(path: str, targets: Iterable[str], clean: str | None, run: dict
         ssl=run["ssl"] or bool(run["ssl_cert"] and run["ssl_key"]),
         ssl_cert=run["ssl_cert"], ssl_key=run["ssl_key"],
         placement=run["placement"], transfer_limit=run["transfer_limit"],
-        peer_transfers=not run["no_peer_transfers"], max_tasks=max_tasks)
+        peer_transfers=not run["no_peer_transfers"], max_tasks=max_tasks,
+        **_heartbeats(run))
     workers = ProviderOptions(
         min_workers=run["min_workers"], max_workers=run["max_workers"] or 0,
         worker_timeout_s=run["worker_timeout"] or ProviderOptions.worker_timeout_s,
@@ -490,6 +503,22 @@ def _capped(given: int | None, environ: Mapping[str, str], name: str) -> int | N
     if value < 1:
         raise InputError(f"{name}={text}: must be 1 or more")
     return value if given is None else min(given, value)
+
+
+def _heartbeats(run: dict) -> dict:
+    """ManagerConfig's heartbeat_s and silence_s from Makeflow's -u, -t, --disable-heartbeat:
+    a peer is lost once silent for the interval plus the timeout (Work Queue's keepalive
+    timeout counts from the check that went unanswered)."""
+    interval, timeout = run["keepalive_interval"], run["keepalive_timeout"]
+    if run["disable_heartbeat"]:
+        if interval is not None or timeout is not None:
+            given = "-u/--keepalive-interval" if interval is not None else \
+                "-t/--keepalive-timeout"
+            raise click.UsageError(f"--disable-heartbeat and {given} cannot be combined")
+        return {"heartbeat_s": 0.0, "silence_s": 0.0}
+    interval = ManagerConfig.heartbeat_s if interval is None else interval
+    timeout = KEEPALIVE_TIMEOUT_S if timeout is None else timeout
+    return {"heartbeat_s": interval, "silence_s": interval + timeout}
 
 
 def _task_caps(local: bool, j: int | None, remote: int | None) -> tuple[int | None, int | None]:

@@ -63,8 +63,6 @@ REFUSED: tuple[Refusal, ...] = (
     Refusal(("-S", "--submission-timeout"), _PILOTS),
     Refusal(("-F", "--fast-abort", "--wq-fast-abort"), _QUEUE),
     Refusal(("-P", "--priority"), _QUEUE),
-    Refusal(("-t", "--keepalive-timeout", "--wq-keepalive-timeout"), _QUEUE),
-    Refusal(("-u", "--keepalive-interval", "--wq-keepalive-interval"), _QUEUE),
     Refusal(("-W", "--schedule", "--wq-schedule"),
             "vinemake places tasks by data locality; choose with --placement locality|random"),
     Refusal(("--wait-queue-size",), _QUEUE),
@@ -72,7 +70,6 @@ REFUSED: tuple[Refusal, ...] = (
     Refusal(("--cache-mode",), "workers keep what the workflow made for the run; @cache "
             "forever keeps a file across runs"),
     Refusal(("--disable-cache",), _QUEUE, "none"),
-    Refusal(("--disable-heartbeat",), _QUEUE, "none"),
     Refusal(("--tlq",), _QUEUE),
     Refusal(("--auth",), "workers prove they know the --password secret; there is no other "
             "authentication method"),
