@@ -54,6 +54,7 @@ PROTOCOL_VERSION = 1
 MODES = ("fork", "direct")  # a child per call, or calls run in reused slot processes
 USAGE = "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py"
 _READ_CHUNK = 65536
+_EXTRA_SPARES = 8  # the most a fork-mode batch adds beyond the calls ever in flight at once
 
 
 @dataclass(frozen=True)
@@ -313,8 +314,8 @@ class _Server:
 class _ForkServer(_Server):
     """Fork mode: each call runs in a spare, a child forked from this process that runs one
     call and exits. Spares are forked ahead, when no request or exit is waiting, so a call
-    does not wait for its fork: between one and two times as many as calls were ever in
-    flight at once, a batch forked whenever fewer than that remain."""
+    does not wait for its fork: at least as many as calls were ever in flight at once, and a
+    batch of as many again (at most _EXTRA_SPARES) forked whenever fewer than that remain."""
 
     def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
         super().__init__(functions, chan_in, chan_out)
@@ -330,7 +331,7 @@ class _ForkServer(_Server):
     def _fork_spares(self) -> None:
         """Fork the missing spares back to back: after each fork every page this process
         writes is copied again, so its own work is paid once per batch, not once per spare."""
-        while len(self.spares) < 2 * self.most:
+        while len(self.spares) < self.most + min(self.most, _EXTRA_SPARES):
             self.spares.append(self._fork_spare())
 
     def _fork_spare(self) -> _Spare:
