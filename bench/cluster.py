@@ -29,8 +29,10 @@ host's link counters count exactly that run's bytes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -67,6 +69,54 @@ class Run:
     ok: bool  # vinemake exited 0 and the outputs are right (when the benchmark checks them)
     peak_disk_bytes: int = 0  # most scratch space in use at once, beyond what was at start
     recreated: int = 0  # files the manager made again by re-running their producer (its log)
+    cpu: Cpu | None = None  # where the machine's CPU went during the run
+
+
+@dataclass(frozen=True)
+class Cpu:
+    """CPU seconds spent during one run: the workers' and the manager's own (user and system,
+    from /proc/PID/stat and the manager's rusage), and the whole machine's by kind (/proc/stat:
+    softirq is mostly the emulated links' packets), with its context switches."""
+
+    workers_user_s: float
+    workers_sys_s: float
+    manager_user_s: float
+    manager_sys_s: float
+    machine_user_s: float
+    machine_sys_s: float
+    machine_softirq_s: float
+    machine_idle_s: float
+    ctxt: int
+
+    def line(self, mb: float) -> str:
+        """Per MB that reached a worker (ms of CPU per MB)."""
+        per = 1000 / max(mb, 1e-9)
+        ms = {k: f"{v * per:.2f}" for k, v in asdict(self).items()}
+        return (f"per MB to a worker: workers {ms['workers_user_s']} user + "
+                f"{ms['workers_sys_s']} sys ms, manager {ms['manager_user_s']} + "
+                f"{ms['manager_sys_s']} ms; machine user {ms['machine_user_s']}, sys "
+                f"{ms['machine_sys_s']}, softirq {ms['machine_softirq_s']}, idle "
+                f"{ms['machine_idle_s']} ms, {self.ctxt / max(mb, 1e-9):.0f} context switches")
+
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _machine_cpu() -> tuple[list[float], int]:
+    """/proc/stat: seconds of user, nice, system, idle, iowait, irq, softirq; context switches."""
+    lines = Path("/proc/stat").read_text().splitlines()
+    times = [int(v) / TICK for v in lines[0].split()[1:8]]
+    ctxt = next(int(line.split()[1]) for line in lines if line.startswith("ctxt "))
+    return times, ctxt
+
+
+def _process_cpu(pid: int) -> tuple[float, float]:
+    """A live process's user and system seconds (all its threads, finished ones too)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return int(fields[11]) / TICK, int(fields[12]) / TICK
 
 
 def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes | str],
@@ -88,11 +138,13 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
             (wf / name).write_bytes(data if isinstance(data, bytes) else data.encode())
         before = cluster.stats()
         start = time.perf_counter()
+        cpu_before, children_before = _machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
         d.start_manager(wf, *options)
         for i in range(workers):
             d.start_worker(i, cores=cores, disk_mb=disk_mb)
         code = d.wait_manager(timeout=3600)
         wall = time.perf_counter() - start
+        cpu = _cpu_since(cpu_before, children_before, [p.pid for p in d.workers.values()])
         after = cluster.stats()
         peak = disk.stop()
         if code != 0:
@@ -115,7 +167,7 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
                    max(to_workers.values(), default=0), max(everything.values(), default=0),
                    len(big), span, code == 0 and not wrong, peak,
-                   d.manager_output().count("to re-create"))
+                   d.manager_output().count("to re-create"), cpu)
     finally:
         disk.stop()
         d.close()
@@ -127,6 +179,18 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
             print(f"  {label}: kept {scratch}", file=sys.stderr)
         else:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _cpu_since(machine: tuple[list[float], int], children, workers: list[int]) -> Cpu:
+    """The CPU spent since `machine` and `children` were taken; the manager is the child just
+    reaped, the workers are still alive (they wait for the next manager)."""
+    (t0, c0), (t1, c1) = machine, _machine_cpu()
+    d = [b - a for a, b in zip(t0, t1, strict=True)]
+    now = resource.getrusage(resource.RUSAGE_CHILDREN)
+    per = [_process_cpu(pid) for pid in workers]
+    return Cpu(sum(u for u, _ in per), sum(s for _, s in per),
+               now.ru_utime - children.ru_utime, now.ru_stime - children.ru_stime,
+               d[0] + d[1], d[2], d[6], d[3] + d[4], c1 - c0)
 
 
 class _DiskWatch:
@@ -231,25 +295,53 @@ def bench_replication(args) -> dict:
     star = None if args.no_star else one("manager-only", ["--no-peer-transfers"])
     # The baseline of the pipeline: the same input, the same cluster and start-up, one task,
     # so one copy over one link; runs alternate with the peer runs so drifting load hits both.
+    # --baseline: the peer runs of another checkout alternate with this one's too.
     singles, peers = [], {limit: [] for limit in args.transfer_limits}
+    before = {limit: [] for limit in args.transfer_limits}
     for _ in range(args.repeat):
         singles.append(one("single copy", [], tasks=1))
         for limit in args.transfer_limits:
-            peers[limit].append(one(f"peer, limit {limit}", ["--transfer-limit", str(limit)]))
+            options = ["--transfer-limit", str(limit)]
+            if args.baseline:
+                with _pythonpath(args.baseline):
+                    before[limit].append(one(f"baseline peer, limit {limit}", options))
+            peers[limit].append(one(f"peer, limit {limit}", options))
     single = _median_run(singles)
     best = {limit: _median_run(runs) for limit, runs in peers.items()}
+    base = {limit: _median_run(runs) for limit, runs in before.items() if runs}
     return {"input_mb": size / MB, "workers": args.workers, "rate": args.rate,
-            "repeat": args.repeat,
+            "repeat": args.repeat, "loadavg": Path("/proc/loadavg").read_text().split()[:3],
             "manager_only": asdict(star) if star else None,
             "single": asdict(single), "singles": [asdict(r) for r in singles],
             "peer": {limit: asdict(run) for limit, run in best.items()},
             "peers": {limit: [asdict(r) for r in runs] for limit, runs in peers.items()},
+            "baseline_peer": {limit: asdict(run) for limit, run in base.items()},
+            "baseline_peers": {limit: [asdict(r) for r in runs] for limit, runs in before.items()
+                               if runs},
             "speedup": {limit: star.wall_s / run.wall_s for limit, run in best.items()}
             if star else {},
             "vs_single": {limit: run.wall_s / single.wall_s for limit, run in best.items()},
             "span_vs_single": {limit: run.big_span_s / single.big_span_s
                                for limit, run in best.items()},
+            "baseline_vs_single": {limit: run.wall_s / single.wall_s
+                                   for limit, run in base.items()},
+            "baseline_span_vs_single": {limit: run.big_span_s / single.big_span_s
+                                        for limit, run in base.items()},
             "target_speedup": 2.5, "target_vs_single": 1.2}
+
+
+@contextlib.contextmanager
+def _pythonpath(checkout: str):
+    """Run what starts meanwhile (manager, workers) from another checkout."""
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = checkout
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = old
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -374,23 +466,36 @@ def _report_replication(r: dict) -> str:
     s, one = r["manager_only"], r["single"]
     of = f" (median of {r['repeat']})" if r["repeat"] > 1 else ""
     walls = ", ".join(f"{x['wall_s']:.1f}" for x in r["singles"])
-    lines = [f"replication  {r['input_mb']:.0f} MB to {r['workers']} workers at {r['rate']}:"]
+    mb = r["input_mb"]
+    lines = [f"replication  {mb:.0f} MB to {r['workers']} workers at {r['rate']} "
+             f"(load average at the end {' '.join(r['loadavg'])}):"]
     if s:
         lines.append(f"             manager-only {s['wall_s']:.1f}s ({s['big_copies']} copies "
                      f"in {s['big_span_s']:.1f}s, root sent {s['root_bytes'] / MB:.0f} MB)")
     lines.append(f"             single copy (one task){of}: {one['wall_s']:.1f}s, the copy "
                  f"{one['big_span_s']:.1f}s (runs: {walls})")
-    for limit, p in r["peer"].items():
-        held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
-        walls = ", ".join(f"{x['wall_s']:.1f}" for x in r["peers"][limit])
-        faster = (f"; {r['speedup'][limit]:.2f}x faster than manager-only (target >= 2.5x)"
-                  if s else "")
-        lines.append(f"             peer, --transfer-limit {limit}{of}: {p['wall_s']:.1f}s "
-                     f"({p['big_copies']} copies in {p['big_span_s']:.1f}s, root sent "
-                     f"{p['root_bytes'] / MB:.0f} MB, at most {p['peak_per_source']} "
-                     f"transfers per source at once: limit {held}; runs: {walls}): "
-                     f"{r['vs_single'][limit]:.2f}x the single copy's wall, copies "
-                     f"{r['span_vs_single'][limit]:.2f}x its copy (target <= 1.2x){faster}")
+    if one.get("cpu"):
+        lines.append("               all told, " + Cpu(**one["cpu"]).line(mb))
+    for name, key in (("baseline peer", "baseline_"), ("peer", "")):
+        for limit, p in r[f"{key}peer"].items():
+            held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
+            runs = r[f"{key}peers"][limit]
+            walls = ", ".join(f"{x['wall_s']:.1f}/{x['big_span_s']:.1f}" for x in runs)
+            faster = (f"; {r['speedup'][limit]:.2f}x faster than manager-only (target >= 2.5x)"
+                      if s and not key else "")
+            lines.append(f"             {name}, --transfer-limit {limit}{of}: {p['wall_s']:.1f}s "
+                         f"({p['big_copies']} copies in {p['big_span_s']:.1f}s, root sent "
+                         f"{p['root_bytes'] / MB:.0f} MB, at most {p['peak_per_source']} "
+                         f"transfers per source at once: limit {held}; runs wall/copies: "
+                         f"{walls}): {r[f'{key}vs_single'][limit]:.2f}x the single copy's wall, "
+                         f"copies {r[f'{key}span_vs_single'][limit]:.2f}x its copy "
+                         f"(target <= 1.2x){faster}")
+            if p.get("cpu") and one.get("cpu"):
+                # the single run started as many workers and made one copy: the difference is
+                # what each further copy (received and forwarded) cost
+                more = {k: v - one["cpu"][k] for k, v in p["cpu"].items()}
+                lines.append("               each further copy, " +
+                             Cpu(**more).line(mb * (r["workers"] - 1)))
     return "\n".join(lines)
 
 
@@ -413,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-star", action="store_true",
                    help="replication: skip the manager-only (--no-peer-transfers) run")
     p.add_argument("--baseline", metavar="DIR",
-                   help="throughput: also vinemake from this checkout, in the same run")
+                   help="throughput and replication: also vinemake from this checkout, "
+                        "in the same run")
     p.add_argument("--tools", default="vinemake,makeflow",
                    help="throughput: makeflow too (-T wq), or vinemake only")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
