@@ -18,6 +18,12 @@
 #   SLURM_UP_TIMEOUT=60                seconds to wait for the node and the probe job
 set -euo pipefail
 exec </dev/null
+# The daemons started below outlive this script: they must not inherit a caller's descriptors,
+# above all the lock of `flock /work/cluster.lock slurm-up.sh`, which munged would otherwise
+# hold for its whole life (it did: every later user of the lock waited forever).
+for fd in $(ls /proc/$$/fd); do
+  case $fd in 0|1|2|255) ;; *) eval "exec $fd>&-" 2>/dev/null || true ;; esac
+done
 
 ROOT=${SLURM_UP_ROOT:-/tmp/vinemake-slurm}
 TIMEOUT=${SLURM_UP_TIMEOUT:-60}
