@@ -296,6 +296,38 @@ def test_a_frame_is_reported_piece_by_piece_as_it_lands(tmp_path):
     assert progress.arrived and progress.hash == xxhash.xxh3_128_hexdigest(data)
 
 
+@pytest.mark.parametrize("timeout", [None, 30.0], ids=["blocking", "with a timeout"])
+def test_a_file_trickling_in_is_received_whole_and_the_message_after_it_read(tmp_path,
+                                                                             timeout):
+    # The receiver sleeps until a piece has arrived, never for more than the frame still
+    # owes: a short last frame followed by a tiny FileEnd must not leave it waiting.
+    data = os.urandom(2 * fs.PIECE + 1000)
+    client, server = tcp_pair()
+    client.sock.settimeout(timeout)
+    box = {}
+
+    def receive():
+        box["result"] = fs.recv_file(client, "out-1", str(tmp_path / "copy"))
+        box["after"] = client.recv(p.Stored)
+    receiver = threading.Thread(target=receive, daemon=True)
+    receiver.start()
+    server.send(p.FileHead("out-1", len(data)))
+    frames = [data[:fs.PIECE + 7], data[fs.PIECE + 7:]]  # the last one shorter than a piece
+    for frame in frames:
+        wire = p.HEADER.pack(len(frame), p.DATA) + frame
+        for i in range(0, len(wire), 40_000):  # a slow link: the frame in bits
+            server.send_raw(wire[i:i + 40_000])
+            time.sleep(0.001)
+    server.send(p.FileEnd(xxhash.xxh3_128_hexdigest(data)), p.Stored("out-1"))
+    receiver.join(30)
+    alive = receiver.is_alive()
+    server.close()
+    assert not alive, "the receiver waited for bytes that were never going to come"
+    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data)),
+                   "after": p.Stored("out-1")}
+    assert (tmp_path / "copy").read_bytes() == data
+
+
 def test_a_frame_cut_off_inside_its_payload_fails_the_transfer(tmp_path):
     client, server = tcp_pair()
     box = {}

@@ -32,6 +32,35 @@ def test_messages_round_trip_through_frames_split_anywhere():
     assert {kind for kind, _ in frames} == {p.MSG}
 
 
+def test_a_connection_reads_messages_batched_and_frames_longer_than_its_buffer_whole():
+    client, server = tcp_pair()
+    big = p.Drop([f"key-{i:07d}" for i in range(40_000)])  # one frame of ~520 KB
+    assert len(p.encode(big)) > p.READ_AHEAD
+    msgs = [p.Get("a"), big, p.Get("b"), p.Shutdown("done")]
+    sender = threading.Thread(target=server.send, args=msgs)
+    sender.start()
+    assert [client.recv() for _ in msgs] == msgs
+    sender.join()
+    server.close()
+    with pytest.raises(EOFError):
+        client.recv()
+
+
+def test_data_read_into_a_buffer_takes_what_was_read_ahead_then_the_socket():
+    client, server = tcp_pair()
+    data = bytes(range(256)) * 2048  # 512 KiB: more than was read ahead with the header
+    server.send(p.Get("a"))
+    server.send_raw(p.HEADER.pack(len(data), p.DATA) + data)
+    server.send(p.Shutdown("done"))
+    assert client.recv(p.Get) == p.Get("a")
+    assert client.recv_head() == (p.DATA, len(data))
+    got = bytearray(len(data))
+    client.read_into(memoryview(got)[:1000])
+    client.read_into(memoryview(got)[1000:])
+    assert got == data
+    assert client.recv(p.Shutdown) == p.Shutdown("done")
+
+
 def test_an_oversized_frame_is_refused_before_its_body_arrives():
     reader = p.FrameReader()
     with pytest.raises(p.ProtocolError) as e:

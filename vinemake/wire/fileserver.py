@@ -285,7 +285,7 @@ def send_growing(conn: Connection, key: str, g: Growing) -> int:
     sent = 0
     with os.fdopen(os.dup(g.fileno()), "rb") as f:
         while n := g.ready(sent):
-            conn.send_raw(HEADER.pack(n, DATA))
+            conn.send_raw(HEADER.pack(n, DATA), more=True)
             if isinstance(conn.sock, ssl.SSLSocket):
                 conn.send_raw(os.pread(f.fileno(), n, sent))
             elif conn.sock.sendfile(f, sent, n) != n:

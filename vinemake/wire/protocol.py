@@ -629,13 +629,30 @@ def resources_from_wire(d: dict) -> Resources:
 
 # ---------------------------------------------------------------- blocking connections
 
+# Bytes a connection reads ahead of the frame it is at (messages come in batches).
+READ_AHEAD = 256 * 1024
+# A file's data is read in pieces: the reader sleeps until this much has arrived (SO_RCVLOWAT)
+# instead of waking for every packet.
+DATA_LOWAT = 256 * 1024
+
+
 class Connection:
-    """A blocking framed connection (worker side, peers, handshakes). send() is thread-safe."""
+    """A blocking framed connection (worker side, peers, handshakes). send() is thread-safe.
+
+    Reading keeps its own buffer of what arrived ahead of the current frame; a file's data
+    goes from the socket straight into the caller's buffer (read_into), waking the reader
+    once per piece rather than per packet.
+    """
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
         self._send_lock = threading.Lock()
-        self._rfile = sock.makefile("rb", buffering=256 * 1024)
+        self._buf = bytearray(READ_AHEAD)
+        self._view = memoryview(self._buf)
+        self._start = self._end = 0  # the bytes read ahead: self._buf[_start:_end]
+        # TLS records do not map to socket bytes, and an SSLSocket takes no flags
+        self._plain = not isinstance(sock, ssl.SSLSocket)
+        self._lowat = 1
 
     def send(self, *msgs) -> None:
         data = b"".join(encode(m) for m in msgs)
@@ -652,9 +669,14 @@ class Connection:
             self._send_lock.release()
         return True
 
-    def send_raw(self, data: bytes) -> None:
+    def send_raw(self, data: bytes, more: bool = False) -> None:
+        """`more`: further bytes follow at once (a frame header before its data), so the
+        kernel holds these back to share packets with them instead of sending them alone."""
         with self._send_lock:
-            self.sock.sendall(data)
+            if more and self._plain:
+                self.sock.sendall(data, socket.MSG_MORE)
+            else:
+                self.sock.sendall(data)
 
     def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
         """The next frame, at most `limit` bytes long; EOFError when the other side closed
@@ -665,7 +687,7 @@ class Connection:
     def recv_head(self, limit: int = MAX_FRAME) -> tuple[int, int]:
         """The next frame's kind and payload length; its payload is read next, whole with
         recv_payload or in pieces with read_into. EOFError as for recv_frame."""
-        head = self._rfile.read(HEADER.size)
+        head = self._read(HEADER.size)
         if not head:
             raise EOFError("connection closed")
         if len(head) < HEADER.size:
@@ -675,20 +697,63 @@ class Connection:
         return kind, length
 
     def recv_payload(self, length: int) -> bytes:
-        payload = self._rfile.read(length)
+        payload = self._read(length)
         if len(payload) < length:
             raise ProtocolError("connection closed inside a frame")
         return payload
 
     def read_into(self, view: memoryview) -> None:
-        """Fill `view` with the next bytes of the current frame's payload (no new bytes
-        object: a file's data goes from the socket buffer straight into `view`)."""
-        got = 0
+        """Fill `view` with the next bytes of the current frame's payload: first what was
+        read ahead, the rest from the socket straight into `view` (no bytes object, no copy
+        through the read-ahead buffer), asleep until all of it (up to DATA_LOWAT) arrived."""
+        got = min(len(view), self._end - self._start)
+        view[:got] = self._view[self._start:self._start + got]
+        self._start += got
         while got < len(view):
-            n = self._rfile.readinto(view[got:])
+            # never more than the bytes this frame still owes: those are sure to come
+            self._set_lowat(min(len(view) - got, DATA_LOWAT))
+            n = self.sock.recv_into(view[got:])
             if not n:
                 raise ProtocolError("connection closed inside a frame")
             got += n
+
+    def _read(self, n: int) -> bytes:
+        """The next `n` bytes (fewer only if the other side closed first)."""
+        if self._end - self._start < n:
+            if n > len(self._buf):  # a payload larger than the buffer: read it whole
+                out = bytearray(n)
+                got = self._end - self._start
+                out[:got] = self._view[self._start:self._end]
+                self._start = self._end = 0
+                self._set_lowat(1)
+                while got < n and (k := self.sock.recv_into(memoryview(out)[got:])):
+                    got += k
+                return bytes(out[:got])
+            self._fill(n)
+        got = min(n, self._end - self._start)
+        data = bytes(self._view[self._start:self._start + got])
+        self._start += got
+        return data
+
+    def _fill(self, n: int) -> None:
+        """Read until `n` bytes are ahead (or the other side closed), n <= READ_AHEAD."""
+        have = self._end - self._start
+        if self._start:
+            self._buf[:have] = self._view[self._start:self._end]
+            self._start, self._end = 0, have
+        self._set_lowat(1)
+        while self._end < n:
+            k = self.sock.recv_into(self._view[self._end:])
+            if not k:
+                return
+            self._end += k
+
+    def _set_lowat(self, n: int) -> None:
+        # Until the socket holds n bytes it neither wakes a poll nor returns from a recv.
+        # Set only to bytes the sender is sure to send, so a read never waits for more.
+        if self._plain and n != self._lowat:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, n)
+            self._lowat = n
 
     def recv(self, *expect: type, limit: int = MAX_FRAME):
         """The next message, which must be one of `expect` (if given); Refuse raises."""
@@ -704,7 +769,6 @@ class Connection:
 
     def close(self) -> None:
         try:
-            self._rfile.close()
             self.sock.close()
         except OSError:
             pass
