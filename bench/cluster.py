@@ -70,6 +70,8 @@ class Run:
     peak_disk_bytes: int = 0  # most scratch space in use at once, beyond what was at start
     recreated: int = 0  # files the manager made again by re-running their producer (its log)
     cpu: Cpu | None = None  # where the machine's CPU went during the run
+    # each copy of the largest file: source, dest, its start after the first one's, seconds
+    big: tuple[tuple[str, str, float, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,10 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
                    max(to_workers.values(), default=0), max(everything.values(), default=0),
                    len(big), span, code == 0 and not wrong, peak,
-                   d.manager_output().count("to re-create"), cpu)
+                   d.manager_output().count("to re-create"), cpu,
+                   tuple((t.source, t.dest, round(t.start - big[0].start, 2),
+                          round(t.end - t.start, 2))
+                         for t in sorted(big, key=lambda t: t.start)))
     finally:
         disk.stop()
         d.close()
@@ -490,6 +495,8 @@ def _report_replication(r: dict) -> str:
                          f"{walls}): {r[f'{key}vs_single'][limit]:.2f}x the single copy's wall, "
                          f"copies {r[f'{key}span_vs_single'][limit]:.2f}x its copy "
                          f"(target <= 1.2x){faster}")
+            lines.append("               copies (source>dest +start/seconds): " + ", ".join(
+                f"{src}>{dest} +{at:.1f}/{took:.1f}" for src, dest, at, took in p["big"]))
             if p.get("cpu") and one.get("cpu"):
                 # the single run started as many workers and made one copy: the difference is
                 # what each further copy (received and forwarded) cost
