@@ -34,6 +34,7 @@ as an installed copy has them (peers.byte_compile_vinemake).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import shutil
 import subprocess
@@ -106,6 +107,12 @@ def write_all(root: str, rules) -> None:
 
 def fresh(base: str, name: str, rules) -> str:
     root = os.path.join(base, name)
+    if os.path.isdir(os.path.join(root, ".vinemake", "failed")):
+        # A run failed here: kept, with its reason, instead of removed by the next round.
+        kept = next(f"{root}.failed-{n}" for n in itertools.count(1)
+                    if not os.path.exists(f"{root}.failed-{n}"))
+        os.rename(root, kept)
+        print(f"  (a failed run kept in {kept})", file=sys.stderr)
     shutil.rmtree(root, ignore_errors=True)
     write_all(root, rules)
     return root
