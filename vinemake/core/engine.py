@@ -262,7 +262,10 @@ class Engine:
         try:
             return self._run(start)
         finally:
-            self._plan_through(None)  # the plan of each rule not acted on: skipped, not run
+            try:
+                self._plan_through(None)  # the plans of the rules not reached: skipped, not run
+            except OSError:
+                pass  # the record cannot be written (a full disk): the run's close says so
 
     def _run(self, start: float) -> RunOutcome:
         st = _State(pending={}, to_run=set(self.plan.ids(RUN)),
