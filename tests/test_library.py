@@ -6,11 +6,9 @@ import json
 import os
 import resource
 import selectors
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 import types
 
 import pytest
@@ -208,64 +206,21 @@ def test_module_is_imported_once_and_calls_do_not_share_state(library, tmp_path)
     assert (tmp_path / "imports").read_text() == "x"
 
 
-def wait_until(condition):
-    end = time.monotonic() + DEADLINE
-    while not (found := condition()):
-        if time.monotonic() > end:
-            pytest.fail("condition never became true")
-        time.sleep(0.01)
-    return found
-
-
-def children_of(pid: int) -> set[int]:
-    with open(f"/proc/{pid}/task/{pid}/children") as f:
-        return {int(child) for child in f.read().split()}
-
-
-def is_zombie(pid: int) -> bool:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0] == "Z"
-
-
 @pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
                          ids=["pidfd", "no-pidfd"])
-def test_calls_run_in_children_forked_ahead_and_leave_nothing_to_the_next(library, tmp_path):
+def test_in_fork_mode_nothing_a_call_changes_reaches_the_next(library, tmp_path):
     library.receive()
-    spares = wait_until(lambda: children_of(library.proc.pid))
-    # The first call runs in a child that was forked before the call was sent.
-    assert library.call(0, "mutate", "out0", cwd=str(tmp_path)) == {"id": 0, "status": "ok"}
-    assert int((tmp_path / "out0").read_text().split()[-1]) in spares
-    # Two calls in flight at once, then one at a time: every one of them, whichever child
-    # ran it and whenever that child was forked, finds the module as it was imported.
-    for i in range(1, 9, 2):
+    # Two calls in flight at once, then one at a time: every one of them finds the module,
+    # the modules it imported and the environment as they were after the import.
+    for i in range(0, 8, 2):
         library.send(id=i, function="mutate", args=[f"out{i}"], cwd=str(tmp_path))
         library.send(id=i + 1, function="mutate", args=[f"out{i + 1}"], cwd=str(tmp_path))
         assert sorted(m["id"] for m in (library.receive(), library.receive())) == [i, i + 1]
-    for i in range(9, 12):
+    for i in range(8, 11):
         assert library.call(i, "mutate", f"out{i}", cwd=str(tmp_path))["status"] == "ok"
-    found = [(tmp_path / f"out{i}").read_text().split() for i in range(12)]
-    assert [f[:4] for f in found] == [["0", "None", "None", "False"]] * 12
-    assert len({f[4] for f in found}) == 12  # a process of its own for every call
-
-
-@pytest.mark.parametrize("library", [LIBRARY, LIBRARY_WITHOUT_PIDFD], indirect=True,
-                         ids=["pidfd", "no-pidfd"])
-def test_a_child_that_died_waiting_for_its_call_is_replaced(library, tmp_path):
-    library.receive()
-    for spare in wait_until(lambda: children_of(library.proc.pid)):
-        os.kill(spare, signal.SIGKILL)
-        wait_until(lambda spare=spare: is_zombie(spare))
-    assert library.call(1, "write", "out", "ok", cwd=str(tmp_path)) == {"id": 1, "status": "ok"}
-    assert (tmp_path / "out").read_text() == f"ok in {tmp_path}"
-
-
-def test_closing_the_channel_stops_the_children_waiting_for_calls(library, tmp_path):
-    library.receive()
-    assert library.call(1, "write", "out", "ok", cwd=str(tmp_path))["status"] == "ok"
-    waiting = wait_until(lambda: children_of(library.proc.pid))
-    library.proc.stdin.close()
-    assert library.proc.wait(DEADLINE) == 0
-    assert not [pid for pid in waiting if os.path.exists(f"/proc/{pid}")]
+    found = [(tmp_path / f"out{i}").read_text().split() for i in range(11)]
+    assert [f[:4] for f in found] == [["0", "None", "None", "False"]] * 11
+    assert len({f[4] for f in found}) == 11  # a process of its own for every call
 
 
 @pytest.mark.parametrize("library", [DIRECT], indirect=True, ids=["direct"])

@@ -11,11 +11,6 @@ Why it works this way (the protocol itself is in docs/libraries.md):
   state into the next. Each child leads its own process group, so cancelling a call kills what
   it started too. Forking is cheap here: this process holds only the user's module, not a
   manager or a worker. Start-up stays paid once because the child inherits the imported module.
-- Those children are forked ahead ("spares"): each waits on a pipe for the one call it will
-  run, so a call does not wait for its fork, and this process forks while it has nothing else
-  to do. A spare is forked from this process, which never runs a call, so what it holds is the
-  module as imported however long it waited. Spares are forked in batches because after every
-  fork each page this process writes is copied again: a batch pays for its own work once.
 - The parent is single-threaded: one selector loop over the request channel and each running
   child's pidfd and result pipe. No threads means fork never copies a lock some other thread
   holds.
@@ -36,7 +31,6 @@ from __future__ import annotations
 import gc
 import importlib.util
 import json
-import marshal
 import os
 import resource
 import selectors
@@ -54,7 +48,6 @@ PROTOCOL_VERSION = 1
 MODES = ("fork", "direct")  # a child per call, or calls run in reused slot processes
 USAGE = "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py"
 _READ_CHUNK = 65536
-_EXTRA_SPARES = 8  # the most a fork-mode batch adds beyond the calls ever in flight at once
 
 
 @dataclass(frozen=True)
@@ -127,36 +120,10 @@ def functions_of(module: ModuleType) -> dict[str, Any]:
             and getattr(value, "__module__", None) == module.__name__}
 
 
-def _serve_one(functions: dict[str, Any], requests: int, report_fd: int) -> None:
-    """In a spare: wait for the one call this process will run, run it, exit. Never returns.
-
-    The parent checked the request before handing it over; a spare whose pipe closes without
-    one (the library is stopping) just exits.
-    """
-    code = 0
-    try:
-        _own_group(0)
-        data = _read_all(requests)
-        if data:
-            request = Request(*marshal.loads(data))
-            _run_in_child(functions[request.function], request, report_fd)
-    except BaseException:  # noqa: B036 - a spare must never return into the server's loop
-        code = 1
-    finally:
-        os._exit(code)
-
-
-def _read_all(fd: int) -> bytes:
-    """Everything written to fd until its writer closes it."""
-    data = b""
-    while chunk := os.read(fd, _READ_CHUNK):
-        data += chunk
-    return data
-
-
 def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
-    """In the call's child: run the call in its sandbox, report a traceback on failure, exit."""
+    """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
     code = 1  # until the function has returned
+    _own_group(0)
     try:
         _enter(request)
         function(*request.args)
@@ -181,8 +148,8 @@ def _enter(request: Request) -> None:
         os.dup2(fd, 2)
         os.close(fd)
     os.chdir(request.cwd)
-    if request.env:  # os.environ.update runs Python code a forked child would copy pages for
-        os.environ.update(dict(request.env))
+    if request.env:  # else skip os.environ.update's Python code: a forked child copies the
+        os.environ.update(dict(request.env))  # pages that code writes
 
 
 def _traceback_of(exc: BaseException) -> str:
@@ -216,16 +183,6 @@ def _exit_error(status: int, report: bytes) -> str | None:
 
 
 @dataclass
-class _Spare:
-    """A child forked ahead of its call, waiting on its request pipe for the one call it runs."""
-
-    pid: int
-    pidfd: int | None
-    requests: int  # our end: the call's request line goes here
-    report_fd: int  # our end: the traceback of a failed call comes back here
-
-
-@dataclass
 class _Running:
     """A call in a forked child: its pid, the pipe its traceback comes on, and what it said."""
 
@@ -237,7 +194,7 @@ class _Running:
 
 
 class _Server:
-    """The selector loop: requests in, calls started, responses out. Subclasses start calls."""
+    """The selector loop: requests in, children forked, responses out."""
 
     def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
         self.functions = functions
@@ -254,11 +211,7 @@ class _Server:
                                "functions": sorted(self.functions)}) + "\n").encode())
         self.selector.register(self.chan_in, selectors.EVENT_READ, self._on_requests)
         while True:
-            # Work done ahead (a spare forked) waits until nothing else is ready.
-            events = self.selector.select(0 if self._has_idle_work() else None)
-            if not events:
-                self._idle_work()
-            for key, _ in events:
+            for key, _ in self.selector.select():
                 # An earlier handler in this batch may have closed this fd (a call's pipe
                 # when its pidfd fired), and a new call may even have reused the number.
                 if self.selector.get_map().get(key.fd) is not key:
@@ -266,12 +219,6 @@ class _Server:
                 if not key.data(key.fileobj):
                     self._stop()
                     return
-
-    def _has_idle_work(self) -> bool:
-        return False
-
-    def _idle_work(self) -> None:
-        pass
 
     def _on_requests(self, fd: int) -> bool:
         data = os.read(fd, _READ_CHUNK)
@@ -291,98 +238,37 @@ class _Server:
             return
         if request.cancel:
             if request.id in self.running:
-                _kill_call(self.running[request.id].pid)  # its pidfd (or pipe) then answers
+                self._cancel(request.id)
             return
-        if request.function not in self.functions:
+        function = self.functions.get(request.function)
+        if function is None:
             known = ", ".join(sorted(self.functions)) or "none"
             self.send(response(request.id, f"no function named {request.function!r} in this "
                                            f"library (it has: {known})"))
             return
-        self._start(request, line)
+        self._start(function, request, line)
 
-    def _start(self, request: Request, line: bytes) -> None:
-        raise NotImplementedError
+    def _cancel(self, call_id: int) -> None:
+        _kill_call(self.running[call_id].pid)
 
-    def _stop(self) -> None:
-        raise NotImplementedError
-
-    def _inherited(self) -> list[int]:
-        """The descriptors a new child must close: the channel and every other child's pipes."""
-        return [self.chan_in, self.chan_out]
-
-
-class _ForkServer(_Server):
-    """Fork mode: each call runs in a spare, a child forked from this process that runs one
-    call and exits. Spares are forked ahead, when no request or exit is waiting, so a call
-    does not wait for its fork: at least as many as calls were ever in flight at once, and a
-    batch of as many again (at most _EXTRA_SPARES) forked whenever fewer than that remain."""
-
-    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
-        super().__init__(functions, chan_in, chan_out)
-        self.spares: list[_Spare] = []
-        self.most = 1  # the most calls in flight at once so far
-
-    def _has_idle_work(self) -> bool:
-        return len(self.spares) < self.most
-
-    def _idle_work(self) -> None:
-        self._fork_spares()
-
-    def _fork_spares(self) -> None:
-        """Fork the missing spares back to back: after each fork every page this process
-        writes is copied again, so its own work is paid once per batch, not once per spare."""
-        while len(self.spares) < self.most + min(self.most, _EXTRA_SPARES):
-            self.spares.append(self._fork_spare())
-
-    def _fork_spare(self) -> _Spare:
-        to_spare, requests = os.pipe()
-        report_fd, from_spare = os.pipe()
-        _flush_std()  # or the child would print the parent's buffered text again
+    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
+        read_fd, write_fd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()  # or the child would print the parent's buffered text again
         pid = os.fork()
         if pid == 0:
-            for fd in (requests, report_fd, *self._inherited()):
-                os.close(fd)
-            _serve_one(self.functions, to_spare, from_spare)
+            os.close(read_fd)
+            os.close(self.chan_in)
+            os.close(self.chan_out)
+            _run_in_child(function, request, write_fd)
         _own_group(pid)  # here too, so a cancel arriving at once finds the group made
-        os.close(to_spare)
-        os.close(from_spare)
-        return _Spare(pid, _pidfd(pid), requests, report_fd)
-
-    def _inherited(self) -> list[int]:
-        return [*super()._inherited(),
-                *(fd for s in self.spares for fd in (s.requests, s.report_fd, s.pidfd)
-                  if fd is not None),
-                *(fd for r in self.running.values() for fd in (r.report_fd, r.pidfd)
-                  if fd is not None)]
-
-    def _start(self, request: Request, line: bytes) -> None:
-        while True:
-            if not self.spares:
-                self._fork_spares()
-            spare = self.spares.pop(0)
-            try:
-                _write_all(spare.requests, marshal.dumps(
-                    (request.id, request.function, request.args, request.cwd, request.env,
-                     request.output)))
-                break
-            except BrokenPipeError:
-                self._discard(spare)  # it died while it waited: the next one takes the call
-            finally:
-                os.close(spare.requests)
-        run = _Running(request.id, spare.pid, spare.pidfd, spare.report_fd, bytearray())
+        os.close(write_fd)
+        run = _Running(request.id, pid, _pidfd(pid), read_fd, bytearray())
         self.running[request.id] = run
-        self.most = max(self.most, len(self.running))
-        self.selector.register(run.report_fd, selectors.EVENT_READ,
-                               lambda fd: self._on_report(run))
+        self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
         if run.pidfd is not None:
             self.selector.register(run.pidfd, selectors.EVENT_READ,
                                    lambda fd: self._on_exit(run))
-
-    def _discard(self, spare: _Spare) -> None:
-        os.waitpid(spare.pid, 0)
-        for fd in (spare.report_fd, spare.pidfd):
-            if fd is not None:
-                os.close(fd)
 
     def _on_report(self, run: _Running) -> bool:
         data = os.read(run.report_fd, _READ_CHUNK)
@@ -417,12 +303,9 @@ class _ForkServer(_Server):
             pass
 
     def _stop(self) -> None:
-        for spare in self.spares:
-            _kill_call(spare.pid)
         for run in self.running.values():
             _kill_call(run.pid)
-        for pid in [s.pid for s in self.spares] + [r.pid for r in self.running.values()]:
-            os.waitpid(pid, 0)
+            os.waitpid(run.pid, 0)
 
 
 # ------------------------------------------------------------------ direct mode
@@ -523,12 +406,7 @@ class _DirectServer(_Server):
         super().__init__(functions, chan_in, chan_out)
         self.slots: list[_Slot] = []
 
-    def _inherited(self) -> list[int]:
-        return [*super()._inherited(),
-                *(fd for s in self.slots for fd in (s.requests, s.responses, s.pidfd)
-                  if fd is not None)]
-
-    def _start(self, request: Request, line: bytes) -> None:
+    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
         while True:
             slot = next((s for s in self.slots if s.call is None and not s.gone), None) \
                 or self._new_slot()
@@ -541,6 +419,9 @@ class _DirectServer(_Server):
             self.running[request.id] = slot
             return
 
+    def _cancel(self, call_id: int) -> None:
+        _kill_call(self.running[call_id].pid)  # its pidfd (or pipe's end) then answers
+
     def _new_slot(self) -> _Slot:
         to_slot, requests = os.pipe()
         responses, from_slot = os.pipe()
@@ -548,7 +429,9 @@ class _DirectServer(_Server):
         pid = os.fork()
         if pid == 0:
             _own_group(0)
-            for fd in (requests, responses, *self._inherited()):
+            for fd in (requests, responses, self.chan_in, self.chan_out,
+                       *(fd for s in self.slots for fd in (s.requests, s.responses, s.pidfd)
+                         if fd is not None)):
                 os.close(fd)
             _serve_slot(self.functions, to_slot, from_slot)
         _own_group(pid)
@@ -666,7 +549,7 @@ def main(argv: list[str] | None = None) -> int:
     # Keep the collector away from what the import made, so a forked call does not touch (and
     # so copy) every page of it.
     gc.freeze()
-    server = _DirectServer if mode == "direct" else _ForkServer
+    server = _DirectServer if mode == "direct" else _Server
     server(functions_of(module), chan_in, chan_out).serve()
     return 0
 
