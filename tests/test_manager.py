@@ -599,7 +599,7 @@ import sys, threading
 from vinemake.backends.local import standby_worker
 from vinemake.worker.standby import forked
 if sys.argv[1] == "thread":
-    threading.Thread(target=sys.stdin.readline, daemon=True).start()
+    threading.Thread(target=threading.Event().wait, daemon=True).start()  # runs till exit
 with standby_worker(forked) as standby:
     print(type(standby).__name__, standby.pid, flush=True)
     sys.stdin.readline()
