@@ -179,7 +179,10 @@ def test_a_request_slurm_can_never_run_stops_with_its_reason(cluster, stub, reso
 
 
 CHILD = """\
-import sys, time
+import signal, sys, time
+# Ctrl-C as an interactive shell delivers it, even when the tests were started in the
+# background by a script (which starts its background jobs with SIGINT ignored).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.backends.slurm import SlurmWorkers
 from vinemake.common.spec import Resources
