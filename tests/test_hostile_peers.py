@@ -275,8 +275,9 @@ def test_a_stopped_worker_is_lost_its_task_rerun_and_its_sole_intermediate_remad
     assert (tmp_path / "out").read_text() == "mid\n"
     assert len(list(tmp_path.glob("made.*"))) == 2  # the intermediate was made again on w2
     wait_for(lambda: "w1" in c.m.workers, "w1 to join again")
-    assert c.log("w1").count(f"vinemake-worker: connected to manager 127.0.0.1:{c.m.port} "
-                             "as w1\n") == 2
+    # the manager can count w1 in before w1 has written that it connected
+    wait_for(lambda: c.log("w1").count(f"vinemake-worker: connected to manager 127.0.0.1:"
+                                       f"{c.m.port} as w1\n") == 2, "w1 to say it reconnected")
 
 
 def test_a_worker_hangs_up_on_a_silent_manager_and_connects_again(tmp_path):
@@ -423,6 +424,9 @@ def test_makeflows_keepalive_flags_lose_a_stopped_worker_after_interval_plus_tim
     finally:
         os.kill(w1.pid, signal.SIGCONT)
     assert (tmp_path / "out.txt").read_text() == "hi\n"
+    notices = r.notices()  # news in order with the run's events: w1 joined before it started
+    assert notices.index("start   out.txt on w1") > next(
+        i for i, line in enumerate(notices) if line.startswith("worker w1 joined"))
     left = [line for line in r.notices() if line.startswith("worker w1 left")]
     assert len(left) == 1, r.notices()
     assert re.fullmatch(r"worker w1 left: silent for [12] s \(no heartbeat; stopped or hung\?\)",

@@ -440,7 +440,6 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
         explain(prep, workflow, sys.stderr)
     # the status line's transfers in flight: the manager's count, once there is a manager
     reporter.transfers = lambda: getattr(executor, "transfers_in_flight", 0)
-    reporter = Reporting(reporter, notices)
     # Asked for only by -g and by rules whose outputs stay on workers (a set of every
     # workflow output costs seconds at a million rules, before the first task).
     protected = frozenset(norm(p) for p in (workflow.inputs or ()) + tuple(graph.outputs())) \
@@ -466,6 +465,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     local = LocalRunner(root, options.max_local, events=events,
                         workflow_file=options.vinefile)
     sizes = source_sizes(prep, root)
+    reporter = Reporting(reporter, notices)  # from here news is shown in order with events
     engine = Engine(workflow.rules, prep.graph.deps, prep.graph.dependents, prep.keys,
                     prep.plan, executor=executor, journal=prep.journal, store=prep.store,
                     reporter=reporter, root=root,
@@ -477,6 +477,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
     try:
         outcome = engine.run()
     finally:
+        reporter.close()
         _restore_signals(old)
         local.close()
         executor.close()
