@@ -5,6 +5,10 @@ This and jxparse.py (JX) are the parser modules, the only ones that import lark.
 line into a plain statement (language/statements.py), so no parse tree is ever built;
 language/evaluate.py then gives the statements their meaning in file order. Lark's errors are
 translated into located messages in the user's words.
+
+Lark is loaded only when a piece of the file needs it: a Vinefile of plain rules (the common
+shape, and what a generated workflow writes) is read without it, and loading Lark and the
+`regex` module it takes along costs a short run more than its whole parse.
 """
 
 from __future__ import annotations
@@ -14,9 +18,7 @@ import gc
 import os
 import re
 from collections.abc import Mapping
-
-from lark import Lark, Token, Transformer
-from lark.exceptions import UnexpectedInput, UnexpectedToken
+from typing import TYPE_CHECKING
 
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors, VinemakeError
 from vinemake.common.private import private_dir
@@ -34,6 +36,10 @@ from vinemake.language.statements import (
     SourceText,
     Text,
 )
+
+if TYPE_CHECKING:
+    from lark import Lark, Token
+    from lark.exceptions import UnexpectedInput
 
 __all__ = ["parse_file", "parse_bytes", "parse_text", "grammar_text"]
 
@@ -80,8 +86,9 @@ def _shift(text: Text, offset: int, raw: str) -> Text:
     return Text(raw, text.line + newlines, offset - text.raw.rfind("\n", 0, offset))
 
 
-class _Statements(Transformer):
-    """Turns each grammar rule into a statement while the parser reduces it."""
+class _Statements:
+    """Turns each grammar rule into a statement while the parser reduces it (made a Lark
+    Transformer by _new_lark, when Lark is loaded)."""
 
     def start(self, children):
         return children[0] if children else []
@@ -124,7 +131,7 @@ class _Statements(Transformer):
         while type(children[i]) is Annotation:
             i += 1
         header = children[i]
-        if type(header) is not Token:  # a HEADER_AND_COMMAND, already a statement
+        if not isinstance(header, str):  # not a Token: a HEADER_AND_COMMAND, a statement
             if type(header) is PlainRule:
                 header = header.rule()
             return header._replace(annotations=tuple(children[:i]))
@@ -164,8 +171,18 @@ def _lark() -> Lark:
 
 
 def _new_lark(cache: str | None) -> Lark:
-    return Lark(grammar_text(), parser="lalr", lexer="contextual", transformer=_Statements(),
+    from lark import Lark, Transformer
+
+    transformer = type("Statements", (_Statements, Transformer), {})()
+    return Lark(grammar_text(), parser="lalr", lexer="contextual", transformer=transformer,
                 propagate_positions=False, maybe_placeholders=False, cache=cache or False)
+
+
+def _unexpected() -> type[Exception]:
+    """Lark's UnexpectedInput, for an `except` (evaluated only once something was raised)."""
+    from lark.exceptions import UnexpectedInput
+
+    return UnexpectedInput
 
 
 def grammar_cache(environ: Mapping[str, str]) -> str | None:
@@ -203,14 +220,14 @@ def parse_text(text: str, path: str = "<string>", environ: Mapping[str, str] | N
     try:
         try:
             return _read(body, source, environ, read)
-        except (UnexpectedInput, VinemakeError):
+        except (_unexpected(), VinemakeError):
             pass
         # Read again the way that defines the language (the whole file through Lark, then
         # evaluated): so every syntax error is told before any error of meaning, all of
         # them exactly as written in _syntax_errors.
         try:
             statements = _lark().parse(body)
-        except UnexpectedInput as e:
+        except _unexpected() as e:
             raise _syntax_errors(e, source, body) from None
         return evaluate(statements, source, environ, read)
     finally:
@@ -264,7 +281,7 @@ def _segment(body: str, pos: int, rest: bool) -> tuple[int, list]:
         stop = m.start()
         try:
             return stop, _lark().parse(body[pos:stop])
-        except UnexpectedInput:
+        except _unexpected():
             continue
     return len(body), _lark().parse(body[pos:])
 
@@ -327,7 +344,7 @@ def _syntax_errors(first: UnexpectedInput, source: SourceText, body: str) -> Vin
         try:
             _lark().parse(rest)
             break
-        except UnexpectedInput as e:
+        except _unexpected() as e:
             error = _syntax_error(e, SourceText(source.path, rest))
             if error.location.line <= errors[-1].location.line:
                 break  # no further on (the end of the file, say): nothing new to tell
@@ -360,6 +377,8 @@ def _next_statement(body: str, after_line: int) -> int | None:
     return None
 
 def _syntax_error(e: UnexpectedInput, source: SourceText) -> VinefileError:
+    from lark.exceptions import UnexpectedToken
+
     text = source.text
     pos = min(e.pos_in_stream or 0, len(text))
     start = text.rfind("\n", 0, pos) + 1
