@@ -827,6 +827,18 @@ def test_a_worker_with_a_host_that_does_not_exist_says_so(tmp_path):
                                   "manager no-such-host.invalid:9 in 1 s\n")
 
 
+
+
+def test_a_worker_with_a_malformed_host_name_says_so_without_a_traceback(tmp_path):
+    # An empty label: Python's IDNA codec refused it with a UnicodeError (a traceback);
+    # the lookup itself refuses it as any unknown name.
+    worker = subprocess.run([sys.executable, "-m", "vinemake.worker.cli", "no..such.invalid",
+                             "9", "--timeout", "1", "--workdir", str(tmp_path / "w")],
+                            capture_output=True, text=True, timeout=60)
+    assert (worker.returncode, after_memory_line(worker.stderr)) == (1, (
+        "vinemake-worker: cannot reach manager no..such.invalid:9: name or service not known, "
+        "retrying\n"
+        "vinemake-worker: gave up: could not reach manager no..such.invalid:9 in 1 s\n"))
 def test_an_idle_worker_leaves_after_its_timeout(cluster, tmp_path):
     c = cluster()
     w = c.worker("w1", 1, 1000, 1000, "--timeout", "1")  # the later --timeout wins

@@ -136,6 +136,10 @@ class _Standby:
 
     def start(self, serve: Callable[[int], int] | None = None) -> None:
         if self.proc is None:
+            if serve is not None:
+                # The wire both sides of a run load (the manager here, the worker in the
+                # child), loaded once before the fork instead of once in each process.
+                import vinemake.wire.fileserver  # noqa: F401
             # Ctrl-C ignored until claimed, as the exec'd standby has it (worker/standby.py).
             forked = serve and fork_child(serve, signal.SIGTERM, (signal.SIGINT,))
             self.proc = forked or _start([sys.executable, "-m", "vinemake.worker.standby"],

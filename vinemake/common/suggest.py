@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = ["closest", "did_you_mean"]
@@ -14,6 +13,8 @@ _CUTOFF = 0.6
 
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate most similar to `word`, or None when none is close enough."""
+    import difflib  # here: asked only once something is misspelt, never by a run
+
     n = len(word)
     # ratio = 2*matches/(n+m) <= 2*min(n,m)/(n+m): bound the length before the costly compare.
     near = [c for c in candidates if c != word and 2 * min(n, len(c)) >= _CUTOFF * (n + len(c))]

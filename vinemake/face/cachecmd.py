@@ -7,7 +7,6 @@ import os
 import click
 
 from vinemake.common.errors import describe_os_error
-from vinemake.core.prune import foreign, prune
 from vinemake.core.statedir import StateDir
 from vinemake.face.params import duration_s, size_mb
 
@@ -28,6 +27,8 @@ def cache() -> None:
               help="Then remove the oldest entries until the store holds at most SIZE (50GB).")
 def prune_command(cache_dir, older_than, max_size) -> None:
     """Evict entries from a store; never one a running workflow holds."""
+    from vinemake.core.prune import foreign, prune  # here: a run never loads it
+
     if older_than is None and max_size is None:
         raise click.UsageError("say what to remove: --older-than TIME, --max-size SIZE or both")
     root = os.path.abspath(cache_dir) if cache_dir else StateDir(os.getcwd()).cache

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import tarfile
 import threading
 from collections.abc import Callable
 
@@ -83,6 +82,8 @@ def send_file(conn: Connection, key: str, path: str) -> int:
     bytes actually sent."""
     h = xxhash.xxh3_128()
     if os.path.isdir(path):
+        import tarfile  # here: only a directory travels as a tar stream
+
         conn.send(FileHead(key, -1))
         sink = _FrameWriter(conn, h)
         with tarfile.open(fileobj=sink, mode="w|") as tar:
@@ -162,6 +163,8 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
 
 def _untar(dest: str, key: str) -> tuple[int, str]:
     """Unpack the received stream at dest + '.tar' into directory `dest`, nothing outside."""
+    import tarfile  # here: only a directory travels as a tar stream
+
     try:
         with tarfile.open(dest + ".tar", mode="r:") as tar:
             os.mkdir(dest)

@@ -805,11 +805,19 @@ def check_tls(sock: socket.socket, ssl_context: ssl.SSLContext | None) -> None:
 
 def connect(host: str, port: int, ssl_context: ssl.SSLContext | None = None,
             timeout: float | None = HANDSHAKE_TIMEOUT_S) -> Connection:
-    sock = socket.create_connection((host, port), timeout=timeout)
+    sock = socket.create_connection((_lookup_name(host), port), timeout=timeout)
     tune(sock)
     if ssl_context is not None:
         sock = ssl_context.wrap_socket(sock, server_hostname=host)
     return Connection(sock)
+
+
+def _lookup_name(host: str) -> str | bytes:
+    """`host` as getaddrinfo is given it: an ASCII name as its bytes, the same name, but
+    Python loads its IDNA codec (with stringprep and unicodedata) to encode a str first, on
+    the worker's way to its first connection. A malformed ASCII name then fails as the
+    lookup's OSError, not as the codec's UnicodeError."""
+    return host.encode("ascii") if host.isascii() else host
 
 
 def read_secret(path: str | None) -> bytes | None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tarfile
 
 from vinemake.common.paths import remove_path
 from vinemake.wire.protocol import ENVIRONMENT
@@ -53,6 +52,8 @@ def environment_key(tarball_key: str) -> str:
 
 def unpack(tarball: str, dest: str) -> int:
     """Unpack `tarball` into the new directory `dest`; its size in bytes."""
+    import tarfile  # here: a worker loads it only for a rule with a packed environment
+
     try:
         with tarfile.open(tarball) as tar:
             os.mkdir(dest)
