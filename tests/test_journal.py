@@ -190,3 +190,23 @@ def test_text_that_is_no_lowercase_digest_is_held_as_it_is():
         assert pack(text) is text
     for text in ("ab" * 16, " " + "ab" * 16, "out-xxh3_128-" + "0f" * 16):
         assert isinstance(pack(text), bytes) and unpack(pack(text)) == text
+
+
+def test_paths_of_any_bytes_and_any_script_are_read_back_as_they_were_written(tmp_path):
+    # `odd` has bytes that are no UTF-8 (a lone surrogate under surrogateescape); `wide`
+    # text outside ASCII; a size beyond 64 bits: each line is read back exactly.
+    odd = b"caf\xe9.txt".decode("utf-8", "surrogateescape")
+    wide = "résumé ✓.txt"
+    path = tmp_path / "journal"
+    j = Journal(str(path))
+    j.open()
+    j.started("r1", odd)
+    j.done("r1", odd, "ran", "command=c1", (), [(odd, "o1", 3, 100, "h1")])
+    j.done("r2", wide, "ran", "command=c2", ((odd, "o1"),), [(wide, "o2", 2**70, 7, "h2")])
+    j.failed("r3", wide, "failed", 1)
+    j.close()
+    state = Journal(str(path)).state
+    assert (state.files[odd].key, state.files[odd].size) == ("o1", 3)
+    assert (state.files[wide].key, state.files[wide].size) == ("o2", 2**70)
+    assert state.failed == {"r3": wide}
+    assert path.read_bytes().count(b"\n") == 4

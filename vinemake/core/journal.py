@@ -32,6 +32,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+import orjson
+
 from vinemake.common.packed import pack, unpack
 
 __all__ = ["workflow_name", "RuleRecord", "FileRecord", "JournalState", "replay", "Journal",
@@ -41,6 +43,19 @@ SYNC_INTERVAL_S = 3.0  # fsync: what survives a power cut
 WRITE_INTERVAL_S = 0.25  # write to the OS: what survives kill -9
 # Built once: json.dumps with options builds an encoder per call (a line per event).
 _ENCODER = json.JSONEncoder(separators=(",", ":"))
+
+
+def _line(ev: dict) -> str:
+    """One event as its JSON line (without the newline).
+
+    orjson writes a rule's line several times faster than the json module (two lines a rule,
+    on the engine's thread); a path with undecodable bytes (a lone surrogate) or an integer
+    beyond 64 bits, which orjson refuses, goes through the json module as it always did.
+    """
+    try:
+        return orjson.dumps(ev).decode()
+    except TypeError:
+        return _ENCODER.encode(ev)
 
 
 def workflow_name(path: str, root: str) -> str:
@@ -323,7 +338,7 @@ class Journal:
         try:
             with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
                 for ev in _events(self.state):
-                    f.write(_ENCODER.encode(ev) + "\n")
+                    f.write(_line(ev) + "\n")
                 f.flush()
                 os.fsync(f.fileno())
         except OSError:
@@ -342,7 +357,7 @@ class Journal:
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
-        self._append(_ENCODER.encode(ev))
+        self._append(_line(ev))
 
     def _append(self, line: str) -> None:
         with self._lock:
@@ -365,7 +380,7 @@ class Journal:
         # a third of a kilobyte a rule, for the rest of the run).
         _apply_files(self.state, key, name, outputs, self.workflow)
         self._light = True
-        self._append(_ENCODER.encode({
+        self._append(_line({
             "ev": "done", "rule": key, "name": name, "how": how,
             "parts": parts if isinstance(parts, str) else " ".join(f"{n}={d}" for n, d in parts),
             "inputs": inputs, "outputs": [list(o) for o in outputs],
