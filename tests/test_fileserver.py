@@ -257,6 +257,54 @@ def test_forwarded_frames_stay_at_least_a_piece_while_the_file_trickles_in(tmp_p
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
 
 
+def test_the_arrival_rate_is_the_fastest_recent_window_and_the_pace_a_quarter_above_it():
+    rate = fs.ArrivalRate(now=100.0)
+    rate.note(100.1, 1_000_000)  # the first window is not over yet: no pace
+    assert rate.pace() is None
+    rate.note(100.25, 2_500_000)  # 2.5 MB in 0.25 s
+    assert rate.pace() == round(1.25 * 10_000_000)
+    rate.note(100.75, 3_500_000)  # 1 MB in 0.5 s: slower, the faster window still counts
+    assert rate.pace() == round(1.25 * 10_000_000)
+    for i in range(fs.PACE_WINDOWS):  # the fast window ages out after PACE_WINDOWS more
+        rate.note(101.0 + i * 0.25, 3_500_000 + (i + 1) * 500_000)
+    assert rate.pace() == round(1.25 * 2_000_000)
+
+
+def pacing_of(conn: p.Connection) -> int:
+    return struct.unpack("Q", conn.sock.getsockopt(socket.SOL_SOCKET, p.SO_MAX_PACING_RATE, 8))[0]
+
+
+@pytest.mark.skipif(p.SO_MAX_PACING_RATE is None, reason="sockets are paced on Linux only")
+def test_a_forward_is_paced_to_its_arrival_while_the_file_arrives_and_unpaced_after(tmp_path):
+    data = os.urandom(4 * fs.PIECE + 1000)
+    feed = Feed(tmp_path, "out-1", data)
+    client, server = tcp_pair()
+    assert pacing_of(server) == p.UNPACED
+    assert feed.g.acquire()
+    sender = threading.Thread(target=fs.send_growing, args=(server, "out-1", feed.g))
+    sender.start()
+    assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
+    feed.land(fs.PIECE)
+    time.sleep(1.2 * fs.PACE_WINDOW_S)  # not a race: the window only needs to be over
+    feed.land(fs.PIECE)  # two pieces in more than a window: at most this fast
+    got = b""
+    while len(got) < 2 * fs.PIECE:
+        got += client.recv_frame()[1]
+    assert 0 < pacing_of(server) <= fs.PACE_HEADROOM * 2 * fs.PIECE / (1.2 * fs.PACE_WINDOW_S)
+    feed.land(2 * fs.PIECE)
+    while len(got) < 4 * fs.PIECE:
+        got += client.recv_frame()[1]
+    # the last bytes, less than a piece: the forward waits for all_in, then sends them unpaced
+    feed.land(1000)
+    feed.g.finish(True)
+    while (frame := client.recv_frame())[0] == p.DATA:
+        got += frame[1]
+    sender.join(10)
+    assert got == data
+    assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+    assert pacing_of(server) == p.UNPACED
+
+
 def test_a_forward_sends_a_piece_without_waiting_for_a_whole_chunk(tmp_path):
     data = os.urandom(3 * fs.CHUNK)
     feed, errors = Feed(tmp_path, "out-1", data), []

@@ -18,6 +18,8 @@ import os
 import socket
 import ssl
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 
 import xxhash
@@ -52,6 +54,13 @@ from vinemake.wire.protocol import (
 # cut-through pipeline delays the bytes by one piece (a CHUNK would add its time on the link
 # once per hop).
 PIECE = 256 * 1024
+# A forward is paced at this much above the fastest rate its own copy has been arriving at,
+# measured over windows of PACE_WINDOW_S, the last PACE_WINDOWS of them: it cannot send
+# faster than its bytes arrive for long anyway, and the bursts an unpaced sender makes when
+# each piece lands overflow its link's queue (see docs/performance.md, Cluster).
+PACE_HEADROOM = 1.25
+PACE_WINDOW_S = 0.25
+PACE_WINDOWS = 8
 
 
 class _FrameWriter:
@@ -179,6 +188,27 @@ def _untar(dest: str, key: str) -> tuple[int, str]:
 
 # ---------------------------------------------------------------- cut-through forwarding
 
+class ArrivalRate:
+    """How fast a file arrives: bytes per second over the last few windows, the fastest of
+    them, and the pace a forward of it may keep. Pure: the caller gives the clock."""
+
+    def __init__(self, now: float):
+        self._mark = (now, 0)  # the current window's start: time, bytes received by then
+        self._rates: deque[float] = deque(maxlen=PACE_WINDOWS)
+
+    def note(self, now: float, received: int) -> None:
+        start, before = self._mark
+        if now - start >= PACE_WINDOW_S:
+            self._rates.append((received - before) / (now - start))
+            self._mark = (now, received)
+
+    def pace(self) -> int | None:
+        """Bytes per second a forward may send at; None (unpaced) until a window is over."""
+        if not self._rates:
+            return None
+        return max(1, round(PACE_HEADROOM * max(self._rates)))
+
+
 class Growing:
     """A file still arriving here, which readers may forward while it grows.
 
@@ -200,17 +230,26 @@ class Growing:
         self._users = 1
         self._cond = threading.Condition()
         self._stall_s = stall_s
+        self._rate = ArrivalRate(time.monotonic())
 
     def begin(self, size: int, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
         with self._cond:
             self.size, self._fd = size, fd
+            self._rate = ArrivalRate(time.monotonic())
             self._cond.notify_all()
 
     def advance(self, n: int) -> None:
         with self._cond:
             self.received += n
+            self._rate.note(time.monotonic(), self.received)
             self._cond.notify_all()
+
+    def pace(self) -> int | None:
+        """Bytes per second to forward at now: paced to the arrival while the file still
+        arrives, unpaced (None) once all of it is here."""
+        with self._cond:
+            return None if self.arrived else self._rate.pace()
 
     def all_in(self, digest: str) -> None:
         with self._cond:
@@ -281,13 +320,15 @@ def send_growing(conn: Connection, key: str, g: Growing) -> int:
 
     The FileEnd hash is the one this side computed over the bytes as they came in, so a copy
     damaged on this side's disk fails at the next hop. The bytes go from the page cache to the
-    socket with sendfile (no copy through Python) unless the connection is TLS.
+    socket with sendfile (no copy through Python) unless the connection is TLS, paced to the
+    rate the file arrives at (Growing.pace) until all of it is here.
     """
     size = g.head()
     conn.send(FileHead(key, size))
     sent = 0
     with os.fdopen(os.dup(g.fileno()), "rb") as f:
         while n := g.ready(sent):
+            conn.pace(g.pace())
             conn.send_raw(HEADER.pack(n, DATA), more=True)
             if isinstance(conn.sock, ssl.SSLSocket):
                 conn.send_raw(os.pread(f.fileno(), n, sent))

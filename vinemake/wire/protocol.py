@@ -43,6 +43,7 @@ import os
 import socket
 import ssl
 import struct
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import MISSING, dataclass, field, fields
@@ -657,6 +658,11 @@ READ_AHEAD = 256 * 1024
 # A file's data is read in pieces: the reader sleeps until this much has arrived (SO_RCVLOWAT)
 # instead of waking for every packet.
 DATA_LOWAT = 256 * 1024
+# Linux's SO_MAX_PACING_RATE (Python names no constant for it): the most bytes per second
+# the kernel lets this socket send, spread evenly instead of in bursts.
+SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE",
+                             47 if sys.platform.startswith("linux") else None)
+UNPACED = 2 ** 64 - 1
 
 
 class Connection:
@@ -676,6 +682,7 @@ class Connection:
         # TLS records do not map to socket bytes, and an SSLSocket takes no flags
         self._plain = not isinstance(sock, ssl.SSLSocket)
         self._lowat = 1
+        self._pace = UNPACED
 
     def send(self, *msgs) -> None:
         data = b"".join(encode(m) for m in msgs)
@@ -700,6 +707,18 @@ class Connection:
                 self.sock.sendall(data, socket.MSG_MORE)
             else:
                 self.sock.sendall(data)
+
+    def pace(self, rate: int | None) -> None:
+        """Send at most `rate` bytes per second from now on (None: as fast as TCP may), the
+        packets spread evenly; a no-op where the kernel cannot pace a socket."""
+        rate = UNPACED if rate is None else max(1, rate)
+        if rate == self._pace or not self._plain or SO_MAX_PACING_RATE is None:
+            return
+        try:
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_MAX_PACING_RATE, struct.pack("Q", rate))
+        except OSError:
+            return
+        self._pace = rate
 
     def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
         """The next frame, at most `limit` bytes long; EOFError when the other side closed
