@@ -1096,6 +1096,39 @@ def test_a_task_with_batch_options_waits_for_a_worker_submitted_with_them(tmp_pa
         c.close()
 
 
+class ClosingProvider(RecordingProvider):
+    """Says what it was asked, in order, and whether the manager's port was open then."""
+
+    def __init__(self):
+        super().__init__()
+        self.said = []
+
+    def start(self, manager, options):
+        super().start(manager, options)
+        with socket.create_connection(("127.0.0.1", manager.port)):  # refused if not open
+            self.said.append("start")
+
+    def close(self):
+        self.said.append("close")
+
+
+def test_workers_start_once_the_port_is_open_and_stop_when_the_manager_cannot_start(tmp_path):
+    (tmp_path / "file").write_text("not a directory")
+    provider = ClosingProvider()
+    with pytest.raises(NotADirectoryError):
+        Manager.start(ManagerConfig(workdir=str(tmp_path / "file" / "mgr")), provider)
+    assert provider.said == ["start", "close"]
+    with pytest.raises(ConnectionRefusedError):  # the port is closed again
+        socket.create_connection(("127.0.0.1", provider.address.port)).close()
+
+
+def test_no_worker_starts_when_the_tls_options_are_incomplete(tmp_path):
+    provider = ClosingProvider()
+    with pytest.raises(InfrastructureError) as e:
+        Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr"), ssl=True), provider)
+    assert (str(e.value), provider.said) == ("--ssl needs a certificate and a key", [])
+
+
 class RefusingProvider(RecordingProvider):
     def scale(self, demand):
         raise InfrastructureError("sbatch refused the worker jobs and retrying cannot help")

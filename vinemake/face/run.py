@@ -594,7 +594,7 @@ class _NoExecutor:
 
 def _start_manager(options, root: str, events: EventLog):
     from vinemake.backends import get_provider
-    from vinemake.manager.manager import Manager
+    from vinemake.manager.opening import start  # its workers start while the manager loads
 
     state = StateDir(root)
     config = replace(options.manager, workdir=state.manager)
@@ -602,7 +602,7 @@ def _start_manager(options, root: str, events: EventLog):
     if options.batch_type == "local" and "workdir" not in dict(workers.extra):
         workers = replace(workers, extra=(*workers.extra, ("workdir", state.worker)))
     try:
-        return Manager.start(config, get_provider(options.batch_type), workers, events)
+        return start(config, get_provider(options.batch_type), workers, events)
     except OSError as e:
         raise InfrastructureError(f"cannot start the manager: {e.strerror or e}") from e
 

@@ -41,17 +41,17 @@ import logging
 import os
 import selectors
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Mapping
 
-from vinemake.backends import Demand, ManagerAddress, ProviderOptions, WorkerProvider
+from vinemake.backends import Demand, ProviderOptions, WorkerProvider
 from vinemake.common.amounts import excess
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.names import flat
 from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES, Task, TaskResult
+from vinemake.manager import opening
 from vinemake.manager.config import PLACEMENTS, ManagerConfig
 from vinemake.manager.connections import Connections
 from vinemake.manager.delivery import Delivery, Inline, Install, Origin
@@ -84,23 +84,12 @@ from vinemake.wire.protocol import (
     encode,
     host_id,
     outcome_from_wire,
-    read_secret,
-    server_context,
     welcome_for,
 )
 
 __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
-
-
-def _tls(config: ManagerConfig) -> ssl.SSLContext | None:
-    """The server side of TLS when --ssl is on (certificate and key required)."""
-    if not config.ssl:
-        return None
-    if not (config.ssl_cert and config.ssl_key):
-        raise InfrastructureError("--ssl needs a certificate and a key")
-    return server_context(config.ssl_cert, config.ssl_key)
 
 
 def _gate(config: ManagerConfig) -> Gate:
@@ -125,15 +114,12 @@ class Manager:
     @classmethod
     def start(cls, config: ManagerConfig, provider: WorkerProvider | None = None,
               provider_options: ProviderOptions | None = None, events=None) -> Manager:
-        """Listen, then ask `provider` (if any) to start workers that connect here."""
-        m = cls(config, provider, events)
-        if provider is not None:
-            provider.start(ManagerAddress(m.host, m.port, config.password_file, config.ssl),
-                           provider_options or ProviderOptions())
-        return m
+        """Listen, ask `provider` (if any) to start workers that connect here, and serve
+        them (manager/opening.py: the workers start while the manager does)."""
+        return opening.start(config, provider, provider_options, events)
 
     def __init__(self, config: ManagerConfig, provider: WorkerProvider | None = None,
-                 events=None):
+                 events=None, opened: opening.Opening | None = None):
         if config.placement not in PLACEMENTS:
             raise InfrastructureError(f"unknown placement {config.placement!r} "
                                       f"(choose from {', '.join(PLACEMENTS)})")
@@ -144,12 +130,12 @@ class Manager:
         self._cached: dict[int, list[str]] = {}  # task id -> its inputs its worker held, sent
         self._caches_seen = -1  # the replicas' epoch when cache sizes were last recorded
         self._cache_bytes: dict[str, int] = {}  # worker id -> the size last recorded
-        self.secret = read_secret(config.password_file)
-        self.ssl_context = _tls(config)
+        opened = opened or opening.Opening(config)
+        self.secret, self.ssl_context = opened.secret, opened.ssl_context
+        self._listener, self.host, self.port = opened.listener, config.host, opened.port
         os.makedirs(config.workdir, exist_ok=True)
         self.transfer_log = TransferLog(config.transfer_log, self._transfer_event)
         self.host_id = host_id()
-        self._listen(config)
         self.mailbox = Mailbox()  # all that crosses threads
 
         # The loop thread's own state: nothing else touches it (others post to the mailbox).
@@ -190,24 +176,6 @@ class Manager:
         self._thread = threading.Thread(target=self._loop, name="manager", daemon=True)
         self.mailbox.loop = self._thread
         self._thread.start()
-
-    def _listen(self, config: ManagerConfig) -> None:
-        """Open the port workers connect to, and name it in the port file if asked."""
-        self._listener = socket.create_server((config.host, config.port))
-        self._listener.setblocking(False)
-        self.host, self.port = config.host, self._listener.getsockname()[1]
-        if config.port_file:
-            self._write_port_file(config.port_file)
-
-    def _write_port_file(self, path: str) -> None:
-        """Name the port in `path` whole or not at all; an error names `path`, not the temporary."""
-        try:
-            with open(path + ".tmp", "w") as f:
-                f.write(f"{self.port}\n")
-            os.replace(path + ".tmp", path)
-        except OSError as e:
-            self._listener.close()
-            raise OSError(e.errno, f"cannot write the port file {path}: {e.strerror}") from None
 
     def _drop_from_delivery(self, wid: str, keys: list[str]) -> None:
         """Delivery's threads: a worker may forget files kept only for delivery (loop's job)."""

@@ -2,10 +2,12 @@
 
 One thread samples every running task at an interval, and only once a task has lived for
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
-when thousands of tiny tasks go through a worker. The processes of every task sampled at one
-tick are found in one pass over /proc (proctree.py). With nothing to watch for a while the
-thread blocks until a task comes, so an idle worker costs no wake-ups. Each task leads its
-own process group (cheaper to start than a session), so a kill takes everything it started.
+when thousands of tiny tasks go through a worker (psutil itself is loaded at the first
+sample: a worker of short tasks never loads it, and one starting does not wait for it). The
+processes of every task sampled at one tick are found in one pass over /proc (proctree.py).
+With nothing to watch for a while the thread blocks until a task comes, so an idle worker
+costs no wake-ups. Each task leads its own process group (cheaper to start than a session),
+so a kill takes everything it started.
 
 The same thread reaps the commands: it waits on a pidfd per command (epoll) and hands each
 exit to the watch's `on_exit`. A thread blocked in `wait4` per running command cost a thread
@@ -29,8 +31,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-
-import psutil
+from typing import TYPE_CHECKING
 
 from vinemake.common import batching
 from vinemake.common.spec import Resources
@@ -38,6 +39,9 @@ from vinemake.common.task import Measured
 from vinemake.worker.memlimit import Limit, MemoryLimits
 from vinemake.worker.proctree import Lineage, ProcessTrees
 from vinemake.worker.sandbox import tree_size
+
+if TYPE_CHECKING:
+    import psutil
 
 __all__ = ["Sample", "exceeded", "Monitor", "Watch"]
 
@@ -341,6 +345,8 @@ class Monitor:
             self._sample(w, now, trees.get(w.pid, ()))
 
     def _sample(self, w: Watch, now: float, below=()) -> None:
+        import psutil  # (see the module's doc)
+
         try:
             if w._proc is None:
                 w._proc = psutil.Process(w.pid)
@@ -369,6 +375,8 @@ class Monitor:
     @staticmethod
     def _processes(pids) -> list[psutil.Process]:
         """psutil's handle on each of these processes that is still there."""
+        import psutil
+
         procs = []
         for pid in pids:
             try:
