@@ -106,6 +106,25 @@ def test_a_directory_output_hash_and_a_source_directory_key_are_one_digest(tmp_p
     assert FileState(None).key(str(tmp_path / "d")) == "file-xxh3_128-" + digest[4:]
 
 
+def test_an_empty_file_hashes_as_read_whatever_leads_to_it(tmp_path):
+    # hash_tree knows an empty file's hash without opening it: the same as reading it gives,
+    # through a link too; a path with nothing there is still not found.
+    from vinemake.common.hashing import hash_file, hash_tree
+
+    (tmp_path / "empty").write_bytes(b"")
+    (tmp_path / "full").write_bytes(b"x" * 70_000)
+    (tmp_path / "link").symlink_to("empty")
+    (tmp_path / "dangling").symlink_to("nowhere")
+    assert hash_tree(str(tmp_path / "empty")) == hash_file(str(tmp_path / "empty")) == \
+        (0, "99aa06d3014798d86001c324468d497f")
+    assert hash_tree(str(tmp_path / "link")) == (0, "99aa06d3014798d86001c324468d497f")
+    assert hash_tree(str(tmp_path / "full")) == hash_file(str(tmp_path / "full"))
+    assert hash_tree(str(tmp_path / "full"))[0] == 70_000
+    for missing in ("dangling", "absent"):
+        with pytest.raises(FileNotFoundError):
+            hash_tree(str(tmp_path / missing))
+
+
 @pytest.mark.parametrize("respaced", ["cp  a   b", "cp\ta b", "  cp a b ", "cp a b\t"])
 def test_re_spacing_a_command_between_its_words_keeps_its_key(respaced):
     assert key_of_command(respaced) == key_of_command("cp a b")

@@ -225,6 +225,7 @@ class Runner:
         # environment's key lock).
         self._activated: dict[str, tuple[tuple[str, str], ...]] = {}
         self._base_env = dict(os.environb)  # bytes: subprocess need not encode it per task
+        self._own_peak_kb = 0  # this worker's peak RSS when last asked (_command_peak_mb)
         self._locks_lock = threading.Lock()
 
     # ------------------------------------------------------------ one task
@@ -355,7 +356,7 @@ class Runner:
         # short for the monitor to have sampled them.
         if usage is not None:
             watch.cpu_s = max(watch.cpu_s, usage.ru_utime + usage.ru_stime)
-            watch.peak_memory_mb = max(watch.peak_memory_mb, _command_peak_mb(usage))
+            watch.peak_memory_mb = max(watch.peak_memory_mb, self._command_peak_mb(usage))
         measured = watch.measured(end)
         limited = self.monitor.memory.end(watch.memory_limit, code)
         if limited is not None and watch.memory_limit.cgroup is not None:
@@ -381,6 +382,19 @@ class Runner:
         finally:
             self._give_back(sandbox)
         ran.done(outcome)
+
+    def _command_peak_mb(self, usage) -> float:
+        """The command's own peak RSS from its rusage, or 0 when that says nothing.
+
+        A command started by vfork (posix_spawn, and Popen here) carries this worker's peak
+        RSS in its own ru_maxrss: Linux keeps the larger of the two across exec. So only a
+        peak above the worker's own is the command's; below it, the monitor's samples speak.
+        The worker's own peak only grows: it is asked for again only when a command's is
+        above the last answer (most commands' are not), not once per task.
+        """
+        if usage.ru_maxrss > self._own_peak_kb:
+            self._own_peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return usage.ru_maxrss / 1000 if usage.ru_maxrss > self._own_peak_kb else 0.0
 
     def _call(self, task: Task, sandbox: str):
         lib = task.library
@@ -642,17 +656,6 @@ class Runner:
                           f"cannot fetch {what}" + ("; ".join(errors) or "no source"))
 
 
-def _command_peak_mb(usage) -> float:
-    """The command's own peak RSS from its rusage, or 0 when that says nothing.
-
-    A command started by vfork (posix_spawn, and Popen here) carries this worker's peak RSS
-    in its own ru_maxrss: Linux keeps the larger of the two across exec. So only a peak
-    above the worker's own is the command's; below it, the monitor's samples speak.
-    """
-    own_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return usage.ru_maxrss / 1000 if usage.ru_maxrss > own_kb else 0.0
-
-
 @dataclass
 class _Started:
     """A command that was spawned, until the monitor reaps it."""
@@ -858,15 +861,17 @@ def _place(src: str, target: str) -> bool:
 
 
 def _tail(path: str) -> str:
-    """The last TAIL_BYTES of a command's stderr file ("" if there is none)."""
+    """The last TAIL_BYTES of a command's stderr file ("" if there is none).
+
+    A stat first: most commands write nothing there, and then the file is not opened."""
     try:
+        size = os.stat(path).st_size
+        if not size:
+            return ""
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return ""
     try:
-        size = os.fstat(fd).st_size
-        if not size:
-            return ""
         return os.pread(fd, TAIL_BYTES, max(0, size - TAIL_BYTES)).decode("utf-8", "replace")
     finally:
         os.close(fd)
