@@ -177,7 +177,9 @@ def test_one_bad_frame_closes_only_its_connection_and_says_why(run, password):
 def test_what_unauthenticated_peers_hold_is_bounded(run):
     r = run(True)
     manager = psutil.Process(r.proc.pid)
-    wait_for(lambda: "waiting for workers" in (r.tmp / "stderr").read_text(), "the manager")
+    # The run's plan is said once the manager is up (its workers are asked for before it is
+    # loaded, so "waiting for workers" comes before its threads exist).
+    wait_for(lambda: " to run, " in (r.tmp / "stderr").read_text(), "the manager")
     threads, rss = manager.num_threads(), manager.memory_info().rss
 
     # 100 connections each claiming a 16 MiB frame and sending 2 MiB of it
