@@ -72,6 +72,8 @@ class Run:
     cpu: Cpu | None = None  # where the machine's CPU went during the run
     # each copy of the largest file: source, dest, its start after the first one's, seconds
     big: tuple[tuple[str, str, float, float], ...] = ()
+    resent: int = 0  # TCP segments the workers' hosts sent again (lost ones: /proc/net/snmp)
+    input_drops: int = 0  # packets this machine's per-CPU input queues dropped during the run
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,24 @@ def _machine_cpu() -> tuple[list[float], int]:
     return times, ctxt
 
 
+def _input_drops() -> int:
+    """Packets dropped so far by the per-CPU input queues (/proc/net/softnet_stat), which
+    every emulated host's received packets pass through: none should be."""
+    lines = Path("/proc/net/softnet_stat").read_text().splitlines()
+    return sum(int(line.split()[1], 16) for line in lines)
+
+
+def _resent(cluster: netns.Cluster, workers: int) -> int:
+    """TCP segments retransmitted by the hosts' kernels (each namespace counts its own)."""
+    total = 0
+    for i in range(workers):
+        rows = [line.split() for line in cluster.run(i, ["cat", "/proc/net/snmp"]).stdout
+                .splitlines() if line.startswith("Tcp:")]
+        if len(rows) == 2 and "RetransSegs" in rows[0]:
+            total += int(rows[1][rows[0].index("RetransSegs")])
+    return total
+
+
 def _process_cpu(pid: int) -> tuple[float, float]:
     """A live process's user and system seconds (all its threads, finished ones too)."""
     try:
@@ -141,13 +161,16 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         before = cluster.stats()
         start = time.perf_counter()
         cpu_before, children_before = _machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
+        drops_before = _input_drops()
         d.start_manager(wf, *options)
         for i in range(workers):
             d.start_worker(i, cores=cores, disk_mb=disk_mb)
         code = d.wait_manager(timeout=3600)
         wall = time.perf_counter() - start
         cpu = _cpu_since(cpu_before, children_before, [p.pid for p in d.workers.values()])
+        drops = _input_drops() - drops_before
         after = cluster.stats()
+        resent = _resent(cluster, workers)
         peak = disk.stop()
         if code != 0:
             print(f"  {label}: vinemake exited {code}\n{d.manager_output()[-2000:]}",
@@ -172,7 +195,7 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
                    d.manager_output().count("to re-create"), cpu,
                    tuple((t.source, t.dest, round(t.start - big[0].start, 2),
                           round(t.end - t.start, 2))
-                         for t in sorted(big, key=lambda t: t.start)))
+                         for t in sorted(big, key=lambda t: t.start)), resent, drops)
     finally:
         disk.stop()
         d.close()
@@ -481,6 +504,10 @@ def _report_replication(r: dict) -> str:
                  f"{one['big_span_s']:.1f}s (runs: {walls})")
     if one.get("cpu"):
         lines.append("               all told, " + Cpu(**one["cpu"]).line(mb))
+    lines.append("               packets lost: TCP segments the workers resent " +
+                 ", ".join(str(x.get("resent", 0)) for x in r["singles"]) +
+                 "; dropped by this machine's input queues " +
+                 ", ".join(str(x.get("input_drops", 0)) for x in r["singles"]))
     for name, key in (("baseline peer", "baseline_"), ("peer", "")):
         for limit, p in r[f"{key}peer"].items():
             held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
@@ -497,6 +524,10 @@ def _report_replication(r: dict) -> str:
                          f"(target <= 1.2x){faster}")
             lines.append("               copies (source>dest +start/seconds): " + ", ".join(
                 f"{src}>{dest} +{at:.1f}/{took:.1f}" for src, dest, at, took in p["big"]))
+            lines.append("               packets lost: TCP segments the workers resent " +
+                         ", ".join(str(x.get("resent", 0)) for x in runs) +
+                         "; dropped by this machine's input queues " +
+                         ", ".join(str(x.get("input_drops", 0)) for x in runs))
             if p.get("cpu") and one.get("cpu"):
                 # the single run started as many workers and made one copy: the difference is
                 # what each further copy (received and forwarded) cost
