@@ -7,6 +7,7 @@ import pytest
 
 from vinemake.common.amounts import excess
 from vinemake.common.errors import InputError
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Category, FileRef, Location, Resources, RuleSpec, Workflow
 from vinemake.common.task import Measured, TaskResult
 from vinemake.core.collection import Collection
@@ -496,3 +497,142 @@ def test_a_rebuild_plans_skipped_rules_too(root):
     assert [(ev["ev"], ev.get("rule"), ev.get("action")) for ev in rec.record] == [
         ("planned", None, None), ("plan", 0, "skip"), ("plan", 1, "skip"), ("plan", 2, "skip")]
     assert rec.run.heading() is None  # nothing to run: no heading
+
+
+# -- submitting ahead (EngineOptions.ahead) -----------------------------------------------
+
+class HoldingExecutor(FakeExecutor):
+    """Holds a task submitted ahead (Task.after) until what it waits for succeeded, as a
+    worker does, and sends it back ("held_back") when one of those did not. `first`: a held
+    task's result comes back before the results of what it waited for (outputs delivered
+    late); `fail_after`: name -> status its result becomes after its held tasks ran (its
+    outputs could not be delivered)."""
+
+    def __init__(self, script=None, first=False, fail_after=None):
+        super().__init__(script)
+        self.first = first
+        self.fail_after = dict(fail_after or {})
+        self.held = []  # [task, ids still awaited]
+        self.late = []  # results held back until the held tasks' own (first=True)
+
+    def wait(self, timeout=None):
+        out, self.returned = self.returned, []
+        for r in super().wait(timeout) if self.queue else []:
+            released, back = self._settle(r.task_id, r.ok)  # as the worker saw it end
+            name = next(t.name for t in self.submitted if t.id == r.task_id)
+            if r.ok and name in self.fail_after:
+                r = TaskResult(r.task_id, self.fail_after.pop(name), reason="not delivered")
+            out.append(r)
+            self.queue[:0] = released
+            out += [TaskResult(t.id, "held_back") for t in back]
+        if not self.first:
+            return out
+        self.late += out
+        if any(t.after for t in self.queue):
+            return []  # held back while what was held runs
+        out, self.late = self.late[::-1], []  # the held tasks' results first
+        return out
+
+    def submit(self, task):
+        self.submitted.append(task)
+        if task.after:
+            self.held.append([task, set(task.after)])
+        else:
+            self.queue.append(task)
+
+    def _settle(self, tid, ok):
+        released, back = [], []
+        for entry in list(self.held):
+            task, waiting = entry
+            if tid not in waiting:
+                continue
+            if ok:
+                waiting.discard(tid)
+                if not waiting:
+                    self.held.remove(entry)
+                    released.append(task)
+            else:
+                self.held.remove(entry)
+                back.append(task)
+                more_released, more_back = self._settle(task.id, False)
+                back += more_back
+        return released, back
+
+    def withdraw(self):
+        super().withdraw()
+        self.returned += [TaskResult(t.id, "held_back") for t, _ in self.held]
+        self.held = []
+
+
+def journal_lines(root):
+    import json
+    with open(os.path.join(root, ".vinemake", "journal")) as f:
+        return [(e["ev"], e["name"]) for e in map(json.loads, f) if e["ev"] in ("started",
+                                                                               "done")]
+
+
+def test_a_chain_is_submitted_two_rules_ahead_and_journalled_in_order(root):
+    rec = Recording()
+    outcome, ex, _ = run_once(root, chain(6), HoldingExecutor(), EngineOptions(ahead=True),
+                              reporter=rec)
+    assert outcome.ran == tuple(f"o{i}" for i in range(6))
+    assert [(t.name, t.after) for t in ex.submitted] == [
+        ("o0", ()), ("o1", (0,)), ("o2", (1,)), ("o3", (2,)), ("o4", (3,)), ("o5", (4,))]
+    assert [e.get("after") for e in rec.record if e["ev"] == "submit"][:3] == [None, [0], [1]]
+    # o3 went out once o1 was released (o0 ended), when o2 was one level deep
+    kinds = [(e["ev"], e.get("rule")) for e in rec.record if e["ev"] in ("submit", "end")]
+    assert kinds[:5] == [("submit", 0), ("submit", 1), ("submit", 2), ("end", 0),
+                         ("submit", 3)]
+    assert journal_lines(root) == [(ev, f"o{i}") for i in range(6) for ev in ("started", "done")]
+    _, ex2, _ = run_once(root, chain(6), HoldingExecutor(), EngineOptions(ahead=True))
+    assert ex2.names() == []
+
+
+def test_a_held_rules_result_that_comes_first_counts_after_its_producers(root):
+    rec = Recording()
+    outcome, ex, _ = run_once(root, chain(4), HoldingExecutor(first=True),
+                              EngineOptions(ahead=True), reporter=rec)
+    assert outcome.ran == ("o0", "o1", "o2", "o3")
+    assert journal_lines(root) == [(ev, f"o{i}") for i in range(4) for ev in ("started", "done")]
+    assert [e["rule"] for e in rec.record if e["ev"] == "end"] == [0, 1, 2, 3]
+
+
+def test_a_failed_producer_leaves_what_was_held_for_it_as_if_never_submitted(root):
+    outcomes = []
+    for ahead in (False, True):
+        for name in os.listdir(root):
+            if name != "in.txt":
+                remove_path(os.path.join(root, name))
+        rec = Recording()
+        outcome, ex, _ = run_once(root, chain(5), HoldingExecutor({"o1": ["failed"]}),
+                                  EngineOptions(ahead=ahead), reporter=rec)
+        outcomes.append((outcome.ran, outcome.failed, outcome.not_run, outcome.withdrawn,
+                         summary_line(dataclasses.replace(outcome, wall_time_s=0)),
+                         journal_lines(root)))
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][:4] == (("o0",), ("o1",), 3, 0)
+    assert [e["rule"] for e in rec.record if e["ev"] == "held_back"] == [2, 3]
+    assert not any(e["ev"] == "end" and e["rule"] > 1 for e in rec.record)
+
+
+def test_a_held_rule_runs_again_after_its_producers_retry(root):
+    outcome, ex, _ = run_once(root, chain(3), HoldingExecutor({"o0": ["failed"]}),
+                              EngineOptions(ahead=True, retries=1))
+    assert outcome.ran == ("o0", "o1", "o2")
+    assert [(t.name, t.attempt, t.after) for t in ex.submitted] == [
+        ("o0", 1, ()), ("o1", 1, (0,)), ("o2", 1, (1,)), ("o0", 2, ()), ("o1", 1, (0,)),
+        ("o2", 1, (1,))]
+    assert journal_lines(root) == [(ev, f"o{i}") for i in range(3) for ev in ("started", "done")]
+
+
+def test_what_ran_ahead_of_a_producer_whose_result_then_failed_runs_again(root):
+    # o0 succeeded on its worker, which started o1, but its outputs never arrived here: the
+    # engine retries o0, and o1's result (which came first) counts for nothing.
+    outcome, ex, _ = run_once(root, chain(2), HoldingExecutor(first=True,
+                                                              fail_after={"o0": "error"}),
+                              EngineOptions(ahead=True, retries=1))
+    assert outcome.ran == ("o0", "o1")
+    assert [(t.name, t.attempt) for t in ex.submitted] == [("o0", 1), ("o1", 1), ("o0", 2),
+                                                          ("o1", 1)]
+    assert journal_lines(root) == [("started", "o0"), ("done", "o0"), ("started", "o1"),
+                                   ("done", "o1")]

@@ -85,11 +85,11 @@ def test_an_oversized_frame_is_refused_before_its_body_arrives():
     (b'{"t": "Kill", "task_ids": [1, true]}', "garbled message: Kill.task_ids[1] must be an "
                                                "integer from -9223372036854775808 to "
                                                "9223372036854775807"),
-    (b'{"t": "Run", "task": {}, "fetch": []}', "garbled message: Run.task lacks attempt, "
+    (b'{"t": "Run", "task": {}, "fetch": []}', "garbled message: Run.task lacks after, attempt, "
      "cache_forever, category, command, env, environment, failed_dir, id, inputs, library, "
      "minis, name, outputs, resources, rule_key, stops_run"),
     (b'{"t": "Drop", "keys": [["deep"]]}', "garbled message: Drop.keys[0] must be a string"),
-    (b'{"t": "Runs", "runs": [[{}, []]]}', "garbled message: Runs.runs[0][0] lacks attempt, "
+    (b'{"t": "Runs", "runs": [[{}, []]]}', "garbled message: Runs.runs[0][0] lacks after, attempt, "
      "cache_forever, category, command, env, environment, failed_dir, id, inputs, library, "
      "minis, name, outputs, resources, rule_key, stops_run"),
     (b'{"t": "Runs", "runs": [[]]}', "garbled message: Runs.runs[0] must be a list of 2 items"),

@@ -86,6 +86,10 @@ class Task:
     minis: tuple[MiniTask, ...] = ()
     # The key of the packed environment it runs in (one of its inputs), "" for none.
     environment: str = ""
+    # Submitted ahead of these tasks (ids), which make some of its inputs and have not ended
+    # yet: it is held, without a slot, on the worker that runs them, and starts there the
+    # moment they all succeed (docs/workers.md, "Rules held for their inputs").
+    after: tuple[int, ...] = ()
 
 
 # What TaskVine's worker sets to the cores a task holds (Makeflow sets CORES and
@@ -119,8 +123,11 @@ def with_threads(cores: float | None,
 #   lost              the worker running it was lost: the engine may resubmit
 #   error             vinemake itself failed (transfer, sandbox): the engine may resubmit
 #   withdrawn         never started: the engine withdrew it (an earlier rule failed, no -k)
+#   held_back         never started: it was submitted ahead (Task.after) and a task it waited
+#                     for did not succeed, or could not be held: the engine submits it again
+#                     when its inputs are made, as if it had never been submitted
 STATUSES = ("ok", "failed", "signaled", "missing_output", "resource_exceeded", "lost", "error",
-            "withdrawn")
+            "withdrawn", "held_back")
 # The rule's own failures: its command ran and did wrong. Only these end a run at once
 # (fail fast, no -k); `lost` and `error` are retried by the manager first, and an `error`
 # that still reaches the engine on a last attempt stops the run through the engine.

@@ -14,6 +14,16 @@ become ready. Without `-k` nothing new is submitted after a failure, but running
 reaped so their work is kept. A stop request (SIGINT/SIGTERM) cancels running tasks and leaves
 the journal synced.
 
+Submitting ahead (`EngineOptions.ahead`): a rule whose inputs not yet made are all being made
+by tasks submitted already is submitted too, naming them (Task.after), at most AHEAD_LEVELS
+deep; the executor holds it on the worker that runs them, which starts it the moment they
+succeed, without their results' round trip through here. Nothing else changes: a rule's key
+is known before anything runs, so its Task is the same; its result counts only once every
+rule it waited for has been journalled (a result that comes first waits in `early`); its
+"started" is journalled then; and when one of them does not succeed, or it could not be held,
+it comes back ("held_back") and waits as if it had never been submitted (a `held_back` event
+takes its `submit` back).
+
 The run's record (core/events.py) gets the engine's events: the plan's counts, each rule's
 plan, submit, end and restore; the executors emit the starts (a command really began) and what
 workers do. A rule's plan event is written in plan order before any other event of it, not
@@ -65,6 +75,10 @@ WAIT_S = 0.5  # longest a wait blocks, so stop requests and the status line stay
 # Plan events written on each pass of the loop beyond the rules it reached: the record names
 # every rule soon after the first tasks start, and a pass stays short (a few milliseconds).
 PLAN_AHEAD = 1000
+# How many rules deep the engine submits ahead of running tasks (a chain: the running rule's
+# reader and that one's reader are held). Two levels cover the time a result takes to come
+# back and the next task to go out, even when the rule in between runs for less than that.
+AHEAD_LEVELS = 2
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,7 @@ class EngineOptions:
     batch_options: bool = False  # workers are batch jobs: tasks carry their BATCH_OPTIONS
     zero_length_error: bool = False  # -z: an empty output file fails its rule, as Makeflow's
     window: int = WINDOW  # tasks submitted and not ended, at most (see WINDOW)
+    ahead: bool = False  # submit rules ahead of the tasks making their inputs (Task.after)
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,11 @@ class _State:
     # Up-to-date rules that may yet have to run (early cutoff not known to hold): for each,
     # how many of its inputs' producers are still to finish or be settled. Readers wait.
     unsure: dict[int, int] = field(default_factory=dict)
+    # Submitted ahead: rule -> the rules it waits for, until they all finished here.
+    ahead: dict[int, tuple[int, ...]] = field(default_factory=dict)
+    early: dict[int, TaskResult] = field(default_factory=dict)  # ahead rules' results, kept
+    void: set[int] = field(default_factory=set)  # ahead rules one of whose producers failed
+    released: list[int] = field(default_factory=list)  # ahead rules whose producers all finished
 
 
 class Engine:
@@ -385,27 +405,36 @@ class Engine:
 
     # -- one rule ---------------------------------------------------------------------------
 
-    def _submit(self, st: _State, rid: int) -> None:
+    def _submit(self, st: _State, rid: int, after: tuple[int, ...] = ()) -> None:
+        """Hand `rid` to its executor; `after`: ahead of those rules, which make its inputs."""
         self._plan_through(rid)
         rule = self.rules[rid]
         if rule.mini and self.stays_remote(rid):
             # Nothing to run here: each worker that runs a reader makes its outputs first
             # (Task.minis). Its readers may go.
             self._done(st, rid, TaskResult(rid, "ok", 0, worker="(each reader's worker)"), [])
+            self._release_all(st)
             return
+        problem = self._outside(rid)
+        if problem is not None and after:
+            return  # refused when its inputs are made, as it would have been
         attempt = st.attempts.get(rid, 0) + 1
         st.attempts[rid] = attempt
         task = self.task(rid, attempt)
-        if attempt == 1:
+        if attempt == 1 and not after:  # (ahead: once it is released, _release)
             self.journal.started(task.rule_key, rule.name)
-        problem = self._outside(rid)
         if problem is not None:  # a link made during the run leads a target out: refuse it
             refused = TaskResult(rid, "error", reason=problem)
             self._end(st, rid, refused)
             self._failed(st, rid, refused)
             return
         st.running.add(rid)
-        self.events.emit("submit", rule=rid, attempt=attempt)
+        if after:
+            st.ahead[rid] = after
+            task = dataclasses.replace(task, after=after)
+            self.events.emit("submit", rule=rid, attempt=attempt, after=list(after))
+        else:
+            self.events.emit("submit", rule=rid, attempt=attempt)
         if self.local is not None and (rule.local or rule.subworkflow):
             st.local_running.add(rid)
             if rule.subworkflow:
@@ -414,6 +443,100 @@ class Engine:
                 self.local.submit(task)
         else:
             self.executor.submit(task)
+        if self.options.ahead:
+            self._go_ahead(st, rid)
+
+    # -- submitting ahead -----------------------------------------------------------------
+
+    def _go_ahead(self, st: _State, rid: int, depth: int = 0) -> None:
+        """Submit ahead each reader of `rid` that may go (`_after`), now that `rid` was
+        submitted or released; readers already ahead may have readers that may go now."""
+        if st.blocked or self.stop_code:
+            return
+        for d in self.dependents[rid]:
+            if d in st.ahead:
+                if depth < AHEAD_LEVELS:
+                    self._go_ahead(st, d, depth + 1)
+                continue
+            if len(st.running) >= self._window():
+                return
+            after = self._after(st, d)
+            if after:
+                self._submit(st, d, after)
+
+    def _after(self, st: _State, rid: int) -> tuple[int, ...]:
+        """The rules `rid` would be submitted ahead of: its producers not finished, if each
+        is a task submitted already (not a LOCAL one) at most AHEAD_LEVELS - 1 deep in rules
+        submitted ahead; () when it may not go ahead (a rule that may turn out up to date,
+        one declaring disk or batch options, a call: those are placed by the manager)."""
+        if not st.pending.get(rid) or rid in st.running:
+            return ()
+        rule = self.rules[rid]
+        if rule.local or rule.subworkflow or rule.call or rule.mini or rule.batch_options:
+            return ()
+        if self.resources_of(rule).disk_mb:
+            return ()
+        after: dict[int, None] = {}
+        finished, to_run, running = st.finished, st.to_run, st.running
+        for p in self.deps[rid]:
+            if p in finished or p in after:
+                continue
+            if p in st.unsure or (p in to_run and (p not in running or p in st.local_running
+                                                   or self._level(st, p) >= AHEAD_LEVELS)):
+                return ()
+            if p in to_run:
+                after[p] = None
+        return tuple(after)
+
+    def _level(self, st: _State, rid: int) -> int:
+        """How deep `rid` is in rules submitted ahead: 0 for one submitted as ever."""
+        producers = st.ahead.get(rid)
+        if producers is None:
+            return 0
+        return 1 + max((self._level(st, p) for p in producers if p not in st.finished),
+                       default=0)
+
+    def _release_all(self, st: _State) -> None:
+        """Every rule each rule submitted ahead waited for has finished (and was journalled):
+        it counts as started, its result if it came first is taken now, and its readers may
+        go ahead."""
+        while st.released:
+            rid = st.released.pop(0)
+            if st.ahead.pop(rid, None) is None:
+                continue
+            if st.attempts.get(rid) == 1:
+                self.journal.started(self.keys.key_of(rid), self.rules[rid].name)
+            early = st.early.pop(rid, None)
+            if early is not None:
+                self._reap(st, early)
+            elif self.options.ahead:
+                self._go_ahead(st, rid)
+
+    def _orphan(self, st: _State, rid: int) -> None:
+        """`rid` did not succeed: the rules submitted ahead of it do not count what they
+        did (their result, now or when it comes, sends them back: _unhold)."""
+        for d in self.dependents[rid]:
+            if rid in st.ahead.get(d, ()):
+                if d in st.early:
+                    self._unhold(st, d)
+                else:
+                    st.void.add(d)
+
+    def _unhold(self, st: _State, rid: int) -> None:
+        """`rid`, submitted ahead, came back unstarted (or its result is void): it waits for
+        its inputs as if it had never been submitted."""
+        st.running.discard(rid)
+        st.ahead.pop(rid, None)
+        st.early.pop(rid, None)
+        st.void.discard(rid)
+        st.attempts[rid] -= 1
+        if not st.attempts[rid]:
+            del st.attempts[rid]
+        st.pending[rid] = sum(1 for d in self.deps[rid]
+                              if (d in st.to_run and d not in st.finished) or d in st.unsure)
+        if not st.pending[rid]:
+            st.ready.append(rid)
+        self.events.emit("held_back", rule=rid)
 
     def task(self, rid: int, attempt: int = 1) -> Task:
         """The Task for rule `rid`: absolute paths, keys, resources, library."""
@@ -479,10 +602,18 @@ class Engine:
         rid = result.task_id
         if rid not in st.running:
             return  # a late result for a task we already gave up on
+        if result.status == "held_back" or rid in st.void:
+            self._unhold(st, rid)
+            return
+        if rid in st.ahead:  # before a result it waited for: counted once that one is
+            st.early[rid] = result
+            return
         st.running.discard(rid)
         st.local_running.discard(rid)
         rule = self.rules[rid]
         if result.status == "withdrawn":
+            if st.ahead:
+                self._orphan(st, rid)
             # Not "interrupted" next time: it never started.
             st.withdrawn += 1  # counted as not run
             self._end(st, rid, result)
@@ -493,11 +624,14 @@ class Engine:
             if problem is None:
                 self._done(st, rid, result, placed)  # journalled before its end is recorded
                 self._end(st, rid, result)
+                self._release_all(st)  # (their ends after this one's)
                 return
             if self.options.zero_length_error:
                 self._set_aside(rule)  # what did come back is not this rule's output
             result = TaskResult(rid, "missing_output", result.exit_code, problem,
                                 result.stderr_tail, result.measured, result.worker)
+        if st.ahead:
+            self._orphan(st, rid)
         allowed = self._attempts(rule)
         retrying = st.attempts[rid] < allowed and not self.stop_code
         self._end(st, rid, result, retrying)
@@ -560,7 +694,7 @@ class Engine:
             if d in st.pending and st.pending[d] > 0:
                 st.pending[d] -= 1
                 if not st.pending[d]:
-                    st.ready.append(d)
+                    (st.released if d in st.ahead else st.ready).append(d)
         if self.options.gc.on:
             self._collect(st, rule)
         if st.remote_refs:

@@ -203,6 +203,9 @@ class PlainReporter:
         self.lines = _Lines()
         self._second = -1
         self._stamp = ""
+        # Starts of rules a worker started as the rules they waited for ended (a `start`
+        # naming `after`), written once those rules' ends are: rule -> [event, waited for].
+        self._later: dict[int, list] = {}
 
     def _line(self, text: str, t: float | None = None) -> None:
         now = int(self.clock() if t is None else t)
@@ -220,14 +223,30 @@ class PlainReporter:
             if heading:
                 self._line(heading)
         if kind == "start":
-            # where, unless it is the one worker of -T local (or a LOCAL rule)
-            worker = ev.get("worker")
-            where = f" on {worker}" if worker != "local" or len(run.workers_seen) > 1 else ""
-            self._line(f"start   {run.label(ev['rule'])}{where}", ev["t"])
+            if ev.get("after"):
+                self._later[ev["rule"]] = [ev, set(ev["after"])]
+            else:
+                self._started(ev)
         elif kind == "restore":
             self._line(f"cached  {run.label(ev['rule'])}", ev["t"])
         elif kind == "end":
             self._ended(ev)
+            if self._later:
+                self._after_end(ev["rule"])
+
+    def _started(self, ev: dict) -> None:
+        # where, unless it is the one worker of -T local (or a LOCAL rule)
+        worker = ev.get("worker")
+        where = f" on {worker}" if worker != "local" or len(self.run.workers_seen) > 1 else ""
+        self._line(f"start   {self.run.label(ev['rule'])}{where}", ev["t"])
+
+    def _after_end(self, rid: int) -> None:
+        """Write the starts that waited for the end of `rid` and now wait for nothing."""
+        for d, (ev, waiting) in list(self._later.items()):
+            waiting.discard(rid)
+            if not waiting:
+                del self._later[d]
+                self._started(ev)
 
     def _ended(self, ev: dict) -> None:
         label = self.run.label(ev["rule"])
@@ -253,6 +272,9 @@ class PlainReporter:
             self.out.flush()
 
     def summary(self, outcome) -> None:
+        for ev, _ in self._later.values():  # what they waited for never ended (a stop)
+            self._started(ev)
+        self._later.clear()
         self.lines.add(summary_line(outcome))
         self.tick()
 

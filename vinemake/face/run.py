@@ -450,7 +450,7 @@ def _run(workflow: Workflow, graph: BuildGraph, options, digest: str | None, ear
                                    options.cache_dir is not None, remote,
                                    batch_options=options.batch_type in BATCH_SYSTEMS,
                                    zero_length_error=options.zero_length_error,
-                                   window=options.window or WINDOW)
+                                   window=options.window or WINDOW, ahead=True)
     _forget_snapshot(root)
     needs_manager = any(not (workflow.rules[rid].local or workflow.rules[rid].subworkflow)
                         for rid in prep.plan.ids(RUN))

@@ -374,7 +374,9 @@ class Manager:
         self.conns.flush_all()
 
     def _withdraw(self) -> None:
-        gone = [t.id for t in self.queue]
+        gone = [t.id for t in self.queue if not t.after]
+        # Submitted ahead (here or held on a worker): as if never submitted, as today.
+        back = [t.id for t in self.queue if t.after]
         self.queue.clear()
         for w in self.workers.values():
             # Sent ahead: the worker forgets them, or kills one that started meanwhile; either
@@ -383,15 +385,20 @@ class Manager:
             ahead = [t.id for t in w.waiting]
             ahead += [t.id for t in w.running.values()
                       if t.library is not None and t.id not in self._started]
-            for tid in ahead:
+            held = list(w.held)
+            for tid in (*ahead, *held):
                 self.recovery.cancel(tid)
-            if ahead:
-                self.conns.send(w, Kill(ahead))
+            if ahead or held:
+                self.conns.send(w, Kill(ahead + held))
             gone += ahead
+            back += held
         self.conns.flush_all()
         self.mailbox.report([TaskResult(task_id=tid, status="withdrawn",
                                         reason="not started: an earlier rule failed")
-                             for tid in gone])
+                             for tid in gone] +
+                            [TaskResult(task_id=tid, status="held_back",
+                                        reason="not started: an earlier rule failed")
+                             for tid in back])
 
     # ------------------------------------------------------------ joining
 
@@ -485,6 +492,9 @@ class Manager:
                 continue
             self._started.add(tid)
             extra = {"cached": cached} if cached else {}
+            held = w.held.get(tid)
+            if held:  # released by the worker: these tasks' results are still on their way
+                extra["after"] = sorted(held)
             self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
                              attempt=task.attempt, **extra)
 
@@ -566,6 +576,8 @@ class Manager:
             self.scheduler.ran(task, r.measured.wall_time_s)
         if self.recovery.was_cancelled(task.id):
             return
+        if r.ok:
+            self.scheduler.succeeded(w, task.id)
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
                                                            self.workers):
             return  # queued again: an input's source was unreachable, not the rule's fault
@@ -645,10 +657,16 @@ class Manager:
         self.delivery.worker_lost(w.id)
         self.conns.close(w)
         self.scheduler.worker_lost(w)
+        # Held for tasks that ran there, never started: back to the engine, which submits
+        # them again once their inputs are made (by those tasks, queued again below).
+        back = [TaskResult(task_id=tid, status="held_back", worker=w.id,
+                           reason=f"not started: lost with worker {w.id}")
+                for tid in w.held if w.running.pop(tid, None) is not None
+                and not self.recovery.was_cancelled(tid)]
         started = [t for t in w.running.values() if t.id in self._started]
         for tid in w.running:
             self._cached.pop(tid, None)
-        results = self.recovery.worker_lost(w, why)
+        results = self.recovery.worker_lost(w, why) + back
         self._ended_with(w, started, {r.task_id for r in results}, why)
         self.events.emit("worker_leave", worker=w.id, reason=why)
         w.running.clear()

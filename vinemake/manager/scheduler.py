@@ -5,7 +5,9 @@ sends each task that fits somewhere (`placement.place`) to its worker, with the 
 inputs need (`FetchPlanner`). A task whose intermediates sit on a busy worker may wait for it
 a while (delay scheduling, `placement.locality_wait_s`); a task that declares disk and fits
 a worker but for its cache has files dropped there first (`placement.make_room`); on this
-host a few more tasks than fit are sent ahead to wait in the worker (`_queue_ahead`).
+host a few more tasks than fit are sent ahead to wait in the worker (`_queue_ahead`). A task
+submitted ahead of the tasks making its inputs (Task.after) is held on the worker that runs
+them all (`_hold`), and goes back to the engine ("held_back") where it cannot be.
 """
 
 from __future__ import annotations
@@ -56,6 +58,9 @@ RUNTIME_WEIGHT = 0.25  # of the latest run in a category's running average of ru
 # The most calls beyond its slots an instance of a library is sent (calls_sent_to): each
 # waits in a thread of the worker's pool.
 CALLS_AHEAD = 4
+# Tasks that succeeded, remembered so that a task held for one that ended already is placed
+# as an ordinary task: far more than the engine has submitted ahead at any moment.
+SUCCEEDED_KEPT = 4096
 
 
 def calls_sent_to(lib: LibrarySpec) -> int:
@@ -98,6 +103,7 @@ class Scheduler:
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.runtime: dict[str, float] = {}  # category -> average seconds a command ran
         self._views: dict[str, WorkerView] | None = None  # a pass's views, see _views_now
+        self._succeeded: dict[int, None] = {}  # ids of tasks that ended well, the latest last
 
     def release(self, w: ConnectedWorker, task: Task) -> None:
         """`task` (already out of `w.running`) ended: what it took is free again."""
@@ -114,6 +120,14 @@ class Scheduler:
         self.runtime[task.category] = wall_s if old is None else \
             old + RUNTIME_WEIGHT * (wall_s - old)
 
+    def succeeded(self, w: ConnectedWorker, task_id: int) -> None:
+        """`task_id` ended well on `w`: what was held for it there may start."""
+        self._succeeded[task_id] = None
+        if len(self._succeeded) > SUCCEEDED_KEPT:
+            del self._succeeded[next(iter(self._succeeded))]
+        if w.held:
+            w.succeeded(task_id)
+
     def worker_lost(self, w: ConnectedWorker) -> None:
         """`w` is gone: its tasks run no more (Recovery queues them again)."""
         self.running_total -= len(w.running)
@@ -128,7 +142,7 @@ class Scheduler:
         # out by the cheap core count.
         cap = self.config.max_tasks
         if cap is not None:  # tasks sent ahead to wait on a worker have not started
-            cap += sum(len(w.waiting) for w in self.workers.values())
+            cap += sum(len(w.waiting) + len(w.held) for w in self.workers.values())
         skipped: list[Task] = []
         # Libraries with an instance on every worker and every slot busy: a call to one found
         # so says the same of every call to it behind it in this pass. Calls queue by the
@@ -152,6 +166,10 @@ class Scheduler:
         how many full placement attempts failed."""
         attempts = looked = calls_in_a_row = 0
         while self.queue and attempts < 32 and looked < 1000 and calls_in_a_row < 64:
+            if self.queue[0].after:  # takes no resources: whatever is free
+                looked += 1
+                self._hold(self.queue.popleft())
+                continue
             if cap is not None and self.running_total >= cap:
                 break
             most_free = max(w.free.cores for w in self.workers.values())
@@ -178,6 +196,59 @@ class Scheduler:
                 if task.library is not None and self._library_full(task.library):
                     full.add(task.library.key)
         return attempts
+
+    def _hold(self, task: Task) -> None:
+        """Send `task`, submitted ahead of the tasks that make its inputs, to wait on the
+        worker that runs them all; an ordinary task if they all succeeded already; else
+        back to the engine (they are queued here, or on several workers, or ended badly)."""
+        where: ConnectedWorker | None = None
+        waiting = []
+        for tid in task.after:
+            if tid in self._succeeded:
+                continue
+            w = self._running_on(tid)
+            if w is None or (where is not None and w is not where):
+                self._back(task)
+                return
+            where = w
+            waiting.append(tid)
+        if where is None:
+            self.queue.appendleft(dataclasses.replace(task, after=()))
+            return
+        # Under -j with several workers only the manager keeps the sum under the cap (as for
+        # _queue_ahead); a held task is not placed, so it must fit where it waits.
+        if ((self.config.max_tasks is not None and len(self.workers) > 1)
+                or not fits(need(task.resources), where.total)):
+            self._back(task)
+            return
+        made = {f.key for tid in waiting for f in where.running[tid].outputs}
+        cached: list[str] = []
+        fetches = self.fetches.plan(dataclasses.replace(
+            task, inputs=tuple(f for f in task.inputs if f.key not in made)), where, cached)
+        if fetches is None:
+            self._back(task)
+            return
+        if len(waiting) != len(task.after):
+            task = dataclasses.replace(task, after=tuple(waiting))
+        where.hold(task, set(waiting))
+        self.running_total += 1
+        new = [f for f in fetches if f[0] not in where.charged]
+        for key, _, sources in fetches:
+            self.replicas.charge(where, key, sources[0][2])
+        self.send(where, Run(task_to_wire(task), fetches))
+        if self.fetching is not None:
+            self.fetching(where, task, new, cached)
+
+    def _running_on(self, task_id: int) -> ConnectedWorker | None:
+        for w in self.workers.values():
+            if task_id in w.running:
+                return w
+        return None
+
+    def _back(self, task: Task) -> None:
+        self.report([TaskResult(task.id, "held_back",
+                                reason="not held: the tasks it waits for are not all on one "
+                                       "worker")])
 
     def _views_now(self) -> list[WorkerView]:
         """What placement sees of every worker. Within a scheduling pass each worker's view

@@ -9,6 +9,7 @@ to the manager's loop thread.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import selectors
 import socket
 from dataclasses import dataclass, field
@@ -51,6 +52,10 @@ class ConnectedWorker:
     # `running` too (a lost worker's are re-queued), but their resources are not charged.
     waiting: collections.deque = field(default_factory=collections.deque)
     waiting_ids: set = field(default_factory=set)
+    # Sent ahead of the tasks that make their inputs (Task.after), held there: task id -> the
+    # ids of those still running there. In `running` too, never charged: once all succeed
+    # the worker queues it as if it had just been sent (`unhold`).
+    held: dict = field(default_factory=dict)
     max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
     heard: float = 0.0  # time.monotonic() of the last bytes from it (heartbeats count)
 
@@ -87,9 +92,28 @@ class ConnectedWorker:
         self.waiting.append(task)
         self.waiting_ids.add(task.id)
 
+    def hold(self, task: Task, waiting_for: set) -> None:
+        """`task` was sent to wait there, without resources, for `waiting_for` to succeed."""
+        self.running[task.id] = task
+        self.held[task.id] = waiting_for
+
+    def succeeded(self, task_id: int) -> None:
+        """`task_id` ended well there: the tasks held for it alone now queue for resources
+        (the worker released them as it ended; as an ordinary task, should it be re-run)."""
+        for tid, waiting in list(self.held.items()):
+            waiting.discard(task_id)
+            if not waiting:
+                del self.held[tid]
+                task = self.running[tid] = dataclasses.replace(self.running[tid], after=())
+                self.queue(task)
+        if self.waiting:
+            self.promote()
+
     def release(self, task: Task) -> None:
         """`task` (already out of `running`) ended: its resources are free again."""
-        if task.id in self.waiting_ids:  # ended before it started (cancelled): never charged
+        if self.held.pop(task.id, None) is not None:
+            pass  # sent back or cancelled while held: never charged
+        elif task.id in self.waiting_ids:  # ended before it started (cancelled): never charged
             self.waiting_ids.discard(task.id)
             self.waiting.remove(task)
         elif task.library is not None:  # the instance keeps the library's resources
@@ -105,7 +129,7 @@ class ConnectedWorker:
         while self.waiting:
             amounts = held_by(self.waiting[0].resources)
             # as the worker's Slots decide: in order, within resources and -j, or alone
-            started = len(self.running) - len(self.waiting)
+            started = len(self.running) - len(self.waiting) - len(self.held)
             if started and ((cap is not None and started >= cap) or not self.free.fits(amounts)):
                 return
             task = self.waiting.popleft()

@@ -74,7 +74,8 @@ from vinemake.common.task import (
 # 9: Task.environment and LibrarySpec.environment (the packed environment to run in).
 # 10: Measured.bytes_read, bytes_written and samples (what a command read and wrote).
 # 11: Runs (several tasks for one worker in one message).
-VERSION = 11
+# 12: Task.after (a task held until the tasks it names succeed) and status "held_back".
+VERSION = 12
 MSG, DATA = 0, 1
 HEADER = struct.Struct(">IB")
 MAX_FRAME = 16 * 1024 * 1024
@@ -241,7 +242,7 @@ _TASK = _object({
     "outputs": _list(_FILE), "env": _ENV, "resources": _RESOURCES, "category": _str,
     "library": _or_null(_LIBRARY), "cache_forever": _bool, "failed_dir": _or_null(_str),
     "attempt": _int(1), "stops_run": _bool, "minis": _list(_MINI),
-    "environment": _str})
+    "environment": _str, "after": _list(_int())})
 _SOURCE = _tuple(_str, _PORT, _str, _bool)  # host, port, label, tls
 _OUTCOME = _object({
     "id": _int(), "status": _one_of(*STATUSES), "exit_code": _or_null(_int()),
@@ -558,7 +559,7 @@ def task_to_wire(task: Task) -> dict:
                    "inputs": [_file_to_wire(f) for f in m.inputs],
                    "outputs": [_file_to_wire(f) for f in m.outputs], "env": m.env}
                   for m in task.minis],
-        "environment": task.environment,
+        "environment": task.environment, "after": task.after,
     }
 
 
@@ -583,7 +584,8 @@ def task_from_wire(d: dict) -> Task:
                          inputs=tuple(_file_from_wire(f) for f in m["inputs"]),
                          outputs=tuple(_file_from_wire(f) for f in m["outputs"]),
                          env=tuple((str(k), str(v)) for k, v in m["env"]))
-                for m in d["minis"]), environment=d["environment"])
+                for m in d["minis"]), environment=d["environment"],
+            after=tuple(d["after"]))
     except (KeyError, TypeError, ValueError) as e:
         raise ProtocolError(f"garbled task: {e!s:.80}") from None
 

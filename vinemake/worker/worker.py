@@ -59,6 +59,7 @@ from vinemake.wire.protocol import (
 )
 from vinemake.wire.urlfetch import UrlFetchError, fetch_url
 from vinemake.worker.cachedir import CacheDir
+from vinemake.worker.holding import BACK, WAIT, Holds
 from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.memlimit import MemoryLimits
 from vinemake.worker.monitor import Monitor
@@ -120,6 +121,7 @@ class Worker:
         self._running = 0  # tasks accepted and not yet reported (waiting or running)
         self._running_lock = threading.Lock()
         self.slots = Slots(opts.resources)
+        self.holds = Holds()  # tasks sent ahead of the tasks making their inputs
         self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
         memory = MemoryLimits(opts.memory_limits)
@@ -300,7 +302,7 @@ class Worker:
                     except queue.Empty:
                         break
             # That manager re-queues whatever ran here and forgets what this worker held.
-            for _ in self.slots.clear():
+            for _ in (*self.slots.clear(), *self.holds.clear()):
                 with self._running_lock:
                     self._running -= 1
             self.monitor.kill_all("the manager went away")
@@ -369,10 +371,18 @@ class Worker:
             raise ProtocolError(f"garbled fetch list: {e}") from None
         with self._running_lock:
             self._running += 1
+        self.holds.began(task.id)
         if self._run_over:  # sent before the manager heard of the failure
             self._ended(task, self.runner._result(
                 task, "withdrawn", reason="not started: an earlier rule failed"), freed=True)
             return
+        if task.after:  # sent ahead of the tasks that make its inputs (holding.py)
+            verdict = self.holds.hold(task, (self.runner, fetches))
+            if verdict == WAIT:
+                return
+            if verdict == BACK:
+                self._send_back([(task, (self.runner, fetches))], drain=True)
+                return
         # A call runs inside its library's instance, which holds the resources: not queued.
         if task.library is not None:
             self.slots.call_started()
@@ -444,13 +454,33 @@ class Worker:
         if runner is not None and self._session_over(runner):
             return
         r = outcome.result
+        # Its outcome is queued before anything held for it starts or goes back: the manager
+        # and the engine hear of a task before of what waited for it.
+        released, back = self.holds.ended(task.id, r.ok)
         if r.status == "signaled" and r.exit_code == -signal.SIGTERM:
             # _stopped_with waits a moment: not on the monitor's thread, which reaps others.
             self.pool.submit(self._report_unless_stopping, outcome)
-            return
-        self._outbox.put(outcome_to_wire(outcome))
+        else:
+            self._outbox.put(outcome_to_wire(outcome))
+        if back:
+            self._send_back(back)
+        for held, (held_runner, fetches) in released:
+            if self.slots.offer(held, (held_runner, fetches)):
+                self._begin(held_runner, held, fetches)
         # In a batch of tasks the monitor finishes together, the last one's tick sends all.
         if not self.monitor.finishing and not self._hold():
+            self._drain_outbox()
+
+    def _send_back(self, pairs: list, drain: bool = False,
+                   reason: str = "not started: a task it waited for did not succeed here"
+                   ) -> None:
+        """Report held tasks that will not start here ("held_back": the engine submits each
+        again once its inputs are made)."""
+        for task, (runner, _) in pairs:
+            with self._running_lock:
+                self._running -= 1
+            self._outbox.put(outcome_to_wire(runner._result(task, "held_back", reason=reason)))
+        if drain:
             self._drain_outbox()
 
     def _withdraw_waiting(self) -> None:
@@ -463,6 +493,7 @@ class Worker:
                 self._running -= 1
             self._outbox.put(outcome_to_wire(runner._result(
                 task, "withdrawn", reason="not started: an earlier rule failed")))
+        self._send_back(self.holds.clear(), reason="not started: an earlier rule failed")
 
     def _hold(self) -> bool:
         """Should outcomes wait to leave together? Only while tasks queue here: the manager
@@ -504,7 +535,11 @@ class Worker:
             return
         if self.runner is not None and self.runner.cancel_call(task_id):
             return  # a library call: withdrawn if it waited for a slot, else cancelled there
-        pair = self.slots.cancel(task_id)
+        pair, back = self.holds.cancel(task_id)
+        if back:
+            self._send_back(back)
+        if pair is None:
+            pair = self.slots.cancel(task_id)
         if pair is not None:
             task, (runner, _) = pair
             with self._running_lock:
