@@ -3,6 +3,7 @@ processes over TCP, and the worker's bookkeeping (vinemake/worker/holding.py) on
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import signal
@@ -126,14 +127,19 @@ def test_a_task_is_held_only_where_all_it_waits_for_runs(cluster, tmp_path):
         c.m.submit(t)
     r, = c.collect(both)  # its producers run on two workers: it waits for them in the engine
     assert (r.status, r.reason) == (
-        "held_back", "not held: the tasks it waits for are not all on one worker")
+        "held_back", "not held: the tasks it waits for are not all running on one worker")
     (tmp_path / "gate.a").touch()
     (tmp_path / "gate.b").touch()
     assert [r.status for r in c.collect(p1, p2)] == ["ok", "ok"]
-    # Submitted again once they succeeded: an ordinary task (its `after` is done with).
-    (tmp_path / "gate.c").touch()
+    # Ended, even well, they hold nothing back: the engine submits it when it has their
+    # results (their outputs delivered), as an ordinary task.
     del c.results[3]
     r, = c.run(both)
+    assert (r.status, r.reason) == (
+        "held_back", "not held: the tasks it waits for are not all running on one worker")
+    (tmp_path / "gate.c").touch()
+    del c.results[3]
+    r, = c.run(dataclasses.replace(both, after=()))
     assert r.status == "ok" and (tmp_path / "c").read_text() == "a\nb\nc\n"
 
 

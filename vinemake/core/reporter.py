@@ -139,6 +139,7 @@ class _Run:
             self.total = self.actions["run"]
         elif kind == "submit":
             if ev["rule"] in self._restores and ev.get("attempt") == 1:
+                self._restores.discard(ev["rule"])  # (once: a held rule is submitted again)
                 self.total += 1  # its outputs were not in the cache after all: it runs
         elif kind == "start":
             self.running[ev["rule"]] = ev.get("worker", "")

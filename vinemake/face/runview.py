@@ -121,6 +121,13 @@ def _on_submit(acc, ev):
         acc.waiting.add(rid)
 
 
+def _on_held_back(acc, ev):
+    """Submitted ahead of what makes its inputs, never started: as if not submitted."""
+    rid = ev.get("rule")
+    acc.submitted.pop(rid, None)
+    acc.waiting.discard(rid)
+
+
 def _on_start(acc, ev):
     rid = ev.get("rule")
     acc.started[rid] = ev
@@ -177,12 +184,13 @@ def _on_cache(acc, ev):
 
 _HANDLERS = {"run_start": _on_run_start, "run_end": _on_run_end, "plan": _on_plan,
              "planned": _on_planned,
-             "submit": _on_submit, "start": _on_start, "end": _on_end, "restore": _on_restore,
+             "submit": _on_submit, "held_back": _on_held_back, "start": _on_start,
+             "end": _on_end, "restore": _on_restore,
              "transfer_start": _on_transfer_start, "transfer": _on_transfer,
              "library_start": _on_library,
              "worker_join": _on_worker_join, "worker_leave": _on_worker_leave,
              "cache": _on_cache}
-_OF_A_RULE = frozenset({"plan", "submit", "start", "end", "restore"})
+_OF_A_RULE = frozenset({"plan", "submit", "held_back", "start", "end", "restore"})
 
 
 # --- the parts of the view ----------------------------------------------------------------

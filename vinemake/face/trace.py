@@ -46,6 +46,8 @@ def rule_rows(events: Iterable[Mapping]) -> list[dict]:
             plans[rid] = ev
         elif kind == "submit":
             submits[rid] = ev
+        elif kind == "held_back":  # submitted ahead, never started: as if not submitted
+            submits.pop(rid, None)
         elif kind == "start":
             starts[rid] = ev
         elif kind == "end":

@@ -572,12 +572,12 @@ class Manager:
         self._started.discard(task.id)
         self._cached.pop(task.id, None)
         self.scheduler.release(w, task)
+        if w.held_for:  # as on the worker: what was held for it starts, or goes back
+            w.producer_ended(task.id, r.ok)
         if r.ok or r.status in COMMAND_FAILURES:  # its command ran: how long it took
             self.scheduler.ran(task, r.measured.wall_time_s)
         if self.recovery.was_cancelled(task.id):
             return
-        if r.ok:
-            self.scheduler.succeeded(w, task.id)
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
                                                            self.workers):
             return  # queued again: an input's source was unreachable, not the rule's fault

@@ -58,9 +58,6 @@ RUNTIME_WEIGHT = 0.25  # of the latest run in a category's running average of ru
 # The most calls beyond its slots an instance of a library is sent (calls_sent_to): each
 # waits in a thread of the worker's pool.
 CALLS_AHEAD = 4
-# Tasks that succeeded, remembered so that a task held for one that ended already is placed
-# as an ordinary task: far more than the engine has submitted ahead at any moment.
-SUCCEEDED_KEPT = 4096
 
 
 def calls_sent_to(lib: LibrarySpec) -> int:
@@ -103,7 +100,6 @@ class Scheduler:
         self._room_tried: tuple | None = None  # state in which make_room last found nothing
         self.runtime: dict[str, float] = {}  # category -> average seconds a command ran
         self._views: dict[str, WorkerView] | None = None  # a pass's views, see _views_now
-        self._succeeded: dict[int, None] = {}  # ids of tasks that ended well, the latest last
 
     def release(self, w: ConnectedWorker, task: Task) -> None:
         """`task` (already out of `w.running`) ended: what it took is free again."""
@@ -119,14 +115,6 @@ class Scheduler:
         old = self.runtime.get(task.category)
         self.runtime[task.category] = wall_s if old is None else \
             old + RUNTIME_WEIGHT * (wall_s - old)
-
-    def succeeded(self, w: ConnectedWorker, task_id: int) -> None:
-        """`task_id` ended well on `w`: what was held for it there may start."""
-        self._succeeded[task_id] = None
-        if len(self._succeeded) > SUCCEEDED_KEPT:
-            del self._succeeded[next(iter(self._succeeded))]
-        if w.held:
-            w.succeeded(task_id)
 
     def worker_lost(self, w: ConnectedWorker) -> None:
         """`w` is gone: its tasks run no more (Recovery queues them again)."""
@@ -199,38 +187,31 @@ class Scheduler:
 
     def _hold(self, task: Task) -> None:
         """Send `task`, submitted ahead of the tasks that make its inputs, to wait on the
-        worker that runs them all; an ordinary task if they all succeeded already; else
-        back to the engine (they are queued here, or on several workers, or ended badly)."""
+        worker that runs them all; else back to the engine, which submits it again once they
+        succeeded: they are queued here, on several workers, or have ended (even well: their
+        outputs may not be at their paths here yet, where another worker would read them)."""
         where: ConnectedWorker | None = None
-        waiting = []
         for tid in task.after:
-            if tid in self._succeeded:
-                continue
             w = self._running_on(tid)
             if w is None or (where is not None and w is not where):
                 self._back(task)
                 return
             where = w
-            waiting.append(tid)
-        if where is None:
-            self.queue.appendleft(dataclasses.replace(task, after=()))
-            return
+        assert where is not None
         # Under -j with several workers only the manager keeps the sum under the cap (as for
         # _queue_ahead); a held task is not placed, so it must fit where it waits.
         if ((self.config.max_tasks is not None and len(self.workers) > 1)
                 or not fits(need(task.resources), where.total)):
             self._back(task)
             return
-        made = {f.key for tid in waiting for f in where.running[tid].outputs}
+        made = {f.key for tid in task.after for f in where.running[tid].outputs}
         cached: list[str] = []
         fetches = self.fetches.plan(dataclasses.replace(
             task, inputs=tuple(f for f in task.inputs if f.key not in made)), where, cached)
         if fetches is None:
             self._back(task)
             return
-        if len(waiting) != len(task.after):
-            task = dataclasses.replace(task, after=tuple(waiting))
-        where.hold(task, set(waiting))
+        where.hold(task, set(task.after))
         self.running_total += 1
         new = [f for f in fetches if f[0] not in where.charged]
         for key, _, sources in fetches:
@@ -247,8 +228,8 @@ class Scheduler:
 
     def _back(self, task: Task) -> None:
         self.report([TaskResult(task.id, "held_back",
-                                reason="not held: the tasks it waits for are not all on one "
-                                       "worker")])
+                                reason="not held: the tasks it waits for are not all "
+                                       "running on one worker")])
 
     def _views_now(self) -> list[WorkerView]:
         """What placement sees of every worker. Within a scheduling pass each worker's view

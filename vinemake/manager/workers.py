@@ -56,6 +56,7 @@ class ConnectedWorker:
     # ids of those still running there. In `running` too, never charged: once all succeed
     # the worker queues it as if it had just been sent (`unhold`).
     held: dict = field(default_factory=dict)
+    held_for: dict = field(default_factory=dict)  # task id -> ids of the tasks held for it
     max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
     heard: float = 0.0  # time.monotonic() of the last bytes from it (heartbeats count)
 
@@ -96,11 +97,20 @@ class ConnectedWorker:
         """`task` was sent to wait there, without resources, for `waiting_for` to succeed."""
         self.running[task.id] = task
         self.held[task.id] = waiting_for
+        for tid in waiting_for:
+            self.held_for.setdefault(tid, []).append(task.id)
 
-    def succeeded(self, task_id: int) -> None:
-        """`task_id` ended well there: the tasks held for it alone now queue for resources
-        (the worker released them as it ended; as an ordinary task, should it be re-run)."""
-        for tid, waiting in list(self.held.items()):
+    def producer_ended(self, task_id: int, ok: bool) -> None:
+        """`task_id` ended there: if well, the tasks held for it alone now queue for
+        resources (the worker released them as it ended; as ordinary tasks, should they be
+        re-run); if not, the worker sends them back."""
+        waiters = self.held_for.pop(task_id, ())
+        if not ok:
+            return
+        for tid in waiters:
+            waiting = self.held.get(tid)
+            if waiting is None:
+                continue  # sent back or cancelled meanwhile
             waiting.discard(task_id)
             if not waiting:
                 del self.held[tid]
