@@ -263,6 +263,23 @@ def test_a_kill_while_rules_are_held_then_a_rerun_redoes_only_what_ran(tmp_path)
     assert vinemake(root).stderr == "vinemake: nothing to do, 4 rules up to date\n"
 
 
+def test_a_rule_writing_under_an_output_being_made_waits_for_it_to_be_made(tmp_path):
+    # Found by bench/chaos.py (R7): `made` turned out a link leading out, and `made/x`,
+    # handed over while `made` ran, was written through it before anything could refuse it.
+    outside, root = tmp_path / "outside", tmp_path / "wf"
+    outside.mkdir()
+    root.mkdir()
+    (root / "Vinefile").write_text(f"made:\n\tln -s {outside} made\n\n"
+                                   "made/x: made\n\techo x > made/x\n")
+    proc = vinemake(root)
+    assert proc.returncode == 1
+    assert f"target 'made/x' is outside the workflow directory: its real path is " \
+           f"{outside}/x (a symbolic link on the way leads out)" in proc.stderr
+    assert os.listdir(outside) == []
+    assert [(e["rule"], e.get("after")) for e in record(root) if e["ev"] == "submit"] == [
+        (0, None)]
+
+
 # --- the worker's bookkeeping ---------------------------------------------------------------
 
 def held(i, *after):

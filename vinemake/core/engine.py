@@ -486,7 +486,27 @@ class Engine:
                 return ()
             if p in to_run:
                 after[p] = None
+        if after and self._under_unmade(st, rid, after):
+            return ()
         return tuple(after)
+
+    def _under_unmade(self, st: _State, rid: int, after) -> bool:
+        """Does an output of `rid` lie under an output of a rule it would wait for, or in a
+        directory not made yet? That may be a link leading out of the workflow directory,
+        which only its being made shows (`_outside` refuses `rid` then): such a rule waits to
+        be submitted as ever."""
+        nested = [path for path, _, _ in self.keys.outputs_of(rid) if "/" in path]
+        if any(not os.path.isdir(self.path(os.path.dirname(path))) for path in nested):
+            return True
+        waited = list(after)
+        while nested and waited:
+            p = waited.pop()
+            for made, _, _ in self.keys.outputs_of(p):
+                prefix = made.rstrip("/") + "/"
+                if any(path.startswith(prefix) for path in nested):
+                    return True
+            waited += st.ahead.get(p, ())
+        return False
 
     def _level(self, st: _State, rid: int) -> int:
         """How deep `rid` is in rules submitted ahead: 0 for one submitted as ever."""

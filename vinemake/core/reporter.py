@@ -204,9 +204,12 @@ class PlainReporter:
         self.lines = _Lines()
         self._second = -1
         self._stamp = ""
-        # Starts of rules a worker started as the rules they waited for ended (a `start`
-        # naming `after`), written once those rules' ends are: rule -> [event, waited for].
-        self._later: dict[int, list] = {}
+        # Rules handed over ahead of the rules making their inputs (a `submit` naming
+        # `after`): rule -> those whose ends are not written yet, and its start event when it
+        # came first (its worker started it as they succeeded, before their results came
+        # here); written after their ends. `_readers`: rule -> the rules waiting for its end.
+        self._after: dict[int, list] = {}
+        self._readers: dict[int, list[int]] = {}
 
     def _line(self, text: str, t: float | None = None) -> None:
         now = int(self.clock() if t is None else t)
@@ -224,16 +227,23 @@ class PlainReporter:
             if heading:
                 self._line(heading)
         if kind == "start":
-            if ev.get("after"):
-                self._later[ev["rule"]] = [ev, set(ev["after"])]
-            else:
+            waiting = self._after.get(ev["rule"])
+            if waiting is None:
                 self._started(ev)
+            else:
+                waiting[1] = ev
         elif kind == "restore":
             self._line(f"cached  {run.label(ev['rule'])}", ev["t"])
         elif kind == "end":
             self._ended(ev)
-            if self._later:
+            if self._readers:
                 self._after_end(ev["rule"])
+        elif kind == "submit" and ev.get("after"):
+            self._after[ev["rule"]] = [set(ev["after"]), None]
+            for p in ev["after"]:
+                self._readers.setdefault(p, []).append(ev["rule"])
+        elif kind == "held_back":
+            self._after.pop(ev["rule"], None)
 
     def _started(self, ev: dict) -> None:
         # where, unless it is the one worker of -T local (or a LOCAL rule)
@@ -242,12 +252,17 @@ class PlainReporter:
         self._line(f"start   {self.run.label(ev['rule'])}{where}", ev["t"])
 
     def _after_end(self, rid: int) -> None:
-        """Write the starts that waited for the end of `rid` and now wait for nothing."""
-        for d, (ev, waiting) in list(self._later.items()):
-            waiting.discard(rid)
-            if not waiting:
-                del self._later[d]
-                self._started(ev)
+        """`rid` ended: the rules handed over behind it wait no more for it (a start that
+        waited for nothing else is written now)."""
+        for d in self._readers.pop(rid, ()):
+            entry = self._after.get(d)
+            if entry is None:
+                continue  # came back (held_back), or no longer waiting
+            entry[0].discard(rid)
+            if not entry[0]:
+                del self._after[d]
+                if entry[1] is not None:
+                    self._started(entry[1])
 
     def _ended(self, ev: dict) -> None:
         label = self.run.label(ev["rule"])
@@ -273,9 +288,10 @@ class PlainReporter:
             self.out.flush()
 
     def summary(self, outcome) -> None:
-        for ev, _ in self._later.values():  # what they waited for never ended (a stop)
-            self._started(ev)
-        self._later.clear()
+        for _, ev in self._after.values():  # what they waited for never ended (a stop)
+            if ev is not None:
+                self._started(ev)
+        self._after.clear()
         self.lines.add(summary_line(outcome))
         self.tick()
 

@@ -492,9 +492,6 @@ class Manager:
                 continue
             self._started.add(tid)
             extra = {"cached": cached} if cached else {}
-            held = w.held.get(tid)
-            if held:  # released by the worker: these tasks' results are still on their way
-                extra["after"] = sorted(held)
             self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
                              attempt=task.attempt, **extra)
 
