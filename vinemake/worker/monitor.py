@@ -110,8 +110,8 @@ class Watch:
         return Measured(cores=round(self.cpu_s / wall, 3) if wall > 0 else 0.0,
                         memory_mb=round(self.peak_memory_mb, 1),
                         disk_mb=round(self.peak_disk_mb, 3), wall_time_s=round(wall, 4),
-                        bytes_read=sum(r for r, _ in self.io.values()),
-                        bytes_written=sum(w for _, w in self.io.values()),
+                        bytes_read=sum(r for r, _ in self.io.values()) if self.io else 0,
+                        bytes_written=sum(w for _, w in self.io.values()) if self.io else 0,
                         samples=self.samples)
 
 

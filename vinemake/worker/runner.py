@@ -466,7 +466,7 @@ class Runner:
         # rename that would leave the installer's temporary name behind.)
         copies = {i: _copy(src, f"{sandbox}/.vinemake-output.{i}")
                   for i, (f, src, *_) in enumerate(hashed)
-                  if _inside_another(f.sandbox, task.outputs)}
+                  if _inside_another(f.sandbox, task.outputs)} if len(hashed) > 1 else {}
         for i, (f, src, size, digest) in enumerate(hashed):
             src = copies.get(i, src)
             # On the manager's host the output goes straight to its path: the manager then
