@@ -308,13 +308,17 @@ def test_temp_intermediates_stay_on_the_workers_and_outputs_come_back(deploy, tm
 def test_dead_temp_intermediates_leave_the_worker_caches_during_the_workflow(deploy, tmp_path):
     d = deploy(1)
     caches = d.scratch / "w0"
-    # The last rule runs after the chain's end: it lists the sizes of the worker's cached files.
+    # The last rule runs after the chain's end: it lists the sizes of the worker's cached files,
+    # once none is of a million bytes or more. (Held on the worker for count.txt, it starts as
+    # count.txt ends, before the result that lets the manager drop m2 reached it: were the
+    # files never dropped during the workflow, it would wait forever and the run time out.)
+    listing = f"for f in {caches}/run-*/cache/*; do wc -c < \\$f; done"
     wf = write_workflow(tmp_path / "wf", (
         "@temp\nm1: seed.txt\n\thead -c 3000000 /dev/zero | tr '\\0' x > m1\n\n"
         "@temp\nm2: m1\n\tcat m1 m1 > m2\n\n"
         "count.txt: m2\n\twc -c < m2 > count.txt\n\n"
-        f"sizes.txt: count.txt\n\tfor f in {caches}/run-*/cache/*; do wc -c < \\$f; done "
-        "| sort -n > sizes.txt\n"),
+        f"sizes.txt: count.txt\n\twhile {listing} | grep -qE '^[0-9]{{7}}'; do sleep 0.05; "
+        f"done; {listing} | sort -n > sizes.txt\n"),
         {"seed.txt": b"seed\n"})
     d.start_manager(wf)
     d.start_worker(0)
