@@ -148,3 +148,29 @@ def test_inline_bytes_are_checked_and_installed_at_once(tmp_path):
     rest = d.install_inline("w1", [("out-1", b"hi")], [(f, ("out-1", 2, h(b"hi"), "/c"))])
     assert rest == [] and (tmp_path / "a").read_bytes() == b"hi"
     d.close()
+
+
+def test_the_inline_outputs_of_successive_turns_are_installed_one_turn_at_a_time(tmp_path):
+    # Creating files in one directory is serial in the kernel: threads doing it at once only
+    # spin on the directory's lock. One thread takes the turns, in the order they came.
+    from vinemake.common.task import TaskFile
+
+    reporters, results, all_in = [], [], threading.Event()
+
+    def report(batch):
+        reporters.append(threading.current_thread().name)
+        results.extend(batch)
+        if len(results) == 40:
+            all_in.set()
+
+    d = Delivery(str(tmp_path / "work"), None, TransferLog(str(tmp_path / "transfers.tsv")),
+                 report, lambda wid, keys: None, fetch_file=FakeWire({}), clock=lambda: 1.0)
+    for i in range(40):
+        f = TaskFile(f"out-{i}", f"t.{i}", str(tmp_path / f"t.{i}"))
+        d.deliver_inline([Inline(REMOTE, TaskResult(i, "ok"), ((f"out-{i}", b""),),
+                                 [(f, (f"out-{i}", 0, h(b""), f"/c/{i}"))], [])])
+    assert all_in.wait(60)
+    d.close()
+    assert [r.task_id for r in results] == list(range(40))
+    assert len(set(reporters)) == 1
+    assert all((tmp_path / f"t.{i}").read_bytes() == b"" for i in range(40))

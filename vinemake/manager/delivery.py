@@ -5,8 +5,12 @@ atomically (temp name in the target's directory, then rename). A worker on this 
 by hard link from its cache; a remote worker's file server is asked for the bytes, which are
 checked against the content hash the worker recorded. Remote fetches run on a small thread
 pool so the manager's loop never waits on a network copy. Small outputs may come inside the
-task's outcome itself: those are checked and installed on the same pool, all of one turn of
+task's outcome itself: those are checked and installed off the loop too, all of one turn of
 the loop in one job (`deliver_inline`), so the loop does not wait on creating files either.
+Those jobs run one at a time, on a thread of their own: creating files in one directory is
+serial in the kernel (the directory's lock), and threads that wait for that lock spin on it
+for as long as the holder runs, so creating them from several threads at once cost CPU and
+saved no time.
 
 With TLS the manager does not fetch from a worker (a worker has no certificate, so its file
 server cannot encrypt): it asks the worker to push the file to the manager's own file server,
@@ -92,6 +96,7 @@ class Delivery:
         self.report = report
         self.drop = drop
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="delivery")
+        self._installer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="installer")
 
     def install_inline(self, worker_id: str, inline, wanted: list) -> list:
         """Put in place, now, the outputs whose bytes came inside a task's outcome.
@@ -115,9 +120,9 @@ class Delivery:
         return rest
 
     def deliver_inline(self, batch: list[Inline]) -> None:
-        """Install these results' inline outputs on the pool, then report them (those with
-        more to fetch go on as `deliver`)."""
-        self._pool.submit(self._install_batch, batch)
+        """Install these results' inline outputs on the installer thread, then report them
+        (those with more to fetch go on to the pool)."""
+        self._installer.submit(self._install_batch, batch)
 
     def _install_batch(self, batch: list[Inline]) -> None:
         results, more = [], []
@@ -137,8 +142,10 @@ class Delivery:
         if results:
             self.report(results)
         for item, installs in more:  # rare: a small output beside a large one, a failure
-            self._run(item.origin, item.result, installs,
-                      self._link if item.origin.same_host else self._fetch)
+            if item.origin.same_host:
+                self._run(item.origin, item.result, installs, self._link)
+            else:  # a fetch must not hold up the next turn's installs
+                self._pool.submit(self._run, item.origin, item.result, installs, self._fetch)
 
     def deliver(self, origin: Origin, result: TaskResult, installs: list[Install]) -> None:
         if origin.same_host:
@@ -147,6 +154,7 @@ class Delivery:
             self._pool.submit(self._run, origin, result, installs, self._fetch)
 
     def close(self) -> None:
+        self._installer.shutdown(wait=True, cancel_futures=True)  # it may add to the pool
         self._pool.shutdown(wait=True, cancel_futures=True)
 
     def _run(self, origin: Origin, result: TaskResult, installs: list[Install], put) -> None:
