@@ -4,6 +4,7 @@
     sudo python3 bench/cluster.py --quick    # everything scaled down, about a minute
     sudo python3 bench/cluster.py --only replication --scale 0.25
     sudo python3 bench/cluster.py --only replication --no-star --repeat 3
+    sudo python3 bench/cluster.py --only throughput --workers 32 --workdir /dev/shm
 
 Three measurements, each compared with its baseline in the same run:
 
@@ -51,6 +52,7 @@ import netns  # noqa: E402
 MB = 1_000_000
 THROUGHPUT_CORES = 4  # per worker in the throughput benchmark
 KEEP = False  # --keep: leave each run's workflow, logs and transfer log for a post-mortem
+WORKDIR: str | None = None  # --workdir: where the runs' files go (None: the temporary dir)
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
     `check(workflow dir)` says what is wrong with the outputs, or None.
     """
     cluster = netns.Cluster.up(workers, rate, kind="vmb")
-    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-", dir=WORKDIR))
     d = netns.Deployment(cluster, scratch / "run", "bench-secret")
     disk = _DiskWatch(scratch)
     try:
@@ -414,7 +416,7 @@ def bench_throughput(args) -> dict:
     """vinemake and Makeflow -T wq on the same hosts, workers started first (bench/fleet.py)."""
     tasks = max(100, round(5000 * args.scale))
     cluster = netns.Cluster.up(args.workers, "1gbit", kind="vmb")
-    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-"))
+    scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-", dir=WORKDIR))
     addr = cluster.addr("root")
 
     def started(argv_of, env: dict | None = None):
@@ -562,9 +564,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="throughput: makeflow too (-T wq), or vinemake only")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
+    p.add_argument("--workdir", metavar="DIR",
+                   help="where the workflows and the workers' caches go (default: the "
+                        "temporary directory); /dev/shm takes this VM's file creation out")
     args = p.parse_args(argv)
-    global KEEP
-    KEEP = args.keep
+    global KEEP, WORKDIR
+    KEEP, WORKDIR = args.keep, args.workdir
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     if args.quick:
