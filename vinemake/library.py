@@ -36,10 +36,13 @@ import resource
 import selectors
 import signal
 import sys
-import traceback
-from dataclasses import dataclass
+from collections import namedtuple
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+
+# Imports are kept few on purpose (traceback is imported only when a call fails; no
+# dataclasses, no typing): every page this process holds is mapped again into each call's
+# forked child, so each megabyte imported here is paid once per call (docs/performance.md).
 
 __all__ = ["PROTOCOL_VERSION", "MODES", "Request", "parse_request", "response", "load_module",
            "functions_of", "main"]
@@ -50,17 +53,15 @@ USAGE = "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py"
 _READ_CHUNK = 65536
 
 
-@dataclass(frozen=True)
-class Request:
-    """One line from the pool: a call to run, or a call to cancel."""
+class Request(namedtuple("Request", "id function args cwd env output cancel",
+                         defaults=("", (), ".", (), None, False))):
+    """One line from the pool: a call to run, or a call to cancel.
 
-    id: int
-    function: str = ""
-    args: tuple[str, ...] = ()
-    cwd: str = "."
-    env: tuple[tuple[str, str], ...] = ()
-    output: str | None = None  # where the call's stdout and stderr go; else the library's log
-    cancel: bool = False
+    id (int), function, args (strings), cwd, env ((name, value) pairs, sorted), output (where
+    the call's stdout and stderr go; None: the library's log), cancel (a call to cancel).
+    """
+
+    __slots__ = ()
 
 
 def parse_request(line: bytes) -> Request:
@@ -91,7 +92,7 @@ def response(call_id: int | None, error: str | None = None,
 
     `usage` (the call's child, from wait4) adds what it cost: CPU seconds and peak RSS in KiB.
     """
-    obj: dict[str, Any] = {"id": call_id, "status": "ok" if error is None else "error"}
+    obj: dict[str, object] = {"id": call_id, "status": "ok" if error is None else "error"}
     if error is not None:
         obj["error"] = error
     if usage is not None:
@@ -113,14 +114,14 @@ def load_module(path: str) -> ModuleType:
     return module
 
 
-def functions_of(module: ModuleType) -> dict[str, Any]:
+def functions_of(module: ModuleType) -> dict[str, Callable[..., object]]:
     """The module's public top-level functions, by name: what calls may name."""
     return {name: value for name, value in vars(module).items()
             if callable(value) and not name.startswith("_")
             and getattr(value, "__module__", None) == module.__name__}
 
 
-def _run_in_child(function: Any, request: Request, report_fd: int) -> None:
+def _run_in_child(function: Callable[..., object], request: Request, report_fd: int) -> None:
     """In the forked child: run the call in its sandbox, report a traceback on failure, exit."""
     code = 1  # until the function has returned
     _own_group(0)
@@ -155,6 +156,8 @@ def _enter(request: Request) -> None:
 def _traceback_of(exc: BaseException) -> str:
     """The traceback of what a call raised, starting at the user's function (this module's
     frames left out: an error of ours in setting the call up shows as its last line alone)."""
+    import traceback  # only when a call fails: see the imports above
+
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
         tb = tb.tb_next
@@ -182,25 +185,25 @@ def _exit_error(status: int, report: bytes) -> str | None:
     return report.decode(errors="replace") or f"the call's process exited with status {code}"
 
 
-@dataclass
 class _Running:
     """A call in a forked child: its pid, the pipe its traceback comes on, and what it said."""
 
-    id: int
-    pid: int
-    pidfd: int | None  # None on kernels before Linux 5.3: the pipe's end marks the exit
-    report_fd: int
-    report: bytearray
+    __slots__ = ("id", "pid", "pidfd", "report_fd", "report")
+
+    def __init__(self, call_id: int, pid: int, pidfd: int | None, report_fd: int):
+        self.id, self.pid, self.report_fd = call_id, pid, report_fd
+        self.pidfd = pidfd  # None on kernels before Linux 5.3: the pipe's end marks the exit
+        self.report = bytearray()
 
 
 class _Server:
     """The selector loop: requests in, children forked, responses out."""
 
-    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
+    def __init__(self, functions: dict[str, Callable[..., object]], chan_in: int, chan_out: int):
         self.functions = functions
         self.chan_in, self.chan_out = chan_in, chan_out
         self.selector = selectors.DefaultSelector()
-        self.running: dict[int, Any] = {}  # call id -> its _Running (fork) or _Slot (direct)
+        self.running: dict[int, _Running | _Slot] = {}  # call id -> its child or slot
         self.pending = b""
 
     def send(self, data: bytes) -> None:
@@ -251,7 +254,7 @@ class _Server:
     def _cancel(self, call_id: int) -> None:
         _kill_call(self.running[call_id].pid)
 
-    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
+    def _start(self, function: Callable[..., object], request: Request, line: bytes = b"") -> None:
         read_fd, write_fd = os.pipe()
         sys.stdout.flush()
         sys.stderr.flush()  # or the child would print the parent's buffered text again
@@ -263,7 +266,7 @@ class _Server:
             _run_in_child(function, request, write_fd)
         _own_group(pid)  # here too, so a cancel arriving at once finds the group made
         os.close(write_fd)
-        run = _Running(request.id, pid, _pidfd(pid), read_fd, bytearray())
+        run = _Running(request.id, pid, _pidfd(pid), read_fd)
         self.running[request.id] = run
         self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
         if run.pidfd is not None:
@@ -311,7 +314,7 @@ class _Server:
 # ------------------------------------------------------------------ direct mode
 
 
-def _run_here(function: Any, request: Request) -> str | None:
+def _run_here(function: Callable[..., object], request: Request) -> str | None:
     """In a slot: run one call in this process; the error text, or None when it returned.
 
     What the call changes that would reach the next call unasked is put back: the working
@@ -365,7 +368,7 @@ def _cpu_and_peak() -> tuple[float, int]:
             max(me.ru_maxrss, kids.ru_maxrss))
 
 
-def _serve_slot(functions: dict[str, Any], requests: int, responses: int) -> None:
+def _serve_slot(functions: dict[str, Callable[..., object]], requests: int, responses: int) -> None:
     """A slot's loop: one request line in, the call run here, its response line out, until
     the parent closes the requests pipe. Never returns."""
     code = 0
@@ -386,27 +389,28 @@ def _serve_slot(functions: dict[str, Any], requests: int, responses: int) -> Non
         os._exit(code)
 
 
-@dataclass
 class _Slot:
     """A slot process seen from the server: its pipes, and the call it runs (None: idle)."""
 
-    pid: int
-    pidfd: int | None
-    requests: int  # our end: request lines to the slot
-    responses: int  # our end: response lines from the slot
-    buffer: bytearray
-    call: int | None = None
-    gone: bool = False  # it exited while idle: no more calls go to it
+    __slots__ = ("pid", "pidfd", "requests", "responses", "buffer", "call", "gone")
+
+    def __init__(self, pid: int, pidfd: int | None, requests: int, responses: int):
+        self.pid, self.pidfd = pid, pidfd
+        self.requests = requests  # our end: request lines to the slot
+        self.responses = responses  # our end: response lines from the slot
+        self.buffer = bytearray()
+        self.call: int | None = None
+        self.gone = False  # it exited while idle: no more calls go to it
 
 
 class _DirectServer(_Server):
     """Calls go to idle slots (a new one forked when none is); responses are passed on."""
 
-    def __init__(self, functions: dict[str, Any], chan_in: int, chan_out: int):
+    def __init__(self, functions: dict[str, Callable[..., object]], chan_in: int, chan_out: int):
         super().__init__(functions, chan_in, chan_out)
         self.slots: list[_Slot] = []
 
-    def _start(self, function: Any, request: Request, line: bytes = b"") -> None:
+    def _start(self, function: Callable[..., object], request: Request, line: bytes = b"") -> None:
         while True:
             slot = next((s for s in self.slots if s.call is None and not s.gone), None) \
                 or self._new_slot()
@@ -437,7 +441,7 @@ class _DirectServer(_Server):
         _own_group(pid)
         os.close(to_slot)
         os.close(from_slot)
-        slot = _Slot(pid, _pidfd(pid), requests, responses, bytearray())
+        slot = _Slot(pid, _pidfd(pid), requests, responses)
         self.slots.append(slot)
         self.selector.register(responses, selectors.EVENT_READ,
                                lambda fd: self._on_responses(slot))
@@ -543,6 +547,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         module = load_module(argv[0])
     except BaseException:  # noqa: B036 - any failure of the user's import ends the library
+        import traceback
+
         print(f"vinemake.library: importing {argv[0]} failed:\n{traceback.format_exc()}",
               file=sys.stderr, end="")
         return 1
