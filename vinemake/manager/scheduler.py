@@ -274,7 +274,8 @@ class Scheduler:
             while self.queue and len(w.waiting) < depth:
                 task = self.queue[0]
                 cached: list[str] = []
-                if (task.library is not None or task.batch_options or task.resources.disk_mb
+                if (task.after or task.library is not None or task.batch_options
+                        or task.resources.disk_mb
                         or not fits(need(task.resources), w.total)
                         or (not w.same_host and self._remote_depth(task) * cores < depth)
                         or self.fetches.plan(task, w, cached) != []):
