@@ -11,7 +11,7 @@ Why it works this way (the protocol itself is in docs/libraries.md):
   state into the next. Each child leads its own process group, so cancelling a call kills what
   it started too. Forking is cheap here: this process holds only the user's module, not a
   manager or a worker. Start-up stays paid once because the child inherits the imported module.
-- The parent is single-threaded: one selector loop over the request channel and each running
+- The parent is single-threaded: one poll loop over the request channel and each running
   child's pidfd and result pipe. No threads means fork never copies a lock some other thread
   holds.
 - Requests arrive on stdin and responses leave on stdout, but the user's code must never touch
@@ -33,7 +33,7 @@ import importlib.util
 import json
 import os
 import resource
-import selectors
+import select
 import signal
 import sys
 from collections import namedtuple
@@ -188,11 +188,12 @@ def _exit_error(status: int, report: bytes) -> str | None:
 class _Running:
     """A call in a forked child: its pid, the pipe its traceback comes on, and what it said."""
 
-    __slots__ = ("id", "pid", "pidfd", "report_fd", "report")
+    __slots__ = ("id", "pid", "pidfd", "report_fd", "write_fd", "report")
 
     def __init__(self, call_id: int, pid: int, pidfd: int | None, report_fd: int):
         self.id, self.pid, self.report_fd = call_id, pid, report_fd
         self.pidfd = pidfd  # None on kernels before Linux 5.3: the pipe's end marks the exit
+        self.write_fd: int | None = None  # our copy of the pipe's write end, if we hold one
         self.report = bytearray()
 
 
@@ -202,7 +203,10 @@ class _Server:
     def __init__(self, functions: dict[str, Callable[..., object]], chan_in: int, chan_out: int):
         self.functions = functions
         self.chan_in, self.chan_out = chan_in, chan_out
-        self.selector = selectors.DefaultSelector()
+        # The poller and a table fd -> (handler, its argument), not selectors: its layers of
+        # Python per event are pages this process writes, each copied again after every fork.
+        self.poller = select.epoll() if hasattr(select, "epoll") else select.poll()
+        self.handlers: dict[int, tuple[Callable[..., bool], object]] = {}
         self.running: dict[int, _Running | _Slot] = {}  # call id -> its child or slot
         self.pending = b""
 
@@ -212,16 +216,27 @@ class _Server:
     def serve(self) -> None:
         self.send((json.dumps({"ready": True, "protocol": PROTOCOL_VERSION,
                                "functions": sorted(self.functions)}) + "\n").encode())
-        self.selector.register(self.chan_in, selectors.EVENT_READ, self._on_requests)
+        self._watch(self.chan_in, self._on_requests, self.chan_in)
+        handlers = self.handlers
         while True:
-            for key, _ in self.selector.select():
+            ready = [(fd, handlers.get(fd)) for fd, _ in self.poller.poll()]
+            for fd, entry in ready:
                 # An earlier handler in this batch may have closed this fd (a call's pipe
                 # when its pidfd fired), and a new call may even have reused the number.
-                if self.selector.get_map().get(key.fd) is not key:
+                if entry is None or handlers.get(fd) is not entry:
                     continue
-                if not key.data(key.fileobj):
+                if not entry[0](entry[1]):
                     self._stop()
                     return
+
+    def _watch(self, fd: int, handler: Callable[..., bool], arg: object) -> None:
+        """Call handler(arg) whenever fd is readable (or at its end)."""
+        self.handlers[fd] = (handler, arg)
+        self.poller.register(fd, select.POLLIN)
+
+    def _unwatch(self, fd: int) -> None:
+        if self.handlers.pop(fd, None) is not None:
+            self.poller.unregister(fd)
 
     def _on_requests(self, fd: int) -> bool:
         data = os.read(fd, _READ_CHUNK)
@@ -265,19 +280,23 @@ class _Server:
             os.close(self.chan_out)
             _run_in_child(function, request, write_fd)
         _own_group(pid)  # here too, so a cancel arriving at once finds the group made
-        os.close(write_fd)
         run = _Running(request.id, pid, _pidfd(pid), read_fd)
+        if run.pidfd is None:
+            os.close(write_fd)  # the pipe's end then marks the child's exit
+        else:
+            # Held open until the pidfd fires, so the child's exit does not also wake the loop
+            # for the pipe's end: one pass of the loop fewer per call.
+            run.write_fd = write_fd
         self.running[request.id] = run
-        self.selector.register(read_fd, selectors.EVENT_READ, lambda fd: self._on_report(run))
+        self._watch(read_fd, self._on_report, run)
         if run.pidfd is not None:
-            self.selector.register(run.pidfd, selectors.EVENT_READ,
-                                   lambda fd: self._on_exit(run))
+            self._watch(run.pidfd, self._on_exit, run)
 
     def _on_report(self, run: _Running) -> bool:
         data = os.read(run.report_fd, _READ_CHUNK)
         run.report += data
         if not data:
-            self.selector.unregister(run.report_fd)
+            self._unwatch(run.report_fd)
             if run.pidfd is None:
                 self._on_exit(run)
         return True
@@ -288,11 +307,12 @@ class _Server:
         _, status, usage = os.wait4(run.pid, 0)
         self._drain(run)
         if run.pidfd is not None:
-            self.selector.unregister(run.pidfd)
+            self._unwatch(run.pidfd)
             os.close(run.pidfd)
-        if run.report_fd in self.selector.get_map():
-            self.selector.unregister(run.report_fd)
+        self._unwatch(run.report_fd)
         os.close(run.report_fd)
+        if run.write_fd is not None:
+            os.close(run.write_fd)
         del self.running[run.id]
         self.send(response(run.id, _exit_error(status, bytes(run.report)), usage))
         return True
@@ -443,11 +463,9 @@ class _DirectServer(_Server):
         os.close(from_slot)
         slot = _Slot(pid, _pidfd(pid), requests, responses)
         self.slots.append(slot)
-        self.selector.register(responses, selectors.EVENT_READ,
-                               lambda fd: self._on_responses(slot))
+        self._watch(responses, self._on_responses, slot)
         if slot.pidfd is not None:
-            self.selector.register(slot.pidfd, selectors.EVENT_READ,
-                                   lambda fd: self._on_slot_exit(slot))
+            self._watch(slot.pidfd, self._on_slot_exit, slot)
         return slot
 
     def _on_responses(self, slot: _Slot) -> bool:
@@ -456,7 +474,7 @@ class _DirectServer(_Server):
         if not data and slot.pidfd is None:
             self._on_slot_exit(slot)
         elif not data:
-            self.selector.unregister(slot.responses)
+            self._unwatch(slot.responses)
         return True
 
     def _take(self, slot: _Slot, data: bytes) -> None:
@@ -482,8 +500,7 @@ class _DirectServer(_Server):
             pass
         for fd in (slot.pidfd, slot.responses):
             if fd is not None:
-                if fd in self.selector.get_map():
-                    self.selector.unregister(fd)
+                self._unwatch(fd)
                 os.close(fd)
         os.close(slot.requests)
         self.slots.remove(slot)
