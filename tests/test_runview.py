@@ -183,6 +183,16 @@ def test_live_view_runs_bars_up_to_now_and_lists_the_waiting():
     assert view["bars"]["end"] == [7.0]
 
 
+def test_a_rule_held_back_is_no_longer_waiting():
+    events = [START, plan(0, "a"), plan(1, "b"),
+              {"t": T0 + 1.0, "ev": "submit", "rule": 0},
+              {"t": T0 + 1.0, "ev": "submit", "rule": 1, "after": [0]},
+              {"t": T0 + 2.0, "ev": "start", "rule": 0, "worker": "w1", "attempt": 1},
+              {"t": T0 + 3.0, "ev": "held_back", "rule": 1}]
+    view = run_view(events, now=T0 + 7.0)
+    assert (view["summary"]["running"], view["waiting"]) == (1, [])
+
+
 def test_unknown_kinds_and_missing_fields_are_tolerated():
     events = [{"t": T0, "ev": "something_new", "x": 1}, {"ev": "plan", "rule": 0},
               {"t": T0 + 1, "ev": "start", "rule": 0},

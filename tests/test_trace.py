@@ -53,6 +53,16 @@ def test_a_killed_run_leaves_rules_submitted_and_not_ended_interrupted():
     assert rule_rows(events)[0]["status"] == "interrupted"
 
 
+def test_a_rule_handed_over_ahead_and_held_back_is_not_run_nor_interrupted():
+    events = [plan(0, "a"), plan(1, "b"), {"t": 2.0, "ev": "submit", "rule": 0, "attempt": 1},
+              {"t": 2.0, "ev": "submit", "rule": 1, "attempt": 1, "after": [0]},
+              {"t": 3.0, "ev": "start", "rule": 0, "worker": "local"},
+              {"t": 4.0, "ev": "end", "rule": 0, "status": "failed", "retrying": False},
+              {"t": 4.0, "ev": "held_back", "rule": 1}]
+    assert [(r["status"], r["submit"]) for r in rule_rows(events)] == [("failed", 2.0),
+                                                                       ("not run", None)]
+
+
 def test_a_real_run_writes_its_trace(tmp_path):
     (tmp_path / "in.txt").write_text("hello\n")
     (tmp_path / "Vinefile").write_text("a.txt: in.txt\n\tcp in.txt a.txt\n\n"
