@@ -76,6 +76,26 @@ def test_a_held_task_starts_on_the_worker_when_its_producer_succeeds(cluster, tm
     assert (w.held, c.m.running_total, w.free.amounts()[0]) == ({}, 0, 2.0)
 
 
+def test_a_held_task_takes_no_slot_on_the_worker_until_it_is_released(cluster, tmp_path):
+    # One core for the producer, one free: the held task does not take it, another does.
+    c = cluster(worker_queue=0)
+    c.worker("w1", cores=2)
+    p = gated(tmp_path, 1, "a")
+    d = reader(tmp_path, 2, "b", "a", after=(1,))
+    other = gated(tmp_path, 3, "x")
+    c.m.submit(p)
+    c.m.submit(d)
+    wait_for(lambda: 2 in c.m.workers["w1"].held, "task 2 to be held on w1")
+    c.m.submit(other)
+    wait_for((tmp_path / "started.x").exists, "task 3 to start beside task 1")
+    assert not (tmp_path / "started.b").exists()
+    (tmp_path / "gate.a").touch()
+    wait_for((tmp_path / "started.b").exists, "task 2 to start in task 1's slot")
+    for name in "bx":
+        (tmp_path / f"gate.{name}").touch()
+    assert [r.status for r in c.collect(p, d, other)] == ["ok", "ok", "ok"]
+
+
 def test_a_failed_producer_sends_its_held_tasks_back_unstarted(cluster, tmp_path):
     c = cluster()
     c.worker("w1", cores=2)
