@@ -50,16 +50,23 @@ def blocked(c):
     return stop
 
 
-def test_a_held_task_starts_on_the_worker_when_its_producer_succeeds(cluster, tmp_path):
-    c = cluster()
-    c.worker("w1", cores=2)
-    p = gated(tmp_path, 1, "a")
+def held_chain(c, tmp_path, p):
+    """Submit `p` (task 1, making `a`), task 2 reading `a` and task 3 reading task 2's output,
+    each held for the one before; (task 2, task 3, the worker) once both are held there."""
     d = reader(tmp_path, 2, "b", "a", after=(1,))
     e = reader(tmp_path, 3, "c", "b", after=(2,))
     for t in (p, d, e):
         c.m.submit(t)
     w = c.m.workers["w1"]
     wait_for(lambda: sorted(w.held) == [2, 3], "tasks 2 and 3 to be held on w1")
+    return d, e, w
+
+
+def test_a_held_task_starts_on_the_worker_when_its_producer_succeeds(cluster, tmp_path):
+    c = cluster()
+    c.worker("w1", cores=2)
+    p = gated(tmp_path, 1, "a")
+    d, e, w = held_chain(c, tmp_path, p)
     assert w.held == {2: {1}, 3: {2}}
     assert w.free.amounts()[0] == 1.0  # held tasks take no core
     assert not (tmp_path / "started.b").exists()
@@ -101,12 +108,7 @@ def test_a_failed_producer_sends_its_held_tasks_back_unstarted(cluster, tmp_path
     c.worker("w1", cores=2)
     p = task(1, f"while [ ! -e {tmp_path}/gate ]; do sleep 0.01; done; exit 3",
              outputs=[("out-a", "a", str(tmp_path / "a"))])
-    d = reader(tmp_path, 2, "b", "a", after=(1,))
-    e = reader(tmp_path, 3, "c", "b", after=(2,))
-    for t in (p, d, e):
-        c.m.submit(t)
-    w = c.m.workers["w1"]
-    wait_for(lambda: sorted(w.held) == [2, 3], "tasks 2 and 3 to be held on w1")
+    d, e, w = held_chain(c, tmp_path, p)
     (tmp_path / "gate").touch()
     rp, rd, re_ = c.collect(p, d, e)
     assert (rp.status, rp.exit_code) == ("failed", 3)

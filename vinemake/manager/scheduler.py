@@ -212,13 +212,7 @@ class Scheduler:
             self._back(task)
             return
         where.hold(task, set(task.after))
-        self.running_total += 1
-        new = [f for f in fetches if f[0] not in where.charged]
-        for key, _, sources in fetches:
-            self.replicas.charge(where, key, sources[0][2])
-        self.send(where, Run(task_to_wire(task), fetches))
-        if self.fetching is not None:
-            self.fetching(where, task, new, cached)
+        self._send_run(where, task, fetches, cached)
 
     def _running_on(self, task_id: int) -> ConnectedWorker | None:
         for w in self.workers.values():
@@ -357,6 +351,11 @@ class Scheduler:
         w.start(task, want)
         if self._views is not None:
             self._views.pop(w.id, None)  # it changed: made again when next asked for
+        self._send_run(w, task, fetches, cached)
+        return True
+
+    def _send_run(self, w: ConnectedWorker, task: Task, fetches: list, cached: list) -> None:
+        """Send `task` (recorded on `w` already) with the copies it needs ordered."""
         self.running_total += 1
         # a file already on its way to `w` (for another task) is not a new copy
         new = [f for f in fetches if f[0] not in w.charged]
@@ -365,7 +364,6 @@ class Scheduler:
         self.send(w, Run(task_to_wire(task), fetches))
         if self.fetching is not None:
             self.fetching(w, task, new, cached)
-        return True
 
     # ------------------------------------------------------------ making room in caches
 
