@@ -130,7 +130,7 @@ class Manager:
         self._cached: dict[int, list[str]] = {}  # task id -> its inputs its worker held, sent
         self._caches_seen = -1  # the replicas' epoch when cache sizes were last recorded
         self._cache_bytes: dict[str, int] = {}  # worker id -> the size last recorded
-        opened = opened or opening.Opening(config)
+        opened = opened if opened is not None else opening.open_manager(config)
         self.secret, self.ssl_context = opened.secret, opened.ssl_context
         self._listener, self.host, self.port = opened.listener, config.host, opened.port
         os.makedirs(config.workdir, exist_ok=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from vinemake.backends import ManagerAddress, ProviderOptions, WorkerProvider
 from vinemake.common.errors import InfrastructureError
@@ -26,17 +26,24 @@ if TYPE_CHECKING:
 
     from vinemake.manager.manager import Manager
 
-__all__ = ["Opening", "open_port", "start"]
+__all__ = ["Opening", "open_manager", "open_port", "start"]
 
 
-class Opening:
-    """What a manager holds before anything connects: its listening socket and port, its
-    secret and its TLS context (None without --ssl)."""
+class Opening(NamedTuple):
+    """What a manager holds before anything connects."""
 
-    def __init__(self, config: ManagerConfig):
-        self.secret = read_secret(config.password_file)
-        self.ssl_context = _tls(config)
-        self.listener, self.port = open_port(config)
+    listener: socket.socket  # listening, non-blocking
+    port: int
+    secret: bytes | None
+    ssl_context: ssl.SSLContext | None  # None without --ssl
+
+
+def open_manager(config: ManagerConfig) -> Opening:
+    """Check the secret and the TLS options, then open the port."""
+    secret = read_secret(config.password_file)
+    ssl_context = _tls(config)
+    listener, port = open_port(config)
+    return Opening(listener, port, secret, ssl_context)
 
 
 def open_port(config: ManagerConfig) -> tuple[socket.socket, int]:
@@ -76,7 +83,7 @@ def start(config: ManagerConfig, provider: WorkerProvider | None = None,
           provider_options: ProviderOptions | None = None, events=None) -> Manager:
     """Open the port, ask `provider` (if any) to start workers that connect there, then load
     and start the manager on that port. If the manager cannot start, the workers are stopped."""
-    opening = Opening(config)
+    opening = open_manager(config)
     try:
         if provider is not None:
             provider.start(ManagerAddress(config.host, opening.port, config.password_file,
