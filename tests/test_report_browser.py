@@ -193,9 +193,11 @@ def test_the_live_page_of_a_run_going_on_in_a_browser(tmp_path):
         assert status.returncode == 0, status.stderr
         lines = status.stdout.splitlines()
         assert lines[0] == f"live page: {url}"
+        # after.txt is handed over ahead of hold.txt, which makes its input: held, it waits
         assert lines[2] == "rules: ran 2, restored 0, up to date 0, failed 0, withdrawn 0; " \
-                           "running 1, waiting 0"
+                           "running 1, waiting 1"
         assert lines[lines.index("running 1:") + 2].startswith("  hold.txt  local  ")
+        assert lines[lines.index("waiting 1:") + 2].startswith("  after.txt  ")
         release.touch()
         _, err = run.communicate(timeout=120)
     finally:
