@@ -447,3 +447,16 @@ def test_a_socket_buffer_is_set_only_where_the_host_allows_that_much(option):
     size = min(cap, fs.FILE_BUFFER)
     server.buffer(**{("send" if option == socket.SO_SNDBUF else "receive"): size})
     assert server.sock.getsockopt(socket.SOL_SOCKET, option) >= size
+
+
+def test_a_closed_file_server_refuses_connections_and_its_thread_has_ended():
+    # Closing the listening socket alone woke no accept() blocked on it: the kernel kept the
+    # port accepting for that thread, which waited on for good (one of each per manager).
+    before = set(threading.enumerate())
+    server = fs.FileServer("127.0.0.1", lambda key: None, None)
+    accepting = [t for t in threading.enumerate() if t not in before and t.name == "file-server"]
+    assert len(accepting) == 1
+    server.close()
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=10).close()
+    assert not any(t.is_alive() for t in accepting)

@@ -14,6 +14,7 @@ more than the copy it came from.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import ssl
@@ -420,7 +421,9 @@ class FileServer:
         self._listener = socket.create_server((host, 0))
         self.port = self._listener.getsockname()[1]
         self._closed = False
-        threading.Thread(target=self._accept_loop, name="file-server", daemon=True).start()
+        self._accepting = threading.Thread(target=self._accept_loop, name="file-server",
+                                           daemon=True)
+        self._accepting.start()
 
 
     def set_limit(self, limit: int) -> None:
@@ -501,7 +504,13 @@ class FileServer:
         self._on_stored(key, size, None)
 
     def close(self) -> None:
+        """Stop accepting: the port is closed when this returns. (Closing the socket alone
+        wakes no accept() blocked on it: the port went on accepting, the thread on waiting.)"""
         self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # accept() returns, with an error
+        if self._accepting is not threading.current_thread():
+            self._accepting.join(5)  # (at once: the shutdown woke it)
         self._listener.close()
         self._gate.close()
 
