@@ -52,9 +52,20 @@ BASELINE: list[str] = []
 
 # Runs vinemake's CLI in this process and writes the process's own CPU time (not the
 # worker's: it is a child), then that of its reaped children (the worker and, through it,
-# the commands), to $VINEMAKE_BENCH_CPU.
+# the commands), to $VINEMAKE_BENCH_CPU. A first build's local worker is a fork of this
+# process that leaves through os._exit: it writes its own CPU and its commands' to
+# $VINEMAKE_BENCH_CPU.worker as it goes, so the worker's share can be told from the commands'.
 VINEMAKE_WRAPPER = """
 import os, resource, sys
+_exit, _parent = os._exit, os.getpid()
+def _exit_noting(code):
+    if os.getpid() != _parent:
+        s = resource.getrusage(resource.RUSAGE_SELF)
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        with open(os.environ["VINEMAKE_BENCH_CPU"] + ".worker", "w") as f:
+            f.write(f"{s.ru_utime + s.ru_stime} {c.ru_utime + c.ru_stime}")
+    _exit(code)
+os._exit = _exit_noting
 from vinemake.face.cli import main
 try:
     main()
@@ -133,7 +144,13 @@ def run_vinemake(root: str, timeout: float, tree: str | None = None):
             cpu, children = (float(x) for x in f.read().split())
     except (OSError, ValueError):
         cpu = children = float("nan")
-    return m, cpu, children
+    try:  # the worker's own and its commands' (none when the worker was not forked)
+        with open(cpu_file + ".worker") as f:
+            worker, commands = (float(x) for x in f.read().split())
+        os.remove(cpu_file + ".worker")
+    except (OSError, ValueError):
+        worker = commands = float("nan")
+    return m, cpu, children, (cpu, worker, commands)
 
 
 def tool_argv(tool: str, noop: bool) -> list[str]:
@@ -193,7 +210,8 @@ def case(base: str, name: str, rules, tools, timeout: float, repeat: int = 1):
             root = fresh(base, f"{name}-{tool}", rules)
             try:
                 runs.setdefault(tool, []).append(
-                    first_build(tool, root, timeout, noop, cpu if round_ == 0 else None))
+                    first_build(tool, root, timeout, noop, cpu if round_ == 0 else None,
+                                cpu.setdefault("shares", {})))
             except peers.PeerMissing as e:
                 print(f"  {tool}: skipped ({e})")
     rows = {tool: sorted(ms, key=lambda m: m.wall_s)[len(ms) // 2] for tool, ms in runs.items()}
@@ -212,17 +230,29 @@ def case(base: str, name: str, rules, tools, timeout: float, repeat: int = 1):
         # mostly the same commands.
         print(f"  vinemake worker + commands CPU: {cpu['children']:.2f} s"
               f" ({cpu['children'] / len(rules) * 1e6:.0f} us/task)")
+    for tool, shares in cpu.get("shares", {}).items():
+        # Medians of every round: vinemake's process, its worker and the commands, per task.
+        process, worker, commands = (sorted(x)[len(x) // 2] / len(rules) * 1e6
+                                     for x in zip(*shares, strict=True))
+        print(f"  {tool} CPU per task (medians of {len(shares)}): process {process:.0f} us,"
+              f" worker {worker:.0f} us, commands {commands:.0f} us")
     return rows, noop
 
 
-def first_build(tool: str, root: str, timeout: float, noop: dict, cpu: dict | None):
+def first_build(tool: str, root: str, timeout: float, noop: dict, cpu: dict | None,
+                shares: dict | None = None):
     """One first build by `tool` in `root`; with `cpu`, also its no-op rerun (into `noop`)
-    and, for vinemake, the CPU breakdown (into `cpu`)."""
+    and, for vinemake, the CPU breakdown (into `cpu`); with `shares`, vinemake's (and the
+    baseline's) CPU by process (into shares[tool])."""
     if tool == "baseline":
-        m, _, _ = run_vinemake(root, timeout, BASELINE[0])
+        m, _, _, own = run_vinemake(root, timeout, BASELINE[0])
+        if shares is not None:
+            shares.setdefault(tool, []).append(own)
         return m
     if tool == "vinemake":
-        m, run_cpu, children = run_vinemake(root, timeout)
+        m, run_cpu, children, own = run_vinemake(root, timeout)
+        if shares is not None:
+            shares.setdefault(tool, []).append(own)
         if cpu is not None:
             cpu["run"], cpu["children"] = run_cpu, children
             # The CPU subtracted is a no-op rerun down the full path (parse, keys, journal,
@@ -233,8 +263,8 @@ def first_build(tool: str, root: str, timeout: float, noop: dict, cpu: dict | No
                     os.remove(os.path.join(root, ".vinemake", state))
                 except FileNotFoundError:
                     pass  # a failed run leaves none
-            _, cpu["noop"], _ = run_vinemake(root, timeout)
-            noop[tool], _, _ = run_vinemake(root, timeout)
+            _, cpu["noop"], _, _ = run_vinemake(root, timeout)
+            noop[tool], _, _, _ = run_vinemake(root, timeout)
         return m
     m = peers.measure(tool_argv(tool, False), root, timeout)
     if cpu is not None and tool != "floor":  # the floor keeps no state: nothing to rerun
@@ -253,8 +283,8 @@ def noop_seeded(base: str, n: int, timeout: float):
     # snapshot; the second is what a user sees on every later rerun. The CLI takes the
     # snapshot fast path only once it calls run.nothing_to_do() before parsing, so the check
     # is also timed alone, in a fresh interpreter.
-    rows["vinemake"], cpu, _ = run_vinemake(root, timeout)
-    rows["vinemake 2nd"], _, _ = run_vinemake(root, timeout)
+    rows["vinemake"], cpu, _, _ = run_vinemake(root, timeout)
+    rows["vinemake 2nd"], _, _, _ = run_vinemake(root, timeout)
     rows["fast path"] = peers.measure([sys.executable, "-c", FAST_PATH], root, timeout)
     root = fresh(base, f"noop{n}-make", rules)
     for t, _ in rules:
@@ -279,7 +309,7 @@ def noop_touched(base: str, n: int, timeout: float):
         os.utime(os.path.join(root, "in.txt"))
         if drop:
             os.remove(os.path.join(root, ".vinemake", "rules"))
-        m, _, _ = run_vinemake(root, timeout)
+        m, _, _, _ = run_vinemake(root, timeout)
         if name not in rows or m.wall_s < rows[name].wall_s:
             rows[name] = m
     report(f"full-path no-op rerun, {n} rules, a source touched (best of 3): rules from "
