@@ -506,3 +506,37 @@ def test_a_command_bigger_than_the_worker_is_charged_its_own_peak(runner):
     big = runner.run(make_task(f"{sys.executable} -c 'x = bytearray({size}); x[::4096] = "
                                f"b\"1\" * len(x[::4096])'"))
     assert big.result.ok and big.result.measured.memory_mb > size / 1e6 * 0.9
+
+
+def test_a_reaped_commands_pidfd_still_open_elsewhere_never_reaps_the_next_command():
+    # A command spawned by another thread holds a copy of every descriptor until it execs;
+    # here a dup stands in for that copy of the first command's pidfd.
+    monitor = Monitor(interval=0.05, delay=10.0)
+    events = []
+
+    def start(stdin):
+        proc = subprocess.Popen(["/bin/sh", "-c", "read x"], stdin=stdin)
+        w = monitor.watch(proc.pid, Resources(), "/nonexistent")
+        proc.returncode = 0  # reaped by the monitor, never by Popen
+        monitor.reap(w, lambda code, usage: events.append(proc.pid))
+        return proc, w
+
+    first, w1 = start(subprocess.PIPE)
+    held = os.dup(w1._fd)
+    later = None
+    try:
+        first.stdin.close()  # it exits; the monitor reaps it and closes its pidfd
+        wait_until(lambda: events == [first.pid])
+        later, w2 = start(subprocess.PIPE)
+        assert w2._fd == w1._fd  # the number the first command's pidfd had
+        third = []
+        spawn_true(monitor, third, "third")  # the monitor polls again meanwhile
+        wait_until(lambda: [kind for kind, _, _ in third] == ["gone", "exit"])
+        assert not w2.reaped  # it still runs, still watched
+        later.stdin.close()
+        wait_until(lambda: later.pid in events)
+    finally:
+        os.close(held)
+        if later is not None and not later.stdin.closed:
+            later.stdin.close()
+        monitor.close()

@@ -244,7 +244,16 @@ class Monitor:
                 w.reaped = True
         if w is None:
             return None
-        os.close(fd)  # which also takes it out of the epoll set (no other descriptor has it)
+        # Out of the epoll set before it is closed. Closing alone takes it out only once no
+        # descriptor is left on its file, and a command spawned meanwhile holds a copy of
+        # every descriptor until it execs: epoll then kept reporting the exited command
+        # under this number, which the next command's pidfd had been given, and that command
+        # was taken for reaped (its outputs collected before it had made them).
+        try:
+            self._epoll.unregister(fd)
+        except (ValueError, OSError):  # the loop is closing the set
+            pass
+        os.close(fd)
         return (w, *self._reaped(w))  # readable: it has exited, so the wait does not block
 
     def _reaped(self, w: Watch):
