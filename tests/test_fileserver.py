@@ -434,21 +434,6 @@ def test_a_copy_damaged_on_the_forwarding_side_fails_at_the_next_hop(tmp_path):
     assert str(box["error"]) == "corrupt transfer of out-1: bytes do not match the sender's hash"
 
 
-@pytest.mark.parametrize("option", [socket.SO_SNDBUF, socket.SO_RCVBUF])
-def test_a_socket_buffer_is_set_only_where_the_host_allows_that_much(option):
-    cap = p.buffer_cap(option)
-    assert cap > 0  # Linux says what it allows
-    client, server = tcp_pair()
-    auto = client.sock.getsockopt(socket.SOL_SOCKET, option)
-    # beyond the cap the kernel would clamp it and stop sizing it itself: left alone
-    client.buffer(**{("send" if option == socket.SO_SNDBUF else "receive"): cap + 1})
-    assert client.sock.getsockopt(socket.SOL_SOCKET, option) == auto
-    # within the cap it holds at least that much (Linux doubles it for its bookkeeping)
-    size = min(cap, fs.FILE_BUFFER)
-    server.buffer(**{("send" if option == socket.SO_SNDBUF else "receive"): size})
-    assert server.sock.getsockopt(socket.SOL_SOCKET, option) >= size
-
-
 def test_a_closed_file_server_refuses_connections_and_its_thread_has_ended():
     # Closing the listening socket alone woke no accept() blocked on it: the kernel kept the
     # port accepting for that thread, which waited on for good (one of each per manager).

@@ -62,13 +62,6 @@ PIECE = 256 * 1024
 PACE_HEADROOM = 1.25
 PACE_WINDOW_S = 0.25
 PACE_WINDOWS = 8
-# Socket buffers of a file transfer, each way: a thread woken late (two cores carry every
-# emulated link's packets) must not idle the link, so the sender queues, and the receiver
-# holds, this much ahead of the thread: ~0.17 s at 200 Mbit/s. In a pipeline a stall idles
-# every link below it for good (none can run faster to catch up), unless the bytes that
-# piled up meanwhile sit in the kernel, which then sends them on while the next thread is
-# late (docs/performance.md, Cluster). Only where the host lets a socket have that much.
-FILE_BUFFER = 4 * 1024 * 1024
 
 
 class _FrameWriter:
@@ -386,7 +379,6 @@ def fetch(host: str, port: int, key: str, dest: str, secret: bytes | None,
     conn = connect(host, port, ssl_context, timeout=60.0)
     try:
         client_handshake(conn, new_hello("fetch"), secret)
-        conn.buffer(receive=FILE_BUFFER)
         conn.send(Get(key))
         return recv_file(conn, key, dest, expected_hash, progress)
     finally:
@@ -470,7 +462,6 @@ class FileServer:
                 if path is None:
                     conn.send(Refuse(f"no such file: {get.key}"))
                     return
-                conn.buffer(send=FILE_BUFFER)
                 if isinstance(path, Growing):
                     try:
                         with self.slots:

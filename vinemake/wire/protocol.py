@@ -722,15 +722,6 @@ class Connection:
             return
         self._pace = rate
 
-    def buffer(self, send: int = 0, receive: int = 0) -> None:
-        """Let the kernel hold at least `send` bytes not yet sent and `receive` bytes not yet
-        read, where the host allows that much (net.core.wmem_max, rmem_max); elsewhere, and
-        for 0, the kernel keeps sizing the buffer itself: a size set by hand ends its
-        autotuning, which a cap below the wanted size would leave worse off."""
-        for option, size in ((socket.SO_SNDBUF, send), (socket.SO_RCVBUF, receive)):
-            if size and size <= buffer_cap(option):
-                self.sock.setsockopt(socket.SOL_SOCKET, option, size)
-
     def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
         """The next frame, at most `limit` bytes long; EOFError when the other side closed
         cleanly between frames."""
@@ -825,17 +816,6 @@ class Connection:
             self.sock.close()
         except OSError:
             pass
-
-
-def buffer_cap(option: int) -> int:
-    """The most a socket may ask for by hand as its send (SO_SNDBUF) or receive (SO_RCVBUF)
-    buffer on this host; 0 where that is not known."""
-    name = "wmem_max" if option == socket.SO_SNDBUF else "rmem_max"
-    try:
-        with open(f"/proc/sys/net/core/{name}") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 0
 
 
 def tune(sock: socket.socket) -> None:
