@@ -76,6 +76,7 @@ class Run:
     big: tuple[tuple[str, str, float, float], ...] = ()
     resent: int = 0  # TCP segments the workers' hosts sent again (lost ones: /proc/net/snmp)
     input_drops: int = 0  # packets this machine's per-CPU input queues dropped during the run
+    joins_s: float = 0.0  # from the first worker joining to the last (a hop starts at its join)
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,18 @@ def _resent(cluster: netns.Cluster, workers: int) -> int:
         if len(rows) == 2 and "RetransSegs" in rows[0]:
             total += int(rows[1][rows[0].index("RetransSegs")])
     return total
+
+
+def _join_spread(wf: Path) -> float:
+    """Seconds from the first worker's join to the last one's (the run's `worker_join` events):
+    the bench starts every worker at once on this machine's cores, a pipeline's last hop
+    cannot start before its worker joined, and a single copy waits only for the first."""
+    times = []
+    for events in wf.glob(".vinemake/runs/*/events.jsonl"):
+        for line in events.read_text().splitlines():
+            if '"worker_join"' in line:
+                times.append(json.loads(line)["t"])
+    return max(times) - min(times) if times else 0.0
 
 
 def _process_cpu(pid: int) -> tuple[float, float]:
@@ -197,7 +210,8 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
                    d.manager_output().count("to re-create"), cpu,
                    tuple((t.source, t.dest, round(t.start - big[0].start, 2),
                           round(t.end - t.start, 2))
-                         for t in sorted(big, key=lambda t: t.start)), resent, drops)
+                         for t in sorted(big, key=lambda t: t.start)), resent, drops,
+                   _join_spread(wf))
     finally:
         disk.stop()
         d.close()
@@ -506,6 +520,8 @@ def _report_replication(r: dict) -> str:
                  f"{one['big_span_s']:.1f}s (runs: {walls})")
     if one.get("cpu"):
         lines.append("               all told, " + Cpu(**one["cpu"]).line(mb))
+    lines.append("               workers joined over (first to last, s): " +
+                 ", ".join(f"{x.get('joins_s', 0):.2f}" for x in r["singles"]))
     lines.append("               packets lost: TCP segments the workers resent " +
                  ", ".join(str(x.get("resent", 0)) for x in r["singles"]) +
                  "; dropped by this machine's input queues " +
@@ -526,6 +542,8 @@ def _report_replication(r: dict) -> str:
                          f"(target <= 1.2x){faster}")
             lines.append("               copies (source>dest +start/seconds): " + ", ".join(
                 f"{src}>{dest} +{at:.1f}/{took:.1f}" for src, dest, at, took in p["big"]))
+            lines.append("               workers joined over (first to last, s): " +
+                         ", ".join(f"{x.get('joins_s', 0):.2f}" for x in runs))
             lines.append("               packets lost: TCP segments the workers resent " +
                          ", ".join(str(x.get("resent", 0)) for x in runs) +
                          "; dropped by this machine's input queues " +
