@@ -59,7 +59,10 @@ class EventLog:
         self._membership: list[dict] = []  # worker_join and worker_leave so far, for replay
         self._before: list[Callable[[], None]] = []
         self._lock = threading.Lock()
-        self._buffer: list[bytes] = []
+        # One growing buffer, not a list of lines: orjson hands back each line in a bytes
+        # object as large as its working buffer (1-4 KiB by version, for ~100 bytes of line),
+        # and a second's lines held that way took several KiB a rule and scattered the heap.
+        self._buffer = bytearray()
         self._flushed = clock()
         self._file = open(path, "ab") if path else None
 
@@ -90,7 +93,7 @@ class EventLog:
         else:
             line = orjson.dumps(ev, default=str, option=_OPTIONS)
             with self._lock:
-                self._buffer.append(line)
+                self._buffer += line
             if ev["t"] - self._flushed >= FLUSH_S:
                 self.flush()
         for listener in self._listeners:
@@ -106,13 +109,13 @@ class EventLog:
             self._flushed = self.clock()
             if not self._buffer or self._file is None:
                 return
-            lines, self._buffer = self._buffer, []
+            data, self._buffer = self._buffer, bytearray()
             for write in self._before:
                 try:
                     write()
                 except OSError:
                     pass  # the journal's own thread meets the same error, and says so
-            self._file.write(b"".join(lines))
+            self._file.write(data)
             self._file.flush()
 
     def close(self) -> None:
