@@ -50,6 +50,7 @@ from dataclasses import MISSING, dataclass, field, fields
 
 import orjson
 
+from vinemake.common.compactjson import compact
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.spec import Resources
 from vinemake.common.task import (
@@ -453,9 +454,8 @@ def _no_constant(name: str):
 # Such a payload starts with a space, which tells the reader to use the json module too:
 # orjson would read a big integer back as a float. A payload orjson cannot read is read by
 # the json module, so a bad frame gets the same reason as ever.
-# Built once: json.dumps/loads with options build an encoder per call, and loads of bytes
-# first sniffs their encoding (the wire is always UTF-8).
-_ENCODER = json.JSONEncoder(separators=(",", ":"))
+# Built once: json.loads builds a decoder per call, and loads of bytes first sniffs their
+# encoding (the wire is always UTF-8).
 _DECODER = json.JSONDecoder(parse_constant=_no_constant)
 
 
@@ -463,10 +463,9 @@ def encode(msg) -> bytes:
     """One message as a complete MSG frame."""
     body = dict(msg.__dict__)
     body["t"] = msg.TYPE
-    try:
-        payload = orjson.dumps(body)
-    except TypeError:
-        payload = b" " + _ENCODER.encode(body).encode()
+    payload, by_json = compact(body)
+    if by_json:
+        payload = b" " + payload
     return HEADER.pack(len(payload), MSG) + payload
 
 
