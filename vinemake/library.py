@@ -92,6 +92,12 @@ def response(call_id: int | None, error: str | None = None,
 
     `usage` (the call's child, from wait4) adds what it cost: CPU seconds and peak RSS in KiB.
     """
+    if error is None and usage is not None and type(call_id) is int:  # not a bool
+        # Every call that returned: formatted here, not through json.dumps and its dicts (each
+        # object the server touches is a page copied again after the next fork).
+        return (f'{{"id": {call_id}, "status": "ok", "usage": {{"cpu_s": '
+                f'{round(usage.ru_utime + usage.ru_stime, 4)!r}, "max_rss_kb": '
+                f'{usage.ru_maxrss}}}}}\n').encode()
     obj: dict[str, object] = {"id": call_id, "status": "ok" if error is None else "error"}
     if error is not None:
         obj["error"] = error
@@ -130,6 +136,7 @@ def _run_in_child(function: Callable[..., object], request: Request, report_fd: 
         function(*request.args)
         code = 0
     except BaseException as exc:  # noqa: B036 - SystemExit in a function is a failed call too
+        os.set_blocking(report_fd, True)  # the server reads a report larger than the pipe
         _write_all(report_fd, _traceback_of(exc).encode(errors="replace"))
     finally:
         # Whatever happens, the child must never return into the server's loop.
@@ -270,7 +277,7 @@ class _Server:
         _kill_call(self.running[call_id].pid)
 
     def _start(self, function: Callable[..., object], request: Request, line: bytes = b"") -> None:
-        read_fd, write_fd = os.pipe()
+        read_fd, write_fd = _report_pipe()
         sys.stdout.flush()
         sys.stderr.flush()  # or the child would print the parent's buffered text again
         pid = os.fork()
@@ -293,7 +300,10 @@ class _Server:
             self._watch(run.pidfd, self._on_exit, run)
 
     def _on_report(self, run: _Running) -> bool:
-        data = os.read(run.report_fd, _READ_CHUNK)
+        try:
+            data = os.read(run.report_fd, _READ_CHUNK)
+        except BlockingIOError:
+            return True  # nothing after all (the read end does not block: see _report_pipe)
         run.report += data
         if not data:
             self._unwatch(run.report_fd)
@@ -305,25 +315,24 @@ class _Server:
         # The pidfd, not the pipe's end, says the call is over: a process the function left
         # behind may hold the pipe open forever.
         _, status, usage = os.wait4(run.pid, 0)
+        if run.write_fd is not None:
+            os.close(run.write_fd)  # first, so the drain ends at the pipe's end, not in EAGAIN
         self._drain(run)
         if run.pidfd is not None:
             self._unwatch(run.pidfd)
             os.close(run.pidfd)
         self._unwatch(run.report_fd)
         os.close(run.report_fd)
-        if run.write_fd is not None:
-            os.close(run.write_fd)
         del self.running[run.id]
         self.send(response(run.id, _exit_error(status, bytes(run.report)), usage))
         return True
 
     def _drain(self, run: _Running) -> None:
-        os.set_blocking(run.report_fd, False)
         try:
             while data := os.read(run.report_fd, _READ_CHUNK):
                 run.report += data
         except BlockingIOError:
-            pass
+            pass  # a process the function left behind holds the pipe open: what came is all
 
     def _stop(self) -> None:
         for run in self.running.values():
@@ -530,6 +539,16 @@ def _kill_call(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _report_pipe() -> tuple[int, int]:
+    """A call's report pipe, its read end not blocking (the server drains it without a
+    blocking read when the call ends) and both ends closed on exec, as os.pipe's are."""
+    if hasattr(os, "pipe2"):  # one system call, not three
+        return os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(read_fd, False)
+    return read_fd, write_fd
 
 
 def _pidfd(pid: int) -> int | None:
