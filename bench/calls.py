@@ -16,7 +16,12 @@ call's `start` (the worker's clock, when the call began in its library) to the l
 are left out, as the target asks. Manager CPU per call is the manager process's CPU (wait4;
 the worker is not its child) of N calls less that of one call, over N - 1, so parsing and
 start-up cancel out. Worker CPU per call is the worker process's (wait4 after it stops),
-which includes its library process and, in fork mode, every call's child.
+which includes its library process and, in fork mode, every call's child. That is split three
+ways from `/proc` (sampled while the run goes, the last sample kept): the worker's own process,
+the library's server process, and what the server reaped (a fork-mode call's children, a direct
+mode's slots); with their minor page faults per call, counts the machine's load does not change.
+`--baseline DIR` runs vinemake from another copy of the sources (e.g. `git archive`) too, in
+turn with this checkout's, so two trees are compared in the same hold.
 
 The trivial call is `touch c.N` in a library whose functions create the named file; the
 heavy case imports numpy (or --heavy MODULE) at the top of the module both the library and the
@@ -141,6 +146,12 @@ def rates_of(events: list[dict]) -> Rates:
 # ------------------------------------------------------------------ one local worker
 
 
+# (CPU s, minor faults) of the worker's own process, the library server's own, and of what
+# the server reaped (its calls' children or slots), in that order.
+Split = tuple[float, int, float, int, float, int]
+NO_SPLIT: Split = (0.0, 0, 0.0, 0, 0.0, 0)
+
+
 @dataclass(frozen=True)
 class LocalRun:
     wall_s: float
@@ -148,11 +159,80 @@ class LocalRun:
     worker_cpu_s: float
     code: int
     rates: Rates
+    split: Split  # the last sample taken while the worker ran
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the command name (field 3 is index 0), or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def _library_of(worker: int) -> int | None:
+    """The library server under the worker: a child of it (or of the shell that is its child)
+    running `vinemake.library`; the calls' children, a level deeper, are not it."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        fields = _stat(int(name)) if name.isdigit() else None
+        if fields is not None:
+            children.setdefault(int(fields[1]), []).append(int(name))
+    for pid in children.get(worker, []):
+        for candidate in (pid, *children.get(pid, [])):
+            try:
+                with open(f"/proc/{candidate}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if not argv[0].endswith(b"sh") and b"vinemake.library" in argv:
+                return candidate
+    return None
+
+
+class SplitSampler(threading.Thread):
+    """Samples the worker's own CPU and faults, its library server's, and what the server
+    reaped, until stopped; `last` is the latest sample that found the worker alive."""
+
+    def __init__(self, worker: int, period: float = 0.05):
+        super().__init__(daemon=True)
+        self.worker, self.period = worker, period
+        self.library: int | None = None
+        self.last: Split = NO_SPLIT
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            self.sample()
+            self.stopped.wait(self.period)
+
+    def sample(self) -> None:
+        tick = os.sysconf("SC_CLK_TCK")
+        w = _stat(self.worker)
+        if w is None:
+            return
+        if self.library is None:
+            self.library = _library_of(self.worker)
+        lib = _stat(self.library) if self.library is not None else None
+        split: Split = (
+            (int(w[11]) + int(w[12])) / tick, int(w[7]),
+            (int(lib[11]) + int(lib[12])) / tick if lib else 0.0, int(lib[7]) if lib else 0,
+            (int(lib[13]) + int(lib[14])) / tick if lib else 0.0, int(lib[8]) if lib else 0)
+        if _stat(self.worker) is not None:  # still the worker's: not a reused pid
+            self.last = split
+
+    def stop(self) -> Split:
+        self.stopped.set()
+        self.join()
+        return self.last
 
 
 def run_local(d: Path, vinefile: str, files: dict[str, str], worker_cores: int,
-              timeout: float) -> LocalRun:
-    """`vinemake -T workers` and one `vinemake-worker` on this host, each measured by wait4."""
+              timeout: float, tree: str | None = None) -> LocalRun:
+    """`vinemake -T workers` and one `vinemake-worker` on this host, each measured by wait4;
+    vinemake from this checkout, or (`tree`) from another copy of the sources."""
+    env = dict(os.environ, PYTHONPATH=tree) if tree else None
     shutil.rmtree(d, ignore_errors=True)
     d.mkdir(parents=True)
     (d / "Vinefile").write_text(vinefile)
@@ -161,7 +241,7 @@ def run_local(d: Path, vinefile: str, files: dict[str, str], worker_cores: int,
     port_file = d / "port"
     start = time.perf_counter()
     manager = subprocess.Popen([*peers.vinemake_command(), "-T", "workers", "-p", "0",
-                                "--port-file", str(port_file)], cwd=d,
+                                "--port-file", str(port_file)], cwd=d, env=env,
                                stdout=subprocess.DEVNULL, stderr=open(d / "manager.log", "w"))
     while not port_file.exists() or not port_file.read_text().strip():
         if manager.poll() is not None or time.perf_counter() - start > 60:
@@ -170,14 +250,18 @@ def run_local(d: Path, vinefile: str, files: dict[str, str], worker_cores: int,
     worker = subprocess.Popen(
         [sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1", port_file.read_text().split()[0],
          "--cores", str(worker_cores), "--memory", "2000", "--workdir", str(d / "w"),
-         "--name", "w0", "--timeout", "60"], cwd=d, stdout=subprocess.DEVNULL,
+         "--name", "w0", "--timeout", "60"], cwd=d, env=env, stdout=subprocess.DEVNULL,
         stderr=open(d / "worker.log", "w"), start_new_session=True)
+    sampler = SplitSampler(worker.pid)
+    sampler.start()
     killer = threading.Timer(timeout, os.killpg, (manager.pid, signal.SIGKILL))
     killer.start()
     try:
         _, status, usage = os.wait4(manager.pid, 0)
     finally:
         killer.cancel()
+        sampler.sample()  # the calls are over; the worker has not been told to stop yet
+        split = sampler.stop()
         wall = time.perf_counter() - start
         if worker.poll() is None:
             os.kill(worker.pid, signal.SIGTERM)  # it stops its library, then exits
@@ -186,7 +270,7 @@ def run_local(d: Path, vinefile: str, files: dict[str, str], worker_cores: int,
         manager.returncode = os.waitstatus_to_exitcode(status)
     return LocalRun(wall, usage.ru_utime + usage.ru_stime,
                     worker_usage.ru_utime + worker_usage.ru_stime,
-                    os.waitstatus_to_exitcode(status), rates_of(read_events(d)))
+                    os.waitstatus_to_exitcode(status), rates_of(read_events(d)), split)
 
 
 def trivial(args) -> None:
@@ -194,31 +278,44 @@ def trivial(args) -> None:
     same work as null commands (`command`), whose manager CPU per task is the floor."""
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls} "
-          f"trivial calls, slots={args.slots}, one worker with {args.worker_cores} cores")
-    print(f"{'mode':7} {'calls/s':>8} {'span':>7} {'wall':>7} {'call wall':>10} "
-          f"{'mgr CPU/call':>13} {'worker+lib CPU/call':>20}")
+          f"trivial calls, slots={args.slots}, one worker with {args.worker_cores} cores; "
+          f"{sys.executable}")
+    print("# per call: CPU in µs of the manager, the worker (its own process and library, "
+          "and split:\n# worker alone, library server, its calls' children or slots), minor "
+          "page faults of those three")
+    print(f"{'mode':13} {'calls/s':>7} {'span':>6} {'call wall':>9} {'mgr':>5} "
+          f"{'wrk+lib':>7} {'worker':>6} {'server':>6} {'calls':>6} "
+          f"{'faults':>6} {'server':>6} {'calls':>6}")
     files = {"lib.py": TRIVIAL}
+    trees = [("", None)] + ([("base ", os.path.abspath(args.baseline))] if args.baseline else [])
     for _ in range(args.repeat):
         for mode in [*args.modes, "command"]:
-            base = Path(args.workdir) / f"calls-{mode}"
-
-            def flow(n: int, mode: str = mode) -> str:
-                return null_flow(n) if mode == "command" else \
-                    library_flow(n, args.slots, mode, "lib.py", "touch")
-
-            one = run_local(base.with_name(base.name + "-1"), flow(1), files, args.worker_cores,
-                            args.timeout)
-            many = run_local(base, flow(args.calls), files, args.worker_cores, args.timeout)
-            r = many.rates
-            n = max(1, args.calls - 1)
-            bad = "" if many.code == 0 and r.tasks == args.calls else \
-                f"  (exit {many.code}, {r.tasks} ok, {r.failed} failed)"
-            print(f"{mode:7} {r.per_s:8.0f} {r.span_s:6.2f}s {many.wall_s:6.2f}s "
-                  f"{r.median_wall_s * 1e3:8.2f}ms "
-                  f"{(many.manager_cpu_s - one.manager_cpu_s) / n * 1e6:11.0f}µs "
-                  f"{(many.worker_cpu_s - one.worker_cpu_s) / n * 1e6:18.0f}µs{bad}",
-                  flush=True)
+            for label, tree in trees:
+                _trivial_row(args, files, mode, label, tree)
     print(f"# load average at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+def _trivial_row(args, files: dict[str, str], mode: str, label: str, tree: str | None) -> None:
+    base = Path(args.workdir) / f"calls-{mode}"
+
+    def flow(n: int) -> str:
+        return null_flow(n) if mode == "command" else \
+            library_flow(n, args.slots, mode, "lib.py", "touch")
+
+    one = run_local(base.with_name(base.name + "-1"), flow(1), files, args.worker_cores,
+                    args.timeout, tree)
+    many = run_local(base, flow(args.calls), files, args.worker_cores, args.timeout, tree)
+    r = many.rates
+    n = max(1, args.calls - 1)
+    bad = "" if many.code == 0 and r.tasks == args.calls else \
+        f"  (exit {many.code}, {r.tasks} ok, {r.failed} failed)"
+    cpu = [(a - b) / n * 1e6 for a, b in zip(many.split[0::2], one.split[0::2], strict=True)]
+    faults = [(a - b) / n for a, b in zip(many.split[1::2], one.split[1::2], strict=True)]
+    print(f"{label + mode:13} {r.per_s:7.0f} {r.span_s:5.2f}s {r.median_wall_s * 1e3:7.2f}ms "
+          f"{(many.manager_cpu_s - one.manager_cpu_s) / n * 1e6:5.0f} "
+          f"{(many.worker_cpu_s - one.worker_cpu_s) / n * 1e6:7.0f} "
+          f"{cpu[0]:6.0f} {cpu[1]:6.0f} {cpu[2]:6.0f} "
+          f"{faults[0]:6.0f} {faults[1]:6.0f} {faults[2]:6.0f}{bad}", flush=True)
 
 
 # ------------------------------------------------------------------ the library hop alone
@@ -385,6 +482,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="--cluster: plain tasks, each paying the import")
     p.add_argument("--heavy", default="numpy", help="--cluster: the module imported")
     p.add_argument("--workdir", default=tempfile.gettempdir())
+    p.add_argument("--baseline", metavar="DIR",
+                   help="another copy of vinemake's sources (e.g. from git archive), run in "
+                        "turn with this checkout's (the trivial calls only)")
     p.add_argument("--timeout", type=float, default=600.0)
     args = p.parse_args(argv)
     unknown = set(args.modes) - {"fork", "direct"}
