@@ -17,6 +17,7 @@ from vinemake.worker.libraries import (
     CallHandle,
     CallResult,
     LibraryPool,
+    _Latch,
     describe_exit,
     split_call,
     tail,
@@ -541,3 +542,14 @@ def test_a_library_starts_with_the_thread_counts_of_its_cores(pool, tmp_path, sa
                        copier(tmp_path / "threads.py"))
     assert library.call("threads", ["out"], str(sandbox)).ok
     assert (sandbox / "out").read_text() == "3 3 3 1"
+
+
+def test_a_latch_set_from_another_thread_wakes_its_waiter_and_stays_open():
+    latch = _Latch()
+    assert (latch.is_set(), latch.wait(0), latch.wait(-1.5)) == (False, False, False)
+    setter = threading.Thread(target=latch.set)
+    setter.start()
+    assert latch.wait() is True  # no timeout: returns only once set
+    setter.join()
+    latch.set()  # a second set (a call answered after it was cancelled) is harmless
+    assert (latch.is_set(), latch.wait(0), latch.wait(), latch.wait(5.0)) == (True,) * 4

@@ -181,13 +181,49 @@ class _StartFailed(Exception):
     """The library process ended, or never said it was ready; args[0] is a CallResult."""
 
 
+class _Latch:
+    """A one-shot event on one bare lock: set() wakes wait(), and every later wait returns at
+    once. threading.Event builds a new lock for each wait and notifies through a Condition's
+    Python code; a call's hot path crosses two of them, between the reader and the caller."""
+
+    __slots__ = ("_lock", "_set")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._lock.acquire()  # held until set
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+        _open(self._lock)
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once set; False if `timeout` seconds passed first."""
+        if self._set:
+            return True
+        limit = -1 if timeout is None else min(max(timeout, 0.0), threading.TIMEOUT_MAX)
+        if self._lock.acquire(timeout=limit):
+            _open(self._lock)  # left open for every later wait
+        return self._set
+
+
+def _open(lock) -> None:
+    try:
+        lock.release()
+    except RuntimeError:
+        pass  # open already: set twice, or a waiter went through and opened it again
+
+
 class CallHandle:
     """One call, from before it has a slot until its response: cancel() stops it from any
     thread (a call not begun never runs; a running one is cancelled in its library)."""
 
     def __init__(self) -> None:
-        self.done = threading.Event()  # answered, or cancelled: the caller wakes
-        self.answered = threading.Event()
+        self.done = _Latch()  # answered, or cancelled: the caller wakes
+        self.answered = _Latch()
         self.result: CallResult | None = None
         self.cancelled = False
 
