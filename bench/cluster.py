@@ -76,7 +76,11 @@ class Run:
     big: tuple[tuple[str, str, float, float], ...] = ()
     resent: int = 0  # TCP segments the workers' hosts sent again (lost ones: /proc/net/snmp)
     input_drops: int = 0  # packets this machine's per-CPU input queues dropped during the run
+    manager_resent: int = 0  # TCP segments the manager's host resent (the root namespace's)
     joins_s: float = 0.0  # from the first worker joining to the last (a hop starts at its join)
+    from_first_s: float = 0.0  # from the first worker's join to the manager's exit
+    from_all_s: float = 0.0  # from the last worker's join (all of them there) to the exit
+    warm: bool = False  # the workers had started and served a warm-up manager first
 
 
 @dataclass(frozen=True)
@@ -126,25 +130,32 @@ def _input_drops() -> int:
 
 def _resent(cluster: netns.Cluster, workers: int) -> int:
     """TCP segments retransmitted by the hosts' kernels (each namespace counts its own)."""
-    total = 0
-    for i in range(workers):
-        rows = [line.split() for line in cluster.run(i, ["cat", "/proc/net/snmp"]).stdout
-                .splitlines() if line.startswith("Tcp:")]
-        if len(rows) == 2 and "RetransSegs" in rows[0]:
-            total += int(rows[1][rows[0].index("RetransSegs")])
-    return total
+    return sum(_retrans(cluster.run(i, ["cat", "/proc/net/snmp"]).stdout)
+               for i in range(workers))
 
 
-def _join_spread(wf: Path) -> float:
-    """Seconds from the first worker's join to the last one's (the run's `worker_join` events):
-    the bench starts every worker at once on this machine's cores, a pipeline's last hop
-    cannot start before its worker joined, and a single copy waits only for the first."""
+def _retrans(snmp: str) -> int:
+    """RetransSegs of one namespace's /proc/net/snmp text."""
+    rows = [line.split() for line in snmp.splitlines() if line.startswith("Tcp:")]
+    if len(rows) == 2 and "RetransSegs" in rows[0]:
+        return int(rows[1][rows[0].index("RetransSegs")])
+    return 0
+
+
+def _manager_resent() -> int:
+    """RetransSegs of the manager's namespace, the root one (the whole machine's other TCP
+    traffic too, nearly all on loopback, which loses nothing)."""
+    return _retrans(Path("/proc/net/snmp").read_text())
+
+
+def _joins(wf: Path) -> list[float]:
+    """The Unix times the run's workers joined (its `worker_join` events), in order."""
     times = []
     for events in wf.glob(".vinemake/runs/*/events.jsonl"):
         for line in events.read_text().splitlines():
             if '"worker_join"' in line:
                 times.append(json.loads(line)["t"])
-    return max(times) - min(times) if times else 0.0
+    return sorted(times)
 
 
 def _process_cpu(pid: int) -> tuple[float, float]:
@@ -158,10 +169,13 @@ def _process_cpu(pid: int) -> tuple[float, float]:
 
 def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes | str],
                    vinefile: str, options: list[str], cores: int = 1, disk_mb: int = 4000,
-                   check: Callable[[Path], str | None] | None = None) -> Run:
+                   check: Callable[[Path], str | None] | None = None,
+                   warm: bool = False) -> Run:
     """Write the workflow, start manager + workers on a new cluster, wait, measure, tear down.
 
-    `check(workflow dir)` says what is wrong with the outputs, or None.
+    `check(workflow dir)` says what is wrong with the outputs, or None. `warm`: the workers
+    start first and serve a warm-up manager (`_warm_up`), and the run is timed from the
+    measured manager's start; otherwise they start with it.
     """
     cluster = netns.Cluster.up(workers, rate, kind="vmb")
     scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-", dir=WORKDIR))
@@ -173,17 +187,22 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         (wf / "Vinefile").write_text(vinefile)
         for name, data in files.items():
             (wf / name).write_bytes(data if isinstance(data, bytes) else data.encode())
+        port = _warm_up(d, scratch, workers, cores, disk_mb) if warm else 0
         before = cluster.stats()
+        workers_before = [_process_cpu(p.pid) for p in d.workers.values()]
         start = time.perf_counter()
         cpu_before, children_before = _machine_cpu(), resource.getrusage(resource.RUSAGE_CHILDREN)
-        drops_before = _input_drops()
-        d.start_manager(wf, *options)
-        for i in range(workers):
-            d.start_worker(i, cores=cores, disk_mb=disk_mb)
+        drops_before, manager_resent = _input_drops(), _manager_resent()
+        d.start_manager(wf, *options, port=port)
+        if not warm:
+            for i in range(workers):
+                d.start_worker(i, cores=cores, disk_mb=disk_mb)
         code = d.wait_manager(timeout=3600)
-        wall = time.perf_counter() - start
-        cpu = _cpu_since(cpu_before, children_before, [p.pid for p in d.workers.values()])
+        wall, ended = time.perf_counter() - start, time.time()
+        cpu = _cpu_since(cpu_before, children_before, [p.pid for p in d.workers.values()],
+                         workers_before)
         drops = _input_drops() - drops_before
+        manager_resent = _manager_resent() - manager_resent
         after = cluster.stats()
         resent = _resent(cluster, workers)
         peak = disk.stop()
@@ -204,6 +223,7 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
         largest = max((t.size for t in log), default=0)
         big = [t for t in log if t.size == largest]
         span = max((t.end for t in big), default=0) - min((t.start for t in big), default=0)
+        joins = _joins(wf) or [ended]
         return Run(label, wall, sum(sent.values()), sent.get("root", 0), len(log),
                    max(to_workers.values(), default=0), max(everything.values(), default=0),
                    len(big), span, code == 0 and not wrong, peak,
@@ -211,7 +231,8 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
                    tuple((t.source, t.dest, round(t.start - big[0].start, 2),
                           round(t.end - t.start, 2))
                          for t in sorted(big, key=lambda t: t.start)), resent, drops,
-                   _join_spread(wf))
+                   joins[-1] - joins[0], ended - joins[0], ended - joins[-1], warm,
+                   manager_resent)
     finally:
         disk.stop()
         d.close()
@@ -225,13 +246,39 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _cpu_since(machine: tuple[list[float], int], children, workers: list[int]) -> Cpu:
-    """The CPU spent since `machine` and `children` were taken; the manager is the child just
-    reaped, the workers are still alive (they wait for the next manager)."""
+def _warm_up(d: netns.Deployment, scratch: Path, workers: int, cores: int,
+             disk_mb: int) -> int:
+    """Start the workers and let them serve a warm-up manager: one null task each, so every
+    one of them joined it; its port, which the next manager takes over.
+
+    Pilot workers on a real cluster start on their own hosts' CPUs and wait for a manager;
+    started with the run on this machine's two cores, eight interpreters starting at once
+    joined up to 0.7 s apart. Leaving the warm-up manager together, they knock again on the
+    same schedule (worker.py: every 0.5 s at most), so they join the next manager together.
+    """
+    warm = scratch / "warm"
+    barrier = warm / "barrier"
+    barrier.mkdir(parents=True)
+    (warm / "Vinefile").write_text(_barrier_rules(workers, barrier, "warm", ""))
+    port = d.start_manager(warm)
+    for i in range(workers):
+        d.start_worker(i, cores=cores, disk_mb=disk_mb)
+    code = d.wait_manager(timeout=600)
+    if code != 0:
+        raise RuntimeError(f"the warm-up manager exited {code}: {d.manager_output()[-2000:]}")
+    return port
+
+
+def _cpu_since(machine: tuple[list[float], int], children, workers: list[int],
+               workers_before: list[tuple[float, float]]) -> Cpu:
+    """The CPU spent since `machine`, `children` and `workers_before` (each worker's user
+    and system seconds, none for workers started since) were taken; the manager is the child
+    just reaped, the workers are still alive (they wait for the next manager)."""
     (t0, c0), (t1, c1) = machine, _machine_cpu()
     d = [b - a for a, b in zip(t0, t1, strict=True)]
     now = resource.getrusage(resource.RUSAGE_CHILDREN)
     per = [_process_cpu(pid) for pid in workers]
+    per += [(-u, -s) for u, s in workers_before]
     return Cpu(sum(u for u, _ in per), sum(s for _, s in per),
                now.ru_utime - children.ru_utime, now.ru_stime - children.ru_stime,
                d[0] + d[1], d[2], d[6], d[3] + d[4], c1 - c0)
@@ -269,12 +316,18 @@ def replication_workflow(workers: int, barrier: Path) -> str:
     started, on an emulated cluster whose hosts share one filesystem) makes each task hold its
     worker, so the input must reach every worker, which is what this benchmark measures.
     """
+    return _barrier_rules(workers, barrier, "sum", "big.in", "cksum < big.in")
+
+
+def _barrier_rules(tasks: int, barrier: Path, name: str, inputs: str,
+                   command: str = "true") -> str:
+    """`tasks` one-core rules name.i, each waiting until all have started, then `command`."""
     # single quotes: the Vinefile expands nothing inside them, the shell does
-    wait = (f"timeout 600 sh -c 'until [ \"$(ls {barrier} | wc -l)\" -ge {workers} ]; "
+    wait = (f"timeout 600 sh -c 'until [ \"$(ls {barrier} | wc -l)\" -ge {tasks} ]; "
             f"do sleep 0.1; done'")
-    return "\n".join(f"@resources cores=1\nsum.{i}: big.in\n\t"
-                     f"touch {barrier}/sum.{i}; {wait}; cksum < big.in > sum.{i}\n"
-                     for i in range(workers))
+    return "\n".join(f"@resources cores=1\n{name}.{i}: {inputs}\n\t"
+                     f"touch {barrier}/{name}.{i}; {wait}; {command} > {name}.{i}\n"
+                     for i in range(tasks))
 
 
 ONE_CORE = "@resources cores=1\n"
@@ -332,7 +385,8 @@ def bench_replication(args) -> dict:
         barrier = Path(tempfile.mkdtemp(prefix="vinemake-barrier-"))
         try:
             return run_on_cluster(label, args.workers, args.rate, files,
-                                  replication_workflow(tasks, barrier), options)
+                                  replication_workflow(tasks, barrier), options,
+                                  warm=not args.cold_start)
         finally:
             shutil.rmtree(barrier, ignore_errors=True)
 
@@ -371,6 +425,10 @@ def bench_replication(args) -> dict:
                                    for limit, run in base.items()},
             "baseline_span_vs_single": {limit: run.big_span_s / single.big_span_s
                                         for limit, run in base.items()},
+            "medians": {"single": _medians(singles),
+                        **{f"peer {limit}": _medians(runs) for limit, runs in peers.items()},
+                        **{f"baseline peer {limit}": _medians(runs)
+                           for limit, runs in before.items() if runs}},
             "target_speedup": 2.5, "target_vs_single": 1.2}
 
 
@@ -386,6 +444,14 @@ def _pythonpath(checkout: str):
             del os.environ["PYTHONPATH"]
         else:
             os.environ["PYTHONPATH"] = old
+
+
+MEASURES = ("wall_s", "from_first_s", "from_all_s", "big_span_s", "joins_s")
+
+
+def _medians(runs: list[Run]) -> dict[str, float]:
+    """Each measure's median over the runs (the lower middle one of an even count)."""
+    return {m: sorted(getattr(r, m) for r in runs)[(len(runs) - 1) // 2] for m in MEASURES}
 
 
 def _median_run(runs: list[Run]) -> Run:
@@ -509,45 +575,32 @@ def report(name: str, r: dict) -> str:
 def _report_replication(r: dict) -> str:
     s, one = r["manager_only"], r["single"]
     of = f" (median of {r['repeat']})" if r["repeat"] > 1 else ""
-    walls = ", ".join(f"{x['wall_s']:.1f}" for x in r["singles"])
     mb = r["input_mb"]
-    lines = [f"replication  {mb:.0f} MB to {r['workers']} workers at {r['rate']} "
-             f"(load average at the end {' '.join(r['loadavg'])}):"]
+    warm = one.get("warm")
+    lines = [f"replication  {mb:.0f} MB to {r['workers']} workers at {r['rate']}, workers "
+             + ("started first (a warm-up manager each)" if warm else "started with the run")
+             + f" (load average at the end {' '.join(r['loadavg'])}):"]
     if s:
         lines.append(f"             manager-only {s['wall_s']:.1f}s ({s['big_copies']} copies "
                      f"in {s['big_span_s']:.1f}s, root sent {s['root_bytes'] / MB:.0f} MB)")
+    lines += _report_measures(r)
     lines.append(f"             single copy (one task){of}: {one['wall_s']:.1f}s, the copy "
-                 f"{one['big_span_s']:.1f}s (runs: {walls})")
+                 f"{one['big_span_s']:.1f}s")
+    lines += _report_runs(r["singles"])
     if one.get("cpu"):
         lines.append("               all told, " + Cpu(**one["cpu"]).line(mb))
-    lines.append("               workers joined over (first to last, s): " +
-                 ", ".join(f"{x.get('joins_s', 0):.2f}" for x in r["singles"]))
-    lines.append("               packets lost: TCP segments the workers resent " +
-                 ", ".join(str(x.get("resent", 0)) for x in r["singles"]) +
-                 "; dropped by this machine's input queues " +
-                 ", ".join(str(x.get("input_drops", 0)) for x in r["singles"]))
     for name, key in (("baseline peer", "baseline_"), ("peer", "")):
         for limit, p in r[f"{key}peer"].items():
             held = "held" if p["peak_per_source"] <= limit else "EXCEEDED"
-            runs = r[f"{key}peers"][limit]
-            walls = ", ".join(f"{x['wall_s']:.1f}/{x['big_span_s']:.1f}" for x in runs)
             faster = (f"; {r['speedup'][limit]:.2f}x faster than manager-only (target >= 2.5x)"
                       if s and not key else "")
             lines.append(f"             {name}, --transfer-limit {limit}{of}: {p['wall_s']:.1f}s "
                          f"({p['big_copies']} copies in {p['big_span_s']:.1f}s, root sent "
                          f"{p['root_bytes'] / MB:.0f} MB, at most {p['peak_per_source']} "
-                         f"transfers per source at once: limit {held}; runs wall/copies: "
-                         f"{walls}): {r[f'{key}vs_single'][limit]:.2f}x the single copy's wall, "
-                         f"copies {r[f'{key}span_vs_single'][limit]:.2f}x its copy "
-                         f"(target <= 1.2x){faster}")
+                         f"transfers per source at once: limit {held}){faster}")
             lines.append("               copies (source>dest +start/seconds): " + ", ".join(
                 f"{src}>{dest} +{at:.1f}/{took:.1f}" for src, dest, at, took in p["big"]))
-            lines.append("               workers joined over (first to last, s): " +
-                         ", ".join(f"{x.get('joins_s', 0):.2f}" for x in runs))
-            lines.append("               packets lost: TCP segments the workers resent " +
-                         ", ".join(str(x.get("resent", 0)) for x in runs) +
-                         "; dropped by this machine's input queues " +
-                         ", ".join(str(x.get("input_drops", 0)) for x in runs))
+            lines += _report_runs(r[f"{key}peers"][limit])
             if p.get("cpu") and one.get("cpu"):
                 # the single run started as many workers and made one copy: the difference is
                 # what each further copy (received and forwarded) cost
@@ -555,6 +608,41 @@ def _report_replication(r: dict) -> str:
                 lines.append("               each further copy, " +
                              Cpu(**more).line(mb * (r["workers"] - 1)))
     return "\n".join(lines)
+
+
+MEASURE_NAMES = {"wall_s": "wall", "from_first_s": "from first join",
+                 "from_all_s": "from all joined", "big_span_s": "copies",
+                 "joins_s": "joins spread"}
+
+
+def _report_measures(r: dict) -> list[str]:
+    """A table of each measure's median, single copy and peers, and the ratios to the single
+    copy; the target is on the time from all workers' joining."""
+    medians = r["medians"]
+    single = medians["single"]
+    width = max(len(name) for name in medians) + 2
+    lines = ["             " + f"{'medians, s':{width}}" +
+             "".join(f"{MEASURE_NAMES[m]:>17}" for m in MEASURES)]
+    for name, m in medians.items():
+        lines.append("             " + f"{name:{width}}" +
+                     "".join(f"{m[k]:17.2f}" for k in MEASURES))
+        if name != "single":
+            lines.append("             " + f"{'  x the single':{width}}" + "".join(
+                f"{m[k] / max(single[k], 1e-9):16.2f}x" for k in MEASURES[:-1]))
+    lines.append("             target: peers within 1.2x of the single copy from all "
+                 "workers' joining (both runs timed from their last worker's join)")
+    return lines
+
+
+def _report_runs(runs: list[dict]) -> list[str]:
+    """Each run's measures, and the packets it lost."""
+    return ["               runs (s, " + ", ".join(MEASURE_NAMES[m] for m in MEASURES) + "): "
+            + "; ".join(" / ".join(f"{x.get(m, 0):.2f}" for m in MEASURES) for x in runs),
+            "               packets lost: TCP segments the workers resent " +
+            ", ".join(str(x.get("resent", 0)) for x in runs) + ", the manager's host " +
+            ", ".join(str(x.get("manager_resent", 0)) for x in runs) +
+            "; dropped by this machine's input queues " +
+            ", ".join(str(x.get("input_drops", 0)) for x in runs)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -573,6 +661,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="peer replication runs, one per --transfer-limit (default 3)")
     p.add_argument("--repeat", type=int, default=1, metavar="N",
                    help="replication: alternate the single-copy and peer runs N times, medians")
+    p.add_argument("--cold-start", action="store_true",
+                   help="replication: start the workers with each measured manager instead of "
+                        "first (they then join up to 0.7 s apart on this machine's 2 cores)")
     p.add_argument("--no-star", action="store_true",
                    help="replication: skip the manager-only (--no-peer-transfers) run")
     p.add_argument("--baseline", metavar="DIR",

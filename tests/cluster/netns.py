@@ -280,11 +280,12 @@ class Deployment:
         return str(path)
 
     def start_manager(self, workflow_dir: Path, *options: str, host: int | str = "root",
-                      ready_timeout: float = 60.0) -> int:
-        """Start `vinemake -T workers` on `workflow_dir` and wait for its port file."""
+                      ready_timeout: float = 60.0, port: int = 0) -> int:
+        """Start `vinemake -T workers` on `workflow_dir` and wait for its port file; `port`:
+        the one an earlier manager had, which its workers knock on again (0: any)."""
         port_file = self.scratch / "port"
         port_file.unlink(missing_ok=True)
-        argv = [shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", "0",
+        argv = [shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", str(port),
                 "--port-file", str(port_file), "--manager-host", self.cluster.addr(host),
                 *(["--password", self.password_file] if self.password_file else []), *options]
         out = open(self.scratch / "manager.out", "w")  # the child keeps it open
