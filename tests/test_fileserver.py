@@ -259,8 +259,11 @@ def test_forwarded_frames_stay_at_least_a_piece_while_the_file_trickles_in(tmp_p
 
 def test_the_arrival_rate_is_the_fastest_recent_window_and_the_pace_a_quarter_above_it():
     rate = fs.ArrivalRate(now=100.0)
-    rate.note(100.1, 1_000_000)  # the first window is not over yet: no pace
-    assert rate.pace() is None
+    assert rate.pace() is None  # nothing arrived yet
+    rate.note(100.1, 1_000_000)  # the first window is not over: the rate so far, 10 MB/s
+    assert rate.pace() == round(1.25 * 10_000_000)
+    rate.note(100.2, 1_400_000)
+    assert rate.pace() == round(1.25 * 7_000_000)
     rate.note(100.25, 2_500_000)  # 2.5 MB in 0.25 s
     assert rate.pace() == round(1.25 * 10_000_000)
     rate.note(100.75, 3_500_000)  # 1 MB in 0.5 s: slower, the faster window still counts

@@ -56,7 +56,8 @@ from vinemake.wire.protocol import (
 # once per hop).
 PIECE = 256 * 1024
 # A forward is paced at this much above the fastest rate its own copy has been arriving at,
-# measured over windows of PACE_WINDOW_S, the last PACE_WINDOWS of them: it cannot send
+# measured over windows of PACE_WINDOW_S, the last PACE_WINDOWS of them (before the first
+# window is over, over the time since the file's head came): it cannot send
 # faster than its bytes arrive for long anyway, and the bursts an unpaced sender makes when
 # each piece lands overflow its link's queue (see docs/performance.md, Cluster).
 PACE_HEADROOM = 1.25
@@ -194,20 +195,30 @@ class ArrivalRate:
     them, and the pace a forward of it may keep. Pure: the caller gives the clock."""
 
     def __init__(self, now: float):
+        self._start = now
         self._mark = (now, 0)  # the current window's start: time, bytes received by then
+        self._last = (now, 0)  # the latest note: time, bytes received by then
         self._rates: deque[float] = deque(maxlen=PACE_WINDOWS)
 
     def note(self, now: float, received: int) -> None:
+        self._last = (now, received)
         start, before = self._mark
         if now - start >= PACE_WINDOW_S:
             self._rates.append((received - before) / (now - start))
             self._mark = (now, received)
 
     def pace(self) -> int | None:
-        """Bytes per second a forward may send at; None (unpaced) until a window is over."""
-        if not self._rates:
-            return None
-        return max(1, round(PACE_HEADROOM * max(self._rates)))
+        """Bytes per second a forward may send at: above the fastest recent window's rate,
+        or before the first window is over, the rate so far (an unpaced forward's first
+        pieces left in bursts its link's queue dropped); None before anything arrived."""
+        if self._rates:
+            rate = max(self._rates)
+        else:
+            now, received = self._last
+            if not received or now <= self._start:
+                return None
+            rate = received / (now - self._start)
+        return max(1, round(PACE_HEADROOM * rate))
 
 
 class Growing:
