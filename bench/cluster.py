@@ -231,8 +231,8 @@ def run_on_cluster(label: str, workers: int, rate: str, files: dict[str, bytes |
                    tuple((t.source, t.dest, round(t.start - big[0].start, 2),
                           round(t.end - t.start, 2))
                          for t in sorted(big, key=lambda t: t.start)), resent, drops,
-                   joins[-1] - joins[0], ended - joins[0], ended - joins[-1], warm,
-                   manager_resent)
+                   manager_resent=manager_resent, joins_s=joins[-1] - joins[0],
+                   from_first_s=ended - joins[0], from_all_s=ended - joins[-1], warm=warm)
     finally:
         disk.stop()
         d.close()
