@@ -322,8 +322,11 @@ def replication_workflow(workers: int, barrier: Path) -> str:
 def _barrier_rules(tasks: int, barrier: Path, name: str, inputs: str,
                    command: str = "true") -> str:
     """`tasks` one-core rules name.i, each waiting until all have started, then `command`."""
-    # single quotes: the Vinefile expands nothing inside them, the shell does
-    wait = (f"timeout 600 sh -c 'until [ \"$(ls {barrier} | wc -l)\" -ge {tasks} ]; "
+    # single quotes: the Vinefile expands nothing inside them, the shell does. The count is
+    # the shell's own glob: a task that waits forks one `sleep` a round, not `ls` and `wc` in
+    # a subshell as well (the early workers' tasks wait while the last copies still run, on
+    # the same two cores, and a single copy's task never waits).
+    wait = (f"timeout 600 sh -c 'until set -- {barrier}/*; [ $# -ge {tasks} ]; "
             f"do sleep 0.1; done'")
     return "\n".join(f"@resources cores=1\n{name}.{i}: {inputs}\n\t"
                      f"touch {barrier}/{name}.{i}; {wait}; {command} > {name}.{i}\n"
