@@ -273,6 +273,29 @@ def test_the_arrival_rate_is_the_fastest_recent_window_and_the_pace_a_quarter_ab
     assert rate.pace() == round(1.25 * 2_000_000)
 
 
+@pytest.mark.skipif(not hasattr(socket, "TCP_INFO"), reason="TCP_INFO is Linux's")
+def test_a_connection_counts_the_bytes_its_kernel_took_in_read_or_not():
+    client, server = tcp_pair()
+    assert server.bytes_received() == 0
+    client.send_raw(b"x" * 100_000)
+    wait_for(lambda: server.bytes_received() == 100_000, "the bytes to arrive")
+    assert server.recv_payload(10) == b"x" * 10
+    assert server.bytes_received() == 100_000
+
+
+def test_a_forward_is_paced_to_the_bytes_reaching_the_host_not_to_those_landing_in_bursts(
+        tmp_path):
+    # The receiving thread woke late: eight pieces land at once, one piece's worth of bytes
+    # having reached the host in that time (a late reader of a socket holding the rest).
+    (tmp_path / "f").write_bytes(b"")
+    g = fs.Growing("out-1")
+    g.begin(16 * fs.PIECE, str(tmp_path / "f"), wire=1000)
+    time.sleep(1.2 * fs.PACE_WINDOW_S)  # not a race: the window only needs to be over
+    g.advance(8 * fs.PIECE, wire=1000 + fs.PIECE)
+    assert 0 < g.pace() <= fs.PACE_HEADROOM * fs.PIECE / (1.2 * fs.PACE_WINDOW_S) + 1
+    g.finish(True)
+
+
 def pacing_of(conn: p.Connection) -> int:
     return struct.unpack("Q", conn.sock.getsockopt(socket.SOL_SOCKET, p.SO_MAX_PACING_RATE, 8))[0]
 

@@ -131,10 +131,13 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
     stream = head.size < 0
     path = dest + ".tar" if stream else dest
     piece = memoryview(bytearray(PIECE))
+    # The pace of a forward follows the bytes reaching this host, counted by the kernel: a
+    # late wake-up of this thread lands many pieces at once, which is not the link's rate.
+    wire = conn.bytes_received if progress is not None else None
     # Unbuffered: a piece is visible to a forwarding reader as soon as it is written.
     with open(path, "wb", buffering=0) as f:
         if progress is not None:
-            progress.begin(head.size, path)
+            progress.begin(head.size, path, wire())
         while stream or got < head.size:
             kind, length = conn.recv_head()
             if kind != DATA:
@@ -155,7 +158,7 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
                 got += len(view)
                 length -= len(view)
                 if progress is not None:
-                    progress.advance(len(view))
+                    progress.advance(len(view), wire())
     if progress is not None:
         progress.all_in(h.hexdigest())
     if not stream:
@@ -243,18 +246,25 @@ class Growing:
         self._cond = threading.Condition()
         self._stall_s = stall_s
         self._rate = ArrivalRate(time.monotonic())
+        self._wire_base: int | None = None
 
-    def begin(self, size: int, path: str) -> None:
+    def begin(self, size: int, path: str, wire: int | None = None) -> None:
+        """The head arrived; `wire`: the connection's bytes received by then, as its kernel
+        counts them (None: it cannot say, and the rate follows the bytes landing here)."""
         fd = os.open(path, os.O_RDONLY)
         with self._cond:
             self.size, self._fd = size, fd
             self._rate = ArrivalRate(time.monotonic())
+            self._wire_base = wire
             self._cond.notify_all()
 
-    def advance(self, n: int) -> None:
+    def advance(self, n: int, wire: int | None = None) -> None:
+        """`n` more bytes landed; `wire` as for begin, now."""
         with self._cond:
             self.received += n
-            self._rate.note(time.monotonic(), self.received)
+            base = self._wire_base
+            arrived = self.received if wire is None or base is None else wire - base
+            self._rate.note(time.monotonic(), arrived)
             self._cond.notify_all()
 
     def pace(self) -> int | None:
