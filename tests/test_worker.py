@@ -304,6 +304,39 @@ def test_commands_start_with_sigpipe_at_its_default(runner):
     assert (o.result.status, o.result.stderr_tail) == ("failed", "")
 
 
+@pytest.mark.parametrize("spawn", ["posix_spawn", "Popen"])
+def test_a_command_ignores_what_the_worker_ignores_and_nothing_else(spawn, tmp_path,
+                                                                    monkeypatch):
+    # Popen's dispositions: a signal the worker ignores (here SIGHUP, as under nohup) stays
+    # ignored, every other is at its default (SIGPIPE and SIGXFSZ, which Python ignores, and
+    # SIGUSR1, which has a handler here). posix_spawn is told to default each of those.
+    if spawn == "Popen":
+        monkeypatch.setattr(runner_module, "_API", None)
+    elif runner_module._API is None:
+        pytest.skip("glibc's posix_spawn_file_actions_addchdir_np is not available here")
+    import signal
+
+    old = {sig: signal.signal(sig, handler) for sig, handler in (
+        (signal.SIGHUP, signal.SIG_IGN), (signal.SIGUSR1, lambda *a: None))}
+    monitor = Monitor(interval=0.05, delay=0.0)
+    try:
+        r = Runner(CacheDir(str(tmp_path / "run"), str(tmp_path / "forever")), monitor,
+                   Fetcher({}), str(tmp_path / "run"), "w1", same_host=True)
+        o = r.run(make_task("grep SigIgn /proc/self/status > s",
+                            outputs=[("out-s", "s", None)]))
+    finally:
+        monitor.close()
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    assert o.result.ok
+    # (the standard signals: glibc's posix_spawn ignores two real-time ones it uses itself)
+    mask = int(open(r.cache.get("out-s").path).read().split()[1], 16) & (1 << 31) - 1
+    assert mask == 1 << (signal.SIGHUP - 1)
+    if runner_module._API is not None:  # the next session's commands: SIGHUP at its default
+        runner_module._API.note_signals()
+        assert runner_module._API.attr is runner_module._API._attrs[()]
+
+
 def test_a_command_leads_its_own_process_group_in_its_sandbox(runner):
     o = runner.run(make_task("ps -o pgid= $$ > g; echo $$ >> g; pwd > d",
                              outputs=[("out-g", "g", None), ("out-d", "d", None)]))

@@ -225,6 +225,8 @@ class Runner:
         # environment's key lock).
         self._activated: dict[str, tuple[tuple[str, str], ...]] = {}
         self._base_env = dict(os.environb)  # bytes: subprocess need not encode it per task
+        if _API is not None:
+            _API.note_signals()  # what its commands ignore: what this process ignores now
         self._own_peak_kb = 0  # this worker's peak RSS when last asked (_command_peak_mb)
         self._locks_lock = threading.Lock()
 
@@ -695,22 +697,6 @@ class _SpawnAPI:
         self.closefrom = getattr(libc, "posix_spawn_file_actions_addclosefrom_np", None)
         if self.closefrom is not None:
             self.closefrom.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        self.attr = ctypes.create_string_buffer(self._OPAQUE)
-        # The command starts as Popen would start it: its own process group (so a kill takes
-        # all it started), no blocked signals, SIGPIPE and SIGXFSZ back to their defaults
-        # (Python ignores both, and a pipeline like `yes | head` needs SIGPIPE to stop).
-        sigdef = ctypes.create_string_buffer(self._OPAQUE)
-        empty = ctypes.create_string_buffer(self._OPAQUE)
-        libc.sigemptyset(sigdef)
-        libc.sigemptyset(empty)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-            libc.sigaddset(sigdef, int(sig))
-        self._check(libc.posix_spawnattr_init(self.attr))
-        self._check(libc.posix_spawnattr_setsigdefault(self.attr, sigdef))
-        self._check(libc.posix_spawnattr_setsigmask(self.attr, empty))
-        self._check(libc.posix_spawnattr_setpgroup(self.attr, 0))
-        self._check(libc.posix_spawnattr_setflags(
-            self.attr, ctypes.c_short(self.SETPGROUP | self.SETSIGDEF | self.SETSIGMASK)))
         libc.posix_spawn_file_actions_addopen.argtypes = [ctypes.c_void_p, ctypes.c_int,
                                                           ctypes.c_char_p, ctypes.c_int,
                                                           ctypes.c_uint]
@@ -720,11 +706,60 @@ class _SpawnAPI:
         # reused, and building them costs ten foreign calls and, per dup2, a getrlimit.
         self._actions: dict[tuple[str, str], ctypes.Array] = {}
         self._actions_lock = threading.Lock()
+        # Every signal whose disposition a command gets from here (glibc refuses to name its
+        # own internal ones, and nobody can change SIGKILL's or SIGSTOP's).
+        probe = ctypes.create_string_buffer(self._OPAQUE)
+        libc.sigemptyset(probe)
+        self._signals = tuple(s for s in range(1, signal.NSIG)
+                              if s not in (signal.SIGKILL, signal.SIGSTOP)
+                              and libc.sigaddset(probe, s) == 0)
+        self._attrs: dict[tuple[int, ...], ctypes.Array] = {}  # see note_signals()
+        self.note_signals()
 
     @staticmethod
     def _check(rc: int) -> None:
         if rc:
             raise OSError(rc, os.strerror(rc))
+
+    def note_signals(self) -> None:
+        """Start commands, from now on, with the signals this process ignores now ignored.
+
+        glibc's child, before it execs, resets every signal it is not told to default by
+        first asking for its disposition: two system calls a signal. Told to default every
+        signal but those ignored here, it makes one each (some sixty fewer per command,
+        while the spawning thread waits), and the command gets what Popen would give it.
+        Asking Python for every signal's handler costs about as much as those calls, so it
+        is done once per session (Runner), not per command.
+        """
+        ignored = tuple(s for s in self._signals if signal.getsignal(s) is signal.SIG_IGN
+                        and s not in (signal.SIGPIPE, signal.SIGXFSZ))
+        with self._actions_lock:
+            attr = self._attrs.get(ignored)
+            if attr is None:
+                attr = self._attrs[ignored] = self._attr_ignoring(ignored)
+        self.attr = attr
+
+    def _attr_ignoring(self, ignored: tuple[int, ...]) -> ctypes.Array:
+        """Spawn attributes: the command starts as Popen would start it, in its own process
+        group (so a kill takes all it started), no blocked signals, every signal at its
+        default but those in `ignored` (Python ignores SIGPIPE and SIGXFSZ, and a pipeline
+        like `yes | head` needs SIGPIPE to stop: both are defaulted)."""
+        libc = self.libc
+        attr = ctypes.create_string_buffer(self._OPAQUE)
+        sigdef = ctypes.create_string_buffer(self._OPAQUE)
+        empty = ctypes.create_string_buffer(self._OPAQUE)
+        libc.sigemptyset(sigdef)
+        libc.sigemptyset(empty)
+        for sig in self._signals:
+            if sig not in ignored:
+                libc.sigaddset(sigdef, sig)
+        self._check(libc.posix_spawnattr_init(attr))
+        self._check(libc.posix_spawnattr_setsigdefault(attr, sigdef))
+        self._check(libc.posix_spawnattr_setsigmask(attr, empty))
+        self._check(libc.posix_spawnattr_setpgroup(attr, 0))
+        self._check(libc.posix_spawnattr_setflags(
+            attr, ctypes.c_short(self.SETPGROUP | self.SETSIGDEF | self.SETSIGMASK)))
+        return attr
 
     def env(self, base: dict, extra: tuple[tuple[str, str], ...]) -> ctypes.Array:
         """The environment as a NULL-terminated char*[], built once per distinct `extra`
