@@ -158,3 +158,17 @@ def test_lazy_keys_are_made_when_asked_for_and_are_the_same_keys():
     assert dict(lazy.rules) == dict(eager.rules) and dict(lazy.files) == dict(eager.files)
     with pytest.raises(KeyError):
         lazy.key_of(4)
+
+
+def test_a_rules_record_from_keys_is_the_one_rule_key_makes_from_scratch():
+    # Keys.rules reuses the key and outputs made while keying (only parts and inputs are
+    # made again): every shape of rule must come out as rule_key() makes it whole.
+    lib = rule(0, [], ["a.txt"], "python3 -m vinemake.library m.py", library="ml")
+    rules = [rule(1, ["x", "d/x2"], ["b.txt", "a.txt"], "cat  a.txt b.txt > x"),
+             rule(2, ["y"], ["x"], "c2", env=(("X", "1"),), resources=Resources(cores=2)),
+             rule(3, ["z"], [], "c3"), rule(4, ["w"], ["y", "d/x2", "z"], "c4"),
+             rule(5, ["s"], ["x"], "score s", call="ml"), lib]
+    keys = compute_keys(rules, SRC)
+    for r in rules[:-1]:
+        lib_key = keys.key_of(0) if r.call else None
+        assert keys.rules[r.id] == rule_key(r, keys.files, lib_key, r.resources)

@@ -562,10 +562,11 @@ class Engine:
         """The Task for rule `rid`: absolute paths, keys, resources, library."""
         rule = self.rules[rid]
         inputs = self._inputs(rule)
-        outputs = tuple(TaskFile(key, sandbox, None if self.stays_remote(rid) else self.path(path))
-                        for path, sandbox, key in self.keys.outputs_of(rid))
+        remote = self.stays_remote(rid)
+        outputs = tuple([TaskFile(key, sandbox, None if remote else self.path(path))
+                         for path, sandbox, key in self.keys.outputs_of(rid)])
         command = rule.command
-        if not (rule.local or rule.subworkflow or rule.call) and \
+        if inputs and not (rule.local or rule.subworkflow or rule.call) and \
                 any(f.sandbox[:1] == "/" or ".." in f.sandbox for f in inputs):
             inputs, outputs, command = arrange(inputs, outputs, command, self.root)
         return Task(
@@ -950,7 +951,8 @@ class Engine:
         status = _END_STATUS.get(result.status, "failed")
         code = result.exit_code
         m = result.measured
-        self.events.keep_stderr(failed_dir_name(rule.name), result.stderr_tail)
+        if result.stderr_tail:  # (a rule's directory name is made only for a tail to keep)
+            self.events.keep_stderr(failed_dir_name(rule.name), result.stderr_tail)
         fields = {}
         if status != "ok" and status != "withdrawn" and not retrying:
             fields = {"info": os.path.join(self._failed_dir(rule), "INFO"),
@@ -967,7 +969,8 @@ class Engine:
             disk_mb=m.disk_mb if m.samples else None,
             bytes_read=m.bytes_read if m.samples else None,
             bytes_written=m.bytes_written if m.samples else None,
-            input_bytes=sum(self.sizes.get(norm(f.path), 0) for f in rule.sources),
+            input_bytes=sum([self.sizes.get(norm(f.path), 0) for f in rule.sources])
+            if rule.sources else 0,
             message="" if result.ok else _describe(result), retrying=retrying, **fields)
 
     # -- garbage collection (-g, see core/collection.py) ------------------------------------

@@ -109,17 +109,25 @@ def shell_words(command: str) -> str:
 
 
 def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | None = None,
-             resources: Resources | None = None) -> RuleKey:
-    """The key of `rule` given the keys of its inputs (by path) and of the library it calls."""
+             resources: Resources | None = None,
+             known: tuple[str, tuple[Output, ...]] | None = None) -> RuleKey:
+    """The key of `rule` given the keys of its inputs (by path) and of the library it calls.
+
+    `known`: its key and outputs, made already (Keys has them from the run's keying): only
+    its parts and inputs are made, not the key's text and digests again.
+    """
     res = resources if resources is not None else rule.resources
     kind = _kind(rule) if (rule.local or rule.subworkflow or rule.call or rule.library) else ""
     # Each part is hashed alone, so its own encoding only has to be unambiguous by itself.
     # The (name, digest) pairs other rules share are made once and shared.
     command = ("command", digest(shell_words(rule.command).encode("utf-8", "surrogateescape")))
     parts = (command, *_rest_parts(rule.env, res.cores, res.gpus, library_key, kind))
+    sources = rule.sources
+    if known is not None:
+        return _tuple_new(RuleKey, (known[0], parts, tuple(sorted(
+            [(p, input_keys[p]) for p in [norm(f.path) for f in sources]])), known[1]))
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
     head = "".join([part[1] for part in parts])
-    sources = rule.sources
     inputs: tuple[tuple[str, str], ...] = ()
     if not sources:  # common enough to skip sorting and zipping
         text = head + "0:"
@@ -279,7 +287,8 @@ class Keys:
             lib = self._libraries.get(rule.call) if rule.call else None
             res = self._resources_of(rule) if self._resources_of else rule.resources
             rk = self._cache[rid] = rule_key(rule, self.files,
-                                             self.key_of(lib.id) if lib else None, res)
+                                             self.key_of(lib.id) if lib else None, res,
+                                             (self.key_of(rid), self.outputs_of(rid)))
         return rk
 
 

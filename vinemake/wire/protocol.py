@@ -624,21 +624,24 @@ def outcome_to_wire(o: TaskOutcome) -> dict:
 
 
 def outcome_from_wire(d: dict) -> TaskOutcome:
+    # One a task on the manager's loop: lists (not generators) and positional fields, and
+    # nothing built for the lists a successful task leaves empty.
     try:
-        outputs = tuple((str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"])
-        result = TaskResult(
-            task_id=d["id"], status=d["status"], exit_code=d["exit_code"], reason=d["reason"],
-            stderr_tail=d["stderr"], measured=Measured(**d["measured"]), worker=d["worker"],
-            outputs=tuple((k, s, h) for k, s, h, _ in outputs))
-        failed = tuple((str(n), str(k), str(p)) for n, k, p in d["failed"])
-        unfetched = tuple((str(k), tuple(str(s) for s in sources))
-                          for k, sources in d.get("unfetched", ()))
-        inline = tuple((str(k), base64.b64decode(data, validate=True))
-                       for k, data in d.get("inline", ()))
+        outputs = tuple([(str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"]])
+        result = TaskResult(d["id"], d["status"], d["exit_code"], d["reason"], d["stderr"],
+                            Measured(**d["measured"]), d["worker"],
+                            tuple([(k, s, h) for k, s, h, _ in outputs]))
+        failed = d["failed"]
+        failed = tuple([(str(n), str(k), str(p)) for n, k, p in failed]) if failed else ()
+        unfetched = d.get("unfetched")
+        unfetched = tuple([(str(k), tuple([str(s) for s in sources]))
+                           for k, sources in unfetched]) if unfetched else ()
+        inline = d.get("inline")
+        inline = tuple([(str(k), base64.b64decode(data, validate=True))
+                        for k, data in inline]) if inline else ()
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
-    return TaskOutcome(result=result, outputs=outputs, failed=failed, unfetched=unfetched,
-                   inline=inline)
+    return TaskOutcome(result, outputs, failed, unfetched, inline)
 
 
 def resources_to_wire(r: Resources) -> dict:
