@@ -218,7 +218,8 @@ class Monitor:
             w._fd = fd
             self._by_fd[fd] = w
         try:
-            self._epoll.register(fd, select.EPOLLIN)  # already readable if it exited meanwhile
+            # Already readable if it exited meanwhile. One-shot: see _reap.
+            self._epoll.register(fd, select.EPOLLIN | select.EPOLLONESHOT)
         except (ValueError, OSError):  # the monitor is closing: wait the slow way
             with self._lock:
                 self._by_fd.pop(fd, None)
@@ -244,15 +245,12 @@ class Monitor:
                 w.reaped = True
         if w is None:
             return None
-        # Out of the epoll set before it is closed. Closing alone takes it out only once no
-        # descriptor is left on its file, and a command spawned meanwhile holds a copy of
-        # every descriptor until it execs: epoll then kept reporting the exited command
-        # under this number, which the next command's pidfd had been given, and that command
-        # was taken for reaped (its outputs collected before it had made them).
-        try:
-            self._epoll.unregister(fd)
-        except (ValueError, OSError):  # the loop is closing the set
-            pass
+        # Closing takes the pidfd out of the epoll set only once no descriptor is left on
+        # its file, and a command spawned meanwhile holds a copy of every descriptor until
+        # it execs. Were it still armed, epoll would report the exited command again under
+        # this number, which the next command's pidfd may have been given, and that command
+        # would be taken for reaped (its outputs collected before it made them). Registered
+        # one-shot, it was disarmed as this exit was reported: no system call to take it out.
         os.close(fd)
         return (w, *self._reaped(w))  # readable: it has exited, so the wait does not block
 
