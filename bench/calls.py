@@ -6,6 +6,8 @@ tasks doing the same work.
     python3 bench/calls.py --calls 1000 --slots 4 --modes direct --repeat 3
     python3 bench/calls.py --pool                    # the library hop alone: LibraryPool and a
                                                      # real library process, no manager
+    python3 bench/calls.py --channel                 # the library program alone, over its
+                                                     # channel: server and calls' CPU, faults
     sudo python3 bench/calls.py --cluster            # 8 emulated workers (network namespaces):
                                                      # heavy-import library calls against plain
                                                      # tasks each paying the import, same run
@@ -397,6 +399,82 @@ def _session_usage(sid: int) -> tuple[float, int]:
     return total / os.sysconf("SC_CLK_TCK"), faults
 
 
+# ------------------------------------------------------------------ the library program alone
+
+
+def channel(args) -> None:
+    """The Python library program driven over its own channel (no pool, worker or manager):
+    its server's CPU and page faults per call, and its calls' processes' (fork mode's children,
+    reaped; direct mode's slots, alive), from /proc."""
+    d = Path(tempfile.mkdtemp(prefix="vinemake-calls-", dir=args.workdir))
+    (d / "lib.py").write_text(TRIVIAL)
+    (d / "sandbox").mkdir()
+    print(f"# load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {args.calls} "
+          f"calls straight to `{sys.executable} -m vinemake.library`; per call:")
+    print(f"{'mode':7} {'in flight':>9} {'calls/s':>8} {'server CPU':>11} {'faults':>7} "
+          f"{'calls CPU':>10} {'faults':>7}")
+    try:
+        for mode in args.modes:
+            for inflight in sorted({1, args.slots}):
+                rate, cpu, faults = _drive(d, mode, inflight, args.calls)
+                print(f"{mode:7} {inflight:9} {rate:8.0f} {cpu[0] * 1e6:9.0f}µs "
+                      f"{faults[0]:7.1f} {cpu[1] * 1e6:8.0f}µs {faults[1]:7.1f}", flush=True)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _drive(d: Path, mode: str, inflight: int, calls: int):
+    """Calls/s, (server, calls') CPU s per call and (server, calls') minor faults per call."""
+    option = [] if mode == "fork" else ["--mode", mode]
+    lib = subprocess.Popen([sys.executable, "-m", "vinemake.library", *option, str(d / "lib.py")],
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=d)
+    try:
+        assert json.loads(lib.stdout.readline())["ready"] is True
+
+        def send(i: int) -> None:
+            lib.stdin.write(json.dumps({"id": i, "function": "touch", "args": [f"c{i}"],
+                                        "cwd": str(d / "sandbox")}).encode() + b"\n")
+
+        def answered() -> None:
+            line = lib.stdout.readline()
+            assert b'"status": "ok"' in line, line
+
+        for i in range(max(inflight, 20)):  # warm: the slots are forked, the loop has run
+            send(i)
+            lib.stdin.flush()
+            answered()
+        before, start = _library_usage(lib.pid), time.perf_counter()
+        for i in range(inflight):
+            send(i)
+        lib.stdin.flush()
+        for i in range(inflight, calls + inflight):
+            answered()
+            if i < calls:
+                send(i)
+                lib.stdin.flush()
+        wall, after = time.perf_counter() - start, _library_usage(lib.pid)
+    finally:
+        lib.stdin.close()
+        lib.wait()
+    return (calls / wall, tuple((a - b) / calls for a, b in zip(after[0], before[0], strict=True)),
+            tuple((a - b) / calls for a, b in zip(after[1], before[1], strict=True)))
+
+
+def _library_usage(pid: int) -> tuple[tuple[float, float], tuple[int, int]]:
+    """((server CPU s, calls' CPU s), (server minor faults, calls' minor faults)): the calls'
+    are what the server reaped plus its children still alive (direct mode's slots)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    me = _stat(pid)
+    assert me is not None, "the library exited"
+    cpu, faults = (int(me[13]) + int(me[14])) / tick, int(me[8])
+    for name in os.listdir("/proc"):
+        fields = _stat(int(name)) if name.isdigit() else None
+        if fields is not None and int(fields[1]) == pid:
+            cpu += (int(fields[11]) + int(fields[12])) / tick
+            faults += int(fields[7])
+    return ((int(me[11]) + int(me[12])) / tick, cpu), (int(me[7]), faults)
+
+
 # ------------------------------------------------------------------ emulated cluster
 
 
@@ -473,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worker-cores", type=int, default=2)
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--pool", action="store_true", help="the library hop alone")
+    p.add_argument("--channel", action="store_true",
+                   help="the library program alone, driven over its channel")
     p.add_argument("--cluster", action="store_true", help="heavy import on emulated workers")
     p.add_argument("--workers", type=int, default=8, help="--cluster: emulated workers")
     p.add_argument("--rate", default="1gbit", help="--cluster: every host link")
@@ -494,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         cluster(args)
     elif args.pool:
         pool(args)
+    elif args.channel:
+        channel(args)
     else:
         trivial(args)
     return 0
