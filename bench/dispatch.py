@@ -52,28 +52,29 @@ BASELINE: list[str] = []
 
 # Runs vinemake's CLI in this process and writes the process's own CPU time (not the
 # worker's: it is a child), then that of its reaped children (the worker and, through it,
-# the commands), to $VINEMAKE_BENCH_CPU. A first build's local worker is a fork of this
-# process that leaves through os._exit: it writes its own CPU and its commands' to
-# $VINEMAKE_BENCH_CPU.worker as it goes, so the worker's share can be told from the commands'.
+# the commands), to $VINEMAKE_BENCH_CPU, as it leaves: through os._exit (the CLI's main,
+# once everything is written) or, in an older tree, at the end of main. A first build's local
+# worker is a fork of this process that leaves through os._exit too: it writes its own CPU
+# and its commands' to $VINEMAKE_BENCH_CPU.worker, so the worker's share can be told from
+# the commands'.
 VINEMAKE_WRAPPER = """
 import os, resource, sys
 _exit, _parent = os._exit, os.getpid()
+def _note(path):
+    s = resource.getrusage(resource.RUSAGE_SELF)
+    c = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(path, "w") as f:
+        f.write(f"{s.ru_utime + s.ru_stime} {c.ru_utime + c.ru_stime}")
 def _exit_noting(code):
-    if os.getpid() != _parent:
-        s = resource.getrusage(resource.RUSAGE_SELF)
-        c = resource.getrusage(resource.RUSAGE_CHILDREN)
-        with open(os.environ["VINEMAKE_BENCH_CPU"] + ".worker", "w") as f:
-            f.write(f"{s.ru_utime + s.ru_stime} {c.ru_utime + c.ru_stime}")
+    worker = os.getpid() != _parent
+    _note(os.environ["VINEMAKE_BENCH_CPU"] + (".worker" if worker else ""))
     _exit(code)
 os._exit = _exit_noting
 from vinemake.face.cli import main
 try:
     main()
 finally:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    c = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(os.environ["VINEMAKE_BENCH_CPU"], "w") as f:
-        f.write(f"{r.ru_utime + r.ru_stime} {c.ru_utime + c.ru_stime}")
+    _note(os.environ["VINEMAKE_BENCH_CPU"])
 """
 
 FAST_PATH = """
@@ -332,8 +333,9 @@ def profile(spec: str, base: str) -> None:
     rules = null_rules(int(n)) if kind == "null" else chain_rules(int(n))
     root = fresh(base, f"profile-{kind}{n}", rules)
     out = os.path.join(base, "dispatch.prof")
-    code = ("import cProfile, sys; sys.argv=['vinemake']; from vinemake.face.cli import main\n"
-            f"cProfile.run('try:\\n    main()\\nexcept SystemExit:\\n    pass', {out!r})")
+    # command.main, not main: main ends the process, before the profile is written.
+    code = ("import cProfile; from vinemake.face.cli import command\n"
+            f"cProfile.run('try:\\n    command.main([])\\nexcept SystemExit:\\n    pass', {out!r})")
     subprocess.run([sys.executable, "-c", code], cwd=root, stderr=subprocess.DEVNULL)
     import pstats
 

@@ -35,6 +35,7 @@ from vinemake.core.lock import workflow_lock
 from vinemake.core.statedir import StateDir
 from vinemake.face import debuglog
 from vinemake.face.cachecmd import cache
+from vinemake.face.leaving import leave
 from vinemake.face.listing import summary
 from vinemake.face.makeflow import (
     BATCH_ALIASES,
@@ -409,13 +410,19 @@ SUBCOMMANDS = {"report": report_command, "status": status_command, "cache": cach
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point."""
+    """Console-script entry point: the process ends here, through leave(); a caller that
+    goes on afterwards (a profiler, a test in its own process) calls command.main."""
     args = sys.argv[1:] if argv is None else argv
     sub = SUBCOMMANDS.get(args[0]) if args else None
-    if sub is not None:
-        sub.main(args[1:], prog_name=f"vinemake {args[0]}")
-    else:
-        command.main(args, prog_name="vinemake")
+    try:
+        if sub is not None:
+            sub.main(args[1:], prog_name=f"vinemake {args[0]}")
+        else:
+            command.main(args, prog_name="vinemake")
+    except SystemExit as e:  # click ends every command so, its exit code inside
+        if e.code is not None and not isinstance(e.code, int):
+            raise
+        leave(e.code or 0)
 
 
 # --- the steps ------------------------------------------------------------------------------
