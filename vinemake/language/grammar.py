@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.resources
-from pathlib import Path
+import os
 
 __all__ = ["grammar_path", "grammar_text"]
 
 _GRAMMAR = "vinefile.lark"
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
 
 
-def grammar_path(name: str = _GRAMMAR):
-    """The grammar file `name` (a Traversable): the wheel force-includes grammar/*.lark as
-    vinemake/grammar/."""
-    shipped = importlib.resources.files("vinemake") / "grammar" / name
-    if shipped.is_file():
+def grammar_path(name: str = _GRAMMAR) -> str:
+    """The grammar file `name`: the wheel force-includes grammar/*.lark as vinemake/grammar/;
+    a checkout has them beside the package. (A plain path: importlib.resources would load
+    pathlib, zipfile and tempfile into every run for this one look-up.)"""
+    shipped = os.path.join(_PACKAGE, "grammar", name)
+    if os.path.isfile(shipped):
         return shipped
-    return Path(__file__).resolve().parents[2] / "grammar" / name
+    return os.path.join(os.path.dirname(_PACKAGE), "grammar", name)
 
 
 def grammar_text(name: str = _GRAMMAR) -> str:
     """The grammar's text (the Vinefile's unless another is named)."""
-    return grammar_path(name).read_text(encoding="utf-8")
+    with open(grammar_path(name), encoding="utf-8") as f:
+        return f.read()

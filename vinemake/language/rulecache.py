@@ -96,10 +96,10 @@ def code_digest() -> str | None:
     h = xxhash.xxh3_128()
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
     try:
-        parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode(),
-                 grammar_path().read_bytes()]
-        for name in PARSING_MODULES:
-            with open(os.path.join(here, f"{name}.py"), "rb") as f:
+        parts = [f"{FORMAT} {__version__} {sys.version} {sys.implementation.cache_tag}".encode()]
+        modules = (os.path.join(here, f"{name}.py") for name in PARSING_MODULES)
+        for path in [grammar_path(), *modules]:
+            with open(path, "rb") as f:
                 parts.append(f.read())
     except OSError:
         return None
