@@ -50,7 +50,9 @@ __all__ = ["PROTOCOL_VERSION", "MODES", "Request", "parse_request", "response", 
 PROTOCOL_VERSION = 1
 MODES = ("fork", "direct")  # a child per call, or calls run in reused slot processes
 USAGE = "usage: python3 -m vinemake.library [--mode fork|direct] FILE.py"
-_READ_CHUNK = 65536
+# Each read allocates this much before it is cut to what came: a smaller buffer touches fewer
+# of the heap's pages, each copied again after the next fork. A few calls' requests fit.
+_READ_CHUNK = 4096
 
 
 class Request(namedtuple("Request", "id function args cwd env output cancel",
