@@ -8,7 +8,6 @@ head and ends in a hash of the whole, so two long names never meet.
 from __future__ import annotations
 
 import re
-from urllib.parse import quote
 
 import xxhash
 
@@ -35,6 +34,8 @@ def quoted(name: str) -> str:
     """One path component for `name` (slashes and the unusual quoted), fitted."""
     if _NOTHING_TO_QUOTE.match(name):
         return fit(name)  # the common case, and quote() costs more than a small task's dispatch
+    from urllib.parse import quote  # here: a run whose names need none never loads it
+
     return fit(quote(name, safe=_SAFE))
 
 

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
-import hmac
 import json
 import math
 import os
@@ -915,7 +913,17 @@ def client_context() -> ssl.SSLContext:
 def _proof(secret: bytes | None, side: str, nonce: str) -> str:
     if secret is None:
         return ""
+    import hashlib  # here, as hmac: only a run with --password needs OpenSSL's hashes loaded
+    import hmac
+
     return hmac.new(secret, f"{side}:{nonce}".encode(), hashlib.sha256).hexdigest()
+
+
+def _proves(proof: str, secret: bytes, side: str, nonce: str) -> bool:
+    """Whether `proof` is `side`'s proof of `secret` for `nonce` (compared in constant time)."""
+    import hmac
+
+    return hmac.compare_digest(proof, _proof(secret, side, nonce))
 
 
 def _nonce() -> str:
@@ -932,8 +940,7 @@ def client_handshake(conn: Connection, hello: Hello, secret: bytes | None,
                             f"this side speaks {hello.version}")
     conn.send(Auth(_proof(secret, "client", ch.nonce)))
     got = conn.recv(Welcome, limit=MAX_HANDSHAKE_FRAME)
-    if secret is not None and not hmac.compare_digest(got.proof,
-                                                      _proof(secret, "server", hello.nonce)):
+    if secret is not None and not _proves(got.proof, secret, "server", hello.nonce):
         raise ProtocolError("authentication failed: the server does not know the secret")
     return got
 
@@ -959,7 +966,7 @@ def server_handshake(conn: Connection, secret: bytes | None) -> Hello:
     if secret is not None:
         if not auth.proof:
             reason = "authentication failed: no proof of the secret (missing --password?)"
-        elif not hmac.compare_digest(auth.proof, _proof(secret, "client", nonce)):
+        elif not _proves(auth.proof, secret, "client", nonce):
             reason = "authentication failed: wrong secret"
         else:
             reason = ""
