@@ -804,8 +804,10 @@ class Engine:
 
     def _seen(self, rk) -> tuple[tuple[str, str], ...]:
         """The content hash of each made input, as the rule reads it now."""
+        if not rk.inputs:
+            return ()
         files = self.journal.state.files
-        return tuple((p, files[p].content) for p, _ in rk.inputs if p in files)
+        return tuple([(p, files[p].content) for p, _ in rk.inputs if p in files])
 
     def _cutoff(self, st: _State, rid: int, placed: list) -> None:
         """Run each up-to-date reader of `rid`'s outputs that last read other bytes.
@@ -814,8 +816,11 @@ class Engine:
         or lost) keeps its readers' keys: what tells them apart is the content. Equal bytes
         leave the readers alone (early cutoff); other bytes make them run.
         """
+        dependents = self.dependents[rid]
+        if not dependents:
+            return
         now = {path: content for path, _, _, _, content in placed}
-        for d in self.dependents[rid]:
+        for d in dependents:
             if d in st.to_run or d not in self.plan.reasons:
                 continue
             rec = self.journal.state.done.get(self.keys.key_of(d))
@@ -930,8 +935,9 @@ class Engine:
         reason = self.plan.reasons[rid]
         inputs = [norm(f.path) for f in rule.sources]
         file_key = self.keys.file_key
-        files = {p: file_key(p) or "" for p in inputs}
-        files.update((path, key) for path, _, key in outputs)
+        files = {p: file_key(p) or "" for p in inputs} if inputs else {}
+        for path, _, key in outputs:
+            files[path] = key
         resources = self.resources_of(rule)
         known = self._as_dict.get(id(resources))
         if known is None:  # (asdict was half of each event's cost)

@@ -374,9 +374,10 @@ class Journal:
         self._light = True
         self._append(_line({
             "ev": "done", "rule": key, "name": name, "how": how,
-            "parts": parts if isinstance(parts, str) else " ".join(f"{n}={d}" for n, d in parts),
+            "parts": parts if isinstance(parts, str) else " ".join([f"{n}={d}" for n, d in parts]),
             "inputs": inputs, "outputs": [list(o) for o in outputs],
-            "measured": list(measured), "seen": [list(s) for s in seen], "wf": self.workflow}))
+            "measured": list(measured), "seen": [list(s) for s in seen] if seen else [],
+            "wf": self.workflow}))
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,

@@ -76,13 +76,14 @@ class Store:
 
         `lstat`: the caller's fresh `os.lstat(path)`, which spares taking it again;
         `content`: the hash of its bytes, if known (content() gives it back)."""
-        entry = self._entry(key)
-        if self._place(path, entry, lstat, content):
+        parent = self.shard(key)
+        entry = f"{parent}/{key}"
+        if self._place(path, entry, lstat, content, parent):
             return True
         if not self._abandoned(entry):
             return False
         self._drop(entry)
-        return self._place(path, entry, None, content)
+        return self._place(path, entry, None, content, parent)
 
     def content(self, key: str) -> str:
         """The content hash stored with `key`'s entry ("" if none or not known)."""
@@ -102,9 +103,9 @@ class Store:
         except FileNotFoundError:
             return False
 
-    def _place(self, path: str, entry: str, lstat: os.stat_result | None = None,
-               content: str = "") -> bool:
-        parent = os.path.dirname(entry)
+    def _place(self, path: str, entry: str, lstat: os.stat_result | None, content: str,
+               parent: str) -> bool:
+        """Link (or copy) `path` to `entry`, in the directory `parent`, and stamp it."""
         if parent not in self.made_dirs:
             make_shared_dir(self.root, parent)
             self.made_dirs.add(parent)

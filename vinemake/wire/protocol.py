@@ -253,6 +253,46 @@ _OUTCOME = _object({
     "unfetched": _list(_tuple(_str, _list(_str))),  # key, sources tried
     "inline": _list(_tuple(_str, _str))})  # key, base64 bytes
 _CACHED = _list(_tuple(_str, _COUNT, _str))  # key, size, hash
+_OUTCOME_FIELDS = frozenset(("id", "status", "exit_code", "reason", "stderr", "measured",
+                             "worker", "outputs", "failed", "unfetched", "inline"))
+_MEASURED_FIELDS = frozenset(Measured.__dataclass_fields__)
+
+
+def _plain_outcome(v) -> bool:
+    """Does `v` pass _OUTCOME as the common outcome does (no failed, unfetched or inline
+    files)? Checked inline, without a call per field: a Done carries one outcome a task.
+    False sends it through _OUTCOME itself, which says what is wrong (never True where
+    _OUTCOME would refuse)."""
+    if type(v) is not dict or v.keys() != _OUTCOME_FIELDS:
+        return False
+    tid, code, m, outputs = v["id"], v["exit_code"], v["measured"], v["outputs"]
+    if type(tid) is not int or not -_INT64 <= tid < _INT64 or v["status"] not in STATUSES \
+            or type(v["status"]) is not str:
+        return False
+    if code is not None and (type(code) is not int or not -_INT64 <= code < _INT64):
+        return False
+    if type(v["reason"]) is not str or type(v["stderr"]) is not str \
+            or type(v["worker"]) is not str:
+        return False
+    if v["failed"] != [] or v["unfetched"] != [] or v["inline"] != [] \
+            or type(m) is not dict or m.keys() != _MEASURED_FIELDS or type(outputs) is not list:
+        return False
+    for x in m.values():
+        if type(x) is not float and type(x) is not int or not 0 <= x < math.inf:
+            return False
+    for out in outputs:
+        if type(out) is not list or len(out) != 4:
+            return False
+        key, size, digest, path = out
+        if type(key) is not str or type(size) is not int or not 0 <= size < _INT64 \
+                or type(digest) is not str or type(path) is not str:
+            return False
+    return True
+
+
+def _outcome(v) -> None:
+    if not _plain_outcome(v):
+        _OUTCOME(v)
 
 
 @_message(version=_int(), role=_str, nonce=_str, name=_str, resources=_RESOURCES,
@@ -338,7 +378,7 @@ def batch(runs: list[Run]) -> Run | Runs:
     return runs[0] if len(runs) == 1 else Runs([[r.task, r.fetch] for r in runs])
 
 
-@_message(outcomes=_list(_OUTCOME))
+@_message(outcomes=_list(_outcome))
 class Done:
     """Outcomes of finished tasks, batched when several finish together."""
 
