@@ -218,13 +218,23 @@ class _Server:
         self.handlers: dict[int, tuple[Callable[..., bool], object]] = {}
         self.running: dict[int, _Running | _Slot] = {}  # call id -> its child or slot
         self.pending = b""
+        # Responses not yet written: those of one pass of the loop leave in one write, so calls
+        # ending together wake the pool's reader once.
+        self.outbox: list[bytes] = []
 
     def send(self, data: bytes) -> None:
-        _write_all(self.chan_out, data)
+        self.outbox.append(data)
+
+    def flush(self) -> None:
+        if self.outbox:
+            data = b"".join(self.outbox)
+            self.outbox.clear()
+            _write_all(self.chan_out, data)
 
     def serve(self) -> None:
-        self.send((json.dumps({"ready": True, "protocol": PROTOCOL_VERSION,
-                               "functions": sorted(self.functions)}) + "\n").encode())
+        _write_all(self.chan_out, (json.dumps({"ready": True, "protocol": PROTOCOL_VERSION,
+                                               "functions": sorted(self.functions)}) + "\n")
+                   .encode())
         self._watch(self.chan_in, self._on_requests, self.chan_in)
         handlers = self.handlers
         while True:
@@ -235,8 +245,10 @@ class _Server:
                 if entry is None or handlers.get(fd) is not entry:
                     continue
                 if not entry[0](entry[1]):
+                    self.flush()
                     self._stop()
                     return
+            self.flush()
 
     def _watch(self, fd: int, handler: Callable[..., bool], arg: object) -> None:
         """Call handler(arg) whenever fd is readable (or at its end)."""
@@ -279,6 +291,7 @@ class _Server:
         _kill_call(self.running[call_id].pid)
 
     def _start(self, function: Callable[..., object], request: Request, line: bytes = b"") -> None:
+        self.flush()  # what is answered goes out before the fork, not after it
         read_fd, write_fd = _report_pipe()
         sys.stdout.flush()
         sys.stderr.flush()  # or the child would print the parent's buffered text again
