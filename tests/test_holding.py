@@ -221,6 +221,22 @@ def test_withdrawing_after_a_failure_sends_held_tasks_back(cluster, tmp_path):
     assert not (tmp_path / "started.b").exists()
 
 
+def test_a_command_started_as_a_slot_frees_is_reported_while_it_runs(cluster, tmp_path):
+    # Its start may wait a moment on the worker for an outcome to leave with (the command
+    # before it died of SIGTERM here, so its outcome waits to learn whether the worker is
+    # stopping): it still reaches the manager while the command runs.
+    c = cluster()
+    c.worker("w1", cores=1)
+    first = task(1, "kill -TERM $$")
+    second = gated(tmp_path, 2, "b")
+    for t in (first, second):
+        c.m.submit(t)
+    wait_for(lambda: 2 in c.m._started, "task 2's start")
+    assert not (tmp_path / "b").exists()  # still running: its gate is closed
+    (tmp_path / "gate.b").touch()
+    assert [r.status for r in c.collect(first, second)] == ["signaled", "ok"]
+
+
 # --- whole runs -----------------------------------------------------------------------------
 
 def vinemake(root, *args):

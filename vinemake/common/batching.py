@@ -14,6 +14,11 @@ docs/performance.md, "Dispatch"):
    tasks per core wait there: at most SEND_WAIT_S late or SEND_MAX outcomes.
 3. The manager hands results to the engine in batches while tasks still wait in its own
    queue: at most HAND_OVER_WAIT_S late or HAND_OVER_MAX results.
+
+A command's start unblocks nothing (the manager only records it), so the worker's monitor
+lets the start of a command it spawned wait up to SEND_WAIT_S for an outcome to leave with:
+the next one is usually a command's length away, and a lone Started was half of a worker's
+messages in a run of null rules.
 """
 
 FINISH_WAIT_S = 0.008

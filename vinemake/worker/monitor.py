@@ -158,6 +158,10 @@ class Monitor:
             self._wake()
         return w
 
+    def on_its_thread(self) -> bool:
+        """Is the caller the monitor's own thread (which calls tick() after each batch)?"""
+        return threading.get_ident() == self._thread.ident
+
     @property
     def asleep(self) -> bool:
         """Is the loop blocked with no timeout (idle: nothing watched for a while)?"""

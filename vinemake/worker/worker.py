@@ -124,6 +124,7 @@ class Worker:
         self.holds = Holds()  # tasks sent ahead of the tasks making their inputs
         self._hold_above = 2 * max(1, int(opts.resources.cores or 1))
         self._held_since: float | None = None
+        self._starts_since: float | None = None  # the oldest start left for the tick to send
         memory = MemoryLimits(opts.memory_limits)
         log.info("%s", memory.describe())
         self.monitor = Monitor(tick=self._tick, defer=self._may_defer, memory=memory)
@@ -508,9 +509,14 @@ class Worker:
         return now - self._held_since < HOLD_S
 
     def _on_start(self, task_id: int, t: float) -> None:
-        """A command (or call) began: tell the manager, with held outcomes when they wait."""
+        """A command (or call) began: tell the manager, with held outcomes when they wait.
+        On the monitor's thread, whose tick comes next, it may wait for an outcome to leave
+        with (common/batching.py)."""
         self._starts.put([task_id, t])
-        if not self._hold():
+        if self.monitor.on_its_thread():
+            if self._starts_since is None:
+                self._starts_since = time.monotonic()
+        elif not self._hold():
             self._drain_outbox()
 
     def _tick(self) -> float | None:
@@ -519,6 +525,11 @@ class Worker:
             return None
         if self._hold():
             return HOLD_S
+        since = self._starts_since
+        if since is not None and self._outbox.empty():  # only starts, which may wait a little
+            left = HOLD_S - (time.monotonic() - since)
+            if left > 0:
+                return left
         self._drain_outbox()
         return None
 
@@ -571,7 +582,7 @@ class Worker:
             try:
                 starts = _take(self._starts, 2000)  # first: a start precedes its own end
                 batch = _take(self._outbox, 500)  # keeps a Done frame far below MAX_FRAME
-                self._held_since = None
+                self._held_since = self._starts_since = None
                 msgs = ([Started(starts)] if starts else []) + ([Done(batch)] if batch else [])
                 if msgs:
                     self._send(*msgs)
