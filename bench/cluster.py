@@ -5,6 +5,7 @@
     sudo python3 bench/cluster.py --only replication --scale 0.25
     sudo python3 bench/cluster.py --only replication --no-star --repeat 3
     sudo python3 bench/cluster.py --only throughput --workers 32 --workdir /dev/shm
+    sudo python3 bench/cluster.py --only throughput --workers 32 --workdir /tmp --own-groups
 
 Three measurements, each compared with its baseline in the same run:
 
@@ -30,7 +31,9 @@ host's link counters count exactly that run's bytes.
 from __future__ import annotations
 
 import argparse
+import array
 import contextlib
+import fcntl
 import json
 import os
 import resource
@@ -496,46 +499,58 @@ def bench_chains(args) -> dict:
 
 
 def bench_throughput(args) -> dict:
-    """vinemake and Makeflow -T wq on the same hosts, workers started first (bench/fleet.py)."""
+    """vinemake and Makeflow -T wq on the same hosts, workers started first (bench/fleet.py).
+
+    Each tool's workflows and workers' directories sit in a directory of its own; with
+    --own-groups that directory gets an ext4 block group of its own too (see _own_groups)."""
     tasks = max(100, round(5000 * args.scale))
     cluster = netns.Cluster.up(args.workers, "1gbit", kind="vmb")
     scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-", dir=WORKDIR))
+    if args.own_groups:
+        _own_groups(scratch)
     addr = cluster.addr("root")
 
-    def started(argv_of, env: dict | None = None):
+    def started(home: Path, argv_of, env: dict | None = None):
         def start(port: int) -> list[subprocess.Popen]:
-            return [cluster.popen(i, argv_of(port, i), stdout=subprocess.DEVNULL,
+            return [cluster.popen(i, argv_of(home, port, i), stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, start_new_session=True, env=env)
                     for i in range(args.workers)]
         return start
 
-    def vinemake_worker(port: int, i: int) -> list[str]:
+    def vinemake_worker(home: Path, port: int, i: int) -> list[str]:
         return [shutil.which("vinemake-worker") or "vinemake-worker", addr, str(port),
-                "--cores", str(THROUGHPUT_CORES), "--workdir", str(scratch / f"w{i}"),
+                "--cores", str(THROUGHPUT_CORES), "--workdir", str(home / f"w{i}"),
                 "--timeout", "120", "--name", f"w{i}", "--quiet"]
 
-    def wq_worker(port: int, i: int) -> list[str]:
-        (scratch / f"wq{i}").mkdir(exist_ok=True)
+    def wq_worker(home: Path, port: int, i: int) -> list[str]:
+        (home / f"wq{i}").mkdir(exist_ok=True)
         # reconnect every second (by default its backoff grows to 60 s between managers)
         return [shutil.which("work_queue_worker") or "work_queue_worker", "--cores",
-                str(THROUGHPUT_CORES), "-s", str(scratch / f"wq{i}"), "-t", "120", "-i", "1",
+                str(THROUGHPUT_CORES), "-s", str(home / f"wq{i}"), "-t", "120", "-i", "1",
                 "-b", "1", addr, str(port)]
 
     def manager(d: str, port: int) -> list[str]:
         return [shutil.which("vinemake") or "vinemake", "-T", "workers", "-p", str(port),
                 "--manager-host", addr, "Vinefile"]
 
-    tools = [fleet.Tool("vinemake", manager, started(vinemake_worker), "Vinefile")]
+    def home(name: str) -> Path:
+        (scratch / name).mkdir()
+        return scratch / name
+
+    tools = [fleet.Tool("vinemake", manager, started(home("vinemake"), vinemake_worker),
+                        "Vinefile")]
     if args.baseline:
         env = dict(os.environ, PYTHONPATH=args.baseline)
-        tools.insert(0, fleet.Tool("baseline", manager, started(vinemake_worker, env),
+        tools.insert(0, fleet.Tool("baseline", manager,
+                                   started(home("baseline"), vinemake_worker, env),
                                    "Vinefile", env))
     if "makeflow" in args.tools and shutil.which("makeflow") and shutil.which("work_queue_worker"):
         tools.append(fleet.Tool("makeflow", lambda d, port: [
-            "makeflow", "-T", "wq", "-p", str(port), "Makeflow"], started(wq_worker),
-            "Makeflow"))
+            "makeflow", "-T", "wq", "-p", str(port), "Makeflow"],
+            started(home("makeflow"), wq_worker), "Makeflow"))
     try:
-        measured = {t.name: fleet.measure(t, args.workers, tasks, str(scratch)) for t in tools}
+        measured = {t.name: fleet.measure(t, args.workers, tasks, str(scratch / t.name))
+                    for t in tools}
     finally:
         cluster.down()
         if KEEP:
@@ -545,6 +560,28 @@ def bench_throughput(args) -> dict:
     return {"tasks": tasks, "workers": args.workers, "worker_cores": THROUGHPUT_CORES,
             **{name: asdict(m) for name, m in measured.items()},
             "tasks_per_s": measured["vinemake"].rate, "target_tasks_per_s": 1000}
+
+
+def _own_groups(scratch: Path) -> None:
+    """Mark `scratch` a top of ext4's directory hierarchy (`chattr +T`), so that each directory
+    made in it gets a block group of its own, as a directory made at / does.
+
+    A new file on ext4 without a journal (this VM's) steps over every inode of its group freed
+    in the last minutes (docs/performance.md, Cluster 3), and ext4 puts a directory's files in
+    its parent's group: without this every tool's files share the group of the workdir (under
+    /tmp, everyone's tests'), and a tool finds the inodes the previous one's workers freed.
+    Elsewhere (tmpfs) there are no groups: nothing to do."""
+    get_flags, set_flags, topdir = 0x80086601, 0x40086602, 0x00020000
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, get_flags, flags, True)
+        flags[0] |= topdir
+        fcntl.ioctl(fd, set_flags, flags)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 BENCHES = {"replication": bench_replication, "chains": bench_chains,
@@ -676,6 +713,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="throughput: makeflow too (-T wq), or vinemake only")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true", help="keep each run's files (paths printed)")
+    p.add_argument("--own-groups", action="store_true",
+                   help="throughput: each tool's files in an ext4 block group of their own, "
+                        "whatever else the file system's groups hold (chattr +T on the "
+                        "run's directory)")
     p.add_argument("--workdir", metavar="DIR",
                    help="where the workflows and the workers' caches go (default: the "
                         "temporary directory); /dev/shm takes this VM's file creation out")
