@@ -388,12 +388,9 @@ def _session_usage(sid: int) -> tuple[float, int]:
     fork-mode call's)."""
     total = faults = 0
     for name in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, ValueError):
-            continue  # not a process, or gone
-        if fields[3] == str(sid):  # minflt, cminflt at 7, 8; utime, stime, cutime, cstime 11..14
+        fields = _stat(int(name)) if name.isdigit() else None  # None: gone
+        if fields is not None and fields[3] == str(sid):
+            # minflt, cminflt at 7, 8; utime, stime, cutime, cstime 11..14
             faults += int(fields[7]) + int(fields[8])
             total += sum(int(x) for x in fields[11:15])
     return total / os.sysconf("SC_CLK_TCK"), faults
