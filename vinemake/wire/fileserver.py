@@ -56,8 +56,7 @@ from vinemake.wire.protocol import (
 # once per hop).
 PIECE = 256 * 1024
 # A forward is paced at this much above the fastest rate its own copy has been arriving at,
-# measured over windows of PACE_WINDOW_S, the last PACE_WINDOWS of them (before the first
-# window is over, over the time since the file's head came): it cannot send
+# measured over windows of PACE_WINDOW_S, the last PACE_WINDOWS of them: it cannot send
 # faster than its bytes arrive for long anyway, and the bursts an unpaced sender makes when
 # each piece lands overflow its link's queue (see docs/performance.md, Cluster).
 PACE_HEADROOM = 1.25
@@ -131,13 +130,10 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
     stream = head.size < 0
     path = dest + ".tar" if stream else dest
     piece = memoryview(bytearray(PIECE))
-    # The pace of a forward follows the bytes reaching this host, counted by the kernel: a
-    # late wake-up of this thread lands many pieces at once, which is not the link's rate.
-    wire = conn.bytes_received if progress is not None else None
     # Unbuffered: a piece is visible to a forwarding reader as soon as it is written.
     with open(path, "wb", buffering=0) as f:
         if progress is not None:
-            progress.begin(head.size, path, wire())
+            progress.begin(head.size, path)
         while stream or got < head.size:
             kind, length = conn.recv_head()
             if kind != DATA:
@@ -158,7 +154,7 @@ def recv_file(conn: Connection, key: str, dest: str, expected_hash: str = "",
                 got += len(view)
                 length -= len(view)
                 if progress is not None:
-                    progress.advance(len(view), wire())
+                    progress.advance(len(view))
     if progress is not None:
         progress.all_in(h.hexdigest())
     if not stream:
@@ -198,30 +194,20 @@ class ArrivalRate:
     them, and the pace a forward of it may keep. Pure: the caller gives the clock."""
 
     def __init__(self, now: float):
-        self._start = now
         self._mark = (now, 0)  # the current window's start: time, bytes received by then
-        self._last = (now, 0)  # the latest note: time, bytes received by then
         self._rates: deque[float] = deque(maxlen=PACE_WINDOWS)
 
     def note(self, now: float, received: int) -> None:
-        self._last = (now, received)
         start, before = self._mark
         if now - start >= PACE_WINDOW_S:
             self._rates.append((received - before) / (now - start))
             self._mark = (now, received)
 
     def pace(self) -> int | None:
-        """Bytes per second a forward may send at: above the fastest recent window's rate,
-        or before the first window is over, the rate so far (an unpaced forward's first
-        pieces left in bursts its link's queue dropped); None before anything arrived."""
-        if self._rates:
-            rate = max(self._rates)
-        else:
-            now, received = self._last
-            if not received or now <= self._start:
-                return None
-            rate = received / (now - self._start)
-        return max(1, round(PACE_HEADROOM * rate))
+        """Bytes per second a forward may send at; None (unpaced) until a window is over."""
+        if not self._rates:
+            return None
+        return max(1, round(PACE_HEADROOM * max(self._rates)))
 
 
 class Growing:
@@ -246,25 +232,18 @@ class Growing:
         self._cond = threading.Condition()
         self._stall_s = stall_s
         self._rate = ArrivalRate(time.monotonic())
-        self._wire_base: int | None = None
 
-    def begin(self, size: int, path: str, wire: int | None = None) -> None:
-        """The head arrived; `wire`: the connection's bytes received by then, as its kernel
-        counts them (None: it cannot say, and the rate follows the bytes landing here)."""
+    def begin(self, size: int, path: str) -> None:
         fd = os.open(path, os.O_RDONLY)
         with self._cond:
             self.size, self._fd = size, fd
             self._rate = ArrivalRate(time.monotonic())
-            self._wire_base = wire
             self._cond.notify_all()
 
-    def advance(self, n: int, wire: int | None = None) -> None:
-        """`n` more bytes landed; `wire` as for begin, now."""
+    def advance(self, n: int) -> None:
         with self._cond:
             self.received += n
-            base = self._wire_base
-            arrived = self.received if wire is None or base is None else wire - base
-            self._rate.note(time.monotonic(), arrived)
+            self._rate.note(time.monotonic(), self.received)
             self._cond.notify_all()
 
     def pace(self) -> int | None:

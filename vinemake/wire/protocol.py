@@ -705,10 +705,6 @@ DATA_LOWAT = 256 * 1024
 SO_MAX_PACING_RATE = getattr(socket, "SO_MAX_PACING_RATE",
                              47 if sys.platform.startswith("linux") else None)
 UNPACED = 2 ** 64 - 1
-# Linux's struct tcp_info: tcpi_bytes_received, the bytes that arrived in order (read by the
-# application or not), is a u64 at this offset; the struct is at least this long with it.
-TCPI_BYTES_RECEIVED = 128
-TCP_INFO_LENGTH = 136
 
 
 class Connection:
@@ -765,20 +761,6 @@ class Connection:
         except OSError:
             return
         self._pace = rate
-
-    def bytes_received(self) -> int | None:
-        """Bytes the kernel has taken in on this connection so far, whether this side read
-        them yet or not (its TCP_INFO); None where it cannot say."""
-        tcp_info = getattr(socket, "TCP_INFO", None)
-        if tcp_info is None:
-            return None
-        try:
-            info = self.sock.getsockopt(socket.IPPROTO_TCP, tcp_info, TCP_INFO_LENGTH)
-        except OSError:
-            return None
-        if len(info) < TCP_INFO_LENGTH:
-            return None
-        return struct.unpack_from("Q", info, TCPI_BYTES_RECEIVED)[0]
 
     def recv_frame(self, limit: int = MAX_FRAME) -> tuple[int, bytes]:
         """The next frame, at most `limit` bytes long; EOFError when the other side closed
