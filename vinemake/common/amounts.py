@@ -74,7 +74,7 @@ class Pool:
         return Amounts(self.cores, self.memory_mb, self.disk_mb, self.gpus)
 
     def fits(self, want: Amounts) -> bool:
-        return fits(want, self.amounts())
+        return fits(want, (self.cores, self.memory_mb, self.disk_mb, self.gpus))
 
     def take(self, a: Amounts) -> None:
         self.cores -= a[0]
