@@ -50,6 +50,12 @@ def _line(ev: dict) -> str:
     return compact(ev)[0].decode()
 
 
+def _line_bytes(ev: dict) -> bytes:
+    """_line() as the file holds it: compactjson's bytes are UTF-8 (orjson's) or ASCII (the
+    json module's escapes), so they need no decoding here and no encoding at the write."""
+    return compact(ev)[0]
+
+
 def workflow_name(path: str, root: str) -> str:
     """How records name the workflow file that made them: relative to its directory."""
     return os.path.relpath(path, root)
@@ -299,7 +305,7 @@ class Journal:
         self.path = path
         self.workflow = workflow  # written into each `done`: two Vinefiles may share a directory
         self.clock = clock
-        self.buffer: list[str] = []
+        self.buffer: list[bytes] = []
         # record() runs on the engine's thread; write() also on whichever thread flushes the
         # run's record, which must not get ahead of the journal.
         self._lock = threading.Lock()
@@ -349,9 +355,9 @@ class Journal:
     def record(self, ev: dict) -> None:
         """Apply `ev` to the state now and buffer it for the file."""
         _apply(self.state, ev)
-        self._append(_line(ev))
+        self._append(_line_bytes(ev))
 
-    def _append(self, line: str) -> None:
+    def _append(self, line: bytes) -> None:
         with self._lock:
             self.buffer.append(line)
 
@@ -372,7 +378,7 @@ class Journal:
         # a third of a kilobyte a rule, for the rest of the run).
         _apply_files(self.state, key, name, outputs, self.workflow)
         self._light = True
-        self._append(_line({
+        self._append(_line_bytes({
             "ev": "done", "rule": key, "name": name, "how": how,
             "parts": parts if isinstance(parts, str) else " ".join([f"{n}={d}" for n, d in parts]),
             "inputs": inputs, "outputs": [list(o) for o in outputs],
@@ -417,7 +423,7 @@ class Journal:
         """Append the buffer whole, or not at all: a write that fails (a full disk) is cut
         off again, so no torn line is followed by more lines, and the error names the file.
         The caller holds the lock."""
-        data = ("\n".join(self.buffer) + "\n").encode("utf-8", "surrogateescape")
+        data = b"\n".join(self.buffer) + b"\n"
         fd = self.file.fileno()
         size = os.fstat(fd).st_size
         try:
