@@ -534,22 +534,26 @@ def bench_throughput(args) -> dict:
                 "--manager-host", addr, "Vinefile"]
 
     def home(name: str) -> Path:
-        (scratch / name).mkdir()
-        return scratch / name
+        # A name of its own each run: ext4 starts its search for a top directory's group
+        # from a hash of the name, so a fixed one lands where the last run's files were freed.
+        return Path(tempfile.mkdtemp(prefix=f"{name}-", dir=scratch))
 
-    tools = [fleet.Tool("vinemake", manager, started(home("vinemake"), vinemake_worker),
+    homes = {}
+    tools = [fleet.Tool("vinemake", manager,
+                        started(homes.setdefault("vinemake", home("vinemake")), vinemake_worker),
                         "Vinefile")]
     if args.baseline:
         env = dict(os.environ, PYTHONPATH=args.baseline)
         tools.insert(0, fleet.Tool("baseline", manager,
-                                   started(home("baseline"), vinemake_worker, env),
+                                   started(homes.setdefault("baseline", home("baseline")),
+                                           vinemake_worker, env),
                                    "Vinefile", env))
     if "makeflow" in args.tools and shutil.which("makeflow") and shutil.which("work_queue_worker"):
         tools.append(fleet.Tool("makeflow", lambda d, port: [
             "makeflow", "-T", "wq", "-p", str(port), "Makeflow"],
-            started(home("makeflow"), wq_worker), "Makeflow"))
+            started(homes.setdefault("makeflow", home("makeflow")), wq_worker), "Makeflow"))
     try:
-        measured = {t.name: fleet.measure(t, args.workers, tasks, str(scratch / t.name))
+        measured = {t.name: fleet.measure(t, args.workers, tasks, str(homes[t.name]))
                     for t in tools}
     finally:
         cluster.down()
