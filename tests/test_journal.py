@@ -1,6 +1,7 @@
 """The journal: replayed state, torn lines, batching, compaction."""
 
 import json
+import tracemalloc
 
 import pytest
 
@@ -80,6 +81,26 @@ def test_appends_are_batched_until_a_few_seconds_pass(tmp_path):
     state = Journal(str(path)).state
     assert state.files["x"].key == "o1"
     assert part_map(state.done["r1"]) == {"command": "c9"}
+
+
+def test_buffered_lines_hold_about_their_bytes_not_a_buffer_each(tmp_path):
+    # orjson returns each line in a bytes object the size of its working buffer (1-4 KiB by
+    # version): kept one by one until the write, 10k null rules' run grew by ~38 MB
+    path = tmp_path / "journal"
+    j = Journal(str(path), Clock())
+    j.open()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for rule in range(2000):
+            j.started(f"r{rule}", f"out.{rule}")
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 2000 * 200  # ~50 bytes a line
+    j.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 2000 and json.loads(lines[-1])["name"] == "out.1999"
 
 
 def test_compaction_keeps_live_records_only(tmp_path):

@@ -305,7 +305,10 @@ class Journal:
         self.path = path
         self.workflow = workflow  # written into each `done`: two Vinefiles may share a directory
         self.clock = clock
-        self.buffer: list[bytes] = []
+        # One growing buffer of whole lines, not a list of them: orjson hands back each line
+        # in a bytes object as large as its working buffer (1-4 KiB by version, for ~100
+        # bytes of line), held until the write (core/events.py buffers the same way).
+        self.buffer = bytearray()
         # record() runs on the engine's thread; write() also on whichever thread flushes the
         # run's record, which must not get ahead of the journal.
         self._lock = threading.Lock()
@@ -359,7 +362,8 @@ class Journal:
 
     def _append(self, line: bytes) -> None:
         with self._lock:
-            self.buffer.append(line)
+            self.buffer += line
+            self.buffer += b"\n"
 
     def started(self, key: str, name: str) -> None:
         self.record({"ev": "started", "rule": key, "name": name})
@@ -423,7 +427,7 @@ class Journal:
         """Append the buffer whole, or not at all: a write that fails (a full disk) is cut
         off again, so no torn line is followed by more lines, and the error names the file.
         The caller holds the lock."""
-        data = b"\n".join(self.buffer) + b"\n"
+        data = bytes(self.buffer)  # a copy: the buffer cannot be cleared while it is viewed
         fd = self.file.fileno()
         size = os.fstat(fd).st_size
         try:
