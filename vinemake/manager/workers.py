@@ -14,7 +14,7 @@ import selectors
 import socket
 from dataclasses import dataclass, field
 
-from vinemake.common.amounts import Amounts, Pool, held_by, offered_by
+from vinemake.common.amounts import Pool, held_by, offered_by
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task
 from vinemake.manager.placement import MB, WorkerView
@@ -23,18 +23,6 @@ from vinemake.wire.protocol import FrameReader
 __all__ = ["ConnectedWorker"]
 
 _NOTHING = Resources(cores=0, memory_mb=0, disk_mb=0, gpus=0)
-# held_by() of the Resources objects tasks carry, by identity: the engine's tasks share a few
-# (one per category), and a worker's bookkeeping asks three times a task.
-_HELD: dict[int, tuple[Resources, Amounts]] = {}
-
-
-def _held(r: Resources) -> Amounts:
-    known = _HELD.get(id(r))
-    if known is None or known[0] is not r:
-        if len(_HELD) >= 256:
-            _HELD.clear()
-        known = _HELD[id(r)] = (r, held_by(r))
-    return known[1]
 
 
 @dataclass
@@ -141,7 +129,7 @@ class ConnectedWorker:
         elif task.library is not None:  # the instance keeps the library's resources
             self.libs[task.library.key] -= 1
         else:
-            self.free.give(_held(task.resources))
+            self.free.give(held_by(task.resources))
         if self.waiting:
             self.promote()
 
@@ -149,7 +137,7 @@ class ConnectedWorker:
         """The worker starts its waiting tasks in order as they fit: charge them likewise."""
         cap = self.max_tasks
         while self.waiting:
-            amounts = _held(self.waiting[0].resources)
+            amounts = held_by(self.waiting[0].resources)
             # as the worker's Slots decide: in order, within resources and -j, or alone
             started = len(self.running) - len(self.waiting) - len(self.held)
             if started and ((cap is not None and started >= cap) or not self.free.fits(amounts)):
