@@ -662,8 +662,8 @@ def outcome_to_wire(o: TaskOutcome) -> dict:
 
 
 def outcome_from_wire(d: dict) -> TaskOutcome:
-    # One a task on the manager's loop: lists (not generators) and positional fields, and
-    # nothing built for the lists a successful task leaves empty.
+    # Called once a task on the manager's loop: lists (not generators) and positional fields,
+    # and nothing built for the lists a successful task leaves empty.
     try:
         outputs = tuple([(str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"]])
         result = TaskResult(d["id"], d["status"], d["exit_code"], d["reason"], d["stderr"],
