@@ -69,6 +69,16 @@ def test_a_reader_skips_events_whose_time_or_kind_is_not_one(tmp_path):
     assert read_events(path) == [{"t": 2, "ev": "end", "rule": 0}]
 
 
+def test_a_reader_takes_what_json_allows_beyond_what_the_runs_write(tmp_path):
+    # A hand-edited record: NaN (which orjson refuses), a byte that is not UTF-8.
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b'{"t": 1, "ev": "end", "wall_s": NaN}\n'
+                     b'{"t": 3, "ev": "end", "message": "caf\xe9"}\n')
+    first, second = read_events(path)
+    assert first["wall_s"] != first["wall_s"]  # NaN
+    assert second["message"] == "caf\ufffd"
+
+
 def test_only_run_ids_are_runs_and_a_damaged_record_gives_no_traceback(tmp_path):
     (tmp_path / "Vinefile").write_text("a.txt:\n\techo a > a.txt\n")
     subprocess.run([sys.executable, "-m", "vinemake"], cwd=tmp_path, check=True,

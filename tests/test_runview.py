@@ -118,6 +118,29 @@ def test_a_rule_with_many_inputs_is_summarized():
     assert len(inputs) == 21 and inputs[-1] == "... and 5 more"
 
 
+def test_the_keys_shown_are_those_of_the_files_shown_and_a_long_command_is_cut():
+    files = {f"f{i}": f"K{i}" for i in range(25)} | {"all": "KA"}
+    events = [START, plan(0, "all", inputs=[f"f{i}" for i in range(25)], files=files,
+                          command="x" * 400)]
+    rules = run_view(events)["rules"]
+    assert rules["input_keys"][0] == [f"K{i}" for i in range(20)] + [None]
+    assert rules["output_keys"][0] == ["KA"]
+    assert rules["command"][0] == "x" * 300 + " ..."
+
+
+def test_a_failure_shows_the_whole_of_its_end_and_the_others_what_they_measured():
+    events = [START, JOIN, plan(0, "a.txt"), plan(1, "b.txt"),
+              *task(0, "w1", 1.0, 2.0, status="failed", stderr="no such file\n", exit=3,
+                    message="exited 3"),
+              *task(1, "w1", 1.0, 3.0, stderr="ignored")]
+    view = run_view(events)
+    (failure,) = view["failures"]
+    assert (failure["label"], failure["exit"], failure["message"], failure["stderr"],
+            failure["host"]) == ("a.txt", 3, "exited 3", "no such file\n", "h")
+    assert view["rules"]["status"] == ["failed", "ok"]
+    assert view["rules"]["measured"]["wall_time_s"] == [1.0, 2.0]
+
+
 def test_categories_compare_the_largest_declared_and_measured_and_suggest():
     events = [START, plan(0, "a", category="big",
                           resources={"cores": 4, "memory_mb": 1000, "disk_mb": 10}),

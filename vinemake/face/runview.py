@@ -13,6 +13,7 @@ event is ignored, so a report can be made from an older or a killed run.
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 
@@ -98,6 +99,43 @@ def _time(acc: _Accumulated, ev: Mapping) -> None:
         acc.last_t = t if acc.last_t is None else max(acc.last_t, t)
 
 
+# What the view reads of the events it keeps one of per rule (a report of a million-rule run
+# holds these, not whole events); a repeated short text is kept once.
+_PLAN_KEPT = ("label", "category", "kind", "action", "reason", "key", "inputs", "outputs",
+              "files", "resources", "command", "location")
+_START_KEPT = ("t", "rule", "worker")
+_END_KEPT = ("t", "rule", "status", "worker", "attempt", "wall_s", "cpu_s", "mem_peak_mb",
+             "disk_mb")
+_SHARED = frozenset({"category", "kind", "action", "reason", "worker", "status", "host"})
+
+
+def _kept(ev: Mapping, names: tuple, trim=None) -> dict:
+    """`ev`'s fields among `names` (those present), shared texts interned, `trim`med."""
+    kept = {}
+    for name in names:
+        if name in ev:
+            value = ev[name]
+            kept[name] = sys.intern(value) if name in _SHARED and type(value) is str else value
+    return trim(kept) if trim else kept
+
+
+def _plan_fields(plan: dict) -> dict:
+    """A plan as the view shows it: its inputs capped, its command cut, the keys of only the
+    files shown, the declared resources only."""
+    if "inputs" in plan:
+        plan["inputs"] = _capped(plan["inputs"])
+    if "command" in plan:
+        plan["command"] = _short(plan["command"])
+    files = plan.get("files")
+    if isinstance(files, Mapping):
+        shown = [*(plan.get("inputs") or ()), *_capped(plan.get("outputs"))]
+        plan["files"] = {p: files[p] for p in shown if type(p) is str and p in files}
+    res = plan.get("resources")
+    if isinstance(res, Mapping):
+        plan["resources"] = {k: res[k] for k in DECLARED if res.get(k) is not None}
+    return plan
+
+
 def _on_run_start(acc, ev):
     acc.start, acc.start_t = ev, ev.get("t")
 
@@ -107,7 +145,7 @@ def _on_run_end(acc, ev):
 
 
 def _on_plan(acc, ev):
-    acc.plans[ev["rule"]] = ev
+    acc.plans[ev["rule"]] = _kept(ev, _PLAN_KEPT, _plan_fields)
 
 
 def _on_planned(acc, ev):
@@ -130,7 +168,7 @@ def _on_held_back(acc, ev):
 
 def _on_start(acc, ev):
     rid = ev.get("rule")
-    acc.started[rid] = ev
+    acc.started[rid] = _kept(ev, _START_KEPT)
     cached = ev.get("cached")
     acc.cached_inputs += len(cached) if isinstance(cached, list) else 0
     acc.running.add(rid)
@@ -139,6 +177,8 @@ def _on_start(acc, ev):
 
 def _on_end(acc, ev):
     rid = ev.get("rule")
+    if ev.get("status") != "failed":  # a failure's row shows the whole of its end
+        ev = _kept(ev, _END_KEPT)
     start = acc.started.pop(rid, None)
     if start is not None:
         acc.tasks.append((start, ev))
@@ -389,12 +429,12 @@ def _rules(acc: _Accumulated) -> dict:
                 ("id", rid), ("label", plan.get("label", f"rule {rid}")),
                 ("category", plan.get("category")), ("kind", plan.get("kind")),
                 ("action", plan.get("action")), ("reason", plan.get("reason")),
-                ("key", plan.get("key")), ("inputs", _capped(plan.get("inputs"))),
+                ("key", plan.get("key")), ("inputs", list(plan.get("inputs") or ())),
                 ("outputs", list(plan.get("outputs") or ())),
-                ("input_keys", _keys_of(plan, "inputs", made)),
-                ("output_keys", _keys_of(plan, "outputs")),
+                ("input_keys", _keys_of(plan, list(plan.get("inputs") or ()), made)),
+                ("output_keys", _keys_of(plan, _capped(plan.get("outputs")))),
                 ("status", end.get("status")), ("worker", end.get("worker")),
-                ("attempt", end.get("attempt")), ("command", _short(plan.get("command"))),
+                ("attempt", end.get("attempt")), ("command", plan.get("command")),
                 ("location", plan.get("location"))):
             cols[name].append(value)
         res = plan.get("resources") or {}
@@ -406,13 +446,14 @@ def _rules(acc: _Accumulated) -> dict:
     return cols
 
 
-def _keys_of(plan: Mapping, paths: str, made=frozenset()) -> list | None:
-    """The keys of a rule's inputs or outputs (its plan's `files`, by path), in file order;
-    None for a file in `made`: its producer's row has its key (the page looks it up there)."""
+def _keys_of(plan: Mapping, paths: list, made=frozenset()) -> list | None:
+    """The keys of `paths`, some of a rule's inputs or outputs (its plan's `files`), in
+    order; None for a file in `made`: its producer's row has its key (the page looks it up
+    there)."""
     keys = plan.get("files")
     if not isinstance(keys, Mapping):
         return None
-    return [None if p in made else keys.get(p) for p in _capped(plan.get(paths))]
+    return [None if p in made else keys.get(p) for p in paths]
 
 
 def _short(text, most: int = 300):
