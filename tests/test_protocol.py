@@ -280,8 +280,8 @@ _MEASURED = {"cores": 0.0, "memory_mb": 0.0, "disk_mb": 0.0, "wall_time_s": 0.0,
     ({"inline": [["k", 5]]}, "Done.outcomes[0].inline[0][1] must be a string"),
 ])
 def test_a_bad_outcome_is_refused_saying_where(changes, error):
-    # (A plain outcome is checked by a faster path; what it does not pass is checked by the
-    # schema, which names the field: the same words either way.)
+    # (A message is checked by its schema compiled; what that refuses is checked by the
+    # schema itself, which names the field.)
     with pytest.raises(p.ProtocolError) as e:
         p.decode(_done(**changes))
     assert str(e.value) == f"garbled message: {error}"

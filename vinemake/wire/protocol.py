@@ -36,7 +36,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import os
 import socket
 import ssl
@@ -60,6 +59,18 @@ from vinemake.common.task import (
     TaskFile,
     TaskResult,
 )
+from vinemake.wire.schema import Bad as _Bad
+from vinemake.wire.schema import boolean as _bool
+from vinemake.wire.schema import compiled
+from vinemake.wire.schema import integer as _int
+from vinemake.wire.schema import js_object as _object
+from vinemake.wire.schema import js_tuple as _tuple
+from vinemake.wire.schema import listed as _list
+from vinemake.wire.schema import number as _number
+from vinemake.wire.schema import one_of as _one_of
+from vinemake.wire.schema import or_null as _or_null
+from vinemake.wire.schema import string as _str
+from vinemake.wire.schema import time as _time
 
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".
@@ -113,118 +124,8 @@ def _message(**schema):
 
 
 # ---------------------------------------------------------------- schemas
-# A schema is a check: check(value) returns nothing or raises _Bad. The wire carries only the
-# shapes below, so nesting is as deep as they are, never deeper. Every message a manager reads
-# passes through here, so the valid path builds no text: where a bad value sits is put
-# together only as _Bad passes back up through the containers.
-
-Check = Callable[[object], None]
-_INT64 = 2 ** 63
-
-
-class _Bad(Exception):
-    """A value that fails its check; `path` is filled in (innermost first) on the way out."""
-
-    def __init__(self, what: str):
-        super().__init__(what)
-        self.what = what
-        self.path: list[str] = []
-
-
-def _int(lo: int = -_INT64, hi: int = _INT64 - 1) -> Check:
-    def check(v):
-        if type(v) is not int or not lo <= v <= hi:
-            raise _Bad(f"must be an integer from {lo} to {hi}")
-    return check
-
-
-def _number(v) -> None:
-    """A finite number, not below zero (sizes, times, resources)."""
-    if type(v) not in (int, float) or not 0 <= v < math.inf:
-        raise _Bad("must be a number, not below zero")
-
-
-def _time(v) -> None:
-    if type(v) not in (int, float) or not math.isfinite(v):
-        raise _Bad("must be a number")
-
-
-def _str(v) -> None:
-    if type(v) is not str:
-        raise _Bad("must be a string")
-
-
-def _bool(v) -> None:
-    if type(v) is not bool:
-        raise _Bad("must be true or false")
-
-
-def _one_of(*values: str) -> Check:
-    def check(v):
-        if type(v) is not str or v not in values:
-            raise _Bad(f"must be one of {', '.join(values)}")
-    return check
-
-
-def _or_null(inner: Check) -> Check:
-    def check(v):
-        if v is not None:
-            inner(v)
-    return check
-
-
-def _list(item: Check) -> Check:
-    def check(v):
-        if type(v) is not list:
-            raise _Bad("must be a list")
-        i = 0
-        try:
-            for i, x in enumerate(v):  # noqa: B007 - i names the bad item
-                item(x)
-        except _Bad as e:
-            e.path.append(f"[{i}]")
-            raise
-    return check
-
-
-def _tuple(*items: Check) -> Check:
-    """A list of exactly these items, in order."""
-    n = len(items)
-
-    def check(v):
-        if type(v) is not list or len(v) != n:
-            raise _Bad(f"must be a list of {n} items")
-        i = 0
-        try:
-            for i, item in enumerate(items):  # noqa: B007 - i names the bad item
-                item(v[i])
-        except _Bad as e:
-            e.path.append(f"[{i}]")
-            raise
-    return check
-
-
-def _object(required: dict[str, Check], optional: dict[str, Check] | None = None) -> Check:
-    """A JSON object with every `required` key, maybe `optional` ones, and nothing else."""
-    known = {**required, **(optional or {})}
-    must = frozenset(required)
-
-    def check(v):
-        if type(v) is not dict:
-            raise _Bad("must be an object")
-        if not must <= v.keys():
-            raise _Bad(f"lacks {', '.join(sorted(must - v.keys()))}")
-        k = ""
-        try:
-            for k, x in v.items():
-                known[k](x)
-        except KeyError:
-            raise _Bad(f"has an unknown field {str(k)[:40]!r}") from None
-        except _Bad as e:
-            e.path.append(f".{k}")
-            raise
-    return check
-
+# What each field of each message must be (vinemake.wire.schema): checked as one compiled
+# function per message type, and by the checks themselves only to say what is wrong.
 
 _PORT = _int(0, 65535)
 _COUNT = _int(0)
@@ -253,48 +154,6 @@ _OUTCOME = _object({
     "unfetched": _list(_tuple(_str, _list(_str))),  # key, sources tried
     "inline": _list(_tuple(_str, _str))})  # key, base64 bytes
 _CACHED = _list(_tuple(_str, _COUNT, _str))  # key, size, hash
-_OUTCOME_FIELDS = frozenset(("id", "status", "exit_code", "reason", "stderr", "measured",
-                             "worker", "outputs", "failed", "unfetched", "inline"))
-_MEASURED_FIELDS = frozenset(Measured.__dataclass_fields__)
-
-
-def _plain_outcome(v) -> bool:
-    """Does `v` pass _OUTCOME as the common outcome does (no failed, unfetched or inline
-    files)? Checked inline, without a call per field: a Done carries one outcome a task.
-    False sends it through _OUTCOME itself, which says what is wrong (never True where
-    _OUTCOME would refuse)."""
-    if type(v) is not dict or v.keys() != _OUTCOME_FIELDS:
-        return False
-    tid, code, m, outputs = v["id"], v["exit_code"], v["measured"], v["outputs"]
-    if type(tid) is not int or not -_INT64 <= tid < _INT64 or v["status"] not in STATUSES \
-            or type(v["status"]) is not str:
-        return False
-    if code is not None and (type(code) is not int or not -_INT64 <= code < _INT64):
-        return False
-    if type(v["reason"]) is not str or type(v["stderr"]) is not str \
-            or type(v["worker"]) is not str:
-        return False
-    if v["failed"] != [] or v["unfetched"] != [] or v["inline"] != [] \
-            or type(m) is not dict or m.keys() != _MEASURED_FIELDS or type(outputs) is not list:
-        return False
-    for x in m.values():
-        if type(x) is not float and type(x) is not int or not 0 <= x < math.inf:
-            return False
-    for out in outputs:
-        if type(out) is not list or len(out) != 4:
-            return False
-        key, size, digest, path = out
-        if type(key) is not str or type(size) is not int or not 0 <= size < _INT64 \
-                or type(digest) is not str or type(path) is not str:
-            return False
-    return True
-
-
-def _outcome(v) -> None:
-    if not _plain_outcome(v):
-        _OUTCOME(v)
-
-
 @_message(version=_int(), role=_str, nonce=_str, name=_str, resources=_RESOURCES,
           host_id=_str, file_port=_PORT)
 class Hello:
@@ -378,7 +237,7 @@ def batch(runs: list[Run]) -> Run | Runs:
     return runs[0] if len(runs) == 1 else Runs([[r.task, r.fetch] for r in runs])
 
 
-@_message(outcomes=_list(_outcome))
+@_message(outcomes=_list(_OUTCOME))
 class Done:
     """Outcomes of finished tasks, batched when several finish together."""
 
@@ -522,6 +381,34 @@ def decode(payload: bytes):
     cls = _TYPES.get(body.pop("t", None)) if isinstance(body.get("t"), str) else None
     if cls is None:
         raise ProtocolError("garbled message: unknown message type")
+    passes = _PASSES.get(cls)
+    if passes is None:
+        _check(cls, body)
+        _read_one(cls)
+    elif not passes(body):
+        _check(cls, body)
+        raise ProtocolError(f"garbled message: {cls.TYPE}")  # the two checks disagree: a bug
+    return cls(**body)
+
+
+# A message type's schema is compiled (vinemake.wire.schema) once this many of its messages
+# were read: compiling a task's costs a few ms, more than a short run's few messages save.
+COMPILE_AFTER = 16
+_PASSES: dict[type, Callable[[dict], bool]] = {}  # message type -> its compiled check
+_READ: dict[type, int] = {}  # message type -> how many were read before it was compiled
+
+
+def _read_one(cls) -> None:
+    n = _READ[cls] = _READ.get(cls, 0) + 1
+    if n >= COMPILE_AFTER:
+        required = {name: cls.SCHEMA[name] for name in cls.REQUIRED}
+        optional = {name: cls.SCHEMA[name] for name in cls.FIELDS - cls.REQUIRED}
+        _PASSES[cls] = compiled(_object(required, optional))
+
+
+def _check(cls, body: dict) -> None:
+    """A ProtocolError naming the field of `body` that is not as `cls` has it, and what it
+    must be, if any."""
     if not body.keys() <= cls.FIELDS:
         raise ProtocolError(f"garbled message: unknown fields in {cls.TYPE}")
     if not cls.REQUIRED <= body.keys():
@@ -533,7 +420,6 @@ def decode(payload: bytes):
     except _Bad as e:
         where = "".join(reversed(e.path))
         raise ProtocolError(f"garbled message: {cls.TYPE}.{name}{where} {e.what}") from None
-    return cls(**body)
 
 
 def _json_body(payload: bytes):
