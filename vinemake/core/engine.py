@@ -538,13 +538,19 @@ class Engine:
         for d in self.dependents[rid]:
             if rid in st.ahead.get(d, ()):
                 if d in st.early:
-                    self._unhold(st, d)
+                    self._unhold(st, d, st.early[d])
                 else:
                     st.void.add(d)
 
-    def _unhold(self, st: _State, rid: int) -> None:
-        """`rid`, submitted ahead, came back unstarted (or its result is void): it waits for
-        its inputs as if it had never been submitted."""
+    def _unhold(self, st: _State, rid: int, void: TaskResult | None = None) -> None:
+        """`rid`, submitted ahead, came back unstarted (or with the `void` result of a run
+        from inputs that did not count): it waits for its inputs as if it had never been
+        submitted, and what that run left at its outputs' paths is removed."""
+        if void is not None and void.ok and not self.stays_remote(rid):
+            for path, _, _ in self.keys.outputs_of(rid):
+                remove_path(self.path(path))
+        if st.ahead:
+            self._orphan(st, rid)  # what ran ahead of it ran on what does not count either
         st.running.discard(rid)
         st.ahead.pop(rid, None)
         st.early.pop(rid, None)
@@ -624,7 +630,7 @@ class Engine:
         if rid not in st.running:
             return  # a late result for a task we already gave up on
         if result.status == "held_back" or rid in st.void:
-            self._unhold(st, rid)
+            self._unhold(st, rid, result)
             return
         if rid in st.ahead:  # before a result it waited for: counted once that one is
             st.early[rid] = result
