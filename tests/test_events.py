@@ -106,7 +106,7 @@ def test_listeners_see_every_event_as_it_is_emitted():
     assert [e["ev"] for e in seen] == ["worker_join"] and log.kept == seen
 
 
-def test_a_late_listener_may_ask_for_the_workers_that_joined_and_left_before_it():
+def test_a_late_watcher_of_workers_hears_of_those_that_joined_and_left_before_it_only():
     """The manager of a first build starts before the engine that listens for its workers:
     the local worker may have joined already (a failure then said `worker local` without
     its address)."""
@@ -117,12 +117,14 @@ def test_a_late_listener_may_ask_for_the_workers_that_joined_and_left_before_it(
     log.emit("worker_leave", worker="w2")
     plain, late = [], []
     log.subscribe(plain.append)
-    log.subscribe(late.append, workers_so_far=True)
+    log.watch_workers(late.append)
     log.emit("worker_join", worker="w3", host="10.0.0.3")
     assert [(e["ev"], e["worker"]) for e in plain] == [("worker_join", "w3")]
+    log.emit("submit", rule=1)
+    log.emit("worker_leave", worker="w3")
     assert [(e["ev"], e["worker"]) for e in late] == [
         ("worker_join", "local"), ("worker_join", "w2"), ("worker_leave", "w2"),
-        ("worker_join", "w3")]
+        ("worker_join", "w3"), ("worker_leave", "w3")]
 
 
 def test_run_ids_sort_by_start_and_only_the_last_runs_are_kept(tmp_path):

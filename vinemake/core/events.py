@@ -57,6 +57,7 @@ class EventLog:
         self.kept: list[dict] = []
         self._listeners: list[Listener] = []
         self._membership: list[dict] = []  # worker_join and worker_leave so far, for replay
+        self._watchers: list[Listener] = []  # of worker_join and worker_leave only
         self._before: list[Callable[[], None]] = []
         self._lock = threading.Lock()
         # One growing buffer, not a list of lines: orjson hands back each line in a bytes
@@ -66,16 +67,20 @@ class EventLog:
         self._flushed = clock()
         self._file = open(path, "ab") if path else None
 
-    def subscribe(self, listener: Listener, workers_so_far: bool = False) -> None:
-        """Call `listener(event)` for every event emitted from now on; with `workers_so_far`,
-        first for each worker_join and worker_leave already emitted (a manager started early
-        may have workers before its listener exists; one may come twice: handle it so)."""
+    def subscribe(self, listener: Listener) -> None:
+        """Call `listener(event)` for every event emitted from now on."""
         self._listeners.append(listener)
-        if workers_so_far:
-            with self._lock:
-                past = list(self._membership)
-            for ev in past:
-                listener(ev)
+
+    def watch_workers(self, listener: Listener) -> None:
+        """Call `listener(event)` for each worker_join and worker_leave, first for those
+        emitted already (a manager started early may have workers before its listener
+        exists; one may come twice: handle it so), and for no other event: a run emits
+        several events a task that such a listener would only look at."""
+        with self._lock:
+            past = list(self._membership)
+            self._watchers.append(listener)
+        for ev in past:
+            listener(ev)
 
     def before_flush(self, write: Callable[[], None]) -> None:
         """Call `write()` before each flush writes what was emitted until then: the engine
@@ -85,7 +90,8 @@ class EventLog:
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         """Record one event of `kind` at time `t` (now, unless the event came with its own)."""
         ev = {"t": self.clock() if t is None else t, "ev": kind, **fields}
-        if kind == "worker_join" or kind == "worker_leave":
+        membership = kind == "worker_join" or kind == "worker_leave"
+        if membership:
             with self._lock:
                 self._membership.append(ev)
         if self._file is None:
@@ -98,6 +104,9 @@ class EventLog:
                 self.flush()
         for listener in self._listeners:
             listener(ev)
+        if membership:
+            for listener in self._watchers:
+                listener(ev)
 
     def tick(self) -> None:
         """Flush if the last flush is a second old (the engine calls this every pass)."""
@@ -140,7 +149,10 @@ class _NoEvents(EventLog):
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         pass
 
-    def subscribe(self, listener: Listener, workers_so_far: bool = False) -> None:
+    def subscribe(self, listener: Listener) -> None:
+        pass
+
+    def watch_workers(self, listener: Listener) -> None:
         pass
 
     def before_flush(self, write: Callable[[], None]) -> None:
