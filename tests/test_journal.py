@@ -135,6 +135,22 @@ def test_a_record_made_now_is_written_whole_and_held_without_what_only_later_run
     assert (again.inputs, again.seen) == ((("a", "k"),), (("a", "ha"),))
 
 
+def test_parts_are_written_as_one_string_whatever_parts_rules_share(tmp_path):
+    path = tmp_path / "journal"
+    j = Journal(str(path))
+    j.open()
+    shared = (("environment", "e1"), ("resources", "s1"))
+    j.done("r1", "x", "ran", (("command", "c1"), *shared), (), [])
+    j.done("r2", "y", "ran", (("command", "c2"), *shared), (), [])
+    j.done("r3", "z", "ran", (("command", "c3"), ("environment", "e2")), (), [])
+    j.done("r4", "w", "ran", (("command", "c4"),), (), [])
+    j.done("r5", "v", "ran", (), (), [])
+    j.close()
+    assert [json.loads(line)["parts"] for line in path.read_text().splitlines()] == [
+        "command=c1 environment=e1 resources=s1", "command=c2 environment=e1 resources=s1",
+        "command=c3 environment=e2", "command=c4", ""]
+
+
 def test_a_journal_holding_records_made_now_is_never_compacted_from_them(tmp_path):
     path = tmp_path / "journal"
     path.write_text("\n".join(done_line(f"r{i}", [["x", f"o{i}", 1, i]])
@@ -207,7 +223,8 @@ def test_a_file_record_of_other_text_or_stat_is_held_as_it_is():
 
 def test_text_that_is_no_lowercase_digest_is_held_as_it_is():
     for text in ("", "o1", "out-xxh3_128-" + "0F" * 16, "x" * 40 + "ab" * 16, "g" * 32,
-                 "ab" * 16 + "\n", "ab" * 15):
+                 "ab" * 16 + "\n", "ab" * 15, "x-" + "ab" * 14 + " ab ", "\u00e9" * 32,
+                 "out-" + "ab" * 15 + "\tab"):
         assert pack(text) is text
     for text in ("ab" * 16, " " + "ab" * 16, "out-xxh3_128-" + "0f" * 16):
         assert isinstance(pack(text), bytes) and unpack(pack(text)) == text

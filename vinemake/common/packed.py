@@ -12,7 +12,7 @@ __all__ = ["pack", "unpack"]
 
 _HEADS: list[str] = []  # every head seen, in order: the index a packed form starts with
 _HEAD_INDEX: dict[str, bytes] = {}
-_HEX = frozenset("0123456789abcdef")
+_fromhex = bytes.fromhex  # (checked by hex(): the digits back, or not packed)
 _MAX_HEADS = 255
 _MAX_HEAD = 32
 
@@ -22,16 +22,21 @@ def pack(text: str) -> str | bytes:
     characters at most (of 255 heads), else itself. unpack(pack(t)) == t, always."""
     if len(text) < 32:
         return text
-    head, tail = text[:-32], text[-32:]
-    if len(head) > _MAX_HEAD or not _HEX.issuperset(tail):
+    tail = text[-32:]
+    try:
+        raw = _fromhex(tail)
+    except ValueError:
         return text
+    if len(raw) != 16 or raw.hex() != tail:
+        return text  # blanks or capitals, which fromhex takes and hex() does not give back
+    head = text[:-32]
     index = _HEAD_INDEX.get(head)
     if index is None:
-        if len(_HEADS) >= _MAX_HEADS:
+        if len(head) > _MAX_HEAD or len(_HEADS) >= _MAX_HEADS:
             return text
         index = _HEAD_INDEX[head] = bytes((len(_HEADS),))
         _HEADS.append(head)
-    return index + bytes.fromhex(tail)
+    return index + raw
 
 
 def unpack(held: str | bytes) -> str:

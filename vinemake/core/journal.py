@@ -315,6 +315,7 @@ class Journal:
         self.file = None
         self.last_sync = self.last_write = 0.0
         self._light = False  # the state no longer rebuilds the file (done(), keep_records())
+        self._rests: dict[tuple, str] = {}  # _parts_text: all parts but the first, as text
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 self.state = replay(f)
@@ -366,7 +367,8 @@ class Journal:
             self.buffer += b"\n"
 
     def started(self, key: str, name: str) -> None:
-        self.record({"ev": "started", "rule": key, "name": name})
+        self.state.incomplete.add(key)  # (what record() would apply, without its dispatch)
+        self._append(_line_bytes({"ev": "started", "rule": key, "name": name}))
 
     def done(self, key: str, name: str, how: str, parts, inputs, outputs, measured=(),
              seen=()) -> None:
@@ -384,10 +386,27 @@ class Journal:
         self._light = True
         self._append(_line_bytes({
             "ev": "done", "rule": key, "name": name, "how": how,
-            "parts": parts if isinstance(parts, str) else " ".join([f"{n}={d}" for n, d in parts]),
+            "parts": parts if isinstance(parts, str) else self._parts_text(parts),
             "inputs": inputs, "outputs": [list(o) for o in outputs],
             "measured": list(measured), "seen": [list(s) for s in seen] if seen else [],
             "wf": self.workflow}))
+
+    def _parts_text(self, parts) -> str:
+        """(name, digest) pairs as `name=digest ...`. Rules share all but their command's
+        (the first): the rest is written once per shape, not once per rule."""
+        if not parts:
+            return ""
+        rest = parts[1:]
+        try:
+            text = self._rests.get(rest)
+        except TypeError:  # lists, not tuples: made each time
+            text = "".join([f" {n}={d}" for n, d in rest])
+        if text is None:
+            if len(self._rests) >= 256:
+                self._rests.clear()
+            text = self._rests[rest] = "".join([f" {n}={d}" for n, d in rest])
+        name, value = parts[0]
+        return f"{name}={value}{text}"
 
     def failed(self, key: str, name: str, status: str, exit_code: int | None) -> None:
         self.record({"ev": "failed", "rule": key, "name": name, "status": status,
