@@ -234,7 +234,7 @@ class Engine:
         self.events = events
         self.hosts: dict[str, str] = {}  # worker -> host, from the record's worker_join events
         self.cores: dict[str, float] = {}  # worker -> cores, while it is connected
-        events.subscribe(self._note_worker, workers_so_far=True)  # the manager may be older
+        events.watch_workers(self._note_worker)  # the manager may be older
         # What the record says has ended, the journal has on disk already: a rule that ended
         # before a kill -9 is never run again (core/events.py, core/journal.py).
         events.before_flush(journal.write)
@@ -258,6 +258,9 @@ class Engine:
 
     def stays_remote(self, rid: int) -> bool:
         """Do `rid`'s outputs stay on the workers (`@temp`, --keep-intermediates-remote)?"""
+        rule = self.rules[rid]
+        if not (rule.temp or rule.mini or rid in self.options.remote):
+            return False  # (stays_remote's first test: asked several times of every task)
         return stays_remote(self.rules, self.dependents, rid, self.options.remote)
 
     def path(self, p: str) -> str:
@@ -415,12 +418,13 @@ class Engine:
             self._done(st, rid, TaskResult(rid, "ok", 0, worker="(each reader's worker)"), [])
             self._release_all(st)
             return
-        problem = self._outside(rid)
+        outputs = self.keys.outputs_of(rid)
+        problem = self._outside(rid, outputs)
         if problem is not None and after:
             return  # refused when its inputs are made, as it would have been
         attempt = st.attempts.get(rid, 0) + 1
         st.attempts[rid] = attempt
-        task = self.task(rid, attempt)
+        task = self.task(rid, attempt, outputs)
         if attempt == 1 and not after:  # (ahead: once it is released, _release)
             self.journal.started(task.rule_key, rule.name)
         if problem is not None:  # a link made during the run leads a target out: refuse it
@@ -564,13 +568,14 @@ class Engine:
             st.ready.append(rid)
         self.events.emit("held_back", rule=rid)
 
-    def task(self, rid: int, attempt: int = 1) -> Task:
-        """The Task for rule `rid`: absolute paths, keys, resources, library."""
+    def task(self, rid: int, attempt: int = 1, made: Sequence | None = None) -> Task:
+        """The Task for rule `rid`: absolute paths, keys, resources, library. (`made`: its
+        outputs_of, if the caller has them.)"""
         rule = self.rules[rid]
-        inputs = self._inputs(rule)
+        inputs = self._inputs(rule) if rule.sources else ()
         remote = self.stays_remote(rid)
         outputs = tuple([TaskFile(key, sandbox, None if remote else self.path(path))
-                         for path, sandbox, key in self.keys.outputs_of(rid)])
+                         for path, sandbox, key in made or self.keys.outputs_of(rid)])
         command = rule.command
         if inputs and not (rule.local or rule.subworkflow or rule.call) and \
                 any(f.sandbox[:1] == "/" or ".." in f.sandbox for f in inputs):
@@ -705,8 +710,11 @@ class Engine:
                 except OSError:
                     self.uncached += 1  # the cache is an optimisation: carry on, say so
             # The journal keeps what a stat of the path says (the plan compares it so).
-            stat = _followed(full, lstat)
-            recorded.append((path, key, *output_stat(full, stat), content))
+            stat = _followed(full, lstat) if stat_module.S_ISLNK(lstat.st_mode) else lstat
+            if stat_module.S_ISDIR(stat.st_mode):
+                recorded.append((path, key, *output_stat(full, stat), content))
+            else:  # (output_stat's answer for a file, without the call)
+                recorded.append((path, key, stat.st_size, stat.st_mtime_ns, content))
             if self.dependents[rid]:  # its readers' tasks and end events say their sizes
                 self.sizes[path] = stat.st_size
         m = result.measured
@@ -787,11 +795,12 @@ class Engine:
         self.events.emit("restore", rule=rid, outputs=[p for p, *_ in placed])
         return True
 
-    def _outside(self, rid: int) -> str | None:
-        """Why a target of `rid` would be written outside the workflow directory, if so."""
+    def _outside(self, rid: int, outputs: Sequence | None = None) -> str | None:
+        """Why a target of `rid` would be written outside the workflow directory, if so.
+        (`outputs`: its outputs_of, if the caller has them.)"""
         if self.stays_remote(rid):
             return None
-        for path, _, _ in self.keys.outputs_of(rid):
+        for path, _, _ in outputs or self.keys.outputs_of(rid):
             problem = self.confine.problem(path, self.path(path))
             if problem is not None:
                 return problem

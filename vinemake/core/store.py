@@ -128,8 +128,10 @@ class Store:
                 return False  # stored before, or by another writer just now
             raise
         # A hard link is the same inode: its stat is the one in hand. A copy has its own.
-        st = lstat if linked else os.lstat(entry)
-        size, mtime = output_stat(entry, st)  # a directory: what is inside (its files are links)
+        if linked:  # (a file: output_stat's own stat, without the call)
+            size, mtime = lstat.st_size, lstat.st_mtime_ns
+        else:  # a directory: what is inside (its files are links)
+            size, mtime = output_stat(entry, os.lstat(entry))
         _write_stamp(entry, f"{size} {mtime} {content}".rstrip())
         return True
 
