@@ -221,6 +221,39 @@ def test_withdrawing_after_a_failure_sends_held_tasks_back(cluster, tmp_path):
     assert not (tmp_path / "started.b").exists()
 
 
+def test_a_held_task_withdrawn_as_it_ran_to_its_end_leaves_nothing_and_stays_withdrawn(
+        cluster, tmp_path):
+    # The run's end withdraws task 2, held on w1 as far as the manager knows, while on w1
+    # what it waited for ended and it ran to its end (the manager has not read that yet).
+    # The engine was told "held_back": the run that did happen must not count later, nor
+    # leave its output at its path unrecorded.
+    c = cluster()
+    c.worker("w1", cores=2)
+    p = gated(tmp_path, 1, "a")
+    d = reader(tmp_path, 2, "b", "a", after=(1,))
+    c.m.submit(p)
+    c.m.submit(d)
+    wait_for(lambda: 2 in c.m.workers["w1"].held, "task 2 to be held on w1")
+    stop, inside = threading.Event(), threading.Event()
+
+    def hold_then_withdraw():  # on the manager's loop: it reads nothing from w1 meanwhile
+        inside.set()
+        stop.wait(60)
+        c.m._withdraw()
+
+    c.m.mailbox.post(hold_then_withdraw)
+    wait_for(inside.is_set, "the manager's loop to block")
+    (tmp_path / "gate.a").touch()
+    (tmp_path / "gate.b").touch()
+    wait_for((tmp_path / "b").exists, "task 2 to run to its end on w1")
+    stop.set()
+    rp, rd = c.collect(p, d)
+    assert (rp.status, rd.status) == ("ok", "held_back")
+    wait_for(lambda: not (tmp_path / "b").exists(), "task 2's output to be removed", 10)
+    assert [r.task_id for r in c.m.wait(0.5)] == []  # and task 2 reported once
+    assert c.results[2].status == "held_back"
+
+
 def test_a_command_started_as_a_slot_frees_is_reported_while_it_runs(cluster, tmp_path):
     # Its start may wait a moment on the worker for an outcome to leave with (the command
     # before it died of SIGTERM here, so its outcome waits to learn whether the worker is

@@ -49,6 +49,7 @@ from vinemake.backends import Demand, ProviderOptions, WorkerProvider
 from vinemake.common.amounts import excess
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.names import flat
+from vinemake.common.paths import remove_path
 from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES, Task, TaskResult
 from vinemake.manager import opening
@@ -90,6 +91,8 @@ from vinemake.wire.protocol import (
 __all__ = ["Manager"]
 
 log = logging.getLogger("vinemake.manager")
+# How long a closing manager waits to hear how the tasks it cancelled on this host ended.
+SETTLE_S = 2.0
 
 
 def _gate(config: ManagerConfig) -> Gate:
@@ -286,6 +289,7 @@ class Manager:
             log.exception("manager loop crashed")
             mailbox.crash(f"{type(e).__name__}: {e}")
         finally:
+            self._settle_cancelled()
             # Workers this run started leave with it, quietly; one started by hand stays,
             # to serve the next manager (it says it is looking for one).
             bye = encode(Shutdown("the workflow is done")) if getattr(
@@ -298,6 +302,18 @@ class Manager:
                         pass
                 w.sock.close()
             self._listener.close()
+
+    def _settle_cancelled(self) -> None:
+        """Before leaving, hear how the tasks cancelled on this host's workers ended (a
+        worker answers every cancel): one that ended anyway has its outputs removed
+        (_unplace). Bounded: a worker that does not answer is not waited for."""
+        deadline = time.monotonic() + SETTLE_S
+        while time.monotonic() < deadline and any(
+                w.same_host and tid in self.recovery.cancelled
+                for w in self.workers.values() for tid in w.running):
+            for key, mask in self.sel.select(timeout=0.05):
+                if mask & selectors.EVENT_READ and isinstance(key.data, ConnectedWorker):
+                    self.conns.read(key.data)
 
     def _heartbeat(self, now: float) -> None:
         """Tell every worker we are here; lose the ones silent too long (stopped, hung)."""
@@ -488,7 +504,8 @@ class Manager:
         for tid, t in msg.tasks:
             task = w.running.get(tid)
             cached = self._cached.pop(tid, None)
-            if task is None or tid in self.recovery.silent or self.recovery.was_cancelled(tid):
+            # (not was_cancelled: that is asked once, by its end, which must still know)
+            if task is None or tid in self.recovery.silent or tid in self.recovery.cancelled:
                 continue
             self._started.add(tid)
             extra = {"cached": cached} if cached else {}
@@ -561,6 +578,16 @@ class Manager:
             return
         self.replicas.arrived(w, t.key, t.size, t.hash, t.end - t.start)
 
+    @staticmethod
+    def _unplace(task: Task, outputs) -> None:
+        """`task` was cancelled (the engine told it never ran or does not count) and ended
+        anyway, its cancel crossing its end: the outputs its worker on this host renamed to
+        their paths go, or they would sit there unrecorded, made from what may not count."""
+        paths = {(f.key, f.path) for f in task.outputs if f.path is not None}
+        for key, _, _, path in outputs:
+            if (key, path) in paths:
+                remove_path(path)
+
     def _finished(self, w: ConnectedWorker, outcome) -> None:
         r = outcome.result
         task = w.running.pop(r.task_id, None)
@@ -574,6 +601,8 @@ class Manager:
         if r.ok or r.status in COMMAND_FAILURES:  # its command ran: how long it took
             self.scheduler.ran(task, r.measured.wall_time_s)
         if self.recovery.was_cancelled(task.id):
+            if r.ok and w.same_host:
+                self._unplace(task, outcome.outputs)
             return
         if outcome.unfetched and self.recovery.unreachable(task, outcome.unfetched,
                                                            self.workers):
