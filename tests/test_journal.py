@@ -196,6 +196,8 @@ def test_keys_and_hashes_are_held_as_digests_and_read_back_as_the_same_text(tmp_
     assert (rec.key, rec.size, rec.mtime_ns, rec.rule, rec.content, rec.workflow) == (
         key, 0, 5, rule, content, "")
     assert isinstance(rec._held, bytes) and len(rec._held) == 16 + 3 * 17
+    assert rec.stat_if(key) == (0, 5)
+    assert rec.stat_if(key[:-1] + "e") is rec.stat_if("o1") is rec.stat_if("") is None
     j.open()
     j.done(rule[:-1] + "b", "y", "ran", "command=c", (), [("y", key, -7, 2**62, "")])
     j.collected("x")
@@ -217,6 +219,7 @@ def test_a_file_record_of_other_text_or_stat_is_held_as_it_is():
     assert repr(odd.replaced(size=3)) == (
         "FileRecord(key='o1', size=3, mtime_ns=1, rule='r1', collected=True, content='h', "
         "workflow='Vinefile')")
+    assert odd.stat_if("o1") == (2**64, 1) and odd.stat_if("o2") is None
     with pytest.raises(AttributeError):
         odd.size = 4
 

@@ -584,7 +584,8 @@ class Engine:
             id=rid, rule_key=self.keys.key_of(rid), name=rule.name, command=command,
             inputs=inputs, outputs=outputs,
             env=rule.env, resources=self.resources_of(rule), category=rule.category,
-            library=self._library(rule), cache_forever=rule.cache_forever,
+            library=self._library(rule) if rule.call else None,
+            cache_forever=rule.cache_forever,
             failed_dir=self._failed_dir(rule),
             attempt=attempt,
             # The parser already put the category's BATCH_OPTIONS in a rule without its own.
@@ -948,9 +949,12 @@ class Engine:
         rule = self.rules[rid]
         outputs = self.keys.outputs_of(rid)
         reason = self.plan.reasons[rid]
-        inputs = [norm(f.path) for f in rule.sources]
-        file_key = self.keys.file_key
-        files = {p: file_key(p) or "" for p in inputs} if inputs else {}
+        if rule.sources:
+            inputs = [norm(f.path) for f in rule.sources]
+            file_key = self.keys.file_key
+            files = {p: file_key(p) or "" for p in inputs}
+        else:
+            inputs, files = [], {}
         for path, _, key in outputs:
             files[path] = key
         resources = self.resources_of(rule)

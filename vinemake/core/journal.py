@@ -117,6 +117,17 @@ class FileRecord:
         held = self._held
         return held[2] if type(held) is tuple else _STAT.unpack_from(held)[1]
 
+    def stat_if(self, key: str) -> tuple[int, int] | None:
+        """(size, mtime_ns) if the file's key is `key`, else None (one look at the packed
+        record where `key`, size and mtime_ns would unpack it three times)."""
+        held = self._held
+        if type(held) is tuple:
+            return (held[1], held[2]) if held[0] == key else None
+        packed = pack(key)
+        if type(packed) is not bytes or held[16:16 + _DIGEST] != packed:
+            return None
+        return _STAT.unpack_from(held)
+
     @property
     def rule(self) -> str:
         return self._fields()[3]

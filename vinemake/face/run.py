@@ -272,11 +272,15 @@ def _remember(prep: Prepared, options, digest: str | None) -> None:
         sources.append((full, st))
     files = prep.journal.state.files
     outputs = []
+    prefix = os.path.join(root, "")  # (output paths are relative: joined without a call)
+    outputs_of = prep.keys.outputs_of
     for rid in prep.plan.order:
-        for path, _, key in prep.keys.outputs_of(rid):
+        for path, _, key in outputs_of(rid):
             rec = files.get(path)
-            if rec is not None and rec.key == key and not rec.collected:
-                outputs.append((os.path.join(root, path), rec.size, rec.mtime_ns))
+            if rec is not None and not rec.collected:
+                recorded = rec.stat_if(key)
+                if recorded is not None:
+                    outputs.append((prefix + path, *recorded))
     write_snapshot(snapshot_file(root), digest, sources, outputs, len(prep.plan.order))
 
 
