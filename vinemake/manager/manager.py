@@ -332,12 +332,16 @@ class Manager:
         if big is None or not self.queue:
             self._too_big.clear()
             return
-        problems: dict[Resources, str | None] = {}  # one check per shape, not per task
+        # One check per shape, not per task: the engine's tasks share a Resources a category
+        # (by identity: hashing a Resources costs more than the rest of a task's turn here).
+        shapes = {id(task.resources): task.resources for task in self.queue}
+        problems = {i: excess(r, big) for i, r in shapes.items()}
+        if not any(problems.values()):  # the common case: everything queued fits
+            self._too_big.clear()
+            return
         failed = []
         for task in self.queue:
-            problem = problems.get(task.resources, "")
-            if problem == "":
-                problem = problems[task.resources] = excess(task.resources, big)
+            problem = problems[id(task.resources)]
             if problem is None or task.id in self.recovery.silent:
                 self._too_big.pop(task.id, None)
                 continue
@@ -610,8 +614,9 @@ class Manager:
         if task.stops_run and r.status in COMMAND_FAILURES:
             self._withdraw()  # before this turn's scheduling pass places another task
         placed = self.replicas.made(w, task, outcome.outputs)
-        wanted = [(f, entry) for f in task.outputs if f.path is not None
-                  for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
+        wanted = [] if len(placed) == len(task.outputs) else [
+            (f, entry) for f in task.outputs if f.path is not None
+            for entry in outcome.outputs if entry[0] == f.key and f.key not in placed]
         if task.id in self.recovery.silent:
             if outcome.failed:
                 self.conns.send(w, Drop([key for _, key, _ in outcome.failed]))

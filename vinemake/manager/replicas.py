@@ -150,7 +150,7 @@ class Replicas:
         placed = set()
         for key, size, digest, path in outputs:
             self.sizes[key] = size
-            if w.same_host and any(f.key == key and f.path == path for f in task.outputs):
+            if w.same_host and _is_output_at(task, key, path):
                 placed.add(key)  # the worker renamed it to its path: it is not in its cache
                 if digest:
                     self.hashes[key] = pack(digest)
@@ -203,3 +203,12 @@ class _Unpacked(Mapping):
 
     def __len__(self) -> int:
         return len(self._table)
+
+
+def _is_output_at(task: Task, key: str, path: str) -> bool:
+    """Is `path` where `task`'s output `key` belongs? (A loop: a generator costs more than
+    the one or two outputs a task has.)"""
+    for f in task.outputs:
+        if f.key == key and f.path == path:
+            return True
+    return False

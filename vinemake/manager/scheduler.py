@@ -265,14 +265,19 @@ class Scheduler:
             # Refilled once half empty, so that Runs leave (and are read) a few at a time.
             if not depth or len(w.waiting) > depth // 2:
                 continue
+            fitting = None  # the last Resources found to fit `w` (tasks share one a category)
             while self.queue and len(w.waiting) < depth:
                 task = self.queue[0]
                 cached: list[str] = []
-                if (task.after or task.library is not None or task.batch_options
-                        or task.resources.disk_mb
-                        or not fits(need(task.resources), w.total)
-                        or (not w.same_host and self._remote_depth(task) * cores < depth)
-                        or self.fetches.plan(task, w, cached) != []):
+                if task.after or task.library is not None or task.batch_options:
+                    return
+                if task.resources is not fitting:
+                    if task.resources.disk_mb or not fits(need(task.resources), w.total):
+                        return
+                    fitting = task.resources
+                if ((not w.same_host and self._remote_depth(task) * cores < depth)
+                        or ((task.inputs or task.minis)
+                            and self.fetches.plan(task, w, cached) != [])):
                     return
                 self.queue.popleft()
                 w.queue(task)

@@ -487,14 +487,16 @@ def task_to_wire(task: Task) -> dict:
 
 
 def task_from_wire(d: dict) -> Task:
+    # Called once a task on the worker, with a task its schema passed (decode): lists, not
+    # generators, and the Resources of a category made once.
     try:
         lib = d["library"]
         return Task(
             id=d["id"], rule_key=d["rule_key"], name=d["name"], command=d["command"],
-            inputs=tuple(_file_from_wire(f) for f in d["inputs"]),
-            outputs=tuple(_file_from_wire(f) for f in d["outputs"]),
-            env=tuple((str(k), str(v)) for k, v in d["env"]),
-            resources=Resources(**d["resources"]), category=d["category"],
+            inputs=tuple([_file_from_wire(f) for f in d["inputs"]]),
+            outputs=tuple([_file_from_wire(f) for f in d["outputs"]]),
+            env=tuple([(k, v) for k, v in d["env"]]),
+            resources=_resources(d["resources"]), category=d["category"],
             library=None if lib is None else LibrarySpec(
                 name=lib["name"], key=lib["key"], command=lib["command"],
                 inputs=tuple(_file_from_wire(f) for f in lib["inputs"]),
@@ -513,13 +515,27 @@ def task_from_wire(d: dict) -> Task:
         raise ProtocolError(f"garbled task: {e!s:.80}") from None
 
 
+# The Resources read lately, by their fields: the tasks of a category all name the same.
+_RESOURCES_READ: dict[tuple, Resources] = {}
+
+
+def _resources(d: dict) -> Resources:
+    key = tuple(d.items())
+    r = _RESOURCES_READ.get(key)
+    if r is None:
+        if len(_RESOURCES_READ) >= 64:
+            _RESOURCES_READ.clear()
+        r = _RESOURCES_READ[key] = Resources(**d)
+    return r
+
+
 def _file_to_wire(f: TaskFile) -> list:
     return [f.key, f.sandbox, f.path, f.size, f.url]
 
 
 def _file_from_wire(v: list) -> TaskFile:
     key, sandbox, path, size, url = v
-    return TaskFile(key=key, sandbox=sandbox, path=path, size=size, url=url)
+    return TaskFile(key, sandbox, path, size, url)
 
 
 @dataclass(frozen=True)
@@ -548,20 +564,21 @@ def outcome_to_wire(o: TaskOutcome) -> dict:
 
 
 def outcome_from_wire(d: dict) -> TaskOutcome:
-    # Called once a task on the manager's loop: lists (not generators) and positional fields,
+    # Called once a task on the manager's loop, with an outcome its schema passed (decode):
+    # its values have their types already. Lists (not generators) and positional fields,
     # and nothing built for the lists a successful task leaves empty.
     try:
-        outputs = tuple([(str(k), int(s), str(h), str(p)) for k, s, h, p in d["outputs"]])
+        outputs = tuple([(k, s, h, p) for k, s, h, p in d["outputs"]])
         result = TaskResult(d["id"], d["status"], d["exit_code"], d["reason"], d["stderr"],
                             Measured(**d["measured"]), d["worker"],
                             tuple([(k, s, h) for k, s, h, _ in outputs]))
         failed = d["failed"]
-        failed = tuple([(str(n), str(k), str(p)) for n, k, p in failed]) if failed else ()
-        unfetched = d.get("unfetched")
-        unfetched = tuple([(str(k), tuple([str(s) for s in sources]))
-                           for k, sources in unfetched]) if unfetched else ()
-        inline = d.get("inline")
-        inline = tuple([(str(k), base64.b64decode(data, validate=True))
+        failed = tuple([(n, k, p) for n, k, p in failed]) if failed else ()
+        unfetched = d["unfetched"]
+        unfetched = tuple([(k, tuple(sources)) for k, sources in unfetched]) if unfetched \
+            else ()
+        inline = d["inline"]
+        inline = tuple([(k, base64.b64decode(data, validate=True))
                         for k, data in inline]) if inline else ()
     except (KeyError, TypeError, ValueError, binascii.Error) as e:
         raise ProtocolError(f"garbled outcome: {e!s:.80}") from None
