@@ -256,12 +256,14 @@ class Scheduler:
         """
         if self.config.max_tasks is not None and len(self.workers) > 1:
             return
+        per_core = self.config.worker_queue
         for w in self.workers.values():
             if not self.queue:
                 return
-            cores = max(1, int(w.total.cores or 1))
-            depth = cores * (self.config.worker_queue if w.same_host
-                             else self._remote_depth(self.queue[0]))
+            cores = w.whole_cores
+            if w.same_host and len(w.waiting) > cores * per_core // 2:
+                continue  # full enough (said first: with many workers, most are, each turn)
+            depth = cores * (per_core if w.same_host else self._remote_depth(self.queue[0]))
             # Refilled once half empty, so that Runs leave (and are read) a few at a time.
             if not depth or len(w.waiting) > depth // 2:
                 continue

@@ -58,6 +58,7 @@ class ConnectedWorker:
     held: dict = field(default_factory=dict)
     held_for: dict = field(default_factory=dict)  # task id -> ids of the tasks held for it
     max_tasks: int | None = None  # the -j cap it was told: it starts no more at once
+    whole_cores: int = 1  # its cores, whole, at least 1: how many tasks it is sent ahead
     heard: float = 0.0  # time.monotonic() of the last bytes from it (heartbeats count)
 
     @classmethod
@@ -67,7 +68,7 @@ class ConnectedWorker:
         return cls(id=wid, sock=sock, addr=addr, file_port=file_port, same_host=same_host,
                    total=resources,
                    free=Pool(offered_by(resources)),
-                   max_tasks=max_tasks)
+                   max_tasks=max_tasks, whole_cores=max(1, int(resources.cores or 1)))
 
     def view(self) -> WorkerView:
         if self.waiting:  # tasks wait there already: a new one would wait behind them
