@@ -47,3 +47,7 @@ _like  # jxfunctions.py: found by name
 _values  # jxfunctions.py: found by name
 _items  # jxfunctions.py: found by name
 _.disabled  # worker/standby.py: logging.Logger's own attribute, set to re-enable a logger
+_._field_type  # common/records.py: dataclasses.fields reads it on every Field
+_.__dataclass_params__  # common/records.py: dataclasses reads it (a frozen base's check)
+_.__annotations__  # common/records.py: inspect.signature reads the generated __init__'s
+_.__match_args__  # common/records.py: the match statement reads it

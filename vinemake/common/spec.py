@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
+
+from vinemake.common.records import dataclass
 
 
 class Location(NamedTuple):

@@ -1,13 +1,15 @@
 """Plain data between engine, manager and worker: Task, TaskFile, TaskResult, Measured.
 
-This module is imported by the worker side, so it imports nothing but `vinemake.common.spec`.
+This module is imported by the worker side, so it imports nothing but `vinemake.common.spec`
+and `vinemake.common.records`.
 """
 
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
+from dataclasses import field
 
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 
 __all__ = ["TaskFile", "LibrarySpec", "MiniTask", "Task", "Measured", "TaskResult", "STATUSES",

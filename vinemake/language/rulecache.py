@@ -36,13 +36,13 @@ import marshal
 import os
 import sys
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from operator import attrgetter
 
 import xxhash
 
 from vinemake import __version__
 from vinemake.common.private import private_dir
+from vinemake.common.records import dataclass
 from vinemake.common.spec import (
     Category,
     FileRef,
@@ -62,10 +62,11 @@ FORMAT = 1
 CACHE_FILE = RULES
 # The modules a parse runs through (a test checks importing the parser loads no other).
 PARSING_MODULES = ("__init__", "common/__init__", "common/errors", "common/private",
-                   "common/spec", "core/__init__", "core/statedir", "language/__init__",
-                   "language/annotations", "language/environment", "language/evaluate",
-                   "language/expand", "language/grammar", "language/keywords", "language/parser",
-                   "language/rulecache", "language/statements", "language/units")
+                   "common/records", "common/spec", "core/__init__", "core/statedir",
+                   "language/__init__", "language/annotations", "language/environment",
+                   "language/evaluate", "language/expand", "language/grammar",
+                   "language/keywords", "language/parser", "language/rulecache",
+                   "language/statements", "language/units")
 
 
 @dataclass(frozen=True)
