@@ -43,12 +43,13 @@ import struct
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, field, fields
 
 import orjson
 
 from vinemake.common.compactjson import compact
 from vinemake.common.errors import InfrastructureError
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import (
     STATUSES,
