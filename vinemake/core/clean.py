@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import TextIO
 
 from vinemake.common.hashing import hash_tree
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Workflow
 from vinemake.core.confine import Confinement
 from vinemake.core.filestate import output_stat

@@ -21,7 +21,8 @@ finished rule, which deletes the same files no later.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from vinemake.common.records import dataclass
 
 __all__ = ["GC_MODES", "Collection", "DEFAULT_COUNT", "DEFAULT_MIN_FREE"]
 

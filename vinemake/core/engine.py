@@ -40,13 +40,14 @@ import stat as stat_module
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from vinemake.common.amounts import excess
 from vinemake.common.errors import InfrastructureError, VinefileError
 from vinemake.common.hashing import hash_tree
 from vinemake.common.names import flat, quoted
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Category, Resources, RuleSpec, is_url
 from vinemake.common.task import LibrarySpec, MiniTask, Task, TaskFile, TaskResult
 from vinemake.core.collection import Collection

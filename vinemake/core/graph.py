@@ -26,10 +26,10 @@ import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from operator import attrgetter, eq
 
 from vinemake.common.errors import InputError, VinefileError, VinefileErrors
+from vinemake.common.records import dataclass
 from vinemake.common.spec import FileRef, Location, RuleSpec, Workflow, is_url
 from vinemake.common.suggest import did_you_mean
 from vinemake.core.outside import unseen_by_workers

@@ -29,11 +29,12 @@ import struct
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import NamedTuple
 
 from vinemake.common.compactjson import compact
 from vinemake.common.packed import pack, unpack
+from vinemake.common.records import dataclass
 
 __all__ = ["workflow_name", "RuleRecord", "FileRecord", "JournalState", "replay", "Journal",
            "SYNC_INTERVAL_S", "part_map", "PartsText"]

@@ -16,9 +16,9 @@ reverse topological order makes their producers run.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence, Set
-from dataclasses import dataclass
 from typing import NamedTuple
 
+from vinemake.common.records import dataclass
 from vinemake.core.journal import JournalState, part_map
 from vinemake.core.keys import Output, RuleKey
 

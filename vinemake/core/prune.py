@@ -14,9 +14,9 @@ import os
 import re
 import time
 from collections.abc import Iterable, Set
-from dataclasses import dataclass
 
 from vinemake.common.paths import remove_path, tree_bytes
+from vinemake.common.records import dataclass
 from vinemake.core.lease import LEASES, LOCK, held_keys, store_lock
 from vinemake.core.store import ABANDONED_S, Store
 

@@ -24,7 +24,8 @@ Everything vinemake keeps about a workflow lives here, and nothing else names th
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+
+from vinemake.common.records import dataclass
 
 __all__ = ["StateDir", "NAME", "RULES", "RUNS_KEPT", "RUNS_BYTES"]
 

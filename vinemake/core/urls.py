@@ -22,10 +22,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import ALGORITHM, digest, encode, streaming
+from vinemake.common.records import dataclass
 
 __all__ = ["Validators", "check_url", "url_key", "UrlMemo", "CHECK_TIMEOUT_S"]
 

@@ -7,9 +7,10 @@ copied field by field from one record to the next.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from vinemake.backends import BACKENDS, ProviderOptions
+from vinemake.common.records import dataclass
 from vinemake.core.collection import Collection
 from vinemake.language.jxinput import JxInput
 from vinemake.manager.config import ManagerConfig

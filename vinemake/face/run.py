@@ -14,13 +14,14 @@ import stat
 import sys
 import time
 from collections.abc import Mapping, Set
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TextIO
 
 from vinemake.backends import BATCH_SYSTEMS
 from vinemake.common.collector import collector_paused
 from vinemake.common.errors import InfrastructureError, InputError, VinefileError, VinemakeError
 from vinemake.common.process import identity
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources, Workflow, is_url
 from vinemake.common.trim import give_back_freed
 from vinemake.core.confine import Confinement
