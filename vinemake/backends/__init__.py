@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol
 
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 
 __all__ = ["Demand", "ManagerAddress", "WorkerProvider", "BACKENDS", "BATCH_SYSTEMS",

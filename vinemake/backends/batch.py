@@ -35,12 +35,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from typing import Protocol
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions, options_tag
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 
 __all__ = [

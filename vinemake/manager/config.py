@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vinemake.common.records import dataclass
 
 __all__ = ["ManagerConfig", "PLACEMENTS"]
 

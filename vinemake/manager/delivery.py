@@ -25,11 +25,12 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import field
 
 import xxhash
 
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.task import TaskResult
 from vinemake.manager.transfers import MANAGER, TransferLog, install, install_bytes
 from vinemake.wire.fileserver import fetch

@@ -15,8 +15,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Container, Iterable
-from dataclasses import dataclass
 
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.wire.gate import Pass
 from vinemake.wire.protocol import (

@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import random as _random
 from collections.abc import Iterable, Mapping, Sequence, Set
-from dataclasses import dataclass
 
 from vinemake.backends import options_tag, worker_options_tag
 from vinemake.common.amounts import fits as amounts_fit
 from vinemake.common.amounts import held_by, offered_by
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task
 

@@ -12,9 +12,10 @@ import collections
 import dataclasses
 import selectors
 import socket
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from vinemake.common.amounts import Pool, held_by, offered_by
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import Task
 from vinemake.manager.placement import MB, WorkerView
