@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
 
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.worker.sandbox import check_key
 
 __all__ = ["Entry", "CacheDir"]

@@ -38,10 +38,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.task import LibrarySpec, Task, with_threads
 
 __all__ = ["CallResult", "CallHandle", "LibraryInstance", "LibraryPool", "split_call",

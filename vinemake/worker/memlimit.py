@@ -30,10 +30,10 @@ import os
 import shlex
 import signal
 import time
-from dataclasses import dataclass
 
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.process import identity, still_running
+from vinemake.common.records import dataclass
 
 __all__ = ["MemoryLimits", "Limit", "METHODS"]
 

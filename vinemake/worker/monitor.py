@@ -30,10 +30,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from vinemake.common import batching
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured
 from vinemake.worker.memlimit import Limit, MemoryLimits

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+
+from vinemake.common.records import dataclass
 
 __all__ = ["Lineage", "ProcessTrees", "children_of", "descendants", "pid_range"]
 

@@ -32,11 +32,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from vinemake.common.amounts import NOTHING, Amounts, Pool, held_by, offered_by
 from vinemake.common.hashing import hash_tree as tree_hash
 from vinemake.common.paths import remove_path
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import Measured, MiniTask, Task, TaskResult, command_env
 from vinemake.wire.protocol import MINI, URL, ProtocolError, TaskOutcome

@@ -22,11 +22,11 @@ import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 from vinemake.common import batching
 from vinemake.common.paths import remove_path
 from vinemake.common.process import identity, still_running
+from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
