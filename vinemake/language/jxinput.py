@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from vinemake.common.errors import InputError
+from vinemake.common.records import dataclass
 
 __all__ = ["JxInput", "jx_input"]
 
