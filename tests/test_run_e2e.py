@@ -394,3 +394,43 @@ def test_a_first_build_runs_on_a_worker_forked_from_vinemake_logging_on_its_own(
     logged = (tmp_path / "debug.log").read_text().splitlines()
     assert logged and all(f" vinemake[{run.pid}] vinemake." in line for line in logged)
     assert "worker local joined from 127.0.0.1 (same host)" in "\n".join(logged)
+
+
+# The command's parent is the worker: its command line, then its parent's pid.
+WHO = ('who: in\n\ttr "\\\\0" " " < /proc/\\$PPID/cmdline > who; echo >> who; '
+       'grep ^PPid: /proc/\\$PPID/status >> who\n')
+
+
+def test_a_rebuild_that_runs_a_rule_forks_its_worker_once_the_plan_says_so(tmp_path):
+    # No standby ahead on a rebuild (its plan may run nothing): the worker is forked from
+    # vinemake as the manager starts it, not a new interpreter.
+    (tmp_path / "Vinefile").write_text(WHO)
+    (tmp_path / "in").write_text("1\n")
+    vinemake(tmp_path)
+    (tmp_path / "in").write_text("2\n")
+    argv = [sys.executable, "-m", "vinemake", "-d", "all", "-o", "debug.log"]
+    run = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, err
+    cmdline, ppid = (tmp_path / "who").read_text().splitlines()
+    assert cmdline == " ".join(argv) + " "
+    assert ppid.split() == ["PPid:", str(run.pid)]
+    logged = (tmp_path / "debug.log").read_text().splitlines()
+    assert logged and all(f" vinemake[{run.pid}] vinemake." in line for line in logged)
+    assert "worker local joined from 127.0.0.1 (same host)" in "\n".join(logged)
+
+
+def test_a_rebuild_in_a_large_vinemake_starts_a_new_worker_interpreter(tmp_path):
+    # Above the size limit a fork would hold (and copy) vinemake's pages while it lives.
+    (tmp_path / "Vinefile").write_text(WHO)
+    (tmp_path / "in").write_text("1\n")
+    vinemake(tmp_path)
+    (tmp_path / "in").write_text("2\n")
+    program = ("import vinemake.backends.local as local; local._FORK_LIMIT_MB = 0; "
+               "from vinemake.face.cli import main; main()")
+    run = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    cmdline, _ = (tmp_path / "who").read_text().splitlines()
+    assert cmdline.startswith(f"{sys.executable} -m vinemake.worker.cli 127.0.0.1 ")

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 
 from vinemake.backends import Demand, ManagerAddress, ProviderOptions
 from vinemake.common.errors import InfrastructureError
-from vinemake.common.forked import fork_child
+from vinemake.common.forked import ForkedChild, fork_child
 from vinemake.common.lifeline import die_with_parent
 from vinemake.common.machine import machine_resources
 from vinemake.common.spec import Resources
@@ -109,7 +109,8 @@ class LocalWorkers:
         self._spawn()
 
     def _spawn(self) -> None:
-        self.proc = _STANDBY.claim(self._command) or _start(self._command)
+        self.proc = (_STANDBY.claim(self._command) or _STANDBY.fork(self._command)
+                     or _start(self._command))
 
     def close(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -133,6 +134,7 @@ class _Standby:
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen | None = None
+        self.serve: Callable[[int], int] | None = None  # forks a worker when it is started
 
     def start(self, serve: Callable[[int], int] | None = None) -> None:
         if self.proc is None:
@@ -163,6 +165,16 @@ class _Standby:
             return None
         return proc
 
+    def fork(self, command: list[str]) -> ForkedChild | None:
+        """A worker for `command` forked from this process now, as a standby claimed at once;
+        None when no block asked for that, forking is not safe here, or this process is too
+        large to fork (see _FORK_LIMIT_MB)."""
+        if self.serve is None or self.proc is not None or _resident_mb() > _FORK_LIMIT_MB:
+            return None
+        import vinemake.wire.fileserver  # noqa: F401  (loaded once: see start)
+        self.proc = fork_child(self.serve, signal.SIGTERM, (signal.SIGINT,))
+        return self.claim(command)
+
     def release(self) -> None:
         proc, self.proc = self.proc, None
         if proc is not None:
@@ -181,17 +193,37 @@ _STANDBY = _Standby()
 
 
 @contextlib.contextmanager
-def standby_worker(serve: Callable[[int], int] | None = None) -> Iterator[subprocess.Popen]:
+def standby_worker(serve: Callable[[int], int] | None = None,
+                   ahead: bool = True) -> Iterator[subprocess.Popen | None]:
     """For the block, a worker interpreter (the process given) loads meanwhile, and the first
     local worker started in it is that one; unclaimed, it leaves at the end of the block.
 
     With `serve` (worker/standby.py's `forked`, which this layer may not import), the standby
-    is forked from this process when that is safe (common/forked.py), running serve(fd)."""
-    _STANDBY.start(serve)
+    is forked from this process when that is safe (common/forked.py), running serve(fd).
+    Not `ahead`: no standby now, but a local worker started in the block is such a fork, made
+    as it is started, when that is safe then (no new interpreter to start)."""
+    if ahead:
+        _STANDBY.start(serve)
+    _STANDBY.serve = serve
     try:
         yield _STANDBY.proc
     finally:
+        _STANDBY.serve = None
         _STANDBY.release()
+
+
+# A process larger than this is not forked for a worker: the fork copies its page tables, and
+# every page it writes afterwards is copied while the worker lives (a large plan held by
+# vinemake would be held twice). A short workflow's vinemake is well under it.
+_FORK_LIMIT_MB = 256
+
+
+def _resident_mb() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return float("inf")  # not Linux: do not fork for the size's sake either
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> bool:

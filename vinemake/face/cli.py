@@ -294,11 +294,12 @@ def command(vinefile, targets, check, dry_run, graph_format, clean, clean_all, d
         ctx.exit(0)
     # On a first build the local worker loads while the workflow is read and planned, in a
     # fork of this process (no interpreter to start, the modules both use loaded already).
-    # Not on a rebuild: its plan may run nothing, and a standby started for nothing cost a
-    # full-path no-op rerun more than the overlap saves.
+    # Not ahead on a rebuild: its plan may run nothing, and a standby started for nothing
+    # cost a full-path no-op rerun more than the overlap saves; its worker is forked when
+    # the plan starts one.
     first = runs and nothing_built(options)
-    standby = first and options.batch_type == "local"
-    with standby_worker(forked) if standby else nullcontext():
+    local = runs and options.batch_type == "local"
+    with standby_worker(forked, ahead=first) if local else nullcontext():
         with collector_paused():
             # A first build writes the parsed-rules cache after its run, not before its
             # first command (a rerun reads it; the run itself does not).
