@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import subprocess
 import threading
 import time
 
 import pytest
 import xxhash
+from conftest import require_tool
 
 from vinemake.wire import fileserver as fs
 from vinemake.wire import protocol as p
@@ -257,6 +259,133 @@ def test_forwarded_frames_stay_at_least_a_piece_while_the_file_trickles_in(tmp_p
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
 
 
+def test_a_forwarded_file_goes_in_whole_chunks_announced_before_their_pieces_land(tmp_path):
+    # One frame header a chunk, not one a piece: the frame is announced when its first
+    # piece lands and its other pieces follow as they land.
+    data = os.urandom(2 * fs.CHUNK + 10)
+    feed = Feed(tmp_path, "out-1", data)
+    client, server = tcp_pair()
+    assert feed.g.acquire()
+    sender = threading.Thread(target=fs.send_growing, args=(server, "out-1", feed.g))
+    sender.start()
+    feed.land(fs.PIECE)
+    assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
+    assert client.recv_head() == (p.DATA, fs.CHUNK)
+    first = memoryview(bytearray(fs.PIECE))
+    client.read_into(first)  # the first piece arrives before the rest of its frame landed
+    assert bytes(first) == data[:fs.PIECE] and feed.at == fs.PIECE
+    feed.land(len(data))
+    feed.g.finish(True)
+    rest = client.recv_payload(fs.CHUNK - fs.PIECE)
+    sizes = [fs.CHUNK]
+    got = bytes(first) + rest
+    while (frame := client.recv_frame())[0] == p.DATA:
+        sizes.append(len(frame[1]))
+        got += frame[1]
+    sender.join(10)
+    assert got == data
+    assert sizes == [fs.CHUNK, fs.CHUNK, 10]
+    assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+
+
+def test_a_forward_cut_off_inside_a_frame_fails_the_next_hop_with_the_reason(tmp_path):
+    data = os.urandom(3 * fs.CHUNK)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        feed.land(fs.CHUNK + fs.PIECE)  # the second frame announced, a piece of it sent
+        wait_for(lambda: downstream.received == fs.CHUNK + fs.PIECE, "the forwarded bytes")
+        feed.g.finish(False, "w3: connection closed inside a frame")
+        t.join(10)
+    finally:
+        server.close()
+    assert isinstance(box["error"], p.ProtocolError), box
+    assert str(box["error"]) == "connection closed inside a frame"
+    assert errors == ["file server: out-1: the transfer it is forwarded from failed: "
+                      "w3: connection closed inside a frame"]
+
+
+def small_buffers(client: p.Connection, server: p.Connection) -> None:
+    """Socket buffers far smaller than the file, so a forward must wait for room."""
+    server.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 16384)
+    client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
+
+
+def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
+    # A socket with a timeout is non-blocking underneath: sendfile says "try again" when its
+    # buffer is full, and the forward waits for room instead of failing.
+    data = os.urandom(4 * fs.CHUNK)
+    feed = Feed(tmp_path, "out-1", data)
+    assert feed.g.acquire()
+    feed.land(len(data))
+    feed.g.finish(True)
+    client, server = tcp_pair()
+    small_buffers(client, server)
+    server.sock.settimeout(30.0)
+    box = {}
+    sender = threading.Thread(target=lambda: box.update(
+        sent=fs.send_growing(server, "out-1", feed.g)))
+    sender.start()
+    assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
+    got = b""
+    while (frame := client.recv_frame())[0] == p.DATA:
+        got += frame[1]
+    sender.join(10)
+    assert got == data and box == {"sent": len(data)}
+    assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+
+
+def test_a_forward_to_a_peer_that_stops_reading_times_out(tmp_path):
+    data = os.urandom(4 * fs.CHUNK)
+    feed = Feed(tmp_path, "out-1", data)
+    assert feed.g.acquire()
+    feed.land(len(data))
+    feed.g.finish(True)
+    client, server = tcp_pair()
+    small_buffers(client, server)
+    server.sock.settimeout(0.2)
+    with pytest.raises(TimeoutError, match="^timed out$"):
+        fs.send_growing(server, "out-1", feed.g)  # the client reads nothing
+    client.close()
+
+
+def test_a_file_is_forwarded_over_tls_while_it_is_still_arriving(tmp_path):
+    # No sendfile under TLS (the bytes are encrypted in user space): the forward reads them.
+    openssl = require_tool("openssl")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    serving, fetching = p.server_context(str(cert), str(key)), p.client_context()
+    data = os.urandom(2 * fs.CHUNK + 1234)
+    feed, errors = Feed(tmp_path, "out-1", data), []
+
+    def resolve(k):
+        return feed.g if feed.g.acquire() else None
+    server = fs.FileServer("127.0.0.1", resolve, b"pw", serving, on_error=errors.append)
+    downstream = fs.Growing("out-1")
+    box = {}
+
+    def run():
+        box["result"] = fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "copy"),
+                                 b"pw", fetching, progress=downstream)
+    t = threading.Thread(target=run)
+    try:
+        t.start()
+        feed.land(fs.CHUNK + fs.PIECE)
+        wait_for(lambda: downstream.received == fs.CHUNK + fs.PIECE, "the forwarded bytes")
+        feed.land(len(data))
+        feed.g.finish(True)
+        t.join(10)
+    finally:
+        server.close()
+    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
+    assert (tmp_path / "copy").read_bytes() == data
+    assert errors == []
+
+
 def test_the_arrival_rate_is_the_fastest_recent_window_and_the_pace_a_quarter_above_it():
     rate = fs.ArrivalRate(now=100.0)
     rate.note(100.1, 1_000_000)  # the first window is not over yet: no pace
@@ -287,13 +416,11 @@ def test_a_forward_is_paced_to_its_arrival_while_the_file_arrives_and_unpaced_af
     feed.land(fs.PIECE)
     time.sleep(1.2 * fs.PACE_WINDOW_S)  # not a race: the window only needs to be over
     feed.land(fs.PIECE)  # two pieces in more than a window: at most this fast
-    got = b""
-    while len(got) < 2 * fs.PIECE:
-        got += client.recv_frame()[1]
+    assert client.recv_head() == (p.DATA, fs.CHUNK)  # the first chunk, a piece at a time
+    got = client.recv_payload(2 * fs.PIECE)
     assert 0 < pacing_of(server) <= fs.PACE_HEADROOM * 2 * fs.PIECE / (1.2 * fs.PACE_WINDOW_S)
     feed.land(2 * fs.PIECE)
-    while len(got) < 4 * fs.PIECE:
-        got += client.recv_frame()[1]
+    got += client.recv_payload(2 * fs.PIECE)
     # the last bytes, less than a piece: the forward waits for all_in, then sends them unpaced
     feed.land(1000)
     feed.g.finish(True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import ssl
 import threading
@@ -101,14 +102,19 @@ def send_file(conn: Connection, key: str, path: str) -> int:
         sink.flush_all()
         conn.send(FileEnd(h.hexdigest()))
         return 0
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         size = os.fstat(f.fileno()).st_size
         conn.send(FileHead(key, size))
+        buf = memoryview(bytearray(min(CHUNK, size)))
         sent = 0
-        while sent < size and (chunk := f.read(min(CHUNK, size - sent))):
-            h.update(chunk)
-            conn.send_raw(HEADER.pack(len(chunk), DATA) + chunk)
-            sent += len(chunk)
+        while sent < size and (n := f.readinto(buf[:min(CHUNK, size - sent)])):
+            # The hash is of these bytes; the socket gets the same range from the page cache
+            # (sendfile: no copies through Python). Should the file change in between, the
+            # receiver's hash of what came is not this one, and the copy fails.
+            h.update(buf[:n])
+            conn.send_raw(HEADER.pack(n, DATA), more=True)
+            _send_bytes(conn, f.fileno(), sent, n, key, buf[:n])
+            sent += n
     if sent != size:
         raise ProtocolError(f"{key} shrank while being sent")
     conn.send(FileEnd(h.hexdigest()))
@@ -284,14 +290,14 @@ class Growing:
             self._wait(lambda: self.size is not None)
             return self.size
 
-    def ready(self, offset: int) -> int:
-        """How many bytes from `offset` to send next: what has landed, up to a CHUNK, once
+    def ready(self, offset: int, most: int = CHUNK) -> int:
+        """How many bytes from `offset` to send next: what has landed, up to `most`, once
         that is at least PIECE, or the rest once all is in (0 at the end). A frame is never
         shorter than PIECE however the file trickles in, and each hop holds a byte back
         only until a PIECE of it has landed."""
         with self._cond:
             self._wait(lambda: self.received - offset >= PIECE or self.arrived)
-            return min(CHUNK, self.received - offset)
+            return min(most, self.received - offset)
 
     def fileno(self) -> int:
         """The read descriptor (valid while the caller holds a reference)."""
@@ -317,7 +323,7 @@ class Growing:
 
 
 def send_growing(conn: Connection, key: str, g: Growing) -> int:
-    """Forward a file still arriving: chunks as they land, FileEnd once it arrived intact.
+    """Forward a file still arriving: pieces as they land, FileEnd once it arrived intact.
 
     The FileEnd hash is the one this side computed over the bytes as they came in, so a copy
     damaged on this side's disk fails at the next hop. The bytes go from the page cache to the
@@ -327,17 +333,62 @@ def send_growing(conn: Connection, key: str, g: Growing) -> int:
     size = g.head()
     conn.send(FileHead(key, size))
     sent = 0
-    with os.fdopen(os.dup(g.fileno()), "rb") as f:
-        while n := g.ready(sent):
-            conn.pace(g.pace())
-            conn.send_raw(HEADER.pack(n, DATA), more=True)
-            if isinstance(conn.sock, ssl.SSLSocket):
-                conn.send_raw(os.pread(f.fileno(), n, sent))
-            elif conn.sock.sendfile(f, sent, n) != n:
+    while frame := _next_frame(g, sent, size):
+        # A file's size is known: its frames are whole CHUNKs announced ahead, each sent a
+        # piece at a time as the pieces land (one header a CHUNK, not one a piece). Should
+        # the copy upstream fail, this one is cut off inside a frame, which fails it too.
+        conn.send_raw(HEADER.pack(frame, DATA), more=True)
+        end = sent + frame
+        while sent < end:
+            if not (n := g.ready(sent, end - sent)):
                 raise ProtocolError(f"{key} shrank while being forwarded")
+            conn.pace(g.pace())
+            _send_bytes(conn, g.fileno(), sent, n, key)
             sent += n
     conn.send(FileEnd(g.verified()))
     return sent
+
+
+def _next_frame(g: Growing, sent: int, size: int) -> int:
+    """The length of the next DATA frame a forward sends (0: no more): the rest of a file up
+    to a CHUNK; for a directory's tar stream, of unknown length, what has landed."""
+    if size >= 0:
+        return min(CHUNK, size - sent)
+    return g.ready(sent)
+
+
+def _send_bytes(conn: Connection, fd: int, offset: int, n: int, key: str,
+                read: memoryview | None = None) -> None:
+    """`n` bytes of `fd` from `offset` to the connection (`read`: they, read already)."""
+    if isinstance(conn.sock, ssl.SSLSocket):  # TLS encrypts in user space: no sendfile
+        conn.send_raw(os.pread(fd, n, offset) if read is None else read)
+    else:
+        _send_range(conn.sock, fd, offset, n, key)
+
+
+def _send_range(sock: socket.socket, fd: int, offset: int, n: int, key: str) -> None:
+    """`n` bytes of `fd` from `offset` to a plain socket with sendfile, straight from the page
+    cache. os.sendfile itself, not socket.sendfile: that one makes a selector, an fstat and a
+    seek for every call, and a forward calls it for every piece."""
+    end = offset + n
+    while offset < end:
+        try:
+            k = os.sendfile(sock.fileno(), fd, offset, end - offset)
+        except BlockingIOError:  # a socket with a timeout is non-blocking underneath
+            _wait_writable(sock)
+            continue
+        if k == 0:
+            raise ProtocolError(f"{key} shrank while being sent")
+        offset += k
+
+
+def _wait_writable(sock: socket.socket) -> None:
+    """Until `sock` can take more bytes; TimeoutError after its timeout, as its send would."""
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    timeout = sock.gettimeout()
+    if not poller.poll(None if timeout is None else timeout * 1000):
+        raise TimeoutError("timed out")
 
 
 class Arrivals:
