@@ -803,6 +803,8 @@ class Engine:
         if self.stays_remote(rid):
             return None
         for path, _, _ in outputs or self.keys.outputs_of(rid):
+            if "/" not in path:
+                continue  # in the workflow directory itself, which is inside
             problem = self.confine.problem(path, self.path(path))
             if problem is not None:
                 return problem
