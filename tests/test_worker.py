@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from vinemake.worker import runner as runner_module
 from vinemake.worker.cachedir import CacheDir
 from vinemake.worker.monitor import Monitor, Sample, exceeded
 from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
-from vinemake.worker.sandbox import SandboxError, check_name, link_in
+from vinemake.worker.sandbox import SandboxError, check_name, is_empty, link_in
 
 
 @pytest.mark.parametrize("name, why", [
@@ -169,6 +170,45 @@ def test_the_stderr_of_a_task_is_its_own(runner):
     failing = make_task("echo first >&2; exit 1")
     assert runner.run(failing).result.stderr_tail == "first\n"
     assert runner.run(make_task("exit 1")).result.stderr_tail == ""  # same sandbox, emptied
+
+
+def test_every_task_starts_in_an_empty_sandbox_whatever_the_one_before_left(runner):
+    # One sandbox serves them in turn: after the first give-back it is kept open and read
+    # for emptiness; what a task left behind (files, a tree) is removed before the next.
+    listing = "ls -A > ../listing; echo x > out.txt"
+    for leave in ("", "touch junk; mkdir -p d/e; touch d/e/f", "", "touch .hidden", ""):
+        o = runner.run(make_task(f"{listing}; {leave}", outputs=[("out-l", "out.txt", None)]))
+        assert o.result.status == "ok"
+        boxes = [b for b in os.listdir(runner.sandbox_root) if b.isdigit()]
+        assert len(boxes) == 1
+        with open(os.path.join(runner.sandbox_root, "listing")) as f:
+            assert f.read() == ""
+    runner.close()  # its directories closed: a later give-back lists the sandbox by path
+    o = runner.run(make_task("touch junk; echo x > out.txt", outputs=[("out-m", "out.txt", None)]))
+    assert o.result.status == "ok"
+    assert os.listdir(os.path.join(runner.sandbox_root, boxes[0])) == []
+
+
+def test_an_open_directory_is_empty_only_when_it_lists_nothing(tmp_path):
+    d = tmp_path / "d"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert is_empty(fd)
+        for name in ("f", ".f", "x" * 255):
+            (d / name).write_text("")
+            assert not is_empty(fd)
+            (d / name).unlink()
+            assert is_empty(fd)  # read again from the start
+        (d / "sub").mkdir()
+        assert not is_empty(fd)
+        for i in range(100):  # more names than one read's buffer holds
+            (d / f"n{i}").write_text("")
+        assert not is_empty(fd)
+        shutil.rmtree(d)
+        assert not is_empty(fd)  # removed: it cannot tell, so the caller looks by path
+    finally:
+        os.close(fd)
 
 
 def test_the_stderr_tail_is_the_last_2_kib(runner):

@@ -94,7 +94,9 @@ class Watch:
     on_exit: ExitListener | None = None  # called once, on the monitor's thread, when it exits
     on_gone: Callable[[], None] | None = None  # called just before on_exit, see reap()
     _proc: psutil.Process | None = None
-    lineage: Lineage = field(init=False)  # how its tree is found (proctree.py)
+    # How its tree is found (proctree.py): made at its first sample, which most commands
+    # never reach.
+    lineage: Lineage | None = field(default=None, init=False)
     _fd: int = -1  # its pidfd, while registered
     reaped: bool = False  # its pid may belong to another process now: never signal it
     ended: float | None = None  # monotonic time it was reaped
@@ -103,17 +105,14 @@ class Watch:
     samples: int = 0
     memory_limit: Limit | None = None  # what the kernel holds it to (memlimit.py), if anything
 
-    def __post_init__(self) -> None:
-        self.lineage = Lineage.of(self.pid)
-
     def measured(self, end: float) -> Measured:
         wall = max(end - self.start, 0.0)
-        return Measured(cores=round(self.cpu_s / wall, 3) if wall > 0 else 0.0,
-                        memory_mb=round(self.peak_memory_mb, 1),
-                        disk_mb=round(self.peak_disk_mb, 3), wall_time_s=round(wall, 4),
-                        bytes_read=sum(r for r, _ in self.io.values()) if self.io else 0,
-                        bytes_written=sum(w for _, w in self.io.values()) if self.io else 0,
-                        samples=self.samples)
+        io = self.io
+        # Positional, in Measured's order: once a task, for every task.
+        return Measured(round(self.cpu_s / wall, 3) if wall > 0 else 0.0,
+                        round(self.peak_memory_mb, 1), round(self.peak_disk_mb, 3),
+                        round(wall, 4), sum([r for r, _ in io.values()]) if io else 0,
+                        sum([w for _, w in io.values()]) if io else 0, self.samples)
 
 
 class Monitor:
@@ -284,6 +283,7 @@ class Monitor:
         tick_due = None
         later: list = []
         later_due = 0.0
+        wake_r = self._wake_r
         try:
             while not self._closed:
                 due = next_sample if tick_due is None else min(next_sample, tick_due)
@@ -291,20 +291,30 @@ class Monitor:
                     due = min(due, later_due)
                 now = time.monotonic()
                 timeout = max(0.0, due - now)
-                with self._lock:
-                    if self._watches or tick_due is not None or later:
-                        busy = now
-                    elif now - busy > SLEEP_AFTER_S:
-                        self._asleep, timeout = True, -1
+                if later or tick_due is not None:
+                    busy = now
+                else:  # under the lock: watch() must see it fall asleep, or wake it
+                    with self._lock:
+                        if self._watches:
+                            busy = now
+                        elif now - busy > SLEEP_AFTER_S:
+                            self._asleep, timeout = True, -1
                 events = self._epoll.poll(timeout)
-                if self._asleep or any(fd == self._wake_r for fd, _ in events):
+                woken = self._asleep
+                for fd, _ in events:
+                    if fd == wake_r:
+                        woken = True
+                if woken:
                     self._drain_wake()
                     next_sample = time.monotonic() + self.delay
-                ended = [self._reap(fd) for fd, _ in events if fd != self._wake_r]
-                ended = [e for e in ended if e is not None]
-                if ended and not later:
+                waited = len(later)
+                for fd, _ in events:
+                    if fd != wake_r:
+                        e = self._reap(fd)
+                        if e is not None:
+                            later.append(e)
+                if not waited and later:
                     later_due = time.monotonic() + DEFER_S
-                later += ended
                 if later and not self._may_wait(later, later_due):
                     self._finish_all(later)
                     later = []
@@ -352,6 +362,9 @@ class Monitor:
 
     def _sample_all(self, due: list[Watch], now: float) -> None:
         """Sample these watches, their process trees found in one pass."""
+        for w in due:
+            if w.lineage is None:
+                w.lineage = Lineage.of(w.pid)
         trees = self.trees.trees([w.lineage for w in due])
         for w in due:
             self._sample(w, now, trees.get(w.pid, ()))

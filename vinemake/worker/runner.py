@@ -54,6 +54,7 @@ from vinemake.worker.sandbox import (
     SandboxError,
     check_key,
     check_name,
+    is_empty,
     link_in,
     tree_size,
 )
@@ -104,29 +105,35 @@ class Slots:
 
     def __init__(self, total: Resources, max_tasks: int = 0):
         self._free = Pool(offered_by(total))
-        self._queue: collections.deque = collections.deque()  # (task, payload)
+        self._queue: collections.deque = collections.deque()  # (task, payload, need)
         self._running = 0  # commands and calls
         self.max_tasks = max_tasks
         self._lock = threading.Lock()
 
     def offer(self, task: Task, payload=None) -> bool:
         """True: start `task` now (charged). False: it waits in the queue."""
+        need = _need(task)
         with self._lock:
-            if not self._queue and self._fits(task):
-                self._charge(task, 1)
+            if not self._queue and self._fits(need):
+                self._free.take(need)
+                self._running += 1
                 return True
-            self._queue.append((task, payload))
+            self._queue.append((task, payload, need))  # its need, worked out once
             return False
 
     def release(self, task: Task) -> list:
         """`task` ended: the (task, payload) pairs that may start now (charged)."""
+        need = _need(task)
         with self._lock:
-            self._charge(task, -1)
+            self._free.give(need)
+            self._running -= 1
             ready = []
-            while self._queue and self._fits(self._queue[0][0]):
-                pair = self._queue.popleft()
-                self._charge(pair[0], 1)
-                ready.append(pair)
+            queue = self._queue
+            while queue and self._fits(queue[0][2]):
+                waiting, payload, need = queue.popleft()
+                self._free.take(need)
+                self._running += 1
+                ready.append((waiting, payload))
             return ready
 
     def call_started(self) -> None:
@@ -141,31 +148,24 @@ class Slots:
     def cancel(self, task_id: int):
         """Take a waiting task out of the queue: its (task, payload), or None."""
         with self._lock:
-            for pair in self._queue:
-                if pair[0].id == task_id:
-                    self._queue.remove(pair)
-                    return pair
+            for entry in self._queue:
+                if entry[0].id == task_id:
+                    self._queue.remove(entry)
+                    return entry[0], entry[1]
             return None
 
     def clear(self) -> list:
         """Forget every waiting task (their manager is gone); what was waiting."""
         with self._lock:
-            waiting, self._queue = list(self._queue), collections.deque()
-            return waiting
+            waiting, self._queue = self._queue, collections.deque()
+            return [(task, payload) for task, payload, _ in waiting]
 
-    def _fits(self, task: Task) -> bool:
+    def _fits(self, need: Amounts) -> bool:
         if self._running == 0:
             return True
         if self.max_tasks and self._running >= self.max_tasks:
             return False
-        return self._free.fits(_need(task))
-
-    def _charge(self, task: Task, sign: int) -> None:
-        if sign > 0:
-            self._free.take(_need(task))
-        else:
-            self._free.give(_need(task))
-        self._running += sign
+        return self._free.fits(need)
 
 
 def _need(task: Task) -> Amounts:
@@ -218,6 +218,7 @@ class Runner:
         # A key's lock lives while some thread fetches or waits for that key.
         self._key_locks: dict[str, list] = {}
         self._spare: list[str] = []
+        self._sandbox_fds: dict[str, int] = {}  # sandbox -> its directory, open (_give_back)
         self._watches: dict[int, object] = {}  # task id -> Watch, while its command runs
         self._calls: dict[int, CallHandle] = {}  # task id -> its library call, until it ends
         self.closed = False  # its session ended (close())
@@ -308,6 +309,11 @@ class Runner:
         return sandbox
 
     def _give_back(self, sandbox: str) -> None:
+        with self._locks_lock:  # (close() closes the directories under it)
+            fd = self._sandbox_fds.get(sandbox)
+            if fd is not None and is_empty(fd):  # most tasks leave nothing behind
+                self._spare.append(sandbox)
+                return
         try:
             with os.scandir(sandbox) as it:
                 for entry in it:
@@ -316,9 +322,18 @@ class Runner:
                     else:
                         os.unlink(entry.path)
         except OSError:
+            with self._locks_lock:
+                fd = self._sandbox_fds.pop(sandbox, None)
+            if fd is not None:
+                os.close(fd)
             remove_path(sandbox)
             return
         with self._locks_lock:
+            if fd is None and not self.closed:
+                # Kept open from now on: the next give-back reads it without opening it.
+                with contextlib.suppress(OSError):
+                    self._sandbox_fds[sandbox] = os.open(
+                        sandbox, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             self._spare.append(sandbox)
 
     def _check_names(self, task: Task) -> None:
@@ -502,11 +517,11 @@ class Runner:
 
     def _result(self, task: Task, status: str, code: int | None = None, reason: str = "",
                 tail: str = "", measured: Measured | None = None, outputs=(), failed=()):
-        result = TaskResult(task_id=task.id, status=status, exit_code=code, reason=reason,
-                            stderr_tail=tail, measured=measured or Measured(),
-                            worker=self.worker_name,
-                            outputs=tuple((k, s, h) for k, s, h, _ in outputs))
-        return TaskOutcome(result=result, outputs=outputs, failed=failed)
+        # Positional, in the fields' order: once a task, for every task.
+        result = TaskResult(task.id, status, code, reason, tail, measured or Measured(),
+                            self.worker_name,
+                            tuple([(k, s, h) for k, s, h, _ in outputs]) if outputs else ())
+        return TaskOutcome(result, outputs, failed)
 
     # ------------------------------------------------------------ inputs
 
@@ -621,10 +636,14 @@ class Runner:
         return handle is not None
 
     def close(self) -> None:
-        """Its session ended: every call it has stops, and none begins from now on."""
+        """Its session ended: every call it has stops, and none begins from now on; its
+        sandboxes' directories are closed (a task still ending lists its own by path)."""
         self.closed = True
         with self._locks_lock:
             handles = list(self._calls.values())
+            fds, self._sandbox_fds = list(self._sandbox_fds.values()), {}
+            for fd in fds:
+                os.close(fd)
         for handle in handles:
             handle.cancel()
 

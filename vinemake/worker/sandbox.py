@@ -7,12 +7,15 @@ worker's workspace whatever arrives on the wire.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
+import struct
+import sys
 
 from vinemake.common.linking import link_or_copy
 
-__all__ = ["SandboxError", "check_name", "check_key", "link_in", "tree_size"]
+__all__ = ["SandboxError", "check_name", "check_key", "is_empty", "link_in", "tree_size"]
 
 
 class SandboxError(Exception):
@@ -57,6 +60,53 @@ def link_in(src: str, sandbox: str, name: str) -> None:
         link_or_copy(src, dest)
 
 
+def _getdents64():
+    """glibc's getdents64 (2.30 and later), or None: then is_empty says False."""
+    if sys.platform != "linux":
+        return None
+    try:
+        call = ctypes.CDLL(None, use_errno=True).getdents64
+    except (AttributeError, OSError):
+        return None
+    call.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    call.restype = ctypes.c_ssize_t
+    return call
+
+
+_GETDENTS = _getdents64()
+_DIRENT = struct.Struct("=QqHB")  # linux_dirent64: inode, offset, record length, type; name
+_DENTS_BUF = 512  # "." and ".." and the longest name's record fit
+
+
+def is_empty(fd: int) -> bool:
+    """Does the directory open as `fd` hold nothing? False also when it cannot tell (no
+    getdents64 here, an error, a directory removed meanwhile): the caller then looks by
+    its path.
+
+    Reads of the open directory where listing it by path also opens, stats and closes it,
+    for each of the many tasks that leave their sandbox empty (their outputs moved out).
+    """
+    if _GETDENTS is None:
+        return False
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+    except OSError:
+        return False
+    buf = ctypes.create_string_buffer(_DENTS_BUF)
+    n = _GETDENTS(fd, buf, _DENTS_BUF)
+    if n <= 0:  # an error, or a directory removed meanwhile (not even "." is listed)
+        return False
+    raw = buf.raw
+    at = 0
+    while at < n:
+        length = _DIRENT.unpack_from(raw, at)[2]
+        name = raw[at + _DIRENT.size:raw.index(b"\0", at + _DIRENT.size)]
+        if name not in (b".", b".."):
+            return False
+        at += length
+    # Only the dots so far: empty if nothing follows (a file system may hand out fewer
+    # entries per read than fit).
+    return _GETDENTS(fd, buf, _DENTS_BUF) == 0
 
 
 def tree_size(path: str) -> int:

@@ -406,9 +406,10 @@ class Worker:
 
         def exited() -> None:  # the command is gone: its slot goes to the next task now
             freed.append(True)
-            watch = runner.watch_of(task.id)
-            if task.stops_run and watch is not None and (watch.code or watch.reason):
-                self._withdraw_waiting()  # the run ends: not one more task starts here
+            if task.stops_run:
+                watch = runner.watch_of(task.id)
+                if watch is not None and (watch.code or watch.reason):
+                    self._withdraw_waiting()  # the run ends: not one more task starts here
             self._free_slot(task)
 
         def done(outcome) -> None:
