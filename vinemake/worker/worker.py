@@ -367,7 +367,7 @@ class Worker:
         try:
             fetches = tuple(Fetch(key, digest, tuple(FileSource(h, int(p), label, bool(tls))
                                                      for h, p, label, tls in sources))
-                            for key, digest, sources in msg.fetch)
+                            for key, digest, sources in msg.fetch) if msg.fetch else ()
         except (TypeError, ValueError) as e:
             raise ProtocolError(f"garbled fetch list: {e}") from None
         with self._running_lock:
