@@ -125,7 +125,8 @@ def rule_key(rule: RuleSpec, input_keys: Mapping[str, str], library_key: str | N
     sources = rule.sources
     if known is not None:
         return _tuple_new(RuleKey, (known[0], parts, tuple(sorted(
-            [(p, input_keys[p]) for p in [norm(f.path) for f in sources]])), known[1]))
+            [(p, input_keys[p]) for p in [norm(f.path) for f in sources]])) if sources else (),
+            known[1]))
     # Fixed-width digests, then counted netstrings: unambiguous without a general encoder.
     head = "".join([part[1] for part in parts])
     inputs: tuple[tuple[str, str], ...] = ()
@@ -482,6 +483,7 @@ def compute_keys(order: Sequence[RuleSpec], source_keys: Mapping[str, str],
     return keys
 
 
+@functools.lru_cache(maxsize=4096)  # (rules share a few: made once, not once a rule)
 def _rest_parts(env, cores, gpus, library_key, kind) -> tuple[tuple[str, str], ...]:
     """The (name, digest) parts of a rule key after its command's, in their order."""
     return (_env_part(env), _resources_part(cores, gpus),
