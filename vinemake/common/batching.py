@@ -16,14 +16,18 @@ docs/performance.md, "Dispatch"):
    queue: at most HAND_OVER_WAIT_S late or HAND_OVER_MAX results.
 
 A command's start unblocks nothing (the manager only records it), so the worker's monitor
-lets the start of a command it spawned wait up to SEND_WAIT_S for an outcome to leave with:
+lets the start of a command it spawned wait up to START_WAIT_S for an outcome to leave with:
 the next one is usually a command's length away, and a lone Started was half of a worker's
-messages in a run of null rules.
+messages in a run of null rules. The wait covers an outcome's own (finished up to
+FINISH_WAIT_S late, then held up to SEND_WAIT_S): with SEND_WAIT_S alone a start made just
+after a Done left was sent by itself a few milliseconds before the next Done, in a third of
+the worker's messages.
 """
 
 FINISH_WAIT_S = 0.008
 FINISH_MAX = 32
 SEND_WAIT_S = 0.005
+START_WAIT_S = FINISH_WAIT_S + SEND_WAIT_S
 SEND_MAX = 32
 HAND_OVER_WAIT_S = 0.01
 HAND_OVER_MAX = 64

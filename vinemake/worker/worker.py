@@ -528,7 +528,7 @@ class Worker:
             return HOLD_S
         since = self._starts_since
         if since is not None and self._outbox.empty():  # only starts, which may wait a little
-            left = HOLD_S - (time.monotonic() - since)
+            left = batching.START_WAIT_S - (time.monotonic() - since)
             if left > 0:
                 return left
         self._drain_outbox()
