@@ -45,6 +45,27 @@ def test_a_file_is_fetched_and_verified(file_server, tmp_path):
     assert (tmp_path / "dest").read_bytes() == data
 
 
+def test_a_whole_file_goes_in_chunks_with_the_hash_of_the_bytes_sent(tmp_path):
+    # Read once for the hash, sent from the page cache: every chunk's bytes and the hash agree.
+    data = os.urandom(2 * fs.CHUNK + 777)
+    (tmp_path / "src").write_bytes(data)
+    client, server = tcp_pair()
+    server.sock.settimeout(30.0)
+    small_buffers(client, server)  # the sender waits for room, chunk after chunk
+    box = {}
+    sender = threading.Thread(target=lambda: box.update(
+        sent=fs.send_file(server, "out-1", str(tmp_path / "src"))))
+    sender.start()
+    assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
+    sizes, got = [], b""
+    while (frame := client.recv_frame())[0] == p.DATA:
+        sizes.append(len(frame[1]))
+        got += frame[1]
+    sender.join(10)
+    assert sizes == [fs.CHUNK, fs.CHUNK, 777] and got == data and box == {"sent": len(data)}
+    assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
+
+
 def test_bytes_that_do_not_match_the_recorded_hash_are_refused(file_server, tmp_path):
     server, data, _ = file_server
     with pytest.raises(p.ProtocolError) as e:
