@@ -448,7 +448,7 @@ class Engine:
                 self.local.submit(task)
         else:
             self.executor.submit(task)
-        if self.options.ahead:
+        if self.options.ahead and self.dependents[rid]:
             self._go_ahead(st, rid)
 
     # -- submitting ahead -----------------------------------------------------------------
@@ -658,7 +658,8 @@ class Engine:
             if problem is None:
                 self._done(st, rid, result, placed)  # journalled before its end is recorded
                 self._end(st, rid, result)
-                self._release_all(st)  # (their ends after this one's)
+                if st.released:
+                    self._release_all(st)  # (their ends after this one's)
                 return
             if self.options.zero_length_error:
                 self._set_aside(rule)  # what did come back is not this rule's output

@@ -399,8 +399,8 @@ class Journal:
         self._append(_line_bytes({
             "ev": "done", "rule": key, "name": name, "how": how,
             "parts": parts if isinstance(parts, str) else self._parts_text(parts),
-            "inputs": inputs, "outputs": [list(o) for o in outputs],
-            "measured": list(measured), "seen": [list(s) for s in seen] if seen else [],
+            # (tuples as they come: JSON arrays either way, the same bytes)
+            "inputs": inputs, "outputs": outputs, "measured": measured, "seen": seen,
             "wf": self.workflow}))
 
     def _parts_text(self, parts) -> str:
