@@ -3,6 +3,7 @@
     python bench/threads.py 4000                          # 4k null rules, 5 runs
     python bench/threads.py 4000 --baseline DIR --repeat 5  # and vinemake from DIR (a git
                                                           # archive of an older commit), in turn
+    python bench/threads.py 4000 --workdir /dev/shm/dt    # on tmpfs, away from the disk's noise
 
 Each run is a first build (`-T local`, its worker forked from vinemake) of N rules `out.I:`
 with `: > out.I`. A wrapper around vinemake's command line writes, as the process leaves, the
