@@ -5,13 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import struct
-import subprocess
 import threading
 import time
 
 import pytest
 import xxhash
-from conftest import require_tool
 
 from vinemake.wire import fileserver as fs
 from vinemake.wire import protocol as p
@@ -196,20 +194,21 @@ class Feed:
             self.g.all_in(xxhash.xxh3_128_hexdigest(self.data))  # as it came off the wire
 
 
-def forward_server(feeds: dict, errors: list) -> fs.FileServer:
+def forward_server(feeds: dict, errors: list, tls=None) -> fs.FileServer:
     """A file server whose files are still arriving (a fresh reader reference each ask)."""
     def resolve(key):
         g = feeds[key].g
         return g if g.acquire() else None
-    return fs.FileServer("127.0.0.1", resolve, b"pw", on_error=errors.append)
+    return fs.FileServer("127.0.0.1", resolve, b"pw", tls, on_error=errors.append)
 
 
-def fetch_in_thread(port: int, key: str, dest: str, progress=None):
+def fetch_in_thread(port: int, key: str, dest: str, progress=None, tls=None):
     box = {}
 
     def run():
         try:
-            box["result"] = fs.fetch("127.0.0.1", port, key, dest, b"pw", progress=progress)
+            box["result"] = fs.fetch("127.0.0.1", port, key, dest, b"pw", tls,
+                                     progress=progress)
         except (p.ProtocolError, EOFError) as e:
             box["error"] = e
     t = threading.Thread(target=run)
@@ -217,13 +216,20 @@ def fetch_in_thread(port: int, key: str, dest: str, progress=None):
     return t, box
 
 
-def test_a_file_is_forwarded_while_it_is_still_arriving(tmp_path):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_a_file_is_forwarded_while_it_is_still_arriving(tmp_path, request, tls):
+    # Under TLS the bytes are encrypted in user space: no sendfile, the forward reads them.
+    serving = fetching = None
+    if tls:
+        cert, key = request.getfixturevalue("certificate")
+        serving, fetching = p.server_context(str(cert), str(key)), p.client_context()
     data = os.urandom(5 * fs.CHUNK + 1234)
     feed, errors = Feed(tmp_path, "out-1", data), []
-    server = forward_server({"out-1": feed}, errors)
+    server = forward_server({"out-1": feed}, errors, serving)
     downstream = fs.Growing("out-1")
     try:
-        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream,
+                                 fetching)
         feed.land(2 * fs.CHUNK)
         # the first two chunks reach the next hop while the rest has not arrived here yet
         wait_for(lambda: downstream.received == 2 * fs.CHUNK, "the forwarded chunks")
@@ -334,9 +340,9 @@ def small_buffers(client: p.Connection, server: p.Connection) -> None:
     client.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
 
 
-def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
-    # A socket with a timeout is non-blocking underneath: sendfile says "try again" when its
-    # buffer is full, and the forward waits for room instead of failing.
+def arrived_over_small_buffers(tmp_path, timeout: float):
+    """A file all arrived (a reader's reference taken), and a connection whose socket buffers
+    are far smaller than it, the sending side with `timeout`: (data, feed, client, server)."""
     data = os.urandom(4 * fs.CHUNK)
     feed = Feed(tmp_path, "out-1", data)
     assert feed.g.acquire()
@@ -344,7 +350,14 @@ def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
     feed.g.finish(True)
     client, server = tcp_pair()
     small_buffers(client, server)
-    server.sock.settimeout(30.0)
+    server.sock.settimeout(timeout)
+    return data, feed, client, server
+
+
+def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
+    # A socket with a timeout is non-blocking underneath: sendfile says "try again" when its
+    # buffer is full, and the forward waits for room instead of failing.
+    data, feed, client, server = arrived_over_small_buffers(tmp_path, 30.0)
     box = {}
     sender = threading.Thread(target=lambda: box.update(
         sent=fs.send_growing(server, "out-1", feed.g)))
@@ -359,52 +372,10 @@ def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
 
 
 def test_a_forward_to_a_peer_that_stops_reading_times_out(tmp_path):
-    data = os.urandom(4 * fs.CHUNK)
-    feed = Feed(tmp_path, "out-1", data)
-    assert feed.g.acquire()
-    feed.land(len(data))
-    feed.g.finish(True)
-    client, server = tcp_pair()
-    small_buffers(client, server)
-    server.sock.settimeout(0.2)
+    _, feed, client, server = arrived_over_small_buffers(tmp_path, 0.2)
     with pytest.raises(TimeoutError, match="^timed out$"):
         fs.send_growing(server, "out-1", feed.g)  # the client reads nothing
     client.close()
-
-
-def test_a_file_is_forwarded_over_tls_while_it_is_still_arriving(tmp_path):
-    # No sendfile under TLS (the bytes are encrypted in user space): the forward reads them.
-    openssl = require_tool("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    serving, fetching = p.server_context(str(cert), str(key)), p.client_context()
-    data = os.urandom(2 * fs.CHUNK + 1234)
-    feed, errors = Feed(tmp_path, "out-1", data), []
-
-    def resolve(k):
-        return feed.g if feed.g.acquire() else None
-    server = fs.FileServer("127.0.0.1", resolve, b"pw", serving, on_error=errors.append)
-    downstream = fs.Growing("out-1")
-    box = {}
-
-    def run():
-        box["result"] = fs.fetch("127.0.0.1", server.port, "out-1", str(tmp_path / "copy"),
-                                 b"pw", fetching, progress=downstream)
-    t = threading.Thread(target=run)
-    try:
-        t.start()
-        feed.land(fs.CHUNK + fs.PIECE)
-        wait_for(lambda: downstream.received == fs.CHUNK + fs.PIECE, "the forwarded bytes")
-        feed.land(len(data))
-        feed.g.finish(True)
-        t.join(10)
-    finally:
-        server.close()
-    assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
-    assert (tmp_path / "copy").read_bytes() == data
-    assert errors == []
 
 
 def test_the_arrival_rate_is_the_fastest_recent_window_and_the_pace_a_quarter_above_it():

@@ -25,7 +25,6 @@ from pathlib import Path
 import psutil
 import pytest
 import test_manager
-from conftest import require_tool
 from test_manager import wait_for
 
 from vinemake.common.spec import Resources
@@ -320,16 +319,6 @@ def test_a_worker_hangs_up_on_a_silent_manager_and_connects_again(tmp_path):
 
 
 # ---------------------------------------------------------------- TLS on one side only
-
-@pytest.fixture
-def certificate(tmp_path):
-    openssl = require_tool("openssl")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-                    "-subj", "/CN=127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    return cert, key
-
 
 @pytest.mark.parametrize("manager_tls", [True, False], ids=["plain-worker", "tls-worker"])
 def test_a_worker_and_manager_disagreeing_on_tls_fail_with_the_reason(run, certificate,
