@@ -51,3 +51,4 @@ _._field_type  # common/records.py: dataclasses.fields reads it on every Field
 _.__dataclass_params__  # common/records.py: dataclasses reads it (a frozen base's check)
 _.__annotations__  # common/records.py: inspect.signature reads the generated __init__'s
 _.__match_args__  # common/records.py: the match statement reads it
+__getattr__  # wire/tls.py: the module's own, Python calls it for a name the module lacks

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import selectors
-import ssl
 import time
 from collections.abc import Callable, Mapping
 
 from vinemake.manager.workers import ConnectedWorker
+from vinemake.wire import tls
 from vinemake.wire.protocol import MSG, ProtocolError, Run, batch, decode, encode
 
 __all__ = ["Connections"]
@@ -56,10 +56,10 @@ class Connections:
             # object on every read, most of the manager's CPU per small message.
             n = w.sock.recv_into(self._rbuf)
             data = self._rview[:n].tobytes()
-            if isinstance(w.sock, ssl.SSLSocket):
+            if isinstance(w.sock, tls.SSLSocket):
                 while w.sock.pending():
                     data += w.sock.recv(w.sock.pending())
-        except (BlockingIOError, ssl.SSLWantReadError):
+        except (BlockingIOError, tls.SSLWantReadError):
             return
         except OSError as e:
             self.lose(w, f"connection error: {e}")
@@ -113,7 +113,7 @@ class Connections:
             while w.outbuf:
                 n = w.sock.send(w.outbuf)
                 del w.outbuf[:n]
-        except (BlockingIOError, ssl.SSLWantWriteError):
+        except (BlockingIOError, tls.SSLWantWriteError):
             pass
         except OSError as e:
             self.lose(w, f"send failed: {e}")

@@ -11,10 +11,10 @@ from __future__ import annotations
 import collections
 import logging
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Callable, Container, Iterable
+from typing import TYPE_CHECKING
 
 from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
@@ -29,6 +29,9 @@ from vinemake.wire.protocol import (
     server_handshake,
     tune,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 __all__ = ["Newcomer", "Refusals", "handshake", "unique_name", "largest"]
 
@@ -108,7 +111,7 @@ def handshake(sock: socket.socket, addr: str, secret: bytes | None,
             raise ProtocolError(f"unexpected role {hello.role!r}")
         newcomer = Newcomer(sock, addr, hello, resources_from_wire(hello.resources),
                             hello.file_port)
-    except (ProtocolError, OSError, EOFError, ssl.SSLError) as e:
+    except (ProtocolError, OSError, EOFError) as e:  # ssl's errors are OSErrors
         why = str(e) or type(e).__name__
     finally:
         admitted.done()  # before the socket is closed: the gate may cut it until then

@@ -18,15 +18,16 @@ import contextlib
 import os
 import select
 import socket
-import ssl
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import xxhash
 
 from vinemake.common.hashing import hash_tree
+from vinemake.wire import tls
 from vinemake.wire.gate import Gate, Pass
 from vinemake.wire.protocol import (
     CHUNK,
@@ -50,6 +51,9 @@ from vinemake.wire.protocol import (
     tune,
     welcome_for,
 )
+
+if TYPE_CHECKING:
+    import ssl
 
 # A received frame is written and reported in pieces of this size, and a file still arriving
 # is forwarded in frames of at least this size: the wire's floor is 64 KiB, and each hop of a
@@ -360,7 +364,7 @@ def _next_frame(g: Growing, sent: int, size: int) -> int:
 def _send_bytes(conn: Connection, fd: int, offset: int, n: int, key: str,
                 read: memoryview | None = None) -> None:
     """`n` bytes of `fd` from `offset` to the connection (`read`: they, read already)."""
-    if isinstance(conn.sock, ssl.SSLSocket):  # TLS encrypts in user space: no sendfile
+    if isinstance(conn.sock, tls.SSLSocket):  # TLS encrypts in user space: no sendfile
         conn.send_raw(os.pread(fd, n, offset) if read is None else read)
     else:
         _send_range(conn.sock, fd, offset, n, key)
@@ -522,7 +526,7 @@ class FileServer:
                     continue
                 with self.slots:
                     send_file(conn, get.key, path)
-        except (ProtocolError, OSError, ssl.SSLError, EOFError) as e:
+        except (ProtocolError, OSError, EOFError) as e:  # ssl's errors are OSErrors
             self._on_error(f"file server: {e}")
         finally:
             if conn is not None:

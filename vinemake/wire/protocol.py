@@ -38,12 +38,12 @@ import binascii
 import json
 import os
 import socket
-import ssl
 import struct
 import sys
 import threading
 from collections.abc import Callable
 from dataclasses import MISSING, field, fields
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -60,6 +60,7 @@ from vinemake.common.task import (
     TaskFile,
     TaskResult,
 )
+from vinemake.wire import tls
 from vinemake.wire.schema import Bad as _Bad
 from vinemake.wire.schema import boolean as _bool
 from vinemake.wire.schema import compiled
@@ -72,6 +73,9 @@ from vinemake.wire.schema import one_of as _one_of
 from vinemake.wire.schema import or_null as _or_null
 from vinemake.wire.schema import string as _str
 from vinemake.wire.schema import time as _time
+
+if TYPE_CHECKING:
+    import ssl
 
 # Both ends refuse a message with a field they do not know, so a new field is a new version:
 # a worker from another release is then refused with "version mismatch", not "garbled".
@@ -626,7 +630,7 @@ class Connection:
         self._view = memoryview(self._buf)
         self._start = self._end = 0  # the bytes read ahead: self._buf[_start:_end]
         # TLS records do not map to socket bytes, and an SSLSocket takes no flags
-        self._plain = not isinstance(sock, ssl.SSLSocket)
+        self._plain = not isinstance(sock, tls.SSLSocket)
         self._lowat = 1
         self._pace = UNPACED
 
@@ -820,6 +824,8 @@ def read_secret(path: str | None) -> bytes | None:
 
 
 def server_context(cert: str, key: str) -> ssl.SSLContext:
+    import ssl
+
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     try:
         ctx.load_cert_chain(cert, key)
@@ -829,6 +835,8 @@ def server_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def client_context() -> ssl.SSLContext:
+    import ssl
+
     """TLS for privacy; identity is proven by the HMAC handshake, so self-signed certs are fine."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False

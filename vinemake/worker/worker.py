@@ -18,10 +18,10 @@ import os
 import queue
 import signal
 import socket
-import ssl
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from vinemake.common import batching
 from vinemake.common.paths import remove_path
@@ -29,6 +29,7 @@ from vinemake.common.process import identity, still_running
 from vinemake.common.records import dataclass
 from vinemake.common.spec import Resources
 from vinemake.common.task import COMMAND_FAILURES
+from vinemake.wire import tls
 from vinemake.wire.fileserver import Arrivals, FileServer, Growing, fetch, push
 from vinemake.wire.protocol import (
     PUSH_FAILED,
@@ -64,6 +65,9 @@ from vinemake.worker.libraries import LibraryPool
 from vinemake.worker.memlimit import MemoryLimits
 from vinemake.worker.monitor import Monitor
 from vinemake.worker.runner import Fetch, FileSource, Runner, Slots
+
+if TYPE_CHECKING:
+    import ssl
 
 # How long a peer asking for a file this worker neither holds nor receives yet waits for it:
 # the manager names a worker as a source as soon as it has sent it the task that fetches the
@@ -208,7 +212,7 @@ class Worker:
                                          else ""),
                     file_port=self.files.port), self.secret)
                 conn.send(Cached([[e.key, e.size, e.hash] for e in self.cache.entries()]))
-            except (ProtocolError, ssl.SSLError) as e:
+            except (ProtocolError, tls.SSLError) as e:
                 self._close_line()
                 if self._stop.is_set():
                     return None  # stop() cut the handshake short
@@ -694,7 +698,7 @@ def _why(e: BaseException) -> str:
 def _tls_mismatch(e: ssl.SSLError) -> bool:
     """Did a TLS handshake fail because the other side sent plain bytes (no TLS there)?
     An early end of file is not that: a network or a busy manager, worth a retry."""
-    return not isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+    return not isinstance(e, (tls.SSLEOFError, tls.SSLZeroReturnError))
 
 
 def _remove_stale_runs(workdir: str) -> None:
