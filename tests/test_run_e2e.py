@@ -376,57 +376,53 @@ def test_a_directory_and_files_inside_it_are_targets_of_one_rule(tmp_path, targe
     assert started(vinemake(tmp_path)) == []
 
 
-def test_a_first_build_runs_on_a_worker_forked_from_vinemake_logging_on_its_own(tmp_path):
-    # The standby worker of a first build is a fork of vinemake itself (common/forked.py),
-    # so the command's parent (the worker) has vinemake's command line and vinemake as its
-    # parent; and vinemake's -o debug file gets vinemake's lines only, as with an exec'd one.
-    (tmp_path / "Vinefile").write_text(
-        'who:\n\ttr "\\\\0" " " < /proc/\\$PPID/cmdline > who; echo >> who; '
-        'grep ^PPid: /proc/\\$PPID/status >> who\n')
-    argv = [sys.executable, "-m", "vinemake", "-d", "all", "-o", "debug.log"]
-    run = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    out, err = run.communicate(timeout=60)
-    assert run.returncode == 0, err
-    cmdline, ppid = (tmp_path / "who").read_text().splitlines()
-    assert cmdline == " ".join(argv) + " "
-    assert ppid.split() == ["PPid:", str(run.pid)]
-    logged = (tmp_path / "debug.log").read_text().splitlines()
-    assert logged and all(f" vinemake[{run.pid}] vinemake." in line for line in logged)
-    assert "worker local joined from 127.0.0.1 (same host)" in "\n".join(logged)
-
-
 # The command's parent is the worker: its command line, then its parent's pid.
 WHO = ('who: in\n\ttr "\\\\0" " " < /proc/\\$PPID/cmdline > who; echo >> who; '
        'grep ^PPid: /proc/\\$PPID/status >> who\n')
 
 
-def test_a_rebuild_that_runs_a_rule_forks_its_worker_once_the_plan_says_so(tmp_path):
-    # No standby ahead on a rebuild (its plan may run nothing): the worker is forked from
-    # vinemake as the manager starts it, not a new interpreter.
-    (tmp_path / "Vinefile").write_text(WHO)
-    (tmp_path / "in").write_text("1\n")
-    vinemake(tmp_path)
-    (tmp_path / "in").write_text("2\n")
+def runs_on_a_worker_forked_from_vinemake_logging_on_its_own(root) -> None:
+    """A run of WHO's rule in `root`, its worker a fork of vinemake itself (common/forked.py):
+    the command's parent (the worker) has vinemake's command line and vinemake as its parent,
+    and vinemake's -o debug file gets vinemake's lines only, as with an exec'd worker."""
     argv = [sys.executable, "-m", "vinemake", "-d", "all", "-o", "debug.log"]
-    run = subprocess.Popen(argv, cwd=tmp_path, stdout=subprocess.PIPE,
+    run = subprocess.Popen(argv, cwd=root, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True)
     out, err = run.communicate(timeout=60)
     assert run.returncode == 0, err
-    cmdline, ppid = (tmp_path / "who").read_text().splitlines()
+    cmdline, ppid = (root / "who").read_text().splitlines()
     assert cmdline == " ".join(argv) + " "
     assert ppid.split() == ["PPid:", str(run.pid)]
-    logged = (tmp_path / "debug.log").read_text().splitlines()
+    logged = (root / "debug.log").read_text().splitlines()
     assert logged and all(f" vinemake[{run.pid}] vinemake." in line for line in logged)
     assert "worker local joined from 127.0.0.1 (same host)" in "\n".join(logged)
 
 
-def test_a_rebuild_in_a_large_vinemake_starts_a_new_worker_interpreter(tmp_path):
-    # Above the size limit a fork would hold (and copy) vinemake's pages while it lives.
+def built_then_changed(root) -> None:
+    """WHO's rule built in `root`, then its input changed: a rebuild has it to run again."""
+    (root / "Vinefile").write_text(WHO)
+    (root / "in").write_text("1\n")
+    vinemake(root)
+    (root / "in").write_text("2\n")
+
+
+def test_a_first_build_runs_on_a_worker_forked_from_vinemake_logging_on_its_own(tmp_path):
+    # The standby worker of a first build, forked before the workflow is read.
     (tmp_path / "Vinefile").write_text(WHO)
     (tmp_path / "in").write_text("1\n")
-    vinemake(tmp_path)
-    (tmp_path / "in").write_text("2\n")
+    runs_on_a_worker_forked_from_vinemake_logging_on_its_own(tmp_path)
+
+
+def test_a_rebuild_that_runs_a_rule_forks_its_worker_once_the_plan_says_so(tmp_path):
+    # No standby ahead on a rebuild (its plan may run nothing): the worker is forked from
+    # vinemake as the manager starts it, not a new interpreter.
+    built_then_changed(tmp_path)
+    runs_on_a_worker_forked_from_vinemake_logging_on_its_own(tmp_path)
+
+
+def test_a_rebuild_in_a_large_vinemake_starts_a_new_worker_interpreter(tmp_path):
+    # Above the size limit a fork would hold (and copy) vinemake's pages while it lives.
+    built_then_changed(tmp_path)
     program = ("import vinemake.backends.local as local; local._FORK_LIMIT_MB = 0; "
                "from vinemake.face.cli import main; main()")
     run = subprocess.run([sys.executable, "-c", program], cwd=tmp_path, capture_output=True,
