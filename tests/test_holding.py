@@ -334,14 +334,19 @@ def test_a_kill_while_rules_are_held_then_a_rerun_redoes_only_what_ran(tmp_path)
     assert vinemake(root).stderr == "vinemake: nothing to do, 4 rules up to date\n"
 
 
+def empty_first_time(root) -> None:
+    """A 4-rule chain whose first rule makes an empty c.0 on its first run only."""
+    chain_file(root, 4)
+    vinefile = root / "Vinefile"
+    vinefile.write_text(vinefile.read_text().replace(
+        "echo 0 >> c.0", f"if [ -e {root}/again ]; then echo 0 > c.0; "
+                         f"else touch {root}/again c.0; fi", 1))
+
+
 def test_rules_run_ahead_on_an_output_refused_after_leave_nothing_at_their_paths(tmp_path):
     # -z refuses c.0's empty output once the worker has started the rules held for it: what
     # they made from it is not theirs to keep, and a failed run leaves no output behind it.
-    chain_file(tmp_path, 4)
-    vinefile = tmp_path / "Vinefile"
-    vinefile.write_text(vinefile.read_text().replace(
-        "echo 0 >> c.0", f"if [ -e {tmp_path}/again ]; then echo 0 > c.0; "
-                         f"else touch {tmp_path}/again c.0; fi", 1))
+    empty_first_time(tmp_path)
     failed = vinemake(tmp_path, "-z")
     assert failed.returncode == 1
     assert failed.stderr.splitlines()[-1].startswith(
@@ -353,11 +358,7 @@ def test_rules_run_ahead_on_an_output_refused_after_leave_nothing_at_their_paths
 
 
 def test_rules_run_ahead_on_a_refused_output_run_again_on_its_retry(tmp_path):
-    chain_file(tmp_path, 4)
-    vinefile = tmp_path / "Vinefile"
-    vinefile.write_text(vinefile.read_text().replace(
-        "echo 0 >> c.0", f"if [ -e {tmp_path}/again ]; then echo 0 > c.0; "
-                         f"else touch {tmp_path}/again c.0; fi", 1))
+    empty_first_time(tmp_path)
     proc = vinemake(tmp_path, "-z", "-r", "1")
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "c.3").read_text() == "0\n1\n2\n3\n"
