@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import struct
@@ -216,6 +217,21 @@ def fetch_in_thread(port: int, key: str, dest: str, progress=None, tls=None):
     return t, box
 
 
+@contextlib.contextmanager
+def forwarding(tmp_path, data: bytes):
+    """`data`, arriving as a Feed says, forwarded by a file server to a fetch in a thread:
+    (the feed, what the fetch received, its thread, its box, the server's errors); the
+    server is closed at the end."""
+    feed, errors = Feed(tmp_path, "out-1", data), []
+    server = forward_server({"out-1": feed}, errors)
+    downstream = fs.Growing("out-1")
+    try:
+        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+        yield feed, downstream, t, box, errors
+    finally:
+        server.close()
+
+
 @pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 def test_a_file_is_forwarded_while_it_is_still_arriving(tmp_path, request, tls):
     # Under TLS the bytes are encrypted in user space: no sendfile, the forward reads them.
@@ -246,18 +262,12 @@ def test_a_file_is_forwarded_while_it_is_still_arriving(tmp_path, request, tls):
 
 def test_a_forward_is_cut_off_when_the_copy_it_follows_fails(tmp_path):
     data = os.urandom(3 * fs.CHUNK)
-    feed, errors = Feed(tmp_path, "out-1", data), []
-    server = forward_server({"out-1": feed}, errors)
-    downstream = fs.Growing("out-1")
-    try:
-        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+    with forwarding(tmp_path, data) as (feed, downstream, t, box, errors):
         feed.land(len(data))
         # every byte got through, but the copy they came from fails its checks
         wait_for(lambda: downstream.received == len(data), "the forwarded bytes")
         feed.g.finish(False, "corrupt transfer of out-1: bytes do not match the sender's hash")
         t.join(10)
-    finally:
-        server.close()
     assert isinstance(box["error"], EOFError), box
     assert str(box["error"]) == "connection closed"
     assert errors == ["file server: out-1: the transfer it is forwarded from failed: "
@@ -317,17 +327,11 @@ def test_a_forwarded_file_goes_in_whole_chunks_announced_before_their_pieces_lan
 
 def test_a_forward_cut_off_inside_a_frame_fails_the_next_hop_with_the_reason(tmp_path):
     data = os.urandom(3 * fs.CHUNK)
-    feed, errors = Feed(tmp_path, "out-1", data), []
-    server = forward_server({"out-1": feed}, errors)
-    downstream = fs.Growing("out-1")
-    try:
-        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+    with forwarding(tmp_path, data) as (feed, downstream, t, box, errors):
         feed.land(fs.CHUNK + fs.PIECE)  # the second frame announced, a piece of it sent
         wait_for(lambda: downstream.received == fs.CHUNK + fs.PIECE, "the forwarded bytes")
         feed.g.finish(False, "w3: connection closed inside a frame")
         t.join(10)
-    finally:
-        server.close()
     assert isinstance(box["error"], p.ProtocolError), box
     assert str(box["error"]) == "connection closed inside a frame"
     assert errors == ["file server: out-1: the transfer it is forwarded from failed: "
@@ -426,19 +430,13 @@ def test_a_forward_is_paced_to_its_arrival_while_the_file_arrives_and_unpaced_af
 
 def test_a_forward_sends_a_piece_without_waiting_for_a_whole_chunk(tmp_path):
     data = os.urandom(3 * fs.CHUNK)
-    feed, errors = Feed(tmp_path, "out-1", data), []
-    server = forward_server({"out-1": feed}, errors)
-    downstream = fs.Growing("out-1")
-    try:
-        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+    with forwarding(tmp_path, data) as (feed, downstream, t, box, errors):
         feed.land(fs.PIECE)
         # one piece is here, far less than a chunk: the next hop gets it now
         wait_for(lambda: downstream.received == fs.PIECE, "the forwarded piece")
         feed.land(len(data))
         feed.g.finish(True)
         t.join(10)
-    finally:
-        server.close()
     assert box == {"result": (len(data), xxhash.xxh3_128_hexdigest(data))}
     assert errors == []
 
@@ -538,18 +536,12 @@ def test_a_directory_is_forwarded_hop_to_hop_as_it_arrives(tmp_path):
 
 def test_a_copy_damaged_on_the_forwarding_side_fails_at_the_next_hop(tmp_path):
     data = os.urandom(2 * fs.CHUNK)
-    feed, errors = Feed(tmp_path, "out-1", data), []
-    server = forward_server({"out-1": feed}, errors)
-    downstream = fs.Growing("out-1")
-    try:
-        t, box = fetch_in_thread(server.port, "out-1", str(tmp_path / "copy"), downstream)
+    with forwarding(tmp_path, data) as (feed, downstream, t, box, errors):
         wait_for(lambda: downstream.size is not None, "the forward to start")
         feed.land(fs.CHUNK)
         feed.land(fs.CHUNK, damage=True)  # arrived intact, then went bad on this side's disk
         feed.g.finish(True)
         t.join(10)
-    finally:
-        server.close()
     assert str(box["error"]) == "corrupt transfer of out-1: bytes do not match the sender's hash"
 
 
