@@ -259,9 +259,6 @@ class Engine:
 
     def stays_remote(self, rid: int) -> bool:
         """Do `rid`'s outputs stay on the workers (`@temp`, --keep-intermediates-remote)?"""
-        rule = self.rules[rid]
-        if not (rule.temp or rule.mini or rid in self.options.remote):
-            return False  # (stays_remote's first test: asked several times of every task)
         return stays_remote(self.rules, self.dependents, rid, self.options.remote)
 
     def path(self, p: str) -> str:
@@ -713,11 +710,8 @@ class Engine:
                 except OSError:
                     self.uncached += 1  # the cache is an optimisation: carry on, say so
             # The journal keeps what a stat of the path says (the plan compares it so).
-            stat = _followed(full, lstat) if stat_module.S_ISLNK(lstat.st_mode) else lstat
-            if stat_module.S_ISDIR(stat.st_mode):
-                recorded.append((path, key, *output_stat(full, stat), content))
-            else:  # (output_stat's answer for a file, without the call)
-                recorded.append((path, key, stat.st_size, stat.st_mtime_ns, content))
+            stat = _followed(full, lstat)
+            recorded.append((path, key, *output_stat(full, stat), content))
             if self.dependents[rid]:  # its readers' tasks and end events say their sizes
                 self.sizes[path] = stat.st_size
         m = result.measured
