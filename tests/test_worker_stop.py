@@ -51,15 +51,22 @@ def run_dir(tmp: Path, name: str, proc: subprocess.Popen) -> Path:
     return tmp / f"w-{name}" / f"run-{identity(proc.pid)}"
 
 
-def group_gone(pgid: int) -> bool:
-    """No live process left in group `pgid` (a zombie awaiting its reaper is dead)."""
-    for p in psutil.process_iter(["status"]):
+def group_members(pgid: int) -> list[str]:
+    """The names of the live processes in group `pgid` (a zombie awaiting its reaper is dead).
+
+    A process may end between being listed and being asked its group: it is not a member."""
+    names = []
+    for p in psutil.process_iter(["name", "status"]):
         try:
             if os.getpgid(p.pid) == pgid and p.info["status"] != psutil.STATUS_ZOMBIE:
-                return False
+                names.append(p.info["name"])
         except (ProcessLookupError, psutil.Error):
             pass
-    return True
+    return names
+
+
+def group_gone(pgid: int) -> bool:
+    return not group_members(pgid)
 
 
 def wait_group_gone(pgid: int) -> None:
@@ -73,8 +80,7 @@ def start_long_task(c: Cluster, tmp: Path, task_id: int) -> int:
                              "sleep 1000 & sleep 1000"))
     wait_for(pidfile.exists, "the long command to start")
     pgid = int(pidfile.read_text())
-    wait_for(lambda: len([p for p in psutil.process_iter(["name"]) if p.info["name"] == "sleep"
-                          and os.getpgid(p.pid) == pgid]) == 2, "both sleeps to start")
+    wait_for(lambda: group_members(pgid).count("sleep") == 2, "both sleeps to start")
     return pgid
 
 
