@@ -56,6 +56,29 @@ def test_the_lock_goes_with_a_killed_holder(tmp_path):
         pass
 
 
+def test_a_child_forked_by_the_holder_does_not_keep_the_lock(tmp_path):
+    # The local worker is forked from vinemake: were the lock's open file shared with it, the
+    # lock would outlive vinemake (kill -9 included) until the worker too had gone.
+    state = str(tmp_path / ".vinemake")
+    started_r, started_w = os.pipe()
+    stop_r, stop_w = os.pipe()
+    with workflow_lock(state, {}):
+        pid = os.fork()
+        if pid == 0:  # says it runs (its fork handlers have run), waits to be told to leave
+            os.write(started_w, b"x")
+            os.read(stop_r, 1)
+            os._exit(0)
+        assert os.read(started_r, 1) == b"x"
+    try:
+        with workflow_lock(state, {}):  # the holder is done; its child still runs
+            assert os.waitpid(pid, os.WNOHANG) == (0, 0)
+    finally:
+        os.write(stop_w, b"x")
+        os.waitpid(pid, 0)
+        for fd in (started_r, started_w, stop_r, stop_w):
+            os.close(fd)
+
+
 def test_a_second_run_and_a_clean_during_a_run_are_refused_and_the_run_completes(tmp_path):
     stop = tmp_path / "stop"  # absolute: the command runs in a sandbox, not in tmp_path
     (tmp_path / "Vinefile").write_text(f"slow.txt: go\n\twhile [ ! -e {stop} ]; do sleep 0.05;"

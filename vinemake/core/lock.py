@@ -9,7 +9,9 @@ file with it, and a second vinemake would start beside the first. The directory 
 while the run is in it. The holder's pid is found in /proc/locks (the kernel's own list), and
 is also written to `.vinemake/lock` for systems without it. A `MAKEFLOW` sub-workflow runs
 as a child vinemake in the same directory; it finds the lock in its environment and runs
-under its parent's lock.
+under its parent's lock. A child forked from the holder (its local worker, forked to skip an
+interpreter's start) closes its copy at once: the flock belongs to the open file, which the
+child would otherwise keep locked after the holder died, refusing the next run meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +26,19 @@ from vinemake.common.errors import VinemakeError
 __all__ = ["workflow_lock", "Busy", "HELD_ENV"]
 
 HELD_ENV = "VINEMAKE_HELD_LOCK"  # the directory a parent vinemake holds for its sub-workflows
+
+_held: set[int] = set()  # this process's lock descriptors, for a forked child to close
+
+
+def _close_held_in_child() -> None:
+    for fd in _held:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _held.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
 
 
 class Busy(VinemakeError):
@@ -48,6 +63,7 @@ def workflow_lock(state_dir: str, environ: MutableMapping[str, str] = os.environ
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise Busy(_busy_message(fd, root, state_dir)) from None
+        _held.add(fd)
         _note_pid(state_dir)
         environ[HELD_ENV] = root
         yield
@@ -56,6 +72,7 @@ def workflow_lock(state_dir: str, environ: MutableMapping[str, str] = os.environ
             environ.pop(HELD_ENV, None)
         else:
             environ[HELD_ENV] = before
+        _held.discard(fd)
         os.close(fd)  # closing the last descriptor releases the flock
 
 
