@@ -1,5 +1,7 @@
 """`vinemake log RULE|FILE`: a rule's last run, looked up in the recorded runs."""
 
+import json
+import os
 import subprocess
 import sys
 import time
@@ -86,3 +88,41 @@ def test_log_of_a_rule_of_the_run_going_on_says_it_runs(tmp_path):
     finally:
         proc.terminate()
         proc.wait(60)
+
+
+def a_run_going_on_that_reached(root, labels) -> str:
+    """A record of a run going on (this test's process is its vinemake) whose plan events, as
+    a big run's early on, name only `labels`: made from the last real run's record."""
+    from vinemake.common.process import identity
+    from vinemake.core.events import runs
+    from vinemake.core.statedir import StateDir
+
+    state = StateDir(str(root))
+    lines = open(state.events(runs(str(root))[-1])).read().splitlines()
+    start = json.loads(lines[0])
+    start["process"] = identity()
+    plans = [line for line in lines[1:]
+             if '"ev":"plan"' in line and json.loads(line)["label"] in labels]
+    kept = [json.dumps(start, separators=(",", ":")), *plans]
+    run_id = "29991231T235959-1"  # newer than any real run's
+    os.makedirs(os.path.dirname(state.events(run_id)))
+    with open(state.events(run_id), "w") as f:
+        f.write("\n".join(kept) + "\n")
+    return run_id
+
+
+def test_a_rule_the_run_going_on_has_not_reached_is_said_so(tmp_path):
+    (tmp_path / "in.txt").write_text("hello\n")
+    (tmp_path / "Vinefile").write_text(VINEFILE + "\nc.txt:\n\ttouch c.txt\n")
+    vinemake(tmp_path)
+    live = a_run_going_on_that_reached(tmp_path, {"a.txt"})
+    out = vinemake(tmp_path, "log", "c.txt").stdout.splitlines()
+    assert out[1].endswith(f": ran; the run going on ({live}) has not reached it yet"), out
+    assert out[1].startswith("run:       2") and live not in out[1].split(";")[0]
+    proc = vinemake(tmp_path, "log", "d.txt")
+    assert (proc.returncode, proc.stderr) == (
+        2, f"vinemake: no rule 'd.txt' in the runs recorded here, nor yet in the run going on "
+           f"({live}), which records its rules as it reaches them: ask again later (did you mean "
+           "'a.txt'?)\n")
+    reached = vinemake(tmp_path, "log", "a.txt").stdout.splitlines()
+    assert reached[1] == f"run:       {live}: waiting"

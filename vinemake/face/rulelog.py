@@ -45,24 +45,33 @@ def show_log(root: str, name: str) -> str:
     state = StateDir(root)
     wanted = _as_path(root, name)
     up_to_date_since = None
+    not_reached_by = None  # the run going on, when it has not reached the rule yet
     for run_id in reversed(ids):
         events = read_events(state.events(run_id), _OneRule((wanted, name)))
         rows = rule_rows(events)
         row = find_rule(rows, wanted) or find_rule(rows, name)
-        if row is None:
-            continue
         live = going_on(events)
+        if row is None:
+            # A run going on records each rule's plan as it reaches it (a few thousand a
+            # second): a rule not reached yet is looked up in the runs before it.
+            if live and run_id == ids[-1]:
+                not_reached_by = run_id
+            continue
         if live and row["status"] in ("interrupted", "not run"):  # this run goes on now
             row["status"] = "running" if row["start"] is not None else "waiting"
         if row["status"] in _DID or (live and row["status"] != "up to date"):
             tail = _read(state.stderr(run_id, failed_dir_name(row["label"])))
-            return log_text(run_id, row, tail, up_to_date_since)
+            return log_text(run_id, row, tail, up_to_date_since, not_reached_by)
         up_to_date_since = up_to_date_since or run_id
     plans = read_events(state.events(ids[-1]), lambda line: '"ev":"plan"' in line)
     known = [ev.get("label") for ev in plans]
     if up_to_date_since:
         raise InputError(f"'{name}' was up to date in every run recorded (the oldest kept "
                          f"is {ids[0]})")
+    if not_reached_by:
+        raise InputError(f"no rule '{name}' in the runs recorded here, nor yet in the run going "
+                         f"on ({not_reached_by}), which records its rules as it reaches them: "
+                         f"ask again later{did_you_mean(name, known)}")
     raise InputError(f"no rule '{name}' in the runs recorded here{did_you_mean(name, known)}")
 
 
@@ -110,12 +119,16 @@ def _read(path: str) -> str:
         return ""
 
 
-def log_text(run_id: str, row: Mapping, stderr: str, up_to_date_since: str | None) -> str:
-    """What is known of one rule's run, as `vinemake log` prints it."""
+def log_text(run_id: str, row: Mapping, stderr: str, up_to_date_since: str | None,
+             not_reached_by: str | None = None) -> str:
+    """What is known of one rule's run, as `vinemake log` prints it; `not_reached_by`: the
+    run going on, which has not reached the rule yet."""
     plan, end = row["plan"], row["end_event"]
     lines = [f"rule:      {row['label']} ({plan.get('location', '-')})",
              f"run:       {run_id}: {row['status']}"
-             + (f", up to date since run {up_to_date_since}" if up_to_date_since else ""),
+             + (f", up to date since run {up_to_date_since}" if up_to_date_since else "")
+             + (f"; the run going on ({not_reached_by}) has not reached it yet"
+                if not_reached_by else ""),
              f"why:       {plan.get('action', '-')}, {plan.get('reason', '-')}",
              f"command:   {plan.get('command', '-')}"]
     if row["status"] == "restored":
