@@ -292,11 +292,32 @@ def test_a_call_cancelled_while_it_waits_for_a_slot_never_runs(pool, module, san
         library.call("double", ["in.txt", "out"], str(sandbox), handle=handle)))
     waiter.start()
     handle.cancel()
+    waiter.join(DEADLINE)  # withdrawn at once: not when the slot frees
+    assert results == [CallResult("error", None, "cancelled before it started")]
     (sandbox / "release").touch()
     holder.join(DEADLINE)
-    waiter.join(DEADLINE)
-    assert results == [CallResult("error", None, "cancelled before it started")]
     assert not (sandbox / "out").exists()
+    assert library.call("double", ["in.txt", "x"], str(sandbox), wait_for_slot=False).ok
+
+
+def test_calls_waiting_for_a_slot_get_it_in_the_order_they_came(pool, module, sandbox):
+    command = f"{sys.executable} -m vinemake.library lib.py"
+    library = pool.get(spec(command, slots=1), copier(module))
+    holder = threading.Thread(target=lambda: library.call("hold", ["held", "release"],
+                                                          str(sandbox)))
+    holder.start()
+    wait_until((sandbox / "held").exists)
+    began, waiters = [], []
+    for i in range(5):
+        waiters.append(threading.Thread(target=library.call, args=(
+            "double", ["in.txt", f"out{i}"], str(sandbox)), kwargs={
+            "on_begin": lambda i=i: began.append(i)}))
+        waiters[-1].start()
+        wait_until(lambda n=i + 1: len(library._slots._line) == n)  # in line, in this order
+    (sandbox / "release").touch()
+    for thread in (holder, *waiters):
+        thread.join(DEADLINE)
+    assert began == [0, 1, 2, 3, 4]
 
 
 def test_a_running_call_cancelled_is_stopped_and_the_library_serves_on(python_library,

@@ -27,6 +27,7 @@ docs/libraries.md. This module imports nothing from the parser, graph or engine.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import json
@@ -226,6 +227,7 @@ class CallHandle:
         self.answered = _Latch()
         self.result: CallResult | None = None
         self.cancelled = False
+        self.turn: _Turn | None = None  # its place in the line for a slot, while it waits
 
     def finish(self, result: CallResult) -> None:
         if self.result is None:
@@ -234,8 +236,62 @@ class CallHandle:
         self.done.set()
 
     def cancel(self) -> None:
-        self.cancelled = True
+        self.cancelled = True  # before looking at turn: _Slots.take sets them the other way
+        turn = self.turn
+        if turn is not None:
+            turn.latch.set()
         self.done.set()
+
+
+class _Turn:
+    """A call's place in the line for a slot: its latch is set when it is given one
+    (`granted`) or when the call is cancelled."""
+
+    __slots__ = ("latch", "granted")
+
+    def __init__(self) -> None:
+        self.latch = _Latch()
+        self.granted = False
+
+
+class _Slots:
+    """A library's slots, given in the order calls asked for them (a semaphore's waiters race
+    for a freed slot: a call could wait behind many that came later); a call cancelled while
+    it waits leaves the line at once."""
+
+    def __init__(self, count: int) -> None:
+        self._free = count
+        self._lock = threading.Lock()
+        self._line: collections.deque[_Turn] = collections.deque()
+
+    def take(self, handle: CallHandle, wait: bool) -> bool:
+        """A slot for the call of `handle`; False when it was cancelled first, or every slot
+        is busy and it may not wait."""
+        with self._lock:
+            if self._free and not self._line:
+                self._free -= 1
+                return True
+            if not wait:
+                return False
+            turn = handle.turn = _Turn()
+            self._line.append(turn)
+        if handle.cancelled:  # cancelled before it could see the turn to wake
+            turn.latch.set()
+        turn.latch.wait()
+        with self._lock:
+            handle.turn = None
+            if not turn.granted:
+                self._line.remove(turn)
+            return turn.granted
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._line:
+                turn = self._line.popleft()
+                turn.granted = True
+                turn.latch.set()
+            else:
+                self._free += 1
 
 
 def _interpreter_first(path: str) -> str:
@@ -447,7 +503,7 @@ class LibraryInstance:
         self.cancel_grace = cancel_grace
         self.starts = 0  # how many times a process was started: 1 unless it died
         self.closed = False
-        self._slots = threading.BoundedSemaphore(max(1, spec.slots))
+        self._slots = _Slots(max(1, spec.slots))
         self._lock = threading.Lock()
         self._process: _Process | None = None
 
@@ -479,7 +535,9 @@ class LibraryInstance:
         at once instead of waiting (the manager accounts slots; this catches it overbooking).
         """
         handle = handle or CallHandle()
-        if not self._slots.acquire(blocking=wait_for_slot):
+        if not self._slots.take(handle, wait_for_slot):
+            if handle.cancelled:
+                return CallResult("error", None, "cancelled before it started")
             return CallResult("error", None, f"library {self.spec.name} has all "
                               f"{self.spec.slots} slots busy")
         try:
@@ -499,7 +557,7 @@ class LibraryInstance:
                                   self.cancel_grace, handle)
             return result if output is None else with_output(result, read_tail(output))
         finally:
-            self._slots.release()
+            self._slots.give_back()
 
     def _running(self) -> _Process | None:
         with self._lock:
