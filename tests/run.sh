@@ -8,6 +8,19 @@ cd "$(dirname "$0")/.."
 
 log() { printf '\n== %s\n' "$*"; }
 
+# A fresh CI machine fetches from mirrors and registries that fail now and then (a mirror
+# mid-sync, a reset connection), and may still be running its own apt at boot: each network
+# step is tried three times, and apt waits for the dpkg lock instead of failing on it.
+retry() {
+  local n
+  for n in 1 2 3; do
+    "$@" && return 0
+    ((n < 3)) && { echo "tests/run.sh: failed (attempt $n of 3), retrying: $*" >&2; sleep $((n * 10)); }
+  done
+  return 1
+}
+APT=(apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=300)
+
 # System packages: vim (Vim syntax tests), iproute2 (emulated cluster), node/npm (VS Code
 # grammar tests). Only what is missing is installed, so a developer's rerun is quick.
 need_apt=()
@@ -24,8 +37,8 @@ command -v cc   >/dev/null || need_apt+=(gcc)  # the docs' C examples run for re
 if [ ${#need_apt[@]} -gt 0 ]; then
   log "apt-get install ${need_apt[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  retry "${APT[@]}" update -qq
+  retry "${APT[@]}" install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
 
 if [ -z "${VIRTUAL_ENV:-}" ]; then
@@ -34,8 +47,8 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
     if ! python3 -m venv .venv 2>/dev/null; then
       rm -rf .venv
       export DEBIAN_FRONTEND=noninteractive
-      apt-get update -qq
-      apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+      retry "${APT[@]}" update -qq
+      retry "${APT[@]}" install -y -qq --no-install-recommends python3-venv >/dev/null
       python3 -m venv .venv
     fi
   fi
@@ -44,15 +57,15 @@ if [ -z "${VIRTUAL_ENV:-}" ]; then
 fi
 
 log "pip install -e .[test] (into $VIRTUAL_ENV)"
-python3 -m pip install -q --disable-pip-version-check -e '.[test]'
+retry python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 if [ -f tests/editor/package.json ]; then
   log "npm ci (VS Code grammar test runner)"
-  npm ci --prefix tests/editor --no-audit --no-fund --loglevel=error
+  retry npm ci --prefix tests/editor --no-audit --no-fund --loglevel=error
   # vsce packages the VS Code extension; the packaging test runs when VSCE names it.
   vsce_dir=${VSCE_DIR:-/tmp/vinemake-vsce}
   if [ ! -x "$vsce_dir/node_modules/.bin/vsce" ]; then
-    npm install --prefix "$vsce_dir" --no-audit --no-fund --loglevel=error @vscode/vsce
+    retry npm install --prefix "$vsce_dir" --no-audit --no-fund --loglevel=error @vscode/vsce
   fi
   export VSCE="$vsce_dir/node_modules/.bin/vsce"
 fi

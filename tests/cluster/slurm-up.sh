@@ -58,9 +58,16 @@ if ((${#pkgs[@]})); then
   policy=0
   # no init system here: stop the packages' maintainer scripts from trying to start daemons
   [[ -e /usr/sbin/policy-rc.d ]] || { printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; policy=1; }
-  { apt-get update -q && apt-get install -y -q --no-install-recommends \
-      -o Dpkg::Options::=--force-confold "${pkgs[@]}"; } >"$ROOT/log/apt.log" 2>&1 \
-    || { ((policy)) && rm -f /usr/sbin/policy-rc.d; tail -5 "$ROOT/log/apt.log" >&2; die "apt-get failed"; }
+  # three tries (a mirror mid-sync, a reset connection), and the dpkg lock waited for (a fresh
+  # machine may still run its own apt at boot)
+  apt=(apt-get -o Acquire::Retries=3 -o DPkg::Lock::Timeout=300)
+  : >"$ROOT/log/apt.log"
+  for try in 1 2 3; do
+    { "${apt[@]}" update -q && "${apt[@]}" install -y -q --no-install-recommends \
+        -o Dpkg::Options::=--force-confold "${pkgs[@]}"; } >>"$ROOT/log/apt.log" 2>&1 && break
+    ((try < 3)) || { ((policy)) && rm -f /usr/sbin/policy-rc.d; tail -5 "$ROOT/log/apt.log" >&2; die "apt-get failed"; }
+    say "apt-get failed (attempt $try of 3), retrying"; sleep $((try * 10))
+  done
   if ((policy)); then rm -f /usr/sbin/policy-rc.d; fi
 fi
 
