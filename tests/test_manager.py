@@ -841,8 +841,10 @@ def test_a_worker_with_a_malformed_host_name_says_so_without_a_traceback(tmp_pat
         "vinemake-worker: gave up: could not reach manager no..such.invalid:9 in 1 s\n"))
 def test_an_idle_worker_leaves_after_its_timeout(cluster, tmp_path):
     c = cluster()
-    w = c.worker("w1", 1, 1000, 1000, "--timeout", "1")  # the later --timeout wins
+    # Not waited for in c.m.workers: it may join and leave between two looks at it.
+    w = c.worker("w1", 1, 1000, 1000, "--timeout", "1", wait=False)  # the later --timeout wins
     assert w.wait(timeout=60) == 0
+    assert f"connected to manager 127.0.0.1:{c.m.port} as w1\n" in c.log("w1")
     wait_for(lambda: "w1" not in c.m.workers, "the manager to notice")
 
 
@@ -923,8 +925,10 @@ def test_a_restarted_worker_removes_what_a_killed_one_left(cluster, tmp_path):
 def test_a_worker_told_not_to_idle_out_stays_while_connected(cluster, tmp_path):
     c = cluster()
     stays = c.worker("stays", 1, 1000, 1000, "--timeout", "1", "--no-idle-exit")
-    control = c.worker("control", 1, 1000, 1000, "--timeout", "1")  # joined after `stays`
+    # started once `stays` joined; not waited for: it may join and leave between two looks
+    control = c.worker("control", 1, 1000, 1000, "--timeout", "1", wait=False)
     assert control.wait(timeout=60) == 0  # idled out: `stays` was idle at least as long
+    assert "as control\n" in c.log("control")
     assert stays.poll() is None
     r, = c.run(task(1, "true"))
     assert (r.ok, r.worker) == (True, "stays")
