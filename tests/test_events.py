@@ -1,6 +1,7 @@
 """The run-event record: the writer, its readers, and real runs whose records must add up."""
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -142,6 +143,25 @@ def test_run_ids_sort_by_start_and_only_the_last_runs_are_kept(tmp_path):
     again = start_run(str(tmp_path), clock=lambda: 2e9)  # same second, same process
     assert again.run_id == log.run_id + "-2"
     again.close()
+
+
+def test_runs_begun_in_one_second_sort_by_their_start_not_by_their_pids_as_text(tmp_path):
+    # Pids go 999 -> 1000 and wrap from pid_max (32768 here) to 300: as text "1000" and "300"
+    # sort before "999" and "32767", yet those runs began later (a rerun within the second
+    # made `history`, `report` and the tests' last_run() read the run before it).
+    state = StateDir(str(tmp_path))
+    started = [(999, 1e9 + 0.1), (1000, 1e9 + 0.2), (32767, 1e9 + 0.3), (300, 1e9 + 0.4),
+               (9, 1e9 + 1.5)]
+    made = []
+    for pid, t in started:
+        made.append(run_id_for(t, pid))
+        os.makedirs(state.run(made[-1]))
+        with open(state.events(made[-1]), "w") as f:
+            f.write(json.dumps({"t": t, "ev": "run_start", "run": made[-1]}) + "\n")
+    fresh = run_id_for(1e9 + 1.7, 8)  # begun, its first event not flushed yet: the newest
+    os.makedirs(state.run(fresh))
+    open(state.events(fresh), "w").close()
+    assert runs(str(tmp_path)) == [*made, fresh]
 
 
 def test_keep_stderr_writes_the_end_of_a_rules_stderr_and_nothing_for_none(tmp_path):

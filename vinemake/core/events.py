@@ -15,7 +15,9 @@ only take note, never write to the terminal.
 
 from __future__ import annotations
 
+import collections
 import json
+import math
 import os
 import re
 import shutil
@@ -168,7 +170,7 @@ RUN_ID = re.compile(r"\d{8}T\d{6}-\d+(-\d+)?")
 
 
 def run_id_for(now: float, pid: int) -> str:
-    """`YYYYmmddTHHMMSS-pid` of a UTC start time: run-ids sort by start."""
+    """`YYYYmmddTHHMMSS-pid` of a UTC start time (runs() orders runs by start)."""
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime(now)) + f"-{pid}"
 
 
@@ -207,7 +209,28 @@ def runs(root: str) -> list[str]:
         names = os.listdir(state.runs)
     except (FileNotFoundError, NotADirectoryError):
         return []
-    return sorted(n for n in names if RUN_ID.fullmatch(n) and os.path.isfile(state.events(n)))
+    found = [n for n in names if RUN_ID.fullmatch(n) and os.path.isfile(state.events(n))]
+    per_second = collections.Counter(n[:15] for n in found)
+    return sorted(found, key=lambda n: _start_order(state, n, per_second[n[:15]] > 1))
+
+
+def _start_order(state: StateDir, run_id: str, shared: bool) -> tuple:
+    """Where `run_id` sorts: by its second, then, within a second several runs began in,
+    by its first event's time. Not by the pid as text: pids pass 999 -> 1000 and wrap to
+    300, so a later run may have the pid that sorts first."""
+    pid, _, n = run_id[16:].partition("-")
+    return run_id[:15], _began(state.events(run_id)) if shared else 0.0, int(pid), int(n or 1)
+
+
+def _began(path: str) -> float:
+    """The time of a record's first event; a run whose first event is not written yet
+    began after every run that has one."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            ev = _event(f.readline())
+    except OSError:
+        ev = None
+    return math.inf if ev is None else ev["t"]
 
 
 def _a_time(t) -> bool:
