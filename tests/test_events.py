@@ -37,6 +37,26 @@ def test_events_are_json_lines_flushed_each_second_and_at_close(tmp_path):
     assert read_events(tmp_path / "events.jsonl")[-1] == {"t": 999.5, "ev": "start", "rule": 1}
 
 
+def test_an_event_made_whole_is_written_and_heard_as_the_same_event_emitted(tmp_path):
+    clock = Clock()
+    seen = {}
+    for how in ("emit", "emit_event"):
+        log = EventLog(str(tmp_path / f"{how}.jsonl"), clock=clock)
+        log.subscribe(seen.setdefault(how, []).append)
+        if how == "emit":
+            log.emit("end", rule=3, status="ok", cached=None)
+            log.emit("start", t=999.5, rule=3)
+        else:
+            log.emit_event({"t": None, "ev": "end", "rule": 3, "status": "ok", "cached": None})
+            log.emit_event({"t": 999.5, "ev": "start", "rule": 3})
+        log.close()
+    assert (tmp_path / "emit_event.jsonl").read_bytes() == \
+        (tmp_path / "emit.jsonl").read_bytes() == \
+        b'{"t":1000.0,"ev":"end","rule":3,"status":"ok","cached":null}\n' \
+        b'{"t":999.5,"ev":"start","rule":3}\n'
+    assert seen["emit_event"] == seen["emit"]
+
+
 def test_a_second_of_buffered_events_holds_about_their_bytes_not_a_buffer_each(tmp_path):
     # orjson returns each line in a bytes object the size of its working buffer (1-4 KiB by
     # version): kept whole until the flush, 10k null rules' run grew by ~100 MB

@@ -417,12 +417,13 @@ class Engine:
             self._release_all(st)
             return
         outputs = self.keys.outputs_of(rid)
-        problem = self._outside(rid, outputs)
+        remote = self.stays_remote(rid)  # (asked once here, for _outside and task)
+        problem = None if remote else self._outside_paths(outputs)
         if problem is not None and after:
             return  # refused when its inputs are made, as it would have been
         attempt = st.attempts.get(rid, 0) + 1
         st.attempts[rid] = attempt
-        task = self.task(rid, attempt, outputs)
+        task = self.task(rid, attempt, outputs, remote)
         if attempt == 1 and not after:  # (ahead: once it is released, _release)
             self.journal.started(task.rule_key, rule.name)
         if problem is not None:  # a link made during the run leads a target out: refuse it
@@ -436,7 +437,7 @@ class Engine:
             task = dataclasses.replace(task, after=after)
             self.events.emit("submit", rule=rid, attempt=attempt, after=list(after))
         else:
-            self.events.emit("submit", rule=rid, attempt=attempt)
+            self.events.emit_event({"t": None, "ev": "submit", "rule": rid, "attempt": attempt})
         if self.local is not None and (rule.local or rule.subworkflow):
             st.local_running.add(rid)
             if rule.subworkflow:
@@ -566,12 +567,14 @@ class Engine:
             st.ready.append(rid)
         self.events.emit("held_back", rule=rid)
 
-    def task(self, rid: int, attempt: int = 1, made: Sequence | None = None) -> Task:
+    def task(self, rid: int, attempt: int = 1, made: Sequence | None = None,
+             remote: bool | None = None) -> Task:
         """The Task for rule `rid`: absolute paths, keys, resources, library. (`made`: its
-        outputs_of, if the caller has them.)"""
+        outputs_of, and `remote` its stays_remote(), if the caller has them.)"""
         rule = self.rules[rid]
         inputs = self._inputs(rule) if rule.sources else ()
-        remote = self.stays_remote(rid)
+        if remote is None:
+            remote = self.stays_remote(rid)
         outputs = tuple([TaskFile(key, sandbox, None if remote else self.path(path))
                          for path, sandbox, key in made or self.keys.outputs_of(rid)])
         command = rule.command
@@ -792,12 +795,15 @@ class Engine:
         self.events.emit("restore", rule=rid, outputs=[p for p, *_ in placed])
         return True
 
-    def _outside(self, rid: int, outputs: Sequence | None = None) -> str | None:
-        """Why a target of `rid` would be written outside the workflow directory, if so.
-        (`outputs`: its outputs_of, if the caller has them.)"""
+    def _outside(self, rid: int) -> str | None:
+        """Why a target of `rid` would be written outside the workflow directory, if so."""
         if self.stays_remote(rid):
             return None
-        for path, _, _ in outputs or self.keys.outputs_of(rid):
+        return self._outside_paths(self.keys.outputs_of(rid))
+
+    def _outside_paths(self, outputs: Sequence) -> str | None:
+        """_outside() of the outputs of a rule whose outputs do not stay on the workers."""
+        for path, _, _ in outputs:
             if "/" not in path:
                 continue  # in the workflow directory itself, which is inside
             problem = self.confine.problem(path, self.path(path))
@@ -960,12 +966,13 @@ class Engine:
         if known is None:  # (asdict was half of each event's cost)
             known = self._as_dict[id(resources)] = (resources, dataclasses.asdict(resources))
         fields = known[1]
-        self.events.emit(
-            "plan", rule=rid, label=rule.name, key=self.keys.key_of(rid), action=reason.action,
-            reason=reason.text, category=rule.category, inputs=inputs,
-            outputs=[path for path, _, _ in outputs], files=files, resources=fields,
-            kind="call" if rule.call else "local" if rule.local or rule.subworkflow
-            else "command", command=rule.command, location=str(rule.location))
+        self.events.emit_event({
+            "t": None, "ev": "plan", "rule": rid, "label": rule.name,
+            "key": self.keys.key_of(rid), "action": reason.action, "reason": reason.text,
+            "category": rule.category, "inputs": inputs,
+            "outputs": [path for path, _, _ in outputs], "files": files, "resources": fields,
+            "kind": "call" if rule.call else "local" if rule.local or rule.subworkflow
+            else "command", "command": rule.command, "location": str(rule.location)})
 
     def _end(self, st: _State, rid: int, result: TaskResult, retrying: bool = False) -> None:
         """The `end` event of one attempt of `rid` (`retrying`: another follows), and its
@@ -976,25 +983,28 @@ class Engine:
         m = result.measured
         if result.stderr_tail:  # (a rule's directory name is made only for a tail to keep)
             self.events.keep_stderr(failed_dir_name(rule.name), result.stderr_tail)
-        fields = {}
-        if status != "ok" and status != "withdrawn" and not retrying:
-            fields = {"info": os.path.join(self._failed_dir(rule), "INFO"),
-                      "stderr": _last_lines(result.stderr_tail, STDERR_LINES)}
-        self.events.emit(
-            "end", rule=rid, status=status, attempt=st.attempts.get(rid, 1),
-            worker=result.worker or None, host=self.hosts.get(result.worker, result.worker)
-            or None, exit=code if code is not None and code >= 0 else None,
-            signal=-code if code is not None and code < 0 else None,
-            wall_s=m.wall_time_s, cpu_s=round(m.cores * m.wall_time_s, 4),
+        sampled = m.samples
+        cpu = m.cores * m.wall_time_s  # (rounded when not 0.0: a null command's is)
+        ev = {
+            "t": None, "ev": "end", "rule": rid, "status": status,
+            "attempt": st.attempts.get(rid, 1), "worker": result.worker or None,
+            "host": self.hosts.get(result.worker, result.worker) or None,
+            "exit": code if code is not None and code >= 0 else None,
+            "signal": -code if code is not None and code < 0 else None,
+            "wall_s": m.wall_time_s, "cpu_s": round(cpu, 4) if cpu else cpu,
             # What only samples see is unknown, not 0, for a command too short to be sampled
             # (a peak memory at all is known when the kernel's account was above the worker's).
-            mem_peak_mb=m.memory_mb if m.memory_mb or m.samples else None,
-            disk_mb=m.disk_mb if m.samples else None,
-            bytes_read=m.bytes_read if m.samples else None,
-            bytes_written=m.bytes_written if m.samples else None,
-            input_bytes=sum([self.sizes.get(norm(f.path), 0) for f in rule.sources])
+            "mem_peak_mb": m.memory_mb if m.memory_mb or sampled else None,
+            "disk_mb": m.disk_mb if sampled else None,
+            "bytes_read": m.bytes_read if sampled else None,
+            "bytes_written": m.bytes_written if sampled else None,
+            "input_bytes": sum([self.sizes.get(norm(f.path), 0) for f in rule.sources])
             if rule.sources else 0,
-            message="" if result.ok else _describe(result), retrying=retrying, **fields)
+            "message": "" if status == "ok" else _describe(result), "retrying": retrying}
+        if status != "ok" and status != "withdrawn" and not retrying:
+            ev["info"] = os.path.join(self._failed_dir(rule), "INFO")
+            ev["stderr"] = _last_lines(result.stderr_tail, STDERR_LINES)
+        self.events.emit_event(ev)
 
     # -- garbage collection (-g, see core/collection.py) ------------------------------------
 

@@ -91,7 +91,15 @@ class EventLog:
 
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
         """Record one event of `kind` at time `t` (now, unless the event came with its own)."""
-        ev = {"t": self.clock() if t is None else t, "ev": kind, **fields}
+        self.emit_event({"t": self.clock() if t is None else t, "ev": kind, **fields})
+
+    def emit_event(self, ev: dict) -> None:
+        """emit() of an event made whole by the caller, `{"t": t or None, "ev": kind, ...}`
+        (None: now): for the engine's several events a task, whose fields passed as keywords
+        were copied twice, into the call's dict and into the event's."""
+        if ev["t"] is None:
+            ev["t"] = self.clock()  # (in its place: the first key, as emit() writes it)
+        kind = ev["ev"]
         membership = kind == "worker_join" or kind == "worker_leave"
         if membership:
             with self._lock:
@@ -149,6 +157,9 @@ class _NoEvents(EventLog):
     """Records nothing (a run without a state directory, most unit tests)."""
 
     def emit(self, kind: str, /, t: float | None = None, **fields) -> None:
+        pass
+
+    def emit_event(self, ev: dict) -> None:
         pass
 
     def subscribe(self, listener: Listener) -> None:

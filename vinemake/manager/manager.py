@@ -22,9 +22,9 @@ This module is the loop that ties the manager's parts together; each concern has
     placement   pure decisions: which worker, what to drop (transfers: which source)
 
 Events: what happens here that the run's record (vinemake.core.events) keeps is emitted to
-`events` (anything with `emit(kind, **fields)`; thread-safe): workers joining and leaving,
-commands starting on a worker (the worker's Started message, with the inputs the worker had
-in its cache already), transfers ordered and ended.
+`events` (anything with `emit(kind, **fields)` and `emit_event(event)`; thread-safe): workers
+joining and leaving, commands starting on a worker (the worker's Started message, with the
+inputs the worker had in its cache already), transfers ordered and ended.
 
 Lost workers: a worker whose connection ends has its running tasks re-queued (up to
 `max_retries` times, then status "lost"), and every file that only it held is forgotten. When
@@ -512,9 +512,11 @@ class Manager:
             if task is None or tid in self.recovery.silent or tid in self.recovery.cancelled:
                 continue
             self._started.add(tid)
-            extra = {"cached": cached} if cached else {}
-            self.events.emit("start", t=t, rule=tid, worker=w.id, host=w.addr,
-                             attempt=task.attempt, **extra)
+            ev = {"t": t, "ev": "start", "rule": tid, "worker": w.id, "host": w.addr,
+                  "attempt": task.attempt}
+            if cached:
+                ev["cached"] = cached
+            self.events.emit_event(ev)  # (one a task: made whole here, not from keywords)
 
     def _record_caches(self) -> None:
         """A `cache` event for each worker whose cache size changed (once per loop pass, not
@@ -718,4 +720,7 @@ class Manager:
 
 class _NoEvents:
     def emit(self, kind: str, /, **fields) -> None:
+        pass
+
+    def emit_event(self, ev: dict) -> None:
         pass
