@@ -57,7 +57,7 @@ from vinemake.core.executor import Executor, LocalExecutor
 from vinemake.core.filestate import output_stat
 from vinemake.core.graph import norm, read_line
 from vinemake.core.journal import Journal
-from vinemake.core.keys import Keys
+from vinemake.core.keys import Keys, RuleKey
 from vinemake.core.outside import arrange
 from vinemake.core.plan import RESTORE, RUN, SKIP, Plan
 from vinemake.core.statedir import StateDir
@@ -252,6 +252,8 @@ class Engine:
         # A rule's Resources as its plan event's dict, by id (held, so no id is reused):
         # rules share a few, and hashing a Resources is a Python call.
         self._as_dict: dict[int, tuple[Resources, dict]] = {}
+        # The rule whose plan event was written last, and its outputs_of (_submit's, next).
+        self._last_planned: tuple[int, tuple] = (-1, ())
 
     def stop(self, code: int) -> None:
         """Ask the loop to cancel running tasks and return (from a signal handler)."""
@@ -416,7 +418,8 @@ class Engine:
             self._done(st, rid, TaskResult(rid, "ok", 0, worker="(each reader's worker)"), [])
             self._release_all(st)
             return
-        outputs = self.keys.outputs_of(rid)
+        planned = self._last_planned  # a first build's: its plan event was written just now
+        outputs = planned[1] if planned[0] == rid else self.keys.outputs_of(rid)
         remote = self.stays_remote(rid)  # (asked once here, for _outside and task)
         problem = None if remote else self._outside_paths(outputs)
         if problem is not None and after:
@@ -654,9 +657,10 @@ class Engine:
             self.journal.withdrawn(self.keys.key_of(rid), rule.name)
             return
         if result.ok:
-            placed, problem = self._placed_outputs(rid)
+            rk = self.keys.rules[rid]  # (its outputs are outputs_of's: not made again)
+            placed, problem = self._placed_outputs(rid, rk.outputs)
             if problem is None:
-                self._done(st, rid, result, placed)  # journalled before its end is recorded
+                self._done(st, rid, result, placed, rk)  # journalled before its end is recorded
                 self._end(st, rid, result)
                 if st.released:
                     self._release_all(st)  # (their ends after this one's)
@@ -675,7 +679,7 @@ class Engine:
             return
         self._failed(st, rid, result)
 
-    def _placed_outputs(self, rid: int) -> tuple[list, str | None]:
+    def _placed_outputs(self, rid: int, outputs: Sequence) -> tuple[list, str | None]:
         """(path, key, lstat) of each output an "ok" result put in place, and what is wrong
         with the first one it did not (never trust blindly), if any.
 
@@ -685,7 +689,7 @@ class Engine:
         placed = []
         if self.stays_remote(rid):
             return placed, None
-        for path, _, key in self.keys.outputs_of(rid):
+        for path, _, key in outputs:
             try:
                 lstat = os.lstat(self.path(path))
             except OSError:
@@ -699,9 +703,11 @@ class Engine:
             placed.append((path, key, lstat))
         return placed, None
 
-    def _done(self, st: _State, rid: int, result: TaskResult, placed: list) -> None:
+    def _done(self, st: _State, rid: int, result: TaskResult, placed: list,
+              rk: RuleKey | None = None) -> None:
         rule = self.rules[rid]
-        rk = self.keys.rules[rid]
+        if rk is None:
+            rk = self.keys.rules[rid]
         recorded = []
         reported = {o[0]: o[2] for o in result.outputs if len(o) > 2}
         for path, key, lstat in placed:
@@ -952,6 +958,7 @@ class Engine:
     def _emit_plan(self, rid: int) -> None:
         rule = self.rules[rid]
         outputs = self.keys.outputs_of(rid)
+        self._last_planned = (rid, outputs)
         reason = self.plan.reasons[rid]
         if rule.sources:
             inputs = [norm(f.path) for f in rule.sources]
