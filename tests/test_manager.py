@@ -519,10 +519,11 @@ def test_a_connection_cut_as_the_manager_closes_is_no_refusal_worth_a_line(tmp_p
     # A first build that stops early (a bad target found after the manager started) stops
     # its local worker as it is joining: the manager said "refused connection from
     # 127.0.0.1: connection closed before the handshake" after the user's error.
+    before = set(threading.enumerate())  # another test's handshake may still be ending
     m = Manager.start(ManagerConfig(workdir=str(tmp_path / "mgr")))
 
     def handshaking() -> bool:
-        return any(t.name == "handshake" for t in threading.enumerate())
+        return any(t.name == "handshake" and t not in before for t in threading.enumerate())
 
     with socket.create_connection(("127.0.0.1", m.port)):
         wait_for(handshaking, "the manager to take the connection into its handshake")
