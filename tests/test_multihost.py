@@ -242,15 +242,16 @@ def test_a_large_input_flows_down_a_chain_and_killing_its_middle_loses_nothing(d
 # ------------------------------------------------------------------ losing a worker
 
 
-def lanes_workflow(directory: Path, mark_dir: Path, lanes: int) -> Path:
-    """Per lane: a @temp intermediate, then a slow step that needs it."""
+def lanes_workflow(directory: Path, mark_dir: Path, lanes: int, gate: Path) -> Path:
+    """Per lane: a @temp intermediate, then a step that needs it and waits for `gate`."""
     rules = []
     mark = f"mktemp {mark_dir}/`hostname`"  # + .<step>.XXXXXX: one marker per run of a step
     for i in range(lanes):
         rules.append(f"@temp\n{ONE_CORE}mid.{i}: in.{i}\n"
                      f"\t{mark}.mid{i}.XXXXXX; tr a-z A-Z < in.{i} > mid.{i}\n")
         rules.append(f"{ONE_CORE}out.{i}: mid.{i}\n"
-                     f"\t{mark}.out{i}.XXXXXX; sleep 2; sed 's/^/done: /' mid.{i} > out.{i}\n")
+                     f"\t{mark}.out{i}.XXXXXX; while [ ! -e {gate} ]; do sleep 0.05; done; "
+                     f"sed 's/^/done: /' mid.{i} > out.{i}\n")
     files = {f"in.{i}": f"lane {i} data\n".encode() for i in range(lanes)}
     return write_workflow(directory, "\n".join(rules), files)
 
@@ -261,17 +262,24 @@ def test_work_of_a_lost_worker_is_redone_and_outputs_are_unchanged(deploy, tmp_p
     d = deploy(3)
     mark_dir = tmp_path / "marks"
     mark_dir.mkdir()
-    wf = lanes_workflow(tmp_path / "wf", mark_dir, lanes)
+    # The steps wait for the gate, opened once the victim is lost: a step that ended before
+    # a slow test process got to it (a 2 s sleep did) would have nothing left to lose.
+    gate = tmp_path / "gate"
+    wf = lanes_workflow(tmp_path / "wf", mark_dir, lanes, gate)
     d.start_manager(wf)
     for i in range(3):
         d.start_worker(i)
-    first_out = wait_for(lambda: [m for m in marks(mark_dir) if ".out" in m], "a slow step")[0]
-    victim = host_of(d.cluster, first_out.split(".")[0])
-    lane = int(first_out.split(".")[1].removeprefix("out"))
-    if how == "kill -9":
-        os.kill(d.workers[victim].pid, signal.SIGKILL)
-    else:
-        d.cluster.set_link(victim, up=False)
+    try:
+        first_out = wait_for(lambda: [m for m in marks(mark_dir) if ".out" in m],
+                             "a step waiting at the gate")[0]
+        victim = host_of(d.cluster, first_out.split(".")[0])
+        lane = int(first_out.split(".")[1].removeprefix("out"))
+        if how == "kill -9":
+            os.kill(d.workers[victim].pid, signal.SIGKILL)
+        else:
+            d.cluster.set_link(victim, up=False)
+    finally:
+        gate.touch()
     assert finished(d) == 0, d.manager_output()
 
     for i in range(lanes):
