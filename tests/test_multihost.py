@@ -19,6 +19,7 @@ import pytest
 from cluster import netns
 from conftest import require, require_tool
 from test_manager import after_memory_line
+from test_urls import barrier
 
 pytestmark = pytest.mark.netns
 
@@ -167,8 +168,11 @@ def test_an_input_needed_on_many_workers_leaves_the_manager_once(deploy, tmp_pat
     d = deploy(n, "100mbit")
     mark_dir = tmp_path / "marks"
     mark_dir.mkdir()
-    rules = "\n".join(f"{ONE_CORE}sum.{i}: big.in\n\ttouch {mark_dir}/`hostname`.sum{i}; sleep 1; "
-                      f"cksum < big.in > sum.{i}\n" for i in range(n))
+    # Each rule waits at a barrier until all n have started: one-core workers, so n workers,
+    # however late one joins (with `sleep 1`, a worker done with its rule took a late one's).
+    rules = "\n".join(f"{ONE_CORE}sum.{i}: big.in\n\ttouch {mark_dir}/`hostname`.sum{i}; "
+                      f"{barrier(tmp_path / 'started', n)}cksum < big.in > sum.{i}\n"
+                      for i in range(n))
     data = os.urandom(size)
     wf = write_workflow(tmp_path / "wf", rules, {"big.in": data})
     d.start_manager(wf, "--transfer-limit", "2")
