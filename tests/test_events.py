@@ -8,6 +8,8 @@ import sys
 import time
 import tracemalloc
 
+from test_urls import barrier
+
 from vinemake.core.events import EventLog, read_events, run_id_for, runs, start_run
 from vinemake.core.statedir import RUNS_KEPT, StateDir
 from vinemake.face.runview import run_view
@@ -351,9 +353,11 @@ def run_on_alpha_and_beta(root, sleep) -> str:
     """Four one-core rules reading data.bin, run by two workers started by hand (`--trace
     trace.tsv`); its stderr."""
     (root / "data.bin").write_bytes(b"x" * 200000)
+    # The first two rules wait at a barrier until both have started: one on each worker,
+    # however late one of them joins.
     (root / "Vinefile").write_text("".join(
-        f"@resources cores=1\no{i}.txt: data.bin\n\tsleep {sleep}; wc -c < data.bin > o{i}.txt\n\n"
-        for i in range(4)))
+        f"@resources cores=1\no{i}.txt: data.bin\n\t{barrier(root / 'started', 2)}"
+        f"sleep {sleep}; wc -c < data.bin > o{i}.txt\n\n" for i in range(4)))
     tmp_path = root
     port_file = tmp_path / "port"
     run = subprocess.Popen([sys.executable, "-m", "vinemake", "-T", "workers",
