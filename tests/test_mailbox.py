@@ -10,7 +10,7 @@ import pytest
 
 from vinemake.common.errors import InfrastructureError
 from vinemake.common.task import Task, TaskResult
-from vinemake.manager.mailbox import RESULT_BATCH, SUBMIT_LATENCY_S, Mailbox
+from vinemake.manager.mailbox import INBOX_WAKE, RESULT_BATCH, SUBMIT_LATENCY_S, Mailbox
 
 
 def ok(tid):
@@ -51,6 +51,27 @@ def test_the_loop_drains_tasks_and_posted_callables_in_order():
     tasks, events = mb.drain()
     assert (tasks, events, mb.inbox) == ([t], [print], [])
     assert mb.drain() == ([], [])
+
+
+def woken(mb) -> bool:
+    """Whether the loop's wake-up socket holds a byte (read, so the next check starts anew)."""
+    try:
+        return mb.wake_r.recv(4096) != b""
+    except BlockingIOError:
+        return False
+
+
+def test_the_first_task_wakes_the_loop_and_later_ones_wait_for_a_full_inbox():
+    mb = Mailbox()
+    assert not woken(mb)
+    mb.submit(Task(id=1, rule_key="r", name="t", command="true"))
+    assert woken(mb)
+    mb.drain()
+    for i in range(2, INBOX_WAKE + 1):
+        mb.submit(Task(id=i, rule_key="r", name="t", command="true"))
+        assert not woken(mb)
+    mb.submit(Task(id=INBOX_WAKE + 1, rule_key="r", name="t", command="true"))
+    assert woken(mb)
 
 
 def test_forgotten_keys_gather_until_the_loop_takes_them():

@@ -4,8 +4,9 @@ The engine's thread submits tasks and waits for results; helper threads (handsha
 deliveries) post callables for the loop to run. Everything crossing threads goes through
 here, under one lock; the loop is woken through a socket pair it selects on, once per batch:
 the engine submits a batch and then waits, so a submit wakes the loop only when the inbox is
-full. Results the loop produces are held for the end of its turn, or a little longer while
-tasks still wait in its queue (see `publish`), so the engine's thread is not woken per task.
+full, or when it is the run's first (the workers are idle until the loop sees it). Results
+the loop produces are held for the end of its turn, or a little longer while tasks still wait
+in its queue (see `publish`), so the engine's thread is not woken per task.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class Mailbox:
         self._dead: list[str] = []  # keys the engine forgot, for the loop's next turn
         self._results: list[TaskResult] = []
         self._woken = False
+        self._first = True  # no task submitted yet
         self.closed = False
         self._crash = ""
         self._failure: InfrastructureError | None = None  # from the worker provider
@@ -56,7 +58,10 @@ class Mailbox:
     def submit(self, task: Task) -> None:
         with self._lock:
             self.inbox.append(task)
-            full = len(self.inbox) >= INBOX_WAKE
+            full = len(self.inbox) >= INBOX_WAKE or self._first
+            self._first = False
+        # The run's first task goes at once: a first pass submits a whole window (thousands
+        # of rules) before its wait(), and the idle workers would wait for all of it.
         if full:
             self.wake()
 
