@@ -202,3 +202,32 @@ def test_a_class_without_a_docstring_gets_its_signature_as_one():
         return Point
 
     assert records.dataclass(undocumented()).__doc__ == "Point(x: int, y: int=0)"
+
+
+def test_methods_are_compiled_at_their_first_use_whichever_comes_first():
+    def point():
+        class Point:
+            x: int
+            y: int = 0
+
+        return Point
+
+    def compiled(cls):
+        return all(inspect.isfunction(vars(cls)[name]) for name in ("__init__", "__eq__",
+                                                                    "__hash__"))
+
+    never_used = records.dataclass(point(), frozen=True)
+    assert not compiled(never_used)
+    std = dataclasses.dataclass(point(), frozen=True)
+    for first_use in (lambda cls: cls(1), lambda cls: cls.__eq__, lambda cls: hash(cls.__hash__),
+                      lambda cls: inspect.signature(cls), lambda cls: type("Sub", (cls,), {})(2)):
+        cls = records.dataclass(point(), frozen=True)
+        first_use(cls)
+        assert compiled(cls)
+        assert shape(cls) == shape(std)
+        assert vars(cls)["__init__"].__qualname__ == f"{cls.__qualname__}.__init__"
+        assert vars(cls)["__init__"].__annotations__ == {"x": "int", "y": "int", "return": None}
+        assert cls(1, 2) == cls(1, 2) != cls(1)
+        assert hash(cls(1, 2)) == hash(std(1, 2))
+    sub = type("Sub", (records.dataclass(point()),), {})
+    assert sub(3).x == 3  # through the base's stand-in

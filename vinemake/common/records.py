@@ -150,7 +150,7 @@ def _methods(cls, fields: list[Field], frozen: bool, eq: bool, explicit_hash: bo
 def _compiled(cls, fields: list[Field], frozen: bool, eq: bool, explicit_hash: bool) -> dict:
     """`__init__`, and `__eq__` and `__hash__` where dataclasses would add them: from the
     text dataclasses writes, compiled as one function that returns them (the default values
-    and factories are names it closes over)."""
+    and factories are names it closes over), at their first use (_Pending)."""
     names: dict[str, object] = {"__dataclass_builtins_object__": object,
                                 "_HAS_DEFAULT_FACTORY": _HAS_DEFAULT_FACTORY}
     sources = {"__init__": _init(cls, fields, frozen, names)}
@@ -168,10 +168,51 @@ def _compiled(cls, fields: list[Field], frozen: bool, eq: bool, explicit_hash: b
     body = "".join(f"\n {line}" for text in sources.values() for line in text.split("\n"))
     text = (f"def __create_fn__({', '.join(names)}):{body}\n"
             f" return ({', '.join(sources)},)")
-    scope: dict[str, object] = {}
-    module = sys.modules.get(cls.__module__)
-    exec(text, module.__dict__ if module is not None else {}, scope)  # noqa: S102
-    return dict(zip(sources, scope["__create_fn__"](**names), strict=True))
+    pending = _Pending(cls, text, names, tuple(sources))
+    return {name: _Method(name, pending) for name in sources}
+
+
+class _Pending:
+    """A class's compiled methods, compiled at the first use of any of them: a short run
+    creates some sixty classes and makes instances of about two thirds."""
+
+    def __init__(self, cls, text: str, names: dict, sources: tuple[str, ...]):
+        self.cls, self.text, self.names, self.sources = cls, text, names, sources
+        self.methods: dict[str, _Method] = {}  # the stand-ins, by name
+        self.real: dict | None = None
+
+    def compile(self) -> dict:
+        """The methods, compiled now if they were not yet, and put on the class in place of
+        their stand-ins (with the names and annotations given to those)."""
+        if self.real is None:
+            cls, scope = self.cls, {}
+            module = sys.modules.get(cls.__module__)
+            exec(self.text, module.__dict__ if module is not None else {}, scope)  # noqa: S102
+            real = dict(zip(self.sources, scope["__create_fn__"](**self.names), strict=True))
+            for name, fn in real.items():
+                stand_in = self.methods[name]
+                fn.__qualname__ = stand_in.__qualname__
+                if name == "__init__":
+                    fn.__annotations__ = stand_in.__annotations__
+                if cls.__dict__.get(name) is stand_in:
+                    setattr(cls, name, fn)
+            self.real = real
+        return self.real
+
+
+class _Method:
+    """Stands in for a compiled method until its class's methods are compiled: any look-up
+    through the class (a call on an instance, `cls.__init__`, introspection) compiles them
+    and gets the real function."""
+
+    def __init__(self, name: str, pending: _Pending):
+        self.name, self.pending = name, pending
+        self.__qualname__ = name
+        pending.methods[name] = self
+
+    def __get__(self, obj, owner=None):
+        fn = self.pending.compile()[self.name]
+        return fn if obj is None else fn.__get__(obj, owner)
 
 
 def _init(cls, fields: list[Field], frozen: bool, names: dict) -> str:
