@@ -269,6 +269,23 @@ def test_an_idle_monitor_sleeps_until_a_task_comes_and_still_holds_it_to_its_lim
     assert o.result.reason.endswith(" s, declared 0.3 s")
 
 
+def test_an_idle_monitor_loads_psutil_before_a_task_outlives_the_delay():
+    # In a fresh interpreter (this one has psutil already): importing the monitor does not
+    # load psutil, its falling asleep does, so no run pays for it at its first sample.
+    script = ("import sys, time\n"
+              "from vinemake.worker import monitor\n"
+              "monitor.SLEEP_AFTER_S = 0.0\n"
+              "print('psutil' in sys.modules)\n"
+              "m = monitor.Monitor()\n"
+              "while not (m.asleep and hasattr(sys.modules.get('psutil'), 'Process')):\n"
+              "    time.sleep(0.01)\n"
+              "m.close()\n"
+              "print('loaded')\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120)
+    assert (out.stdout, out.stderr) == ("False\nloaded\n", "")
+
+
 def test_the_monitor_kills_a_disk_hog(runner):
     o = runner.run(make_task("truncate -s 30000000 big; sleep 60",  # one step: 30 MB at once
                              resources=Resources(disk_mb=10)))

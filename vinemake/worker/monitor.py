@@ -3,7 +3,9 @@
 One thread samples every running task at an interval, and only once a task has lived for
 `delay` seconds: most tasks are over before then and cost the monitor nothing, which matters
 when thousands of tiny tasks go through a worker (psutil itself is loaded at the first
-sample: a worker of short tasks never loads it, and one starting does not wait for it). The
+sample, or when the loop first falls asleep, whichever comes first: a worker starting does
+not wait for it, and a worker between managers loads it idle rather than in the middle of a
+run, where a loaded machine makes tasks outlive the delay). The
 processes of every task sampled at one tick are found in one pass over /proc (proctree.py).
 With nothing to watch for a while the thread blocks until a task comes, so an idle worker
 costs no wake-ups. Each task leads its own process group (cheaper to start than a session),
@@ -299,6 +301,8 @@ class Monitor:
                             busy = now
                         elif now - busy > SLEEP_AFTER_S:
                             self._asleep, timeout = True, -1
+                if timeout < 0:
+                    import psutil  # noqa: F401 - idle: load it now, not at a sample in a run
                 events = self._epoll.poll(timeout)
                 woken = self._asleep
                 for fd, _ in events:
