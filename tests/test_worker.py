@@ -286,6 +286,21 @@ def test_an_idle_monitor_loads_psutil_before_a_task_outlives_the_delay():
     assert (out.stdout, out.stderr) == ("False\nloaded\n", "")
 
 
+def test_a_runner_given_an_earlier_sessions_spare_sandboxes_makes_none(runner, tmp_path):
+    assert runner.run(make_task(": > out", outputs=[("out-1", "out", None)])).result.status \
+        == "ok"
+    root = str(tmp_path / "run" / "sandbox")
+    made = os.listdir(root)
+    runner.close()
+    later = Runner(runner.cache, runner.monitor, Fetcher({}), str(tmp_path / "run"), "w1",
+                   same_host=True, spare=runner.spares())
+    o = later.run(make_task("ls -A > out", outputs=[("out-2", "out", None)]))
+    assert o.result.status == "ok"
+    assert open(o.outputs[0][3]).read() == "out\n"  # an empty sandbox, the earlier one
+    assert os.listdir(root) == made
+    assert runner.spares() == []  # handed over once
+
+
 def test_the_monitor_kills_a_disk_hog(runner):
     o = runner.run(make_task("truncate -s 30000000 big; sleep 60",  # one step: 30 MB at once
                              resources=Resources(disk_mb=10)))

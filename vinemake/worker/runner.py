@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from vinemake.common.amounts import NOTHING, Amounts, Pool, held_by, offered_by
 from vinemake.common.hashing import hash_tree as tree_hash
@@ -196,7 +196,8 @@ class Runner:
                  worker_name: str, same_host: bool = False,
                  libraries: LibraryPool | None = None,
                  on_transfer: TransferListener = lambda *a: None,
-                 on_start: Callable[[int, float], None] = lambda task_id, t: None):
+                 on_start: Callable[[int, float], None] = lambda task_id, t: None,
+                 spare: Iterable[str] = ()):
         self.cache = cache
         self.monitor = monitor
         self.fetcher = fetcher
@@ -217,7 +218,7 @@ class Runner:
         # thread (which kills them): each is read and written under `_locks_lock` only.
         # A key's lock lives while some thread fetches or waits for that key.
         self._key_locks: dict[str, list] = {}
-        self._spare: list[str] = []
+        self._spare: list[str] = list(spare)  # empty sandboxes, e.g. an earlier session's
         self._sandbox_fds: dict[str, int] = {}  # sandbox -> its directory, open (_give_back)
         self._watches: dict[int, object] = {}  # task id -> Watch, while its command runs
         self._calls: dict[int, CallHandle] = {}  # task id -> its library call, until it ends
@@ -646,6 +647,13 @@ class Runner:
                 os.close(fd)
         for handle in handles:
             handle.cancel()
+
+    def spares(self) -> list[str]:
+        """Its empty sandboxes, for the next session's Runner (`spare`): a worker serving
+        manager after manager makes its sandboxes once, not once a session."""
+        with self._locks_lock:
+            spare, self._spare = self._spare, []
+        return spare
 
     def watch_of(self, task_id: int):
         """The Watch of `task_id`'s command while it runs, else None (any thread)."""

@@ -236,7 +236,8 @@ class Worker:
                 self.files.set_limit(welcome.transfer_limit)
                 self.runner = Runner(self.cache, self.monitor, self._fetch, self.run_dir,
                                      self.name, welcome.same_host, self.libraries,
-                                     self._on_transfer, self._on_start)
+                                     self._on_transfer, self._on_start,
+                                     self.runner.spares() if self.runner is not None else ())
                 self._beat = (welcome.heartbeat_s, welcome.silence_s)
                 self._run_over = False
                 self._last_activity = self._heard = time.monotonic()
