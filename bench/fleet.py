@@ -17,10 +17,18 @@ throughput in network namespaces) measure vinemake and Makeflow `-T wq` the same
 
 `joined` is from the first to the last of the W connections to the port (polled from
 /proc/net/tcp every 20 ms): how much of a run the joining took.
+
+`spread` (vinemake's runs, from the N run's record, .vinemake/runs/*/events.jsonl): how many
+workers ran a task, by when every one of them had started its first (seconds from the first
+worker's joining), the tasks each ran (fewest, median, most), and the tail, from the last
+task's start to the run's end: whether all workers got work early, and where the rest of the
+wall went.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import shutil
 import signal
@@ -60,12 +68,14 @@ class Throughput:
     idle_ms_per_s: float  # all workers together, idle and connected
     joined_s: float  # from the manager's start until all workers were connected (N's run)
     ok: bool
+    spread: str = ""  # how the N run's tasks went to the workers (vinemake's only)
 
     def line(self) -> str:
         ok = "" if self.ok else "  FAILED (see the manager's log)"
+        spread = f"\n{'':10} spread: {self.spread}" if self.spread else ""
         return (f"{self.tool:10} {self.workers:>7} {self.wall_n:8.2f} {self.wall_1:8.2f} "
                 f"{self.rate:8.0f} {self.manager_cpu_us:9.0f} µs {self.workers_cpu_us:9.0f} µs "
-                f"{self.idle_ms_per_s:8.1f} {self.joined_s:7.2f}{ok}")
+                f"{self.idle_ms_per_s:8.1f} {self.joined_s:7.2f}{ok}{spread}")
 
 
 HEADER = (f"{'tool':10} {'workers':>7} {'wall N':>8} {'wall 1':>8} {'tasks/s':>8} "
@@ -114,6 +124,32 @@ def established(port: int) -> int:
         except OSError:
             continue
     return count
+
+
+def spread(d: str) -> str:
+    """The module doc's `spread` of the run whose workflow directory is `d`, or "" when it
+    left no record (Makeflow)."""
+    records = sorted(glob.glob(os.path.join(d, ".vinemake", "runs", "*", "events.jsonl")))
+    if not records:
+        return ""
+    joined, first, ran, last, end = [], {}, {}, None, None
+    with open(records[-1], "rb") as f:
+        for line in f:
+            e = json.loads(line)
+            if e["ev"] == "worker_join":
+                joined.append(e["t"])
+            elif e["ev"] == "start":
+                first.setdefault(e["worker"], e["t"])
+                ran[e["worker"]] = ran.get(e["worker"], 0) + 1
+                last = e["t"] if last is None else max(last, e["t"])
+            elif e["ev"] == "run_end":
+                end = e["t"]
+    if not joined or not ran or end is None:
+        return ""
+    counts = sorted(ran.values())
+    return (f"{len(ran)} workers ran tasks, all by {max(first.values()) - min(joined):.2f} s; "
+            f"{counts[0]}/{counts[len(counts) // 2]}/{counts[-1]} tasks each "
+            f"(fewest/median/most); tail {end - last:.2f} s")
 
 
 def _run(tool: Tool, d: str, port: int, workers: int, pids: list[int],
@@ -187,7 +223,7 @@ def measure(tool: Tool, workers: int, tasks: int, workdir: str) -> Throughput:
             shutil.rmtree(d, ignore_errors=True)
             null_flow(d, tool.flow_file, n, **({"command": f"sleep {IDLE_S}; : > t.{{i}}"}
                                                 if kw.get("sample_idle") else {}))
-            return _run(tool, d, port, workers, pids, **kw)
+            return (*_run(tool, d, port, workers, pids, **kw), spread(d))
 
         run("warm", 1)
         idle = run("idle", 1, sample_idle=True)
@@ -210,4 +246,4 @@ def measure(tool: Tool, workers: int, tasks: int, workdir: str) -> Throughput:
     return Throughput(tool.name, workers, tasks, one[0], many[0], (tasks - 1) / marginal,
                       (many[1] - one[1]) / (tasks - 1) * 1e6,
                       (many[2] - one[2]) / (tasks - 1) * 1e6, idle[2], many[3],
-                      idle[4] == 0 and one[4] == 0 and many[4] == 0)
+                      idle[4] == 0 and one[4] == 0 and many[4] == 0, many[5])
