@@ -31,9 +31,7 @@ host's link counters count exactly that run's bytes.
 from __future__ import annotations
 
 import argparse
-import array
 import contextlib
-import fcntl
 import json
 import os
 import resource
@@ -502,12 +500,12 @@ def bench_throughput(args) -> dict:
     """vinemake and Makeflow -T wq on the same hosts, workers started first (bench/fleet.py).
 
     Each tool's workflows and workers' directories sit in a directory of its own; with
-    --own-groups that directory gets an ext4 block group of its own too (see _own_groups)."""
+    --own-groups that directory gets an ext4 block group of its own too (fleet.own_groups)."""
     tasks = max(100, round(5000 * args.scale))
     cluster = netns.Cluster.up(args.workers, "1gbit", kind="vmb")
     scratch = Path(tempfile.mkdtemp(prefix="vinemake-bench-", dir=WORKDIR))
     if args.own_groups:
-        _own_groups(scratch)
+        fleet.own_groups(str(scratch))
     addr = cluster.addr("root")
 
     def started(home: Path, argv_of, env: dict | None = None):
@@ -564,28 +562,6 @@ def bench_throughput(args) -> dict:
     return {"tasks": tasks, "workers": args.workers, "worker_cores": THROUGHPUT_CORES,
             **{name: asdict(m) for name, m in measured.items()},
             "tasks_per_s": measured["vinemake"].rate, "target_tasks_per_s": 1000}
-
-
-def _own_groups(scratch: Path) -> None:
-    """Mark `scratch` a top of ext4's directory hierarchy (`chattr +T`), so that each directory
-    made in it gets a block group of its own, as a directory made at / does.
-
-    A new file on ext4 without a journal (this VM's) steps over every inode of its group freed
-    in the last minutes (docs/performance.md, Cluster 3), and ext4 puts a directory's files in
-    its parent's group: without this every tool's files share the group of the workdir (under
-    /tmp, everyone's tests'), and a tool finds the inodes the previous one's workers freed.
-    Elsewhere (tmpfs) there are no groups: nothing to do."""
-    get_flags, set_flags, topdir = 0x80086601, 0x40086602, 0x00020000
-    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        flags = array.array("i", [0])
-        fcntl.ioctl(fd, get_flags, flags, True)
-        flags[0] |= topdir
-        fcntl.ioctl(fd, set_flags, flags)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 BENCHES = {"replication": bench_replication, "chains": bench_chains,

@@ -27,6 +27,8 @@ wall went.
 
 from __future__ import annotations
 
+import array
+import fcntl
 import glob
 import json
 import os
@@ -38,7 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["Tool", "Throughput", "measure", "null_flow", "free_port"]
+__all__ = ["Tool", "Throughput", "measure", "null_flow", "free_port", "own_groups"]
 
 HZ = os.sysconf("SC_CLK_TCK")
 IDLE_S = 3  # the sleeping rule of the idle run; the middle of it is sampled
@@ -94,6 +96,28 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def own_groups(scratch: str) -> None:
+    """Mark `scratch` a top of ext4's directory hierarchy (`chattr +T`), so that each directory
+    made in it gets a block group of its own, as a directory made at / does.
+
+    A new file on ext4 without a journal (this VM's) steps over every inode of its group freed
+    in the last minutes (docs/performance.md, Cluster 3), and ext4 puts a directory's files in
+    its parent's group: without this every tool's files share the group of the workdir (under
+    /tmp, everyone's tests'), and a tool finds the inodes the previous one's workers freed.
+    Elsewhere (tmpfs) there are no groups: nothing to do."""
+    get_flags, set_flags, topdir = 0x80086601, 0x40086602, 0x00020000
+    fd = os.open(scratch, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        flags = array.array("i", [0])
+        fcntl.ioctl(fd, get_flags, flags, True)
+        flags[0] |= topdir
+        fcntl.ioctl(fd, set_flags, flags)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def cpu_s(pids: Sequence[int]) -> float:

@@ -571,32 +571,44 @@ def threading_count() -> int:
 def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None) -> None:
     """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W local
     workers of one core each, and where the CPU goes (bench/fleet.py says how); with
-    `baseline`, vinemake from that checkout too (manager and workers), in the same run."""
+    `baseline`, vinemake from that checkout too (manager and workers), in the same run.
+
+    Each tool's workflows and workers' directories sit in a new directory of their own, in an
+    ext4 block group of their own (fleet.own_groups): this VM's ext4 makes a new file step
+    over the inodes its group freed in the last minutes, so a tool sharing directories with
+    the one before it paid for that one's removed caches and sandboxes."""
     import shutil
     import subprocess
+    import tempfile
 
     import fleet
 
     makeflow = shutil.which("makeflow") or peers.find_makeflow()
     wq_worker = shutil.which("work_queue_worker")
+    os.makedirs(workdir, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix="throughput-", dir=workdir)
+    fleet.own_groups(scratch)
 
-    def started(argv_of, workers: int, env: dict | None = None):
+    def home(name: str) -> str:
+        # a new name each time: ext4 picks a top directory's group from a hash of its name
+        return tempfile.mkdtemp(prefix=f"{name}-", dir=scratch)
+
+    def started(argv_of, home: str, workers: int, env: dict | None = None):
         def start(port: int):
             # not in this checkout: `python -m` would import vinemake from its directory
-            os.makedirs(workdir, exist_ok=True)
-            return [subprocess.Popen(argv_of(port, i), stdout=subprocess.DEVNULL,
+            return [subprocess.Popen(argv_of(home, port, i), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True,
-                                     env=env, cwd=workdir)
+                                     env=env, cwd=home)
                     for i in range(workers)]
         return start
 
-    def vinemake_worker(port: int, i: int) -> list[str]:
+    def vinemake_worker(home: str, port: int, i: int) -> list[str]:
         return [sys.executable, "-m", "vinemake.worker.cli", "127.0.0.1", str(port),
-                "--cores", "1", "--workdir", os.path.join(workdir, "workers", f"w{i}"),
+                "--cores", "1", "--workdir", os.path.join(home, "workers", f"w{i}"),
                 "--name", f"w{i}", "--timeout", "120", "--quiet"]
 
-    def wq(port: int, i: int) -> list[str]:
-        d = os.path.join(workdir, "wq-workers", f"w{i}")
+    def wq(home: str, port: int, i: int) -> list[str]:
+        d = os.path.join(home, "wq-workers", f"w{i}")
         os.makedirs(d, exist_ok=True)
         # reconnect every second (by default its backoff grows to 60 s between managers)
         return [wq_worker, "--cores", "1", "-s", d, "-t", "120", "-i", "1", "-b", "1",
@@ -605,22 +617,26 @@ def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None)
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.1f}, {tasks} null tasks")
     print(fleet.HEADER)
-    for workers in (int(w) for w in spec.split(",")):
-        def manager(d: str, port: int) -> list[str]:
-            return [*peers.vinemake_command(), "-T", "workers", "-p", str(port), "Vinefile"]
+    try:
+        for workers in (int(w) for w in spec.split(",")):
+            def manager(d: str, port: int) -> list[str]:
+                return [*peers.vinemake_command(), "-T", "workers", "-p", str(port),
+                        "Vinefile"]
 
-        tools = [fleet.Tool("vinemake", manager, started(vinemake_worker, workers), "Vinefile")]
-        if baseline:
-            env = dict(os.environ, PYTHONPATH=baseline)
-            tools.insert(0, fleet.Tool("baseline", manager,
-                                       started(vinemake_worker, workers, env), "Vinefile", env))
-        if makeflow and wq_worker:
-            tools.append(fleet.Tool("makeflow", lambda d, port: [makeflow, "-T", "wq", "-p",
-                                                                 str(port), "Makeflow"],
-                                    started(wq, workers), "Makeflow"))
-        for tool in tools:
-            print(fleet.measure(tool, workers, tasks, os.path.join(workdir, "throughput"))
-                  .line(), flush=True)
+            tools = [("vinemake", manager, vinemake_worker, "Vinefile", None)]
+            if baseline:
+                tools.insert(0, ("baseline", manager, vinemake_worker, "Vinefile",
+                                 dict(os.environ, PYTHONPATH=baseline)))
+            if makeflow and wq_worker:
+                tools.append(("makeflow", lambda d, port: [makeflow, "-T", "wq", "-p",
+                                                           str(port), "Makeflow"],
+                              wq, "Makeflow", None))
+            for name, argv, worker_argv, flow, env in tools:
+                d = home(name)
+                tool = fleet.Tool(name, argv, started(worker_argv, d, workers, env), flow, env)
+                print(fleet.measure(tool, workers, tasks, d).line(), flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
 
 
