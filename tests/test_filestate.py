@@ -1,13 +1,20 @@
 """Source hashing: memoised by stat, never re-reading an unchanged file."""
 
 import os
+import time
 
 import pytest
 
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import hash_file
-from vinemake.core.filestate import FileState, snapshot_digest
+from vinemake.core.filestate import RACY_NS, FileState, racy, snapshot_digest
 from vinemake.core.keys import source_key
+
+
+def aged(path) -> None:
+    """Make `path` look written a minute ago, as a source usually is when a run reads it."""
+    then = time.time_ns() - 60 * 10**9 + 1
+    os.utime(path, ns=(then, then))
 
 
 def test_key_is_xxh3_of_content(tmp_path):
@@ -22,6 +29,7 @@ def test_key_is_xxh3_of_content(tmp_path):
 def test_unchanged_file_is_not_reread_next_run(tmp_path):
     p = tmp_path / "a"
     p.write_bytes(b"x" * 3_000_000)
+    aged(p)
     memo = str(tmp_path / ".vinemake" / "filestate")
     first = FileState(memo)
     k = first.key(str(p))
@@ -133,6 +141,7 @@ def test_a_rewrite_that_restores_mtime_is_seen_through_ctime(tmp_path):
 def test_refresh_takes_the_ctime_a_run_s_own_links_gave(tmp_path):
     p = tmp_path / "a"
     p.write_text("1")
+    aged(p)
     memo = str(tmp_path / "memo")
     run = FileState(memo)
     run.key(str(p))
@@ -158,6 +167,32 @@ def test_refresh_keeps_the_old_signature_of_a_file_rewritten_during_the_run(tmp_
     again = FileState(memo)
     assert again.key(str(p)) != k1
     assert again.reads == 1
+
+
+def test_a_file_hashed_within_a_tick_of_its_change_is_not_memoised(tmp_path):
+    # Another change in the same tick would keep size, mtime and ctime (a second on ext3,
+    # 1-10 ms on a kernel's coarse clock): the next run must hash it again, not trust its stat.
+    p = tmp_path / "a"
+    p.write_text("1")
+    memo = str(tmp_path / "memo")
+    first = FileState(memo)
+    k = first.key(str(p))
+    first.save()
+    assert first.racy == {str(p)} and FileState(memo).memo == {}
+    aged(p)
+    later = FileState(memo)
+    assert later.key(str(p)) == k and later.reads == 1 and later.racy == set()
+    later.save()
+    assert FileState(memo).key(str(p)) == k and list(FileState(memo).memo) == [str(p)]
+
+
+def test_racy_is_within_a_tick_or_within_seconds_of_a_whole_second_stamp():
+    now = 1_700_000_000_123_456_789
+    assert racy(now - RACY_NS // 2, now) and racy(now, now)
+    assert not racy(now - 2 * RACY_NS, now)
+    second = 1_700_000_000 * 10**9  # a file system that keeps whole seconds
+    assert racy(second, now) and racy(second - 2 * 10**9, now)
+    assert not racy(second - 10 * 10**9, now)
 
 
 def test_a_memo_in_the_old_format_is_ignored(tmp_path):

@@ -13,6 +13,12 @@ and a link (and its removal) changes the file's ctime. So after a run, `refresh(
 every source and records the new ctime of each whose size, mtime and inode did not move;
 without it every source would be re-read on every run. The one thing this leaves unseen is an
 mtime-preserving rewrite *during* a run, which make and ninja never see at all.
+
+A file hashed within its timestamps' granularity of being changed is "racy" (git's word):
+another change in the same tick would leave size, mtime and ctime as recorded. A kernel
+stamps with a clock that moves a tick (1-10 ms) at a time; some file systems keep whole
+seconds (ext3, ext4 with 128-byte inodes; FAT two). Such a file's key is kept for this run
+only, not in the memo, and no up-to-date snapshot is written: the next run hashes it again.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import functools
 import os
 import re
 import stat as statmod
+import time
 from collections.abc import Iterable, Mapping
 
 import xxhash
@@ -28,7 +35,7 @@ import xxhash
 from vinemake.common.errors import InputError
 from vinemake.common.hashing import hash_file, source_key, tree_key
 
-__all__ = ["output_stat", "stat_or_none", "FileState", "snapshot_digest", "write_snapshot",
+__all__ = ["output_stat", "stat_or_none", "FileState", "racy", "snapshot_digest", "write_snapshot",
            "snapshot_matches"]
 
 def output_stat(path: str, st: os.stat_result) -> tuple[int, int]:
@@ -70,6 +77,16 @@ def signature(st: os.stat_result) -> Signature:
     return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
 
 
+RACY_NS = 20_000_000  # a coarse kernel clock's tick (HZ=100) and its lag behind the real time
+RACY_SECONDS_NS = 3_000_000_000  # whole-second stamps: two seconds for FAT, and a margin
+
+
+def racy(mtime_ns: int, now_ns: int) -> bool:
+    """Could a change made after `now_ns` still be stamped `mtime_ns`?"""
+    whole_seconds = mtime_ns % 1_000_000_000 == 0
+    return mtime_ns > now_ns - (RACY_SECONDS_NS if whole_seconds else RACY_NS)
+
+
 class FileState:
     """Keys of source files and directories, memoised across runs in `memo_path`."""
 
@@ -79,6 +96,7 @@ class FileState:
         self.stats: dict[str, os.stat_result | None] = {}
         self.reads = 0  # files actually opened and hashed this run
         self.dirty = False
+        self.racy: set[str] = set()  # hashed too soon after a change to be memoised (racy())
 
     def stat(self, path: str) -> os.stat_result | None:
         """lstat-free stat of `path` (following links), once per run; None if absent."""
@@ -102,6 +120,8 @@ class FileState:
         key = source_key(hash_file(path)[1])
         self.memo[path] = (sig, key)
         self.dirty = True
+        if racy(st.st_mtime_ns, time.time_ns()):
+            self.racy.add(path)
         return key
 
     def _dir_key(self, path: str) -> str:
@@ -141,7 +161,8 @@ class FileState:
         with open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(MEMO_HEADER)
             for path, ((size, mtime, ino, ctime), key) in self.memo.items():
-                f.write(f"{size} {mtime} {ino} {ctime} {key} {path}\n")
+                if path not in self.racy:
+                    f.write(f"{size} {mtime} {ino} {ctime} {key} {path}\n")
         os.replace(tmp, self.memo_path)
         self.dirty = False
 

@@ -270,6 +270,8 @@ def _remember(prep: Prepared, options, digest: str | None) -> None:
         st = prep.files.stats.get(full)
         if digest is None or st is None or not stat.S_ISREG(st.st_mode):
             return  # a directory source's nested files escape a stat of it: no fast path
+        if full in prep.files.racy:
+            return  # hashed within its stamps' tick of a change: a stat cannot vouch for it
         sources.append((full, st))
     files = prep.journal.state.files
     outputs = []
