@@ -46,3 +46,26 @@ def test_a_run_without_ssl_loads_no_ssl_in_vinemake_nor_its_worker(tmp_path):
                     if line.startswith("import time:")]
         assert "vinemake.worker.worker" in imported  # the worker's imports are seen too
         assert "ssl" not in imported and "_ssl" not in imported
+
+
+# Another thread's `import ssl` has begun (a URL fetched through urllib, say): ssl is in
+# sys.modules, its classes not yet. The manager's loop met that in an except clause and
+# crashed on an AttributeError (a CI-like run of test_urls).
+HALF_LOADED = """
+import sys, types
+from vinemake.wire import tls
+sys.modules["ssl"] = types.ModuleType("ssl")
+try:
+    raise BlockingIOError
+except (BlockingIOError, tls.SSLWantReadError):
+    print("caught", tls.SSLSocket.__name__)
+del sys.modules["ssl"]
+import ssl
+print(tls.SSLWantReadError is ssl.SSLWantReadError)
+"""
+
+
+def test_ssl_half_loaded_by_another_thread_is_not_loaded_yet():
+    done = subprocess.run([sys.executable, "-c", HALF_LOADED], capture_output=True, text=True,
+                          timeout=60)
+    assert (done.returncode, done.stderr, done.stdout) == (0, "", "caught _NotLoaded\nTrue\n")

@@ -5,7 +5,8 @@ it. A TLS socket, and so any of ssl's errors, exists only after a TLS context wa
 (`protocol.server_context`/`client_context`, which load ssl): until ssl is loaded, each name
 here is a class that nothing is an instance of and nothing raises, so `isinstance` is False
 and an `except` clause naming it catches nothing, as the real one would there. ssl's own
-classes are kept once it is loaded.
+classes are kept once it is loaded. Another thread may be loading ssl meanwhile (urllib
+does, for a URL): its half-made module in sys.modules counts as not loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def __getattr__(name: str):
     if name not in _NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     ssl = sys.modules.get("ssl")
-    if ssl is None:
-        return _NotLoaded
-    value = globals()[name] = getattr(ssl, name)
+    try:
+        value = getattr(ssl, name)
+    except AttributeError:  # not loaded, or still being loaded by another thread: no TLS
+        return _NotLoaded  # socket can exist before its import ends
+    globals()[name] = value
     return value
