@@ -20,7 +20,8 @@
     python bench/scale.py --throughput 8,100 --tasks 5000   # null tasks/s on W local workers,
                                                    # and Makeflow -T wq with W work_queue_workers;
                                                    # manager's and workers' CPU per task
-                                                   # (bench/fleet.py)
+                                                   # (bench/fleet.py); --baseline DIR
+                                                   # --alternate: two of each, ABBA
     python bench/scale.py --run 1M                 # 1M null rules end to end, SIGKILL at half,
                                                    # rerun: memory, state sizes (scale_run.py)
     python bench/scale.py --run-memory 30k         # in process: bytes held a rule at the end
@@ -568,10 +569,14 @@ def threading_count() -> int:
     return threading.active_count()
 
 
-def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None) -> None:
+def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None,
+               alternate: bool = False) -> None:
     """Null tasks per second through vinemake's manager and Makeflow's (-T wq) on W local
     workers of one core each, and where the CPU goes (bench/fleet.py says how); with
-    `baseline`, vinemake from that checkout too (manager and workers), in the same run.
+    `baseline`, vinemake from that checkout too (manager and workers), in the same run, and
+    with `alternate` twice each, in the order baseline, vinemake, vinemake, baseline: of two
+    vinemakes in one invocation the later ran 10-13% slower whichever it was (both orders,
+    docs/performance.md), so only a pair in both orders compares them.
 
     Each tool's workflows and workers' directories sit in a new directory of their own, in an
     ext4 block group of their own (fleet.own_groups): this VM's ext4 makes a new file step
@@ -625,16 +630,23 @@ def throughput(spec: str, tasks: int, workdir: str, baseline: str | None = None)
 
             tools = [("vinemake", manager, vinemake_worker, "Vinefile", None)]
             if baseline:
-                tools.insert(0, ("baseline", manager, vinemake_worker, "Vinefile",
-                                 dict(os.environ, PYTHONPATH=baseline)))
+                base = ("baseline", manager, vinemake_worker, "Vinefile",
+                        dict(os.environ, PYTHONPATH=baseline))
+                tools = [base, *tools, *tools, base] if alternate else [base, *tools]
             if makeflow and wq_worker:
                 tools.append(("makeflow", lambda d, port: [makeflow, "-T", "wq", "-p",
                                                            str(port), "Makeflow"],
                               wq, "Makeflow", None))
+            rates: dict[str, list[float]] = {}
             for name, argv, worker_argv, flow, env in tools:
                 d = home(name)
                 tool = fleet.Tool(name, argv, started(worker_argv, d, workers, env), flow, env)
-                print(fleet.measure(tool, workers, tasks, d).line(), flush=True)
+                result = fleet.measure(tool, workers, tasks, d)
+                rates.setdefault(name, []).append(result.rate)
+                print(result.line(), flush=True)
+            if alternate:
+                print("# means: " + ", ".join(f"{name} {sum(r) / len(r):.0f}/s"
+                                              for name, r in rates.items()))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"# load average at the end {os.getloadavg()[0]:.1f}")
@@ -653,6 +665,9 @@ def main(argv: list[str] | None = None) -> None:
                    "vinemake) from as well")
     p.add_argument("--throughput", metavar="W1,W2", help="null tasks/s on W local workers")
     p.add_argument("--tasks", type=parse_size, default=5000, help="for --throughput")
+    p.add_argument("--alternate", action="store_true",
+                   help="--throughput with --baseline: baseline, vinemake, vinemake, baseline "
+                        "(the later vinemake of one invocation runs slower), and the means")
     p.add_argument("--profile", metavar="CASE:SIZE", help="cProfile one case (n, check or first)")
     p.add_argument("--memory", metavar="CASE:SIZE", help="tracemalloc one case (n or check)")
     p.add_argument("--first-task", action="store_true",
@@ -705,7 +720,7 @@ def main(argv: list[str] | None = None) -> None:
 
         run_end_to_end(args.run, args.workdir, args.kill_at, args.window)
     elif args.throughput:
-        throughput(args.throughput, args.tasks, args.workdir, args.baseline)
+        throughput(args.throughput, args.tasks, args.workdir, args.baseline, args.alternate)
     else:
         run(args)
 
