@@ -459,7 +459,13 @@ def test_a_command_sampled_while_it_runs_records_the_bytes_it_wrote(tmp_path):
     labels = {e["rule"]: e["label"] for e in k["plan"]}
     ends = {labels[e["rule"]]: e for e in k["end"]}
     assert ends["big"]["bytes_written"] >= 3000000 and ends["big"]["bytes_read"] > 0
-    assert ends["small"]["bytes_written"] is None
+    # `touch` ends before the monitor's first sample, unless a loaded machine slows it past
+    # it: then what samples see is known (disk_mb too), else all of it is null.
+    small = ends["small"]
+    if small["disk_mb"] is None:
+        assert (small["bytes_written"], small["bytes_read"]) == (None, None), small
+    else:
+        assert small["bytes_written"] == 0, small
 
 
 def test_a_function_call_starts_once_its_library_is_ready_not_when_it_is_sent(tmp_path):
