@@ -163,7 +163,9 @@ def test_tasks_are_packed_by_resources(cluster, tmp_path):
     for t in cores:
         c.m.submit(t)
     wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2, "two tasks to start")
-    assert (c.m.running_total, len(c.m.queue)) == (2, 2)  # two cores: two at a time
+    # (the tasks after the first reach the loop a moment later: mailbox.py)
+    wait_for(lambda: len(c.m.queue) == 2, "the other two to be queued")
+    assert c.m.running_total == 2  # two cores: two at a time
     gate.touch()
     assert {r.status for r in c.collect(*cores)} == {"ok"}
 
@@ -173,7 +175,8 @@ def test_tasks_are_packed_by_resources(cluster, tmp_path):
     for t in big:
         c.m.submit(t)
     wait_for(lambda: len(list(tmp_path.glob("started.1?"))) == 1, "one big task to start")
-    assert (c.m.running_total, len(c.m.queue)) == (1, 1)  # 600 MB each, 1000 MB offered
+    wait_for(lambda: len(c.m.queue) == 1, "the other big task to be queued")
+    assert c.m.running_total == 1  # 600 MB each, 1000 MB offered
     gate.touch()
     assert {r.status for r in c.collect(*big)} == {"ok"}
 
@@ -192,7 +195,9 @@ def test_tasks_sent_ahead_wait_on_the_worker_until_resources_free(cluster, tmp_p
         c.m.submit(t)
     w = c.m.workers["w1"]
     wait_for(lambda: len(list(tmp_path.glob("started.*"))) == 2, "two tasks to start")
-    assert (c.m.running_total, len(c.m.queue), [t.id for t in w.waiting]) == (4, 1, [2, 3])
+    # (the tasks after the first reach the loop a moment later: mailbox.py)
+    wait_for(lambda: len(c.m.queue) == 1, "the fifth task to be queued")
+    assert (c.m.running_total, [t.id for t in w.waiting]) == (4, [2, 3])
     gates[0].touch()
     wait_for(lambda: (tmp_path / "started.2").exists(), "the worker to start task 2")
     c.collect(tasks[0])
@@ -239,7 +244,10 @@ def test_a_task_that_declares_disk_is_not_sent_ahead(cluster, tmp_path):
     for t in tasks:
         c.m.submit(t)
     wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
-    assert (list(c.m.workers["w1"].waiting), [t.id for t in c.m.queue]) == ([], [1])
+    # The run's first task wakes the manager's loop at once, the second reaches it a moment
+    # later (mailbox.py): wait for it to be seen, then it must be waiting in the queue.
+    wait_for(lambda: [t.id for t in c.m.queue] == [1], "the second task to be queued")
+    assert list(c.m.workers["w1"].waiting) == []
     gate.touch()
     assert [r.status for r in c.collect(*tasks)] == ["ok", "ok"]
 
@@ -251,7 +259,8 @@ def test_a_task_sent_ahead_and_cancelled_never_starts(cluster, tmp_path):
     for t in tasks:
         c.m.submit(t)
     wait_for(lambda: (tmp_path / "s.0").exists(), "the first task to start")
-    assert [t.id for t in c.m.workers["w1"].waiting] == [1]
+    # (the second task reaches the loop a moment after the first: mailbox.py)
+    wait_for(lambda: [t.id for t in c.m.workers["w1"].waiting] == [1], "task 1 sent ahead")
     c.m.cancel_all()
     wait_for(lambda: c.m.running_total == 0, "the worker to report both tasks")
     assert (list(tmp_path.glob("s.*")), c.m.wait(0.2)) == ([tmp_path / "s.0"], [])
@@ -281,8 +290,10 @@ def test_max_tasks_caps_concurrency_on_the_worker_holding_tasks_ahead(cluster, t
     c.worker("w1", cores=2)
     tasks, gate = submit_exclusive(c, tmp_path, 6)
     # -j does not stop tasks being sent ahead to the only worker: it was told the cap
-    wait_for(lambda: not c.m.queue, "the rest to be sent ahead")
-    assert [t.id for t in c.m.workers["w1"].waiting] == [1, 2, 3, 4, 5]
+    # (the queue is empty too while the rest are on their way to the loop: mailbox.py)
+    wait_for(lambda: [t.id for t in c.m.workers["w1"].waiting] == [1, 2, 3, 4, 5],
+             "the rest to be sent ahead")
+    assert not c.m.queue
     gate.touch()
     assert [(r.status, r.exit_code) for r in c.collect(*tasks)] == [("ok", 0)] * 6
 
@@ -304,7 +315,9 @@ def test_max_tasks_with_several_workers_sends_nothing_ahead(cluster, tmp_path):
     c.worker("w1", cores=2)
     c.worker("w2", cores=2)
     tasks, gate = submit_exclusive(c, tmp_path, 4)
-    assert (c.m.running_total, len(c.m.queue)) == (1, 3)
+    # (the tasks after the first reach the loop a moment later: mailbox.py)
+    wait_for(lambda: len(c.m.queue) == 3, "the other three to be queued")
+    assert c.m.running_total == 1
     assert not any(w.waiting for w in c.m.workers.values())
     gate.touch()
     assert [(r.status, r.exit_code) for r in c.collect(*tasks)] == [("ok", 0)] * 4
