@@ -508,39 +508,6 @@ def test_while_tasks_queue_the_monitor_finishes_reaped_tasks_together(monkeypatc
         monitor.close()
 
 
-def test_a_command_ending_while_a_batch_is_finished_gets_its_slot_back_within_the_batch(
-        monkeypatch):
-    # Two reaped tasks finished together; while the first is finished a third command
-    # exits: it is reaped (its slot given back) before the second is finished, not after.
-    monkeypatch.setattr(monitor_module, "DEFER_S", 30.0)  # only the count lets them go
-    monkeypatch.setattr(monitor_module, "DEFER_MAX", 2)
-    queueing = [True]
-    monitor = Monitor(interval=0.05, delay=10.0, defer=lambda: queueing[0])
-    events = []
-    third = []
-
-    def first_finish(code, usage):  # on the monitor's thread, as the batch's first finish
-        if not third:
-            third.append(spawn_true(monitor, events, "c"))
-            os.waitid(os.P_PID, third[0].pid, os.WEXITED | os.WNOWAIT)  # it has exited
-            queueing[0] = False  # and nothing queues any more
-        events.append(("exit", "first", time.monotonic()))
-
-    try:
-        for name in ("a", "b"):
-            proc = subprocess.Popen(["/bin/sh", "-c", "true"])
-            proc.returncode = 0  # reaped by the monitor, never by Popen
-            w = monitor.watch(proc.pid, Resources(), "/nonexistent")
-            monitor.reap(w, first_finish, lambda n=name: events.append(("gone", n, 0.0)))
-        # c, reaped within the batch, is finished right after it (nothing queues: it does
-        # not wait the 30 s for company)
-        wait_until(lambda: len(events) == 6)
-        assert [(kind, name) for kind, name, _ in events[2:]] == [
-            ("exit", "first"), ("gone", "c"), ("exit", "first"), ("exit", "c")]
-    finally:
-        monitor.close()
-
-
 def test_a_task_finished_later_measures_the_time_its_command_ran(tmp_path, monkeypatch):
     # Finished two seconds late, for a command that takes milliseconds: the margins on both
     # sides are wide enough that no scheduling delay can move the result across them.

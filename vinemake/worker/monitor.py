@@ -20,9 +20,7 @@ A reaped command's `on_gone` (its slot goes to the next task) runs at once; its 
 (collect the outputs, report) may wait a few milliseconds while the owner says tasks queue
 (`defer`), and then several run back to back. Between the commands that ran meanwhile the
 CPU caches are cold, and finishing tasks one by one cost this thread measurably more CPU per
-task (docs/performance.md); a task waiting in the queue makes the delay free. A command that
-exits while a batch is finished is reaped between two of its finishes, not after the whole
-batch: its core would idle meanwhile (docs/performance.md, "Dispatch").
+task (docs/performance.md); a task waiting in the queue makes the delay free.
 """
 
 from __future__ import annotations
@@ -321,9 +319,9 @@ class Monitor:
                             later.append(e)
                 if not waited and later:
                     later_due = time.monotonic() + DEFER_S
-                while later and not self._may_wait(later, later_due):
-                    later = self._finish_all(later)  # what was reaped meanwhile
-                    later_due = time.monotonic() + DEFER_S
+                if later and not self._may_wait(later, later_due):
+                    self._finish_all(later)
+                    later = []
                 if self.tick is not None:
                     wait = self.tick()
                     tick_due = None if wait is None else time.monotonic() + wait
@@ -358,28 +356,13 @@ class Monitor:
         return (len(later) < DEFER_MAX and time.monotonic() < due
                 and self.defer is not None and self.defer())
 
-    def _finish_all(self, later: list) -> list:
-        """Finish these reaped tasks back to back; the commands that exit meanwhile are
-        reaped between two finishes (their slots go to the next tasks at once, as they
-        would in the loop) and returned, to be finished with the next batch."""
+    def _finish_all(self, later: list) -> None:
         self.finishing = True
-        more: list = []
         try:
-            for i, e in enumerate(later):
-                if i:
-                    self._reap_ready(more)
+            for e in later:
                 self._exited(*e)
         finally:
             self.finishing = False
-        return more
-
-    def _reap_ready(self, into: list) -> None:
-        """Reap every command whose exit epoll reports now, without waiting; into `into`."""
-        for fd, _ in self._epoll.poll(0):
-            if fd != self._wake_r:  # (level-triggered: the loop sees it next time)
-                e = self._reap(fd)
-                if e is not None:
-                    into.append(e)
 
     def _sample_all(self, due: list[Watch], now: float) -> None:
         """Sample these watches, their process trees found in one pass."""
