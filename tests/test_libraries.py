@@ -280,13 +280,20 @@ def test_no_more_calls_in_flight_than_slots(pool, module, sandbox):
     assert library.call("double", ["in.txt", "x"], str(sandbox), wait_for_slot=False).ok
 
 
-def test_a_call_cancelled_while_it_waits_for_a_slot_never_runs(pool, module, sandbox):
+def held_library(pool, module, sandbox):
+    """A one-slot library whose slot a call holds until `release` exists; (it, that call's
+    thread)."""
     command = f"{sys.executable} -m vinemake.library lib.py"
     library = pool.get(spec(command, slots=1), copier(module))
     holder = threading.Thread(target=lambda: library.call("hold", ["held", "release"],
                                                           str(sandbox)))
     holder.start()
     wait_until((sandbox / "held").exists)
+    return library, holder
+
+
+def test_a_call_cancelled_while_it_waits_for_a_slot_never_runs(pool, module, sandbox):
+    library, holder = held_library(pool, module, sandbox)
     handle, results = CallHandle(), []
     waiter = threading.Thread(target=lambda: results.append(
         library.call("double", ["in.txt", "out"], str(sandbox), handle=handle)))
@@ -301,12 +308,7 @@ def test_a_call_cancelled_while_it_waits_for_a_slot_never_runs(pool, module, san
 
 
 def test_calls_waiting_for_a_slot_get_it_in_the_order_they_came(pool, module, sandbox):
-    command = f"{sys.executable} -m vinemake.library lib.py"
-    library = pool.get(spec(command, slots=1), copier(module))
-    holder = threading.Thread(target=lambda: library.call("hold", ["held", "release"],
-                                                          str(sandbox)))
-    holder.start()
-    wait_until((sandbox / "held").exists)
+    library, holder = held_library(pool, module, sandbox)
     began, waiters = [], []
     for i in range(5):
         waiters.append(threading.Thread(target=library.call, args=(
