@@ -35,6 +35,16 @@ def file_server(tmp_path):
     server.close()
 
 
+def data_frames(client) -> tuple[list[int], bytes, tuple]:
+    """The DATA frames a sender sends next: their sizes, their bytes joined, and the frame
+    that ended them (its FileEnd, or what went wrong)."""
+    sizes, got = [], b""
+    while (frame := client.recv_frame())[0] == p.DATA:
+        sizes.append(len(frame[1]))
+        got += frame[1]
+    return sizes, got, frame
+
+
 def test_a_file_is_fetched_and_verified(file_server, tmp_path):
     server, data, _ = file_server
     digest = xxhash.xxh3_128_hexdigest(data)
@@ -56,10 +66,7 @@ def test_a_whole_file_goes_in_chunks_with_the_hash_of_the_bytes_sent(tmp_path):
         sent=fs.send_file(server, "out-1", str(tmp_path / "src"))))
     sender.start()
     assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
-    sizes, got = [], b""
-    while (frame := client.recv_frame())[0] == p.DATA:
-        sizes.append(len(frame[1]))
-        got += frame[1]
+    sizes, got, frame = data_frames(client)
     sender.join(10)
     assert sizes == [fs.CHUNK, fs.CHUNK, 777] and got == data and box == {"sent": len(data)}
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
@@ -285,10 +292,7 @@ def test_forwarded_frames_stay_at_least_a_piece_while_the_file_trickles_in(tmp_p
         feed.land(40_000)
     feed.g.finish(True)
     assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
-    sizes, got = [], b""
-    while (frame := client.recv_frame())[0] == p.DATA:
-        sizes.append(len(frame[1]))
-        got += frame[1]
+    sizes, got, frame = data_frames(client)
     sender.join(10)
     assert got == data
     # however the bytes trickled in: no frame but the last under a piece, none over a chunk
@@ -314,11 +318,8 @@ def test_a_forwarded_file_goes_in_whole_chunks_announced_before_their_pieces_lan
     feed.land(len(data))
     feed.g.finish(True)
     rest = client.recv_payload(fs.CHUNK - fs.PIECE)
-    sizes = [fs.CHUNK]
-    got = bytes(first) + rest
-    while (frame := client.recv_frame())[0] == p.DATA:
-        sizes.append(len(frame[1]))
-        got += frame[1]
+    sizes, got, frame = data_frames(client)
+    sizes, got = [fs.CHUNK, *sizes], bytes(first) + rest + got
     sender.join(10)
     assert got == data
     assert sizes == [fs.CHUNK, fs.CHUNK, 10]
@@ -367,9 +368,7 @@ def test_a_forward_on_a_socket_with_a_timeout_waits_for_room_to_send(tmp_path):
         sent=fs.send_growing(server, "out-1", feed.g)))
     sender.start()
     assert client.recv(p.FileHead) == p.FileHead("out-1", len(data))
-    got = b""
-    while (frame := client.recv_frame())[0] == p.DATA:
-        got += frame[1]
+    _, got, frame = data_frames(client)
     sender.join(10)
     assert got == data and box == {"sent": len(data)}
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
@@ -420,8 +419,8 @@ def test_a_forward_is_paced_to_its_arrival_while_the_file_arrives_and_unpaced_af
     # the last bytes, less than a piece: the forward waits for all_in, then sends them unpaced
     feed.land(1000)
     feed.g.finish(True)
-    while (frame := client.recv_frame())[0] == p.DATA:
-        got += frame[1]
+    _, rest, frame = data_frames(client)
+    got += rest
     sender.join(10)
     assert got == data
     assert p.decode(frame[1]) == p.FileEnd(xxhash.xxh3_128_hexdigest(data))
